@@ -1,0 +1,326 @@
+//! The one narrow layer every byte of the log goes through.
+//!
+//! All file access of the log store is behind [`Io`] and [`IoFile`] so that
+//! tests can swap the real file system for [`FaultIo`], which injects torn
+//! writes, failed fsyncs and a full disk at chosen points. Nothing above this
+//! module touches `std::fs` directly.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; created empty if missing, never truncated.
+    ReadWrite,
+    /// Read and write; created or truncated to zero length.
+    Truncate,
+}
+
+/// An open file addressed by absolute position (pread/pwrite), shareable
+/// between threads.
+pub trait IoFile: Send + Sync {
+    /// Fills `buf` from `position`; a short file is an `UnexpectedEof` error.
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;
+    /// Writes all of `data` at `position`.
+    fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()>;
+    /// Makes everything written so far durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// File-system operations the log store needs.
+pub trait Io: Send + Sync {
+    /// Opens `path` with `mode`.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>>;
+    /// Creates `path` and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Lists the entries of a directory (full paths, unsorted).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file; a missing file is not an error.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory tree; a missing directory is not an error.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Fsyncs a directory so that renames and creations in it are durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdIo;
+
+struct StdFile(File);
+
+impl IoFile for StdFile {
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, position)
+    }
+    fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
+        self.0.write_all_at(data, position)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl Io for StdIo {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        match mode {
+            OpenMode::Read => {}
+            OpenMode::ReadWrite => {
+                options.write(true).create(true).truncate(false);
+            }
+            OpenMode::Truncate => {
+                options.write(true).create(true).truncate(true);
+            }
+        }
+        Ok(Arc::new(StdFile(options.open(path)?)))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(path)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect()
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        ignore_not_found(std::fs::remove_file(path))
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        ignore_not_found(std::fs::remove_dir_all(path))
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Reads a whole file through `io`.
+pub fn read_file(io: &dyn Io, path: &Path) -> io::Result<Vec<u8>> {
+    let file = io.open(path, OpenMode::Read)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+/// Replaces `path` with `data` atomically: write a temporary file, fsync it,
+/// rename it over `path`, fsync the directory. A crash leaves either the old
+/// or the new contents, never a mix.
+pub fn write_atomic(io: &dyn Io, path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let file = io.open(&temporary, OpenMode::Truncate)?;
+    file.write_all_at(data, 0)?;
+    file.sync()?;
+    drop(file);
+    io.rename(&temporary, path)?;
+    io.sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Faults [`FaultIo`] can inject. Shared, so a test can arm them while the
+/// store runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Bytes that may still be written before writes are torn: once exhausted,
+    /// the write that crosses the budget writes only its first part and fails,
+    /// as if the machine lost power mid-write. `u64::MAX` means unlimited.
+    write_budget_bytes: AtomicU64,
+    /// Every fsync fails with EIO while set.
+    fail_sync: AtomicBool,
+    /// Every write fails with ENOSPC (nothing written) while set.
+    disk_full: AtomicBool,
+    /// Successful fsyncs of files, for group-commit tests.
+    syncs: AtomicU64,
+}
+
+impl Faults {
+    /// No faults armed.
+    pub fn new() -> Arc<Self> {
+        let faults = Self::default();
+        faults.write_budget_bytes.store(u64::MAX, Ordering::SeqCst);
+        Arc::new(faults)
+    }
+    /// Tear writes once `bytes` more bytes have been written.
+    pub fn tear_writes_after(&self, bytes: u64) {
+        self.write_budget_bytes.store(bytes, Ordering::SeqCst);
+    }
+    /// Make fsync fail (or succeed again).
+    pub fn set_fail_sync(&self, fail: bool) {
+        self.fail_sync.store(fail, Ordering::SeqCst);
+    }
+    /// Make writes fail with ENOSPC (or succeed again).
+    pub fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::SeqCst);
+    }
+    /// File fsyncs that succeeded so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+
+    /// How much of a `len`-byte write may go through, consuming budget.
+    fn admit(&self, len: u64) -> u64 {
+        let mut budget = self.write_budget_bytes.load(Ordering::SeqCst);
+        loop {
+            if budget == u64::MAX {
+                return len;
+            }
+            let allowed = budget.min(len);
+            match self.write_budget_bytes.compare_exchange(
+                budget,
+                budget - allowed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return allowed,
+                Err(current) => budget = current,
+            }
+        }
+    }
+}
+
+/// An [`Io`] over the real file system that injects [`Faults`].
+pub struct FaultIo {
+    faults: Arc<Faults>,
+}
+
+impl FaultIo {
+    /// Wraps the real file system with `faults`.
+    pub fn new(faults: Arc<Faults>) -> Self {
+        Self { faults }
+    }
+}
+
+struct FaultFile {
+    inner: Arc<dyn IoFile>,
+    faults: Arc<Faults>,
+}
+
+impl IoFile for FaultFile {
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, position)
+    }
+    fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
+        if self.faults.disk_full.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let allowed = self.faults.admit(data.len() as u64) as usize;
+        self.inner.write_all_at(&data[..allowed], position)?;
+        if allowed < data.len() {
+            return Err(io::Error::other("injected torn write"));
+        }
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.sync()?;
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Io for FaultIo {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        let inner = StdIo.open(path, mode)?;
+        Ok(Arc::new(FaultFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdIo.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        StdIo.read_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdIo.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        StdIo.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdIo.exists(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_write_writes_only_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let io = FaultIo::new(faults.clone());
+        let file = io.open(&dir.path().join("f"), OpenMode::ReadWrite).unwrap();
+        faults.tear_writes_after(3);
+        assert!(file.write_all_at(b"hello", 0).is_err());
+        assert_eq!(file.len().unwrap(), 3);
+        assert!(file.write_all_at(b"x", 3).is_err());
+        assert_eq!(file.len().unwrap(), 3);
+    }
+
+    #[test]
+    fn write_atomic_replaces_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.json");
+        write_atomic(&StdIo, &path, b"one").unwrap();
+        write_atomic(&StdIo, &path, b"two").unwrap();
+        assert_eq!(read_file(&StdIo, &path).unwrap(), b"two");
+        assert!(!dir.path().join("meta.json.tmp").exists());
+    }
+}

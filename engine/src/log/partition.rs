@@ -1,0 +1,689 @@
+//! One partition: an ordered list of segments, the last one active.
+//!
+//! Appends take the partition lock only to assign offsets and write; waiting
+//! for durability happens outside it, with group commit: whoever finds no
+//! fsync in flight becomes the flusher and fsyncs for everyone who wrote
+//! before it started, so concurrent producers share fsyncs. A failed fsync
+//! poisons the partition until restart, because after a failed fsync the
+//! kernel may have dropped the dirty pages and a retry can falsely succeed.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::batch::{self, BatchHeader};
+use super::handles::HandleCache;
+use super::index::SegmentIndex;
+use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
+use super::topic_config::{TimestampType, TopicConfig};
+use super::{Clock, FlushPolicy, Io, LogError};
+
+/// What the partition needs from its store.
+#[derive(Clone)]
+pub struct PartitionContext {
+    /// File access.
+    pub io: Arc<dyn Io>,
+    /// Time source (injectable for retention tests).
+    pub clock: Arc<dyn Clock>,
+    /// Shared cache of opened closed segments.
+    pub handles: Arc<HandleCache>,
+    /// When appends are fsynced.
+    pub flush: FlushPolicy,
+    /// Bytes of log between sparse index entries.
+    pub index_interval_bytes: u64,
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The broker's timestamp for `LogAppendTime` topics, else -1.
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, exactly as stored, starting with the batch that holds
+    /// the requested offset. Empty when there is nothing at or after it.
+    pub records: Bytes,
+    /// Offset up to which records are visible to consumers.
+    pub high_watermark: i64,
+    /// First offset still in the log.
+    pub log_start_offset: i64,
+}
+
+pub(super) struct Inner {
+    pub(super) closed: Vec<SegmentMeta>,
+    pub(super) active: ActiveSegment,
+}
+
+#[derive(Default)]
+struct SyncState {
+    durable_offset: i64,
+    flushing: bool,
+}
+
+/// Where a read goes: one segment's file from a position found in its index.
+pub(super) struct ReadPlan {
+    pub(super) path: PathBuf,
+    pub(super) log: Arc<dyn super::IoFile>,
+    pub(super) base_offset: i64,
+    pub(super) size: u64,
+    pub(super) start_position: u64,
+}
+
+/// A partition's log.
+pub struct Partition {
+    topic: String,
+    id: i32,
+    dir: PathBuf,
+    context: PartitionContext,
+    config: RwLock<Arc<TopicConfig>>,
+    inner: Mutex<Inner>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    poison: OnceLock<String>,
+    /// Serialises retention, compaction and truncation of one partition.
+    pub(super) maintenance: Mutex<()>,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl Partition {
+    /// Opens (recovering) or creates the partition in `dir`.
+    pub fn open(
+        topic: &str,
+        id: i32,
+        dir: &Path,
+        context: PartitionContext,
+        config: Arc<TopicConfig>,
+    ) -> Result<Self, LogError> {
+        let io = context.io.as_ref();
+        io.create_dir_all(dir)
+            .map_err(|source| LogError::io(dir, source))?;
+        let bases = list_segments(io, dir)?;
+        let now_ms = context.clock.now_ms();
+        let mut closed = Vec::new();
+        let active = match bases.split_last() {
+            None => ActiveSegment::create(io, dir, 0, context.index_interval_bytes, now_ms)?,
+            Some((last, rest)) => {
+                let mut next_offset = i64::MIN;
+                for base in rest {
+                    let meta = segment::open_closed(io, dir, *base, context.index_interval_bytes)?;
+                    check_continuity(dir, next_offset, &meta)?;
+                    next_offset = meta.next_offset;
+                    closed.push(meta);
+                }
+                let active =
+                    ActiveSegment::recover(io, dir, *last, context.index_interval_bytes, now_ms)?;
+                check_continuity(dir, next_offset, &active.meta)?;
+                active
+            }
+        };
+        // Whatever survived recovery is made durable before it is served.
+        active
+            .sync_all()
+            .map_err(|source| LogError::io(dir, source))?;
+        let end = active.meta.next_offset;
+        Ok(Self {
+            topic: topic.to_string(),
+            id,
+            dir: dir.to_path_buf(),
+            context,
+            config: RwLock::new(config),
+            inner: Mutex::new(Inner { closed, active }),
+            sync: Mutex::new(SyncState {
+                durable_offset: end,
+                flushing: false,
+            }),
+            synced: Condvar::new(),
+            poison: OnceLock::new(),
+            maintenance: Mutex::new(()),
+            high_watermark: watch::Sender::new(end),
+        })
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Partition number.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The topic config in force.
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().expect("config lock").clone()
+    }
+    /// Replaces the topic config (AlterConfigs).
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write().expect("config lock") = config;
+    }
+    pub(super) fn context(&self) -> &PartitionContext {
+        &self.context
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("partition lock")
+    }
+
+    /// Offset up to which records are visible: with `flush = always` only
+    /// what is fsynced, otherwise everything written.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+    /// A receiver woken whenever the high watermark moves (for long polls).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+    /// First offset in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        let inner = self.lock();
+        inner
+            .closed
+            .first()
+            .map_or(inner.active.meta.base_offset, |first| first.base_offset)
+    }
+    /// Offset the next append gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().active.meta.next_offset
+    }
+    /// Bytes on disk in log files.
+    pub fn size_bytes(&self) -> u64 {
+        let inner = self.lock();
+        inner.closed.iter().map(|meta| meta.size).sum::<u64>() + inner.active.meta.size
+    }
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.lock().closed.len() + 1
+    }
+    /// Why the partition refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poison.get().map(String::as_str)
+    }
+
+    pub(super) fn poison_with(&self, reason: String) -> LogError {
+        tracing::error!(topic = %self.topic, partition = self.id, %reason,
+            "partition poisoned: refusing writes until restart");
+        let _ = self.poison.set(reason);
+        self.poisoned_error()
+    }
+
+    fn poisoned_error(&self) -> LogError {
+        LogError::Poisoned {
+            topic: self.topic.clone(),
+            partition: self.id,
+            reason: self.poison.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Appends one or more batches as a producer sent them. Verifies every
+    /// batch (CRC, structure, size) first; on any error nothing is written.
+    /// Returns once the batches are durable per the flush policy.
+    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
+        if let Some(large) = headers
+            .iter()
+            .find(|h| h.total_bytes() as u64 > config.max_message_bytes)
+        {
+            return Err(LogError::TooLarge {
+                bytes: large.total_bytes() as u64,
+                max_bytes: config.max_message_bytes,
+            });
+        }
+        let info = self.write(records, headers, &config)?;
+        match self.context.flush {
+            FlushPolicy::Always => self.wait_durable(info.last_offset + 1)?,
+            FlushPolicy::Interval { .. } | FlushPolicy::Never => {
+                self.high_watermark.send_if_modified(|hw| {
+                    let moved = *hw < info.last_offset + 1;
+                    *hw = (*hw).max(info.last_offset + 1);
+                    moved
+                });
+            }
+        }
+        Ok(info)
+    }
+
+    fn write(
+        &self,
+        records: &mut [u8],
+        mut headers: Vec<BatchHeader>,
+        config: &TopicConfig,
+    ) -> Result<AppendInfo, LogError> {
+        let now_ms = self.context.clock.now_ms();
+        let mut inner = self.lock();
+        if self.poison.get().is_some() {
+            return Err(self.poisoned_error());
+        }
+        let count: i64 = headers.iter().map(|h| h.last_offset_delta as i64 + 1).sum();
+        if self.should_roll(
+            &inner.active.meta,
+            records.len() as u64,
+            count,
+            config,
+            now_ms,
+        ) {
+            self.roll(&mut inner, now_ms)?;
+        }
+        let base_offset = inner.active.meta.next_offset;
+        let append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
+        let mut position = 0;
+        let mut next_offset = base_offset;
+        for header in &mut headers {
+            let bytes = &mut records[position..position + header.total_bytes()];
+            batch::set_base_offset(bytes, next_offset);
+            header.base_offset = next_offset;
+            if append_time {
+                batch::set_log_append_time(bytes, now_ms);
+                header.max_timestamp = now_ms;
+            }
+            next_offset = header.next_offset();
+            position += header.total_bytes();
+        }
+        let start = inner.active.meta.size;
+        if let Err(error) = inner.active.append(records, &headers) {
+            // Undo a partial write so the log stays a sequence of whole
+            // batches; if even that fails, stop writing to this partition.
+            return Err(match inner.active.log.set_len(start) {
+                Ok(()) if inner.active.meta.size == start => LogError::io(&self.dir, error),
+                _ => self.poison_with(format!("write failed and could not be undone: {error}")),
+            });
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: if append_time { now_ms } else { -1 },
+            log_start_offset: inner
+                .closed
+                .first()
+                .map_or(inner.active.meta.base_offset, |s| s.base_offset),
+        })
+    }
+
+    fn should_roll(
+        &self,
+        active: &SegmentMeta,
+        bytes: u64,
+        records: i64,
+        config: &TopicConfig,
+        now_ms: i64,
+    ) -> bool {
+        if active.size == 0 {
+            return false;
+        }
+        active.size + bytes > config.segment_bytes
+            || now_ms - active.roll_timestamp >= config.segment_ms
+            || active.next_offset + records - active.base_offset > u32::MAX as i64
+            || active.size + bytes > u32::MAX as u64
+    }
+
+    /// Closes the active segment (fsyncing it) and opens a new one.
+    pub(super) fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
+        if let Err(error) = inner.active.sync_all() {
+            return Err(self.poison_with(format!("fsync of rolled segment failed: {error}")));
+        }
+        let next_offset = inner.active.meta.next_offset;
+        let active = ActiveSegment::create(
+            self.context.io.as_ref(),
+            &self.dir,
+            next_offset,
+            self.context.index_interval_bytes,
+            now_ms,
+        )?;
+        let old = std::mem::replace(&mut inner.active, active);
+        inner.closed.push(old.meta);
+        tracing::debug!(topic = %self.topic, partition = self.id, base_offset = next_offset, "rolled segment");
+        self.mark_durable(next_offset);
+        Ok(())
+    }
+
+    pub(super) fn mark_durable(&self, offset: i64) {
+        let mut sync = self.sync.lock().expect("sync lock");
+        sync.durable_offset = sync.durable_offset.max(offset);
+        drop(sync);
+        if self.context.flush == FlushPolicy::Always {
+            self.high_watermark.send_if_modified(|hw| {
+                let moved = *hw < offset;
+                *hw = (*hw).max(offset);
+                moved
+            });
+        }
+        self.synced.notify_all();
+    }
+
+    /// After a truncation: everything up to `end` is durable and visible,
+    /// nothing after it exists.
+    pub(super) fn reset_end(&self, end: i64) {
+        self.sync.lock().expect("sync lock").durable_offset = end;
+        self.high_watermark.send_replace(end);
+        self.synced.notify_all();
+    }
+
+    /// Blocks until everything below `offset` is fsynced (group commit).
+    fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        let mut sync = self.sync.lock().expect("sync lock");
+        loop {
+            if self.poison.get().is_some() {
+                return Err(self.poisoned_error());
+            }
+            if sync.durable_offset >= offset {
+                return Ok(());
+            }
+            if sync.flushing {
+                sync = self.synced.wait(sync).expect("sync lock");
+                continue;
+            }
+            sync.flushing = true;
+            drop(sync);
+            let result = self.flush();
+            sync = self.sync.lock().expect("sync lock");
+            sync.flushing = false;
+            if let Err(error) = result {
+                drop(sync);
+                self.synced.notify_all();
+                return Err(error);
+            }
+        }
+    }
+
+    /// Fsyncs everything written so far; for the interval flusher and
+    /// shutdown. A failure poisons the partition.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let (log, end) = {
+            let inner = self.lock();
+            (inner.active.log.clone(), inner.active.meta.next_offset)
+        };
+        if let Err(error) = log.sync() {
+            return Err(self.poison_with(format!("fsync failed: {error}")));
+        }
+        self.mark_durable(end);
+        Ok(())
+    }
+
+    /// Fsyncs the active segment's log and indexes (clean shutdown).
+    pub fn close(&self) -> Result<(), LogError> {
+        let inner = self.lock();
+        inner
+            .active
+            .sync_all()
+            .map_err(|source| LogError::io(&self.dir, source))
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, about
+    /// `max_bytes` of them but always at least one whole batch, never past
+    /// the high watermark. Every batch's CRC is checked before it is served.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let result = |records| ReadResult {
+            records,
+            high_watermark,
+            log_start_offset,
+        };
+        let relative = |index: &SegmentIndex, base: i64| {
+            index.position_for((offset - base).clamp(0, u32::MAX as i64) as u32)
+        };
+        // The segment holding `offset`; compaction may have emptied its end,
+        // in which case the data continues in the next one.
+        let mut plan = self.plan_read(|meta| meta.base_offset <= offset, true, relative)?;
+        while let Some(current) = plan {
+            if offset >= high_watermark {
+                break;
+            }
+            let found = segment::seek(
+                current.log.as_ref(),
+                current.start_position,
+                current.size,
+                offset,
+            )
+            .map_err(|source| LogError::io(&current.path, source))?;
+            if let Some((position, first)) = found {
+                if first.base_offset >= high_watermark {
+                    break;
+                }
+                return Ok(result(read_batches(
+                    &current,
+                    position,
+                    &first,
+                    max_bytes,
+                    high_watermark,
+                )?));
+            }
+            plan = self.plan_read(
+                |meta| meta.base_offset > current.base_offset,
+                false,
+                relative,
+            )?;
+        }
+        Ok(result(Bytes::new()))
+    }
+
+    /// Plans a read of a segment chosen by `pick`: the last one matching when
+    /// `last`, else the first. `locate` finds the start position in its index.
+    pub(super) fn plan_read(
+        &self,
+        pick: impl Fn(&SegmentMeta) -> bool,
+        last: bool,
+        locate: impl Fn(&SegmentIndex, i64) -> u32,
+    ) -> Result<Option<ReadPlan>, LogError> {
+        let inner = self.lock();
+        let mut metas = inner
+            .closed
+            .iter()
+            .chain(std::iter::once(&inner.active.meta));
+        let chosen = if last {
+            metas.take_while(|meta| pick(meta)).last()
+        } else {
+            metas.find(|meta| pick(meta))
+        };
+        let Some(meta) = chosen else {
+            return Ok(None);
+        };
+        let path = segment::segment_path(&self.dir, meta.base_offset, LOG_SUFFIX);
+        let (log, start_position) = if meta.base_offset == inner.active.meta.base_offset {
+            (
+                inner.active.log.clone(),
+                locate(&inner.active.index, meta.base_offset),
+            )
+        } else {
+            let files = self.context.handles.get_or_load(&path, || {
+                segment::load_files(self.context.io.as_ref(), &self.dir, meta.base_offset)
+            })?;
+            (files.log.clone(), locate(&files.index, meta.base_offset))
+        };
+        Ok(Some(ReadPlan {
+            path,
+            log,
+            base_offset: meta.base_offset,
+            size: meta.size,
+            start_position: start_position as u64,
+        }))
+    }
+
+    /// The first record at or after `timestamp`: its offset and timestamp.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let high_watermark = self.high_watermark();
+        let locate = |index: &SegmentIndex, _base: i64| {
+            index.position_for(index.relative_offset_for_time(timestamp))
+        };
+        let mut plan = self.plan_read(|meta| meta.max_timestamp >= timestamp, false, locate)?;
+        while let Some(current) = plan {
+            let found = segment::seek_time(
+                current.log.as_ref(),
+                current.start_position,
+                current.size,
+                timestamp,
+            )
+            .map_err(|source| LogError::io(&current.path, source))?;
+            if let Some((position, header)) = found {
+                if header.base_offset >= high_watermark {
+                    return Ok(None);
+                }
+                let mut bytes = vec![0u8; header.total_bytes()];
+                current
+                    .log
+                    .read_exact_at(&mut bytes, position)
+                    .map_err(|source| LogError::io(&current.path, source))?;
+                return first_record_at_or_after(&current.path, position, bytes, timestamp)
+                    .map(Some);
+            }
+            let base = current.base_offset;
+            plan = self.plan_read(
+                |meta| meta.base_offset > base && meta.max_timestamp >= timestamp,
+                false,
+                locate,
+            )?;
+        }
+        Ok(None)
+    }
+
+    /// Metadata of every segment, oldest first, the active one last.
+    pub fn segment_metas(&self) -> Vec<SegmentMeta> {
+        let inner = self.lock();
+        inner
+            .closed
+            .iter()
+            .cloned()
+            .chain(std::iter::once(inner.active.meta.clone()))
+            .collect()
+    }
+}
+
+/// Reads whole batches from `position` (where `first` starts): at least
+/// `first`, then more while they fit in `max_bytes` and lie below the high
+/// watermark. Verifies each batch's CRC.
+fn read_batches(
+    plan: &ReadPlan,
+    position: u64,
+    first: &BatchHeader,
+    max_bytes: usize,
+    high_watermark: i64,
+) -> Result<Bytes, LogError> {
+    let want = (max_bytes.max(first.total_bytes()) as u64).min(plan.size - position);
+    let mut buf = BytesMut::zeroed(want as usize);
+    plan.log
+        .read_exact_at(&mut buf, position)
+        .map_err(|source| LogError::io(&plan.path, source))?;
+    let mut end = 0;
+    while end < buf.len() {
+        let rest = &buf[end..];
+        match BatchHeader::parse(rest) {
+            Ok(header)
+                if header.total_bytes() <= rest.len() && header.base_offset < high_watermark =>
+            {
+                batch::verify(rest).map_err(|error| LogError::Corrupt {
+                    path: plan.path.clone(),
+                    position: position + end as u64,
+                    reason: error.to_string(),
+                })?;
+                end += header.total_bytes();
+            }
+            // A partial last batch (cut by max_bytes) or the high watermark.
+            _ => break,
+        }
+    }
+    if end == 0 {
+        return Err(LogError::Corrupt {
+            path: plan.path.clone(),
+            position,
+            reason: "batch header could not be read back".into(),
+        });
+    }
+    buf.truncate(end);
+    Ok(buf.freeze())
+}
+
+/// The first record in `batch` with a timestamp at or after `timestamp`.
+fn first_record_at_or_after(
+    path: &Path,
+    position: u64,
+    batch: Vec<u8>,
+    timestamp: i64,
+) -> Result<(i64, i64), LogError> {
+    let corrupt = |reason: String| LogError::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        reason,
+    };
+    let header = batch::verify(&batch).map_err(|error| corrupt(error.to_string()))?;
+    if batch::is_log_append_time(&header) {
+        // LogAppendTime: every record carries the batch's max timestamp.
+        return Ok((header.base_offset, header.max_timestamp));
+    }
+    let mut bytes = Bytes::from(batch);
+    let records = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|error| corrupt(format!("records could not be decoded: {error}")))?;
+    records
+        .records
+        .iter()
+        .find(|record| record.timestamp >= timestamp)
+        .map(|record| (record.offset, record.timestamp))
+        .ok_or_else(|| corrupt("max timestamp is not carried by any record".into()))
+}
+
+/// Base offsets of the segments in `dir`, ascending. Leftovers of interrupted
+/// work (`.cleaned`, `.tmp`) are removed.
+fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    for path in io
+        .read_dir(dir)
+        .map_err(|source| LogError::io(dir, source))?
+    {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            tracing::info!(file = %path.display(), "removing leftover of interrupted work");
+            io.remove_file(&path)
+                .map_err(|source| LogError::io(&path, source))?;
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".log") {
+            match stem.parse::<i64>() {
+                Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+                _ => tracing::warn!(file = %path.display(), "ignoring file that is not a segment"),
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn check_continuity(
+    dir: &Path,
+    previous_next_offset: i64,
+    meta: &SegmentMeta,
+) -> Result<(), LogError> {
+    if meta.base_offset < previous_next_offset {
+        return Err(LogError::Corrupt {
+            path: segment::segment_path(dir, meta.base_offset, LOG_SUFFIX),
+            position: 0,
+            reason: format!(
+                "segment starts at offset {} but the previous one ends at {}",
+                meta.base_offset, previous_next_offset
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,499 @@
+//! One segment: a `.log` file of whole record batches plus its sparse
+//! `.index` and `.timeindex` (see `index.rs`).
+//!
+//! Files are named by the segment's base offset, zero-padded to 20 digits as
+//! Kafka does (`00000000000000000000.log`). Batches in a segment have strictly
+//! increasing offsets, all at or above the base offset; compaction may leave
+//! gaps. Only the last segment of a partition (the active one) is written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchHeader, HEADER_BYTES};
+use super::index::{self, IndexBuilder, SegmentIndex};
+use super::io::{self, Io, IoFile, OpenMode};
+use super::LogError;
+
+/// File name extension of the log file.
+pub const LOG_SUFFIX: &str = "log";
+/// File name extension of the offset index.
+pub const INDEX_SUFFIX: &str = "index";
+/// File name extension of the time index.
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Suffix of files a compaction is writing; deleted on recovery.
+pub const CLEANED_SUFFIX: &str = "cleaned";
+
+/// Path of a segment file: `<dir>/<base:020>.<suffix>`.
+pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// The opened files of a closed segment, shared through the handle cache.
+pub struct SegmentFiles {
+    /// The log file, read only.
+    pub log: Arc<dyn IoFile>,
+    /// The segment's indexes.
+    pub index: SegmentIndex,
+}
+
+/// What the partition knows about a segment without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Offset the segment starts at (its file name).
+    pub base_offset: i64,
+    /// Bytes in the log file.
+    pub size: u64,
+    /// One past the last offset stored (the base offset when empty).
+    pub next_offset: i64,
+    /// Largest batch timestamp, or -1 when empty.
+    pub max_timestamp: i64,
+    /// The first batch's max timestamp, which `segment.ms` counts from; the
+    /// creation time while empty.
+    pub roll_timestamp: i64,
+}
+
+/// The segment being appended to: open files and its index in memory.
+pub struct ActiveSegment {
+    /// Metadata, kept current by appends.
+    pub meta: SegmentMeta,
+    /// The log file.
+    pub log: Arc<dyn IoFile>,
+    index_file: Arc<dyn IoFile>,
+    time_index_file: Arc<dyn IoFile>,
+    /// Index entries so far.
+    pub index: SegmentIndex,
+    builder: IndexBuilder,
+}
+
+/// Reads a batch header at `position` of a file `size` bytes long. `None`
+/// when no whole header fits (a torn tail).
+fn read_header(
+    file: &dyn IoFile,
+    position: u64,
+    size: u64,
+) -> Result<Option<BatchHeader>, std::io::Error> {
+    if position + HEADER_BYTES as u64 > size {
+        return Ok(None);
+    }
+    let mut buf = [0u8; HEADER_BYTES];
+    file.read_exact_at(&mut buf, position)?;
+    Ok(BatchHeader::parse(&buf).ok())
+}
+
+/// How a scan ended.
+struct Scan {
+    /// Metadata of what was scanned (size = end of last good batch).
+    meta: SegmentMeta,
+    /// Index of what was scanned.
+    index: SegmentIndex,
+    builder: IndexBuilder,
+    /// Why the scan stopped before the end of the file, with the position.
+    stopped: Option<(u64, String)>,
+}
+
+struct ScanStart {
+    position: u64,
+    index: SegmentIndex,
+    builder: IndexBuilder,
+    max_timestamp: i64,
+    previous_next_offset: i64,
+}
+
+/// Walks the batches of a log file from `start`, checking structure and, with
+/// `verify_crc`, every CRC. Stops at the first bad batch.
+fn scan(
+    file: &dyn IoFile,
+    base_offset: i64,
+    size: u64,
+    start: ScanStart,
+    verify_crc: bool,
+) -> Result<Scan, std::io::Error> {
+    let ScanStart {
+        mut position,
+        mut index,
+        mut builder,
+        mut max_timestamp,
+        previous_next_offset,
+    } = start;
+    let mut next_offset = previous_next_offset;
+    let mut roll_timestamp = None;
+    let mut stopped = None;
+    while position < size {
+        let Some(header) = read_header(file, position, size)? else {
+            stopped = Some((position, "incomplete or invalid batch header".to_string()));
+            break;
+        };
+        let end = position + header.total_bytes() as u64;
+        if end > size {
+            stopped = Some((
+                position,
+                format!("batch of {} bytes runs past the end", header.total_bytes()),
+            ));
+            break;
+        }
+        if header.base_offset < next_offset || header.base_offset - base_offset > u32::MAX as i64 {
+            stopped = Some((
+                position,
+                format!(
+                    "offset {} out of order (expected at least {next_offset})",
+                    header.base_offset
+                ),
+            ));
+            break;
+        }
+        if verify_crc {
+            let mut bytes = vec![0u8; header.total_bytes()];
+            file.read_exact_at(&mut bytes, position)?;
+            if let Err(error) = batch::verify(&bytes) {
+                stopped = Some((position, error.to_string()));
+                break;
+            }
+        }
+        let relative = (header.base_offset - base_offset) as u32;
+        let (offset_entry, time_entry) = builder.on_batch(
+            relative,
+            position as u32,
+            header.total_bytes() as u64,
+            header.max_timestamp,
+        );
+        index.offsets.extend(offset_entry);
+        index.times.extend(time_entry);
+        roll_timestamp.get_or_insert(header.max_timestamp);
+        max_timestamp = max_timestamp.max(header.max_timestamp);
+        next_offset = header.next_offset();
+        position = end;
+    }
+    Ok(Scan {
+        meta: SegmentMeta {
+            base_offset,
+            size: position,
+            next_offset: next_offset.max(base_offset),
+            max_timestamp,
+            roll_timestamp: roll_timestamp.unwrap_or(max_timestamp),
+        },
+        index,
+        builder,
+        stopped,
+    })
+}
+
+fn load_index(io: &dyn Io, dir: &Path, base_offset: i64) -> Option<SegmentIndex> {
+    let offsets = io::read_file(io, &segment_path(dir, base_offset, INDEX_SUFFIX)).ok()?;
+    let times = io::read_file(io, &segment_path(dir, base_offset, TIME_INDEX_SUFFIX)).ok()?;
+    SegmentIndex::decode(&offsets, &times)
+}
+
+fn write_index(
+    io: &dyn Io,
+    dir: &Path,
+    base_offset: i64,
+    index: &SegmentIndex,
+) -> Result<(), LogError> {
+    for (suffix, bytes) in [
+        (INDEX_SUFFIX, index.encode_offsets()),
+        (TIME_INDEX_SUFFIX, index.encode_times()),
+    ] {
+        let path = segment_path(dir, base_offset, suffix);
+        io::write_atomic(io, &path, &bytes).map_err(|source| LogError::io(&path, source))?;
+    }
+    Ok(())
+}
+
+/// Opens a closed segment: walks every batch header (structure, offsets,
+/// lengths) and rebuilds the indexes when they are missing or differ from
+/// the log. Any damage refuses the segment: closed segments were complete
+/// when they were closed, so damage there is not a torn write to repair.
+pub fn open_closed(
+    io: &dyn Io,
+    dir: &Path,
+    base_offset: i64,
+    index_interval_bytes: u64,
+) -> Result<SegmentMeta, LogError> {
+    let path = segment_path(dir, base_offset, LOG_SUFFIX);
+    let file = io
+        .open(&path, OpenMode::Read)
+        .map_err(|source| LogError::io(&path, source))?;
+    let size = file.len().map_err(|source| LogError::io(&path, source))?;
+    let start = ScanStart {
+        position: 0,
+        index: SegmentIndex::default(),
+        builder: IndexBuilder::new(index_interval_bytes),
+        max_timestamp: -1,
+        previous_next_offset: base_offset,
+    };
+    let scan = scan(file.as_ref(), base_offset, size, start, false)
+        .map_err(|source| LogError::io(&path, source))?;
+    if let Some((position, reason)) = scan.stopped {
+        return Err(LogError::Corrupt {
+            path,
+            position,
+            reason,
+        });
+    }
+    if load_index(io, dir, base_offset).as_ref() != Some(&scan.index) {
+        tracing::warn!(file = %path.display(), "index missing or inconsistent with the log; rebuilt");
+        write_index(io, dir, base_offset, &scan.index)?;
+    }
+    Ok(scan.meta)
+}
+
+/// Loads a closed segment's files for reading (through the handle cache).
+pub fn load_files(io: &dyn Io, dir: &Path, base_offset: i64) -> Result<SegmentFiles, LogError> {
+    let path = segment_path(dir, base_offset, LOG_SUFFIX);
+    let log = io
+        .open(&path, OpenMode::Read)
+        .map_err(|source| LogError::io(&path, source))?;
+    // open_closed verified or rebuilt the index, so a failure here means it
+    // changed under us; an empty index is still correct, only slower.
+    let index = load_index(io, dir, base_offset).unwrap_or_default();
+    Ok(SegmentFiles { log, index })
+}
+
+impl ActiveSegment {
+    /// Creates a new empty active segment.
+    pub fn create(
+        io: &dyn Io,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        let meta = SegmentMeta {
+            base_offset,
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            roll_timestamp: now_ms,
+        };
+        let active = Self::open_files(
+            io,
+            dir,
+            meta,
+            SegmentIndex::default(),
+            IndexBuilder::new(index_interval_bytes),
+            OpenMode::Truncate,
+        )?;
+        io.sync_dir(dir)
+            .map_err(|source| LogError::io(dir, source))?;
+        Ok(active)
+    }
+
+    fn open_files(
+        io: &dyn Io,
+        dir: &Path,
+        meta: SegmentMeta,
+        index: SegmentIndex,
+        builder: IndexBuilder,
+        mode: OpenMode,
+    ) -> Result<Self, LogError> {
+        let open = |suffix: &str, mode: OpenMode| {
+            let path = segment_path(dir, meta.base_offset, suffix);
+            io.open(&path, mode)
+                .map_err(|source| LogError::io(&path, source))
+        };
+        let log = open(
+            LOG_SUFFIX,
+            if mode == OpenMode::Truncate {
+                OpenMode::Truncate
+            } else {
+                OpenMode::ReadWrite
+            },
+        )?;
+        let index_file = open(INDEX_SUFFIX, OpenMode::Truncate)?;
+        let time_index_file = open(TIME_INDEX_SUFFIX, OpenMode::Truncate)?;
+        let write = |file: &Arc<dyn IoFile>, suffix: &str, bytes: Vec<u8>| {
+            file.write_all_at(&bytes, 0).map_err(|source| {
+                LogError::io(&segment_path(dir, meta.base_offset, suffix), source)
+            })
+        };
+        write(&index_file, INDEX_SUFFIX, index.encode_offsets())?;
+        write(&time_index_file, TIME_INDEX_SUFFIX, index.encode_times())?;
+        Ok(Self {
+            meta,
+            log,
+            index_file,
+            time_index_file,
+            index,
+            builder,
+        })
+    }
+
+    /// Recovers the active segment after any shutdown: the batches after the
+    /// last usable index entry are read and CRC-checked, and a torn or
+    /// corrupt tail is truncated to the last whole batch.
+    pub fn recover(
+        io: &dyn Io,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        let path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let file = io
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(|source| LogError::io(&path, source))?;
+        let size = file.len().map_err(|source| LogError::io(&path, source))?;
+        let start = resume_point(
+            file.as_ref(),
+            io,
+            dir,
+            base_offset,
+            size,
+            index_interval_bytes,
+        )
+        .map_err(|source| LogError::io(&path, source))?;
+        let scan = scan(file.as_ref(), base_offset, size, start, true)
+            .map_err(|source| LogError::io(&path, source))?;
+        let mut meta = scan.meta;
+        let mut index = scan.index;
+        if meta.size != size {
+            let reason = scan.stopped.map(|(_, reason)| reason).unwrap_or_default();
+            tracing::warn!(file = %path.display(), position = meta.size, dropped_bytes = size - meta.size, %reason,
+                "truncating torn or corrupt tail of the active segment to the last whole batch");
+            file.set_len(meta.size)
+                .map_err(|source| LogError::io(&path, source))?;
+            file.sync().map_err(|source| LogError::io(&path, source))?;
+            // Entries of the scan's first batch survive only if it was good.
+            let kept_offsets = (meta.next_offset - base_offset) as u32;
+            index
+                .offsets
+                .retain(|entry| (entry.position as u64) < meta.size);
+            index
+                .times
+                .retain(|entry| entry.relative_offset < kept_offsets);
+        }
+        // segment.ms counts from the segment's first batch, which a scan
+        // that resumed mid-file has not seen.
+        meta.roll_timestamp = match read_header(file.as_ref(), 0, meta.size) {
+            Ok(Some(first)) => first.max_timestamp,
+            _ => now_ms,
+        };
+        drop(file);
+        Self::open_files(io, dir, meta, index, scan.builder, OpenMode::ReadWrite)
+    }
+
+    /// Appends already-verified batch bytes; `headers` describe them in order.
+    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<(), std::io::Error> {
+        let start = self.meta.size;
+        self.log.write_all_at(bytes, start)?;
+        let mut position = start;
+        for header in headers {
+            let relative = (header.base_offset - self.meta.base_offset) as u32;
+            let (offset_entry, time_entry) = self.builder.on_batch(
+                relative,
+                position as u32,
+                header.total_bytes() as u64,
+                header.max_timestamp,
+            );
+            if let Some(entry) = offset_entry {
+                let at = (self.index.offsets.len() * index::OFFSET_ENTRY_BYTES) as u64;
+                self.index_file
+                    .write_all_at(&index::encode_offset_entry(&entry), at)?;
+                self.index.offsets.push(entry);
+            }
+            if let Some(entry) = time_entry {
+                let at = (self.index.times.len() * index::TIME_ENTRY_BYTES) as u64;
+                self.time_index_file
+                    .write_all_at(&index::encode_time_entry(&entry), at)?;
+                self.index.times.push(entry);
+            }
+            if self.meta.size == 0 && position == start {
+                self.meta.roll_timestamp = header.max_timestamp;
+            }
+            self.meta.max_timestamp = self.meta.max_timestamp.max(header.max_timestamp);
+            position += header.total_bytes() as u64;
+        }
+        self.meta.size = position;
+        self.meta.next_offset = headers
+            .last()
+            .map_or(self.meta.next_offset, BatchHeader::next_offset);
+        Ok(())
+    }
+
+    /// Fsyncs log and indexes; done when the segment is closed.
+    pub fn sync_all(&self) -> Result<(), std::io::Error> {
+        self.log.sync()?;
+        self.index_file.sync()?;
+        self.time_index_file.sync()
+    }
+}
+
+/// Where recovery of an active segment starts: the last offset index entry
+/// that points at a real batch header with the expected offset, else 0.
+fn resume_point(
+    file: &dyn IoFile,
+    io: &dyn Io,
+    dir: &Path,
+    base_offset: i64,
+    size: u64,
+    index_interval_bytes: u64,
+) -> Result<ScanStart, std::io::Error> {
+    let from_zero = ScanStart {
+        position: 0,
+        index: SegmentIndex::default(),
+        builder: IndexBuilder::new(index_interval_bytes),
+        max_timestamp: -1,
+        previous_next_offset: base_offset,
+    };
+    let Some(mut index) = load_index(io, dir, base_offset) else {
+        return Ok(from_zero);
+    };
+    // At every offset entry the builder's running max timestamp equals the
+    // last time entry at or before it, so resuming at the last entry that
+    // points at a real batch restores the builder exactly.
+    while let Some(last) = index.offsets.last().copied() {
+        let header = read_header(file, last.position as u64, size)?;
+        if header
+            .is_some_and(|header| header.base_offset == base_offset + last.relative_offset as i64)
+        {
+            index
+                .times
+                .retain(|entry| entry.relative_offset <= last.relative_offset);
+            let max_timestamp = index.times.last().map_or(-1, |entry| entry.timestamp);
+            return Ok(ScanStart {
+                position: last.position as u64,
+                builder: IndexBuilder::resume(index_interval_bytes, max_timestamp),
+                index,
+                max_timestamp,
+                previous_next_offset: base_offset + last.relative_offset as i64,
+            });
+        }
+        index.offsets.pop();
+    }
+    Ok(from_zero)
+}
+
+/// Finds the first batch whose last offset is at or after `offset`, scanning
+/// headers from `position` (an index entry at or before it). `None` if the segment holds no
+/// such batch below `size`.
+pub fn seek(
+    file: &dyn IoFile,
+    mut position: u64,
+    size: u64,
+    offset: i64,
+) -> Result<Option<(u64, BatchHeader)>, std::io::Error> {
+    while let Some(header) = read_header(file, position, size)? {
+        if header.last_offset() >= offset {
+            return Ok(Some((position, header)));
+        }
+        position += header.total_bytes() as u64;
+    }
+    Ok(None)
+}
+
+/// Like [`seek`] but by time: the first batch whose max timestamp is at or
+/// after `timestamp`.
+pub fn seek_time(
+    file: &dyn IoFile,
+    mut position: u64,
+    size: u64,
+    timestamp: i64,
+) -> Result<Option<(u64, BatchHeader)>, std::io::Error> {
+    while let Some(header) = read_header(file, position, size)? {
+        if header.max_timestamp >= timestamp {
+            return Ok(Some((position, header)));
+        }
+        position += header.total_bytes() as u64;
+    }
+    Ok(None)
+}

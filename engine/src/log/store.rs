@@ -1,0 +1,549 @@
+//! The log store of one data directory: the lock, the topics, their
+//! metadata, and the hooks background tasks use (retention, compaction,
+//! interval flush).
+//!
+//! `topic.json` (written atomically) holds:
+//! `{"name": "...", "id": "<32 hex digits>", "partitions": N, "configs": {"k": "v"}}`
+//! where `configs` are the overrides only; defaults come from the broker
+//! config so that changing a default applies to every topic without one.
+//! Creation writes partition directories first and `topic.json` last, so a
+//! topic directory without it is an interrupted creation and is removed.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::handles::HandleCache;
+use super::io::{self, Io};
+use super::partition::{Partition, PartitionContext};
+use super::topic_config::TopicConfig;
+use super::{Clock, FlushPolicy, LogError};
+
+/// Store-wide settings, with their defaults in `crate::config`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// When appends are fsynced.
+    pub flush: FlushPolicy,
+    /// Bytes of log between sparse index entries.
+    pub index_interval_bytes: u64,
+    /// Closed segments kept open at once (file handles plus indexes).
+    pub open_segments_max: usize,
+    /// Largest partition count of one topic.
+    pub partitions_max: i32,
+    /// Config of topics without overrides.
+    pub topic_defaults: TopicConfig,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            flush: FlushPolicy::Always,
+            index_interval_bytes: 4096,
+            open_segments_max: 1024,
+            partitions_max: 1024,
+            topic_defaults: TopicConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    name: String,
+    id: String,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+/// A partition that opened, or the reason it did not.
+#[derive(Clone)]
+pub enum PartitionSlot {
+    /// Serving.
+    Open(Arc<Partition>),
+    /// Refused to open (damaged data); the rest of the broker serves.
+    Failed(String),
+}
+
+/// One topic.
+pub struct Topic {
+    name: String,
+    id: [u8; 16],
+    dir: PathBuf,
+    state: RwLock<TopicState>,
+}
+
+struct TopicState {
+    partitions: Vec<PartitionSlot>,
+    overrides: BTreeMap<String, String>,
+    config: Arc<TopicConfig>,
+}
+
+impl Topic {
+    /// Topic name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Kafka topic id (a random UUID fixed at creation).
+    pub fn id(&self) -> [u8; 16] {
+        self.id
+    }
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.state.read().expect("topic lock").partitions.len() as i32
+    }
+    /// All partition slots, by partition number.
+    pub fn partitions(&self) -> Vec<PartitionSlot> {
+        self.state.read().expect("topic lock").partitions.clone()
+    }
+    /// The effective config.
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.state.read().expect("topic lock").config.clone()
+    }
+    /// The overrides set on this topic.
+    pub fn overrides(&self) -> BTreeMap<String, String> {
+        self.state.read().expect("topic lock").overrides.clone()
+    }
+    /// One partition, if it exists and opened.
+    pub fn partition(&self, id: i32) -> Result<Arc<Partition>, LogError> {
+        let state = self.state.read().expect("topic lock");
+        match usize::try_from(id)
+            .ok()
+            .and_then(|index| state.partitions.get(index))
+        {
+            Some(PartitionSlot::Open(partition)) => Ok(partition.clone()),
+            Some(PartitionSlot::Failed(reason)) => Err(LogError::Unavailable {
+                topic: self.name.clone(),
+                partition: id,
+                reason: reason.clone(),
+            }),
+            None => Err(LogError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: id,
+            }),
+        }
+    }
+    fn open_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions()
+            .into_iter()
+            .filter_map(|slot| match slot {
+                PartitionSlot::Open(partition) => Some(partition),
+                PartitionSlot::Failed(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The log store of one data directory.
+pub struct LogStore {
+    dir: PathBuf,
+    options: StoreOptions,
+    context: PartitionContext,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Held for the store's lifetime; the flock is released when it closes.
+    _lock: File,
+}
+
+/// Checks a topic name as Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let invalid = |reason: &str| LogError::InvalidTopic {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, LogError> {
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| LogError::io(&path, source))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(LogError::Locked {
+                path: dir.to_path_buf(),
+                holder: holder.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(LogError::io(&path, source)),
+    }
+    let pid = std::process::id().to_string();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(|source| LogError::io(&path, source))?;
+    Ok(file)
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    for half in id.chunks_mut(8) {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        half.copy_from_slice(&hasher.finish().to_be_bytes());
+    }
+    // RFC 4122 version 4, variant 1.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    if text.len() != 32 {
+        return None;
+    }
+    for (index, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+impl LogStore {
+    /// Opens (creating) the data directory, taking its lock, and opens every
+    /// topic. A partition that fails to open is reported and skipped.
+    pub fn open(
+        dir: &Path,
+        options: StoreOptions,
+        io: Arc<dyn Io>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, LogError> {
+        io.create_dir_all(&dir.join("topics"))
+            .map_err(|source| LogError::io(dir, source))?;
+        let lock = lock_data_dir(dir)?;
+        let context = PartitionContext {
+            io,
+            clock,
+            handles: Arc::new(HandleCache::new(options.open_segments_max)),
+            flush: options.flush,
+            index_interval_bytes: options.index_interval_bytes,
+        };
+        let store = Self {
+            dir: dir.to_path_buf(),
+            options,
+            context,
+            topics: RwLock::default(),
+            _lock: lock,
+        };
+        store.load_topics()?;
+        Ok(store)
+    }
+
+    fn topics_dir(&self) -> PathBuf {
+        self.dir.join("topics")
+    }
+
+    fn load_topics(&self) -> Result<(), LogError> {
+        let io = self.context.io.as_ref();
+        let topics_dir = self.topics_dir();
+        let mut entries = io
+            .read_dir(&topics_dir)
+            .map_err(|source| LogError::io(&topics_dir, source))?;
+        entries.sort();
+        for topic_dir in entries {
+            let meta_path = topic_dir.join("topic.json");
+            if !io.exists(&meta_path) {
+                tracing::warn!(dir = %topic_dir.display(), "removing topic directory without topic.json (interrupted creation or deletion)");
+                io.remove_dir_all(&topic_dir)
+                    .map_err(|source| LogError::io(&topic_dir, source))?;
+                continue;
+            }
+            let bytes =
+                io::read_file(io, &meta_path).map_err(|source| LogError::io(&meta_path, source))?;
+            let bad = |reason: String| LogError::BadMetadata {
+                path: meta_path.clone(),
+                reason,
+            };
+            let meta: TopicMeta =
+                serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
+            let id = unhex(&meta.id).ok_or_else(|| bad(format!("bad topic id {:?}", meta.id)))?;
+            let config = Arc::new(self.options.topic_defaults.with_overrides(&meta.configs)?);
+            let topic = Arc::new(Topic {
+                name: meta.name.clone(),
+                id,
+                dir: topic_dir.clone(),
+                state: RwLock::new(TopicState {
+                    partitions: Vec::new(),
+                    overrides: meta.configs,
+                    config: config.clone(),
+                }),
+            });
+            let slots = (0..meta.partitions)
+                .map(|id| self.open_partition(&topic, id, &config))
+                .collect();
+            topic.state.write().expect("topic lock").partitions = slots;
+            self.topics
+                .write()
+                .expect("topics lock")
+                .insert(meta.name, topic);
+        }
+        Ok(())
+    }
+
+    fn open_partition(&self, topic: &Topic, id: i32, config: &Arc<TopicConfig>) -> PartitionSlot {
+        let dir = topic.dir.join(id.to_string());
+        match Partition::open(&topic.name, id, &dir, self.context.clone(), config.clone()) {
+            Ok(partition) => PartitionSlot::Open(Arc::new(partition)),
+            Err(error) => {
+                tracing::error!(topic = %topic.name, partition = id, %error, "partition refused to open; it is unavailable, the rest of the broker serves");
+                PartitionSlot::Failed(error.to_string())
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The store's options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+    /// All topics, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+    /// One partition.
+    pub fn partition(&self, topic: &str, id: i32) -> Result<Arc<Partition>, LogError> {
+        self.topic(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?
+            .partition(id)
+    }
+
+    fn check_partitions(&self, count: i32) -> Result<(), LogError> {
+        if count < 1 || count > self.options.partitions_max {
+            return Err(LogError::InvalidPartitions {
+                count,
+                reason: format!("must be between 1 and {}", self.options.partitions_max),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_meta(&self, topic: &Topic) -> Result<(), LogError> {
+        let state = topic.state.read().expect("topic lock");
+        let meta = TopicMeta {
+            name: topic.name.clone(),
+            id: hex(&topic.id),
+            partitions: state.partitions.len() as i32,
+            configs: state.overrides.clone(),
+        };
+        let path = topic.dir.join("topic.json");
+        let bytes = serde_json::to_vec_pretty(&meta).expect("topic metadata serializes");
+        io::write_atomic(self.context.io.as_ref(), &path, &bytes)
+            .map_err(|source| LogError::io(&path, source))
+    }
+
+    /// Creates a topic. Validates everything before touching the disk.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, LogError> {
+        validate_topic_name(name)?;
+        self.check_partitions(partitions)?;
+        let config = Arc::new(self.options.topic_defaults.with_overrides(&overrides)?);
+        let mut topics = self.topics.write().expect("topics lock");
+        if topics.contains_key(name) {
+            return Err(LogError::TopicExists(name.to_string()));
+        }
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id: random_id(),
+            dir: self.topics_dir().join(name),
+            state: RwLock::new(TopicState {
+                partitions: Vec::new(),
+                overrides,
+                config: config.clone(),
+            }),
+        });
+        let mut slots = Vec::new();
+        for id in 0..partitions {
+            let dir = topic.dir.join(id.to_string());
+            let partition = Partition::open(name, id, &dir, self.context.clone(), config.clone())?;
+            slots.push(PartitionSlot::Open(Arc::new(partition)));
+        }
+        topic.state.write().expect("topic lock").partitions = slots;
+        self.write_meta(&topic)?;
+        topics.insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data. The directory is removed from the
+    /// namespace at once (metadata first), then its files.
+    pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        let io = self.context.io.as_ref();
+        let meta = topic.dir.join("topic.json");
+        io.remove_file(&meta)
+            .map_err(|source| LogError::io(&meta, source))?;
+        for partition in topic.open_partitions() {
+            for meta in partition.segment_metas() {
+                self.context.handles.evict(
+                    &partition
+                        .dir()
+                        .join(format!("{:020}.log", meta.base_offset)),
+                );
+            }
+        }
+        io.remove_dir_all(&topic.dir)
+            .map_err(|source| LogError::io(&topic.dir, source))?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub fn create_partitions(&self, name: &str, total: i32) -> Result<(), LogError> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        self.check_partitions(total)?;
+        let current = topic.partition_count();
+        if total <= current {
+            return Err(LogError::InvalidPartitions {
+                count: total,
+                reason: format!(
+                    "topic {name} already has {current} partitions; the count can only grow"
+                ),
+            });
+        }
+        let config = topic.config();
+        let mut added = Vec::new();
+        for id in current..total {
+            let dir = topic.dir.join(id.to_string());
+            added.push(PartitionSlot::Open(Arc::new(Partition::open(
+                name,
+                id,
+                &dir,
+                self.context.clone(),
+                config.clone(),
+            )?)));
+        }
+        topic
+            .state
+            .write()
+            .expect("topic lock")
+            .partitions
+            .extend(added);
+        self.write_meta(&topic)
+    }
+
+    /// Replaces a topic's config overrides.
+    pub fn set_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<(), LogError> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        let config = Arc::new(self.options.topic_defaults.with_overrides(&overrides)?);
+        {
+            let mut state = topic.state.write().expect("topic lock");
+            state.overrides = overrides;
+            state.config = config.clone();
+        }
+        for partition in topic.open_partitions() {
+            partition.set_config(config.clone());
+        }
+        self.write_meta(&topic)
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics()
+            .iter()
+            .flat_map(|topic| topic.open_partitions())
+            .collect()
+    }
+
+    /// One round of retention and compaction over every partition. Errors
+    /// are logged per partition; one bad partition does not stop the rest.
+    pub fn run_maintenance(&self) {
+        for partition in self.all_partitions() {
+            if let Err(error) = partition.enforce_retention() {
+                tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "retention failed");
+            }
+            if let Err(error) = partition.compact() {
+                tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "compaction failed");
+            }
+        }
+    }
+
+    /// Fsyncs every partition (the `flush = interval` task).
+    pub fn flush_all(&self) {
+        for partition in self.all_partitions() {
+            if partition.poisoned().is_none() {
+                if let Err(error) = partition.flush() {
+                    tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// Fsyncs everything for a clean shutdown. The lock is released when the
+    /// store is dropped.
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut first_error = None;
+        for partition in self.all_partitions() {
+            if let Err(error) = partition.close() {
+                tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "close failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
