@@ -1,4 +1,10 @@
 //! Sluice: a Kafka-compatible event broker and WebAssembly stream-processing
 //! runtime in one binary.
 
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod http;
 pub mod log;
+pub mod server;

@@ -151,6 +151,10 @@ pub struct IndexBuilder {
     bytes_since_entry: u64,
     max_timestamp: i64,
     last_time_entry: i64,
+    /// Position of the last offset entry (0 before the first, which a lookup
+    /// finds without one). A batch gets an entry only past it, so a batch
+    /// scanned again after [`IndexBuilder::resume`] does not get a second.
+    last_entry_position: u32,
 }
 
 impl IndexBuilder {
@@ -161,17 +165,20 @@ impl IndexBuilder {
             bytes_since_entry: 0,
             max_timestamp: i64::MIN,
             last_time_entry: i64::MIN,
+            last_entry_position: 0,
         }
     }
 
-    /// A builder continuing after an existing offset entry whose running max
-    /// timestamp (and last time entry) was `max_timestamp`.
-    pub fn resume(interval_bytes: u64, max_timestamp: i64) -> Self {
+    /// A builder continuing at an existing offset entry at `position` whose
+    /// running max timestamp (and last time entry) was `max_timestamp`; the
+    /// batch at `position` is scanned again without adding its entry twice.
+    pub fn resume(interval_bytes: u64, max_timestamp: i64, position: u32) -> Self {
         Self {
             interval_bytes,
             bytes_since_entry: 0,
             max_timestamp,
             last_time_entry: max_timestamp,
+            last_entry_position: position,
         }
     }
 
@@ -187,11 +194,12 @@ impl IndexBuilder {
         let mut entries = (None, None);
         // The first batch is at position 0, which a lookup finds without an
         // entry; later batches get one once an interval of bytes has passed.
-        if position > 0 && self.bytes_since_entry >= self.interval_bytes {
+        if position > self.last_entry_position && self.bytes_since_entry >= self.interval_bytes {
             entries.0 = Some(OffsetEntry {
                 relative_offset,
                 position,
             });
+            self.last_entry_position = position;
             if self.max_timestamp > self.last_time_entry {
                 self.last_time_entry = self.max_timestamp;
                 entries.1 = Some(TimeEntry {
@@ -267,5 +275,19 @@ mod tests {
         }
         // 60-byte batches with a 100-byte interval: an entry every 2 batches.
         assert_eq!(offsets, 4);
+    }
+
+    #[test]
+    fn resumed_builder_matches_a_fresh_one() {
+        // Interval 0 indexes every batch after the first; recovery resumes
+        // at an entry and scans its batch again, which must not add it twice.
+        let mut fresh = IndexBuilder::new(0);
+        let entries: Vec<_> = (0..4u32)
+            .map(|batch| fresh.on_batch(batch, batch * 60, 60, batch as i64))
+            .collect();
+        assert!(entries[1].0.is_some());
+        let mut resumed = IndexBuilder::resume(0, 2, 120);
+        assert_eq!(resumed.on_batch(2, 120, 60, 2), (None, None));
+        assert_eq!(resumed.on_batch(3, 180, 60, 3), entries[3]);
     }
 }

@@ -268,7 +268,7 @@ impl Clock for ManualClock {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
 
     #[test]

@@ -111,7 +111,7 @@ impl Partition {
         let bases = list_segments(io, dir)?;
         let now_ms = context.clock.now_ms();
         let mut closed = Vec::new();
-        let active = match bases.split_last() {
+        let mut active = match bases.split_last() {
             None => ActiveSegment::create(io, dir, 0, context.index_interval_bytes, now_ms)?,
             Some((last, rest)) => {
                 let mut next_offset = i64::MIN;
@@ -294,7 +294,7 @@ impl Partition {
             position += header.total_bytes();
         }
         let start = inner.active.meta.size;
-        if let Err(error) = inner.active.append(records, &headers) {
+        if let Err(error) = inner.active.append(records, &headers, now_ms) {
             // Undo a partial write so the log stays a sequence of whole
             // batches; if even that fails, stop writing to this partition.
             return Err(match inner.active.log.set_len(start) {
@@ -415,7 +415,7 @@ impl Partition {
 
     /// Fsyncs the active segment's log and indexes (clean shutdown).
     pub fn close(&self) -> Result<(), LogError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         inner
             .active
             .sync_all()

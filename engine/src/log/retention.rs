@@ -89,6 +89,14 @@ impl Partition {
                 )?;
                 break;
             };
+            // The closed segment becomes active and will change; its cached
+            // index would send reads to stale positions once it is closed
+            // again.
+            context.handles.evict(&segment::segment_path(
+                self.dir(),
+                previous.base_offset,
+                LOG_SUFFIX,
+            ));
             inner.active = ActiveSegment::recover(
                 io,
                 self.dir(),

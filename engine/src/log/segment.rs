@@ -20,6 +20,8 @@ pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 /// File name extension of the time index.
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Index entries an active segment holds in memory before writing them.
+const INDEX_ENTRIES_PENDING_MAX: usize = 64;
 /// Suffix of files a compaction is writing; deleted on recovery.
 pub const CLEANED_SUFFIX: &str = "cleaned";
 
@@ -47,8 +49,10 @@ pub struct SegmentMeta {
     pub next_offset: i64,
     /// Largest batch timestamp, or -1 when empty.
     pub max_timestamp: i64,
-    /// The first batch's max timestamp, which `segment.ms` counts from; the
-    /// creation time while empty.
+    /// What `segment.ms` counts from: the wall-clock time of the first
+    /// append (after a restart, the first batch's timestamp, capped at now).
+    /// Not the producer's timestamp alone, so that records with old
+    /// timestamps do not roll a segment per append.
     pub roll_timestamp: i64,
 }
 
@@ -60,6 +64,9 @@ pub struct ActiveSegment {
     pub log: Arc<dyn IoFile>,
     index_file: Arc<dyn IoFile>,
     time_index_file: Arc<dyn IoFile>,
+    /// Entries of `index` already written to the files.
+    offsets_persisted: usize,
+    times_persisted: usize,
     /// Index entries so far.
     pub index: SegmentIndex,
     builder: IndexBuilder,
@@ -311,6 +318,8 @@ impl ActiveSegment {
         Ok(Self {
             meta,
             log,
+            offsets_persisted: index.offsets.len(),
+            times_persisted: index.times.len(),
             index_file,
             time_index_file,
             index,
@@ -365,7 +374,7 @@ impl ActiveSegment {
         // segment.ms counts from the segment's first batch, which a scan
         // that resumed mid-file has not seen.
         meta.roll_timestamp = match read_header(file.as_ref(), 0, meta.size) {
-            Ok(Some(first)) => first.max_timestamp,
+            Ok(Some(first)) => first.max_timestamp.min(now_ms),
             _ => now_ms,
         };
         drop(file);
@@ -373,7 +382,7 @@ impl ActiveSegment {
     }
 
     /// Appends already-verified batch bytes; `headers` describe them in order.
-    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<(), std::io::Error> {
+    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<(), std::io::Error> {
         let start = self.meta.size;
         self.log.write_all_at(bytes, start)?;
         let mut position = start;
@@ -385,20 +394,10 @@ impl ActiveSegment {
                 header.total_bytes() as u64,
                 header.max_timestamp,
             );
-            if let Some(entry) = offset_entry {
-                let at = (self.index.offsets.len() * index::OFFSET_ENTRY_BYTES) as u64;
-                self.index_file
-                    .write_all_at(&index::encode_offset_entry(&entry), at)?;
-                self.index.offsets.push(entry);
-            }
-            if let Some(entry) = time_entry {
-                let at = (self.index.times.len() * index::TIME_ENTRY_BYTES) as u64;
-                self.time_index_file
-                    .write_all_at(&index::encode_time_entry(&entry), at)?;
-                self.index.times.push(entry);
-            }
+            self.index.offsets.extend(offset_entry);
+            self.index.times.extend(time_entry);
             if self.meta.size == 0 && position == start {
-                self.meta.roll_timestamp = header.max_timestamp;
+                self.meta.roll_timestamp = now_ms;
             }
             self.meta.max_timestamp = self.meta.max_timestamp.max(header.max_timestamp);
             position += header.total_bytes() as u64;
@@ -407,11 +406,37 @@ impl ActiveSegment {
         self.meta.next_offset = headers
             .last()
             .map_or(self.meta.next_offset, BatchHeader::next_offset);
+        if self.index.offsets.len() - self.offsets_persisted >= INDEX_ENTRIES_PENDING_MAX {
+            self.persist_index()?;
+        }
         Ok(())
     }
 
-    /// Fsyncs log and indexes; done when the segment is closed.
-    pub fn sync_all(&self) -> Result<(), std::io::Error> {
+    /// Writes index entries not yet in the index files. Entries are written
+    /// in groups rather than one syscall per batch: the indexes are derived
+    /// data, and recovery re-reads the log from the last persisted entry.
+    pub fn persist_index(&mut self) -> Result<(), std::io::Error> {
+        let offsets = &self.index.offsets[self.offsets_persisted..];
+        if !offsets.is_empty() {
+            let bytes: Vec<u8> = offsets.iter().flat_map(index::encode_offset_entry).collect();
+            let at = (self.offsets_persisted * index::OFFSET_ENTRY_BYTES) as u64;
+            self.index_file.write_all_at(&bytes, at)?;
+            self.offsets_persisted = self.index.offsets.len();
+        }
+        let times = &self.index.times[self.times_persisted..];
+        if !times.is_empty() {
+            let bytes: Vec<u8> = times.iter().flat_map(index::encode_time_entry).collect();
+            let at = (self.times_persisted * index::TIME_ENTRY_BYTES) as u64;
+            self.time_index_file.write_all_at(&bytes, at)?;
+            self.times_persisted = self.index.times.len();
+        }
+        Ok(())
+    }
+
+    /// Writes pending index entries and fsyncs log and indexes; done when
+    /// the segment is closed and at shutdown.
+    pub fn sync_all(&mut self) -> Result<(), std::io::Error> {
+        self.persist_index()?;
         self.log.sync()?;
         self.index_file.sync()?;
         self.time_index_file.sync()
@@ -452,7 +477,7 @@ fn resume_point(
             let max_timestamp = index.times.last().map_or(-1, |entry| entry.timestamp);
             return Ok(ScanStart {
                 position: last.position as u64,
-                builder: IndexBuilder::resume(index_interval_bytes, max_timestamp),
+                builder: IndexBuilder::resume(index_interval_bytes, max_timestamp, last.position),
                 index,
                 max_timestamp,
                 previous_next_offset: base_offset + last.relative_offset as i64,

@@ -1,0 +1,132 @@
+//! `sluice serve`: opens the store, binds the listeners, runs the background
+//! tasks, and on shutdown stops accepting, lets in-flight work finish,
+//! fsyncs and releases the data directory.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::log::{FlushPolicy, LogStore, StdIo, SystemClock};
+
+/// How long in-flight work gets after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// A signal every task watches; it flips to `true` once, at shutdown.
+pub type Shutdown = watch::Receiver<bool>;
+
+/// Addresses actually bound (ports may have been 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Kafka listener.
+    pub kafka: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+}
+
+/// Runs the broker until `shutdown` resolves. `on_ready` is called once both
+/// listeners are bound.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(Bound),
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data_dir = config.data_dir.clone();
+    let options = config.log.store_options();
+    let store = tokio::task::spawn_blocking(move || {
+        LogStore::open(&data_dir, options, Arc::new(StdIo), Arc::new(SystemClock))
+    })
+    .await?
+    .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let kafka = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
+    let http = TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
+    let bound = Bound {
+        kafka: kafka.local_addr()?,
+        http: http.local_addr()?,
+    };
+    tracing::info!(kafka = %bound.kafka, http = %bound.http, data_dir = %config.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64, "sluice is ready");
+    on_ready(bound);
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::server::serve(
+        kafka,
+        config.kafka.clone(),
+        store.clone(),
+        stopped.clone(),
+    ));
+    let health = crate::http::HealthInfo::new(started, &config.data_dir);
+    tasks.spawn(crate::http::serve(http, health, stopped.clone()));
+    tasks.spawn(maintenance(
+        store.clone(),
+        config.log.retention_check_interval_ms,
+        stopped.clone(),
+    ));
+    if let FlushPolicy::Interval { interval_ms } = config.log.flush {
+        tasks.spawn(interval_flush(store.clone(), interval_ms, stopped.clone()));
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(result) = tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "task failed during shutdown");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not finish within the grace period; closing anyway");
+        tasks.abort_all();
+    }
+    let store_for_close = store.clone();
+    tokio::task::spawn_blocking(move || store_for_close.close()).await??;
+    tracing::info!("stopped; data directory released");
+    Ok(())
+}
+
+/// Retention and compaction, every `interval_ms`, off the async workers.
+async fn maintenance(store: Arc<LogStore>, interval_ms: u64, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = store.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || store.run_maintenance()).await {
+            tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}
+
+/// The `flush = interval:<ms>` fsync loop.
+async fn interval_flush(store: Arc<LogStore>, interval_ms: u64, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = store.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || store.flush_all()).await {
+            tracing::error!(%error, "flush task failed");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The broker's configuration: one serde struct, every default in one place.
+//!
+//! Precedence, highest first: command-line flags, `SLUICE_*` environment
+//! variables (clap reads both), the TOML file given by `--config`, then the
+//! defaults below.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::log::{FlushPolicy, StoreOptions, TopicConfig};
+
+/// Everything `sluice serve` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Kafka protocol listener.
+    pub listen: SocketAddr,
+    /// HTTP admin listener (`/health`).
+    pub http: SocketAddr,
+    /// Where topics and metadata live.
+    pub data_dir: PathBuf,
+    /// The log store.
+    pub log: LogConfig,
+    /// The Kafka listener.
+    pub kafka: KafkaConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            http: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            data_dir: PathBuf::from("./sluice-data"),
+            log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+/// Log store settings (`[log]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `always` (fsync before acknowledging, group commit), `interval:<ms>`
+    /// or `never`. Default `always`.
+    pub flush: FlushPolicy,
+    /// Bytes of log between sparse index entries. Default 4096.
+    pub index_interval_bytes: u64,
+    /// Closed segments kept open (handles plus indexes). Default 1024.
+    pub open_segments_max: usize,
+    /// Largest partition count of a topic. Default 1024.
+    pub partitions_max: i32,
+    /// How often retention and compaction run. Default 60 000 ms.
+    pub retention_check_interval_ms: u64,
+    /// Defaults of every topic (`[log.topic_defaults]`, Kafka's topic
+    /// settings with `_` for `.`): segment_bytes 1 GiB, segment_ms and
+    /// retention_ms 7 days, retention_bytes unlimited, delete_retention_ms
+    /// 1 day, max_message_bytes 1 MiB, cleanup_policy delete,
+    /// message_timestamp_type CreateTime.
+    pub topic_defaults: TopicConfig,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        let store = StoreOptions::default();
+        Self {
+            flush: store.flush,
+            index_interval_bytes: store.index_interval_bytes,
+            open_segments_max: store.open_segments_max,
+            partitions_max: store.partitions_max,
+            retention_check_interval_ms: 60_000,
+            topic_defaults: store.topic_defaults,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The store options these settings describe.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            flush: self.flush,
+            index_interval_bytes: self.index_interval_bytes,
+            open_segments_max: self.open_segments_max,
+            partitions_max: self.partitions_max,
+            topic_defaults: self.topic_defaults.clone(),
+        }
+    }
+}
+
+/// Kafka listener settings (`[kafka]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Largest request frame accepted; a larger length prefix closes the
+    /// connection before anything is allocated. Default 100 MiB.
+    pub frame_bytes_max: u32,
+    /// Concurrent client connections; further ones wait in the accept
+    /// queue. Default 10 000.
+    pub connections_max: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            frame_bytes_max: 100 * 1024 * 1024,
+            connections_max: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_fail() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:19092"
+            [log]
+            flush = "interval:50"
+            [log.topic_defaults]
+            retention_ms = 1000
+            cleanup_policy = "compact"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.log.flush, FlushPolicy::Interval { interval_ms: 50 });
+        assert_eq!(config.log.topic_defaults.retention_ms, 1000);
+        assert_eq!(config.http, Config::default().http);
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+        assert!(toml::from_str::<Config>("[log]\nflush = \"sometimes\"").is_err());
+    }
+}

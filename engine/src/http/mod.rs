@@ -1,0 +1,62 @@
+//! The HTTP admin listener. `GET /health` answers
+//! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::broker::Shutdown;
+
+/// What `/health` reports.
+#[derive(Debug, Clone)]
+pub struct HealthInfo {
+    started: Instant,
+    data_dir: PathBuf,
+}
+
+impl HealthInfo {
+    /// Health of a broker started at `started` on `data_dir`.
+    pub fn new(started: Instant, data_dir: &Path) -> Self {
+        let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        Self { started, data_dir }
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_ms: u64,
+    data_dir: String,
+}
+
+async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_ms: info.started.elapsed().as_millis() as u64,
+        data_dir: info.data_dir.display().to_string(),
+    })
+}
+
+/// Serves the admin API until shutdown.
+pub async fn serve(listener: TcpListener, info: HealthInfo, mut shutdown: Shutdown) {
+    let app = Router::new()
+        .route("/health", get(health))
+        .with_state(Arc::new(info));
+    let stopping = async move {
+        let _ = shutdown.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await
+    {
+        tracing::error!(%error, "HTTP listener failed");
+    }
+}

@@ -1,0 +1,150 @@
+//! Starting and stopping a real `sluice serve`, and tiny clients for it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// How long a broker may take to report ready or to stop.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The binary under test.
+pub fn sluice_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// A running `sluice serve`.
+pub struct Broker {
+    child: Option<Child>,
+    /// Kafka listener.
+    pub kafka: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+}
+
+fn parse_addr(line: &str, key: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in ready line {line:?}"))
+        .parse()
+        .expect("address in ready line")
+}
+
+impl Broker {
+    /// Starts a broker on `data_dir` with ephemeral ports and waits for its
+    /// ready line.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        let mut command = Command::new(sluice_binary());
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra_args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `sluice serve …`) and waits for its ready line.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning sluice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = ready_tx.send(line);
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_tx.send(line);
+            }
+        });
+        let line = ready_rx
+            .recv_timeout(STARTUP_TIMEOUT)
+            .expect("sluice serve reports ready");
+        assert!(line.contains(" ready "), "unexpected ready line {line:?}");
+        Self {
+            child: Some(child),
+            kafka: parse_addr(&line, "kafka="),
+            http: parse_addr(&line, "http="),
+            stderr: err_rx,
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` and waits for exit (at most `timeout`).
+    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        assert!(status.expect("kill runs").success());
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(timeout)
+            .expect("broker exits in time")
+            .expect("wait")
+    }
+
+    /// Everything the broker wrote to stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
+    /// `GET path` on the HTTP listener; returns (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.http).expect("connect to HTTP listener");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read HTTP response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status code");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
