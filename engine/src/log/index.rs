@@ -98,7 +98,9 @@ impl SegmentIndex {
     /// Decodes both files; `None` if either is malformed (wrong size, not
     /// increasing), which means "rebuild".
     pub fn decode(offsets: &[u8], times: &[u8]) -> Option<Self> {
-        if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+            || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+        {
             return None;
         }
         let offsets: Vec<OffsetEntry> = offsets

@@ -25,6 +25,9 @@ pub enum OpenMode {
 
 /// An open file addressed by absolute position (pread/pwrite), shareable
 /// between threads.
+// `len` is a file's length as in `std::fs::Metadata::len`, fallible; an
+// `is_empty` beside it would add nothing.
+#[allow(clippy::len_without_is_empty)]
 pub trait IoFile: Send + Sync {
     /// Fills `buf` from `position`; a short file is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;

@@ -382,7 +382,12 @@ impl ActiveSegment {
     }
 
     /// Appends already-verified batch bytes; `headers` describe them in order.
-    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<(), std::io::Error> {
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<(), std::io::Error> {
         let start = self.meta.size;
         self.log.write_all_at(bytes, start)?;
         let mut position = start;
@@ -418,7 +423,10 @@ impl ActiveSegment {
     pub fn persist_index(&mut self) -> Result<(), std::io::Error> {
         let offsets = &self.index.offsets[self.offsets_persisted..];
         if !offsets.is_empty() {
-            let bytes: Vec<u8> = offsets.iter().flat_map(index::encode_offset_entry).collect();
+            let bytes: Vec<u8> = offsets
+                .iter()
+                .flat_map(index::encode_offset_entry)
+                .collect();
             let at = (self.offsets_persisted * index::OFFSET_ENTRY_BYTES) as u64;
             self.index_file.write_all_at(&bytes, at)?;
             self.offsets_persisted = self.index.offsets.len();
