@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::log::{FlushPolicy, LogStore, StdIo, SystemClock};
+use crate::log::{io, FlushPolicy, LogStore, StdIo, SystemClock};
+use crate::server::BrokerContext;
 
 /// How long in-flight work gets after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -61,13 +62,15 @@ pub async fn run(
     on_ready(bound);
 
     let (stop, stopped) = watch::channel(false);
+    let context = Arc::new(BrokerContext {
+        store: store.clone(),
+        config: config.kafka.clone(),
+        advertised: advertised(config.kafka.advertised_listener, bound.kafka),
+        cluster_id: cluster_id(&config.data_dir)?,
+        shutdown: stopped.clone(),
+    });
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::server::serve(
-        kafka,
-        config.kafka.clone(),
-        store.clone(),
-        stopped.clone(),
-    ));
+    tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
     tasks.spawn(crate::http::serve(http, health, stopped.clone()));
     tasks.spawn(maintenance(
@@ -98,6 +101,31 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store_for_close.close()).await??;
     tracing::info!("stopped; data directory released");
     Ok(())
+}
+
+/// The address clients are told to use: the configured one, else the bound
+/// listener (with a wildcard address replaced by loopback, which is at
+/// least reachable from this machine).
+fn advertised(configured: Option<SocketAddr>, bound: SocketAddr) -> SocketAddr {
+    configured.unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        } else {
+            bound
+        }
+    })
+}
+
+/// The cluster id, made on first start and kept in `<data-dir>/cluster_id`.
+fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("cluster_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    io::write_atomic(&StdIo, &path, id.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// Retention and compaction, every `interval_ms`, off the async workers.

@@ -100,6 +100,18 @@ pub struct KafkaConfig {
     /// Concurrent client connections; further ones wait in the accept
     /// queue. Default 10 000.
     pub connections_max: usize,
+    /// Requests of one connection being handled at once; the connection is
+    /// not read further until one completes. Default 128.
+    pub in_flight_requests_max: usize,
+    /// Longest Fetch long poll, whatever the client asks. Default 30 000 ms.
+    pub fetch_wait_max_ms: u64,
+    /// Create unknown topics on Metadata (when the client allows it) and
+    /// Produce (`auto.create.topics.enable`). Default true.
+    pub auto_create_topics_enable: bool,
+    /// Partitions of auto-created topics (`num.partitions`). Default 1.
+    pub num_partitions: i32,
+    /// Address given to clients in Metadata; default: the bound listener.
+    pub advertised_listener: Option<std::net::SocketAddr>,
 }
 
 impl Default for KafkaConfig {
@@ -107,6 +119,11 @@ impl Default for KafkaConfig {
         Self {
             frame_bytes_max: 100 * 1024 * 1024,
             connections_max: 10_000,
+            in_flight_requests_max: 128,
+            fetch_wait_max_ms: 30_000,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            advertised_listener: None,
         }
     }
 }

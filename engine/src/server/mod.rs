@@ -1,13 +1,14 @@
-//! The Kafka listener: accepts connections under a connection limit and
-//! reads length-prefixed request frames, refusing oversized ones before
-//! allocating. Request decoding and the API handlers arrive with the Kafka
-//! protocol work; until then a connection's first frame is logged and the
-//! connection closed.
+//! The Kafka listener: accepts connections under a connection limit, reads
+//! length-prefixed frames (refusing oversized ones before allocating),
+//! handles requests concurrently and writes responses in request order.
 
+mod connection;
+pub mod handlers;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -15,14 +16,26 @@ use crate::broker::Shutdown;
 use crate::config::KafkaConfig;
 use crate::log::LogStore;
 
+/// The single node's id in every response.
+pub const NODE_ID: i32 = 0;
+
+/// What request handlers share.
+pub struct BrokerContext {
+    /// The log store.
+    pub store: Arc<LogStore>,
+    /// Listener settings.
+    pub config: KafkaConfig,
+    /// host:port clients are told to connect to.
+    pub advertised: SocketAddr,
+    /// Stable id of this cluster (persisted in the data directory).
+    pub cluster_id: String,
+    /// Fires at shutdown, so long polls end early.
+    pub shutdown: Shutdown,
+}
+
 /// Accepts connections until shutdown, then waits for them to finish.
-pub async fn serve(
-    listener: TcpListener,
-    config: KafkaConfig,
-    store: Arc<LogStore>,
-    mut shutdown: Shutdown,
-) {
-    let permits = Arc::new(Semaphore::new(config.connections_max));
+pub async fn serve(listener: TcpListener, context: Arc<BrokerContext>, mut shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(context.config.connections_max));
     let mut connections = JoinSet::new();
     loop {
         // A permit is taken before accepting, so at most connections_max
@@ -41,34 +54,18 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let frame_bytes_max = config.frame_bytes_max;
-        let store = store.clone();
-        let shutdown = shutdown.clone();
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
         connections.spawn(async move {
-            if let Err(error) = connection(stream, frame_bytes_max, store, shutdown).await {
-                tracing::debug!(%peer, %error, "connection closed");
+            tracing::debug!(%peer, "connection opened");
+            if let Err(error) = connection::run(stream, context).await {
+                tracing::warn!(%peer, %error, "closing connection");
             }
             drop(permit);
         });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
-}
-
-async fn connection(
-    mut stream: TcpStream,
-    frame_bytes_max: u32,
-    _store: Arc<LogStore>,
-    mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let mut size = [0u8; 4];
-    tokio::select! {
-        read = stream.read_exact(&mut size) => { read?; }
-        _ = shutdown.changed() => return Ok(()),
-    }
-    let size = i32::from_be_bytes(size);
-    if size < 0 || size as u32 > frame_bytes_max {
-        anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max}; closing");
-    }
-    anyhow::bail!("Kafka request handling is not available in this build; closing")
 }

@@ -1,0 +1,123 @@
+//! One client connection: a reader that decodes frames and spawns a task per
+//! request, and a writer that sends the responses strictly in request order.
+//!
+//! Requests with side effects that clients expect in order (produce, offset
+//! commits, admin changes) pass a per-connection baton: each waits for the
+//! previous one of its kind to finish before it starts. Reads and long polls
+//! (fetch, metadata, group joins) run freely. At most
+//! `in_flight_requests_max` requests are pending; then reading pauses.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::handlers;
+use super::BrokerContext;
+use crate::protocol::{self, FrameError};
+
+type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
+
+/// Serves one connection until the client leaves, shutdown, or a protocol
+/// error (which is returned, for the log line).
+pub async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Result<()> {
+    let (reader, writer) = stream.into_split();
+    let (pending_tx, pending_rx) =
+        mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
+    let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
+    let writer = tokio::spawn(write_responses(writer, pending_rx, failed_tx));
+    let read_result = read_requests(reader, &context, pending_tx, failed_rx).await;
+    let write_result = writer.await?;
+    read_result.and(write_result)
+}
+
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    context: &Arc<BrokerContext>,
+    pending: mpsc::Sender<Pending>,
+    mut failed: oneshot::Receiver<anyhow::Error>,
+) -> anyhow::Result<()> {
+    let mut shutdown = context.shutdown.clone();
+    let mut baton: Option<oneshot::Receiver<()>> = None;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, context.config.frame_bytes_max) => frame?,
+            _ = shutdown.changed() => return Ok(()),
+            // The writer hit a bad request or a dead socket; stop reading.
+            _ = &mut failed => return Ok(()),
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let request = protocol::decode_frame(frame)?;
+        tracing::debug!(api = ?request.api_key, version = request.api_version,
+            correlation_id = request.correlation_id, client_id = ?request.client_id, "request");
+        let (previous, done) = if handlers::is_ordered(request.api_key) {
+            let (done, next) = oneshot::channel();
+            (baton.replace(next), Some(done))
+        } else {
+            (None, None)
+        };
+        let context = context.clone();
+        let task = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                // An error means the previous request's task ended early; its
+                // own failure closes the connection.
+                let _ = previous.await;
+            }
+            let response = handlers::handle(&context, request).await;
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            response
+        });
+        if pending.send(task).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    frame_bytes_max: u32,
+) -> anyhow::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < 0 || size as u32 > frame_bytes_max {
+        anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
+    }
+    let mut frame = BytesMut::zeroed(size as usize);
+    reader.read_exact(&mut frame).await?;
+    Ok(Some(frame.freeze()))
+}
+
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<Pending>,
+    failed: oneshot::Sender<anyhow::Error>,
+) -> anyhow::Result<()> {
+    let result = async {
+        while let Some(task) = pending.recv().await {
+            if let Some(response) = task.await?? {
+                writer.write_all(&response).await?;
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(error) = &result {
+        let _ = failed.send(anyhow::anyhow!("{error}"));
+    }
+    let _ = writer.shutdown().await;
+    result
+}

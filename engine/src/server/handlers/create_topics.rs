@@ -1,0 +1,141 @@
+//! CreateTopics (key 19). One node, so the replication factor must be 1 (or
+//! -1 for the default) and any manual assignment must name broker 0.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{blocking, message};
+use crate::log::{validate_topic_name, LogError, LogStore, CONFIG_NAMES};
+use crate::protocol::errors::log_error_code;
+use crate::server::{BrokerContext, NODE_ID};
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (2, 7);
+
+/// Kafka's DescribeConfigs source codes.
+pub const SOURCE_TOPIC: i8 = 1;
+/// A broker default.
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Handles a CreateTopics request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
+    let store = context.store.clone();
+    let default_partitions = context.config.num_partitions;
+    let validate_only = request.validate_only;
+    let topics = blocking(move || {
+        request
+            .topics
+            .into_iter()
+            .map(|topic| create(&store, topic, default_partitions, validate_only))
+            .collect()
+    })
+    .await;
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn refuse(result: CreatableTopicResult, code: i16, text: String) -> CreatableTopicResult {
+    result
+        .with_error_code(code)
+        .with_error_message(message(text))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+}
+
+fn create(
+    store: &LogStore,
+    topic: CreatableTopic,
+    default_partitions: i32,
+    validate_only: bool,
+) -> CreatableTopicResult {
+    let name = topic.name.to_string();
+    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+    if topic.replication_factor > 1
+        || topic.replication_factor == 0
+        || topic.replication_factor < -1
+    {
+        return refuse(
+            result,
+            ResponseError::InvalidReplicationFactor.code(),
+            format!(
+                "replication factor {} is impossible on a single node; use 1",
+                topic.replication_factor
+            ),
+        );
+    }
+    if topic
+        .assignments
+        .iter()
+        .any(|a| a.broker_ids.iter().any(|id| id.0 != NODE_ID) || a.broker_ids.len() != 1)
+    {
+        return refuse(
+            result,
+            ResponseError::InvalidReplicaAssignment.code(),
+            format!("the only broker is {NODE_ID}"),
+        );
+    }
+    let partitions = match (topic.num_partitions, topic.assignments.len()) {
+        (-1, 0) => default_partitions,
+        (-1, assigned) => assigned as i32,
+        (count, _) => count,
+    };
+    let mut overrides = BTreeMap::new();
+    for config in &topic.configs {
+        if let Some(value) = &config.value {
+            overrides.insert(config.name.to_string(), value.to_string());
+        }
+    }
+    let checked = validate_topic_name(&name)
+        .and_then(|()| store.options().topic_defaults.with_overrides(&overrides))
+        .and_then(|config| {
+            if store.topic(&name).is_some() {
+                return Err(LogError::TopicExists(name.clone()));
+            }
+            if validate_only {
+                if partitions < 1 || partitions > store.options().partitions_max {
+                    return Err(LogError::InvalidPartitions {
+                        count: partitions,
+                        reason: format!("must be between 1 and {}", store.options().partitions_max),
+                    });
+                }
+                return Ok((config, None));
+            }
+            let created = store.create_topic(&name, partitions, overrides.clone())?;
+            Ok((config, Some(created.id())))
+        });
+    match checked {
+        Ok((config, id)) => {
+            let configs = CONFIG_NAMES
+                .iter()
+                .map(|key| {
+                    CreatableTopicConfigs::default()
+                        .with_name(StrBytes::from_static_str(key))
+                        .with_value(config.get(key).map(StrBytes::from_string))
+                        .with_config_source(if overrides.contains_key(*key) {
+                            SOURCE_TOPIC
+                        } else {
+                            SOURCE_DEFAULT
+                        })
+                })
+                .collect();
+            result
+                .with_topic_id(id.map(Uuid::from_bytes).unwrap_or_default())
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(Some(configs))
+        }
+        Err(error) => refuse(result, log_error_code(&error), error.to_string()),
+    }
+}

@@ -1,0 +1,68 @@
+//! DeleteTopics (key 20), by name or (v6) by topic id.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{blocking, message};
+use crate::protocol::errors::log_error_code;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (1, 6);
+
+/// Handles a DeleteTopics request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: DeleteTopicsRequest,
+    _version: i16,
+) -> DeleteTopicsResponse {
+    let store = context.store.clone();
+    let mut wanted: Vec<(Option<String>, Uuid)> = request
+        .topic_names
+        .iter()
+        .map(|name| (Some(name.to_string()), Uuid::nil()))
+        .collect();
+    wanted.extend(
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)),
+    );
+    let responses = blocking(move || {
+        wanted
+            .into_iter()
+            .map(|(name, id)| {
+                let name = name.or_else(|| {
+                    store
+                        .topics()
+                        .into_iter()
+                        .find(|t| Uuid::from_bytes(t.id()) == id)
+                        .map(|t| t.name().to_string())
+                });
+                let result = DeletableTopicResult::default()
+                    .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(id);
+                let Some(name) = name else {
+                    return result.with_error_code(ResponseError::UnknownTopicId.code());
+                };
+                let id = store
+                    .topic(&name)
+                    .map(|t| Uuid::from_bytes(t.id()))
+                    .unwrap_or(id);
+                match store.delete_topic(&name) {
+                    Ok(()) => result.with_topic_id(id),
+                    Err(error) => result
+                        .with_error_code(log_error_code(&error))
+                        .with_error_message(message(error.to_string())),
+                }
+            })
+            .collect()
+    })
+    .await;
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,158 @@
+//! Fetch (key 1): whole stored batches from each requested partition, with
+//! long polling. The wait ends as soon as `min_bytes` are available (woken
+//! by the partitions' high-watermark watches, not a timer loop), at
+//! `max_wait_ms` (capped by `kafka.fetch_wait_max_ms`), or at shutdown.
+//! Incremental fetch sessions are not kept: every response is a full one
+//! with session id 0, which clients treat as "no session".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::time::Instant;
+
+use super::blocking;
+use crate::log::{LogError, Partition};
+use crate::protocol::errors::log_error_code;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (4, 12);
+
+struct Target {
+    index: i32,
+    partition: Result<Arc<Partition>, i16>,
+    offset: i64,
+    max_bytes: usize,
+}
+
+fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, Vec<Target>)> {
+    topics
+        .into_iter()
+        .map(|topic| {
+            let found = context.store.topic(&topic.topic);
+            let targets = topic
+                .partitions
+                .into_iter()
+                .map(|p| Target {
+                    index: p.partition,
+                    partition: match &found {
+                        Some(found) => found
+                            .partition(p.partition)
+                            .map_err(|error| log_error_code(&error)),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    },
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                })
+                .collect();
+            (topic.topic, targets)
+        })
+        .collect()
+}
+
+/// Handles a Fetch request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: FetchRequest,
+    _version: i16,
+) -> FetchResponse {
+    let wait_ms = (request.max_wait_ms.max(0) as u64).min(context.config.fetch_wait_max_ms);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
+    let targets = Arc::new(resolve(context, request.topics));
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        // Subscribe before reading, so an append between the read and the
+        // wait still wakes us.
+        let mut watches: Vec<_> = targets
+            .iter()
+            .flat_map(|(_, targets)| targets.iter())
+            .filter_map(|target| target.partition.as_ref().ok().map(|p| p.subscribe()))
+            .collect();
+        let gathered = targets.clone();
+        let (responses, bytes, errors) = blocking(move || gather(&gathered, max_bytes)).await;
+        let now = Instant::now();
+        if bytes >= min_bytes
+            || errors
+            || now >= deadline
+            || watches.is_empty()
+            || *shutdown.borrow()
+        {
+            return FetchResponse::default().with_responses(responses);
+        }
+        let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Reads every target once. Returns the responses, the bytes read and
+/// whether any partition reported an error.
+fn gather(
+    targets: &[(TopicName, Vec<Target>)],
+    max_bytes: usize,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut remaining = max_bytes;
+    let mut total = 0;
+    let mut errors = false;
+    let responses = targets
+        .iter()
+        .map(|(name, targets)| {
+            let partitions = targets
+                .iter()
+                .map(|target| {
+                    let data = PartitionData::default().with_partition_index(target.index);
+                    let partition = match &target.partition {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            errors = true;
+                            return data.with_error_code(*code);
+                        }
+                    };
+                    let data = data
+                        .with_high_watermark(partition.high_watermark())
+                        .with_last_stable_offset(partition.high_watermark())
+                        .with_log_start_offset(partition.log_start_offset());
+                    // Once the response is full only the first partition
+                    // with data may overshoot (a whole first batch always
+                    // goes out, so consumers make progress).
+                    if remaining == 0 {
+                        return data;
+                    }
+                    match partition.read(target.offset, target.max_bytes.min(remaining)) {
+                        Ok(read) => {
+                            remaining = remaining.saturating_sub(read.records.len());
+                            total += read.records.len();
+                            data.with_high_watermark(read.high_watermark)
+                                .with_last_stable_offset(read.high_watermark)
+                                .with_log_start_offset(read.log_start_offset)
+                                .with_records(Some(read.records))
+                        }
+                        Err(error) => {
+                            errors = true;
+                            if !matches!(error, LogError::OffsetOutOfRange { .. }) {
+                                tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "fetch failed");
+                            }
+                            data.with_error_code(log_error_code(&error))
+                        }
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    (responses, total, errors)
+}

@@ -1,0 +1,92 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or
+//! the first offset at or after a timestamp, per partition.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::blocking;
+use crate::log::{LogError, Partition};
+use crate::protocol::errors::log_error_code;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (1, 7);
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), LogError> {
+    Ok(match timestamp {
+        LATEST => (partition.high_watermark(), -1),
+        EARLIEST => (partition.log_start_offset(), -1),
+        MAX_TIMESTAMP => {
+            let newest = partition
+                .segment_metas()
+                .iter()
+                .map(|m| m.max_timestamp)
+                .max()
+                .unwrap_or(-1);
+            match partition.offset_for_timestamp(newest)? {
+                Some(found) if newest >= 0 => found,
+                _ => (-1, -1),
+            }
+        }
+        timestamp => partition
+            .offset_for_timestamp(timestamp)?
+            .unwrap_or((-1, -1)),
+    })
+}
+
+/// Handles a ListOffsets request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let store = context.store.clone();
+    let topics = blocking(move || {
+        request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let found = store.topic(&topic.name);
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let response = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        let result = match &found {
+                            None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                            Some(topic) => topic
+                                .partition(p.partition_index)
+                                .and_then(|partition| lookup(&partition, p.timestamp))
+                                .map_err(|error| log_error_code(&error)),
+                        };
+                        match result {
+                            Ok((offset, timestamp)) => response
+                                .with_offset(offset)
+                                .with_timestamp(timestamp)
+                                .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                            Err(code) => response
+                                .with_error_code(code)
+                                .with_offset(-1)
+                                .with_timestamp(-1),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    })
+    .await;
+    ListOffsetsResponse::default().with_topics(topics)
+}

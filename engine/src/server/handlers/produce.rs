@@ -1,0 +1,125 @@
+//! Produce (key 0): append each partition's record batches, as sent, to its
+//! log. acks=0 gets no response; acks=1 and acks=-1 are answered once the
+//! append is durable under the flush policy (one node: "all" is this one).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{blocking, message, topic_or_create};
+use crate::log::{LogError, Topic};
+use crate::protocol::errors::log_error_code;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (3, 11);
+
+fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(text.and_then(message))
+}
+
+/// Handles a Produce request; `None` for acks=0.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some((
+            ResponseError::InvalidRequiredAcks.code(),
+            format!("acks must be -1, 0 or 1, not {acks}"),
+        ))
+    } else if request.transactional_id.is_some() {
+        Some((
+            ResponseError::InvalidRequest.code(),
+            "transactions are not supported".to_string(),
+        ))
+    } else {
+        None
+    };
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name.to_string();
+        let topic = match &refusal {
+            Some((code, _)) => Err(*code),
+            None => topic_or_create(context, &name, true).await,
+        };
+        let partitions = match topic {
+            Ok(topic) => append_all(topic, topic_data.partition_data).await,
+            Err(code) => topic_data
+                .partition_data
+                .iter()
+                .map(|data| {
+                    failed(
+                        data.index,
+                        code,
+                        refusal.as_ref().map(|(_, text)| text.clone()),
+                    )
+                })
+                .collect(),
+        };
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+async fn append_all(
+    topic: Arc<Topic>,
+    partitions: Vec<kafka_protocol::messages::produce_request::PartitionProduceData>,
+) -> Vec<PartitionProduceResponse> {
+    blocking(move || {
+        partitions
+            .into_iter()
+            .map(|data| {
+                let index = data.index;
+                let Some(records) = data.records else {
+                    return failed(
+                        index,
+                        ResponseError::InvalidRecord.code(),
+                        Some("no records".into()),
+                    );
+                };
+                let result = topic.partition(index).and_then(|partition| {
+                    // The append rewrites offsets in place: one copy out of
+                    // the request buffer, then straight to the file.
+                    partition.append(&mut BytesMut::from(&records[..]))
+                });
+                match result {
+                    Ok(info) => PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time_ms)
+                        .with_log_start_offset(info.log_start_offset),
+                    Err(error) => {
+                        log_append_error(topic.name(), index, &error);
+                        failed(index, log_error_code(&error), Some(error.to_string()))
+                    }
+                }
+            })
+            .collect()
+    })
+    .await
+}
+
+fn log_append_error(topic: &str, partition: i32, error: &LogError) {
+    match error {
+        LogError::Batch(_) | LogError::TooLarge { .. } | LogError::UnknownPartition { .. } => {
+            tracing::debug!(topic, partition, %error, "produce refused");
+        }
+        _ => tracing::error!(topic, partition, %error, "produce failed"),
+    }
+}
