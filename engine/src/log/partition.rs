@@ -391,11 +391,10 @@ impl Partition {
             let result = self.flush();
             sync = self.sync.lock().expect("sync lock");
             sync.flushing = false;
-            if let Err(error) = result {
-                drop(sync);
-                self.synced.notify_all();
-                return Err(error);
-            }
+            // Waiters woken by this flush while it was still marked in flight
+            // went back to sleep; those it did not cover must take over.
+            self.synced.notify_all();
+            result?;
         }
     }
 

@@ -382,12 +382,19 @@ impl ActiveSegment {
     }
 
     /// Appends already-verified batch bytes; `headers` describe them in order.
+    /// On error nothing in memory has changed (the caller undoes a partial
+    /// log write), so the log end never counts a batch that is not there.
     pub fn append(
         &mut self,
         bytes: &[u8],
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<(), std::io::Error> {
+        // Pending index entries are written before the batch rather than
+        // after it is counted, so that their failure fails the append cleanly.
+        if self.index.offsets.len() - self.offsets_persisted >= INDEX_ENTRIES_PENDING_MAX {
+            self.persist_index()?;
+        }
         let start = self.meta.size;
         self.log.write_all_at(bytes, start)?;
         let mut position = start;
@@ -411,9 +418,6 @@ impl ActiveSegment {
         self.meta.next_offset = headers
             .last()
             .map_or(self.meta.next_offset, BatchHeader::next_offset);
-        if self.index.offsets.len() - self.offsets_persisted >= INDEX_ENTRIES_PENDING_MAX {
-            self.persist_index()?;
-        }
         Ok(())
     }
 
