@@ -13,7 +13,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::group::offsets::OffsetStore;
+use crate::group::GroupCoordinator;
 use crate::log::{io, FlushPolicy, LogStore, StdIo, SystemClock};
+use crate::server::producer_ids::ProducerIds;
 use crate::server::BrokerContext;
 
 /// How long in-flight work gets after the shutdown signal.
@@ -61,16 +64,30 @@ pub async fn run(
         startup_ms = started.elapsed().as_millis() as u64, "sluice is ready");
     on_ready(bound);
 
+    let offsets_dir = config.data_dir.join("groups");
+    let offsets =
+        tokio::task::spawn_blocking(move || OffsetStore::open(Arc::new(StdIo), &offsets_dir))
+            .await?
+            .context("opening the committed-offsets store")?;
+    let groups = Arc::new(GroupCoordinator::new(
+        config.groups.clone(),
+        Arc::new(SystemClock),
+        offsets,
+    ));
     let (stop, stopped) = watch::channel(false);
     let context = Arc::new(BrokerContext {
         store: store.clone(),
         config: config.kafka.clone(),
         advertised: advertised(config.kafka.advertised_listener, bound.kafka),
         cluster_id: cluster_id(&config.data_dir)?,
+        groups: groups.clone(),
+        producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
+            .context("opening the producer id allocator")?,
         shutdown: stopped.clone(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
+    tasks.spawn(group_ticks(groups.clone(), stopped.clone()));
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
     tasks.spawn(crate::http::serve(http, health, stopped.clone()));
     tasks.spawn(maintenance(
@@ -140,6 +157,21 @@ async fn maintenance(store: Arc<LogStore>, interval_ms: u64, mut shutdown: Shutd
         let store = store.clone();
         if let Err(error) = tokio::task::spawn_blocking(move || store.run_maintenance()).await {
             tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}
+
+/// Session and rebalance timeouts of consumer groups, checked every 100 ms.
+async fn group_ticks(groups: Arc<GroupCoordinator>, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let groups = groups.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || groups.tick()).await {
+            tracing::error!(%error, "group timeout task failed");
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The Kafka listener.
     pub kafka: KafkaConfig,
+    /// Consumer groups.
+    pub groups: crate::group::GroupConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./sluice-data"),
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct LogConfig {
     pub open_segments_max: usize,
     /// Largest partition count of a topic. Default 1024.
     pub partitions_max: i32,
+    /// Idempotent producers remembered per partition. Default 10 000.
+    pub producers_per_partition_max: usize,
     /// How often retention and compaction run. Default 60 000 ms.
     pub retention_check_interval_ms: u64,
     /// Defaults of every topic (`[log.topic_defaults]`, Kafka's topic
@@ -71,6 +76,7 @@ impl Default for LogConfig {
             index_interval_bytes: store.index_interval_bytes,
             open_segments_max: store.open_segments_max,
             partitions_max: store.partitions_max,
+            producers_per_partition_max: store.producers_per_partition_max,
             retention_check_interval_ms: 60_000,
             topic_defaults: store.topic_defaults,
         }
@@ -85,6 +91,7 @@ impl LogConfig {
             index_interval_bytes: self.index_interval_bytes,
             open_segments_max: self.open_segments_max,
             partitions_max: self.partitions_max,
+            producers_per_partition_max: self.producers_per_partition_max,
             topic_defaults: self.topic_defaults.clone(),
         }
     }

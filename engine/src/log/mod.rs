@@ -20,6 +20,7 @@ mod handles;
 pub mod index;
 pub mod io;
 mod partition;
+mod producers;
 mod retention;
 mod segment;
 mod store;
@@ -93,6 +94,32 @@ pub enum LogError {
         log_start_offset: i64,
         /// Visible end of the log.
         high_watermark: i64,
+    },
+    /// An idempotent producer's batch skipped or repeated sequence numbers.
+    #[error("producer {producer_id}: expected sequence {expected}, received {received}")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// Next sequence the broker expected.
+        expected: i32,
+        /// Sequence received.
+        received: i32,
+    },
+    /// An idempotent producer's epoch is older than the one seen.
+    #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch received.
+        epoch: i16,
+        /// Epoch in force.
+        current: i16,
+    },
+    /// A retried batch inside a multi-batch request.
+    #[error("producer {producer_id}: duplicate batch inside a multi-batch request")]
+    DuplicateSequence {
+        /// Producer id.
+        producer_id: i64,
     },
     /// No such topic.
     #[error("unknown topic {0:?}")]

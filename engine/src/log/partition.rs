@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::batch::{self, BatchHeader};
 use super::handles::HandleCache;
 use super::index::SegmentIndex;
+use super::producers::{ProducerStates, SequenceCheck};
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
 use super::topic_config::{TimestampType, TopicConfig};
 use super::{Clock, FlushPolicy, Io, LogError};
@@ -33,6 +34,8 @@ pub struct PartitionContext {
     pub flush: FlushPolicy,
     /// Bytes of log between sparse index entries.
     pub index_interval_bytes: u64,
+    /// Idempotent producers remembered per partition.
+    pub producers_max: usize,
 }
 
 /// Result of an append.
@@ -63,6 +66,7 @@ pub struct ReadResult {
 pub(super) struct Inner {
     pub(super) closed: Vec<SegmentMeta>,
     pub(super) active: ActiveSegment,
+    producers: ProducerStates,
 }
 
 #[derive(Default)]
@@ -132,13 +136,18 @@ impl Partition {
             .sync_all()
             .map_err(|source| LogError::io(dir, source))?;
         let end = active.meta.next_offset;
+        let producers = rebuild_producers(&context, dir, &closed, &active)?;
         Ok(Self {
             topic: topic.to_string(),
             id,
             dir: dir.to_path_buf(),
             context,
             config: RwLock::new(config),
-            inner: Mutex::new(Inner { closed, active }),
+            inner: Mutex::new(Inner {
+                closed,
+                active,
+                producers,
+            }),
             sync: Mutex::new(SyncState {
                 durable_offset: end,
                 flushing: false,
@@ -268,6 +277,17 @@ impl Partition {
         if self.poison.get().is_some() {
             return Err(self.poisoned_error());
         }
+        if let Some(duplicate) = check_sequences(&inner.producers, &headers)? {
+            return Ok(AppendInfo {
+                base_offset: duplicate.0,
+                last_offset: duplicate.1,
+                log_append_time_ms: -1,
+                log_start_offset: inner
+                    .closed
+                    .first()
+                    .map_or(inner.active.meta.base_offset, |s| s.base_offset),
+            });
+        }
         let count: i64 = headers.iter().map(|h| h.last_offset_delta as i64 + 1).sum();
         if self.should_roll(
             &inner.active.meta,
@@ -301,6 +321,9 @@ impl Partition {
                 Ok(()) if inner.active.meta.size == start => LogError::io(&self.dir, error),
                 _ => self.poison_with(format!("write failed and could not be undone: {error}")),
             });
+        }
+        for header in &headers {
+            inner.producers.record(header, now_ms);
         }
         Ok(AppendInfo {
             base_offset,
@@ -685,4 +708,59 @@ fn check_continuity(
         });
     }
     Ok(())
+}
+
+/// Checks the sequence numbers of a produced request's batches. Returns the
+/// original offsets when the request is a retry of a written batch.
+fn check_sequences(
+    producers: &ProducerStates,
+    headers: &[BatchHeader],
+) -> Result<Option<(i64, i64)>, LogError> {
+    if let [single] = headers {
+        return Ok(match producers.check(single)? {
+            SequenceCheck::Append => None,
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } => Some((base_offset, last_offset)),
+        });
+    }
+    // Several batches in one request: each must follow the one before.
+    let mut scratch: Option<ProducerStates> = None;
+    for header in headers.iter().filter(|h| h.producer_id >= 0) {
+        let states = scratch.get_or_insert_with(|| producers.clone());
+        match states.check(header)? {
+            SequenceCheck::Append => states.record(header, 0),
+            SequenceCheck::Duplicate { .. } => {
+                return Err(LogError::DuplicateSequence {
+                    producer_id: header.producer_id,
+                })
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Rebuilds idempotent producer state from the batch headers in the log.
+fn rebuild_producers(
+    context: &PartitionContext,
+    dir: &Path,
+    closed: &[SegmentMeta],
+    active: &ActiveSegment,
+) -> Result<ProducerStates, LogError> {
+    let mut producers = ProducerStates::new(context.producers_max);
+    let mut visit = |header: &BatchHeader| producers.record(header, 0);
+    for meta in closed {
+        let path = segment::segment_path(dir, meta.base_offset, LOG_SUFFIX);
+        let file = context
+            .io
+            .open(&path, super::io::OpenMode::Read)
+            .map_err(|source| LogError::io(&path, source))?;
+        segment::walk_headers(file.as_ref(), meta.size, &mut visit)
+            .map_err(|source| LogError::io(&path, source))?;
+    }
+    let path = segment::segment_path(dir, active.meta.base_offset, LOG_SUFFIX);
+    segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
+        .map_err(|source| LogError::io(&path, source))?;
+    Ok(producers)
 }

@@ -534,3 +534,17 @@ pub fn seek_time(
     }
     Ok(None)
 }
+
+/// Calls `visit` with every batch header of a log file, in order.
+pub fn walk_headers(
+    file: &dyn IoFile,
+    size: u64,
+    visit: &mut impl FnMut(&BatchHeader),
+) -> Result<(), std::io::Error> {
+    let mut position = 0;
+    while let Some(header) = read_header(file, position, size)? {
+        visit(&header);
+        position += header.total_bytes() as u64;
+    }
+    Ok(())
+}

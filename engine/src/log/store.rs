@@ -36,6 +36,9 @@ pub struct StoreOptions {
     pub open_segments_max: usize,
     /// Largest partition count of one topic.
     pub partitions_max: i32,
+    /// Idempotent producers remembered per partition (least recently
+    /// active forgotten first).
+    pub producers_per_partition_max: usize,
     /// Config of topics without overrides.
     pub topic_defaults: TopicConfig,
 }
@@ -47,6 +50,7 @@ impl Default for StoreOptions {
             index_interval_bytes: 4096,
             open_segments_max: 1024,
             partitions_max: 1024,
+            producers_per_partition_max: 10_000,
             topic_defaults: TopicConfig::default(),
         }
     }
@@ -254,6 +258,7 @@ impl LogStore {
             handles: Arc::new(HandleCache::new(options.open_segments_max)),
             flush: options.flush,
             index_interval_bytes: options.index_interval_bytes,
+            producers_max: options.producers_per_partition_max,
         };
         let store = Self {
             dir: dir.to_path_buf(),

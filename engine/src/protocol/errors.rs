@@ -13,6 +13,9 @@ pub fn log_error_code(error: &LogError) -> i16 {
         LogError::Batch(BatchError::Magic(_)) => ResponseError::UnsupportedForMessageFormat,
         LogError::Batch(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
         LogError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
         LogError::Corrupt { .. }
         | LogError::Poisoned { .. }
         | LogError::Io { .. }

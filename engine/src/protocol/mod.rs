@@ -29,6 +29,8 @@ pub struct RequestFrame {
     pub correlation_id: i32,
     /// The client's self-declared name, for logs.
     pub client_id: Option<String>,
+    /// The peer's address, filled in by the connection (DescribeGroups).
+    pub client_host: String,
     /// The undecoded body.
     pub body: Bytes,
 }
@@ -107,6 +109,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, FrameError> {
         api_version,
         correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
+        client_host: String::new(),
         body: frame,
     })
 }

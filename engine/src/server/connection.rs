@@ -25,12 +25,16 @@ type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
 /// Serves one connection until the client leaves, shutdown, or a protocol
 /// error (which is returned, for the log line).
 pub async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Result<()> {
+    let client_host = stream
+        .peer_addr()
+        .map(|peer| format!("/{}", peer.ip()))
+        .unwrap_or_default();
     let (reader, writer) = stream.into_split();
     let (pending_tx, pending_rx) =
         mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let writer = tokio::spawn(write_responses(writer, pending_rx, failed_tx));
-    let read_result = read_requests(reader, &context, pending_tx, failed_rx).await;
+    let read_result = read_requests(reader, &context, &client_host, pending_tx, failed_rx).await;
     let write_result = writer.await?;
     read_result.and(write_result)
 }
@@ -38,6 +42,7 @@ pub async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Resu
 async fn read_requests(
     mut reader: OwnedReadHalf,
     context: &Arc<BrokerContext>,
+    client_host: &str,
     pending: mpsc::Sender<Pending>,
     mut failed: oneshot::Receiver<anyhow::Error>,
 ) -> anyhow::Result<()> {
@@ -53,7 +58,8 @@ async fn read_requests(
         let Some(frame) = frame else {
             return Ok(());
         };
-        let request = protocol::decode_frame(frame)?;
+        let mut request = protocol::decode_frame(frame)?;
+        request.client_host = client_host.to_string();
         tracing::debug!(api = ?request.api_key, version = request.api_version,
             correlation_id = request.correlation_id, client_id = ?request.client_id, "request");
         let (previous, done) = if handlers::is_ordered(request.api_key) {

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod handlers;
+pub mod producer_ids;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub struct BrokerContext {
     pub advertised: SocketAddr,
     /// Stable id of this cluster (persisted in the data directory).
     pub cluster_id: String,
+    /// Producer id allocator (idempotent producers).
+    pub producer_ids: producer_ids::ProducerIds,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<crate::group::GroupCoordinator>,
     /// Fires at shutdown, so long polls end early.
     pub shutdown: Shutdown,
 }

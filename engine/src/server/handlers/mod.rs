@@ -1,13 +1,29 @@
 //! One module per Kafka API; this file dispatches a decoded frame to its
 //! handler and builds the ApiVersions table from what the handlers declare.
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
@@ -47,6 +63,86 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         delete_topics::VERSIONS.0,
         delete_topics::VERSIONS.1,
     ),
+    (
+        ApiKey::DescribeConfigs,
+        describe_configs::VERSIONS.0,
+        describe_configs::VERSIONS.1,
+    ),
+    (
+        ApiKey::AlterConfigs,
+        alter_configs::VERSIONS.0,
+        alter_configs::VERSIONS.1,
+    ),
+    (
+        ApiKey::CreatePartitions,
+        create_partitions::VERSIONS.0,
+        create_partitions::VERSIONS.1,
+    ),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        incremental_alter_configs::VERSIONS.0,
+        incremental_alter_configs::VERSIONS.1,
+    ),
+    (
+        ApiKey::DescribeCluster,
+        describe_cluster::VERSIONS.0,
+        describe_cluster::VERSIONS.1,
+    ),
+    (
+        ApiKey::InitProducerId,
+        init_producer_id::VERSIONS.0,
+        init_producer_id::VERSIONS.1,
+    ),
+    (
+        ApiKey::FindCoordinator,
+        find_coordinator::VERSIONS.0,
+        find_coordinator::VERSIONS.1,
+    ),
+    (
+        ApiKey::JoinGroup,
+        join_group::VERSIONS.0,
+        join_group::VERSIONS.1,
+    ),
+    (
+        ApiKey::SyncGroup,
+        sync_group::VERSIONS.0,
+        sync_group::VERSIONS.1,
+    ),
+    (
+        ApiKey::Heartbeat,
+        heartbeat::VERSIONS.0,
+        heartbeat::VERSIONS.1,
+    ),
+    (
+        ApiKey::LeaveGroup,
+        leave_group::VERSIONS.0,
+        leave_group::VERSIONS.1,
+    ),
+    (
+        ApiKey::OffsetCommit,
+        offset_commit::VERSIONS.0,
+        offset_commit::VERSIONS.1,
+    ),
+    (
+        ApiKey::OffsetFetch,
+        offset_fetch::VERSIONS.0,
+        offset_fetch::VERSIONS.1,
+    ),
+    (
+        ApiKey::ListGroups,
+        list_groups::VERSIONS.0,
+        list_groups::VERSIONS.1,
+    ),
+    (
+        ApiKey::DescribeGroups,
+        describe_groups::VERSIONS.0,
+        describe_groups::VERSIONS.1,
+    ),
+    (
+        ApiKey::DeleteGroups,
+        delete_groups::VERSIONS.0,
+        delete_groups::VERSIONS.1,
+    ),
 ];
 
 /// Whether requests of this API must take effect in the order a connection
@@ -57,6 +153,9 @@ pub fn is_ordered(api_key: ApiKey) -> bool {
         ApiKey::Produce
             | ApiKey::CreateTopics
             | ApiKey::DeleteTopics
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::CreatePartitions
             | ApiKey::OffsetCommit
             | ApiKey::DeleteRecords
     )
@@ -99,6 +198,58 @@ pub async fn handle(
         });
     }
     match request.api_key {
+        ApiKey::InitProducerId => respond(
+            &request,
+            &init_producer_id::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::FindCoordinator => respond(
+            &request,
+            &find_coordinator::handle(context, request.decode()?, version),
+        ),
+        ApiKey::JoinGroup => {
+            let client_id = request.client_id.clone().unwrap_or_default();
+            let response = join_group::handle(
+                context,
+                request.decode()?,
+                version,
+                client_id,
+                request.client_host.clone(),
+            )
+            .await;
+            respond(&request, &response)
+        }
+        ApiKey::SyncGroup => respond(
+            &request,
+            &sync_group::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::Heartbeat => respond(
+            &request,
+            &heartbeat::handle(context, request.decode()?, version),
+        ),
+        ApiKey::LeaveGroup => respond(
+            &request,
+            &leave_group::handle(context, request.decode()?, version),
+        ),
+        ApiKey::OffsetCommit => respond(
+            &request,
+            &offset_commit::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::OffsetFetch => respond(
+            &request,
+            &offset_fetch::handle(context, request.decode()?, version),
+        ),
+        ApiKey::ListGroups => respond(
+            &request,
+            &list_groups::handle(context, request.decode()?, version),
+        ),
+        ApiKey::DescribeGroups => respond(
+            &request,
+            &describe_groups::handle(context, request.decode()?, version),
+        ),
+        ApiKey::DeleteGroups => respond(
+            &request,
+            &delete_groups::handle(context, request.decode()?, version).await,
+        ),
         ApiKey::Metadata => respond(
             &request,
             &metadata::handle(context, request.decode()?, version).await,
@@ -122,6 +273,26 @@ pub async fn handle(
         ApiKey::DeleteTopics => respond(
             &request,
             &delete_topics::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::DescribeConfigs => respond(
+            &request,
+            &describe_configs::handle(context, request.decode()?, version),
+        ),
+        ApiKey::AlterConfigs => respond(
+            &request,
+            &alter_configs::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::IncrementalAlterConfigs => respond(
+            &request,
+            &incremental_alter_configs::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::CreatePartitions => respond(
+            &request,
+            &create_partitions::handle(context, request.decode()?, version).await,
+        ),
+        ApiKey::DescribeCluster => respond(
+            &request,
+            &describe_cluster::handle(context, request.decode()?, version),
         ),
         _ => Err(FrameError::Unsupported {
             api_key: request.api_key,

@@ -1,0 +1,36 @@
+//! DeleteGroups (key 42): only groups without members; their committed
+//! offsets go too.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use super::blocking;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (0, 2);
+
+/// Handles a DeleteGroups request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: DeleteGroupsRequest,
+    _version: i16,
+) -> DeleteGroupsResponse {
+    let context = context.clone();
+    let results = blocking(move || {
+        request
+            .groups_names
+            .into_iter()
+            .map(|group| {
+                let code = context.groups.delete(&group);
+                DeletableGroupResult::default()
+                    .with_group_id(group)
+                    .with_error_code(code)
+            })
+            .collect()
+    })
+    .await;
+    DeleteGroupsResponse::default().with_results(results)
+}

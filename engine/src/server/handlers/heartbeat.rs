@@ -1,0 +1,24 @@
+//! Heartbeat (key 12): keeps a member's session alive and tells it when to
+//! rejoin (REBALANCE_IN_PROGRESS).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (0, 4);
+
+/// Handles a Heartbeat request.
+pub fn handle(
+    context: &Arc<BrokerContext>,
+    request: HeartbeatRequest,
+    _version: i16,
+) -> HeartbeatResponse {
+    let code =
+        context
+            .groups
+            .heartbeat(&request.group_id, request.generation_id, &request.member_id);
+    HeartbeatResponse::default().with_error_code(code)
+}

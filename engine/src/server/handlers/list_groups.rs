@@ -1,0 +1,55 @@
+//! ListGroups (key 16), with the v4 state and v5 type filters.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// Handles a ListGroups request.
+pub fn handle(
+    context: &Arc<BrokerContext>,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_lowercase())
+        .collect();
+    let groups = context
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
+        // Every group here is a classic one.
+        .filter(|_| {
+            request.types_filter.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case("classic"))
+        })
+        .map(|(id, protocol_type, state)| {
+            let listed = ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(id)))
+                .with_protocol_type(StrBytes::from_string(protocol_type));
+            let listed = if version >= 4 {
+                listed.with_group_state(StrBytes::from_static_str(state.name()))
+            } else {
+                listed
+            };
+            if version >= 5 {
+                listed.with_group_type(StrBytes::from_static_str("classic"))
+            } else {
+                listed
+            }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

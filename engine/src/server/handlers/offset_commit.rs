@@ -1,0 +1,90 @@
+//! OffsetCommit (key 8): durable committed offsets, fenced by generation
+//! for group members; simple (generation -1) commits for groups without
+//! members.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::blocking;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (2, 9);
+
+/// Handles an OffsetCommit request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: OffsetCommitRequest,
+    _version: i16,
+) -> OffsetCommitResponse {
+    let context = context.clone();
+    blocking(move || {
+        // Partitions of unknown topics get their own error; the rest are
+        // committed together (one fsync).
+        let mut commits = Vec::new();
+        let mut slots = Vec::new();
+        for topic in &request.topics {
+            let known = context.store.topic(&topic.name);
+            for partition in &topic.partitions {
+                let exists = known
+                    .as_ref()
+                    .is_some_and(|t| partition.partition_index < t.partition_count());
+                if exists {
+                    slots.push(None);
+                    commits.push((
+                        topic.name.to_string(),
+                        partition.partition_index,
+                        partition.committed_offset,
+                        partition.committed_leader_epoch,
+                        partition
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                    ));
+                } else {
+                    slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
+                }
+            }
+        }
+        let mut codes = context
+            .groups
+            .commit(
+                &request.group_id,
+                request.generation_id_or_member_epoch,
+                &request.member_id,
+                commits,
+            )
+            .into_iter();
+        let mut slots = slots.into_iter();
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = slots
+                            .next()
+                            .flatten()
+                            .unwrap_or_else(|| codes.next().unwrap_or(0));
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    })
+    .await
+}

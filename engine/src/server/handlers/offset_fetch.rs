@@ -1,0 +1,133 @@
+//! OffsetFetch (key 9): committed offsets of one group (v1–v7) or several
+//! (v8+); all partitions when the topic list is null. A partition without
+//! a commit answers offset -1.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::group::offsets::Committed;
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (1, 9);
+
+type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
+/// Per topic, each partition with its committed offset if any.
+type Found = Vec<(TopicName, Vec<(i32, Option<Committed>)>)>;
+
+/// (topic, [(partition, committed or none)]) for a group.
+fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
+    let committed = context.groups.committed(group);
+    match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| (p, committed.get(&(name.to_string(), p)).cloned()))
+                    .collect();
+                (name, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            for ((topic, partition), value) in committed {
+                by_topic
+                    .entry(topic)
+                    .or_default()
+                    .push((partition, Some(value)));
+            }
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| (TopicName(StrBytes::from_string(topic)), partitions))
+                .collect()
+        }
+    }
+}
+
+fn parts(committed: Option<Committed>) -> (i64, i32, StrBytes) {
+    match committed {
+        Some(c) => (c.offset, c.leader_epoch, StrBytes::from_string(c.metadata)),
+        None => (-1, -1, StrBytes::default()),
+    }
+}
+
+/// Handles an OffsetFetch request.
+pub fn handle(
+    context: &Arc<BrokerContext>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group| {
+                let wanted = group.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect()
+                });
+                let topics = lookup(context, &group.group_id, wanted)
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(index, committed)| {
+                                let (offset, epoch, metadata) = parts(committed);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(metadata))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let topics = lookup(context, &request.group_id, wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| {
+                    let (offset, epoch, metadata) = parts(committed);
+                    let partition = OffsetFetchResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(metadata));
+                    if version >= 5 {
+                        partition.with_committed_leader_epoch(epoch)
+                    } else {
+                        partition
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}

@@ -1,0 +1,44 @@
+//! SyncGroup (key 14): the leader hands out assignments; everyone gets
+//! theirs.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::server::BrokerContext;
+
+/// Versions implemented.
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// Handles a SyncGroup request.
+pub async fn handle(
+    context: &Arc<BrokerContext>,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let assignments = request
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let outcome = context
+        .groups
+        .sync(
+            &request.group_id,
+            request.generation_id,
+            &request.member_id,
+            assignments,
+        )
+        .await;
+    let response = SyncGroupResponse::default()
+        .with_error_code(outcome.error)
+        .with_assignment(outcome.assignment);
+    if version >= 5 {
+        response
+            .with_protocol_type(outcome.protocol_type.map(StrBytes::from_string))
+            .with_protocol_name(outcome.protocol_name.map(StrBytes::from_string))
+    } else {
+        response
+    }
+}
