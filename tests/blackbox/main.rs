@@ -1,5 +1,7 @@
 //! Black-box tests: the real `sluice` binary on a temporary data directory
 //! and free loopback ports, driven from outside.
 
+mod admin;
 mod harness;
+mod kafka;
 mod serve;
