@@ -241,6 +241,15 @@ impl Partition {
     /// batch (CRC, structure, size) first; on any error nothing is written.
     /// Returns once the batches are durable per the flush policy.
     pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+        let info = self.write_batches(records)?;
+        self.acknowledge(&info)?;
+        Ok(info)
+    }
+
+    /// The first half of [`Partition::append`]: verifies and writes, so the
+    /// batches have their offsets, but does not wait for durability. Lets a
+    /// connection order its writes while their fsyncs overlap.
+    pub fn write_batches(&self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
         if let Some(large) = headers
@@ -252,18 +261,23 @@ impl Partition {
                 max_bytes: config.max_message_bytes,
             });
         }
-        let info = self.write(records, headers, &config)?;
+        self.write(records, headers, &config)
+    }
+
+    /// The second half of [`Partition::append`]: returns once the written
+    /// batches are durable under the flush policy, and makes them visible.
+    pub fn acknowledge(&self, info: &AppendInfo) -> Result<(), LogError> {
         match self.context.flush {
-            FlushPolicy::Always => self.wait_durable(info.last_offset + 1)?,
+            FlushPolicy::Always => self.wait_durable(info.last_offset + 1),
             FlushPolicy::Interval { .. } | FlushPolicy::Never => {
                 self.high_watermark.send_if_modified(|hw| {
                     let moved = *hw < info.last_offset + 1;
                     *hw = (*hw).max(info.last_offset + 1);
                     moved
                 });
+                Ok(())
             }
         }
-        Ok(info)
     }
 
     fn write(

@@ -148,6 +148,9 @@ pub struct LogStore {
     options: StoreOptions,
     context: PartitionContext,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topic metadata changes (create, delete, grow, alter), so
+    /// none of them sees a topic another is halfway through changing.
+    admin: std::sync::Mutex<()>,
     /// Held for the store's lifetime; the flock is released when it closes.
     _lock: File,
 }
@@ -265,6 +268,7 @@ impl LogStore {
             options,
             context,
             topics: RwLock::default(),
+            admin: std::sync::Mutex::default(),
             _lock: lock,
         };
         store.load_topics()?;
@@ -393,6 +397,7 @@ impl LogStore {
         partitions: i32,
         overrides: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, LogError> {
+        let _admin = self.admin.lock().expect("admin lock");
         validate_topic_name(name)?;
         self.check_partitions(partitions)?;
         let config = Arc::new(self.options.topic_defaults.with_overrides(&overrides)?);
@@ -426,6 +431,7 @@ impl LogStore {
     /// Deletes a topic and its data. The directory is removed from the
     /// namespace at once (metadata first), then its files.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topics
             .write()
@@ -453,6 +459,7 @@ impl LogStore {
 
     /// Grows a topic to `total` partitions.
     pub fn create_partitions(&self, name: &str, total: i32) -> Result<(), LogError> {
+        let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
@@ -493,6 +500,7 @@ impl LogStore {
         name: &str,
         overrides: BTreeMap<String, String>,
     ) -> Result<(), LogError> {
+        let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;

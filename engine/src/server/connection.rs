@@ -75,7 +75,8 @@ async fn read_requests(
                 // own failure closes the connection.
                 let _ = previous.await;
             }
-            let response = handlers::handle(&context, request).await;
+            let mut done = done;
+            let response = handlers::handle(&context, request, &mut done).await;
             if let Some(done) = done {
                 let _ = done.send(());
             }

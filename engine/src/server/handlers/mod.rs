@@ -183,9 +183,14 @@ fn respond<R: Encodable>(request: &RequestFrame, body: &R) -> Result<Option<Byte
 }
 
 /// Handles one request; `Ok(None)` means no response is sent (acks=0).
+///
+/// `ordered` is the baton of an ordered request: released here once the
+/// request's effects are in place (Produce releases it earlier, before
+/// waiting for fsync).
 pub async fn handle(
     context: &Arc<BrokerContext>,
     request: RequestFrame,
+    ordered: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<Option<Bytes>, FrameError> {
     let version = request.api_version;
     if request.api_key == ApiKey::ApiVersions {
@@ -254,7 +259,7 @@ pub async fn handle(
             &request,
             &metadata::handle(context, request.decode()?, version).await,
         ),
-        ApiKey::Produce => match produce::handle(context, request.decode()?, version).await {
+        ApiKey::Produce => match produce::handle(context, request.decode()?, version, ordered).await {
             Some(response) => respond(&request, &response),
             None => Ok(None),
         },

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use tokio::sync::oneshot;
 
 use super::{blocking, message, topic_or_create};
-use crate::log::{LogError, Topic};
+use crate::log::{AppendInfo, LogError, Partition, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -27,88 +29,102 @@ fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceRespon
         .with_error_message(text.and_then(message))
 }
 
-/// Handles a Produce request; `None` for acks=0.
+/// A partition's write: done (with the partition to acknowledge on) or
+/// refused with a response.
+type Written = (i32, Result<(Arc<Partition>, AppendInfo), PartitionProduceResponse>);
+
+/// Handles a Produce request; `None` for acks=0. Writes happen in request
+/// order (then `ordered` is released so the connection's next produce may
+/// write); the wait for durability happens after, per partition in
+/// parallel, so pipelined requests share fsyncs.
 pub async fn handle(
     context: &Arc<BrokerContext>,
     request: ProduceRequest,
     _version: i16,
+    ordered: &mut Option<oneshot::Sender<()>>,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
-        Some((
-            ResponseError::InvalidRequiredAcks.code(),
-            format!("acks must be -1, 0 or 1, not {acks}"),
-        ))
+        Some((ResponseError::InvalidRequiredAcks.code(), format!("acks must be -1, 0 or 1, not {acks}")))
     } else if request.transactional_id.is_some() {
-        Some((
-            ResponseError::InvalidRequest.code(),
-            "transactions are not supported".to_string(),
-        ))
+        Some((ResponseError::InvalidRequest.code(), "transactions are not supported".to_string()))
     } else {
         None
     };
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut written: Vec<(TopicName, Vec<Written>)> = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        let name = topic_data.name.to_string();
         let topic = match &refusal {
             Some((code, _)) => Err(*code),
-            None => topic_or_create(context, &name, true).await,
+            None => topic_or_create(context, &topic_data.name, true).await,
         };
         let partitions = match topic {
-            Ok(topic) => append_all(topic, topic_data.partition_data).await,
+            Ok(topic) => write_all(topic, topic_data.partition_data).await,
             Err(code) => topic_data
                 .partition_data
                 .iter()
                 .map(|data| {
-                    failed(
-                        data.index,
-                        code,
-                        refusal.as_ref().map(|(_, text)| text.clone()),
-                    )
+                    let text = refusal.as_ref().map(|(_, text)| text.clone());
+                    (data.index, Err(failed(data.index, code, text)))
                 })
                 .collect(),
         };
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic_data.name)
-                .with_partition_responses(partitions),
-        );
+        written.push((topic_data.name, partitions));
+    }
+    if let Some(ordered) = ordered.take() {
+        let _ = ordered.send(());
+    }
+    let mut responses = Vec::with_capacity(written.len());
+    for (name, partitions) in written {
+        let acknowledged = partitions.into_iter().map(|(index, result)| async move {
+            match result {
+                Err(response) => response,
+                Ok((partition, info)) => acknowledge(partition, index, info).await,
+            }
+        });
+        let partitions = futures_util::future::join_all(acknowledged).await;
+        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-async fn append_all(
-    topic: Arc<Topic>,
-    partitions: Vec<kafka_protocol::messages::produce_request::PartitionProduceData>,
-) -> Vec<PartitionProduceResponse> {
+async fn acknowledge(partition: Arc<Partition>, index: i32, info: AppendInfo) -> PartitionProduceResponse {
+    let waited = partition.clone();
+    match blocking(move || waited.acknowledge(&info)).await {
+        Ok(()) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(info.base_offset)
+            .with_log_append_time_ms(info.log_append_time_ms)
+            .with_log_start_offset(info.log_start_offset),
+        Err(error) => {
+            log_append_error(partition.topic(), index, &error);
+            failed(index, log_error_code(&error), Some(error.to_string()))
+        }
+    }
+}
+
+async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> Vec<Written> {
     blocking(move || {
         partitions
             .into_iter()
             .map(|data| {
                 let index = data.index;
                 let Some(records) = data.records else {
-                    return failed(
-                        index,
-                        ResponseError::InvalidRecord.code(),
-                        Some("no records".into()),
-                    );
+                    let response = failed(index, ResponseError::InvalidRecord.code(), Some("no records".into()));
+                    return (index, Err(response));
                 };
                 let result = topic.partition(index).and_then(|partition| {
-                    // The append rewrites offsets in place: one copy out of
+                    // The write rewrites offsets in place: one copy out of
                     // the request buffer, then straight to the file.
-                    partition.append(&mut BytesMut::from(&records[..]))
+                    let info = partition.write_batches(&mut BytesMut::from(&records[..]))?;
+                    Ok((partition, info))
                 });
-                match result {
-                    Ok(info) => PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_base_offset(info.base_offset)
-                        .with_log_append_time_ms(info.log_append_time_ms)
-                        .with_log_start_offset(info.log_start_offset),
-                    Err(error) => {
+                (
+                    index,
+                    result.map_err(|error| {
                         log_append_error(topic.name(), index, &error);
                         failed(index, log_error_code(&error), Some(error.to_string()))
-                    }
-                }
+                    }),
+                )
             })
             .collect()
     })
