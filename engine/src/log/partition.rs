@@ -67,7 +67,24 @@ pub(super) struct Inner {
     pub(super) closed: Vec<SegmentMeta>,
     pub(super) active: ActiveSegment,
     producers: ProducerStates,
+    /// Log start set by DeleteRecords (persisted in `log-start-offset`);
+    /// the effective start is the larger of this and the first segment.
+    pub(super) start_override: i64,
 }
+
+impl Inner {
+    /// First offset in the log.
+    pub(super) fn log_start_offset(&self) -> i64 {
+        let first = self
+            .closed
+            .first()
+            .map_or(self.active.meta.base_offset, |s| s.base_offset);
+        first.max(self.start_override)
+    }
+}
+
+/// File holding the DeleteRecords log start, in the partition directory.
+pub(super) const LOG_START_FILE: &str = "log-start-offset";
 
 #[derive(Default)]
 struct SyncState {
@@ -137,6 +154,18 @@ impl Partition {
             .map_err(|source| LogError::io(dir, source))?;
         let end = active.meta.next_offset;
         let producers = rebuild_producers(&context, dir, &closed, &active)?;
+        let start_path = dir.join(LOG_START_FILE);
+        let start_override = match super::io::read_file(io, &start_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes)
+                .trim()
+                .parse::<i64>()
+                .map_err(|error| LogError::BadMetadata {
+                    path: start_path.clone(),
+                    reason: error.to_string(),
+                })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => -1,
+            Err(source) => return Err(LogError::io(&start_path, source)),
+        };
         Ok(Self {
             topic: topic.to_string(),
             id,
@@ -147,6 +176,7 @@ impl Partition {
                 closed,
                 active,
                 producers,
+                start_override,
             }),
             sync: Mutex::new(SyncState {
                 durable_offset: end,
@@ -198,11 +228,7 @@ impl Partition {
     }
     /// First offset in the log.
     pub fn log_start_offset(&self) -> i64 {
-        let inner = self.lock();
-        inner
-            .closed
-            .first()
-            .map_or(inner.active.meta.base_offset, |first| first.base_offset)
+        self.lock().log_start_offset()
     }
     /// Offset the next append gets.
     pub fn log_end_offset(&self) -> i64 {
@@ -296,10 +322,7 @@ impl Partition {
                 base_offset: duplicate.0,
                 last_offset: duplicate.1,
                 log_append_time_ms: -1,
-                log_start_offset: inner
-                    .closed
-                    .first()
-                    .map_or(inner.active.meta.base_offset, |s| s.base_offset),
+                log_start_offset: inner.log_start_offset(),
             });
         }
         let count: i64 = headers.iter().map(|h| h.last_offset_delta as i64 + 1).sum();
@@ -343,10 +366,7 @@ impl Partition {
             base_offset,
             last_offset: next_offset - 1,
             log_append_time_ms: if append_time { now_ms } else { -1 },
-            log_start_offset: inner
-                .closed
-                .first()
-                .map_or(inner.active.meta.base_offset, |s| s.base_offset),
+            log_start_offset: inner.log_start_offset(),
         })
     }
 

@@ -132,4 +132,53 @@ impl Partition {
         tracing::info!(topic = %self.topic(), partition = self.id(), offset, end, "truncated log");
         Ok(())
     }
+
+    /// DeleteRecords: moves the log start to `offset` (at most the high
+    /// watermark), durably, and deletes the segments wholly below it.
+    /// Returns the new log start.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let _maintenance = self.maintenance.lock().expect("maintenance lock");
+        let high_watermark = self.high_watermark();
+        let mut inner = self.lock();
+        let start = inner.log_start_offset();
+        if offset < 0 || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                high_watermark,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        let path = self.dir().join(super::partition::LOG_START_FILE);
+        super::io::write_atomic(
+            self.context().io.as_ref(),
+            &path,
+            offset.to_string().as_bytes(),
+        )
+        .map_err(|source| LogError::io(&path, source))?;
+        inner.start_override = offset;
+        // A closed segment whose successor starts at or below the new start
+        // holds nothing readable any more.
+        let mut doomed = 0;
+        while doomed < inner.closed.len() {
+            let next_base = inner
+                .closed
+                .get(doomed + 1)
+                .map_or(inner.active.meta.base_offset, |next| next.base_offset);
+            if next_base > offset {
+                break;
+            }
+            doomed += 1;
+        }
+        let doomed: Vec<SegmentMeta> = inner.closed.drain(..doomed).collect();
+        drop(inner);
+        for meta in &doomed {
+            self.delete_segment_files(meta.base_offset)?;
+        }
+        tracing::info!(topic = %self.topic(), partition = self.id(), log_start_offset = offset,
+            segments_deleted = doomed.len(), "deleted records");
+        Ok(offset)
+    }
 }

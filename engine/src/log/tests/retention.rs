@@ -226,3 +226,48 @@ fn compacted_topics_are_not_deleted_by_retention() -> anyhow::Result<()> {
     assert_eq!(partition.log_start_offset(), 0);
     Ok(())
 }
+
+#[test]
+fn delete_records_moves_the_start_durably_and_drops_whole_segments() -> anyhow::Result<()> {
+    let fixture = Fixture::new(FlushPolicy::Never);
+    {
+        let store = fixture.open()?;
+        store.create_topic("t", 1, support::overrides(&[("segment.bytes", "1024")]))?;
+        let partition = store.partition("t", 0)?;
+        for index in 0..10 {
+            partition.append(&mut support::values_batch(
+                &format!("r{index}"),
+                1,
+                300,
+                START_MS,
+            ))?;
+        }
+        let segments_before = partition.segment_count();
+        ensure!(segments_before > 2, "setup must roll");
+        assert!(matches!(
+            partition.delete_records_before(11),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(partition.delete_records_before(7)?, 7);
+        assert_eq!(partition.log_start_offset(), 7);
+        assert!(
+            partition.segment_count() < segments_before,
+            "segments below the start are deleted"
+        );
+        assert!(matches!(
+            partition.read(6, 0),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let records = support::decode(&partition.read(7, 0)?.records)?;
+        assert!(records.iter().any(|record| record.offset == 7));
+        // Moving backwards is a no-op.
+        assert_eq!(partition.delete_records_before(3)?, 7);
+    }
+    let store = fixture.open()?;
+    assert_eq!(
+        store.partition("t", 0)?.log_start_offset(),
+        7,
+        "the start survives a restart"
+    );
+    Ok(())
+}

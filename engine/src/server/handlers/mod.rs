@@ -6,6 +6,7 @@ mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -87,6 +88,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         ApiKey::DescribeCluster,
         describe_cluster::VERSIONS.0,
         describe_cluster::VERSIONS.1,
+    ),
+    (
+        ApiKey::DeleteRecords,
+        delete_records::VERSIONS.0,
+        delete_records::VERSIONS.1,
     ),
     (
         ApiKey::InitProducerId,
@@ -203,6 +209,10 @@ pub async fn handle(
         });
     }
     match request.api_key {
+        ApiKey::DeleteRecords => respond(
+            &request,
+            &delete_records::handle(context, request.decode()?, version).await,
+        ),
         ApiKey::InitProducerId => respond(
             &request,
             &init_producer_id::handle(context, request.decode()?, version).await,
@@ -259,10 +269,12 @@ pub async fn handle(
             &request,
             &metadata::handle(context, request.decode()?, version).await,
         ),
-        ApiKey::Produce => match produce::handle(context, request.decode()?, version, ordered).await {
-            Some(response) => respond(&request, &response),
-            None => Ok(None),
-        },
+        ApiKey::Produce => {
+            match produce::handle(context, request.decode()?, version, ordered).await {
+                Some(response) => respond(&request, &response),
+                None => Ok(None),
+            }
+        }
         ApiKey::Fetch => respond(
             &request,
             &fetch::handle(context, request.decode()?, version).await,

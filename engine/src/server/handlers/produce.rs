@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
@@ -31,7 +31,10 @@ fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceRespon
 
 /// A partition's write: done (with the partition to acknowledge on) or
 /// refused with a response.
-type Written = (i32, Result<(Arc<Partition>, AppendInfo), PartitionProduceResponse>);
+type Written = (
+    i32,
+    Result<(Arc<Partition>, AppendInfo), PartitionProduceResponse>,
+);
 
 /// Handles a Produce request; `None` for acks=0. Writes happen in request
 /// order (then `ordered` is released so the connection's next produce may
@@ -45,9 +48,15 @@ pub async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
-        Some((ResponseError::InvalidRequiredAcks.code(), format!("acks must be -1, 0 or 1, not {acks}")))
+        Some((
+            ResponseError::InvalidRequiredAcks.code(),
+            format!("acks must be -1, 0 or 1, not {acks}"),
+        ))
     } else if request.transactional_id.is_some() {
-        Some((ResponseError::InvalidRequest.code(), "transactions are not supported".to_string()))
+        Some((
+            ResponseError::InvalidRequest.code(),
+            "transactions are not supported".to_string(),
+        ))
     } else {
         None
     };
@@ -82,12 +91,20 @@ pub async fn handle(
             }
         });
         let partitions = futures_util::future::join_all(acknowledged).await;
-        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions),
+        );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-async fn acknowledge(partition: Arc<Partition>, index: i32, info: AppendInfo) -> PartitionProduceResponse {
+async fn acknowledge(
+    partition: Arc<Partition>,
+    index: i32,
+    info: AppendInfo,
+) -> PartitionProduceResponse {
     let waited = partition.clone();
     match blocking(move || waited.acknowledge(&info)).await {
         Ok(()) => PartitionProduceResponse::default()
@@ -109,7 +126,11 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
             .map(|data| {
                 let index = data.index;
                 let Some(records) = data.records else {
-                    let response = failed(index, ResponseError::InvalidRecord.code(), Some("no records".into()));
+                    let response = failed(
+                        index,
+                        ResponseError::InvalidRecord.code(),
+                        Some("no records".into()),
+                    );
                     return (index, Err(response));
                 };
                 let result = topic.partition(index).and_then(|partition| {
