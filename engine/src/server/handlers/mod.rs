@@ -358,3 +358,6 @@ async fn topic_or_create(
 fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
+
+#[cfg(test)]
+mod fuzz;
