@@ -20,6 +20,9 @@ use super::handlers;
 use super::BrokerContext;
 use crate::protocol::{self, FrameError};
 
+/// Bytes asked of the socket at a time when a frame is smaller.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
 
 /// Serves one connection until the client leaves, shutdown, or a protocol
@@ -48,9 +51,10 @@ async fn read_requests(
 ) -> anyhow::Result<()> {
     let mut shutdown = context.shutdown.clone();
     let mut baton: Option<oneshot::Receiver<()>> = None;
+    let mut buffer = BytesMut::new();
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, context.config.frame_bytes_max) => frame?,
+            frame = read_frame(&mut reader, &mut buffer, context.config.frame_bytes_max) => frame?,
             _ = shutdown.changed() => return Ok(()),
             // The writer hit a bad request or a dead socket; stop reading.
             _ = &mut failed => return Ok(()),
@@ -88,24 +92,50 @@ async fn read_requests(
     }
 }
 
-/// Reads one frame; `None` at a clean end of stream.
+/// Reads one frame; `None` at a clean end of stream. Frames are read into
+/// `buffer`, whose allocation is reused once earlier frames are dropped, and
+/// never zero-filled first.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
     frame_bytes_max: u32,
 ) -> anyhow::Result<Option<Bytes>> {
-    let mut size = [0u8; 4];
-    match reader.read_exact(&mut size).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error.into()),
+    if !fill(reader, buffer, 4).await? {
+        return Ok(None);
     }
-    let size = i32::from_be_bytes(size);
+    let size = i32::from_be_bytes(buffer[..4].try_into().expect("4 bytes"));
     if size < 0 || size as u32 > frame_bytes_max {
         anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await?;
-    Ok(Some(frame.freeze()))
+    let _ = buffer.split_to(4);
+    if !fill(reader, buffer, size as usize).await? {
+        anyhow::bail!("connection closed in the middle of a {size}-byte request frame");
+    }
+    Ok(Some(buffer.split_to(size as usize).freeze()))
+}
+
+/// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer
+/// closed first (cleanly, when nothing of the next frame had arrived).
+async fn fill(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    wanted: usize,
+) -> anyhow::Result<bool> {
+    if buffer.len() < wanted {
+        buffer.reserve(wanted.max(READ_CHUNK_BYTES) - buffer.len());
+    }
+    while buffer.len() < wanted {
+        if reader.read_buf(buffer).await? == 0 {
+            if buffer.is_empty() {
+                return Ok(false);
+            }
+            anyhow::bail!(
+                "connection closed after {} bytes of a {wanted}-byte read",
+                buffer.len()
+            );
+        }
+    }
+    Ok(true)
 }
 
 async fn write_responses(
