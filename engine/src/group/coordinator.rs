@@ -1040,3 +1040,226 @@ fn choose_protocol(group: &Group) -> String {
         .map(|name| (*name).clone())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{StdIo, SystemClock};
+
+    fn coordinator(dir: &std::path::Path) -> Arc<GroupCoordinator> {
+        let offsets = OffsetStore::open(Arc::new(StdIo), dir).unwrap();
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        };
+        Arc::new(GroupCoordinator::new(
+            config,
+            Arc::new(SystemClock),
+            offsets,
+        ))
+    }
+
+    fn params(member_id: &str, session_timeout_ms: i32) -> JoinParams {
+        JoinParams {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: true,
+        }
+    }
+
+    /// Joins through the MEMBER_ID_REQUIRED round trip; returns the outcome.
+    async fn join_new(groups: &GroupCoordinator) -> JoinOutcome {
+        let first = groups.join(params("", 6000)).await;
+        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        groups.join(params(&first.member_id, 6000)).await
+    }
+
+    #[tokio::test]
+    async fn two_members_rebalance_sync_and_fence_old_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = coordinator(dir.path());
+        let a = join_new(&groups).await;
+        assert_eq!((a.error, a.generation), (0, 1));
+        assert_eq!(a.leader, a.member_id);
+        assert_eq!(a.members.len(), 1);
+        let synced = groups
+            .sync(
+                "g",
+                1,
+                &a.member_id,
+                vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
+            )
+            .await;
+        assert_eq!(synced.assignment, Bytes::from_static(b"all"));
+        assert_eq!(groups.generation("g"), Some((1, GroupState::Stable)));
+
+        // A second member joins: the first learns of it by heartbeat and rejoins.
+        let second = {
+            let groups = groups.clone();
+            tokio::spawn(async move { join_new(&groups).await })
+        };
+        while groups.heartbeat("g", 1, &a.member_id) != ResponseError::RebalanceInProgress.code() {
+            tokio::task::yield_now().await;
+        }
+        let a2 = groups.join(params(&a.member_id, 6000)).await;
+        let b = second.await.unwrap();
+        assert_eq!((a2.generation, b.generation), (2, 2));
+        assert_eq!(a2.members.len(), 2, "the leader sees both subscriptions");
+        assert!(b.members.is_empty());
+        // The old generation is fenced everywhere.
+        assert_eq!(
+            groups.heartbeat("g", 1, &a.member_id),
+            ResponseError::IllegalGeneration.code()
+        );
+        let codes = groups.commit(
+            "g",
+            1,
+            &a.member_id,
+            vec![("t".into(), 0, 5, -1, String::new())],
+        );
+        assert_eq!(codes, vec![ResponseError::IllegalGeneration.code()]);
+        assert_eq!(
+            groups.sync("g", 1, &b.member_id, vec![]).await.error,
+            ResponseError::IllegalGeneration.code()
+        );
+        // The follower waits for the leader's assignment.
+        let follower = {
+            let groups = groups.clone();
+            let id = b.member_id.clone();
+            tokio::spawn(async move { groups.sync("g", 2, &id, vec![]).await })
+        };
+        let leader = groups
+            .sync(
+                "g",
+                2,
+                &a.member_id,
+                vec![(b.member_id.clone(), Bytes::from_static(b"half"))],
+            )
+            .await;
+        assert_eq!(leader.assignment, Bytes::new());
+        assert_eq!(
+            follower.await.unwrap().assignment,
+            Bytes::from_static(b"half")
+        );
+        let codes = groups.commit(
+            "g",
+            2,
+            &b.member_id,
+            vec![("t".into(), 0, 5, -1, "meta".into())],
+        );
+        assert_eq!(codes, vec![0]);
+        assert_eq!(groups.committed("g")[&("t".to_string(), 0)].offset, 5);
+
+        // Leaving sends the group back to a rebalance; the survivor rejoins alone.
+        assert_eq!(
+            groups
+                .leave("g", vec![(b.member_id.clone(), None)])
+                .unwrap(),
+            vec![0]
+        );
+        assert_eq!(
+            groups.heartbeat("g", 2, &a.member_id),
+            ResponseError::RebalanceInProgress.code()
+        );
+        let alone = groups.join(params(&a.member_id, 6000)).await;
+        assert_eq!((alone.generation, alone.members.len()), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn unknown_members_simple_commits_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = coordinator(dir.path());
+        assert_eq!(
+            groups.heartbeat("g", 1, "nobody"),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            groups.join(params("nobody", 6000)).await.error,
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            groups.join(params("", 10)).await.error,
+            ResponseError::InvalidSessionTimeout.code()
+        );
+        // A group without members takes simple commits (generation -1).
+        assert_eq!(
+            groups.commit("solo", -1, "", vec![("t".into(), 1, 9, -1, String::new())]),
+            vec![0]
+        );
+        assert_eq!(groups.describe("solo").unwrap().state, GroupState::Empty);
+        assert_eq!(groups.delete("solo"), 0);
+        assert!(groups.committed("solo").is_empty());
+        assert_eq!(groups.delete("solo"), ResponseError::GroupIdNotFound.code());
+        // A group with a member refuses deletion and simple commits.
+        let a = join_new(&groups).await;
+        assert_eq!(groups.delete("g"), ResponseError::NonEmptyGroup.code());
+        assert_eq!(
+            groups.commit("g", -1, "", vec![("t".into(), 0, 1, -1, String::new())]),
+            vec![ResponseError::UnknownMemberId.code()]
+        );
+        assert_eq!(a.error, 0);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_leave_the_group_and_static_members_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = coordinator(dir.path());
+        let mut static_params = params("", 6000);
+        static_params.group_instance_id = Some("instance-1".into());
+        let first = groups.join(static_params.clone()).await;
+        assert_eq!(
+            (first.error, first.generation),
+            (0, 1),
+            "static members skip MEMBER_ID_REQUIRED"
+        );
+        groups
+            .sync(
+                "g",
+                1,
+                &first.member_id,
+                vec![(first.member_id.clone(), Bytes::from_static(b"p0"))],
+            )
+            .await;
+        // The same instance restarts: new id, old one fenced.
+        let restarted = groups.join(static_params).await;
+        assert_eq!(restarted.error, 0);
+        assert_ne!(restarted.member_id, first.member_id);
+        assert_eq!(
+            groups.heartbeat("g", restarted.generation, &first.member_id),
+            ResponseError::UnknownMemberId.code()
+        );
+
+        // Session expiry, driven by tick(), empties the group.
+        let short = GroupCoordinator::new(
+            GroupConfig {
+                initial_rebalance_delay_ms: 0,
+                session_timeout_min_ms: 1,
+                ..GroupConfig::default()
+            },
+            Arc::new(SystemClock),
+            OffsetStore::open(Arc::new(StdIo), &dir.path().join("short")).unwrap(),
+        );
+        let first = short.join(params("", 6000)).await;
+        let member = short.join(params(&first.member_id, 50)).await;
+        short
+            .sync("g", member.generation, &member.member_id, vec![])
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while short.generation("g").map(|(_, state)| state) != Some(GroupState::Empty) {
+            assert!(Instant::now() < deadline, "session never expired");
+            short.tick();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            short.heartbeat("g", member.generation, &member.member_id),
+            ResponseError::UnknownMemberId.code()
+        );
+    }
+}
