@@ -265,6 +265,26 @@ pub fn is_log_append_time(header: &BatchHeader) -> bool {
     header.attributes & TIMESTAMP_TYPE_BIT != 0
 }
 
+/// Compacted topics keep the latest record per key, so a record without a
+/// key could never be compacted away: Kafka refuses to accept them, and the
+/// produce path checks this (decoding, and decompressing, the records).
+pub fn require_keys(records: &[u8]) -> Result<(), BatchError> {
+    let mut bytes = bytes::Bytes::copy_from_slice(records);
+    while !bytes.is_empty() {
+        let set =
+            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
+                BatchError::Invalid(format!("records could not be decoded: {error}"))
+            })?;
+        if let Some(record) = set.records.iter().find(|record| record.key.is_none()) {
+            return Err(BatchError::Invalid(format!(
+                "a compacted topic cannot accept a record without a key (record {} of the batch)",
+                record.offset
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Test and benchmark helpers that build real batches with the
 /// `kafka-protocol` encoder.
 pub mod build {
@@ -341,6 +361,20 @@ mod tests {
         assert_eq!(header.max_timestamp, 1_000);
         assert_eq!(header.total_bytes(), batch.len());
         assert_eq!(verify_produced(&batch).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn keys_are_required_for_compacted_topics() {
+        let unkeyed = build::values(2, 10, 0);
+        assert!(require_keys(&unkeyed)
+            .unwrap_err()
+            .to_string()
+            .contains("without a key"));
+        let keyed = build::batch(
+            &[(Some(b"k".to_vec()), Some(b"v".to_vec()), 0)],
+            kafka_protocol::records::Compression::Lz4,
+        );
+        require_keys(&keyed).unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
 use super::{blocking, message, topic_or_create};
-use crate::log::{AppendInfo, LogError, Partition, Topic};
+use crate::log::{batch, AppendInfo, LogError, Partition, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -136,6 +136,9 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                 let result = topic.partition(index).and_then(|partition| {
                     // The write rewrites offsets in place: one copy out of
                     // the request buffer, then straight to the file.
+                    if partition.config().cleanup_policy.compacts() {
+                        batch::require_keys(&records).map_err(LogError::Batch)?;
+                    }
                     let info = partition.write_batches(&mut BytesMut::from(&records[..]))?;
                     Ok((partition, info))
                 });
