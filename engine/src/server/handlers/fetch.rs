@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
@@ -134,12 +135,19 @@ fn gather(
                     }
                     match partition.read(target.offset, target.max_bytes.min(remaining)) {
                         Ok(read) => {
-                            remaining = remaining.saturating_sub(read.records.len());
-                            total += read.records.len();
+                            // Only the first partition with data may go over
+                            // max_bytes (KIP-74); later ones wait their turn.
+                            let records = if total > 0 && read.records.len() > remaining {
+                                Bytes::new()
+                            } else {
+                                read.records
+                            };
+                            remaining = remaining.saturating_sub(records.len());
+                            total += records.len();
                             data.with_high_watermark(read.high_watermark)
                                 .with_last_stable_offset(read.high_watermark)
                                 .with_log_start_offset(read.log_start_offset)
-                                .with_records(Some(read.records))
+                                .with_records(Some(records))
                         }
                         Err(error) => {
                             errors = true;
