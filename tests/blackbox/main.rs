@@ -4,4 +4,5 @@
 mod admin;
 mod harness;
 mod kafka;
+mod protocol;
 mod serve;
