@@ -63,8 +63,14 @@ pub async fn serve(listener: TcpListener, context: Arc<BrokerContext>, mut shutd
         let context = context.clone();
         connections.spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            if let Err(error) = connection::run(stream, context).await {
-                tracing::warn!(%peer, %error, "closing connection");
+            match connection::run(stream, context).await {
+                Ok(()) => tracing::debug!(%peer, "connection closed"),
+                // The client went away (e.g. while its long poll waited):
+                // routine, not worth a warning.
+                Err(error) if client_left(&error) => {
+                    tracing::debug!(%peer, %error, "client disconnected")
+                }
+                Err(error) => tracing::warn!(%peer, %error, "closing connection"),
             }
             drop(permit);
         });
@@ -73,4 +79,18 @@ pub async fn serve(listener: TcpListener, context: Arc<BrokerContext>, mut shutd
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Whether `error` is the peer hanging up rather than something wrong.
+fn client_left(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        })
+    })
 }
