@@ -53,5 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }))
         }
         Command::Bench(BenchCommand::Log(args)) => sluice::bench::log::run(&args),
+        command @ (Command::Topic(_)
+        | Command::Produce(_)
+        | Command::Consume(_)
+        | Command::Group(_)) => sluice::cli::run_client(command),
     }
 }

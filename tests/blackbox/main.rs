@@ -2,6 +2,7 @@
 //! and free loopback ports, driven from outside.
 
 mod admin;
+mod cli;
 mod clients;
 mod harness;
 mod kafka;

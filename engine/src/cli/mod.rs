@@ -1,6 +1,14 @@
 //! Command-line interface: argument definitions and dispatch. `serve` runs
-//! the broker; `bench` measures it. Client verbs (topic, produce, consume,
-//! group, processor, plugin) join this enum as they are built.
+//! the broker; `bench` measures it; the client verbs (topic, produce,
+//! consume, group) talk to any Kafka-compatible broker over the Kafka
+//! protocol, in the style of rpk and kcat. Verbs still to come (processor,
+//! plugin) join this enum as they are built.
+
+pub(crate) mod client;
+pub mod consume;
+pub mod group;
+pub mod produce;
+pub mod topic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +58,16 @@ pub enum OutputFormat {
 pub enum Command {
     /// Run the broker: Kafka listener, HTTP admin API, durable log store.
     Serve(ServeArgs),
+    /// Create, list, describe, reconfigure and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Write lines from stdin to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records, alone or as a member of a consumer group.
+    Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -97,6 +115,82 @@ impl ServeArgs {
         }
         Ok(config)
     }
+}
+
+/// Where the client verbs find the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Bootstrap brokers, comma-separated; the first that answers is used,
+    /// and partition leaders and group coordinators are then reached at the
+    /// addresses the cluster gives for them.
+    #[arg(
+        long,
+        env = "SLUICE_BROKERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT[,...]"
+    )]
+    pub brokers: String,
+}
+
+/// Runs a client verb (`topic`, `produce`, `consume`, `group`) to
+/// completion; other commands are not client verbs and are refused.
+pub fn run_client(command: Command) -> anyhow::Result<()> {
+    // Two workers: a consumer's heartbeat keeps going while the main task
+    // is blocked writing to a slow stdout.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Topic(command) => topic::run(command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Group(command) => group::run(command).await,
+            Command::Serve(_) | Command::Bench(_) => {
+                anyhow::bail!("not a client verb")
+            }
+        }
+    })
+}
+
+/// Writes `text` to stdout. A closed stdout (`sluice topic list | head -1`)
+/// is not an error: the reader has all it wanted.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
+}
+
+/// `rows` under `headers` as lines, columns padded to their widest cell.
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
 }
 
 /// `sluice bench` subcommands.

@@ -1,0 +1,743 @@
+//! `sluice group`: list, describe and delete consumer groups and reset their
+//! committed offsets (ListGroups, DescribeGroups, OffsetFetch, ListOffsets,
+//! DeleteGroups, OffsetCommit); also the pieces of the classic consumer
+//! protocol that `sluice consume --group` shares with them: the versioned
+//! ConsumerProtocol encodings, the range assignor, offset fetch and commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest,
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use serde_json::{json, Value};
+
+use super::client::{check, error_text, text, topic_name, Client, Connection, LATEST_TIMESTAMP};
+use super::consume::{resolve_positions, StartPosition};
+use super::{emit, table, ConnectArgs, OutputFormat};
+
+/// Newest ConsumerProtocol version this client reads; newer versions only
+/// append fields, so they are read as this one.
+const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
+
+/// `(topic, partition)` → committed offset.
+pub(crate) type Offsets = BTreeMap<(String, i32), i64>;
+
+/// `sluice group` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups on every broker.
+    #[command(after_help = "Example:\n  sluice group list --format json")]
+    List(ListArgs),
+    /// Show a group's state, members, and per partition the committed
+    /// offset, end offset and lag.
+    #[command(after_help = "Example:\n  sluice group describe billing")]
+    Describe(DescribeArgs),
+    /// Delete groups and their committed offsets (they must have no members).
+    #[command(after_help = "Example:\n  sluice group delete billing audit")]
+    Delete(DeleteArgs),
+    /// Move a group's committed offsets of a topic (the group must have no members).
+    #[command(after_help = "Examples:\n  \
+        sluice group reset-offsets billing --topic orders --to earliest --dry-run\n  \
+        sluice group reset-offsets billing --topic orders --to 1200 --partition 3\n  \
+        sluice group reset-offsets billing --topic orders --to 2026-11-23T10:00:00Z")]
+    ResetOffsets(ResetOffsetsArgs),
+}
+
+/// `sluice group list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `sluice group describe` options.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Group id.
+    pub group: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `sluice group delete` options.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Group ids.
+    #[arg(required = true)]
+    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `sluice group reset-offsets` options.
+#[derive(Debug, Args)]
+pub struct ResetOffsetsArgs {
+    /// Group id.
+    pub group: String,
+    /// Topic whose offsets to move.
+    #[arg(long)]
+    pub topic: String,
+    /// New position: earliest, latest, an OFFSET (clamped to the log), or a
+    /// time (`@MILLIS` since the epoch, or RFC 3339 such as
+    /// 2026-11-23T10:00:00Z) meaning the first record at or after it.
+    #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
+    pub to: StartPosition,
+    /// Only this partition [default: all].
+    #[arg(short, long, value_name = "N")]
+    pub partition: Option<i32>,
+    /// Show the new offsets without committing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Runs a `sluice group` subcommand.
+pub async fn run(command: GroupCommand) -> Result<()> {
+    match command {
+        GroupCommand::List(args) => list(args).await,
+        GroupCommand::Describe(args) => describe(args).await,
+        GroupCommand::Delete(args) => delete(args).await,
+        GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The consumer protocol: what JoinGroup and SyncGroup carry for "consumer"
+// groups, each a big-endian i16 version followed by the message.
+
+/// `version | message`.
+pub(crate) fn encode_versioned<T: Encodable>(message: &T, version: i16) -> Result<Bytes> {
+    let mut buffer = BytesMut::new();
+    buffer.put_i16(version);
+    message.encode(&mut buffer, version)?;
+    Ok(buffer.freeze())
+}
+
+/// Reads `version | message`, a newer version as the newest known.
+pub(crate) fn decode_versioned<T: Decodable>(mut bytes: Bytes) -> Result<T> {
+    if bytes.remaining() < 2 {
+        bail!("consumer protocol data of {} bytes", bytes.remaining());
+    }
+    let version = bytes.get_i16();
+    if version < 0 {
+        bail!("consumer protocol version {version}");
+    }
+    T::decode(&mut bytes, version.min(CONSUMER_PROTOCOL_VERSION_MAX))
+}
+
+/// The JoinGroup metadata of a member subscribed to `topics`.
+pub(crate) fn subscription(topics: &[String]) -> Result<Bytes> {
+    let subscription =
+        ConsumerProtocolSubscription::default().with_topics(topics.iter().map(text).collect());
+    encode_versioned(&subscription, 0)
+}
+
+/// The SyncGroup assignment of one member: topic → partitions.
+pub(crate) fn assignment(partitions: &BTreeMap<String, Vec<i32>>) -> Result<Bytes> {
+    let assigned = partitions
+        .iter()
+        .filter(|(_, partitions)| !partitions.is_empty())
+        .map(|(topic, partitions)| {
+            AssignedPartitions::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions.clone())
+        })
+        .collect();
+    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(assigned);
+    encode_versioned(&assignment, 0)
+}
+
+/// Topic → partitions of an encoded assignment (empty bytes: nothing).
+pub(crate) fn decode_assignment(bytes: Bytes) -> Result<BTreeMap<String, Vec<i32>>> {
+    if bytes.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let assignment: ConsumerProtocolAssignment = decode_versioned(bytes)?;
+    let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for assigned in assignment.assigned_partitions {
+        partitions
+            .entry(assigned.topic.to_string())
+            .or_default()
+            .extend(assigned.partitions);
+    }
+    Ok(partitions)
+}
+
+/// Kafka's RangeAssignor: per topic, the subscribed members sorted by
+/// member id each take a consecutive range of partitions; the first
+/// `partitions % members` take one extra. Every member gets an entry.
+pub(crate) fn range_assign(
+    subscriptions: &BTreeMap<String, Vec<String>>,
+    partition_counts: &BTreeMap<String, i32>,
+) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
+    let mut assignments: BTreeMap<String, BTreeMap<String, Vec<i32>>> = subscriptions
+        .keys()
+        .map(|member| (member.clone(), BTreeMap::new()))
+        .collect();
+    for (topic, count) in partition_counts {
+        let members: Vec<&String> = subscriptions
+            .iter()
+            .filter(|(_, topics)| topics.contains(topic))
+            .map(|(member, _)| member)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let per_member = count / members.len() as i32;
+        let extra = count % members.len() as i32;
+        for (index, member) in members.into_iter().enumerate() {
+            let index = index as i32;
+            let start = per_member * index + index.min(extra);
+            let length = per_member + i32::from(index < extra);
+            assignments
+                .get_mut(member)
+                .expect("every member has an entry")
+                .insert(topic.clone(), (start..start + length).collect());
+        }
+    }
+    assignments
+}
+
+// ---------------------------------------------------------------------------
+// Committed offsets.
+
+/// OffsetFetch: committed offsets of `group` for `topics` (topic →
+/// partitions), or for every partition it has committed when `None`.
+/// Partitions without a committed offset are left out.
+pub(crate) async fn fetch_committed(
+    coordinator: &mut Connection,
+    group: &str,
+    topics: Option<&BTreeMap<String, Vec<i32>>>,
+) -> Result<Offsets> {
+    let version = coordinator.version::<OffsetFetchRequest>()?;
+    if topics.is_none() && version < 2 {
+        bail!(
+            "listing all offsets of a group needs OffsetFetch v2+ (the broker offers v{version})"
+        );
+    }
+    let topics = topics.map(|topics| {
+        topics
+            .iter()
+            .map(|(topic, partitions)| {
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(partitions.clone())
+            })
+            .collect()
+    });
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_topics(topics);
+    let response = coordinator.call(request).await?;
+    check(response.error_code, None, || {
+        format!("OffsetFetch for group '{group}'")
+    })?;
+    let mut offsets = Offsets::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            check(partition.error_code, None, || {
+                format!(
+                    "OffsetFetch for group '{group}', partition {} of '{}'",
+                    partition.partition_index,
+                    topic.name.as_str()
+                )
+            })?;
+            if partition.committed_offset >= 0 {
+                offsets.insert(
+                    (topic.name.to_string(), partition.partition_index),
+                    partition.committed_offset,
+                );
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+/// OffsetCommit of `offsets` as member `member_id` of `generation` (-1
+/// and "" for an administrative commit to a group without members).
+pub(crate) async fn commit(
+    coordinator: &mut Connection,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &Offsets,
+) -> Result<()> {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((topic, partition), offset) in offsets {
+        topics.entry(topic).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset),
+        );
+    }
+    let topics = topics
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(text(member_id))
+        .with_topics(topics);
+    let response = coordinator.call(request).await?;
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            check(partition.error_code, None, || {
+                format!(
+                    "OffsetCommit for group '{group}', partition {} of '{}'",
+                    partition.partition_index,
+                    topic.name.as_str()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The verbs.
+
+async fn list(args: ListArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.brokers).await?;
+    let metadata = client.metadata(Some(&[])).await?;
+    let mut nodes: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
+    nodes.sort_unstable();
+    // Each broker lists only the groups it coordinates.
+    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for node in nodes {
+        let response = client
+            .node(node)
+            .await?
+            .call(ListGroupsRequest::default())
+            .await?;
+        check(response.error_code, None, || {
+            format!("ListGroups on broker {node}")
+        })?;
+        for group in response.groups {
+            let state = Some(group.group_state.to_string()).filter(|s| !s.is_empty());
+            groups.insert(
+                group.group_id.to_string(),
+                (
+                    group.protocol_type.to_string(),
+                    state.unwrap_or_else(|| "-".into()),
+                ),
+            );
+        }
+    }
+    match args.format {
+        OutputFormat::Json => {
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|(group, (protocol_type, state))| {
+                    json!({"group": group, "protocol_type": protocol_type, "state": state})
+                })
+                .collect();
+            emit(&(serde_json::to_string_pretty(&groups)? + "\n"))
+        }
+        OutputFormat::Text => {
+            let rows = groups
+                .into_iter()
+                .map(|(group, (protocol_type, state))| vec![group, state, protocol_type])
+                .collect();
+            emit(&table(&["GROUP", "STATE", "PROTOCOL-TYPE"], rows))
+        }
+    }
+}
+
+/// A group as DescribeGroups shows it.
+struct GroupDescription {
+    state: String,
+    protocol_type: String,
+    protocol: String,
+    members: Vec<MemberDescription>,
+}
+
+struct MemberDescription {
+    member_id: String,
+    client_id: String,
+    client_host: String,
+    assignment: BTreeMap<String, Vec<i32>>,
+}
+
+async fn describe_group(coordinator: &mut Connection, group: &str) -> Result<GroupDescription> {
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]);
+    let response = coordinator.call(request).await?;
+    let described = response
+        .groups
+        .into_iter()
+        .next()
+        .context("DescribeGroups answered with no group")?;
+    check(
+        described.error_code,
+        described.error_message.as_ref(),
+        || format!("DescribeGroups for group '{group}'"),
+    )?;
+    let consumer = described.protocol_type.as_str() == "consumer";
+    let members = described
+        .members
+        .into_iter()
+        .map(|member| MemberDescription {
+            member_id: member.member_id.to_string(),
+            client_id: member.client_id.to_string(),
+            client_host: member.client_host.to_string(),
+            // Only "consumer" groups carry ConsumerProtocol assignments.
+            assignment: if consumer {
+                decode_assignment(member.member_assignment).unwrap_or_default()
+            } else {
+                BTreeMap::new()
+            },
+        })
+        .collect();
+    Ok(GroupDescription {
+        state: described.group_state.to_string(),
+        protocol_type: described.protocol_type.to_string(),
+        protocol: described.protocol_data.to_string(),
+        members,
+    })
+}
+
+/// One partition row of `group describe`.
+struct Lag {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    end: Option<i64>,
+    member_id: Option<String>,
+}
+
+impl Lag {
+    fn lag(&self) -> Option<i64> {
+        Some((self.end? - self.committed?).max(0))
+    }
+}
+
+async fn describe(args: DescribeArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.brokers).await?;
+    let coordinator = client.coordinator(&args.group).await?;
+    let connection = client.at(&coordinator.address).await?;
+    let group = describe_group(connection, &args.group).await?;
+    let committed = fetch_committed(connection, &args.group, None).await?;
+    let mut owners: BTreeMap<(String, i32), String> = BTreeMap::new();
+    for member in &group.members {
+        for (topic, partitions) in &member.assignment {
+            for partition in partitions {
+                owners.insert((topic.clone(), *partition), member.member_id.clone());
+            }
+        }
+    }
+    let keys: BTreeSet<(String, i32)> = committed.keys().chain(owners.keys()).cloned().collect();
+    let ends = end_offsets(&mut client, &keys).await?;
+    let lags: Vec<Lag> = keys
+        .into_iter()
+        .map(|key| Lag {
+            committed: committed.get(&key).copied(),
+            end: ends.get(&key).copied(),
+            member_id: owners.get(&key).cloned(),
+            topic: key.0,
+            partition: key.1,
+        })
+        .collect();
+    match args.format {
+        OutputFormat::Json => emit(&describe_json(&args.group, &coordinator, &group, &lags)?),
+        OutputFormat::Text => emit(&describe_text(&args.group, &coordinator, &group, &lags)),
+    }
+}
+
+/// High watermarks of `partitions`; partitions of vanished topics are left out.
+async fn end_offsets(client: &mut Client, partitions: &BTreeSet<(String, i32)>) -> Result<Offsets> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    let mut ends = Offsets::new();
+    for (name, partitions) in by_topic {
+        let Ok(topic) = client.topic(name).await else {
+            continue;
+        };
+        let queries: Vec<(i32, i64)> = partitions
+            .into_iter()
+            .filter(|p| topic.partition(*p).is_ok())
+            .map(|p| (p, LATEST_TIMESTAMP))
+            .collect();
+        for (partition, end) in client.list_offsets(&topic, &queries).await? {
+            ends.insert((name.to_string(), partition), end);
+        }
+    }
+    Ok(ends)
+}
+
+fn describe_json(
+    name: &str,
+    coordinator: &super::client::Coordinator,
+    group: &GroupDescription,
+    lags: &[Lag],
+) -> Result<String> {
+    let members: Vec<Value> = group
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "member_id": m.member_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "assignment": m.assignment,
+            })
+        })
+        .collect();
+    let offsets: Vec<Value> = lags
+        .iter()
+        .map(|l| {
+            json!({
+                "topic": l.topic,
+                "partition": l.partition,
+                "committed_offset": l.committed,
+                "end_offset": l.end,
+                "lag": l.lag(),
+                "member_id": l.member_id,
+            })
+        })
+        .collect();
+    let total_lag: i64 = lags.iter().filter_map(Lag::lag).sum();
+    let document = json!({
+        "group": name,
+        "coordinator": {"node_id": coordinator.node_id, "address": coordinator.address},
+        "state": group.state,
+        "protocol_type": group.protocol_type,
+        "protocol": group.protocol,
+        "members": members,
+        "offsets": offsets,
+        "total_lag": total_lag,
+    });
+    Ok(serde_json::to_string_pretty(&document)? + "\n")
+}
+
+fn describe_text(
+    name: &str,
+    coordinator: &super::client::Coordinator,
+    group: &GroupDescription,
+    lags: &[Lag],
+) -> String {
+    let dash = |value: Option<i64>| value.map_or("-".to_string(), |v| v.to_string());
+    let mut out = format!("GROUP        {name}\n");
+    out += &format!(
+        "COORDINATOR  {} (node {})\n",
+        coordinator.address, coordinator.node_id
+    );
+    out += &format!("STATE        {}\n", group.state);
+    match (group.protocol_type.as_str(), group.protocol.as_str()) {
+        ("", _) => {}
+        (protocol_type, "") => out += &format!("PROTOCOL     {protocol_type}\n"),
+        (protocol_type, protocol) => out += &format!("PROTOCOL     {protocol_type} ({protocol})\n"),
+    }
+    out += &format!("MEMBERS      {}\n", group.members.len());
+    out += &format!(
+        "TOTAL-LAG    {}\n",
+        lags.iter().filter_map(Lag::lag).sum::<i64>()
+    );
+    if !group.members.is_empty() {
+        out.push('\n');
+        let rows = group
+            .members
+            .iter()
+            .map(|m| {
+                let assigned: Vec<String> = m
+                    .assignment
+                    .iter()
+                    .map(|(topic, partitions)| format!("{topic}{partitions:?}"))
+                    .collect();
+                vec![
+                    m.member_id.clone(),
+                    m.client_id.clone(),
+                    m.client_host.clone(),
+                    assigned.join(" "),
+                ]
+            })
+            .collect();
+        out += &table(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNED"], rows);
+    }
+    if !lags.is_empty() {
+        out.push('\n');
+        let rows = lags
+            .iter()
+            .map(|l| {
+                vec![
+                    l.topic.clone(),
+                    l.partition.to_string(),
+                    dash(l.committed),
+                    dash(l.end),
+                    dash(l.lag()),
+                    l.member_id.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        out += &table(
+            &[
+                "TOPIC",
+                "PARTITION",
+                "COMMITTED-OFFSET",
+                "END-OFFSET",
+                "LAG",
+                "MEMBER-ID",
+            ],
+            rows,
+        );
+    }
+    out
+}
+
+async fn delete(args: DeleteArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut failed = 0;
+    let mut deleted = String::new();
+    for group in &args.groups {
+        match delete_one(&mut client, group).await {
+            Ok(()) => deleted += &format!("deleted group {group}\n"),
+            Err(error) => {
+                failed += 1;
+                eprintln!("cannot delete group '{group}': {error:#}");
+            }
+        }
+    }
+    emit(&deleted)?;
+    if failed > 0 {
+        bail!("{failed} of {} groups not deleted", args.groups.len());
+    }
+    Ok(())
+}
+
+async fn delete_one(client: &mut Client, group: &str) -> Result<()> {
+    let coordinator = client.coordinator(group).await?;
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(group))]);
+    let response = client.at(&coordinator.address).await?.call(request).await?;
+    let result = response
+        .results
+        .iter()
+        .find(|r| r.group_id.as_str() == group)
+        .context("DeleteGroups did not answer for the group")?;
+    match error_text(result.error_code, None) {
+        Some(error) => bail!("{error}"),
+        None => Ok(()),
+    }
+}
+
+async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.brokers).await?;
+    let topic = client.topic(&args.topic).await?;
+    let partitions: Vec<i32> = match args.partition {
+        Some(partition) => vec![topic.partition(partition)?.partition],
+        None => topic.partitions.iter().map(|p| p.partition).collect(),
+    };
+    let coordinator = client.coordinator(&args.group).await?;
+    let group = describe_group(client.at(&coordinator.address).await?, &args.group).await?;
+    if !matches!(group.state.as_str(), "Empty" | "Dead") {
+        bail!(
+            "cannot reset offsets of group '{}' while it is {} with {} members; stop its consumers first",
+            args.group,
+            group.state,
+            group.members.len()
+        );
+    }
+    let asked = BTreeMap::from([(args.topic.clone(), partitions.clone())]);
+    let old = fetch_committed(
+        client.at(&coordinator.address).await?,
+        &args.group,
+        Some(&asked),
+    )
+    .await?;
+    let targets = resolve_positions(&mut client, &topic, &partitions, args.to).await?;
+    let new: Offsets = targets
+        .iter()
+        .map(|(partition, offset)| ((args.topic.clone(), *partition), *offset))
+        .collect();
+    let rows = new
+        .iter()
+        .map(|(key, offset)| {
+            let before = old.get(key).map_or("-".to_string(), i64::to_string);
+            vec![key.0.clone(), key.1.to_string(), before, offset.to_string()]
+        })
+        .collect();
+    emit(&table(
+        &["TOPIC", "PARTITION", "OLD-OFFSET", "NEW-OFFSET"],
+        rows,
+    ))?;
+    if args.dry_run {
+        eprintln!("dry run: nothing committed");
+        return Ok(());
+    }
+    let connection = client.at(&coordinator.address).await?;
+    commit(connection, &args.group, -1, "", &new).await?;
+    eprintln!("committed {} offsets for group '{}'", new.len(), args.group);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriptions(members: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        members
+            .iter()
+            .map(|(m, topics)| {
+                (
+                    m.to_string(),
+                    topics.iter().map(|t| t.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn range_gives_the_first_members_the_extra_partitions() {
+        let subs = subscriptions(&[("b", &["t"]), ("a", &["t"]), ("c", &["t", "u"])]);
+        let counts = BTreeMap::from([("t".to_string(), 7), ("u".to_string(), 2)]);
+        let assigned = range_assign(&subs, &counts);
+        assert_eq!(assigned["a"]["t"], [0, 1, 2]);
+        assert_eq!(assigned["b"]["t"], [3, 4]);
+        assert_eq!(assigned["c"]["t"], [5, 6]);
+        assert_eq!(assigned["c"]["u"], [0, 1]);
+        assert!(!assigned["a"].contains_key("u"));
+    }
+
+    #[test]
+    fn more_members_than_partitions_leaves_some_idle() {
+        let subs = subscriptions(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]);
+        let assigned = range_assign(&subs, &BTreeMap::from([("t".to_string(), 2)]));
+        assert_eq!(assigned["a"]["t"], [0]);
+        assert_eq!(assigned["b"]["t"], [1]);
+        assert!(assigned["c"]["t"].is_empty());
+    }
+
+    #[test]
+    fn consumer_protocol_round_trips() {
+        let bytes = subscription(&["orders".to_string()]).unwrap();
+        assert_eq!(&bytes[..2], &[0, 0], "version 0 prefix");
+        let decoded: ConsumerProtocolSubscription = decode_versioned(bytes).unwrap();
+        assert_eq!(decoded.topics, [text("orders")]);
+        let partitions = BTreeMap::from([("orders".to_string(), vec![0, 2])]);
+        let decoded = decode_assignment(assignment(&partitions).unwrap()).unwrap();
+        assert_eq!(decoded, partitions);
+        assert!(decode_assignment(Bytes::new()).unwrap().is_empty());
+        assert!(decode_assignment(Bytes::from_static(&[0])).is_err());
+    }
+}
