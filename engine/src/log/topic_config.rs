@@ -214,6 +214,16 @@ impl TopicConfig {
                 at_least(name, self.max_message_bytes as i64, 0)?;
             }
             "message.timestamp.type" => self.message_timestamp_type = parse(name, value)?,
+            // Replication settings tools set routinely; on one node only the
+            // value that changes nothing is valid.
+            "min.insync.replicas" => {
+                if parse::<i32>(name, value)? != 1 {
+                    return Err(LogError::InvalidConfig {
+                        name: name.into(),
+                        reason: format!("{value} is impossible on a single node; use 1"),
+                    });
+                }
+            }
             _ => {
                 return Err(LogError::InvalidConfig {
                     name: name.to_string(),
@@ -254,10 +264,17 @@ mod tests {
         let config = TopicConfig::default().with_overrides(&overrides).unwrap();
         assert_eq!(config.cleanup_policy, CleanupPolicy::CompactDelete);
         assert_eq!(config.get("retention.ms").as_deref(), Some("-1"));
+        let replicas: BTreeMap<String, String> =
+            [("min.insync.replicas".to_string(), "1".to_string())].into();
+        assert_eq!(
+            TopicConfig::default().with_overrides(&replicas).unwrap(),
+            TopicConfig::default()
+        );
         for (name, value) in [
             ("retention.ms", "-2"),
             ("segment.bytes", "x"),
             ("bogus", "1"),
+            ("min.insync.replicas", "2"),
         ] {
             let bad: BTreeMap<String, String> = [(name.to_string(), value.to_string())].into();
             assert!(
