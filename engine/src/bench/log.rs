@@ -68,11 +68,16 @@ struct Report {
     startup_ms_median: f64,
 }
 
-fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
+pub(crate) fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / seconds / 1e6
 }
 
-fn raw_write(dir: &Path, template: &[u8], total: u64, fsync: bool) -> anyhow::Result<f64> {
+pub(crate) fn raw_write(
+    dir: &Path,
+    template: &[u8],
+    total: u64,
+    fsync: bool,
+) -> anyhow::Result<f64> {
     let path = dir.join("raw.bin");
     let mut file = File::create(&path)?;
     let started = Instant::now();

@@ -2,6 +2,7 @@
 //! runs the physical limit (raw disk) beside Sluice in the same run and
 //! reports medians and ratios, because these machines are noisy.
 
+pub mod kafka;
 pub mod log;
 
 /// The median of `samples` (sorted in place); 0 when empty.

@@ -198,4 +198,6 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 pub enum BenchCommand {
     /// Log store: append (flush never/always) and read throughput against raw disk writes, and startup time.
     Log(crate::bench::log::LogBenchArgs),
+    /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
+    Kafka(crate::bench::kafka::KafkaBenchArgs),
 }
