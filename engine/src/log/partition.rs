@@ -290,6 +290,11 @@ impl Partition {
         self.write(records, headers, &config)
     }
 
+    /// Whether [`Partition::acknowledge`] may block (waits for an fsync).
+    pub fn acknowledge_blocks(&self) -> bool {
+        self.context.flush == FlushPolicy::Always
+    }
+
     /// The second half of [`Partition::append`]: returns once the written
     /// batches are durable under the flush policy, and makes them visible.
     pub fn acknowledge(&self, info: &AppendInfo) -> Result<(), LogError> {

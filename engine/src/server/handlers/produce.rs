@@ -105,8 +105,15 @@ async fn acknowledge(
     index: i32,
     info: AppendInfo,
 ) -> PartitionProduceResponse {
-    let waited = partition.clone();
-    match blocking(move || waited.acknowledge(&info)).await {
+    // Only an fsync wait needs a blocking thread; otherwise acknowledging
+    // is publishing the new high watermark, done here without a hop.
+    let acknowledged = if partition.acknowledge_blocks() {
+        let waited = partition.clone();
+        blocking(move || waited.acknowledge(&info)).await
+    } else {
+        partition.acknowledge(&info)
+    };
+    match acknowledged {
         Ok(()) => PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(info.base_offset)
