@@ -31,7 +31,7 @@ fn health_lock_sigterm_and_restart() {
         let partition = store.partition("orders", 1).unwrap();
         for _ in 0..3 {
             partition
-                .append(&mut batch::build::values(4, 100, 1_000))
+                .append(&batch::build::values(4, 100, 1_000))
                 .unwrap();
         }
     }

@@ -111,14 +111,14 @@ fn append_and_read(
     let store = LogStore::open(&data_dir, options, Arc::new(StdIo), Arc::new(SystemClock))?;
     store.create_topic("bench", 1, BTreeMap::new())?;
     let partition = store.partition("bench", 0)?;
-    let mut buffer = template.to_vec();
+    let buffer = template.to_vec();
     let started = Instant::now();
     let mut written = 0;
     while written < total {
         // An append rewrites only the base offset in place (outside the
         // CRC), so the same buffer is a valid batch again for the next one,
         // just as the raw baseline writes the same buffer again.
-        partition.append(&mut buffer)?;
+        partition.append(&buffer)?;
         written += template.len() as u64;
     }
     let append_seconds = started.elapsed().as_secs_f64();

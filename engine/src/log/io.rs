@@ -33,6 +33,11 @@ pub trait IoFile: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;
     /// Writes all of `data` at `position`.
     fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()>;
+    /// Writes `parts` back to back at `position`, as one logical write.
+    /// The default concatenates them; the real file uses `writev`.
+    fn write_parts_at(&self, parts: &[&[u8]], position: u64) -> io::Result<()> {
+        self.write_all_at(&parts.concat(), position)
+    }
     /// Makes everything written so far durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
     /// Current length in bytes.
@@ -73,6 +78,26 @@ impl IoFile for StdFile {
     }
     fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
         self.0.write_all_at(data, position)
+    }
+    fn write_parts_at(&self, parts: &[&[u8]], position: u64) -> io::Result<()> {
+        // writev at the file cursor: only the owner of the active segment
+        // (under the partition lock) writes through it; readers use pread,
+        // which ignores the cursor.
+        use std::io::{IoSlice, Seek, SeekFrom, Write};
+        let mut file = &self.0;
+        file.seek(SeekFrom::Start(position))?;
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+        let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+        while !remaining.is_empty() {
+            let written = match file.write_vectored(remaining) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            IoSlice::advance_slices(&mut remaining, written);
+        }
+        Ok(())
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()

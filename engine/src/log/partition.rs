@@ -266,7 +266,7 @@ impl Partition {
     /// Appends one or more batches as a producer sent them. Verifies every
     /// batch (CRC, structure, size) first; on any error nothing is written.
     /// Returns once the batches are durable per the flush policy.
-    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+    pub fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
         let info = self.write_batches(records)?;
         self.acknowledge(&info)?;
         Ok(info)
@@ -275,7 +275,7 @@ impl Partition {
     /// The first half of [`Partition::append`]: verifies and writes, so the
     /// batches have their offsets, but does not wait for durability. Lets a
     /// connection order its writes while their fsyncs overlap.
-    pub fn write_batches(&self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+    pub fn write_batches(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
         if let Some(large) = headers
@@ -313,7 +313,7 @@ impl Partition {
 
     fn write(
         &self,
-        records: &mut [u8],
+        records: &[u8],
         mut headers: Vec<BatchHeader>,
         config: &TopicConfig,
     ) -> Result<AppendInfo, LogError> {
@@ -342,21 +342,37 @@ impl Partition {
         }
         let base_offset = inner.active.meta.next_offset;
         let append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut position = 0;
         let mut next_offset = base_offset;
         for header in &mut headers {
-            let bytes = &mut records[position..position + header.total_bytes()];
-            batch::set_base_offset(bytes, next_offset);
             header.base_offset = next_offset;
             if append_time {
-                batch::set_log_append_time(bytes, now_ms);
                 header.max_timestamp = now_ms;
             }
             next_offset = header.next_offset();
-            position += header.total_bytes();
+        }
+        // The broker's changes to a batch: its base offset, which precedes
+        // the CRC'd bytes and so goes out as a separate 8-byte part (no copy
+        // of the batch); for LogAppendTime also the timestamp and CRC, which
+        // need a rewritten copy.
+        let offsets: Vec<[u8; 8]> = headers
+            .iter()
+            .map(|h| h.base_offset.to_be_bytes())
+            .collect();
+        let stamped = append_time.then(|| stamp_append_time(records, &headers, now_ms));
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * headers.len());
+        match &stamped {
+            Some(copy) => parts.push(copy),
+            None => {
+                let mut position = 0;
+                for (header, offset) in headers.iter().zip(&offsets) {
+                    parts.push(offset);
+                    parts.push(&records[position + 8..position + header.total_bytes()]);
+                    position += header.total_bytes();
+                }
+            }
         }
         let start = inner.active.meta.size;
-        if let Err(error) = inner.active.append(records, &headers, now_ms) {
+        if let Err(error) = inner.active.append(&parts, &headers, now_ms) {
             // Undo a partial write so the log stays a sequence of whole
             // batches; if even that fails, stop writing to this partition.
             return Err(match inner.active.log.set_len(start) {
@@ -802,4 +818,18 @@ fn rebuild_producers(
     segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
         .map_err(|source| LogError::io(&path, source))?;
     Ok(producers)
+}
+
+/// A copy of `records` with each batch's offset set and stamped with the
+/// broker's append time (`headers` already carry the assigned offsets).
+fn stamp_append_time(records: &[u8], headers: &[BatchHeader], now_ms: i64) -> Vec<u8> {
+    let mut copy = records.to_vec();
+    let mut position = 0;
+    for header in headers {
+        let bytes = &mut copy[position..position + header.total_bytes()];
+        batch::set_base_offset(bytes, header.base_offset);
+        batch::set_log_append_time(bytes, now_ms);
+        position += header.total_bytes();
+    }
+    copy
 }

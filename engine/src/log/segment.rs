@@ -381,12 +381,13 @@ impl ActiveSegment {
         Self::open_files(io, dir, meta, index, scan.builder, OpenMode::ReadWrite)
     }
 
-    /// Appends already-verified batch bytes; `headers` describe them in order.
+    /// Appends already-verified batches, given as byte ranges written back
+    /// to back; `headers` describe the batches in order.
     /// On error nothing in memory has changed (the caller undoes a partial
     /// log write), so the log end never counts a batch that is not there.
     pub fn append(
         &mut self,
-        bytes: &[u8],
+        parts: &[&[u8]],
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<(), std::io::Error> {
@@ -396,7 +397,7 @@ impl ActiveSegment {
             self.persist_index()?;
         }
         let start = self.meta.size;
-        self.log.write_all_at(bytes, start)?;
+        self.log.write_parts_at(parts, start)?;
         let mut position = start;
         for header in headers {
             let relative = (header.base_offset - self.meta.base_offset) as u32;

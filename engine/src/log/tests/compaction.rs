@@ -101,7 +101,7 @@ fn append_keyed(
             .iter()
             .map(|(key, value)| (key.as_deref(), value.as_deref()))
             .collect();
-        let info = partition.append(&mut support::keyed_batch(
+        let info = partition.append(&support::keyed_batch(
             &borrowed,
             fixture.now_ms(),
             Compression::None,
@@ -226,7 +226,7 @@ fn compaction_keeps_the_latest_value_per_key() -> anyhow::Result<()> {
         fixture.now_ms(),
         Compression::None,
     );
-    assert_eq!(partition.append(&mut next.clone())?.base_offset, end);
+    assert_eq!(partition.append(&next.clone())?.base_offset, end);
     Ok(())
 }
 
@@ -237,9 +237,8 @@ fn segments_emptied_by_compaction_are_skipped() -> anyhow::Result<()> {
     let store = compacted_topic(&fixture, "100")?;
     let partition = store.partition("t", 0)?;
     for (key, value) in [("a", "1"), ("a", "2"), ("b", "1"), ("a", "3")] {
-        let mut batch =
-            support::keyed_batch(&[(Some(key), Some(value))], START_MS, Compression::None);
-        partition.append(&mut batch)?;
+        let batch = support::keyed_batch(&[(Some(key), Some(value))], START_MS, Compression::None);
+        partition.append(&batch)?;
     }
     assert_eq!(partition.segment_count(), 4);
     assert_eq!(partition.compact()?.records_removed, 2);
@@ -300,7 +299,7 @@ fn compressed_batches_are_compacted_in_their_codec() -> anyhow::Result<()> {
             &[(Some("k3"), Some("c"))],
         ];
         for records in batches {
-            partition.append(&mut support::keyed_batch(records, START_MS, compression))?;
+            partition.append(&support::keyed_batch(records, START_MS, compression))?;
         }
         let row = |offset: i64, key: Option<&str>, value: Option<&str>| -> Row {
             (offset, key.map(Into::into), value.map(Into::into))
@@ -366,7 +365,7 @@ fn leftover_cleaned_files_are_removed_on_open() -> anyhow::Result<()> {
     let store = compacted_topic(&fixture, "100")?;
     let partition = store.partition("t", 0)?;
     for value in ["1", "2"] {
-        partition.append(&mut support::keyed_batch(
+        partition.append(&support::keyed_batch(
             &[(Some("k"), Some(value))],
             START_MS,
             Compression::None,

@@ -40,7 +40,7 @@ fn flipped_byte_in_a_closed_segment_is_reported_not_served() -> anyhow::Result<(
     store.create_topic("t", 1, support::overrides(&[("segment.bytes", "1024")]))?;
     let partition = store.partition("t", 0)?;
     for index in 0..20 {
-        partition.append(&mut support::values_batch(
+        partition.append(&support::values_batch(
             &format!("b{index}"),
             2,
             50,
@@ -102,7 +102,7 @@ fn three_partitions(fixture: &Fixture) -> anyhow::Result<()> {
     for (topic, partition) in [("t", 0), ("t", 1), ("u", 0)] {
         let partition = store.partition(topic, partition)?;
         for index in 0..20 {
-            partition.append(&mut support::values_batch(
+            partition.append(&support::values_batch(
                 &format!("b{index}"),
                 2,
                 50,
@@ -163,7 +163,7 @@ fn damaged_closed_segment_takes_only_its_partition_offline() -> anyhow::Result<(
                 40,
                 "{name}: {topic}-{id}"
             );
-            let info = partition.append(&mut support::values_batch("more", 1, 10, START_MS))?;
+            let info = partition.append(&support::values_batch("more", 1, 10, START_MS))?;
             assert_eq!(info.base_offset, 40, "{name}: {topic}-{id}");
         }
     }
@@ -206,7 +206,7 @@ fn missing_or_garbage_indexes_are_rebuilt() -> anyhow::Result<()> {
                 )
             })
             .collect();
-        partition.append(&mut batch::build::batch(
+        partition.append(&batch::build::batch(
             &entries,
             kafka_protocol::records::Compression::None,
         ))?;

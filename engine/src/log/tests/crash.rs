@@ -60,7 +60,7 @@ fn torn_append_is_undone_and_the_partition_stays_usable() -> anyhow::Result<()> 
     let partition = store.partition("t", 0)?;
     for index in 0..4 {
         let timestamp = START_MS + index * 10;
-        partition.append(&mut support::values_batch(
+        partition.append(&support::values_batch(
             &format!("ack{index}"),
             2,
             40,
@@ -81,7 +81,7 @@ fn torn_append_is_undone_and_the_partition_stays_usable() -> anyhow::Result<()> 
         let store = fixture.open()?;
         let partition = store.partition("t", 0)?;
         fixture.faults.tear_writes_after(budget);
-        let result = partition.append(&mut produced.clone());
+        let result = partition.append(&produced.clone());
         fixture.faults.tear_writes_after(u64::MAX);
         match result {
             Ok(info) => {
@@ -126,9 +126,9 @@ fn torn_append_is_undone_and_the_partition_stays_usable() -> anyhow::Result<()> 
     };
     // Batches shaped differently from the torn ones land where they should
     // and every offset reads back from its own batch.
-    let info = partition.append(&mut support::values_batch("after", 1, 150, START_MS + 200))?;
+    let info = partition.append(&support::values_batch("after", 1, 150, START_MS + 200))?;
     assert_eq!(info.base_offset, end + 5);
-    partition.append(&mut support::values_batch("last", 2, 10, START_MS + 300))?;
+    partition.append(&support::values_batch("last", 2, 10, START_MS + 300))?;
     support::check_active_index(&partition)?;
     let end = partition.log_end_offset();
     assert_eq!(end, acknowledged.len() as i64 + 8);
@@ -205,10 +205,7 @@ fn power_cut_tail_is_truncated_on_recovery() -> anyhow::Result<()> {
     store.create_topic("t", 1, Default::default())?;
     let partition = store.partition("t", 0)?;
     for index in 0..4 {
-        partition.append(&mut two_batches(
-            &format!("ack{index}"),
-            START_MS + index * 10,
-        ))?;
+        partition.append(&two_batches(&format!("ack{index}"), START_MS + index * 10))?;
     }
     store.close()?;
     drop(partition);
@@ -238,12 +235,8 @@ fn power_cut_tail_is_truncated_on_recovery() -> anyhow::Result<()> {
         let records = offsets_and_values(&support::read_all(&partition, 1 << 20)?);
         assert_eq!(records, acknowledged, "tail: {name}");
         // The log goes on from the acknowledged end.
-        let mut next = support::values_batch(&format!("next{step}"), 1, 10, START_MS + 2_000);
-        assert_eq!(
-            partition.append(&mut next)?.base_offset,
-            end,
-            "tail: {name}"
-        );
+        let next = support::values_batch(&format!("next{step}"), 1, 10, START_MS + 2_000);
+        assert_eq!(partition.append(&next)?.base_offset, end, "tail: {name}");
         acknowledged.push((
             end,
             Some(support::value(&format!("next{step}"), 0, 10).into()),
@@ -261,7 +254,7 @@ fn whole_unacknowledged_batch_before_a_torn_one_survives() -> anyhow::Result<()>
     let store = fixture.open()?;
     store.create_topic("t", 1, Default::default())?;
     let partition = store.partition("t", 0)?;
-    partition.append(&mut support::values_batch("ack", 2, 10, START_MS))?;
+    partition.append(&support::values_batch("ack", 2, 10, START_MS))?;
     drop(partition);
     drop(store);
     let mut tail = two_batches("cut", START_MS + 5);
@@ -277,7 +270,7 @@ fn whole_unacknowledged_batch_before_a_torn_one_survives() -> anyhow::Result<()>
     assert_eq!(offsets, [0, 1, 2, 3]);
     assert_eq!(
         partition
-            .append(&mut support::values_batch("new", 1, 10, START_MS))?
+            .append(&support::values_batch("new", 1, 10, START_MS))?
             .base_offset,
         4
     );
@@ -293,12 +286,12 @@ fn append_until_torn(
     extra_bytes: u64,
 ) -> (i64, Option<LogError>) {
     for index in 0..200 {
-        let mut produced = support::values_batch(&format!("i{index}"), 1, 10, START_MS + index);
+        let produced = support::values_batch(&format!("i{index}"), 1, 10, START_MS + index);
         let end = partition.log_end_offset();
         fixture
             .faults
             .tear_writes_after(produced.len() as u64 + extra_bytes);
-        let result = partition.append(&mut produced);
+        let result = partition.append(&produced);
         fixture.faults.tear_writes_after(u64::MAX);
         if let Err(error) = result {
             return (end, Some(error));
@@ -332,7 +325,7 @@ fn torn_index_write_fails_the_append_cleanly() -> anyhow::Result<()> {
         );
         support::check_active_index(&partition)?;
         assert!(partition.poisoned().is_none(), "{context}");
-        let info = partition.append(&mut support::values_batch("after", 1, 10, START_MS + 500))?;
+        let info = partition.append(&support::values_batch("after", 1, 10, START_MS + 500))?;
         assert_eq!(info.base_offset, end, "{context}");
         // A restart without a clean close finds the same log.
         let before = offsets_and_values(&support::read_all(&partition, 1 << 20)?);

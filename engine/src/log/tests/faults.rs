@@ -17,11 +17,11 @@ fn failed_fsync_poisons_the_partition_until_restart() -> anyhow::Result<()> {
     let store = fixture.open()?;
     store.create_topic("t", 2, Default::default())?;
     let partition = store.partition("t", 0)?;
-    partition.append(&mut support::values_batch("a", 2, 10, START_MS))?;
-    partition.append(&mut support::values_batch("b", 2, 10, START_MS))?;
+    partition.append(&support::values_batch("a", 2, 10, START_MS))?;
+    partition.append(&support::values_batch("b", 2, 10, START_MS))?;
     fixture.faults.set_fail_sync(true);
     let error = partition
-        .append(&mut support::values_batch("lost", 2, 10, START_MS))
+        .append(&support::values_batch("lost", 2, 10, START_MS))
         .expect_err("an append whose fsync fails must fail");
     let message = error.to_string();
     assert!(matches!(error, LogError::Poisoned { .. }), "{message}");
@@ -42,7 +42,7 @@ fn failed_fsync_poisons_the_partition_until_restart() -> anyhow::Result<()> {
     assert!(partition.read(4, 1 << 20)?.records.is_empty());
     // Working fsyncs do not make it trust the disk again.
     fixture.faults.set_fail_sync(false);
-    let refused = partition.append(&mut support::values_batch("refused", 1, 10, START_MS));
+    let refused = partition.append(&support::values_batch("refused", 1, 10, START_MS));
     match refused {
         Err(LogError::Poisoned { reason, .. }) => {
             assert!(reason.contains("fsync failed"), "{reason}")
@@ -53,7 +53,7 @@ fn failed_fsync_poisons_the_partition_until_restart() -> anyhow::Result<()> {
     let other = store.partition("t", 1)?;
     assert_eq!(
         other
-            .append(&mut support::values_batch("c", 1, 10, START_MS))?
+            .append(&support::values_batch("c", 1, 10, START_MS))?
             .base_offset,
         0
     );
@@ -80,7 +80,7 @@ fn failed_fsync_poisons_the_partition_until_restart() -> anyhow::Result<()> {
     assert_eq!(values, expected);
     assert_eq!(
         partition
-            .append(&mut support::values_batch("d", 1, 10, START_MS))?
+            .append(&support::values_batch("d", 1, 10, START_MS))?
             .base_offset,
         end
     );
@@ -93,10 +93,10 @@ fn failed_fsync_at_a_roll_poisons_the_partition() -> anyhow::Result<()> {
     let store = fixture.open()?;
     store.create_topic("t", 1, support::overrides(&[("segment.bytes", "100")]))?;
     let partition = store.partition("t", 0)?;
-    partition.append(&mut support::values_batch("a", 1, 60, START_MS))?;
+    partition.append(&support::values_batch("a", 1, 60, START_MS))?;
     fixture.faults.set_fail_sync(true);
     let error = partition
-        .append(&mut support::values_batch("b", 1, 60, START_MS))
+        .append(&support::values_batch("b", 1, 60, START_MS))
         .expect_err("a roll whose fsync fails must fail the append");
     assert!(
         error.to_string().contains("fsync of rolled segment failed"),
@@ -106,7 +106,7 @@ fn failed_fsync_at_a_roll_poisons_the_partition() -> anyhow::Result<()> {
     assert_eq!(partition.log_end_offset(), 1);
     fixture.faults.set_fail_sync(false);
     assert!(matches!(
-        partition.append(&mut support::values_batch("c", 1, 60, START_MS)),
+        partition.append(&support::values_batch("c", 1, 60, START_MS)),
         Err(LogError::Poisoned { .. })
     ));
     Ok(())
@@ -126,7 +126,7 @@ fn full_disk_fails_the_append_cleanly() -> anyhow::Result<()> {
     let partition = store.partition("t", 0)?;
     let mut expected = Vec::new();
     let mut append = |tag: &str| -> anyhow::Result<i64> {
-        let info = partition.append(&mut support::values_batch(tag, 2, 50, START_MS))?;
+        let info = partition.append(&support::values_batch(tag, 2, 50, START_MS))?;
         expected.extend([support::value(tag, 0, 50), support::value(tag, 1, 50)]);
         Ok(info.base_offset)
     };
@@ -144,7 +144,7 @@ fn full_disk_fails_the_append_cleanly() -> anyhow::Result<()> {
         let file_size = std::fs::metadata(&active_file)?.len();
         fixture.faults.set_disk_full(true);
         let error = partition
-            .append(&mut support::values_batch("full", 2, 50, START_MS))
+            .append(&support::values_batch("full", 2, 50, START_MS))
             .expect_err("an append on a full disk must fail");
         fixture.faults.set_disk_full(false);
         assert!(is_disk_full(&error), "attempt {attempt}: {error}");
@@ -315,8 +315,8 @@ fn append_round(
         let done = done.clone();
         std::thread::spawn(move || {
             start.wait();
-            let mut batch = support::values_batch(&format!("r{round}t{thread}"), 1, 10, START_MS);
-            let _ = done.send(partition.append(&mut batch).map(|info| info.base_offset));
+            let batch = support::values_batch(&format!("r{round}t{thread}"), 1, 10, START_MS);
+            let _ = done.send(partition.append(&batch).map(|info| info.base_offset));
         });
     }
     // A bound, so that appenders stranded without a flusher fail the test

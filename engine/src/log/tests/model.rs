@@ -230,7 +230,7 @@ fn append(
         next_offset += *count as i64;
         buffer.extend_from_slice(&produced);
     }
-    let info = partition.append(&mut buffer)?;
+    let info = partition.append(&buffer)?;
     ensure!(
         info.base_offset == model.log_end_offset && info.last_offset == next_offset - 1,
         "append got offsets {}..={}, expected {}..={}",

@@ -21,7 +21,7 @@ fn truncation_into_a_closed_segment_forgets_its_cached_index() -> anyhow::Result
     let partition = store.partition("t", 0)?;
     for index in 0..10 {
         let tag = format!("old{index}");
-        partition.append(&mut support::values_batch(&tag, 1, 100, START_MS))?;
+        partition.append(&support::values_batch(&tag, 1, 100, START_MS))?;
     }
     ensure!(partition.segment_count() > 1, "setup must roll");
     let first_segment_end = partition.segment_metas()[0].next_offset;
@@ -36,7 +36,7 @@ fn truncation_into_a_closed_segment_forgets_its_cached_index() -> anyhow::Result
     let mut next = 2;
     while partition.segment_count() == 1 {
         let tag = format!("new{next}");
-        let info = partition.append(&mut support::values_batch(&tag, 1, 20, START_MS))?;
+        let info = partition.append(&support::values_batch(&tag, 1, 20, START_MS))?;
         assert_eq!(info.base_offset, next);
         next += 1;
     }
@@ -62,7 +62,7 @@ fn retention_ms_deletes_old_closed_segments() -> anyhow::Result<()> {
     // segments [0], [1], [2], [3] with the last one active.
     for (index, age_ms) in [(0, 0), (1, 0), (2, 5 * MINUTE_MS), (3, 5 * MINUTE_MS)] {
         let tag = format!("b{index}");
-        partition.append(&mut support::values_batch(&tag, 1, 60, START_MS + age_ms))?;
+        partition.append(&support::values_batch(&tag, 1, 60, START_MS + age_ms))?;
     }
     assert_eq!(partition.segment_count(), 4);
     // Nothing is old enough yet.
@@ -98,7 +98,7 @@ fn retention_ms_deletes_old_closed_segments() -> anyhow::Result<()> {
     assert_eq!(partition.log_end_offset(), 4);
     assert_eq!(
         partition
-            .append(&mut support::values_batch("b4", 1, 60, START_MS))?
+            .append(&support::values_batch("b4", 1, 60, START_MS))?
             .base_offset,
         4
     );
@@ -123,7 +123,7 @@ fn retention_bytes_bounds_the_partition() -> anyhow::Result<()> {
     let partition = store.partition("t", 0)?;
     for index in 0..40 {
         let tag = format!("b{index}");
-        partition.append(&mut support::values_batch(&tag, 1, 50, START_MS))?;
+        partition.append(&support::values_batch(&tag, 1, 50, START_MS))?;
     }
     let before = partition.size_bytes();
     assert!(before > 3 * retention_bytes, "setup must exceed the bound");
@@ -160,7 +160,7 @@ fn idle_expired_active_segment_is_rolled_and_deleted() -> anyhow::Result<()> {
     let store = fixture.open()?;
     store.create_topic("t", 1, support::overrides(&[("retention.ms", "60000")]))?;
     let partition = store.partition("t", 0)?;
-    partition.append(&mut support::values_batch("b", 3, 10, START_MS))?;
+    partition.append(&support::values_batch("b", 3, 10, START_MS))?;
     assert_eq!(partition.segment_count(), 1);
     fixture.clock.advance(MINUTE_MS);
     assert_eq!(
@@ -188,7 +188,7 @@ fn idle_expired_active_segment_is_rolled_and_deleted() -> anyhow::Result<()> {
     assert_eq!(partition.log_start_offset(), 3);
     assert_eq!(partition.log_end_offset(), 3);
     let now_ms = fixture.now_ms();
-    let info = partition.append(&mut support::values_batch("c", 1, 10, now_ms))?;
+    let info = partition.append(&support::values_batch("c", 1, 10, now_ms))?;
     assert_eq!(info.base_offset, 3);
     assert_eq!(info.log_start_offset, 3);
     assert_eq!(
@@ -214,7 +214,7 @@ fn compacted_topics_are_not_deleted_by_retention() -> anyhow::Result<()> {
     )?;
     let partition = store.partition("t", 0)?;
     for index in 0..3 {
-        partition.append(&mut support::values_batch(
+        partition.append(&support::values_batch(
             &format!("b{index}"),
             1,
             60,
@@ -235,7 +235,7 @@ fn delete_records_moves_the_start_durably_and_drops_whole_segments() -> anyhow::
         store.create_topic("t", 1, support::overrides(&[("segment.bytes", "1024")]))?;
         let partition = store.partition("t", 0)?;
         for index in 0..10 {
-            partition.append(&mut support::values_batch(
+            partition.append(&support::values_batch(
                 &format!("r{index}"),
                 1,
                 300,

@@ -22,13 +22,13 @@ fn log_append_time_stamps_batches_with_the_clock() -> anyhow::Result<()> {
     let first_ms = fixture.now_ms();
     // Producer timestamps are an hour old; the broker's time replaces them.
     let produced_ms = START_MS - 3_600_000;
-    let info = partition.append(&mut support::values_batch("a", 3, 10, produced_ms))?;
+    let info = partition.append(&support::values_batch("a", 3, 10, produced_ms))?;
     assert_eq!(info.log_append_time_ms, first_ms);
     fixture.clock.advance(1_000);
     let second_ms = fixture.now_ms();
     let mut two = support::values_batch("b", 2, 10, produced_ms);
     two.extend_from_slice(&support::values_batch("c", 1, 10, produced_ms));
-    assert_eq!(partition.append(&mut two)?.log_append_time_ms, second_ms);
+    assert_eq!(partition.append(&two)?.log_append_time_ms, second_ms);
 
     let check = |partition: &Partition| -> anyhow::Result<()> {
         let read = partition.read(0, 1 << 20)?;
@@ -93,7 +93,7 @@ fn create_time_lookup_finds_the_exact_record() -> anyhow::Result<()> {
                 )
             })
             .collect();
-        partition.append(&mut build::batch(&entries, Compression::None))?;
+        partition.append(&build::batch(&entries, Compression::None))?;
     }
     assert!(partition.segment_count() > 3, "setup must roll");
     let check = |partition: &Partition| -> anyhow::Result<()> {

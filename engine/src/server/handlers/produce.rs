@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -141,12 +140,12 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                     return (index, Err(response));
                 };
                 let result = topic.partition(index).and_then(|partition| {
-                    // The write rewrites offsets in place: one copy out of
-                    // the request buffer, then straight to the file.
+                    // Straight from the request buffer to the file: the
+                    // new base offsets go out as separate parts (writev).
                     if partition.config().cleanup_policy.compacts() {
                         batch::require_keys(&records).map_err(LogError::Batch)?;
                     }
-                    let info = partition.write_batches(&mut BytesMut::from(&records[..]))?;
+                    let info = partition.write_batches(&records)?;
                     Ok((partition, info))
                 });
                 (
