@@ -9,9 +9,7 @@
 //!
 //! For latency and a real client's view, see `bench/run-kafka-bench`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -25,7 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 
 use super::log::{mb_per_s, raw_write};
-use super::median;
+use super::{median, Serve};
 use crate::cli::client::Connection;
 use crate::cli::OutputFormat;
 use crate::log::batch;
@@ -80,55 +78,6 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     // utime and stime: fields 14 and 15 of the line, 12 and 13 after ')'.
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
     Ok(ticks / 100.0)
-}
-
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Broker {
-    fn start(data_dir: &Path, flush: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--flush",
-                flush,
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting sluice serve")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
-        let Some(address) = line
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("kafka="))
-        else {
-            bail!("sluice serve did not report ready: {line:?}");
-        };
-        Ok(Self {
-            address: address.to_string(),
-            child,
-        })
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 fn name(topic: &str) -> TopicName {
@@ -245,15 +194,15 @@ async fn one_run(
     template: Bytes,
 ) -> anyhow::Result<Figures> {
     let data_dir = dir.join(format!("data-{flush}"));
-    let broker = Broker::start(&data_dir, flush)?;
-    let pid = broker.child.id();
+    let broker = Serve::start(&data_dir, &["--flush", flush])?;
+    let pid = broker.pid();
     let per_partition = args.bytes / args.partitions as u64;
     let gigabytes = (per_partition * args.partitions as u64) as f64 / 1e9;
-    create_topic(&broker.address, "acks1", args.partitions).await?;
-    create_topic(&broker.address, "acksall", args.partitions).await?;
+    create_topic(&broker.kafka, "acks1", args.partitions).await?;
+    create_topic(&broker.kafka, "acksall", args.partitions).await?;
     let cpu = cpu_seconds(pid)?;
     let acks_1 = produce(
-        &broker.address,
+        &broker.kafka,
         "acks1",
         args.partitions,
         per_partition,
@@ -262,7 +211,7 @@ async fn one_run(
     )
     .await?;
     let acks_all = produce(
-        &broker.address,
+        &broker.kafka,
         "acksall",
         args.partitions,
         per_partition,
@@ -274,7 +223,7 @@ async fn one_run(
     // whichever writer it throttles, so one phase alone is lopsided.
     let cpu_produced = (cpu_seconds(pid)? - cpu) / (2.0 * gigabytes);
     let cpu = cpu_seconds(pid)?;
-    let consumed = consume(&broker.address, "acksall", args.partitions).await?;
+    let consumed = consume(&broker.kafka, "acksall", args.partitions).await?;
     let cpu_consumed = (cpu_seconds(pid)? - cpu) / gigabytes;
     drop(broker);
     std::fs::remove_dir_all(&data_dir)?;

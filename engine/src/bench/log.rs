@@ -9,9 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use super::median;
+use super::{median, Serve};
 use crate::cli::OutputFormat;
 use crate::log::{batch, FlushPolicy, LogStore, StdIo, StoreOptions, SystemClock};
 
@@ -176,34 +175,10 @@ fn bench_batch(dir: &Path, args: &LogBenchArgs, batch_kib: u64) -> anyhow::Resul
 fn startup_ms(dir: &Path) -> anyhow::Result<f64> {
     let data_dir = dir.join("startup");
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting sluice serve")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
+    let serve = Serve::start(&data_dir, &[])?;
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
-    anyhow::ensure!(
-        line.contains("ready"),
-        "sluice serve did not report ready: {line:?}"
-    );
     // SIGTERM for a clean stop, as a user's supervisor would.
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()?;
-    child.wait()?;
+    drop(serve);
     std::fs::remove_dir_all(&data_dir)?;
     Ok(elapsed)
 }

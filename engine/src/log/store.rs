@@ -9,10 +9,8 @@
 //! Creation writes partition directories first and `topic.json` last, so a
 //! topic directory without it is an interrupted creation and is removed.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -210,39 +208,6 @@ fn lock_data_dir(dir: &Path) -> Result<File, LogError> {
     Ok(file)
 }
 
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    for half in id.chunks_mut(8) {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        half.copy_from_slice(&hasher.finish().to_be_bytes());
-    }
-    // RFC 4122 version 4, variant 1.
-    id[6] = (id[6] & 0x0f) | 0x40;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<[u8; 16]> {
-    let mut id = [0u8; 16];
-    if text.len() != 32 {
-        return None;
-    }
-    for (index, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
-    }
-    Some(id)
-}
-
 impl LogStore {
     /// Opens (creating) the data directory, taking its lock, and opens every
     /// topic. A partition that fails to open is reported and skipped.
@@ -302,7 +267,9 @@ impl LogStore {
             };
             let meta: TopicMeta =
                 serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
-            let id = unhex(&meta.id).ok_or_else(|| bad(format!("bad topic id {:?}", meta.id)))?;
+            let id = uuid::Uuid::try_parse(&meta.id)
+                .map_err(|error| bad(format!("bad topic id {:?}: {error}", meta.id)))?
+                .into_bytes();
             let config = Arc::new(self.options.topic_defaults.with_overrides(&meta.configs)?);
             let topic = Arc::new(Topic {
                 name: meta.name.clone(),
@@ -380,7 +347,7 @@ impl LogStore {
         let state = topic.state.read().expect("topic lock");
         let meta = TopicMeta {
             name: topic.name.clone(),
-            id: hex(&topic.id),
+            id: uuid::Uuid::from_bytes(topic.id).simple().to_string(),
             partitions: state.partitions.len() as i32,
             configs: state.overrides.clone(),
         };
@@ -407,7 +374,7 @@ impl LogStore {
         }
         let topic = Arc::new(Topic {
             name: name.to_string(),
-            id: random_id(),
+            id: uuid::Uuid::new_v4().into_bytes(),
             dir: self.topics_dir().join(name),
             state: RwLock::new(TopicState {
                 partitions: Vec::new(),
