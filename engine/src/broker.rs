@@ -83,6 +83,12 @@ pub async fn run(
         groups: groups.clone(),
         producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
             .context("opening the producer id allocator")?,
+        request_bytes: Arc::new(tokio::sync::Semaphore::new(
+            config
+                .kafka
+                .queued_request_bytes_max
+                .max(config.kafka.frame_bytes_max) as usize,
+        )),
         shutdown: stopped.clone(),
     });
     let mut tasks = JoinSet::new();

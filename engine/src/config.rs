@@ -110,6 +110,10 @@ pub struct KafkaConfig {
     /// Requests of one connection being handled at once; the connection is
     /// not read further until one completes. Default 128.
     pub in_flight_requests_max: usize,
+    /// Request bytes held in memory at once across all connections; a
+    /// frame's body is read only once its size fits. At least
+    /// `frame_bytes_max`. Default 512 MiB.
+    pub queued_request_bytes_max: u32,
     /// Longest Fetch long poll, whatever the client asks. Default 30 000 ms.
     pub fetch_wait_max_ms: u64,
     /// Create unknown topics on Metadata (when the client allows it) and
@@ -127,6 +131,7 @@ impl Default for KafkaConfig {
             frame_bytes_max: 100 * 1024 * 1024,
             connections_max: 10_000,
             in_flight_requests_max: 128,
+            queued_request_bytes_max: 512 * 1024 * 1024,
             fetch_wait_max_ms: 30_000,
             auto_create_topics_enable: true,
             num_partitions: 1,

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::handlers;
@@ -54,12 +54,12 @@ async fn read_requests(
     let mut buffer = BytesMut::new();
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, &mut buffer, context.config.frame_bytes_max) => frame?,
+            frame = read_frame(&mut reader, &mut buffer, context) => frame?,
             _ = shutdown.changed() => return Ok(()),
             // The writer hit a bad request or a dead socket; stop reading.
             _ = &mut failed => return Ok(()),
         };
-        let Some(frame) = frame else {
+        let Some((frame, permit)) = frame else {
             return Ok(());
         };
         let mut request = protocol::decode_frame(frame)?;
@@ -84,6 +84,7 @@ async fn read_requests(
             if let Some(done) = done {
                 let _ = done.send(());
             }
+            drop(permit);
             response
         });
         if pending.send(task).await.is_err() {
@@ -95,11 +96,16 @@ async fn read_requests(
 /// Reads one frame; `None` at a clean end of stream. Frames are read into
 /// `buffer`, whose allocation is reused once earlier frames are dropped, and
 /// never zero-filled first.
+///
+/// Before the body is read, the frame's bytes are reserved from the
+/// broker-wide budget of request bytes in memory (`kafka.queued_request_bytes_max`);
+/// the permit travels with the request and is returned when it is answered.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buffer: &mut BytesMut,
-    frame_bytes_max: u32,
-) -> anyhow::Result<Option<Bytes>> {
+    context: &BrokerContext,
+) -> anyhow::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
+    let frame_bytes_max = context.config.frame_bytes_max;
     if !fill(reader, buffer, 4).await? {
         return Ok(None);
     }
@@ -107,11 +113,17 @@ async fn read_frame(
     if size < 0 || size as u32 > frame_bytes_max {
         anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
     }
+    let permit = context
+        .request_bytes
+        .clone()
+        .acquire_many_owned(size.max(1) as u32)
+        .await
+        .expect("the request byte budget is never closed");
     let _ = buffer.split_to(4);
     if !fill(reader, buffer, size as usize).await? {
         anyhow::bail!("connection closed in the middle of a {size}-byte request frame");
     }
-    Ok(Some(buffer.split_to(size as usize).freeze()))
+    Ok(Some((buffer.split_to(size as usize).freeze(), permit)))
 }
 
 /// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer
