@@ -93,16 +93,29 @@ pub async fn run(
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
-    tasks.spawn(group_ticks(groups.clone(), stopped.clone()));
+    // Session and rebalance timeouts of consumer groups.
+    let ticking = groups.clone();
+    tasks.spawn(every(100, "group timeouts", stopped.clone(), move || {
+        ticking.tick()
+    }));
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
     tasks.spawn(crate::http::serve(http, health, stopped.clone()));
-    tasks.spawn(maintenance(
-        store.clone(),
-        config.log.retention_check_interval_ms,
+    let maintained = store.clone();
+    let interval_ms = config.log.retention_check_interval_ms;
+    tasks.spawn(every(
+        interval_ms,
+        "retention and compaction",
         stopped.clone(),
+        move || maintained.run_maintenance(),
     ));
     if let FlushPolicy::Interval { interval_ms } = config.log.flush {
-        tasks.spawn(interval_flush(store.clone(), interval_ms, stopped.clone()));
+        let flushed = store.clone();
+        tasks.spawn(every(
+            interval_ms,
+            "interval flush",
+            stopped.clone(),
+            move || flushed.flush_all(),
+        ));
     }
 
     shutdown.await;
@@ -151,48 +164,23 @@ fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Retention and compaction, every `interval_ms`, off the async workers.
-async fn maintenance(store: Arc<LogStore>, interval_ms: u64, mut shutdown: Shutdown) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    ticker.tick().await;
+/// Runs blocking `work` every `interval_ms` (first after one interval), off
+/// the async workers, until shutdown.
+async fn every(
+    interval_ms: u64,
+    what: &'static str,
+    mut shutdown: Shutdown,
+    work: impl Fn() + Clone + Send + 'static,
+) {
+    let period = Duration::from_millis(interval_ms.max(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let store = store.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || store.run_maintenance()).await {
-            tracing::error!(%error, "maintenance task failed");
-        }
-    }
-}
-
-/// Session and rebalance timeouts of consumer groups, checked every 100 ms.
-async fn group_ticks(groups: Arc<GroupCoordinator>, mut shutdown: Shutdown) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let groups = groups.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || groups.tick()).await {
-            tracing::error!(%error, "group timeout task failed");
-        }
-    }
-}
-
-/// The `flush = interval:<ms>` fsync loop.
-async fn interval_flush(store: Arc<LogStore>, interval_ms: u64, mut shutdown: Shutdown) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let store = store.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || store.flush_all()).await {
-            tracing::error!(%error, "flush task failed");
+        if let Err(error) = tokio::task::spawn_blocking(work.clone()).await {
+            tracing::error!(%error, task = what, "periodic task failed");
         }
     }
 }
