@@ -251,3 +251,25 @@ fn idempotent_retries_are_deduplicated_even_across_a_restart() {
     );
     assert!(again.producer_id.0 > id);
 }
+
+#[test]
+fn every_flush_policy_serves_produce_and_fetch() {
+    for flush in ["never", "interval:20", "always"] {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(dir.path(), &["--flush", flush]);
+        let mut client = KafkaClient::connect(broker.kafka);
+        for expected in [0, 3] {
+            let response = client.call(produce("t", 0, values(3), -1), PRODUCE_VERSION);
+            assert_eq!(first_partition(&response), (0, expected), "flush={flush}");
+        }
+        let response = client.call(fetch("t", 3, 1000), FETCH_VERSION);
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.high_watermark, 6, "flush={flush}");
+        let records = partition.records.clone().unwrap();
+        assert_eq!(
+            batch::verify(&records).unwrap().base_offset,
+            3,
+            "flush={flush}"
+        );
+    }
+}
