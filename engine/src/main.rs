@@ -54,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Log(args)) => sluice::bench::log::run(&args),
         Command::Bench(BenchCommand::Kafka(args)) => sluice::bench::kafka::run(&args),
+        Command::Bench(BenchCommand::Sink(args)) => sluice::bench::kafka::sink(&args),
         command @ (Command::Topic(_)
         | Command::Produce(_)
         | Command::Consume(_)

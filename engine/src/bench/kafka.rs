@@ -63,6 +63,10 @@ struct Report {
     runs: usize,
     raw_write_mb_s: f64,
     raw_write_fsync_mb_s: f64,
+    /// The floor of any broker here: one process receiving the same bytes
+    /// over loopback TCP and writing them to a file, no protocol at all.
+    tcp_to_file_mb_s: f64,
+    tcp_to_file_cpu_s_per_gb: f64,
     never: Figures,
     always: Figures,
     never_produce_vs_raw: f64,
@@ -259,12 +263,16 @@ pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let template = batch::build::values(1000, 1024, 1_700_000_000_000).freeze();
     let runtime = tokio::runtime::Runtime::new()?;
     let (mut raw, mut raw_fsync) = (Vec::new(), Vec::new());
+    let (mut sink_mb_s, mut sink_cpu) = (Vec::new(), Vec::new());
     let (mut never, mut always) = (Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("bench kafka: run {run} of {}…", args.runs);
         raw.push(raw_write(dir, &template, args.bytes, false)?);
         // The disk's own pace: write + fdatasync per 1 MiB batch.
         raw_fsync.push(raw_write(dir, &template, args.bytes, true)?);
+        let (mb_s, cpu) = tcp_to_file(dir, &template, args.bytes)?;
+        sink_mb_s.push(mb_s);
+        sink_cpu.push(cpu);
         never.push(runtime.block_on(one_run(dir, args, "never", template.clone()))?);
         always.push(runtime.block_on(one_run(dir, args, "always", template.clone()))?);
     }
@@ -274,6 +282,8 @@ pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         runs: args.runs,
         raw_write_mb_s: median(&mut raw),
         raw_write_fsync_mb_s: median(&mut raw_fsync),
+        tcp_to_file_mb_s: median(&mut sink_mb_s),
+        tcp_to_file_cpu_s_per_gb: median(&mut sink_cpu),
         never_produce_vs_raw: 0.0,
         always: medians(&always),
         never,
@@ -289,6 +299,10 @@ pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
                 "raw write(2): {:.0} MB/s, write+fdatasync per batch: {:.0} MB/s",
                 report.raw_write_mb_s, report.raw_write_fsync_mb_s
             );
+            println!(
+                "TCP receive + write(2), no protocol: {:.0} MB/s, {:.2} CPU-s/GB",
+                report.tcp_to_file_mb_s, report.tcp_to_file_cpu_s_per_gb
+            );
             for (flush, f) in [("never", &report.never), ("always", &report.always)] {
                 println!(
                     "flush={flush:<6} produce acks=1 {:>6.0} MB/s, acks=all {:>6.0} MB/s, consume {:>6.0} MB/s, \
@@ -303,4 +317,72 @@ pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Options of the hidden `sluice bench sink`.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Where to listen (loopback).
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// File to write what arrives to.
+    #[arg(long)]
+    pub file: std::path::PathBuf,
+}
+
+/// `sluice bench sink`: accepts one connection and copies it to a file in
+/// 1 MiB reads, the least any broker must do per produced byte.
+pub fn sink(args: &SinkArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(args.listen)?;
+    println!("ready");
+    let (mut stream, _) = listener.accept()?;
+    let mut file = std::fs::File::create(&args.file)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            // Our own CPU time, for the parent to report.
+            println!("{}", cpu_seconds(std::process::id())?);
+            return Ok(());
+        }
+        file.write_all(&buffer[..read])?;
+    }
+}
+
+/// Runs a sink child and sends it `total` bytes of `template`; returns its
+/// MB/s and CPU-seconds per GB.
+fn tcp_to_file(dir: &Path, template: &[u8], total: u64) -> anyhow::Result<(f64, f64)> {
+    use std::io::Write;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let file = dir.join("sink.bin");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "sink", "--listen", &listen, "--file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut output = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut output, &mut line)?;
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(&listen)?;
+    let mut sent = 0;
+    while sent < total {
+        stream.write_all(template)?;
+        sent += template.len() as u64;
+    }
+    drop(stream);
+    line.clear();
+    std::io::BufRead::read_line(&mut output, &mut line)?;
+    let cpu: f64 = line
+        .trim()
+        .parse()
+        .with_context(|| format!("sink reported {line:?}"))?;
+    child.wait()?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_file(&file)?;
+    Ok((mb_per_s(sent, seconds), cpu / (sent as f64 / 1e9)))
 }

@@ -200,4 +200,7 @@ pub enum BenchCommand {
     Log(crate::bench::log::LogBenchArgs),
     /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
     Kafka(crate::bench::kafka::KafkaBenchArgs),
+    /// Baseline process for `bench kafka`: receive one TCP stream and write it to a file.
+    #[command(hide = true)]
+    Sink(crate::bench::kafka::SinkArgs),
 }
