@@ -40,7 +40,7 @@ pub use io::{FaultIo, Faults, Io, IoFile, StdIo};
 pub use partition::{AppendInfo, Partition, ReadResult};
 pub use segment::SegmentMeta;
 pub use store::{validate_topic_name, LogStore, PartitionSlot, StoreOptions, Topic};
-pub use topic_config::{CleanupPolicy, TimestampType, TopicConfig, CONFIG_NAMES};
+pub use topic_config::{is_topic_config, CleanupPolicy, TimestampType, TopicConfig, CONFIG_NAMES};
 
 /// Errors of the log store. Each maps to one Kafka error code at the
 /// protocol edge.

@@ -146,6 +146,15 @@ pub const CONFIG_NAMES: &[&str] = &[
     "message.timestamp.type",
 ];
 
+/// Kafka topic configs accepted but fixed on a single node (only the value
+/// that changes nothing is valid); not listed by DescribeConfigs.
+pub const FIXED_CONFIG_NAMES: &[&str] = &["min.insync.replicas"];
+
+/// Whether `name` is a topic config this broker accepts.
+pub fn is_topic_config(name: &str) -> bool {
+    CONFIG_NAMES.contains(&name) || FIXED_CONFIG_NAMES.contains(&name)
+}
+
 fn parse<T: FromStr>(name: &str, value: &str) -> Result<T, LogError>
 where
     T::Err: fmt::Display,
@@ -292,5 +301,19 @@ mod tests {
             let overrides: BTreeMap<String, String> = [(name.to_string(), value)].into();
             assert_eq!(config.with_overrides(&overrides).unwrap(), config);
         }
+    }
+
+    #[test]
+    fn fixed_names_are_accepted_with_their_only_value() {
+        for name in FIXED_CONFIG_NAMES {
+            assert!(is_topic_config(name));
+            let overrides: BTreeMap<String, String> = [(name.to_string(), "1".to_string())].into();
+            assert_eq!(
+                TopicConfig::default().with_overrides(&overrides).unwrap(),
+                TopicConfig::default()
+            );
+        }
+        assert!(is_topic_config("retention.ms"));
+        assert!(!is_topic_config("bogus"));
     }
 }

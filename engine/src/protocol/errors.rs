@@ -32,8 +32,3 @@ pub fn log_error_code(error: &LogError) -> i16 {
     };
     error.code()
 }
-
-/// The code of a Kafka error.
-pub fn code(error: ResponseError) -> i16 {
-    error.code()
-}

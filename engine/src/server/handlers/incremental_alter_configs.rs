@@ -17,7 +17,7 @@ use super::alter_configs::{
     admin_writes, alterable_topic, duplicates, joined, replace_overrides, Refusal,
 };
 use super::{blocking, message};
-use crate::log::{LogStore, TopicConfig, CONFIG_NAMES};
+use crate::log::{is_topic_config, LogStore, TopicConfig};
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -104,7 +104,7 @@ fn apply(
     config: &AlterableConfig,
 ) -> Result<(), Refusal> {
     let name = config.name.as_str();
-    if !CONFIG_NAMES.contains(&name) {
+    if !is_topic_config(name) {
         return Err(invalid_config(format!("unknown topic config {name:?}")));
     }
     let value = || {
