@@ -33,7 +33,7 @@ pub async fn handle(
             for partition in &topic.partitions {
                 let exists = known
                     .as_ref()
-                    .is_some_and(|t| partition.partition_index < t.partition_count());
+                    .is_some_and(|t| (0..t.partition_count()).contains(&partition.partition_index));
                 if exists {
                     slots.push(None);
                     commits.push((
