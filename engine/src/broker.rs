@@ -98,8 +98,17 @@ pub async fn run(
     tasks.spawn(every(100, "group timeouts", stopped.clone(), move || {
         ticking.tick()
     }));
+    let processors = crate::processor::Processors::open(
+        &config.data_dir,
+        config.processors.clone(),
+        store.clone(),
+        groups.clone(),
+        stopped.clone(),
+    )
+    .context("starting the processor runtime")?;
+    tasks.spawn(processors.clone().run());
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
-    tasks.spawn(crate::http::serve(http, health, stopped.clone()));
+    tasks.spawn(crate::http::serve(http, health, processors, stopped.clone()));
     let maintained = store.clone();
     let interval_ms = config.log.retention_check_interval_ms;
     tasks.spawn(every(

@@ -28,6 +28,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Consumer groups.
     pub groups: crate::group::GroupConfig,
+    /// WebAssembly processors (`[processors]`).
+    pub processors: crate::processor::ProcessorConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
             groups: crate::group::GroupConfig::default(),
+            processors: crate::processor::ProcessorConfig::default(),
         }
     }
 }

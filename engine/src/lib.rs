@@ -8,5 +8,6 @@ pub mod config;
 pub mod group;
 pub mod http;
 pub mod log;
+pub mod processor;
 pub mod protocol;
 pub mod server;

@@ -55,9 +55,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Log(args)) => sluice::bench::log::run(&args),
         Command::Bench(BenchCommand::Kafka(args)) => sluice::bench::kafka::run(&args),
         Command::Bench(BenchCommand::Sink(args)) => sluice::bench::kafka::sink(&args),
+        Command::Bench(BenchCommand::Processor(args)) => sluice::bench::processor::run(&args),
+        // Plugin verbs run cargo or a local wasm host: no async runtime here.
+        Command::Plugin(command) => sluice::cli::plugin::run(command),
         command @ (Command::Topic(_)
         | Command::Produce(_)
         | Command::Consume(_)
-        | Command::Group(_)) => sluice::cli::run_client(command),
+        | Command::Group(_)
+        | Command::Processor(_)) => sluice::cli::run_client(command),
     }
 }

@@ -1,42 +1,101 @@
 //! Guest SDK for Sluice stream processors.
 //!
-//! Plugins are compiled to `wasm32-wasip2` and implement the processor
-//! contract in `wit/`. This crate grows the typed helpers (records, JSON,
-//! typed configuration) with the processors work; today it carries the record
-//! model both sides agree on, so plugins can already be unit-tested on the host.
+//! A processor is a WebAssembly component that Sluice runs over the
+//! partitions of its input topics (the contract is `wit/processor.wit`). With
+//! this crate a processor is one plain function and one macro:
+//!
+//! ```
+//! use sluice_sdk::{Record, Result};
+//!
+//! #[derive(serde::Deserialize)]
+//! pub struct Config {
+//!     min_amount: f64,
+//! }
+//!
+//! /// Keeps orders of at least `min_amount`.
+//! pub fn big_orders(record: &Record, config: &Config) -> Result<bool> {
+//!     #[derive(serde::Deserialize)]
+//!     struct Order { amount: f64 }
+//!     Ok(record.json::<Order>()?.amount >= config.min_amount)
+//! }
+//!
+//! sluice_sdk::filter!(big_orders);
+//! # let kept = sluice_sdk::testing::run_filter(big_orders, &[("min_amount", "10")],
+//! #     sluice_sdk::testing::records(&[r#"{"amount": 12}"#, r#"{"amount": 3}"#])).unwrap();
+//! # assert_eq!(kept.len(), 1);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type
+//! `cdylib`) and deploy the `.wasm` with `sluice processor deploy`; the
+//! `--config key=value` pairs become the `Config` (see [`config`]).
+//!
+//! # Kinds
+//!
+//! | macro | function | outputs |
+//! |---|---|---|
+//! | [`filter!`] | `fn(&Record, &C) -> Result<bool, E>` | the record forwarded unchanged when `true` |
+//! | [`map!`] | `fn(Record, &C) -> Result<Output, E>` | one [`Output`] per record |
+//! | [`flat_map!`] | `fn(Record, &C) -> Result<impl IntoIterator<Item = Output>, E>` | any number per record |
+//! | [`route!`] | `fn(&Record, &C) -> Result<Option<String>, E>` | the record forwarded unchanged to the topic, or dropped |
+//! | [`export!`] | a type implementing [`Processor`] | whatever it pushes per batch |
+//!
+//! `C` is any `serde::Deserialize` type, parsed once per instance; `E` is any
+//! `Display` error (this crate's [`Error`], `String`, `anyhow::Error`, …).
+//! An error fails the batch and names the record that caused it.
+//!
+//! # Testing
+//!
+//! The functions stay plain Rust: call them directly in unit tests, or run
+//! them through [`testing`] for exactly what the broker would write. On the
+//! host the macros expand to nothing, so the crate also links as an rlib.
 
-/// One key/value record as a processor sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Record {
-    /// Partitioning key; `None` is Kafka's null key.
-    pub key: Option<Vec<u8>>,
-    /// Payload; `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
-    /// Headers in the order the producer sent them.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+#[doc(hidden)]
+pub mod bindings {
+    //! What `wit_bindgen::generate!` makes of `wit/processor.wit`.
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "processor",
+        pub_export_macro: true,
+        export_macro_name: "__export_processor",
+        default_bindings_module: "::sluice_sdk::bindings",
+    });
 }
 
-impl Record {
-    /// A record with just a value, the common case in tests.
-    pub fn from_value(value: impl Into<Vec<u8>>) -> Self {
-        Self {
-            value: Some(value.into()),
-            ..Self::default()
-        }
-    }
-}
+pub mod config;
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod guest;
+pub mod json;
+mod kinds;
+pub mod log;
+mod macros;
+mod output;
+mod record;
+pub mod testing;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub use config::NoConfig;
+pub use error::{Error, ProcessError, Result};
+pub use kinds::{Instance, Processor};
+pub use output::{Output, OutputRecord, Outputs, Payload};
+pub use record::{Batch, Header, Indexed, Record, Records};
 
-    #[test]
-    fn from_value_sets_only_the_value() {
-        let record = Record::from_value("hello");
-        assert_eq!(record.value.as_deref(), Some(&b"hello"[..]));
-        assert!(record.key.is_none());
-        assert!(record.headers.is_empty());
-    }
+/// Re-exported so plugins can name serde's traits without their own
+/// dependency (the derive macros still need `serde` in the plugin's
+/// `Cargo.toml`).
+pub use serde;
+/// Re-exported for plugins that build JSON values.
+pub use serde_json;
+
+/// What the export macros expand to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::guest::{
+        guest_init, guest_process, Guest, WitBatch, WitOutput, WitProcessError,
+    };
+    pub use crate::kinds::{filter, flat_map, map, processor, route, BoxedHandler, Handler};
+    pub use std::string::String;
+    pub use std::vec::Vec;
 }

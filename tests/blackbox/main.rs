@@ -3,8 +3,11 @@
 
 mod admin;
 mod cli;
+mod cli_plugin;
 mod clients;
 mod harness;
 mod kafka;
+mod plugins;
+mod processors;
 mod protocol;
 mod serve;

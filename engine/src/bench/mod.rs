@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod log;
+pub mod processor;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

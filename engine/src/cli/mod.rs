@@ -1,12 +1,15 @@
 //! Command-line interface: argument definitions and dispatch. `serve` runs
 //! the broker; `bench` measures it; the client verbs (topic, produce,
 //! consume, group) talk to any Kafka-compatible broker over the Kafka
-//! protocol, in the style of rpk and kcat. Verbs still to come (processor,
-//! plugin) join this enum as they are built.
+//! protocol, in the style of rpk and kcat; `processor` manages a Sluice
+//! broker's WebAssembly processors over its HTTP admin API; `plugin`
+//! scaffolds, builds and locally runs processor plugins with no broker.
 
 pub(crate) mod client;
 pub mod consume;
 pub mod group;
+pub mod plugin;
+pub mod processor;
 pub mod produce;
 pub mod topic;
 
@@ -68,6 +71,12 @@ pub enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Deploy, inspect, pause, resume and remove WebAssembly processors on a running broker.
+    #[command(subcommand)]
+    Processor(processor::ProcessorCommand),
+    /// Scaffold, build and locally run processor plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -132,8 +141,9 @@ pub struct ConnectArgs {
     pub brokers: String,
 }
 
-/// Runs a client verb (`topic`, `produce`, `consume`, `group`) to
-/// completion; other commands are not client verbs and are refused.
+/// Runs a client verb (`topic`, `produce`, `consume`, `group`,
+/// `processor`) to completion; other commands are not client verbs and are
+/// refused.
 pub fn run_client(command: Command) -> anyhow::Result<()> {
     // Two workers: a consumer's heartbeat keeps going while the main task
     // is blocked writing to a slow stdout.
@@ -147,7 +157,8 @@ pub fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Group(command) => group::run(command).await,
-            Command::Serve(_) | Command::Bench(_) => {
+            Command::Processor(command) => processor::run(command).await,
+            Command::Serve(_) | Command::Bench(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")
             }
         }
@@ -200,6 +211,8 @@ pub enum BenchCommand {
     Log(crate::bench::log::LogBenchArgs),
     /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
     Kafka(crate::bench::kafka::KafkaBenchArgs),
+    /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
+    Processor(crate::bench::processor::ProcessorBenchArgs),
     /// Baseline process for `bench kafka`: receive one TCP stream and write it to a file.
     #[command(hide = true)]
     Sink(crate::bench::kafka::SinkArgs),

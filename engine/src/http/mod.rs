@@ -1,5 +1,8 @@
 //! The HTTP admin listener. `GET /health` answers
-//! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}`.
+//! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}`; the
+//! processor API is in `processors`.
+
+pub mod processors;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,10 +49,16 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
 }
 
 /// Serves the admin API until shutdown.
-pub async fn serve(listener: TcpListener, info: HealthInfo, mut shutdown: Shutdown) {
+pub async fn serve(
+    listener: TcpListener,
+    info: HealthInfo,
+    processors: Arc<crate::processor::Processors>,
+    mut shutdown: Shutdown,
+) {
     let app = Router::new()
         .route("/health", get(health))
-        .with_state(Arc::new(info));
+        .with_state(Arc::new(info))
+        .merge(processors::routes(processors));
     let stopping = async move {
         let _ = shutdown.changed().await;
     };

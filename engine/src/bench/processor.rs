@@ -1,0 +1,406 @@
+//! `sluice bench processor`: records per second per core through the
+//! `filter-json` plugin, beside the same filter compiled natively, in the
+//! same run.
+//!
+//! Workload: 100-byte JSON records (`{"id":…,"kind":…,"amount":…,…}`),
+//! condition `amount >= 500` (keeps about half), batches of `--batch`.
+//!
+//! - **call**: the `process` call alone (lowering the batch into the
+//!   sandbox, the filter, lifting the outputs), against the filter's own
+//!   Rust function (`filter_json::matches`) called natively per record.
+//! - **end to end**: log → plugin → output log, through the processor loop
+//!   the broker runs (read, decode, invoke, route, append, commit), against
+//!   the same loop with the native filter in place of the plugin, and the
+//!   same loop forwarding everything natively (the log's own floor).
+//! - **soak** (`--soak-secs`): one instance processing without pause; its
+//!   linear memory and the process RSS sampled ten times.
+//!
+//! Every figure is the median of `--runs` runs on one thread, so records/s
+//! is records/s/core.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use super::median;
+use crate::cli::OutputFormat;
+use crate::group::offsets::OffsetStore;
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::log::{batch, FlushPolicy, LogStore, StdIo, StoreOptions, SystemClock};
+use crate::processor::host::{
+    Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Runtime,
+};
+use crate::processor::spec::{Deployment, Limits};
+use crate::processor::status::PartitionStats;
+use crate::processor::worker::PartitionTask;
+
+/// Options of `sluice bench processor`.
+#[derive(Debug, Args)]
+pub struct ProcessorBenchArgs {
+    /// The filter-json component (bench/run-processor-bench builds it).
+    #[arg(long, value_name = "FILE")]
+    pub wasm: PathBuf,
+    /// Records per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Records per `process` call.
+    #[arg(long, default_value_t = 1_024)]
+    pub batch: usize,
+    /// Runs per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Also keep one instance busy this long, sampling its memory.
+    #[arg(long, default_value_t = 0)]
+    pub soak_secs: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    records: usize,
+    record_bytes: usize,
+    batch: usize,
+    runs: usize,
+    call_wasm_records_s: f64,
+    call_native_records_s: f64,
+    call_ratio: f64,
+    end_to_end_wasm_records_s: f64,
+    end_to_end_native_records_s: f64,
+    end_to_end_forward_records_s: f64,
+    end_to_end_ratio: f64,
+    soak: Vec<SoakSample>,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakSample {
+    elapsed_s: u64,
+    records: u64,
+    instance_memory_bytes: usize,
+    process_rss_bytes: u64,
+}
+
+/// The filter's config, for the plugin and the native baseline alike.
+const CONFIG: [(&str, &str); 2] = [("field", "amount"), ("gte", "500")];
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
+    let wasm =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let runtime = Runtime::new(None)?;
+    let plugin = runtime.compile(&wasm)?;
+    let config: Vec<(String, String)> = CONFIG
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let condition: filter_json::Condition =
+        sluice_sdk::config::from_pairs(&CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let label = Label {
+        processor: "bench".into(),
+        topic: "in".into(),
+        partition: 0,
+    };
+    let wasm_factory = plugin.factory(Limits::default(), config, label);
+    let native_condition = condition.clone();
+    let native_factory: Factory = Arc::new(move || {
+        Ok(Box::new(NativeFilter(Some(native_condition.clone()))) as Box<dyn Invoke>)
+    });
+    let forward_factory: Factory = Arc::new(|| Ok(Box::new(NativeFilter(None)) as Box<dyn Invoke>));
+    let values = values(args.records);
+    let batches = batches(&values, args.batch);
+
+    let (mut call_wasm, mut call_native) = (Vec::new(), Vec::new());
+    let (mut e2e_wasm, mut e2e_native, mut e2e_forward) = (Vec::new(), Vec::new(), Vec::new());
+    let mut instance = wasm_factory().map_err(|e| anyhow::anyhow!("{e}"))?;
+    call_once(instance.as_mut(), &batches)?; // warm-up
+    for run in 0..args.runs {
+        eprintln!("run {}/{}", run + 1, args.runs);
+        call_wasm.push(rate(args.records, || {
+            call_once(instance.as_mut(), &batches)
+        })?);
+        call_native.push(rate(args.records, || native_once(&condition, &values))?);
+        e2e_wasm.push(end_to_end(&values, args.batch, &wasm_factory)?);
+        e2e_native.push(end_to_end(&values, args.batch, &native_factory)?);
+        e2e_forward.push(end_to_end(&values, args.batch, &forward_factory)?);
+    }
+    let soak = soak(&plugin, &batches, args.soak_secs)?;
+    let call_wasm = median(&mut call_wasm);
+    let call_native = median(&mut call_native);
+    let e2e_wasm = median(&mut e2e_wasm);
+    let e2e_native = median(&mut e2e_native);
+    let report = Report {
+        records: args.records,
+        record_bytes: values[0].len(),
+        batch: args.batch,
+        runs: args.runs,
+        call_wasm_records_s: call_wasm,
+        call_native_records_s: call_native,
+        call_ratio: call_wasm / call_native,
+        end_to_end_wasm_records_s: e2e_wasm,
+        end_to_end_native_records_s: e2e_native,
+        end_to_end_forward_records_s: median(&mut e2e_forward),
+        end_to_end_ratio: e2e_wasm / e2e_native,
+        soak,
+    };
+    print(&report, args.format)
+}
+
+/// The same filter, natively: forwards what it keeps (or everything).
+struct NativeFilter(Option<filter_json::Condition>);
+
+impl Invoke for NativeFilter {
+    fn process(&mut self, batch: &Batch) -> Result<Vec<Output>, InvokeError> {
+        let mut outputs = Vec::with_capacity(batch.records.len());
+        for (index, record) in batch.records.iter().enumerate() {
+            let keep = match &self.0 {
+                Some(condition) => {
+                    filter_json::matches(record.value.as_deref().unwrap_or_default(), condition)
+                        .map_err(|e| InvokeError::Rejected {
+                            message: e.to_string(),
+                            source: Some(index as u32),
+                        })?
+                }
+                None => true,
+            };
+            if keep {
+                outputs.push(Output {
+                    source: index as u32,
+                    topic: None,
+                    payload: Payload::Forward,
+                });
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// `count` JSON values of exactly 100 bytes.
+fn values(count: usize) -> Vec<Vec<u8>> {
+    let kinds = ["click", "view", "scroll"];
+    (0..count)
+        .map(|i| {
+            let mut value = format!(
+                r#"{{"id":{i},"kind":"{}","amount":{},"user":"u{}","pad":""#,
+                kinds[i % 3],
+                (i * 7919) % 1000,
+                i % 10_000
+            );
+            while value.len() < 98 {
+                value.push('x');
+            }
+            value.push_str("\"}");
+            value.into_bytes()
+        })
+        .collect()
+}
+
+fn batches(values: &[Vec<u8>], size: usize) -> Vec<Batch> {
+    values
+        .chunks(size.max(1))
+        .enumerate()
+        .map(|(chunk, values)| Batch {
+            topic: "in".into(),
+            partition: 0,
+            records: values
+                .iter()
+                .enumerate()
+                .map(|(i, value)| InputRecord {
+                    offset: (chunk * size + i) as i64,
+                    timestamp: 1_700_000_000_000,
+                    key: None,
+                    value: Some(value.clone()),
+                    headers: Vec::new(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn rate(records: usize, work: impl FnOnce() -> anyhow::Result<usize>) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let kept = work()?;
+    std::hint::black_box(kept);
+    Ok(records as f64 / started.elapsed().as_secs_f64())
+}
+
+fn call_once(instance: &mut dyn Invoke, batches: &[Batch]) -> anyhow::Result<usize> {
+    let mut kept = 0;
+    for batch in batches {
+        kept += instance
+            .process(batch)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .len();
+    }
+    Ok(kept)
+}
+
+fn native_once(condition: &filter_json::Condition, values: &[Vec<u8>]) -> anyhow::Result<usize> {
+    let mut kept = 0;
+    for value in values {
+        kept += usize::from(
+            filter_json::matches(value, condition).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    Ok(kept)
+}
+
+/// Records/s through the processor loop: a fresh store with the input
+/// already written; the clock runs from the first step to the commit of
+/// the last record.
+fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir_in(".").context("temporary directory")?;
+    let options = StoreOptions {
+        flush: FlushPolicy::Never,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(LogStore::open(
+        &dir.path().join("data"),
+        options,
+        Arc::new(StdIo),
+        Arc::new(SystemClock),
+    )?);
+    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups"))?;
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        Arc::new(SystemClock),
+        offsets,
+    ));
+    store.create_topic("in", 1, Default::default())?;
+    store.create_topic("out", 1, Default::default())?;
+    let input = store.partition("in", 0)?;
+    for chunk in values.chunks(1_000) {
+        let entries: Vec<batch::build::Entry> = chunk
+            .iter()
+            .map(|v| (None, Some(v.clone()), 1_700_000_000_000))
+            .collect();
+        input.append(&batch::build::batch(
+            &entries,
+            kafka_protocol::records::Compression::None,
+        ))?;
+    }
+    let deployment = Arc::new(Deployment {
+        name: "bench".into(),
+        inputs: vec!["in".into()],
+        outputs: vec!["out".into()],
+        config: Vec::new(),
+        on_error: "fail".into(),
+        limits: Limits {
+            batch_records_max: batch_records as u64,
+            batch_bytes_max: 64 << 20,
+            ..Limits::default()
+        },
+        wasm_sha256: String::new(),
+        wasm_bytes: 0,
+        deployed_at_ms: 0,
+        paused: false,
+    });
+    let stats = Arc::new(PartitionStats::new("in", 0));
+    let mut task = PartitionTask::new(store.clone(), groups, factory.clone(), deployment, stats, 0);
+    let end = input.high_watermark();
+    let started = Instant::now();
+    while task.position < end {
+        task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    }
+    let elapsed = started.elapsed();
+    store.close()?;
+    Ok(values.len() as f64 / elapsed.as_secs_f64())
+}
+
+/// Keeps one instance busy for `seconds`, sampling memory ten times.
+fn soak(
+    plugin: &crate::processor::host::Plugin,
+    batches: &[Batch],
+    seconds: u64,
+) -> anyhow::Result<Vec<SoakSample>> {
+    if seconds == 0 {
+        return Ok(Vec::new());
+    }
+    let label = Label {
+        processor: "soak".into(),
+        topic: "in".into(),
+        partition: 0,
+    };
+    let config: Vec<(String, String)> = CONFIG
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut instance = Instance::new(plugin, Limits::default(), &config, label)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let interval = Duration::from_secs(seconds) / 10;
+    let mut next_sample = started;
+    let mut records = 0u64;
+    let mut samples = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= next_sample {
+            samples.push(SoakSample {
+                elapsed_s: now.duration_since(started).as_secs(),
+                records,
+                instance_memory_bytes: instance.memory_bytes(),
+                process_rss_bytes: rss_bytes(),
+            });
+            eprintln!("soak: {:?} {records} records", now.duration_since(started));
+            if now.duration_since(started) >= Duration::from_secs(seconds) {
+                return Ok(samples);
+            }
+            next_sample += interval;
+        }
+        for batch in batches.iter().take(64) {
+            instance
+                .process(batch)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            records += batch.records.len() as u64;
+        }
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
+    }
+    let m = |r: f64| format!("{:.2}M records/s", r / 1e6);
+    let mut text = format!(
+        "filter-json, {} records of {} bytes, batches of {}, median of {} runs, one thread\n\n",
+        report.records, report.record_bytes, report.batch, report.runs
+    );
+    text.push_str(&format!(
+        "process call   wasm {:>20}   native {:>20}   wasm/native {:.2}\n",
+        m(report.call_wasm_records_s),
+        m(report.call_native_records_s),
+        report.call_ratio
+    ));
+    text.push_str(&format!(
+        "end to end     wasm {:>20}   native {:>20}   wasm/native {:.2}   (native forward-all floor {})\n",
+        m(report.end_to_end_wasm_records_s),
+        m(report.end_to_end_native_records_s),
+        report.end_to_end_ratio,
+        m(report.end_to_end_forward_records_s)
+    ));
+    if !report.soak.is_empty() {
+        text.push_str("\nsoak: elapsed_s records instance_memory_bytes process_rss_bytes\n");
+        for s in &report.soak {
+            text.push_str(&format!(
+                "{:>6} {:>14} {:>12} {:>12}\n",
+                s.elapsed_s, s.records, s.instance_memory_bytes, s.process_rss_bytes
+            ));
+        }
+    }
+    crate::cli::emit(&text)
+}

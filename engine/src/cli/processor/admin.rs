@@ -1,0 +1,173 @@
+//! The client of the broker's HTTP admin API that `sluice processor` uses:
+//! base URL handling, timeouts, a bound on what an answer may make us
+//! allocate, and error messages that say what went wrong in the user's
+//! terms (the broker's own `{"error": …}` message, or that the broker is
+//! not reachable and how to point at it).
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+
+/// Largest admin API answer read (a status of thousands of partitions is
+/// well under a megabyte).
+const RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// How long to wait for the TCP connection to the admin API.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one admin request may take: a deploy includes the broker's
+/// compilation of the component, which takes seconds for a large plugin.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How much of a non-JSON error body is quoted in the error message.
+const ERROR_BODY_CHARS_MAX: usize = 500;
+
+/// A client of one broker's admin API.
+pub(super) struct Admin {
+    /// `http://host:port[/prefix]`, without a trailing slash.
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    /// A client of the admin API at `url`; `http://` is added when no
+    /// scheme is given. Only plain HTTP is supported.
+    pub(super) fn new(url: &str) -> Result<Self> {
+        let url = url.trim();
+        let base = match url.contains("://") {
+            true => url.to_string(),
+            false => format!("http://{url}"),
+        };
+        let parsed =
+            reqwest::Url::parse(&base).with_context(|| format!("--admin {url:?} is not a URL"))?;
+        if parsed.scheme() != "http" {
+            bail!("--admin {url:?}: only http:// is supported (the admin API has no TLS listener)");
+        }
+        let base = base.trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
+        Ok(Self { base, http })
+    }
+
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends `request` and reads its JSON answer; a non-2xx answer becomes
+    /// an error carrying the broker's `{"error": …}` message.
+    pub(super) async fn send(&self, request: RequestBuilder) -> Result<Value> {
+        let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if body.len() + chunk.len() > RESPONSE_BYTES_MAX {
+                bail!("the admin API answered with more than {RESPONSE_BYTES_MAX} bytes");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(answer_error(status, &body));
+        }
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "the admin API at {} answered {status} with something other than JSON: {}",
+                self.base,
+                quote(&body)
+            )
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> anyhow::Error {
+        let cause = root_cause(&error);
+        if error.is_connect() {
+            return anyhow!(
+                "the broker's admin API at {} is not reachable ({cause}); is the broker \
+                 running? Point --admin (or SLUICE_ADMIN) at its HTTP listener",
+                self.base
+            );
+        }
+        if error.is_timeout() {
+            return anyhow!(
+                "the broker's admin API at {} did not answer in time ({cause})",
+                self.base
+            );
+        }
+        anyhow!("request to the admin API at {} failed: {cause}", self.base)
+    }
+}
+
+/// The error of a non-2xx answer: the broker's message when the body is
+/// `{"error": "…"}`, else the HTTP status and (the start of) the body.
+fn answer_error(status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
+    match message {
+        Some(message) => anyhow!("{message}"),
+        None if body.is_empty() => anyhow!("the admin API answered {status}"),
+        None => anyhow!("the admin API answered {status}: {}", quote(body)),
+    }
+}
+
+/// `body` as text for an error message, cut short when long.
+fn quote(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(ERROR_BODY_CHARS_MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The innermost error of a chain ("Connection refused (os error 111)"),
+/// which says more than reqwest's own "error sending request".
+fn root_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn error_answers_become_messages() {
+        let json = br#"{"error": "no processor named x"}"#;
+        let error = answer_error(StatusCode::NOT_FOUND, json);
+        assert_eq!(error.to_string(), "no processor named x");
+        let other_json = answer_error(StatusCode::BAD_REQUEST, br#"{"message": "m"}"#);
+        assert_eq!(
+            other_json.to_string(),
+            r#"the admin API answered 400 Bad Request: {"message": "m"}"#
+        );
+        let empty = answer_error(StatusCode::SERVICE_UNAVAILABLE, b"");
+        assert_eq!(
+            empty.to_string(),
+            "the admin API answered 503 Service Unavailable"
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let long = "é".repeat(ERROR_BODY_CHARS_MAX + 10);
+        let quoted = quote(long.as_bytes());
+        assert_eq!(quoted.chars().count(), ERROR_BODY_CHARS_MAX + 1);
+        assert!(quoted.ends_with('…'));
+        assert_eq!(quote(b"  short\n"), "short");
+        assert_eq!(quote(&[0xff, b'a']), "\u{fffd}a");
+    }
+}

@@ -1,0 +1,231 @@
+//! `sluice plugin run`: a plugin over JSON lines, without a broker, for a
+//! fast edit-run loop. The plugin runs in the same sandbox, with the same
+//! default limits, as under `sluice serve`.
+//!
+//! Input, one record per line: a JSON object with a `value` member and
+//! only `key`, `value`, `headers` (object of strings), `timestamp` (ms) and
+//! `offset` members is a record envelope; any other line is the record's
+//! value, as is. Output, one JSON object per output record: `topic` (null
+//! for the default output), `source_offset`, `key`, `value`, `headers`,
+//! `timestamp`; a key or value that is JSON is printed as JSON, other UTF-8
+//! as a string, anything else as `{"hex": "…"}`. Failed records are
+//! reported on stderr and the command exits non-zero.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use serde_json::{json, Map, Value};
+
+use super::host::{
+    Batch, Header, InputRecord, Instance, InvokeError, Label, Output, Payload, Runtime,
+};
+use super::spec::Limits;
+use crate::cli::plugin::PluginRunArgs;
+
+const ENVELOPE_KEYS: [&str; 5] = ["key", "value", "headers", "timestamp", "offset"];
+
+/// Runs the plugin over the input lines and prints its outputs.
+pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
+    let wasm =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let runtime = Runtime::new(None)?;
+    let plugin = runtime
+        .compile(&wasm)
+        .with_context(|| format!("loading {}", args.wasm.display()))?;
+    let limits = Limits::default();
+    let label = Label {
+        processor: "plugin-run".into(),
+        topic: args.topic.as_str().into(),
+        partition: args.partition,
+    };
+    let new_instance = || Instance::new(&plugin, limits, &args.config, label.clone());
+    let mut instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut records = Vec::new();
+    for (number, line) in input.lines().enumerate() {
+        let line = line.context("reading input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(
+            parse_line(&line, number as i64).with_context(|| format!("line {}", number + 1))?,
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failures = 0usize;
+    for chunk in records.chunks(limits.batch_records_max as usize) {
+        let batch = Batch {
+            topic: args.topic.clone(),
+            partition: args.partition,
+            records: chunk.to_vec(),
+        };
+        match instance.process(&batch) {
+            Ok(outputs) => print_outputs(&mut out, &batch, 0, outputs)?,
+            Err(_) => {
+                // Again record by record, to say which ones fail.
+                for (index, record) in chunk.iter().enumerate() {
+                    let single = Batch {
+                        topic: args.topic.clone(),
+                        partition: args.partition,
+                        records: vec![record.clone()],
+                    };
+                    match instance.process(&single) {
+                        Ok(outputs) => print_outputs(&mut out, &batch, index, outputs)?,
+                        Err(error) => {
+                            failures += 1;
+                            out.flush()?;
+                            eprintln!(
+                                "error: record at offset {}: {}",
+                                record.offset,
+                                error.message()
+                            );
+                            if matches!(error, InvokeError::Trap { .. }) {
+                                instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} records failed", records.len());
+    }
+    Ok(())
+}
+
+/// One input line as a record at `offset`.
+fn parse_line(line: &str, offset: i64) -> anyhow::Result<InputRecord> {
+    let now = super::status::now_ms();
+    let plain = |value: Vec<u8>| InputRecord {
+        offset,
+        timestamp: now,
+        key: None,
+        value: Some(value),
+        headers: Vec::new(),
+    };
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) else {
+        return Ok(plain(line.as_bytes().to_vec()));
+    };
+    let envelope =
+        object.contains_key("value") && object.keys().all(|k| ENVELOPE_KEYS.contains(&k.as_str()));
+    if !envelope {
+        return Ok(plain(line.as_bytes().to_vec()));
+    }
+    let bytes = |value: &Value| match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.as_bytes().to_vec()),
+        other => Some(other.to_string().into_bytes()),
+    };
+    let headers = match object.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(headers)) => headers
+            .iter()
+            .map(|(key, value)| Header {
+                key: key.clone(),
+                value: bytes(value),
+            })
+            .collect(),
+        Some(_) => anyhow::bail!("headers must be an object of strings"),
+    };
+    Ok(InputRecord {
+        offset: object
+            .get("offset")
+            .and_then(Value::as_i64)
+            .unwrap_or(offset),
+        timestamp: object
+            .get("timestamp")
+            .and_then(Value::as_i64)
+            .unwrap_or(now),
+        key: object.get("key").and_then(bytes),
+        value: object.get("value").and_then(bytes),
+        headers,
+    })
+}
+
+fn print_outputs(
+    out: &mut impl Write,
+    batch: &Batch,
+    base: usize,
+    outputs: Vec<Output>,
+) -> anyhow::Result<()> {
+    for output in outputs {
+        let input = batch
+            .records
+            .get(base + output.source as usize)
+            .context("the plugin named an output source outside the batch")?;
+        let (key, value, headers, timestamp) = match &output.payload {
+            Payload::Forward => (&input.key, &input.value, &input.headers, input.timestamp),
+            Payload::Emit(record) => (
+                &record.key,
+                &record.value,
+                &record.headers,
+                record.timestamp.unwrap_or(input.timestamp),
+            ),
+        };
+        let headers: Map<String, Value> = headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.clone(),
+                    h.value.as_deref().map_or(Value::Null, render),
+                )
+            })
+            .collect();
+        let line = json!({
+            "topic": output.topic,
+            "source_offset": input.offset,
+            "key": key.as_deref().map_or(Value::Null, render),
+            "value": value.as_deref().map_or(Value::Null, render),
+            "headers": headers,
+            "timestamp": timestamp,
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Bytes as JSON if they are JSON, a string if UTF-8, else hex.
+fn render(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())),
+        Err(_) => json!({ "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_values_unless_they_are_envelopes() {
+        let plain = parse_line(r#"{"user":"a","n":1}"#, 3).unwrap();
+        assert_eq!(plain.value.as_deref(), Some(&br#"{"user":"a","n":1}"#[..]));
+        assert_eq!(plain.offset, 3);
+        let envelope = parse_line(
+            r#"{"key":"k","value":{"n":1},"headers":{"h":"v"},"timestamp":5}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(envelope.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(envelope.value.as_deref(), Some(&br#"{"n":1}"#[..]));
+        assert_eq!(envelope.timestamp, 5);
+        assert_eq!(envelope.headers[0].key, "h");
+        let text = parse_line("hello world", 0).unwrap();
+        assert_eq!(text.value.as_deref(), Some(&b"hello world"[..]));
+    }
+
+    #[test]
+    fn bytes_render_as_json_text_or_hex() {
+        assert_eq!(render(br#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(render(b"plain"), json!("plain"));
+        assert_eq!(render(&[0xff, 0x00]), json!({"hex": "ff00"}));
+    }
+}

@@ -1,0 +1,265 @@
+//! Where outputs go: Kafka's default partitioner (murmur2 of the key), and
+//! record batches built for the output partitions and appended through the
+//! same path as Produce (verify, write, then wait until durable under the
+//! broker's flush policy).
+//!
+//! A record with a null key goes to the partition with the input's
+//! partition number, modulo the output's partition count, so a 1:1 map
+//! between equally partitioned topics keeps records in their partition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::log::{batch, LogError, LogStore};
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key`; a null key
+/// keeps the input's partition number (modulo `partitions`).
+pub fn partition_for(key: Option<&[u8]>, input_partition: i32, partitions: i32) -> i32 {
+    let partitions = partitions.max(1);
+    match key {
+        Some(key) => (murmur2(key) & 0x7fff_ffff) % partitions,
+        None => input_partition.rem_euclid(partitions),
+    }
+}
+
+/// One record on its way out.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp: i64,
+}
+
+impl OutRecord {
+    /// Bytes this record counts against `output_bytes_per_batch_max`.
+    pub fn payload_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
+    }
+}
+
+/// Records grouped by output partition, in the order they were routed.
+#[derive(Default)]
+pub struct Routed {
+    partitions: BTreeMap<(String, i32), Vec<OutRecord>>,
+    pub records: u64,
+}
+
+impl Routed {
+    /// Adds `record` to its partition of `topic`.
+    pub fn push(
+        &mut self,
+        store: &LogStore,
+        topic: &str,
+        input_partition: i32,
+        record: OutRecord,
+    ) -> Result<(), LogError> {
+        let partitions = store
+            .topic(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?
+            .partition_count();
+        let partition = partition_for(record.key.as_deref(), input_partition, partitions);
+        self.partitions
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .push(record);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Whether nothing was routed.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends every partition's records and waits until they are durable.
+    /// Each partition's records are written in order, in batches that stay
+    /// under the topic's `max.message.bytes`.
+    pub fn write(self, store: &LogStore) -> Result<(), LogError> {
+        let mut written = Vec::new();
+        for ((topic, id), records) in self.partitions {
+            let partition = store.partition(&topic, id)?;
+            let config = partition.config();
+            if config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+                return Err(LogError::Batch(batch::BatchError::Invalid(format!(
+                    "output topic {topic} is compacted and a record has no key"
+                ))));
+            }
+            let budget = (config.max_message_bytes as usize)
+                .saturating_sub(1024)
+                .max(1024)
+                / 2;
+            for chunk in chunks(&records, budget) {
+                let encoded = encode(chunk);
+                let info = partition.write_batches(&encoded)?;
+                written.push((partition.clone(), info));
+            }
+        }
+        for (partition, info) in written {
+            partition.acknowledge(&info)?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `records` into runs of about `budget` payload bytes (at least one
+/// record each).
+fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
+    let mut result = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (index, record) in records.iter().enumerate() {
+        let size = record.payload_bytes() + 32;
+        if index > start && bytes + size > budget {
+            result.push(&records[start..index]);
+            start = index;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        result.push(&records[start..]);
+    }
+    result
+}
+
+/// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
+pub fn encode(records: &[OutRecord]) -> BytesMut {
+    let encoded: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: index as i32 - 1,
+            timestamp: record.timestamp,
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(key, value)| (StrBytes::from_string(key.clone()), value.clone()))
+                .collect::<IndexMap<_, _>>(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        encoded.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encoding records into memory cannot fail");
+    buffer
+}
+
+/// Shared handle, for tasks that outlive a call.
+pub type Store = Arc<LogStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // org.apache.kafka.common.utils.UtilsTest#testMurmur2
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                murmur2(input),
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn null_keys_keep_the_partition_number() {
+        assert_eq!(partition_for(None, 5, 3), 2);
+        assert_eq!(partition_for(None, 1, 4), 1);
+        let keyed = partition_for(Some(b"foobar"), 0, 7);
+        assert_eq!(keyed, (-790_332_482i32 & 0x7fff_ffff) % 7);
+    }
+
+    #[test]
+    fn chunks_respect_the_budget() {
+        let record = |n: usize| OutRecord {
+            key: None,
+            value: Some(Bytes::from(vec![0; n])),
+            headers: vec![],
+            timestamp: 0,
+        };
+        let records: Vec<_> = (0..10).map(|_| record(100)).collect();
+        let split = chunks(&records, 300);
+        assert!(split.len() > 3);
+        assert_eq!(split.iter().map(|c| c.len()).sum::<usize>(), 10);
+        let huge = vec![record(10_000)];
+        assert_eq!(chunks(&huge, 300).len(), 1);
+        let encoded = encode(&records);
+        assert_eq!(batch::verify(&encoded).unwrap().records_count, 10);
+    }
+}

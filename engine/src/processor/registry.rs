@@ -1,0 +1,748 @@
+//! The deployed processors of a broker: deploy, redeploy, pause, resume,
+//! remove, status, and resuming everything after a restart.
+//!
+//! Each deployment runs one task per input partition (see `worker`). A
+//! background loop notices partitions added to input topics and starts
+//! tasks for them. Admin operations are serialised by one async lock; the
+//! status reads only atomics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::host::{Instance, Label, Plugin, Runtime};
+use super::spec::{self, DeployRequest, Deployment, OnError, StartFrom};
+use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, PartitionStatus};
+use super::worker::PartitionTask;
+use super::ProcessorConfig;
+use crate::broker::Shutdown;
+use crate::group::GroupCoordinator;
+use crate::log::{io::write_atomic, LogStore, StdIo};
+
+/// How often input topics are checked for new partitions.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An admin operation's failure, mapped to an HTTP status by the API.
+#[derive(Debug)]
+pub enum AdminError {
+    BadRequest(String),
+    NotFound(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> AdminError {
+    AdminError::Internal(error.to_string())
+}
+
+/// What a running deployment's tasks watch.
+#[derive(Debug, Clone, Default)]
+struct Control {
+    paused: bool,
+    stopped: bool,
+    /// Bumped by `resume`: failed partitions start again.
+    restart: u64,
+}
+
+/// A deployment with its plugin and tasks.
+struct Running {
+    deployment: Arc<Deployment>,
+    plugin: Plugin,
+    control: watch::Sender<Control>,
+    partitions: Mutex<BTreeMap<(String, i32), Arc<PartitionStats>>>,
+    aborts: Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// The broker's processors.
+pub struct Processors {
+    runtime: Arc<Runtime>,
+    store: Arc<LogStore>,
+    groups: Arc<GroupCoordinator>,
+    dir: PathBuf,
+    config: ProcessorConfig,
+    shutdown: Shutdown,
+    running: Mutex<BTreeMap<String, Arc<Running>>>,
+    admin: tokio::sync::Mutex<()>,
+}
+
+/// A processor's status, as `GET /v1/processors/{name}` serves it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessorStatus {
+    pub name: String,
+    pub state: &'static str,
+    pub group: String,
+    pub wasm_sha256: String,
+    pub wasm_bytes: u64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub config: Vec<(String, String)>,
+    pub on_error: String,
+    pub limits: spec::Limits,
+    pub deployed_at_ms: i64,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+    pub lag: i64,
+    pub last_error: Option<ErrorInfo>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+impl Processors {
+    /// Opens `<data-dir>/processors`, and starts every persisted deployment
+    /// from its committed offsets.
+    pub fn open(
+        data_dir: &std::path::Path,
+        config: ProcessorConfig,
+        store: Arc<LogStore>,
+        groups: Arc<GroupCoordinator>,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = data_dir.join("processors");
+        std::fs::create_dir_all(dir.join("plugins"))?;
+        // The compile cache wants an absolute path.
+        let dir = std::fs::canonicalize(&dir)?;
+        let cache = config.compile_cache.then(|| dir.join("cache"));
+        let runtime = Runtime::new(cache.as_deref())?;
+        let processors = Arc::new(Self {
+            runtime,
+            store,
+            groups,
+            dir,
+            config,
+            shutdown,
+            running: Mutex::new(BTreeMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        });
+        processors.load()?;
+        Ok(processors)
+    }
+
+    /// The wasmtime runtime (for `plugin run` and benchmarks).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Largest upload accepted.
+    pub fn wasm_bytes_max(&self) -> u64 {
+        self.config.wasm_bytes_max
+    }
+
+    fn load(self: &Arc<Self>) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let loaded = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(serde_json::from_slice::<Deployment>(&bytes)?))
+                .and_then(|deployment| {
+                    let wasm = std::fs::read(self.blob_path(&deployment.wasm_sha256))?;
+                    let plugin = self.runtime.compile(&wasm)?;
+                    Ok((deployment, plugin))
+                });
+            match loaded {
+                Ok((deployment, plugin)) => {
+                    tracing::info!(processor = %deployment.name, "resuming processor");
+                    self.start(Arc::new(deployment), plugin);
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), error = format!("{error:#}"),
+                        "cannot resume processor");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("plugins").join(format!("{sha256}.wasm"))
+    }
+
+    fn spec_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Checks for new input partitions until shutdown.
+    pub async fn run(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            self.reconcile();
+            tokio::select! {
+                _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        let running: Vec<_> = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        for running in running {
+            stop(&running).await;
+        }
+    }
+
+    fn reconcile(self: &Arc<Self>) {
+        let running: Vec<_> = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        for running in running {
+            self.spawn_missing(&running);
+        }
+    }
+
+    /// Starts a task for every input partition that has none.
+    fn spawn_missing(&self, running: &Arc<Running>) {
+        if running.control.borrow().stopped {
+            return;
+        }
+        let group = running.deployment.group();
+        let committed = self.groups.committed(&group);
+        for topic in &running.deployment.inputs {
+            let Some(handle) = self.store.topic(topic) else {
+                continue;
+            };
+            for partition in 0..handle.partition_count() {
+                let key = (topic.clone(), partition);
+                let mut partitions = running.partitions.lock().expect("status lock");
+                if partitions.contains_key(&key) {
+                    continue;
+                }
+                let position = match committed.get(&key) {
+                    Some(c) => c.offset,
+                    None => self
+                        .store
+                        .partition(topic, partition)
+                        .map_or(0, |p| p.log_start_offset()),
+                };
+                let stats = Arc::new(PartitionStats::new(topic, partition));
+                partitions.insert(key, stats.clone());
+                drop(partitions);
+                let deployment = &running.deployment;
+                let factory = running.plugin.factory(
+                    deployment.limits,
+                    deployment.config.clone(),
+                    super::worker::label(deployment, &stats),
+                );
+                let task = PartitionTask::new(
+                    self.store.clone(),
+                    self.groups.clone(),
+                    factory,
+                    deployment.clone(),
+                    stats,
+                    position,
+                );
+                running
+                    .aborts
+                    .lock()
+                    .expect("aborts lock")
+                    .push(task.abort.clone());
+                let control = running.control.subscribe();
+                let shutdown = self.shutdown.clone();
+                let store = self.store.clone();
+                running
+                    .tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .spawn(drive(task, store, control, shutdown));
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin) {
+        let (control, _) = watch::channel(Control {
+            paused: deployment.paused,
+            ..Control::default()
+        });
+        let running = Arc::new(Running {
+            deployment: deployment.clone(),
+            plugin,
+            control,
+            partitions: Mutex::new(BTreeMap::new()),
+            aborts: Mutex::new(Vec::new()),
+            tasks: Mutex::new(JoinSet::new()),
+        });
+        self.running
+            .lock()
+            .expect("registry lock")
+            .insert(deployment.name.clone(), running.clone());
+        self.spawn_missing(&running);
+    }
+
+    /// Deploys `name`, or redeploys it keeping its committed offsets unless
+    /// `from` says where to start.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        request: DeployRequest,
+        wasm: Bytes,
+    ) -> Result<ProcessorStatus, AdminError> {
+        let _admin = self.admin.lock().await;
+        let deployment = self.validate(name, &request, &wasm)?;
+        let from = request
+            .from
+            .as_deref()
+            .map(str::parse::<StartFrom>)
+            .transpose()
+            .map_err(AdminError::BadRequest)?;
+        let runtime = self.runtime.clone();
+        let trial = deployment.clone();
+        let compiled = wasm.clone();
+        let plugin = tokio::task::spawn_blocking(move || -> Result<Plugin, AdminError> {
+            let plugin = runtime
+                .compile(&compiled)
+                .map_err(|e| AdminError::BadRequest(format!("{e:#}")))?;
+            // A trial instance runs init with the config, so a bad config
+            // is refused here rather than failing every partition later.
+            let label = Label {
+                processor: trial.name.as_str().into(),
+                topic: "(deploy)".into(),
+                partition: -1,
+            };
+            Instance::new(&plugin, trial.limits, &trial.config, label)
+                .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+            Ok(plugin)
+        })
+        .await
+        .map_err(internal)??;
+        if let OnError::DeadLetter(topic) = deployment.policy() {
+            self.ensure_dead_letter_topic(&topic, &deployment)?;
+        }
+        let blob = self.blob_path(&deployment.wasm_sha256);
+        if !blob.exists() {
+            write_atomic(&StdIo, &blob, &wasm).map_err(internal)?;
+        }
+        let previous = self.running.lock().expect("registry lock").remove(name);
+        if let Some(previous) = &previous {
+            stop(previous).await;
+        }
+        let mut deployment = deployment;
+        if let Some(previous) = &previous {
+            deployment.paused = previous.deployment.paused;
+        }
+        let json = serde_json::to_vec_pretty(&deployment).map_err(internal)?;
+        write_atomic(&StdIo, &self.spec_path(name), &json).map_err(internal)?;
+        if let Some(from) = from {
+            self.reset_offsets(&deployment, from)?;
+        }
+        tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
+            outputs = ?deployment.outputs, "processor deployed");
+        self.start(Arc::new(deployment), plugin);
+        self.status(name)
+    }
+
+    fn validate(
+        &self,
+        name: &str,
+        request: &DeployRequest,
+        wasm: &[u8],
+    ) -> Result<Deployment, AdminError> {
+        let bad = |m: String| AdminError::BadRequest(m);
+        spec::validate_name(name).map_err(bad)?;
+        if wasm.len() as u64 > self.config.wasm_bytes_max {
+            return Err(bad(format!(
+                "the plugin is {} bytes; the limit is {} (processors.wasm_bytes_max)",
+                wasm.len(),
+                self.config.wasm_bytes_max
+            )));
+        }
+        let known = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .contains_key(name);
+        if !known && self.running.lock().expect("registry lock").len() >= self.config.processors_max
+        {
+            return Err(bad(format!(
+                "{} processors are deployed, the limit (processors.processors_max)",
+                self.config.processors_max
+            )));
+        }
+        if request.inputs.is_empty() || request.outputs.is_empty() {
+            return Err(bad(
+                "a processor needs at least one input and one output topic".into(),
+            ));
+        }
+        for topic in request.inputs.iter().chain(&request.outputs) {
+            if self.store.topic(topic).is_none() {
+                return Err(bad(format!(
+                    "topic {topic:?} does not exist; create it first (sluice topic create {topic})"
+                )));
+            }
+        }
+        let policy =
+            OnError::parse(request.on_error.as_deref().unwrap_or("fail"), name).map_err(bad)?;
+        let mut writes: Vec<&String> = request.outputs.iter().collect();
+        if let OnError::DeadLetter(topic) = &policy {
+            writes.push(topic);
+        }
+        if let Some(topic) = writes.iter().find(|t| request.inputs.contains(t)) {
+            return Err(bad(format!(
+                "topic {topic:?} is both an input and an output (or the dead-letter topic); \
+                 the processor would read its own records forever"
+            )));
+        }
+        let limits = request.limits.apply(&self.config.limits).map_err(bad)?;
+        Ok(Deployment {
+            name: name.to_string(),
+            inputs: dedup(&request.inputs),
+            outputs: dedup(&request.outputs),
+            config: request.config.clone(),
+            on_error: policy.to_string(),
+            limits,
+            wasm_sha256: hex(&Sha256::digest(wasm)),
+            wasm_bytes: wasm.len() as u64,
+            deployed_at_ms: now_ms(),
+            paused: false,
+        })
+    }
+
+    fn ensure_dead_letter_topic(
+        &self,
+        topic: &str,
+        deployment: &Deployment,
+    ) -> Result<(), AdminError> {
+        if self.store.topic(topic).is_some() {
+            return Ok(());
+        }
+        let partitions = deployment
+            .inputs
+            .iter()
+            .filter_map(|t| self.store.topic(t))
+            .map(|t| t.partition_count())
+            .max()
+            .unwrap_or(1);
+        self.store
+            .create_topic(topic, partitions, Default::default())
+            .map(|_| tracing::info!(topic, partitions, "created dead-letter topic"))
+            .map_err(|e| AdminError::BadRequest(format!("creating dead-letter topic {topic}: {e}")))
+    }
+
+    /// Commits the start position `from` for every input partition.
+    fn reset_offsets(&self, deployment: &Deployment, from: StartFrom) -> Result<(), AdminError> {
+        let mut commits = Vec::new();
+        for topic in &deployment.inputs {
+            let count = self.store.topic(topic).map_or(0, |t| t.partition_count());
+            for id in 0..count {
+                let partition = self.store.partition(topic, id).map_err(internal)?;
+                let (start, end) = (partition.log_start_offset(), partition.high_watermark());
+                let offset = match from {
+                    StartFrom::Earliest => start,
+                    StartFrom::Latest => end,
+                    StartFrom::Offset(offset) => offset.clamp(start, end),
+                    StartFrom::Timestamp(ms) => partition
+                        .offset_for_timestamp(ms)
+                        .map_err(internal)?
+                        .map_or(end, |(offset, _)| offset),
+                };
+                commits.push((topic.clone(), id, offset, -1, String::new()));
+            }
+        }
+        let codes = self.groups.commit(&deployment.group(), -1, "", commits);
+        match codes.into_iter().find(|c| *c != 0) {
+            Some(code) => Err(AdminError::Internal(format!(
+                "resetting offsets of group {} failed (Kafka error code {code}); \
+                 is a Kafka consumer a member of that group?",
+                deployment.group()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops and forgets `name`, its committed offsets and (if no other
+    /// deployment uses it) its stored plugin.
+    pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().await;
+        let running = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .remove(name)
+            .ok_or_else(|| not_found(name))?;
+        stop(&running).await;
+        std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
+        self.groups.delete(&running.deployment.group());
+        let sha = &running.deployment.wasm_sha256;
+        let shared = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .values()
+            .any(|r| &r.deployment.wasm_sha256 == sha);
+        if !shared {
+            let _ = std::fs::remove_file(self.blob_path(sha));
+        }
+        tracing::info!(processor = name, "processor removed");
+        Ok(())
+    }
+
+    /// Pauses (`true`) or resumes a processor; resuming also restarts
+    /// failed partitions.
+    pub async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<ProcessorStatus, AdminError> {
+        let _admin = self.admin.lock().await;
+        let running = self.get(name)?;
+        let mut deployment = (*running.deployment).clone();
+        deployment.paused = paused;
+        let json = serde_json::to_vec_pretty(&deployment).map_err(internal)?;
+        write_atomic(&StdIo, &self.spec_path(name), &json).map_err(internal)?;
+        running.control.send_modify(|control| {
+            control.paused = paused;
+            if !paused {
+                control.restart += 1;
+            }
+        });
+        tracing::info!(
+            processor = name,
+            paused,
+            "processor {}",
+            if paused { "paused" } else { "resumed" }
+        );
+        self.status_of(&running, paused)
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Running>, AdminError> {
+        self.running
+            .lock()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Status of every processor, by name.
+    pub fn list(&self) -> Vec<ProcessorStatus> {
+        let running: Vec<_> = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        running
+            .iter()
+            .filter_map(|r| self.status_of(r, r.control.borrow().paused).ok())
+            .collect()
+    }
+
+    /// Status of one processor.
+    pub fn status(&self, name: &str) -> Result<ProcessorStatus, AdminError> {
+        let running = self.get(name)?;
+        let paused = running.control.borrow().paused;
+        self.status_of(&running, paused)
+    }
+
+    fn status_of(&self, running: &Running, paused: bool) -> Result<ProcessorStatus, AdminError> {
+        let deployment = &running.deployment;
+        let stats: Vec<_> = running
+            .partitions
+            .lock()
+            .expect("status lock")
+            .values()
+            .cloned()
+            .collect();
+        let partitions: Vec<PartitionStatus> = stats
+            .iter()
+            .map(|s| self.partition_status(s, paused))
+            .collect();
+        let sum = |f: fn(&PartitionStatus) -> u64| partitions.iter().map(f).sum::<u64>();
+        let failed = partitions
+            .iter()
+            .filter(|p| p.state == PartitionState::Failed)
+            .count();
+        let state = if paused {
+            "paused"
+        } else if failed > 0 && failed == partitions.len() {
+            "failed"
+        } else if failed > 0 {
+            "degraded"
+        } else {
+            "running"
+        };
+        let last_error = partitions
+            .iter()
+            .filter_map(|p| p.last_error.clone())
+            .max_by_key(|e| e.at_ms);
+        Ok(ProcessorStatus {
+            name: deployment.name.clone(),
+            state,
+            group: deployment.group(),
+            wasm_sha256: deployment.wasm_sha256.clone(),
+            wasm_bytes: deployment.wasm_bytes,
+            inputs: deployment.inputs.clone(),
+            outputs: deployment.outputs.clone(),
+            config: deployment.config.clone(),
+            on_error: deployment.on_error.clone(),
+            limits: deployment.limits,
+            deployed_at_ms: deployment.deployed_at_ms,
+            records_in: sum(|p| p.records_in),
+            records_out: sum(|p| p.records_out),
+            errors: sum(|p| p.errors),
+            skipped: sum(|p| p.skipped),
+            dead_lettered: sum(|p| p.dead_lettered),
+            lag: partitions.iter().map(|p| p.lag).sum(),
+            last_error,
+            partitions,
+        })
+    }
+
+    fn partition_status(&self, stats: &PartitionStats, paused: bool) -> PartitionStatus {
+        let high_watermark = self
+            .store
+            .partition(&stats.topic, stats.partition)
+            .map_or(-1, |p| p.high_watermark());
+        let committed_offset = stats.committed_offset.load(Ordering::Relaxed);
+        let mut state = stats.state();
+        if paused && state != PartitionState::Running {
+            state = PartitionState::Paused;
+        }
+        PartitionStatus {
+            topic: stats.topic.clone(),
+            partition: stats.partition,
+            state,
+            committed_offset,
+            high_watermark,
+            lag: (high_watermark - committed_offset).max(0),
+            records_in: PartitionStats::get(&stats.records_in),
+            records_out: PartitionStats::get(&stats.records_out),
+            errors: PartitionStats::get(&stats.errors),
+            skipped: PartitionStats::get(&stats.skipped),
+            dead_lettered: PartitionStats::get(&stats.dead_lettered),
+            memory_bytes: PartitionStats::get(&stats.memory_bytes),
+            last_error: stats.last_error(),
+        }
+    }
+}
+
+fn not_found(name: &str) -> AdminError {
+    AdminError::NotFound(format!("no processor named {name:?}"))
+}
+
+fn dedup(topics: &[String]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for topic in topics {
+        if !seen.contains(topic) {
+            seen.push(topic.clone());
+        }
+    }
+    seen
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stops a deployment's tasks and waits for them (a step in progress
+/// finishes its current call, or gives up narrowing down a failure).
+async fn stop(running: &Running) {
+    running
+        .control
+        .send_modify(|control| control.stopped = true);
+    for abort in running.aborts.lock().expect("aborts lock").iter() {
+        abort.store(true, Ordering::Relaxed);
+    }
+    let mut tasks = std::mem::take(&mut *running.tasks.lock().expect("tasks lock"));
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, processor = %running.deployment.name, "processor task failed");
+        }
+    }
+}
+
+/// The async side of a partition task: waits for records, pause/resume
+/// and shutdown, and runs each step on a blocking thread.
+async fn drive(
+    mut task: PartitionTask,
+    store: Arc<LogStore>,
+    mut control: watch::Receiver<Control>,
+    mut shutdown: Shutdown,
+) {
+    let stats = task.stats.clone();
+    let mut failed_at: Option<u64> = None;
+    loop {
+        let current = control.borrow_and_update().clone();
+        if current.stopped || *shutdown.borrow() {
+            return;
+        }
+        let mut high_watermark = None;
+        if current.paused {
+            stats.set_state(PartitionState::Paused);
+        } else if failed_at.is_some_and(|at| at == current.restart) {
+            stats.set_state(PartitionState::Failed);
+        } else {
+            failed_at = None;
+            match store.partition(&stats.topic, stats.partition) {
+                Ok(partition) if task.has_work(partition.high_watermark()) => {
+                    stats.set_state(PartitionState::Running);
+                    let (returned, result) = tokio::task::spawn_blocking(move || {
+                        let result = task.step();
+                        (task, result)
+                    })
+                    .await
+                    .expect("processor step panicked");
+                    task = returned;
+                    if let Err(failure) = result {
+                        task.reset();
+                        if !failure.recorded {
+                            stats.record_error(&failure.message, failure.offset);
+                            tracing::error!(processor = %task.label.processor, topic = %stats.topic,
+                                partition = stats.partition, error = %failure.message, "processor partition failed");
+                        }
+                        stats.set_state(PartitionState::Failed);
+                        failed_at = Some(current.restart);
+                    }
+                    continue;
+                }
+                Ok(partition) => {
+                    stats.set_state(PartitionState::Idle);
+                    high_watermark = Some(partition.subscribe());
+                }
+                Err(_) => stats.set_state(PartitionState::Idle),
+            }
+        }
+        // Wait for news; the timeout re-checks things no channel announces
+        // (a deleted or re-created input topic).
+        let wait = async {
+            match high_watermark.as_mut() {
+                Some(watermark) => tokio::select! {
+                    _ = control.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = watermark.changed() => {}
+                },
+                None => tokio::select! {
+                    _ = control.changed() => {}
+                    _ = shutdown.changed() => {}
+                },
+            }
+        };
+        let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
+    }
+}

@@ -1,0 +1,410 @@
+//! What a deployment is: the spec the user gives (`sluice processor deploy`
+//! or `PUT /v1/processors/{name}`), its limits and error policy, and how it
+//! is persisted in the data directory.
+//!
+//! On disk, `<data-dir>/processors/` holds `<name>.json` (the
+//! [`Deployment`], written atomically) and `plugins/<sha256>.wasm`, the
+//! uploaded components, content-addressed so a redeploy of the same file
+//! stores nothing new.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest processor name (it becomes a group id and a file name).
+pub const NAME_BYTES_MAX: usize = 200;
+
+/// Per-instance limits. Every field has a broker-wide default
+/// (`[processors]` in the config file) that a deployment may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory (and tables) of one instance.
+    pub memory_bytes_max: u64,
+    /// Wall time of one `process` (or `init`) call before it is interrupted.
+    pub process_time_ms_max: u64,
+    /// Bytes of keys, values and headers one `process` call may return.
+    pub output_bytes_per_batch_max: u64,
+    /// Outputs one input record may produce.
+    pub outputs_per_record_max: u64,
+    /// Records handed to one `process` call.
+    pub batch_records_max: u64,
+    /// Bytes of log read for one `process` call (at least one record).
+    pub batch_bytes_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes_max: 64 << 20,
+            process_time_ms_max: 1_000,
+            output_bytes_per_batch_max: 16 << 20,
+            outputs_per_record_max: 1_000,
+            batch_records_max: 1_024,
+            batch_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// Limits a deploy request may set; missing ones take the broker default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub memory_bytes_max: Option<u64>,
+    pub process_time_ms_max: Option<u64>,
+    pub output_bytes_per_batch_max: Option<u64>,
+    pub outputs_per_record_max: Option<u64>,
+    pub batch_records_max: Option<u64>,
+    pub batch_bytes_max: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// The defaults with these overrides applied, checked for sense.
+    pub fn apply(&self, defaults: &Limits) -> Result<Limits, String> {
+        let limits = Limits {
+            memory_bytes_max: self.memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
+            process_time_ms_max: self
+                .process_time_ms_max
+                .unwrap_or(defaults.process_time_ms_max),
+            output_bytes_per_batch_max: self
+                .output_bytes_per_batch_max
+                .unwrap_or(defaults.output_bytes_per_batch_max),
+            outputs_per_record_max: self
+                .outputs_per_record_max
+                .unwrap_or(defaults.outputs_per_record_max),
+            batch_records_max: self.batch_records_max.unwrap_or(defaults.batch_records_max),
+            batch_bytes_max: self.batch_bytes_max.unwrap_or(defaults.batch_bytes_max),
+        };
+        let checks = [
+            (
+                "memory_bytes_max",
+                limits.memory_bytes_max,
+                1 << 20,
+                4 << 30,
+            ),
+            (
+                "process_time_ms_max",
+                limits.process_time_ms_max,
+                1,
+                600_000,
+            ),
+            (
+                "output_bytes_per_batch_max",
+                limits.output_bytes_per_batch_max,
+                1,
+                1 << 30,
+            ),
+            (
+                "outputs_per_record_max",
+                limits.outputs_per_record_max,
+                1,
+                1 << 24,
+            ),
+            ("batch_records_max", limits.batch_records_max, 1, 1 << 20),
+            ("batch_bytes_max", limits.batch_bytes_max, 1, 256 << 20),
+        ];
+        for (name, value, low, high) in checks {
+            if !(low..=high).contains(&value) {
+                return Err(format!("{name} = {value} is outside {low}..={high}"));
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// What happens to a record whose processing fails (error or trap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop the partition; its status names the record and the error.
+    Fail,
+    /// Log, count, and go on with the next record.
+    Skip,
+    /// Write the original record, with headers saying why, to this topic.
+    DeadLetter(String),
+}
+
+impl OnError {
+    /// The dead-letter topic of a processor when none is named.
+    pub fn default_dead_letter_topic(processor: &str) -> String {
+        format!("{processor}.dlq")
+    }
+
+    /// Parses `fail`, `skip`, `dead-letter` or `dead-letter=TOPIC`.
+    pub fn parse(text: &str, processor: &str) -> Result<Self, String> {
+        match text.split_once('=') {
+            None => match text {
+                "fail" => Ok(Self::Fail),
+                "skip" => Ok(Self::Skip),
+                "dead-letter" => Ok(Self::DeadLetter(Self::default_dead_letter_topic(processor))),
+                other => Err(format!(
+                    "unknown error policy {other:?}: expected fail, skip, dead-letter or dead-letter=TOPIC"
+                )),
+            },
+            Some(("dead-letter", topic)) if !topic.is_empty() => {
+                Ok(Self::DeadLetter(topic.to_string()))
+            }
+            Some(_) => Err(format!(
+                "unknown error policy {text:?}: expected fail, skip, dead-letter or dead-letter=TOPIC"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fail => f.write_str("fail"),
+            Self::Skip => f.write_str("skip"),
+            Self::DeadLetter(topic) => write!(f, "dead-letter={topic}"),
+        }
+    }
+}
+
+/// Where a (re)deployed processor starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Each partition's log start.
+    Earliest,
+    /// Each partition's high watermark: only new records.
+    Latest,
+    /// This offset in every partition (clamped to the log).
+    Offset(i64),
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+impl FromStr for StartFrom {
+    type Err = String;
+
+    /// `earliest`, `latest`, an offset, `@<unix ms>`, or an RFC 3339 time.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        match text {
+            "earliest" | "beginning" => return Ok(Self::Earliest),
+            "latest" | "end" => return Ok(Self::Latest),
+            _ => {}
+        }
+        if let Some(ms) = text.strip_prefix('@') {
+            return ms
+                .parse()
+                .map(Self::Timestamp)
+                .map_err(|_| format!("bad timestamp {text:?}: expected @<milliseconds>"));
+        }
+        if let Ok(offset) = text.parse::<i64>() {
+            return if offset >= 0 {
+                Ok(Self::Offset(offset))
+            } else {
+                Err(format!("offset {offset} is negative"))
+            };
+        }
+        parse_rfc3339_ms(text).map(Self::Timestamp).ok_or_else(|| {
+            format!(
+                "bad start position {text:?}: expected earliest, latest, an offset, \
+                 @<unix ms> or an RFC 3339 time like 2026-11-23T10:00:00Z"
+            )
+        })
+    }
+}
+
+/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`.
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
+    let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
+        (clock, 0)
+    } else {
+        let split = time.rfind(['+', '-'])?;
+        let (clock, zone) = time.split_at(split);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (hours, minutes) = zone[1..].split_once(':')?;
+        (
+            clock,
+            sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?),
+        )
+    };
+    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut clock_parts = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (
+        clock_parts.next()??,
+        clock_parts.next()??,
+        clock_parts.next()??,
+    );
+    let millis = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<3}")[..3].parse::<i64>().ok()?
+    };
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61;
+    if !valid {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// A deploy request as it arrives over HTTP (the `spec` part).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub config: Vec<(String, String)>,
+    #[serde(default)]
+    pub on_error: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// A deployment as persisted in `<data-dir>/processors/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub config: Vec<(String, String)>,
+    /// `fail`, `skip` or `dead-letter=TOPIC`.
+    pub on_error: String,
+    pub limits: Limits,
+    /// Content hash of the component, the name of its file in `plugins/`.
+    pub wasm_sha256: String,
+    pub wasm_bytes: u64,
+    pub deployed_at_ms: i64,
+    pub paused: bool,
+}
+
+impl Deployment {
+    /// The consumer group whose committed offsets track this processor.
+    pub fn group(&self) -> String {
+        group_name(&self.name)
+    }
+
+    /// The parsed error policy (validated when deployed).
+    pub fn policy(&self) -> OnError {
+        OnError::parse(&self.on_error, &self.name).unwrap_or(OnError::Fail)
+    }
+}
+
+/// `sluice-processor-<name>`.
+pub fn group_name(processor: &str) -> String {
+    format!("sluice-processor-{processor}")
+}
+
+/// Names become file names and group ids: `[A-Za-z0-9._-]`, not `.`/`..`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(format!(
+            "processor name must be 1 to {NAME_BYTES_MAX} characters"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("processor name {name:?} is not allowed"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "processor name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!("earliest".parse(), Ok(StartFrom::Earliest));
+        assert_eq!("latest".parse(), Ok(StartFrom::Latest));
+        assert_eq!("42".parse(), Ok(StartFrom::Offset(42)));
+        assert_eq!(
+            "@1700000000000".parse(),
+            Ok(StartFrom::Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            "2023-11-14T22:13:20Z".parse(),
+            Ok(StartFrom::Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            "2023-11-14T23:13:20.5+01:00".parse(),
+            Ok(StartFrom::Timestamp(1_700_000_000_500))
+        );
+        assert_eq!("1970-01-01T00:00:00Z".parse(), Ok(StartFrom::Timestamp(0)));
+        assert!("-1".parse::<StartFrom>().is_err());
+        assert!("yesterday"
+            .parse::<StartFrom>()
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert!("2023-13-01T00:00:00Z".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn error_policies_parse_and_print() {
+        assert_eq!(OnError::parse("fail", "p"), Ok(OnError::Fail));
+        assert_eq!(OnError::parse("skip", "p"), Ok(OnError::Skip));
+        assert_eq!(
+            OnError::parse("dead-letter", "p"),
+            Ok(OnError::DeadLetter("p.dlq".into()))
+        );
+        let named = OnError::parse("dead-letter=bad", "p").unwrap();
+        assert_eq!(named.to_string(), "dead-letter=bad");
+        assert!(OnError::parse("dead-letter=", "p").is_err());
+        assert!(OnError::parse("retry", "p").unwrap_err().contains("retry"));
+    }
+
+    #[test]
+    fn limits_overrides_apply_and_are_checked() {
+        let defaults = Limits::default();
+        let limits = LimitOverrides {
+            batch_records_max: Some(10),
+            ..Default::default()
+        }
+        .apply(&defaults)
+        .unwrap();
+        assert_eq!(limits.batch_records_max, 10);
+        assert_eq!(limits.memory_bytes_max, 64 << 20);
+        let error = LimitOverrides {
+            process_time_ms_max: Some(0),
+            ..Default::default()
+        }
+        .apply(&defaults)
+        .unwrap_err();
+        assert!(error.contains("process_time_ms_max"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        validate_name("orders-enrich.v2_x").unwrap();
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("a/b").unwrap_err().contains("'/'"));
+        assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,604 @@
+//! One input partition of one processor: read a batch from the local log,
+//! run it through the plugin instance, write the outputs through the append
+//! path, wait until they are durable, then commit the input offset in the
+//! processor's consumer group (at-least-once).
+//!
+//! A failed call is narrowed down to the record that caused it (the
+//! plugin's `source` hint, else record by record); the error policy then
+//! fails the partition at that record, skips it, or dead-letters it. A
+//! trapped instance is thrown away and a fresh one instantiated.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::host::{
+    Batch, Factory, Header, InputRecord, Invoke, InvokeError, Label, Output, Payload,
+};
+use super::output::{OutRecord, Routed};
+use super::spec::{Deployment, OnError};
+use super::status::{PartitionState, PartitionStats};
+use crate::group::GroupCoordinator;
+use crate::log::{batch::BatchHeader, LogError, LogStore};
+
+/// Everything a partition task needs, owned so it can move into a
+/// blocking thread for each step.
+pub struct PartitionTask {
+    pub store: Arc<LogStore>,
+    pub groups: Arc<GroupCoordinator>,
+    factory: Factory,
+    pub deployment: Arc<Deployment>,
+    pub policy: OnError,
+    pub stats: Arc<PartitionStats>,
+    pub label: Label,
+    instance: Option<Box<dyn Invoke>>,
+    /// Next offset to process; what gets committed.
+    pub position: i64,
+    /// Next offset to read from the log into `pending`.
+    fetch_position: i64,
+    pending: VecDeque<(InputRecord, usize)>,
+    /// Set at shutdown or removal: a step narrowing down a failure record
+    /// by record gives up early (nothing of the batch is committed).
+    pub abort: Arc<AtomicBool>,
+}
+
+/// Why a step stopped the partition.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub message: String,
+    pub offset: Option<i64>,
+    /// Already counted in the partition's errors (a record's error under
+    /// the `fail` policy), as opposed to an infrastructure failure.
+    pub recorded: bool,
+}
+
+impl StepFailure {
+    fn new(message: impl Into<String>, offset: Option<i64>) -> Self {
+        Self {
+            message: message.into(),
+            offset,
+            recorded: false,
+        }
+    }
+}
+
+/// The failing record of a batch when the policy is `fail`.
+struct StopAt {
+    index: usize,
+    message: String,
+}
+
+/// One attempt's failure: which record (if known), why, and whether the
+/// instance is spent.
+struct Attempt {
+    index: Option<usize>,
+    message: String,
+    trapped: bool,
+}
+
+impl PartitionTask {
+    pub fn new(
+        store: Arc<LogStore>,
+        groups: Arc<GroupCoordinator>,
+        factory: Factory,
+        deployment: Arc<Deployment>,
+        stats: Arc<PartitionStats>,
+        position: i64,
+    ) -> Self {
+        let label = label(&deployment, &stats);
+        stats.committed_offset.store(position, Ordering::Relaxed);
+        Self {
+            store,
+            groups,
+            factory,
+            policy: deployment.policy(),
+            deployment,
+            stats,
+            label,
+            instance: None,
+            position,
+            fetch_position: position,
+            pending: VecDeque::new(),
+            abort: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether records are waiting in the log (or already read).
+    pub fn has_work(&self, high_watermark: i64) -> bool {
+        !self.pending.is_empty() || self.position < high_watermark
+    }
+
+    /// Forgets read-ahead and the instance, e.g. after a failure, so the
+    /// next step starts again from the committed position.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.fetch_position = self.position;
+        self.instance = None;
+    }
+
+    /// Processes one batch. Blocking: runs on a blocking thread.
+    pub fn step(&mut self) -> Result<(), StepFailure> {
+        if self.instance.is_none() {
+            self.stats.set_state(PartitionState::Starting);
+            self.instance = Some(self.instantiate()?);
+            self.stats.set_state(PartitionState::Running);
+        }
+        self.fill()?;
+        let limits = self.deployment.limits;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((_, size)) = self.pending.front() {
+            if !records.is_empty()
+                && (records.len() as u64 >= limits.batch_records_max
+                    || (bytes + size) as u64 > limits.batch_bytes_max)
+            {
+                break;
+            }
+            bytes += size;
+            let (record, _) = self.pending.pop_front().expect("front exists");
+            records.push(record);
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            topic: self.stats.topic.clone(),
+            partition: self.stats.partition,
+            records,
+        };
+        let mut routed = Routed::default();
+        let started = Instant::now();
+        let stop = self.process_range(&batch, 0, batch.records.len(), &mut routed)?;
+        PartitionStats::add(&self.stats.process_ns, started.elapsed().as_nanos() as u64);
+        let (processed, next) = match &stop {
+            Some(stop) => (stop.index, batch.records[stop.index].offset),
+            None => {
+                let last = batch.records.last().expect("non-empty batch");
+                (batch.records.len(), last.offset + 1)
+            }
+        };
+        let out = routed.records;
+        routed
+            .write(&self.store)
+            .map_err(|error| StepFailure::new(format!("writing outputs failed: {error}"), None))?;
+        self.commit(next)?;
+        PartitionStats::add(&self.stats.records_in, processed as u64);
+        PartitionStats::add(&self.stats.records_out, out);
+        PartitionStats::add(&self.stats.batches, 1);
+        if let Some(instance) = &self.instance {
+            self.stats
+                .memory_bytes
+                .store(instance.memory_bytes() as u64, Ordering::Relaxed);
+        }
+        match stop {
+            Some(stop) => {
+                let offset = batch.records[stop.index].offset;
+                Err(StepFailure {
+                    message: stop.message,
+                    offset: Some(offset),
+                    recorded: true,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {
+        (self.factory)().map_err(|error| StepFailure::new(error.message().to_string(), None))
+    }
+
+    /// Reads from the log until `pending` holds a batch's worth of records
+    /// (or the log has no more).
+    fn fill(&mut self) -> Result<(), StepFailure> {
+        let limits = self.deployment.limits;
+        let partition = self
+            .store
+            .partition(&self.stats.topic, self.stats.partition)
+            .map_err(|error| {
+                StepFailure::new(format!("input partition unavailable: {error}"), None)
+            })?;
+        while (self.pending.len() as u64) < limits.batch_records_max
+            && self.fetch_position < partition.high_watermark()
+        {
+            let read = match partition.read(self.fetch_position, limits.batch_bytes_max as usize) {
+                Ok(read) => read,
+                Err(LogError::OffsetOutOfRange {
+                    log_start_offset, ..
+                }) if self.fetch_position < log_start_offset => {
+                    // Retention or DeleteRecords removed what was next:
+                    // carry on from the log start, like auto.offset.reset.
+                    tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
+                        partition = self.stats.partition, from = self.fetch_position,
+                        to = log_start_offset, "input records were deleted before processing; skipping ahead");
+                    self.fetch_position = log_start_offset;
+                    if self.pending.is_empty() {
+                        self.position = log_start_offset;
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    return Err(StepFailure::new(
+                        format!("reading input failed: {error}"),
+                        None,
+                    ))
+                }
+            };
+            if read.records.is_empty() {
+                break;
+            }
+            self.decode(read.records)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the records at or after `fetch_position` in `batches`.
+    fn decode(&mut self, mut batches: Bytes) -> Result<(), StepFailure> {
+        while !batches.is_empty() {
+            let header = BatchHeader::parse(&batches).map_err(|error| {
+                StepFailure::new(format!("reading input failed: {error}"), None)
+            })?;
+            let mut one = batches.split_to(header.total_bytes().min(batches.len()));
+            let next = header.next_offset();
+            if next <= self.fetch_position {
+                continue;
+            }
+            if !header.is_control() {
+                let set = RecordBatchDecoder::decode(&mut one).map_err(|error| {
+                    StepFailure::new(
+                        format!(
+                            "decoding input batch at offset {} failed: {error}",
+                            header.base_offset
+                        ),
+                        None,
+                    )
+                })?;
+                for record in set.records {
+                    if record.offset < self.fetch_position || record.control {
+                        continue;
+                    }
+                    let size = record.key.as_ref().map_or(0, Bytes::len)
+                        + record.value.as_ref().map_or(0, Bytes::len)
+                        + 16;
+                    let input = InputRecord {
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                        key: record.key.map(|k| k.to_vec()),
+                        value: record.value.map(|v| v.to_vec()),
+                        headers: record
+                            .headers
+                            .into_iter()
+                            .map(|(key, value)| Header {
+                                key: key.to_string(),
+                                value: value.map(|v| v.to_vec()),
+                            })
+                            .collect(),
+                    };
+                    self.pending.push_back((input, size));
+                }
+            }
+            self.fetch_position = next;
+        }
+        Ok(())
+    }
+
+    /// Processes `batch.records[start..end]`, routing outputs (and dead
+    /// letters) into `routed` in input order. Returns the record to stop
+    /// at when the policy is `fail`.
+    fn process_range(
+        &mut self,
+        batch: &Batch,
+        start: usize,
+        end: usize,
+        routed: &mut Routed,
+    ) -> Result<Option<StopAt>, StepFailure> {
+        if start >= end {
+            return Ok(None);
+        }
+        let sub;
+        let (attempt_batch, base) = if start == 0 && end == batch.records.len() {
+            (batch, 0)
+        } else {
+            sub = Batch {
+                topic: batch.topic.clone(),
+                partition: batch.partition,
+                records: batch.records[start..end].to_vec(),
+            };
+            (&sub, start)
+        };
+        let failure = match self.attempt(attempt_batch) {
+            Ok(outputs) => {
+                self.route(batch, base, outputs, routed)?;
+                return Ok(None);
+            }
+            Err(failure) => failure,
+        };
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(StepFailure::new("interrupted by shutdown", None));
+        }
+        if failure.trapped {
+            self.instance = Some(self.instantiate()?);
+        }
+        if end - start == 1 {
+            return self.on_record_error(batch, start, &failure.message, routed);
+        }
+        match failure.index {
+            Some(index) if index < end - start => {
+                let index = start + index;
+                if let Some(stop) = self.process_range(batch, start, index, routed)? {
+                    return Ok(Some(stop));
+                }
+                if let Some(stop) = self.on_record_error(batch, index, &failure.message, routed)? {
+                    return Ok(Some(stop));
+                }
+                self.process_range(batch, index + 1, end, routed)
+            }
+            _ => {
+                for index in start..end {
+                    if let Some(stop) = self.process_range(batch, index, index + 1, routed)? {
+                        return Ok(Some(stop));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// One `process` call plus the contract and limit checks of its outputs.
+    fn attempt(&mut self, batch: &Batch) -> Result<Vec<Output>, Attempt> {
+        let instance = self.instance.as_mut().expect("instance exists");
+        let outputs = instance.process(batch).map_err(|error| match error {
+            InvokeError::Rejected { message, source } => Attempt {
+                index: source.map(|s| s as usize),
+                message,
+                trapped: false,
+            },
+            InvokeError::Trap { message } => Attempt {
+                index: None,
+                message,
+                trapped: true,
+            },
+        })?;
+        self.check(batch, &outputs)?;
+        Ok(outputs)
+    }
+
+    fn check(&self, batch: &Batch, outputs: &[Output]) -> Result<(), Attempt> {
+        let limits = &self.deployment.limits;
+        let fail = |index: Option<usize>, message: String| Attempt {
+            index,
+            message,
+            trapped: false,
+        };
+        let mut previous = 0u32;
+        let mut run = 0u64;
+        let mut bytes = 0u64;
+        for output in outputs {
+            let source = output.source as usize;
+            if source >= batch.records.len() || output.source < previous {
+                return Err(fail(None, format!(
+                    "the plugin broke the contract: output source {} is out of order or not in the batch of {} records",
+                    output.source,
+                    batch.records.len()
+                )));
+            }
+            run = if output.source == previous {
+                run + 1
+            } else {
+                1
+            };
+            previous = output.source;
+            if run > limits.outputs_per_record_max {
+                return Err(fail(Some(source), format!(
+                    "output limit exceeded: the record produced more than {} outputs (outputs_per_record_max)",
+                    limits.outputs_per_record_max
+                )));
+            }
+            if let Some(topic) = &output.topic {
+                if !self.deployment.outputs.iter().any(|t| t == topic) {
+                    return Err(fail(Some(source), format!(
+                        "the plugin wrote to topic {topic:?}, which is not an output of processor {} (outputs: {})",
+                        self.deployment.name,
+                        self.deployment.outputs.join(", ")
+                    )));
+                }
+            }
+            bytes += match &output.payload {
+                Payload::Forward => input_bytes(&batch.records[source]),
+                Payload::Emit(record) => {
+                    (record.key.as_ref().map_or(0, Vec::len)
+                        + record.value.as_ref().map_or(0, Vec::len)
+                        + record
+                            .headers
+                            .iter()
+                            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                            .sum::<usize>()) as u64
+                }
+            };
+            if bytes > limits.output_bytes_per_batch_max {
+                let index = (batch.records.len() == 1).then_some(0);
+                return Err(fail(index, format!(
+                    "output limit exceeded: outputs of one batch passed {} bytes (output_bytes_per_batch_max)",
+                    limits.output_bytes_per_batch_max
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes checked outputs of `batch.records[base..]` into `routed`.
+    fn route(
+        &self,
+        batch: &Batch,
+        base: usize,
+        outputs: Vec<Output>,
+        routed: &mut Routed,
+    ) -> Result<(), StepFailure> {
+        let default_topic = &self.deployment.outputs[0];
+        for output in outputs {
+            let input = &batch.records[base + output.source as usize];
+            let topic = output.topic.as_deref().unwrap_or(default_topic);
+            let record = match output.payload {
+                Payload::Forward => forwarded(input),
+                Payload::Emit(record) => OutRecord {
+                    key: record.key.map(Bytes::from),
+                    value: record.value.map(Bytes::from),
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .map(|h| (h.key, h.value.map(Bytes::from)))
+                        .collect(),
+                    timestamp: record.timestamp.unwrap_or(input.timestamp),
+                },
+            };
+            routed
+                .push(&self.store, topic, batch.partition, record)
+                .map_err(|error| {
+                    StepFailure::new(format!("output topic {topic}: {error}"), None)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Applies the error policy to `batch.records[index]`.
+    fn on_record_error(
+        &mut self,
+        batch: &Batch,
+        index: usize,
+        message: &str,
+        routed: &mut Routed,
+    ) -> Result<Option<StopAt>, StepFailure> {
+        let record = &batch.records[index];
+        self.stats.record_error(message, Some(record.offset));
+        let (processor, topic, partition) = (&self.label.processor, &batch.topic, batch.partition);
+        match &self.policy {
+            OnError::Fail => {
+                tracing::error!(%processor, %topic, partition, offset = record.offset, error = message,
+                    "processor failed on a record; partition stopped (on_error=fail)");
+                Ok(Some(StopAt {
+                    index,
+                    message: message.to_string(),
+                }))
+            }
+            OnError::Skip => {
+                tracing::warn!(%processor, %topic, partition, offset = record.offset, error = message,
+                    "record skipped (on_error=skip)");
+                PartitionStats::add(&self.stats.skipped, 1);
+                Ok(None)
+            }
+            OnError::DeadLetter(dead_letter) => {
+                tracing::warn!(%processor, %topic, partition, offset = record.offset, error = message,
+                    dead_letter = %dead_letter, "record dead-lettered");
+                let mut letter = forwarded(record);
+                letter.headers.extend([
+                    (
+                        "sluice.error".to_string(),
+                        Some(Bytes::from(message.to_string())),
+                    ),
+                    (
+                        "sluice.processor".to_string(),
+                        Some(Bytes::from(processor.to_string())),
+                    ),
+                    (
+                        "sluice.source.topic".to_string(),
+                        Some(Bytes::from(topic.clone())),
+                    ),
+                    (
+                        "sluice.source.partition".to_string(),
+                        Some(Bytes::from(partition.to_string())),
+                    ),
+                    (
+                        "sluice.source.offset".to_string(),
+                        Some(Bytes::from(record.offset.to_string())),
+                    ),
+                ]);
+                routed
+                    .push(&self.store, dead_letter, partition, letter)
+                    .map_err(|error| {
+                        StepFailure::new(
+                            format!("dead-letter topic {dead_letter}: {error}"),
+                            Some(record.offset),
+                        )
+                    })?;
+                routed.records -= 1;
+                PartitionStats::add(&self.stats.dead_lettered, 1);
+                Ok(None)
+            }
+        }
+    }
+
+    fn commit(&mut self, next: i64) -> Result<(), StepFailure> {
+        let group = self.deployment.group();
+        let codes = self.groups.commit(
+            &group,
+            -1,
+            "",
+            vec![(
+                self.stats.topic.clone(),
+                self.stats.partition,
+                next,
+                -1,
+                String::new(),
+            )],
+        );
+        if let Some(code) = codes.into_iter().find(|c| *c != 0) {
+            let name = kafka_protocol::ResponseError::try_from_code(code)
+                .map_or_else(|| code.to_string(), |e| format!("{e:?}"));
+            return Err(StepFailure::new(
+                format!("committing offset {next} in group {group} failed: {name}"),
+                None,
+            ));
+        }
+        self.stats.committed_offset.store(next, Ordering::Relaxed);
+        self.position = next;
+        Ok(())
+    }
+
+    /// Moves the committed position (after a step that stopped at a
+    /// record, or an operator reset).
+    pub fn advance_to(&mut self, next: i64) {
+        self.position = next;
+        self.fetch_position = self.fetch_position.max(next);
+    }
+}
+
+/// Who a partition's instance logs as.
+pub fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
+    Label {
+        processor: deployment.name.as_str().into(),
+        topic: stats.topic.as_str().into(),
+        partition: stats.partition,
+    }
+}
+
+fn input_bytes(record: &InputRecord) -> u64 {
+    (record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()) as u64
+}
+
+/// The input record as an output, unchanged.
+fn forwarded(input: &InputRecord) -> OutRecord {
+    OutRecord {
+        key: input.key.as_deref().map(Bytes::copy_from_slice),
+        value: input.value.as_deref().map(Bytes::copy_from_slice),
+        headers: input
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.clone(),
+                    h.value.as_deref().map(Bytes::copy_from_slice),
+                )
+            })
+            .collect(),
+        timestamp: input.timestamp,
+    }
+}

@@ -1,0 +1,105 @@
+//! The WebAssembly side of the contract (compiled for `wasm32` only): the
+//! `handler` export's two entry points, and the moves between the types
+//! wit-bindgen generates and the SDK's.
+//!
+//! The instance's handler lives in a thread-local slot: a component instance
+//! is single-threaded, `init` fills the slot once and every `process` call
+//! borrows it. Conversions move buffers; the only per-batch allocation here is
+//! the output list the canonical ABI lowers from.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::bindings::sluice::processor::types as wit;
+use crate::kinds::BoxedHandler;
+use crate::output::Entry;
+use crate::{Batch, Error, Header, Outputs, Payload, ProcessError, Record};
+
+pub use crate::bindings::exports::sluice::processor::handler::Guest;
+pub(crate) use wit::InputRecord;
+pub use wit::{Batch as WitBatch, Output as WitOutput, ProcessError as WitProcessError};
+
+thread_local! {
+    static HANDLER: RefCell<Option<BoxedHandler>> = const { RefCell::new(None) };
+}
+
+/// `init`: builds the handler with `make` and keeps it for `process`.
+pub fn guest_init(
+    make: impl FnOnce(&[(String, String)]) -> Result<BoxedHandler, Error>,
+    config: Vec<(String, String)>,
+) -> Result<(), String> {
+    let handler = make(&config).map_err(|error| error.to_string())?;
+    HANDLER.with_borrow_mut(|slot| *slot = Some(handler));
+    Ok(())
+}
+
+/// `process`: runs the handler over one batch.
+pub fn guest_process(batch: WitBatch) -> Result<Vec<WitOutput>, WitProcessError> {
+    HANDLER.with_borrow_mut(|slot| {
+        let Some(handler) = slot.as_mut() else {
+            return Err(process_error_to_wit(ProcessError::new(
+                "process called before init",
+            )));
+        };
+        let mut outputs = Outputs::default();
+        handler
+            .process(Batch::from_guest(batch), &mut outputs)
+            .map_err(process_error_to_wit)?;
+        let entries = outputs.into_entries().map_err(process_error_to_wit)?;
+        Ok(entries.into_iter().map(entry_to_wit).collect())
+    })
+}
+
+/// Moves a lifted input record into a [`Record`].
+#[inline]
+pub(crate) fn record_from_wit(record: InputRecord, topic: &Arc<str>, partition: i32) -> Record {
+    Record {
+        key: record.key,
+        value: record.value,
+        // Same layout on both sides: collected in place, no allocation.
+        headers: record
+            .headers
+            .into_iter()
+            .map(|header| Header {
+                key: header.key,
+                value: header.value,
+            })
+            .collect(),
+        timestamp: record.timestamp,
+        offset: record.offset,
+        topic: topic.clone(),
+        partition,
+    }
+}
+
+#[inline]
+fn entry_to_wit(entry: Entry) -> WitOutput {
+    let payload = match entry.payload {
+        Payload::Forward => wit::Payload::Forward,
+        Payload::Emit(record) => wit::Payload::Emit(wit::OutputRecord {
+            key: record.key,
+            value: record.value,
+            headers: record
+                .headers
+                .into_iter()
+                .map(|header| wit::Header {
+                    key: header.key,
+                    value: header.value,
+                })
+                .collect(),
+            timestamp: record.timestamp,
+        }),
+    };
+    WitOutput {
+        source: entry.source,
+        topic: entry.topic,
+        payload,
+    }
+}
+
+fn process_error_to_wit(error: ProcessError) -> WitProcessError {
+    WitProcessError {
+        message: error.message,
+        source: error.source,
+    }
+}
