@@ -108,7 +108,12 @@ pub async fn run(
     .context("starting the processor runtime")?;
     tasks.spawn(processors.clone().run());
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
-    tasks.spawn(crate::http::serve(http, health, processors, stopped.clone()));
+    tasks.spawn(crate::http::serve(
+        http,
+        health,
+        processors,
+        stopped.clone(),
+    ));
     let maintained = store.clone();
     let interval_ms = config.log.retention_check_interval_ms;
     tasks.spawn(every(

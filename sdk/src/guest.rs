@@ -28,6 +28,15 @@ pub fn guest_init(
     make: impl FnOnce(&[(String, String)]) -> Result<BoxedHandler, Error>,
     config: Vec<(String, String)>,
 ) -> Result<(), String> {
+    // A panic aborts the instance (a trap); log its message first so the
+    // broker can say why in the processor's status.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload_as_str().unwrap_or("(no message)");
+        match info.location() {
+            Some(at) => crate::log::error(&format!("panicked at {at}: {message}")),
+            None => crate::log::error(&format!("panicked: {message}")),
+        }
+    }));
     let handler = make(&config).map_err(|error| error.to_string())?;
     HANDLER.with_borrow_mut(|slot| *slot = Some(handler));
     Ok(())

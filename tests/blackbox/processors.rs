@@ -753,6 +753,28 @@ fn faulty_plugins_are_contained_by_the_error_policy() {
         "{status:#}"
     );
     assert_eq!(values(&pipeline.consume("huge-out")), ["a", "b", "c", "d"]);
+    // One output larger than the per-batch output budget.
+    pipeline.create_topic("wide-out", 1);
+    pipeline.deploy(
+        "wide",
+        "fault-huge-output",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "wide-out",
+            "--on-error",
+            "skip",
+            "--config",
+            "bytes=2000000",
+            "--output-bytes-max",
+            "1MiB",
+        ],
+    );
+    let status = pipeline.wait_caught_up("wide", 5);
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("output_bytes_per_batch_max"), "{status:#}");
+    assert_eq!(values(&pipeline.consume("wide-out")), ["a", "b", "c", "d"]);
     pipeline.create_topic("error-out", 1);
     pipeline.deploy(
         "rejecter",

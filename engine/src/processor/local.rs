@@ -67,7 +67,10 @@ pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         };
         match instance.process(&batch) {
             Ok(outputs) => print_outputs(&mut out, &batch, 0, outputs)?,
-            Err(_) => {
+            Err(error) => {
+                if matches!(error, InvokeError::Trap { .. }) {
+                    instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
                 // Again record by record, to say which ones fail.
                 for (index, record) in chunk.iter().enumerate() {
                     let single = Batch {

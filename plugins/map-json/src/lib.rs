@@ -107,6 +107,7 @@ impl Transform {
         }
         for (old, new) in &self.rename {
             if let Some(field) = old.remove(value) {
+                prune_empty_parents(value, old);
                 new.set(value, field)?;
             }
         }
@@ -114,6 +115,23 @@ impl Transform {
             path.set(value, field.clone())?;
         }
         Ok(())
+    }
+}
+
+/// Removes the objects along `path` that a rename out of them left empty
+/// (`rename.user.name=who` on `{"user":{"name":…}}` leaves no `user: {}`).
+fn prune_empty_parents(value: &mut Value, path: &Path) {
+    let text = path.as_str();
+    let mut end = text.len();
+    while let Some(dot) = text[..end].rfind('.') {
+        let parent = &text[..dot];
+        let empty =
+            json::get(value, parent).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+        if !empty {
+            return;
+        }
+        json::remove(value, parent);
+        end = dot;
     }
 }
 
@@ -174,7 +192,7 @@ mod tests {
             ("set.order.priority", "2"),
             ("set.flags", r#"["a"]"#),
         ];
-        let expected = json!({"user": {}, "customer": "ann", "order": {"id": 1, "priority": 2}, "source": "web", "flags": ["a"]});
+        let expected = json!({"customer": "ann", "order": {"id": 1, "priority": 2}, "source": "web", "flags": ["a"]});
         assert_eq!(apply(&pairs, input), expected);
     }
 
@@ -190,7 +208,19 @@ mod tests {
         let output = serde_json::to_string(&apply(&pairs, input)).unwrap();
         assert_eq!(
             output,
-            r#"{"amount":12,"customer_id":3,"id":7,"source":"shop","user":{},"version":2}"#
+            r#"{"amount":12,"customer_id":3,"id":7,"source":"shop","version":2}"#
+        );
+    }
+
+    #[test]
+    fn renaming_out_of_an_object_keeps_its_other_fields() {
+        let input = json!({"user": {"id": 3, "name": "ann"}, "deep": {"a": {"b": 1}}});
+        assert_eq!(
+            apply(
+                &[("rename.user.id", "uid"), ("rename.deep.a.b", "b")],
+                input
+            ),
+            json!({"user": {"name": "ann"}, "uid": 3, "b": 1})
         );
     }
 
