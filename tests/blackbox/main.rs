@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod cli_plugin;
 mod clients;
+mod examples;
 mod harness;
 mod kafka;
 mod plugins;

@@ -885,6 +885,20 @@ impl GroupCoordinator {
         codes
     }
 
+    /// Keeps a memberless group and its offsets from expiring: the broker's
+    /// own processors call this for their groups, which may sit idle (no
+    /// commits) for longer than the offsets retention.
+    pub fn keep_alive(&self, group_id: &str) {
+        let now_ms = self.clock.now_ms();
+        let mut groups = self.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(now_ms));
+        if group.state == GroupState::Empty {
+            group.empty_since_ms = now_ms;
+        }
+    }
+
     /// Committed offsets of a group.
     pub fn committed(&self, group_id: &str) -> BTreeMap<(String, i32), Committed> {
         self.offsets
@@ -1170,6 +1184,32 @@ mod tests {
         );
         let alone = groups.join(params(&a.member_id, 6000)).await;
         assert_eq!((alone.generation, alone.members.len()), (3, 1));
+    }
+
+    #[test]
+    fn idle_groups_expire_unless_kept_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(crate::log::ManualClock::new(1_000));
+        let offsets = OffsetStore::open(Arc::new(StdIo), dir.path()).unwrap();
+        let config = GroupConfig {
+            offsets_retention_ms: 10_000,
+            ..GroupConfig::default()
+        };
+        let groups = GroupCoordinator::new(config, clock.clone(), offsets);
+        for group in ["idle", "kept"] {
+            let commit = vec![("t".into(), 0, 5, -1, String::new())];
+            assert_eq!(groups.commit(group, -1, "", commit), vec![0]);
+        }
+        for _ in 0..3 {
+            clock.advance(6_000);
+            groups.keep_alive("kept");
+            groups.tick();
+        }
+        assert!(
+            groups.committed("idle").is_empty(),
+            "expired past retention"
+        );
+        assert_eq!(groups.committed("kept")[&("t".to_string(), 0)].offset, 5);
     }
 
     #[tokio::test]

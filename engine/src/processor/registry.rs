@@ -222,6 +222,7 @@ impl Processors {
             return;
         }
         let group = running.deployment.group();
+        self.groups.keep_alive(&group);
         let committed = self.groups.committed(&group);
         for topic in &running.deployment.inputs {
             let Some(handle) = self.store.topic(topic) else {
