@@ -703,12 +703,20 @@ async fn drive(
             match store.partition(&stats.topic, stats.partition) {
                 Ok(partition) if task.has_work(partition.high_watermark()) => {
                     stats.set_state(PartitionState::Running);
-                    let (returned, result) = tokio::task::spawn_blocking(move || {
+                    let stepped = tokio::task::spawn_blocking(move || {
                         let result = task.step();
                         (task, result)
                     })
-                    .await
-                    .expect("processor step panicked");
+                    .await;
+                    let Ok((returned, result)) = stepped else {
+                        // A bug, not the plugin (its traps are errors):
+                        // say so in the status and stop this partition.
+                        stats.record_error("internal error: the processor step panicked", None);
+                        stats.set_state(PartitionState::Failed);
+                        tracing::error!(topic = %stats.topic, partition = stats.partition,
+                            "processor step panicked; partition stopped until redeploy");
+                        return;
+                    };
                     task = returned;
                     if let Err(failure) = result {
                         task.reset();
