@@ -17,46 +17,15 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use crate::cli::produce::partition_for_key;
 use crate::log::{batch, LogError, LogStore};
-
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h = SEED ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
 
 /// The partition Kafka's default partitioner picks for `key`; a null key
 /// keeps the input's partition number (modulo `partitions`).
 pub fn partition_for(key: Option<&[u8]>, input_partition: i32, partitions: i32) -> i32 {
     let partitions = partitions.max(1);
     match key {
-        Some(key) => (murmur2(key) & 0x7fff_ffff) % partitions,
+        Some(key) => partition_for_key(key, partitions),
         None => input_partition.rem_euclid(partitions),
     }
 }
@@ -214,33 +183,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn murmur2_matches_kafka() {
-        // org.apache.kafka.common.utils.UtilsTest#testMurmur2
-        let cases: [(&[u8], i32); 6] = [
-            (b"21", -973_932_308),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
-            (b"abc", 479_470_107),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(
-                murmur2(input),
-                expected,
-                "{}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
     fn null_keys_keep_the_partition_number() {
         assert_eq!(partition_for(None, 5, 3), 2);
         assert_eq!(partition_for(None, 1, 4), 1);
+        // murmur2("foobar") = -790332482 (Kafka's UtilsTest).
         let keyed = partition_for(Some(b"foobar"), 0, 7);
         assert_eq!(keyed, (-790_332_482i32 & 0x7fff_ffff) % 7);
     }

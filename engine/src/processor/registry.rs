@@ -191,26 +191,24 @@ impl Processors {
                 _ = shutdown.changed() => break,
             }
         }
-        let running: Vec<_> = self
-            .running
-            .lock()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
+        let running = self.snapshot();
         for running in running {
             stop(&running).await;
         }
     }
 
-    fn reconcile(self: &Arc<Self>) {
-        let running: Vec<_> = self
-            .running
+    /// The running deployments, outside the registry lock.
+    fn snapshot(&self) -> Vec<Arc<Running>> {
+        self.running
             .lock()
             .expect("registry lock")
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    fn reconcile(self: &Arc<Self>) {
+        let running = self.snapshot();
         for running in running {
             self.spawn_missing(&running);
         }
@@ -541,13 +539,7 @@ impl Processors {
 
     /// Status of every processor, by name.
     pub fn list(&self) -> Vec<ProcessorStatus> {
-        let running: Vec<_> = self
-            .running
-            .lock()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
+        let running = self.snapshot();
         running
             .iter()
             .filter_map(|r| self.status_of(r, r.control.borrow().paused).ok())
