@@ -593,6 +593,27 @@ fn redeploy_keeps_offsets_and_from_earliest_reprocesses() {
         "{status:#}"
     );
 
+    // An offset, a time, and a time past the end.
+    for (from, committed) in [("3", 3), ("@0", 0), ("2999-01-01T00:00:00Z", 15)] {
+        pipeline.deploy(
+            "proc",
+            "uppercase",
+            &["--input", "src", "--output", "dst", "--from", from],
+        );
+        let status = pipeline.status("proc");
+        let position = status["partitions"][0]["committed_offset"]
+            .as_i64()
+            .unwrap();
+        // From 3 or 0 it may already be processing again: at or past it.
+        assert!(position >= committed, "--from {from}: {status:#}");
+        pipeline.wait_caught_up("proc", 0);
+    }
+    pipeline.deploy(
+        "proc",
+        "uppercase",
+        &["--input", "src", "--output", "dst", "--from", "latest"],
+    );
+
     // Pause stops processing; resume catches up.
     pipeline.sluice_ok(&["processor", "pause", "proc"]);
     assert_eq!(pipeline.status("proc")["state"], "paused");
@@ -930,4 +951,47 @@ fn plugin_run_processes_json_lines_locally() {
     // The line that is not JSON fails, is named, and fails the command.
     assert!(stderr.contains("offset 2"), "{stderr}");
     assert!(!output.status.success());
+}
+
+#[test]
+fn one_processor_reads_several_input_topics() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("left", 2);
+    pipeline.create_topic("right", 1);
+    pipeline.create_topic("both", 2);
+    pipeline.produce(
+        "left",
+        &[(Some("a"), "l1"), (Some("b"), "l2"), (Some("a"), "l3")],
+    );
+    pipeline.produce("right", &[(Some("a"), "r1"), (None, "r2")]);
+    pipeline.deploy(
+        "merge",
+        "uppercase",
+        &["--input", "left", "--input", "right", "--output", "both"],
+    );
+    let status = pipeline.wait_caught_up("merge", 5);
+    // One instance per input partition: two of left, one of right.
+    let partitions: Vec<(String, i64)> = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["topic"].as_str().unwrap().to_string(),
+                p["partition"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        [("left".into(), 0), ("left".into(), 1), ("right".into(), 0)]
+    );
+    let mut out = values(&pipeline.consume("both"));
+    out.sort();
+    assert_eq!(out, ["L1", "L2", "L3", "R1", "R2"]);
+    let by_key = per_key(&pipeline.consume("both"));
+    assert_eq!(by_key["b"], ["L2"]);
+    assert!(
+        by_key["a"].iter().position(|v| v == "L1") < by_key["a"].iter().position(|v| v == "L3")
+    );
 }

@@ -59,6 +59,16 @@ pub struct ProcessorBenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Config for the plugin instead of filter-json's (to measure another
+    /// plugin's call, e.g. a pass-through, against the same baseline).
+    #[arg(long, value_name = "K=V", value_parser = parse_pair, hide = true)]
+    pub wasm_config: Vec<(String, String)>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected K=V, got {text:?}"))
 }
 
 #[derive(Debug, Serialize)]
@@ -94,10 +104,14 @@ pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(None)?;
     let plugin = runtime.compile(&wasm)?;
-    let config: Vec<(String, String)> = CONFIG
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let config: Vec<(String, String)> = if args.wasm_config.is_empty() {
+        CONFIG
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    } else {
+        args.wasm_config.clone()
+    };
     let condition: filter_json::Condition =
         sluice_sdk::config::from_pairs(&CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?;
     let label = Label {
