@@ -527,6 +527,21 @@ fn restart_mid_stream_loses_nothing_and_resumes_from_committed_offsets() {
         listed["compile_cache"]["hits"].as_u64() >= Some(1),
         "{listed:#}"
     );
+
+    // Paused stays paused across a restart and a redeploy.
+    pipeline.sluice_ok(&["processor", "pause", "up"]);
+    pipeline.deploy("up", "uppercase", &["--input", "in", "--output", "out"]);
+    assert_eq!(pipeline.status("up")["state"], "paused");
+    pipeline.produce("in", &[(Some("p"), "while paused")]);
+    pipeline.restart("TERM");
+    pipeline.deploy("up", "uppercase", &["--input", "in", "--output", "out"]);
+    let status = pipeline.status("up");
+    assert_eq!(status["state"], "paused", "{status:#}");
+    assert_eq!(status["lag"], 1, "{status:#}");
+    pipeline.sluice_ok(&["processor", "resume", "up"]);
+    pipeline.wait_caught_up("up", 1);
+    let out = values(&pipeline.consume("out"));
+    assert_eq!(out.iter().filter(|v| *v == "WHILE PAUSED").count(), 1);
 }
 
 #[test]

@@ -342,7 +342,7 @@ impl Processors {
         }
         let mut deployment = deployment;
         if let Some(previous) = &previous {
-            deployment.paused = previous.deployment.paused;
+            deployment.paused = previous.control.borrow().paused;
         }
         let json = serde_json::to_vec_pretty(&deployment).map_err(internal)?;
         write_atomic(&StdIo, &self.spec_path(name), &json).map_err(internal)?;
