@@ -44,6 +44,10 @@ pub struct ProcessorBenchArgs {
     /// The filter-json component (bench/run-processor-bench builds it).
     #[arg(long, value_name = "FILE")]
     pub wasm: PathBuf,
+    /// The noop component (keeps every other record unread): its call is
+    /// measured too, as the cost of the boundary around the filter.
+    #[arg(long, value_name = "FILE")]
+    pub noop_wasm: Option<PathBuf>,
     /// Records per run.
     #[arg(long, default_value_t = 1_000_000)]
     pub records: usize,
@@ -80,6 +84,8 @@ struct Report {
     call_wasm_records_s: f64,
     call_native_records_s: f64,
     call_ratio: f64,
+    /// The same call with the noop plugin (no filter work): the boundary.
+    call_noop_wasm_records_s: Option<f64>,
     end_to_end_wasm_records_s: f64,
     end_to_end_native_records_s: f64,
     end_to_end_forward_records_s: f64,
@@ -132,12 +138,32 @@ pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
     let (mut e2e_wasm, mut e2e_native, mut e2e_forward) = (Vec::new(), Vec::new(), Vec::new());
     let mut instance = wasm_factory().map_err(|e| anyhow::anyhow!("{e}"))?;
     call_once(instance.as_mut(), &batches)?; // warm-up
+    let mut noop = match &args.noop_wasm {
+        Some(path) => {
+            let wasm =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let label = Label {
+                processor: "bench-noop".into(),
+                topic: "in".into(),
+                partition: 0,
+            };
+            let mut noop = Instance::new(&runtime.compile(&wasm)?, Limits::default(), &[], label)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            call_once(&mut noop, &batches)?;
+            Some(noop)
+        }
+        None => None,
+    };
+    let mut call_noop = Vec::new();
     for run in 0..args.runs {
         eprintln!("run {}/{}", run + 1, args.runs);
         call_wasm.push(rate(args.records, || {
             call_once(instance.as_mut(), &batches)
         })?);
         call_native.push(rate(args.records, || native_once(&condition, &values))?);
+        if let Some(noop) = noop.as_mut() {
+            call_noop.push(rate(args.records, || call_once(noop, &batches))?);
+        }
         e2e_wasm.push(end_to_end(&values, args.batch, &wasm_factory)?);
         e2e_native.push(end_to_end(&values, args.batch, &native_factory)?);
         e2e_forward.push(end_to_end(&values, args.batch, &forward_factory)?);
@@ -155,6 +181,7 @@ pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         call_wasm_records_s: call_wasm,
         call_native_records_s: call_native,
         call_ratio: call_wasm / call_native,
+        call_noop_wasm_records_s: (!call_noop.is_empty()).then(|| median(&mut call_noop)),
         end_to_end_wasm_records_s: e2e_wasm,
         end_to_end_native_records_s: e2e_native,
         end_to_end_forward_records_s: median(&mut e2e_forward),
@@ -400,6 +427,12 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         m(report.call_native_records_s),
         report.call_ratio
     ));
+    if let Some(noop) = report.call_noop_wasm_records_s {
+        text.push_str(&format!(
+            "process call   noop plugin (boundary alone) {:>20}\n",
+            m(noop)
+        ));
+    }
     text.push_str(&format!(
         "end to end     wasm {:>20}   native {:>20}   wasm/native {:.2}   (native forward-all floor {})\n",
         m(report.end_to_end_wasm_records_s),

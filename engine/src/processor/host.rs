@@ -58,8 +58,10 @@ impl Runtime {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        // Small reservations: many instances, each limited to tens of MiB.
-        config.memory_reservation(1 << 30);
+        // wasmtime's default memory reservation (4 GiB of address space per
+        // memory, plus guard pages) is kept on purpose: it lets Cranelift
+        // drop bounds checks from every load and store. The memory limit is
+        // enforced by the limiter, not by the reservation.
         let cache = match cache_dir {
             Some(dir) => {
                 let mut cache_config = wasmtime::CacheConfig::new();
