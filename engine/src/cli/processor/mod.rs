@@ -108,31 +108,31 @@ pub struct DeployArgs {
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_pair)]
     pub config: Vec<(String, String)>,
     /// When the plugin fails: fail (stop the partition until resumed), skip
-    /// (drop the failing records and go on), dead-letter (copy them to the
-    /// broker's default dead-letter topic and go on), or dead-letter=TOPIC
-    /// [broker default: fail].
+    /// (drop the failing records and go on), dead-letter (copy them, with
+    /// headers saying why, to NAME.dlq and go on), or dead-letter=TOPIC
+    /// [default: fail].
     #[arg(long, value_name = "POLICY", value_parser = OnError::parse)]
     pub on_error: Option<OnError>,
     /// Where to start reading: earliest, latest, an OFFSET, `@MILLIS` or an
     /// RFC 3339 time [default: the committed offsets, else earliest].
     #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
     pub from: Option<StartPosition>,
-    /// Memory one plugin instance may use, e.g. 64MiB.
+    /// Memory one plugin instance may use, e.g. 64MiB [broker default: 64 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub memory_max: Option<u64>,
-    /// Time one process call may take, in milliseconds.
+    /// Time one process call may take, in milliseconds [broker default: 1000].
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Records handed to the plugin in one call, at most.
+    /// Records handed to the plugin in one call, at most [broker default: 1024].
     #[arg(long, value_name = "N")]
     pub batch_records: Option<u64>,
-    /// Bytes handed to the plugin in one call, at most, e.g. 1MiB.
+    /// Bytes handed to the plugin in one call, at most, e.g. 1MiB [broker default: 1 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub batch_bytes: Option<u64>,
-    /// Bytes the plugin may return from one call, at most.
+    /// Bytes the plugin may return from one call, at most [broker default: 16 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub output_bytes_max: Option<u64>,
-    /// Outputs the plugin may write for one input record, at most.
+    /// Outputs the plugin may write for one input record, at most [broker default: 1000].
     #[arg(long, value_name = "N")]
     pub outputs_per_record_max: Option<u64>,
     /// Output format.
