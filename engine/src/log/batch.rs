@@ -289,6 +289,8 @@ pub fn require_keys(records: &[u8]) -> Result<(), BatchError> {
 /// `kafka-protocol` encoder.
 pub mod build {
     use bytes::{Bytes, BytesMut};
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
@@ -296,30 +298,36 @@ pub mod build {
     /// One record: key, value (None = tombstone), timestamp.
     pub type Entry = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
-    /// Encodes `entries` as one batch with base offset 0.
-    pub fn batch(entries: &[Entry], compression: Compression) -> BytesMut {
-        let records: Vec<Record> = entries
-            .iter()
-            .enumerate()
-            .map(|(index, (key, value, timestamp))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                // The encoder starts a new batch whenever offset − sequence
-                // changes; base sequence −1 ("none") plus the offset delta
-                // is what the decoder reports for such batches too.
-                sequence: index as i32 - 1,
-                timestamp: *timestamp,
-                key: key.clone().map(Bytes::from),
-                value: value.clone().map(Bytes::from),
-                headers: Default::default(),
-            })
-            .collect();
+    /// One record at `offset` of a batch: creation time, no producer.
+    pub fn record(
+        offset: usize,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: IndexMap<StrBytes, Option<Bytes>>,
+    ) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: offset as i64,
+            // The encoder starts a new batch whenever offset − sequence
+            // changes; base sequence −1 ("none") plus the offset delta
+            // is what the decoder reports for such batches too.
+            sequence: offset as i32 - 1,
+            timestamp,
+            key,
+            value,
+            headers,
+        }
+    }
+
+    /// Encodes `records` (offsets 0, 1, …) as one v2 batch.
+    pub fn encode(records: &[Record], compression: Compression) -> BytesMut {
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
             &mut buf,
@@ -331,6 +339,24 @@ pub mod build {
         )
         .expect("encoding records into memory cannot fail");
         buf
+    }
+
+    /// Encodes `entries` as one batch with base offset 0.
+    pub fn batch(entries: &[Entry], compression: Compression) -> BytesMut {
+        let records: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, (key, value, timestamp))| {
+                record(
+                    index,
+                    key.clone().map(Bytes::from),
+                    value.clone().map(Bytes::from),
+                    *timestamp,
+                    IndexMap::new(),
+                )
+            })
+            .collect();
+        encode(&records, compression)
     }
 
     /// A batch of `count` records with `value_bytes`-byte values and no key.

@@ -8,14 +8,11 @@
 //! between equally partitioned topics keeps records in their partition.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 
 use crate::cli::produce::partition_for_key;
 use crate::log::{batch, LogError, LogStore};
@@ -139,44 +136,26 @@ fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
 
 /// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
 pub fn encode(records: &[OutRecord]) -> BytesMut {
-    let encoded: Vec<Record> = records
+    let encoded: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(index, record)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: index as i32 - 1,
-            timestamp: record.timestamp,
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers: record
+        .map(|(index, record)| {
+            let headers = record
                 .headers
                 .iter()
                 .map(|(key, value)| (StrBytes::from_string(key.clone()), value.clone()))
-                .collect::<IndexMap<_, _>>(),
+                .collect::<IndexMap<_, _>>();
+            batch::build::record(
+                index,
+                record.key.clone(),
+                record.value.clone(),
+                record.timestamp,
+                headers,
+            )
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        encoded.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding records into memory cannot fail");
-    buffer
+    batch::build::encode(&encoded, Compression::None)
 }
-
-/// Shared handle, for tasks that outlive a call.
-pub type Store = Arc<LogStore>;
 
 #[cfg(test)]
 mod tests {
