@@ -143,6 +143,12 @@ impl PartitionTask {
             records.push(record);
         }
         if records.is_empty() {
+            // Nothing to process up to the high watermark (control records,
+            // or offsets compaction removed): move the position past them,
+            // or the task would keep finding "work" there.
+            if self.fetch_position > self.position {
+                self.commit(self.fetch_position)?;
+            }
             return Ok(());
         }
         let batch = Batch {
