@@ -1010,3 +1010,34 @@ fn one_processor_reads_several_input_topics() {
         by_key["a"].iter().position(|v| v == "L1") < by_key["a"].iter().position(|v| v == "L3")
     );
 }
+
+#[test]
+fn a_deployment_that_cannot_resume_is_listed_as_failed_until_removed() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    pipeline.deploy(
+        "fragile",
+        "uppercase",
+        &["--input", "in", "--output", "out"],
+    );
+    let broker = pipeline.broker.kafka;
+    pipeline.broker.stop_with("TERM", Duration::from_secs(10));
+    let plugins = pipeline.dir.path().join("data/processors/plugins");
+    for entry in std::fs::read_dir(&plugins).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    pipeline.broker = Pipeline::spawn(pipeline.dir.path(), &broker.to_string());
+    let status = pipeline.status("fragile");
+    assert_eq!(status["state"], "failed", "{status:#}");
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot resume") && message.contains("redeploy or remove"),
+        "{message}"
+    );
+    let listed = pipeline.sluice_ok(&["processor", "list", "--format", "json"]);
+    assert!(listed.contains("fragile"), "{listed}");
+    pipeline.sluice_ok(&["processor", "remove", "fragile"]);
+    let (code, _) = pipeline.broker.http_get("/v1/processors/fragile");
+    assert_eq!(code, 404);
+}

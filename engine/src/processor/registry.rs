@@ -78,6 +78,10 @@ pub struct Processors {
     config: ProcessorConfig,
     shutdown: Shutdown,
     running: Mutex<BTreeMap<String, Arc<Running>>>,
+    /// Persisted deployments that could not be resumed at startup (plugin
+    /// file missing or no longer valid), with why: listed as failed until
+    /// redeployed or removed.
+    broken: Mutex<BTreeMap<String, String>>,
     admin: tokio::sync::Mutex<()>,
 }
 
@@ -129,6 +133,7 @@ impl Processors {
             config,
             shutdown,
             running: Mutex::new(BTreeMap::new()),
+            broken: Mutex::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
         });
         processors.load()?;
@@ -165,8 +170,16 @@ impl Processors {
                     self.start(Arc::new(deployment), plugin);
                 }
                 Err(error) => {
-                    tracing::error!(path = %path.display(), error = format!("{error:#}"),
-                        "cannot resume processor");
+                    let name = path
+                        .file_stem()
+                        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+                    let message =
+                        format!("cannot resume after restart: {error:#}; redeploy or remove it");
+                    tracing::error!(processor = %name, error = %message, "cannot resume processor");
+                    self.broken
+                        .lock()
+                        .expect("registry lock")
+                        .insert(name, message);
                 }
             }
         }
@@ -349,6 +362,7 @@ impl Processors {
         if let Some(from) = from {
             self.reset_offsets(&deployment, from)?;
         }
+        self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
             outputs = ?deployment.outputs, "processor deployed");
         self.start(Arc::new(deployment), plugin);
@@ -477,6 +491,18 @@ impl Processors {
     /// deployment uses it) its stored plugin.
     pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
         let _admin = self.admin.lock().await;
+        if self
+            .broken
+            .lock()
+            .expect("registry lock")
+            .remove(name)
+            .is_some()
+        {
+            std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
+            self.groups.delete(&spec::group_name(name));
+            tracing::info!(processor = name, "processor removed");
+            return Ok(());
+        }
         let running = self
             .running
             .lock()
@@ -540,14 +566,25 @@ impl Processors {
     /// Status of every processor, by name.
     pub fn list(&self) -> Vec<ProcessorStatus> {
         let running = self.snapshot();
-        running
+        let mut list: Vec<ProcessorStatus> = running
             .iter()
             .filter_map(|r| self.status_of(r, r.control.borrow().paused).ok())
-            .collect()
+            .collect();
+        let broken = self.broken.lock().expect("registry lock").clone();
+        list.extend(
+            broken
+                .iter()
+                .map(|(name, message)| broken_status(name, message)),
+        );
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
     }
 
     /// Status of one processor.
     pub fn status(&self, name: &str) -> Result<ProcessorStatus, AdminError> {
+        if let Some(message) = self.broken.lock().expect("registry lock").get(name) {
+            return Ok(broken_status(name, message));
+        }
         let running = self.get(name)?;
         let paused = running.control.borrow().paused;
         self.status_of(&running, paused)
@@ -632,6 +669,37 @@ impl Processors {
             memory_bytes: PartitionStats::get(&stats.memory_bytes),
             last_error: stats.last_error(),
         }
+    }
+}
+
+/// The status of a deployment that could not be resumed.
+fn broken_status(name: &str, message: &str) -> ProcessorStatus {
+    ProcessorStatus {
+        name: name.to_string(),
+        state: "failed",
+        group: spec::group_name(name),
+        wasm_sha256: String::new(),
+        wasm_bytes: 0,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        config: Vec::new(),
+        on_error: String::new(),
+        limits: spec::Limits::default(),
+        deployed_at_ms: 0,
+        records_in: 0,
+        records_out: 0,
+        errors: 1,
+        skipped: 0,
+        dead_lettered: 0,
+        lag: 0,
+        last_error: Some(ErrorInfo {
+            message: message.to_string(),
+            topic: String::new(),
+            partition: -1,
+            offset: None,
+            at_ms: now_ms(),
+        }),
+        partitions: Vec::new(),
     }
 }
 
