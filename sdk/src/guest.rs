@@ -33,8 +33,8 @@ pub fn guest_init(
     std::panic::set_hook(Box::new(|info| {
         let message = info.payload_as_str().unwrap_or("(no message)");
         match info.location() {
-            Some(at) => crate::log::error(&format!("panicked at {at}: {message}")),
-            None => crate::log::error(&format!("panicked: {message}")),
+            Some(at) => crate::log::error(format!("panicked at {at}: {message}")),
+            None => crate::log::error(format!("panicked: {message}")),
         }
     }));
     let handler = make(&config).map_err(|error| error.to_string())?;

@@ -413,16 +413,11 @@ impl PartitionTask {
                 }
             }
             bytes += match &output.payload {
-                Payload::Forward => input_bytes(&batch.records[source]),
-                Payload::Emit(record) => {
-                    (record.key.as_ref().map_or(0, Vec::len)
-                        + record.value.as_ref().map_or(0, Vec::len)
-                        + record
-                            .headers
-                            .iter()
-                            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-                            .sum::<usize>()) as u64
+                Payload::Forward => {
+                    let input = &batch.records[source];
+                    record_bytes(&input.key, &input.value, &input.headers)
                 }
+                Payload::Emit(record) => record_bytes(&record.key, &record.value, &record.headers),
             };
             if bytes > limits.output_bytes_per_batch_max {
                 let index = (batch.records.len() == 1).then_some(0);
@@ -580,14 +575,13 @@ pub fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
     }
 }
 
-fn input_bytes(record: &InputRecord) -> u64 {
-    (record.key.as_ref().map_or(0, Vec::len)
-        + record.value.as_ref().map_or(0, Vec::len)
-        + record
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-            .sum::<usize>()) as u64
+/// Bytes of a record's key, value and headers (what the output limit counts).
+fn record_bytes(key: &Option<Vec<u8>>, value: &Option<Vec<u8>>, headers: &[Header]) -> u64 {
+    let headers: usize = headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    (key.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, Vec::len) + headers) as u64
 }
 
 /// The input record as an output, unchanged.

@@ -2,6 +2,10 @@
 //! without bound on records whose value contains the `trigger` text. Tests
 //! use it to check that the host's memory limit stops the instance.
 
+#[path = "../../trigger.rs"]
+mod trigger;
+pub use trigger::is_triggered;
+
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -10,24 +14,12 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "default_trigger")]
+    #[serde(default = "trigger::default_trigger")]
     pub trigger: String,
-}
-
-fn default_trigger() -> String {
-    "boom".to_owned()
 }
 
 /// How much each step allocates.
 const CHUNK_BYTES: usize = 1 << 20;
-
-/// Whether `record`'s value contains `trigger`.
-pub fn is_triggered(record: &Record, trigger: &str) -> bool {
-    let needle = trigger.as_bytes();
-    record.value.as_deref().is_some_and(|value| {
-        needle.is_empty() || value.windows(needle.len()).any(|window| window == needle)
-    })
-}
 
 /// Keeps every record; on a trigger record, allocates 1 MiB chunks (writing
 /// to every page of each) until memory runs out.

@@ -2,6 +2,10 @@
 //! error (not a trap) for records whose value contains the `trigger` text,
 //! naming the record so the host can apply its error policy to it alone.
 
+#[path = "../../trigger.rs"]
+mod trigger;
+pub use trigger::is_triggered;
+
 use serde::Deserialize;
 use sluice_sdk::{Error, Record, Result};
 
@@ -10,20 +14,8 @@ use sluice_sdk::{Error, Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text are rejected.
-    #[serde(default = "default_trigger")]
+    #[serde(default = "trigger::default_trigger")]
     pub trigger: String,
-}
-
-fn default_trigger() -> String {
-    "boom".to_owned()
-}
-
-/// Whether `record`'s value contains `trigger`.
-pub fn is_triggered(record: &Record, trigger: &str) -> bool {
-    let needle = trigger.as_bytes();
-    record.value.as_deref().is_some_and(|value| {
-        needle.is_empty() || value.windows(needle.len()).any(|window| window == needle)
-    })
 }
 
 /// Keeps every record; rejects trigger records with an error.

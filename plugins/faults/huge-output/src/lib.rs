@@ -3,6 +3,10 @@
 //! output: `copies` copies of its value, or with `bytes` set, one value of
 //! that many bytes. Tests use it to check the host's output limits.
 
+#[path = "../../trigger.rs"]
+mod trigger;
+pub use trigger::is_triggered;
+
 use serde::Deserialize;
 use sluice_sdk::{Output, Record, Result};
 
@@ -11,7 +15,7 @@ use sluice_sdk::{Output, Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "default_trigger")]
+    #[serde(default = "trigger::default_trigger")]
     pub trigger: String,
     /// How many copies of the trigger record's value to emit.
     #[serde(default = "default_copies")]
@@ -21,22 +25,10 @@ pub struct Config {
     pub bytes: Option<u64>,
 }
 
-fn default_trigger() -> String {
-    "boom".to_owned()
-}
-
 fn default_copies() -> u64 {
     // Far over the default outputs_per_record_max (1000), well under the
     // default memory limit (64 MiB), so the output limit is what trips.
     100_000
-}
-
-/// Whether `record`'s value contains `trigger`.
-pub fn is_triggered(record: &Record, trigger: &str) -> bool {
-    let needle = trigger.as_bytes();
-    record.value.as_deref().is_some_and(|value| {
-        needle.is_empty() || value.windows(needle.len()).any(|window| window == needle)
-    })
 }
 
 /// Forwards normal records; floods on trigger records.

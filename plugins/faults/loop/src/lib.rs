@@ -2,6 +2,10 @@
 //! on records whose value contains the `trigger` text. Tests use it to check
 //! that the host's deadline (epoch interruption or fuel) stops the instance.
 
+#[path = "../../trigger.rs"]
+mod trigger;
+pub use trigger::is_triggered;
+
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -10,20 +14,8 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "default_trigger")]
+    #[serde(default = "trigger::default_trigger")]
     pub trigger: String,
-}
-
-fn default_trigger() -> String {
-    "boom".to_owned()
-}
-
-/// Whether `record`'s value contains `trigger`.
-pub fn is_triggered(record: &Record, trigger: &str) -> bool {
-    let needle = trigger.as_bytes();
-    record.value.as_deref().is_some_and(|value| {
-        needle.is_empty() || value.windows(needle.len()).any(|window| window == needle)
-    })
 }
 
 /// Keeps every record; never returns on a trigger record.

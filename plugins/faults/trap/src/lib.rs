@@ -3,6 +3,10 @@
 //! Tests use it to check that a trapping instance affects only the
 //! offending record.
 
+#[path = "../../trigger.rs"]
+mod trigger;
+pub use trigger::is_triggered;
+
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -11,20 +15,8 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "default_trigger")]
+    #[serde(default = "trigger::default_trigger")]
     pub trigger: String,
-}
-
-fn default_trigger() -> String {
-    "boom".to_owned()
-}
-
-/// Whether `record`'s value contains `trigger`.
-pub fn is_triggered(record: &Record, trigger: &str) -> bool {
-    let needle = trigger.as_bytes();
-    record.value.as_deref().is_some_and(|value| {
-        needle.is_empty() || value.windows(needle.len()).any(|window| window == needle)
-    })
 }
 
 /// Keeps every record; panics on a trigger record.
