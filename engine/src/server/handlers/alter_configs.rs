@@ -111,35 +111,68 @@ pub async fn handle(
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let store = context.store.clone();
     let validate_only = request.validate_only;
-    let duplicated = duplicates(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.clone())),
-    );
-    let responses = blocking(move || {
+    let responses = alter_each(
+        context.store.clone(),
+        request.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+        move |store, resource, duplicated| alter(store, resource, duplicated, validate_only),
+        |resource, outcome| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match outcome {
+                Ok(()) => response,
+                Err((code, text)) => response
+                    .with_error_code(code)
+                    .with_error_message(message(text)),
+            }
+        },
+    )
+    .await;
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Runs `alter` on each resource of an (Incremental)AlterConfigs request,
+/// off the async workers and under [`admin_writes`] (held from reading the
+/// current overrides to writing the new ones), and answers each with
+/// `respond`. `key` names a resource, to refuse resources named twice.
+pub(super) async fn alter_each<R, T>(
+    store: Arc<LogStore>,
+    resources: Vec<R>,
+    key: impl Fn(&R) -> (i8, StrBytes),
+    alter: impl Fn(&LogStore, &R, bool) -> Result<(), Refusal> + Send + 'static,
+    respond: impl Fn(&R, Result<(), Refusal>) -> T + Send + 'static,
+) -> Vec<T>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+{
+    let duplicated = duplicates(resources.iter().map(&key));
+    let keys: Vec<_> = resources.iter().map(key).collect();
+    blocking(move || {
         let _guard = admin_writes();
-        request
-            .resources
-            .into_iter()
-            .map(|resource| {
-                let key = (resource.resource_type, resource.resource_name.clone());
-                let response = AlterConfigsResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name.clone());
-                match alter(&store, &resource, duplicated.contains(&key), validate_only) {
-                    Ok(()) => response,
-                    Err((code, text)) => response
-                        .with_error_code(code)
-                        .with_error_message(message(text)),
-                }
+        resources
+            .iter()
+            .zip(keys)
+            .map(|(resource, key)| {
+                respond(resource, alter(&store, resource, duplicated.contains(&key)))
             })
             .collect()
     })
-    .await;
-    AlterConfigsResponse::default().with_responses(responses)
+    .await
+}
+
+/// Refuses a resource that names a config more than once.
+pub(super) fn refuse_repeated(names: impl Iterator<Item = StrBytes>) -> Result<(), Refusal> {
+    let repeated = duplicates(names);
+    if repeated.is_empty() {
+        return Ok(());
+    }
+    Err(invalid_request(format!(
+        "configs named more than once: {}",
+        joined(&repeated)
+    )))
 }
 
 fn alter(
@@ -150,13 +183,7 @@ fn alter(
 ) -> Result<(), Refusal> {
     let name = resource.resource_name.as_str();
     alterable_topic(store, resource.resource_type, name, duplicated)?;
-    let repeated = duplicates(resource.configs.iter().map(|c| c.name.clone()));
-    if !repeated.is_empty() {
-        return Err(invalid_request(format!(
-            "configs named more than once: {}",
-            joined(&repeated)
-        )));
-    }
+    refuse_repeated(resource.configs.iter().map(|c| c.name.clone()))?;
     // A null value sets nothing, so the config returns to its default.
     let overrides = resource
         .configs

@@ -14,9 +14,9 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{
-    admin_writes, alterable_topic, duplicates, joined, replace_overrides, Refusal,
+    alter_each, alterable_topic, refuse_repeated, replace_overrides, Refusal,
 };
-use super::{blocking, message};
+use super::message;
 use crate::log::{is_topic_config, LogStore, TopicConfig};
 use crate::server::BrokerContext;
 
@@ -37,34 +37,24 @@ pub async fn handle(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let store = context.store.clone();
     let validate_only = request.validate_only;
-    let duplicated = duplicates(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.clone())),
-    );
-    let responses = blocking(move || {
-        // Held from reading the current overrides to writing the new ones.
-        let _guard = admin_writes();
-        request
-            .resources
-            .into_iter()
-            .map(|resource| {
-                let key = (resource.resource_type, resource.resource_name.clone());
-                let response = AlterConfigsResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name.clone());
-                match alter(&store, &resource, duplicated.contains(&key), validate_only) {
-                    Ok(()) => response,
-                    Err((code, text)) => response
-                        .with_error_code(code)
-                        .with_error_message(message(text)),
-                }
-            })
-            .collect()
-    })
+    let responses = alter_each(
+        context.store.clone(),
+        request.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+        move |store, resource, duplicated| alter(store, resource, duplicated, validate_only),
+        |resource, outcome| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match outcome {
+                Ok(()) => response,
+                Err((code, text)) => response
+                    .with_error_code(code)
+                    .with_error_message(message(text)),
+            }
+        },
+    )
     .await;
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
@@ -77,13 +67,7 @@ fn alter(
 ) -> Result<(), Refusal> {
     let name = resource.resource_name.as_str();
     let topic = alterable_topic(store, resource.resource_type, name, duplicated)?;
-    let repeated = duplicates(resource.configs.iter().map(|c| c.name.clone()));
-    if !repeated.is_empty() {
-        return Err((
-            ResponseError::InvalidRequest.code(),
-            format!("configs named more than once: {}", joined(&repeated)),
-        ));
-    }
+    refuse_repeated(resource.configs.iter().map(|c| c.name.clone()))?;
     let mut overrides = topic.overrides();
     let defaults = &store.options().topic_defaults;
     for config in &resource.configs {
