@@ -9,6 +9,7 @@ mod examples;
 mod harness;
 mod kafka;
 mod plugins;
+mod processor_records;
 mod processors;
 mod protocol;
 mod serve;

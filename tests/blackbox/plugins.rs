@@ -7,11 +7,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 9] = [
+const PLUGINS: [&str; 10] = [
     "uppercase",
     "filter-json",
     "map-json",
     "route-by-field",
+    "inspect",
     "fault-trap",
     "fault-loop",
     "fault-alloc",

@@ -162,8 +162,8 @@ impl Pipeline {
             "kcat consume: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let mut records: Vec<Consumed> = String::from_utf8(output.stdout)
-            .unwrap()
+        // Lossy: a binary key or value is not UTF-8 (kcat writes it raw).
+        let mut records: Vec<Consumed> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(|line| {
                 let message: Value = serde_json::from_str(line).unwrap();

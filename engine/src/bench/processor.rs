@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Args;
 use serde::Serialize;
 
@@ -67,6 +68,9 @@ pub struct ProcessorBenchArgs {
     /// plugin's call, e.g. a pass-through, against the same baseline).
     #[arg(long, value_name = "K=V", value_parser = parse_pair, hide = true)]
     pub wasm_config: Vec<(String, String)>,
+    /// Measure the `process` call only (skip end to end), e.g. to profile it.
+    #[arg(long, hide = true)]
+    pub call_only: bool,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -164,6 +168,9 @@ pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         if let Some(noop) = noop.as_mut() {
             call_noop.push(rate(args.records, || call_once(noop, &batches))?);
         }
+        if args.call_only {
+            continue;
+        }
         e2e_wasm.push(end_to_end(&values, args.batch, &wasm_factory)?);
         e2e_native.push(end_to_end(&values, args.batch, &native_factory)?);
         e2e_forward.push(end_to_end(&values, args.batch, &forward_factory)?);
@@ -195,7 +202,7 @@ pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
 struct NativeFilter(Option<filter_json::Condition>);
 
 impl Invoke for NativeFilter {
-    fn process(&mut self, batch: &Batch) -> Result<Vec<Output>, InvokeError> {
+    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         let mut outputs = Vec::with_capacity(batch.records.len());
         for (index, record) in batch.records.iter().enumerate() {
             let keep = match &self.0 {
@@ -240,26 +247,33 @@ fn values(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn batches(values: &[Vec<u8>], size: usize) -> Vec<Batch> {
+/// The records, in batches of `size`.
+fn batches(values: &[Vec<u8>], size: usize) -> Vec<Vec<InputRecord>> {
     values
         .chunks(size.max(1))
         .enumerate()
-        .map(|(chunk, values)| Batch {
-            topic: "in".into(),
-            partition: 0,
-            records: values
+        .map(|(chunk, values)| {
+            values
                 .iter()
                 .enumerate()
                 .map(|(i, value)| InputRecord {
                     offset: (chunk * size + i) as i64,
                     timestamp: 1_700_000_000_000,
                     key: None,
-                    value: Some(value.clone()),
+                    value: Some(Bytes::copy_from_slice(value)),
                     headers: Vec::new(),
                 })
-                .collect(),
+                .collect()
         })
         .collect()
+}
+
+fn batch(records: &[InputRecord]) -> Batch<'_> {
+    Batch {
+        topic: "in",
+        partition: 0,
+        records,
+    }
 }
 
 fn rate(records: usize, work: impl FnOnce() -> anyhow::Result<usize>) -> anyhow::Result<f64> {
@@ -269,11 +283,11 @@ fn rate(records: usize, work: impl FnOnce() -> anyhow::Result<usize>) -> anyhow:
     Ok(records as f64 / started.elapsed().as_secs_f64())
 }
 
-fn call_once(instance: &mut dyn Invoke, batches: &[Batch]) -> anyhow::Result<usize> {
+fn call_once(instance: &mut dyn Invoke, batches: &[Vec<InputRecord>]) -> anyhow::Result<usize> {
     let mut kept = 0;
-    for batch in batches {
+    for records in batches {
         kept += instance
-            .process(batch)
+            .process(batch(records))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .len();
     }
@@ -355,7 +369,7 @@ fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> an
 /// Keeps one instance busy for `seconds`, sampling memory ten times.
 fn soak(
     plugin: &crate::processor::host::Plugin,
-    batches: &[Batch],
+    batches: &[Vec<InputRecord>],
     seconds: u64,
 ) -> anyhow::Result<Vec<SoakSample>> {
     if seconds == 0 {
@@ -392,11 +406,11 @@ fn soak(
             }
             next_sample += interval;
         }
-        for batch in batches.iter().take(64) {
+        for records_of in batches.iter().take(64) {
             instance
-                .process(batch)
+                .process(batch(records_of))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            records += batch.records.len() as u64;
+            records += records_of.len() as u64;
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Func, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -26,10 +26,10 @@ wasmtime::component::bindgen!({
     world: "processor",
 });
 
+pub use super::abi::{Batch, InputHeader, InputRecord};
 pub use sluice::processor::log::Level;
-pub use sluice::processor::types::{
-    Batch, Header, InputRecord, Output, OutputRecord, Payload, ProcessError,
-};
+pub(crate) use sluice::processor::types::Batch as WitBatch;
+pub use sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
 
 /// The versioned name of the export this host knows how to drive.
 pub const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
@@ -58,6 +58,12 @@ impl Runtime {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // `--features wasm-profiling`: JIT code named in `perf` profiles
+        // (SLUICE_WASM_PERFMAP=1 writes /tmp/perf-PID.map).
+        #[cfg(feature = "wasm-profiling")]
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // wasmtime's default memory reservation (4 GiB of address space per
         // memory, plus guard pages) is kept on purpose: it lets Cranelift
         // drop bounds checks from every load and store. The memory limit is
@@ -381,7 +387,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 /// closure (the benchmark's baseline runs through the same loop).
 pub trait Invoke: Send {
     /// Runs one batch.
-    fn process(&mut self, batch: &Batch) -> Result<Vec<Output>, InvokeError>;
+    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError>;
 
     /// Peak linear memory, for the status (0 when not sandboxed).
     fn memory_bytes(&self) -> usize {
@@ -404,7 +410,7 @@ impl Plugin {
 }
 
 impl Invoke for Instance {
-    fn process(&mut self, batch: &Batch) -> Result<Vec<Output>, InvokeError> {
+    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         Instance::process(self, batch)
     }
 
@@ -417,6 +423,8 @@ impl Invoke for Instance {
 pub struct Instance {
     store: Store<HostState>,
     bindings: Processor,
+    /// The `process` export, called with the hand-lowered batch (`abi`).
+    process: Func,
     limits: Limits,
 }
 
@@ -451,13 +459,29 @@ impl Instance {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(&limits));
-        let bindings = plugin
+        let instantiated = plugin
             .pre
+            .instance_pre()
             .instantiate(&mut store)
+            .and_then(|instance| {
+                let bindings = Processor::new(&mut store, &instance)?;
+                let process = instance
+                    .get_export_index(&mut store, None, HANDLER_EXPORT)
+                    .and_then(|handler| {
+                        instance.get_export_index(&mut store, Some(&handler), "process")
+                    })
+                    .and_then(|process| instance.get_func(&mut store, process))
+                    .ok_or_else(|| wasmtime::format_err!("no {HANDLER_EXPORT}#process export"))?;
+                // Checked once here; each call then skips the check.
+                process.typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&store)?;
+                Ok((bindings, process))
+            });
+        let (bindings, process) = instantiated
             .map_err(|error| trap_error(&mut store, &limits, "instantiating the plugin", error))?;
         let mut instance = Self {
             store,
             bindings,
+            process,
             limits,
         };
         instance.init(config)?;
@@ -478,11 +502,14 @@ impl Instance {
     }
 
     /// Runs one batch under the time limit.
-    pub fn process(&mut self, batch: &Batch) -> Result<Vec<Output>, InvokeError> {
+    pub fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         self.store.set_epoch_deadline(deadline_ticks(&self.limits));
         self.store.data_mut().last_error_log = None;
-        let handler = self.bindings.sluice_processor_handler();
-        match handler.call_process(&mut self.store, batch) {
+        let called = self
+            .process
+            .typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&self.store)
+            .and_then(|process| process.call(&mut self.store, (batch,)));
+        match called.map(|(result,)| result) {
             Ok(Ok(outputs)) => Ok(outputs),
             Ok(Err(error)) => Err(InvokeError::Rejected {
                 message: error.message,

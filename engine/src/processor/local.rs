@@ -14,10 +14,11 @@
 use std::io::{BufRead, Write};
 
 use anyhow::Context;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::host::{
-    Batch, Header, InputRecord, Instance, InvokeError, Label, Output, Payload, Runtime,
+    Batch, InputHeader, InputRecord, Instance, InvokeError, Label, Output, Payload, Runtime,
 };
 use super::spec::Limits;
 use crate::cli::plugin::PluginRunArgs;
@@ -61,12 +62,12 @@ pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
     let mut failures = 0usize;
     for chunk in records.chunks(limits.batch_records_max as usize) {
         let batch = Batch {
-            topic: args.topic.clone(),
+            topic: &args.topic,
             partition: args.partition,
-            records: chunk.to_vec(),
+            records: chunk,
         };
-        match instance.process(&batch) {
-            Ok(outputs) => print_outputs(&mut out, &batch, 0, outputs)?,
+        match instance.process(batch) {
+            Ok(outputs) => print_outputs(&mut out, batch, 0, outputs)?,
             Err(error) => {
                 if matches!(error, InvokeError::Trap { .. }) {
                     instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -74,12 +75,11 @@ pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
                 // Again record by record, to say which ones fail.
                 for (index, record) in chunk.iter().enumerate() {
                     let single = Batch {
-                        topic: args.topic.clone(),
-                        partition: args.partition,
-                        records: vec![record.clone()],
+                        records: std::slice::from_ref(record),
+                        ..batch
                     };
-                    match instance.process(&single) {
-                        Ok(outputs) => print_outputs(&mut out, &batch, index, outputs)?,
+                    match instance.process(single) {
+                        Ok(outputs) => print_outputs(&mut out, batch, index, outputs)?,
                         Err(error) => {
                             failures += 1;
                             out.flush()?;
@@ -107,31 +107,31 @@ pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
 /// One input line as a record at `offset`.
 fn parse_line(line: &str, offset: i64) -> anyhow::Result<InputRecord> {
     let now = super::status::now_ms();
-    let plain = |value: Vec<u8>| InputRecord {
+    let plain = |value: &str| InputRecord {
         offset,
         timestamp: now,
         key: None,
-        value: Some(value),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
         headers: Vec::new(),
     };
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) else {
-        return Ok(plain(line.as_bytes().to_vec()));
+        return Ok(plain(line));
     };
     let envelope =
         object.contains_key("value") && object.keys().all(|k| ENVELOPE_KEYS.contains(&k.as_str()));
     if !envelope {
-        return Ok(plain(line.as_bytes().to_vec()));
+        return Ok(plain(line));
     }
     let bytes = |value: &Value| match value {
         Value::Null => None,
-        Value::String(text) => Some(text.as_bytes().to_vec()),
-        other => Some(other.to_string().into_bytes()),
+        Value::String(text) => Some(Bytes::copy_from_slice(text.as_bytes())),
+        other => Some(Bytes::from(other.to_string())),
     };
     let headers = match object.get("headers") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(headers)) => headers
             .iter()
-            .map(|(key, value)| Header {
+            .map(|(key, value)| InputHeader {
                 key: key.clone(),
                 value: bytes(value),
             })
@@ -155,7 +155,7 @@ fn parse_line(line: &str, offset: i64) -> anyhow::Result<InputRecord> {
 
 fn print_outputs(
     out: &mut impl Write,
-    batch: &Batch,
+    batch: Batch<'_>,
     base: usize,
     outputs: Vec<Output>,
 ) -> anyhow::Result<()> {
@@ -164,29 +164,43 @@ fn print_outputs(
             .records
             .get(base + output.source as usize)
             .context("the plugin named an output source outside the batch")?;
+        let render_headers = |headers: Vec<(&String, Option<&[u8]>)>| -> Map<String, Value> {
+            headers
+                .into_iter()
+                .map(|(key, value)| (key.clone(), value.map_or(Value::Null, render)))
+                .collect()
+        };
         let (key, value, headers, timestamp) = match &output.payload {
-            Payload::Forward => (&input.key, &input.value, &input.headers, input.timestamp),
+            Payload::Forward => (
+                input.key.as_deref(),
+                input.value.as_deref(),
+                render_headers(
+                    input
+                        .headers
+                        .iter()
+                        .map(|h| (&h.key, h.value.as_deref()))
+                        .collect(),
+                ),
+                input.timestamp,
+            ),
             Payload::Emit(record) => (
-                &record.key,
-                &record.value,
-                &record.headers,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                render_headers(
+                    record
+                        .headers
+                        .iter()
+                        .map(|h| (&h.key, h.value.as_deref()))
+                        .collect(),
+                ),
                 record.timestamp.unwrap_or(input.timestamp),
             ),
         };
-        let headers: Map<String, Value> = headers
-            .iter()
-            .map(|h| {
-                (
-                    h.key.clone(),
-                    h.value.as_deref().map_or(Value::Null, render),
-                )
-            })
-            .collect();
         let line = json!({
             "topic": output.topic,
             "source_offset": input.offset,
-            "key": key.as_deref().map_or(Value::Null, render),
-            "value": value.as_deref().map_or(Value::Null, render),
+            "key": key.map_or(Value::Null, render),
+            "value": value.map_or(Value::Null, render),
             "headers": headers,
             "timestamp": timestamp,
         });

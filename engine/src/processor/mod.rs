@@ -1,6 +1,7 @@
 //! WebAssembly processors: the wasmtime host, deployments, and the
 //! read → invoke → write → commit loop that runs each input partition.
 
+mod abi;
 pub mod host;
 pub mod local;
 pub mod output;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::host::{
-    Batch, Factory, Header, InputRecord, Invoke, InvokeError, Label, Output, Payload,
+    Batch, Factory, Header, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, Payload,
 };
 use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
@@ -151,14 +151,15 @@ impl PartitionTask {
             }
             return Ok(());
         }
+        let stats = self.stats.clone();
         let batch = Batch {
-            topic: self.stats.topic.clone(),
+            topic: &stats.topic,
             partition: self.stats.partition,
-            records,
+            records: &records,
         };
         let mut routed = Routed::default();
         let started = Instant::now();
-        let stop = self.process_range(&batch, 0, batch.records.len(), &mut routed)?;
+        let stop = self.process_range(batch, 0, batch.records.len(), &mut routed)?;
         PartitionStats::add(&self.stats.process_ns, started.elapsed().as_nanos() as u64);
         let (processed, next) = match &stop {
             Some(stop) => (stop.index, batch.records[stop.index].offset),
@@ -272,14 +273,14 @@ impl PartitionTask {
                     let input = InputRecord {
                         offset: record.offset,
                         timestamp: record.timestamp,
-                        key: record.key.map(|k| k.to_vec()),
-                        value: record.value.map(|v| v.to_vec()),
+                        key: record.key,
+                        value: record.value,
                         headers: record
                             .headers
                             .into_iter()
-                            .map(|(key, value)| Header {
+                            .map(|(key, value)| InputHeader {
                                 key: key.to_string(),
-                                value: value.map(|v| v.to_vec()),
+                                value,
                             })
                             .collect(),
                     };
@@ -296,7 +297,7 @@ impl PartitionTask {
     /// at when the policy is `fail`.
     fn process_range(
         &mut self,
-        batch: &Batch,
+        batch: Batch<'_>,
         start: usize,
         end: usize,
         routed: &mut Routed,
@@ -304,20 +305,13 @@ impl PartitionTask {
         if start >= end {
             return Ok(None);
         }
-        let sub;
-        let (attempt_batch, base) = if start == 0 && end == batch.records.len() {
-            (batch, 0)
-        } else {
-            sub = Batch {
-                topic: batch.topic.clone(),
-                partition: batch.partition,
-                records: batch.records[start..end].to_vec(),
-            };
-            (&sub, start)
+        let part = Batch {
+            records: &batch.records[start..end],
+            ..batch
         };
-        let failure = match self.attempt(attempt_batch) {
+        let failure = match self.attempt(part) {
             Ok(outputs) => {
-                self.route(batch, base, outputs, routed)?;
+                self.route(batch, start, outputs, routed)?;
                 return Ok(None);
             }
             Err(failure) => failure,
@@ -354,7 +348,7 @@ impl PartitionTask {
     }
 
     /// One `process` call plus the contract and limit checks of its outputs.
-    fn attempt(&mut self, batch: &Batch) -> Result<Vec<Output>, Attempt> {
+    fn attempt(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, Attempt> {
         let instance = self.instance.as_mut().expect("instance exists");
         let outputs = instance.process(batch).map_err(|error| match error {
             InvokeError::Rejected { message, source } => Attempt {
@@ -372,7 +366,7 @@ impl PartitionTask {
         Ok(outputs)
     }
 
-    fn check(&self, batch: &Batch, outputs: &[Output]) -> Result<(), Attempt> {
+    fn check(&self, batch: Batch<'_>, outputs: &[Output]) -> Result<(), Attempt> {
         let limits = &self.deployment.limits;
         let fail = |index: Option<usize>, message: String| Attempt {
             index,
@@ -415,9 +409,9 @@ impl PartitionTask {
             bytes += match &output.payload {
                 Payload::Forward => {
                     let input = &batch.records[source];
-                    record_bytes(&input.key, &input.value, &input.headers)
+                    input_bytes(input)
                 }
-                Payload::Emit(record) => record_bytes(&record.key, &record.value, &record.headers),
+                Payload::Emit(record) => output_bytes(record),
             };
             if bytes > limits.output_bytes_per_batch_max {
                 let index = (batch.records.len() == 1).then_some(0);
@@ -433,7 +427,7 @@ impl PartitionTask {
     /// Routes checked outputs of `batch.records[base..]` into `routed`.
     fn route(
         &self,
-        batch: &Batch,
+        batch: Batch<'_>,
         base: usize,
         outputs: Vec<Output>,
         routed: &mut Routed,
@@ -467,7 +461,7 @@ impl PartitionTask {
     /// Applies the error policy to `batch.records[index]`.
     fn on_record_error(
         &mut self,
-        batch: &Batch,
+        batch: Batch<'_>,
         index: usize,
         message: &str,
         routed: &mut Routed,
@@ -505,7 +499,7 @@ impl PartitionTask {
                     ),
                     (
                         "sluice.source.topic".to_string(),
-                        Some(Bytes::from(topic.clone())),
+                        Some(Bytes::from(topic.to_string())),
                     ),
                     (
                         "sluice.source.partition".to_string(),
@@ -575,29 +569,39 @@ pub fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
     }
 }
 
-/// Bytes of a record's key, value and headers (what the output limit counts).
-fn record_bytes(key: &Option<Vec<u8>>, value: &Option<Vec<u8>>, headers: &[Header]) -> u64 {
-    let headers: usize = headers
+/// Bytes of a record's key, value and headers (what the output limit
+/// counts), for a forwarded input record.
+fn input_bytes(input: &InputRecord) -> u64 {
+    let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
+    let headers: usize = input
+        .headers
         .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .map(|h| h.key.len() + len(&h.value))
         .sum();
-    (key.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, Vec::len) + headers) as u64
+    (len(&input.key) + len(&input.value) + headers) as u64
 }
 
-/// The input record as an output, unchanged.
+/// The same count for a record the plugin emitted.
+fn output_bytes(record: &crate::processor::host::OutputRecord) -> u64 {
+    let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, Vec::len);
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h: &Header| h.key.len() + len(&h.value))
+        .sum();
+    (len(&record.key) + len(&record.value) + headers) as u64
+}
+
+/// The input record as an output, unchanged (its buffers shared, not
+/// copied).
 fn forwarded(input: &InputRecord) -> OutRecord {
     OutRecord {
-        key: input.key.as_deref().map(Bytes::copy_from_slice),
-        value: input.value.as_deref().map(Bytes::copy_from_slice),
+        key: input.key.clone(),
+        value: input.value.clone(),
         headers: input
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.key.clone(),
-                    h.value.as_deref().map(Bytes::copy_from_slice),
-                )
-            })
+            .map(|h| (h.key.clone(), h.value.clone()))
             .collect(),
         timestamp: input.timestamp,
     }
