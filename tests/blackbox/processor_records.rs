@@ -6,14 +6,13 @@
 //! values, and values large enough that the guest's memory grows while a
 //! batch is being written into it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record};
 use serde_json::{json, Value};
+use sluice::log::batch::build;
 
 use crate::kafka::KafkaClient;
 use crate::processors::Pipeline;
@@ -24,43 +23,36 @@ fn record(
     headers: &[(&str, Option<&[u8]>)],
     timestamp: i64,
 ) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
+    let headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                StrBytes::from_string(k.to_string()),
+                v.map(Bytes::copy_from_slice),
+            )
+        })
+        .collect();
+    build::record(
+        0,
+        key.map(Bytes::copy_from_slice),
+        value.map(Bytes::copy_from_slice),
         timestamp,
-        key: key.map(Bytes::copy_from_slice),
-        value: value.map(Bytes::copy_from_slice),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    StrBytes::from_string(k.to_string()),
-                    v.map(Bytes::copy_from_slice),
-                )
-            })
-            .collect(),
-    }
+        headers,
+    )
 }
 
 /// Produces `records` as one batch to partition 0 of `topic`.
 fn produce(client: &mut KafkaClient, topic: &str, records: &[Record]) {
-    let mut batch = BytesMut::new();
-    let mut records = records.to_vec();
-    for (index, record) in records.iter_mut().enumerate() {
-        record.offset = index as i64;
-    }
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut batch, records.iter(), &options).unwrap();
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(offset, record)| Record {
+            offset: offset as i64,
+            sequence: offset as i32 - 1,
+            ..record.clone()
+        })
+        .collect();
+    let batch = build::encode(&records, Compression::None);
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
