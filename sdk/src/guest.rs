@@ -68,12 +68,16 @@ pub(crate) fn record_from_wit(record: InputRecord, topic: &Arc<str>, partition: 
         // Same layout on both sides: collected in place, no allocation.
         headers: record
             .headers
-            .into_iter()
-            .map(|header| Header {
-                key: header.key,
-                value: header.value,
+            .map(|headers| {
+                headers
+                    .into_iter()
+                    .map(|header| Header {
+                        key: header.key,
+                        value: header.value,
+                    })
+                    .collect()
             })
-            .collect(),
+            .unwrap_or_default(),
         timestamp: record.timestamp,
         offset: record.offset,
         topic: topic.clone(),

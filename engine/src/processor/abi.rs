@@ -13,13 +13,18 @@
 //! canonical ABI makes them, so any guest, not only the SDK's, owns and frees
 //! its lists as it expects. Those calls are the floor of the boundary's cost
 //! (each one enters the sandbox), which is why a record without headers
-//! carries `none` rather than an empty list. The layout constants below are checked
-//! against the generated types, and the type check is theirs: a component
-//! whose `batch` differs is refused at instantiation.
+//! carries `none` rather than an empty list.
 //!
-//! This is the one hand-written `unsafe` in the broker (implementing
-//! wasmtime's `unsafe` lowering traits is what bindgen's generated glue does
-//! too); the whole workspace otherwise denies `unsafe_code`.
+//! The layout constants below are checked against the generated types, and
+//! the type check is theirs: a component whose `batch` differs is refused
+//! at instantiation. The black-box suite's `inspect` plugin checks every
+//! shape of record arrives intact.
+//!
+//! This is the one hand-written `unsafe` in the broker: implementing
+//! wasmtime's `unsafe` lowering traits, as bindgen's generated glue does.
+//! The whole workspace otherwise denies `unsafe_code`. The traits' hidden
+//! items (`wasmtime::component::__internal`) are not covered by semver,
+//! which is why wasmtime is pinned to one exact version.
 
 #![allow(unsafe_code)]
 
@@ -63,11 +68,11 @@ pub struct Batch<'a> {
 
 // Canonical ABI layouts of `batch`, `input-record` and `header` (wasm32):
 // fields aligned to their own alignment, in declaration order.
-// `option<list<u8>>`: a discriminant byte, then (ptr, len) at offset 4.
+// `option<list<…>>`: a discriminant byte, then (ptr, len) at offset 4.
 const BATCH_TOPIC: usize = 0;
 const BATCH_PARTITION: usize = 8;
 const BATCH_RECORDS: usize = 12;
-const RECORD_SIZE: usize = 48;
+const RECORD_SIZE: usize = 56;
 const RECORD_ALIGN: u32 = 8;
 const RECORD_OFFSET: usize = 0;
 const RECORD_TIMESTAMP: usize = 8;
@@ -149,7 +154,11 @@ fn lower_records<T>(
         // order of the fields; then one view of memory for the writes.
         let key = allocate_bytes(cx, record.key.as_ref())?;
         let value = allocate_bytes(cx, record.value.as_ref())?;
-        let headers = lower_headers(cx, &record.headers)?;
+        let headers = if record.headers.is_empty() {
+            None
+        } else {
+            Some(lower_headers(cx, &record.headers)?)
+        };
         let memory = cx.as_slice_mut();
         copy_bytes(memory, key, record.key.as_ref())?;
         copy_bytes(memory, value, record.value.as_ref())?;
@@ -159,7 +168,13 @@ fn lower_records<T>(
             .copy_from_slice(&record.timestamp.to_le_bytes());
         put_option(slot, RECORD_KEY, key, record.key.as_ref())?;
         put_option(slot, RECORD_VALUE, value, record.value.as_ref())?;
-        put_pair(slot, RECORD_HEADERS, headers, record.headers.len())?;
+        match headers {
+            Some(headers) => {
+                slot[RECORD_HEADERS] = 1;
+                put_pair(slot, RECORD_HEADERS + 4, headers, record.headers.len())?;
+            }
+            None => slot[RECORD_HEADERS] = 0,
+        }
     }
     Ok((base, records.len()))
 }
@@ -281,7 +296,7 @@ mod tests {
         const I64: CanonicalAbiInfo = <i64 as ComponentType>::ABI;
         const STRING: CanonicalAbiInfo = <String as ComponentType>::ABI;
         assert_eq!(
-            offsets(&[I64, I64, BYTES_OPTION, BYTES_OPTION, LIST]),
+            offsets(&[I64, I64, BYTES_OPTION, BYTES_OPTION, BYTES_OPTION]),
             [
                 RECORD_OFFSET,
                 RECORD_TIMESTAMP,

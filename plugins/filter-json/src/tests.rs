@@ -185,3 +185,46 @@ fn the_exported_filter_forwards_matches_and_names_bad_records() {
         other => panic!("expected a process error, got {other:?}"),
     }
 }
+
+/// The benchmark's workload: `count` JSON values of exactly 100 bytes.
+fn bench_values(count: usize) -> Vec<Vec<u8>> {
+    let kinds = ["click", "view", "scroll"];
+    (0..count)
+        .map(|i| {
+            let mut value = format!(
+                r#"{{"id":{i},"kind":"{}","amount":{},"user":"u{}","pad":""#,
+                kinds[i % 3],
+                (i * 7919) % 1000,
+                i % 10_000
+            );
+            while value.len() < 98 {
+                value.push('x');
+            }
+            value.push_str("\"}");
+            value.into_bytes()
+        })
+        .collect()
+}
+
+/// Native cost of `matches` (`amount >= 500`) per 100-byte record. A
+/// measurement, not a test: run it with
+/// `cargo test --release -p filter-json -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run with --release --ignored --nocapture"]
+fn measure_matches_per_record() {
+    let values = bench_values(1_000_000);
+    assert!(values.iter().all(|value| value.len() == 100));
+    let condition = Condition::from_pairs(&[("field", "amount"), ("gte", "500")]).unwrap();
+    let mut best = f64::INFINITY;
+    let mut kept = 0;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        kept = 0;
+        for value in &values {
+            kept += usize::from(matches(std::hint::black_box(value), &condition).unwrap());
+        }
+        best = best.min(started.elapsed().as_nanos() as f64 / values.len() as f64);
+    }
+    assert_eq!(kept, 500_000, "the workload keeps half the records");
+    println!("filter-json matches: {best:.1} ns/record (best of 5, 1M records)");
+}

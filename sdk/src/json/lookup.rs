@@ -1,19 +1,19 @@
 //! Reading one field out of raw JSON bytes without building the document.
 //!
-//! A serde `DeserializeSeed` walks down the path: at each object it compares
-//! keys in place (no allocation, even for escaped keys), descends into the
-//! matching value and skips every other value with `IgnoredAny`; arrays are
-//! walked the same way by index. Only the target field is materialised, and
-//! a string borrows from the input when it has no escapes. The rest of the
-//! document is still scanned, so invalid JSON anywhere is an error.
+//! [`scan`](super::scan) validates the whole document in one pass and
+//! returns the byte span of the field at the path; only that span is then
+//! read: null and booleans directly, plain integers by hand, other numbers,
+//! arrays and objects through serde_json, and a string borrowed from the
+//! input when it has no escapes. Invalid JSON anywhere is an error naming
+//! the byte offset.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use super::{Path, Segment};
+use super::scan::{self, Invalid, Scanned};
+use super::Path;
 use crate::{Error, Result};
 
 /// A field read by [`find`]: scalars as they are, strings borrowed when
@@ -61,181 +61,126 @@ impl Field<'_> {
 /// path leads nowhere (a missing key, an index past the end, a scalar on the
 /// way). Errors when `json` is not valid JSON or not an object or array.
 pub fn find<'a>(json: &'a [u8], path: &Path) -> Result<Option<Field<'a>>> {
-    let first = json.iter().find(|byte| !byte.is_ascii_whitespace());
-    if !matches!(first, Some(b'{' | b'[')) {
-        // Say "not an object" for valid scalars, the parse error otherwise.
-        serde_json::from_slice::<IgnoredAny>(json)?;
-        return Err(Error::new("the value is not a JSON object"));
+    match scan::scan(json, path.segments()) {
+        Ok(Scanned::Container(Some(span))) => read(json, span).map(Some),
+        Ok(Scanned::Container(None)) => Ok(None),
+        Ok(Scanned::Scalar) => Err(Error::new("the value is not a JSON object")),
+        Err(invalid) => Err(invalid_json(json, invalid)),
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let found = Walk {
-        segments: path.segments(),
-    }
-    .deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(found)
 }
 
-/// Descends along `segments`; at the end, reads the field.
-struct Walk<'p> {
-    segments: &'p [Segment],
+/// The field whose bytes are `json[span]`, a value the scan checked.
+fn read(json: &[u8], span: Range<usize>) -> Result<Field<'_>> {
+    let bytes = &json[span.clone()];
+    match bytes.first() {
+        Some(b'n') => Ok(Field::Null),
+        Some(b't') => Ok(Field::Bool(true)),
+        Some(b'f') => Ok(Field::Bool(false)),
+        Some(b'"') => read_string(json, span).map(Field::String),
+        Some(b'{' | b'[') => serde_json::from_slice(bytes)
+            .map(Field::Compound)
+            .map_err(|error| serde_invalid(json, span.start, &error)),
+        _ => match integer(bytes) {
+            Some(number) => Ok(Field::Number(number)),
+            // Fractions, exponents, `-0` and integers beyond 64 bits: as
+            // serde_json reads them (an error if out of range, as `1e999`).
+            None => serde_json::from_slice(bytes)
+                .map(Field::Number)
+                .map_err(|error| serde_invalid(json, span.start, &error)),
+        },
+    }
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = Option<Field<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        match self.segments.split_first() {
-            None => deserializer.deserialize_any(FieldVisitor).map(Some),
-            Some((segment, rest)) => deserializer.deserialize_any(StepVisitor { segment, rest }),
+/// A plain integer (`-?[0-9]{1,19}`) as serde_json would read it: `u64`
+/// when positive, `i64` when negative; `None` for anything else, and for
+/// `-0`, which serde_json reads as a float.
+fn integer(bytes: &[u8]) -> Option<Number> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, bytes),
+    };
+    // 19 digits always fit in a u64.
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut value = 0_u64;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
         }
+        value = value * 10 + u64::from(digit - b'0');
+    }
+    match (negative, value) {
+        (false, value) => Some(value.into()),
+        (true, 0) => None,
+        (true, value) => 0_i64.checked_sub_unsigned(value).map(Number::from),
     }
 }
 
-struct StepVisitor<'p> {
-    segment: &'p Segment,
-    rest: &'p [Segment],
+/// The string whose quoted bytes are `json[span]`: borrowed when it has no
+/// escapes; its UTF-8 and `\u` surrogate pairs checked either way.
+fn read_string(json: &[u8], span: Range<usize>) -> Result<Cow<'_, str>> {
+    let body_start = span.start + 1;
+    let body = &json[body_start..span.end - 1];
+    let utf8 = |from: usize, to: usize| {
+        std::str::from_utf8(&body[from..to]).map_err(|error| {
+            let offset = body_start + from + error.valid_up_to();
+            Error::new(format!(
+                "invalid JSON at byte {offset}: invalid UTF-8 in a string"
+            ))
+        })
+    };
+    let Some(first) = body.iter().position(|&byte| byte == b'\\') else {
+        return utf8(0, body.len()).map(Cow::Borrowed);
+    };
+    let mut text = String::with_capacity(body.len());
+    let (mut from, mut escape) = (0, Some(first));
+    while let Some(at) = escape {
+        text.push_str(utf8(from, at)?);
+        let (decoded, next) = scan::unescape(body, at + 1).ok_or_else(|| {
+            let offset = body_start + at;
+            Error::new(format!(
+                "invalid JSON at byte {offset}: lone surrogate in a \\u escape"
+            ))
+        })?;
+        text.push(decoded);
+        from = next;
+        escape = body[from..]
+            .iter()
+            .position(|&byte| byte == b'\\')
+            .map(|offset| from + offset);
+    }
+    text.push_str(utf8(from, body.len())?);
+    Ok(Cow::Owned(text))
 }
 
-/// Every scalar on the way means the path leads nowhere.
-macro_rules! nothing_here {
-    ($($method:ident($type:ty),)*) => {$(
-        fn $method<E: de::Error>(self, _value: $type) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    )*};
+/// The scan's verdict as an error: `invalid JSON at byte 17: expected ',' or '}'`.
+fn invalid_json(json: &[u8], invalid: Invalid) -> Error {
+    let Invalid { offset, reason } = invalid;
+    if offset >= json.len() {
+        return Error::new(format!(
+            "invalid JSON at byte {offset}: unexpected end of input ({reason})"
+        ));
+    }
+    Error::new(format!("invalid JSON at byte {offset}: {reason}"))
 }
 
-impl<'de> Visitor<'de> for StepVisitor<'_> {
-    type Value = Option<Field<'de>>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    nothing_here! {
-        visit_bool(bool),
-        visit_i64(i64),
-        visit_u64(u64),
-        visit_f64(f64),
-        visit_str(&str),
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(is_target) = map.next_key_seed(KeyIs(&self.segment.key))? {
-            if is_target {
-                // A later duplicate key wins, as in `serde_json::Value`.
-                found = map.next_value_seed(Walk {
-                    segments: self.rest,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        let mut index = 0_usize;
-        loop {
-            if Some(index) == self.segment.index {
-                match seq.next_element_seed(Walk {
-                    segments: self.rest,
-                })? {
-                    Some(field) => found = field,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            index += 1;
-        }
-        Ok(found)
-    }
-}
-
-/// Deserializes a map key into "is it the one we look for?".
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        // As bytes: serde_json then skips the UTF-8 check of every key it
-        // compares (escapes are still decoded).
-        deserializer.deserialize_bytes(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("an object key")
-    }
-
-    fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<bool, E> {
-        Ok(key == self.0.as_bytes())
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
-    }
-}
-
-struct FieldVisitor;
-
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field<'de>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
-        Ok(Field::Null)
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Field<'de>, E> {
-        Ok(Field::Bool(value))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Field<'de>, E> {
-        Ok(Field::Number(value.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Field<'de>, E> {
-        Ok(Field::Number(value.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Field<'de>, E> {
-        // JSON has no NaN or infinity, so this is always a number.
-        Ok(Number::from_f64(value).map_or(Field::Null, Field::Number))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Field<'de>, E> {
-        Ok(Field::String(Cow::Borrowed(value)))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Field<'de>, E> {
-        Ok(Field::String(Cow::Owned(value.to_owned())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
-        let value = de::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Field::Compound(value))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
-        let value = de::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(Field::Compound(value))
-    }
+/// A serde_json error reading the value at `start` in the same words,
+/// its line and column turned into a byte offset in `json`.
+#[cold]
+fn serde_invalid(json: &[u8], start: usize, error: &serde_json::Error) -> Error {
+    let lines_before = error.line().saturating_sub(1);
+    let line_start: usize = json[start..]
+        .split(|&byte| byte == b'\n')
+        .take(lines_before)
+        .map(|line| line.len() + 1)
+        .sum();
+    let offset = start + line_start + error.column().saturating_sub(1);
+    let message = error.to_string();
+    let reason = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(reason, _)| reason);
+    Error::new(format!("invalid JSON at byte {offset}: {reason}"))
 }
 
 #[cfg(test)]
@@ -324,6 +269,144 @@ mod tests {
         assert_eq!(
             lookup(r#"{"a": 1, "a": 2}"#, "a").unwrap(),
             Some(Field::Number(2.into()))
+        );
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let cases = [
+            (
+                r#"{"a": 1 "b": 2}"#,
+                "invalid JSON at byte 8: expected ',' or '}'",
+            ),
+            (
+                r#"[1, 2"#,
+                "invalid JSON at byte 5: unexpected end of input (expected ',' or ']')",
+            ),
+            (
+                r#"{"a": 01}"#,
+                "invalid JSON at byte 7: expected ',' or '}'",
+            ),
+            (r#"{"a": 1.}"#, "invalid JSON at byte 8: expected a digit"),
+            (r#"{"a": "x\q"}"#, "invalid JSON at byte 9: invalid escape"),
+            (
+                "{\"a\": \"\u{1}\"}",
+                "invalid JSON at byte 7: control character in a string",
+            ),
+            (r#"{"a": [1,]}"#, "invalid JSON at byte 9: expected a value"),
+            (r#"{"a" 1}"#, "invalid JSON at byte 5: expected ':'"),
+            (
+                r#"{1: 2}"#,
+                r#"invalid JSON at byte 1: expected '"' to start a key"#,
+            ),
+            (
+                r#"{} {}"#,
+                "invalid JSON at byte 3: trailing characters after the value",
+            ),
+        ];
+        for (document, message) in cases {
+            assert_eq!(
+                lookup(document, "a").unwrap_err().message(),
+                message,
+                "{document}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let error = lookup(&deep, "a").unwrap_err();
+        assert_eq!(
+            error.message(),
+            "invalid JSON at byte 127: arrays and objects nested too deeply"
+        );
+    }
+
+    #[test]
+    fn only_the_field_read_is_checked_for_meaning() {
+        // Invalid UTF-8, a lone surrogate and a number out of range are
+        // errors in the field read, as serde_json reads them; elsewhere they
+        // are skipped, as serde_json skips them (the grammar is checked).
+        let mut document = br#"{"bad": "\ud800", "big": 1e999, "raw": "?", "ok": 1}"#.to_vec();
+        let raw = document.iter().position(|&byte| byte == b'?').unwrap();
+        document[raw] = 0xff;
+        let find_in = |path: &str| find(&document, &Path::parse(path).unwrap());
+        assert_eq!(find_in("ok").unwrap(), Some(Field::Number(1.into())));
+        let message = |path: &str| find_in(path).unwrap_err().message().to_owned();
+        assert_eq!(
+            message("bad"),
+            "invalid JSON at byte 9: lone surrogate in a \\u escape"
+        );
+        assert!(
+            message("big").starts_with("invalid JSON at byte 29: number out of range"),
+            "{}",
+            message("big")
+        );
+        assert_eq!(
+            message("raw"),
+            format!("invalid JSON at byte {raw}: invalid UTF-8 in a string")
+        );
+        // A key compared with the path is not checked either.
+        let keys = b"{\"\xff\": 1, \"\\udc00\": 2, \"k\": 3}";
+        assert_eq!(
+            find(keys, &Path::parse("k").unwrap()).unwrap(),
+            Some(Field::Number(3.into()))
+        );
+    }
+
+    #[test]
+    fn numbers_read_as_serde_json_reads_them() {
+        for number in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5",
+            "-2.5e-3",
+            "1E400",
+        ] {
+            let document = format!(r#"{{"n": {number}}}"#);
+            let expected = serde_json::from_str::<Value>(&document)
+                .ok()
+                .map(|value| value["n"].clone());
+            let found = lookup(&document, "n")
+                .ok()
+                .flatten()
+                .map(|field| field.to_value());
+            assert_eq!(found, expected, "{number}");
+        }
+    }
+
+    #[test]
+    fn a_later_duplicate_replaces_a_deeper_find() {
+        let document = r#"{"a": {"b": 1}, "a": {"c": 2}, "x": [{"b": 3}]}"#;
+        assert_eq!(lookup(document, "a.b").unwrap(), None);
+        assert_eq!(
+            lookup(document, "a.c").unwrap(),
+            Some(Field::Number(2.into()))
+        );
+        let document = r#"{"a": [[5], 6, 7], "b": {"a": 1}}"#;
+        assert_eq!(
+            lookup(document, "a.0.0").unwrap(),
+            Some(Field::Number(5.into()))
+        );
+        assert_eq!(
+            lookup(document, "a.1").unwrap(),
+            Some(Field::Number(6.into()))
+        );
+        assert_eq!(
+            lookup(document, "a.2").unwrap(),
+            Some(Field::Number(7.into()))
+        );
+        assert_eq!(lookup(document, "a.3").unwrap(), None);
+        assert_eq!(
+            lookup(document, "b.a").unwrap(),
+            Some(Field::Number(1.into()))
+        );
+        assert_eq!(
+            lookup(document, "a").unwrap(),
+            Some(Field::Compound(json!([[5], 6, 7])))
         );
     }
 

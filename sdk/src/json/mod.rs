@@ -18,7 +18,10 @@
 //! assert_eq!(order["user"], json!({"vip": true}));
 //! ```
 
+#[cfg(test)]
+mod differential;
 mod lookup;
+mod scan;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,6 +41,9 @@ pub(crate) struct Segment {
     pub(crate) key: String,
     /// The array index this step reads, when the key is a number.
     pub(crate) index: Option<usize>,
+    /// The key's first eight bytes as a word, for [`find`] to compare keys
+    /// of up to eight bytes in one step.
+    pub(crate) key_prefix: u64,
 }
 
 /// A parsed dotted path. Parse it once (at `init`) and use it per record.
@@ -64,6 +70,7 @@ impl Path {
                 Ok(Segment {
                     key: key.to_owned(),
                     index: key.parse().ok(),
+                    key_prefix: scan::key_prefix(key.as_bytes()),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
