@@ -17,7 +17,8 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::host::{
-    Batch, Factory, Header, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, Payload,
+    Batch, Factory, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, OutputRecord,
+    Payload,
 };
 use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
@@ -582,12 +583,12 @@ fn input_bytes(input: &InputRecord) -> u64 {
 }
 
 /// The same count for a record the plugin emitted.
-fn output_bytes(record: &crate::processor::host::OutputRecord) -> u64 {
+fn output_bytes(record: &OutputRecord) -> u64 {
     let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, Vec::len);
     let headers: usize = record
         .headers
         .iter()
-        .map(|h: &Header| h.key.len() + len(&h.value))
+        .map(|h| h.key.len() + len(&h.value))
         .sum();
     (len(&record.key) + len(&record.value) + headers) as u64
 }
