@@ -29,15 +29,12 @@ use serde::Serialize;
 
 use super::median;
 use crate::cli::OutputFormat;
-use crate::group::offsets::OffsetStore;
-use crate::group::{GroupConfig, GroupCoordinator};
-use crate::log::{batch, FlushPolicy, LogStore, StdIo, StoreOptions, SystemClock};
+use crate::log::batch;
 use crate::processor::host::{
     Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Runtime,
 };
-use crate::processor::spec::{Deployment, Limits};
-use crate::processor::status::PartitionStats;
-use crate::processor::worker::PartitionTask;
+use crate::processor::spec::Limits;
+use crate::processor::worker::Scratch;
 
 /// Options of `sluice bench processor`.
 #[derive(Debug, Args)]
@@ -309,25 +306,8 @@ fn native_once(condition: &filter_json::Condition, values: &[Vec<u8>]) -> anyhow
 /// the last record.
 fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir_in(".").context("temporary directory")?;
-    let options = StoreOptions {
-        flush: FlushPolicy::Never,
-        ..StoreOptions::default()
-    };
-    let store = Arc::new(LogStore::open(
-        &dir.path().join("data"),
-        options,
-        Arc::new(StdIo),
-        Arc::new(SystemClock),
-    )?);
-    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups"))?;
-    let groups = Arc::new(GroupCoordinator::new(
-        GroupConfig::default(),
-        Arc::new(SystemClock),
-        offsets,
-    ));
-    store.create_topic("in", 1, Default::default())?;
-    store.create_topic("out", 1, Default::default())?;
-    let input = store.partition("in", 0)?;
+    let scratch = Scratch::open(dir.path())?;
+    let input = scratch.store.partition("in", 0)?;
     for chunk in values.chunks(1_000) {
         let entries: Vec<batch::build::Entry> = chunk
             .iter()
@@ -338,31 +318,19 @@ fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> an
             kafka_protocol::records::Compression::None,
         ))?;
     }
-    let deployment = Arc::new(Deployment {
-        name: "bench".into(),
-        inputs: vec!["in".into()],
-        outputs: vec!["out".into()],
-        config: Vec::new(),
-        on_error: "fail".into(),
-        limits: Limits {
-            batch_records_max: batch_records as u64,
-            batch_bytes_max: 64 << 20,
-            ..Limits::default()
-        },
-        wasm_sha256: String::new(),
-        wasm_bytes: 0,
-        deployed_at_ms: 0,
-        paused: false,
-    });
-    let stats = Arc::new(PartitionStats::new("in", 0));
-    let mut task = PartitionTask::new(store.clone(), groups, factory.clone(), deployment, stats, 0);
+    let limits = Limits {
+        batch_records_max: batch_records as u64,
+        batch_bytes_max: 64 << 20,
+        ..Limits::default()
+    };
+    let mut task = scratch.task("bench", factory.clone(), limits);
     let end = input.high_watermark();
     let started = Instant::now();
     while task.position < end {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let elapsed = started.elapsed();
-    store.close()?;
+    scratch.store.close()?;
     Ok(values.len() as f64 / elapsed.as_secs_f64())
 }
 

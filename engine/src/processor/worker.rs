@@ -607,3 +607,64 @@ fn forwarded(input: &InputRecord) -> OutRecord {
         timestamp: input.timestamp,
     }
 }
+
+/// A scratch pipeline for benchmarks and tests: an unsynced log store and a
+/// group coordinator in a folder, with topics `in` and `out` of one
+/// partition each.
+pub(crate) struct Scratch {
+    pub store: Arc<LogStore>,
+    pub groups: Arc<GroupCoordinator>,
+}
+
+impl Scratch {
+    pub fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use crate::group::offsets::OffsetStore;
+        use crate::group::GroupConfig;
+        use crate::log::{FlushPolicy, StdIo, StoreOptions, SystemClock};
+        let options = StoreOptions {
+            flush: FlushPolicy::Never,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(LogStore::open(
+            &dir.join("data"),
+            options,
+            Arc::new(StdIo),
+            Arc::new(SystemClock),
+        )?);
+        let offsets = OffsetStore::open(Arc::new(StdIo), &dir.join("groups"))?;
+        let groups = Arc::new(GroupCoordinator::new(
+            GroupConfig::default(),
+            Arc::new(SystemClock),
+            offsets,
+        ));
+        store.create_topic("in", 1, Default::default())?;
+        store.create_topic("out", 1, Default::default())?;
+        Ok(Self { store, groups })
+    }
+
+    /// The task of processor `name` (from `in` to `out`, policy `fail`) on
+    /// partition `in`/0, from offset 0.
+    pub fn task(&self, name: &str, factory: Factory, limits: super::spec::Limits) -> PartitionTask {
+        let deployment = Arc::new(Deployment {
+            name: name.into(),
+            inputs: vec!["in".into()],
+            outputs: vec!["out".into()],
+            config: Vec::new(),
+            on_error: "fail".into(),
+            limits,
+            wasm_sha256: String::new(),
+            wasm_bytes: 0,
+            deployed_at_ms: 0,
+            paused: false,
+        });
+        let stats = Arc::new(PartitionStats::new("in", 0));
+        PartitionTask::new(
+            self.store.clone(),
+            self.groups.clone(),
+            factory,
+            deployment,
+            stats,
+            0,
+        )
+    }
+}

@@ -815,3 +815,6 @@ async fn drive(
         let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
