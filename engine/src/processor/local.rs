@@ -164,35 +164,17 @@ fn print_outputs(
             .records
             .get(base + output.source as usize)
             .context("the plugin named an output source outside the batch")?;
-        let render_headers = |headers: Vec<(&String, Option<&[u8]>)>| -> Map<String, Value> {
-            headers
-                .into_iter()
-                .map(|(key, value)| (key.clone(), value.map_or(Value::Null, render)))
-                .collect()
-        };
         let (key, value, headers, timestamp) = match &output.payload {
             Payload::Forward => (
                 input.key.as_deref(),
                 input.value.as_deref(),
-                render_headers(
-                    input
-                        .headers
-                        .iter()
-                        .map(|h| (&h.key, h.value.as_deref()))
-                        .collect(),
-                ),
+                render_headers(input.headers.iter().map(|h| (&h.key, h.value.as_deref()))),
                 input.timestamp,
             ),
             Payload::Emit(record) => (
                 record.key.as_deref(),
                 record.value.as_deref(),
-                render_headers(
-                    record
-                        .headers
-                        .iter()
-                        .map(|h| (&h.key, h.value.as_deref()))
-                        .collect(),
-                ),
+                render_headers(record.headers.iter().map(|h| (&h.key, h.value.as_deref()))),
                 record.timestamp.unwrap_or(input.timestamp),
             ),
         };
@@ -207,6 +189,15 @@ fn print_outputs(
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// Headers as a JSON object of rendered values.
+fn render_headers<'a>(
+    headers: impl Iterator<Item = (&'a String, Option<&'a [u8]>)>,
+) -> Map<String, Value> {
+    headers
+        .map(|(key, value)| (key.clone(), value.map_or(Value::Null, render)))
+        .collect()
 }
 
 /// Bytes as JSON if they are JSON, a string if UTF-8, else hex.
