@@ -462,3 +462,34 @@ fn every_length_and_every_place() {
     assert!(tally.found > 5_000, "{tally:?}");
     assert!(tally.invalid > 20_000, "{tally:?}");
 }
+
+/// Arbitrary bytes, valid UTF-8 or not, drawn mostly from JSON's own
+/// alphabet so the scanner gets deep into them: `find` answers every one
+/// (a field, nothing, or an error) without panicking. In a plugin a panic
+/// is a trap, which would replace the clear "invalid JSON at byte N".
+#[test]
+fn arbitrary_bytes_never_panic() {
+    const ALPHABET: &[u8] = b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsn/bu\xc3\xa9\xff\x00\x1f";
+    let mut rng = Rng(0x0dd_b17e5_0f_f00d);
+    let paths: Vec<Path> = ["a", "a.b", "0", "a.0.b", "\u{e9}"]
+        .iter()
+        .map(|path| Path::parse(path).unwrap())
+        .collect();
+    let mut document = Vec::new();
+    for _ in 0..100_000 {
+        document.clear();
+        let prefix = rng.below(3);
+        document.extend_from_slice(&[b"{\"a\":".as_slice(), b"[", b""][prefix]);
+        for _ in 0..rng.below(48) {
+            let byte = if rng.chance(90) {
+                ALPHABET[rng.below(ALPHABET.len())]
+            } else {
+                rng.next() as u8
+            };
+            document.push(byte);
+        }
+        for path in &paths {
+            let _ = find(&document, path);
+        }
+    }
+}
