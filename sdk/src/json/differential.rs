@@ -479,7 +479,7 @@ fn arbitrary_bytes_never_panic() {
     for _ in 0..100_000 {
         document.clear();
         let prefix = rng.below(3);
-        document.extend_from_slice(&[b"{\"a\":".as_slice(), b"[", b""][prefix]);
+        document.extend_from_slice([b"{\"a\":".as_slice(), b"[", b""][prefix]);
         for _ in 0..rng.below(48) {
             let byte = if rng.chance(90) {
                 ALPHABET[rng.below(ALPHABET.len())]
