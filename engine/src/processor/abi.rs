@@ -184,7 +184,11 @@ fn lower_headers<T>(
     cx: &mut LowerContext<'_, T>,
     headers: &[InputHeader],
 ) -> wasmtime::Result<usize> {
-    let base = cx.realloc(0, 0, HEADER_ALIGN, headers.len() * HEADER_SIZE)?;
+    let bytes = headers
+        .len()
+        .checked_mul(HEADER_SIZE)
+        .ok_or_else(|| wasmtime::format_err!("too many headers to lower"))?;
+    let base = cx.realloc(0, 0, HEADER_ALIGN, bytes)?;
     for (index, header) in headers.iter().enumerate() {
         let at = base + index * HEADER_SIZE;
         header
