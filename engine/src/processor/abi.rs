@@ -144,11 +144,7 @@ fn lower_records<T>(
     cx: &mut LowerContext<'_, T>,
     records: &[InputRecord],
 ) -> wasmtime::Result<(usize, usize)> {
-    let bytes = records
-        .len()
-        .checked_mul(RECORD_SIZE)
-        .ok_or_else(|| wasmtime::format_err!("batch too large to lower"))?;
-    let base = cx.realloc(0, 0, RECORD_ALIGN, bytes)?;
+    let base = allocate_list(cx, records.len(), RECORD_SIZE, RECORD_ALIGN)?;
     for (index, record) in records.iter().enumerate() {
         // The allocations first (each may grow the guest's memory), in the
         // order of the fields; then one view of memory for the writes.
@@ -157,7 +153,7 @@ fn lower_records<T>(
         let headers = if record.headers.is_empty() {
             None
         } else {
-            Some(lower_headers(cx, &record.headers)?)
+            Some((lower_headers(cx, &record.headers)?, record.headers.len()))
         };
         let memory = cx.as_slice_mut();
         copy_bytes(memory, key, record.key.as_ref())?;
@@ -166,15 +162,9 @@ fn lower_records<T>(
         slot[RECORD_OFFSET..RECORD_OFFSET + 8].copy_from_slice(&record.offset.to_le_bytes());
         slot[RECORD_TIMESTAMP..RECORD_TIMESTAMP + 8]
             .copy_from_slice(&record.timestamp.to_le_bytes());
-        put_option(slot, RECORD_KEY, key, record.key.as_ref())?;
-        put_option(slot, RECORD_VALUE, value, record.value.as_ref())?;
-        match headers {
-            Some(headers) => {
-                slot[RECORD_HEADERS] = 1;
-                put_pair(slot, RECORD_HEADERS + 4, headers, record.headers.len())?;
-            }
-            None => slot[RECORD_HEADERS] = 0,
-        }
+        put_option(slot, RECORD_KEY, key)?;
+        put_option(slot, RECORD_VALUE, value)?;
+        put_option(slot, RECORD_HEADERS, headers)?;
     }
     Ok((base, records.len()))
 }
@@ -184,11 +174,7 @@ fn lower_headers<T>(
     cx: &mut LowerContext<'_, T>,
     headers: &[InputHeader],
 ) -> wasmtime::Result<usize> {
-    let bytes = headers
-        .len()
-        .checked_mul(HEADER_SIZE)
-        .ok_or_else(|| wasmtime::format_err!("too many headers to lower"))?;
-    let base = cx.realloc(0, 0, HEADER_ALIGN, bytes)?;
+    let base = allocate_list(cx, headers.len(), HEADER_SIZE, HEADER_ALIGN)?;
     for (index, header) in headers.iter().enumerate() {
         let at = base + index * HEADER_SIZE;
         header
@@ -198,29 +184,41 @@ fn lower_headers<T>(
         let value = allocate_bytes(cx, header.value.as_ref())?;
         let memory = cx.as_slice_mut();
         copy_bytes(memory, value, header.value.as_ref())?;
-        put_option(
-            slot::<HEADER_SIZE>(memory, at)?,
-            HEADER_VALUE,
-            value,
-            header.value.as_ref(),
-        )?;
+        put_option(slot::<HEADER_SIZE>(memory, at)?, HEADER_VALUE, value)?;
     }
     Ok(base)
 }
 
-/// The guest allocation for an `option<list<u8>>`'s payload, if any.
+/// The guest allocation for a list of `count` elements of `size` bytes.
+fn allocate_list<T>(
+    cx: &mut LowerContext<'_, T>,
+    count: usize,
+    size: usize,
+    align: u32,
+) -> wasmtime::Result<usize> {
+    let bytes = count
+        .checked_mul(size)
+        .ok_or_else(|| wasmtime::format_err!("a list of {count} elements is too large to lower"))?;
+    cx.realloc(0, 0, align, bytes)
+}
+
+/// The guest allocation for an `option<list<u8>>`'s payload, if any, as
+/// (pointer, length).
 fn allocate_bytes<T>(
     cx: &mut LowerContext<'_, T>,
     bytes: Option<&Bytes>,
-) -> wasmtime::Result<usize> {
-    match bytes {
-        Some(bytes) => cx.realloc(0, 0, 1, bytes.len()),
-        None => Ok(0),
-    }
+) -> wasmtime::Result<Option<(usize, usize)>> {
+    bytes
+        .map(|bytes| Ok((cx.realloc(0, 0, 1, bytes.len())?, bytes.len())))
+        .transpose()
 }
 
-fn copy_bytes(memory: &mut [u8], at: usize, bytes: Option<&Bytes>) -> wasmtime::Result<()> {
-    if let Some(bytes) = bytes {
+fn copy_bytes(
+    memory: &mut [u8],
+    list: Option<(usize, usize)>,
+    bytes: Option<&Bytes>,
+) -> wasmtime::Result<()> {
+    if let (Some((at, _)), Some(bytes)) = (list, bytes) {
         memory
             .get_mut(at..)
             .and_then(|rest| rest.get_mut(..bytes.len()))
@@ -230,17 +228,13 @@ fn copy_bytes(memory: &mut [u8], at: usize, bytes: Option<&Bytes>) -> wasmtime::
     Ok(())
 }
 
-/// Writes an `option<list<u8>>` at `field` of `slot`.
-fn put_option(
-    slot: &mut [u8],
-    field: usize,
-    ptr: usize,
-    bytes: Option<&Bytes>,
-) -> wasmtime::Result<()> {
-    match bytes {
-        Some(bytes) => {
+/// Writes an `option<list<…>>` at `field` of `slot`: `list` is its
+/// (pointer, length), or `None`.
+fn put_option(slot: &mut [u8], field: usize, list: Option<(usize, usize)>) -> wasmtime::Result<()> {
+    match list {
+        Some((ptr, len)) => {
             slot[field] = 1;
-            put_pair(slot, field + 4, ptr, bytes.len())
+            put_pair(slot, field + 4, ptr, len)
         }
         None => {
             slot[field] = 0;

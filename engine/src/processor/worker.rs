@@ -573,24 +573,36 @@ pub fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
 /// Bytes of a record's key, value and headers (what the output limit
 /// counts), for a forwarded input record.
 fn input_bytes(input: &InputRecord) -> u64 {
-    let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
-    let headers: usize = input
-        .headers
-        .iter()
-        .map(|h| h.key.len() + len(&h.value))
-        .sum();
-    (len(&input.key) + len(&input.value) + headers) as u64
+    record_bytes(
+        input.key.as_deref(),
+        input.value.as_deref(),
+        input
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref())),
+    )
 }
 
 /// The same count for a record the plugin emitted.
 fn output_bytes(record: &OutputRecord) -> u64 {
-    let len = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, Vec::len);
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| h.key.len() + len(&h.value))
-        .sum();
-    (len(&record.key) + len(&record.value) + headers) as u64
+    record_bytes(
+        record.key.as_deref(),
+        record.value.as_deref(),
+        record
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref())),
+    )
+}
+
+fn record_bytes<'a>(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> u64 {
+    let len = |bytes: Option<&[u8]>| bytes.map_or(0, <[u8]>::len);
+    let headers: usize = headers.map(|(key, value)| key.len() + len(value)).sum();
+    (len(key) + len(value) + headers) as u64
 }
 
 /// The input record as an output, unchanged (its buffers shared, not
