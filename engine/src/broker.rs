@@ -18,12 +18,10 @@ use crate::group::GroupCoordinator;
 use crate::log::{io, FlushPolicy, LogStore, StdIo, SystemClock};
 use crate::server::producer_ids::ProducerIds;
 use crate::server::BrokerContext;
+use crate::shutdown::Shutdown;
 
 /// How long in-flight work gets after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-
-/// A signal every task watches; it flips to `true` once, at shutdown.
-pub type Shutdown = watch::Receiver<bool>;
 
 /// Addresses actually bound (ports may have been 0).
 #[derive(Debug, Clone, Copy)]

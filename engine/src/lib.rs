@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod group;
 pub mod http;
@@ -11,3 +12,5 @@ pub mod log;
 pub mod processor;
 pub mod protocol;
 pub mod server;
+mod shutdown;
+pub mod start_position;

@@ -24,6 +24,8 @@ pub struct Broker {
     /// HTTP listener.
     pub http: SocketAddr,
     stderr: mpsc::Receiver<String>,
+    /// The thread forwarding stderr lines; it ends at EOF, after exit.
+    stderr_reader: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 fn parse_addr(line: &str, key: &str) -> SocketAddr {
@@ -71,7 +73,7 @@ impl Broker {
             let _ = ready_tx.send(line);
         });
         let (err_tx, err_rx) = mpsc::channel();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = err_tx.send(line);
             }
@@ -85,6 +87,7 @@ impl Broker {
             kafka: parse_addr(&line, "kafka="),
             http: parse_addr(&line, "http="),
             stderr: err_rx,
+            stderr_reader: std::sync::Mutex::new(Some(stderr_reader)),
         }
     }
 
@@ -110,8 +113,16 @@ impl Broker {
             .expect("wait")
     }
 
-    /// Everything the broker wrote to stderr so far.
+    /// Everything the broker wrote to stderr so far (and not returned by an
+    /// earlier call). Once the broker has been stopped, this reads to EOF,
+    /// so the last lines before exit are never missed.
     pub fn stderr_lines(&self) -> Vec<String> {
+        if self.child.is_none() {
+            let reader = self.stderr_reader.lock().expect("stderr reader").take();
+            if let Some(reader) = reader {
+                reader.join().expect("the stderr reader thread");
+            }
+        }
         self.stderr.try_iter().collect()
     }
 

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice::log::{batch, LogStore, StdIo, StoreOptions, SystemClock};
 
@@ -71,11 +71,9 @@ fn health_lock_sigterm_and_restart() {
         "{stderr}"
     );
 
-    // SIGTERM: clean exit 0 within 5 s.
-    let started = Instant::now();
+    // SIGTERM: clean exit 0 within 5 s (`stop_with` fails the test otherwise).
     let status = broker.stop_with("TERM", Duration::from_secs(5));
     assert!(status.success(), "exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(broker
         .stderr_lines()
         .iter()

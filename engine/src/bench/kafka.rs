@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::log::{mb_per_s, raw_write};
 use super::{median, Serve};
-use crate::cli::client::Connection;
 use crate::cli::OutputFormat;
+use crate::client::Connection;
 use crate::log::batch;
 
 /// Options of `sluice bench kafka`.

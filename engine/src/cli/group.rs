@@ -1,36 +1,22 @@
 //! `sluice group`: list, describe and delete consumer groups and reset their
 //! committed offsets (ListGroups, DescribeGroups, OffsetFetch, ListOffsets,
-//! DeleteGroups, OffsetCommit); also the pieces of the classic consumer
-//! protocol that `sluice consume --group` shares with them: the versioned
-//! ConsumerProtocol encodings, the range assignor, offset fetch and commit.
+//! DeleteGroups, OffsetCommit), with the client's consumer-protocol and
+//! offset pieces (`crate::client`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest,
-    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
 use serde_json::{json, Value};
 
-use super::client::{check, error_text, text, topic_name, Client, Connection, LATEST_TIMESTAMP};
-use super::consume::{resolve_positions, StartPosition};
 use super::{emit, table, ConnectArgs, OutputFormat};
-
-/// Newest ConsumerProtocol version this client reads; newer versions only
-/// append fields, so they are read as this one.
-const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
-
-/// `(topic, partition)` → committed offset.
-pub(crate) type Offsets = BTreeMap<(String, i32), i64>;
+use crate::client::consumer::decode_assignment;
+use crate::client::offsets::{commit, fetch_committed, resolve_positions, Offsets};
+use crate::client::{check, error_text, text, Client, Connection, LATEST_TIMESTAMP};
+use crate::start_position::StartPosition;
 
 /// `sluice group` subcommands.
 #[derive(Debug, Subcommand)]
@@ -116,203 +102,6 @@ pub async fn run(command: GroupCommand) -> Result<()> {
         GroupCommand::Delete(args) => delete(args).await,
         GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
     }
-}
-
-// ---------------------------------------------------------------------------
-// The consumer protocol: what JoinGroup and SyncGroup carry for "consumer"
-// groups, each a big-endian i16 version followed by the message.
-
-/// `version | message`.
-pub(crate) fn encode_versioned<T: Encodable>(message: &T, version: i16) -> Result<Bytes> {
-    let mut buffer = BytesMut::new();
-    buffer.put_i16(version);
-    message.encode(&mut buffer, version)?;
-    Ok(buffer.freeze())
-}
-
-/// Reads `version | message`, a newer version as the newest known.
-pub(crate) fn decode_versioned<T: Decodable>(mut bytes: Bytes) -> Result<T> {
-    if bytes.remaining() < 2 {
-        bail!("consumer protocol data of {} bytes", bytes.remaining());
-    }
-    let version = bytes.get_i16();
-    if version < 0 {
-        bail!("consumer protocol version {version}");
-    }
-    T::decode(&mut bytes, version.min(CONSUMER_PROTOCOL_VERSION_MAX))
-}
-
-/// The JoinGroup metadata of a member subscribed to `topics`.
-pub(crate) fn subscription(topics: &[String]) -> Result<Bytes> {
-    let subscription =
-        ConsumerProtocolSubscription::default().with_topics(topics.iter().map(text).collect());
-    encode_versioned(&subscription, 0)
-}
-
-/// The SyncGroup assignment of one member: topic → partitions.
-pub(crate) fn assignment(partitions: &BTreeMap<String, Vec<i32>>) -> Result<Bytes> {
-    let assigned = partitions
-        .iter()
-        .filter(|(_, partitions)| !partitions.is_empty())
-        .map(|(topic, partitions)| {
-            AssignedPartitions::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(partitions.clone())
-        })
-        .collect();
-    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(assigned);
-    encode_versioned(&assignment, 0)
-}
-
-/// Topic → partitions of an encoded assignment (empty bytes: nothing).
-pub(crate) fn decode_assignment(bytes: Bytes) -> Result<BTreeMap<String, Vec<i32>>> {
-    if bytes.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let assignment: ConsumerProtocolAssignment = decode_versioned(bytes)?;
-    let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for assigned in assignment.assigned_partitions {
-        partitions
-            .entry(assigned.topic.to_string())
-            .or_default()
-            .extend(assigned.partitions);
-    }
-    Ok(partitions)
-}
-
-/// Kafka's RangeAssignor: per topic, the subscribed members sorted by
-/// member id each take a consecutive range of partitions; the first
-/// `partitions % members` take one extra. Every member gets an entry.
-pub(crate) fn range_assign(
-    subscriptions: &BTreeMap<String, Vec<String>>,
-    partition_counts: &BTreeMap<String, i32>,
-) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
-    let mut assignments: BTreeMap<String, BTreeMap<String, Vec<i32>>> = subscriptions
-        .keys()
-        .map(|member| (member.clone(), BTreeMap::new()))
-        .collect();
-    for (topic, count) in partition_counts {
-        let members: Vec<&String> = subscriptions
-            .iter()
-            .filter(|(_, topics)| topics.contains(topic))
-            .map(|(member, _)| member)
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
-        let per_member = count / members.len() as i32;
-        let extra = count % members.len() as i32;
-        for (index, member) in members.into_iter().enumerate() {
-            let index = index as i32;
-            let start = per_member * index + index.min(extra);
-            let length = per_member + i32::from(index < extra);
-            assignments
-                .get_mut(member)
-                .expect("every member has an entry")
-                .insert(topic.clone(), (start..start + length).collect());
-        }
-    }
-    assignments
-}
-
-// ---------------------------------------------------------------------------
-// Committed offsets.
-
-/// OffsetFetch: committed offsets of `group` for `topics` (topic →
-/// partitions), or for every partition it has committed when `None`.
-/// Partitions without a committed offset are left out.
-pub(crate) async fn fetch_committed(
-    coordinator: &mut Connection,
-    group: &str,
-    topics: Option<&BTreeMap<String, Vec<i32>>>,
-) -> Result<Offsets> {
-    let version = coordinator.version::<OffsetFetchRequest>()?;
-    if topics.is_none() && version < 2 {
-        bail!(
-            "listing all offsets of a group needs OffsetFetch v2+ (the broker offers v{version})"
-        );
-    }
-    let topics = topics.map(|topics| {
-        topics
-            .iter()
-            .map(|(topic, partitions)| {
-                OffsetFetchRequestTopic::default()
-                    .with_name(topic_name(topic))
-                    .with_partition_indexes(partitions.clone())
-            })
-            .collect()
-    });
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(text(group)))
-        .with_topics(topics);
-    let response = coordinator.call(request).await?;
-    check(response.error_code, None, || {
-        format!("OffsetFetch for group '{group}'")
-    })?;
-    let mut offsets = Offsets::new();
-    for topic in &response.topics {
-        for partition in &topic.partitions {
-            check(partition.error_code, None, || {
-                format!(
-                    "OffsetFetch for group '{group}', partition {} of '{}'",
-                    partition.partition_index,
-                    topic.name.as_str()
-                )
-            })?;
-            if partition.committed_offset >= 0 {
-                offsets.insert(
-                    (topic.name.to_string(), partition.partition_index),
-                    partition.committed_offset,
-                );
-            }
-        }
-    }
-    Ok(offsets)
-}
-
-/// OffsetCommit of `offsets` as member `member_id` of `generation` (-1
-/// and "" for an administrative commit to a group without members).
-pub(crate) async fn commit(
-    coordinator: &mut Connection,
-    group: &str,
-    generation: i32,
-    member_id: &str,
-    offsets: &Offsets,
-) -> Result<()> {
-    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for ((topic, partition), offset) in offsets {
-        topics.entry(topic).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*partition)
-                .with_committed_offset(*offset),
-        );
-    }
-    let topics = topics
-        .into_iter()
-        .map(|(topic, partitions)| {
-            OffsetCommitRequestTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(partitions)
-        })
-        .collect();
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(text(group)))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(text(member_id))
-        .with_topics(topics);
-    let response = coordinator.call(request).await?;
-    for topic in &response.topics {
-        for partition in &topic.partitions {
-            check(partition.error_code, None, || {
-                format!(
-                    "OffsetCommit for group '{group}', partition {} of '{}'",
-                    partition.partition_index,
-                    topic.name.as_str()
-                )
-            })?;
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -489,7 +278,7 @@ async fn end_offsets(client: &mut Client, partitions: &BTreeSet<(String, i32)>) 
 
 fn describe_json(
     name: &str,
-    coordinator: &super::client::Coordinator,
+    coordinator: &crate::client::Coordinator,
     group: &GroupDescription,
     lags: &[Lag],
 ) -> Result<String> {
@@ -534,7 +323,7 @@ fn describe_json(
 
 fn describe_text(
     name: &str,
-    coordinator: &super::client::Coordinator,
+    coordinator: &crate::client::Coordinator,
     group: &GroupDescription,
     lags: &[Lag],
 ) -> String {
@@ -689,55 +478,4 @@ async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
     commit(connection, &args.group, -1, "", &new).await?;
     eprintln!("committed {} offsets for group '{}'", new.len(), args.group);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn subscriptions(members: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        members
-            .iter()
-            .map(|(m, topics)| {
-                (
-                    m.to_string(),
-                    topics.iter().map(|t| t.to_string()).collect(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn range_gives_the_first_members_the_extra_partitions() {
-        let subs = subscriptions(&[("b", &["t"]), ("a", &["t"]), ("c", &["t", "u"])]);
-        let counts = BTreeMap::from([("t".to_string(), 7), ("u".to_string(), 2)]);
-        let assigned = range_assign(&subs, &counts);
-        assert_eq!(assigned["a"]["t"], [0, 1, 2]);
-        assert_eq!(assigned["b"]["t"], [3, 4]);
-        assert_eq!(assigned["c"]["t"], [5, 6]);
-        assert_eq!(assigned["c"]["u"], [0, 1]);
-        assert!(!assigned["a"].contains_key("u"));
-    }
-
-    #[test]
-    fn more_members_than_partitions_leaves_some_idle() {
-        let subs = subscriptions(&[("a", &["t"]), ("b", &["t"]), ("c", &["t"])]);
-        let assigned = range_assign(&subs, &BTreeMap::from([("t".to_string(), 2)]));
-        assert_eq!(assigned["a"]["t"], [0]);
-        assert_eq!(assigned["b"]["t"], [1]);
-        assert!(assigned["c"]["t"].is_empty());
-    }
-
-    #[test]
-    fn consumer_protocol_round_trips() {
-        let bytes = subscription(&["orders".to_string()]).unwrap();
-        assert_eq!(&bytes[..2], &[0, 0], "version 0 prefix");
-        let decoded: ConsumerProtocolSubscription = decode_versioned(bytes).unwrap();
-        assert_eq!(decoded.topics, [text("orders")]);
-        let partitions = BTreeMap::from([("orders".to_string(), vec![0, 2])]);
-        let decoded = decode_assignment(assignment(&partitions).unwrap()).unwrap();
-        assert_eq!(decoded, partitions);
-        assert!(decode_assignment(Bytes::new()).unwrap().is_empty());
-        assert!(decode_assignment(Bytes::from_static(&[0])).is_err());
-    }
 }

@@ -5,7 +5,6 @@
 //! broker's WebAssembly processors over its HTTP admin API; `plugin`
 //! scaffolds, builds and locally runs processor plugins with no broker.
 
-pub(crate) mod client;
 pub mod consume;
 pub mod group;
 pub mod plugin;

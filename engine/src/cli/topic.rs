@@ -16,11 +16,11 @@ use kafka_protocol::messages::{
 };
 use serde_json::{json, Value};
 
-use super::client::{
+use super::{emit, table, ConnectArgs, OutputFormat};
+use crate::client::{
     check, error_text, text, topic_name, Client, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
     REQUEST_TIMEOUT,
 };
-use super::{emit, table, ConnectArgs, OutputFormat};
 
 /// Kafka's ConfigResource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::broker::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// What `/health` reports.
 #[derive(Debug, Clone)]

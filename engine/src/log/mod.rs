@@ -16,6 +16,7 @@
 
 pub mod batch;
 mod compaction;
+mod config;
 mod handles;
 pub mod index;
 pub mod io;
@@ -36,6 +37,7 @@ use thiserror::Error;
 
 pub use batch::BatchError;
 pub use compaction::CompactionStats;
+pub use config::LogConfig;
 pub use io::{FaultIo, Faults, Io, IoFile, StdIo};
 pub use partition::{AppendInfo, Partition, ReadResult};
 pub use segment::SegmentMeta;

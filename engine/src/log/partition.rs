@@ -373,11 +373,19 @@ impl Partition {
         }
         let start = inner.active.meta.size;
         if let Err(error) = inner.active.append(&parts, &headers, now_ms) {
-            // Undo a partial write so the log stays a sequence of whole
+            // A failed append counts nothing (the segment updates its size
+            // and indexes only after the write), but part of the bytes may
+            // be on disk: cut them off so the log stays a sequence of whole
             // batches; if even that fails, stop writing to this partition.
+            debug_assert_eq!(
+                inner.active.meta.size, start,
+                "a failed append counted bytes"
+            );
             return Err(match inner.active.log.set_len(start) {
-                Ok(()) if inner.active.meta.size == start => LogError::io(&self.dir, error),
-                _ => self.poison_with(format!("write failed and could not be undone: {error}")),
+                Ok(()) => LogError::io(&self.dir, error),
+                Err(_) => {
+                    self.poison_with(format!("write failed and could not be undone: {error}"))
+                }
             });
         }
         for header in &headers {

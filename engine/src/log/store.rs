@@ -23,7 +23,7 @@ use super::partition::{Partition, PartitionContext};
 use super::topic_config::TopicConfig;
 use super::{Clock, FlushPolicy, LogError};
 
-/// Store-wide settings, with their defaults in `crate::config`.
+/// Store-wide settings, with their defaults here (the `[log]` settings are [`super::LogConfig`]).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// When appends are fsynced.

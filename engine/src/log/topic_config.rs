@@ -1,5 +1,5 @@
 //! Per-topic configuration: Kafka's topic config names, their defaults
-//! (taken from the broker's [`LogConfig`](crate::config::LogConfig)) and the
+//! (taken from the broker's [`LogConfig`](super::LogConfig)) and the
 //! overrides a topic was created or altered with.
 
 use std::collections::BTreeMap;

@@ -265,6 +265,10 @@ impl std::fmt::Display for InvokeError {
     }
 }
 
+// Not derived with thiserror: `Rejected::source` is the plugin's index of
+// the failing record, not an underlying error.
+impl std::error::Error for InvokeError {}
+
 /// Who an instance logs as.
 #[derive(Debug, Clone)]
 pub struct Label {

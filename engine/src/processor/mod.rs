@@ -3,7 +3,6 @@
 
 mod abi;
 pub mod host;
-pub mod local;
 pub mod output;
 pub mod registry;
 pub mod spec;

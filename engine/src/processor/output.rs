@@ -14,8 +14,8 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-use crate::cli::produce::partition_for_key;
 use crate::log::{batch, LogError, LogStore};
+use crate::protocol::partitioner::partition_for_key;
 
 /// The partition Kafka's default partitioner picks for `key`; a null key
 /// keeps the input's partition number (modulo `partitions`).

@@ -8,7 +8,6 @@
 //! stores nothing new.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -161,109 +160,6 @@ impl fmt::Display for OnError {
     }
 }
 
-/// Where a (re)deployed processor starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFrom {
-    /// Each partition's log start.
-    Earliest,
-    /// Each partition's high watermark: only new records.
-    Latest,
-    /// This offset in every partition (clamped to the log).
-    Offset(i64),
-    /// The first record at or after this time (ms since the epoch).
-    Timestamp(i64),
-}
-
-impl FromStr for StartFrom {
-    type Err = String;
-
-    /// `earliest`, `latest`, an offset, `@<unix ms>`, or an RFC 3339 time.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        match text {
-            "earliest" | "beginning" => return Ok(Self::Earliest),
-            "latest" | "end" => return Ok(Self::Latest),
-            _ => {}
-        }
-        if let Some(ms) = text.strip_prefix('@') {
-            return ms
-                .parse()
-                .map(Self::Timestamp)
-                .map_err(|_| format!("bad timestamp {text:?}: expected @<milliseconds>"));
-        }
-        if let Ok(offset) = text.parse::<i64>() {
-            return if offset >= 0 {
-                Ok(Self::Offset(offset))
-            } else {
-                Err(format!("offset {offset} is negative"))
-            };
-        }
-        parse_rfc3339_ms(text).map(Self::Timestamp).ok_or_else(|| {
-            format!(
-                "bad start position {text:?}: expected earliest, latest, an offset, \
-                 @<unix ms> or an RFC 3339 time like 2026-11-23T10:00:00Z"
-            )
-        })
-    }
-}
-
-/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`.
-fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let split = time.rfind(['+', '-'])?;
-        let (clock, zone) = time.split_at(split);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (hours, minutes) = zone[1..].split_once(':')?;
-        (
-            clock,
-            sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?),
-        )
-    };
-    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut clock_parts = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (
-        clock_parts.next()??,
-        clock_parts.next()??,
-        clock_parts.next()??,
-    );
-    let millis = if fraction.is_empty() {
-        0
-    } else {
-        format!("{fraction:0<3}")[..3].parse::<i64>().ok()?
-    };
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second < 61;
-    if !valid {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1_000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// A deploy request as it arrives over HTTP (the `spec` part).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,32 +234,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_positions_parse() {
-        assert_eq!("earliest".parse(), Ok(StartFrom::Earliest));
-        assert_eq!("latest".parse(), Ok(StartFrom::Latest));
-        assert_eq!("42".parse(), Ok(StartFrom::Offset(42)));
-        assert_eq!(
-            "@1700000000000".parse(),
-            Ok(StartFrom::Timestamp(1_700_000_000_000))
-        );
-        assert_eq!(
-            "2023-11-14T22:13:20Z".parse(),
-            Ok(StartFrom::Timestamp(1_700_000_000_000))
-        );
-        assert_eq!(
-            "2023-11-14T23:13:20.5+01:00".parse(),
-            Ok(StartFrom::Timestamp(1_700_000_000_500))
-        );
-        assert_eq!("1970-01-01T00:00:00Z".parse(), Ok(StartFrom::Timestamp(0)));
-        assert!("-1".parse::<StartFrom>().is_err());
-        assert!("yesterday"
-            .parse::<StartFrom>()
-            .unwrap_err()
-            .contains("RFC 3339"));
-        assert!("2023-13-01T00:00:00Z".parse::<StartFrom>().is_err());
-    }
 
     #[test]
     fn error_policies_parse_and_print() {

@@ -12,6 +12,7 @@
 //! (flexible versions, except ApiVersions) | body`.
 
 pub mod errors;
+pub(crate) mod partitioner;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

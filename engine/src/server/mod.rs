@@ -2,6 +2,7 @@
 //! length-prefixed frames (refusing oversized ones before allocating),
 //! handles requests concurrently and writes responses in request order.
 
+mod config;
 mod connection;
 pub mod handlers;
 pub mod producer_ids;
@@ -13,9 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::broker::Shutdown;
-use crate::config::KafkaConfig;
 use crate::log::LogStore;
+use crate::shutdown::Shutdown;
+pub use config::KafkaConfig;
 
 /// The single node's id in every response.
 pub const NODE_ID: i32 = 0;

@@ -25,8 +25,9 @@ use serde_json::Value;
 
 use self::admin::Admin;
 use self::status::{deployed_line, list_text, parse_list, parse_status, status_text};
-use super::consume::StartPosition;
 use super::{emit, OutputFormat};
+use crate::processor::spec::OnError;
+use crate::start_position::StartPosition;
 
 /// Longest processor name the CLI accepts (the broker derives a consumer
 /// group name and state paths from it).
@@ -111,8 +112,8 @@ pub struct DeployArgs {
     /// (drop the failing records and go on), dead-letter (copy them, with
     /// headers saying why, to NAME.dlq and go on), or dead-letter=TOPIC
     /// [default: fail].
-    #[arg(long, value_name = "POLICY", value_parser = OnError::parse)]
-    pub on_error: Option<OnError>,
+    #[arg(long, value_name = "POLICY", value_parser = parse_on_error)]
+    pub on_error: Option<String>,
     /// Where to start reading: earliest, latest, an OFFSET, `@MILLIS` or an
     /// RFC 3339 time [default: the committed offsets, else earliest].
     #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
@@ -264,54 +265,16 @@ pub(crate) fn parse_bytes(raw: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{raw:?} is too large"))
 }
 
-/// What the broker does when the plugin fails on a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnError {
-    /// Stop the partition; `resume` retries it.
-    Fail,
-    /// Drop the failing records and go on.
-    Skip,
-    /// Copy the failing records to a topic (the broker's default one when
-    /// `None`) and go on.
-    DeadLetter(Option<String>),
-}
-
-impl OnError {
-    /// `fail`, `skip`, `dead-letter` or `dead-letter=TOPIC`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "fail" => Ok(Self::Fail),
-            "skip" => Ok(Self::Skip),
-            "dead-letter" => Ok(Self::DeadLetter(None)),
-            _ => match raw.strip_prefix("dead-letter=") {
-                Some(topic) => Ok(Self::DeadLetter(Some(parse_topic(topic)?))),
-                None => Err(format!(
-                    "{raw:?}: expected fail, skip, dead-letter or dead-letter=TOPIC"
-                )),
-            },
-        }
+/// Checks an error policy with the broker's own parser (and the named
+/// dead-letter topic with the CLI's name rules) before anything is sent;
+/// the admin API gets the text as the user wrote it.
+fn parse_on_error(raw: &str) -> Result<String, String> {
+    if let (OnError::DeadLetter(topic), Some(_)) =
+        (OnError::parse(raw, "NAME")?, raw.split_once('='))
+    {
+        parse_topic(&topic)?;
     }
-
-    /// The form the admin API takes.
-    fn as_spec(&self) -> String {
-        match self {
-            Self::Fail => "fail".to_string(),
-            Self::Skip => "skip".to_string(),
-            Self::DeadLetter(None) => "dead-letter".to_string(),
-            Self::DeadLetter(Some(topic)) => format!("dead-letter={topic}"),
-        }
-    }
-}
-
-/// The canonical form of a start position for the admin API: `earliest`,
-/// `latest`, an offset, or `@MILLIS` (RFC 3339 times are converted here).
-fn position_spec(position: StartPosition) -> String {
-    match position {
-        StartPosition::Earliest => "earliest".to_string(),
-        StartPosition::Latest => "latest".to_string(),
-        StartPosition::Offset(offset) => offset.to_string(),
-        StartPosition::Timestamp(ms) => format!("@{ms}"),
-    }
+    Ok(raw.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -363,8 +326,8 @@ impl DeploySpec {
             inputs: args.inputs.clone(),
             outputs: args.outputs.clone(),
             config: args.config.clone(),
-            on_error: args.on_error.as_ref().map(OnError::as_spec),
-            from: args.from.map(position_spec),
+            on_error: args.on_error.clone(),
+            from: args.from.map(|from| from.to_string()),
             limits: LimitsSpec {
                 memory_bytes_max: args.memory_max,
                 process_time_ms_max: args.timeout_ms,
@@ -525,21 +488,12 @@ mod tests {
 
     #[test]
     fn on_error_forms() {
-        assert_eq!(OnError::parse("fail"), Ok(OnError::Fail));
-        assert_eq!(OnError::parse("skip"), Ok(OnError::Skip));
-        assert_eq!(OnError::parse("dead-letter"), Ok(OnError::DeadLetter(None)));
-        assert_eq!(
-            OnError::parse("dead-letter=orders-dlq"),
-            Ok(OnError::DeadLetter(Some("orders-dlq".into())))
-        );
-        assert!(OnError::parse("dead-letter=").is_err());
-        assert!(OnError::parse("dead-letter=a b").is_err());
-        assert!(OnError::parse("retry").is_err());
-        assert_eq!(
-            OnError::parse("dead-letter=x").unwrap().as_spec(),
-            "dead-letter=x"
-        );
-        assert_eq!(OnError::DeadLetter(None).as_spec(), "dead-letter");
+        for good in ["fail", "skip", "dead-letter", "dead-letter=orders-dlq"] {
+            assert_eq!(parse_on_error(good).as_deref(), Ok(good));
+        }
+        assert!(parse_on_error("dead-letter=").is_err());
+        assert!(parse_on_error("dead-letter=a b").is_err());
+        assert!(parse_on_error("retry").is_err());
     }
 
     #[test]

@@ -292,7 +292,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::cli::consume::StartPosition;
+    use crate::start_position::StartPosition;
 
     fn sample() -> Value {
         json!({

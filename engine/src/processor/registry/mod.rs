@@ -19,13 +19,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::host::{Instance, Label, Plugin, Runtime};
-use super::spec::{self, DeployRequest, Deployment, OnError, StartFrom};
+use super::spec::{self, DeployRequest, Deployment, OnError};
 use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, PartitionStatus};
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
-use crate::broker::Shutdown;
 use crate::group::GroupCoordinator;
 use crate::log::{io::write_atomic, LogStore, StdIo};
+use crate::shutdown::Shutdown;
+use crate::start_position::StartPosition;
 
 /// How often input topics are checked for new partitions.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -319,7 +320,7 @@ impl Processors {
         let from = request
             .from
             .as_deref()
-            .map(str::parse::<StartFrom>)
+            .map(StartPosition::parse)
             .transpose()
             .map_err(AdminError::BadRequest)?;
         let runtime = self.runtime.clone();
@@ -457,7 +458,11 @@ impl Processors {
     }
 
     /// Commits the start position `from` for every input partition.
-    fn reset_offsets(&self, deployment: &Deployment, from: StartFrom) -> Result<(), AdminError> {
+    fn reset_offsets(
+        &self,
+        deployment: &Deployment,
+        from: StartPosition,
+    ) -> Result<(), AdminError> {
         let mut commits = Vec::new();
         for topic in &deployment.inputs {
             let count = self.store.topic(topic).map_or(0, |t| t.partition_count());
@@ -465,10 +470,10 @@ impl Processors {
                 let partition = self.store.partition(topic, id).map_err(internal)?;
                 let (start, end) = (partition.log_start_offset(), partition.high_watermark());
                 let offset = match from {
-                    StartFrom::Earliest => start,
-                    StartFrom::Latest => end,
-                    StartFrom::Offset(offset) => offset.clamp(start, end),
-                    StartFrom::Timestamp(ms) => partition
+                    StartPosition::Earliest => start,
+                    StartPosition::Latest => end,
+                    StartPosition::Offset(offset) => offset.clamp(start, end),
+                    StartPosition::Timestamp(ms) => partition
                         .offset_for_timestamp(ms)
                         .map_err(internal)?
                         .map_or(end, |(offset, _)| offset),

@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::message;
-use crate::config::KafkaConfig;
+use crate::server::KafkaConfig;
 use crate::log::{validate_topic_name, Topic, TopicConfig, CONFIG_NAMES};
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};

@@ -1,21 +1,24 @@
 //! Property test of the whole request path on hostile input: random and
 //! mutated frames for every supported API and version go through frame
 //! decoding and the real handlers against a real store. Nothing may panic
-//! or hang; each frame is either answered or refused with an error.
+//! or hang; each frame is either answered with a well-formed response or
+//! refused with an error, and unknown keys and versions are refused as
+//! unsupported.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 use proptest::prelude::*;
 
 use super::{handle, SUPPORTED};
 use crate::group::offsets::OffsetStore;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogStore, StdIo, StoreOptions, SystemClock};
-use crate::protocol::decode_frame;
+use crate::protocol::{decode_frame, FrameError};
 use crate::server::producer_ids::ProducerIds;
-use crate::server::BrokerContext;
+use crate::server::{BrokerContext, KafkaConfig};
 
 fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
     let store = LogStore::open(
@@ -33,7 +36,10 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     Arc::new(BrokerContext {
         store: Arc::new(store),
-        config: Default::default(),
+        config: KafkaConfig {
+            fetch_wait_max_ms: FETCH_WAIT_MAX_MS,
+            ..KafkaConfig::default()
+        },
         advertised: "127.0.0.1:9092".parse().unwrap(),
         cluster_id: "fuzz".into(),
         producer_ids: ProducerIds::open(&StdIo, dir).unwrap(),
@@ -65,20 +71,86 @@ fn frame(api_key: i16, version: i16, body: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-fn run(context: &Arc<BrokerContext>, runtime: &tokio::runtime::Runtime, bytes: Bytes) {
+/// How long one request may take. Nothing in a test context waits on
+/// purpose: Fetch long polls are capped at [`FETCH_WAIT_MAX_MS`], and every
+/// group is new, so a JoinGroup's lone member completes the rebalance at
+/// once. Far longer than any answer takes; reaching it means a hang.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The context's cap on Fetch long polls.
+const FETCH_WAIT_MAX_MS: u64 = 10;
+
+/// What one frame came to.
+#[derive(Debug)]
+enum Outcome {
+    /// The frame's header was refused before any handler ran.
+    NoHeader,
+    /// A response, or none (Produce with acks=0).
+    Answered(Option<Bytes>),
+    /// A clean refusal.
+    Refused(FrameError),
+}
+
+/// Runs one frame through decoding and the handlers, asserting that it
+/// neither hangs nor panics, and that an answer is a well-formed response
+/// frame for the request (length prefix, echoed correlation id).
+fn run(context: &Arc<BrokerContext>, runtime: &tokio::runtime::Runtime, bytes: Bytes) -> Outcome {
     runtime.block_on(async {
         let Ok(request) = decode_frame(bytes) else {
-            return;
+            return Outcome::NoHeader;
         };
+        let (api_key, correlation_id) = (request.api_key, request.correlation_id);
         let mut ordered = None;
-        // A random but valid JoinGroup may wait for a rebalance; bounding
-        // the wait keeps the test finite without hiding a panic.
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            handle(context, request, &mut ordered),
-        )
-        .await;
-    });
+        let result = tokio::time::timeout(ANSWER_TIMEOUT, handle(context, request, &mut ordered))
+            .await
+            .unwrap_or_else(|_| panic!("{api_key:?} hung for {ANSWER_TIMEOUT:?}"));
+        match result {
+            Ok(Some(response)) => {
+                assert!(
+                    response.len() >= 8,
+                    "{api_key:?}: response of {} bytes",
+                    response.len()
+                );
+                let length = i32::from_be_bytes(response[..4].try_into().unwrap());
+                assert_eq!(
+                    length as usize,
+                    response.len() - 4,
+                    "{api_key:?}: length prefix"
+                );
+                let echoed = i32::from_be_bytes(response[4..8].try_into().unwrap());
+                assert_eq!(echoed, correlation_id, "{api_key:?}: correlation id");
+                Outcome::Answered(Some(response))
+            }
+            Ok(None) => {
+                assert_eq!(
+                    api_key,
+                    ApiKey::Produce,
+                    "only acks=0 Produce goes unanswered"
+                );
+                Outcome::Answered(None)
+            }
+            Err(FrameError::Encode {
+                api_key,
+                api_version,
+                reason,
+            }) => {
+                panic!(
+                    "{api_key:?} v{api_version}: a handler built an unencodable response: {reason}"
+                )
+            }
+            Err(refused) => Outcome::Refused(refused),
+        }
+    })
+}
+
+/// Asserts that a frame of an unknown key, or of a version outside the
+/// table, is refused as unsupported (ApiVersions alone answers any version).
+fn assert_unsupported(outcome: Outcome, key: ApiKey) {
+    match outcome {
+        Outcome::NoHeader | Outcome::Refused(FrameError::Unsupported { .. }) => {}
+        Outcome::Answered(Some(_)) if key == ApiKey::ApiVersions => {}
+        other => panic!("{key:?}: expected a refusal as unsupported, got {other:?}"),
+    }
 }
 
 proptest! {
@@ -97,8 +169,10 @@ proptest! {
         let version = min + version_pick % (max - min + 1);
         run(&context, &runtime, frame(key as i16, version, &body));
         // Unknown keys and versions outside the range are refused, not crashed on.
-        run(&context, &runtime, frame(key as i16, max + 1 + version_pick, &body));
-        run(&context, &runtime, frame(0x4000 + version_pick, 0, &body));
+        let outcome = run(&context, &runtime, frame(key as i16, max + 1 + version_pick, &body));
+        assert_unsupported(outcome, key);
+        let outcome = run(&context, &runtime, frame(0x4000 + version_pick, 0, &body));
+        assert!(matches!(outcome, Outcome::NoHeader), "unknown key: {outcome:?}");
     }
 
     #[test]
@@ -111,6 +185,7 @@ proptest! {
         let mut body = vec![0u8; prefix];
         body.extend_from_slice(&i32::MAX.to_be_bytes());
         body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
-        run(&context, &runtime, frame(key as i16, max, &body));
+        let outcome = run(&context, &runtime, frame(key as i16, max, &body));
+        assert!(!matches!(outcome, Outcome::NoHeader), "{key:?}: the header is valid");
     }
 }

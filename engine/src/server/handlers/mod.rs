@@ -1,31 +1,6 @@
 //! One module per Kafka API; this file dispatches a decoded frame to its
 //! handler and builds the ApiVersions table from what the handlers declare.
 
-mod alter_configs;
-mod api_versions;
-mod create_partitions;
-mod create_topics;
-mod delete_groups;
-mod delete_records;
-mod delete_topics;
-mod describe_cluster;
-mod describe_configs;
-mod describe_groups;
-mod fetch;
-mod find_coordinator;
-mod heartbeat;
-mod incremental_alter_configs;
-mod init_producer_id;
-mod join_group;
-mod leave_group;
-mod list_groups;
-mod list_offsets;
-mod metadata;
-mod offset_commit;
-mod offset_fetch;
-mod produce;
-mod sync_group;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,133 +13,100 @@ use crate::log::{validate_topic_name, LogError, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::protocol::{self, FrameError, RequestFrame};
 
-/// Every API this broker implements with its version range. ApiVersions
-/// answers with exactly this table.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, produce::VERSIONS.0, produce::VERSIONS.1),
-    (ApiKey::Fetch, fetch::VERSIONS.0, fetch::VERSIONS.1),
-    (
-        ApiKey::ListOffsets,
-        list_offsets::VERSIONS.0,
-        list_offsets::VERSIONS.1,
-    ),
-    (ApiKey::Metadata, metadata::VERSIONS.0, metadata::VERSIONS.1),
-    (
-        ApiKey::ApiVersions,
-        api_versions::VERSIONS.0,
-        api_versions::VERSIONS.1,
-    ),
-    (
-        ApiKey::CreateTopics,
-        create_topics::VERSIONS.0,
-        create_topics::VERSIONS.1,
-    ),
-    (
-        ApiKey::DeleteTopics,
-        delete_topics::VERSIONS.0,
-        delete_topics::VERSIONS.1,
-    ),
-    (
-        ApiKey::DescribeConfigs,
-        describe_configs::VERSIONS.0,
-        describe_configs::VERSIONS.1,
-    ),
-    (
-        ApiKey::AlterConfigs,
-        alter_configs::VERSIONS.0,
-        alter_configs::VERSIONS.1,
-    ),
-    (
-        ApiKey::CreatePartitions,
-        create_partitions::VERSIONS.0,
-        create_partitions::VERSIONS.1,
-    ),
-    (
-        ApiKey::IncrementalAlterConfigs,
-        incremental_alter_configs::VERSIONS.0,
-        incremental_alter_configs::VERSIONS.1,
-    ),
-    (
-        ApiKey::DescribeCluster,
-        describe_cluster::VERSIONS.0,
-        describe_cluster::VERSIONS.1,
-    ),
-    (
-        ApiKey::DeleteRecords,
-        delete_records::VERSIONS.0,
-        delete_records::VERSIONS.1,
-    ),
-    (
-        ApiKey::InitProducerId,
-        init_producer_id::VERSIONS.0,
-        init_producer_id::VERSIONS.1,
-    ),
-    (
-        ApiKey::FindCoordinator,
-        find_coordinator::VERSIONS.0,
-        find_coordinator::VERSIONS.1,
-    ),
-    (
-        ApiKey::JoinGroup,
-        join_group::VERSIONS.0,
-        join_group::VERSIONS.1,
-    ),
-    (
-        ApiKey::SyncGroup,
-        sync_group::VERSIONS.0,
-        sync_group::VERSIONS.1,
-    ),
-    (
-        ApiKey::Heartbeat,
-        heartbeat::VERSIONS.0,
-        heartbeat::VERSIONS.1,
-    ),
-    (
-        ApiKey::LeaveGroup,
-        leave_group::VERSIONS.0,
-        leave_group::VERSIONS.1,
-    ),
-    (
-        ApiKey::OffsetCommit,
-        offset_commit::VERSIONS.0,
-        offset_commit::VERSIONS.1,
-    ),
-    (
-        ApiKey::OffsetFetch,
-        offset_fetch::VERSIONS.0,
-        offset_fetch::VERSIONS.1,
-    ),
-    (
-        ApiKey::ListGroups,
-        list_groups::VERSIONS.0,
-        list_groups::VERSIONS.1,
-    ),
-    (
-        ApiKey::DescribeGroups,
-        describe_groups::VERSIONS.0,
-        describe_groups::VERSIONS.1,
-    ),
-    (
-        ApiKey::DeleteGroups,
-        delete_groups::VERSIONS.0,
-        delete_groups::VERSIONS.1,
-    ),
-];
+/// The one table of Kafka APIs: for each, its handler module (which
+/// declares `VERSIONS`), whether a connection's requests of it must take
+/// effect in the order sent, and how its handler is called. The module
+/// list, [`SUPPORTED`], [`is_ordered`] and the dispatch `match` are all
+/// generated from it, so an API cannot be advertised without a handler
+/// (a missing `handle` is a compile error), nor handled without being
+/// advertised.
+///
+/// Call kinds: `sync` and `async` take `(context, decoded request,
+/// version)` and return the response; `api_versions` answers from the raw
+/// frame (any version, so old clients learn what we speak); `join_group`
+/// also gets the client's id and address; `produce` holds the ordering
+/// baton and may send no response (acks=0).
+macro_rules! apis {
+    ($($key:ident => $module:ident, ordered: $ordered:literal, $call:ident;)*) => {
+        $(mod $module;)*
 
-/// Whether requests of this API must take effect in the order a connection
-/// sent them.
-pub fn is_ordered(api_key: ApiKey) -> bool {
-    matches!(
-        api_key,
-        ApiKey::Produce
-            | ApiKey::CreateTopics
-            | ApiKey::DeleteTopics
-            | ApiKey::AlterConfigs
-            | ApiKey::IncrementalAlterConfigs
-            | ApiKey::CreatePartitions
-            | ApiKey::OffsetCommit
-            | ApiKey::DeleteRecords
-    )
+        /// Every API this broker implements with its version range.
+        /// ApiVersions answers with exactly this table.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+            $((ApiKey::$key, $module::VERSIONS.0, $module::VERSIONS.1),)*
+        ];
+
+        /// Whether requests of this API must take effect in the order a
+        /// connection sent them.
+        pub fn is_ordered(api_key: ApiKey) -> bool {
+            match api_key {
+                $(ApiKey::$key => $ordered,)*
+                _ => false,
+            }
+        }
+
+        /// Calls the handler of a supported API.
+        async fn dispatch(
+            context: &Arc<BrokerContext>,
+            request: RequestFrame,
+            ordered: &mut Option<tokio::sync::oneshot::Sender<()>>,
+        ) -> Result<Option<Bytes>, FrameError> {
+            let version = request.api_version;
+            match request.api_key {
+                $(ApiKey::$key => apis!(@call $call, $module, context, request, version, ordered),)*
+                // `handle` checked `supported` first: only keys outside the table get here.
+                api_key => Err(FrameError::Unsupported { api_key, api_version: version }),
+            }
+        }
+    };
+    (@call sync, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+        respond(&$request, &$module::handle($context, $request.decode()?, $version))
+    };
+    (@call async, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+        respond(&$request, &$module::handle($context, $request.decode()?, $version).await)
+    };
+    (@call api_versions, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+        $module::handle(&$request)
+    };
+    (@call join_group, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {{
+        let client_id = $request.client_id.clone().unwrap_or_default();
+        let client_host = $request.client_host.clone();
+        let body = $request.decode()?;
+        respond(&$request, &$module::handle($context, body, $version, client_id, client_host).await)
+    }};
+    (@call produce, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+        match $module::handle($context, $request.decode()?, $version, $ordered).await {
+            Some(response) => respond(&$request, &response),
+            None => Ok(None),
+        }
+    };
+}
+
+apis! {
+    Produce => produce, ordered: true, produce;
+    Fetch => fetch, ordered: false, async;
+    ListOffsets => list_offsets, ordered: false, async;
+    Metadata => metadata, ordered: false, async;
+    ApiVersions => api_versions, ordered: false, api_versions;
+    CreateTopics => create_topics, ordered: true, async;
+    DeleteTopics => delete_topics, ordered: true, async;
+    DescribeConfigs => describe_configs, ordered: false, sync;
+    AlterConfigs => alter_configs, ordered: true, async;
+    CreatePartitions => create_partitions, ordered: true, async;
+    IncrementalAlterConfigs => incremental_alter_configs, ordered: true, async;
+    DescribeCluster => describe_cluster, ordered: false, sync;
+    DeleteRecords => delete_records, ordered: true, async;
+    InitProducerId => init_producer_id, ordered: false, async;
+    FindCoordinator => find_coordinator, ordered: false, sync;
+    JoinGroup => join_group, ordered: false, join_group;
+    SyncGroup => sync_group, ordered: false, async;
+    Heartbeat => heartbeat, ordered: false, sync;
+    LeaveGroup => leave_group, ordered: false, sync;
+    OffsetCommit => offset_commit, ordered: true, async;
+    OffsetFetch => offset_fetch, ordered: false, sync;
+    ListGroups => list_groups, ordered: false, sync;
+    DescribeGroups => describe_groups, ordered: false, sync;
+    DeleteGroups => delete_groups, ordered: false, async;
 }
 
 fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -208,114 +150,7 @@ pub async fn handle(
             api_version: version,
         });
     }
-    match request.api_key {
-        ApiKey::DeleteRecords => respond(
-            &request,
-            &delete_records::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::InitProducerId => respond(
-            &request,
-            &init_producer_id::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::FindCoordinator => respond(
-            &request,
-            &find_coordinator::handle(context, request.decode()?, version),
-        ),
-        ApiKey::JoinGroup => {
-            let client_id = request.client_id.clone().unwrap_or_default();
-            let response = join_group::handle(
-                context,
-                request.decode()?,
-                version,
-                client_id,
-                request.client_host.clone(),
-            )
-            .await;
-            respond(&request, &response)
-        }
-        ApiKey::SyncGroup => respond(
-            &request,
-            &sync_group::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::Heartbeat => respond(
-            &request,
-            &heartbeat::handle(context, request.decode()?, version),
-        ),
-        ApiKey::LeaveGroup => respond(
-            &request,
-            &leave_group::handle(context, request.decode()?, version),
-        ),
-        ApiKey::OffsetCommit => respond(
-            &request,
-            &offset_commit::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::OffsetFetch => respond(
-            &request,
-            &offset_fetch::handle(context, request.decode()?, version),
-        ),
-        ApiKey::ListGroups => respond(
-            &request,
-            &list_groups::handle(context, request.decode()?, version),
-        ),
-        ApiKey::DescribeGroups => respond(
-            &request,
-            &describe_groups::handle(context, request.decode()?, version),
-        ),
-        ApiKey::DeleteGroups => respond(
-            &request,
-            &delete_groups::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::Metadata => respond(
-            &request,
-            &metadata::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::Produce => {
-            match produce::handle(context, request.decode()?, version, ordered).await {
-                Some(response) => respond(&request, &response),
-                None => Ok(None),
-            }
-        }
-        ApiKey::Fetch => respond(
-            &request,
-            &fetch::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::ListOffsets => respond(
-            &request,
-            &list_offsets::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::CreateTopics => respond(
-            &request,
-            &create_topics::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::DeleteTopics => respond(
-            &request,
-            &delete_topics::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::DescribeConfigs => respond(
-            &request,
-            &describe_configs::handle(context, request.decode()?, version),
-        ),
-        ApiKey::AlterConfigs => respond(
-            &request,
-            &alter_configs::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::IncrementalAlterConfigs => respond(
-            &request,
-            &incremental_alter_configs::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::CreatePartitions => respond(
-            &request,
-            &create_partitions::handle(context, request.decode()?, version).await,
-        ),
-        ApiKey::DescribeCluster => respond(
-            &request,
-            &describe_cluster::handle(context, request.decode()?, version),
-        ),
-        _ => Err(FrameError::Unsupported {
-            api_key: request.api_key,
-            api_version: version,
-        }),
-    }
+    dispatch(context, request, ordered).await
 }
 
 /// Runs blocking store work off the async workers.

@@ -3,7 +3,7 @@
 //! into the binary, so any `sluice` can scaffold), `build` compiles a crate
 //! to a `wasm32-wasip2` component with cargo and prints where the `.wasm`
 //! is, and `run` feeds a `.wasm` records from a file or stdin and prints
-//! what it writes (implemented by `crate::processor::local`).
+//! what it writes (implemented in `run.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+mod run;
 
 use super::processor::parse_config_pair;
 use super::{emit, OutputFormat};
@@ -82,10 +84,10 @@ impl PluginKind {
     /// The scaffold's `src/lib.rs`.
     fn lib_rs(self) -> &'static str {
         match self {
-            Self::Filter => include_str!("plugin_templates/filter.rs"),
-            Self::Map => include_str!("plugin_templates/map.rs"),
-            Self::FlatMap => include_str!("plugin_templates/flat_map.rs"),
-            Self::Route => include_str!("plugin_templates/route.rs"),
+            Self::Filter => include_str!("../plugin_templates/filter.rs"),
+            Self::Map => include_str!("../plugin_templates/map.rs"),
+            Self::FlatMap => include_str!("../plugin_templates/flat_map.rs"),
+            Self::Route => include_str!("../plugin_templates/route.rs"),
         }
     }
 
@@ -166,7 +168,7 @@ pub fn run(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::New(args) => new(&args),
         PluginCommand::Build(args) => build(&args),
-        PluginCommand::Run(args) => crate::processor::local::run(&args),
+        PluginCommand::Run(args) => run::run(&args),
     }
 }
 
@@ -297,16 +299,16 @@ fn scaffold(name: &str, kind: PluginKind, sdk: &Path) -> Result<Vec<(&'static st
     Ok(vec![
         (
             "Cargo.toml",
-            fill(include_str!("plugin_templates/Cargo.toml.tmpl")),
+            fill(include_str!("../plugin_templates/Cargo.toml.tmpl")),
         ),
         ("src/lib.rs", fill(kind.lib_rs())),
         (
             "README.md",
-            fill(include_str!("plugin_templates/README.md.tmpl")),
+            fill(include_str!("../plugin_templates/README.md.tmpl")),
         ),
         (
             ".gitignore",
-            fill(include_str!("plugin_templates/gitignore")),
+            fill(include_str!("../plugin_templates/gitignore")),
         ),
     ])
 }

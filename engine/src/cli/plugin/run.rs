@@ -17,16 +17,16 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::host::{
+use super::PluginRunArgs;
+use crate::processor::host::{
     Batch, InputHeader, InputRecord, Instance, InvokeError, Label, Output, Payload, Runtime,
 };
-use super::spec::Limits;
-use crate::cli::plugin::PluginRunArgs;
+use crate::processor::spec::Limits;
 
 const ENVELOPE_KEYS: [&str; 5] = ["key", "value", "headers", "timestamp", "offset"];
 
 /// Runs the plugin over the input lines and prints its outputs.
-pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(None)?;
@@ -106,7 +106,7 @@ pub fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
 
 /// One input line as a record at `offset`.
 fn parse_line(line: &str, offset: i64) -> anyhow::Result<InputRecord> {
-    let now = super::status::now_ms();
+    let now = crate::processor::status::now_ms();
     let plain = |value: &str| InputRecord {
         offset,
         timestamp: now,

@@ -1,5 +1,11 @@
-//! A small async Kafka client for the CLI verbs: one TCP connection per
-//! broker address, ApiVersions negotiation, typed request/response calls.
+//! A small async Kafka client for the CLI verbs (and the benchmarks): one
+//! TCP connection per broker address, ApiVersions negotiation, typed
+//! request/response calls; the classic consumer protocol and range
+//! assignor (`consumer`), committed offsets and start positions
+//! (`offsets`), and group membership (`member`).
+//!
+//! It is a library for the CLI, not part of the broker: nothing under
+//! `log/`, `group/`, `processor/` or `server/` uses it.
 //!
 //! It speaks only the Kafka protocol through the `kafka-protocol` codecs, so
 //! the verbs work against any Kafka-compatible broker, not just Sluice.
@@ -13,6 +19,10 @@
 //! connection; partition leaders are reached at the address Metadata gives
 //! for them and group coordinators at the one FindCoordinator gives, so a
 //! multi-node cluster works as long as those addresses are reachable.
+
+pub(crate) mod consumer;
+pub(crate) mod member;
+pub(crate) mod offsets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
