@@ -73,7 +73,7 @@ mod tests {
         );
         assert!(outputs[1..4]
             .iter()
-            .all(|output| output.value_str() == Some("boom")));
+            .all(|output| output.value_str() == Ok("boom")));
     }
 
     #[test]
