@@ -47,7 +47,9 @@
 //!
 //! The functions stay plain Rust: call them directly in unit tests, or run
 //! them through [`testing`] for exactly what the broker would write. On the
-//! host the macros expand to nothing, so the crate also links as an rlib.
+//! host the macros export nothing (so the crate also links as an rlib) but
+//! still type-check the function against its kind: a wrong signature fails
+//! `cargo test`, not only the `wasm32` build.
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code, missing_docs, clippy::all)]

@@ -89,22 +89,23 @@ impl Record {
         self
     }
 
-    /// The value as UTF-8 text. Errors on a tombstone or invalid UTF-8.
+    /// The value as UTF-8 text. Errors on a tombstone or invalid UTF-8, and
+    /// the error says which: a `Result`, not an `Option`, so that `?` works
+    /// in a plugin and an `unwrap` in a test says why. [`TestOutput`]'s
+    /// `value_str` is the same.
+    ///
+    /// [`TestOutput`]: crate::testing::TestOutput
     pub fn value_str(&self) -> Result<&str> {
-        let value = self
-            .value
-            .as_deref()
-            .ok_or_else(|| Error::new("the record has a null value (tombstone)"))?;
-        Ok(std::str::from_utf8(value)?)
+        utf8(
+            self.value.as_deref(),
+            "the record has a null value (tombstone)",
+        )
     }
 
-    /// The key as UTF-8 text. Errors on a null key or invalid UTF-8.
+    /// The key as UTF-8 text. Errors on a null key or invalid UTF-8 (see
+    /// [`value_str`](Self::value_str)).
     pub fn key_str(&self) -> Result<&str> {
-        let key = self
-            .key
-            .as_deref()
-            .ok_or_else(|| Error::new("the record has a null key"))?;
-        Ok(std::str::from_utf8(key)?)
+        utf8(self.key.as_deref(), "the record has a null key")
     }
 
     /// The value parsed as JSON into `T` (which may borrow from the record).
@@ -133,6 +134,14 @@ impl Record {
     pub fn header_str(&self, name: &str) -> Option<&str> {
         std::str::from_utf8(self.header_value(name)?).ok()
     }
+}
+
+/// `bytes` as UTF-8 text; `null` is the error message when there are none.
+/// The one reading of a key or value as text, for [`Record`] and the test
+/// harness's outputs alike.
+pub(crate) fn utf8<'a>(bytes: Option<&'a [u8]>, null: &str) -> Result<&'a str> {
+    let bytes = bytes.ok_or_else(|| Error::new(null))?;
+    Ok(std::str::from_utf8(bytes)?)
 }
 
 /// Consecutive records of one input partition, in offset order: what one

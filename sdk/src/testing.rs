@@ -22,7 +22,7 @@
 //! let outputs = testing::run_filter(mentions, &[("word", "rust")], testing::records(&["rust!", "go"])).unwrap();
 //! assert_eq!(outputs.len(), 1);
 //! assert!(outputs[0].forwarded);
-//! assert_eq!((outputs[0].source, outputs[0].value_str()), (0, Some("rust!")));
+//! assert_eq!((outputs[0].source, outputs[0].value_str()), (0, Ok("rust!")));
 //! ```
 
 use std::fmt::{self, Display};
@@ -30,6 +30,7 @@ use std::fmt::{self, Display};
 use serde::de::{Deserialize, DeserializeOwned};
 
 use crate::log::Level;
+use crate::record;
 use crate::{
     config, Batch, Error, Header, Instance, Output, Outputs, Payload, ProcessError, Processor,
     Record, Result,
@@ -56,14 +57,20 @@ pub struct TestOutput {
 }
 
 impl TestOutput {
-    /// The value as UTF-8 text; `None` for a tombstone or invalid UTF-8.
-    pub fn value_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.value.as_deref()?).ok()
+    /// The value as UTF-8 text. Errors on a tombstone or invalid UTF-8, like
+    /// [`Record::value_str`]: compare with `Ok("text")`, or `unwrap` it and
+    /// a failing test says which of the two it was.
+    pub fn value_str(&self) -> Result<&str> {
+        record::utf8(
+            self.value.as_deref(),
+            "the output has a null value (tombstone)",
+        )
     }
 
-    /// The key as UTF-8 text; `None` for a null key or invalid UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.key.as_deref()?).ok()
+    /// The key as UTF-8 text. Errors on a null key or invalid UTF-8, like
+    /// [`Record::key_str`].
+    pub fn key_str(&self) -> Result<&str> {
+        record::utf8(self.key.as_deref(), "the output has a null key")
     }
 
     /// The value parsed as JSON.
@@ -71,11 +78,13 @@ impl TestOutput {
         let value = self
             .value
             .as_deref()
-            .ok_or_else(|| Error::new("the output is a tombstone"))?;
+            .ok_or_else(|| Error::new("the output has a null value (tombstone)"))?;
         Ok(serde_json::from_slice(value)?)
     }
 
-    /// The value of the first header named `name`, as UTF-8 text.
+    /// The value of the first header named `name`, as UTF-8 text; `None`
+    /// when there is no such header, its value is null or not UTF-8, like
+    /// [`Record::header_str`].
     pub fn header_str(&self, name: &str) -> Option<&str> {
         let header = self.headers.iter().find(|header| header.key == name)?;
         std::str::from_utf8(header.value.as_deref()?).ok()
@@ -378,7 +387,7 @@ mod tests {
         assert!(outputs
             .iter()
             .all(|output| output.forwarded && output.topic.is_none()));
-        assert_eq!(outputs[1].value_str(), Some("xc"));
+        assert_eq!(outputs[1].value_str(), Ok("xc"));
     }
 
     #[test]
@@ -409,16 +418,23 @@ mod tests {
             Record::tombstone(),
         ];
         let outputs = run_map(shout, &[], input).unwrap();
-        assert_eq!(outputs[0].value_str(), Some("HI"));
+        assert_eq!(outputs[0].value_str(), Ok("HI"));
         assert_eq!(
             (
                 outputs[0].key_str(),
                 outputs[0].timestamp,
                 outputs[0].forwarded
             ),
-            (Some("k"), 5, false)
+            (Ok("k"), 5, false)
         );
         assert!(outputs[1].forwarded && outputs[1].value.is_none());
+        let error = outputs[1].value_str().unwrap_err();
+        assert!(error.message().contains("tombstone"), "{error}");
+        assert!(outputs[1]
+            .key_str()
+            .unwrap_err()
+            .message()
+            .contains("null key"));
         assert_eq!(outputs[1].source, 1);
     }
 

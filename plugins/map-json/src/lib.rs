@@ -258,14 +258,14 @@ mod tests {
             vec![record, Record::tombstone()],
         )
         .unwrap();
-        assert_eq!(outputs[0].value_str(), Some(r#"{"a":1}"#));
+        assert_eq!(outputs[0].value_str(), Ok(r#"{"a":1}"#));
         assert_eq!(
             (
                 outputs[0].key_str(),
                 outputs[0].header_str("h"),
                 outputs[0].timestamp
             ),
-            (Some("k"), Some("v"), 9)
+            (Ok("k"), Some("v"), 9)
         );
         assert!(outputs[1].forwarded);
     }

@@ -49,8 +49,8 @@ mod tests {
             .with_header("h", "v")
             .with_timestamp(42);
         let outputs = testing::run_map(uppercase, &[], vec![record]).unwrap();
-        assert_eq!(outputs[0].value_str(), Some("A"));
-        assert_eq!(outputs[0].key_str(), Some("k"));
+        assert_eq!(outputs[0].value_str(), Ok("A"));
+        assert_eq!(outputs[0].key_str(), Ok("k"));
         assert_eq!(outputs[0].header_str("h"), Some("v"));
         assert_eq!(outputs[0].timestamp, 42);
     }

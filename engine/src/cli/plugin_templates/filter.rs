@@ -39,7 +39,7 @@ mod tests {
         let records = testing::records(&["a", "bb", "ccc"]);
         let outputs = testing::run_filter(keep, &[("threshold", "2")], records).unwrap();
         let kept: Vec<_> = outputs.iter().map(|output| output.value_str()).collect();
-        assert_eq!(kept, [Some("bb"), Some("ccc")]);
+        assert_eq!(kept, [Ok("bb"), Ok("ccc")]);
     }
 
     #[test]

@@ -55,6 +55,6 @@ mod tests {
             .iter()
             .map(|output| (output.source, output.value_str()))
             .collect();
-        assert_eq!(pieces, [(0, Some("a")), (0, Some("b")), (1, Some("c"))]);
+        assert_eq!(pieces, [(0, Ok("a")), (0, Ok("b")), (1, Ok("c"))]);
     }
 }

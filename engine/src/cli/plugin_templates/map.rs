@@ -38,8 +38,8 @@ mod tests {
     fn upper_cases_and_prefixes() {
         let record = Record::new("hello").with_key("k");
         let outputs = testing::run_map(transform, &[("prefix", "> ")], vec![record]).unwrap();
-        assert_eq!(outputs[0].value_str(), Some("> HELLO"));
-        assert_eq!(outputs[0].key_str(), Some("k"));
+        assert_eq!(outputs[0].value_str(), Ok("> HELLO"));
+        assert_eq!(outputs[0].key_str(), Ok("k"));
         assert_eq!(outputs[0].header_str("processed-by"), Some("{{name}}"));
     }
 }

@@ -2,10 +2,7 @@
 //! without bound on records whose value contains the `trigger` text. Tests
 //! use it to check that the host's memory limit stops the instance.
 
-#[path = "../../trigger.rs"]
-mod trigger;
-pub use trigger::is_triggered;
-
+use fault_trigger::is_triggered;
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -14,7 +11,7 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "trigger::default_trigger")]
+    #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
 }
 

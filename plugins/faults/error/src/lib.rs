@@ -2,10 +2,7 @@
 //! error (not a trap) for records whose value contains the `trigger` text,
 //! naming the record so the host can apply its error policy to it alone.
 
-#[path = "../../trigger.rs"]
-mod trigger;
-pub use trigger::is_triggered;
-
+use fault_trigger::is_triggered;
 use serde::Deserialize;
 use sluice_sdk::{Error, Record, Result};
 
@@ -14,7 +11,7 @@ use sluice_sdk::{Error, Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text are rejected.
-    #[serde(default = "trigger::default_trigger")]
+    #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
 }
 

@@ -3,10 +3,7 @@
 //! output: `copies` copies of its value, or with `bytes` set, one value of
 //! that many bytes. Tests use it to check the host's output limits.
 
-#[path = "../../trigger.rs"]
-mod trigger;
-pub use trigger::is_triggered;
-
+use fault_trigger::is_triggered;
 use serde::Deserialize;
 use sluice_sdk::{Output, Record, Result};
 
@@ -15,7 +12,7 @@ use sluice_sdk::{Output, Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "trigger::default_trigger")]
+    #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
     /// How many copies of the trigger record's value to emit.
     #[serde(default = "default_copies")]
@@ -73,7 +70,7 @@ mod tests {
         );
         assert!(outputs[1..4]
             .iter()
-            .all(|output| output.value_str() == Some("boom")));
+            .all(|output| output.value_str() == Ok("boom")));
     }
 
     #[test]

@@ -2,10 +2,7 @@
 //! on records whose value contains the `trigger` text. Tests use it to check
 //! that the host's deadline (epoch interruption or fuel) stops the instance.
 
-#[path = "../../trigger.rs"]
-mod trigger;
-pub use trigger::is_triggered;
-
+use fault_trigger::is_triggered;
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -14,7 +11,7 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "trigger::default_trigger")]
+    #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
 }
 
@@ -43,8 +40,5 @@ mod tests {
     fn forwards_normal_records() {
         let outputs = testing::run_filter(spin, &[], testing::records(&["a", "b"])).unwrap();
         assert_eq!(outputs.len(), 2);
-        assert!(!is_triggered(&Record::new("a"), "boom"));
-        assert!(is_triggered(&Record::new("kaboom!"), "boom"));
-        assert!(!is_triggered(&Record::tombstone(), "boom"));
     }
 }

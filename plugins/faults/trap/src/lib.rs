@@ -3,10 +3,7 @@
 //! Tests use it to check that a trapping instance affects only the
 //! offending record.
 
-#[path = "../../trigger.rs"]
-mod trigger;
-pub use trigger::is_triggered;
-
+use fault_trigger::is_triggered;
 use serde::Deserialize;
 use sluice_sdk::{Record, Result};
 
@@ -15,7 +12,7 @@ use sluice_sdk::{Record, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Records whose value contains this text trigger the fault.
-    #[serde(default = "trigger::default_trigger")]
+    #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
 }
 
