@@ -1,7 +1,9 @@
 //! Sluice: a Kafka-compatible event broker and WebAssembly stream-processing
 //! runtime in one binary.
+//!
+//! The library is also what the `sluice-bench` crate (`bench/`) measures:
+//! the items it uses are `pub` and say so.
 
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
