@@ -13,7 +13,9 @@
 //! - with `--brokers`, one already running (Sluice or any Kafka-compatible
 //!   broker, e.g. Kafka or Redpanda), its CPU reported when `--pid` names
 //!   its local process. Each run creates two fresh topics (replication
-//!   factor 1) and deletes them afterwards.
+//!   factor 1) and deletes them afterwards. `--with-sluice` measures both
+//!   in every run, alternating, so that the comparison shares the
+//!   machine's conditions.
 //!
 //! Each figure is the median of `--runs`. For latency and a real client's
 //! view, see `bench/run-kafka-bench`.
@@ -48,7 +50,9 @@ Examples:
   sluice-bench kafka --runs 5 --bytes 536870912
       start a release sluice serve per flush policy (never, always) per run
   sluice-bench kafka --brokers 127.0.0.1:9092 --pid \"$(pgrep -n -f kafka.Kafka)\"
-      measure a broker that is already running (any Kafka-compatible one)")]
+      measure a broker that is already running (any Kafka-compatible one)
+  sluice-bench kafka --brokers 127.0.0.1:9092 --with-sluice
+      both, alternating in every run")]
 pub struct KafkaBenchArgs {
     /// Measure the broker already running at this address (Sluice or any Kafka-compatible broker) instead of starting Sluice. Partition leaders are reached at the addresses its metadata gives.
     #[arg(long, value_name = "HOST:PORT[,...]")]
@@ -56,8 +60,11 @@ pub struct KafkaBenchArgs {
     /// Process id of the --brokers broker, when it runs on this machine: its CPU time is read from /proc/PID/stat and reported per GB [default: CPU not reported].
     #[arg(long, value_name = "PID", requires = "brokers")]
     pub pid: Option<u32>,
-    /// The `sluice` binary to start when there is no --brokers [default: `sluice` next to this executable].
-    #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
+    /// With --brokers: also start Sluice (flush=never and flush=always) in every run, alternating with the running broker, so that both are measured by the same generator under the same conditions.
+    #[arg(long, requires = "brokers")]
+    pub with_sluice: bool,
+    /// The `sluice` binary to start [default: `sluice` next to this executable].
+    #[arg(long, value_name = "FILE")]
     pub sluice: Option<PathBuf>,
     /// Directory for the raw-disk baselines and the started brokers' data (on the disk to measure) [default: a temporary directory under the current one].
     #[arg(long, value_name = "DIR")]
@@ -96,27 +103,30 @@ struct Report {
     /// over loopback TCP and writing them to a file, no protocol at all.
     tcp_to_file_mb_s: f64,
     tcp_to_file_cpu_s_per_gb: f64,
+    /// Sluice started by the benchmark (without `--brokers`, or with
+    /// `--with-sluice`).
     #[serde(flatten)]
-    measured: Measured,
+    started: Option<Started>,
+    /// The broker at `--brokers`.
+    #[serde(flatten)]
+    running: Option<Running>,
 }
 
-/// Which broker the figures are of.
+/// Sluice started by the benchmark, once per flush policy per run.
 #[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Measured {
-    /// Sluice started by the benchmark, once per flush policy.
-    Started {
-        never: Figures,
-        always: Figures,
-        never_produce_vs_raw: f64,
-    },
-    /// The broker at `--brokers`.
-    Running {
-        brokers: String,
-        broker_pid: Option<u32>,
-        broker: Figures,
-        produce_acks_1_vs_raw: f64,
-    },
+struct Started {
+    never: Figures,
+    always: Figures,
+    never_produce_vs_raw: f64,
+}
+
+/// The already running broker at `--brokers`.
+#[derive(Debug, Serialize)]
+struct Running {
+    brokers: String,
+    broker_pid: Option<u32>,
+    broker: Figures,
+    produce_acks_1_vs_raw: f64,
 }
 
 /// The broker under measurement.
@@ -434,15 +444,34 @@ fn medians(runs: &[Figures]) -> Figures {
     }
 }
 
+/// Every run's figures, before the medians.
+#[derive(Default)]
+struct Samples {
+    raw: Vec<f64>,
+    raw_fsync: Vec<f64>,
+    sink_mb_s: Vec<f64>,
+    sink_cpu: Vec<f64>,
+    never: Vec<Figures>,
+    always: Vec<Figures>,
+    running: Vec<Figures>,
+}
+
 /// Runs the benchmark and prints the report.
 pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.partitions > 0, "--partitions must be at least 1");
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let runtime = tokio::runtime::Runtime::new()?;
     // Fail before minutes of baselines, not after.
-    let sluice = match &args.brokers {
-        Some(_) => None,
-        None => Some(sluice_binary(args.sluice.as_deref())?),
+    let sluice = if args.brokers.is_none() || args.with_sluice {
+        Some(sluice_binary(args.sluice.as_deref())?)
+    } else {
+        None
     };
+    if let Some(brokers) = &args.brokers {
+        runtime
+            .block_on(bootstrap(brokers))
+            .with_context(|| format!("--brokers {brokers}"))?;
+    }
     if let Some(pid) = args.pid {
         cpu_seconds(pid)?;
     }
@@ -451,69 +480,92 @@ pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         None => tempfile::tempdir_in("."),
     }
     .context("creating the benchmark directory")?;
-    let dir = temporary.path();
-    let template = batch::build::values(1000, 1024, now_ms()).freeze();
-    let runtime = tokio::runtime::Runtime::new()?;
-    let (mut raw, mut raw_fsync) = (Vec::new(), Vec::new());
-    let (mut sink_mb_s, mut sink_cpu) = (Vec::new(), Vec::new());
-    let (mut never, mut always, mut running) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     for run in 1..=args.runs {
         eprintln!("sluice-bench kafka: run {run} of {}…", args.runs);
-        raw.push(raw_write(dir, &template, args.bytes, false)?);
-        // The disk's own pace: write + fdatasync per 1 MiB batch.
-        raw_fsync.push(raw_write(dir, &template, args.bytes, true)?);
-        let (mb_s, cpu) = tcp_to_file(dir, &template, args.bytes)?;
-        sink_mb_s.push(mb_s);
-        sink_cpu.push(cpu);
-        match (&args.brokers, &sluice) {
-            (Some(brokers), _) => {
-                let target = Target {
-                    brokers,
-                    pid: args.pid,
-                    delete_topics: true,
-                };
-                running.push(runtime.block_on(measure(&target, args, run, template.clone()))?);
-            }
-            (None, Some(sluice)) => {
-                let one = |flush| one_run(sluice, dir, args, run, flush, template.clone());
-                never.push(runtime.block_on(one("never"))?);
-                always.push(runtime.block_on(one("always"))?);
-            }
-            (None, None) => unreachable!("a sluice binary is found when there is no --brokers"),
-        }
+        one_of_each(
+            &runtime,
+            temporary.path(),
+            args,
+            sluice.as_deref(),
+            run,
+            &mut samples,
+        )?;
     }
-    let raw_write_mb_s = median(&mut raw);
-    let measured = match &args.brokers {
-        Some(brokers) => {
-            let broker = medians(&running);
-            Measured::Running {
-                brokers: brokers.clone(),
-                broker_pid: args.pid,
-                produce_acks_1_vs_raw: broker.produce_acks_1_mb_s / raw_write_mb_s,
-                broker,
-            }
-        }
-        None => {
-            let never = medians(&never);
-            Measured::Started {
-                never_produce_vs_raw: never.produce_acks_1_mb_s / raw_write_mb_s,
-                always: medians(&always),
-                never,
-            }
-        }
-    };
-    let report = Report {
-        bytes_per_run: args.bytes,
-        runs: args.runs,
-        raw_write_mb_s,
-        raw_write_fsync_mb_s: median(&mut raw_fsync),
-        tcp_to_file_mb_s: median(&mut sink_mb_s),
-        tcp_to_file_cpu_s_per_gb: median(&mut sink_cpu),
-        measured,
-    };
+    let report = report(args, sluice.is_some(), samples);
     match args.format {
         OutputFormat::Json => crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?)),
         OutputFormat::Text => crate::emit(&text(&report)),
+    }
+}
+
+/// Run number `run`: the baselines, then Sluice (if `sluice` is given),
+/// then the running broker (if `--brokers`).
+fn one_of_each(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    args: &KafkaBenchArgs,
+    sluice: Option<&Path>,
+    run: usize,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
+    let template = batch::build::values(1000, 1024, now_ms()).freeze();
+    samples
+        .raw
+        .push(raw_write(dir, &template, args.bytes, false)?);
+    // The disk's own pace: write + fdatasync per 1 MiB batch.
+    samples
+        .raw_fsync
+        .push(raw_write(dir, &template, args.bytes, true)?);
+    let (mb_s, cpu) = tcp_to_file(dir, &template, args.bytes)?;
+    samples.sink_mb_s.push(mb_s);
+    samples.sink_cpu.push(cpu);
+    if let Some(sluice) = sluice {
+        let one = |flush| one_run(sluice, dir, args, run, flush, template.clone());
+        samples.never.push(runtime.block_on(one("never"))?);
+        samples.always.push(runtime.block_on(one("always"))?);
+    }
+    if let Some(brokers) = &args.brokers {
+        let target = Target {
+            brokers,
+            pid: args.pid,
+            delete_topics: true,
+        };
+        let figures = runtime.block_on(measure(&target, args, run, template))?;
+        samples.running.push(figures);
+    }
+    Ok(())
+}
+
+/// The medians of `samples`, and the ratios to raw `write(2)`.
+fn report(args: &KafkaBenchArgs, sluice_started: bool, mut samples: Samples) -> Report {
+    let raw_write_mb_s = median(&mut samples.raw);
+    let started = sluice_started.then(|| {
+        let never = medians(&samples.never);
+        Started {
+            never_produce_vs_raw: never.produce_acks_1_mb_s / raw_write_mb_s,
+            always: medians(&samples.always),
+            never,
+        }
+    });
+    let running = args.brokers.as_ref().map(|brokers| {
+        let broker = medians(&samples.running);
+        Running {
+            brokers: brokers.clone(),
+            broker_pid: args.pid,
+            produce_acks_1_vs_raw: broker.produce_acks_1_mb_s / raw_write_mb_s,
+            broker,
+        }
+    });
+    Report {
+        bytes_per_run: args.bytes,
+        runs: args.runs,
+        raw_write_mb_s,
+        raw_write_fsync_mb_s: median(&mut samples.raw_fsync),
+        tcp_to_file_mb_s: median(&mut samples.sink_mb_s),
+        tcp_to_file_cpu_s_per_gb: median(&mut samples.sink_cpu),
+        started,
+        running,
     }
 }
 
@@ -550,33 +602,26 @@ fn text(report: &Report) -> String {
             cpu(f.cpu_s_per_gb_consumed)
         )
     };
-    match &report.measured {
-        Measured::Started {
-            never,
-            always,
-            never_produce_vs_raw,
-        } => {
-            text.push_str(&line("flush=never ", never));
-            text.push_str(&line("flush=always", always));
-            let _ = writeln!(
-                text,
-                "flush=never produce (acks=1) / raw write: {:.0}%",
-                never_produce_vs_raw * 100.0
-            );
-        }
-        Measured::Running {
-            brokers,
-            broker,
-            produce_acks_1_vs_raw,
-            ..
-        } => {
-            text.push_str(&line(&format!("broker {brokers}:"), broker));
-            let _ = writeln!(
-                text,
-                "produce (acks=1) / raw write: {:.0}%",
-                produce_acks_1_vs_raw * 100.0
-            );
-        }
+    if let Some(started) = &report.started {
+        text.push_str(&line("flush=never ", &started.never));
+        text.push_str(&line("flush=always", &started.always));
+        let _ = writeln!(
+            text,
+            "flush=never produce (acks=1) / raw write: {:.0}%",
+            started.never_produce_vs_raw * 100.0
+        );
+    }
+    if let Some(running) = &report.running {
+        text.push_str(&line(
+            &format!("broker {}:", running.brokers),
+            &running.broker,
+        ));
+        let _ = writeln!(
+            text,
+            "broker {} produce (acks=1) / raw write: {:.0}%",
+            running.brokers,
+            running.produce_acks_1_vs_raw * 100.0
+        );
     }
     text
 }

@@ -53,10 +53,10 @@ enum OutputFormat {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The processor benchmark runs the broker's own loop in this process;
-    // its log lines go to stderr, as `sluice serve`'s do (RUST_LOG sets the
-    // level).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The log and processor benchmarks run the broker's own code in this
+    // process; its log lines go to stderr, warnings only unless RUST_LOG
+    // says otherwise (a store's lifecycle lines would bury the progress).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
