@@ -54,22 +54,30 @@ Examples:
   sluice-bench kafka --brokers 127.0.0.1:9092 --with-sluice
       both, alternating in every run")]
 pub struct KafkaBenchArgs {
-    /// Measure the broker already running at this address (Sluice or any Kafka-compatible broker) instead of starting Sluice. Partition leaders are reached at the addresses its metadata gives.
+    /// Measure the broker already running here (any Kafka-compatible broker) instead of starting Sluice.
+    ///
+    /// The first address that answers is the bootstrap; partition leaders
+    /// are reached at the addresses its metadata gives. Each run creates two
+    /// topics (replication factor 1) and deletes them afterwards.
     #[arg(long, value_name = "HOST:PORT[,...]")]
     pub brokers: Option<String>,
-    /// Process id of the --brokers broker, when it runs on this machine: its CPU time is read from /proc/PID/stat and reported per GB [default: CPU not reported].
+    /// Process id of the --brokers broker, to report its CPU-seconds per GB (from /proc/PID/stat: a local broker only) [default: not reported].
     #[arg(long, value_name = "PID", requires = "brokers")]
     pub pid: Option<u32>,
-    /// With --brokers: also start Sluice (flush=never and flush=always) in every run, alternating with the running broker, so that both are measured by the same generator under the same conditions.
+    /// With --brokers: also start Sluice in every run, alternating with that broker.
+    ///
+    /// Sluice runs with flush=never and flush=always, as without --brokers,
+    /// so both brokers are measured by the same generator under the same
+    /// conditions, against the same baselines.
     #[arg(long, requires = "brokers")]
     pub with_sluice: bool,
-    /// The `sluice` binary to start [default: `sluice` next to this executable].
+    /// The `sluice` binary to start [default: `sluice` next to sluice-bench].
     #[arg(long, value_name = "FILE")]
     pub sluice: Option<PathBuf>,
     /// Directory for the raw-disk baselines and the started brokers' data (on the disk to measure) [default: a temporary directory under the current one].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Bytes produced per run (and per topic: acks=1, then acks=all).
+    /// Bytes produced per run into each of its two topics (one with acks=1, one with acks=all).
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
     /// Partitions per topic (one producing and one consuming connection each).

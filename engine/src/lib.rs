@@ -2,7 +2,8 @@
 //! runtime in one binary.
 //!
 //! The library is also what the `sluice-bench` crate (`bench/`) measures:
-//! the items it uses are `pub` and say so.
+//! the log store, the processor host and loop, and the CLI's Kafka
+//! connection. Items made `pub` only for it say so in their docs.
 
 pub mod broker;
 pub mod cli;
