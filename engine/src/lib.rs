@@ -1,7 +1,10 @@
 //! Sluice: a Kafka-compatible event broker and WebAssembly stream-processing
 //! runtime in one binary.
+//!
+//! The library is also what the `sluice-bench` crate (`bench/`) measures:
+//! the log store, the processor host and loop, and the CLI's Kafka
+//! connection. Items made `pub` only for it say so in their docs.
 
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -1,7 +1,7 @@
 //! The `sluice` binary: parse arguments, set up logging, dispatch.
 
 use clap::Parser;
-use sluice::cli::{BenchCommand, Cli, Command, LogFormat};
+use sluice::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -52,10 +52,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }))
         }
-        Command::Bench(BenchCommand::Log(args)) => sluice::bench::log::run(&args),
-        Command::Bench(BenchCommand::Kafka(args)) => sluice::bench::kafka::run(&args),
-        Command::Bench(BenchCommand::Sink(args)) => sluice::bench::kafka::sink(&args),
-        Command::Bench(BenchCommand::Processor(args)) => sluice::bench::processor::run(&args),
         // Plugin verbs run cargo or a local wasm host: no async runtime here.
         Command::Plugin(command) => sluice::cli::plugin::run(command),
         command @ (Command::Topic(_)

@@ -1,9 +1,10 @@
 //! Command-line interface: argument definitions and dispatch. `serve` runs
-//! the broker; `bench` measures it; the client verbs (topic, produce,
-//! consume, group) talk to any Kafka-compatible broker over the Kafka
-//! protocol, in the style of rpk and kcat; `processor` manages a Sluice
-//! broker's WebAssembly processors over its HTTP admin API; `plugin`
-//! scaffolds, builds and locally runs processor plugins with no broker.
+//! the broker; the client verbs (topic, produce, consume, group) talk to any
+//! Kafka-compatible broker over the Kafka protocol, in the style of rpk and
+//! kcat; `processor` manages a Sluice broker's WebAssembly processors over
+//! its HTTP admin API; `plugin` scaffolds, builds and locally runs processor
+//! plugins with no broker. Benchmarks are not here: they are the
+//! `sluice-bench` crate (`bench/`).
 
 pub mod consume;
 pub mod group;
@@ -76,9 +77,6 @@ pub enum Command {
     /// Scaffold, build and locally run processor plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// Measure performance on this machine.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 /// `sluice serve` options. Flags win over `SLUICE_*` variables, which win
@@ -157,7 +155,7 @@ pub fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Consume(args) => consume::run(args).await,
             Command::Group(command) => group::run(command).await,
             Command::Processor(command) => processor::run(command).await,
-            Command::Serve(_) | Command::Bench(_) | Command::Plugin(_) => {
+            Command::Serve(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")
             }
         }
@@ -201,18 +199,4 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
-}
-
-/// `sluice bench` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Log store: append (flush never/always) and read throughput against raw disk writes, and startup time.
-    Log(crate::bench::log::LogBenchArgs),
-    /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
-    Kafka(crate::bench::kafka::KafkaBenchArgs),
-    /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
-    Processor(crate::bench::processor::ProcessorBenchArgs),
-    /// Baseline process for `bench kafka`: receive one TCP stream and write it to a file.
-    #[command(hide = true)]
-    Sink(crate::bench::kafka::SinkArgs),
 }

@@ -155,7 +155,10 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
 }
 
 /// One connection to one broker, with the API versions agreed on it.
-pub(crate) struct Connection {
+///
+/// `pub` (with [`Connection::open`] and [`Connection::call`]) for the
+/// `sluice-bench` crate's Kafka load generator.
+pub struct Connection {
     /// `host:port` as dialled; every error names it.
     address: String,
     stream: TcpStream,
@@ -173,7 +176,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Connects to `address` and negotiates API versions.
-    pub(crate) async fn open(address: &str) -> Result<Self> {
+    pub async fn open(address: &str) -> Result<Self> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Err(_) => bail!(
                 "cannot connect to {address}: timed out after {} s — {CONNECT_HINT}",
@@ -255,7 +258,7 @@ impl Connection {
     }
 
     /// Sends `request` in the negotiated version and waits for its response.
-    pub(crate) async fn call<R: Request>(&mut self, request: R) -> Result<R::Response> {
+    pub async fn call<R: Request>(&mut self, request: R) -> Result<R::Response> {
         self.call_within(request, REQUEST_TIMEOUT).await
     }
 

@@ -286,7 +286,8 @@ pub fn require_keys(records: &[u8]) -> Result<(), BatchError> {
 }
 
 /// Test and benchmark helpers that build real batches with the
-/// `kafka-protocol` encoder.
+/// `kafka-protocol` encoder (`pub`: the `sluice-bench` crate builds its
+/// workloads with them).
 pub mod build {
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::indexmap::IndexMap;

@@ -622,13 +622,18 @@ fn forwarded(input: &InputRecord) -> OutRecord {
 
 /// A scratch pipeline for benchmarks and tests: an unsynced log store and a
 /// group coordinator in a folder, with topics `in` and `out` of one
-/// partition each.
-pub(crate) struct Scratch {
+/// partition each. `pub` for the `sluice-bench` crate's end-to-end
+/// processor benchmark, which runs the broker's own loop through it.
+pub struct Scratch {
+    /// The log store, in `<dir>/data`, with `flush=never`.
     pub store: Arc<LogStore>,
+    /// The group coordinator the tasks commit to, in `<dir>/groups`.
     pub groups: Arc<GroupCoordinator>,
 }
 
 impl Scratch {
+    /// Opens (or creates) the pipeline in `dir`, which the caller owns and
+    /// removes.
     pub fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
         use crate::group::offsets::OffsetStore;
         use crate::group::GroupConfig;

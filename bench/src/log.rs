@@ -1,4 +1,4 @@
-//! `sluice bench log`: append and read throughput of the log store next to
+//! `sluice-bench log`: append and read throughput of the log store next to
 //! raw sequential writes of the same bytes to the same disk, and the time
 //! from process start to listening.
 //!
@@ -18,11 +18,12 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use super::{median, Serve};
-use crate::cli::OutputFormat;
-use crate::log::{batch, FlushPolicy, LogStore, StdIo, StoreOptions, SystemClock};
+use sluice::log::{batch, FlushPolicy, LogStore, StdIo, StoreOptions, SystemClock};
 
-/// Options of `sluice bench log`.
+use crate::serve::{sluice_binary, Serve};
+use crate::{median, OutputFormat};
+
+/// Options of `sluice-bench log`.
 #[derive(Debug, Args)]
 pub struct LogBenchArgs {
     /// Directory to write in (on the disk to measure) [default: a temporary directory under the current one].
@@ -40,6 +41,9 @@ pub struct LogBenchArgs {
     /// Batch sizes in KiB.
     #[arg(long, value_delimiter = ',', default_values_t = [16u64, 64, 256, 1024])]
     pub batch_kib: Vec<u64>,
+    /// The `sluice` binary whose startup is timed [default: `sluice` next to this executable].
+    #[arg(long, value_name = "FILE")]
+    pub sluice: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -172,10 +176,10 @@ fn bench_batch(dir: &Path, args: &LogBenchArgs, batch_kib: u64) -> anyhow::Resul
 
 /// Milliseconds from spawning `sluice serve` on an empty data directory to
 /// its ready line (both listeners bound).
-fn startup_ms(dir: &Path) -> anyhow::Result<f64> {
+fn startup_ms(sluice: &Path, dir: &Path) -> anyhow::Result<f64> {
     let data_dir = dir.join("startup");
     let started = Instant::now();
-    let serve = Serve::start(&data_dir, &[])?;
+    let serve = Serve::start(sluice, &data_dir, &[])?;
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
     // SIGTERM for a clean stop, as a user's supervisor would.
     drop(serve);
@@ -185,6 +189,7 @@ fn startup_ms(dir: &Path) -> anyhow::Result<f64> {
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: &LogBenchArgs) -> anyhow::Result<()> {
+    let sluice = sluice_binary(args.sluice.as_deref())?;
     let temporary = match &args.dir {
         Some(dir) => tempfile::tempdir_in(dir),
         None => tempfile::tempdir_in("."),
@@ -193,12 +198,15 @@ pub fn run(args: &LogBenchArgs) -> anyhow::Result<()> {
     let dir = temporary.path();
     let mut batches = Vec::new();
     for batch_kib in &args.batch_kib {
-        eprintln!("bench log: {batch_kib} KiB batches ({} runs)…", args.runs);
+        eprintln!(
+            "sluice-bench log: {batch_kib} KiB batches ({} runs)…",
+            args.runs
+        );
         batches.push(bench_batch(dir, args, *batch_kib)?);
     }
-    eprintln!("bench log: startup…");
+    eprintln!("sluice-bench log: startup…");
     let mut startups = (0..args.runs.max(5))
-        .map(|_| startup_ms(dir))
+        .map(|_| startup_ms(&sluice, dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let report = Report {
         runs: args.runs,
@@ -208,19 +216,22 @@ pub fn run(args: &LogBenchArgs) -> anyhow::Result<()> {
         startup_ms_median: median(&mut startups),
     };
     match args.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => print_text(&report),
+        OutputFormat::Json => crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?)),
+        OutputFormat::Text => crate::emit(&text(&report)),
     }
-    Ok(())
 }
 
-fn print_text(report: &Report) {
-    println!(
+fn text(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{:>9} | {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6} | {:>9}",
         "batch", "raw MB/s", "never", "ratio", "raw+fsync", "always", "ratio", "read MB/s"
     );
     for b in &report.batches {
-        println!(
+        let _ = writeln!(
+            text,
             "{:>7}Ki | {:>9.0} {:>9.0} {:>5.0}% | {:>9.1} {:>9.1} {:>5.0}% | {:>9.0}",
             b.batch_bytes / 1024,
             b.raw_write_mb_s,
@@ -232,8 +243,10 @@ fn print_text(report: &Report) {
             b.read_mb_s
         );
     }
-    println!(
+    let _ = writeln!(
+        text,
         "startup to listening (median): {:.1} ms",
         report.startup_ms_median
     );
+    text
 }

@@ -1,4 +1,4 @@
-//! `sluice bench processor`: records per second per core through the
+//! `sluice-bench processor`: records per second per core through the
 //! `filter-json` plugin, beside the same filter compiled natively, in the
 //! same run.
 //!
@@ -27,16 +27,17 @@ use bytes::Bytes;
 use clap::Args;
 use serde::Serialize;
 
-use super::median;
-use crate::cli::OutputFormat;
-use crate::log::batch;
-use crate::processor::host::{
-    Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Runtime,
+use sluice::log::batch;
+use sluice::processor::host::{
+    Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Plugin,
+    Runtime,
 };
-use crate::processor::spec::Limits;
-use crate::processor::worker::Scratch;
+use sluice::processor::spec::Limits;
+use sluice::processor::worker::Scratch;
 
-/// Options of `sluice bench processor`.
+use crate::{median, OutputFormat};
+
+/// Options of `sluice-bench processor`.
 #[derive(Debug, Args)]
 pub struct ProcessorBenchArgs {
     /// The filter-json component (bench/run-processor-bench builds it).
@@ -336,7 +337,7 @@ fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> an
 
 /// Keeps one instance busy for `seconds`, sampling memory ten times.
 fn soak(
-    plugin: &crate::processor::host::Plugin,
+    plugin: &Plugin,
     batches: &[Vec<InputRecord>],
     seconds: u64,
 ) -> anyhow::Result<Vec<SoakSample>> {
@@ -396,7 +397,7 @@ fn rss_bytes() -> u64 {
 
 fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
-        return crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
+        return crate::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
     }
     let m = |r: f64| format!("{:.2}M records/s", r / 1e6);
     let mut text = format!(
@@ -431,5 +432,5 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
             ));
         }
     }
-    crate::cli::emit(&text)
+    crate::emit(&text)
 }
