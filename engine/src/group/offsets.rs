@@ -19,15 +19,15 @@ use crate::log::io::{self, Io, IoFile, OpenMode};
 
 /// One committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed {
+pub(crate) struct Committed {
     /// Next offset to consume.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// Leader epoch the client saw, or -1.
-    pub leader_epoch: i32,
+    pub(crate) leader_epoch: i32,
     /// Client-supplied metadata string.
-    pub metadata: String,
+    pub(crate) metadata: String,
     /// When it was committed (ms since epoch).
-    pub commit_timestamp_ms: i64,
+    pub(crate) commit_timestamp_ms: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,11 +51,11 @@ enum OffsetRecord {
 }
 
 /// group → (topic, partition) → committed offset.
-pub type Offsets = BTreeMap<String, BTreeMap<(String, i32), Committed>>;
+pub(crate) type Offsets = BTreeMap<String, BTreeMap<(String, i32), Committed>>;
 
 /// The store. Not internally synchronised: the coordinator owns it behind
 /// its lock.
-pub struct OffsetStore {
+pub(crate) struct OffsetStore {
     io: Arc<dyn Io>,
     path: PathBuf,
     file: Arc<dyn IoFile>,
@@ -143,7 +143,7 @@ fn replay(bytes: &[u8]) -> (Offsets, usize, Option<String>) {
 
 impl OffsetStore {
     /// Opens (creating) the store in `dir`, truncating a torn tail.
-    pub fn open(io: Arc<dyn Io>, dir: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(io: Arc<dyn Io>, dir: &Path) -> std::io::Result<Self> {
         io.create_dir_all(dir)?;
         let path = dir.join("offsets.log");
         let file = io.open(&path, OpenMode::ReadWrite)?;
@@ -166,12 +166,12 @@ impl OffsetStore {
     }
 
     /// Every group's committed offsets.
-    pub fn all(&self) -> &Offsets {
+    pub(crate) fn all(&self) -> &Offsets {
         &self.offsets
     }
 
     /// One group's committed offsets.
-    pub fn group(&self, group: &str) -> Option<&BTreeMap<(String, i32), Committed>> {
+    pub(crate) fn group(&self, group: &str) -> Option<&BTreeMap<(String, i32), Committed>> {
         self.offsets.get(group)
     }
 
@@ -196,7 +196,7 @@ impl OffsetStore {
     }
 
     /// Durably records commits for `group`; returns once fsynced.
-    pub fn commit(
+    pub(crate) fn commit(
         &mut self,
         group: &str,
         commits: Vec<(String, i32, Committed)>,
@@ -213,25 +213,8 @@ impl OffsetStore {
         self.append(records)
     }
 
-    /// Forgets some partitions of a group.
-    pub fn delete_partitions(
-        &mut self,
-        group: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> std::io::Result<()> {
-        let records = partitions
-            .into_iter()
-            .map(|(topic, partition)| OffsetRecord::DeletePartition {
-                group: group.to_string(),
-                topic,
-                partition,
-            })
-            .collect();
-        self.append(records)
-    }
-
     /// Forgets a whole group.
-    pub fn delete_group(&mut self, group: &str) -> std::io::Result<()> {
+    pub(crate) fn delete_group(&mut self, group: &str) -> std::io::Result<()> {
         if !self.offsets.contains_key(group) {
             return Ok(());
         }

@@ -24,7 +24,7 @@ use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, Partition
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
 use crate::broker::Shutdown;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::log::{io::write_atomic, LogStore, StdIo};
 
 /// How often input topics are checked for new partitions.
@@ -112,7 +112,7 @@ pub struct ProcessorStatus {
 impl Processors {
     /// Opens `<data-dir>/processors`, and starts every persisted deployment
     /// from its committed offsets.
-    pub fn open(
+    pub(crate) fn open(
         data_dir: &std::path::Path,
         config: ProcessorConfig,
         store: Arc<LogStore>,
@@ -473,13 +473,19 @@ impl Processors {
                         .map_err(internal)?
                         .map_or(end, |(offset, _)| offset),
                 };
-                commits.push((topic.clone(), id, offset, -1, String::new()));
+                commits.push(OffsetCommit {
+                    topic: topic.clone(),
+                    partition: id,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                });
             }
         }
-        let codes = self.groups.commit(&deployment.group(), -1, "", commits);
-        match codes.into_iter().find(|c| *c != 0) {
-            Some(code) => Err(AdminError::Internal(format!(
-                "resetting offsets of group {} failed (Kafka error code {code}); \
+        let results = self.groups.commit(&deployment.group(), -1, "", commits);
+        match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(AdminError::Internal(format!(
+                "resetting offsets of group {} failed ({error}); \
                  is a Kafka consumer a member of that group?",
                 deployment.group()
             ))),
