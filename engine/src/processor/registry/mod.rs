@@ -24,7 +24,7 @@ use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, Partition
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
 use crate::broker::Shutdown;
-use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::group::{GroupCoordinator, GroupError, OffsetCommit};
 use crate::log::{io::write_atomic, LogStore, StdIo};
 
 /// How often input topics are checked for new partitions.
@@ -35,13 +35,18 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 pub enum AdminError {
     BadRequest(String),
     NotFound(String),
+    /// Refused for now because of something the caller can change (e.g. a
+    /// Kafka client in the processor's group).
+    Conflict(String),
     Internal(String),
 }
 
 impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Internal(m) => f.write_str(m),
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) | Self::Internal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -494,30 +499,43 @@ impl Processors {
     }
 
     /// Stops and forgets `name`, its committed offsets and (if no other
-    /// deployment uses it) its stored plugin.
-    pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
+    /// deployment uses it) its stored plugin. The offsets go first: when
+    /// they cannot be deleted (a Kafka client is a member of the group, or
+    /// the offsets log failed) the processor stays deployed and running and
+    /// the error says why, since a later deploy under the same name would
+    /// otherwise resume from them.
+    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<(), AdminError> {
         let _admin = self.admin.lock().await;
+        let group = spec::group_name(name);
         if self
             .broken
             .lock()
             .expect("registry lock")
-            .remove(name)
-            .is_some()
+            .contains_key(name)
         {
+            self.delete_offsets(name, &group)?;
             std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
-            self.groups.delete(&spec::group_name(name));
+            self.broken.lock().expect("registry lock").remove(name);
             tracing::info!(processor = name, "processor removed");
             return Ok(());
         }
-        let running = self
-            .running
-            .lock()
-            .expect("registry lock")
-            .remove(name)
-            .ok_or_else(|| not_found(name))?;
+        let running = self.get(name)?;
+        // Refused before anything stops, in the common case.
+        let members = self.groups.describe(&group).map_or(0, |g| g.members.len());
+        if members > 0 {
+            let error = GroupError::NonEmptyGroup { members };
+            return Err(offsets_kept(name, &group, &error));
+        }
+        // The tasks commit offsets: stop them before deleting.
         stop(&running).await;
+        if let Err(error) = self.delete_offsets(name, &group) {
+            let mut deployment = (*running.deployment).clone();
+            deployment.paused = running.control.borrow().paused;
+            self.start(Arc::new(deployment), running.plugin.clone());
+            return Err(error);
+        }
+        self.running.lock().expect("registry lock").remove(name);
         std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
-        self.groups.delete(&running.deployment.group());
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -530,6 +548,15 @@ impl Processors {
         }
         tracing::info!(processor = name, "processor removed");
         Ok(())
+    }
+
+    /// Deletes the committed offsets of processor `name`'s `group` (none
+    /// committed yet is fine).
+    fn delete_offsets(&self, name: &str, group: &str) -> Result<(), AdminError> {
+        match self.groups.delete(group) {
+            Ok(()) | Err(GroupError::GroupIdNotFound) => Ok(()),
+            Err(error) => Err(offsets_kept(name, group, &error)),
+        }
     }
 
     /// Pauses (`true`) or resumes a processor; resuming also restarts
@@ -706,6 +733,25 @@ fn broken_status(name: &str, message: &str) -> ProcessorStatus {
             at_ms: now_ms(),
         }),
         partitions: Vec::new(),
+    }
+}
+
+/// Why `remove` kept processor `name` deployed: its group's offsets could
+/// not be deleted.
+fn offsets_kept(name: &str, group: &str, error: &GroupError) -> AdminError {
+    match error {
+        GroupError::NonEmptyGroup { members } => AdminError::Conflict(format!(
+            "cannot remove processor {name}: its consumer group {group} has {members} \
+             member(s) (a Kafka client joined it), so its committed offsets cannot be \
+             deleted and a processor deployed later as {name} would resume from them; \
+             stop that client (or wait for its session to expire) and remove again. \
+             The processor is still deployed"
+        )),
+        other => AdminError::Internal(format!(
+            "cannot remove processor {name}: deleting the committed offsets of its \
+             consumer group {group} failed ({other}); the processor is still deployed, \
+             remove again"
+        )),
     }
 }
 
