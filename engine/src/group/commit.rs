@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::coordinator::GroupCoordinator;
-use super::offsets::Committed;
+use super::offsets::{Committed, PartitionOffset};
 use super::state::{Group, GroupState};
 use super::GroupError;
 
@@ -101,7 +101,11 @@ impl GroupCoordinator {
                 metadata: commit.metadata,
                 commit_timestamp_ms: now_ms,
             };
-            accepted.push((commit.topic, commit.partition, committed));
+            accepted.push(PartitionOffset {
+                topic: commit.topic,
+                partition: commit.partition,
+                committed,
+            });
         }
         if accepted.is_empty() {
             return results;

@@ -30,6 +30,14 @@ pub(crate) struct Committed {
     pub(crate) commit_timestamp_ms: i64,
 }
 
+/// A partition's new committed offset, as [`OffsetStore::commit`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartitionOffset {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) committed: Committed,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OffsetRecord {
@@ -199,15 +207,15 @@ impl OffsetStore {
     pub(crate) fn commit(
         &mut self,
         group: &str,
-        commits: Vec<(String, i32, Committed)>,
+        commits: Vec<PartitionOffset>,
     ) -> std::io::Result<()> {
         let records = commits
             .into_iter()
-            .map(|(topic, partition, committed)| OffsetRecord::Commit {
+            .map(|commit| OffsetRecord::Commit {
                 group: group.to_string(),
-                topic,
-                partition,
-                committed,
+                topic: commit.topic,
+                partition: commit.partition,
+                committed: commit.committed,
             })
             .collect();
         self.append(records)
@@ -267,12 +275,17 @@ mod tests {
     use super::*;
     use crate::log::StdIo;
 
-    fn committed(offset: i64) -> Committed {
-        Committed {
-            offset,
-            leader_epoch: -1,
-            metadata: "m".into(),
-            commit_timestamp_ms: 1,
+    /// Offset `offset` committed for partition `t`/`partition`.
+    fn at(partition: i32, offset: i64) -> PartitionOffset {
+        PartitionOffset {
+            topic: "t".into(),
+            partition,
+            committed: Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: "m".into(),
+                commit_timestamp_ms: 1,
+            },
         }
     }
 
@@ -281,18 +294,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = OffsetStore::open(Arc::new(StdIo), dir.path()).unwrap();
-            store
-                .commit(
-                    "g",
-                    vec![("t".into(), 0, committed(5)), ("t".into(), 1, committed(7))],
-                )
-                .unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(9))])
-                .unwrap();
-            store
-                .commit("h", vec![("t".into(), 0, committed(1))])
-                .unwrap();
+            store.commit("g", vec![at(0, 5), at(1, 7)]).unwrap();
+            store.commit("g", vec![at(0, 9)]).unwrap();
+            store.commit("h", vec![at(0, 1)]).unwrap();
             store.delete_group("h").unwrap();
         }
         // A crash mid-append leaves half a record.
@@ -314,12 +318,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = OffsetStore::open(Arc::new(StdIo), dir.path()).unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(1))])
-                .unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(2))])
-                .unwrap();
+            store.commit("g", vec![at(0, 1)]).unwrap();
+            store.commit("g", vec![at(0, 2)]).unwrap();
         }
         let path = dir.path().join("offsets.log");
         let mut bytes = std::fs::read(&path).unwrap();
