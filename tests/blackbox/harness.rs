@@ -128,10 +128,15 @@ impl Broker {
 
     /// `GET path` on the HTTP listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_request("GET", path)
+    }
+
+    /// `METHOD path` (no body) on the HTTP listener; returns (status, body).
+    pub fn http_request(&self, method: &str, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.http).expect("connect to HTTP listener");
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut response = String::new();

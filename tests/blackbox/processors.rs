@@ -8,10 +8,15 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::{GroupId, JoinGroupRequest, LeaveGroupRequest};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::harness::{sluice_binary, Broker};
+use crate::kafka::KafkaClient;
 use crate::plugins::wasm;
 
 /// Longest wait for a processor to reach a state.
@@ -1023,4 +1028,75 @@ fn a_deployment_that_cannot_resume_is_listed_as_failed_until_removed() {
     pipeline.sluice_ok(&["processor", "remove", "fragile"]);
     let (code, _) = pipeline.broker.http_get("/v1/processors/fragile");
     assert_eq!(code, 404);
+}
+
+/// JoinGroup v3 for a consumer: no MEMBER_ID_REQUIRED round trip, so one
+/// call makes a member of `group` (answered once the initial rebalance delay
+/// is over). Returns the member id.
+fn join_as_consumer(client: &mut KafkaClient, group: &str) -> String {
+    let protocol = JoinGroupRequestProtocol::default()
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(b"\0\0\0\0\0\x01\0\x02in\0\0\0\0"));
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(120_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![protocol]);
+    let response = client.call(request, 3);
+    assert_eq!(response.error_code, 0, "JoinGroup: {response:?}");
+    response.member_id.to_string()
+}
+
+/// Removing a processor deletes its group's committed offsets, or says why
+/// it cannot: while a Kafka client is a member of `sluice-processor-NAME`
+/// the offsets cannot be deleted, and a "removed" answer would let a later
+/// deploy under the same name resume from them.
+#[test]
+fn remove_refuses_while_a_kafka_client_holds_the_processor_group() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    let mut produce = Command::new(sluice_binary())
+        .args(["produce", "in"])
+        .env("SLUICE_BROKERS", pipeline.broker.kafka.to_string())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sluice produce");
+    let mut stdin = produce.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(produce.wait().unwrap().success(), "sluice produce");
+    pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
+    pipeline.wait_caught_up("held", 10);
+
+    let mut client = KafkaClient::connect(pipeline.broker.kafka);
+    let member_id = join_as_consumer(&mut client, "sluice-processor-held");
+    let (code, body) = pipeline
+        .broker
+        .http_request("DELETE", "/v1/processors/held");
+    assert_eq!(code, 409, "DELETE while the group has a member: {body}");
+    assert!(
+        body.contains("sluice-processor-held") && body.contains("member"),
+        "the refusal names the group and why: {body}"
+    );
+    let output = pipeline.sluice(&["processor", "remove", "held"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the CLI reports the refusal");
+    assert!(stderr.contains("sluice-processor-held"), "{stderr}");
+    // Nothing was removed: the processor is still there.
+    let status = pipeline.status("held");
+    assert_eq!(status["group"], "sluice-processor-held", "{status:#}");
+
+    // Once the client leaves, remove deletes the offsets for real: a new
+    // deployment under the same name starts from the beginning (resuming
+    // from offset 10 would leave records_in at 0).
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("sluice-processor-held")))
+        .with_member_id(StrBytes::from_string(member_id));
+    assert_eq!(client.call(leave, 0).error_code, 0, "LeaveGroup");
+    pipeline.sluice_ok(&["processor", "remove", "held"]);
+    pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
+    pipeline.wait_caught_up("held", 10);
 }

@@ -19,15 +19,23 @@ use crate::log::io::{self, Io, IoFile, OpenMode};
 
 /// One committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed {
+pub(crate) struct Committed {
     /// Next offset to consume.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// Leader epoch the client saw, or -1.
-    pub leader_epoch: i32,
+    pub(crate) leader_epoch: i32,
     /// Client-supplied metadata string.
-    pub metadata: String,
+    pub(crate) metadata: String,
     /// When it was committed (ms since epoch).
-    pub commit_timestamp_ms: i64,
+    pub(crate) commit_timestamp_ms: i64,
+}
+
+/// A partition's new committed offset, as [`OffsetStore::commit`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartitionOffset {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) committed: Committed,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,11 +59,11 @@ enum OffsetRecord {
 }
 
 /// group → (topic, partition) → committed offset.
-pub type Offsets = BTreeMap<String, BTreeMap<(String, i32), Committed>>;
+pub(crate) type Offsets = BTreeMap<String, BTreeMap<(String, i32), Committed>>;
 
 /// The store. Not internally synchronised: the coordinator owns it behind
 /// its lock.
-pub struct OffsetStore {
+pub(crate) struct OffsetStore {
     io: Arc<dyn Io>,
     path: PathBuf,
     file: Arc<dyn IoFile>,
@@ -143,7 +151,7 @@ fn replay(bytes: &[u8]) -> (Offsets, usize, Option<String>) {
 
 impl OffsetStore {
     /// Opens (creating) the store in `dir`, truncating a torn tail.
-    pub fn open(io: Arc<dyn Io>, dir: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(io: Arc<dyn Io>, dir: &Path) -> std::io::Result<Self> {
         io.create_dir_all(dir)?;
         let path = dir.join("offsets.log");
         let file = io.open(&path, OpenMode::ReadWrite)?;
@@ -166,12 +174,12 @@ impl OffsetStore {
     }
 
     /// Every group's committed offsets.
-    pub fn all(&self) -> &Offsets {
+    pub(crate) fn all(&self) -> &Offsets {
         &self.offsets
     }
 
     /// One group's committed offsets.
-    pub fn group(&self, group: &str) -> Option<&BTreeMap<(String, i32), Committed>> {
+    pub(crate) fn group(&self, group: &str) -> Option<&BTreeMap<(String, i32), Committed>> {
         self.offsets.get(group)
     }
 
@@ -196,42 +204,25 @@ impl OffsetStore {
     }
 
     /// Durably records commits for `group`; returns once fsynced.
-    pub fn commit(
+    pub(crate) fn commit(
         &mut self,
         group: &str,
-        commits: Vec<(String, i32, Committed)>,
+        commits: Vec<PartitionOffset>,
     ) -> std::io::Result<()> {
         let records = commits
             .into_iter()
-            .map(|(topic, partition, committed)| OffsetRecord::Commit {
+            .map(|commit| OffsetRecord::Commit {
                 group: group.to_string(),
-                topic,
-                partition,
-                committed,
-            })
-            .collect();
-        self.append(records)
-    }
-
-    /// Forgets some partitions of a group.
-    pub fn delete_partitions(
-        &mut self,
-        group: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> std::io::Result<()> {
-        let records = partitions
-            .into_iter()
-            .map(|(topic, partition)| OffsetRecord::DeletePartition {
-                group: group.to_string(),
-                topic,
-                partition,
+                topic: commit.topic,
+                partition: commit.partition,
+                committed: commit.committed,
             })
             .collect();
         self.append(records)
     }
 
     /// Forgets a whole group.
-    pub fn delete_group(&mut self, group: &str) -> std::io::Result<()> {
+    pub(crate) fn delete_group(&mut self, group: &str) -> std::io::Result<()> {
         if !self.offsets.contains_key(group) {
             return Ok(());
         }
@@ -284,12 +275,17 @@ mod tests {
     use super::*;
     use crate::log::StdIo;
 
-    fn committed(offset: i64) -> Committed {
-        Committed {
-            offset,
-            leader_epoch: -1,
-            metadata: "m".into(),
-            commit_timestamp_ms: 1,
+    /// Offset `offset` committed for partition `t`/`partition`.
+    fn at(partition: i32, offset: i64) -> PartitionOffset {
+        PartitionOffset {
+            topic: "t".into(),
+            partition,
+            committed: Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: "m".into(),
+                commit_timestamp_ms: 1,
+            },
         }
     }
 
@@ -298,18 +294,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = OffsetStore::open(Arc::new(StdIo), dir.path()).unwrap();
-            store
-                .commit(
-                    "g",
-                    vec![("t".into(), 0, committed(5)), ("t".into(), 1, committed(7))],
-                )
-                .unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(9))])
-                .unwrap();
-            store
-                .commit("h", vec![("t".into(), 0, committed(1))])
-                .unwrap();
+            store.commit("g", vec![at(0, 5), at(1, 7)]).unwrap();
+            store.commit("g", vec![at(0, 9)]).unwrap();
+            store.commit("h", vec![at(0, 1)]).unwrap();
             store.delete_group("h").unwrap();
         }
         // A crash mid-append leaves half a record.
@@ -331,12 +318,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = OffsetStore::open(Arc::new(StdIo), dir.path()).unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(1))])
-                .unwrap();
-            store
-                .commit("g", vec![("t".into(), 0, committed(2))])
-                .unwrap();
+            store.commit("g", vec![at(0, 1)]).unwrap();
+            store.commit("g", vec![at(0, 2)]).unwrap();
         }
         let path = dir.path().join("offsets.log");
         let mut bytes = std::fs::read(&path).unwrap();

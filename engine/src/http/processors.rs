@@ -7,7 +7,7 @@
 //! | `GET /v1/processors/{name}` | status |
 //! | `POST /v1/processors/{name}/pause` | pause; answers the status |
 //! | `POST /v1/processors/{name}/resume` | resume (and restart failed partitions) |
-//! | `DELETE /v1/processors/{name}` | remove, with its committed offsets |
+//! | `DELETE /v1/processors/{name}` | remove, with its committed offsets (409 while a Kafka client is a member of its group) |
 
 use std::sync::Arc;
 
@@ -42,6 +42,7 @@ impl IntoResponse for AdminError {
         let status = match &self {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()

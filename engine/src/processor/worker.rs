@@ -23,14 +23,14 @@ use super::host::{
 use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
 use super::status::{PartitionState, PartitionStats};
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::log::{batch::BatchHeader, LogError, LogStore};
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
 pub struct PartitionTask {
     pub store: Arc<LogStore>,
-    pub groups: Arc<GroupCoordinator>,
+    pub(crate) groups: Arc<GroupCoordinator>,
     factory: Factory,
     pub deployment: Arc<Deployment>,
     pub policy: OnError,
@@ -82,7 +82,7 @@ struct Attempt {
 }
 
 impl PartitionTask {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<LogStore>,
         groups: Arc<GroupCoordinator>,
         factory: Factory,
@@ -528,23 +528,17 @@ impl PartitionTask {
 
     fn commit(&mut self, next: i64) -> Result<(), StepFailure> {
         let group = self.deployment.group();
-        let codes = self.groups.commit(
-            &group,
-            -1,
-            "",
-            vec![(
-                self.stats.topic.clone(),
-                self.stats.partition,
-                next,
-                -1,
-                String::new(),
-            )],
-        );
-        if let Some(code) = codes.into_iter().find(|c| *c != 0) {
-            let name = kafka_protocol::ResponseError::try_from_code(code)
-                .map_or_else(|| code.to_string(), |e| format!("{e:?}"));
+        let commit = OffsetCommit {
+            topic: self.stats.topic.clone(),
+            partition: self.stats.partition,
+            offset: next,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        let results = self.groups.commit(&group, -1, "", vec![commit]);
+        if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
             return Err(StepFailure::new(
-                format!("committing offset {next} in group {group} failed: {name}"),
+                format!("committing offset {next} in group {group} failed: {error}"),
                 None,
             ));
         }
@@ -628,7 +622,7 @@ pub struct Scratch {
     /// The log store, in `<dir>/data`, with `flush=never`.
     pub store: Arc<LogStore>,
     /// The group coordinator the tasks commit to, in `<dir>/groups`.
-    pub groups: Arc<GroupCoordinator>,
+    pub(crate) groups: Arc<GroupCoordinator>,
 }
 
 impl Scratch {

@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 
+use crate::group::GroupError;
 use crate::log::{BatchError, LogError};
 
 /// The Kafka error code for a log store error.
@@ -31,4 +32,31 @@ pub fn log_error_code(error: &LogError) -> i16 {
         LogError::Locked { .. } | LogError::BadMetadata { .. } => ResponseError::UnknownServerError,
     };
     error.code()
+}
+
+/// The Kafka error code for a refused group operation.
+pub(crate) fn group_error_code(error: &GroupError) -> i16 {
+    let error = match error {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::CoordinatorNotAvailable { .. } => ResponseError::CoordinatorNotAvailable,
+        GroupError::GroupMaxSizeReached { .. } => ResponseError::GroupMaxSizeReached,
+        GroupError::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup { .. } => ResponseError::NonEmptyGroup,
+        GroupError::Storage { .. } => ResponseError::KafkaStorageError,
+    };
+    error.code()
+}
+
+/// The Kafka error code of a group operation's result: 0 (NONE) for
+/// success.
+pub(crate) fn group_result_code<T>(result: &Result<T, GroupError>) -> i16 {
+    result.as_ref().err().map_or(0, group_error_code)
 }

@@ -34,7 +34,7 @@ pub struct BrokerContext {
     /// Producer id allocator (idempotent producers).
     pub producer_ids: producer_ids::ProducerIds,
     /// Consumer groups and committed offsets.
-    pub groups: Arc<crate::group::GroupCoordinator>,
+    pub(crate) groups: Arc<crate::group::GroupCoordinator>,
     /// Budget of request bytes held in memory across all connections
     /// (`kafka.queued_request_bytes_max`); reading a frame waits for room.
     pub request_bytes: Arc<Semaphore>,

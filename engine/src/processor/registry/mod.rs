@@ -23,10 +23,11 @@ use super::spec::{self, DeployRequest, Deployment, OnError};
 use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, PartitionStatus};
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, GroupError, OffsetCommit};
 use crate::log::{io::write_atomic, LogStore, StdIo};
 use crate::shutdown::Shutdown;
 use crate::start_position::StartPosition;
+use tasks::{drive, stop};
 
 /// How often input topics are checked for new partitions.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,13 +37,18 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 pub enum AdminError {
     BadRequest(String),
     NotFound(String),
+    /// Refused for now because of something the caller can change (e.g. a
+    /// Kafka client in the processor's group).
+    Conflict(String),
     Internal(String),
 }
 
 impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Internal(m) => f.write_str(m),
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) | Self::Internal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -113,7 +119,7 @@ pub struct ProcessorStatus {
 impl Processors {
     /// Opens `<data-dir>/processors`, and starts every persisted deployment
     /// from its committed offsets.
-    pub fn open(
+    pub(crate) fn open(
         data_dir: &std::path::Path,
         config: ProcessorConfig,
         store: Arc<LogStore>,
@@ -478,13 +484,19 @@ impl Processors {
                         .map_err(internal)?
                         .map_or(end, |(offset, _)| offset),
                 };
-                commits.push((topic.clone(), id, offset, -1, String::new()));
+                commits.push(OffsetCommit {
+                    topic: topic.clone(),
+                    partition: id,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                });
             }
         }
-        let codes = self.groups.commit(&deployment.group(), -1, "", commits);
-        match codes.into_iter().find(|c| *c != 0) {
-            Some(code) => Err(AdminError::Internal(format!(
-                "resetting offsets of group {} failed (Kafka error code {code}); \
+        let results = self.groups.commit(&deployment.group(), -1, "", commits);
+        match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(AdminError::Internal(format!(
+                "resetting offsets of group {} failed ({error}); \
                  is a Kafka consumer a member of that group?",
                 deployment.group()
             ))),
@@ -493,30 +505,43 @@ impl Processors {
     }
 
     /// Stops and forgets `name`, its committed offsets and (if no other
-    /// deployment uses it) its stored plugin.
-    pub async fn remove(&self, name: &str) -> Result<(), AdminError> {
+    /// deployment uses it) its stored plugin. The offsets go first: when
+    /// they cannot be deleted (a Kafka client is a member of the group, or
+    /// the offsets log failed) the processor stays deployed and running and
+    /// the error says why, since a later deploy under the same name would
+    /// otherwise resume from them.
+    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<(), AdminError> {
         let _admin = self.admin.lock().await;
+        let group = spec::group_name(name);
         if self
             .broken
             .lock()
             .expect("registry lock")
-            .remove(name)
-            .is_some()
+            .contains_key(name)
         {
+            self.delete_offsets(name, &group)?;
             std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
-            self.groups.delete(&spec::group_name(name));
+            self.broken.lock().expect("registry lock").remove(name);
             tracing::info!(processor = name, "processor removed");
             return Ok(());
         }
-        let running = self
-            .running
-            .lock()
-            .expect("registry lock")
-            .remove(name)
-            .ok_or_else(|| not_found(name))?;
+        let running = self.get(name)?;
+        // Refused before anything stops, in the common case.
+        let members = self.groups.describe(&group).map_or(0, |g| g.members.len());
+        if members > 0 {
+            let error = GroupError::NonEmptyGroup { members };
+            return Err(offsets_kept(name, &group, &error));
+        }
+        // The tasks commit offsets: stop them before deleting.
         stop(&running).await;
+        if let Err(error) = self.delete_offsets(name, &group) {
+            let mut deployment = (*running.deployment).clone();
+            deployment.paused = running.control.borrow().paused;
+            self.start(Arc::new(deployment), running.plugin.clone());
+            return Err(error);
+        }
+        self.running.lock().expect("registry lock").remove(name);
         std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
-        self.groups.delete(&running.deployment.group());
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -529,6 +554,15 @@ impl Processors {
         }
         tracing::info!(processor = name, "processor removed");
         Ok(())
+    }
+
+    /// Deletes the committed offsets of processor `name`'s `group` (none
+    /// committed yet is fine).
+    fn delete_offsets(&self, name: &str, group: &str) -> Result<(), AdminError> {
+        match self.groups.delete(group) {
+            Ok(()) | Err(GroupError::GroupIdNotFound) => Ok(()),
+            Err(error) => Err(offsets_kept(name, group, &error)),
+        }
     }
 
     /// Pauses (`true`) or resumes a processor; resuming also restarts
@@ -708,6 +742,25 @@ fn broken_status(name: &str, message: &str) -> ProcessorStatus {
     }
 }
 
+/// Why `remove` kept processor `name` deployed: its group's offsets could
+/// not be deleted.
+fn offsets_kept(name: &str, group: &str, error: &GroupError) -> AdminError {
+    match error {
+        GroupError::NonEmptyGroup { members } => AdminError::Conflict(format!(
+            "cannot remove processor {name}: its consumer group {group} has {members} \
+             member(s) (a Kafka client joined it), so its committed offsets cannot be \
+             deleted and a processor deployed later as {name} would resume from them; \
+             stop that client (or wait for its session to expire) and remove again. \
+             The processor is still deployed"
+        )),
+        other => AdminError::Internal(format!(
+            "cannot remove processor {name}: deleting the committed offsets of its \
+             consumer group {group} failed ({other}); the processor is still deployed, \
+             remove again"
+        )),
+    }
+}
+
 fn not_found(name: &str) -> AdminError {
     AdminError::NotFound(format!("no processor named {name:?}"))
 }
@@ -726,100 +779,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Stops a deployment's tasks and waits for them (a step in progress
-/// finishes its current call, or gives up narrowing down a failure).
-async fn stop(running: &Running) {
-    running
-        .control
-        .send_modify(|control| control.stopped = true);
-    for abort in running.aborts.lock().expect("aborts lock").iter() {
-        abort.store(true, Ordering::Relaxed);
-    }
-    let mut tasks = std::mem::take(&mut *running.tasks.lock().expect("tasks lock"));
-    while let Some(result) = tasks.join_next().await {
-        if let Err(error) = result {
-            tracing::error!(%error, processor = %running.deployment.name, "processor task failed");
-        }
-    }
-}
-
-/// The async side of a partition task: waits for records, pause/resume
-/// and shutdown, and runs each step on a blocking thread.
-async fn drive(
-    mut task: PartitionTask,
-    store: Arc<LogStore>,
-    mut control: watch::Receiver<Control>,
-    mut shutdown: Shutdown,
-) {
-    let stats = task.stats.clone();
-    let mut failed_at: Option<u64> = None;
-    loop {
-        let current = control.borrow_and_update().clone();
-        if current.stopped || *shutdown.borrow() {
-            return;
-        }
-        let mut high_watermark = None;
-        if current.paused {
-            stats.set_state(PartitionState::Paused);
-        } else if failed_at.is_some_and(|at| at == current.restart) {
-            stats.set_state(PartitionState::Failed);
-        } else {
-            failed_at = None;
-            match store.partition(&stats.topic, stats.partition) {
-                Ok(partition) if task.has_work(partition.high_watermark()) => {
-                    stats.set_state(PartitionState::Running);
-                    let stepped = tokio::task::spawn_blocking(move || {
-                        let result = task.step();
-                        (task, result)
-                    })
-                    .await;
-                    let Ok((returned, result)) = stepped else {
-                        // A bug, not the plugin (its traps are errors):
-                        // say so in the status and stop this partition.
-                        stats.record_error("internal error: the processor step panicked", None);
-                        stats.set_state(PartitionState::Failed);
-                        tracing::error!(topic = %stats.topic, partition = stats.partition,
-                            "processor step panicked; partition stopped until redeploy");
-                        return;
-                    };
-                    task = returned;
-                    if let Err(failure) = result {
-                        task.reset();
-                        if !failure.recorded {
-                            stats.record_error(&failure.message, failure.offset);
-                            tracing::error!(processor = %task.label.processor, topic = %stats.topic,
-                                partition = stats.partition, error = %failure.message, "processor partition failed");
-                        }
-                        stats.set_state(PartitionState::Failed);
-                        failed_at = Some(current.restart);
-                    }
-                    continue;
-                }
-                Ok(partition) => {
-                    stats.set_state(PartitionState::Idle);
-                    high_watermark = Some(partition.subscribe());
-                }
-                Err(_) => stats.set_state(PartitionState::Idle),
-            }
-        }
-        // Wait for news; the timeout re-checks things no channel announces
-        // (a deleted or re-created input topic).
-        let wait = async {
-            match high_watermark.as_mut() {
-                Some(watermark) => tokio::select! {
-                    _ = control.changed() => {}
-                    _ = shutdown.changed() => {}
-                    _ = watermark.changed() => {}
-                },
-                None => tokio::select! {
-                    _ = control.changed() => {}
-                    _ = shutdown.changed() => {}
-                },
-            }
-        };
-        let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
-    }
-}
-
+mod tasks;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::blocking;
+use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -24,7 +25,7 @@ pub async fn handle(
             .groups_names
             .into_iter()
             .map(|group| {
-                let code = context.groups.delete(&group);
+                let code = group_result_code(&context.groups.delete(&group));
                 DeletableGroupResult::default()
                     .with_group_id(group)
                     .with_error_code(code)

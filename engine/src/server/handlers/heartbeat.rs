@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -16,9 +17,9 @@ pub fn handle(
     request: HeartbeatRequest,
     _version: i16,
 ) -> HeartbeatResponse {
-    let code =
+    let result =
         context
             .groups
             .heartbeat(&request.group_id, request.generation_id, &request.member_id);
-    HeartbeatResponse::default().with_error_code(code)
+    HeartbeatResponse::default().with_error_code(group_result_code(&result))
 }

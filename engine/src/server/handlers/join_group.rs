@@ -7,7 +7,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::group::JoinParams;
+use crate::group::{GroupError, JoinParams, Joined, Protocol};
+use crate::protocol::errors::group_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -42,35 +43,58 @@ pub async fn handle(
         protocols: request
             .protocols
             .into_iter()
-            .map(|p| (p.name.to_string(), p.metadata))
+            .map(|p| Protocol {
+                name: p.name.to_string(),
+                metadata: p.metadata,
+            })
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let outcome = context.groups.join(params).await;
-    let members = outcome
+    let member_id = params.member_id.clone();
+    match context.groups.join(params).await {
+        Ok(joined) => joined_response(joined, version),
+        Err(error) => refused(&error, member_id),
+    }
+}
+
+fn joined_response(joined: Joined, version: i16) -> JoinGroupResponse {
+    let members = joined
         .members
         .into_iter()
-        .map(|(member_id, instance_id, metadata)| {
+        .map(|m| {
             let member = JoinGroupResponseMember::default()
-                .with_member_id(text(member_id))
-                .with_metadata(metadata);
+                .with_member_id(text(m.member_id))
+                .with_metadata(m.metadata);
             if version >= 5 {
-                member.with_group_instance_id(instance_id.map(text))
+                member.with_group_instance_id(m.group_instance_id.map(text))
             } else {
                 member
             }
         })
         .collect();
     let response = JoinGroupResponse::default()
-        .with_error_code(outcome.error)
-        .with_generation_id(outcome.generation)
-        .with_protocol_name(Some(text(outcome.protocol_name.unwrap_or_default())))
-        .with_leader(text(outcome.leader))
-        .with_member_id(text(outcome.member_id))
+        .with_generation_id(joined.generation)
+        .with_protocol_name(Some(text(joined.protocol_name)))
+        .with_leader(text(joined.leader))
+        .with_member_id(text(joined.member_id))
         .with_members(members);
     if version >= 7 {
-        response.with_protocol_type(outcome.protocol_type.map(text))
+        response.with_protocol_type(joined.protocol_type.map(text))
     } else {
         response
     }
+}
+
+/// A refusal: generation -1, and the member id the client must use next
+/// (the new one with MEMBER_ID_REQUIRED, else its own).
+fn refused(error: &GroupError, member_id: String) -> JoinGroupResponse {
+    let member_id = match error {
+        GroupError::MemberIdRequired { member_id } => member_id.clone(),
+        _ => member_id,
+    };
+    JoinGroupResponse::default()
+        .with_error_code(group_error_code(error))
+        .with_generation_id(-1)
+        .with_protocol_name(Some(StrBytes::default()))
+        .with_member_id(text(member_id))
 }

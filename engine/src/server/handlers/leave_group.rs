@@ -7,6 +7,8 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::LeavingMember;
+use crate::protocol::errors::{group_error_code, group_result_code};
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -18,32 +20,35 @@ pub fn handle(
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
-    let members: Vec<(String, Option<String>)> = if version >= 3 {
+    let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members
             .iter()
-            .map(|m| {
-                (
-                    m.member_id.to_string(),
-                    m.group_instance_id.as_ref().map(|id| id.to_string()),
-                )
+            .map(|m| LeavingMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|id| id.to_string()),
             })
             .collect()
     } else {
-        vec![(request.member_id.to_string(), None)]
+        vec![LeavingMember {
+            member_id: request.member_id.to_string(),
+            group_instance_id: None,
+        }]
     };
     match context.groups.leave(&request.group_id, members.clone()) {
-        Err(code) => LeaveGroupResponse::default().with_error_code(code),
-        Ok(codes) if version < 3 => LeaveGroupResponse::default().with_error_code(codes[0]),
-        Ok(codes) => LeaveGroupResponse::default().with_members(
+        Err(error) => LeaveGroupResponse::default().with_error_code(group_error_code(&error)),
+        Ok(results) if version < 3 => {
+            LeaveGroupResponse::default().with_error_code(group_result_code(&results[0]))
+        }
+        Ok(results) => LeaveGroupResponse::default().with_members(
             members
                 .into_iter()
-                .zip(codes)
-                .map(|((member_id, instance_id), code)| {
+                .zip(results)
+                .map(|(member, result)| {
                     MemberResponse::default()
-                        .with_member_id(StrBytes::from_string(member_id))
-                        .with_group_instance_id(instance_id.map(StrBytes::from_string))
-                        .with_error_code(code)
+                        .with_member_id(StrBytes::from_string(member.member_id))
+                        .with_group_instance_id(member.group_instance_id.map(StrBytes::from_string))
+                        .with_error_code(group_result_code(&result))
                 })
                 .collect(),
         ),

@@ -26,7 +26,7 @@ pub fn handle(
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
+        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
         // Every group here is a classic one.
         .filter(|_| {
             request.types_filter.is_empty()
@@ -35,12 +35,12 @@ pub fn handle(
                     .iter()
                     .any(|t| t.eq_ignore_ascii_case("classic"))
         })
-        .map(|(id, protocol_type, state)| {
+        .map(|group| {
             let listed = ListedGroup::default()
-                .with_group_id(GroupId(StrBytes::from_string(id)))
-                .with_protocol_type(StrBytes::from_string(protocol_type));
+                .with_group_id(GroupId(StrBytes::from_string(group.group_id)))
+                .with_protocol_type(StrBytes::from_string(group.protocol_type));
             let listed = if version >= 4 {
-                listed.with_group_state(StrBytes::from_static_str(state.name()))
+                listed.with_group_state(StrBytes::from_static_str(group.state.name()))
             } else {
                 listed
             };

@@ -11,6 +11,8 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::blocking;
+use crate::group::OffsetCommit;
+use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -36,23 +38,23 @@ pub async fn handle(
                     .is_some_and(|t| (0..t.partition_count()).contains(&partition.partition_index));
                 if exists {
                     slots.push(None);
-                    commits.push((
-                        topic.name.to_string(),
-                        partition.partition_index,
-                        partition.committed_offset,
-                        partition.committed_leader_epoch,
-                        partition
+                    commits.push(OffsetCommit {
+                        topic: topic.name.to_string(),
+                        partition: partition.partition_index,
+                        offset: partition.committed_offset,
+                        leader_epoch: partition.committed_leader_epoch,
+                        metadata: partition
                             .committed_metadata
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_default(),
-                    ));
+                    });
                 } else {
                     slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
                 }
             }
         }
-        let mut codes = context
+        let mut results = context
             .groups
             .commit(
                 &request.group_id,
@@ -73,7 +75,7 @@ pub async fn handle(
                         let code = slots
                             .next()
                             .flatten()
-                            .unwrap_or_else(|| codes.next().unwrap_or(0));
+                            .unwrap_or_else(|| results.next().map_or(0, |r| group_result_code(&r)));
                         OffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
                             .with_error_code(code)

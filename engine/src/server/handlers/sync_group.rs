@@ -6,6 +6,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::Assignment;
+use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
@@ -20,9 +22,12 @@ pub async fn handle(
     let assignments = request
         .assignments
         .into_iter()
-        .map(|a| (a.member_id.to_string(), a.assignment))
+        .map(|a| Assignment {
+            member_id: a.member_id.to_string(),
+            assignment: a.assignment,
+        })
         .collect();
-    let outcome = context
+    let result = context
         .groups
         .sync(
             &request.group_id,
@@ -31,8 +36,11 @@ pub async fn handle(
             assignments,
         )
         .await;
+    let code = group_result_code(&result);
+    // A refusal answers with no assignment and no protocol.
+    let outcome = result.unwrap_or_default();
     let response = SyncGroupResponse::default()
-        .with_error_code(outcome.error)
+        .with_error_code(code)
         .with_assignment(outcome.assignment);
     if version >= 5 {
         response

@@ -1,0 +1,110 @@
+//! The async side of a deployment's partition tasks: driving one task
+//! (waiting for records, pause/resume and shutdown, each step on a blocking
+//! thread) and stopping them all. Apart from the registry's admin
+//! operations, which only start and stop these.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{Control, Running, RECONCILE_INTERVAL};
+use crate::log::LogStore;
+use crate::processor::status::PartitionState;
+use crate::processor::worker::PartitionTask;
+use crate::shutdown::Shutdown;
+
+/// Stops a deployment's tasks and waits for them (a step in progress
+/// finishes its current call, or gives up narrowing down a failure).
+pub(super) async fn stop(running: &Running) {
+    running
+        .control
+        .send_modify(|control| control.stopped = true);
+    for abort in running.aborts.lock().expect("aborts lock").iter() {
+        abort.store(true, Ordering::Relaxed);
+    }
+    let mut tasks = std::mem::take(&mut *running.tasks.lock().expect("tasks lock"));
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, processor = %running.deployment.name, "processor task failed");
+        }
+    }
+}
+
+/// The async side of a partition task: waits for records, pause/resume
+/// and shutdown, and runs each step on a blocking thread.
+pub(super) async fn drive(
+    mut task: PartitionTask,
+    store: Arc<LogStore>,
+    mut control: watch::Receiver<Control>,
+    mut shutdown: Shutdown,
+) {
+    let stats = task.stats.clone();
+    let mut failed_at: Option<u64> = None;
+    loop {
+        let current = control.borrow_and_update().clone();
+        if current.stopped || *shutdown.borrow() {
+            return;
+        }
+        let mut high_watermark = None;
+        if current.paused {
+            stats.set_state(PartitionState::Paused);
+        } else if failed_at.is_some_and(|at| at == current.restart) {
+            stats.set_state(PartitionState::Failed);
+        } else {
+            failed_at = None;
+            match store.partition(&stats.topic, stats.partition) {
+                Ok(partition) if task.has_work(partition.high_watermark()) => {
+                    stats.set_state(PartitionState::Running);
+                    let stepped = tokio::task::spawn_blocking(move || {
+                        let result = task.step();
+                        (task, result)
+                    })
+                    .await;
+                    let Ok((returned, result)) = stepped else {
+                        // A bug, not the plugin (its traps are errors):
+                        // say so in the status and stop this partition.
+                        stats.record_error("internal error: the processor step panicked", None);
+                        stats.set_state(PartitionState::Failed);
+                        tracing::error!(topic = %stats.topic, partition = stats.partition,
+                            "processor step panicked; partition stopped until redeploy");
+                        return;
+                    };
+                    task = returned;
+                    if let Err(failure) = result {
+                        task.reset();
+                        if !failure.recorded {
+                            stats.record_error(&failure.message, failure.offset);
+                            tracing::error!(processor = %task.label.processor, topic = %stats.topic,
+                                partition = stats.partition, error = %failure.message, "processor partition failed");
+                        }
+                        stats.set_state(PartitionState::Failed);
+                        failed_at = Some(current.restart);
+                    }
+                    continue;
+                }
+                Ok(partition) => {
+                    stats.set_state(PartitionState::Idle);
+                    high_watermark = Some(partition.subscribe());
+                }
+                Err(_) => stats.set_state(PartitionState::Idle),
+            }
+        }
+        // Wait for news; the timeout re-checks things no channel announces
+        // (a deleted or re-created input topic).
+        let wait = async {
+            match high_watermark.as_mut() {
+                Some(watermark) => tokio::select! {
+                    _ = control.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = watermark.changed() => {}
+                },
+                None => tokio::select! {
+                    _ = control.changed() => {}
+                    _ = shutdown.changed() => {}
+                },
+            }
+        };
+        let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
+    }
+}
