@@ -40,20 +40,8 @@ pub async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let data_dir = config.data_dir.clone();
-    let options = config.log.store_options();
-    let store = tokio::task::spawn_blocking(move || {
-        LogStore::open(&data_dir, options, Arc::new(StdIo), Arc::new(SystemClock))
-    })
-    .await?
-    .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
-    let store = Arc::new(store);
-    let kafka = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
-    let http = TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
+    let store = open_store(&config).await?;
+    let (kafka, http) = bind(&config).await?;
     let bound = Bound {
         kafka: kafka.local_addr()?,
         http: http.local_addr()?,
@@ -62,40 +50,11 @@ pub async fn run(
         startup_ms = started.elapsed().as_millis() as u64, "sluice is ready");
     on_ready(bound);
 
-    let offsets_dir = config.data_dir.join("groups");
-    let offsets =
-        tokio::task::spawn_blocking(move || OffsetStore::open(Arc::new(StdIo), &offsets_dir))
-            .await?
-            .context("opening the committed-offsets store")?;
-    let groups = Arc::new(GroupCoordinator::new(
-        config.groups.clone(),
-        Arc::new(SystemClock),
-        offsets,
-    ));
+    let groups = open_groups(&config).await?;
     let (stop, stopped) = watch::channel(false);
-    let context = Arc::new(BrokerContext {
-        store: store.clone(),
-        config: config.kafka.clone(),
-        advertised: advertised(config.kafka.advertised_listener, bound.kafka),
-        cluster_id: cluster_id(&config.data_dir)?,
-        groups: groups.clone(),
-        producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
-            .context("opening the producer id allocator")?,
-        request_bytes: Arc::new(tokio::sync::Semaphore::new(
-            config
-                .kafka
-                .queued_request_bytes_max
-                .max(config.kafka.frame_bytes_max) as usize,
-        )),
-        shutdown: stopped.clone(),
-    });
+    let context = broker_context(&config, bound, &store, &groups, &stopped)?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
-    // Session and rebalance timeouts of consumer groups.
-    let ticking = groups.clone();
-    tasks.spawn(every(100, "group timeouts", stopped.clone(), move || {
-        ticking.tick()
-    }));
     let processors = crate::processor::Processors::open(
         &config.data_dir,
         config.processors.clone(),
@@ -112,10 +71,97 @@ pub async fn run(
         processors,
         stopped.clone(),
     ));
+    spawn_periodic(&mut tasks, &config, &store, &groups, &stopped);
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    let _ = stop.send(true);
+    drain(tasks).await;
+    let store_for_close = store.clone();
+    tokio::task::spawn_blocking(move || store_for_close.close()).await??;
+    tracing::info!("stopped; data directory released");
+    Ok(())
+}
+
+/// Opens (and recovers) the log store, off the async workers.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<LogStore>> {
+    let data_dir = config.data_dir.clone();
+    let options = config.log.store_options();
+    let store = tokio::task::spawn_blocking(move || {
+        LogStore::open(&data_dir, options, Arc::new(StdIo), Arc::new(SystemClock))
+    })
+    .await?
+    .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Binds the Kafka and HTTP listeners.
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let kafka = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;
+    let http = TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
+    Ok((kafka, http))
+}
+
+/// Opens the committed-offsets store and the group coordinator over it.
+async fn open_groups(config: &Config) -> anyhow::Result<Arc<GroupCoordinator>> {
+    let offsets_dir = config.data_dir.join("groups");
+    let offsets =
+        tokio::task::spawn_blocking(move || OffsetStore::open(Arc::new(StdIo), &offsets_dir))
+            .await?
+            .context("opening the committed-offsets store")?;
+    Ok(Arc::new(GroupCoordinator::new(
+        config.groups.clone(),
+        Arc::new(SystemClock),
+        offsets,
+    )))
+}
+
+/// What every Kafka request handler shares.
+fn broker_context(
+    config: &Config,
+    bound: Bound,
+    store: &Arc<LogStore>,
+    groups: &Arc<GroupCoordinator>,
+    stopped: &Shutdown,
+) -> anyhow::Result<Arc<BrokerContext>> {
+    Ok(Arc::new(BrokerContext {
+        store: store.clone(),
+        config: config.kafka.clone(),
+        advertised: advertised(config.kafka.advertised_listener, bound.kafka),
+        cluster_id: cluster_id(&config.data_dir)?,
+        groups: groups.clone(),
+        producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
+            .context("opening the producer id allocator")?,
+        request_bytes: Arc::new(tokio::sync::Semaphore::new(
+            config
+                .kafka
+                .queued_request_bytes_max
+                .max(config.kafka.frame_bytes_max) as usize,
+        )),
+        shutdown: stopped.clone(),
+    }))
+}
+
+/// The periodic work: group session and rebalance timeouts, retention and
+/// compaction, and the interval flush when that is the policy.
+fn spawn_periodic(
+    tasks: &mut JoinSet<()>,
+    config: &Config,
+    store: &Arc<LogStore>,
+    groups: &Arc<GroupCoordinator>,
+    stopped: &Shutdown,
+) {
+    let ticking = groups.clone();
+    tasks.spawn(every(100, "group timeouts", stopped.clone(), move || {
+        ticking.tick()
+    }));
     let maintained = store.clone();
-    let interval_ms = config.log.retention_check_interval_ms;
     tasks.spawn(every(
-        interval_ms,
+        config.log.retention_check_interval_ms,
         "retention and compaction",
         stopped.clone(),
         move || maintained.run_maintenance(),
@@ -129,10 +175,11 @@ pub async fn run(
             move || flushed.flush_all(),
         ));
     }
+}
 
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, finishing in-flight work");
-    let _ = stop.send(true);
+/// Waits for every task to finish after the shutdown signal, at most
+/// [`SHUTDOWN_GRACE`]; then aborts what is left.
+async fn drain(mut tasks: JoinSet<()>) {
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(result) = tasks.join_next().await {
             if let Err(error) = result {
@@ -145,10 +192,6 @@ pub async fn run(
         tracing::warn!("in-flight work did not finish within the grace period; closing anyway");
         tasks.abort_all();
     }
-    let store_for_close = store.clone();
-    tokio::task::spawn_blocking(move || store_for_close.close()).await??;
-    tracing::info!("stopped; data directory released");
-    Ok(())
 }
 
 /// The address clients are told to use: the configured one, else the bound

@@ -133,12 +133,47 @@ impl Broker {
 
     /// `METHOD path` (no body) on the HTTP listener; returns (status, body).
     pub fn http_request(&self, method: &str, path: &str) -> (u16, String) {
+        self.http_send(method, path, "", &[])
+    }
+
+    /// `PUT path` with a `multipart/form-data` body of `parts` (name,
+    /// bytes), as `sluice processor deploy` sends; returns (status, body).
+    pub fn http_put_multipart(&self, path: &str, parts: &[(&str, &[u8])]) -> (u16, String) {
+        const BOUNDARY: &str = "sluice-test-boundary-7e3f";
+        let mut body = Vec::new();
+        for (name, bytes) in parts {
+            write!(
+                body,
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+            )
+            .unwrap();
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        write!(body, "--{BOUNDARY}--\r\n").unwrap();
+        let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+        self.http_send("PUT", path, &content_type, &body)
+    }
+
+    fn http_send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let mut stream = TcpStream::connect(self.http).expect("connect to HTTP listener");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if !body.is_empty() {
+            head += &format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+        }
+        head += "\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
         let mut response = String::new();
         stream
             .read_to_string(&mut response)

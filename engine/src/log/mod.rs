@@ -22,6 +22,7 @@ pub mod index;
 pub mod io;
 mod partition;
 mod producers;
+mod recovery;
 mod retention;
 mod segment;
 mod store;

@@ -17,6 +17,7 @@ use super::batch::{self, BatchHeader};
 use super::handles::HandleCache;
 use super::index::SegmentIndex;
 use super::producers::{ProducerStates, SequenceCheck};
+use super::recovery::{check_continuity, list_segments, rebuild_producers};
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
 use super::topic_config::{TimestampType, TopicConfig};
 use super::{Clock, FlushPolicy, Io, LogError};
@@ -726,53 +727,6 @@ fn first_record_at_or_after(
         .ok_or_else(|| corrupt("max timestamp is not carried by any record".into()))
 }
 
-/// Base offsets of the segments in `dir`, ascending. Leftovers of interrupted
-/// work (`.cleaned`, `.tmp`) are removed.
-fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<i64>, LogError> {
-    let mut bases = Vec::new();
-    for path in io
-        .read_dir(dir)
-        .map_err(|source| LogError::io(dir, source))?
-    {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.ends_with(".cleaned") || name.ends_with(".tmp") {
-            tracing::info!(file = %path.display(), "removing leftover of interrupted work");
-            io.remove_file(&path)
-                .map_err(|source| LogError::io(&path, source))?;
-            continue;
-        }
-        if let Some(stem) = name.strip_suffix(".log") {
-            match stem.parse::<i64>() {
-                Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
-                _ => tracing::warn!(file = %path.display(), "ignoring file that is not a segment"),
-            }
-        }
-    }
-    bases.sort_unstable();
-    Ok(bases)
-}
-
-fn check_continuity(
-    dir: &Path,
-    previous_next_offset: i64,
-    meta: &SegmentMeta,
-) -> Result<(), LogError> {
-    if meta.base_offset < previous_next_offset {
-        return Err(LogError::Corrupt {
-            path: segment::segment_path(dir, meta.base_offset, LOG_SUFFIX),
-            position: 0,
-            reason: format!(
-                "segment starts at offset {} but the previous one ends at {}",
-                meta.base_offset, previous_next_offset
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Checks the sequence numbers of a produced request's batches. Returns the
 /// original offsets when the request is a retry of a written batch.
 fn check_sequences(
@@ -802,30 +756,6 @@ fn check_sequences(
         }
     }
     Ok(None)
-}
-
-/// Rebuilds idempotent producer state from the batch headers in the log.
-fn rebuild_producers(
-    context: &PartitionContext,
-    dir: &Path,
-    closed: &[SegmentMeta],
-    active: &ActiveSegment,
-) -> Result<ProducerStates, LogError> {
-    let mut producers = ProducerStates::new(context.producers_max);
-    let mut visit = |header: &BatchHeader| producers.record(header, 0);
-    for meta in closed {
-        let path = segment::segment_path(dir, meta.base_offset, LOG_SUFFIX);
-        let file = context
-            .io
-            .open(&path, super::io::OpenMode::Read)
-            .map_err(|source| LogError::io(&path, source))?;
-        segment::walk_headers(file.as_ref(), meta.size, &mut visit)
-            .map_err(|source| LogError::io(&path, source))?;
-    }
-    let path = segment::segment_path(dir, active.meta.base_offset, LOG_SUFFIX);
-    segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
-        .map_err(|source| LogError::io(&path, source))?;
-    Ok(producers)
 }
 
 /// A copy of `records` with each batch's offset set and stamped with the

@@ -32,25 +32,23 @@ use tasks::{drive, stop};
 /// How often input topics are checked for new partitions.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// An admin operation's failure, mapped to an HTTP status by the API.
-#[derive(Debug)]
+/// An admin operation's failure, mapped to an HTTP status by the API; the
+/// message is what the caller sees.
+#[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
     BadRequest(String),
+    /// No such processor (404).
+    #[error("{0}")]
     NotFound(String),
     /// Refused for now because of something the caller can change (e.g. a
-    /// Kafka client in the processor's group).
+    /// Kafka client in the processor's group) (409).
+    #[error("{0}")]
     Conflict(String),
+    /// The broker failed (500).
+    #[error("{0}")]
     Internal(String),
-}
-
-impl std::fmt::Display for AdminError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) | Self::Internal(m) => {
-                f.write_str(m)
-            }
-        }
-    }
 }
 
 fn internal(error: impl std::fmt::Display) -> AdminError {

@@ -1,0 +1,85 @@
+//! What opening a partition checks and rebuilds: the list of segments
+//! (removing leftovers of interrupted compaction or writes), that each
+//! segment starts where the one before it ended, and idempotent producers'
+//! state, replayed from the batch headers in the log.
+
+use std::path::Path;
+
+use super::batch::BatchHeader;
+use super::io::OpenMode;
+use super::partition::PartitionContext;
+use super::producers::ProducerStates;
+use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
+use super::{Io, LogError};
+
+/// Base offsets of the segments in `dir`, ascending. Leftovers of interrupted
+/// work (`.cleaned`, `.tmp`) are removed.
+pub(super) fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    for path in io
+        .read_dir(dir)
+        .map_err(|source| LogError::io(dir, source))?
+    {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            tracing::info!(file = %path.display(), "removing leftover of interrupted work");
+            io.remove_file(&path)
+                .map_err(|source| LogError::io(&path, source))?;
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".log") {
+            match stem.parse::<i64>() {
+                Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+                _ => tracing::warn!(file = %path.display(), "ignoring file that is not a segment"),
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Refuses a segment that overlaps the one before it.
+pub(super) fn check_continuity(
+    dir: &Path,
+    previous_next_offset: i64,
+    meta: &SegmentMeta,
+) -> Result<(), LogError> {
+    if meta.base_offset < previous_next_offset {
+        return Err(LogError::Corrupt {
+            path: segment::segment_path(dir, meta.base_offset, LOG_SUFFIX),
+            position: 0,
+            reason: format!(
+                "segment starts at offset {} but the previous one ends at {}",
+                meta.base_offset, previous_next_offset
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Rebuilds idempotent producer state from the batch headers in the log.
+pub(super) fn rebuild_producers(
+    context: &PartitionContext,
+    dir: &Path,
+    closed: &[SegmentMeta],
+    active: &ActiveSegment,
+) -> Result<ProducerStates, LogError> {
+    let mut producers = ProducerStates::new(context.producers_max);
+    let mut visit = |header: &BatchHeader| producers.record(header, 0);
+    for meta in closed {
+        let path = segment::segment_path(dir, meta.base_offset, LOG_SUFFIX);
+        let file = context
+            .io
+            .open(&path, OpenMode::Read)
+            .map_err(|source| LogError::io(&path, source))?;
+        segment::walk_headers(file.as_ref(), meta.size, &mut visit)
+            .map_err(|source| LogError::io(&path, source))?;
+    }
+    let path = segment::segment_path(dir, active.meta.base_offset, LOG_SUFFIX);
+    segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
+        .map_err(|source| LogError::io(&path, source))?;
+    Ok(producers)
+}

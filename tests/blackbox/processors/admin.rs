@@ -1,0 +1,269 @@
+//! Managing processors: refused deploys, `plugin run`, deployments that cannot resume, and removal.
+
+use super::*;
+
+#[test]
+fn bad_deploys_are_refused_with_a_reason() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let refused = |args: &[&str], expected: &str| {
+        let output = pipeline.sluice(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+    let filter = wasm("filter-json");
+    let filter = filter.to_str().unwrap();
+    refused(
+        &[
+            "processor",
+            "deploy",
+            "p",
+            "--wasm",
+            filter,
+            "--input",
+            "nope",
+            "--output",
+            "out",
+        ],
+        "does not exist",
+    );
+    refused(
+        &[
+            "processor",
+            "deploy",
+            "p",
+            "--wasm",
+            filter,
+            "--input",
+            "in",
+            "--output",
+            "in",
+        ],
+        "both an input and an output",
+    );
+    // init rejects a config without a condition.
+    refused(
+        &[
+            "processor",
+            "deploy",
+            "p",
+            "--wasm",
+            filter,
+            "--input",
+            "in",
+            "--output",
+            "out",
+        ],
+        "init failed",
+    );
+    let not_component = pipeline.dir.path().join("fake.wasm");
+    std::fs::write(&not_component, b"\0asm\x01\0\0\0").unwrap();
+    refused(
+        &[
+            "processor",
+            "deploy",
+            "p",
+            "--wasm",
+            not_component.to_str().unwrap(),
+            "--input",
+            "in",
+            "--output",
+            "out",
+        ],
+        "component",
+    );
+    let (_, listed) = pipeline.broker.http_get("/v1/processors");
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["processors"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn plugin_run_processes_json_lines_locally() {
+    let filter = wasm("filter-json");
+    let mut child = Command::new(sluice_binary())
+        .args(["plugin", "run"])
+        .arg(&filter)
+        .args(["--config", "field=level", "--config", "equals=error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"level\":\"info\",\"m\":1}\n{\"level\":\"error\",\"m\":2}\nnot json\n{\"key\":\"k\",\"value\":{\"level\":\"error\",\"m\":3}}\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0]["value"],
+        serde_json::json!({"level": "error", "m": 2})
+    );
+    assert_eq!(lines[0]["source_offset"], 1);
+    assert_eq!(lines[1]["key"], "k");
+    assert_eq!(lines[1]["value"]["m"], 3);
+    // The line that is not JSON fails, is named, and fails the command.
+    assert!(stderr.contains("offset 2"), "{stderr}");
+    assert!(!output.status.success());
+}
+
+#[test]
+fn a_deployment_that_cannot_resume_is_listed_as_failed_until_removed() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    pipeline.deploy(
+        "fragile",
+        "uppercase",
+        &["--input", "in", "--output", "out"],
+    );
+    let broker = pipeline.broker.kafka;
+    pipeline.broker.stop_with("TERM", Duration::from_secs(10));
+    let plugins = pipeline.dir.path().join("data/processors/plugins");
+    for entry in std::fs::read_dir(&plugins).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    pipeline.broker = Pipeline::spawn(pipeline.dir.path(), &broker.to_string());
+    let status = pipeline.status("fragile");
+    assert_eq!(status["state"], "failed", "{status:#}");
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot resume") && message.contains("redeploy or remove"),
+        "{message}"
+    );
+    let listed = pipeline.sluice_ok(&["processor", "list", "--format", "json"]);
+    assert!(listed.contains("fragile"), "{listed}");
+    pipeline.sluice_ok(&["processor", "remove", "fragile"]);
+    let (code, _) = pipeline.broker.http_get("/v1/processors/fragile");
+    assert_eq!(code, 404);
+}
+
+/// JoinGroup v3 for a consumer: no MEMBER_ID_REQUIRED round trip, so one
+/// call makes a member of `group` (answered once the initial rebalance delay
+/// is over). Returns the member id.
+fn join_as_consumer(client: &mut KafkaClient, group: &str) -> String {
+    let protocol = JoinGroupRequestProtocol::default()
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(b"\0\0\0\0\0\x01\0\x02in\0\0\0\0"));
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(120_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![protocol]);
+    let response = client.call(request, 3);
+    assert_eq!(response.error_code, 0, "JoinGroup: {response:?}");
+    response.member_id.to_string()
+}
+
+/// Removing a processor deletes its group's committed offsets, or says why
+/// it cannot: while a Kafka client is a member of `sluice-processor-NAME`
+/// the offsets cannot be deleted, and a "removed" answer would let a later
+/// deploy under the same name resume from them.
+#[test]
+fn remove_refuses_while_a_kafka_client_holds_the_processor_group() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    let mut produce = Command::new(sluice_binary())
+        .args(["produce", "in"])
+        .env("SLUICE_BROKERS", pipeline.broker.kafka.to_string())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sluice produce");
+    let mut stdin = produce.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(produce.wait().unwrap().success(), "sluice produce");
+    pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
+    pipeline.wait_caught_up("held", 10);
+
+    let mut client = KafkaClient::connect(pipeline.broker.kafka);
+    let member_id = join_as_consumer(&mut client, "sluice-processor-held");
+    let (code, body) = pipeline
+        .broker
+        .http_request("DELETE", "/v1/processors/held");
+    assert_eq!(code, 409, "DELETE while the group has a member: {body}");
+    assert!(
+        body.contains("sluice-processor-held") && body.contains("member"),
+        "the refusal names the group and why: {body}"
+    );
+    let output = pipeline.sluice(&["processor", "remove", "held"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the CLI reports the refusal");
+    assert!(stderr.contains("sluice-processor-held"), "{stderr}");
+    // Nothing was removed: the processor is still there.
+    let status = pipeline.status("held");
+    assert_eq!(status["group"], "sluice-processor-held", "{status:#}");
+
+    // Once the client leaves, remove deletes the offsets for real: a new
+    // deployment under the same name starts from the beginning (resuming
+    // from offset 10 would leave records_in at 0).
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("sluice-processor-held")))
+        .with_member_id(StrBytes::from_string(member_id));
+    assert_eq!(client.call(leave, 0).error_code, 0, "LeaveGroup");
+    pipeline.sluice_ok(&["processor", "remove", "held"]);
+    pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
+    pipeline.wait_caught_up("held", 10);
+}
+
+/// A bad `from` in a deploy request is a 400 naming it, whatever the client
+/// (the CLI checks it too, so this speaks HTTP directly): no panic on
+/// non-ASCII where digits belong, no silent March 3 for February 31, no
+/// overflow on a huge year. Nothing is deployed.
+#[test]
+fn a_bad_from_in_a_deploy_request_is_a_400_with_a_message() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let wasm = std::fs::read(wasm("filter-json")).unwrap();
+    let deploy = |from: &str| {
+        let spec = serde_json::json!({
+            "inputs": ["in"],
+            "outputs": ["out"],
+            "config": [["field", "n"], ["gte", "1"]],
+            "from": from,
+        });
+        let spec = spec.to_string();
+        pipeline.broker.http_put_multipart(
+            "/v1/processors/p",
+            &[("spec", spec.as_bytes()), ("wasm", &wasm)],
+        )
+    };
+    for bad in [
+        "2026-01-01T00:00:00.ééZ",
+        "2026-02-31T00:00:00Z",
+        "99999999999999999-01-01T00:00:00Z",
+        "@-1",
+        "soon",
+    ] {
+        let (status, body) = deploy(bad);
+        assert_eq!(status, 400, "from {bad:?}: {body}");
+        assert!(
+            body.contains(bad),
+            "from {bad:?}: the message names it: {body}"
+        );
+    }
+    let (_, listed) = pipeline.broker.http_get("/v1/processors");
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["processors"],
+        serde_json::json!([])
+    );
+    // The same request with a good `from` deploys.
+    let (status, body) = deploy("2026-02-28T00:00:00Z");
+    assert_eq!(status, 200, "{body}");
+}

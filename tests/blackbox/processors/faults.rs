@@ -1,0 +1,181 @@
+//! Faulty plugins (traps, endless loops, memory hogs, huge outputs, errors) contained by the error policy.
+
+use super::*;
+
+#[test]
+fn faulty_plugins_are_contained_by_the_error_policy() {
+    let pipeline = Pipeline::start();
+    for topic in ["in", "ok", "healthy", "bad-records"] {
+        pipeline.create_topic(topic, 1);
+    }
+    let inputs = ["a", "b", "boom", "c", "d"];
+    pipeline.produce(
+        "in",
+        &inputs.iter().map(|v| (Some("k"), *v)).collect::<Vec<_>>(),
+    );
+    // A healthy processor over the same input keeps working throughout.
+    pipeline.deploy(
+        "healthy",
+        "uppercase",
+        &["--input", "in", "--output", "healthy"],
+    );
+
+    // A trap, dead-lettered: only the offending record goes to the DLQ.
+    pipeline.deploy(
+        "trapper",
+        "fault-trap",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "ok",
+            "--on-error",
+            "dead-letter=bad-records",
+        ],
+    );
+    let status = pipeline.wait_caught_up("trapper", 5);
+    assert_eq!(status["dead_lettered"], 1, "{status:#}");
+    assert_eq!(status["errors"], 1);
+    let error = &status["last_error"];
+    assert_eq!(error["offset"], 2, "{status:#}");
+    assert_eq!(error["topic"], "in");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("fault-trap: triggered by offset 2"),
+        "{status:#}"
+    );
+    assert_eq!(values(&pipeline.consume("ok")), ["a", "b", "c", "d"]);
+    let letters = pipeline.consume("bad-records");
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.value.as_deref(), Some("boom"));
+    assert_eq!(letter.key.as_deref(), Some("k"));
+    assert_eq!(letter.headers["sluice.processor"], "trapper");
+    assert_eq!(letter.headers["sluice.source.topic"], "in");
+    assert_eq!(letter.headers["sluice.source.partition"], "0");
+    assert_eq!(letter.headers["sluice.source.offset"], "2");
+    assert!(
+        letter.headers["sluice.error"].contains("fault-trap"),
+        "{letter:?}"
+    );
+
+    // An endless loop, skipped: interrupted by the time limit.
+    pipeline.create_topic("loop-out", 1);
+    pipeline.deploy(
+        "looper",
+        "fault-loop",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "loop-out",
+            "--on-error",
+            "skip",
+            "--timeout-ms",
+            "200",
+        ],
+    );
+    let status = pipeline.wait_caught_up("looper", 5);
+    assert_eq!(status["skipped"], 1, "{status:#}");
+    assert_last_error(&status, "time limit");
+    assert_eq!(values(&pipeline.consume("loop-out")), ["a", "b", "c", "d"]);
+
+    // Unbounded allocation with the default policy: the partition stops at
+    // the record, committed up to it, and says why.
+    pipeline.create_topic("alloc-out", 1);
+    pipeline.deploy(
+        "hog",
+        "fault-alloc",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "alloc-out",
+            "--memory-max",
+            "16777216",
+        ],
+    );
+    let status = pipeline.wait_for("hog", "the partition to fail", |s| s["state"] == "failed");
+    let partition = &status["partitions"][0];
+    assert_eq!(partition["state"], "failed");
+    assert_eq!(partition["committed_offset"], 2, "{status:#}");
+    assert_eq!(partition["last_error"]["offset"], 2);
+    assert_last_error(partition, "memory limit");
+    assert_eq!(values(&pipeline.consume("alloc-out")), ["a", "b"]);
+    let text = pipeline.sluice_ok(&["processor", "status", "hog"]);
+    assert!(text.contains("memory limit"), "{text}");
+
+    // A huge output hits the output limit; an error return is an error.
+    pipeline.create_topic("huge-out", 1);
+    pipeline.deploy(
+        "flood",
+        "fault-huge-output",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "huge-out",
+            "--on-error",
+            "skip",
+        ],
+    );
+    let status = pipeline.wait_caught_up("flood", 5);
+    assert_last_error(&status, "output limit");
+    assert_eq!(values(&pipeline.consume("huge-out")), ["a", "b", "c", "d"]);
+    // One output larger than the per-batch output budget.
+    pipeline.create_topic("wide-out", 1);
+    pipeline.deploy(
+        "wide",
+        "fault-huge-output",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "wide-out",
+            "--on-error",
+            "skip",
+            "--config",
+            "bytes=2000000",
+            "--output-bytes-max",
+            "1MiB",
+        ],
+    );
+    let status = pipeline.wait_caught_up("wide", 5);
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("output_bytes_per_batch_max"), "{status:#}");
+    assert_eq!(values(&pipeline.consume("wide-out")), ["a", "b", "c", "d"]);
+    pipeline.create_topic("error-out", 1);
+    pipeline.deploy(
+        "rejecter",
+        "fault-error",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "error-out",
+            "--on-error",
+            "skip",
+        ],
+    );
+    let status = pipeline.wait_caught_up("rejecter", 5);
+    assert_eq!(status["skipped"], 1);
+    assert_last_error(&status, "fault-error");
+
+    // Everything else kept serving.
+    let status = pipeline.wait_caught_up("healthy", 5);
+    assert_eq!(status["errors"], 0);
+    assert_eq!(
+        values(&pipeline.consume("healthy")),
+        ["A", "B", "BOOM", "C", "D"]
+    );
+    let (code, _) = pipeline.broker.http_get("/health");
+    assert_eq!(code, 200);
+    // Resume retries the failed partition, which fails again the same way.
+    pipeline.sluice_ok(&["processor", "resume", "hog"]);
+    let status = pipeline.wait_for("hog", "the retry to fail", |s| {
+        s["state"] == "failed" && s["errors"] == 2
+    });
+    assert_eq!(status["partitions"][0]["committed_offset"], 2);
+}
