@@ -25,7 +25,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 /// Addresses actually bound (ports may have been 0).
 #[derive(Debug, Clone, Copy)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// Kafka listener.
     pub kafka: SocketAddr,
     /// HTTP listener.
@@ -34,7 +34,7 @@ pub struct Bound {
 
 /// Runs the broker until `shutdown` resolves. `on_ready` is called once both
 /// listeners are bound.
-pub async fn run(
+pub(crate) async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(Bound),

@@ -21,21 +21,21 @@ use crate::server::KafkaConfig;
 /// Everything `sluice serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Kafka protocol listener.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// HTTP admin listener (`/health`).
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Where topics and metadata live.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// The log store.
-    pub log: LogConfig,
+    pub(crate) log: LogConfig,
     /// The Kafka listener.
-    pub kafka: KafkaConfig,
+    pub(crate) kafka: KafkaConfig,
     /// Consumer groups.
-    pub groups: GroupConfig,
+    pub(crate) groups: GroupConfig,
     /// WebAssembly processors (`[processors]`).
-    pub processors: ProcessorConfig,
+    pub(crate) processors: ProcessorConfig,
 }
 
 impl Default for Config {
@@ -54,7 +54,7 @@ impl Default for Config {
 
 impl Config {
     /// Reads a TOML config file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))

@@ -5,15 +5,15 @@
 //! the log store, the processor host and loop, and the CLI's Kafka
 //! connection. Items made `pub` only for it say so in their docs.
 
-pub mod broker;
+pub(crate) mod broker;
 pub mod cli;
 pub mod client;
-pub mod config;
-pub mod group;
-pub mod http;
+pub(crate) mod config;
+pub(crate) mod group;
+pub(crate) mod http;
 pub mod log;
 pub mod processor;
-pub mod protocol;
+pub(crate) mod protocol;
 pub mod server;
 mod shutdown;
-pub mod start_position;
+pub(crate) mod start_position;

@@ -10,7 +10,7 @@
 
 /// Where reading starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartPosition {
+pub(crate) enum StartPosition {
     /// The log start offset.
     Earliest,
     /// The high watermark: only records produced from now on.
@@ -23,7 +23,7 @@ pub enum StartPosition {
 
 impl StartPosition {
     /// `earliest`, `latest`, `OFFSET`, `@MILLIS` or an RFC 3339 time.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         match raw {
             "earliest" | "beginning" => return Ok(Self::Earliest),

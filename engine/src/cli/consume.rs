@@ -54,36 +54,36 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
     sluice consume orders --from @1700000000000 -n 10 --format json\n  \
     sluice consume orders --from 2026-11-23T10:00:00Z --partition 2\n  \
     sluice consume orders --group billing            # resumes where the group left off")]
-pub struct ConsumeArgs {
+pub(crate) struct ConsumeArgs {
     /// Topic to read.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Consume as a member of this consumer group: partitions are assigned
     /// by the group (range assignor), reading resumes from the group's
     /// committed offsets, and positions are committed every 5 s and on exit.
     #[arg(short, long, value_name = "GROUP")]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Where to start (with --group: only for partitions without a
     /// committed offset): earliest, latest, an OFFSET, or a time as
     /// `@MILLIS` since the epoch or RFC 3339 (2026-11-23T10:00:00Z),
     /// meaning the first record at or after it.
     #[arg(short, long, value_name = "POSITION", default_value = "earliest",
           value_parser = StartPosition::parse)]
-    pub from: StartPosition,
+    pub(crate) from: StartPosition,
     /// Exit after printing N records [default: run until Ctrl-C].
     #[arg(short = 'n', long = "num", value_name = "N")]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Read only this partition [default: all].
     #[arg(short, long, value_name = "N", conflicts_with = "group")]
-    pub partition: Option<i32>,
+    pub(crate) partition: Option<i32>,
     /// Exit once every partition reached the high watermark it had when
     /// reading began (like kcat -e).
     #[arg(short, long)]
-    pub exit_at_end: bool,
+    pub(crate) exit_at_end: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// Writes records to stdout in the chosen format.
@@ -357,7 +357,7 @@ fn spawn_signal_listener(stop: Arc<AtomicBool>) -> JoinHandle<()> {
 }
 
 /// Runs `sluice consume`.
-pub async fn run(args: ConsumeArgs) -> Result<()> {
+pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let signals = spawn_signal_listener(stop.clone());
     let result = consume(&args, &stop).await;

@@ -20,7 +20,7 @@ use crate::start_position::StartPosition;
 
 /// `sluice group` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum GroupCommand {
+pub(crate) enum GroupCommand {
     /// List consumer groups on every broker.
     #[command(after_help = "Example:\n  sluice group list --format json")]
     List(ListArgs),
@@ -41,61 +41,61 @@ pub enum GroupCommand {
 
 /// `sluice group list` options.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice group describe` options.
 #[derive(Debug, Args)]
-pub struct DescribeArgs {
+pub(crate) struct DescribeArgs {
     /// Group id.
-    pub group: String,
+    pub(crate) group: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice group delete` options.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// Group ids.
     #[arg(required = true)]
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice group reset-offsets` options.
 #[derive(Debug, Args)]
-pub struct ResetOffsetsArgs {
+pub(crate) struct ResetOffsetsArgs {
     /// Group id.
-    pub group: String,
+    pub(crate) group: String,
     /// Topic whose offsets to move.
     #[arg(long)]
-    pub topic: String,
+    pub(crate) topic: String,
     /// New position: earliest, latest, an OFFSET (clamped to the log), or a
     /// time (`@MILLIS` since the epoch, or RFC 3339 such as
     /// 2026-11-23T10:00:00Z) meaning the first record at or after it.
     #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
-    pub to: StartPosition,
+    pub(crate) to: StartPosition,
     /// Only this partition [default: all].
     #[arg(short, long, value_name = "N")]
-    pub partition: Option<i32>,
+    pub(crate) partition: Option<i32>,
     /// Show the new offsets without committing them.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// Runs a `sluice group` subcommand.
-pub async fn run(command: GroupCommand) -> Result<()> {
+pub(crate) async fn run(command: GroupCommand) -> Result<()> {
     match command {
         GroupCommand::List(args) => list(args).await,
         GroupCommand::Describe(args) => describe(args).await,

@@ -6,12 +6,12 @@
 //! plugins with no broker. Benchmarks are not here: they are the
 //! `sluice-bench` crate (`bench/`).
 
-pub mod consume;
-pub mod group;
+pub(crate) mod consume;
+pub(crate) mod group;
 pub mod plugin;
-pub mod processor;
-pub mod produce;
-pub mod topic;
+pub(crate) mod processor;
+pub(crate) mod produce;
+pub(crate) mod topic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,7 +35,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Log output format.
@@ -49,7 +49,7 @@ pub enum LogFormat {
 
 /// Output format of commands that print results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// A table for people.
     Text,
     /// JSON for scripts.
@@ -58,7 +58,7 @@ pub enum OutputFormat {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the broker: Kafka listener, HTTP admin API, durable log store.
     Serve(ServeArgs),
     /// Create, list, describe, reconfigure and delete topics.
@@ -82,22 +82,22 @@ pub enum Command {
 /// `sluice serve` options. Flags win over `SLUICE_*` variables, which win
 /// over the config file, which wins over the defaults.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "SLUICE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// Data directory [default: ./sluice-data].
     #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// HTTP admin listener address (GET /health) [default: 127.0.0.1:9644].
     #[arg(long, env = "SLUICE_HTTP", value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
     /// TOML config file (see README for keys).
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Durability: always (fsync before ack), interval:<ms>, or never [default: always].
     #[arg(long, env = "SLUICE_FLUSH", value_name = "POLICY")]
-    pub flush: Option<FlushPolicy>,
+    pub(crate) flush: Option<FlushPolicy>,
 }
 
 impl ServeArgs {
@@ -125,7 +125,7 @@ impl ServeArgs {
 
 /// Where the client verbs find the cluster.
 #[derive(Debug, Clone, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// Bootstrap brokers, comma-separated; the first that answers is used,
     /// and partition leaders and group coordinators are then reached at the
     /// addresses the cluster gives for them.
@@ -135,13 +135,50 @@ pub struct ConnectArgs {
         default_value = "127.0.0.1:9092",
         value_name = "HOST:PORT[,...]"
     )]
-    pub brokers: String,
+    pub(crate) brokers: String,
+}
+
+/// Runs the command line: `serve` runs the broker until SIGTERM or
+/// SIGINT; the other verbs are clients.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(crate::broker::run(config, shutdown_signal(), |bound| {
+                // One line on stdout that scripts (and tests) wait for.
+                println!(
+                    "sluice {} ready kafka={} http={}",
+                    env!("CARGO_PKG_VERSION"),
+                    bound.kafka,
+                    bound.http
+                );
+            }))
+        }
+        // Plugin verbs run cargo or a local wasm host: no async runtime here.
+        Command::Plugin(command) => plugin::run(command),
+        command @ (Command::Topic(_)
+        | Command::Produce(_)
+        | Command::Consume(_)
+        | Command::Group(_)
+        | Command::Processor(_)) => run_client(command),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
 }
 
 /// Runs a client verb (`topic`, `produce`, `consume`, `group`,
 /// `processor`) to completion; other commands are not client verbs and are
 /// refused.
-pub fn run_client(command: Command) -> anyhow::Result<()> {
+fn run_client(command: Command) -> anyhow::Result<()> {
     // Two workers: a consumer's heartbeat keeps going while the main task
     // is blocked writing to a slow stdout.
     let runtime = tokio::runtime::Builder::new_multi_thread()

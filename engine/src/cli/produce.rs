@@ -48,36 +48,36 @@ const RECORD_BATCH_VERSION: i8 = 2;
 #[command(after_help = "Examples:\n  \
     printf 'hello\\nworld\\n' | sluice produce greetings\n  \
     printf 'user-1:login\\nuser-2:logout\\n' | sluice produce events --key-separator : --header source=cli --compression zstd")]
-pub struct ProduceArgs {
+pub(crate) struct ProduceArgs {
     /// Topic to write to.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Split each line at the first SEP into key and value; a line without
     /// SEP has no key.
     #[arg(short = 'K', long, value_name = "SEP")]
-    pub key_separator: Option<String>,
+    pub(crate) key_separator: Option<String>,
     /// Write every record to this partition [default: murmur2 of the key
     /// like Kafka's default partitioner, round robin for records without
     /// a key].
     #[arg(short, long, value_name = "N")]
-    pub partition: Option<i32>,
+    pub(crate) partition: Option<i32>,
     /// A header on every record, `name=value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Compression codec of the record batches.
     #[arg(short = 'z', long, value_enum, default_value_t = CompressionArg::None)]
-    pub compression: CompressionArg,
+    pub(crate) compression: CompressionArg,
     /// Acknowledgement: -1 waits for the write to be durable, 1 for the
     /// leader, 0 for nothing (errors then go unseen).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i16).range(-1..=1))]
-    pub acks: i16,
+    pub(crate) acks: i16,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// Compression codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
+pub(crate) enum CompressionArg {
     /// No compression.
     None,
     /// gzip.
@@ -138,7 +138,7 @@ struct Pending {
 }
 
 /// Runs `sluice produce`.
-pub async fn run(args: ProduceArgs) -> Result<()> {
+pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect.brokers).await?;
     let topic = client.topic(&args.topic).await?;
     if topic.partitions.is_empty() {

@@ -31,7 +31,7 @@ const OPERATION_DELETE: i8 = 1;
 
 /// `sluice topic` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum TopicCommand {
+pub(crate) enum TopicCommand {
     /// Create a topic.
     #[command(
         after_help = "Example:\n  sluice topic create orders -p 6 -c retention.ms=86400000 -c cleanup.policy=compact"
@@ -55,64 +55,64 @@ pub enum TopicCommand {
 
 /// `sluice topic create` options.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Topic name.
-    pub name: String,
+    pub(crate) name: String,
     /// Number of partitions [default: the broker's num.partitions].
     #[arg(short, long, value_name = "N")]
-    pub partitions: Option<i32>,
+    pub(crate) partitions: Option<i32>,
     /// A topic config, `name=value` (repeatable), e.g. retention.ms=86400000.
     #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub configs: Vec<(String, String)>,
+    pub(crate) configs: Vec<(String, String)>,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice topic list` options.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice topic describe` options.
 #[derive(Debug, Args)]
-pub struct DescribeArgs {
+pub(crate) struct DescribeArgs {
     /// Topic name.
-    pub name: String,
+    pub(crate) name: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice topic delete` options.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// Topic names.
     #[arg(required = true)]
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `sluice topic alter-config` options.
 #[derive(Debug, Args)]
-pub struct AlterConfigArgs {
+pub(crate) struct AlterConfigArgs {
     /// Topic name.
-    pub name: String,
+    pub(crate) name: String,
     /// Set a config override, `name=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub set: Vec<(String, String)>,
+    pub(crate) set: Vec<(String, String)>,
     /// Remove a config override, back to the broker default (repeatable).
     #[arg(long = "delete", value_name = "KEY")]
-    pub delete: Vec<String>,
+    pub(crate) delete: Vec<String>,
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `key=value` → `(key, value)`, split at the first `=`.
@@ -124,7 +124,7 @@ pub(crate) fn parse_key_value(raw: &str) -> Result<(String, String), String> {
 }
 
 /// Runs a `sluice topic` subcommand.
-pub async fn run(command: TopicCommand) -> Result<()> {
+pub(crate) async fn run(command: TopicCommand) -> Result<()> {
     match command {
         TopicCommand::Create(args) => create(args).await,
         TopicCommand::List(args) => list(args).await,

@@ -26,23 +26,23 @@ use crate::log::Clock;
 /// Group settings (`[groups]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct GroupConfig {
+pub(crate) struct GroupConfig {
     /// How long a new group waits for more members before its first
     /// rebalance completes (`group.initial.rebalance.delay.ms`). Default 3000.
-    pub initial_rebalance_delay_ms: u64,
+    pub(crate) initial_rebalance_delay_ms: u64,
     /// Smallest session timeout a member may ask for. Default 6000.
-    pub session_timeout_min_ms: i32,
+    pub(crate) session_timeout_min_ms: i32,
     /// Largest session timeout a member may ask for. Default 1 800 000.
-    pub session_timeout_max_ms: i32,
+    pub(crate) session_timeout_max_ms: i32,
     /// Committed offsets of a group that has been empty this long are
     /// deleted (`offsets.retention.minutes`). Default 7 days.
-    pub offsets_retention_ms: i64,
+    pub(crate) offsets_retention_ms: i64,
     /// Largest commit metadata string. Default 4096 bytes.
-    pub offset_metadata_bytes_max: usize,
+    pub(crate) offset_metadata_bytes_max: usize,
     /// Members of one group. Default 1000.
-    pub members_max: usize,
+    pub(crate) members_max: usize,
     /// Groups with live members or offsets. Default 100 000.
-    pub groups_max: usize,
+    pub(crate) groups_max: usize,
 }
 
 impl Default for GroupConfig {

@@ -8,7 +8,7 @@ use thiserror::Error;
 /// A refused group operation. `Clone`, because one group-level refusal
 /// answers every partition of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum GroupError {
+pub(crate) enum GroupError {
     /// An empty group id.
     #[error("the group id is empty")]
     InvalidGroupId,

@@ -20,7 +20,7 @@ mod sync;
 mod tests;
 
 pub(crate) use commit::OffsetCommit;
-pub use coordinator::GroupConfig;
+pub(crate) use coordinator::GroupConfig;
 pub(crate) use coordinator::GroupCoordinator;
 pub(crate) use error::GroupError;
 pub(crate) use join::JoinParams;

@@ -2,7 +2,7 @@
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}`; the
 //! processor API is in `processors`.
 
-pub mod processors;
+pub(crate) mod processors;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,14 +18,14 @@ use crate::shutdown::Shutdown;
 
 /// What `/health` reports.
 #[derive(Debug, Clone)]
-pub struct HealthInfo {
+pub(crate) struct HealthInfo {
     started: Instant,
     data_dir: PathBuf,
 }
 
 impl HealthInfo {
     /// Health of a broker started at `started` on `data_dir`.
-    pub fn new(started: Instant, data_dir: &Path) -> Self {
+    pub(crate) fn new(started: Instant, data_dir: &Path) -> Self {
         let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         Self { started, data_dir }
     }
@@ -49,7 +49,7 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
 }
 
 /// Serves the admin API until shutdown.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     info: HealthInfo,
     processors: Arc<crate::processor::Processors>,

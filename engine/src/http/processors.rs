@@ -23,7 +23,7 @@ use crate::processor::spec::DeployRequest;
 use crate::processor::{AdminError, Processors};
 
 /// The routes, with room in the body limit for the largest plugin.
-pub fn routes(processors: Arc<Processors>) -> Router {
+pub(crate) fn routes(processors: Arc<Processors>) -> Router {
     let body_bytes_max = processors.wasm_bytes_max() as usize + (1 << 20);
     Router::new()
         .route("/v1/processors", get(list))

@@ -27,9 +27,9 @@
 use thiserror::Error;
 
 /// Bytes of the fixed batch header.
-pub const HEADER_BYTES: usize = 61;
+pub(crate) const HEADER_BYTES: usize = 61;
 /// Bytes before `batch_length`'s payload starts: base offset plus length.
-pub const LOG_OVERHEAD_BYTES: usize = 12;
+pub(crate) const LOG_OVERHEAD_BYTES: usize = 12;
 const MAGIC_POSITION: usize = 16;
 const CRC_POSITION: usize = 17;
 const ATTRIBUTES_POSITION: usize = 21;
@@ -153,7 +153,7 @@ impl BatchHeader {
         self.batch_length as usize + LOG_OVERHEAD_BYTES
     }
     /// Offset of the last record.
-    pub fn last_offset(&self) -> i64 {
+    pub(crate) fn last_offset(&self) -> i64 {
         self.base_offset + self.last_offset_delta as i64
     }
     /// Offset the next batch starts at.
@@ -161,17 +161,17 @@ impl BatchHeader {
         self.last_offset() + 1
     }
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
-    pub fn compression(&self) -> i16 {
+    pub(crate) fn compression(&self) -> i16 {
         self.attributes & COMPRESSION_MASK
     }
     /// Whether this is a control batch (transaction markers).
-    pub fn is_control(&self) -> bool {
+    pub(crate) fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
     }
 }
 
 /// Computes the CRC the header of `batch` should carry.
-pub fn compute_crc(batch: &[u8]) -> u32 {
+pub(crate) fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES_POSITION..])
 }
 
@@ -196,7 +196,7 @@ pub fn verify(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Splits a buffer of concatenated batches as a producer sends them,
 /// verifying each, and checks the rules Kafka applies to produced batches.
-pub fn verify_produced(buffer: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+pub(crate) fn verify_produced(buffer: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut headers = Vec::new();
     let mut position = 0;
     while position < buffer.len() {
@@ -222,13 +222,13 @@ pub fn verify_produced(buffer: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
 }
 
 /// Rewrites the base offset in place (not covered by the CRC).
-pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
 /// Marks a batch as `LogAppendTime` with `timestamp_ms` as its max timestamp,
 /// then recomputes the CRC, as Kafka does for such topics.
-pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
+pub(crate) fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     let attributes = be_i16(batch, ATTRIBUTES_POSITION) | TIMESTAMP_TYPE_BIT;
     batch[ATTRIBUTES_POSITION..ATTRIBUTES_POSITION + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_POSITION..MAX_TIMESTAMP_POSITION + 8]
@@ -241,7 +241,7 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
 /// must keep: the last offset (so offsets continue where they did), the
 /// timestamp type and, for `LogAppendTime`, the max timestamp, and a
 /// missing base sequence. Recomputes the CRC.
-pub fn restore_after_filter(batch: &mut [u8], original: &BatchHeader) {
+pub(crate) fn restore_after_filter(batch: &mut [u8], original: &BatchHeader) {
     let base_offset = be_i64(batch, 0);
     let last_offset_delta = (original.last_offset() - base_offset) as i32;
     batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
@@ -261,14 +261,14 @@ pub fn restore_after_filter(batch: &mut [u8], original: &BatchHeader) {
 }
 
 /// Whether the batch's timestamps are the broker's append time.
-pub fn is_log_append_time(header: &BatchHeader) -> bool {
+pub(crate) fn is_log_append_time(header: &BatchHeader) -> bool {
     header.attributes & TIMESTAMP_TYPE_BIT != 0
 }
 
 /// Compacted topics keep the latest record per key, so a record without a
 /// key could never be compacted away: Kafka refuses to accept them, and the
 /// produce path checks this (decoding, and decompressing, the records).
-pub fn require_keys(records: &[u8]) -> Result<(), BatchError> {
+pub(crate) fn require_keys(records: &[u8]) -> Result<(), BatchError> {
     let mut bytes = bytes::Bytes::copy_from_slice(records);
     while !bytes.is_empty() {
         let set =

@@ -37,15 +37,15 @@ use super::LogError;
 
 /// What a compaction run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompactionStats {
+pub(crate) struct CompactionStats {
     /// Segments rewritten.
-    pub segments_rewritten: usize,
+    pub(crate) segments_rewritten: usize,
     /// Records dropped (superseded or expired tombstones).
-    pub records_removed: u64,
+    pub(crate) records_removed: u64,
     /// Log bytes before and after, over the rewritten segments.
-    pub bytes_before: u64,
+    pub(crate) bytes_before: u64,
     /// See `bytes_before`.
-    pub bytes_after: u64,
+    pub(crate) bytes_after: u64,
 }
 
 fn compression_of(header: &BatchHeader) -> Result<Compression, String> {
@@ -61,7 +61,7 @@ fn compression_of(header: &BatchHeader) -> Result<Compression, String> {
 
 impl Partition {
     /// Compacts the closed segments if the topic's policy asks for it.
-    pub fn compact(&self) -> Result<CompactionStats, LogError> {
+    pub(crate) fn compact(&self) -> Result<CompactionStats, LogError> {
         let config = self.config();
         let mut stats = CompactionStats::default();
         if !config.cleanup_policy.compacts() {

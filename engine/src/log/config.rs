@@ -8,26 +8,26 @@ use super::{FlushPolicy, StoreOptions, TopicConfig};
 /// Log store settings (`[log]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// `always` (fsync before acknowledging, group commit), `interval:<ms>`
     /// or `never`. Default `always`.
-    pub flush: FlushPolicy,
+    pub(crate) flush: FlushPolicy,
     /// Bytes of log between sparse index entries. Default 4096.
-    pub index_interval_bytes: u64,
+    pub(crate) index_interval_bytes: u64,
     /// Closed segments kept open (handles plus indexes). Default 1024.
-    pub open_segments_max: usize,
+    pub(crate) open_segments_max: usize,
     /// Largest partition count of a topic. Default 1024.
-    pub partitions_max: i32,
+    pub(crate) partitions_max: i32,
     /// Idempotent producers remembered per partition. Default 10 000.
-    pub producers_per_partition_max: usize,
+    pub(crate) producers_per_partition_max: usize,
     /// How often retention and compaction run. Default 60 000 ms.
-    pub retention_check_interval_ms: u64,
+    pub(crate) retention_check_interval_ms: u64,
     /// Defaults of every topic (`[log.topic_defaults]`, Kafka's topic
     /// settings with `_` for `.`): segment_bytes 1 GiB, segment_ms and
     /// retention_ms 7 days, retention_bytes unlimited, delete_retention_ms
     /// 1 day, max_message_bytes 1 MiB, cleanup_policy delete,
     /// message_timestamp_type CreateTime.
-    pub topic_defaults: TopicConfig,
+    pub(crate) topic_defaults: TopicConfig,
 }
 
 impl Default for LogConfig {
@@ -47,7 +47,7 @@ impl Default for LogConfig {
 
 impl LogConfig {
     /// The store options these settings describe.
-    pub fn store_options(&self) -> StoreOptions {
+    pub(crate) fn store_options(&self) -> StoreOptions {
         StoreOptions {
             flush: self.flush,
             index_interval_bytes: self.index_interval_bytes,

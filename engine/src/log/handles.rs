@@ -12,7 +12,7 @@ use super::segment::SegmentFiles;
 use super::LogError;
 
 /// The cache, shared by all partitions of a store.
-pub struct HandleCache {
+pub(crate) struct HandleCache {
     capacity: usize,
     state: Mutex<State>,
 }
@@ -25,7 +25,7 @@ struct State {
 
 impl HandleCache {
     /// A cache holding at most `capacity` (at least 1) opened segments.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             state: Mutex::default(),
@@ -33,7 +33,7 @@ impl HandleCache {
     }
 
     /// The cached files of `path`, or loads them with `load`.
-    pub fn get_or_load(
+    pub(crate) fn get_or_load(
         &self,
         path: &Path,
         load: impl FnOnce() -> Result<SegmentFiles, LogError>,
@@ -69,21 +69,11 @@ impl HandleCache {
     }
 
     /// Forgets `path` (its file was replaced or deleted).
-    pub fn evict(&self, path: &Path) {
+    pub(crate) fn evict(&self, path: &Path) {
         self.state
             .lock()
             .expect("handle cache lock")
             .entries
             .remove(path);
-    }
-
-    /// Number of opened segments held.
-    pub fn len(&self) -> usize {
-        self.state.lock().expect("handle cache lock").entries.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

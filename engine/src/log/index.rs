@@ -17,41 +17,41 @@
 //! match it.
 
 /// Bytes of one offset index entry.
-pub const OFFSET_ENTRY_BYTES: usize = 8;
+pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
 /// Bytes of one time index entry.
-pub const TIME_ENTRY_BYTES: usize = 12;
+pub(crate) const TIME_ENTRY_BYTES: usize = 12;
 
 /// One offset index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetEntry {
+pub(crate) struct OffsetEntry {
     /// Batch base offset minus segment base offset.
-    pub relative_offset: u32,
+    pub(crate) relative_offset: u32,
     /// Byte position of the batch in the segment's log file.
-    pub position: u32,
+    pub(crate) position: u32,
 }
 
 /// One time index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeEntry {
+pub(crate) struct TimeEntry {
     /// Largest timestamp in the segment up to and including this batch.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
     /// Batch base offset minus segment base offset.
-    pub relative_offset: u32,
+    pub(crate) relative_offset: u32,
 }
 
 /// The in-memory form of both indexes of a segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SegmentIndex {
+pub(crate) struct SegmentIndex {
     /// Offset entries, increasing.
-    pub offsets: Vec<OffsetEntry>,
+    pub(crate) offsets: Vec<OffsetEntry>,
     /// Time entries, increasing.
-    pub times: Vec<TimeEntry>,
+    pub(crate) times: Vec<TimeEntry>,
 }
 
 impl SegmentIndex {
     /// Position to start scanning from for a batch containing
     /// `relative_offset`: the last entry at or before it, else 0.
-    pub fn position_for(&self, relative_offset: u32) -> u32 {
+    pub(crate) fn position_for(&self, relative_offset: u32) -> u32 {
         let after = self
             .offsets
             .partition_point(|entry| entry.relative_offset <= relative_offset);
@@ -66,7 +66,7 @@ impl SegmentIndex {
     /// timestamp at or after `timestamp`: every batch up to and including the
     /// last entry whose timestamp is below it is older, so scanning may start
     /// at that entry's batch.
-    pub fn relative_offset_for_time(&self, timestamp: i64) -> u32 {
+    pub(crate) fn relative_offset_for_time(&self, timestamp: i64) -> u32 {
         let older = self
             .times
             .partition_point(|entry| entry.timestamp < timestamp);
@@ -78,7 +78,7 @@ impl SegmentIndex {
     }
 
     /// Encodes the offset index file.
-    pub fn encode_offsets(&self) -> Vec<u8> {
+    pub(crate) fn encode_offsets(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.offsets.len() * OFFSET_ENTRY_BYTES);
         for entry in &self.offsets {
             out.extend_from_slice(&encode_offset_entry(entry));
@@ -87,7 +87,7 @@ impl SegmentIndex {
     }
 
     /// Encodes the time index file.
-    pub fn encode_times(&self) -> Vec<u8> {
+    pub(crate) fn encode_times(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.times.len() * TIME_ENTRY_BYTES);
         for entry in &self.times {
             out.extend_from_slice(&encode_time_entry(entry));
@@ -97,7 +97,7 @@ impl SegmentIndex {
 
     /// Decodes both files; `None` if either is malformed (wrong size, not
     /// increasing), which means "rebuild".
-    pub fn decode(offsets: &[u8], times: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(offsets: &[u8], times: &[u8]) -> Option<Self> {
         if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
             || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
         {
@@ -129,7 +129,7 @@ impl SegmentIndex {
 }
 
 /// Encodes one offset entry.
-pub fn encode_offset_entry(entry: &OffsetEntry) -> [u8; OFFSET_ENTRY_BYTES] {
+pub(crate) fn encode_offset_entry(entry: &OffsetEntry) -> [u8; OFFSET_ENTRY_BYTES] {
     let mut out = [0; OFFSET_ENTRY_BYTES];
     out[0..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
     out[4..8].copy_from_slice(&entry.position.to_be_bytes());
@@ -137,7 +137,7 @@ pub fn encode_offset_entry(entry: &OffsetEntry) -> [u8; OFFSET_ENTRY_BYTES] {
 }
 
 /// Encodes one time entry.
-pub fn encode_time_entry(entry: &TimeEntry) -> [u8; TIME_ENTRY_BYTES] {
+pub(crate) fn encode_time_entry(entry: &TimeEntry) -> [u8; TIME_ENTRY_BYTES] {
     let mut out = [0; TIME_ENTRY_BYTES];
     out[0..8].copy_from_slice(&entry.timestamp.to_be_bytes());
     out[8..12].copy_from_slice(&entry.relative_offset.to_be_bytes());
@@ -148,7 +148,7 @@ pub fn encode_time_entry(entry: &TimeEntry) -> [u8; TIME_ENTRY_BYTES] {
 /// entry is due. Used by appends, recovery and compaction alike, so an index
 /// rebuilt from the log equals the one written while appending.
 #[derive(Debug, Clone)]
-pub struct IndexBuilder {
+pub(crate) struct IndexBuilder {
     interval_bytes: u64,
     bytes_since_entry: u64,
     max_timestamp: i64,
@@ -161,7 +161,7 @@ pub struct IndexBuilder {
 
 impl IndexBuilder {
     /// A builder for an empty segment.
-    pub fn new(interval_bytes: u64) -> Self {
+    pub(crate) fn new(interval_bytes: u64) -> Self {
         Self {
             interval_bytes,
             bytes_since_entry: 0,
@@ -174,7 +174,7 @@ impl IndexBuilder {
     /// A builder continuing at an existing offset entry at `position` whose
     /// running max timestamp (and last time entry) was `max_timestamp`; the
     /// batch at `position` is scanned again without adding its entry twice.
-    pub fn resume(interval_bytes: u64, max_timestamp: i64, position: u32) -> Self {
+    pub(crate) fn resume(interval_bytes: u64, max_timestamp: i64, position: u32) -> Self {
         Self {
             interval_bytes,
             bytes_since_entry: 0,
@@ -185,7 +185,7 @@ impl IndexBuilder {
     }
 
     /// Records a batch at `position`; returns the entries to add, if any.
-    pub fn on_batch(
+    pub(crate) fn on_batch(
         &mut self,
         relative_offset: u32,
         position: u32,
@@ -213,11 +213,6 @@ impl IndexBuilder {
         }
         self.bytes_since_entry += batch_bytes;
         entries
-    }
-
-    /// Largest timestamp seen.
-    pub fn max_timestamp(&self) -> i64 {
-        self.max_timestamp
     }
 }
 

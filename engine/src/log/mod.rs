@@ -17,9 +17,11 @@
 pub mod batch;
 mod compaction;
 mod config;
+#[cfg(test)]
+mod fault_io;
 mod handles;
-pub mod index;
-pub mod io;
+pub(crate) mod index;
+pub(crate) mod io;
 mod partition;
 mod producers;
 mod recovery;
@@ -31,19 +33,24 @@ mod topic_config;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+#[cfg(test)]
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use batch::BatchError;
-pub use compaction::CompactionStats;
-pub use config::LogConfig;
-pub use io::{FaultIo, Faults, Io, IoFile, StdIo};
-pub use partition::{AppendInfo, Partition, ReadResult};
-pub use segment::SegmentMeta;
-pub use store::{validate_topic_name, LogStore, PartitionSlot, StoreOptions, Topic};
-pub use topic_config::{is_topic_config, CleanupPolicy, TimestampType, TopicConfig, CONFIG_NAMES};
+pub(crate) use batch::BatchError;
+pub(crate) use config::LogConfig;
+#[cfg(test)]
+pub(crate) use fault_io::{FaultIo, Faults};
+pub use io::StdIo;
+pub(crate) use io::{Io, IoFile};
+pub(crate) use partition::{AppendInfo, Partition};
+pub(crate) use store::{validate_topic_name, PartitionSlot, Topic};
+pub use store::{LogStore, StoreOptions};
+pub(crate) use topic_config::is_topic_config;
+pub use topic_config::TopicConfig;
+pub use topic_config::CONFIG_NAMES;
 
 /// Errors of the log store. Each maps to one Kafka error code at the
 /// protocol edge.
@@ -192,7 +199,7 @@ pub enum LogError {
 
 impl LogError {
     /// An I/O error on `path`.
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             source,
@@ -276,21 +283,24 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+pub(crate) struct ManualClock(AtomicI64);
 
+#[cfg(test)]
 impl ManualClock {
     /// A clock reading `now_ms`.
-    pub fn new(now_ms: i64) -> Self {
+    pub(crate) fn new(now_ms: i64) -> Self {
         Self(AtomicI64::new(now_ms))
     }
     /// Moves the clock forward by `ms`.
-    pub fn advance(&self, ms: i64) {
+    pub(crate) fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

@@ -24,32 +24,32 @@ use super::{Clock, FlushPolicy, Io, LogError};
 
 /// What the partition needs from its store.
 #[derive(Clone)]
-pub struct PartitionContext {
+pub(crate) struct PartitionContext {
     /// File access.
-    pub io: Arc<dyn Io>,
+    pub(crate) io: Arc<dyn Io>,
     /// Time source (injectable for retention tests).
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Shared cache of opened closed segments.
-    pub handles: Arc<HandleCache>,
+    pub(crate) handles: Arc<HandleCache>,
     /// When appends are fsynced.
-    pub flush: FlushPolicy,
+    pub(crate) flush: FlushPolicy,
     /// Bytes of log between sparse index entries.
-    pub index_interval_bytes: u64,
+    pub(crate) index_interval_bytes: u64,
     /// Idempotent producers remembered per partition.
-    pub producers_max: usize,
+    pub(crate) producers_max: usize,
 }
 
 /// Result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
     /// Offset assigned to the first record.
-    pub base_offset: i64,
+    pub(crate) base_offset: i64,
     /// Offset of the last record.
-    pub last_offset: i64,
+    pub(crate) last_offset: i64,
     /// The broker's timestamp for `LogAppendTime` topics, else -1.
-    pub log_append_time_ms: i64,
+    pub(crate) log_append_time_ms: i64,
     /// Log start offset after the append.
-    pub log_start_offset: i64,
+    pub(crate) log_start_offset: i64,
 }
 
 /// Result of a read.
@@ -59,9 +59,9 @@ pub struct ReadResult {
     /// the requested offset. Empty when there is nothing at or after it.
     pub records: Bytes,
     /// Offset up to which records are visible to consumers.
-    pub high_watermark: i64,
+    pub(crate) high_watermark: i64,
     /// First offset still in the log.
-    pub log_start_offset: i64,
+    pub(crate) log_start_offset: i64,
 }
 
 pub(super) struct Inner {
@@ -120,7 +120,7 @@ pub struct Partition {
 
 impl Partition {
     /// Opens (recovering) or creates the partition in `dir`.
-    pub fn open(
+    pub(crate) fn open(
         topic: &str,
         id: i32,
         dir: &Path,
@@ -191,23 +191,23 @@ impl Partition {
     }
 
     /// Topic name.
-    pub fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
     /// Partition number.
-    pub fn id(&self) -> i32 {
+    pub(crate) fn id(&self) -> i32 {
         self.id
     }
     /// The partition's directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
     /// The topic config in force.
-    pub fn config(&self) -> Arc<TopicConfig> {
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
         self.config.read().expect("config lock").clone()
     }
     /// Replaces the topic config (AlterConfigs).
-    pub fn set_config(&self, config: Arc<TopicConfig>) {
+    pub(crate) fn set_config(&self, config: Arc<TopicConfig>) {
         *self.config.write().expect("config lock") = config;
     }
     pub(super) fn context(&self) -> &PartitionContext {
@@ -224,11 +224,11 @@ impl Partition {
         *self.high_watermark.borrow()
     }
     /// A receiver woken whenever the high watermark moves (for long polls).
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }
     /// First offset in the log.
-    pub fn log_start_offset(&self) -> i64 {
+    pub(crate) fn log_start_offset(&self) -> i64 {
         self.lock().log_start_offset()
     }
     /// Offset the next append gets.
@@ -236,16 +236,18 @@ impl Partition {
         self.lock().active.meta.next_offset
     }
     /// Bytes on disk in log files.
-    pub fn size_bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn size_bytes(&self) -> u64 {
         let inner = self.lock();
         inner.closed.iter().map(|meta| meta.size).sum::<u64>() + inner.active.meta.size
     }
     /// Number of segments, the active one included.
-    pub fn segment_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn segment_count(&self) -> usize {
         self.lock().closed.len() + 1
     }
     /// Why the partition refuses writes, if it does.
-    pub fn poisoned(&self) -> Option<&str> {
+    pub(crate) fn poisoned(&self) -> Option<&str> {
         self.poison.get().map(String::as_str)
     }
 
@@ -276,7 +278,7 @@ impl Partition {
     /// The first half of [`Partition::append`]: verifies and writes, so the
     /// batches have their offsets, but does not wait for durability. Lets a
     /// connection order its writes while their fsyncs overlap.
-    pub fn write_batches(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+    pub(crate) fn write_batches(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
         if let Some(large) = headers
@@ -292,13 +294,13 @@ impl Partition {
     }
 
     /// Whether [`Partition::acknowledge`] may block (waits for an fsync).
-    pub fn acknowledge_blocks(&self) -> bool {
+    pub(crate) fn acknowledge_blocks(&self) -> bool {
         self.context.flush == FlushPolicy::Always
     }
 
     /// The second half of [`Partition::append`]: returns once the written
     /// batches are durable under the flush policy, and makes them visible.
-    pub fn acknowledge(&self, info: &AppendInfo) -> Result<(), LogError> {
+    pub(crate) fn acknowledge(&self, info: &AppendInfo) -> Result<(), LogError> {
         match self.context.flush {
             FlushPolicy::Always => self.wait_durable(info.last_offset + 1),
             FlushPolicy::Interval { .. } | FlushPolicy::Never => {
@@ -453,6 +455,7 @@ impl Partition {
 
     /// After a truncation: everything up to `end` is durable and visible,
     /// nothing after it exists.
+    #[cfg(test)]
     pub(super) fn reset_end(&self, end: i64) {
         self.sync.lock().expect("sync lock").durable_offset = end;
         self.high_watermark.send_replace(end);
@@ -487,7 +490,7 @@ impl Partition {
 
     /// Fsyncs everything written so far; for the interval flusher and
     /// shutdown. A failure poisons the partition.
-    pub fn flush(&self) -> Result<(), LogError> {
+    pub(crate) fn flush(&self) -> Result<(), LogError> {
         let (log, end) = {
             let inner = self.lock();
             (inner.active.log.clone(), inner.active.meta.next_offset)
@@ -500,7 +503,7 @@ impl Partition {
     }
 
     /// Fsyncs the active segment's log and indexes (clean shutdown).
-    pub fn close(&self) -> Result<(), LogError> {
+    pub(crate) fn close(&self) -> Result<(), LogError> {
         let mut inner = self.lock();
         inner
             .active
@@ -607,7 +610,10 @@ impl Partition {
     }
 
     /// The first record at or after `timestamp`: its offset and timestamp.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+    pub(crate) fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let high_watermark = self.high_watermark();
         let locate = |index: &SegmentIndex, _base: i64| {
             index.position_for(index.relative_offset_for_time(timestamp))
@@ -644,7 +650,7 @@ impl Partition {
     }
 
     /// Metadata of every segment, oldest first, the active one last.
-    pub fn segment_metas(&self) -> Vec<SegmentMeta> {
+    pub(crate) fn segment_metas(&self) -> Vec<SegmentMeta> {
         let inner = self.lock();
         inner
             .closed

@@ -34,7 +34,7 @@ struct ProducerState {
 
 /// What to do with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SequenceCheck {
+pub(crate) enum SequenceCheck {
     /// Not idempotent, or next in sequence: write it.
     Append,
     /// Already written at these offsets: acknowledge without writing.
@@ -48,7 +48,7 @@ pub enum SequenceCheck {
 
 /// All producers of a partition, bounded in count.
 #[derive(Debug, Clone)]
-pub struct ProducerStates {
+pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerState>,
     producers_max: usize,
 }
@@ -73,7 +73,7 @@ fn meta(header: &BatchHeader) -> BatchMeta {
 
 impl ProducerStates {
     /// Empty state remembering at most `producers_max` producers.
-    pub fn new(producers_max: usize) -> Self {
+    pub(crate) fn new(producers_max: usize) -> Self {
         Self {
             producers: HashMap::new(),
             producers_max: producers_max.max(1),
@@ -81,7 +81,7 @@ impl ProducerStates {
     }
 
     /// Checks a produced batch (offsets not yet assigned) against the state.
-    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
+    pub(crate) fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
         if header.producer_id < 0 {
             return Ok(SequenceCheck::Append);
         }
@@ -135,7 +135,7 @@ impl ProducerStates {
     }
 
     /// Records a written batch (offsets assigned).
-    pub fn record(&mut self, header: &BatchHeader, now_ms: i64) {
+    pub(crate) fn record(&mut self, header: &BatchHeader, now_ms: i64) {
         if header.producer_id < 0 {
             return;
         }

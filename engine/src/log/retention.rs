@@ -5,15 +5,13 @@
 //! active segment is rolled first so an idle topic still ages out.
 
 use super::partition::Partition;
-use super::segment::{
-    self, ActiveSegment, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
-};
+use super::segment::{self, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use super::LogError;
 
 impl Partition {
     /// Deletes segments past `retention.ms` or `retention.bytes`; returns how
     /// many were deleted.
-    pub fn enforce_retention(&self) -> Result<usize, LogError> {
+    pub(crate) fn enforce_retention(&self) -> Result<usize, LogError> {
         let config = self.config();
         if !config.cleanup_policy.deletes() {
             return Ok(0);
@@ -67,7 +65,9 @@ impl Partition {
 
     /// Removes every record at or after `offset` (a batch that straddles it
     /// goes whole), so the next append gets the removed batch's base offset.
-    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+    /// Only the model and retention tests truncate today.
+    #[cfg(test)]
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
         let context = self.context().clone();
         let io = context.io.as_ref();
@@ -80,7 +80,7 @@ impl Partition {
         while inner.active.meta.base_offset >= offset {
             self.delete_segment_files(inner.active.meta.base_offset)?;
             let Some(previous) = inner.closed.pop() else {
-                inner.active = ActiveSegment::create(
+                inner.active = segment::ActiveSegment::create(
                     io,
                     self.dir(),
                     offset.max(0),
@@ -97,7 +97,7 @@ impl Partition {
                 previous.base_offset,
                 LOG_SUFFIX,
             ));
-            inner.active = ActiveSegment::recover(
+            inner.active = segment::ActiveSegment::recover(
                 io,
                 self.dir(),
                 previous.base_offset,
@@ -119,8 +119,13 @@ impl Partition {
                 .map_err(|source| LogError::io(&path, source))?;
             let base = active.meta.base_offset;
             // Reopening rebuilds the in-memory state and indexes from the log.
-            inner.active =
-                ActiveSegment::recover(io, self.dir(), base, context.index_interval_bytes, now_ms)?;
+            inner.active = segment::ActiveSegment::recover(
+                io,
+                self.dir(),
+                base,
+                context.index_interval_bytes,
+                now_ms,
+            )?;
             inner
                 .active
                 .sync_all()
@@ -136,7 +141,7 @@ impl Partition {
     /// DeleteRecords: moves the log start to `offset` (at most the high
     /// watermark), durably, and deletes the segments wholly below it.
     /// Returns the new log start.
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+    pub(crate) fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
         let high_watermark = self.high_watermark();
         let mut inner = self.lock();

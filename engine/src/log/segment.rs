@@ -15,60 +15,60 @@ use super::io::{self, Io, IoFile, OpenMode};
 use super::LogError;
 
 /// File name extension of the log file.
-pub const LOG_SUFFIX: &str = "log";
+pub(crate) const LOG_SUFFIX: &str = "log";
 /// File name extension of the offset index.
-pub const INDEX_SUFFIX: &str = "index";
+pub(crate) const INDEX_SUFFIX: &str = "index";
 /// File name extension of the time index.
-pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// Index entries an active segment holds in memory before writing them.
 const INDEX_ENTRIES_PENDING_MAX: usize = 64;
 /// Suffix of files a compaction is writing; deleted on recovery.
-pub const CLEANED_SUFFIX: &str = "cleaned";
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
 
 /// Path of a segment file: `<dir>/<base:020>.<suffix>`.
-pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
 /// The opened files of a closed segment, shared through the handle cache.
-pub struct SegmentFiles {
+pub(crate) struct SegmentFiles {
     /// The log file, read only.
-    pub log: Arc<dyn IoFile>,
+    pub(crate) log: Arc<dyn IoFile>,
     /// The segment's indexes.
-    pub index: SegmentIndex,
+    pub(crate) index: SegmentIndex,
 }
 
 /// What the partition knows about a segment without opening it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentMeta {
+pub(crate) struct SegmentMeta {
     /// Offset the segment starts at (its file name).
-    pub base_offset: i64,
+    pub(crate) base_offset: i64,
     /// Bytes in the log file.
-    pub size: u64,
+    pub(crate) size: u64,
     /// One past the last offset stored (the base offset when empty).
-    pub next_offset: i64,
+    pub(crate) next_offset: i64,
     /// Largest batch timestamp, or -1 when empty.
-    pub max_timestamp: i64,
+    pub(crate) max_timestamp: i64,
     /// What `segment.ms` counts from: the wall-clock time of the first
     /// append (after a restart, the first batch's timestamp, capped at now).
     /// Not the producer's timestamp alone, so that records with old
     /// timestamps do not roll a segment per append.
-    pub roll_timestamp: i64,
+    pub(crate) roll_timestamp: i64,
 }
 
 /// The segment being appended to: open files and its index in memory.
-pub struct ActiveSegment {
+pub(crate) struct ActiveSegment {
     /// Metadata, kept current by appends.
-    pub meta: SegmentMeta,
+    pub(crate) meta: SegmentMeta,
     /// The log file.
-    pub log: Arc<dyn IoFile>,
+    pub(crate) log: Arc<dyn IoFile>,
     index_file: Arc<dyn IoFile>,
     time_index_file: Arc<dyn IoFile>,
     /// Entries of `index` already written to the files.
     offsets_persisted: usize,
     times_persisted: usize,
     /// Index entries so far.
-    pub index: SegmentIndex,
+    pub(crate) index: SegmentIndex,
     builder: IndexBuilder,
 }
 
@@ -210,7 +210,7 @@ fn write_index(
 /// lengths) and rebuilds the indexes when they are missing or differ from
 /// the log. Any damage refuses the segment: closed segments were complete
 /// when they were closed, so damage there is not a torn write to repair.
-pub fn open_closed(
+pub(crate) fn open_closed(
     io: &dyn Io,
     dir: &Path,
     base_offset: i64,
@@ -245,7 +245,11 @@ pub fn open_closed(
 }
 
 /// Loads a closed segment's files for reading (through the handle cache).
-pub fn load_files(io: &dyn Io, dir: &Path, base_offset: i64) -> Result<SegmentFiles, LogError> {
+pub(crate) fn load_files(
+    io: &dyn Io,
+    dir: &Path,
+    base_offset: i64,
+) -> Result<SegmentFiles, LogError> {
     let path = segment_path(dir, base_offset, LOG_SUFFIX);
     let log = io
         .open(&path, OpenMode::Read)
@@ -258,7 +262,7 @@ pub fn load_files(io: &dyn Io, dir: &Path, base_offset: i64) -> Result<SegmentFi
 
 impl ActiveSegment {
     /// Creates a new empty active segment.
-    pub fn create(
+    pub(crate) fn create(
         io: &dyn Io,
         dir: &Path,
         base_offset: i64,
@@ -330,7 +334,7 @@ impl ActiveSegment {
     /// Recovers the active segment after any shutdown: the batches after the
     /// last usable index entry are read and CRC-checked, and a torn or
     /// corrupt tail is truncated to the last whole batch.
-    pub fn recover(
+    pub(crate) fn recover(
         io: &dyn Io,
         dir: &Path,
         base_offset: i64,
@@ -385,7 +389,7 @@ impl ActiveSegment {
     /// to back; `headers` describe the batches in order.
     /// On error nothing in memory has changed (the caller undoes a partial
     /// log write), so the log end never counts a batch that is not there.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         parts: &[&[u8]],
         headers: &[BatchHeader],
@@ -425,7 +429,7 @@ impl ActiveSegment {
     /// Writes index entries not yet in the index files. Entries are written
     /// in groups rather than one syscall per batch: the indexes are derived
     /// data, and recovery re-reads the log from the last persisted entry.
-    pub fn persist_index(&mut self) -> Result<(), std::io::Error> {
+    pub(crate) fn persist_index(&mut self) -> Result<(), std::io::Error> {
         let offsets = &self.index.offsets[self.offsets_persisted..];
         if !offsets.is_empty() {
             let bytes: Vec<u8> = offsets
@@ -448,7 +452,7 @@ impl ActiveSegment {
 
     /// Writes pending index entries and fsyncs log and indexes; done when
     /// the segment is closed and at shutdown.
-    pub fn sync_all(&mut self) -> Result<(), std::io::Error> {
+    pub(crate) fn sync_all(&mut self) -> Result<(), std::io::Error> {
         self.persist_index()?;
         self.log.sync()?;
         self.index_file.sync()?;
@@ -504,7 +508,7 @@ fn resume_point(
 /// Finds the first batch whose last offset is at or after `offset`, scanning
 /// headers from `position` (an index entry at or before it). `None` if the segment holds no
 /// such batch below `size`.
-pub fn seek(
+pub(crate) fn seek(
     file: &dyn IoFile,
     mut position: u64,
     size: u64,
@@ -521,7 +525,7 @@ pub fn seek(
 
 /// Like [`seek`] but by time: the first batch whose max timestamp is at or
 /// after `timestamp`.
-pub fn seek_time(
+pub(crate) fn seek_time(
     file: &dyn IoFile,
     mut position: u64,
     size: u64,
@@ -537,7 +541,7 @@ pub fn seek_time(
 }
 
 /// Calls `visit` with every batch header of a log file, in order.
-pub fn walk_headers(
+pub(crate) fn walk_headers(
     file: &dyn IoFile,
     size: u64,
     visit: &mut impl FnMut(&BatchHeader),

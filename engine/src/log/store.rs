@@ -64,7 +64,7 @@ struct TopicMeta {
 
 /// A partition that opened, or the reason it did not.
 #[derive(Clone)]
-pub enum PartitionSlot {
+pub(crate) enum PartitionSlot {
     /// Serving.
     Open(Arc<Partition>),
     /// Refused to open (damaged data); the rest of the broker serves.
@@ -87,31 +87,31 @@ struct TopicState {
 
 impl Topic {
     /// Topic name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     /// Kafka topic id (a random UUID fixed at creation).
-    pub fn id(&self) -> [u8; 16] {
+    pub(crate) fn id(&self) -> [u8; 16] {
         self.id
     }
     /// Number of partitions.
-    pub fn partition_count(&self) -> i32 {
+    pub(crate) fn partition_count(&self) -> i32 {
         self.state.read().expect("topic lock").partitions.len() as i32
     }
     /// All partition slots, by partition number.
-    pub fn partitions(&self) -> Vec<PartitionSlot> {
+    pub(crate) fn partitions(&self) -> Vec<PartitionSlot> {
         self.state.read().expect("topic lock").partitions.clone()
     }
     /// The effective config.
-    pub fn config(&self) -> Arc<TopicConfig> {
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
         self.state.read().expect("topic lock").config.clone()
     }
     /// The overrides set on this topic.
-    pub fn overrides(&self) -> BTreeMap<String, String> {
+    pub(crate) fn overrides(&self) -> BTreeMap<String, String> {
         self.state.read().expect("topic lock").overrides.clone()
     }
     /// One partition, if it exists and opened.
-    pub fn partition(&self, id: i32) -> Result<Arc<Partition>, LogError> {
+    pub(crate) fn partition(&self, id: i32) -> Result<Arc<Partition>, LogError> {
         let state = self.state.read().expect("topic lock");
         match usize::try_from(id)
             .ok()
@@ -154,7 +154,7 @@ pub struct LogStore {
 }
 
 /// Checks a topic name as Kafka does.
-pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), LogError> {
     let invalid = |reason: &str| LogError::InvalidTopic {
         name: name.to_string(),
         reason: reason.to_string(),
@@ -305,20 +305,20 @@ impl LogStore {
     }
 
     /// The data directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
     /// The store's options.
-    pub fn options(&self) -> &StoreOptions {
+    pub(crate) fn options(&self) -> &StoreOptions {
         &self.options
     }
 
     /// A topic by name.
-    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+    pub(crate) fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().expect("topics lock").get(name).cloned()
     }
     /// All topics, by name.
-    pub fn topics(&self) -> Vec<Arc<Topic>> {
+    pub(crate) fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics
             .read()
             .expect("topics lock")
@@ -397,7 +397,7 @@ impl LogStore {
 
     /// Deletes a topic and its data. The directory is removed from the
     /// namespace at once (metadata first), then its files.
-    pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+    pub(crate) fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topics
@@ -425,7 +425,7 @@ impl LogStore {
     }
 
     /// Grows a topic to `total` partitions.
-    pub fn create_partitions(&self, name: &str, total: i32) -> Result<(), LogError> {
+    pub(crate) fn create_partitions(&self, name: &str, total: i32) -> Result<(), LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)
@@ -462,7 +462,7 @@ impl LogStore {
     }
 
     /// Replaces a topic's config overrides.
-    pub fn set_topic_config(
+    pub(crate) fn set_topic_config(
         &self,
         name: &str,
         overrides: BTreeMap<String, String>,
@@ -492,7 +492,7 @@ impl LogStore {
 
     /// One round of retention and compaction over every partition. Errors
     /// are logged per partition; one bad partition does not stop the rest.
-    pub fn run_maintenance(&self) {
+    pub(crate) fn run_maintenance(&self) {
         for partition in self.all_partitions() {
             if let Err(error) = partition.enforce_retention() {
                 tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "retention failed");
@@ -504,7 +504,7 @@ impl LogStore {
     }
 
     /// Fsyncs every partition (the `flush = interval` task).
-    pub fn flush_all(&self) {
+    pub(crate) fn flush_all(&self) {
         for partition in self.all_partitions() {
             if partition.poisoned().is_none() {
                 if let Err(error) = partition.flush() {

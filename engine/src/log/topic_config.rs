@@ -12,7 +12,7 @@ use super::LogError;
 
 /// `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CleanupPolicy {
+pub(crate) enum CleanupPolicy {
     /// Delete old segments by time and size.
     #[serde(rename = "delete")]
     Delete,
@@ -26,11 +26,11 @@ pub enum CleanupPolicy {
 
 impl CleanupPolicy {
     /// Whether retention deletes segments.
-    pub fn deletes(self) -> bool {
+    pub(crate) fn deletes(self) -> bool {
         matches!(self, Self::Delete | Self::CompactDelete)
     }
     /// Whether the cleaner compacts.
-    pub fn compacts(self) -> bool {
+    pub(crate) fn compacts(self) -> bool {
         matches!(self, Self::Compact | Self::CompactDelete)
     }
 }
@@ -64,7 +64,7 @@ impl fmt::Display for CleanupPolicy {
 
 /// `message.timestamp.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TimestampType {
+pub(crate) enum TimestampType {
     /// Keep the producer's timestamps.
     CreateTime,
     /// The broker stamps each batch with its append time.
@@ -98,23 +98,23 @@ impl fmt::Display for TimestampType {
 #[serde(default, deny_unknown_fields)]
 pub struct TopicConfig {
     /// `cleanup.policy`.
-    pub cleanup_policy: CleanupPolicy,
+    pub(crate) cleanup_policy: CleanupPolicy,
     /// `retention.ms`: closed segments whose newest record is older are
     /// deleted; -1 keeps them forever.
-    pub retention_ms: i64,
+    pub(crate) retention_ms: i64,
     /// `retention.bytes`: oldest segments are deleted while the partition is
     /// larger; -1 is unlimited.
-    pub retention_bytes: i64,
+    pub(crate) retention_bytes: i64,
     /// `segment.bytes`: roll the active segment before it passes this size.
-    pub segment_bytes: u64,
+    pub(crate) segment_bytes: u64,
     /// `segment.ms`: roll the active segment once its first batch is older.
-    pub segment_ms: i64,
+    pub(crate) segment_ms: i64,
     /// `delete.retention.ms`: how long compaction keeps tombstones.
-    pub delete_retention_ms: i64,
+    pub(crate) delete_retention_ms: i64,
     /// `max.message.bytes`: the largest record batch accepted.
-    pub max_message_bytes: u64,
+    pub(crate) max_message_bytes: u64,
     /// `message.timestamp.type`.
-    pub message_timestamp_type: TimestampType,
+    pub(crate) message_timestamp_type: TimestampType,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -148,10 +148,10 @@ pub const CONFIG_NAMES: &[&str] = &[
 
 /// Kafka topic configs accepted but fixed on a single node (only the value
 /// that changes nothing is valid); not listed by DescribeConfigs.
-pub const FIXED_CONFIG_NAMES: &[&str] = &["min.insync.replicas"];
+pub(crate) const FIXED_CONFIG_NAMES: &[&str] = &["min.insync.replicas"];
 
 /// Whether `name` is a topic config this broker accepts.
-pub fn is_topic_config(name: &str) -> bool {
+pub(crate) fn is_topic_config(name: &str) -> bool {
     CONFIG_NAMES.contains(&name) || FIXED_CONFIG_NAMES.contains(&name)
 }
 
@@ -180,7 +180,10 @@ fn at_least(name: &str, value: i64, minimum: i64) -> Result<(), LogError> {
 
 impl TopicConfig {
     /// Applies `overrides` (Kafka names) on top of `self`, validating each.
-    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, LogError> {
+    pub(crate) fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, LogError> {
         let mut config = self.clone();
         for (name, value) in overrides {
             config.set(name, value)?;
@@ -244,7 +247,7 @@ impl TopicConfig {
     }
 
     /// The value of a config by its Kafka name.
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         Some(match name {
             "cleanup.policy" => self.cleanup_policy.to_string(),
             "retention.ms" => self.retention_ms.to_string(),

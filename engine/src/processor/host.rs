@@ -27,12 +27,12 @@ wasmtime::component::bindgen!({
 });
 
 pub use super::abi::{Batch, InputHeader, InputRecord};
-pub use sluice::processor::log::Level;
+pub(crate) use sluice::processor::log::Level;
 pub(crate) use sluice::processor::types::Batch as WitBatch;
 pub use sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
 
 /// The versioned name of the export this host knows how to drive.
-pub const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
+pub(crate) const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
 
 /// How often the epoch advances; time limits are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -143,7 +143,7 @@ impl Runtime {
     }
 
     /// Components loaded from the compile cache, and compiled afresh.
-    pub fn cache_stats(&self) -> (usize, usize) {
+    pub(crate) fn cache_stats(&self) -> (usize, usize) {
         self.cache
             .as_ref()
             .map_or((0, 0), |cache| (cache.cache_hits(), cache.cache_misses()))
@@ -252,7 +252,7 @@ pub enum InvokeError {
 
 impl InvokeError {
     /// The message for status and dead-letter headers.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             Self::Rejected { message, .. } | Self::Trap { message } => message,
         }
@@ -278,7 +278,7 @@ pub struct Label {
 }
 
 /// Per-instance host state: WASI context, limits, and the log import.
-pub struct HostState {
+pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
@@ -508,7 +508,7 @@ impl Instance {
     }
 
     /// Runs one batch under the time limit.
-    pub fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+    pub(crate) fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         self.store.set_epoch_deadline(deadline_ticks(&self.limits));
         self.store.data_mut().last_error_log = None;
         let called = self
@@ -526,7 +526,7 @@ impl Instance {
     }
 
     /// Largest linear memory the instance has grown to, in bytes.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         self.store.data().limiter.memory_bytes
     }
 }

@@ -3,30 +3,30 @@
 
 mod abi;
 pub mod host;
-pub mod output;
-pub mod registry;
+pub(crate) mod output;
+pub(crate) mod registry;
 pub mod spec;
-pub mod status;
+pub(crate) mod status;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
 
-pub use registry::{AdminError, Processors};
+pub(crate) use registry::{AdminError, Processors};
 
 /// Processor settings (`[processors]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ProcessorConfig {
+pub(crate) struct ProcessorConfig {
     /// Default limits of every processor instance (`[processors.limits]`);
     /// a deployment may override each.
-    pub limits: spec::Limits,
+    pub(crate) limits: spec::Limits,
     /// Processors one broker runs at most.
-    pub processors_max: usize,
+    pub(crate) processors_max: usize,
     /// Largest plugin upload, in bytes.
-    pub wasm_bytes_max: u64,
+    pub(crate) wasm_bytes_max: u64,
     /// Keep compiled components in `<data-dir>/processors/cache` so a
     /// restart does not recompile them.
-    pub compile_cache: bool,
+    pub(crate) compile_cache: bool,
 }
 
 impl Default for ProcessorConfig {

@@ -19,7 +19,7 @@ use crate::protocol::partitioner::partition_for_key;
 
 /// The partition Kafka's default partitioner picks for `key`; a null key
 /// keeps the input's partition number (modulo `partitions`).
-pub fn partition_for(key: Option<&[u8]>, input_partition: i32, partitions: i32) -> i32 {
+pub(crate) fn partition_for(key: Option<&[u8]>, input_partition: i32, partitions: i32) -> i32 {
     let partitions = partitions.max(1);
     match key {
         Some(key) => partition_for_key(key, partitions),
@@ -29,16 +29,16 @@ pub fn partition_for(key: Option<&[u8]>, input_partition: i32, partitions: i32) 
 
 /// One record on its way out.
 #[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub headers: Vec<(String, Option<Bytes>)>,
-    pub timestamp: i64,
+pub(crate) struct OutRecord {
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Vec<(String, Option<Bytes>)>,
+    pub(crate) timestamp: i64,
 }
 
 impl OutRecord {
     /// Bytes this record counts against `output_bytes_per_batch_max`.
-    pub fn payload_bytes(&self) -> usize {
+    pub(crate) fn payload_bytes(&self) -> usize {
         self.key.as_ref().map_or(0, Bytes::len)
             + self.value.as_ref().map_or(0, Bytes::len)
             + self
@@ -51,14 +51,14 @@ impl OutRecord {
 
 /// Records grouped by output partition, in the order they were routed.
 #[derive(Default)]
-pub struct Routed {
+pub(crate) struct Routed {
     partitions: BTreeMap<(String, i32), Vec<OutRecord>>,
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
 impl Routed {
     /// Adds `record` to its partition of `topic`.
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         store: &LogStore,
         topic: &str,
@@ -78,15 +78,10 @@ impl Routed {
         Ok(())
     }
 
-    /// Whether nothing was routed.
-    pub fn is_empty(&self) -> bool {
-        self.records == 0
-    }
-
     /// Appends every partition's records and waits until they are durable.
     /// Each partition's records are written in order, in batches that stay
     /// under the topic's `max.message.bytes`.
-    pub fn write(self, store: &LogStore) -> Result<(), LogError> {
+    pub(crate) fn write(self, store: &LogStore) -> Result<(), LogError> {
         let mut written = Vec::new();
         for ((topic, id), records) in self.partitions {
             let partition = store.partition(&topic, id)?;
@@ -135,7 +130,7 @@ fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
 }
 
 /// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
-pub fn encode(records: &[OutRecord]) -> BytesMut {
+pub(crate) fn encode(records: &[OutRecord]) -> BytesMut {
     let encoded: Vec<_> = records
         .iter()
         .enumerate()

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest processor name (it becomes a group id and a file name).
-pub const NAME_BYTES_MAX: usize = 200;
+pub(crate) const NAME_BYTES_MAX: usize = 200;
 
 /// Per-instance limits. Every field has a broker-wide default
 /// (`[processors]` in the config file) that a deployment may override.
@@ -49,18 +49,18 @@ impl Default for Limits {
 /// Limits a deploy request may set; missing ones take the broker default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    pub memory_bytes_max: Option<u64>,
-    pub process_time_ms_max: Option<u64>,
-    pub output_bytes_per_batch_max: Option<u64>,
-    pub outputs_per_record_max: Option<u64>,
-    pub batch_records_max: Option<u64>,
-    pub batch_bytes_max: Option<u64>,
+pub(crate) struct LimitOverrides {
+    pub(crate) memory_bytes_max: Option<u64>,
+    pub(crate) process_time_ms_max: Option<u64>,
+    pub(crate) output_bytes_per_batch_max: Option<u64>,
+    pub(crate) outputs_per_record_max: Option<u64>,
+    pub(crate) batch_records_max: Option<u64>,
+    pub(crate) batch_bytes_max: Option<u64>,
 }
 
 impl LimitOverrides {
     /// The defaults with these overrides applied, checked for sense.
-    pub fn apply(&self, defaults: &Limits) -> Result<Limits, String> {
+    pub(crate) fn apply(&self, defaults: &Limits) -> Result<Limits, String> {
         let limits = Limits {
             memory_bytes_max: self.memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
             process_time_ms_max: self
@@ -114,7 +114,7 @@ impl LimitOverrides {
 
 /// What happens to a record whose processing fails (error or trap).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnError {
+pub(crate) enum OnError {
     /// Stop the partition; its status names the record and the error.
     Fail,
     /// Log, count, and go on with the next record.
@@ -125,12 +125,12 @@ pub enum OnError {
 
 impl OnError {
     /// The dead-letter topic of a processor when none is named.
-    pub fn default_dead_letter_topic(processor: &str) -> String {
+    pub(crate) fn default_dead_letter_topic(processor: &str) -> String {
         format!("{processor}.dlq")
     }
 
     /// Parses `fail`, `skip`, `dead-letter` or `dead-letter=TOPIC`.
-    pub fn parse(text: &str, processor: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, processor: &str) -> Result<Self, String> {
         match text.split_once('=') {
             None => match text {
                 "fail" => Ok(Self::Fail),
@@ -163,55 +163,55 @@ impl fmt::Display for OnError {
 /// A deploy request as it arrives over HTTP (the `spec` part).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
+pub(crate) struct DeployRequest {
+    pub(crate) inputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
     #[serde(default)]
-    pub config: Vec<(String, String)>,
+    pub(crate) config: Vec<(String, String)>,
     #[serde(default)]
-    pub on_error: Option<String>,
+    pub(crate) on_error: Option<String>,
     #[serde(default)]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     #[serde(default)]
-    pub limits: LimitOverrides,
+    pub(crate) limits: LimitOverrides,
 }
 
 /// A deployment as persisted in `<data-dir>/processors/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deployment {
-    pub name: String,
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
-    pub config: Vec<(String, String)>,
+pub(crate) struct Deployment {
+    pub(crate) name: String,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) config: Vec<(String, String)>,
     /// `fail`, `skip` or `dead-letter=TOPIC`.
-    pub on_error: String,
-    pub limits: Limits,
+    pub(crate) on_error: String,
+    pub(crate) limits: Limits,
     /// Content hash of the component, the name of its file in `plugins/`.
-    pub wasm_sha256: String,
-    pub wasm_bytes: u64,
-    pub deployed_at_ms: i64,
-    pub paused: bool,
+    pub(crate) wasm_sha256: String,
+    pub(crate) wasm_bytes: u64,
+    pub(crate) deployed_at_ms: i64,
+    pub(crate) paused: bool,
 }
 
 impl Deployment {
     /// The consumer group whose committed offsets track this processor.
-    pub fn group(&self) -> String {
+    pub(crate) fn group(&self) -> String {
         group_name(&self.name)
     }
 
     /// The parsed error policy (validated when deployed).
-    pub fn policy(&self) -> OnError {
+    pub(crate) fn policy(&self) -> OnError {
         OnError::parse(&self.on_error, &self.name).unwrap_or(OnError::Fail)
     }
 }
 
 /// `sluice-processor-<name>`.
-pub fn group_name(processor: &str) -> String {
+pub(crate) fn group_name(processor: &str) -> String {
     format!("sluice-processor-{processor}")
 }
 
 /// Names become file names and group ids: `[A-Za-z0-9._-]`, not `.`/`..`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
         return Err(format!(
             "processor name must be 1 to {NAME_BYTES_MAX} characters"

@@ -9,7 +9,7 @@ use serde::Serialize;
 /// Where a partition task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PartitionState {
+pub(crate) enum PartitionState {
     /// Instantiating the plugin.
     Starting,
     /// Processing a batch.
@@ -36,38 +36,38 @@ impl PartitionState {
 
 /// An error as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorInfo {
-    pub message: String,
-    pub topic: String,
-    pub partition: i32,
+pub(crate) struct ErrorInfo {
+    pub(crate) message: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
     /// The offending input record, when one is known.
-    pub offset: Option<i64>,
-    pub at_ms: i64,
+    pub(crate) offset: Option<i64>,
+    pub(crate) at_ms: i64,
 }
 
 /// Counters of one (processor, input partition).
 #[derive(Debug)]
-pub struct PartitionStats {
-    pub topic: String,
-    pub partition: i32,
+pub(crate) struct PartitionStats {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
     state: AtomicU8,
-    pub records_in: AtomicU64,
-    pub records_out: AtomicU64,
-    pub errors: AtomicU64,
-    pub skipped: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub batches: AtomicU64,
+    pub(crate) records_in: AtomicU64,
+    pub(crate) records_out: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) batches: AtomicU64,
     /// Time spent inside `process` calls.
-    pub process_ns: AtomicU64,
+    pub(crate) process_ns: AtomicU64,
     /// Peak linear memory of the current instance.
-    pub memory_bytes: AtomicU64,
+    pub(crate) memory_bytes: AtomicU64,
     /// Next input offset to process (what is committed).
-    pub committed_offset: AtomicI64,
+    pub(crate) committed_offset: AtomicI64,
     last_error: Mutex<Option<ErrorInfo>>,
 }
 
 impl PartitionStats {
-    pub fn new(topic: &str, partition: i32) -> Self {
+    pub(crate) fn new(topic: &str, partition: i32) -> Self {
         Self {
             topic: topic.to_string(),
             partition,
@@ -85,20 +85,20 @@ impl PartitionStats {
         }
     }
 
-    pub fn state(&self) -> PartitionState {
+    pub(crate) fn state(&self) -> PartitionState {
         PartitionState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    pub fn set_state(&self, state: PartitionState) {
+    pub(crate) fn set_state(&self, state: PartitionState) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    pub fn last_error(&self) -> Option<ErrorInfo> {
+    pub(crate) fn last_error(&self) -> Option<ErrorInfo> {
         self.last_error.lock().expect("status lock").clone()
     }
 
     /// Counts an error and remembers it as the last one.
-    pub fn record_error(&self, message: &str, offset: Option<i64>) {
+    pub(crate) fn record_error(&self, message: &str, offset: Option<i64>) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().expect("status lock") = Some(ErrorInfo {
             message: message.to_string(),
@@ -109,17 +109,17 @@ impl PartitionStats {
         });
     }
 
-    pub fn add(counter: &AtomicU64, amount: u64) {
+    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -127,18 +127,18 @@ pub fn now_ms() -> i64 {
 
 /// A partition's status as served by the HTTP API.
 #[derive(Debug, Clone, Serialize)]
-pub struct PartitionStatus {
-    pub topic: String,
-    pub partition: i32,
-    pub state: PartitionState,
-    pub committed_offset: i64,
-    pub high_watermark: i64,
-    pub lag: i64,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub errors: u64,
-    pub skipped: u64,
-    pub dead_lettered: u64,
-    pub memory_bytes: u64,
-    pub last_error: Option<ErrorInfo>,
+pub(crate) struct PartitionStatus {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) state: PartitionState,
+    pub(crate) committed_offset: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) lag: i64,
+    pub(crate) records_in: u64,
+    pub(crate) records_out: u64,
+    pub(crate) errors: u64,
+    pub(crate) skipped: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) last_error: Option<ErrorInfo>,
 }

@@ -29,13 +29,13 @@ use crate::log::{batch::BatchHeader, LogError, LogStore};
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
 pub struct PartitionTask {
-    pub store: Arc<LogStore>,
+    pub(crate) store: Arc<LogStore>,
     pub(crate) groups: Arc<GroupCoordinator>,
     factory: Factory,
-    pub deployment: Arc<Deployment>,
-    pub policy: OnError,
-    pub stats: Arc<PartitionStats>,
-    pub label: Label,
+    pub(crate) deployment: Arc<Deployment>,
+    pub(crate) policy: OnError,
+    pub(crate) stats: Arc<PartitionStats>,
+    pub(crate) label: Label,
     instance: Option<Box<dyn Invoke>>,
     /// Next offset to process; what gets committed.
     pub position: i64,
@@ -44,17 +44,17 @@ pub struct PartitionTask {
     pending: VecDeque<(InputRecord, usize)>,
     /// Set at shutdown or removal: a step narrowing down a failure record
     /// by record gives up early (nothing of the batch is committed).
-    pub abort: Arc<AtomicBool>,
+    pub(crate) abort: Arc<AtomicBool>,
 }
 
 /// Why a step stopped the partition.
 #[derive(Debug)]
 pub struct StepFailure {
     pub message: String,
-    pub offset: Option<i64>,
+    pub(crate) offset: Option<i64>,
     /// Already counted in the partition's errors (a record's error under
     /// the `fail` policy), as opposed to an infrastructure failure.
-    pub recorded: bool,
+    pub(crate) recorded: bool,
 }
 
 impl StepFailure {
@@ -109,13 +109,13 @@ impl PartitionTask {
     }
 
     /// Whether records are waiting in the log (or already read).
-    pub fn has_work(&self, high_watermark: i64) -> bool {
+    pub(crate) fn has_work(&self, high_watermark: i64) -> bool {
         !self.pending.is_empty() || self.position < high_watermark
     }
 
     /// Forgets read-ahead and the instance, e.g. after a failure, so the
     /// next step starts again from the committed position.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.pending.clear();
         self.fetch_position = self.position;
         self.instance = None;
@@ -546,17 +546,10 @@ impl PartitionTask {
         self.position = next;
         Ok(())
     }
-
-    /// Moves the committed position (after a step that stopped at a
-    /// record, or an operator reset).
-    pub fn advance_to(&mut self, next: i64) {
-        self.position = next;
-        self.fetch_position = self.fetch_position.max(next);
-    }
 }
 
 /// Who a partition's instance logs as.
-pub fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
+pub(crate) fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
     Label {
         processor: deployment.name.as_str().into(),
         topic: stats.topic.as_str().into(),

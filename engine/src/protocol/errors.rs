@@ -6,7 +6,7 @@ use crate::group::GroupError;
 use crate::log::{BatchError, LogError};
 
 /// The Kafka error code for a log store error.
-pub fn log_error_code(error: &LogError) -> i16 {
+pub(crate) fn log_error_code(error: &LogError) -> i16 {
     let error = match error {
         LogError::Batch(BatchError::Crc { .. } | BatchError::Truncated { .. }) => {
             ResponseError::CorruptMessage

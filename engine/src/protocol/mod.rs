@@ -11,7 +11,7 @@
 //! A response frame: `length i32 | correlation_id i32 | tagged fields
 //! (flexible versions, except ApiVersions) | body`.
 
-pub mod errors;
+pub(crate) mod errors;
 pub(crate) mod partitioner;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,25 +21,25 @@ use thiserror::Error;
 
 /// A request whose header has been decoded; the body is still raw.
 #[derive(Debug, Clone)]
-pub struct RequestFrame {
+pub(crate) struct RequestFrame {
     /// Which API.
-    pub api_key: ApiKey,
+    pub(crate) api_key: ApiKey,
     /// Which version of it.
-    pub api_version: i16,
+    pub(crate) api_version: i16,
     /// Echoed in the response.
-    pub correlation_id: i32,
+    pub(crate) correlation_id: i32,
     /// The client's self-declared name, for logs.
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// The peer's address, filled in by the connection (DescribeGroups).
-    pub client_host: String,
+    pub(crate) client_host: String,
     /// The undecoded body.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// Why a frame could not be understood. Each closes the connection (after
 /// logging), as Kafka does, except where a handler can answer.
 #[derive(Debug, Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// Shorter than the fixed header.
     #[error("request frame of {0} bytes is too short for a header")]
     TooShort(usize),
@@ -84,7 +84,7 @@ pub enum FrameError {
 }
 
 /// Splits a frame into its header and raw body.
-pub fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, FrameError> {
+pub(crate) fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::TooShort(frame.len()));
     }
@@ -117,7 +117,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, FrameError> {
 
 impl RequestFrame {
     /// Decodes the body as `R`.
-    pub fn decode<R: Decodable>(&self) -> Result<R, FrameError> {
+    pub(crate) fn decode<R: Decodable>(&self) -> Result<R, FrameError> {
         let mut body = self.body.clone();
         R::decode(&mut body, self.api_version).map_err(|error| FrameError::Malformed {
             api_key: self.api_key,
@@ -128,7 +128,7 @@ impl RequestFrame {
 }
 
 /// Encodes a whole response frame, length prefix included, for `version`.
-pub fn encode_response<R: Encodable>(
+pub(crate) fn encode_response<R: Encodable>(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,

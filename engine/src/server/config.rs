@@ -7,29 +7,29 @@ use serde::{Deserialize, Serialize};
 /// Kafka listener settings (`[kafka]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
+pub(crate) struct KafkaConfig {
     /// Largest request frame accepted; a larger length prefix closes the
     /// connection before anything is allocated. Default 100 MiB.
-    pub frame_bytes_max: u32,
+    pub(crate) frame_bytes_max: u32,
     /// Concurrent client connections; further ones wait in the accept
     /// queue. Default 10 000.
-    pub connections_max: usize,
+    pub(crate) connections_max: usize,
     /// Requests of one connection being handled at once; the connection is
     /// not read further until one completes. Default 128.
-    pub in_flight_requests_max: usize,
+    pub(crate) in_flight_requests_max: usize,
     /// Request bytes held in memory at once across all connections; a
     /// frame's body is read only once its size fits. At least
     /// `frame_bytes_max`. Default 512 MiB.
-    pub queued_request_bytes_max: u32,
+    pub(crate) queued_request_bytes_max: u32,
     /// Longest Fetch long poll, whatever the client asks. Default 30 000 ms.
-    pub fetch_wait_max_ms: u64,
+    pub(crate) fetch_wait_max_ms: u64,
     /// Create unknown topics on Metadata (when the client allows it) and
     /// Produce (`auto.create.topics.enable`). Default true.
-    pub auto_create_topics_enable: bool,
+    pub(crate) auto_create_topics_enable: bool,
     /// Partitions of auto-created topics (`num.partitions`). Default 1.
-    pub num_partitions: i32,
+    pub(crate) num_partitions: i32,
     /// Address given to clients in Metadata; default: the bound listener.
-    pub advertised_listener: Option<std::net::SocketAddr>,
+    pub(crate) advertised_listener: Option<std::net::SocketAddr>,
 }
 
 impl Default for KafkaConfig {

@@ -27,7 +27,7 @@ type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
 
 /// Serves one connection until the client leaves, shutdown, or a protocol
 /// error (which is returned, for the log line).
-pub async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Result<()> {
+pub(crate) async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Result<()> {
     let client_host = stream
         .peer_addr()
         .map(|peer| format!("/{}", peer.ip()))

@@ -5,7 +5,7 @@
 mod config;
 mod connection;
 pub mod handlers;
-pub mod producer_ids;
+pub(crate) mod producer_ids;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,34 +16,38 @@ use tokio::task::JoinSet;
 
 use crate::log::LogStore;
 use crate::shutdown::Shutdown;
-pub use config::KafkaConfig;
+pub(crate) use config::KafkaConfig;
 
 /// The single node's id in every response.
-pub const NODE_ID: i32 = 0;
+pub(crate) const NODE_ID: i32 = 0;
 
 /// What request handlers share.
-pub struct BrokerContext {
+pub(crate) struct BrokerContext {
     /// The log store.
-    pub store: Arc<LogStore>,
+    pub(crate) store: Arc<LogStore>,
     /// Listener settings.
-    pub config: KafkaConfig,
+    pub(crate) config: KafkaConfig,
     /// host:port clients are told to connect to.
-    pub advertised: SocketAddr,
+    pub(crate) advertised: SocketAddr,
     /// Stable id of this cluster (persisted in the data directory).
-    pub cluster_id: String,
+    pub(crate) cluster_id: String,
     /// Producer id allocator (idempotent producers).
-    pub producer_ids: producer_ids::ProducerIds,
+    pub(crate) producer_ids: producer_ids::ProducerIds,
     /// Consumer groups and committed offsets.
     pub(crate) groups: Arc<crate::group::GroupCoordinator>,
     /// Budget of request bytes held in memory across all connections
     /// (`kafka.queued_request_bytes_max`); reading a frame waits for room.
-    pub request_bytes: Arc<Semaphore>,
+    pub(crate) request_bytes: Arc<Semaphore>,
     /// Fires at shutdown, so long polls end early.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
 }
 
 /// Accepts connections until shutdown, then waits for them to finish.
-pub async fn serve(listener: TcpListener, context: Arc<BrokerContext>, mut shutdown: Shutdown) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    context: Arc<BrokerContext>,
+    mut shutdown: Shutdown,
+) {
     let permits = Arc::new(Semaphore::new(context.config.connections_max));
     let mut connections = JoinSet::new();
     loop {

@@ -12,7 +12,7 @@ use crate::log::io::{self, Io};
 const BLOCK_IDS: i64 = 1000;
 
 /// The allocator.
-pub struct ProducerIds {
+pub(crate) struct ProducerIds {
     path: PathBuf,
     /// (next id to hand out, end of the reserved block)
     state: Mutex<(i64, i64)>,
@@ -20,7 +20,7 @@ pub struct ProducerIds {
 
 impl ProducerIds {
     /// Opens the allocator; the next id is the start of a fresh block.
-    pub fn open(io: &dyn Io, data_dir: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(io: &dyn Io, data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("producer_ids");
         let next = match io::read_file(io, &path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes)
@@ -42,7 +42,7 @@ impl ProducerIds {
     }
 
     /// A new producer id.
-    pub fn allocate(&self, io: &dyn Io) -> std::io::Result<i64> {
+    pub(crate) fn allocate(&self, io: &dyn Io) -> std::io::Result<i64> {
         let mut state = self.state.lock().expect("producer id lock");
         if state.0 >= state.1 {
             let end = state.0 + BLOCK_IDS;

@@ -42,7 +42,7 @@ const RESERVED_NAMES: &str = "abstract alloc as async await become box break con
 
 /// `sluice plugin` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Create a plugin crate (filter, map, flat-map or route) ready to test and build.
     #[command(after_help = "Examples:
   sluice plugin new big-orders
@@ -69,7 +69,7 @@ errors go to stderr, the .wasm path alone to stdout.")]
 
 /// The kinds of plugin `new` can scaffold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PluginKind {
+pub(crate) enum PluginKind {
     /// Keep or drop each record.
     Filter,
     /// Turn each record into one new record.
@@ -104,67 +104,67 @@ impl PluginKind {
 
 /// `sluice plugin new` options.
 #[derive(Debug, Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// Package name: letters, digits, '-' and '_', starting with a letter.
     #[arg(value_parser = parse_plugin_name)]
-    pub name: String,
+    pub(crate) name: String,
     /// What the plugin does with each record.
     #[arg(long, value_enum, default_value_t = PluginKind::Filter)]
-    pub kind: PluginKind,
+    pub(crate) kind: PluginKind,
     /// Where to create the crate; must not exist or be empty [default: ./NAME].
     #[arg(long, value_name = "PATH")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The Sluice SDK's folder (`sdk/` of a Sluice source tree) [default: the
     /// one this binary was built from].
     #[arg(long, value_name = "PATH")]
-    pub sdk_path: Option<PathBuf>,
+    pub(crate) sdk_path: Option<PathBuf>,
 }
 
 /// `sluice plugin build` options.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// The plugin crate.
     #[arg(default_value = ".", value_name = "DIR")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Optimised build (the default).
     #[arg(long, conflicts_with = "debug")]
-    pub release: bool,
+    pub(crate) release: bool,
     /// Unoptimised build, quicker to compile.
     #[arg(long)]
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// Output format: the path alone, or {"wasm", "bytes", "sha256"}.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
 }
 
 /// `sluice plugin run` options.
 #[derive(Debug, Args)]
-pub struct PluginRunArgs {
+pub(crate) struct PluginRunArgs {
     /// The plugin: a WebAssembly component built for wasm32-wasip2.
     #[arg(value_name = "WASM")]
-    pub wasm: PathBuf,
+    pub(crate) wasm: PathBuf,
     /// Plugin configuration entry; repeat for several.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_pair)]
-    pub config: Vec<(String, String)>,
+    pub(crate) config: Vec<(String, String)>,
     /// Records to feed the plugin, one per line: a JSON object of `key`,
     /// `value`, `headers`, `timestamp` and `offset`, or else the value
     /// itself [default: stdin].
     #[arg(long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Topic the records appear to come from.
     #[arg(long, default_value = "input")]
-    pub topic: String,
+    pub(crate) topic: String,
     /// Partition the records appear to come from.
     #[arg(long, default_value_t = 0, value_name = "N")]
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Output format of what the plugin writes.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
 }
 
 /// Runs a `sluice plugin` subcommand. Synchronous: nothing here needs the
 /// async runtime, and `run` starts the wasm host its own way.
-pub fn run(command: PluginCommand) -> Result<()> {
+pub(crate) fn run(command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::New(args) => new(&args),
         PluginCommand::Build(args) => build(&args),

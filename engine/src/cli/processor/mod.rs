@@ -52,7 +52,7 @@ it resumes from its committed offsets unless --from says otherwise.";
 
 /// `sluice processor` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ProcessorCommand {
+pub(crate) enum ProcessorCommand {
     /// Upload a .wasm plugin and run it over input topics (or redeploy one).
     #[command(after_help = DEPLOY_EXAMPLES)]
     Deploy(Box<DeployArgs>),
@@ -77,7 +77,7 @@ pub enum ProcessorCommand {
 
 /// Where the processor verbs find the broker's admin API.
 #[derive(Debug, Clone, Args)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// The broker's HTTP admin API (`sluice serve --http`); `http://` may
     /// be left out.
     #[arg(
@@ -86,98 +86,98 @@ pub struct AdminArgs {
         default_value = "http://127.0.0.1:9644",
         value_name = "URL"
     )]
-    pub admin: String,
+    pub(crate) admin: String,
 }
 
 /// `sluice processor deploy` options.
 #[derive(Debug, Args)]
-pub struct DeployArgs {
+pub(crate) struct DeployArgs {
     /// Processor name: letters, digits, '.', '_' and '-' (at most 200).
     #[arg(value_parser = parse_name)]
-    pub name: String,
+    pub(crate) name: String,
     /// The plugin: a WebAssembly component built for wasm32-wasip2
     /// (`sluice plugin build` prints its path).
     #[arg(long, value_name = "FILE")]
-    pub wasm: PathBuf,
+    pub(crate) wasm: PathBuf,
     /// Topic to read; repeat for several.
     #[arg(long = "input", value_name = "TOPIC", required = true, value_parser = parse_topic)]
-    pub inputs: Vec<String>,
+    pub(crate) inputs: Vec<String>,
     /// Topic to write; repeat for several (the first is the default output).
     #[arg(long = "output", value_name = "TOPIC", required = true, value_parser = parse_topic)]
-    pub outputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
     /// Plugin configuration entry; repeat for several.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_pair)]
-    pub config: Vec<(String, String)>,
+    pub(crate) config: Vec<(String, String)>,
     /// When the plugin fails: fail (stop the partition until resumed), skip
     /// (drop the failing records and go on), dead-letter (copy them, with
     /// headers saying why, to NAME.dlq and go on), or dead-letter=TOPIC
     /// [default: fail].
     #[arg(long, value_name = "POLICY", value_parser = parse_on_error)]
-    pub on_error: Option<String>,
+    pub(crate) on_error: Option<String>,
     /// Where to start reading: earliest, latest, an OFFSET, `@MILLIS` or an
     /// RFC 3339 time [default: the committed offsets, else earliest].
     #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
-    pub from: Option<StartPosition>,
+    pub(crate) from: Option<StartPosition>,
     /// Memory one plugin instance may use, e.g. 64MiB [broker default: 64 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub memory_max: Option<u64>,
+    pub(crate) memory_max: Option<u64>,
     /// Time one process call may take, in milliseconds [broker default: 1000].
     #[arg(long, value_name = "MS")]
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// Records handed to the plugin in one call, at most [broker default: 1024].
     #[arg(long, value_name = "N")]
-    pub batch_records: Option<u64>,
+    pub(crate) batch_records: Option<u64>,
     /// Bytes handed to the plugin in one call, at most, e.g. 1MiB [broker default: 1 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub batch_bytes: Option<u64>,
+    pub(crate) batch_bytes: Option<u64>,
     /// Bytes the plugin may return from one call, at most [broker default: 16 MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub output_bytes_max: Option<u64>,
+    pub(crate) output_bytes_max: Option<u64>,
     /// Outputs the plugin may write for one input record, at most [broker default: 1000].
     #[arg(long, value_name = "N")]
-    pub outputs_per_record_max: Option<u64>,
+    pub(crate) outputs_per_record_max: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 }
 
 /// `sluice processor list` options.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 }
 
 /// Options of the verbs that name one processor and print its status.
 #[derive(Debug, Args)]
-pub struct NameArgs {
+pub(crate) struct NameArgs {
     /// Processor name.
     #[arg(value_parser = parse_name)]
-    pub name: String,
+    pub(crate) name: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 }
 
 /// `sluice processor remove` options.
 #[derive(Debug, Args)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// Processor name.
     #[arg(value_parser = parse_name)]
-    pub name: String,
+    pub(crate) name: String,
     #[command(flatten)]
-    pub admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
 }
 
 /// Runs a `sluice processor` subcommand.
-pub async fn run(command: ProcessorCommand) -> Result<()> {
+pub(crate) async fn run(command: ProcessorCommand) -> Result<()> {
     match command {
         ProcessorCommand::Deploy(args) => deploy(*args).await,
         ProcessorCommand::List(args) => list(args).await,

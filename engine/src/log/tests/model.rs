@@ -3,6 +3,7 @@
 //! whole partition against an in-memory model of the log (a list of the
 //! batches that should be there, byte for byte).
 
+use crate::log::segment::SegmentMeta;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
@@ -12,9 +13,7 @@ use proptest::test_runner::TestCaseError;
 
 use super::support::{self, Fixture};
 use crate::log::batch;
-use crate::log::{
-    FlushPolicy, LogError, LogStore, Partition, SegmentMeta, StoreOptions, TopicConfig,
-};
+use crate::log::{FlushPolicy, LogError, LogStore, Partition, StoreOptions, TopicConfig};
 
 const TOPIC: &str = "model";
 

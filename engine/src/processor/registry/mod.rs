@@ -35,7 +35,7 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 /// An admin operation's failure, mapped to an HTTP status by the API; the
 /// message is what the caller sees.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     /// The request itself is wrong (400).
     #[error("{0}")]
     BadRequest(String),
@@ -75,7 +75,7 @@ struct Running {
 }
 
 /// The broker's processors.
-pub struct Processors {
+pub(crate) struct Processors {
     runtime: Arc<Runtime>,
     store: Arc<LogStore>,
     groups: Arc<GroupCoordinator>,
@@ -92,26 +92,26 @@ pub struct Processors {
 
 /// A processor's status, as `GET /v1/processors/{name}` serves it.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProcessorStatus {
-    pub name: String,
-    pub state: &'static str,
-    pub group: String,
-    pub wasm_sha256: String,
-    pub wasm_bytes: u64,
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
-    pub config: Vec<(String, String)>,
-    pub on_error: String,
-    pub limits: spec::Limits,
-    pub deployed_at_ms: i64,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub errors: u64,
-    pub skipped: u64,
-    pub dead_lettered: u64,
-    pub lag: i64,
-    pub last_error: Option<ErrorInfo>,
-    pub partitions: Vec<PartitionStatus>,
+pub(crate) struct ProcessorStatus {
+    pub(crate) name: String,
+    pub(crate) state: &'static str,
+    pub(crate) group: String,
+    pub(crate) wasm_sha256: String,
+    pub(crate) wasm_bytes: u64,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) on_error: String,
+    pub(crate) limits: spec::Limits,
+    pub(crate) deployed_at_ms: i64,
+    pub(crate) records_in: u64,
+    pub(crate) records_out: u64,
+    pub(crate) errors: u64,
+    pub(crate) skipped: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) lag: i64,
+    pub(crate) last_error: Option<ErrorInfo>,
+    pub(crate) partitions: Vec<PartitionStatus>,
 }
 
 impl Processors {
@@ -146,12 +146,12 @@ impl Processors {
     }
 
     /// The wasmtime runtime (for `plugin run` and benchmarks).
-    pub fn runtime(&self) -> &Arc<Runtime> {
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
     /// Largest upload accepted.
-    pub fn wasm_bytes_max(&self) -> u64 {
+    pub(crate) fn wasm_bytes_max(&self) -> u64 {
         self.config.wasm_bytes_max
     }
 
@@ -200,7 +200,7 @@ impl Processors {
     }
 
     /// Checks for new input partitions until shutdown.
-    pub async fn run(self: Arc<Self>) {
+    pub(crate) async fn run(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
         loop {
             self.reconcile();
@@ -313,7 +313,7 @@ impl Processors {
 
     /// Deploys `name`, or redeploys it keeping its committed offsets unless
     /// `from` says where to start.
-    pub async fn deploy(
+    pub(crate) async fn deploy(
         self: &Arc<Self>,
         name: &str,
         request: DeployRequest,
@@ -508,7 +508,7 @@ impl Processors {
     /// the offsets log failed) the processor stays deployed and running and
     /// the error says why, since a later deploy under the same name would
     /// otherwise resume from them.
-    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<(), AdminError> {
+    pub(crate) async fn remove(self: &Arc<Self>, name: &str) -> Result<(), AdminError> {
         let _admin = self.admin.lock().await;
         let group = spec::group_name(name);
         if self
@@ -565,7 +565,7 @@ impl Processors {
 
     /// Pauses (`true`) or resumes a processor; resuming also restarts
     /// failed partitions.
-    pub async fn set_paused(
+    pub(crate) async fn set_paused(
         &self,
         name: &str,
         paused: bool,
@@ -601,7 +601,7 @@ impl Processors {
     }
 
     /// Status of every processor, by name.
-    pub fn list(&self) -> Vec<ProcessorStatus> {
+    pub(crate) fn list(&self) -> Vec<ProcessorStatus> {
         let running = self.snapshot();
         let mut list: Vec<ProcessorStatus> = running
             .iter()
@@ -618,7 +618,7 @@ impl Processors {
     }
 
     /// Status of one processor.
-    pub fn status(&self, name: &str) -> Result<ProcessorStatus, AdminError> {
+    pub(crate) fn status(&self, name: &str) -> Result<ProcessorStatus, AdminError> {
         if let Some(message) = self.broken.lock().expect("registry lock").get(name) {
             return Ok(broken_status(name, message));
         }

@@ -19,7 +19,7 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 2);
+pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
 /// A refused resource: Kafka error code and a message for the client.
 pub(super) type Refusal = (i16, String);
@@ -106,7 +106,7 @@ pub(super) fn replace_overrides(
 }
 
 /// Handles an AlterConfigs request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: AlterConfigsRequest,
     _version: i16,

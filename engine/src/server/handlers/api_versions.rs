@@ -11,10 +11,10 @@ use super::{respond, SUPPORTED};
 use crate::protocol::{FrameError, RequestFrame};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 4);
+pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
 /// Answers an ApiVersions request of any version.
-pub fn handle(request: &RequestFrame) -> Result<Option<Bytes>, FrameError> {
+pub(crate) fn handle(request: &RequestFrame) -> Result<Option<Bytes>, FrameError> {
     let api_keys = SUPPORTED
         .iter()
         .map(|(key, min, max)| {

@@ -16,10 +16,10 @@ use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 3);
+pub(crate) const VERSIONS: (i16, i16) = (0, 3);
 
 /// Handles a CreatePartitions request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: CreatePartitionsRequest,
     _version: i16,

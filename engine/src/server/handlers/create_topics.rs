@@ -19,15 +19,15 @@ use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (2, 7);
+pub(crate) const VERSIONS: (i16, i16) = (2, 7);
 
 /// Kafka's DescribeConfigs source codes.
-pub const SOURCE_TOPIC: i8 = 1;
+pub(crate) const SOURCE_TOPIC: i8 = 1;
 /// A broker default.
-pub const SOURCE_DEFAULT: i8 = 5;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
 
 /// Handles a CreateTopics request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: CreateTopicsRequest,
     _version: i16,

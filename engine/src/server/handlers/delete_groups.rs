@@ -11,10 +11,10 @@ use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 2);
+pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
 /// Handles a DeleteGroups request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteGroupsRequest,
     _version: i16,

@@ -14,10 +14,10 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 2);
+pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
 /// Handles a DeleteRecords request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteRecordsRequest,
     _version: i16,

@@ -13,10 +13,10 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub(crate) const VERSIONS: (i16, i16) = (1, 6);
 
 /// Handles a DeleteTopics request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteTopicsRequest,
     _version: i16,

@@ -13,13 +13,13 @@ use super::message;
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 1);
+pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
 /// Kafka's endpoint type of brokers.
 const ENDPOINT_BROKERS: i8 = 1;
 
 /// Answers a DescribeCluster request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: DescribeClusterRequest,
     _version: i16,

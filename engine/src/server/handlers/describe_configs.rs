@@ -27,7 +27,7 @@ use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented (v0 is gone from the codec crate).
-pub const VERSIONS: (i16, i16) = (1, 4);
+pub(crate) const VERSIONS: (i16, i16) = (1, 4);
 
 /// Kafka's ConfigResource type of a topic.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
@@ -163,7 +163,7 @@ impl Entry {
 }
 
 /// Answers a DescribeConfigs request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: DescribeConfigsRequest,
     _version: i16,

@@ -22,7 +22,7 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (4, 12);
+pub(crate) const VERSIONS: (i16, i16) = (4, 12);
 
 struct Target {
     index: i32,
@@ -57,7 +57,7 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
 }
 
 /// Handles a Fetch request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: FetchRequest,
     _version: i16,

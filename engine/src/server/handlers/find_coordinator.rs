@@ -10,10 +10,10 @@ use kafka_protocol::protocol::StrBytes;
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 4);
+pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
 /// Handles a FindCoordinator request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: FindCoordinatorRequest,
     version: i16,

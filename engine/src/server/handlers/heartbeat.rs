@@ -9,10 +9,10 @@ use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 4);
+pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
 /// Handles a Heartbeat request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: HeartbeatRequest,
     _version: i16,

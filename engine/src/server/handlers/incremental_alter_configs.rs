@@ -21,7 +21,7 @@ use crate::log::{is_topic_config, LogStore, TopicConfig};
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 1);
+pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
 const SET: i8 = 0;
 const DELETE: i8 = 1;
@@ -32,7 +32,7 @@ const SUBTRACT: i8 = 3;
 const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 
 /// Handles an IncrementalAlterConfigs request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: IncrementalAlterConfigsRequest,
     _version: i16,

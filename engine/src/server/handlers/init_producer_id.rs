@@ -13,10 +13,10 @@ use crate::log::StdIo;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 /// Handles an InitProducerId request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: InitProducerIdRequest,
     _version: i16,

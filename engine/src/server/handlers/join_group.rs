@@ -12,14 +12,14 @@ use crate::protocol::errors::group_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 9);
+pub(crate) const VERSIONS: (i16, i16) = (0, 9);
 
 fn text(value: String) -> StrBytes {
     StrBytes::from_string(value)
 }
 
 /// Handles a JoinGroup request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: JoinGroupRequest,
     version: i16,

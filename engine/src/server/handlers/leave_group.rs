@@ -12,10 +12,10 @@ use crate::protocol::errors::{group_error_code, group_result_code};
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 /// Handles a LeaveGroup request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: LeaveGroupRequest,
     version: i16,

@@ -9,10 +9,10 @@ use kafka_protocol::protocol::StrBytes;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 /// Handles a ListGroups request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: ListGroupsRequest,
     version: i16,

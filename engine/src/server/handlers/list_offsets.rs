@@ -15,7 +15,7 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (1, 7);
+pub(crate) const VERSIONS: (i16, i16) = (1, 7);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -44,7 +44,7 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), LogError>
 }
 
 /// Handles a ListOffsets request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: ListOffsetsRequest,
     version: i16,

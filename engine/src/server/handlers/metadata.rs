@@ -16,10 +16,10 @@ use crate::log::{PartitionSlot, Topic};
 use crate::server::{BrokerContext, NODE_ID};
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 12);
+pub(crate) const VERSIONS: (i16, i16) = (0, 12);
 
 /// Answers a Metadata request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: MetadataRequest,
     version: i16,

@@ -38,7 +38,7 @@ macro_rules! apis {
 
         /// Whether requests of this API must take effect in the order a
         /// connection sent them.
-        pub fn is_ordered(api_key: ApiKey) -> bool {
+        pub(crate) fn is_ordered(api_key: ApiKey) -> bool {
             match api_key {
                 $(ApiKey::$key => $ordered,)*
                 _ => false,
@@ -135,7 +135,7 @@ fn respond<R: Encodable>(request: &RequestFrame, body: &R) -> Result<Option<Byte
 /// `ordered` is the baton of an ordered request: released here once the
 /// request's effects are in place (Produce releases it earlier, before
 /// waiting for fsync).
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: RequestFrame,
     ordered: &mut Option<tokio::sync::oneshot::Sender<()>>,

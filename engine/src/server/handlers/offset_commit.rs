@@ -16,10 +16,10 @@ use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (2, 9);
+pub(crate) const VERSIONS: (i16, i16) = (2, 9);
 
 /// Handles an OffsetCommit request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: OffsetCommitRequest,
     _version: i16,

@@ -16,7 +16,7 @@ use crate::group::offsets::Committed;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (1, 9);
+pub(crate) const VERSIONS: (i16, i16) = (1, 9);
 
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
 /// Per topic, each partition with its committed offset if any.
@@ -60,7 +60,7 @@ fn parts(committed: Option<Committed>) -> (i64, i32, StrBytes) {
 }
 
 /// Handles an OffsetFetch request.
-pub fn handle(
+pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: OffsetFetchRequest,
     version: i16,

@@ -16,7 +16,7 @@ use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (3, 11);
+pub(crate) const VERSIONS: (i16, i16) = (3, 11);
 
 fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -39,7 +39,7 @@ type Written = (
 /// order (then `ordered` is released so the connection's next produce may
 /// write); the wait for durability happens after, per partition in
 /// parallel, so pipelined requests share fsyncs.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: ProduceRequest,
     _version: i16,

@@ -11,10 +11,10 @@ use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
 /// Versions implemented.
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 /// Handles a SyncGroup request.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: SyncGroupRequest,
     version: i16,

@@ -1,0 +1,154 @@
+//! The test half of the I/O seam: [`FaultIo`], an [`Io`] over the real
+//! file system that injects torn writes, failed fsyncs and a full disk at
+//! chosen points, armed through a shared [`Faults`]. Compiled for tests
+//! only; the broker always runs on [`super::StdIo`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::io::{Io, IoFile, OpenMode, StdIo};
+
+/// Faults [`FaultIo`] can inject. Shared, so a test can arm them while the
+/// store runs.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Bytes that may still be written before writes are torn: once exhausted,
+    /// the write that crosses the budget writes only its first part and fails,
+    /// as if the machine lost power mid-write. `u64::MAX` means unlimited.
+    write_budget_bytes: AtomicU64,
+    /// Every fsync fails with EIO while set.
+    fail_sync: AtomicBool,
+    /// Every write fails with ENOSPC (nothing written) while set.
+    disk_full: AtomicBool,
+    /// Successful fsyncs of files, for group-commit tests.
+    syncs: AtomicU64,
+}
+
+impl Faults {
+    /// No faults armed.
+    pub(crate) fn new() -> Arc<Self> {
+        let faults = Self::default();
+        faults.write_budget_bytes.store(u64::MAX, Ordering::SeqCst);
+        Arc::new(faults)
+    }
+    /// Tear writes once `bytes` more bytes have been written.
+    pub(crate) fn tear_writes_after(&self, bytes: u64) {
+        self.write_budget_bytes.store(bytes, Ordering::SeqCst);
+    }
+    /// Make fsync fail (or succeed again).
+    pub(crate) fn set_fail_sync(&self, fail: bool) {
+        self.fail_sync.store(fail, Ordering::SeqCst);
+    }
+    /// Make writes fail with ENOSPC (or succeed again).
+    pub(crate) fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::SeqCst);
+    }
+    /// File fsyncs that succeeded so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+
+    /// How much of a `len`-byte write may go through, consuming budget.
+    fn admit(&self, len: u64) -> u64 {
+        let mut budget = self.write_budget_bytes.load(Ordering::SeqCst);
+        loop {
+            if budget == u64::MAX {
+                return len;
+            }
+            let allowed = budget.min(len);
+            match self.write_budget_bytes.compare_exchange(
+                budget,
+                budget - allowed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return allowed,
+                Err(current) => budget = current,
+            }
+        }
+    }
+}
+
+/// An [`Io`] over the real file system that injects [`Faults`].
+pub(crate) struct FaultIo {
+    faults: Arc<Faults>,
+}
+
+impl FaultIo {
+    /// Wraps the real file system with `faults`.
+    pub(crate) fn new(faults: Arc<Faults>) -> Self {
+        Self { faults }
+    }
+}
+
+struct FaultFile {
+    inner: Arc<dyn IoFile>,
+    faults: Arc<Faults>,
+}
+
+impl IoFile for FaultFile {
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, position)
+    }
+    fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
+        if self.faults.disk_full.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let allowed = self.faults.admit(data.len() as u64) as usize;
+        self.inner.write_all_at(&data[..allowed], position)?;
+        if allowed < data.len() {
+            return Err(io::Error::other("injected torn write"));
+        }
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.sync()?;
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Io for FaultIo {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        let inner = StdIo.open(path, mode)?;
+        Ok(Arc::new(FaultFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdIo.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        StdIo.read_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdIo.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        StdIo.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdIo.exists(path)
+    }
+}
