@@ -53,7 +53,7 @@ Examples:
       measure a broker that is already running (any Kafka-compatible one)
   sluice-bench kafka --brokers 127.0.0.1:9092 --with-sluice
       both, alternating in every run")]
-pub struct KafkaBenchArgs {
+pub(crate) struct KafkaBenchArgs {
     /// Measure the broker already running here (any Kafka-compatible broker) instead of starting Sluice.
     ///
     /// The first address that answers is the bootstrap; partition leaders
@@ -465,7 +465,7 @@ struct Samples {
 }
 
 /// Runs the benchmark and prints the report.
-pub fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.partitions > 0, "--partitions must be at least 1");
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let runtime = tokio::runtime::Runtime::new()?;
@@ -636,7 +636,7 @@ fn text(report: &Report) -> String {
 
 /// Options of the hidden `sluice-bench sink`.
 #[derive(Debug, Args)]
-pub struct SinkArgs {
+pub(crate) struct SinkArgs {
     /// Where to listen (loopback).
     #[arg(long)]
     pub listen: std::net::SocketAddr,
@@ -647,7 +647,7 @@ pub struct SinkArgs {
 
 /// `sluice-bench sink`: accepts one connection and copies it to a file in
 /// 1 MiB reads, the least any broker must do per produced byte.
-pub fn sink(args: &SinkArgs) -> anyhow::Result<()> {
+pub(crate) fn sink(args: &SinkArgs) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind(args.listen)?;
     println!("ready");

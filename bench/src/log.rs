@@ -25,7 +25,7 @@ use crate::{median, OutputFormat};
 
 /// Options of `sluice-bench log`.
 #[derive(Debug, Args)]
-pub struct LogBenchArgs {
+pub(crate) struct LogBenchArgs {
     /// Directory to write in (on the disk to measure) [default: a temporary directory under the current one].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -188,7 +188,7 @@ fn startup_ms(sluice: &Path, dir: &Path) -> anyhow::Result<f64> {
 }
 
 /// Runs the benchmark and prints the report.
-pub fn run(args: &LogBenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &LogBenchArgs) -> anyhow::Result<()> {
     let sluice = sluice_binary(args.sluice.as_deref())?;
     let temporary = match &args.dir {
         Some(dir) => tempfile::tempdir_in(dir),

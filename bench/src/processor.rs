@@ -39,7 +39,7 @@ use crate::{median, OutputFormat};
 
 /// Options of `sluice-bench processor`.
 #[derive(Debug, Args)]
-pub struct ProcessorBenchArgs {
+pub(crate) struct ProcessorBenchArgs {
     /// The filter-json component (bench/run-processor-bench builds it).
     #[arg(long, value_name = "FILE")]
     pub wasm: PathBuf,
@@ -107,7 +107,7 @@ struct SoakSample {
 const CONFIG: [(&str, &str); 2] = [("field", "amount"), ("gte", "500")];
 
 /// Runs the benchmark and prints the report.
-pub fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(None)?;

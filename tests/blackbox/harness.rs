@@ -9,15 +9,15 @@ use std::thread;
 use std::time::Duration;
 
 /// How long a broker may take to report ready or to stop.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The binary under test.
-pub fn sluice_binary() -> PathBuf {
+pub(crate) fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
 /// A running `sluice serve`.
-pub struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
     /// Kafka listener.
     pub kafka: SocketAddr,
@@ -39,7 +39,7 @@ fn parse_addr(line: &str, key: &str) -> SocketAddr {
 impl Broker {
     /// Starts a broker on `data_dir` with ephemeral ports and waits for its
     /// ready line.
-    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+    pub(crate) fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
         let mut command = Command::new(sluice_binary());
         command
             .args([
@@ -56,7 +56,7 @@ impl Broker {
     }
 
     /// Runs `command` (a `sluice serve …`) and waits for its ready line.
-    pub fn spawn(mut command: Command) -> Self {
+    pub(crate) fn spawn(mut command: Command) -> Self {
         let mut child = command
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
@@ -92,12 +92,12 @@ impl Broker {
     }
 
     /// Process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// Sends `signal` and waits for exit (at most `timeout`).
-    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+    pub(crate) fn stop_with(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -116,7 +116,7 @@ impl Broker {
     /// Everything the broker wrote to stderr so far (and not returned by an
     /// earlier call). Once the broker has been stopped, this reads to EOF,
     /// so the last lines before exit are never missed.
-    pub fn stderr_lines(&self) -> Vec<String> {
+    pub(crate) fn stderr_lines(&self) -> Vec<String> {
         if self.child.is_none() {
             let reader = self.stderr_reader.lock().expect("stderr reader").take();
             if let Some(reader) = reader {
@@ -127,18 +127,18 @@ impl Broker {
     }
 
     /// `GET path` on the HTTP listener; returns (status, body).
-    pub fn http_get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn http_get(&self, path: &str) -> (u16, String) {
         self.http_request("GET", path)
     }
 
     /// `METHOD path` (no body) on the HTTP listener; returns (status, body).
-    pub fn http_request(&self, method: &str, path: &str) -> (u16, String) {
+    pub(crate) fn http_request(&self, method: &str, path: &str) -> (u16, String) {
         self.http_send(method, path, "", &[])
     }
 
     /// `PUT path` with a `multipart/form-data` body of `parts` (name,
     /// bytes), as `sluice processor deploy` sends; returns (status, body).
-    pub fn http_put_multipart(&self, path: &str, parts: &[(&str, &[u8])]) -> (u16, String) {
+    pub(crate) fn http_put_multipart(&self, path: &str, parts: &[(&str, &[u8])]) -> (u16, String) {
         const BOUNDARY: &str = "sluice-test-boundary-7e3f";
         let mut body = Vec::new();
         for (name, bytes) in parts {

@@ -15,20 +15,20 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 /// How long a response may take before the test fails.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest response frame this client accepts.
 const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// One connection to a broker.
-pub struct KafkaClient {
+pub(crate) struct KafkaClient {
     stream: TcpStream,
     next_correlation_id: i32,
 }
 
 impl KafkaClient {
     /// Connects to `addr`.
-    pub fn connect(addr: SocketAddr) -> Self {
+    pub(crate) fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect to the Kafka listener");
         stream
             .set_read_timeout(Some(RESPONSE_TIMEOUT))
@@ -42,14 +42,14 @@ impl KafkaClient {
     }
 
     /// Sends `request` as `version` and returns the decoded response.
-    pub fn call<R: Request>(&mut self, request: R, version: i16) -> R::Response {
+    pub(crate) fn call<R: Request>(&mut self, request: R, version: i16) -> R::Response {
         let correlation_id = self.send(&request, version);
         self.receive::<R::Response>(api_key::<R>(), version, correlation_id)
     }
 
     /// Sends `request` as `version` without waiting; returns the
     /// correlation id to pass to [`receive`](Self::receive).
-    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> i32 {
+    pub(crate) fn send<R: Request>(&mut self, request: &R, version: i16) -> i32 {
         let api_key = api_key::<R>();
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
@@ -64,7 +64,7 @@ impl KafkaClient {
     /// Reads one response frame and decodes it as `response_version` of
     /// `api_key`'s response, checking the correlation id and that nothing
     /// is left over.
-    pub fn receive<T: Decodable>(
+    pub(crate) fn receive<T: Decodable>(
         &mut self,
         api_key: ApiKey,
         response_version: i16,
@@ -87,20 +87,20 @@ impl KafkaClient {
     }
 
     /// Writes `frame` with its length prefix.
-    pub fn send_frame(&mut self, frame: &[u8]) {
+    pub(crate) fn send_frame(&mut self, frame: &[u8]) {
         let length = i32::try_from(frame.len()).expect("frame fits an i32");
         self.send_raw(&length.to_be_bytes());
         self.send_raw(frame);
     }
 
     /// Writes `bytes` as they are: no length prefix, no checks.
-    pub fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to broker");
     }
 
     /// One response frame without its length prefix; `None` once the broker
     /// has closed the connection.
-    pub fn read_frame(&mut self) -> Option<Bytes> {
+    pub(crate) fn read_frame(&mut self) -> Option<Bytes> {
         let mut length = [0u8; 4];
         match self.stream.read_exact(&mut length) {
             Ok(()) => {}
@@ -121,14 +121,14 @@ impl KafkaClient {
 
     /// Whether the broker closed the connection without answering anything
     /// more (waits up to [`RESPONSE_TIMEOUT`]).
-    pub fn is_closed(&mut self) -> bool {
+    pub(crate) fn is_closed(&mut self) -> bool {
         self.read_frame().is_none()
     }
 }
 
 /// A request header for `api_key` v`version`, encoded in the header version
 /// that goes with it (clamped to 0 for made-up negative versions).
-pub fn header(api_key: ApiKey, version: i16, correlation_id: i32) -> BytesMut {
+pub(crate) fn header(api_key: ApiKey, version: i16, correlation_id: i32) -> BytesMut {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)

@@ -21,7 +21,7 @@ const PLUGINS: [&str; 10] = [
 ];
 
 /// The workspace root.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("engine/ has a parent")
@@ -29,7 +29,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `<target>`: the folder holding `debug/deps/<this test binary>`.
-pub fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     exe.ancestors()
         .nth(3)
@@ -38,7 +38,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The built component of plugin crate `name` (e.g. `filter-json`).
-pub fn wasm(name: &str) -> PathBuf {
+pub(crate) fn wasm(name: &str) -> PathBuf {
     assert!(PLUGINS.contains(&name), "unknown plugin {name}");
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(build_all);

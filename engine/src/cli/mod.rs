@@ -102,7 +102,7 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     /// Resolves the config: file (or defaults), then flags and environment.
-    pub fn resolve(&self) -> anyhow::Result<Config> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),

@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Consumed {
+pub(crate) struct Consumed {
     pub partition: i64,
     pub offset: i64,
     pub key: Option<String>,
@@ -33,13 +33,13 @@ pub struct Consumed {
 }
 
 /// A broker on a temporary directory, and the CLI pointed at it.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     dir: TempDir,
     pub broker: Broker,
 }
 
 impl Pipeline {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let broker = Self::spawn(dir.path(), "127.0.0.1:0");
         Self { dir, broker }
@@ -64,7 +64,7 @@ impl Pipeline {
 
     /// Stops the broker with `signal` and starts it again on the same
     /// directory and Kafka address.
-    pub fn restart(&mut self, signal: &str) {
+    pub(crate) fn restart(&mut self, signal: &str) {
         let kafka = self.broker.kafka;
         let status = self.broker.stop_with(signal, Duration::from_secs(10));
         if signal == "TERM" {
@@ -74,7 +74,7 @@ impl Pipeline {
     }
 
     /// Runs `sluice ARGS` against this broker; returns the output.
-    pub fn sluice(&self, args: &[&str]) -> Output {
+    pub(crate) fn sluice(&self, args: &[&str]) -> Output {
         Command::new(sluice_binary())
             .args(args)
             .env("SLUICE_BROKERS", self.broker.kafka.to_string())
@@ -84,7 +84,7 @@ impl Pipeline {
     }
 
     /// Like [`Pipeline::sluice`], but the command must succeed; returns stdout.
-    pub fn sluice_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn sluice_ok(&self, args: &[&str]) -> String {
         let output = self.sluice(args);
         assert!(
             output.status.success(),
@@ -95,7 +95,7 @@ impl Pipeline {
         String::from_utf8(output.stdout).unwrap()
     }
 
-    pub fn create_topic(&self, name: &str, partitions: i32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) {
         self.sluice_ok(&[
             "topic",
             "create",
@@ -107,7 +107,7 @@ impl Pipeline {
 
     /// Produces `key\tvalue` records with kcat, partitioned like Kafka's
     /// Java client (murmur2 of the key).
-    pub fn produce(&self, topic: &str, records: &[(Option<&str>, &str)]) {
+    pub(crate) fn produce(&self, topic: &str, records: &[(Option<&str>, &str)]) {
         let mut child = Command::new("kcat")
             .args([
                 "-P",
@@ -148,7 +148,7 @@ impl Pipeline {
     }
 
     /// Every record of `topic` now, read with kcat, by partition then offset.
-    pub fn consume(&self, topic: &str) -> Vec<Consumed> {
+    pub(crate) fn consume(&self, topic: &str) -> Vec<Consumed> {
         let output = Command::new("kcat")
             .args([
                 "-C",
@@ -196,14 +196,19 @@ impl Pipeline {
     }
 
     /// The processor's status from the admin API.
-    pub fn status(&self, name: &str) -> Value {
+    pub(crate) fn status(&self, name: &str) -> Value {
         let (code, body) = self.broker.http_get(&format!("/v1/processors/{name}"));
         assert_eq!(code, 200, "status of {name}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
     /// Waits until `condition` holds for the processor's status.
-    pub fn wait_for(&self, name: &str, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let status = self.status(name);
@@ -219,14 +224,14 @@ impl Pipeline {
     }
 
     /// Waits until every input record has been processed and committed.
-    pub fn wait_caught_up(&self, name: &str, records_in: u64) -> Value {
+    pub(crate) fn wait_caught_up(&self, name: &str, records_in: u64) -> Value {
         self.wait_for(name, &format!("{records_in} records in, lag 0"), |s| {
             s["records_in"].as_u64() >= Some(records_in) && s["lag"] == 0
         })
     }
 
     /// `sluice processor deploy NAME --wasm PLUGIN ARGS…`.
-    pub fn deploy(&self, name: &str, plugin: &str, args: &[&str]) -> String {
+    pub(crate) fn deploy(&self, name: &str, plugin: &str, args: &[&str]) -> String {
         let wasm = wasm(plugin);
         let mut all = vec![
             "processor",
