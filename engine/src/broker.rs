@@ -26,9 +26,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// Addresses actually bound (ports may have been 0).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bound {
-    /// Kafka listener.
     pub kafka: SocketAddr,
-    /// HTTP listener.
     pub http: SocketAddr,
 }
 

@@ -22,17 +22,14 @@ use crate::server::KafkaConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
-    /// Kafka protocol listener.
     pub(crate) listen: SocketAddr,
     /// HTTP admin listener (`/health`).
     pub(crate) http: SocketAddr,
     /// Where topics and metadata live.
     pub(crate) data_dir: PathBuf,
-    /// The log store.
     pub(crate) log: LogConfig,
     /// The Kafka listener.
     pub(crate) kafka: KafkaConfig,
-    /// Consumer groups.
     pub(crate) groups: GroupConfig,
     /// WebAssembly processors (`[processors]`).
     pub(crate) processors: ProcessorConfig,

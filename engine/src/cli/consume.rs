@@ -55,7 +55,6 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
     sluice consume orders --from 2026-11-23T10:00:00Z --partition 2\n  \
     sluice consume orders --group billing            # resumes where the group left off")]
 pub(crate) struct ConsumeArgs {
-    /// Topic to read.
     pub(crate) topic: String,
     /// Consume as a member of this consumer group: partitions are assigned
     /// by the group (range assignor), reading resumes from the group's

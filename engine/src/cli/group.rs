@@ -52,7 +52,6 @@ pub(crate) struct ListArgs {
 /// `sluice group describe` options.
 #[derive(Debug, Args)]
 pub(crate) struct DescribeArgs {
-    /// Group id.
     pub(crate) group: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -74,7 +73,6 @@ pub(crate) struct DeleteArgs {
 /// `sluice group reset-offsets` options.
 #[derive(Debug, Args)]
 pub(crate) struct ResetOffsetsArgs {
-    /// Group id.
     pub(crate) group: String,
     /// Topic whose offsets to move.
     #[arg(long)]

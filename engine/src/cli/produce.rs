@@ -80,11 +80,8 @@ pub(crate) struct ProduceArgs {
 pub(crate) enum CompressionArg {
     /// No compression.
     None,
-    /// gzip.
     Gzip,
-    /// Snappy.
     Snappy,
-    /// LZ4.
     Lz4,
     /// Zstandard.
     Zstd,

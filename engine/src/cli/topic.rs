@@ -56,7 +56,6 @@ pub(crate) enum TopicCommand {
 /// `sluice topic create` options.
 #[derive(Debug, Args)]
 pub(crate) struct CreateArgs {
-    /// Topic name.
     pub(crate) name: String,
     /// Number of partitions [default: the broker's num.partitions].
     #[arg(short, long, value_name = "N")]
@@ -81,7 +80,6 @@ pub(crate) struct ListArgs {
 /// `sluice topic describe` options.
 #[derive(Debug, Args)]
 pub(crate) struct DescribeArgs {
-    /// Topic name.
     pub(crate) name: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -103,7 +101,6 @@ pub(crate) struct DeleteArgs {
 /// `sluice topic alter-config` options.
 #[derive(Debug, Args)]
 pub(crate) struct AlterConfigArgs {
-    /// Topic name.
     pub(crate) name: String,
     /// Set a config override, `name=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]

@@ -479,7 +479,6 @@ impl Client {
             .unwrap_or_else(|| anyhow!("--brokers is empty; give host:port[,host:port...]")))
     }
 
-    /// The bootstrap connection.
     pub(crate) async fn bootstrap(&mut self) -> Result<&mut Connection> {
         let address = self.bootstrap.clone();
         self.at(&address).await

@@ -18,7 +18,6 @@ pub(crate) struct LeavingMember {
 }
 
 impl GroupCoordinator {
-    /// Handles Heartbeat.
     pub(crate) fn heartbeat(
         &self,
         group_id: &str,

@@ -38,7 +38,6 @@ use super::LogError;
 /// What a compaction run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CompactionStats {
-    /// Segments rewritten.
     pub(crate) segments_rewritten: usize,
     /// Records dropped (superseded or expired tombstones).
     pub(crate) records_removed: u64,

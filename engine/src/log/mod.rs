@@ -88,9 +88,7 @@ pub enum LogError {
     /// The partition refuses writes after a failed fsync or write.
     #[error("partition {topic}-{partition} refuses writes until restart: {reason}")]
     Poisoned {
-        /// Topic.
         topic: String,
-        /// Partition.
         partition: i32,
         /// The original failure.
         reason: String,
@@ -108,7 +106,6 @@ pub enum LogError {
     /// An idempotent producer's batch skipped or repeated sequence numbers.
     #[error("producer {producer_id}: expected sequence {expected}, received {received}")]
     OutOfOrderSequence {
-        /// Producer id.
         producer_id: i64,
         /// Next sequence the broker expected.
         expected: i32,
@@ -118,7 +115,6 @@ pub enum LogError {
     /// An idempotent producer's epoch is older than the one seen.
     #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
     InvalidProducerEpoch {
-        /// Producer id.
         producer_id: i64,
         /// Epoch received.
         epoch: i16,
@@ -127,27 +123,17 @@ pub enum LogError {
     },
     /// A retried batch inside a multi-batch request.
     #[error("producer {producer_id}: duplicate batch inside a multi-batch request")]
-    DuplicateSequence {
-        /// Producer id.
-        producer_id: i64,
-    },
+    DuplicateSequence { producer_id: i64 },
     /// No such topic.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     /// No such partition.
     #[error("unknown partition {topic}-{partition}")]
-    UnknownPartition {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-    },
+    UnknownPartition { topic: String, partition: i32 },
     /// A partition that refused to open (damaged data).
     #[error("partition {topic}-{partition} is unavailable: {reason}")]
     Unavailable {
-        /// Topic.
         topic: String,
-        /// Partition.
         partition: i32,
         /// Why it did not open.
         reason: String,
@@ -158,7 +144,6 @@ pub enum LogError {
     /// A topic name Kafka would refuse.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopic {
-        /// The name.
         name: String,
         /// Why.
         reason: String,
@@ -166,7 +151,6 @@ pub enum LogError {
     /// A partition count out of range.
     #[error("invalid partition count {count}: {reason}")]
     InvalidPartitions {
-        /// Requested count.
         count: i32,
         /// Why.
         reason: String,
@@ -174,7 +158,6 @@ pub enum LogError {
     /// A topic config that does not parse or is out of range.
     #[error("invalid config {name}: {reason}")]
     InvalidConfig {
-        /// Config name.
         name: String,
         /// Why.
         reason: String,
@@ -182,7 +165,6 @@ pub enum LogError {
     /// Another process holds the data directory.
     #[error("data directory {path} is in use by another sluice process{}", holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
     Locked {
-        /// The data directory.
         path: PathBuf,
         /// The holder's pid, if it could be read.
         holder: Option<u32>,

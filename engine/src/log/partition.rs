@@ -190,7 +190,6 @@ impl Partition {
         })
     }
 
-    /// Topic name.
     pub(crate) fn topic(&self) -> &str {
         &self.topic
     }
@@ -198,7 +197,6 @@ impl Partition {
     pub(crate) fn id(&self) -> i32 {
         self.id
     }
-    /// The partition's directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }

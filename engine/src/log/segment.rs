@@ -34,7 +34,6 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
 pub(crate) struct SegmentFiles {
     /// The log file, read only.
     pub(crate) log: Arc<dyn IoFile>,
-    /// The segment's indexes.
     pub(crate) index: SegmentIndex,
 }
 
@@ -60,7 +59,6 @@ pub(crate) struct SegmentMeta {
 pub(crate) struct ActiveSegment {
     /// Metadata, kept current by appends.
     pub(crate) meta: SegmentMeta,
-    /// The log file.
     pub(crate) log: Arc<dyn IoFile>,
     index_file: Arc<dyn IoFile>,
     time_index_file: Arc<dyn IoFile>,

@@ -71,7 +71,6 @@ pub(crate) enum PartitionSlot {
     Failed(String),
 }
 
-/// One topic.
 pub struct Topic {
     name: String,
     id: [u8; 16],
@@ -86,7 +85,6 @@ struct TopicState {
 }
 
 impl Topic {
-    /// Topic name.
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -102,7 +100,6 @@ impl Topic {
     pub(crate) fn partitions(&self) -> Vec<PartitionSlot> {
         self.state.read().expect("topic lock").partitions.clone()
     }
-    /// The effective config.
     pub(crate) fn config(&self) -> Arc<TopicConfig> {
         self.state.read().expect("topic lock").config.clone()
     }
@@ -304,16 +301,13 @@ impl LogStore {
         }
     }
 
-    /// The data directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
-    /// The store's options.
     pub(crate) fn options(&self) -> &StoreOptions {
         &self.options
     }
 
-    /// A topic by name.
     pub(crate) fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().expect("topics lock").get(name).cloned()
     }
@@ -326,7 +320,6 @@ impl LogStore {
             .cloned()
             .collect()
     }
-    /// One partition.
     pub fn partition(&self, topic: &str, id: i32) -> Result<Arc<Partition>, LogError> {
         self.topic(topic)
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?

@@ -32,7 +32,6 @@ pub(crate) struct RequestFrame {
     pub(crate) client_id: Option<String>,
     /// The peer's address, filled in by the connection (DescribeGroups).
     pub(crate) client_host: String,
-    /// The undecoded body.
     pub(crate) body: Bytes,
 }
 
@@ -46,7 +45,6 @@ pub(crate) enum FrameError {
     /// An API key this broker does not know.
     #[error("unknown API key {api_key} (correlation id {correlation_id})")]
     UnknownApiKey {
-        /// The key.
         api_key: i16,
         /// The request's correlation id.
         correlation_id: i32,
@@ -55,18 +53,11 @@ pub(crate) enum FrameError {
     #[error(
         "unsupported request {api_key:?} v{api_version} (see ApiVersions for what is supported)"
     )]
-    Unsupported {
-        /// The API.
-        api_key: ApiKey,
-        /// The version.
-        api_version: i16,
-    },
+    Unsupported { api_key: ApiKey, api_version: i16 },
     /// A response that could not be encoded (a bug, not the client's fault).
     #[error("encoding the {api_key:?} v{api_version} response failed: {reason}")]
     Encode {
-        /// The API.
         api_key: ApiKey,
-        /// The version.
         api_version: i16,
         /// The encoder's complaint.
         reason: String,
@@ -74,9 +65,7 @@ pub(crate) enum FrameError {
     /// A header or body that does not decode.
     #[error("malformed {api_key:?} v{api_version} request: {reason}")]
     Malformed {
-        /// The API.
         api_key: ApiKey,
-        /// The version.
         api_version: i16,
         /// The decoder's complaint.
         reason: String,

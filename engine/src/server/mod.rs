@@ -23,7 +23,6 @@ pub(crate) const NODE_ID: i32 = 0;
 
 /// What request handlers share.
 pub(crate) struct BrokerContext {
-    /// The log store.
     pub(crate) store: Arc<LogStore>,
     /// Listener settings.
     pub(crate) config: KafkaConfig,

@@ -18,7 +18,6 @@ use crate::log::{validate_topic_name, LogStore, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
 /// A refused resource: Kafka error code and a message for the client.

@@ -10,7 +10,6 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use super::{respond, SUPPORTED};
 use crate::protocol::{FrameError, RequestFrame};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
 /// Answers an ApiVersions request of any version.

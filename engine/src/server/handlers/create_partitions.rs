@@ -15,10 +15,8 @@ use crate::log::LogStore;
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 3);
 
-/// Handles a CreatePartitions request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: CreatePartitionsRequest,

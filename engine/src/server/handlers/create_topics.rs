@@ -18,7 +18,6 @@ use crate::log::{validate_topic_name, LogError, LogStore, CONFIG_NAMES};
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (2, 7);
 
 /// Kafka's DescribeConfigs source codes.
@@ -26,7 +25,6 @@ pub(crate) const SOURCE_TOPIC: i8 = 1;
 /// A broker default.
 pub(crate) const SOURCE_DEFAULT: i8 = 5;
 
-/// Handles a CreateTopics request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: CreateTopicsRequest,

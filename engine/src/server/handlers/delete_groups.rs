@@ -10,10 +10,8 @@ use super::blocking;
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
-/// Handles a DeleteGroups request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteGroupsRequest,

@@ -13,10 +13,8 @@ use super::blocking;
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
-/// Handles a DeleteRecords request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteRecordsRequest,

@@ -12,10 +12,8 @@ use super::{blocking, message};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (1, 6);
 
-/// Handles a DeleteTopics request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: DeleteTopicsRequest,

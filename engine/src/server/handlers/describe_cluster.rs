@@ -12,7 +12,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::message;
 use crate::server::{BrokerContext, NODE_ID};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
 /// Kafka's endpoint type of brokers.

@@ -10,10 +10,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
-/// Handles a DescribeGroups request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: DescribeGroupsRequest,

@@ -21,7 +21,6 @@ use crate::log::{LogError, Partition};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (4, 12);
 
 struct Target {
@@ -56,7 +55,6 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
         .collect()
 }
 
-/// Handles a Fetch request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: FetchRequest,

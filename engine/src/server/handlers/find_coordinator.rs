@@ -9,10 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::server::{BrokerContext, NODE_ID};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
-/// Handles a FindCoordinator request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: FindCoordinatorRequest,

@@ -8,10 +8,8 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
-/// Handles a Heartbeat request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: HeartbeatRequest,

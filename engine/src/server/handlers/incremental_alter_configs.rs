@@ -20,7 +20,6 @@ use super::message;
 use crate::log::{is_topic_config, LogStore, TopicConfig};
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
 const SET: i8 = 0;

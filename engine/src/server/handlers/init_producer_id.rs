@@ -12,7 +12,6 @@ use super::blocking;
 use crate::log::StdIo;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 /// Handles an InitProducerId request.

@@ -11,14 +11,12 @@ use crate::group::{GroupError, JoinParams, Joined, Protocol};
 use crate::protocol::errors::group_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 9);
 
 fn text(value: String) -> StrBytes {
     StrBytes::from_string(value)
 }
 
-/// Handles a JoinGroup request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: JoinGroupRequest,

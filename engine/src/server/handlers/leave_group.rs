@@ -11,10 +11,8 @@ use crate::group::LeavingMember;
 use crate::protocol::errors::{group_error_code, group_result_code};
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
-/// Handles a LeaveGroup request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: LeaveGroupRequest,

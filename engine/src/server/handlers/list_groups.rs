@@ -8,10 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
-/// Handles a ListGroups request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
     request: ListGroupsRequest,

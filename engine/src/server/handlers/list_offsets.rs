@@ -14,7 +14,6 @@ use crate::log::{LogError, Partition};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (1, 7);
 
 const LATEST: i64 = -1;
@@ -43,7 +42,6 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), LogError>
     })
 }
 
-/// Handles a ListOffsets request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: ListOffsetsRequest,

@@ -15,7 +15,6 @@ use super::topic_or_create;
 use crate::log::{PartitionSlot, Topic};
 use crate::server::{BrokerContext, NODE_ID};
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 12);
 
 /// Answers a Metadata request.

@@ -15,7 +15,6 @@ use crate::group::OffsetCommit;
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (2, 9);
 
 /// Handles an OffsetCommit request.

@@ -15,7 +15,6 @@ use kafka_protocol::protocol::StrBytes;
 use crate::group::offsets::Committed;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (1, 9);
 
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;

@@ -15,7 +15,6 @@ use crate::log::{batch, AppendInfo, LogError, Partition, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (3, 11);
 
 fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceResponse {

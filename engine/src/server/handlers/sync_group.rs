@@ -10,10 +10,8 @@ use crate::group::Assignment;
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
-/// Versions implemented.
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
-/// Handles a SyncGroup request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: SyncGroupRequest,
