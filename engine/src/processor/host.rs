@@ -27,9 +27,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use super::abi::{Batch, InputHeader, InputRecord};
-pub(crate) use sluice::processor::log::Level;
-pub(crate) use sluice::processor::types::Batch as WitBatch;
-pub use sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
+pub(crate) use self::sluice::processor::log::Level;
+pub(crate) use self::sluice::processor::types::Batch as WitBatch;
+pub use self::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
 
 /// The versioned name of the export this host knows how to drive.
 pub(crate) const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
