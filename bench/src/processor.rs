@@ -18,7 +18,7 @@
 //! Every figure is the median of `--runs` runs on one thread, so records/s
 //! is records/s/core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,22 +112,10 @@ pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(None)?;
     let plugin = runtime.compile(&wasm)?;
-    let config: Vec<(String, String)> = if args.wasm_config.is_empty() {
-        CONFIG
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    } else {
-        args.wasm_config.clone()
-    };
+    let config = plugin_config(args);
     let condition: filter_json::Condition =
         sluice_sdk::config::from_pairs(&CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let label = Label {
-        processor: "bench".into(),
-        topic: "in".into(),
-        partition: 0,
-    };
-    let wasm_factory = plugin.factory(Limits::default(), config, label);
+    let wasm_factory = plugin.factory(Limits::default(), config, label("bench"));
     let native_condition = condition.clone();
     let native_factory: Factory = Arc::new(move || {
         Ok(Box::new(NativeFilter(Some(native_condition.clone()))) as Box<dyn Invoke>)
@@ -136,64 +124,124 @@ pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
     let values = values(args.records);
     let batches = batches(&values, args.batch);
 
-    let (mut call_wasm, mut call_native) = (Vec::new(), Vec::new());
-    let (mut e2e_wasm, mut e2e_native, mut e2e_forward) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     let mut instance = wasm_factory().map_err(|e| anyhow::anyhow!("{e}"))?;
     call_once(instance.as_mut(), &batches)?; // warm-up
     let mut noop = match &args.noop_wasm {
-        Some(path) => {
-            let wasm =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let label = Label {
-                processor: "bench-noop".into(),
-                topic: "in".into(),
-                partition: 0,
-            };
-            let mut noop = Instance::new(&runtime.compile(&wasm)?, Limits::default(), &[], label)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            call_once(&mut noop, &batches)?;
-            Some(noop)
-        }
+        Some(path) => Some(noop_instance(&runtime, path, &batches)?),
         None => None,
     };
-    let mut call_noop = Vec::new();
     for run in 0..args.runs {
         eprintln!("run {}/{}", run + 1, args.runs);
-        call_wasm.push(rate(args.records, || {
+        samples.call_wasm.push(rate(args.records, || {
             call_once(instance.as_mut(), &batches)
         })?);
-        call_native.push(rate(args.records, || native_once(&condition, &values))?);
+        samples
+            .call_native
+            .push(rate(args.records, || native_once(&condition, &values))?);
         if let Some(noop) = noop.as_mut() {
-            call_noop.push(rate(args.records, || call_once(noop, &batches))?);
+            samples
+                .call_noop
+                .push(rate(args.records, || call_once(noop, &batches))?);
         }
         if args.call_only {
             continue;
         }
-        e2e_wasm.push(end_to_end(&values, args.batch, &wasm_factory)?);
-        e2e_native.push(end_to_end(&values, args.batch, &native_factory)?);
-        e2e_forward.push(end_to_end(&values, args.batch, &forward_factory)?);
+        let end_to_end_with = |factory: &Factory| end_to_end(&values, args.batch, factory);
+        samples
+            .end_to_end_wasm
+            .push(end_to_end_with(&wasm_factory)?);
+        samples
+            .end_to_end_native
+            .push(end_to_end_with(&native_factory)?);
+        samples
+            .end_to_end_forward
+            .push(end_to_end_with(&forward_factory)?);
     }
     let soak = soak(&plugin, &batches, args.soak_secs)?;
-    let call_wasm = median(&mut call_wasm);
-    let call_native = median(&mut call_native);
-    let e2e_wasm = median(&mut e2e_wasm);
-    let e2e_native = median(&mut e2e_native);
-    let report = Report {
-        records: args.records,
-        record_bytes: values[0].len(),
-        batch: args.batch,
-        runs: args.runs,
-        call_wasm_records_s: call_wasm,
-        call_native_records_s: call_native,
-        call_ratio: call_wasm / call_native,
-        call_noop_wasm_records_s: (!call_noop.is_empty()).then(|| median(&mut call_noop)),
-        end_to_end_wasm_records_s: e2e_wasm,
-        end_to_end_native_records_s: e2e_native,
-        end_to_end_forward_records_s: median(&mut e2e_forward),
-        end_to_end_ratio: e2e_wasm / e2e_native,
-        soak,
-    };
-    print(&report, args.format)
+    print(
+        &samples.into_report(args, values[0].len(), soak),
+        args.format,
+    )
+}
+
+/// The plugin's config: `--wasm-config` if given, else the filter's.
+fn plugin_config(args: &ProcessorBenchArgs) -> Vec<(String, String)> {
+    if args.wasm_config.is_empty() {
+        CONFIG
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    } else {
+        args.wasm_config.clone()
+    }
+}
+
+fn label(processor: &str) -> Label {
+    Label {
+        processor: processor.into(),
+        topic: "in".into(),
+        partition: 0,
+    }
+}
+
+/// An instance of the noop component at `path`, warmed up on `batches`.
+fn noop_instance(
+    runtime: &Runtime,
+    path: &Path,
+    batches: &[Vec<InputRecord>],
+) -> anyhow::Result<Instance> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut noop = Instance::new(
+        &runtime.compile(&wasm)?,
+        Limits::default(),
+        &[],
+        label("bench-noop"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    call_once(&mut noop, batches)?;
+    Ok(noop)
+}
+
+/// Every run's records/s, before the medians are taken.
+#[derive(Default)]
+struct Samples {
+    call_wasm: Vec<f64>,
+    call_native: Vec<f64>,
+    call_noop: Vec<f64>,
+    end_to_end_wasm: Vec<f64>,
+    end_to_end_native: Vec<f64>,
+    end_to_end_forward: Vec<f64>,
+}
+
+impl Samples {
+    fn into_report(
+        mut self,
+        args: &ProcessorBenchArgs,
+        record_bytes: usize,
+        soak: Vec<SoakSample>,
+    ) -> Report {
+        let call_wasm = median(&mut self.call_wasm);
+        let call_native = median(&mut self.call_native);
+        let e2e_wasm = median(&mut self.end_to_end_wasm);
+        let e2e_native = median(&mut self.end_to_end_native);
+        Report {
+            records: args.records,
+            record_bytes,
+            batch: args.batch,
+            runs: args.runs,
+            call_wasm_records_s: call_wasm,
+            call_native_records_s: call_native,
+            call_ratio: call_wasm / call_native,
+            call_noop_wasm_records_s: (!self.call_noop.is_empty())
+                .then(|| median(&mut self.call_noop)),
+            end_to_end_wasm_records_s: e2e_wasm,
+            end_to_end_native_records_s: e2e_native,
+            end_to_end_forward_records_s: median(&mut self.end_to_end_forward),
+            end_to_end_ratio: e2e_wasm / e2e_native,
+            soak,
+        }
+    }
 }
 
 /// The same filter, natively: forwards what it keeps (or everything).

@@ -325,7 +325,6 @@ fn describe_text(
     group: &GroupDescription,
     lags: &[Lag],
 ) -> String {
-    let dash = |value: Option<i64>| value.map_or("-".to_string(), |v| v.to_string());
     let mut out = format!("GROUP        {name}\n");
     out += &format!(
         "COORDINATOR  {} (node {})\n",
@@ -344,53 +343,62 @@ fn describe_text(
     );
     if !group.members.is_empty() {
         out.push('\n');
-        let rows = group
-            .members
-            .iter()
-            .map(|m| {
-                let assigned: Vec<String> = m
-                    .assignment
-                    .iter()
-                    .map(|(topic, partitions)| format!("{topic}{partitions:?}"))
-                    .collect();
-                vec![
-                    m.member_id.clone(),
-                    m.client_id.clone(),
-                    m.client_host.clone(),
-                    assigned.join(" "),
-                ]
-            })
-            .collect();
-        out += &table(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNED"], rows);
+        out += &members_table(group);
     }
     if !lags.is_empty() {
         out.push('\n');
-        let rows = lags
-            .iter()
-            .map(|l| {
-                vec![
-                    l.topic.clone(),
-                    l.partition.to_string(),
-                    dash(l.committed),
-                    dash(l.end),
-                    dash(l.lag()),
-                    l.member_id.clone().unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        out += &table(
-            &[
-                "TOPIC",
-                "PARTITION",
-                "COMMITTED-OFFSET",
-                "END-OFFSET",
-                "LAG",
-                "MEMBER-ID",
-            ],
-            rows,
-        );
+        out += &lags_table(lags);
     }
     out
+}
+
+fn members_table(group: &GroupDescription) -> String {
+    let rows = group
+        .members
+        .iter()
+        .map(|m| {
+            let assigned: Vec<String> = m
+                .assignment
+                .iter()
+                .map(|(topic, partitions)| format!("{topic}{partitions:?}"))
+                .collect();
+            vec![
+                m.member_id.clone(),
+                m.client_id.clone(),
+                m.client_host.clone(),
+                assigned.join(" "),
+            ]
+        })
+        .collect();
+    table(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNED"], rows)
+}
+
+fn lags_table(lags: &[Lag]) -> String {
+    let dash = |value: Option<i64>| value.map_or("-".to_string(), |v| v.to_string());
+    let rows = lags
+        .iter()
+        .map(|l| {
+            vec![
+                l.topic.clone(),
+                l.partition.to_string(),
+                dash(l.committed),
+                dash(l.end),
+                dash(l.lag()),
+                l.member_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED-OFFSET",
+            "END-OFFSET",
+            "LAG",
+            "MEMBER-ID",
+        ],
+        rows,
+    )
 }
 
 async fn delete(args: DeleteArgs) -> Result<()> {

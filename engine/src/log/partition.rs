@@ -312,6 +312,8 @@ impl Partition {
         }
     }
 
+    /// Assigns offsets and writes, all under the partition lock; a retry of
+    /// a batch already written answers with its original offsets.
     fn write(
         &self,
         records: &[u8],
@@ -343,14 +345,29 @@ impl Partition {
         }
         let base_offset = inner.active.meta.next_offset;
         let append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut next_offset = base_offset;
-        for header in &mut headers {
-            header.base_offset = next_offset;
-            if append_time {
-                header.max_timestamp = now_ms;
-            }
-            next_offset = header.next_offset();
+        let next_offset = assign_offsets(&mut headers, base_offset, append_time.then_some(now_ms));
+        self.write_to_active(&mut inner, records, &headers, append_time, now_ms)?;
+        for header in &headers {
+            inner.producers.record(header, now_ms);
         }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: if append_time { now_ms } else { -1 },
+            log_start_offset: inner.log_start_offset(),
+        })
+    }
+
+    /// Writes batches that carry their assigned offsets (`headers`) to the
+    /// active segment; the caller holds the partition lock (`inner`).
+    fn write_to_active(
+        &self,
+        inner: &mut Inner,
+        records: &[u8],
+        headers: &[BatchHeader],
+        append_time: bool,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         // The broker's changes to a batch: its base offset, which precedes
         // the CRC'd bytes and so goes out as a separate 8-byte part (no copy
         // of the batch); for LogAppendTime also the timestamp and CRC, which
@@ -359,7 +376,7 @@ impl Partition {
             .iter()
             .map(|h| h.base_offset.to_be_bytes())
             .collect();
-        let stamped = append_time.then(|| stamp_append_time(records, &headers, now_ms));
+        let stamped = append_time.then(|| stamp_append_time(records, headers, now_ms));
         let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * headers.len());
         match &stamped {
             Some(copy) => parts.push(copy),
@@ -373,31 +390,27 @@ impl Partition {
             }
         }
         let start = inner.active.meta.size;
-        if let Err(error) = inner.active.append(&parts, &headers, now_ms) {
-            // A failed append counts nothing (the segment updates its size
-            // and indexes only after the write), but part of the bytes may
-            // be on disk: cut them off so the log stays a sequence of whole
-            // batches; if even that fails, stop writing to this partition.
-            debug_assert_eq!(
-                inner.active.meta.size, start,
-                "a failed append counted bytes"
-            );
-            return Err(match inner.active.log.set_len(start) {
-                Ok(()) => LogError::io(&self.dir, error),
-                Err(_) => {
-                    self.poison_with(format!("write failed and could not be undone: {error}"))
-                }
-            });
+        match inner.active.append(&parts, headers, now_ms) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.undo_partial_write(inner, start, error)),
         }
-        for header in &headers {
-            inner.producers.record(header, now_ms);
+    }
+
+    /// After a failed append to the active segment, which was `start` bytes
+    /// long before it: the error to return.
+    fn undo_partial_write(&self, inner: &mut Inner, start: u64, error: std::io::Error) -> LogError {
+        // A failed append counts nothing (the segment updates its size
+        // and indexes only after the write), but part of the bytes may
+        // be on disk: cut them off so the log stays a sequence of whole
+        // batches; if even that fails, stop writing to this partition.
+        debug_assert_eq!(
+            inner.active.meta.size, start,
+            "a failed append counted bytes"
+        );
+        match inner.active.log.set_len(start) {
+            Ok(()) => LogError::io(&self.dir, error),
+            Err(_) => self.poison_with(format!("write failed and could not be undone: {error}")),
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next_offset - 1,
-            log_append_time_ms: if append_time { now_ms } else { -1 },
-            log_start_offset: inner.log_start_offset(),
-        })
     }
 
     fn should_roll(
@@ -760,6 +773,25 @@ fn check_sequences(
         }
     }
     Ok(None)
+}
+
+/// Gives the batches consecutive offsets from `base_offset` and, with
+/// `append_time_ms` (LogAppendTime), the broker's timestamp. Returns the
+/// offset after the last record.
+fn assign_offsets(
+    headers: &mut [BatchHeader],
+    base_offset: i64,
+    append_time_ms: Option<i64>,
+) -> i64 {
+    let mut next_offset = base_offset;
+    for header in headers {
+        header.base_offset = next_offset;
+        if let Some(now_ms) = append_time_ms {
+            header.max_timestamp = now_ms;
+        }
+        next_offset = header.next_offset();
+    }
+    next_offset
 }
 
 /// A copy of `records` with each batch's offset set and stamped with the

@@ -128,41 +128,21 @@ fn scan(
             stopped = Some((position, "incomplete or invalid batch header".to_string()));
             break;
         };
+        let problem = batch_problem(
+            file,
+            &header,
+            position,
+            size,
+            base_offset,
+            next_offset,
+            verify_crc,
+        )?;
+        if let Some(reason) = problem {
+            stopped = Some((position, reason));
+            break;
+        }
         let end = position + header.total_bytes() as u64;
-        if end > size {
-            stopped = Some((
-                position,
-                format!("batch of {} bytes runs past the end", header.total_bytes()),
-            ));
-            break;
-        }
-        if header.base_offset < next_offset || header.base_offset - base_offset > u32::MAX as i64 {
-            stopped = Some((
-                position,
-                format!(
-                    "offset {} out of order (expected at least {next_offset})",
-                    header.base_offset
-                ),
-            ));
-            break;
-        }
-        if verify_crc {
-            let mut bytes = vec![0u8; header.total_bytes()];
-            file.read_exact_at(&mut bytes, position)?;
-            if let Err(error) = batch::verify(&bytes) {
-                stopped = Some((position, error.to_string()));
-                break;
-            }
-        }
-        let relative = (header.base_offset - base_offset) as u32;
-        let (offset_entry, time_entry) = builder.on_batch(
-            relative,
-            position as u32,
-            header.total_bytes() as u64,
-            header.max_timestamp,
-        );
-        index.offsets.extend(offset_entry);
-        index.times.extend(time_entry);
+        index_batch(&mut builder, &mut index, &header, position, base_offset);
         roll_timestamp.get_or_insert(header.max_timestamp);
         max_timestamp = max_timestamp.max(header.max_timestamp);
         next_offset = header.next_offset();
@@ -180,6 +160,61 @@ fn scan(
         builder,
         stopped,
     })
+}
+
+/// Why the batch with `header` at `position` (of a file `size` bytes long)
+/// ends the scan of the segment at `base_offset`, if it does: it runs past
+/// the end, starts below `next_offset` or beyond the segment's 32-bit
+/// relative range, or (with `verify_crc`) fails its checks.
+fn batch_problem(
+    file: &dyn IoFile,
+    header: &BatchHeader,
+    position: u64,
+    size: u64,
+    base_offset: i64,
+    next_offset: i64,
+    verify_crc: bool,
+) -> Result<Option<String>, std::io::Error> {
+    let end = position + header.total_bytes() as u64;
+    if end > size {
+        return Ok(Some(format!(
+            "batch of {} bytes runs past the end",
+            header.total_bytes()
+        )));
+    }
+    if header.base_offset < next_offset || header.base_offset - base_offset > u32::MAX as i64 {
+        return Ok(Some(format!(
+            "offset {} out of order (expected at least {next_offset})",
+            header.base_offset
+        )));
+    }
+    if verify_crc {
+        let mut bytes = vec![0u8; header.total_bytes()];
+        file.read_exact_at(&mut bytes, position)?;
+        if let Err(error) = batch::verify(&bytes) {
+            return Ok(Some(error.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Adds the batch with `header` at `position` to a segment's index.
+fn index_batch(
+    builder: &mut IndexBuilder,
+    index: &mut SegmentIndex,
+    header: &BatchHeader,
+    position: u64,
+    base_offset: i64,
+) {
+    let relative = (header.base_offset - base_offset) as u32;
+    let (offset_entry, time_entry) = builder.on_batch(
+        relative,
+        position as u32,
+        header.total_bytes() as u64,
+        header.max_timestamp,
+    );
+    index.offsets.extend(offset_entry);
+    index.times.extend(time_entry);
 }
 
 fn load_index(io: &dyn Io, dir: &Path, base_offset: i64) -> Option<SegmentIndex> {

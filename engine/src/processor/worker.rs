@@ -129,20 +129,7 @@ impl PartitionTask {
             self.stats.set_state(PartitionState::Running);
         }
         self.fill()?;
-        let limits = self.deployment.limits;
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        while let Some((_, size)) = self.pending.front() {
-            if !records.is_empty()
-                && (records.len() as u64 >= limits.batch_records_max
-                    || (bytes + size) as u64 > limits.batch_bytes_max)
-            {
-                break;
-            }
-            bytes += size;
-            let (record, _) = self.pending.pop_front().expect("front exists");
-            records.push(record);
-        }
+        let records = self.take_batch();
         if records.is_empty() {
             // Nothing to process up to the high watermark (control records,
             // or offsets compaction removed): move the position past them,
@@ -193,6 +180,26 @@ impl PartitionTask {
             }
             None => Ok(()),
         }
+    }
+
+    /// Takes the next batch from `pending`: within the deployment's record
+    /// and byte limits, but at least one record when there is one.
+    fn take_batch(&mut self) -> Vec<InputRecord> {
+        let limits = self.deployment.limits;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((_, size)) = self.pending.front() {
+            if !records.is_empty()
+                && (records.len() as u64 >= limits.batch_records_max
+                    || (bytes + size) as u64 > limits.batch_bytes_max)
+            {
+                break;
+            }
+            bytes += size;
+            let (record, _) = self.pending.pop_front().expect("front exists");
+            records.push(record);
+        }
+        records
     }
 
     fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {

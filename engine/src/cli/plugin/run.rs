@@ -12,6 +12,7 @@
 //! reported on stderr and the command exits non-zero.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -39,9 +40,41 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         topic: args.topic.as_str().into(),
         partition: args.partition,
     };
-    let new_instance = || Instance::new(&plugin, limits, &args.config, label.clone());
-    let mut instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let input: Box<dyn BufRead> = match &args.input {
+    let new_instance = || {
+        Instance::new(&plugin, limits, &args.config, label.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut instance = new_instance()?;
+    let records = read_records(args.input.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failures = 0usize;
+    for chunk in records.chunks(limits.batch_records_max as usize) {
+        let batch = Batch {
+            topic: &args.topic,
+            partition: args.partition,
+            records: chunk,
+        };
+        match instance.process(batch) {
+            Ok(outputs) => print_outputs(&mut out, batch, 0, outputs)?,
+            Err(error) => {
+                if matches!(error, InvokeError::Trap { .. }) {
+                    instance = new_instance()?;
+                }
+                failures += retry_record_by_record(&mut instance, &new_instance, batch, &mut out)?;
+            }
+        }
+    }
+    out.flush()?;
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} records failed", records.len());
+    }
+    Ok(())
+}
+
+/// The records of the input file (stdin when `None`), skipping blank lines.
+fn read_records(input: Option<&Path>) -> anyhow::Result<Vec<InputRecord>> {
+    let input: Box<dyn BufRead> = match input {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
         )),
@@ -57,51 +90,41 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
             parse_line(&line, number as i64).with_context(|| format!("line {}", number + 1))?,
         );
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failures = 0usize;
-    for chunk in records.chunks(limits.batch_records_max as usize) {
-        let batch = Batch {
-            topic: &args.topic,
-            partition: args.partition,
-            records: chunk,
+    Ok(records)
+}
+
+/// After a batch failed: its records again one by one, to say which ones
+/// fail (on stderr) and print the others' outputs. A trapped instance is
+/// replaced by a fresh one. Returns how many records failed.
+fn retry_record_by_record(
+    instance: &mut Instance,
+    new_instance: &impl Fn() -> anyhow::Result<Instance>,
+    batch: Batch<'_>,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    let mut failures = 0;
+    for (index, record) in batch.records.iter().enumerate() {
+        let single = Batch {
+            records: std::slice::from_ref(record),
+            ..batch
         };
-        match instance.process(batch) {
-            Ok(outputs) => print_outputs(&mut out, batch, 0, outputs)?,
+        match instance.process(single) {
+            Ok(outputs) => print_outputs(out, batch, index, outputs)?,
             Err(error) => {
+                failures += 1;
+                out.flush()?;
+                eprintln!(
+                    "error: record at offset {}: {}",
+                    record.offset,
+                    error.message()
+                );
                 if matches!(error, InvokeError::Trap { .. }) {
-                    instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
-                }
-                // Again record by record, to say which ones fail.
-                for (index, record) in chunk.iter().enumerate() {
-                    let single = Batch {
-                        records: std::slice::from_ref(record),
-                        ..batch
-                    };
-                    match instance.process(single) {
-                        Ok(outputs) => print_outputs(&mut out, batch, index, outputs)?,
-                        Err(error) => {
-                            failures += 1;
-                            out.flush()?;
-                            eprintln!(
-                                "error: record at offset {}: {}",
-                                record.offset,
-                                error.message()
-                            );
-                            if matches!(error, InvokeError::Trap { .. }) {
-                                instance = new_instance().map_err(|e| anyhow::anyhow!("{e}"))?;
-                            }
-                        }
-                    }
+                    *instance = new_instance()?;
                 }
             }
         }
     }
-    out.flush()?;
-    if failures > 0 {
-        anyhow::bail!("{failures} of {} records failed", records.len());
-    }
-    Ok(())
+    Ok(failures)
 }
 
 /// One input line as a record at `offset`.

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::{Control, Running, RECONCILE_INTERVAL};
 use crate::log::LogStore;
-use crate::processor::status::PartitionState;
+use crate::processor::status::{PartitionState, PartitionStats};
 use crate::processor::worker::PartitionTask;
 use crate::shutdown::Shutdown;
 
@@ -56,29 +56,11 @@ pub(super) async fn drive(
             match store.partition(&stats.topic, stats.partition) {
                 Ok(partition) if task.has_work(partition.high_watermark()) => {
                     stats.set_state(PartitionState::Running);
-                    let stepped = tokio::task::spawn_blocking(move || {
-                        let result = task.step();
-                        (task, result)
-                    })
-                    .await;
-                    let Ok((returned, result)) = stepped else {
-                        // A bug, not the plugin (its traps are errors):
-                        // say so in the status and stop this partition.
-                        stats.record_error("internal error: the processor step panicked", None);
-                        stats.set_state(PartitionState::Failed);
-                        tracing::error!(topic = %stats.topic, partition = stats.partition,
-                            "processor step panicked; partition stopped until redeploy");
+                    let Some((returned, failed)) = step_blocking(task, &stats).await else {
                         return;
                     };
                     task = returned;
-                    if let Err(failure) = result {
-                        task.reset();
-                        if !failure.recorded {
-                            stats.record_error(&failure.message, failure.offset);
-                            tracing::error!(processor = %task.label.processor, topic = %stats.topic,
-                                partition = stats.partition, error = %failure.message, "processor partition failed");
-                        }
-                        stats.set_state(PartitionState::Failed);
+                    if failed {
                         failed_at = Some(current.restart);
                     }
                     continue;
@@ -90,21 +72,64 @@ pub(super) async fn drive(
                 Err(_) => stats.set_state(PartitionState::Idle),
             }
         }
-        // Wait for news; the timeout re-checks things no channel announces
-        // (a deleted or re-created input topic).
-        let wait = async {
-            match high_watermark.as_mut() {
-                Some(watermark) => tokio::select! {
-                    _ = control.changed() => {}
-                    _ = shutdown.changed() => {}
-                    _ = watermark.changed() => {}
-                },
-                None => tokio::select! {
-                    _ = control.changed() => {}
-                    _ = shutdown.changed() => {}
-                },
-            }
-        };
-        let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
+        wait_for_news(&mut control, &mut shutdown, high_watermark.as_mut()).await;
     }
+}
+
+/// Runs one step on a blocking thread and records a failure in the status.
+/// Returns the task and whether the step failed (the task then reset), or
+/// `None` when the step panicked: the partition is stopped.
+async fn step_blocking(
+    mut task: PartitionTask,
+    stats: &PartitionStats,
+) -> Option<(PartitionTask, bool)> {
+    let stepped = tokio::task::spawn_blocking(move || {
+        let result = task.step();
+        (task, result)
+    })
+    .await;
+    let Ok((mut task, result)) = stepped else {
+        // A bug, not the plugin (its traps are errors):
+        // say so in the status and stop this partition.
+        stats.record_error("internal error: the processor step panicked", None);
+        stats.set_state(PartitionState::Failed);
+        tracing::error!(topic = %stats.topic, partition = stats.partition,
+            "processor step panicked; partition stopped until redeploy");
+        return None;
+    };
+    let Err(failure) = result else {
+        return Some((task, false));
+    };
+    task.reset();
+    if !failure.recorded {
+        stats.record_error(&failure.message, failure.offset);
+        tracing::error!(processor = %task.label.processor, topic = %stats.topic,
+            partition = stats.partition, error = %failure.message, "processor partition failed");
+    }
+    stats.set_state(PartitionState::Failed);
+    Some((task, true))
+}
+
+/// Waits for news: a control change, shutdown, or (when watched) new
+/// records. The timeout re-checks things no channel announces (a deleted or
+/// re-created input topic).
+async fn wait_for_news(
+    control: &mut watch::Receiver<Control>,
+    shutdown: &mut Shutdown,
+    high_watermark: Option<&mut watch::Receiver<i64>>,
+) {
+    let wait = async {
+        match high_watermark {
+            Some(watermark) => tokio::select! {
+                _ = control.changed() => {}
+                _ = shutdown.changed() => {}
+                _ = watermark.changed() => {}
+            },
+            None => tokio::select! {
+                _ = control.changed() => {}
+                _ = shutdown.changed() => {}
+            },
+        }
+    };
+    let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
 }

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{blocking, message};
-use crate::log::{validate_topic_name, LogError, LogStore, CONFIG_NAMES};
+use crate::log::{validate_topic_name, LogError, LogStore, TopicConfig, CONFIG_NAMES};
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
 
@@ -60,29 +60,8 @@ fn create(
 ) -> CreatableTopicResult {
     let name = topic.name.to_string();
     let result = CreatableTopicResult::default().with_name(topic.name.clone());
-    if topic.replication_factor > 1
-        || topic.replication_factor == 0
-        || topic.replication_factor < -1
-    {
-        return refuse(
-            result,
-            ResponseError::InvalidReplicationFactor.code(),
-            format!(
-                "replication factor {} is impossible on a single node; use 1",
-                topic.replication_factor
-            ),
-        );
-    }
-    if topic
-        .assignments
-        .iter()
-        .any(|a| a.broker_ids.iter().any(|id| id.0 != NODE_ID) || a.broker_ids.len() != 1)
-    {
-        return refuse(
-            result,
-            ResponseError::InvalidReplicaAssignment.code(),
-            format!("the only broker is {NODE_ID}"),
-        );
+    if let Some((code, text)) = single_node_refusal(&topic) {
+        return refuse(result, code, text);
     }
     let partitions = match (topic.num_partitions, topic.assignments.len()) {
         (-1, 0) => default_partitions,
@@ -95,45 +74,88 @@ fn create(
             overrides.insert(config.name.to_string(), value.to_string());
         }
     }
-    let checked = validate_topic_name(&name)
-        .and_then(|()| store.options().topic_defaults.with_overrides(&overrides))
-        .and_then(|config| {
-            if store.topic(&name).is_some() {
-                return Err(LogError::TopicExists(name.clone()));
-            }
-            if validate_only {
-                if partitions < 1 || partitions > store.options().partitions_max {
-                    return Err(LogError::InvalidPartitions {
-                        count: partitions,
-                        reason: format!("must be between 1 and {}", store.options().partitions_max),
-                    });
-                }
-                return Ok((config, None));
-            }
-            let created = store.create_topic(&name, partitions, overrides.clone())?;
-            Ok((config, Some(created.id())))
-        });
-    match checked {
-        Ok((config, id)) => {
-            let configs = CONFIG_NAMES
-                .iter()
-                .map(|key| {
-                    CreatableTopicConfigs::default()
-                        .with_name(StrBytes::from_static_str(key))
-                        .with_value(config.get(key).map(StrBytes::from_string))
-                        .with_config_source(if overrides.contains_key(*key) {
-                            SOURCE_TOPIC
-                        } else {
-                            SOURCE_DEFAULT
-                        })
-                })
-                .collect();
-            result
-                .with_topic_id(id.map(Uuid::from_bytes).unwrap_or_default())
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(Some(configs))
-        }
+    match create_or_validate(store, &name, partitions, &overrides, validate_only) {
+        Ok((config, id)) => result
+            .with_topic_id(id.map(Uuid::from_bytes).unwrap_or_default())
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(Some(topic_configs(&config, &overrides))),
         Err(error) => refuse(result, log_error_code(&error), error.to_string()),
     }
+}
+
+/// Why a single node cannot host `topic` as asked, if it cannot: a
+/// replication factor other than 1 (or -1), or replicas on other brokers.
+fn single_node_refusal(topic: &CreatableTopic) -> Option<(i16, String)> {
+    if topic.replication_factor > 1
+        || topic.replication_factor == 0
+        || topic.replication_factor < -1
+    {
+        return Some((
+            ResponseError::InvalidReplicationFactor.code(),
+            format!(
+                "replication factor {} is impossible on a single node; use 1",
+                topic.replication_factor
+            ),
+        ));
+    }
+    if topic
+        .assignments
+        .iter()
+        .any(|a| a.broker_ids.iter().any(|id| id.0 != NODE_ID) || a.broker_ids.len() != 1)
+    {
+        return Some((
+            ResponseError::InvalidReplicaAssignment.code(),
+            format!("the only broker is {NODE_ID}"),
+        ));
+    }
+    None
+}
+
+/// Checks the name, the configs and that the topic is new; then creates it,
+/// or with `validate_only` checks the partition count instead. Returns the
+/// topic's effective config and, when created, its id.
+fn create_or_validate(
+    store: &LogStore,
+    name: &str,
+    partitions: i32,
+    overrides: &BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(TopicConfig, Option<[u8; 16]>), LogError> {
+    validate_topic_name(name)?;
+    let config = store.options().topic_defaults.with_overrides(overrides)?;
+    if store.topic(name).is_some() {
+        return Err(LogError::TopicExists(name.to_string()));
+    }
+    if validate_only {
+        if partitions < 1 || partitions > store.options().partitions_max {
+            return Err(LogError::InvalidPartitions {
+                count: partitions,
+                reason: format!("must be between 1 and {}", store.options().partitions_max),
+            });
+        }
+        return Ok((config, None));
+    }
+    let created = store.create_topic(name, partitions, overrides.clone())?;
+    Ok((config, Some(created.id())))
+}
+
+/// Every topic config with its value and whether the request set it.
+fn topic_configs(
+    config: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
+    CONFIG_NAMES
+        .iter()
+        .map(|key| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(key))
+                .with_value(config.get(key).map(StrBytes::from_string))
+                .with_config_source(if overrides.contains_key(*key) {
+                    SOURCE_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                })
+        })
+        .collect()
 }

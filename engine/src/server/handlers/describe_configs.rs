@@ -303,12 +303,21 @@ fn broker_entry(
     }
 }
 
+/// Every broker config, in the order Kafka lists them: this node, the
+/// `[kafka]` settings, then the defaults of topic configs.
 fn broker_entries(context: &BrokerContext) -> Vec<Entry> {
-    let kafka = &context.config;
-    let built_in = KafkaConfig::default();
-    let options = context.store.options();
+    let mut entries = node_entries(context);
+    entries.extend(kafka_entries(&context.config));
+    entries.extend(topic_default_entries(
+        &context.store.options().topic_defaults,
+    ));
+    entries
+}
+
+/// What this node is and where it lives: its id, address and data directory.
+fn node_entries(context: &BrokerContext) -> Vec<Entry> {
     let advertised = format!("PLAINTEXT://{}", context.advertised);
-    let mut entries = vec![
+    vec![
         broker_entry(
             "node.id",
             NODE_ID.to_string(),
@@ -327,7 +336,7 @@ fn broker_entries(context: &BrokerContext) -> Vec<Entry> {
             "advertised.listeners",
             advertised.clone(),
             // Derived from the bound listener unless configured.
-            if kafka.advertised_listener.is_some() {
+            if context.config.advertised_listener.is_some() {
                 String::new()
             } else {
                 advertised
@@ -342,6 +351,13 @@ fn broker_entries(context: &BrokerContext) -> Vec<Entry> {
             TYPE_STRING,
             "the data directory (data_dir)",
         ),
+    ]
+}
+
+/// The `[kafka]` settings, with the fixed replication factor among them.
+fn kafka_entries(kafka: &KafkaConfig) -> Vec<Entry> {
+    let built_in = KafkaConfig::default();
+    vec![
         broker_entry(
             "num.partitions",
             kafka.num_partitions.to_string(),
@@ -377,19 +393,24 @@ fn broker_entries(context: &BrokerContext) -> Vec<Entry> {
             TYPE_INT,
             "concurrent client connections (kafka.connections_max)",
         ),
-    ];
-    let defaults = &options.topic_defaults;
+    ]
+}
+
+/// The broker-level default of every topic config, under its broker name.
+fn topic_default_entries(defaults: &TopicConfig) -> Vec<Entry> {
     let built_in = TopicConfig::default();
-    entries.extend(TOPIC_CONFIGS.iter().map(|info| {
-        broker_entry(
-            info.broker_name,
-            defaults.get(info.name).unwrap_or_default(),
-            built_in.get(info.name).unwrap_or_default(),
-            info.config_type,
-            info.documentation,
-        )
-    }));
-    entries
+    TOPIC_CONFIGS
+        .iter()
+        .map(|info| {
+            broker_entry(
+                info.broker_name,
+                defaults.get(info.name).unwrap_or_default(),
+                built_in.get(info.name).unwrap_or_default(),
+                info.config_type,
+                info.documentation,
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

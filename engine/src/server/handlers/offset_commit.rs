@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::blocking;
-use crate::group::OffsetCommit;
+use crate::group::{GroupError, OffsetCommit};
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
@@ -25,67 +26,82 @@ pub(crate) async fn handle(
 ) -> OffsetCommitResponse {
     let context = context.clone();
     blocking(move || {
-        // Partitions of unknown topics get their own error; the rest are
-        // committed together (one fsync).
-        let mut commits = Vec::new();
-        let mut slots = Vec::new();
-        for topic in &request.topics {
-            let known = context.store.topic(&topic.name);
-            for partition in &topic.partitions {
-                let exists = known
-                    .as_ref()
-                    .is_some_and(|t| (0..t.partition_count()).contains(&partition.partition_index));
-                if exists {
-                    slots.push(None);
-                    commits.push(OffsetCommit {
-                        topic: topic.name.to_string(),
-                        partition: partition.partition_index,
-                        offset: partition.committed_offset,
-                        leader_epoch: partition.committed_leader_epoch,
-                        metadata: partition
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                    });
-                } else {
-                    slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
-                }
-            }
-        }
-        let mut results = context
-            .groups
-            .commit(
-                &request.group_id,
-                request.generation_id_or_member_epoch,
-                &request.member_id,
-                commits,
-            )
-            .into_iter();
-        let mut slots = slots.into_iter();
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let code = slots
-                            .next()
-                            .flatten()
-                            .unwrap_or_else(|| results.next().map_or(0, |r| group_result_code(&r)));
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect();
-                OffsetCommitResponseTopic::default()
-                    .with_name(topic.name)
-                    .with_partitions(partitions)
-            })
-            .collect();
-        OffsetCommitResponse::default().with_topics(topics)
+        let (commits, slots) = commits_and_refusals(&context, &request.topics);
+        let results = context.groups.commit(
+            &request.group_id,
+            request.generation_id_or_member_epoch,
+            &request.member_id,
+            commits,
+        );
+        OffsetCommitResponse::default().with_topics(response_topics(request.topics, slots, results))
     })
     .await
+}
+
+/// Partitions of unknown topics get their own error; the rest are
+/// committed together (one fsync). Returns those commits, and per
+/// requested partition in order its error or `None` (in the commits).
+fn commits_and_refusals(
+    context: &BrokerContext,
+    topics: &[OffsetCommitRequestTopic],
+) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
+    let mut commits = Vec::new();
+    let mut slots = Vec::new();
+    for topic in topics {
+        let known = context.store.topic(&topic.name);
+        for partition in &topic.partitions {
+            let exists = known
+                .as_ref()
+                .is_some_and(|t| (0..t.partition_count()).contains(&partition.partition_index));
+            if exists {
+                slots.push(None);
+                commits.push(OffsetCommit {
+                    topic: topic.name.to_string(),
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                });
+            } else {
+                slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
+            }
+        }
+    }
+    (commits, slots)
+}
+
+/// The response: each partition's error from `slots`, else the result of
+/// its commit, in request order.
+fn response_topics(
+    topics: Vec<OffsetCommitRequestTopic>,
+    slots: Vec<Option<i16>>,
+    results: Vec<Result<(), GroupError>>,
+) -> Vec<OffsetCommitResponseTopic> {
+    let mut results = results.into_iter();
+    let mut slots = slots.into_iter();
+    topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = slots
+                        .next()
+                        .flatten()
+                        .unwrap_or_else(|| results.next().map_or(0, |r| group_result_code(&r)));
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect()
 }

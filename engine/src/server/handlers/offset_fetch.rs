@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -68,35 +69,7 @@ pub(crate) fn handle(
         let groups = request
             .groups
             .into_iter()
-            .map(|group| {
-                let wanted = group.topics.map(|ts| {
-                    ts.into_iter()
-                        .map(|t| (t.name, t.partition_indexes))
-                        .collect()
-                });
-                let topics = lookup(context, &group.group_id, wanted)
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let partitions = partitions
-                            .into_iter()
-                            .map(|(index, committed)| {
-                                let (offset, epoch, metadata) = parts(committed);
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(index)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(Some(metadata))
-                            })
-                            .collect();
-                        OffsetFetchResponseTopics::default()
-                            .with_name(name)
-                            .with_partitions(partitions)
-                    })
-                    .collect();
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(group.group_id)
-                    .with_topics(topics)
-            })
+            .map(|group| group_result(context, group))
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -129,4 +102,38 @@ pub(crate) fn handle(
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// One group of a v8+ request, answered.
+fn group_result(
+    context: &BrokerContext,
+    group: OffsetFetchRequestGroup,
+) -> OffsetFetchResponseGroup {
+    let wanted = group.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let topics = lookup(context, &group.group_id, wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| {
+                    let (offset, epoch, metadata) = parts(committed);
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(metadata))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponseGroup::default()
+        .with_group_id(group.group_id)
+        .with_topics(topics)
 }
