@@ -30,8 +30,9 @@ pub(crate) struct Bound {
     pub http: SocketAddr,
 }
 
-/// Runs the broker until `shutdown` resolves. `on_ready` is called once both
-/// listeners are bound.
+/// Runs the broker until `shutdown` resolves. `on_ready` is called once
+/// everything serves: both listeners, the committed offsets, the
+/// processors.
 pub(crate) async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -44,10 +45,6 @@ pub(crate) async fn run(
         kafka: kafka.local_addr()?,
         http: http.local_addr()?,
     };
-    tracing::info!(kafka = %bound.kafka, http = %bound.http, data_dir = %config.data_dir.display(),
-        startup_ms = started.elapsed().as_millis() as u64, "sluice is ready");
-    on_ready(bound);
-
     let groups = open_groups(&config).await?;
     let (stop, stopped) = watch::channel(false);
     let context = broker_context(&config, bound, &store, &groups, &stopped)?;
@@ -70,6 +67,13 @@ pub(crate) async fn run(
         stopped.clone(),
     ));
     spawn_periodic(&mut tasks, &config, &store, &groups, &stopped);
+    // Ready only now: the log, the committed offsets, the processors and
+    // both listeners are all serving, so whoever waits for this line can
+    // rely on every API (and a failure to open any of them is reported
+    // instead of a ready line).
+    tracing::info!(kafka = %bound.kafka, http = %bound.http, data_dir = %config.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64, "sluice is ready");
+    on_ready(bound);
 
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing in-flight work");

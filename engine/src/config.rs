@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupConfig;
-use crate::log::LogConfig;
+use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
 
@@ -54,7 +54,25 @@ impl Config {
     pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("checking config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense, by the rules the same
+    /// settings must pass elsewhere (topic defaults as topic overrides).
+    fn validate(&self) -> anyhow::Result<()> {
+        match self.log.topic_defaults.validate() {
+            Ok(()) => Ok(()),
+            // Named by its TOML key, not Kafka's dotted name.
+            Err(LogError::InvalidConfig { name, reason }) => {
+                anyhow::bail!("[log.topic_defaults] {}: {reason}", name.replace('.', "_"))
+            }
+            Err(error) => anyhow::bail!("[log.topic_defaults]: {error}"),
+        }
     }
 }
 

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::log::{batch, LogStore, StdIo, StoreOptions, SystemClock};
 
-use crate::harness::{sluice_binary, Broker};
+use crate::harness::{sluice_binary, Broker, STARTUP_TIMEOUT};
 
 fn open_store(dir: &std::path::Path) -> LogStore {
     LogStore::open(
@@ -177,4 +177,99 @@ fn flags_beat_environment_beats_file_beats_defaults() {
         "the flag beats the environment"
     );
     assert!(!dir.path().join("from-env").exists() && !file_dir.exists());
+}
+
+/// Runs `sluice serve` on `data_dir` with `extra` arguments, expecting it to
+/// refuse to start: it must exit (within [`STARTUP_TIMEOUT`]) with a
+/// failure and without printing a ready line. Returns its stderr.
+fn refused_start(data_dir: &std::path::Path, extra: &[&str]) -> String {
+    let child = Command::new(sluice_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (sender, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    let Ok(output) = exited.recv_timeout(STARTUP_TIMEOUT) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("sluice serve {extra:?} kept running: it should have refused to start");
+    };
+    let output = output.unwrap();
+    let (status, stdout) = (output.status, String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !status.success(),
+        "exit status {status:?}; stderr: {stderr}"
+    );
+    assert!(
+        !stdout.contains(" ready "),
+        "a ready line before failing: {stdout:?}; stderr: {stderr}"
+    );
+    stderr
+}
+
+/// Topic defaults from the config file pass the rules a topic override
+/// passes: `segment_bytes = 0` is refused at start, naming the key.
+#[test]
+fn topic_defaults_in_the_config_file_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[log.topic_defaults]\nsegment_bytes = 0\n").unwrap();
+    let data_dir = dir.path().join("data");
+    let stderr = refused_start(&data_dir, &["--config", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains("segment_bytes") && stderr.contains("minimum"),
+        "{stderr}"
+    );
+}
+
+/// The ready line means every part is serving: when the committed-offsets
+/// store cannot be opened (here `groups` is a file, not a directory), the
+/// broker reports the error and never claims to be ready.
+#[test]
+fn no_ready_line_when_a_part_fails_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path().join("groups"), b"not a directory").unwrap();
+    let stderr = refused_start(dir.path(), &[]);
+    assert!(stderr.contains("committed-offsets store"), "{stderr}");
+}
+
+/// A SIGTERM sent the moment the ready line appears stops the broker
+/// cleanly (exit 0, data directory released), not by the signal's default
+/// action: the handlers are installed before the broker reports ready.
+#[test]
+fn sigterm_right_after_the_ready_line_stops_cleanly() {
+    for attempt in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = Broker::start(dir.path(), &[]);
+        let status = broker.stop_with("TERM", Duration::from_secs(5));
+        assert!(
+            status.success(),
+            "attempt {attempt}: exit status {status:?}"
+        );
+        assert!(
+            broker
+                .stderr_lines()
+                .iter()
+                .any(|line| line.contains("data directory released")),
+            "attempt {attempt}"
+        );
+    }
 }

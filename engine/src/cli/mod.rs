@@ -16,6 +16,7 @@ pub(crate) mod topic;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
@@ -145,15 +146,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.resolve()?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::broker::run(config, shutdown_signal(), |bound| {
-                // One line on stdout that scripts (and tests) wait for.
-                println!(
-                    "sluice {} ready kafka={} http={}",
-                    env!("CARGO_PKG_VERSION"),
-                    bound.kafka,
-                    bound.http
-                );
-            }))
+            runtime.block_on(async {
+                // Handlers installed before anything starts, so a signal
+                // sent right after the ready line stops the broker cleanly
+                // instead of killing it.
+                let shutdown = shutdown_signal()?;
+                crate::broker::run(config, shutdown, |bound| {
+                    // One line on stdout that scripts (and tests) wait for.
+                    println!(
+                        "sluice {} ready kafka={} http={}",
+                        env!("CARGO_PKG_VERSION"),
+                        bound.kafka,
+                        bound.http
+                    );
+                })
+                .await
+            })
         }
         // Plugin verbs run cargo or a local wasm host: no async runtime here.
         Command::Plugin(command) => plugin::run(command),
@@ -165,14 +173,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
-    }
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+        }
+    })
 }
 
 /// Runs a client verb (`topic`, `produce`, `consume`, `group`,

@@ -246,6 +246,17 @@ impl TopicConfig {
         Ok(())
     }
 
+    /// Checks every setting by the rules an override must pass (the broker's
+    /// topic defaults come from the config file, not from an override).
+    pub(crate) fn validate(&self) -> Result<(), LogError> {
+        let mut checked = Self::default();
+        for name in CONFIG_NAMES {
+            let value = self.get(name).expect("every listed config has a value");
+            checked.set(name, &value)?;
+        }
+        Ok(())
+    }
+
     /// The value of a config by its Kafka name.
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         Some(match name {
