@@ -142,7 +142,8 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                     // Straight from the request buffer to the file: the
                     // new base offsets go out as separate parts (writev).
                     if partition.config().cleanup_policy.compacts() {
-                        batch::require_keys(&records).map_err(LogError::Batch)?;
+                        batch::require_keys(&records, partition.decompressed_batch_bytes_max())
+                            .map_err(LogError::Batch)?;
                     }
                     let info = partition.write_batches(&records)?;
                     Ok((partition, info))
