@@ -63,8 +63,19 @@ pub enum BatchError {
     /// Structurally impossible field values.
     #[error("invalid record batch: {0}")]
     Invalid(String),
+    /// One record inside the batch is malformed (Kafka reports its index
+    /// in the Produce response's `record_errors`).
+    #[error("invalid record batch: record {index} is invalid: {reason}")]
+    Record {
+        /// Position of the record in its batch.
+        index: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The records decompress to more than the configured bound.
-    #[error("record batch decompresses to more than {bytes_max} bytes (decompressed_batch_bytes_max)")]
+    #[error(
+        "record batch decompresses to more than {bytes_max} bytes (decompressed_batch_bytes_max)"
+    )]
     Inflated {
         /// `decompressed_batch_bytes_max`.
         bytes_max: usize,

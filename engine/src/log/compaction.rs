@@ -22,9 +22,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{self, BatchHeader};
 use super::index::{IndexBuilder, SegmentIndex};

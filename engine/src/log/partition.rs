@@ -655,8 +655,14 @@ impl Partition {
                     .log
                     .read_exact_at(&mut bytes, position)
                     .map_err(|source| LogError::io(&current.path, source))?;
-                return first_record_at_or_after(&current.path, position, bytes, timestamp, self.context.decompressed_batch_bytes_max)
-                    .map(Some);
+                return first_record_at_or_after(
+                    &current.path,
+                    position,
+                    bytes,
+                    timestamp,
+                    self.context.decompressed_batch_bytes_max,
+                )
+                .map(Some);
             }
             let base = current.base_offset;
             plan = self.plan_read(

@@ -64,7 +64,9 @@ pub(crate) fn plain_records<'a>(
 ) -> Result<Cow<'a, [u8]>, BatchError> {
     let section = &batch[HEADER_BYTES..header.total_bytes()];
     let failed = |codec: &str, error: std::io::Error| {
-        BatchError::Invalid(format!("{codec} records could not be decompressed: {error}"))
+        BatchError::Invalid(format!(
+            "{codec} records could not be decompressed: {error}"
+        ))
     };
     let plain = match header.compression() {
         0 => return Ok(Cow::Borrowed(section)),
@@ -96,9 +98,7 @@ pub(crate) fn plain_records<'a>(
 /// caller the stream was longer.
 fn read_bounded(reader: impl Read, bytes_max: usize) -> std::io::Result<Vec<u8>> {
     let mut plain = Vec::new();
-    reader
-        .take(bytes_max as u64 + 1)
-        .read_to_end(&mut plain)?;
+    reader.take(bytes_max as u64 + 1).read_to_end(&mut plain)?;
     Ok(plain)
 }
 
@@ -187,16 +187,23 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
     let mut cursor = Cursor { bytes: plain };
     let mut previous_delta = -1;
     for index in 0..header.records_count {
-        let invalid = |reason: &str| {
-            BatchError::Invalid(format!("record {index} of the batch is invalid: {reason}"))
+        let invalid = |reason: &str| BatchError::Record {
+            index,
+            reason: reason.to_string(),
         };
         let length = cursor.varint().ok_or_else(|| invalid("truncated length"))?;
         let length = usize::try_from(length).map_err(|_| invalid("negative length"))?;
         let mut record = Cursor {
-            bytes: cursor.take(length).ok_or_else(|| invalid("length past the batch end"))?,
+            bytes: cursor
+                .take(length)
+                .ok_or_else(|| invalid("length past the batch end"))?,
         };
-        record.take(1).ok_or_else(|| invalid("truncated attributes"))?;
-        let timestamp_delta = record.varlong().ok_or_else(|| invalid("bad timestamp delta"))?;
+        record
+            .take(1)
+            .ok_or_else(|| invalid("truncated attributes"))?;
+        let timestamp_delta = record
+            .varlong()
+            .ok_or_else(|| invalid("bad timestamp delta"))?;
         let offset_delta = record.varint().ok_or_else(|| invalid("bad offset delta"))?;
         let in_order = match deltas {
             Deltas::Consecutive => offset_delta == index,
@@ -212,11 +219,15 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
         }
         previous_delta = offset_delta;
         check_timestamp(header, timestamp_delta).map_err(|reason| invalid(&reason))?;
-        let key = record.nullable_bytes().ok_or_else(|| invalid("bad key length"))?;
+        let key = record
+            .nullable_bytes()
+            .ok_or_else(|| invalid("bad key length"))?;
         if key.is_none() && summary.first_keyless.is_none() {
             summary.first_keyless = Some(offset_delta);
         }
-        record.nullable_bytes().ok_or_else(|| invalid("bad value length"))?;
+        record
+            .nullable_bytes()
+            .ok_or_else(|| invalid("bad value length"))?;
         let headers = record.varint().ok_or_else(|| invalid("bad header count"))?;
         let headers = usize::try_from(headers).map_err(|_| invalid("negative header count"))?;
         for _ in 0..headers {
@@ -224,7 +235,9 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
                 Some(Some(_)) => {}
                 _ => return Err(invalid("bad header key")),
             }
-            record.nullable_bytes().ok_or_else(|| invalid("bad header value"))?;
+            record
+                .nullable_bytes()
+                .ok_or_else(|| invalid("bad header value"))?;
         }
         if !record.bytes.is_empty() {
             return Err(invalid(&format!(
@@ -327,7 +340,13 @@ mod tests {
 
     fn entries(count: usize, value_bytes: usize) -> Vec<build::Entry> {
         (0..count)
-            .map(|index| (Some(vec![b'k'; 3]), Some(vec![b'v'; value_bytes]), index as i64))
+            .map(|index| {
+                (
+                    Some(vec![b'k'; 3]),
+                    Some(vec![b'v'; value_bytes]),
+                    index as i64,
+                )
+            })
             .collect()
     }
 

@@ -97,7 +97,10 @@ fn zstd_bomb(base_offset: i64) -> Bytes {
     // It is real zstd: the reference decoder inflates it to zeros.
     let mut head = Vec::new();
     std::io::Read::read_to_end(
-        &mut std::io::Read::take(zstd::stream::read::Decoder::new(&frame[..]).unwrap(), 1 << 20),
+        &mut std::io::Read::take(
+            zstd::stream::read::Decoder::new(&frame[..]).unwrap(),
+            1 << 20,
+        ),
         &mut head,
     )
     .unwrap();
@@ -105,9 +108,12 @@ fn zstd_bomb(base_offset: i64) -> Bytes {
     batch(base_offset, ZSTD, 1, &frame)
 }
 
-/// Produces `records` to partition 0 of `topic`; returns the error code
-/// and message.
-fn produce(pipeline: &Pipeline, topic: &str, records: Bytes) -> (i16, String) {
+/// What a partition's produce response said: error code, message, and
+/// `record_errors` as (index in the batch, message).
+type Answer = (i16, String, Vec<(i32, String)>);
+
+/// Produces `records` to partition 0 of `topic` (Produce v9).
+fn produce(pipeline: &Pipeline, topic: &str, records: Bytes) -> Answer {
     let mut client = KafkaClient::connect(pipeline.broker.kafka);
     let request = ProduceRequest::default()
         .with_acks(-1)
@@ -120,7 +126,22 @@ fn produce(pipeline: &Pipeline, topic: &str, records: Bytes) -> (i16, String) {
     let response = client.call(request, 9);
     let partition = &response.responses[0].partition_responses[0];
     let message = partition.error_message.as_ref().map(|m| m.to_string());
-    (partition.error_code, message.unwrap_or_default())
+    let record_errors = partition
+        .record_errors
+        .iter()
+        .map(|error| {
+            let text = error.batch_index_error_message.as_ref();
+            (
+                error.batch_index,
+                text.map(|m| m.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    (
+        partition.error_code,
+        message.unwrap_or_default(),
+        record_errors,
+    )
 }
 
 /// The broker answers a request, and its peak memory stayed bounded.
@@ -152,9 +173,12 @@ fn zstd_bomb_is_refused_on_produce_and_the_broker_keeps_serving() {
     pipeline.create_topic("in", 1);
     pipeline.create_topic("out", 1);
     deploy_uppercase(&pipeline);
-    let (code, message) = produce(&pipeline, "in", zstd_bomb(0));
+    let (code, message, _) = produce(&pipeline, "in", zstd_bomb(0));
     assert_eq!(code, INVALID_RECORD, "produce of the bomb: {message}");
-    assert!(message.contains("decompressed_batch_bytes_max"), "{message}");
+    assert!(
+        message.contains("decompressed_batch_bytes_max"),
+        "{message}"
+    );
     assert_serving_in_bounded_memory(&pipeline);
     pipeline.produce("in", &[(Some("k"), "after the bomb")]);
     pipeline.wait_caught_up("upper", 1);
@@ -200,13 +224,22 @@ fn record_with_a_forged_offset_delta_is_refused_and_nothing_after_it_is_skipped(
     // it is at offset 1 000 000.
     let mut records = record(0, b"k", b"first");
     records.extend(record(1_000_000, b"k", b"forged"));
-    let (code, message) = produce(&pipeline, "in", batch(0, 0, 2, &records));
-    assert_eq!(code, INVALID_RECORD, "produce of the forged batch: {message}");
+    let (code, message, record_errors) = produce(&pipeline, "in", batch(0, 0, 2, &records));
+    assert_eq!(
+        code, INVALID_RECORD,
+        "produce of the forged batch: {message}"
+    );
     assert!(message.contains("offset delta 1000000"), "{message}");
+    assert!(
+        matches!(&record_errors[..], [(1, text)] if text.contains("offset delta 1000000")),
+        "record_errors: {record_errors:?}"
+    );
 
     let sent: Vec<String> = (0..10).map(|i| format!("record {i}")).collect();
-    let borrowed: Vec<(Option<&str>, &str)> =
-        sent.iter().map(|value| (Some("k"), value.as_str())).collect();
+    let borrowed: Vec<(Option<&str>, &str)> = sent
+        .iter()
+        .map(|value| (Some("k"), value.as_str()))
+        .collect();
     pipeline.produce("in", &borrowed);
     pipeline.wait_caught_up("upper", 10);
     let expected: Vec<String> = sent.iter().map(|value| value.to_uppercase()).collect();
