@@ -63,6 +63,23 @@ pub enum BatchError {
     /// Structurally impossible field values.
     #[error("invalid record batch: {0}")]
     Invalid(String),
+    /// One record inside the batch is malformed (Kafka reports its index
+    /// in the Produce response's `record_errors`).
+    #[error("invalid record batch: record {index} is invalid: {reason}")]
+    Record {
+        /// Position of the record in its batch.
+        index: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The records decompress to more than the configured bound.
+    #[error(
+        "record batch decompresses to more than {bytes_max} bytes (decompressed_batch_bytes_max)"
+    )]
+    Inflated {
+        /// `decompressed_batch_bytes_max`.
+        bytes_max: usize,
+    },
 }
 
 /// The fixed header of one batch.
@@ -194,8 +211,26 @@ pub fn verify(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// Validates the records of each batch in `buffer` (already split by
+/// [`verify_produced`]): decompressed within `bytes_max`, walked as
+/// Kafka's `LogValidator` does (see `log::records`).
+pub(crate) fn validate_records(
+    buffer: &[u8],
+    headers: &[BatchHeader],
+    bytes_max: usize,
+) -> Result<(), BatchError> {
+    let mut position = 0;
+    for header in headers {
+        let batch = &buffer[position..position + header.total_bytes()];
+        super::records::validate(batch, bytes_max)?;
+        position += header.total_bytes();
+    }
+    Ok(())
+}
+
 /// Splits a buffer of concatenated batches as a producer sends them,
-/// verifying each, and checks the rules Kafka applies to produced batches.
+/// verifying each, and checks the rules Kafka applies to produced batches
+/// (headers only: [`validate_records`] looks inside).
 pub(crate) fn verify_produced(buffer: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut headers = Vec::new();
     let mut position = 0;
@@ -267,20 +302,18 @@ pub(crate) fn is_log_append_time(header: &BatchHeader) -> bool {
 
 /// Compacted topics keep the latest record per key, so a record without a
 /// key could never be compacted away: Kafka refuses to accept them, and the
-/// produce path checks this (decoding, and decompressing, the records).
-pub(crate) fn require_keys(records: &[u8]) -> Result<(), BatchError> {
-    let mut bytes = bytes::Bytes::copy_from_slice(records);
-    while !bytes.is_empty() {
-        let set =
-            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
-                BatchError::Invalid(format!("records could not be decoded: {error}"))
-            })?;
-        if let Some(record) = set.records.iter().find(|record| record.key.is_none()) {
+/// produce path checks this (decompressing the records within `bytes_max`).
+pub(crate) fn require_keys(records: &[u8], bytes_max: usize) -> Result<(), BatchError> {
+    let mut position = 0;
+    while position < records.len() {
+        let header = verify(&records[position..])?;
+        let batch = &records[position..position + header.total_bytes()];
+        if let Some(delta) = super::records::validate(batch, bytes_max)?.first_keyless {
             return Err(BatchError::Invalid(format!(
-                "a compacted topic cannot accept a record without a key (record {} of the batch)",
-                record.offset
+                "a compacted topic cannot accept a record without a key (record {delta} of the batch)"
             )));
         }
+        position += header.total_bytes();
     }
     Ok(())
 }
@@ -393,7 +426,7 @@ mod tests {
     #[test]
     fn keys_are_required_for_compacted_topics() {
         let unkeyed = build::values(2, 10, 0);
-        assert!(require_keys(&unkeyed)
+        assert!(require_keys(&unkeyed, 1 << 20)
             .unwrap_err()
             .to_string()
             .contains("without a key"));
@@ -401,7 +434,7 @@ mod tests {
             &[(Some(b"k".to_vec()), Some(b"v".to_vec()), 0)],
             kafka_protocol::records::Compression::Lz4,
         );
-        require_keys(&keyed).unwrap();
+        require_keys(&keyed, 1 << 20).unwrap();
     }
 
     #[test]

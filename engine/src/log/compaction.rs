@@ -22,9 +22,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{self, BatchHeader};
 use super::index::{IndexBuilder, SegmentIndex};
@@ -76,13 +74,14 @@ impl Partition {
         if closed.is_empty() {
             return Ok(stats);
         }
+        let bytes_max = self.context().decompressed_batch_bytes_max;
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for meta in &metas {
             self.for_each_batch(meta, high_watermark, |_, header, bytes| {
                 if header.is_control() {
                     return Ok(());
                 }
-                for record in decode(bytes)?.records {
+                for record in decode(&bytes, bytes_max)?.records {
                     if let Some(key) = record.key {
                         latest.insert(key, record.offset);
                     }
@@ -148,6 +147,7 @@ impl Partition {
         drop_tombstones: bool,
         stats: &mut CompactionStats,
     ) -> Result<(), LogError> {
+        let bytes_max = self.context().decompressed_batch_bytes_max;
         let mut output = Vec::with_capacity(meta.size as usize);
         let mut removed = 0u64;
         let mut headers = Vec::new();
@@ -157,7 +157,7 @@ impl Partition {
                 headers.push(*header);
                 return Ok(());
             }
-            let records = decode(bytes.clone())?.records;
+            let records = decode(&bytes, bytes_max)?.records;
             let total = records.len();
             let kept: Vec<_> = records
                 .into_iter()
@@ -265,7 +265,7 @@ impl Partition {
     }
 }
 
-fn decode(mut bytes: Bytes) -> Result<kafka_protocol::records::RecordSet, String> {
-    RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|error| format!("records could not be decoded: {error}"))
+/// Decodes a stored batch within `bytes_max` decompressed bytes.
+fn decode(bytes: &[u8], bytes_max: usize) -> Result<kafka_protocol::records::RecordSet, String> {
+    super::records::decode(bytes, bytes_max).map_err(|error| error.to_string())
 }

@@ -20,6 +20,11 @@ pub(crate) struct LogConfig {
     pub(crate) partitions_max: i32,
     /// Idempotent producers remembered per partition. Default 10 000.
     pub(crate) producers_per_partition_max: usize,
+    /// Bytes one record batch may decompress to, wherever the broker looks
+    /// inside a batch (produce validation, processor input, ListOffsets by
+    /// time, compaction). Default 64 MiB (64 times the default
+    /// `max.message.bytes`).
+    pub(crate) decompressed_batch_bytes_max: usize,
     /// How often retention and compaction run. Default 60 000 ms.
     pub(crate) retention_check_interval_ms: u64,
     /// Defaults of every topic (`[log.topic_defaults]`, Kafka's topic
@@ -39,6 +44,7 @@ impl Default for LogConfig {
             open_segments_max: store.open_segments_max,
             partitions_max: store.partitions_max,
             producers_per_partition_max: store.producers_per_partition_max,
+            decompressed_batch_bytes_max: store.decompressed_batch_bytes_max,
             retention_check_interval_ms: 60_000,
             topic_defaults: store.topic_defaults,
         }
@@ -54,6 +60,7 @@ impl LogConfig {
             open_segments_max: self.open_segments_max,
             partitions_max: self.partitions_max,
             producers_per_partition_max: self.producers_per_partition_max,
+            decompressed_batch_bytes_max: self.decompressed_batch_bytes_max,
             topic_defaults: self.topic_defaults.clone(),
         }
     }

@@ -24,6 +24,7 @@ pub(crate) mod index;
 pub(crate) mod io;
 mod partition;
 mod producers;
+mod records;
 mod recovery;
 mod retention;
 mod segment;

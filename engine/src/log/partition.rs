@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::index::SegmentIndex;
 use super::producers::{ProducerStates, SequenceCheck};
@@ -37,6 +37,8 @@ pub(crate) struct PartitionContext {
     pub(crate) index_interval_bytes: u64,
     /// Idempotent producers remembered per partition.
     pub(crate) producers_max: usize,
+    /// Bytes one batch's records may decompress to.
+    pub(crate) decompressed_batch_bytes_max: usize,
 }
 
 /// Result of an append.
@@ -245,6 +247,21 @@ impl Partition {
         self.lock().closed.len() + 1
     }
     /// Why the partition refuses writes, if it does.
+    /// Decodes one whole batch read from this partition into records,
+    /// decompressing within `decompressed_batch_bytes_max` and validating
+    /// every record (see `log::records`).
+    pub(crate) fn decode_batch(
+        &self,
+        batch: &[u8],
+    ) -> Result<kafka_protocol::records::RecordSet, BatchError> {
+        super::records::decode(batch, self.context.decompressed_batch_bytes_max)
+    }
+
+    /// Bytes one batch's records may decompress to.
+    pub(crate) fn decompressed_batch_bytes_max(&self) -> usize {
+        self.context.decompressed_batch_bytes_max
+    }
+
     pub(crate) fn poisoned(&self) -> Option<&str> {
         self.poison.get().map(String::as_str)
     }
@@ -288,6 +305,10 @@ impl Partition {
                 max_bytes: config.max_message_bytes,
             });
         }
+        // After the size check: only batches of an accepted size are
+        // decompressed (and within a bound even then).
+        batch::validate_records(records, &headers, self.context.decompressed_batch_bytes_max)
+            .map_err(LogError::Batch)?;
         self.write(records, headers, &config)
     }
 
@@ -647,8 +668,14 @@ impl Partition {
                     .log
                     .read_exact_at(&mut bytes, position)
                     .map_err(|source| LogError::io(&current.path, source))?;
-                return first_record_at_or_after(&current.path, position, bytes, timestamp)
-                    .map(Some);
+                return first_record_at_or_after(
+                    &current.path,
+                    position,
+                    bytes,
+                    timestamp,
+                    self.context.decompressed_batch_bytes_max,
+                )
+                .map(Some);
             }
             let base = current.base_offset;
             plan = self.plan_read(
@@ -722,6 +749,7 @@ fn first_record_at_or_after(
     position: u64,
     batch: Vec<u8>,
     timestamp: i64,
+    decompressed_bytes_max: usize,
 ) -> Result<(i64, i64), LogError> {
     let corrupt = |reason: String| LogError::Corrupt {
         path: path.to_path_buf(),
@@ -733,9 +761,8 @@ fn first_record_at_or_after(
         // LogAppendTime: every record carries the batch's max timestamp.
         return Ok((header.base_offset, header.max_timestamp));
     }
-    let mut bytes = Bytes::from(batch);
-    let records = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|error| corrupt(format!("records could not be decoded: {error}")))?;
+    let records = super::records::decode(&batch, decompressed_bytes_max)
+        .map_err(|error| corrupt(error.to_string()))?;
     records
         .records
         .iter()

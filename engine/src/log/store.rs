@@ -37,6 +37,9 @@ pub struct StoreOptions {
     /// Idempotent producers remembered per partition (least recently
     /// active forgotten first).
     pub producers_per_partition_max: usize,
+    /// Bytes one batch's records may decompress to; past it the batch is
+    /// refused (`INVALID_RECORD` on produce), never allocated.
+    pub decompressed_batch_bytes_max: usize,
     /// Config of topics without overrides.
     pub topic_defaults: TopicConfig,
 }
@@ -49,6 +52,7 @@ impl Default for StoreOptions {
             open_segments_max: 1024,
             partitions_max: 1024,
             producers_per_partition_max: 10_000,
+            decompressed_batch_bytes_max: super::records::DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
             topic_defaults: TopicConfig::default(),
         }
     }
@@ -224,6 +228,7 @@ impl LogStore {
             flush: options.flush,
             index_interval_bytes: options.index_interval_bytes,
             producers_max: options.producers_per_partition_max,
+            decompressed_batch_bytes_max: options.decompressed_batch_bytes_max,
         };
         let store = Self {
             dir: dir.to_path_buf(),

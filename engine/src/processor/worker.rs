@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::host::{
     Batch, Factory, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, OutputRecord,
@@ -24,7 +23,7 @@ use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
-use crate::log::{batch::BatchHeader, LogError, LogStore};
+use crate::log::{batch::BatchHeader, LogError, LogStore, Partition};
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
@@ -245,24 +244,27 @@ impl PartitionTask {
             if read.records.is_empty() {
                 break;
             }
-            self.decode(read.records)?;
+            self.decode(&partition, read.records)?;
         }
         Ok(())
     }
 
     /// Appends the records at or after `fetch_position` in `batches`.
-    fn decode(&mut self, mut batches: Bytes) -> Result<(), StepFailure> {
+    /// Decompresses within the log's `decompressed_batch_bytes_max` and
+    /// validates each record first: a batch over the bound or with bad
+    /// offsets stops the partition with the reason in its status.
+    fn decode(&mut self, partition: &Partition, mut batches: Bytes) -> Result<(), StepFailure> {
         while !batches.is_empty() {
             let header = BatchHeader::parse(&batches).map_err(|error| {
                 StepFailure::new(format!("reading input failed: {error}"), None)
             })?;
-            let mut one = batches.split_to(header.total_bytes().min(batches.len()));
+            let one = batches.split_to(header.total_bytes().min(batches.len()));
             let next = header.next_offset();
             if next <= self.fetch_position {
                 continue;
             }
             if !header.is_control() {
-                let set = RecordBatchDecoder::decode(&mut one).map_err(|error| {
+                let set = partition.decode_batch(&one).map_err(|error| {
                     StepFailure::new(
                         format!(
                             "decoding input batch at offset {} failed: {error}",

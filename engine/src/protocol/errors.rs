@@ -12,7 +12,9 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
             ResponseError::CorruptMessage
         }
         LogError::Batch(BatchError::Magic(_)) => ResponseError::UnsupportedForMessageFormat,
-        LogError::Batch(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+        LogError::Batch(
+            BatchError::Invalid(_) | BatchError::Record { .. } | BatchError::Inflated { .. },
+        ) => ResponseError::InvalidRecord,
         LogError::TooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,

@@ -73,6 +73,17 @@ impl Pipeline {
         self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
     }
 
+    /// Stops the broker with SIGTERM, calls `edit` with its data directory
+    /// (to plant what an older broker or a damaged disk left), and starts
+    /// it again on the same directory and Kafka address.
+    pub(crate) fn restart_after(&mut self, edit: impl FnOnce(&Path)) {
+        let kafka = self.broker.kafka;
+        let status = self.broker.stop_with("TERM", Duration::from_secs(10));
+        assert!(status.success(), "exit after SIGTERM: {status:?}");
+        edit(&self.dir.path().join("data"));
+        self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+    }
+
     /// Runs `sluice ARGS` against this broker; returns the output.
     pub(crate) fn sluice(&self, args: &[&str]) -> Output {
         Command::new(sluice_binary())
@@ -283,3 +294,4 @@ fn per_key(records: &[Consumed]) -> BTreeMap<String, Vec<String>> {
 mod admin;
 mod faults;
 mod flow;
+mod hostile_batches;

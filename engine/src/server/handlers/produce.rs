@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
 use super::{blocking, message, topic_or_create};
-use crate::log::{batch, AppendInfo, LogError, Partition, Topic};
+use crate::log::{batch, AppendInfo, BatchError, LogError, Partition, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -142,7 +144,8 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                     // Straight from the request buffer to the file: the
                     // new base offsets go out as separate parts (writev).
                     if partition.config().cleanup_policy.compacts() {
-                        batch::require_keys(&records).map_err(LogError::Batch)?;
+                        batch::require_keys(&records, partition.decompressed_batch_bytes_max())
+                            .map_err(LogError::Batch)?;
                     }
                     let info = partition.write_batches(&records)?;
                     Ok((partition, info))
@@ -151,13 +154,26 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                     index,
                     result.map_err(|error| {
                         log_append_error(topic.name(), index, &error);
-                        failed(index, log_error_code(&error), Some(error.to_string()))
+                        let response =
+                            failed(index, log_error_code(&error), Some(error.to_string()));
+                        with_record_errors(response, &error)
                     }),
                 )
             })
             .collect()
     })
     .await
+}
+
+/// Names the bad record, as Kafka does for `INVALID_RECORD` (v8+; older
+/// versions do not carry `record_errors` and the encoder leaves it out).
+fn with_record_errors(response: PartitionProduceResponse, error: &LogError) -> PartitionProduceResponse {
+    let LogError::Batch(BatchError::Record { index, reason }) = error else {
+        return response;
+    };
+    response.with_record_errors(vec![BatchIndexAndErrorMessage::default()
+        .with_batch_index(*index)
+        .with_batch_index_error_message(message(reason.clone()))])
 }
 
 fn log_append_error(topic: &str, partition: i32, error: &LogError) {
