@@ -235,6 +235,11 @@ impl Partition {
     pub fn log_end_offset(&self) -> i64 {
         self.lock().active.meta.next_offset
     }
+    /// Offset below which everything is fsynced.
+    #[cfg(test)]
+    pub(crate) fn durable_offset(&self) -> i64 {
+        self.sync.lock().expect("sync lock").durable_offset
+    }
     /// Bytes on disk in log files.
     #[cfg(test)]
     pub(crate) fn size_bytes(&self) -> u64 {
@@ -331,6 +336,16 @@ impl Partition {
                 Ok(())
             }
         }
+    }
+
+    /// Like [`Partition::acknowledge`], but fsyncs whatever the flush policy
+    /// (group commit with other waiters): for writes that something durable
+    /// will depend on, such as a processor's outputs before its input
+    /// offset is committed.
+    pub(crate) fn acknowledge_durable(&self, info: &AppendInfo) -> Result<(), LogError> {
+        self.wait_durable(info.last_offset + 1)?;
+        // Under `interval` and `never` the fsync does not make them visible.
+        self.acknowledge(info)
     }
 
     /// Assigns offsets and writes, all under the partition lock; a retry of

@@ -7,6 +7,8 @@ pub(crate) mod output;
 pub(crate) mod registry;
 pub mod spec;
 pub(crate) mod status;
+#[cfg(test)]
+mod tests;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};

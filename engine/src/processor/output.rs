@@ -101,8 +101,11 @@ impl Routed {
                 written.push((partition.clone(), info));
             }
         }
+        // Durable under every flush policy: the input offset committed
+        // next is fsynced, so outputs that were only written could be lost
+        // by a power cut while their inputs count as processed.
         for (partition, info) in written {
-            partition.acknowledge(&info)?;
+            partition.acknowledge_durable(&info)?;
         }
         Ok(())
     }

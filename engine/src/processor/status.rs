@@ -109,6 +109,19 @@ impl PartitionStats {
         });
     }
 
+    /// Remembers a notice as the last error without counting an error (a
+    /// position the partition had to reset, say): the status line an
+    /// operator looks at names it.
+    pub(crate) fn record_notice(&self, message: &str, offset: Option<i64>) {
+        *self.last_error.lock().expect("status lock") = Some(ErrorInfo {
+            message: message.to_string(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            at_ms: now_ms(),
+        });
+    }
+
     pub(crate) fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }

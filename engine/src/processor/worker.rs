@@ -215,6 +215,7 @@ impl PartitionTask {
             .map_err(|error| {
                 StepFailure::new(format!("input partition unavailable: {error}"), None)
             })?;
+        self.reset_if_past_the_log_end(&partition);
         while (self.pending.len() as u64) < limits.batch_records_max
             && self.fetch_position < partition.high_watermark()
         {
@@ -247,6 +248,31 @@ impl PartitionTask {
             self.decode(&partition, read.records)?;
         }
         Ok(())
+    }
+
+    /// A committed position past the log end cannot be reached by reading:
+    /// the topic was deleted and created again, or recovery cut off an
+    /// unsynced tail. Waiting for the log to grow past it would skip every
+    /// record in between, so the rule is: start again from the log start
+    /// offset (nothing is skipped; records may be processed again, as
+    /// at-least-once allows), and say so in the partition's status.
+    fn reset_if_past_the_log_end(&mut self, partition: &Partition) {
+        let log_end_offset = partition.log_end_offset();
+        if !self.pending.is_empty() || self.fetch_position <= log_end_offset {
+            return;
+        }
+        let log_start_offset = partition.log_start_offset();
+        let message = format!(
+            "committed offset {} is past the log end {log_end_offset} (the topic was \
+             recreated or its log truncated); restarted from the log start {log_start_offset}",
+            self.fetch_position
+        );
+        tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
+            partition = self.stats.partition, "{message}");
+        self.stats
+            .record_notice(&message, Some(self.fetch_position));
+        self.position = log_start_offset;
+        self.fetch_position = log_start_offset;
     }
 
     /// Appends the records at or after `fetch_position` in `batches`.
@@ -658,6 +684,17 @@ impl Scratch {
     /// The task of processor `name` (from `in` to `out`, policy `fail`) on
     /// partition `in`/0, from offset 0.
     pub fn task(&self, name: &str, factory: Factory, limits: super::spec::Limits) -> PartitionTask {
+        self.task_at(name, factory, limits, 0)
+    }
+
+    /// Like [`Scratch::task`], starting at committed offset `position`.
+    pub(crate) fn task_at(
+        &self,
+        name: &str,
+        factory: Factory,
+        limits: super::spec::Limits,
+        position: i64,
+    ) -> PartitionTask {
         let deployment = Arc::new(Deployment {
             name: name.into(),
             inputs: vec!["in".into()],
@@ -677,7 +714,7 @@ impl Scratch {
             factory,
             deployment,
             stats,
-            0,
+            position,
         )
     }
 }

@@ -1,0 +1,89 @@
+//! The partition loop's guarantees about positions and durability, on a
+//! scratch pipeline (`flush = never`) with a host-side stand-in for a
+//! plugin that forwards every record.
+
+use std::sync::Arc;
+
+use kafka_protocol::records::Compression;
+
+use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload};
+use super::spec::Limits;
+use super::worker::Scratch;
+use crate::log::batch::build;
+
+/// Forwards every record unchanged to the default output.
+struct ForwardAll;
+
+impl Invoke for ForwardAll {
+    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+        Ok((0..batch.records.len())
+            .map(|index| Output {
+                source: index as u32,
+                topic: None,
+                payload: Payload::Forward,
+            })
+            .collect())
+    }
+}
+
+fn forward_all() -> Factory {
+    Arc::new(|| Ok(Box::new(ForwardAll) as Box<dyn Invoke>))
+}
+
+fn produce(scratch: &Scratch, count: usize) {
+    let entries: Vec<build::Entry> = (0..count)
+        .map(|i| (None, Some(format!("v{i}").into_bytes()), 1_700_000_000_000))
+        .collect();
+    let input = scratch.store.partition("in", 0).unwrap();
+    input
+        .append(&build::batch(&entries, Compression::None))
+        .unwrap();
+}
+
+/// Under `flush = never` the input offset a step commits is fsynced, so
+/// the outputs it depends on must be too: a power cut must not keep the
+/// commit and lose the outputs.
+#[test]
+fn outputs_are_durable_before_the_input_is_committed_under_flush_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    produce(&scratch, 3);
+    let mut task = scratch.task("forward", forward_all(), Limits::default());
+    task.step().unwrap();
+    assert_eq!(task.position, 3, "the step committed the batch");
+    let output = scratch.store.partition("out", 0).unwrap();
+    assert_eq!(output.high_watermark(), 3);
+    assert_eq!(
+        output.durable_offset(),
+        3,
+        "outputs fsynced before the commit"
+    );
+}
+
+/// A committed position past the log end (topic recreated, tail cut off
+/// by recovery) restarts from the log start with a status line, instead
+/// of waiting for the log to pass it and skipping everything before.
+#[test]
+fn a_position_past_the_log_end_restarts_from_the_log_start_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    produce(&scratch, 3);
+    let mut task = scratch.task_at("forward", forward_all(), Limits::default(), 100);
+    task.step().unwrap();
+    assert_eq!(task.position, 3, "the three records were processed");
+    let output = scratch.store.partition("out", 0).unwrap();
+    assert_eq!(output.high_watermark(), 3);
+    let notice = task.stats.last_error().expect("a status line");
+    assert!(
+        notice.message.contains("past the log end 3")
+            && notice.message.contains("restarted from the log start 0"),
+        "{}",
+        notice.message
+    );
+    assert_eq!(notice.offset, Some(100));
+    assert_eq!(
+        task.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a notice, not an error"
+    );
+}
