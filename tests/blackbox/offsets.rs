@@ -118,3 +118,125 @@ fn a_damaged_record_mid_file_keeps_the_later_commits() {
         "the skipped record is reported: {stderr}"
     );
 }
+
+/// A commit of partitions `partitions` of topic `wide` at `offset`.
+fn wide_commit(group: &str, partitions: std::ops::Range<i32>, offset: i64) -> OffsetCommitRequest {
+    let partitions = partitions
+        .map(|p| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(offset)
+        })
+        .collect();
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("wide"))
+            .with_partitions(partitions)])
+}
+
+fn all_ok(response: &OffsetCommitResponse) -> bool {
+    response
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .all(|p| p.error_code == 0)
+}
+
+/// Whether a response is waiting to be read on `client`, without reading.
+fn answered(client: &KafkaClient) -> bool {
+    client.has_data()
+}
+
+/// 500 groups × 1000 partitions of committed offsets; then, while one more
+/// commit is in flight, OffsetFetch calls (as many as the broker has async
+/// workers, and more) and an ApiVersions arrive on other connections. The
+/// ApiVersions must be answered while the commit is still in flight: a
+/// commit never stalls the async workers. And that commit appends only its
+/// own records to the log.
+#[test]
+fn a_commit_over_500k_offsets_appends_what_changed_and_stalls_nothing() {
+    const GROUPS: usize = 500;
+    const PARTITIONS: i32 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]);
+    let mut client = KafkaClient::connect(broker.kafka);
+    let created = client.call(
+        kafka_protocol::messages::CreateTopicsRequest::default()
+            .with_topics(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                    .with_name(name("wide"))
+                    .with_num_partitions(PARTITIONS)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(30_000),
+        7,
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    let started = std::time::Instant::now();
+    // Pipelined, 16 requests in flight.
+    let mut pending = std::collections::VecDeque::new();
+    for group in 0..GROUPS {
+        let request = wide_commit(&format!("load-{group}"), 0..PARTITIONS, 1);
+        pending.push_back(client.send(&request, COMMIT_VERSION));
+        if pending.len() == 16 || group + 1 == GROUPS {
+            while let Some(correlation_id) = pending.pop_front() {
+                let response: OffsetCommitResponse = client.receive(
+                    kafka_protocol::messages::ApiKey::OffsetCommit,
+                    COMMIT_VERSION,
+                    correlation_id,
+                );
+                assert!(all_ok(&response));
+            }
+        }
+    }
+    eprintln!("loaded 500k offsets in {:?}", started.elapsed());
+
+    // One small commit appends O(its records), whatever is committed.
+    let before = std::fs::metadata(offsets_log(dir.path())).unwrap().len();
+    assert!(all_ok(&client.call(wide_commit("small", 0..1, 5), COMMIT_VERSION)));
+    let grown = std::fs::metadata(offsets_log(dir.path())).unwrap().len() as i64 - before as i64;
+    assert!((0..1024).contains(&grown), "one small commit changed the file by {grown} bytes");
+
+    // A large commit in flight...
+    let mut committer = KafkaClient::connect(broker.kafka);
+    let started = std::time::Instant::now();
+    let big = committer.send(&wide_commit("big", 0..PARTITIONS, 9), COMMIT_VERSION);
+    std::thread::sleep(Duration::from_millis(20));
+    // ...OffsetFetch calls on the async workers, then ApiVersions.
+    let mut fetchers: Vec<(KafkaClient, i32)> = (0..8)
+        .map(|i| {
+            let mut fetcher = KafkaClient::connect(broker.kafka);
+            let request = OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(format!("load-{i}"))))
+                .with_topics(None);
+            let correlation_id = fetcher.send(&request, FETCH_VERSION);
+            (fetcher, correlation_id)
+        })
+        .collect();
+    let mut probe = KafkaClient::connect(broker.kafka);
+    let in_flight_before = !answered(&committer);
+    let _ = probe.call(kafka_protocol::messages::ApiVersionsRequest::default(), 3);
+    let in_flight_after = !answered(&committer);
+    eprintln!(
+        "ApiVersions answered after {:?}; commit in flight before {in_flight_before}, after {in_flight_after}",
+        started.elapsed()
+    );
+    let response: OffsetCommitResponse =
+        committer.receive(kafka_protocol::messages::ApiKey::OffsetCommit, COMMIT_VERSION, big);
+    eprintln!("the big commit answered after {:?}", started.elapsed());
+    assert!(all_ok(&response));
+    for (fetcher, correlation_id) in &mut fetchers {
+        let response: kafka_protocol::messages::OffsetFetchResponse = fetcher.receive(
+            kafka_protocol::messages::ApiKey::OffsetFetch,
+            FETCH_VERSION,
+            *correlation_id,
+        );
+        assert_eq!(response.topics[0].partitions.len(), PARTITIONS as usize);
+    }
+    assert!(
+        !in_flight_before || in_flight_after,
+        "ApiVersions waited for a commit in flight"
+    );
+}
