@@ -90,7 +90,11 @@ fn a_long_group_id_is_refused_and_later_commits_survive_a_restart() {
     kill(&mut broker);
     let broker = Broker::start(dir.path(), &[]);
     let mut client = KafkaClient::connect(broker.kafka);
-    assert_eq!(committed(&mut client, "g"), 42, "g's commit after the restart");
+    assert_eq!(
+        committed(&mut client, "g"),
+        42,
+        "g's commit after the restart"
+    );
     assert_eq!(refused, INVALID_GROUP_ID, "the long group id's commit");
 }
 
@@ -195,9 +199,14 @@ fn a_commit_over_500k_offsets_appends_what_changed_and_stalls_nothing() {
 
     // One small commit appends O(its records), whatever is committed.
     let before = std::fs::metadata(offsets_log(dir.path())).unwrap().len();
-    assert!(all_ok(&client.call(wide_commit("small", 0..1, 5), COMMIT_VERSION)));
+    assert!(all_ok(
+        &client.call(wide_commit("small", 0..1, 5), COMMIT_VERSION)
+    ));
     let grown = std::fs::metadata(offsets_log(dir.path())).unwrap().len() as i64 - before as i64;
-    assert!((0..1024).contains(&grown), "one small commit changed the file by {grown} bytes");
+    assert!(
+        (0..1024).contains(&grown),
+        "one small commit changed the file by {grown} bytes"
+    );
 
     // A large commit in flight...
     let mut committer = KafkaClient::connect(broker.kafka);
@@ -223,8 +232,11 @@ fn a_commit_over_500k_offsets_appends_what_changed_and_stalls_nothing() {
         "ApiVersions answered after {:?}; commit in flight before {in_flight_before}, after {in_flight_after}",
         started.elapsed()
     );
-    let response: OffsetCommitResponse =
-        committer.receive(kafka_protocol::messages::ApiKey::OffsetCommit, COMMIT_VERSION, big);
+    let response: OffsetCommitResponse = committer.receive(
+        kafka_protocol::messages::ApiKey::OffsetCommit,
+        COMMIT_VERSION,
+        big,
+    );
     eprintln!("the big commit answered after {:?}", started.elapsed());
     assert!(all_ok(&response));
     for (fetcher, correlation_id) in &mut fetchers {

@@ -418,7 +418,10 @@ fn reads_and_ticks_never_wait_for_a_commit_in_its_fsync() {
     }
     // The commit of b is inside its fsync: everything else still answers.
     assert_eq!(groups.committed("a")[&("t".to_string(), 0)].offset, 1);
-    assert!(groups.committed("b").is_empty(), "not visible before durable");
+    assert!(
+        groups.committed("b").is_empty(),
+        "not visible before durable"
+    );
     assert_eq!(groups.list().len(), 1);
     assert!(groups.describe("a").is_some());
     groups.tick();

@@ -194,7 +194,9 @@ fn record_at(bytes: &[u8], position: usize) -> Result<(&[u8], usize), String> {
     let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + length];
     let actual = crc32c::crc32c_append(crc32c::crc32c(&rest[4..8]), payload);
     if actual != crc {
-        return Err(format!("CRC mismatch (stored {crc:#010x}, computed {actual:#010x})"));
+        return Err(format!(
+            "CRC mismatch (stored {crc:#010x}, computed {actual:#010x})"
+        ));
     }
     Ok((payload, position + RECORD_HEADER_BYTES + length))
 }

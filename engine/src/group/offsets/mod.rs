@@ -274,7 +274,11 @@ impl OffsetStore {
         log.file = file;
         log.size = (snapshot.len() + tail.len()) as u64;
         log.compacted_bytes = log.size;
-        tracing::info!(before, after = log.size, "compacted the committed-offsets log");
+        tracing::info!(
+            before,
+            after = log.size,
+            "compacted the committed-offsets log"
+        );
         Ok(())
     }
 }

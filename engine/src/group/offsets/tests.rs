@@ -27,7 +27,9 @@ fn open(dir: &Path) -> OffsetStore {
 
 fn offset(store: &OffsetStore, group: &str, partition: i32) -> Option<i64> {
     let partitions = store.group(group)?;
-    partitions.get(&("t".to_string(), partition)).map(|c| c.offset)
+    partitions
+        .get(&("t".to_string(), partition))
+        .map(|c| c.offset)
 }
 
 fn file_len(dir: &Path) -> u64 {
