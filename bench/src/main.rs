@@ -36,7 +36,7 @@ enum Command {
     Log(log::LogBenchArgs),
     /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
     Kafka(kafka::KafkaBenchArgs),
-    /// Committed offsets: one commit's latency, and ApiVersions' during commits, at 1k and 500k committed offsets.
+    /// Committed offsets: one commit's latency, and an unrelated request's during commits, at 1k and 500k committed offsets.
     Offsets(offsets::OffsetsBenchArgs),
     /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
     Processor(processor::ProcessorBenchArgs),
