@@ -10,6 +10,7 @@
 
 mod kafka;
 mod log;
+mod offsets;
 mod processor;
 mod serve;
 
@@ -35,6 +36,8 @@ enum Command {
     Log(log::LogBenchArgs),
     /// Kafka protocol: produce (acks=1, acks=all) and consume throughput and broker CPU per GB against raw disk writes.
     Kafka(kafka::KafkaBenchArgs),
+    /// Committed offsets: one commit's latency, and an unrelated request's during commits, at 1k and 500k committed offsets.
+    Offsets(offsets::OffsetsBenchArgs),
     /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
     Processor(processor::ProcessorBenchArgs),
     /// Baseline process for `kafka`: receive one TCP stream and write it to a file.
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Log(args) => log::run(&args),
         Command::Kafka(args) => kafka::run(&args),
+        Command::Offsets(args) => offsets::run(&args),
         Command::Processor(args) => processor::run(&args),
         Command::Sink(args) => kafka::sink(&args),
     };

@@ -161,6 +161,13 @@ fn spawn_periodic(
     tasks.spawn(every(100, "group timeouts", stopped.clone(), move || {
         ticking.tick()
     }));
+    let compacted = groups.clone();
+    tasks.spawn(every(
+        1000,
+        "committed-offsets compaction",
+        stopped.clone(),
+        move || compacted.compact_offsets(),
+    ));
     let maintained = store.clone();
     tasks.spawn(every(
         config.log.retention_check_interval_ms,

@@ -119,6 +119,16 @@ impl KafkaClient {
         Some(frame.freeze())
     }
 
+    /// Whether bytes (a response) are waiting to be read, without reading
+    /// them or waiting.
+    pub(crate) fn has_data(&self) -> bool {
+        self.stream.set_nonblocking(true).expect("set nonblocking");
+        let mut byte = [0u8; 1];
+        let waiting = matches!(self.stream.peek(&mut byte), Ok(n) if n > 0);
+        self.stream.set_nonblocking(false).expect("set blocking");
+        waiting
+    }
+
     /// Whether the broker closed the connection without answering anything
     /// more (waits up to [`RESPONSE_TIMEOUT`]).
     pub(crate) fn is_closed(&mut self) -> bool {

@@ -8,6 +8,7 @@ mod clients;
 mod examples;
 mod harness;
 mod kafka;
+mod offsets;
 mod plugins;
 mod processor_records;
 mod processors;

@@ -74,11 +74,9 @@ impl GroupCoordinator {
         member_id: &str,
         commits: Vec<OffsetCommit>,
     ) -> Vec<Result<(), GroupError>> {
-        let refused = if group_id.is_empty() {
-            Err(GroupError::InvalidGroupId)
-        } else {
-            self.check_commit(group_id, generation, member_id)
-        };
+        let refused = self
+            .check_group_id(group_id)
+            .and_then(|()| self.check_commit(group_id, generation, member_id));
         if let Err(error) = refused {
             return vec![Err(error); commits.len()];
         }
@@ -127,23 +125,27 @@ impl GroupCoordinator {
 
     /// Committed offsets of a group, by (topic, partition).
     pub(crate) fn committed(&self, group_id: &str) -> BTreeMap<(String, i32), Committed> {
-        self.offsets().group(group_id).cloned().unwrap_or_default()
+        self.offsets().group(group_id).unwrap_or_default()
     }
 
-    /// Deletes a group without members, and its offsets.
+    /// Deletes a group without members, and its offsets. The group lock
+    /// is not held across the offsets log's fsync: a member joining
+    /// meanwhile keeps the group (its offsets are gone, as it asked).
     pub(crate) fn delete(&self, group_id: &str) -> Result<(), GroupError> {
-        let mut groups = self.lock();
-        let has_offsets = self.offsets().group(group_id).is_some();
-        match groups.get(group_id) {
-            None if !has_offsets => return Err(GroupError::GroupIdNotFound),
-            Some(group) if !group.members.is_empty() => {
-                return Err(GroupError::NonEmptyGroup {
-                    members: group.members.len(),
-                })
+        {
+            let mut groups = self.lock();
+            let has_offsets = self.offsets().contains_group(group_id);
+            match groups.get(group_id) {
+                None if !has_offsets => return Err(GroupError::GroupIdNotFound),
+                Some(group) if !group.members.is_empty() => {
+                    return Err(GroupError::NonEmptyGroup {
+                        members: group.members.len(),
+                    })
+                }
+                _ => {}
             }
-            _ => {}
+            groups.remove(group_id);
         }
-        groups.remove(group_id);
         self.offsets().delete_group(group_id).map_err(|failure| {
             tracing::error!(group = group_id, error = %failure, "deleting group offsets failed");
             GroupError::Storage {

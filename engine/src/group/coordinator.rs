@@ -12,7 +12,8 @@
 //! since the epoch, as Kafka's coordinator reads its `Time`: tests advance a
 //! manual clock instead of sleeping.
 //!
-//! Lock order: groups, then offsets.
+//! Lock order: groups, then offsets; and no offsets append (an fsync)
+//! while holding the groups lock.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::offsets::OffsetStore;
 use super::state::Group;
+use super::GroupError;
 use crate::log::Clock;
 
 /// Group settings (`[groups]`).
@@ -37,8 +39,12 @@ pub(crate) struct GroupConfig {
     /// Committed offsets of a group that has been empty this long are
     /// deleted (`offsets.retention.minutes`). Default 7 days.
     pub(crate) offsets_retention_ms: i64,
-    /// Largest commit metadata string. Default 4096 bytes.
+    /// Largest commit metadata string (`offset.metadata.max.bytes`).
+    /// Default 4096 bytes.
     pub(crate) offset_metadata_bytes_max: usize,
+    /// Longest group id JoinGroup and OffsetCommit accept (Kafka sets no
+    /// bound; every commit record carries the id). Default 1024 bytes.
+    pub(crate) group_id_bytes_max: usize,
     /// Members of one group. Default 1000.
     pub(crate) members_max: usize,
     /// Groups with live members or offsets. Default 100 000.
@@ -53,6 +59,7 @@ impl Default for GroupConfig {
             session_timeout_max_ms: 1_800_000,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offset_metadata_bytes_max: 4096,
+            group_id_bytes_max: 1024,
             members_max: 1000,
             groups_max: 100_000,
         }
@@ -67,7 +74,7 @@ pub(crate) struct GroupCoordinator {
     pub(super) config: GroupConfig,
     pub(super) clock: Arc<dyn Clock>,
     groups: Mutex<Groups>,
-    offsets: Mutex<OffsetStore>,
+    offsets: OffsetStore,
 }
 
 impl GroupCoordinator {
@@ -77,7 +84,7 @@ impl GroupCoordinator {
             config,
             clock,
             groups: Mutex::default(),
-            offsets: Mutex::new(offsets),
+            offsets,
         }
     }
 
@@ -85,9 +92,32 @@ impl GroupCoordinator {
         self.groups.lock().expect("group lock")
     }
 
-    /// The committed-offsets store; take it after [`Self::lock`], never
-    /// before.
-    pub(super) fn offsets(&self) -> MutexGuard<'_, OffsetStore> {
-        self.offsets.lock().expect("offsets lock")
+    /// The committed-offsets store. Its appends fsync: never call them
+    /// holding [`Self::lock`].
+    pub(super) fn offsets(&self) -> &OffsetStore {
+        &self.offsets
+    }
+
+    /// Refuses an empty or oversized group id.
+    pub(super) fn check_group_id(&self, group_id: &str) -> Result<(), GroupError> {
+        let bytes_max = self.config.group_id_bytes_max;
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if group_id.len() > bytes_max {
+            return Err(GroupError::GroupIdTooLong {
+                bytes: group_id.len(),
+                bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Compacts the committed-offsets log if it has grown enough; the
+    /// broker calls this periodically, on a blocking thread.
+    pub(crate) fn compact_offsets(&self) {
+        if let Err(error) = self.offsets.compact_if_due() {
+            tracing::warn!(%error, "compacting the committed-offsets log failed; the log is intact");
+        }
     }
 }

@@ -50,10 +50,10 @@ impl GroupCoordinator {
                 state: g.state,
             })
             .collect();
-        for group in self.offsets().all().keys() {
-            if !groups.contains_key(group) {
+        for (group, _) in self.offsets().groups() {
+            if !groups.contains_key(&group) {
                 listed.push(ListedGroup {
-                    group_id: group.clone(),
+                    group_id: group,
                     protocol_type: String::new(),
                     state: GroupState::Empty,
                 });
@@ -67,7 +67,7 @@ impl GroupCoordinator {
     pub(crate) fn describe(&self, group_id: &str) -> Option<Describe> {
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
-            let known = self.offsets().group(group_id).is_some();
+            let known = self.offsets().contains_group(group_id);
             return known.then(|| Describe {
                 state: GroupState::Empty,
                 protocol_type: String::new(),

@@ -12,6 +12,9 @@ pub(crate) enum GroupError {
     /// An empty group id.
     #[error("the group id is empty")]
     InvalidGroupId,
+    /// A group id over `group_id_bytes_max`.
+    #[error("a group id of {bytes} bytes exceeds {bytes_max} (groups.group_id_bytes_max)")]
+    GroupIdTooLong { bytes: usize, bytes_max: usize },
     /// The session timeout is outside `[session_timeout_min_ms, session_timeout_max_ms]`.
     #[error("session timeout {session_timeout_ms} ms is outside [{min_ms}, {max_ms}] ms")]
     InvalidSessionTimeout {

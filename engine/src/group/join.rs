@@ -96,9 +96,7 @@ impl GroupCoordinator {
     /// Refusals that need no group: the id, the session timeout, the
     /// protocols.
     fn check_join(&self, params: &JoinParams) -> Result<(), GroupError> {
-        if params.group_id.is_empty() {
-            return Err(GroupError::InvalidGroupId);
-        }
+        self.check_group_id(&params.group_id)?;
         let (min_ms, max_ms) = (
             self.config.session_timeout_min_ms,
             self.config.session_timeout_max_ms,

@@ -121,20 +121,15 @@ impl GroupCoordinator {
         // Lock order is groups, then offsets: take the snapshot first.
         let live: HashSet<String> = self.lock().keys().cloned().collect();
         let retention_ms = self.config.offsets_retention_ms;
-        let mut offsets = self.offsets();
+        let offsets = self.offsets();
         let retained: Vec<String> = offsets
-            .all()
-            .iter()
-            .filter(|(group, partitions)| {
-                let last_commit_ms = partitions
-                    .values()
-                    .map(|c| c.commit_timestamp_ms)
-                    .max()
-                    .unwrap_or(0);
+            .groups()
+            .into_iter()
+            .filter(|(group, last_commit_ms)| {
                 expired_groups.contains(group)
-                    || (!live.contains(*group) && last_commit_ms + retention_ms < now_ms)
+                    || (!live.contains(group) && last_commit_ms + retention_ms < now_ms)
             })
-            .map(|(group, _)| group.clone())
+            .map(|(group, _)| group)
             .collect();
         for group in retained {
             tracing::info!(group = %group, "deleting committed offsets of a group empty past offsets retention");

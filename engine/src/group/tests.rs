@@ -316,3 +316,117 @@ async fn pending_member_ids_expire_with_their_session_timeout() {
         "the id was forgotten after its session timeout"
     );
 }
+
+/// An `Io` whose file syncs wait for the test to release them once armed.
+struct GatedIo {
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// (armed, syncs waiting)
+    state: std::sync::Mutex<(bool, usize)>,
+    changed: std::sync::Condvar,
+}
+
+struct GatedFile {
+    inner: Arc<dyn crate::log::io::IoFile>,
+    gate: Arc<Gate>,
+}
+
+impl crate::log::io::IoFile for GatedFile {
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, position)
+    }
+    fn write_all_at(&self, data: &[u8], position: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(data, position)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        let mut state = self.gate.state.lock().unwrap();
+        state.1 += 1;
+        self.gate.changed.notify_all();
+        while state.0 {
+            state = self.gate.changed.wait(state).unwrap();
+        }
+        state.1 -= 1;
+        drop(state);
+        self.inner.sync()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl crate::log::io::Io for GatedIo {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: crate::log::io::OpenMode,
+    ) -> std::io::Result<Arc<dyn crate::log::io::IoFile>> {
+        Ok(Arc::new(GatedFile {
+            inner: StdIo.open(path, mode)?,
+            gate: self.gate.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        StdIo.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        StdIo.read_dir(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        StdIo.rename(from, to)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        StdIo.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        StdIo.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        StdIo.sync_dir(path)
+    }
+    fn exists(&self, path: &std::path::Path) -> bool {
+        StdIo.exists(path)
+    }
+}
+
+#[test]
+fn reads_and_ticks_never_wait_for_a_commit_in_its_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    let io = Arc::new(GatedIo { gate: gate.clone() });
+    let offsets = OffsetStore::open(io, dir.path()).unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        clock,
+        offsets,
+    ));
+    assert_eq!(groups.commit("a", -1, "", offset(0, 1, "")), vec![Ok(())]);
+    gate.state.lock().unwrap().0 = true;
+    let committing = groups.clone();
+    let commit = std::thread::spawn(move || committing.commit("b", -1, "", offset(0, 2, "")));
+    {
+        let mut state = gate.state.lock().unwrap();
+        while state.1 == 0 {
+            state = gate.changed.wait(state).unwrap();
+        }
+    }
+    // The commit of b is inside its fsync: everything else still answers.
+    assert_eq!(groups.committed("a")[&("t".to_string(), 0)].offset, 1);
+    assert!(
+        groups.committed("b").is_empty(),
+        "not visible before durable"
+    );
+    assert_eq!(groups.list().len(), 1);
+    assert!(groups.describe("a").is_some());
+    groups.tick();
+    gate.state.lock().unwrap().0 = false;
+    gate.changed.notify_all();
+    assert_eq!(commit.join().unwrap(), vec![Ok(())]);
+    assert_eq!(groups.committed("b")[&("t".to_string(), 0)].offset, 2);
+}

@@ -39,7 +39,9 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
 /// The Kafka error code for a refused group operation.
 pub(crate) fn group_error_code(error: &GroupError) -> i16 {
     let error = match error {
-        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidGroupId | GroupError::GroupIdTooLong { .. } => {
+            ResponseError::InvalidGroupId
+        }
         GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
         GroupError::CoordinatorNotAvailable { .. } => ResponseError::CoordinatorNotAvailable,
