@@ -3,11 +3,10 @@
 //! (its own `Store`, memory limit and time limit) per processor partition.
 //!
 //! Plugins are linked against the contract in `wit/` (bindings generated
-//! below by `bindgen!`) and a deliberately inert slice of WASI 0.2: clocks,
-//! random, an empty environment, no preopened directories, stdin empty,
-//! stdout and stderr discarded. Sockets are not linked at all, so a plugin
-//! that imports them cannot be instantiated. Panics reach the broker through
-//! the SDK's panic hook, which logs the message before the trap.
+//! below by `bindgen!`) and a deliberately inert slice of WASI 0.2
+//! (`processor::wasi`: no files, sockets or environment, and no wait that
+//! can outlast the time limit). Panics reach the broker through the SDK's
+//! panic hook, which logs the message before the trap.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,16 +19,17 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::spec::Limits;
+use super::wasi::CallDeadline;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "processor",
 });
 
-pub use super::abi::{Batch, InputHeader, InputRecord};
 pub(crate) use self::sluice::processor::log::Level;
 pub(crate) use self::sluice::processor::types::Batch as WitBatch;
 pub use self::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
+pub use super::abi::{Batch, InputHeader, InputRecord};
 
 /// The versioned name of the export this host knows how to drive.
 pub(crate) const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
@@ -82,7 +82,7 @@ impl Runtime {
         };
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
-        link_wasi(&mut linker)?;
+        super::wasi::link(&mut linker)?;
         Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticking = Arc::new(AtomicBool::new(true));
@@ -156,81 +156,6 @@ impl Drop for Runtime {
     }
 }
 
-/// Links the inert slice of WASI described in the module docs.
-fn link_wasi(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::sync as wasi;
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-    use wasmtime_wasi::random::WasiRandom;
-    let l = linker;
-    let io = |e: wasmtime::Error| anyhow::anyhow!("linking WASI: {e:#}");
-    wasmtime_wasi_io_link(l).map_err(io)?;
-    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(
-        l,
-        <HostState as WasiClocksView>::clocks,
-    )
-    .map_err(io)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(
-        l,
-        <HostState as WasiClocksView>::clocks,
-    )
-    .map_err(io)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random()).map_err(io)?;
-    random::insecure::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random()).map_err(io)?;
-    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random())
-        .map_err(io)?;
-    cli::exit::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::environment::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stdin::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stdout::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stderr::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    // No preopens: the filesystem interfaces exist (std imports them) but
-    // there is no directory to open anything in.
-    filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(
-        l,
-        <HostState as WasiFilesystemView>::filesystem,
-    )
-    .map_err(io)?;
-    wasi::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(
-        l,
-        <HostState as WasiFilesystemView>::filesystem,
-    )
-    .map_err(io)?;
-    Ok(())
-}
-
-/// wasi:io (error, poll, streams), synchronous flavour.
-fn wasmtime_wasi_io_link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p2::bindings::sync::io;
-    struct HasIo;
-    impl wasmtime::component::HasData for HasIo {
-        type Data<'a> = &'a mut ResourceTable;
-    }
-    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasIo>(linker, |t| {
-        &mut t.table
-    })?;
-    io::poll::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
-    io::streams::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
-    Ok(())
-}
-
 /// A compiled, linked component, ready to instantiate.
 #[derive(Clone)]
 pub struct Plugin {
@@ -279,8 +204,10 @@ pub struct Label {
 
 /// Per-instance host state: WASI context, limits, and the log import.
 pub(crate) struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    /// When the running call must end (the guest's timers are held to it).
+    pub(super) deadline: CallDeadline,
     limiter: MemoryLimiter,
     label: Label,
     /// Last error-level line the guest logged (its panic message, through
@@ -454,6 +381,7 @@ impl Instance {
                 memory_bytes: 0,
                 refused: None,
             },
+            deadline: CallDeadline::new(call_time_max(&limits)),
             label,
             last_error_log: None,
             log_window: (Instant::now(), 0),
@@ -462,7 +390,7 @@ impl Instance {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(&limits));
+        arm_deadline(&mut store, &limits);
         let instantiated = plugin
             .pre
             .instance_pre()
@@ -495,7 +423,7 @@ impl Instance {
     }
 
     fn init(&mut self, config: &[(String, String)]) -> Result<(), InvokeError> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
         let handler = self.bindings.sluice_processor_handler();
         match handler.call_init(&mut self.store, config) {
@@ -509,7 +437,7 @@ impl Instance {
 
     /// Runs one batch under the time limit.
     pub(crate) fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
         let called = self
             .process
@@ -529,6 +457,17 @@ impl Instance {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.store.data().limiter.memory_bytes
     }
+}
+
+/// Starts a call's time limit: the epoch deadline for running code, the
+/// wall-clock deadline for the guest's timers.
+fn arm_deadline(store: &mut Store<HostState>, limits: &Limits) {
+    store.set_epoch_deadline(deadline_ticks(limits));
+    store.data_mut().deadline = CallDeadline::new(call_time_max(limits));
+}
+
+fn call_time_max(limits: &Limits) -> Duration {
+    Duration::from_millis(limits.process_time_ms_max)
 }
 
 fn deadline_ticks(limits: &Limits) -> u64 {
@@ -551,6 +490,13 @@ fn trap_error(
             "memory limit exceeded during {during}: the plugin tried to grow its memory to {bytes} bytes, \
              the limit is {} bytes (memory_bytes_max)",
             limits.memory_bytes_max
+        )
+    } else if let Some(wait) = state.deadline.refused_wait.take() {
+        format!(
+            "time limit exceeded: {during} tried to wait {} ms (a sleep or timer), past its limit \
+             of {} ms (process_time_ms_max); a plugin cannot wait beyond its time limit",
+            wait.as_millis(),
+            limits.process_time_ms_max
         )
     } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         format!(

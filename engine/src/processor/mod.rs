@@ -7,6 +7,7 @@ pub(crate) mod output;
 pub(crate) mod registry;
 pub mod spec;
 pub(crate) mod status;
+mod wasi;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};

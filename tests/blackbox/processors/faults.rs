@@ -179,3 +179,76 @@ fn faulty_plugins_are_contained_by_the_error_policy() {
     });
     assert_eq!(status["partitions"][0]["committed_offset"], 2);
 }
+
+/// Runs `sluice ARGS` on a thread and waits at most `bound` for it to
+/// answer (a hung admin call fails the test instead of hanging it).
+fn sluice_within(pipeline: &Pipeline, args: &[&str], bound: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut command = Command::new(sluice_binary());
+    command
+        .args(args)
+        .env("SLUICE_BROKERS", pipeline.broker.kafka.to_string())
+        .env("SLUICE_ADMIN", format!("http://{}", pipeline.broker.http));
+    thread::spawn(move || {
+        let _ = tx.send(command.output().expect("running sluice"));
+    });
+    rx.recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("sluice {args:?} did not answer within {bound:?}"))
+}
+
+/// A plugin that sleeps (`std::thread::sleep`: a WASI `poll` on a
+/// monotonic-clock timer) is held to the time limit like one that spins:
+/// the record fails with "time limit exceeded", `remove` answers, and the
+/// broker still stops on SIGTERM while another sleeper is deployed.
+#[test]
+fn a_sleeping_plugin_cannot_outlast_the_time_limit() {
+    let mut pipeline = Pipeline::start();
+    for topic in ["in", "out", "out2"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce(
+        "in",
+        &[(Some("k"), "a"), (Some("k"), "boom"), (Some("k"), "c")],
+    );
+    let sleeper = |name: &str, output: &str, trigger: &str| {
+        pipeline.deploy(
+            name,
+            "fault-sleep",
+            &[
+                "--input",
+                "in",
+                "--output",
+                output,
+                "--on-error",
+                "skip",
+                "--timeout-ms",
+                "1000",
+                "--config",
+                trigger,
+            ],
+        );
+    };
+    // The default sleep is an hour; the time limit is a second.
+    sleeper("sleeper", "out", "trigger=boom");
+    let status = pipeline.wait_caught_up("sleeper", 3);
+    assert_eq!(status["skipped"], 1, "{status:#}");
+    assert_last_error(&status, "time limit exceeded");
+    assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
+
+    // Every record sleeps: removing it answers.
+    sleeper("dozer", "out2", "trigger=");
+    pipeline.wait_for("dozer", "a record to be tried", |s| {
+        s["errors"].as_u64() >= Some(1)
+    });
+    let output = sluice_within(
+        &pipeline,
+        &["processor", "remove", "dozer"],
+        Duration::from_secs(20),
+    );
+    assert!(output.status.success(), "{output:?}");
+
+    // And SIGTERM stops the broker while another sleeper runs.
+    sleeper("napper", "out2", "trigger=");
+    let status = pipeline.broker.stop_with("TERM", Duration::from_secs(5));
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
