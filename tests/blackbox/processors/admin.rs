@@ -267,3 +267,47 @@ fn a_bad_from_in_a_deploy_request_is_a_400_with_a_message() {
     let (status, body) = deploy("2026-02-28T00:00:00Z");
     assert_eq!(status, 200, "{body}");
 }
+
+/// The broker caps the memory of all plugin instances together: a deploy
+/// whose instances' memory limits would take the sum over
+/// `processors.memory_bytes_max` is refused, saying so, and the processors
+/// already deployed keep running.
+#[test]
+fn deploys_beyond_the_broker_wide_plugin_memory_are_refused() {
+    let pipeline = Pipeline::start_with_config("[processors]\nmemory_bytes_max = 104857600\n");
+    for topic in ["in", "out"] {
+        pipeline.create_topic(topic, 2);
+    }
+    pipeline.produce("in", &[(Some("k"), "a")]);
+    let deploy = |name: &str| {
+        pipeline.sluice(&[
+            "processor",
+            "deploy",
+            name,
+            "--wasm",
+            wasm("uppercase").to_str().unwrap(),
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--memory-max",
+            "20MiB",
+        ])
+    };
+    // Two partitions of 20 MiB each: 40 MiB, then 80 MiB, then 120 MiB.
+    for name in ["first", "second"] {
+        let output = deploy(name);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = deploy("third");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("processors.memory_bytes_max"), "{stderr}");
+    let (code, _) = pipeline.broker.http_get("/v1/processors/third");
+    assert_eq!(code, 404);
+    let status = pipeline.wait_caught_up("first", 1);
+    assert_eq!(status["errors"], 0, "{status:#}");
+    // Redeploying one already counted does not count it twice.
+    let output = deploy("second");
+    assert!(output.status.success(), "{output:?}");
+}

@@ -252,3 +252,51 @@ fn a_sleeping_plugin_cannot_outlast_the_time_limit() {
     let status = pipeline.broker.stop_with("TERM", Duration::from_secs(5));
     assert!(status.success(), "exit after SIGTERM: {status:?}");
 }
+
+/// A plugin's error message is cut to a bound wherever it lands: a 10 MiB
+/// message becomes at most about a kilobyte in the status and in the
+/// dead letter's `sluice.error` header, and the dead letter is written.
+#[test]
+fn a_huge_error_message_is_cut_to_the_bound() {
+    let pipeline = Pipeline::start();
+    for topic in ["in", "out", "bad-records"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce(
+        "in",
+        &[(Some("k"), "a"), (Some("k"), "boom"), (Some("k"), "c")],
+    );
+    pipeline.deploy(
+        "verbose",
+        "fault-error",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--on-error",
+            "dead-letter=bad-records",
+            "--config",
+            "message_bytes=10485760",
+        ],
+    );
+    let status = pipeline.wait_caught_up("verbose", 3);
+    assert_eq!(status["dead_lettered"], 1, "{status:#}");
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("fault-error: rejected offset 1"),
+        "{message}"
+    );
+    assert!(
+        message.len() <= 2048,
+        "{} bytes in the status",
+        message.len()
+    );
+    assert!(message.contains("truncated"), "{message}");
+    let letters = pipeline.consume("bad-records");
+    assert_eq!(letters.len(), 1);
+    let header = &letters[0].headers["sluice.error"];
+    assert!(header.starts_with("fault-error"), "{header}");
+    assert!(header.len() <= 2048, "{} bytes in the header", header.len());
+    assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
+}
