@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 11] = [
+const PLUGINS: [&str; 12] = [
     "uppercase",
     "filter-json",
     "map-json",
@@ -19,6 +19,7 @@ const PLUGINS: [&str; 11] = [
     "fault-huge-output",
     "fault-error",
     "fault-sleep",
+    "fault-alias-output",
 ];
 
 /// The workspace root.

@@ -18,6 +18,7 @@ use wasmtime::component::{Component, Func, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::lift::{with_output_bytes_max, OutputLimitExceeded, Outputs};
 use super::spec::Limits;
 use super::wasi::CallDeadline;
 
@@ -533,7 +534,7 @@ impl Instance {
                 // A plugin whose `process` has another shape fails here, at
                 // instantiation; `process` repeats this check per batch
                 // (about 2k instructions, a rounding error per record).
-                process.typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&store)?;
+                process.typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&store)?;
                 Ok((bindings, process))
             });
         let (bindings, process) = instantiated
@@ -569,12 +570,15 @@ impl Instance {
     pub(crate) fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
+        let bytes_max = self.limits.output_bytes_per_batch_max;
         let called = self
             .process
-            .typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&self.store)
-            .and_then(|process| process.call(&mut self.store, (batch,)));
+            .typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&self.store)
+            .and_then(|process| {
+                with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
+            });
         match called.map(|(result,)| result) {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(Outputs(outputs))) => Ok(outputs),
             Ok(Err(error)) => Err(InvokeError::Rejected {
                 message: truncate_message(error.message, ERROR_MESSAGE_BYTES_MAX),
                 source: error.source,
@@ -616,7 +620,9 @@ fn trap_error(
 ) -> InvokeError {
     let state = store.data_mut();
     let panic = state.last_error_log.take();
-    let message = if let Some(bytes) = state.limiter.refused.take() {
+    let message = if let Some(refused) = error.downcast_ref::<OutputLimitExceeded>() {
+        refused.to_string()
+    } else if let Some(bytes) = state.limiter.refused.take() {
         format!(
             "memory limit exceeded during {during}: the plugin tried to grow its memory \
              (all memories and tables) to {bytes} bytes, the limit is {} bytes (memory_bytes_max)",

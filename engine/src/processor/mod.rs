@@ -3,6 +3,7 @@
 
 mod abi;
 pub mod host;
+mod lift;
 pub(crate) mod output;
 pub(crate) mod registry;
 pub mod spec;
