@@ -370,8 +370,8 @@ const TABLE_ELEMENT_BYTES: usize = 8;
 struct MemoryLimiter {
     memory_bytes_max: usize,
     /// Bytes of all memories and tables now.
-    memory_bytes: usize,
-    /// The most `memory_bytes` has been.
+    memory_bytes_used: usize,
+    /// The most `memory_bytes_used` has been.
     memory_bytes_peak: usize,
     refused: Option<usize>,
 }
@@ -380,7 +380,7 @@ impl MemoryLimiter {
     fn new(memory_bytes_max: usize) -> Self {
         Self {
             memory_bytes_max,
-            memory_bytes: 0,
+            memory_bytes_used: 0,
             memory_bytes_peak: 0,
             refused: None,
         }
@@ -390,13 +390,13 @@ impl MemoryLimiter {
     /// `desired` bytes, or refuses.
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
         let total = self
-            .memory_bytes
+            .memory_bytes_used
             .saturating_add(desired.saturating_sub(current));
         if total > self.memory_bytes_max {
             self.refused = Some(total);
             return Err(wasmtime::format_err!("memory limit exceeded"));
         }
-        self.memory_bytes = total;
+        self.memory_bytes_used = total;
         self.memory_bytes_peak = self.memory_bytes_peak.max(total);
         Ok(true)
     }
@@ -676,6 +676,7 @@ mod tests {
         let mut limiter = MemoryLimiter::new(10 << 20);
         assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
         assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert_eq!(limiter.memory_bytes_used, 8 << 20);
         assert!(limiter.table_growing(0, 1_000, None).unwrap());
         // Either memory growing by 2 MiB more takes the sum over 10 MiB.
         assert!(limiter.memory_growing(4 << 20, 6 << 20, None).is_err());
