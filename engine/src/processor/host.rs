@@ -453,6 +453,16 @@ pub trait Invoke: Send {
 pub type Factory = Arc<dyn Fn() -> Result<Box<dyn Invoke>, InvokeError> + Send + Sync>;
 
 impl Plugin {
+    /// This plugin with its instances outside the broker-wide memory cap:
+    /// for a deploy's trial instance, which lives for one `init` while the
+    /// instances of the deployment it replaces still hold their share.
+    pub(crate) fn outside_memory_cap(&self) -> Self {
+        Self {
+            pre: self.pre.clone(),
+            memory: Arc::new(MemoryBudget::new(u64::MAX)),
+        }
+    }
+
     /// A factory of sandboxed instances of this plugin.
     pub fn factory(&self, limits: Limits, config: Vec<(String, String)>, label: Label) -> Factory {
         let plugin = self.clone();

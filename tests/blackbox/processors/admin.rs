@@ -278,7 +278,10 @@ fn deploys_beyond_the_broker_wide_plugin_memory_are_refused() {
     for topic in ["in", "out"] {
         pipeline.create_topic(topic, 2);
     }
-    pipeline.produce("in", &[(Some("k"), "a")]);
+    // Records in both partitions, so every partition holds an instance.
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+    let records: Vec<_> = keys.iter().map(|key| (Some(*key), "a")).collect();
+    pipeline.produce("in", &records);
     let deploy = |name: &str| {
         pipeline.sluice(&[
             "processor",
@@ -305,9 +308,35 @@ fn deploys_beyond_the_broker_wide_plugin_memory_are_refused() {
     assert!(stderr.contains("processors.memory_bytes_max"), "{stderr}");
     let (code, _) = pipeline.broker.http_get("/v1/processors/third");
     assert_eq!(code, 404);
-    let status = pipeline.wait_caught_up("first", 1);
+    let status = pipeline.wait_caught_up("first", 8);
     assert_eq!(status["errors"], 0, "{status:#}");
-    // Redeploying one already counted does not count it twice.
-    let output = deploy("second");
+    assert!(
+        status["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["records_in"].as_u64() > Some(0)),
+        "{status:#}"
+    );
+    pipeline.wait_caught_up("second", 8);
+    // Redeploying one already counted does not count it twice, even at
+    // the cap: 40 + 60 MiB, while the old 40 MiB still run during the deploy.
+    let output = pipeline.sluice(&[
+        "processor",
+        "deploy",
+        "second",
+        "--wasm",
+        wasm("uppercase").to_str().unwrap(),
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--memory-max",
+        "30MiB",
+    ]);
     assert!(output.status.success(), "{output:?}");
+    // Its new instances start within the cap and process a new record.
+    pipeline.produce("in", &[(Some("k0"), "b")]);
+    let status = pipeline.wait_caught_up("second", 1);
+    assert_eq!(status["errors"], 0, "{status:#}");
 }

@@ -305,8 +305,15 @@ impl Processors {
                 topic: "(deploy)".into(),
                 partition: -1,
             };
-            Instance::new(&plugin, trial.limits, &trial.config, label)
-                .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+            // Outside the broker-wide cap, which `validate` checked: a
+            // redeploy near the cap must not count the old and new twice.
+            Instance::new(
+                &plugin.outside_memory_cap(),
+                trial.limits,
+                &trial.config,
+                label,
+            )
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
             Ok(plugin)
         })
         .await
