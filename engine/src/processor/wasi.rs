@@ -43,8 +43,11 @@ impl CallDeadline {
     /// Waits `wait` on this thread if the call's deadline allows it;
     /// otherwise records the refusal and returns the trap.
     fn wait(&mut self, wait: Duration) -> wasmtime::Result<()> {
-        let now = Instant::now();
-        if now + wait > self.at {
+        // A wait too long to represent is past any deadline.
+        if Instant::now()
+            .checked_add(wait)
+            .is_none_or(|end| end > self.at)
+        {
             self.refused_wait = Some(wait);
             return Err(wasmtime::format_err!(
                 "time limit exceeded (a wait past the deadline)"
@@ -152,4 +155,23 @@ fn link_io(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     io::poll::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
     io::streams::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_past_the_deadline_are_refused_at_once_and_shorter_ones_served() {
+        let mut deadline = CallDeadline::new(Duration::from_secs(10));
+        deadline.wait(Duration::ZERO).unwrap();
+        deadline.wait(Duration::from_millis(1)).unwrap();
+        assert_eq!(deadline.refused_wait, None);
+        let error = deadline.wait(Duration::from_secs(3_600)).unwrap_err();
+        assert!(error.to_string().contains("time limit exceeded"), "{error}");
+        assert_eq!(deadline.refused_wait, Some(Duration::from_secs(3_600)));
+        // The guest's largest duration neither panics nor waits.
+        deadline.wait(Duration::from_nanos(u64::MAX)).unwrap_err();
+        deadline.wait(Duration::MAX).unwrap_err();
+    }
 }
