@@ -50,14 +50,16 @@ pub(crate) async fn run(
     let context = broker_context(&config, bound, &store, &groups, &stopped)?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
-    let processors = crate::processor::Processors::open(
-        &config.data_dir,
-        config.processors.clone(),
-        store.clone(),
-        groups.clone(),
-        stopped.clone(),
-    )
-    .context("starting the processor runtime")?;
+    // Compiling the persisted plugins is CPU-bound: a blocking thread.
+    let processors = {
+        let (data_dir, settings) = (config.data_dir.clone(), config.processors.clone());
+        let (store, groups, stopped) = (store.clone(), groups.clone(), stopped.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::processor::Processors::open(&data_dir, settings, store, groups, stopped)
+        })
+        .await?
+        .context("starting the processor runtime")?
+    };
     tasks.spawn(processors.clone().run());
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
     tasks.spawn(crate::http::serve(

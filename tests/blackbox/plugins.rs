@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 10] = [
+const PLUGINS: [&str; 12] = [
     "uppercase",
     "filter-json",
     "map-json",
@@ -18,6 +18,8 @@ const PLUGINS: [&str; 10] = [
     "fault-alloc",
     "fault-huge-output",
     "fault-error",
+    "fault-sleep",
+    "fault-alias-output",
 ];
 
 /// The workspace root.

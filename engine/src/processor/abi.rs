@@ -20,9 +20,10 @@
 //! at instantiation. The black-box suite's `inspect` plugin checks every
 //! shape of record arrives intact.
 //!
-//! This is the one hand-written `unsafe` in the broker: implementing
-//! wasmtime's `unsafe` lowering traits, as bindgen's generated glue does.
-//! The whole workspace otherwise denies `unsafe_code`. The traits' hidden
+//! This and `lift.rs` (the outputs' way back) are the hand-written
+//! `unsafe` in the broker: implementing wasmtime's `unsafe` canonical ABI
+//! traits, as bindgen's generated glue does. The whole workspace otherwise
+//! denies `unsafe_code`. The traits' hidden
 //! items (`wasmtime::component::__internal`) are not covered by semver,
 //! which is why wasmtime is pinned to one exact version.
 

@@ -3,11 +3,10 @@
 //! (its own `Store`, memory limit and time limit) per processor partition.
 //!
 //! Plugins are linked against the contract in `wit/` (bindings generated
-//! below by `bindgen!`) and a deliberately inert slice of WASI 0.2: clocks,
-//! random, an empty environment, no preopened directories, stdin empty,
-//! stdout and stderr discarded. Sockets are not linked at all, so a plugin
-//! that imports them cannot be instantiated. Panics reach the broker through
-//! the SDK's panic hook, which logs the message before the trap.
+//! below by `bindgen!`) and a deliberately inert slice of WASI 0.2
+//! (`processor::wasi`: no files, sockets or environment, and no wait that
+//! can outlast the time limit). Panics reach the broker through the SDK's
+//! panic hook, which logs the message before the trap.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +18,9 @@ use wasmtime::component::{Component, Func, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::lift::{with_output_bytes_max, OutputLimitExceeded, Outputs};
 use super::spec::Limits;
+use super::wasi::CallDeadline;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -43,18 +44,54 @@ const LOG_LINES_PER_SECOND_MAX: u32 = 100;
 /// Longest log message kept; longer ones are cut.
 const LOG_MESSAGE_BYTES_MAX: usize = 4_096;
 
+/// Longest error message kept from a plugin (a `process-error`, an `init`
+/// error, a trap or panic text). It is logged per record, kept in the
+/// status and copied into every dead letter's `sluice.error` header, so an
+/// unbounded one could fill the log or make the dead letter unwritable.
+pub(crate) const ERROR_MESSAGE_BYTES_MAX: usize = 1_024;
+
+/// `message` cut to at most `bytes_max` bytes (on a character boundary),
+/// with a marker saying how long it was.
+pub(crate) fn truncate_message(mut message: String, bytes_max: usize) -> String {
+    if message.len() <= bytes_max {
+        return message;
+    }
+    let length = message.len();
+    let marker = format!("… (truncated, {length} bytes)");
+    let mut cut = bytes_max.saturating_sub(marker.len());
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&marker);
+    message
+}
+
 /// The broker's wasmtime engine, its linker and the epoch ticker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<wasmtime::Cache>,
     ticking: Arc<AtomicBool>,
+    /// Plugin memory of every instance of this runtime together.
+    memory: Arc<MemoryBudget>,
 }
 
 impl Runtime {
     /// An engine with epoch interruption, and a compiled-component cache in
-    /// `cache_dir` when one is given.
+    /// `cache_dir` when one is given; no cap on its instances' memory
+    /// together beyond each one's own limit.
     pub fn new(cache_dir: Option<&Path>) -> anyhow::Result<Arc<Self>> {
+        Self::with_memory_max(cache_dir, u64::MAX)
+    }
+
+    /// Like [`Runtime::new`], and the memory limits of all live instances
+    /// together may not exceed `memory_bytes_max`
+    /// (`processors.memory_bytes_max`).
+    pub(crate) fn with_memory_max(
+        cache_dir: Option<&Path>,
+        memory_bytes_max: u64,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -82,7 +119,7 @@ impl Runtime {
         };
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
-        link_wasi(&mut linker)?;
+        super::wasi::link(&mut linker)?;
         Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticking = Arc::new(AtomicBool::new(true));
@@ -104,6 +141,7 @@ impl Runtime {
             linker,
             cache,
             ticking,
+            memory: Arc::new(MemoryBudget::new(memory_bytes_max)),
         }))
     }
 
@@ -139,7 +177,10 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|error| anyhow::anyhow!("the component cannot be linked: {error:#}"))?;
         let pre = ProcessorPre::new(pre).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        Ok(Plugin { pre })
+        Ok(Plugin {
+            pre,
+            memory: self.memory.clone(),
+        })
     }
 
     /// Components loaded from the compile cache, and compiled afresh.
@@ -156,85 +197,67 @@ impl Drop for Runtime {
     }
 }
 
-/// Links the inert slice of WASI described in the module docs.
-fn link_wasi(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::sync as wasi;
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-    use wasmtime_wasi::random::WasiRandom;
-    let l = linker;
-    let io = |e: wasmtime::Error| anyhow::anyhow!("linking WASI: {e:#}");
-    wasmtime_wasi_io_link(l).map_err(io)?;
-    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(
-        l,
-        <HostState as WasiClocksView>::clocks,
-    )
-    .map_err(io)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(
-        l,
-        <HostState as WasiClocksView>::clocks,
-    )
-    .map_err(io)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random()).map_err(io)?;
-    random::insecure::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random()).map_err(io)?;
-    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi.random())
-        .map_err(io)?;
-    cli::exit::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::environment::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stdin::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stdout::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::stderr::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, <HostState as WasiCliView>::cli)
-        .map_err(io)?;
-    // No preopens: the filesystem interfaces exist (std imports them) but
-    // there is no directory to open anything in.
-    filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(
-        l,
-        <HostState as WasiFilesystemView>::filesystem,
-    )
-    .map_err(io)?;
-    wasi::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(
-        l,
-        <HostState as WasiFilesystemView>::filesystem,
-    )
-    .map_err(io)?;
-    Ok(())
-}
-
-/// wasi:io (error, poll, streams), synchronous flavour.
-fn wasmtime_wasi_io_link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p2::bindings::sync::io;
-    struct HasIo;
-    impl wasmtime::component::HasData for HasIo {
-        type Data<'a> = &'a mut ResourceTable;
-    }
-    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasIo>(linker, |t| {
-        &mut t.table
-    })?;
-    io::poll::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
-    io::streams::add_to_linker::<HostState, HasIo>(linker, |t| &mut t.table)?;
-    Ok(())
-}
-
 /// A compiled, linked component, ready to instantiate.
 #[derive(Clone)]
 pub struct Plugin {
     pre: ProcessorPre<HostState>,
+    memory: Arc<MemoryBudget>,
+}
+
+/// The broker-wide cap on plugin memory: each live instance holds a
+/// reservation of its whole memory limit, taken before it is created and
+/// given back when it is dropped, so the limits of all instances together
+/// never exceed the cap, whatever they grow to.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    reserved_bytes: std::sync::Mutex<u64>,
+    memory_bytes_max: u64,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(memory_bytes_max: u64) -> Self {
+        Self {
+            reserved_bytes: std::sync::Mutex::new(0),
+            memory_bytes_max,
+        }
+    }
+
+    /// Reserves `bytes`, or says why not.
+    pub(crate) fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, String> {
+        let mut reserved = self.reserved_bytes.lock().expect("memory budget lock");
+        let total = reserved.saturating_add(bytes);
+        if total > self.memory_bytes_max {
+            return Err(format!(
+                "plugin memory exhausted: this instance's memory limit of {bytes} bytes would take \
+                 the instances' limits together to {total} bytes, over the broker's \
+                 processors.memory_bytes_max of {} bytes",
+                self.memory_bytes_max
+            ));
+        }
+        *reserved = total;
+        Ok(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Memory reserved from a [`MemoryBudget`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<MemoryBudget>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self
+            .budget
+            .reserved_bytes
+            .lock()
+            .expect("memory budget lock");
+        *reserved = reserved.saturating_sub(self.bytes);
+    }
 }
 
 /// What a failed call was.
@@ -279,8 +302,10 @@ pub struct Label {
 
 /// Per-instance host state: WASI context, limits, and the log import.
 pub(crate) struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    /// When the running call must end (the guest's timers are held to it).
+    pub(super) deadline: CallDeadline,
     limiter: MemoryLimiter,
     label: Label,
     /// Last error-level line the guest logged (its panic message, through
@@ -302,15 +327,8 @@ impl WasiView for HostState {
 }
 
 impl sluice::processor::log::Host for HostState {
-    fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > LOG_MESSAGE_BYTES_MAX {
-            let mut cut = LOG_MESSAGE_BYTES_MAX;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+    fn log(&mut self, level: Level, message: String) {
+        let message = truncate_message(message, LOG_MESSAGE_BYTES_MAX);
         if matches!(level, Level::Error) {
             self.last_error_log = Some(message.clone());
         }
@@ -343,35 +361,67 @@ impl sluice::processor::log::Host for HostState {
     }
 }
 
-/// Memory limit that remembers why a grow failed, for a clear message.
+/// Bytes a table element is counted as (a function reference).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// The instance's memory limit, counted over all its linear memories and
+/// tables together (a component may have several of each, and each grows
+/// on its own), remembering why a grow failed, for a clear message.
 struct MemoryLimiter {
     memory_bytes_max: usize,
-    memory_bytes: usize,
+    /// Bytes of all memories and tables now.
+    memory_bytes_used: usize,
+    /// The most `memory_bytes_used` has been.
+    memory_bytes_peak: usize,
     refused: Option<usize>,
+}
+
+impl MemoryLimiter {
+    fn new(memory_bytes_max: usize) -> Self {
+        Self {
+            memory_bytes_max,
+            memory_bytes_used: 0,
+            memory_bytes_peak: 0,
+            refused: None,
+        }
+    }
+
+    /// Accounts for one memory or table growing from `current` to
+    /// `desired` bytes, or refuses.
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self
+            .memory_bytes_used
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.memory_bytes_max {
+            self.refused = Some(total);
+            return Err(wasmtime::format_err!("memory limit exceeded"));
+        }
+        self.memory_bytes_used = total;
+        self.memory_bytes_peak = self.memory_bytes_peak.max(total);
+        Ok(true)
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes_max {
-            self.refused = Some(desired);
-            return Err(wasmtime::format_err!("memory limit exceeded"));
-        }
-        self.memory_bytes = self.memory_bytes.max(desired);
-        Ok(true)
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
     }
 
     fn instances(&self) -> usize {
@@ -403,6 +453,16 @@ pub trait Invoke: Send {
 pub type Factory = Arc<dyn Fn() -> Result<Box<dyn Invoke>, InvokeError> + Send + Sync>;
 
 impl Plugin {
+    /// This plugin with its instances outside the broker-wide memory cap:
+    /// for a deploy's trial instance, which lives for one `init` while the
+    /// instances of the deployment it replaces still hold their share.
+    pub(crate) fn outside_memory_cap(&self) -> Self {
+        Self {
+            pre: self.pre.clone(),
+            memory: Arc::new(MemoryBudget::new(u64::MAX)),
+        }
+    }
+
     /// A factory of sandboxed instances of this plugin.
     pub fn factory(&self, limits: Limits, config: Vec<(String, String)>, label: Label) -> Factory {
         let plugin = self.clone();
@@ -430,6 +490,8 @@ pub struct Instance {
     /// The `process` export, called with the hand-lowered batch (`abi`).
     process: Func,
     limits: Limits,
+    /// This instance's share of the broker-wide plugin memory.
+    _reservation: Reservation,
 }
 
 impl Instance {
@@ -440,6 +502,10 @@ impl Instance {
         config: &[(String, String)],
         label: Label,
     ) -> Result<Self, InvokeError> {
+        let reservation = plugin
+            .memory
+            .reserve(limits.memory_bytes_max)
+            .map_err(|message| InvokeError::Trap { message })?;
         let engine = plugin.pre.engine();
         let wasi = WasiCtxBuilder::new()
             .stdin(wasmtime_wasi::p2::pipe::ClosedInputStream)
@@ -449,11 +515,10 @@ impl Instance {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                memory_bytes_max: usize::try_from(limits.memory_bytes_max).unwrap_or(usize::MAX),
-                memory_bytes: 0,
-                refused: None,
-            },
+            limiter: MemoryLimiter::new(
+                usize::try_from(limits.memory_bytes_max).unwrap_or(usize::MAX),
+            ),
+            deadline: CallDeadline::new(call_time_max(&limits)),
             label,
             last_error_log: None,
             log_window: (Instant::now(), 0),
@@ -462,7 +527,7 @@ impl Instance {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(&limits));
+        arm_deadline(&mut store, &limits);
         let instantiated = plugin
             .pre
             .instance_pre()
@@ -479,7 +544,7 @@ impl Instance {
                 // A plugin whose `process` has another shape fails here, at
                 // instantiation; `process` repeats this check per batch
                 // (about 2k instructions, a rounding error per record).
-                process.typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&store)?;
+                process.typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&store)?;
                 Ok((bindings, process))
             });
         let (bindings, process) = instantiated
@@ -489,19 +554,23 @@ impl Instance {
             bindings,
             process,
             limits,
+            _reservation: reservation,
         };
         instance.init(config)?;
         Ok(instance)
     }
 
     fn init(&mut self, config: &[(String, String)]) -> Result<(), InvokeError> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
         let handler = self.bindings.sluice_processor_handler();
         match handler.call_init(&mut self.store, config) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(InvokeError::Trap {
-                message: format!("init failed: {message}"),
+                message: truncate_message(
+                    format!("init failed: {message}"),
+                    ERROR_MESSAGE_BYTES_MAX,
+                ),
             }),
             Err(error) => Err(trap_error(&mut self.store, &self.limits, "init", error)),
         }
@@ -509,26 +578,41 @@ impl Instance {
 
     /// Runs one batch under the time limit.
     pub(crate) fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
+        let bytes_max = self.limits.output_bytes_per_batch_max;
         let called = self
             .process
-            .typed::<(Batch<'_>,), (Result<Vec<Output>, ProcessError>,)>(&self.store)
-            .and_then(|process| process.call(&mut self.store, (batch,)));
+            .typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&self.store)
+            .and_then(|process| {
+                with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
+            });
         match called.map(|(result,)| result) {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(Outputs(outputs))) => Ok(outputs),
             Ok(Err(error)) => Err(InvokeError::Rejected {
-                message: error.message,
+                message: truncate_message(error.message, ERROR_MESSAGE_BYTES_MAX),
                 source: error.source,
             }),
             Err(error) => Err(trap_error(&mut self.store, &self.limits, "process", error)),
         }
     }
 
-    /// Largest linear memory the instance has grown to, in bytes.
+    /// Most memory (all linear memories and tables) the instance has
+    /// grown to, in bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.memory_bytes
+        self.store.data().limiter.memory_bytes_peak
     }
+}
+
+/// Starts a call's time limit: the epoch deadline for running code, the
+/// wall-clock deadline for the guest's timers.
+fn arm_deadline(store: &mut Store<HostState>, limits: &Limits) {
+    store.set_epoch_deadline(deadline_ticks(limits));
+    store.data_mut().deadline = CallDeadline::new(call_time_max(limits));
+}
+
+fn call_time_max(limits: &Limits) -> Duration {
+    Duration::from_millis(limits.process_time_ms_max)
 }
 
 fn deadline_ticks(limits: &Limits) -> u64 {
@@ -546,11 +630,20 @@ fn trap_error(
 ) -> InvokeError {
     let state = store.data_mut();
     let panic = state.last_error_log.take();
-    let message = if let Some(bytes) = state.limiter.refused.take() {
+    let message = if let Some(refused) = error.downcast_ref::<OutputLimitExceeded>() {
+        refused.to_string()
+    } else if let Some(bytes) = state.limiter.refused.take() {
         format!(
-            "memory limit exceeded during {during}: the plugin tried to grow its memory to {bytes} bytes, \
-             the limit is {} bytes (memory_bytes_max)",
+            "memory limit exceeded during {during}: the plugin tried to grow its memory \
+             (all memories and tables) to {bytes} bytes, the limit is {} bytes (memory_bytes_max)",
             limits.memory_bytes_max
+        )
+    } else if let Some(wait) = state.deadline.refused_wait.take() {
+        format!(
+            "time limit exceeded: {during} tried to wait {} ms (a sleep or timer), past its limit \
+             of {} ms (process_time_ms_max); a plugin cannot wait beyond its time limit",
+            wait.as_millis(),
+            limits.process_time_ms_max
         )
     } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         format!(
@@ -565,5 +658,50 @@ fn trap_error(
             .map_or_else(|| format!("{error:#}"), |trap| trap.to_string());
         format!("plugin trapped during {during}: {trap}")
     };
-    InvokeError::Trap { message }
+    InvokeError::Trap {
+        message: truncate_message(message, ERROR_MESSAGE_BYTES_MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter as _;
+
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_with_a_marker() {
+        assert_eq!(truncate_message("short".into(), 10), "short");
+        let cut = truncate_message("é".repeat(10_000), ERROR_MESSAGE_BYTES_MAX);
+        assert!(cut.len() <= ERROR_MESSAGE_BYTES_MAX, "{}", cut.len());
+        assert!(cut.ends_with("… (truncated, 20000 bytes)"), "{cut}");
+        assert!(cut.starts_with("éé"));
+    }
+
+    /// Two memories (wasmtime asks the limiter per memory) and a table
+    /// count against one limit; a black-box test would need a component
+    /// with two memories, which Rust plugins do not produce.
+    #[test]
+    fn the_memory_limit_counts_every_memory_and_table_of_the_instance() {
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert_eq!(limiter.memory_bytes_used, 8 << 20);
+        assert!(limiter.table_growing(0, 1_000, None).unwrap());
+        // Either memory growing by 2 MiB more takes the sum over 10 MiB.
+        assert!(limiter.memory_growing(4 << 20, 6 << 20, None).is_err());
+        assert_eq!(limiter.refused, Some((10 << 20) + 8_000));
+        assert_eq!(limiter.memory_bytes_peak, (8 << 20) + 8_000);
+        assert!(limiter.memory_growing(4 << 20, 5 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn the_memory_budget_is_shared_and_given_back() {
+        let budget = Arc::new(MemoryBudget::new(100));
+        let first = budget.reserve(60).unwrap();
+        let error = budget.reserve(60).unwrap_err();
+        assert!(error.contains("processors.memory_bytes_max"), "{error}");
+        drop(first);
+        let _second = budget.reserve(60).unwrap();
+    }
 }

@@ -3,12 +3,14 @@
 
 mod abi;
 pub mod host;
+mod lift;
 pub(crate) mod output;
 pub(crate) mod registry;
 pub mod spec;
 pub(crate) mod status;
 #[cfg(test)]
 mod tests;
+mod wasi;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,14 @@ pub(crate) struct ProcessorConfig {
     /// Keep compiled components in `<data-dir>/processors/cache` so a
     /// restart does not recompile them.
     pub(crate) compile_cache: bool,
+    /// Plugin memory of the whole broker, in bytes: the memory limits of
+    /// all instances together (one per input partition of each processor,
+    /// `memory_bytes_max` each). A deploy that would exceed it is refused;
+    /// an instance that would exceed it is not created.
+    pub(crate) memory_bytes_max: u64,
+    /// Plugins compiled at once when the broker starts (compiling is
+    /// CPU-bound and runs on blocking threads, off the async workers).
+    pub(crate) compiles_max: usize,
 }
 
 impl Default for ProcessorConfig {
@@ -38,6 +48,8 @@ impl Default for ProcessorConfig {
             processors_max: 64,
             wasm_bytes_max: 64 << 20,
             compile_cache: true,
+            memory_bytes_max: 4 << 30,
+            compiles_max: 2,
         }
     }
 }

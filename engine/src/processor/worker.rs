@@ -356,6 +356,9 @@ impl PartitionTask {
             return Err(StepFailure::new("interrupted by shutdown", None));
         }
         if failure.trapped {
+            // Dropped first: its share of the broker-wide memory goes back
+            // before the new one reserves its own.
+            self.instance = None;
             self.instance = Some(self.instantiate()?);
         }
         if end - start == 1 {

@@ -267,3 +267,76 @@ fn a_bad_from_in_a_deploy_request_is_a_400_with_a_message() {
     let (status, body) = deploy("2026-02-28T00:00:00Z");
     assert_eq!(status, 200, "{body}");
 }
+
+/// The broker caps the memory of all plugin instances together: a deploy
+/// whose instances' memory limits would take the sum over
+/// `processors.memory_bytes_max` is refused, saying so, and the processors
+/// already deployed keep running.
+#[test]
+fn deploys_beyond_the_broker_wide_plugin_memory_are_refused() {
+    let pipeline = Pipeline::start_with_config("[processors]\nmemory_bytes_max = 104857600\n");
+    for topic in ["in", "out"] {
+        pipeline.create_topic(topic, 2);
+    }
+    // Records in both partitions, so every partition holds an instance.
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+    let records: Vec<_> = keys.iter().map(|key| (Some(*key), "a")).collect();
+    pipeline.produce("in", &records);
+    let deploy = |name: &str| {
+        pipeline.sluice(&[
+            "processor",
+            "deploy",
+            name,
+            "--wasm",
+            wasm("uppercase").to_str().unwrap(),
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--memory-max",
+            "20MiB",
+        ])
+    };
+    // Two partitions of 20 MiB each: 40 MiB, then 80 MiB, then 120 MiB.
+    for name in ["first", "second"] {
+        let output = deploy(name);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = deploy("third");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("processors.memory_bytes_max"), "{stderr}");
+    let (code, _) = pipeline.broker.http_get("/v1/processors/third");
+    assert_eq!(code, 404);
+    let status = pipeline.wait_caught_up("first", 8);
+    assert_eq!(status["errors"], 0, "{status:#}");
+    assert!(
+        status["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["records_in"].as_u64() > Some(0)),
+        "{status:#}"
+    );
+    pipeline.wait_caught_up("second", 8);
+    // Redeploying one already counted does not count it twice, even at
+    // the cap: 40 + 60 MiB, while the old 40 MiB still run during the deploy.
+    let output = pipeline.sluice(&[
+        "processor",
+        "deploy",
+        "second",
+        "--wasm",
+        wasm("uppercase").to_str().unwrap(),
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--memory-max",
+        "30MiB",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    // Its new instances start within the cap and process a new record.
+    pipeline.produce("in", &[(Some("k0"), "b")]);
+    let status = pipeline.wait_caught_up("second", 1);
+    assert_eq!(status["errors"], 0, "{status:#}");
+}

@@ -179,3 +179,181 @@ fn faulty_plugins_are_contained_by_the_error_policy() {
     });
     assert_eq!(status["partitions"][0]["committed_offset"], 2);
 }
+
+/// Runs `sluice ARGS` on a thread and waits at most `bound` for it to
+/// answer (a hung admin call fails the test instead of hanging it).
+fn sluice_within(pipeline: &Pipeline, args: &[&str], bound: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut command = Command::new(sluice_binary());
+    command
+        .args(args)
+        .env("SLUICE_BROKERS", pipeline.broker.kafka.to_string())
+        .env("SLUICE_ADMIN", format!("http://{}", pipeline.broker.http));
+    thread::spawn(move || {
+        let _ = tx.send(command.output().expect("running sluice"));
+    });
+    rx.recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("sluice {args:?} did not answer within {bound:?}"))
+}
+
+/// A plugin that sleeps (`std::thread::sleep`: a WASI `poll` on a
+/// monotonic-clock timer) is held to the time limit like one that spins:
+/// the record fails with "time limit exceeded", `remove` answers, and the
+/// broker still stops on SIGTERM while another sleeper is deployed.
+#[test]
+fn a_sleeping_plugin_cannot_outlast_the_time_limit() {
+    let mut pipeline = Pipeline::start();
+    for topic in ["in", "out", "out2"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce(
+        "in",
+        &[(Some("k"), "a"), (Some("k"), "boom"), (Some("k"), "c")],
+    );
+    let sleeper = |name: &str, output: &str, trigger: &str| {
+        pipeline.deploy(
+            name,
+            "fault-sleep",
+            &[
+                "--input",
+                "in",
+                "--output",
+                output,
+                "--on-error",
+                "skip",
+                "--timeout-ms",
+                "1000",
+                "--config",
+                trigger,
+            ],
+        );
+    };
+    // The default sleep is an hour; the time limit is a second.
+    sleeper("sleeper", "out", "trigger=boom");
+    let status = pipeline.wait_caught_up("sleeper", 3);
+    assert_eq!(status["skipped"], 1, "{status:#}");
+    assert_last_error(&status, "time limit exceeded");
+    assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
+
+    // Every record sleeps: removing it answers.
+    sleeper("dozer", "out2", "trigger=");
+    pipeline.wait_for("dozer", "a record to be tried", |s| {
+        s["errors"].as_u64() >= Some(1)
+    });
+    let output = sluice_within(
+        &pipeline,
+        &["processor", "remove", "dozer"],
+        Duration::from_secs(20),
+    );
+    assert!(output.status.success(), "{output:?}");
+
+    // And SIGTERM stops the broker while another sleeper runs.
+    sleeper("napper", "out2", "trigger=");
+    let status = pipeline.broker.stop_with("TERM", Duration::from_secs(5));
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// A plugin's error message is cut to a bound wherever it lands: a 10 MiB
+/// message becomes at most about a kilobyte in the status and in the
+/// dead letter's `sluice.error` header, and the dead letter is written.
+#[test]
+fn a_huge_error_message_is_cut_to_the_bound() {
+    let pipeline = Pipeline::start();
+    for topic in ["in", "out", "bad-records"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce(
+        "in",
+        &[(Some("k"), "a"), (Some("k"), "boom"), (Some("k"), "c")],
+    );
+    pipeline.deploy(
+        "verbose",
+        "fault-error",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--on-error",
+            "dead-letter=bad-records",
+            "--config",
+            "message_bytes=10485760",
+        ],
+    );
+    let status = pipeline.wait_caught_up("verbose", 3);
+    assert_eq!(status["dead_lettered"], 1, "{status:#}");
+    let message = status["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("fault-error: rejected offset 1"),
+        "{message}"
+    );
+    assert!(
+        message.len() <= 2048,
+        "{} bytes in the status",
+        message.len()
+    );
+    assert!(message.contains("truncated"), "{message}");
+    let letters = pipeline.consume("bad-records");
+    assert_eq!(letters.len(), 1);
+    let header = &letters[0].headers["sluice.error"];
+    assert!(header.starts_with("fault-error"), "{header}");
+    assert!(header.len() <= 2048, "{} bytes in the header", header.len());
+    assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
+}
+
+/// The broker's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// Outputs that all point at one region of guest memory are refused while
+/// they are lifted, before the broker copies them: 200 views of 8 MiB
+/// (1.6 GB if copied) fail with "output limit exceeded", and the broker's
+/// peak memory stays far below what copying them would take.
+#[test]
+fn aliased_outputs_are_refused_before_they_are_copied() {
+    let pipeline = Pipeline::start();
+    for topic in ["in", "out"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce(
+        "in",
+        &[(Some("k"), "a"), (Some("k"), "boom"), (Some("k"), "c")],
+    );
+    pipeline.deploy(
+        "aliaser",
+        "fault-alias-output",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--on-error",
+            "skip",
+            "--config",
+            "copies=200",
+            "--config",
+            "bytes=8388608",
+        ],
+    );
+    let status = pipeline.wait_caught_up("aliaser", 3);
+    assert_eq!(status["skipped"], 1, "{status:#}");
+    assert_last_error(&status, "output limit exceeded");
+    assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
+    let peak = peak_rss_bytes(pipeline.broker.pid());
+    assert!(peak < 1 << 30, "the broker's peak RSS was {peak} bytes");
+    let (code, _) = pipeline.broker.http_get("/health");
+    assert_eq!(code, 200);
+}

@@ -45,6 +45,23 @@ impl Pipeline {
         Self { dir, broker }
     }
 
+    /// Like [`Pipeline::start`], with `config` as the broker's TOML config
+    /// file.
+    pub(crate) fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut command = Command::new(sluice_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--flush", "never", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+        let broker = Broker::spawn(command);
+        Self { dir, broker }
+    }
+
     fn spawn(dir: &Path, listen: &str) -> Broker {
         let mut command = Command::new(sluice_binary());
         command

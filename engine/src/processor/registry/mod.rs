@@ -129,7 +129,7 @@ impl Processors {
         // The compile cache wants an absolute path.
         let dir = std::fs::canonicalize(&dir)?;
         let cache = config.compile_cache.then(|| dir.join("cache"));
-        let runtime = Runtime::new(cache.as_deref())?;
+        let runtime = Runtime::with_memory_max(cache.as_deref(), config.memory_bytes_max)?;
         let processors = Arc::new(Self {
             runtime,
             store,
@@ -153,42 +153,6 @@ impl Processors {
     /// Largest upload accepted.
     pub(crate) fn wasm_bytes_max(&self) -> u64 {
         self.config.wasm_bytes_max
-    }
-
-    fn load(self: &Arc<Self>) -> anyhow::Result<()> {
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let loaded = std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(serde_json::from_slice::<Deployment>(&bytes)?))
-                .and_then(|deployment| {
-                    let wasm = std::fs::read(self.blob_path(&deployment.wasm_sha256))?;
-                    let plugin = self.runtime.compile(&wasm)?;
-                    Ok((deployment, plugin))
-                });
-            match loaded {
-                Ok((deployment, plugin)) => {
-                    tracing::info!(processor = %deployment.name, "resuming processor");
-                    self.start(Arc::new(deployment), plugin);
-                }
-                Err(error) => {
-                    let name = path
-                        .file_stem()
-                        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-                    let message =
-                        format!("cannot resume after restart: {error:#}; redeploy or remove it");
-                    tracing::error!(processor = %name, error = %message, "cannot resume processor");
-                    self.broken
-                        .lock()
-                        .expect("registry lock")
-                        .insert(name, message);
-                }
-            }
-        }
-        Ok(())
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -341,8 +305,15 @@ impl Processors {
                 topic: "(deploy)".into(),
                 partition: -1,
             };
-            Instance::new(&plugin, trial.limits, &trial.config, label)
-                .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+            // Outside the broker-wide cap, which `validate` checked: a
+            // redeploy near the cap must not count the old and new twice.
+            Instance::new(
+                &plugin.outside_memory_cap(),
+                trial.limits,
+                &trial.config,
+                label,
+            )
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?;
             Ok(plugin)
         })
         .await
@@ -426,6 +397,8 @@ impl Processors {
             )));
         }
         let limits = request.limits.apply(&self.config.limits).map_err(bad)?;
+        self.check_memory(name, &request.inputs, &limits)
+            .map_err(bad)?;
         Ok(Deployment {
             name: name.to_string(),
             inputs: dedup(&request.inputs),
@@ -438,6 +411,50 @@ impl Processors {
             deployed_at_ms: now_ms(),
             paused: false,
         })
+    }
+
+    /// Instances a processor reading `inputs` runs: one per partition.
+    fn instances(&self, inputs: &[String]) -> u64 {
+        dedup(inputs)
+            .iter()
+            .filter_map(|topic| self.store.topic(topic))
+            .map(|topic| u64::try_from(topic.partition_count()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Refuses a deploy whose instances' memory limits, with those of every
+    /// other deployed processor, would exceed `processors.memory_bytes_max`.
+    fn check_memory(
+        &self,
+        name: &str,
+        inputs: &[String],
+        limits: &spec::Limits,
+    ) -> Result<(), String> {
+        let others: u64 = self
+            .snapshot()
+            .iter()
+            .filter(|running| running.deployment.name != name)
+            .map(|running| {
+                let deployment = &running.deployment;
+                deployment
+                    .limits
+                    .memory_bytes_max
+                    .saturating_mul(self.instances(&deployment.inputs))
+            })
+            .fold(0, u64::saturating_add);
+        let instances = self.instances(inputs);
+        let this = limits.memory_bytes_max.saturating_mul(instances);
+        let total = others.saturating_add(this);
+        if total > self.config.memory_bytes_max {
+            return Err(format!(
+                "not enough plugin memory: {instances} instances (one per input partition) of \
+                 {} bytes (memory_bytes_max) need {this} bytes; with the {others} bytes of the \
+                 processors already deployed that is {total} bytes, over the broker's \
+                 processors.memory_bytes_max of {} bytes; lower --memory-max or remove a processor",
+                limits.memory_bytes_max, self.config.memory_bytes_max
+            ));
+        }
+        Ok(())
     }
 
     fn ensure_dead_letter_topic(
@@ -777,6 +794,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+mod startup;
 mod tasks;
 #[cfg(test)]
 mod tests;

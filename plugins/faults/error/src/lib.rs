@@ -13,15 +13,25 @@ pub struct Config {
     /// Records whose value contains this text are rejected.
     #[serde(default = "fault_trigger::default_trigger")]
     pub trigger: String,
+    /// When set: pad the error message with `x` to this many bytes (tests
+    /// of the host's bound on error messages).
+    #[serde(default)]
+    pub message_bytes: Option<u64>,
 }
 
 /// Keeps every record; rejects trigger records with an error.
 pub fn reject(record: &Record, config: &Config) -> Result<bool> {
     if is_triggered(record, &config.trigger) {
-        return Err(Error::new(format!(
-            "fault-error: rejected offset {}",
-            record.offset
-        )));
+        let mut message = format!("fault-error: rejected offset {}", record.offset);
+        if let Some(bytes) = config.message_bytes {
+            let bytes = usize::try_from(bytes)
+                .map_err(|_| "fault-error: message_bytes does not fit in memory")?;
+            message.extend(std::iter::repeat_n(
+                'x',
+                bytes.saturating_sub(message.len()),
+            ));
+        }
+        return Err(Error::new(message));
     }
     Ok(true)
 }
@@ -46,5 +56,19 @@ mod tests {
             testing::run_filter(reject, &[], testing::records(&["a", "kaboom", "c"])).unwrap_err();
         assert_eq!(error.record_index(), Some(1));
         assert_eq!(error.message(), "fault-error: rejected offset 1");
+    }
+
+    #[test]
+    fn pads_the_message_to_message_bytes() {
+        let error = testing::run_filter(
+            reject,
+            &[("message_bytes", "100")],
+            testing::records(&["boom"]),
+        )
+        .unwrap_err();
+        assert_eq!(error.message().len(), 100);
+        assert!(error
+            .message()
+            .starts_with("fault-error: rejected offset 0x"));
     }
 }
