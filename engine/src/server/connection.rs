@@ -6,8 +6,15 @@
 //! previous one of its kind to finish before it starts. Reads and long polls
 //! (fetch, metadata, group joins) run freely. At most
 //! `in_flight_requests_max` requests are pending; then reading pauses.
+//!
+//! A slow or silent peer must not hold resources others need: a frame's
+//! body reserves request-byte budget only as its bytes arrive and must
+//! arrive within `request_body_timeout_ms`, and a connection with nothing
+//! in flight that stays silent for `connections_max_idle_ms` is closed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,25 +43,48 @@ pub(crate) async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyho
     let (pending_tx, pending_rx) =
         mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
-    let writer = tokio::spawn(write_responses(writer, pending_rx, failed_tx));
-    let read_result = read_requests(reader, &context, &client_host, pending_tx, failed_rx).await;
+    // Requests read and not yet answered (for the idle timeout).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(write_responses(
+        writer,
+        pending_rx,
+        failed_tx,
+        in_flight.clone(),
+    ));
+    let connection = Connection {
+        context: &context,
+        client_host: &client_host,
+        in_flight: &in_flight,
+    };
+    let read_result = read_requests(reader, connection, pending_tx, failed_rx).await;
     let write_result = writer.await?;
     read_result.and(write_result)
 }
 
+/// What the reader of one connection works with.
+struct Connection<'a> {
+    context: &'a Arc<BrokerContext>,
+    client_host: &'a str,
+    in_flight: &'a AtomicUsize,
+}
+
 async fn read_requests(
     mut reader: OwnedReadHalf,
-    context: &Arc<BrokerContext>,
-    client_host: &str,
+    connection: Connection<'_>,
     pending: mpsc::Sender<Pending>,
     mut failed: oneshot::Receiver<anyhow::Error>,
 ) -> anyhow::Result<()> {
+    let Connection {
+        context,
+        client_host,
+        in_flight,
+    } = connection;
     let mut shutdown = context.shutdown.clone();
     let mut baton: Option<oneshot::Receiver<()>> = None;
     let mut buffer = BytesMut::new();
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, &mut buffer, context) => frame?,
+            frame = read_frame(&mut reader, &mut buffer, context, in_flight) => frame?,
             _ = shutdown.changed() => return Ok(()),
             // The writer hit a bad request or a dead socket; stop reading.
             _ = &mut failed => return Ok(()),
@@ -87,43 +117,98 @@ async fn read_requests(
             drop(permit);
             response
         });
+        in_flight.fetch_add(1, Ordering::AcqRel);
         if pending.send(task).await.is_err() {
             return Ok(());
         }
     }
 }
 
-/// Reads one frame; `None` at a clean end of stream. Frames are read into
-/// `buffer`, whose allocation is reused once earlier frames are dropped, and
-/// never zero-filled first.
-///
-/// Before the body is read, the frame's bytes are reserved from the
-/// broker-wide budget of request bytes in memory (`kafka.queued_request_bytes_max`);
-/// the permit travels with the request and is returned when it is answered.
+/// Reads one frame; `None` at a clean end of stream or once the connection
+/// has been idle for `kafka.connections_max_idle_ms`. Frames are read into
+/// `buffer`, which grows as bytes arrive (an announced length allocates
+/// nothing), and is never zero-filled first.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buffer: &mut BytesMut,
     context: &BrokerContext,
+    in_flight: &AtomicUsize,
 ) -> anyhow::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
     let frame_bytes_max = context.config.frame_bytes_max;
-    if !fill(reader, buffer, 4).await? {
+    if !read_length(reader, buffer, context, in_flight).await? {
         return Ok(None);
     }
     let size = i32::from_be_bytes(buffer[..4].try_into().expect("4 bytes"));
     if size < 0 || size as u32 > frame_bytes_max {
         anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
     }
-    let permit = context
-        .request_bytes
-        .clone()
-        .acquire_many_owned(size.max(1) as u32)
-        .await
-        .expect("the request byte budget is never closed");
     let _ = buffer.split_to(4);
-    if !fill(reader, buffer, size as usize).await? {
-        anyhow::bail!("connection closed in the middle of a {size}-byte request frame");
+    let timeout_ms = context.config.request_body_timeout_ms;
+    let body = read_body(reader, buffer, context, size as usize);
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), body).await {
+        Ok(permit) => Ok(Some((buffer.split_to(size as usize).freeze(), permit?))),
+        Err(_) => anyhow::bail!(
+            "the body of a {size}-byte request frame did not arrive within {timeout_ms} ms \
+             (kafka.request_body_timeout_ms)"
+        ),
     }
-    Ok(Some((buffer.split_to(size as usize).freeze(), permit)))
+}
+
+/// Waits for the next frame's 4-byte length; `false` at a clean end of
+/// stream, or when nothing arrived for `kafka.connections_max_idle_ms`
+/// while no request of this connection was being handled (a long poll or
+/// a group join in flight is not idleness).
+async fn read_length(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    context: &BrokerContext,
+    in_flight: &AtomicUsize,
+) -> anyhow::Result<bool> {
+    let idle = Duration::from_millis(context.config.connections_max_idle_ms);
+    loop {
+        // `fill` is cancel-safe: bytes read before the timeout stay in `buffer`.
+        match tokio::time::timeout(idle, fill(reader, buffer, 4)).await {
+            Ok(filled) => return filled,
+            Err(_) if in_flight.load(Ordering::Acquire) == 0 => {
+                tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                return Ok(false);
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Reads a `size`-byte body into `buffer`, reserving its bytes from the
+/// broker-wide budget of request bytes in memory
+/// (`kafka.queued_request_bytes_max`) a chunk at a time, just before that
+/// chunk is read. So a peer holds only what it actually sent (plus one
+/// chunk), and a waiter never asks for more than a chunk: a huge announced
+/// frame cannot make the FIFO semaphore hold back everyone's small requests.
+/// The permit travels with the request and is returned when it is answered.
+async fn read_body(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    context: &BrokerContext,
+    size: usize,
+) -> anyhow::Result<OwnedSemaphorePermit> {
+    let budget = || context.request_bytes.clone();
+    let acquire = |bytes: usize| async move {
+        budget()
+            .acquire_many_owned(bytes as u32)
+            .await
+            .expect("the request byte budget is never closed")
+    };
+    let first = size.clamp(1, READ_CHUNK_BYTES);
+    let mut permit = acquire(first).await;
+    let mut reserved = first;
+    fill(reader, buffer, first.min(size)).await?;
+    while reserved < size {
+        let chunk = (size - reserved).min(READ_CHUNK_BYTES);
+        permit.merge(acquire(chunk).await);
+        reserved += chunk;
+        fill(reader, buffer, reserved).await?;
+    }
+    Ok(permit)
 }
 
 /// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer
@@ -133,10 +218,10 @@ async fn fill(
     buffer: &mut BytesMut,
     wanted: usize,
 ) -> anyhow::Result<bool> {
-    if buffer.len() < wanted {
-        buffer.reserve(wanted.max(READ_CHUNK_BYTES) - buffer.len());
-    }
     while buffer.len() < wanted {
+        // Room for a chunk, whatever `wanted` is: memory follows the bytes
+        // that arrive, not the length a peer announced.
+        buffer.reserve(READ_CHUNK_BYTES);
         if reader.read_buf(buffer).await? == 0 {
             if buffer.is_empty() {
                 return Ok(false);
@@ -154,12 +239,14 @@ async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut pending: mpsc::Receiver<Pending>,
     failed: oneshot::Sender<anyhow::Error>,
+    in_flight: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     let result = async {
         while let Some(task) = pending.recv().await {
             if let Some(response) = task.await?? {
                 writer.write_all(&response).await?;
             }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
         }
         anyhow::Ok(())
     }

@@ -1,0 +1,153 @@
+//! One client must not be able to stall or exhaust the broker for everyone
+//! else: stalled frame bodies, idle connections, unbounded Fetch responses,
+//! group metadata held for a session, file descriptors and topic counts.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+
+use crate::harness::Broker;
+use crate::kafka::KafkaClient;
+
+/// How long a client not stuck behind a stalled one may take to be served:
+/// well below `request_body_timeout_ms`, so an answer cannot come from the
+/// stalled sockets being dropped.
+const SERVED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Starts a broker with `toml` as its config file.
+fn broker_with(dir: &Path, toml: &str) -> Broker {
+    let config = dir.join("sluice.toml");
+    std::fs::write(&config, toml).unwrap();
+    let data = dir.join("data");
+    Broker::start(&data, &["--config", config.to_str().unwrap()])
+}
+
+/// ApiVersions then Metadata on a fresh connection, each answered within
+/// [`SERVED_WITHIN`] (the read times out, and the test fails, otherwise).
+fn probe(broker: &Broker) {
+    let mut client = KafkaClient::connect(broker.kafka);
+    client.set_response_timeout(SERVED_WITHIN);
+    let versions = client.call(ApiVersionsRequest::default(), 3);
+    assert_eq!(versions.error_code, 0);
+    let metadata = client.call(MetadataRequest::default().with_topics(None), 12);
+    assert_eq!(metadata.brokers.len(), 1);
+}
+
+/// Whether the broker still holds `stream` open (nothing to read, no EOF).
+fn still_open(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let open = matches!(stream.read(&mut byte), Err(error) if error.kind() == ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    open
+}
+
+#[test]
+fn stalled_frame_bodies_do_not_stall_other_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    // Six 100 MiB frames announced (600 MiB, above the 512 MiB request
+    // budget) whose bodies never come.
+    let mut stalled: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut stream = TcpStream::connect(broker.kafka).unwrap();
+            stream.write_all(&(100_i32 << 20).to_be_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    // Several rounds: the first may be read before the last stalled length.
+    for _ in 0..5 {
+        probe(&broker);
+    }
+    let kcat = Command::new("kcat")
+        .args(["-b", &broker.kafka.to_string(), "-L", "-m", "10"])
+        .output()
+        .expect("kcat runs (install it with scripts/test)");
+    let stdout = String::from_utf8_lossy(&kcat.stdout);
+    assert!(
+        kcat.status.success() && stdout.contains("1 brokers"),
+        "kcat -L: {stdout} {}",
+        String::from_utf8_lossy(&kcat.stderr)
+    );
+    for stream in &mut stalled {
+        assert!(still_open(stream), "the stalled sockets are still open");
+    }
+}
+
+#[test]
+fn a_frame_body_that_never_arrives_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(dir.path(), "[kafka]\nrequest_body_timeout_ms = 300\n");
+    let mut stream = TcpStream::connect(broker.kafka).unwrap();
+    stream
+        .set_read_timeout(Some(crate::kafka::RESPONSE_TIMEOUT))
+        .unwrap();
+    stream.write_all(&1000_i32.to_be_bytes()).unwrap();
+    stream.write_all(&[0u8; 10]).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(stream.read(&mut byte).unwrap(), 0, "the broker closed it");
+    probe(&broker);
+    let lines = broker.stderr_lines().join("\n");
+    assert!(lines.contains("kafka.request_body_timeout_ms"), "{lines}");
+}
+
+#[test]
+fn idle_connections_are_closed_but_not_while_a_request_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(dir.path(), "[kafka]\nconnections_max_idle_ms = 300\n");
+    let mut idle = KafkaClient::connect(broker.kafka);
+    assert_eq!(idle.call(ApiVersionsRequest::default(), 3).error_code, 0);
+    assert!(idle.is_closed(), "an idle connection is closed");
+
+    // A long poll that outlasts the idle timeout is still answered.
+    let mut client = KafkaClient::connect(broker.kafka);
+    let created = client.call(
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(topic("idle-poll"))),
+            ]))
+            .with_allow_auto_topic_creation(true),
+        12,
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    let fetch = client.call(fetch_request("idle-poll", 1, 1500, 1 << 20, 1), 12);
+    assert_eq!(fetch.error_code, 0);
+    assert_eq!(fetch.responses[0].partitions[0].error_code, 0);
+}
+
+pub(crate) fn topic(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        name.to_string(),
+    ))
+}
+
+/// A Fetch of partition 0 of `name` from offset 0, listed `times` times.
+fn fetch_request(
+    name: &str,
+    min_bytes: i32,
+    max_wait_ms: i32,
+    max_bytes: i32,
+    times: usize,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let partitions = (0..times)
+        .map(|_| {
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(i32::MAX)
+        })
+        .collect();
+    kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic(name))
+            .with_partitions(partitions)])
+}
