@@ -151,3 +151,90 @@ fn fetch_request(
             .with_topic(topic(name))
             .with_partitions(partitions)])
 }
+
+/// Creates `name` with `partitions` partitions.
+fn create_topic(client: &mut KafkaClient, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let response = client.call(
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)]),
+        4,
+    );
+    let created = &response.topics[0];
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+}
+
+/// Appends `mebibytes` batches of about 1 MiB to `partition` of `name`.
+fn produce_mebibytes(client: &mut KafkaClient, name: &str, partition: i32, mebibytes: usize) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::ProduceRequest;
+    for _ in 0..mebibytes {
+        let records = sluice::log::batch::build::values(1000, 1000, 1_700_000_000_000).freeze();
+        let response = client.call(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic(name))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records))])]),
+            9,
+        );
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    }
+}
+
+/// Peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn fetch_responses_are_capped_and_duplicate_partitions_refused() {
+    const MIB: usize = 1 << 20;
+    const INVALID_REQUEST: i16 = 42;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]);
+    let mut client = KafkaClient::connect(broker.kafka);
+    create_topic(&mut client, "big", 4);
+    for partition in 0..4 {
+        produce_mebibytes(&mut client, "big", partition, 16);
+    }
+    // max_bytes = -1 ("unlimited"), partition 0 listed 64 times, then the
+    // other three: ~1 GiB of response if nothing bounds it.
+    let mut request = fetch_request("big", 1, 0, -1, 64);
+    for partition in 1..4 {
+        let mut extra = request.topics[0].partitions[0].clone();
+        extra.partition = partition;
+        request.topics[0].partitions.push(extra);
+    }
+    let response = client.call(request, 12);
+    let partitions = &response.responses[0].partitions;
+    assert_eq!(partitions.len(), 67, "one answer per listed partition");
+    let bytes = |index: usize| partitions[index].records.as_ref().map_or(0, |r| r.len());
+    assert_eq!(partitions[0].error_code, 0);
+    assert!(bytes(0) >= 15 * MIB, "the first listing is served");
+    for duplicate in 1..64 {
+        assert_eq!(partitions[duplicate].error_code, INVALID_REQUEST);
+        assert_eq!(bytes(duplicate), 0);
+    }
+    let total: usize = (0..partitions.len()).map(bytes).sum();
+    // kafka.fetch_bytes_max (55 MiB), plus one batch of overshoot at most.
+    assert!(total <= 56 * MIB, "{total} bytes in one response");
+    assert!(total >= 50 * MIB, "{total} bytes: the cap, not less");
+    let peak = peak_rss_bytes(broker.pid());
+    assert!(peak < 512 * MIB as u64, "broker peak RSS {peak} bytes");
+}

@@ -4,7 +4,15 @@
 //! `max_wait_ms` (capped by `kafka.fetch_wait_max_ms`), or at shutdown.
 //! Incremental fetch sessions are not kept: every response is a full one
 //! with session id 0, which clients treat as "no session".
+//!
+//! A response is at most `kafka.fetch_bytes_max` (Kafka's `fetch.max.bytes`),
+//! whatever `max_bytes` says (`<= 0` included), so one request cannot make the
+//! broker hold gigabytes. A partition listed again in the same request is
+//! answered INVALID_REQUEST with no records (as Kafka answers duplicate
+//! partitions in ListOffsets; its Fetch would merge them silently): listing
+//! it 64 times must not read it 64 times.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +39,7 @@ struct Target {
 }
 
 fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, Vec<Target>)> {
+    let mut seen = HashSet::new();
     topics
         .into_iter()
         .map(|topic| {
@@ -41,6 +50,9 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
                 .map(|p| Target {
                     index: p.partition,
                     partition: match &found {
+                        _ if !seen.insert((topic.topic.clone(), p.partition)) => {
+                            Err(ResponseError::InvalidRequest.code())
+                        }
                         Some(found) => found
                             .partition(p.partition)
                             .map_err(|error| log_error_code(&error)),
@@ -63,10 +75,11 @@ pub(crate) async fn handle(
     let wait_ms = (request.max_wait_ms.max(0) as u64).min(context.config.fetch_wait_max_ms);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = request.min_bytes.max(0) as usize;
+    let fetch_bytes_max = context.config.fetch_bytes_max as usize;
     let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
+        fetch_bytes_max
     } else {
-        request.max_bytes as usize
+        (request.max_bytes as usize).min(fetch_bytes_max)
     };
     let targets = Arc::new(resolve(context, request.topics));
     let mut shutdown = context.shutdown.clone();
