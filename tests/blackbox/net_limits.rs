@@ -238,3 +238,82 @@ fn fetch_responses_are_capped_and_duplicate_partitions_refused() {
     let peak = peak_rss_bytes(broker.pid());
     assert!(peak < 512 * MIB as u64, "broker peak RSS {peak} bytes");
 }
+
+/// CPU time (user + system) process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+fn ticks_per_second() -> u64 {
+    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+/// Waits (bounded) until the broker has logged a line containing `text`.
+fn wait_for_log(broker: &Broker, seen: &mut Vec<String>, text: &str) -> bool {
+    let deadline = std::time::Instant::now() + crate::harness::STARTUP_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        seen.extend(broker.stderr_lines());
+        if seen.iter().any(|line| line.contains(text)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Soft and hard limit both 256, so raising the soft limit cannot help.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(crate::harness::sluice_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data);
+    let broker = Broker::spawn(command);
+    let mut seen = Vec::new();
+
+    // More connections than descriptors: accept fails with EMFILE.
+    let clients: Vec<TcpStream> = (0..320)
+        .map(|_| TcpStream::connect(broker.kafka).unwrap())
+        .collect();
+    assert!(
+        wait_for_log(&broker, &mut seen, "Too many open files"),
+        "accept reports running out of descriptors: {:?}",
+        &seen[seen.len().saturating_sub(5)..]
+    );
+    // While saturated, the accept loop waits instead of spinning.
+    let before = cpu_ticks(broker.pid());
+    std::thread::sleep(Duration::from_secs(4));
+    let used = cpu_ticks(broker.pid()) - before;
+    assert!(
+        used < ticks_per_second(),
+        "the broker used {used} ticks of CPU in 4 s while out of descriptors"
+    );
+    let accept_failures = seen.iter().filter(|l| l.contains("accept failed")).count()
+        + broker
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains("accept failed"))
+            .count();
+    assert!(accept_failures <= 2, "{accept_failures} accept failure lines: once per streak");
+
+    // Once clients leave, new ones are served.
+    drop(clients);
+    probe(&broker);
+    assert!(
+        seen.iter().any(|line| line.contains("open file limit")),
+        "the start logs the open-file limit"
+    );
+}
