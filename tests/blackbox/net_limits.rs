@@ -312,8 +312,82 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
     // Once clients leave, new ones are served.
     drop(clients);
     probe(&broker);
+    // A topic needing more descriptors than remain: a clear error, and the
+    // broker keeps serving.
+    let mut client = KafkaClient::connect(broker.kafka);
+    let (code, message) = try_create_topic(&mut client, "wide", 400);
+    assert!(
+        code == 0 || message.contains("Too many open files"),
+        "{code} {message}"
+    );
+    probe(&broker);
     assert!(
         seen.iter().any(|line| line.contains("open file limit")),
         "the start logs the open-file limit"
     );
+}
+
+/// CreateTopics of `name`: (error code, message).
+fn try_create_topic(client: &mut KafkaClient, name: &str, partitions: i32) -> (i16, String) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let response = client.call(
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)]),
+        4,
+    );
+    let created = &response.topics[0];
+    let message = created.error_message.as_ref().map(|m| m.to_string());
+    (created.error_code, message.unwrap_or_default())
+}
+
+#[test]
+fn topics_and_partitions_beyond_the_broker_wide_limits_are_refused() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::CreatePartitionsRequest;
+    const POLICY_VIOLATION: i16 = 44;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(
+        dir.path(),
+        "[log]\ntopics_max = 3\npartitions_total_max = 10\n",
+    );
+    let mut client = KafkaClient::connect(broker.kafka);
+    assert_eq!(try_create_topic(&mut client, "a", 4).0, 0);
+    assert_eq!(try_create_topic(&mut client, "b", 4).0, 0);
+    let (code, message) = try_create_topic(&mut client, "c", 4);
+    assert_eq!(code, POLICY_VIOLATION, "{message}");
+    assert!(message.contains("log.partitions_total_max 10"), "{message}");
+
+    let grown = client.call(
+        CreatePartitionsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic("a"))
+                .with_count(7)
+                .with_assignments(None)]),
+        2,
+    );
+    assert_eq!(grown.results[0].error_code, POLICY_VIOLATION);
+
+    assert_eq!(try_create_topic(&mut client, "c", 1).0, 0);
+    let (code, message) = try_create_topic(&mut client, "d", 1);
+    assert_eq!(code, POLICY_VIOLATION, "{message}");
+    assert!(message.contains("log.topics_max 3"), "{message}");
+
+    let metadata = client.call(
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic("auto")))
+            ]))
+            .with_allow_auto_topic_creation(true),
+        12,
+    );
+    assert_eq!(metadata.topics[0].error_code, POLICY_VIOLATION);
+    let lines = broker.stderr_lines().join("\n");
+    assert!(lines.contains("topic not auto-created"), "{lines}");
 }

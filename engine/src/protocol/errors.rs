@@ -28,6 +28,7 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         LogError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        LogError::LimitReached { .. } => ResponseError::PolicyViolation,
         LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         LogError::Locked { .. } | LogError::BadMetadata { .. } => ResponseError::UnknownServerError,
     };

@@ -184,7 +184,12 @@ async fn topic_or_create(
             Err(LogError::TopicExists(_)) => store
                 .topic(&name)
                 .ok_or(ResponseError::UnknownTopicOrPartition.code()),
-            Err(error) => Err(log_error_code(&error)),
+            Err(error) => {
+                if matches!(error, LogError::LimitReached { .. }) {
+                    tracing::warn!(topic = name, %error, "topic not auto-created");
+                }
+                Err(log_error_code(&error))
+            }
         },
     )
     .await
