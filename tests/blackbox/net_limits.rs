@@ -391,3 +391,62 @@ fn topics_and_partitions_beyond_the_broker_wide_limits_are_refused() {
     let lines = broker.stderr_lines().join("\n");
     assert!(lines.contains("topic not auto-created"), "{lines}");
 }
+
+/// JoinGroup v3 of a new member to `group` with `metadata_bytes` of
+/// subscription; returns the error code.
+fn join_group(client: &mut KafkaClient, group: &str, metadata_bytes: usize) -> i16 {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(60_000)
+        .with_rebalance_timeout_ms(60_000)
+        .with_member_id(StrBytes::default())
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(bytes::Bytes::from(vec![7u8; metadata_bytes]))]);
+    client.call(request, 3).error_code
+}
+
+#[test]
+fn group_member_metadata_is_bounded() {
+    const MIB: usize = 1 << 20;
+    const MESSAGE_TOO_LARGE: i16 = 10;
+    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    const INVALID_GROUP_ID: i16 = 24;
+    let dir = tempfile::tempdir().unwrap();
+    // No initial delay: each lone member's join completes at once.
+    let broker = broker_with(dir.path(), "[groups]\ninitial_rebalance_delay_ms = 0\n");
+    let mut client = KafkaClient::connect(broker.kafka);
+
+    // 40 members with 8 MiB subscriptions each (320 MiB if kept).
+    for index in 0..40 {
+        let code = join_group(&mut client, &format!("huge-{index}"), 8 * MIB);
+        assert_eq!(code, MESSAGE_TOO_LARGE, "join {index} with 8 MiB of metadata");
+    }
+    // 80 members just under the per-member bound: the broker-wide budget
+    // (64 MiB) admits some, refuses the rest.
+    let codes: Vec<i16> = (0..80)
+        .map(|index| join_group(&mut client, &format!("big-{index}"), 1000 * 1024))
+        .collect();
+    let admitted = codes.iter().filter(|code| **code == 0).count();
+    let refused = codes
+        .iter()
+        .filter(|code| **code == COORDINATOR_NOT_AVAILABLE)
+        .count();
+    assert_eq!(admitted + refused, 80, "{codes:?}");
+    assert!(
+        admitted >= 40 && admitted * 1000 * 1024 <= 64 * MIB && refused > 0,
+        "{admitted} admitted: {codes:?}"
+    );
+
+    let long_id = "g".repeat(256);
+    assert_eq!(join_group(&mut client, &long_id, 10), INVALID_GROUP_ID);
+    // Others still join.
+    assert_eq!(join_group(&mut client, "small", 100), 0);
+
+    let peak = peak_rss_bytes(broker.pid());
+    assert!(peak < 256 * MIB as u64, "broker peak RSS {peak} bytes");
+}

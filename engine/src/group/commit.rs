@@ -74,11 +74,9 @@ impl GroupCoordinator {
         member_id: &str,
         commits: Vec<OffsetCommit>,
     ) -> Vec<Result<(), GroupError>> {
-        let refused = if group_id.is_empty() {
-            Err(GroupError::InvalidGroupId)
-        } else {
-            self.check_commit(group_id, generation, member_id)
-        };
+        let refused = self
+            .check_group_id(group_id)
+            .and_then(|()| self.check_commit(group_id, generation, member_id));
         if let Err(error) = refused {
             return vec![Err(error); commits.len()];
         }

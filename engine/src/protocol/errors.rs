@@ -38,7 +38,11 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
 /// The Kafka error code for a refused group operation.
 pub(crate) fn group_error_code(error: &GroupError) -> i16 {
     let error = match error {
-        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidGroupId | GroupError::GroupIdTooLong { .. } => {
+            ResponseError::InvalidGroupId
+        }
+        GroupError::MemberMetadataTooLarge { .. } => ResponseError::MessageTooLarge,
+        GroupError::MetadataBudgetExhausted { .. } => ResponseError::CoordinatorNotAvailable,
         GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
         GroupError::CoordinatorNotAvailable { .. } => ResponseError::CoordinatorNotAvailable,
