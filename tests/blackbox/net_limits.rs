@@ -41,7 +41,8 @@ fn probe(broker: &Broker) {
 fn still_open(stream: &mut TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
-    let open = matches!(stream.read(&mut byte), Err(error) if error.kind() == ErrorKind::WouldBlock);
+    let open =
+        matches!(stream.read(&mut byte), Err(error) if error.kind() == ErrorKind::WouldBlock);
     stream.set_nonblocking(false).unwrap();
     open
 }
@@ -252,7 +253,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Clock ticks per second (`getconf CLK_TCK`).
 fn ticks_per_second() -> u64 {
     let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Waits (bounded) until the broker has logged a line containing `text`.
@@ -307,7 +311,10 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
             .iter()
             .filter(|l| l.contains("accept failed"))
             .count();
-    assert!(accept_failures <= 2, "{accept_failures} accept failure lines: once per streak");
+    assert!(
+        accept_failures <= 2,
+        "{accept_failures} accept failure lines: once per streak"
+    );
 
     // Once clients leave, new ones are served.
     drop(clients);
@@ -424,7 +431,10 @@ fn group_member_metadata_is_bounded() {
     // 40 members with 8 MiB subscriptions each (320 MiB if kept).
     for index in 0..40 {
         let code = join_group(&mut client, &format!("huge-{index}"), 8 * MIB);
-        assert_eq!(code, MESSAGE_TOO_LARGE, "join {index} with 8 MiB of metadata");
+        assert_eq!(
+            code, MESSAGE_TOO_LARGE,
+            "join {index} with 8 MiB of metadata"
+        );
     }
     // 80 members just under the per-member bound: the broker-wide budget
     // (64 MiB) admits some, refuses the rest.

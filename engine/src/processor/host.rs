@@ -26,10 +26,10 @@ wasmtime::component::bindgen!({
     world: "processor",
 });
 
-pub use super::abi::{Batch, InputHeader, InputRecord};
 pub(crate) use self::sluice::processor::log::Level;
 pub(crate) use self::sluice::processor::types::Batch as WitBatch;
 pub use self::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
+pub use super::abi::{Batch, InputHeader, InputRecord};
 
 /// The versioned name of the export this host knows how to drive.
 pub(crate) const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";

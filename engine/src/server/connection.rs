@@ -170,7 +170,10 @@ async fn read_length(
         match tokio::time::timeout(idle, fill(reader, buffer, 4)).await {
             Ok(filled) => return filled,
             Err(_) if in_flight.load(Ordering::Acquire) == 0 => {
-                tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                tracing::debug!(
+                    idle_ms = idle.as_millis() as u64,
+                    "closing an idle connection"
+                );
                 return Ok(false);
             }
             Err(_) => continue,
