@@ -141,6 +141,9 @@ fn broker_context(
                 .queued_request_bytes_max
                 .max(config.kafka.frame_bytes_max) as usize,
         )),
+        fetch_bytes: Arc::new(tokio::sync::Semaphore::new(
+            config.kafka.queued_fetch_bytes_max as usize,
+        )),
         shutdown: stopped.clone(),
     }))
 }

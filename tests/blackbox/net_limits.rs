@@ -460,3 +460,38 @@ fn group_member_metadata_is_bounded() {
     let peak = peak_rss_bytes(broker.pid());
     assert!(peak < 256 * MIB as u64, "broker peak RSS {peak} bytes");
 }
+
+#[test]
+fn fetched_bytes_waiting_to_be_written_are_bounded_broker_wide() {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(
+        dir.path(),
+        "[kafka]\nqueued_fetch_bytes_max = 33554432\n", // 32 MiB
+    );
+    let mut client = KafkaClient::connect(broker.kafka);
+    create_topic(&mut client, "pipelined", 1);
+    produce_mebibytes(&mut client, "pipelined", 0, 16);
+    // Eight 16 MiB fetches pipelined, none of their responses read yet:
+    // only what the budget holds (plus what the socket took) is read.
+    let request = fetch_request("pipelined", 1, 0, -1, 1);
+    let ids: Vec<i32> = (0..8).map(|_| client.send(&request, 12)).collect();
+    let sizes: Vec<usize> = ids
+        .into_iter()
+        .map(|id| {
+            let response: FetchResponse = client.receive(ApiKey::Fetch, 12, id);
+            let partition = &response.responses[0].partitions[0];
+            assert_eq!(partition.error_code, 0);
+            partition.records.as_ref().map_or(0, |r| r.len())
+        })
+        .collect();
+    let empty = sizes.iter().filter(|size| **size == 0).count();
+    assert!(empty > 0, "some fetches found the budget full: {sizes:?}");
+    let served = sizes.iter().filter(|size| **size >= 15 * MIB).count();
+    assert!(served > 0, "the budget serves some: {sizes:?}");
+    // Later fetches are served again once earlier responses are written.
+    let again = client.call(request, 12);
+    let records = again.responses[0].partitions[0].records.as_ref();
+    assert!(records.map_or(0, |r| r.len()) >= 15 * MIB);
+}

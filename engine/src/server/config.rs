@@ -35,6 +35,11 @@ pub(crate) struct KafkaConfig {
     /// of the first partition with data may exceed it so consumers make
     /// progress. Default 55 MiB.
     pub(crate) fetch_bytes_max: u32,
+    /// Fetched record bytes held in memory at once across all connections,
+    /// from the read until the response is written (a connection may have
+    /// `in_flight_requests_max` fetches waiting to be written in order); a
+    /// fetch finding it full answers with fewer records. Default 1 GiB.
+    pub(crate) queued_fetch_bytes_max: u32,
     /// Create unknown topics on Metadata (when the client allows it) and
     /// Produce (`auto.create.topics.enable`). Default true.
     pub(crate) auto_create_topics_enable: bool,
@@ -55,6 +60,7 @@ impl Default for KafkaConfig {
             connections_max_idle_ms: 600_000,
             fetch_wait_max_ms: 30_000,
             fetch_bytes_max: 55 * 1024 * 1024,
+            queued_fetch_bytes_max: 1024 * 1024 * 1024,
             auto_create_topics_enable: true,
             num_partitions: 1,
             advertised_listener: None,

@@ -39,6 +39,9 @@ pub(crate) struct BrokerContext {
     /// Budget of request bytes held in memory across all connections
     /// (`kafka.queued_request_bytes_max`); reading a frame waits for room.
     pub(crate) request_bytes: Arc<Semaphore>,
+    /// Budget of fetched record bytes held in memory until written, across
+    /// all connections (`kafka.queued_fetch_bytes_max`).
+    pub(crate) fetch_bytes: Arc<Semaphore>,
     /// Fires at shutdown, so long polls end early.
     pub(crate) shutdown: Shutdown,
 }

@@ -49,6 +49,7 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
             offsets,
         )),
         request_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
+        fetch_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         shutdown,
     })
 }
