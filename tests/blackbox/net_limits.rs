@@ -327,6 +327,9 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
         code == 0 || message.contains("Too many open files"),
         "{code} {message}"
     );
+    if code != 0 {
+        assert!(!data.join("topics/wide").exists(), "no half-created topic");
+    }
     probe(&broker);
     assert!(
         seen.iter().any(|line| line.contains("open file limit")),

@@ -424,8 +424,17 @@ impl LogStore {
         let mut slots = Vec::new();
         for id in 0..partitions {
             let dir = topic.dir.join(id.to_string());
-            let partition = Partition::open(name, id, &dir, self.context.clone(), config.clone())?;
-            slots.push(PartitionSlot::Open(Arc::new(partition)));
+            match Partition::open(name, id, &dir, self.context.clone(), config.clone()) {
+                Ok(partition) => slots.push(PartitionSlot::Open(Arc::new(partition))),
+                Err(error) => {
+                    // E.g. out of file descriptors: close what was opened and
+                    // leave no half-created topic behind (best effort; a
+                    // restart removes a directory without topic.json anyway).
+                    drop(slots);
+                    let _ = self.context.io.remove_dir_all(&topic.dir);
+                    return Err(error);
+                }
+            }
         }
         topic.state.write().expect("topic lock").partitions = slots;
         self.write_meta(&topic)?;
