@@ -135,12 +135,12 @@ fn broker_context(
         groups: groups.clone(),
         producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
             .context("opening the producer id allocator")?,
-        request_bytes: Arc::new(tokio::sync::Semaphore::new(
+        request_bytes: crate::server::RequestBudget::new(
             config
                 .kafka
                 .queued_request_bytes_max
                 .max(config.kafka.frame_bytes_max) as usize,
-        )),
+        ),
         fetch_bytes: Arc::new(tokio::sync::Semaphore::new(
             config.kafka.queued_fetch_bytes_max as usize,
         )),

@@ -8,9 +8,11 @@
 //! `in_flight_requests_max` requests are pending; then reading pauses.
 //!
 //! A slow or silent peer must not hold resources others need: a frame's
-//! body reserves request-byte budget only as its bytes arrive and must
-//! arrive within `request_body_timeout_ms`, and a connection with nothing
-//! in flight that stays silent for `connections_max_idle_ms` is closed.
+//! reservation of request bytes (`request_budget.rs`) never makes smaller
+//! ones wait behind it, its body must arrive within
+//! `request_body_timeout_ms`, the buffer grows only as bytes arrive, and a
+//! connection with nothing in flight that stays silent for
+//! `connections_max_idle_ms` is closed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,10 +22,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::handlers;
+use super::request_budget::Reservation;
 use super::BrokerContext;
 use crate::protocol::{self, FrameError};
 
@@ -133,7 +136,7 @@ async fn read_frame(
     buffer: &mut BytesMut,
     context: &BrokerContext,
     in_flight: &AtomicUsize,
-) -> anyhow::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
+) -> anyhow::Result<Option<(Bytes, Reservation)>> {
     let frame_bytes_max = context.config.frame_bytes_max;
     if !read_length(reader, buffer, context, in_flight).await? {
         return Ok(None);
@@ -143,10 +146,17 @@ async fn read_frame(
         anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
     }
     let _ = buffer.split_to(4);
+    // The reservation travels with the request and is returned when it has
+    // been answered. Waiting for it does not count against the peer.
+    let reservation = context.request_bytes.reserve(size as u32).await;
     let timeout_ms = context.config.request_body_timeout_ms;
-    let body = read_body(reader, buffer, context, size as usize);
+    let body = fill(reader, buffer, size as usize);
     match tokio::time::timeout(Duration::from_millis(timeout_ms), body).await {
-        Ok(permit) => Ok(Some((buffer.split_to(size as usize).freeze(), permit?))),
+        Ok(Ok(true)) => Ok(Some((buffer.split_to(size as usize).freeze(), reservation))),
+        Ok(Ok(false)) => {
+            anyhow::bail!("connection closed in the middle of a {size}-byte request frame")
+        }
+        Ok(Err(error)) => Err(error),
         Err(_) => anyhow::bail!(
             "the body of a {size}-byte request frame did not arrive within {timeout_ms} ms \
              (kafka.request_body_timeout_ms)"
@@ -179,39 +189,6 @@ async fn read_length(
             Err(_) => continue,
         }
     }
-}
-
-/// Reads a `size`-byte body into `buffer`, reserving its bytes from the
-/// broker-wide budget of request bytes in memory
-/// (`kafka.queued_request_bytes_max`) a chunk at a time, just before that
-/// chunk is read. So a peer holds only what it actually sent (plus one
-/// chunk), and a waiter never asks for more than a chunk: a huge announced
-/// frame cannot make the FIFO semaphore hold back everyone's small requests.
-/// The permit travels with the request and is returned when it is answered.
-async fn read_body(
-    reader: &mut OwnedReadHalf,
-    buffer: &mut BytesMut,
-    context: &BrokerContext,
-    size: usize,
-) -> anyhow::Result<OwnedSemaphorePermit> {
-    let budget = || context.request_bytes.clone();
-    let acquire = |bytes: usize| async move {
-        budget()
-            .acquire_many_owned(bytes as u32)
-            .await
-            .expect("the request byte budget is never closed")
-    };
-    let first = size.clamp(1, READ_CHUNK_BYTES);
-    let mut permit = acquire(first).await;
-    let mut reserved = first;
-    fill(reader, buffer, first.min(size)).await?;
-    while reserved < size {
-        let chunk = (size - reserved).min(READ_CHUNK_BYTES);
-        permit.merge(acquire(chunk).await);
-        reserved += chunk;
-        fill(reader, buffer, reserved).await?;
-    }
-    Ok(permit)
 }
 
 /// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer

@@ -7,6 +7,8 @@ mod connection;
 pub mod handlers;
 pub(crate) mod open_files;
 pub(crate) mod producer_ids;
+mod request_budget;
+pub(crate) use request_budget::RequestBudget;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ pub(crate) struct BrokerContext {
     pub(crate) groups: Arc<crate::group::GroupCoordinator>,
     /// Budget of request bytes held in memory across all connections
     /// (`kafka.queued_request_bytes_max`); reading a frame waits for room.
-    pub(crate) request_bytes: Arc<Semaphore>,
+    pub(crate) request_bytes: request_budget::RequestBudget,
     /// Budget of fetched record bytes held in memory until written, across
     /// all connections (`kafka.queued_fetch_bytes_max`).
     pub(crate) fetch_bytes: Arc<Semaphore>,
