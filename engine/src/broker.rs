@@ -39,6 +39,7 @@ pub(crate) async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::server::open_files::raise_limit(config.kafka.connections_max);
     let store = open_store(&config).await?;
     let (kafka, http) = bind(&config).await?;
     let bound = Bound {
@@ -140,11 +141,14 @@ fn broker_context(
         groups: groups.clone(),
         producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
             .context("opening the producer id allocator")?,
-        request_bytes: Arc::new(tokio::sync::Semaphore::new(
+        request_bytes: crate::server::RequestBudget::new(
             config
                 .kafka
                 .queued_request_bytes_max
                 .max(config.kafka.frame_bytes_max) as usize,
+        ),
+        fetch_bytes: Arc::new(tokio::sync::Semaphore::new(
+            config.kafka.queued_fetch_bytes_max as usize,
         )),
         shutdown: stopped.clone(),
     }))

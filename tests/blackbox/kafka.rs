@@ -41,6 +41,13 @@ impl KafkaClient {
         }
     }
 
+    /// Fails a later read after `timeout` instead of [`RESPONSE_TIMEOUT`].
+    pub(crate) fn set_response_timeout(&mut self, timeout: Duration) {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("set read timeout");
+    }
+
     /// Sends `request` as `version` and returns the decoded response.
     pub(crate) fn call<R: Request>(&mut self, request: R, version: i16) -> R::Response {
         let correlation_id = self.send(&request, version);

@@ -8,6 +8,7 @@ mod clients;
 mod examples;
 mod harness;
 mod kafka;
+mod net_limits;
 mod offsets;
 mod plugins;
 mod processor_records;

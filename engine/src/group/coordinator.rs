@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::offsets::OffsetStore;
 use super::state::Group;
@@ -42,13 +43,22 @@ pub(crate) struct GroupConfig {
     /// Largest commit metadata string (`offset.metadata.max.bytes`).
     /// Default 4096 bytes.
     pub(crate) offset_metadata_bytes_max: usize,
-    /// Longest group id JoinGroup and OffsetCommit accept (Kafka sets no
-    /// bound; every commit record carries the id). Default 1024 bytes.
-    pub(crate) group_id_bytes_max: usize,
     /// Members of one group. Default 1000.
     pub(crate) members_max: usize,
     /// Groups with live members or offsets. Default 100 000.
     pub(crate) groups_max: usize,
+    /// Longest group id, in bytes (Kafka bounds it only by its i16 string
+    /// length); longer ones are refused INVALID_GROUP_ID. Default 255.
+    pub(crate) group_id_bytes_max: usize,
+    /// Largest subscription metadata of one member (all its protocols
+    /// together) and largest assignment of one member; larger ones are
+    /// refused MESSAGE_TOO_LARGE. Default 1 MiB.
+    pub(crate) member_metadata_bytes_max: usize,
+    /// Subscription metadata and assignments held for all members of all
+    /// groups together; a join or assignment beyond it is refused
+    /// COORDINATOR_NOT_AVAILABLE (retriable) until members leave or
+    /// expire. Default 64 MiB.
+    pub(crate) group_metadata_bytes_max: usize,
 }
 
 impl Default for GroupConfig {
@@ -59,9 +69,11 @@ impl Default for GroupConfig {
             session_timeout_max_ms: 1_800_000,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offset_metadata_bytes_max: 4096,
-            group_id_bytes_max: 1024,
             members_max: 1000,
             groups_max: 100_000,
+            group_id_bytes_max: 255,
+            member_metadata_bytes_max: 1024 * 1024,
+            group_metadata_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -73,6 +85,10 @@ pub(super) type Groups = HashMap<String, Group>;
 pub(crate) struct GroupCoordinator {
     pub(super) config: GroupConfig,
     pub(super) clock: Arc<dyn Clock>,
+    /// Budget of member metadata and assignment bytes held by all groups
+    /// (`group_metadata_bytes_max`); a member's charge is a permit it
+    /// holds, so whatever removes a member returns its bytes.
+    pub(super) metadata_budget: Arc<Semaphore>,
     groups: Mutex<Groups>,
     offsets: OffsetStore,
 }
@@ -81,6 +97,7 @@ impl GroupCoordinator {
     /// A coordinator over `offsets`, reading time from `clock`.
     pub(crate) fn new(config: GroupConfig, clock: Arc<dyn Clock>, offsets: OffsetStore) -> Self {
         Self {
+            metadata_budget: Arc::new(Semaphore::new(config.group_metadata_bytes_max)),
             config,
             clock,
             groups: Mutex::default(),
@@ -88,17 +105,20 @@ impl GroupCoordinator {
         }
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Groups> {
-        self.groups.lock().expect("group lock")
+    /// Charges `bytes` of member metadata to the broker-wide budget.
+    pub(super) fn charge_metadata(&self, bytes: usize) -> Result<OwnedSemaphorePermit, GroupError> {
+        let refused = GroupError::MetadataBudgetExhausted {
+            bytes,
+            bytes_max: self.config.group_metadata_bytes_max,
+        };
+        let permits = u32::try_from(bytes).map_err(|_| refused.clone())?;
+        self.metadata_budget
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| refused)
     }
 
-    /// The committed-offsets store. Its appends fsync: never call them
-    /// holding [`Self::lock`].
-    pub(super) fn offsets(&self) -> &OffsetStore {
-        &self.offsets
-    }
-
-    /// Refuses an empty or oversized group id.
+    /// Refuses a group id longer than `group_id_bytes_max` (or empty).
     pub(super) fn check_group_id(&self, group_id: &str) -> Result<(), GroupError> {
         let bytes_max = self.config.group_id_bytes_max;
         if group_id.is_empty() {
@@ -111,6 +131,16 @@ impl GroupCoordinator {
             });
         }
         Ok(())
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Groups> {
+        self.groups.lock().expect("group lock")
+    }
+
+    /// The committed-offsets store. Its appends fsync: never call them
+    /// holding [`Self::lock`].
+    pub(super) fn offsets(&self) -> &OffsetStore {
+        &self.offsets
     }
 
     /// Compacts the committed-offsets log if it has grown enough; the

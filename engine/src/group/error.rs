@@ -12,9 +12,17 @@ pub(crate) enum GroupError {
     /// An empty group id.
     #[error("the group id is empty")]
     InvalidGroupId,
-    /// A group id over `group_id_bytes_max`.
-    #[error("a group id of {bytes} bytes exceeds {bytes_max} (groups.group_id_bytes_max)")]
+    /// A group id longer than `group_id_bytes_max`.
+    #[error("the group id is {bytes} bytes, above {bytes_max} (groups.group_id_bytes_max)")]
     GroupIdTooLong { bytes: usize, bytes_max: usize },
+    /// A member's subscription metadata or assignment over
+    /// `member_metadata_bytes_max`.
+    #[error("{bytes} bytes of member metadata or assignment is above {bytes_max} (groups.member_metadata_bytes_max)")]
+    MemberMetadataTooLarge { bytes: usize, bytes_max: usize },
+    /// The groups together already hold `group_metadata_bytes_max` of
+    /// member metadata and assignments.
+    #[error("no room for {bytes} more bytes of member metadata: the groups hold their limit of {bytes_max} (groups.group_metadata_bytes_max)")]
+    MetadataBudgetExhausted { bytes: usize, bytes_max: usize },
     /// The session timeout is outside `[session_timeout_min_ms, session_timeout_max_ms]`.
     #[error("session timeout {session_timeout_ms} ms is outside [{min_ms}, {max_ms}] ms")]
     InvalidSessionTimeout {

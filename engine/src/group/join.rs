@@ -58,6 +58,8 @@ impl GroupCoordinator {
                 groups_max: self.config.groups_max,
             });
         }
+        // Charged before anything changes; dropped (returned) on refusal.
+        let charge = self.charge_metadata(metadata_bytes(&params.protocols))?;
         let now_ms = self.clock.now_ms();
         let group = groups
             .entry(params.group_id.clone())
@@ -74,6 +76,7 @@ impl GroupCoordinator {
         member.join_waiter = Some(sender);
         member.last_seen_ms = now_ms;
         member.protocols = params.protocols;
+        member.protocols_charge = Some(charge);
         member.session_timeout_ms = i64::from(params.session_timeout_ms);
         member.rebalance_timeout_ms = i64::from(params.rebalance_timeout_ms.max(0));
         group.protocol_type = Some(params.protocol_type);
@@ -97,6 +100,11 @@ impl GroupCoordinator {
     /// protocols.
     fn check_join(&self, params: &JoinParams) -> Result<(), GroupError> {
         self.check_group_id(&params.group_id)?;
+        let bytes = metadata_bytes(&params.protocols);
+        let bytes_max = self.config.member_metadata_bytes_max;
+        if bytes > bytes_max {
+            return Err(GroupError::MemberMetadataTooLarge { bytes, bytes_max });
+        }
         let (min_ms, max_ms) = (
             self.config.session_timeout_min_ms,
             self.config.session_timeout_max_ms,
@@ -150,6 +158,14 @@ impl GroupCoordinator {
         }
         Err(GroupError::UnknownMemberId)
     }
+}
+
+/// Bytes of subscription metadata a member's protocols hold.
+fn metadata_bytes(protocols: &[Protocol]) -> usize {
+    protocols
+        .iter()
+        .map(|p| p.name.len() + p.metadata.len())
+        .sum()
 }
 
 /// Whether the caller shares the group's protocol type and at least one
@@ -209,6 +225,7 @@ fn add_member(group: &mut Group, id: &str, params: &JoinParams, now_ms: i64) {
             rebalance_timeout_ms: i64::from(params.rebalance_timeout_ms.max(0)),
             protocols: params.protocols.clone(),
             assignment: bytes::Bytes::new(),
+            protocols_charge: None,
             join_waiter: None,
             sync_waiter: None,
             last_seen_ms: now_ms,

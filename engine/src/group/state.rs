@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::GroupError;
 
@@ -93,6 +93,9 @@ pub(super) struct Member {
     /// In the member's order of preference.
     pub(super) protocols: Vec<Protocol>,
     pub(super) assignment: Bytes,
+    /// The bytes of `protocols`, charged to the coordinator's metadata
+    /// budget; returned when the member goes or rejoins.
+    pub(super) protocols_charge: Option<OwnedSemaphorePermit>,
     /// A JoinGroup call waiting for the rebalance to complete.
     pub(super) join_waiter: Option<JoinWaiter>,
     /// A SyncGroup call waiting for the leader's assignment.
@@ -136,6 +139,9 @@ pub(super) struct Group {
     /// When the group last became empty: the offsets retention counts from
     /// here.
     pub(super) empty_since_ms: i64,
+    /// The bytes of the members' current assignments, charged to the
+    /// coordinator's metadata budget until the next generation.
+    pub(super) assignments_charge: Option<OwnedSemaphorePermit>,
 }
 
 impl Group {
@@ -152,6 +158,7 @@ impl Group {
             rebalance_deadline_ms: None,
             initial_delay: None,
             empty_since_ms: now_ms,
+            assignments_charge: None,
         }
     }
 
@@ -239,6 +246,7 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
+        self.assignments_charge = None;
         let leader = self.leader.clone().unwrap_or_default();
         let everyone: Vec<JoinedMember> = self
             .members

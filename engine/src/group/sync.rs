@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::coordinator::{GroupCoordinator, Groups};
 use super::state::{Group, GroupState, SyncWaiter, Synced};
@@ -70,16 +70,47 @@ impl GroupCoordinator {
                 Ok(Wait::Now(synced(group, assignment)))
             }
             GroupState::CompletingRebalance => {
+                let is_leader = group.leader.as_deref() == Some(member_id);
+                let charge = if is_leader {
+                    Some(self.charge_assignments(group, &assignments)?)
+                } else {
+                    None
+                };
                 let (sender, receiver) = oneshot::channel();
                 let member = group.members.get_mut(member_id).expect("checked above");
                 member.sync_waiter = Some(sender);
                 member.last_seen_ms = self.clock.now_ms();
-                if group.leader.as_deref() == Some(member_id) {
+                if let Some(charge) = charge {
                     hand_out(group, assignments);
+                    group.assignments_charge = Some(charge);
                 }
                 Ok(Wait::Later(receiver))
             }
         }
+    }
+}
+
+impl GroupCoordinator {
+    /// Refuses an assignment over `member_metadata_bytes_max`, and charges
+    /// the ones that will be kept (for current members) to the budget.
+    fn charge_assignments(
+        &self,
+        group: &Group,
+        assignments: &[Assignment],
+    ) -> Result<OwnedSemaphorePermit, GroupError> {
+        let bytes_max = self.config.member_metadata_bytes_max;
+        if let Some(large) = assignments.iter().find(|a| a.assignment.len() > bytes_max) {
+            return Err(GroupError::MemberMetadataTooLarge {
+                bytes: large.assignment.len(),
+                bytes_max,
+            });
+        }
+        let kept: usize = assignments
+            .iter()
+            .filter(|a| group.members.contains_key(&a.member_id))
+            .map(|a| a.assignment.len())
+            .sum();
+        self.charge_metadata(kept)
     }
 }
 

@@ -430,3 +430,56 @@ fn reads_and_ticks_never_wait_for_a_commit_in_its_fsync() {
     assert_eq!(commit.join().unwrap(), vec![Ok(())]);
     assert_eq!(groups.committed("b")[&("t".to_string(), 0)].offset, 2);
 }
+
+#[tokio::test]
+async fn member_metadata_is_charged_to_a_budget_that_leaving_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        member_metadata_bytes_max: 20,
+        group_metadata_bytes_max: 30,
+        ..GroupConfig::default()
+    };
+    let (groups, _clock) = coordinator_with(dir.path(), config);
+    let join = |group: &str, metadata: &'static [u8]| {
+        let mut join = params("", 6000);
+        join.group_id = group.into();
+        join.require_known_member_id = false;
+        join.protocols[0].metadata = Bytes::from_static(metadata);
+        groups.join(join)
+    };
+    // "range" (5) + 16 bytes is over the per-member bound.
+    let too_large = join("g", b"0123456789abcdef").await.unwrap_err();
+    assert!(matches!(
+        too_large,
+        GroupError::MemberMetadataTooLarge { bytes: 21, .. }
+    ));
+    // 5 + 10 bytes each: two fit the 30-byte budget, a third does not.
+    let a = join("a", b"0123456789").await.unwrap();
+    join("b", b"0123456789").await.unwrap();
+    let full = join("c", b"0123456789").await.unwrap_err();
+    assert!(matches!(full, GroupError::MetadataBudgetExhausted { .. }));
+    // An assignment is charged too: 10 bytes do not fit what is left.
+    let assignments = assign(&a.member_id, b"0123456789");
+    let refused = groups
+        .sync("a", a.generation, &a.member_id, assignments)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(GroupError::MetadataBudgetExhausted { .. })
+    ));
+    // Leaving returns the member's bytes.
+    let leaving = LeavingMember {
+        member_id: a.member_id.clone(),
+        group_instance_id: None,
+    };
+    assert_eq!(groups.leave("a", vec![leaving]), Ok(vec![Ok(())]));
+    join("c", b"0123456789").await.unwrap();
+    let long_id = "g".repeat(256);
+    let mut long = params("", 6000);
+    long.group_id = long_id;
+    assert!(matches!(
+        groups.join(long).await,
+        Err(GroupError::GroupIdTooLong { bytes: 256, .. })
+    ));
+}

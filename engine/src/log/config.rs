@@ -18,6 +18,13 @@ pub(crate) struct LogConfig {
     pub(crate) open_segments_max: usize,
     /// Largest partition count of a topic. Default 1024.
     pub(crate) partitions_max: i32,
+    /// Topics the broker holds at most; CreateTopics and auto-creation
+    /// beyond it are refused (POLICY_VIOLATION). Default 10 000.
+    pub(crate) topics_max: usize,
+    /// Partitions of all topics together at most (each holds open files);
+    /// CreateTopics, CreatePartitions and auto-creation beyond it are
+    /// refused (POLICY_VIOLATION). Default 10 000.
+    pub(crate) partitions_total_max: usize,
     /// Idempotent producers remembered per partition. Default 10 000.
     pub(crate) producers_per_partition_max: usize,
     /// Bytes one record batch may decompress to, wherever the broker looks
@@ -43,6 +50,8 @@ impl Default for LogConfig {
             index_interval_bytes: store.index_interval_bytes,
             open_segments_max: store.open_segments_max,
             partitions_max: store.partitions_max,
+            topics_max: store.topics_max,
+            partitions_total_max: store.partitions_total_max,
             producers_per_partition_max: store.producers_per_partition_max,
             decompressed_batch_bytes_max: store.decompressed_batch_bytes_max,
             retention_check_interval_ms: 60_000,
@@ -59,6 +68,8 @@ impl LogConfig {
             index_interval_bytes: self.index_interval_bytes,
             open_segments_max: self.open_segments_max,
             partitions_max: self.partitions_max,
+            topics_max: self.topics_max,
+            partitions_total_max: self.partitions_total_max,
             producers_per_partition_max: self.producers_per_partition_max,
             decompressed_batch_bytes_max: self.decompressed_batch_bytes_max,
             topic_defaults: self.topic_defaults.clone(),

@@ -156,6 +156,13 @@ pub enum LogError {
         /// Why.
         reason: String,
     },
+    /// A broker-wide bound on topics or partitions (`log.topics_max`,
+    /// `log.partitions_total_max`) would be exceeded.
+    #[error("{reason}")]
+    LimitReached {
+        /// Which bound, and by how much.
+        reason: String,
+    },
     /// A topic config that does not parse or is out of range.
     #[error("invalid config {name}: {reason}")]
     InvalidConfig {

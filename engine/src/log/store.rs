@@ -34,6 +34,11 @@ pub struct StoreOptions {
     pub open_segments_max: usize,
     /// Largest partition count of one topic.
     pub partitions_max: i32,
+    /// Topics the broker holds at most.
+    pub topics_max: usize,
+    /// Partitions of all topics together at most: each holds open files,
+    /// so this bounds the descriptors the log needs.
+    pub partitions_total_max: usize,
     /// Idempotent producers remembered per partition (least recently
     /// active forgotten first).
     pub producers_per_partition_max: usize,
@@ -51,6 +56,8 @@ impl Default for StoreOptions {
             index_interval_bytes: 4096,
             open_segments_max: 1024,
             partitions_max: 1024,
+            topics_max: 10_000,
+            partitions_total_max: 10_000,
             producers_per_partition_max: 10_000,
             decompressed_batch_bytes_max: super::records::DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
             topic_defaults: TopicConfig::default(),
@@ -341,6 +348,42 @@ impl LogStore {
         Ok(())
     }
 
+    /// Refuses `new_topics` more topics with `new_partitions` more
+    /// partitions when that would pass `log.topics_max` or
+    /// `log.partitions_total_max`.
+    pub(crate) fn check_capacity(
+        &self,
+        new_topics: usize,
+        new_partitions: i32,
+    ) -> Result<(), LogError> {
+        let topics = self.topics.read().expect("topics lock");
+        let (topics_max, partitions_max) =
+            (self.options.topics_max, self.options.partitions_total_max);
+        let topic_count = topics.len() + new_topics;
+        if new_topics > 0 && topic_count > topics_max {
+            return Err(LogError::LimitReached {
+                reason: format!(
+                    "the broker holds {} topics; {topic_count} is above log.topics_max {topics_max}",
+                    topics.len()
+                ),
+            });
+        }
+        let current: usize = topics
+            .values()
+            .map(|topic| topic.partition_count().max(0) as usize)
+            .sum();
+        let total = current + new_partitions.max(0) as usize;
+        if total > partitions_max {
+            return Err(LogError::LimitReached {
+                reason: format!(
+                    "the broker holds {current} partitions; {total} is above \
+                     log.partitions_total_max {partitions_max}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn write_meta(&self, topic: &Topic) -> Result<(), LogError> {
         let state = topic.state.read().expect("topic lock");
         let meta = TopicMeta {
@@ -365,6 +408,9 @@ impl LogStore {
         let _admin = self.admin.lock().expect("admin lock");
         validate_topic_name(name)?;
         self.check_partitions(partitions)?;
+        if self.topic(name).is_none() {
+            self.check_capacity(1, partitions)?;
+        }
         let config = Arc::new(self.options.topic_defaults.with_overrides(&overrides)?);
         let mut topics = self.topics.write().expect("topics lock");
         if topics.contains_key(name) {
@@ -383,8 +429,17 @@ impl LogStore {
         let mut slots = Vec::new();
         for id in 0..partitions {
             let dir = topic.dir.join(id.to_string());
-            let partition = Partition::open(name, id, &dir, self.context.clone(), config.clone())?;
-            slots.push(PartitionSlot::Open(Arc::new(partition)));
+            match Partition::open(name, id, &dir, self.context.clone(), config.clone()) {
+                Ok(partition) => slots.push(PartitionSlot::Open(Arc::new(partition))),
+                Err(error) => {
+                    // E.g. out of file descriptors: close what was opened and
+                    // leave no half-created topic behind (best effort; a
+                    // restart removes a directory without topic.json anyway).
+                    drop(slots);
+                    let _ = self.context.io.remove_dir_all(&topic.dir);
+                    return Err(error);
+                }
+            }
         }
         topic.state.write().expect("topic lock").partitions = slots;
         self.write_meta(&topic)?;
@@ -438,6 +493,7 @@ impl LogStore {
                 ),
             });
         }
+        self.check_capacity(0, total - current)?;
         let config = topic.config();
         let mut added = Vec::new();
         for id in current..total {

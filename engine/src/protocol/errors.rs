@@ -30,6 +30,7 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         LogError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        LogError::LimitReached { .. } => ResponseError::PolicyViolation,
         LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         LogError::Locked { .. } | LogError::BadMetadata { .. } => ResponseError::UnknownServerError,
     };
@@ -42,6 +43,8 @@ pub(crate) fn group_error_code(error: &GroupError) -> i16 {
         GroupError::InvalidGroupId | GroupError::GroupIdTooLong { .. } => {
             ResponseError::InvalidGroupId
         }
+        GroupError::MemberMetadataTooLarge { .. } => ResponseError::MessageTooLarge,
+        GroupError::MetadataBudgetExhausted { .. } => ResponseError::CoordinatorNotAvailable,
         GroupError::InvalidSessionTimeout { .. } => ResponseError::InvalidSessionTimeout,
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
         GroupError::CoordinatorNotAvailable { .. } => ResponseError::CoordinatorNotAvailable,

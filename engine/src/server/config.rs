@@ -21,8 +21,25 @@ pub(crate) struct KafkaConfig {
     /// frame's body is read only once its size fits. At least
     /// `frame_bytes_max`. Default 512 MiB.
     pub(crate) queued_request_bytes_max: u32,
+    /// Longest wait for the rest of a request frame once its length has
+    /// arrived; a slower peer is disconnected, releasing the request bytes
+    /// it held. Default 30 000 ms.
+    pub(crate) request_body_timeout_ms: u64,
+    /// A connection with no request in flight that sends nothing for this
+    /// long is closed (Kafka's `connections.max.idle.ms`). Default 600 000 ms.
+    pub(crate) connections_max_idle_ms: u64,
     /// Longest Fetch long poll, whatever the client asks. Default 30 000 ms.
     pub(crate) fetch_wait_max_ms: u64,
+    /// Largest Fetch response, whatever the client asks (`max_bytes <= 0`
+    /// included); Kafka's `fetch.max.bytes`. As in Kafka, the first batch
+    /// of the first partition with data may exceed it so consumers make
+    /// progress. Default 55 MiB.
+    pub(crate) fetch_bytes_max: u32,
+    /// Fetched record bytes held in memory at once across all connections,
+    /// from the read until the response is written (a connection may have
+    /// `in_flight_requests_max` fetches waiting to be written in order); a
+    /// fetch finding it full answers with fewer records. Default 1 GiB.
+    pub(crate) queued_fetch_bytes_max: u32,
     /// Create unknown topics on Metadata (when the client allows it) and
     /// Produce (`auto.create.topics.enable`). Default true.
     pub(crate) auto_create_topics_enable: bool,
@@ -39,7 +56,11 @@ impl Default for KafkaConfig {
             connections_max: 10_000,
             in_flight_requests_max: 128,
             queued_request_bytes_max: 512 * 1024 * 1024,
+            request_body_timeout_ms: 30_000,
+            connections_max_idle_ms: 600_000,
             fetch_wait_max_ms: 30_000,
+            fetch_bytes_max: 55 * 1024 * 1024,
+            queued_fetch_bytes_max: 1024 * 1024 * 1024,
             auto_create_topics_enable: true,
             num_partitions: 1,
             advertised_listener: None,

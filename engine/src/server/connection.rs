@@ -6,17 +6,27 @@
 //! previous one of its kind to finish before it starts. Reads and long polls
 //! (fetch, metadata, group joins) run freely. At most
 //! `in_flight_requests_max` requests are pending; then reading pauses.
+//!
+//! A slow or silent peer must not hold resources others need: a frame's
+//! reservation of request bytes (`request_budget.rs`) never makes smaller
+//! ones wait behind it, its body must arrive within
+//! `request_body_timeout_ms`, the buffer grows only as bytes arrive, and a
+//! connection with nothing in flight that stays silent for
+//! `connections_max_idle_ms` is closed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::handlers;
+use super::request_budget::Reservation;
 use super::BrokerContext;
 use crate::protocol::{self, FrameError};
 
@@ -36,25 +46,48 @@ pub(crate) async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyho
     let (pending_tx, pending_rx) =
         mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
-    let writer = tokio::spawn(write_responses(writer, pending_rx, failed_tx));
-    let read_result = read_requests(reader, &context, &client_host, pending_tx, failed_rx).await;
+    // Requests read and not yet answered (for the idle timeout).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(write_responses(
+        writer,
+        pending_rx,
+        failed_tx,
+        in_flight.clone(),
+    ));
+    let connection = Connection {
+        context: &context,
+        client_host: &client_host,
+        in_flight: &in_flight,
+    };
+    let read_result = read_requests(reader, connection, pending_tx, failed_rx).await;
     let write_result = writer.await?;
     read_result.and(write_result)
 }
 
+/// What the reader of one connection works with.
+struct Connection<'a> {
+    context: &'a Arc<BrokerContext>,
+    client_host: &'a str,
+    in_flight: &'a AtomicUsize,
+}
+
 async fn read_requests(
     mut reader: OwnedReadHalf,
-    context: &Arc<BrokerContext>,
-    client_host: &str,
+    connection: Connection<'_>,
     pending: mpsc::Sender<Pending>,
     mut failed: oneshot::Receiver<anyhow::Error>,
 ) -> anyhow::Result<()> {
+    let Connection {
+        context,
+        client_host,
+        in_flight,
+    } = connection;
     let mut shutdown = context.shutdown.clone();
     let mut baton: Option<oneshot::Receiver<()>> = None;
     let mut buffer = BytesMut::new();
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, &mut buffer, context) => frame?,
+            frame = read_frame(&mut reader, &mut buffer, context, in_flight) => frame?,
             _ = shutdown.changed() => return Ok(()),
             // The writer hit a bad request or a dead socket; stop reading.
             _ = &mut failed => return Ok(()),
@@ -87,43 +120,75 @@ async fn read_requests(
             drop(permit);
             response
         });
+        in_flight.fetch_add(1, Ordering::AcqRel);
         if pending.send(task).await.is_err() {
             return Ok(());
         }
     }
 }
 
-/// Reads one frame; `None` at a clean end of stream. Frames are read into
-/// `buffer`, whose allocation is reused once earlier frames are dropped, and
-/// never zero-filled first.
-///
-/// Before the body is read, the frame's bytes are reserved from the
-/// broker-wide budget of request bytes in memory (`kafka.queued_request_bytes_max`);
-/// the permit travels with the request and is returned when it is answered.
+/// Reads one frame; `None` at a clean end of stream or once the connection
+/// has been idle for `kafka.connections_max_idle_ms`. Frames are read into
+/// `buffer`, which grows as bytes arrive (an announced length allocates
+/// nothing), and is never zero-filled first.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buffer: &mut BytesMut,
     context: &BrokerContext,
-) -> anyhow::Result<Option<(Bytes, OwnedSemaphorePermit)>> {
+    in_flight: &AtomicUsize,
+) -> anyhow::Result<Option<(Bytes, Reservation)>> {
     let frame_bytes_max = context.config.frame_bytes_max;
-    if !fill(reader, buffer, 4).await? {
+    if !read_length(reader, buffer, context, in_flight).await? {
         return Ok(None);
     }
     let size = i32::from_be_bytes(buffer[..4].try_into().expect("4 bytes"));
     if size < 0 || size as u32 > frame_bytes_max {
         anyhow::bail!("request frame of {size} bytes is outside 0..={frame_bytes_max} (kafka.frame_bytes_max)");
     }
-    let permit = context
-        .request_bytes
-        .clone()
-        .acquire_many_owned(size.max(1) as u32)
-        .await
-        .expect("the request byte budget is never closed");
     let _ = buffer.split_to(4);
-    if !fill(reader, buffer, size as usize).await? {
-        anyhow::bail!("connection closed in the middle of a {size}-byte request frame");
+    // The reservation travels with the request and is returned when it has
+    // been answered. Waiting for it does not count against the peer.
+    let reservation = context.request_bytes.reserve(size as u32).await;
+    let timeout_ms = context.config.request_body_timeout_ms;
+    let body = fill(reader, buffer, size as usize);
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), body).await {
+        Ok(Ok(true)) => Ok(Some((buffer.split_to(size as usize).freeze(), reservation))),
+        Ok(Ok(false)) => {
+            anyhow::bail!("connection closed in the middle of a {size}-byte request frame")
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => anyhow::bail!(
+            "the body of a {size}-byte request frame did not arrive within {timeout_ms} ms \
+             (kafka.request_body_timeout_ms)"
+        ),
     }
-    Ok(Some((buffer.split_to(size as usize).freeze(), permit)))
+}
+
+/// Waits for the next frame's 4-byte length; `false` at a clean end of
+/// stream, or when nothing arrived for `kafka.connections_max_idle_ms`
+/// while no request of this connection was being handled (a long poll or
+/// a group join in flight is not idleness).
+async fn read_length(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    context: &BrokerContext,
+    in_flight: &AtomicUsize,
+) -> anyhow::Result<bool> {
+    let idle = Duration::from_millis(context.config.connections_max_idle_ms);
+    loop {
+        // `fill` is cancel-safe: bytes read before the timeout stay in `buffer`.
+        match tokio::time::timeout(idle, fill(reader, buffer, 4)).await {
+            Ok(filled) => return filled,
+            Err(_) if in_flight.load(Ordering::Acquire) == 0 => {
+                tracing::debug!(
+                    idle_ms = idle.as_millis() as u64,
+                    "closing an idle connection"
+                );
+                return Ok(false);
+            }
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer
@@ -133,10 +198,10 @@ async fn fill(
     buffer: &mut BytesMut,
     wanted: usize,
 ) -> anyhow::Result<bool> {
-    if buffer.len() < wanted {
-        buffer.reserve(wanted.max(READ_CHUNK_BYTES) - buffer.len());
-    }
     while buffer.len() < wanted {
+        // Room for a chunk, whatever `wanted` is: memory follows the bytes
+        // that arrive, not the length a peer announced.
+        buffer.reserve(READ_CHUNK_BYTES);
         if reader.read_buf(buffer).await? == 0 {
             if buffer.is_empty() {
                 return Ok(false);
@@ -154,12 +219,14 @@ async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut pending: mpsc::Receiver<Pending>,
     failed: oneshot::Sender<anyhow::Error>,
+    in_flight: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     let result = async {
         while let Some(task) = pending.recv().await {
             if let Some(response) = task.await?? {
                 writer.write_all(&response).await?;
             }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
         }
         anyhow::Ok(())
     }

@@ -5,10 +5,14 @@
 mod config;
 mod connection;
 pub mod handlers;
+pub(crate) mod open_files;
 pub(crate) mod producer_ids;
+mod request_budget;
+pub(crate) use request_budget::RequestBudget;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -36,7 +40,10 @@ pub(crate) struct BrokerContext {
     pub(crate) groups: Arc<crate::group::GroupCoordinator>,
     /// Budget of request bytes held in memory across all connections
     /// (`kafka.queued_request_bytes_max`); reading a frame waits for room.
-    pub(crate) request_bytes: Arc<Semaphore>,
+    pub(crate) request_bytes: request_budget::RequestBudget,
+    /// Budget of fetched record bytes held in memory until written, across
+    /// all connections (`kafka.queued_fetch_bytes_max`).
+    pub(crate) fetch_bytes: Arc<Semaphore>,
     /// Fires at shutdown, so long polls end early.
     pub(crate) shutdown: Shutdown,
 }
@@ -49,6 +56,7 @@ pub(crate) async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(context.config.connections_max));
     let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         // A permit is taken before accepting, so at most connections_max
         // clients are served and the rest wait in the kernel's queue.
@@ -56,15 +64,23 @@ pub(crate) async fn serve(
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             _ = shutdown.changed() => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
+            Err(error) => {
+                // Out of descriptors (EMFILE) or memory, the error repeats
+                // at once: wait rather than spin, until shutdown.
+                tokio::select! {
+                    _ = backoff.failed(&error) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let context = context.clone();
@@ -86,6 +102,41 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Exponential backoff between failed accepts, [`ACCEPT_BACKOFF_MIN`] up to
+/// [`ACCEPT_BACKOFF_MAX`] (as tokio-rs/mini-redis does), logged once per
+/// streak of failures.
+#[derive(Default)]
+struct AcceptBackoff {
+    /// Failures in a row.
+    failures: u32,
+}
+
+/// First wait after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(1);
+/// Longest wait between failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl AcceptBackoff {
+    async fn failed(&mut self, error: &std::io::Error) {
+        if self.failures == 0 {
+            tracing::warn!(%error, "accept failed; retrying with backoff up to 1 s \
+                (raise the open-file limit, ulimit -n, or lower kafka.connections_max)");
+        }
+        self.failures = self.failures.saturating_add(1);
+        let wait = ACCEPT_BACKOFF_MIN
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(ACCEPT_BACKOFF_MAX);
+        tokio::time::sleep(wait).await;
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
+    }
 }
 
 /// Whether `error` is the peer hanging up rather than something wrong.

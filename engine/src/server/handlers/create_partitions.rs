@@ -109,7 +109,9 @@ fn grow(
         }
     }
     if validate_only {
-        return Ok(());
+        return store
+            .check_capacity(0, count - current)
+            .map_err(|error| (log_error_code(&error), error.to_string()));
     }
     store
         .create_partitions(name, count)

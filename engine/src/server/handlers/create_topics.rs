@@ -134,6 +134,7 @@ fn create_or_validate(
                 reason: format!("must be between 1 and {}", store.options().partitions_max),
             });
         }
+        store.check_capacity(1, partitions)?;
         return Ok((config, None));
     }
     let created = store.create_topic(name, partitions, overrides.clone())?;

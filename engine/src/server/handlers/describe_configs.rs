@@ -393,6 +393,20 @@ fn kafka_entries(kafka: &KafkaConfig) -> Vec<Entry> {
             TYPE_INT,
             "concurrent client connections (kafka.connections_max)",
         ),
+        broker_entry(
+            "connections.max.idle.ms",
+            kafka.connections_max_idle_ms.to_string(),
+            built_in.connections_max_idle_ms.to_string(),
+            TYPE_LONG,
+            "idle connections are closed after this long (kafka.connections_max_idle_ms)",
+        ),
+        broker_entry(
+            "fetch.max.bytes",
+            kafka.fetch_bytes_max.to_string(),
+            built_in.fetch_bytes_max.to_string(),
+            TYPE_INT,
+            "largest Fetch response (kafka.fetch_bytes_max)",
+        ),
     ]
 }
 

@@ -4,7 +4,19 @@
 //! `max_wait_ms` (capped by `kafka.fetch_wait_max_ms`), or at shutdown.
 //! Incremental fetch sessions are not kept: every response is a full one
 //! with session id 0, which clients treat as "no session".
+//!
+//! A response is at most `kafka.fetch_bytes_max` (Kafka's `fetch.max.bytes`),
+//! whatever `max_bytes` says (`<= 0` included), so one request cannot make the
+//! broker hold gigabytes. A partition listed again in the same request is
+//! answered INVALID_REQUEST with no records (as Kafka answers duplicate
+//! partitions in ListOffsets; its Fetch would merge them silently): listing
+//! it 64 times must not read it 64 times. And since a connection may have
+//! many fetches in flight, whose responses wait to be written in order, the
+//! record bytes read are charged to a broker-wide budget
+//! (`kafka.queued_fetch_bytes_max`) until written; a fetch finding it full
+//! answers with fewer records instead of waiting, so it cannot deadlock.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +26,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::blocking;
@@ -31,6 +44,7 @@ struct Target {
 }
 
 fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, Vec<Target>)> {
+    let mut seen = HashSet::new();
     topics
         .into_iter()
         .map(|topic| {
@@ -41,6 +55,9 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
                 .map(|p| Target {
                     index: p.partition,
                     partition: match &found {
+                        _ if !seen.insert((topic.topic.clone(), p.partition)) => {
+                            Err(ResponseError::InvalidRequest.code())
+                        }
                         Some(found) => found
                             .partition(p.partition)
                             .map_err(|error| log_error_code(&error)),
@@ -55,18 +72,33 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
         .collect()
 }
 
+/// What one pass over the targets read.
+struct Gathered {
+    responses: Vec<FetchableTopicResponse>,
+    /// Record bytes read.
+    bytes: usize,
+    /// Whether any partition reported an error.
+    errors: bool,
+    /// The record bytes' charge to `kafka.queued_fetch_bytes_max`.
+    charge: Option<OwnedSemaphorePermit>,
+}
+
+/// Answers a Fetch. The response's record bytes are charged to the
+/// broker-wide budget of fetched bytes in memory (`kafka.queued_fetch_bytes_max`);
+/// the charge returned is held until the response is written.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: FetchRequest,
     _version: i16,
-) -> FetchResponse {
+) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     let wait_ms = (request.max_wait_ms.max(0) as u64).min(context.config.fetch_wait_max_ms);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = request.min_bytes.max(0) as usize;
+    let fetch_bytes_max = context.config.fetch_bytes_max as usize;
     let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
+        fetch_bytes_max
     } else {
-        request.max_bytes as usize
+        (request.max_bytes as usize).min(fetch_bytes_max)
     };
     let targets = Arc::new(resolve(context, request.topics));
     let mut shutdown = context.shutdown.clone();
@@ -78,17 +110,19 @@ pub(crate) async fn handle(
             .flat_map(|(_, targets)| targets.iter())
             .filter_map(|target| target.partition.as_ref().ok().map(|p| p.subscribe()))
             .collect();
-        let gathered = targets.clone();
-        let (responses, bytes, errors) = blocking(move || gather(&gathered, max_bytes)).await;
+        let (gathered, budget) = (targets.clone(), context.fetch_bytes.clone());
+        let read = blocking(move || gather(&gathered, max_bytes, &budget)).await;
         let now = Instant::now();
-        if bytes >= min_bytes
-            || errors
+        if read.bytes >= min_bytes
+            || read.errors
             || now >= deadline
             || watches.is_empty()
             || *shutdown.borrow()
         {
-            return FetchResponse::default().with_responses(responses);
+            let response = FetchResponse::default().with_responses(read.responses);
+            return (response, read.charge);
         }
+        drop(read);
         let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
         tokio::select! {
             _ = changed => {}
@@ -98,15 +132,18 @@ pub(crate) async fn handle(
     }
 }
 
-/// Reads every target once. Returns the responses, the bytes read and
-/// whether any partition reported an error.
+/// Reads every target once, up to `max_bytes` in all and as far as the
+/// broker-wide `budget` has room (when it has none, partitions come back
+/// without records and the client fetches again).
 fn gather(
     targets: &[(TopicName, Vec<Target>)],
     max_bytes: usize,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    budget: &Arc<Semaphore>,
+) -> Gathered {
     let mut remaining = max_bytes;
     let mut total = 0;
     let mut errors = false;
+    let mut charge: Option<OwnedSemaphorePermit> = None;
     let responses = targets
         .iter()
         .map(|(name, targets)| {
@@ -140,6 +177,13 @@ fn gather(
                             } else {
                                 read.records
                             };
+                            let records = if charged(budget, &mut charge, records.len()) {
+                                records
+                            } else {
+                                // No room left: nothing more this time.
+                                remaining = 0;
+                                Bytes::new()
+                            };
                             remaining = remaining.saturating_sub(records.len());
                             total += records.len();
                             data.with_high_watermark(read.high_watermark)
@@ -160,5 +204,30 @@ fn gather(
             FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions)
         })
         .collect();
-    (responses, total, errors)
+    Gathered {
+        responses,
+        bytes: total,
+        errors,
+        charge,
+    }
+}
+
+/// Adds `bytes` to `charge` if `budget` has room for them now.
+fn charged(budget: &Arc<Semaphore>, charge: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> bool {
+    if bytes == 0 {
+        return true;
+    }
+    let Ok(permits) = u32::try_from(bytes) else {
+        return false;
+    };
+    match budget.clone().try_acquire_many_owned(permits) {
+        Ok(permit) => {
+            match charge {
+                Some(charge) => charge.merge(permit),
+                None => *charge = Some(permit),
+            }
+            true
+        }
+        Err(_) => false,
+    }
 }

@@ -48,7 +48,8 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
             Arc::new(SystemClock),
             offsets,
         )),
-        request_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
+        request_bytes: crate::server::RequestBudget::new(1 << 20),
+        fetch_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         shutdown,
     })
 }

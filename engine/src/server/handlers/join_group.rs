@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -24,7 +25,25 @@ pub(crate) async fn handle(
     client_id: String,
     client_host: String,
 ) -> JoinGroupResponse {
-    let params = JoinParams {
+    let params = params(request, version, client_id, client_host);
+    let member_id = params.member_id.clone();
+    match context.groups.join(params).await {
+        Ok(joined) => joined_response(joined, version),
+        Err(error) => refused(&error, member_id),
+    }
+}
+
+/// The request in the coordinator's terms, with owned copies of the
+/// metadata: the group keeps it for the whole session, and a slice would
+/// pin the whole request frame. The request (and so its frame) is dropped
+/// here, before the join waits for the rebalance.
+fn params(
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> JoinParams {
+    JoinParams {
         group_id: request.group_id.to_string(),
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),
@@ -43,15 +62,10 @@ pub(crate) async fn handle(
             .into_iter()
             .map(|p| Protocol {
                 name: p.name.to_string(),
-                metadata: p.metadata,
+                metadata: Bytes::copy_from_slice(&p.metadata),
             })
             .collect(),
         require_known_member_id: version >= 4,
-    };
-    let member_id = params.member_id.clone();
-    match context.groups.join(params).await {
-        Ok(joined) => joined_response(joined, version),
-        Err(error) => refused(&error, member_id),
     }
 }
 

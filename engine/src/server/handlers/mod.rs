@@ -74,6 +74,10 @@ macro_rules! apis {
         let body = $request.decode()?;
         respond(&$request, &$module::handle($context, body, $version, client_id, client_host).await)
     }};
+    (@call fetch, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {{
+        let (response, charge) = $module::handle($context, $request.decode()?, $version).await;
+        respond(&$request, &response).map(|encoded| encoded.map(|bytes| held_until_written(bytes, charge)))
+    }};
     (@call produce, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
         match $module::handle($context, $request.decode()?, $version, $ordered).await {
             Some(response) => respond(&$request, &response),
@@ -84,7 +88,7 @@ macro_rules! apis {
 
 apis! {
     Produce => produce, ordered: true, produce;
-    Fetch => fetch, ordered: false, async;
+    Fetch => fetch, ordered: false, fetch;
     ListOffsets => list_offsets, ordered: false, async;
     Metadata => metadata, ordered: false, async;
     ApiVersions => api_versions, ordered: false, api_versions;
@@ -128,6 +132,27 @@ fn respond<R: Encodable>(request: &RequestFrame, body: &R) -> Result<Option<Byte
         api_version: request.api_version,
         reason: error.to_string(),
     })
+}
+
+/// An encoded response that holds `charge` (a budget's permit) until the
+/// writer drops it, once written.
+fn held_until_written(bytes: Bytes, charge: Option<tokio::sync::OwnedSemaphorePermit>) -> Bytes {
+    struct Held {
+        bytes: Bytes,
+        _charge: tokio::sync::OwnedSemaphorePermit,
+    }
+    impl AsRef<[u8]> for Held {
+        fn as_ref(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+    match charge {
+        Some(charge) => Bytes::from_owner(Held {
+            bytes,
+            _charge: charge,
+        }),
+        None => bytes,
+    }
 }
 
 /// Handles one request; `Ok(None)` means no response is sent (acks=0).
@@ -184,7 +209,12 @@ async fn topic_or_create(
             Err(LogError::TopicExists(_)) => store
                 .topic(&name)
                 .ok_or(ResponseError::UnknownTopicOrPartition.code()),
-            Err(error) => Err(log_error_code(&error)),
+            Err(error) => {
+                if matches!(error, LogError::LimitReached { .. }) {
+                    tracing::warn!(topic = name, %error, "topic not auto-created");
+                }
+                Err(log_error_code(&error))
+            }
         },
     )
     .await

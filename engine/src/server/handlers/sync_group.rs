@@ -22,7 +22,9 @@ pub(crate) async fn handle(
         .into_iter()
         .map(|a| Assignment {
             member_id: a.member_id.to_string(),
-            assignment: a.assignment,
+            // An owned copy: the group keeps it, and a slice would pin
+            // the whole request frame.
+            assignment: bytes::Bytes::copy_from_slice(&a.assignment),
         })
         .collect();
     let result = context
