@@ -77,7 +77,13 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 
 fn produce(client: &mut KafkaClient, keys: std::ops::Range<usize>, generation: u32) {
     let entries: Vec<build::Entry> = keys
-        .map(|index| (Some(key(index)), Some(value(index, generation)), TIMESTAMP_MS))
+        .map(|index| {
+            (
+                Some(key(index)),
+                Some(value(index, generation)),
+                TIMESTAMP_MS,
+            )
+        })
         .collect();
     let records = build::batch(&entries, Compression::None).freeze();
     let request = ProduceRequest::default()
