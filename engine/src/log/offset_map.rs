@@ -52,12 +52,13 @@ impl OffsetMap {
     pub(crate) fn new(memory_bytes_max: usize, records_max: u64) -> Self {
         let needed =
             usize::try_from(records_max.saturating_add(records_max / 9 + 2)).unwrap_or(usize::MAX);
+        // (Enough slots for every record at the load limit.)
         // At least two slots, so every pass maps at least one key.
         let slots = (memory_bytes_max / SLOT_BYTES).min(needed).max(2);
         Self {
             slots: vec![Slot::default(); slots],
             entries: 0,
-            entries_max: (slots / 10 * 9).clamp(1, slots - 1),
+            entries_max: (slots.saturating_mul(9) / 10).clamp(1, slots - 1),
         }
     }
 
@@ -133,6 +134,12 @@ mod tests {
     #[test]
     fn is_no_larger_than_the_records_need() {
         assert_eq!(OffsetMap::new(1 << 20, 9).memory_bytes(), 12 * SLOT_BYTES);
+        for records in [1, 9, 11, 100, 1001] {
+            let mut map = OffsetMap::new(1 << 20, records);
+            for offset in 0..records as i64 {
+                assert!(map.put(&offset.to_be_bytes(), offset), "{records}");
+            }
+        }
         assert_eq!(OffsetMap::new(0, 1000).memory_bytes(), 2 * SLOT_BYTES);
         let mut tiny = OffsetMap::new(0, 1000);
         assert!(tiny.put(b"a", 0) && !tiny.put(b"b", 1));

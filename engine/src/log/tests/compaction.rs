@@ -497,3 +497,40 @@ fn unreadable_header_refuses_compaction_and_keeps_the_segment() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// A key map smaller than the partition's keys: compaction runs in passes
+/// (each mapping as many keys as the budget holds) and leaves exactly what
+/// one pass with every key would, tombstones and unkeyed records included.
+#[test]
+fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
+    let fixture = Fixture::with_options(StoreOptions {
+        flush: FlushPolicy::Never,
+        // Four 24-byte slots: three keys a pass, of the seven in the data.
+        compaction_memory_bytes_max: 4 * 24,
+        ..StoreOptions::default()
+    });
+    let store = compacted_topic(&fixture, "400")?;
+    let partition = store.partition("t", 0)?;
+    let (rows, _) = append_keyed(&partition, &fixture)?;
+    let active_base = partition
+        .segment_metas()
+        .last()
+        .expect("active")
+        .base_offset;
+    let stats = partition.compact()?;
+    assert!(stats.passes > 2, "{stats:?}");
+    assert_eq!(stats.key_map_bytes, 4 * 24, "{stats:?}");
+    let expected = compacted(&rows, active_base, true);
+    assert_eq!(stats.records_removed, (rows.len() - expected.len()) as u64);
+    assert_eq!(
+        support::keyed(&support::read_all(&partition, 1 << 20)?),
+        expected
+    );
+    fixture.clock.advance(2 * HOUR_MS);
+    partition.compact()?;
+    assert_eq!(
+        support::keyed(&support::read_all(&partition, 1 << 20)?),
+        compacted(&rows, active_base, false)
+    );
+    Ok(())
+}
