@@ -424,7 +424,8 @@ fn filter_batch(
             };
             let superseded =
                 record.offset < end && map.get(key).is_some_and(|latest| latest > record.offset);
-            !superseded && !(record.value.is_none() && drop_tombstones)
+            let expired_tombstone = record.value.is_none() && drop_tombstones;
+            !(superseded || expired_tombstone)
         })
         .collect();
     let removed = (total - kept.len()) as u64;
