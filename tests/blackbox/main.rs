@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod cli_plugin;
 mod clients;
+mod compaction;
 mod examples;
 mod harness;
 mod kafka;

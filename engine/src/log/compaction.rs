@@ -1,32 +1,48 @@
 //! Log compaction for `cleanup.policy=compact`: keep the latest record per
 //! key.
 //!
-//! Two passes, both reading without blocking appends. The first maps every
-//! key in the partition (closed segments and the active one, up to the high
-//! watermark) to its latest offset. The second rewrites each closed segment
-//! keeping a record only if it is the latest for its key; records without a
-//! key and control batches are kept. Tombstones (null values) are dropped
-//! once the segment holding them is older than `delete.retention.ms`.
-//! Offsets never change: a rewritten batch keeps its last offset, gaps are
-//! left where records went, as in Kafka.
+//! Each pass reads without blocking appends. It maps keys to their latest
+//! offset from where the last pass stopped (at first the log start) through
+//! the closed segments and the active one, up to the high watermark, until
+//! the map is full (`offset_map.rs`: a fixed table of key hashes within
+//! `log.compaction_memory_bytes_max`, as Kafka's cleaner does). The pass
+//! covers the offsets below where mapping stopped (`end`): it rewrites each
+//! closed segment holding such offsets, dropping a record below `end` when
+//! the map holds a later offset for its key. Records without a key, control
+//! batches, and records at or past `end` are kept; the next pass maps from
+//! `end` on and rewrites from the log start again, so a key superseded in a
+//! later pass still loses its older records. Tombstones (null values) are
+//! dropped once the segment holding them is older than
+//! `delete.retention.ms`. Offsets never change: a rewritten batch keeps its
+//! last offset, gaps are left where records went, as in Kafka.
+//!
+//! Memory is the map plus one batch at a time: segments are streamed, a
+//! batch read, filtered and written to the rewritten file before the next
+//! is read; the rewritten file is only started at the first batch that
+//! changes (copying the unchanged bytes before it), so a segment with
+//! nothing to remove is never written.
+//!
+//! A batch header that does not parse before the end of a segment is
+//! damage, not the end of the data: the pass fails with
+//! [`LogError::Corrupt`] naming the file and byte, and leaves the segment as
+//! it was (the store logs it and compacts the other partitions).
 //!
 //! Swapping is atomic per file: the new segment is written to
 //! `<base>.log.cleaned`, fsynced, then renamed over `<base>.log` (then the
 //! indexes the same way). A crash before the rename leaves the old segment
 //! and a `.cleaned` leftover that recovery deletes; a crash between the log
 //! and index renames leaves a stale index that recovery rebuilds.
-//!
-//! The key map holds every distinct key (bytes plus an offset); it is built
-//! per run and bounded by the partition's key cardinality.
 
-use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{self, BatchHeader};
 use super::index::{IndexBuilder, SegmentIndex};
-use super::io::OpenMode;
+use super::io::{Io, IoFile, OpenMode};
+use super::offset_map::OffsetMap;
 use super::partition::{Partition, ReadPlan};
 use super::segment::{
     self, SegmentMeta, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
@@ -43,6 +59,25 @@ pub(crate) struct CompactionStats {
     pub(crate) bytes_before: u64,
     /// See `bytes_before`.
     pub(crate) bytes_after: u64,
+    /// Passes the key map needed (more than one when the partition has
+    /// more distinct keys than the memory budget maps).
+    pub(crate) passes: usize,
+    /// Bytes of the largest key map a pass allocated.
+    pub(crate) key_map_bytes: usize,
+}
+
+/// Bytes copied at a time when a rewritten segment starts with an
+/// unchanged run of the original.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// What filtering one batch leaves.
+enum Filtered {
+    /// Every record stays: the batch as stored.
+    Unchanged,
+    /// Some records went: the re-encoded batch and its header.
+    Rewritten(BytesMut, BatchHeader),
+    /// Every record went.
+    Removed,
 }
 
 fn compression_of(header: &BatchHeader) -> Result<Compression, String> {
@@ -68,46 +103,85 @@ impl Partition {
         let now_ms = self.context().clock.now_ms();
         let high_watermark = self.high_watermark();
         let metas = self.segment_metas();
-        let Some((_active, closed)) = metas.split_last() else {
+        let Some(active) = metas.last() else {
             return Ok(stats);
         };
-        if closed.is_empty() {
-            return Ok(stats);
-        }
-        let bytes_max = self.context().decompressed_batch_bytes_max;
-        let mut latest: HashMap<Bytes, i64> = HashMap::new();
-        for meta in &metas {
-            self.for_each_batch(meta, high_watermark, |_, header, bytes| {
-                if header.is_control() {
-                    return Ok(());
+        // Segments closed when the run started; later rolls wait a run.
+        let closed_end = active.base_offset;
+        let memory_bytes_max = self.context().compaction_memory_bytes_max;
+        let mut from = metas[0].base_offset;
+        while from < high_watermark && metas[0].base_offset < closed_end {
+            let mut map = OffsetMap::new(memory_bytes_max, (high_watermark - from) as u64);
+            let end = self.build_map(from, high_watermark, &mut map)?;
+            stats.passes += 1;
+            stats.key_map_bytes = stats.key_map_bytes.max(map.memory_bytes());
+            for meta in self.segment_metas() {
+                if meta.base_offset >= closed_end.min(end) {
+                    break;
                 }
-                for record in decode(&bytes, bytes_max)?.records {
-                    if let Some(key) = record.key {
-                        latest.insert(key, record.offset);
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        for meta in closed {
-            let drop_tombstones = now_ms - meta.max_timestamp > config.delete_retention_ms;
-            self.clean_segment(meta, &latest, drop_tombstones, &mut stats)?;
+                let drop_tombstones = now_ms - meta.max_timestamp > config.delete_retention_ms;
+                self.clean_segment(&meta, &map, end, drop_tombstones, &mut stats)?;
+            }
+            from = end;
         }
         if stats.segments_rewritten > 0 {
             tracing::info!(topic = %self.topic(), partition = self.id(), segments = stats.segments_rewritten,
                 records_removed = stats.records_removed, bytes_before = stats.bytes_before,
-                bytes_after = stats.bytes_after, "compacted");
+                bytes_after = stats.bytes_after, passes = stats.passes,
+                key_map_bytes = stats.key_map_bytes, "compacted");
         }
         Ok(stats)
     }
 
+    /// Maps keys of the records from `from` up to `high_watermark` to their
+    /// latest offset until `map` is full; returns the offset mapping stopped
+    /// at (`high_watermark` when everything fit). At least one key is
+    /// mapped, so every pass makes progress.
+    fn build_map(
+        &self,
+        from: i64,
+        high_watermark: i64,
+        map: &mut OffsetMap,
+    ) -> Result<i64, LogError> {
+        let bytes_max = self.context().decompressed_batch_bytes_max;
+        let mut end = high_watermark;
+        for meta in self.segment_metas() {
+            if meta.next_offset <= from {
+                continue;
+            }
+            self.for_each_batch(&meta, from, high_watermark, |_, header, bytes| {
+                if header.is_control() {
+                    return Ok(true);
+                }
+                for record in decode(&bytes, bytes_max)?.records {
+                    let Some(key) = record.key.filter(|_| record.offset >= from) else {
+                        continue;
+                    };
+                    if !map.put(&key, record.offset) {
+                        end = record.offset;
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })?;
+            if end < high_watermark {
+                break;
+            }
+        }
+        Ok(end)
+    }
+
     /// Calls `visit(position, header, bytes)` for each whole batch of a
-    /// segment below `high_watermark`.
+    /// segment that ends at or after `from` and starts below
+    /// `high_watermark`, until `visit` returns false. A header that does
+    /// not parse, or a batch that runs past the end, before the end of the
+    /// segment is [`LogError::Corrupt`], never the end of the data.
     fn for_each_batch(
         &self,
         meta: &SegmentMeta,
+        from: i64,
         high_watermark: i64,
-        mut visit: impl FnMut(u64, &BatchHeader, Bytes) -> Result<(), String>,
+        mut visit: impl FnMut(u64, &BatchHeader, Bytes) -> Result<bool, String>,
     ) -> Result<(), LogError> {
         let base = meta.base_offset;
         let Some(plan) = self.plan_read(|m| m.base_offset == base, false, |_, _| 0)? else {
@@ -116,127 +190,159 @@ impl Partition {
         let ReadPlan {
             path, log, size, ..
         } = plan;
-        let corrupt = |position, reason| LogError::Corrupt {
+        let corrupt = |position, reason: String| LogError::Corrupt {
             path: path.clone(),
             position,
             reason,
         };
         let mut position = 0;
-        while let Some((at, header)) = segment::seek(log.as_ref(), position, size, i64::MIN)
-            .map_err(|source| LogError::io(&path, source))?
-        {
+        while position < size {
+            let header = segment::read_header(log.as_ref(), position, size)
+                .map_err(|source| LogError::io(&path, source))?
+                .ok_or_else(|| corrupt(position, "unreadable batch header".into()))?;
+            let end = position + header.total_bytes() as u64;
             if header.base_offset >= high_watermark {
                 break;
             }
-            let mut bytes = BytesMut::zeroed(header.total_bytes());
-            log.read_exact_at(&mut bytes, at)
-                .map_err(|source| LogError::io(&path, source))?;
-            batch::verify(&bytes).map_err(|error| corrupt(at, error.to_string()))?;
-            visit(at, &header, bytes.freeze()).map_err(|reason| corrupt(at, reason))?;
-            position = at + header.total_bytes() as u64;
+            if end > size {
+                return Err(corrupt(
+                    position,
+                    "batch runs past the end of the segment".into(),
+                ));
+            }
+            if header.last_offset() >= from {
+                let mut bytes = BytesMut::zeroed(header.total_bytes());
+                log.read_exact_at(&mut bytes, position)
+                    .map_err(|source| LogError::io(&path, source))?;
+                batch::verify(&bytes).map_err(|error| corrupt(position, error.to_string()))?;
+                let more = visit(position, &header, bytes.freeze())
+                    .map_err(|reason| corrupt(position, reason))?;
+                if !more {
+                    break;
+                }
+            }
+            position = end;
         }
         Ok(())
     }
 
-    /// Rewrites one closed segment without superseded records; swaps it in
-    /// only if something was removed.
+    /// Rewrites one closed segment without the records below `end` that
+    /// `map` supersedes (and expired tombstones), streaming batch by batch;
+    /// swaps it in only if something was removed.
     fn clean_segment(
         &self,
         meta: &SegmentMeta,
-        latest: &HashMap<Bytes, i64>,
+        map: &OffsetMap,
+        end: i64,
         drop_tombstones: bool,
         stats: &mut CompactionStats,
     ) -> Result<(), LogError> {
         let bytes_max = self.context().decompressed_batch_bytes_max;
-        let mut output = Vec::with_capacity(meta.size as usize);
+        let base = meta.base_offset;
+        let mut builder = IndexBuilder::new(self.context().index_interval_bytes);
+        let mut index = SegmentIndex::default();
+        let mut output: Option<CleanedLog> = None;
+        let mut written = 0u64;
         let mut removed = 0u64;
-        let mut headers = Vec::new();
-        self.for_each_batch(meta, i64::MAX, |_, header, bytes| {
-            if header.is_control() {
-                output.extend_from_slice(&bytes);
-                headers.push(*header);
-                return Ok(());
+        let result = self.for_each_batch(meta, i64::MIN, i64::MAX, |_, header, bytes| {
+            let (filtered, gone) =
+                filter_batch(header, &bytes, map, end, drop_tombstones, bytes_max)?;
+            removed += gone;
+            let (out, out_header): (&[u8], BatchHeader) = match &filtered {
+                Filtered::Unchanged => (&bytes, *header),
+                Filtered::Rewritten(encoded, new_header) => (encoded, *new_header),
+                Filtered::Removed => (&[], *header),
+            };
+            if output.is_none() && !matches!(filtered, Filtered::Unchanged) {
+                output = Some(
+                    self.start_cleaned(base, written)
+                        .map_err(|error| error.to_string())?,
+                );
             }
-            let records = decode(&bytes, bytes_max)?.records;
-            let total = records.len();
-            let kept: Vec<_> = records
-                .into_iter()
-                .filter(|record| {
-                    let latest_for_key = record
-                        .key
-                        .as_ref()
-                        .is_none_or(|key| latest.get(key) == Some(&record.offset));
-                    latest_for_key && !(record.value.is_none() && drop_tombstones)
-                })
-                .collect();
-            removed += (total - kept.len()) as u64;
-            if kept.len() == total {
-                output.extend_from_slice(&bytes);
-                headers.push(*header);
-            } else if !kept.is_empty() {
-                let mut encoded = BytesMut::new();
-                let options = RecordEncodeOptions {
-                    version: 2,
-                    compression: compression_of(header)?,
-                };
-                RecordBatchEncoder::encode(&mut encoded, kept.iter(), &options)
-                    .map_err(|error| format!("re-encoding kept records failed: {error}"))?;
-                batch::restore_after_filter(&mut encoded, header);
-                let new_header = batch::verify(&encoded).map_err(|error| error.to_string())?;
-                if new_header.total_bytes() != encoded.len() {
-                    return Err("re-encoded records did not fit one batch".into());
+            if !out.is_empty() {
+                let (offset_entry, time_entry) = builder.on_batch(
+                    (out_header.base_offset - base) as u32,
+                    written as u32,
+                    out.len() as u64,
+                    out_header.max_timestamp,
+                );
+                index.offsets.extend(offset_entry);
+                index.times.extend(time_entry);
+                if let Some(output) = &output {
+                    output
+                        .write_at(out, written)
+                        .map_err(|error| error.to_string())?;
                 }
-                output.extend_from_slice(&encoded);
-                headers.push(new_header);
+                written += out.len() as u64;
             }
-            Ok(())
-        })?;
-        if removed == 0 {
-            return Ok(());
+            Ok(true)
+        });
+        let Some(output) = output else {
+            return result;
+        };
+        if let Err(error) = result.and_then(|()| output.sync()) {
+            output.discard();
+            return Err(error);
         }
-        self.swap_segment(meta, &output, &headers)?;
+        self.swap_segment(meta, written, &index)?;
         stats.segments_rewritten += 1;
         stats.records_removed += removed;
         stats.bytes_before += meta.size;
-        stats.bytes_after += output.len() as u64;
+        stats.bytes_after += written;
         Ok(())
     }
 
-    /// Atomically replaces a closed segment's files with `log` (batches
-    /// described by `headers`) and its rebuilt indexes.
+    /// Starts the rewritten log of the segment at `base`, copying the first
+    /// `unchanged_bytes` of the original (the batches before the first one
+    /// that changes).
+    fn start_cleaned(&self, base: i64, unchanged_bytes: u64) -> Result<CleanedLog, LogError> {
+        let io = self.context().io.clone();
+        let original = segment::segment_path(self.dir(), base, LOG_SUFFIX);
+        let path =
+            segment::segment_path(self.dir(), base, &format!("{LOG_SUFFIX}.{CLEANED_SUFFIX}"));
+        let file = io
+            .open(&path, OpenMode::Truncate)
+            .map_err(|source| LogError::io(&path, source))?;
+        let cleaned = CleanedLog { io, path, file };
+        if unchanged_bytes > 0 {
+            let source = cleaned
+                .io
+                .open(&original, OpenMode::Read)
+                .map_err(|source| LogError::io(&original, source))?;
+            let mut chunk = vec![0u8; COPY_CHUNK_BYTES.min(unchanged_bytes as usize)];
+            let mut position = 0u64;
+            while position < unchanged_bytes {
+                let len = chunk.len().min((unchanged_bytes - position) as usize);
+                source
+                    .read_exact_at(&mut chunk[..len], position)
+                    .map_err(|source| LogError::io(&original, source))?;
+                cleaned.write_at(&chunk[..len], position)?;
+                position += len as u64;
+            }
+        }
+        Ok(cleaned)
+    }
+
+    /// Atomically replaces a closed segment's files with its rewritten log
+    /// (`log_bytes` long, already written and fsynced as
+    /// `<base>.log.cleaned`) and `index`.
     fn swap_segment(
         &self,
         meta: &SegmentMeta,
-        log: &[u8],
-        headers: &[BatchHeader],
+        log_bytes: u64,
+        index: &SegmentIndex,
     ) -> Result<(), LogError> {
         let context = self.context().clone();
         let io = context.io.as_ref();
         let dir = self.dir();
         let base = meta.base_offset;
-        let mut builder = IndexBuilder::new(context.index_interval_bytes);
-        let mut index = SegmentIndex::default();
-        let mut position = 0u64;
-        for header in headers {
-            let relative = (header.base_offset - base) as u32;
-            let (offset_entry, time_entry) = builder.on_batch(
-                relative,
-                position as u32,
-                header.total_bytes() as u64,
-                header.max_timestamp,
-            );
-            index.offsets.extend(offset_entry);
-            index.times.extend(time_entry);
-            position += header.total_bytes() as u64;
-        }
         let cleaned =
             |suffix: &str| segment::segment_path(dir, base, &format!("{suffix}.{CLEANED_SUFFIX}"));
-        let files = [
-            (LOG_SUFFIX, log.to_vec()),
+        let indexes = [
             (INDEX_SUFFIX, index.encode_offsets()),
             (TIME_INDEX_SUFFIX, index.encode_times()),
         ];
-        for (suffix, bytes) in &files {
+        for (suffix, bytes) in &indexes {
             let path = cleaned(suffix);
             let file = io
                 .open(&path, OpenMode::Truncate)
@@ -248,7 +354,7 @@ impl Partition {
         // The swap happens under the partition lock so that no reader loads
         // the new log with the old index into the handle cache.
         let mut inner = self.lock();
-        for (suffix, _) in &files {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let target = segment::segment_path(dir, base, suffix);
             io.rename(&cleaned(suffix), &target)
                 .map_err(|source| LogError::io(&target, source))?;
@@ -259,10 +365,89 @@ impl Partition {
             .handles
             .evict(&segment::segment_path(dir, base, LOG_SUFFIX));
         if let Some(current) = inner.closed.iter_mut().find(|m| m.base_offset == base) {
-            current.size = log.len() as u64;
+            current.size = log_bytes;
         }
         Ok(())
     }
+}
+
+/// The rewritten log of a segment being compacted (`<base>.log.cleaned`).
+struct CleanedLog {
+    io: Arc<dyn Io>,
+    path: PathBuf,
+    file: Arc<dyn IoFile>,
+}
+
+impl CleanedLog {
+    fn write_at(&self, bytes: &[u8], position: u64) -> Result<(), LogError> {
+        self.file
+            .write_all_at(bytes, position)
+            .map_err(|source| LogError::io(&self.path, source))
+    }
+
+    fn sync(&self) -> Result<(), LogError> {
+        self.file
+            .sync()
+            .map_err(|source| LogError::io(&self.path, source))
+    }
+
+    /// Removes the file after a failed pass (recovery would too).
+    fn discard(self) {
+        if let Err(error) = self.io.remove_file(&self.path) {
+            tracing::warn!(file = %self.path.display(), %error, "could not remove a compaction leftover");
+        }
+    }
+}
+
+/// Filters one stored batch: keeps control batches and records without a
+/// key; drops a keyed record below `end` that `map` supersedes, and
+/// tombstones when `drop_tombstones`. Returns what is left and how many
+/// records went.
+fn filter_batch(
+    header: &BatchHeader,
+    bytes: &[u8],
+    map: &OffsetMap,
+    end: i64,
+    drop_tombstones: bool,
+    bytes_max: usize,
+) -> Result<(Filtered, u64), String> {
+    if header.is_control() {
+        return Ok((Filtered::Unchanged, 0));
+    }
+    let records = decode(bytes, bytes_max)?.records;
+    let total = records.len();
+    let kept: Vec<_> = records
+        .into_iter()
+        .filter(|record| {
+            let Some(key) = &record.key else {
+                return true;
+            };
+            let superseded =
+                record.offset < end && map.get(key).is_some_and(|latest| latest > record.offset);
+            let expired_tombstone = record.value.is_none() && drop_tombstones;
+            !(superseded || expired_tombstone)
+        })
+        .collect();
+    let removed = (total - kept.len()) as u64;
+    if kept.len() == total {
+        return Ok((Filtered::Unchanged, 0));
+    }
+    if kept.is_empty() {
+        return Ok((Filtered::Removed, removed));
+    }
+    let mut encoded = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: compression_of(header)?,
+    };
+    RecordBatchEncoder::encode(&mut encoded, kept.iter(), &options)
+        .map_err(|error| format!("re-encoding kept records failed: {error}"))?;
+    batch::restore_after_filter(&mut encoded, header);
+    let new_header = batch::verify(&encoded).map_err(|error| error.to_string())?;
+    if new_header.total_bytes() != encoded.len() {
+        return Err("re-encoded records did not fit one batch".into());
+    }
+    Ok((Filtered::Rewritten(encoded, new_header), removed))
 }
 
 /// Decodes a stored batch within `bytes_max` decompressed bytes.

@@ -32,6 +32,13 @@ pub(crate) struct LogConfig {
     /// time, compaction). Default 64 MiB (64 times the default
     /// `max.message.bytes`).
     pub(crate) decompressed_batch_bytes_max: usize,
+    /// Bytes the key map of one compaction pass may take: 24 bytes per
+    /// distinct key (a 16-byte key hash and the offset, as Kafka's
+    /// `log.cleaner.dedupe.buffer.size`), at most 90 % full; a partition
+    /// with more distinct keys is compacted in several passes. Maintenance
+    /// compacts one partition at a time, so this is the broker's total.
+    /// Default 128 MiB (Kafka's default; about 5.6 million keys a pass).
+    pub(crate) compaction_memory_bytes_max: usize,
     /// How often retention and compaction run. Default 60 000 ms.
     pub(crate) retention_check_interval_ms: u64,
     /// Defaults of every topic (`[log.topic_defaults]`, Kafka's topic
@@ -54,6 +61,7 @@ impl Default for LogConfig {
             partitions_total_max: store.partitions_total_max,
             producers_per_partition_max: store.producers_per_partition_max,
             decompressed_batch_bytes_max: store.decompressed_batch_bytes_max,
+            compaction_memory_bytes_max: store.compaction_memory_bytes_max,
             retention_check_interval_ms: 60_000,
             topic_defaults: store.topic_defaults,
         }
@@ -72,6 +80,7 @@ impl LogConfig {
             partitions_total_max: self.partitions_total_max,
             producers_per_partition_max: self.producers_per_partition_max,
             decompressed_batch_bytes_max: self.decompressed_batch_bytes_max,
+            compaction_memory_bytes_max: self.compaction_memory_bytes_max,
             topic_defaults: self.topic_defaults.clone(),
         }
     }

@@ -22,6 +22,7 @@ mod fault_io;
 mod handles;
 pub(crate) mod index;
 pub(crate) mod io;
+mod offset_map;
 mod partition;
 mod producers;
 mod records;

@@ -39,6 +39,8 @@ pub(crate) struct PartitionContext {
     pub(crate) producers_max: usize,
     /// Bytes one batch's records may decompress to.
     pub(crate) decompressed_batch_bytes_max: usize,
+    /// Bytes a compaction pass's key map may take.
+    pub(crate) compaction_memory_bytes_max: usize,
 }
 
 /// Result of an append.

@@ -72,7 +72,7 @@ pub(crate) struct ActiveSegment {
 
 /// Reads a batch header at `position` of a file `size` bytes long. `None`
 /// when no whole header fits (a torn tail).
-fn read_header(
+pub(crate) fn read_header(
     file: &dyn IoFile,
     position: u64,
     size: u64,

@@ -45,6 +45,9 @@ pub struct StoreOptions {
     /// Bytes one batch's records may decompress to; past it the batch is
     /// refused (`INVALID_RECORD` on produce), never allocated.
     pub decompressed_batch_bytes_max: usize,
+    /// Bytes the key map of a compaction pass may take (24 per distinct
+    /// key); a partition with more keys is compacted in several passes.
+    pub compaction_memory_bytes_max: usize,
     /// Config of topics without overrides.
     pub topic_defaults: TopicConfig,
 }
@@ -60,6 +63,7 @@ impl Default for StoreOptions {
             partitions_total_max: 10_000,
             producers_per_partition_max: 10_000,
             decompressed_batch_bytes_max: super::records::DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+            compaction_memory_bytes_max: super::offset_map::COMPACTION_MEMORY_BYTES_MAX_DEFAULT,
             topic_defaults: TopicConfig::default(),
         }
     }
@@ -236,6 +240,7 @@ impl LogStore {
             index_interval_bytes: options.index_interval_bytes,
             producers_max: options.producers_per_partition_max,
             decompressed_batch_bytes_max: options.decompressed_batch_bytes_max,
+            compaction_memory_bytes_max: options.compaction_memory_bytes_max,
         };
         let store = Self {
             dir: dir.to_path_buf(),

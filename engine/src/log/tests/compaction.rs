@@ -10,8 +10,8 @@ use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
 use super::support::{self, Fixture, START_MS};
-use crate::log::batch::BatchHeader;
-use crate::log::{FlushPolicy, Partition, StoreOptions};
+use crate::log::batch::{self, BatchHeader};
+use crate::log::{FlushPolicy, LogError, Partition, StoreOptions};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -393,5 +393,144 @@ fn leftover_cleaned_files_are_removed_on_open() -> anyhow::Result<()> {
         records
     );
     assert_eq!(partition.compact()?.records_removed, 1);
+    Ok(())
+}
+
+/// Compaction that meets a batch header it cannot parse in a closed segment
+/// (bit rot after the partition opened) refuses with `LogError::Corrupt`
+/// naming the file and byte, and leaves the segment as it was: it must not
+/// take the header for the end of the segment and drop the batches after it.
+#[test]
+fn unreadable_header_refuses_compaction_and_keeps_the_segment() -> anyhow::Result<()> {
+    let fixture = Fixture::new(FlushPolicy::Never);
+    let store = fixture.open()?;
+    store.create_topic(
+        "t",
+        2,
+        support::overrides(&[("cleanup.policy", "compact"), ("segment.bytes", "600")]),
+    )?;
+    for id in [0, 1] {
+        let partition = store.partition("t", id)?;
+        for index in 0..30 {
+            // Key k0 repeats, so every run has something to remove.
+            let key = if index % 3 == 0 {
+                "k0".to_string()
+            } else {
+                format!("k{index}")
+            };
+            let value = format!("v{index}");
+            let batch = support::keyed_batch(
+                &[(Some(key.as_str()), Some(value.as_str()))],
+                START_MS,
+                Compression::None,
+            );
+            partition.append(&batch)?;
+        }
+        assert!(partition.segment_count() > 2, "setup must roll");
+    }
+    let partition = store.partition("t", 0)?;
+    let first = partition.segment_metas()[0].clone();
+    let path = fixture.partition_dir("t", 0).join(format!("{:020}.log", 0));
+    let original = std::fs::read(&path)?;
+    // The third batch's magic byte (offset 16 of the batch): its header no
+    // longer parses. The file keeps its length, so the open store serves on.
+    let mut position = 0usize;
+    for _ in 0..2 {
+        position += batch::verify(&original[position..])?.total_bytes();
+    }
+    let later = batch::verify(&original[position..])?;
+    let after_damage = later.next_offset();
+    assert!(
+        after_damage < first.next_offset,
+        "setup: a batch after the damaged one"
+    );
+    let mut damaged = original.clone();
+    damaged[position + 16] ^= 0x20;
+    std::fs::write(&path, &damaged)?;
+    let before: Vec<Row> = support::keyed(&support::decode(
+        &partition.read(after_damage, 1 << 20)?.records,
+    )?);
+
+    match partition.compact() {
+        Err(LogError::Corrupt {
+            path: at_path,
+            position: at,
+            ..
+        }) => {
+            assert_eq!(at_path, path);
+            assert_eq!(at, position as u64);
+        }
+        other => panic!("compaction over a damaged header returned {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path)?,
+        damaged,
+        "the damaged segment is untouched"
+    );
+    // The batches after the damage are still served as they were.
+    assert_eq!(
+        support::keyed(&support::decode(
+            &partition.read(after_damage, 1 << 20)?.records
+        )?),
+        before
+    );
+    // Other partitions keep compacting, through the store's round too.
+    store.run_maintenance();
+    let other = store.partition("t", 1)?;
+    assert_eq!(
+        other.compact()?.records_removed,
+        0,
+        "the round compacted t-1"
+    );
+    // Only the active segment may still hold superseded k0 records.
+    let active_base = other.segment_metas().last().expect("active").base_offset;
+    let k0: Vec<i64> = support::keyed(&support::read_all(&other, 1 << 20)?)
+        .into_iter()
+        .filter(|(_, key, _)| key.as_deref() == Some("k0"))
+        .map(|(offset, _, _)| offset)
+        .collect();
+    assert!(
+        k0[..k0.len() - 1]
+            .iter()
+            .all(|offset| *offset >= active_base),
+        "{k0:?}"
+    );
+    Ok(())
+}
+
+/// A key map smaller than the partition's keys: compaction runs in passes
+/// (each mapping as many keys as the budget holds) and leaves exactly what
+/// one pass with every key would, tombstones and unkeyed records included.
+#[test]
+fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
+    let fixture = Fixture::with_options(StoreOptions {
+        flush: FlushPolicy::Never,
+        // Four 24-byte slots: three keys a pass, of the seven in the data.
+        compaction_memory_bytes_max: 4 * 24,
+        ..StoreOptions::default()
+    });
+    let store = compacted_topic(&fixture, "400")?;
+    let partition = store.partition("t", 0)?;
+    let (rows, _) = append_keyed(&partition, &fixture)?;
+    let active_base = partition
+        .segment_metas()
+        .last()
+        .expect("active")
+        .base_offset;
+    let stats = partition.compact()?;
+    assert!(stats.passes > 2, "{stats:?}");
+    assert_eq!(stats.key_map_bytes, 4 * 24, "{stats:?}");
+    let expected = compacted(&rows, active_base, true);
+    assert_eq!(stats.records_removed, (rows.len() - expected.len()) as u64);
+    assert_eq!(
+        support::keyed(&support::read_all(&partition, 1 << 20)?),
+        expected
+    );
+    fixture.clock.advance(2 * HOUR_MS);
+    partition.compact()?;
+    assert_eq!(
+        support::keyed(&support::read_all(&partition, 1 << 20)?),
+        compacted(&rows, active_base, false)
+    );
     Ok(())
 }

@@ -1,0 +1,213 @@
+//! Compaction's memory is bounded by `log.compaction_memory_bytes_max`, not
+//! by the partition's size: a broker with a 1 MiB budget compacts a topic of
+//! 200 000 unique keys (about 50 MiB of records, many times what the budget
+//! holds) without its peak RSS growing with the data, and keeps the latest
+//! value of every key.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use sluice::log::batch::build;
+
+use crate::harness::Broker;
+use crate::kafka::KafkaClient;
+
+const TOPIC: &str = "compacted";
+const KEYS: usize = 200_000;
+const KEYS_PER_BATCH: usize = 2_000;
+/// Keys written a second time at the end, so that compaction has something
+/// to remove and says so.
+const KEYS_REWRITTEN: usize = 1_000;
+const VALUE_BYTES: usize = 224;
+const TIMESTAMP_MS: i64 = 1_700_000_000_000;
+/// How much the broker's peak RSS may grow from its ready line to the end
+/// of compaction. The data is about 50 MiB; the budget 1 MiB; the rest is
+/// produce requests, one batch at a time and the allocator's slack.
+const PEAK_GROWTH_BYTES_MAX: u64 = 32 << 20;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn key(index: usize) -> Vec<u8> {
+    format!("key-{index:028}").into_bytes()
+}
+
+fn value(index: usize, generation: u32) -> Vec<u8> {
+    let mut value = format!("value-{index}-{generation}-").into_bytes();
+    value.resize(VALUE_BYTES, b'.');
+    value
+}
+
+/// `line` without terminal colour codes (`ESC [ … m`).
+fn plain(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Peak resident set size of process `pid` (VmHWM), in bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
+}
+
+fn produce(client: &mut KafkaClient, keys: std::ops::Range<usize>, generation: u32) {
+    let entries: Vec<build::Entry> = keys
+        .map(|index| {
+            (
+                Some(key(index)),
+                Some(value(index, generation)),
+                TIMESTAMP_MS,
+            )
+        })
+        .collect();
+    let records = build::batch(&entries, Compression::None).freeze();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(text(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response = client.call(request, 9);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0, "produce");
+}
+
+/// Every record of the partition: key → (value, count of records with it).
+fn consume_all(client: &mut KafkaClient) -> HashMap<Bytes, (Bytes, usize)> {
+    let mut latest = HashMap::new();
+    let mut offset = 0;
+    loop {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(4 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(text(TOPIC)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(4 << 20)])]);
+        let response = client.call(request, 12);
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "fetch at {offset}");
+        if offset >= partition.high_watermark {
+            return latest;
+        }
+        let mut records = partition.records.clone().expect("records");
+        let sets = RecordBatchDecoder::decode_all(&mut records).expect("batches decode");
+        for record in sets.into_iter().flat_map(|set| set.records) {
+            offset = offset.max(record.offset + 1);
+            let entry = latest
+                .entry(record.key.expect("keyed"))
+                .or_insert((Bytes::new(), 0));
+            *entry = (record.value.expect("no tombstones"), entry.1 + 1);
+        }
+    }
+}
+
+#[test]
+fn compaction_memory_is_bounded_by_the_budget_not_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[log]\nretention_check_interval_ms = 200\ncompaction_memory_bytes_max = 1048576\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let broker = Broker::start(&data, &["--config", config.to_str().unwrap()]);
+    let mut client = KafkaClient::connect(broker.kafka);
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(text(TOPIC)))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            [("cleanup.policy", "compact"), ("segment.bytes", "4194304")]
+                .iter()
+                .map(|(name, value)| {
+                    CreatableTopicConfig::default()
+                        .with_name(text(name))
+                        .with_value(Some(text(value)))
+                })
+                .collect(),
+        );
+    let created = client.call(
+        CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(5_000),
+        7,
+    );
+    assert_eq!(created.topics[0].error_code, 0, "create topic");
+    let baseline = peak_rss_bytes(broker.pid());
+
+    for start in (0..KEYS).step_by(KEYS_PER_BATCH) {
+        produce(&mut client, start..start + KEYS_PER_BATCH, 1);
+    }
+    produce(&mut client, 0..KEYS_REWRITTEN, 2);
+    // Compaction removed the first generation of the rewritten keys.
+    let removed = format!("records_removed={KEYS_REWRITTEN}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|line: &String| line.contains("compacted") && line.contains(&removed))
+    {
+        assert!(Instant::now() < deadline, "no compaction: {lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+        lines.extend(broker.stderr_lines().iter().map(|line| plain(line)));
+    }
+    let growth = peak_rss_bytes(broker.pid()).saturating_sub(baseline);
+    // The keys did not fit the budget: the run took several passes.
+    let compacted = lines
+        .iter()
+        .find(|line| line.contains("compacted") && line.contains(&removed))
+        .expect("the compaction line");
+    let passes: usize = compacted
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("passes="))
+        .and_then(|passes| passes.parse().ok())
+        .unwrap_or_else(|| panic!("no passes in {compacted:?}"));
+    assert!(passes > 1, "{compacted}");
+    eprintln!("peak RSS growth {} KiB; {compacted}", growth >> 10);
+    assert!(
+        growth < PEAK_GROWTH_BYTES_MAX,
+        "peak RSS grew by {} MiB from the ready line (baseline {} MiB)",
+        growth >> 20,
+        baseline >> 20
+    );
+
+    let latest = consume_all(&mut client);
+    assert_eq!(latest.len(), KEYS);
+    for index in 0..KEYS {
+        let generation = if index < KEYS_REWRITTEN { 2 } else { 1 };
+        let (stored, count) = &latest[&Bytes::from(key(index))];
+        assert_eq!(stored[..], value(index, generation)[..], "key {index}");
+        assert_eq!(*count, 1, "key {index}: one record left");
+    }
+}
