@@ -424,7 +424,12 @@ fn filter_batch(
             };
             let superseded =
                 record.offset < end && map.get(key).is_some_and(|latest| latest > record.offset);
-            let expired_tombstone = record.value.is_none() && drop_tombstones;
+            // Only a tombstone this pass has mapped may go: its key's older
+            // values are then superseded in this same pass. One beyond
+            // `end` waits for the pass that maps it, or a value it deleted
+            // could be kept here and outlive it.
+            let expired_tombstone =
+                record.value.is_none() && drop_tombstones && record.offset < end;
             !(superseded || expired_tombstone)
         })
         .collect();
