@@ -20,6 +20,8 @@ pub(crate) struct Faults {
     write_budget_bytes: AtomicU64,
     /// Every fsync fails with EIO while set.
     fail_sync: AtomicBool,
+    /// Every directory fsync fails with EIO while set (file fsyncs work).
+    fail_sync_dir: AtomicBool,
     /// Every write fails with ENOSPC (nothing written) while set.
     disk_full: AtomicBool,
     /// Successful fsyncs of files, for group-commit tests.
@@ -40,6 +42,10 @@ impl Faults {
     /// Make fsync fail (or succeed again).
     pub(crate) fn set_fail_sync(&self, fail: bool) {
         self.fail_sync.store(fail, Ordering::SeqCst);
+    }
+    /// Make directory fsyncs fail (or succeed again); file fsyncs unaffected.
+    pub(crate) fn set_fail_sync_dir(&self, fail: bool) {
+        self.fail_sync_dir.store(fail, Ordering::SeqCst);
     }
     /// Make writes fail with ENOSPC (or succeed again).
     pub(crate) fn set_disk_full(&self, full: bool) {
@@ -143,7 +149,9 @@ impl Io for FaultIo {
         StdIo.remove_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        if self.faults.fail_sync.load(Ordering::SeqCst) {
+        if self.faults.fail_sync.load(Ordering::SeqCst)
+            || self.faults.fail_sync_dir.load(Ordering::SeqCst)
+        {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         StdIo.sync_dir(path)

@@ -268,12 +268,22 @@ impl OffsetStore {
         file.write_all_at(&tail, snapshot.len() as u64)?;
         file.sync()?;
         self.io.rename(side, &self.path)?;
-        self.io
-            .sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+        // From the rename on, the log is the new file: later appends must
+        // go to it, never to the unlinked old one.
         let before = log.size;
         log.file = file;
         log.size = (snapshot.len() + tail.len()) as u64;
         log.compacted_bytes = log.size;
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        if let Err(error) = self.io.sync_dir(parent) {
+            // The rename may not survive a power cut, and commits appended
+            // to the new file would then be lost with it: refuse them.
+            tracing::error!(file = %self.path.display(), %error,
+                "syncing the directory after compacting the committed-offsets log failed; \
+                 refusing further commits until a restart");
+            log.poisoned = Some(format!("directory fsync after compaction failed: {error}"));
+            return Err(error);
+        }
         tracing::info!(
             before,
             after = log.size,

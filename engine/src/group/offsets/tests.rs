@@ -203,3 +203,35 @@ fn a_failed_fsync_poisons_the_store() {
     assert!(store.commit("g", vec![at(0, 3)]).is_err(), "still poisoned");
     assert_eq!(offset(&store, "g", 0), Some(1));
 }
+
+/// A compaction whose rename went through but whose directory fsync
+/// failed: the rename may not survive a power cut, so commits appended
+/// after it (to the new file) could vanish with it. The store refuses
+/// them instead of acknowledging them; what it had stays readable.
+#[test]
+fn a_failed_directory_fsync_after_compaction_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let io = Arc::new(FaultIo::new(faults.clone()));
+    let store = OffsetStore::open(io, dir.path()).unwrap();
+    // Over 1 MiB of log for one live entry: compaction is due.
+    let mut commit = at(0, 0);
+    commit.committed.metadata = "m".repeat(4000);
+    for offset in 0..300 {
+        commit.committed.offset = offset;
+        store.commit("g", vec![commit.clone()]).unwrap();
+    }
+    faults.set_fail_sync_dir(true);
+    assert!(
+        store.compact_if_due().is_err(),
+        "the directory fsync failed"
+    );
+    faults.set_fail_sync_dir(false);
+    assert!(
+        store.commit("g", vec![at(0, 1000)]).is_err(),
+        "a commit after the failed compaction is refused, not acknowledged"
+    );
+    assert_eq!(offset(&store, "g", 0), Some(299));
+    drop(store);
+    assert_eq!(offset(&open(dir.path()), "g", 0), Some(299));
+}
