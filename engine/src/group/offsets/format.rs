@@ -231,6 +231,13 @@ type RecordAt = fn(&[u8], usize) -> Result<(&[u8], usize), String>;
 /// Finds the next whole, valid record after a position.
 type Resync = fn(&[u8], usize) -> Option<usize>;
 
+/// Whether `bytes` hold a format 2 record's magic anywhere.
+pub(super) fn has_record_magic(bytes: &[u8]) -> bool {
+    bytes
+        .windows(RECORD_MAGIC.len())
+        .any(|window| window == RECORD_MAGIC)
+}
+
 /// Replays a format 2 file (`bytes` starts with [`FILE_HEADER`]). An
 /// error is a reason to refuse to start.
 pub(super) fn replay(bytes: &[u8]) -> Result<Replayed, String> {

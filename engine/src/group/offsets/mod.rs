@@ -102,7 +102,17 @@ impl OffsetStore {
         let mut bytes = vec![0; file.len()? as usize];
         file.read_exact_at(&mut bytes, 0)?;
         let fresh = bytes.len() < FILE_HEADER.len() && FILE_HEADER.starts_with(&bytes);
-        let version_1 = !fresh && !bytes.starts_with(&FILE_HEADER);
+        // Format 2 records carry a magic that never occurs in format 1's
+        // JSON: with it present, a wrong header is damage to the header,
+        // not an old file, and the records are read as format 2.
+        let header_damaged = !fresh
+            && !bytes.starts_with(&FILE_HEADER)
+            && format::has_record_magic(&bytes[FILE_HEADER.len().min(bytes.len())..]);
+        let version_1 = !fresh && !header_damaged && !bytes.starts_with(&FILE_HEADER);
+        if header_damaged {
+            tracing::error!(file = %path.display(),
+                "the committed-offsets log's file header is damaged; reading its records as format 2");
+        }
         let replayed = if fresh {
             Ok(Replayed::default())
         } else if version_1 {
@@ -117,7 +127,14 @@ impl OffsetStore {
             ))
         })?;
         report(&path, &bytes, &replayed);
-        let size = if fresh || version_1 || !replayed.skipped.is_empty() {
+        let damaged = header_damaged || !replayed.skipped.is_empty();
+        if damaged || (version_1 && replayed.torn.is_some()) {
+            // The rewrite below drops bytes: keep the original for a human.
+            let kept = path.with_extension("log.damaged");
+            io::write_atomic(io.as_ref(), &kept, &bytes)?;
+            tracing::error!(file = %kept.display(), "kept a copy of the damaged committed-offsets log");
+        }
+        let size = if fresh || version_1 || damaged {
             // A clean format 2 file: migrated, or without the damage.
             let snapshot = format::snapshot(&replayed.live.offsets)?;
             io::write_atomic(io.as_ref(), &path, &snapshot)?;
