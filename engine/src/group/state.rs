@@ -282,6 +282,9 @@ impl Group {
         self.leader = None;
         self.protocol = None;
         self.empty_since_ms = now_ms;
+        // No member holds an assignment any more: return its bytes to the
+        // broker-wide budget now, not when the group itself expires.
+        self.assignments_charge = None;
     }
 
     /// Drops a member; its waiting calls learn it is unknown.

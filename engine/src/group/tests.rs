@@ -483,3 +483,44 @@ async fn member_metadata_is_charged_to_a_budget_that_leaving_returns() {
         Err(GroupError::GroupIdTooLong { bytes: 256, .. })
     ));
 }
+
+/// When the last member leaves, the group's assignments go back to the
+/// broker-wide metadata budget with it (an empty group may live on for the
+/// whole offsets retention, and must not hold them meanwhile).
+#[tokio::test]
+async fn an_emptied_group_returns_its_assignments_to_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        member_metadata_bytes_max: 20,
+        group_metadata_bytes_max: 30,
+        ..GroupConfig::default()
+    };
+    let (groups, _clock) = coordinator_with(dir.path(), config);
+    let join = |group: &str| {
+        let mut join = params("", 6000);
+        join.group_id = group.into();
+        join.require_known_member_id = false;
+        join.protocols[0].metadata = Bytes::from_static(b"0123456789");
+        groups.join(join)
+    };
+    // 15 bytes of subscription, then 10 of assignment: 25 of 30.
+    let a = join("a").await.unwrap();
+    groups
+        .sync(
+            "a",
+            a.generation,
+            &a.member_id,
+            assign(&a.member_id, b"0123456789"),
+        )
+        .await
+        .unwrap();
+    let leaving = LeavingMember {
+        member_id: a.member_id.clone(),
+        group_instance_id: None,
+    };
+    assert_eq!(groups.leave("a", vec![leaving]), Ok(vec![Ok(())]));
+    // All 30 bytes are free again: two 15-byte members fit.
+    join("b").await.unwrap();
+    join("c").await.unwrap();
+}
