@@ -147,8 +147,15 @@ fn broker_context(
                 .queued_request_bytes_max
                 .max(config.kafka.frame_bytes_max) as usize,
         ),
+        // At least one whole response (and so any batch a fetch may
+        // return), or a batch larger than the budget would never be served.
         fetch_bytes: Arc::new(tokio::sync::Semaphore::new(
-            config.kafka.queued_fetch_bytes_max as usize,
+            config
+                .kafka
+                .queued_fetch_bytes_max
+                .max(config.kafka.fetch_bytes_max)
+                .max(u32::try_from(config.log.topic_defaults.max_message_bytes).unwrap_or(u32::MAX))
+                as usize,
         )),
         shutdown: stopped.clone(),
     }))

@@ -498,3 +498,19 @@ fn fetched_bytes_waiting_to_be_written_are_bounded_broker_wide() {
     let records = again.responses[0].partitions[0].records.as_ref();
     assert!(records.map_or(0, |r| r.len()) >= 15 * MIB);
 }
+
+/// A fetched-bytes budget configured below one batch is raised to at least
+/// one whole response: the batch is served, not answered empty forever.
+#[test]
+fn a_batch_larger_than_the_configured_fetch_budget_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(dir.path(), "[kafka]\nqueued_fetch_bytes_max = 1024\n");
+    let mut client = KafkaClient::connect(broker.kafka);
+    create_topic(&mut client, "big", 1);
+    produce_mebibytes(&mut client, "big", 0, 1);
+    let response = client.call(fetch_request("big", 1, 0, -1, 1), 12);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let bytes = partition.records.as_ref().map_or(0, |r| r.len());
+    assert!(bytes >= 1_000_000, "served {bytes} bytes of a 1 MB batch");
+}

@@ -38,7 +38,9 @@ pub(crate) struct KafkaConfig {
     /// Fetched record bytes held in memory at once across all connections,
     /// from the read until the response is written (a connection may have
     /// `in_flight_requests_max` fetches waiting to be written in order); a
-    /// fetch finding it full answers with fewer records. Default 1 GiB.
+    /// fetch finding it full answers with fewer records. At least
+    /// `fetch_bytes_max` and the topics' default `max_message_bytes`, so a
+    /// batch never outgrows it. Default 1 GiB.
     pub(crate) queued_fetch_bytes_max: u32,
     /// Create unknown topics on Metadata (when the client allows it) and
     /// Produce (`auto.create.topics.enable`). Default true.
