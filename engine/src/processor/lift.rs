@@ -54,10 +54,17 @@ thread_local! {
 
 /// Runs `call` with [`Outputs`] lifted under `bytes_max`.
 pub(crate) fn with_output_bytes_max<R>(bytes_max: u64, call: impl FnOnce() -> R) -> R {
-    let previous = OUTPUT_BYTES_MAX.replace(bytes_max);
-    let result = call();
-    OUTPUT_BYTES_MAX.set(previous);
-    result
+    /// Puts the previous limit back however `call` ends, unwinding too
+    /// (a host panic is caught by the partition driver, and the thread
+    /// goes on to run other calls).
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OUTPUT_BYTES_MAX.set(self.0);
+        }
+    }
+    let _restore = Restore(OUTPUT_BYTES_MAX.replace(bytes_max));
+    call()
 }
 
 /// A `process` result refused while lifting: copying it would pass the
