@@ -354,19 +354,35 @@ impl Partition {
         // The swap happens under the partition lock so that no reader loads
         // the new log with the old index into the handle cache.
         let mut inner = self.lock();
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for (index, suffix) in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .iter()
+            .enumerate()
+        {
             let target = segment::segment_path(dir, base, suffix);
-            io.rename(&cleaned(suffix), &target)
-                .map_err(|source| LogError::io(&target, source))?;
+            if let Err(source) = io.rename(&cleaned(suffix), &target) {
+                if index == 0 {
+                    return Err(LogError::io(&target, source));
+                }
+                // The new log is in place with an old index: readers would
+                // pair them. Stop serving the partition until a restart,
+                // whose recovery rebuilds the index from the log.
+                context
+                    .handles
+                    .evict(&segment::segment_path(dir, base, LOG_SUFFIX));
+                return Err(self.poison_with(format!(
+                    "compaction swapped segment {base}'s log but not its index ({}: {source})",
+                    target.display()
+                )));
+            }
         }
-        io.sync_dir(dir)
-            .map_err(|source| LogError::io(dir, source))?;
         context
             .handles
             .evict(&segment::segment_path(dir, base, LOG_SUFFIX));
         if let Some(current) = inner.closed.iter_mut().find(|m| m.base_offset == base) {
             current.size = log_bytes;
         }
+        io.sync_dir(dir)
+            .map_err(|source| LogError::io(dir, source))?;
         Ok(())
     }
 }
