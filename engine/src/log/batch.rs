@@ -393,6 +393,87 @@ pub mod build {
         encode(&records, compression)
     }
 
+    /// One record with headers in order, names repeating as the producer
+    /// likes: key, value, headers.
+    pub type Headed<'a> = (
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+        &'a [(&'a str, Option<&'a [u8]>)],
+    );
+
+    /// Encodes `records` (offsets 0, 1, …, all at `timestamp`) as one v2
+    /// batch, writing the records by hand: kafka-protocol's `Record` holds
+    /// one header per name, and Kafka allows several.
+    pub fn headed(records: &[Headed<'_>], timestamp: i64, compression: Compression) -> BytesMut {
+        let entries: Vec<Entry> = records
+            .iter()
+            .map(|(key, value, _)| {
+                (
+                    key.map(<[u8]>::to_vec),
+                    value.map(<[u8]>::to_vec),
+                    timestamp,
+                )
+            })
+            .collect();
+        let template = batch(&entries, Compression::None);
+        let mut plain = Vec::new();
+        for (delta, (key, value, headers)) in records.iter().enumerate() {
+            let mut record = vec![0u8, 0]; // attributes, timestamp delta 0
+            varint(&mut record, delta as i64);
+            nullable(&mut record, *key);
+            nullable(&mut record, *value);
+            varint(&mut record, headers.len() as i64);
+            for (name, value) in *headers {
+                nullable(&mut record, Some(name.as_bytes()));
+                nullable(&mut record, *value);
+            }
+            varint(&mut plain, record.len() as i64);
+            plain.extend_from_slice(&record);
+        }
+        let codec = compression_code(compression);
+        let section = crate::log::records::compress(codec, &plain).expect("compressing in memory");
+        let mut out = BytesMut::from(&template[..super::HEADER_BYTES]);
+        out.extend_from_slice(&section);
+        let length = (out.len() - 12) as i32;
+        out[8..12].copy_from_slice(&length.to_be_bytes());
+        let attributes = super::be_i16(&out, super::ATTRIBUTES_POSITION) | codec;
+        out[super::ATTRIBUTES_POSITION..super::ATTRIBUTES_POSITION + 2]
+            .copy_from_slice(&attributes.to_be_bytes());
+        let crc = super::compute_crc(&out);
+        out[super::CRC_POSITION..super::CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn compression_code(compression: Compression) -> i16 {
+        match compression {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's zig-zag varint.
+    fn varint(out: &mut Vec<u8>, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+
+    fn nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            None => varint(out, -1),
+            Some(bytes) => {
+                varint(out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+
     /// A batch of `count` records with `value_bytes`-byte values and no key.
     pub fn values(count: usize, value_bytes: usize, timestamp: i64) -> BytesMut {
         let entries: Vec<Entry> = (0..count)

@@ -138,6 +138,34 @@ fn snappy(section: &[u8], bytes_max: usize) -> Result<Vec<u8>, BatchError> {
     Ok(plain)
 }
 
+/// Compresses a plain records section with the batch's `codec`
+/// (attribute bits 0–2), as kafka-protocol's encoder does (xerial-framed
+/// snappy, lz4 frames, zstd level 3), so a rewritten batch keeps its codec.
+pub(crate) fn compress(codec: i16, plain: &[u8]) -> Result<Vec<u8>, BatchError> {
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+    fn with<C: Compressor<Vec<u8>>>(plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        C::compress(&mut out, |buffer| {
+            bytes::BufMut::put_slice(buffer, plain);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+    let compressed = match codec {
+        0 => Ok(plain.to_vec()),
+        1 => with::<Gzip>(plain),
+        2 => with::<Snappy>(plain),
+        3 => with::<Lz4>(plain),
+        4 => with::<Zstd>(plain),
+        other => {
+            return Err(BatchError::Invalid(format!(
+                "unknown compression codec {other}"
+            )))
+        }
+    };
+    compressed.map_err(|error| BatchError::Invalid(format!("compressing records failed: {error}")))
+}
+
 /// What a validated batch's records say beyond the header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RecordsSummary {
