@@ -24,6 +24,7 @@
 //!     61     …  records (possibly compressed)
 //! ```
 
+use bytes::BytesMut;
 use thiserror::Error;
 
 /// Bytes of the fixed batch header.
@@ -272,27 +273,33 @@ pub(crate) fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Carries over from `original` what a re-encoded subset of its records
-/// must keep: the last offset (so offsets continue where they did), the
-/// timestamp type and, for `LogAppendTime`, the max timestamp, and a
-/// missing base sequence. Recomputes the CRC.
-pub(crate) fn restore_after_filter(batch: &mut [u8], original: &BatchHeader) {
-    let base_offset = be_i64(batch, 0);
-    let last_offset_delta = (original.last_offset() - base_offset) as i32;
-    batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-    batch[12..16].copy_from_slice(&original.partition_leader_epoch.to_be_bytes());
-    if original.attributes & TIMESTAMP_TYPE_BIT != 0 {
-        let attributes = be_i16(batch, ATTRIBUTES_POSITION) | TIMESTAMP_TYPE_BIT;
-        batch[ATTRIBUTES_POSITION..ATTRIBUTES_POSITION + 2]
-            .copy_from_slice(&attributes.to_be_bytes());
+/// A stored batch rebuilt around `section` (the kept records, compressed
+/// with the original's codec): the original header with its batch length,
+/// records count (bytes 57–61), CRC and, under `CreateTime`, max timestamp
+/// (the latest kept record's, which ListOffsets by time looks for)
+/// rewritten. Base offset, base timestamp, last offset delta, producer id,
+/// epoch and base sequence stay, so the kept records' deltas stay valid and
+/// the producer's last sequence is still known, as in Kafka's cleaner.
+pub(crate) fn rebuild(
+    original: &[u8],
+    header: &BatchHeader,
+    section: &[u8],
+    records_count: i32,
+    max_timestamp: i64,
+) -> BytesMut {
+    let mut batch = BytesMut::with_capacity(HEADER_BYTES + section.len());
+    batch.extend_from_slice(&original[..HEADER_BYTES]);
+    batch.extend_from_slice(section);
+    let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+    batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    batch[57..61].copy_from_slice(&records_count.to_be_bytes());
+    if !is_log_append_time(header) {
         batch[MAX_TIMESTAMP_POSITION..MAX_TIMESTAMP_POSITION + 8]
-            .copy_from_slice(&original.max_timestamp.to_be_bytes());
+            .copy_from_slice(&max_timestamp.to_be_bytes());
     }
-    if original.base_sequence < 0 {
-        batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    }
-    let crc = compute_crc(batch);
+    let crc = compute_crc(&batch);
     batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
 }
 
 /// Whether the batch's timestamps are the broker's append time.
