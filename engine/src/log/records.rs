@@ -22,6 +22,13 @@
 //!   after the last one, and timestamps that neither overflow nor exceed
 //!   the batch's max timestamp. The walk reads varint headers only and
 //!   materializes nothing, so it stays cheap on the produce path.
+//! - **Records are decoded here, not by kafka-protocol**, whose `Record`
+//!   keys headers by name: Kafka allows several headers of one name, in
+//!   order. [`decode`] yields records whose key, value and headers (a list)
+//!   are `Bytes` slices of the batch (zero-copy for an uncompressed batch:
+//!   the processor lowers them into the guest without host copies);
+//!   [`retain`] rebuilds a batch for compaction by copying the kept
+//!   records' bytes as stored.
 //!
 //! Record layout (after decompression), varints zig-zag encoded:
 //! ```text
