@@ -211,3 +211,128 @@ fn compaction_memory_is_bounded_by_the_budget_not_the_partition() {
         assert_eq!(*count, 1, "key {index}: one record left");
     }
 }
+
+/// A record kept from a batch that compaction rewrites keeps every header,
+/// names repeating, in order: the first batch holds a superseded record and
+/// a kept one with headers `trace=a`, `trace=b`, `x=1`; after compaction
+/// removes the superseded record, kcat still reads all three.
+#[test]
+fn compaction_keeps_headers_of_the_same_name_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[log]\nretention_check_interval_ms = 100\n").unwrap();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut client = KafkaClient::connect(broker.kafka);
+    create_compacted(&mut client, "headers", "100");
+    let headers: &[(&str, Option<&[u8]>)] = &[
+        ("trace", Some(b"a")),
+        ("trace", Some(b"b")),
+        ("x", Some(b"1")),
+    ];
+    // One round per codec, with its own keys: `aN` is superseded within
+    // the first batch's segment, `bN` kept from it.
+    for (round, compression) in [Compression::None, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+    {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let first = build::headed(
+            &[
+                (Some(a.as_bytes()), Some(b"old"), &[]),
+                (Some(b.as_bytes()), Some(b"kept"), headers),
+            ],
+            TIMESTAMP_MS,
+            compression,
+        );
+        produce_batch(&mut client, "headers", first.freeze());
+        let second = build::headed(
+            &[(Some(a.as_bytes()), Some(b"new"), &[])],
+            TIMESTAMP_MS,
+            compression,
+        );
+        produce_batch(&mut client, "headers", second.freeze());
+    }
+    // The `old` records go (offsets 0 and 3) once their batches, in closed
+    // segments (each batch rolls one), are rewritten.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let lines = kcat_lines(broker.kafka, "headers");
+        if lines.len() == 4 && lines.iter().all(|line| !line.contains("old")) {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "not compacted: {lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        lines,
+        [
+            "1 b0 kept trace=a,trace=b,x=1",
+            "2 a0 new",
+            "4 b1 kept trace=a,trace=b,x=1",
+            "5 a1 new",
+        ]
+        .map(str::to_string)
+    );
+}
+
+fn create_compacted(client: &mut KafkaClient, name: &str, segment_bytes: &str) {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(text(name)))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            [
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", segment_bytes),
+            ]
+            .iter()
+            .map(|(name, value)| {
+                CreatableTopicConfig::default()
+                    .with_name(text(name))
+                    .with_value(Some(text(value)))
+            })
+            .collect(),
+        );
+    let created = client.call(
+        CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(5_000),
+        7,
+    );
+    assert_eq!(created.topics[0].error_code, 0, "create topic");
+}
+
+fn produce_batch(client: &mut KafkaClient, topic: &str, records: Bytes) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(text(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response = client.call(request, 9);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0, "produce");
+}
+
+/// `offset key value headers` of every record of partition 0, read by kcat.
+fn kcat_lines(kafka: std::net::SocketAddr, topic: &str) -> Vec<String> {
+    let output = std::process::Command::new("kcat")
+        .args(["-C", "-q", "-e", "-b", &kafka.to_string(), "-t", topic])
+        .args(["-p", "0", "-o", "beginning", "-f", "%o %k %s %h\\n"])
+        .output()
+        .expect("kcat");
+    assert!(
+        output.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_end().to_string())
+        .collect()
+}

@@ -155,3 +155,43 @@ fn records_reach_the_plugin_exactly_as_produced() {
         );
     }
 }
+
+/// Kafka allows several headers of one name (tracing headers rely on it):
+/// the plugin receives every one, in the order produced. kcat (librdkafka)
+/// produces the record, with `-H` three times.
+#[test]
+fn headers_of_the_same_name_all_reach_the_plugin_in_order() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("raw", 1);
+    pipeline.create_topic("seen", 1);
+    let mut child = std::process::Command::new("kcat")
+        .args(["-P", "-q", "-b", &pipeline.broker.kafka.to_string()])
+        .args(["-t", "raw", "-k", "key", "-X", "acks=all"])
+        .args(["-H", "trace=a", "-H", "trace=b", "-H", "x=1"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat (installed by scripts/test)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"value\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kcat produce: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    pipeline.deploy(
+        "inspect",
+        "inspect",
+        &["--input", "raw", "--output", "seen"],
+    );
+    pipeline.wait_caught_up("inspect", 1);
+    let seen = pipeline.consume("seen");
+    assert_eq!(seen.len(), 1);
+    let got: Value = serde_json::from_str(seen[0].value.as_deref().unwrap()).unwrap();
+    let hex = |text: &str| hex(Some(&Bytes::copy_from_slice(text.as_bytes())));
+    assert_eq!(
+        got["headers"],
+        json!([["trace", hex("a")], ["trace", hex("b")], ["x", hex("1")]]),
+        "{got}"
+    );
+}

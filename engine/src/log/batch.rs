@@ -24,6 +24,7 @@
 //!     61     …  records (possibly compressed)
 //! ```
 
+use bytes::BytesMut;
 use thiserror::Error;
 
 /// Bytes of the fixed batch header.
@@ -272,27 +273,33 @@ pub(crate) fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Carries over from `original` what a re-encoded subset of its records
-/// must keep: the last offset (so offsets continue where they did), the
-/// timestamp type and, for `LogAppendTime`, the max timestamp, and a
-/// missing base sequence. Recomputes the CRC.
-pub(crate) fn restore_after_filter(batch: &mut [u8], original: &BatchHeader) {
-    let base_offset = be_i64(batch, 0);
-    let last_offset_delta = (original.last_offset() - base_offset) as i32;
-    batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-    batch[12..16].copy_from_slice(&original.partition_leader_epoch.to_be_bytes());
-    if original.attributes & TIMESTAMP_TYPE_BIT != 0 {
-        let attributes = be_i16(batch, ATTRIBUTES_POSITION) | TIMESTAMP_TYPE_BIT;
-        batch[ATTRIBUTES_POSITION..ATTRIBUTES_POSITION + 2]
-            .copy_from_slice(&attributes.to_be_bytes());
+/// A stored batch rebuilt around `section` (the kept records, compressed
+/// with the original's codec): the original header with its batch length,
+/// records count (bytes 57–61), CRC and, under `CreateTime`, max timestamp
+/// (the latest kept record's, which ListOffsets by time looks for)
+/// rewritten. Base offset, base timestamp, last offset delta, producer id,
+/// epoch and base sequence stay, so the kept records' deltas stay valid and
+/// the producer's last sequence is still known, as in Kafka's cleaner.
+pub(crate) fn rebuild(
+    original: &[u8],
+    header: &BatchHeader,
+    section: &[u8],
+    records_count: i32,
+    max_timestamp: i64,
+) -> BytesMut {
+    let mut batch = BytesMut::with_capacity(HEADER_BYTES + section.len());
+    batch.extend_from_slice(&original[..HEADER_BYTES]);
+    batch.extend_from_slice(section);
+    let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+    batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    batch[57..61].copy_from_slice(&records_count.to_be_bytes());
+    if !is_log_append_time(header) {
         batch[MAX_TIMESTAMP_POSITION..MAX_TIMESTAMP_POSITION + 8]
-            .copy_from_slice(&original.max_timestamp.to_be_bytes());
+            .copy_from_slice(&max_timestamp.to_be_bytes());
     }
-    if original.base_sequence < 0 {
-        batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    }
-    let crc = compute_crc(batch);
+    let crc = compute_crc(&batch);
     batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
 }
 
 /// Whether the batch's timestamps are the broker's append time.
@@ -391,6 +398,87 @@ pub mod build {
             })
             .collect();
         encode(&records, compression)
+    }
+
+    /// One record with headers in order, names repeating as the producer
+    /// likes: key, value, headers.
+    pub type Headed<'a> = (
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+        &'a [(&'a str, Option<&'a [u8]>)],
+    );
+
+    /// Encodes `records` (offsets 0, 1, …, all at `timestamp`) as one v2
+    /// batch, writing the records by hand: kafka-protocol's `Record` holds
+    /// one header per name, and Kafka allows several.
+    pub fn headed(records: &[Headed<'_>], timestamp: i64, compression: Compression) -> BytesMut {
+        let entries: Vec<Entry> = records
+            .iter()
+            .map(|(key, value, _)| {
+                (
+                    key.map(<[u8]>::to_vec),
+                    value.map(<[u8]>::to_vec),
+                    timestamp,
+                )
+            })
+            .collect();
+        let template = batch(&entries, Compression::None);
+        let mut plain = Vec::new();
+        for (delta, (key, value, headers)) in records.iter().enumerate() {
+            let mut record = vec![0u8, 0]; // attributes, timestamp delta 0
+            varint(&mut record, delta as i64);
+            nullable(&mut record, *key);
+            nullable(&mut record, *value);
+            varint(&mut record, headers.len() as i64);
+            for (name, value) in *headers {
+                nullable(&mut record, Some(name.as_bytes()));
+                nullable(&mut record, *value);
+            }
+            varint(&mut plain, record.len() as i64);
+            plain.extend_from_slice(&record);
+        }
+        let codec = compression_code(compression);
+        let section = crate::log::records::compress(codec, &plain).expect("compressing in memory");
+        let mut out = BytesMut::from(&template[..super::HEADER_BYTES]);
+        out.extend_from_slice(&section);
+        let length = (out.len() - 12) as i32;
+        out[8..12].copy_from_slice(&length.to_be_bytes());
+        let attributes = super::be_i16(&out, super::ATTRIBUTES_POSITION) | codec;
+        out[super::ATTRIBUTES_POSITION..super::ATTRIBUTES_POSITION + 2]
+            .copy_from_slice(&attributes.to_be_bytes());
+        let crc = super::compute_crc(&out);
+        out[super::CRC_POSITION..super::CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn compression_code(compression: Compression) -> i16 {
+        match compression {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's zig-zag varint.
+    fn varint(out: &mut Vec<u8>, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+
+    fn nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            None => varint(out, -1),
+            Some(bytes) => {
+                varint(out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+        }
     }
 
     /// A batch of `count` records with `value_bytes`-byte values and no key.

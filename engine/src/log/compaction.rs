@@ -37,13 +37,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{self, BatchHeader};
 use super::index::{IndexBuilder, SegmentIndex};
 use super::io::{Io, IoFile, OpenMode};
 use super::offset_map::OffsetMap;
 use super::partition::{Partition, ReadPlan};
+use super::records::{self, Retained};
 use super::segment::{
     self, SegmentMeta, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -74,21 +74,10 @@ const COPY_CHUNK_BYTES: usize = 1 << 20;
 enum Filtered {
     /// Every record stays: the batch as stored.
     Unchanged,
-    /// Some records went: the re-encoded batch and its header.
+    /// Some records went: the rebuilt batch and its header.
     Rewritten(BytesMut, BatchHeader),
     /// Every record went.
     Removed,
-}
-
-fn compression_of(header: &BatchHeader) -> Result<Compression, String> {
-    Ok(match header.compression() {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        other => return Err(format!("unknown compression codec {other}")),
-    })
 }
 
 impl Partition {
@@ -153,7 +142,8 @@ impl Partition {
                 if header.is_control() {
                     return Ok(true);
                 }
-                for record in decode(&bytes, bytes_max)?.records {
+                let decoded = records::decode(&bytes, bytes_max).map_err(|e| e.to_string())?;
+                for record in decoded {
                     let Some(key) = record.key.filter(|_| record.offset >= from) else {
                         continue;
                     };
@@ -417,7 +407,8 @@ impl CleanedLog {
 
 /// Filters one stored batch: keeps control batches and records without a
 /// key; drops a keyed record below `end` that `map` supersedes, and
-/// tombstones when `drop_tombstones`. Returns what is left and how many
+/// tombstones when `drop_tombstones`. Kept records are copied byte for byte,
+/// headers and all (`records::retain`). Returns what is left and how many
 /// records went.
 fn filter_batch(
     header: &BatchHeader,
@@ -430,48 +421,26 @@ fn filter_batch(
     if header.is_control() {
         return Ok((Filtered::Unchanged, 0));
     }
-    let records = decode(bytes, bytes_max)?.records;
-    let total = records.len();
-    let kept: Vec<_> = records
-        .into_iter()
-        .filter(|record| {
-            let Some(key) = &record.key else {
-                return true;
-            };
-            let superseded =
-                record.offset < end && map.get(key).is_some_and(|latest| latest > record.offset);
-            // Only a tombstone this pass has mapped may go: its key's older
-            // values are then superseded in this same pass. One beyond
-            // `end` waits for the pass that maps it, or a value it deleted
-            // could be kept here and outlive it.
-            let expired_tombstone =
-                record.value.is_none() && drop_tombstones && record.offset < end;
-            !(superseded || expired_tombstone)
-        })
-        .collect();
-    let removed = (total - kept.len()) as u64;
-    if kept.len() == total {
-        return Ok((Filtered::Unchanged, 0));
-    }
-    if kept.is_empty() {
-        return Ok((Filtered::Removed, removed));
-    }
-    let mut encoded = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: compression_of(header)?,
+    let keep = |offset: i64, key: Option<&[u8]>, value: Option<&[u8]>| {
+        let Some(key) = key else {
+            return true;
+        };
+        let superseded = offset < end && map.get(key).is_some_and(|latest| latest > offset);
+        // Only a tombstone this pass has mapped may go: its key's older
+        // values are then superseded in this same pass. One beyond `end`
+        // waits for the pass that maps it, or a value it deleted could be
+        // kept here and outlive it.
+        let expired_tombstone = value.is_none() && drop_tombstones && offset < end;
+        !(superseded || expired_tombstone)
     };
-    RecordBatchEncoder::encode(&mut encoded, kept.iter(), &options)
-        .map_err(|error| format!("re-encoding kept records failed: {error}"))?;
-    batch::restore_after_filter(&mut encoded, header);
-    let new_header = batch::verify(&encoded).map_err(|error| error.to_string())?;
-    if new_header.total_bytes() != encoded.len() {
-        return Err("re-encoded records did not fit one batch".into());
-    }
-    Ok((Filtered::Rewritten(encoded, new_header), removed))
-}
-
-/// Decodes a stored batch within `bytes_max` decompressed bytes.
-fn decode(bytes: &[u8], bytes_max: usize) -> Result<kafka_protocol::records::RecordSet, String> {
-    super::records::decode(bytes, bytes_max).map_err(|error| error.to_string())
+    let (retained, removed) =
+        records::retain(bytes, bytes_max, keep).map_err(|error| error.to_string())?;
+    Ok(match retained {
+        Retained::All => (Filtered::Unchanged, 0),
+        Retained::Nothing => (Filtered::Removed, removed),
+        Retained::Some(rebuilt) => {
+            let new_header = batch::verify(&rebuilt).map_err(|error| error.to_string())?;
+            (Filtered::Rewritten(rebuilt, new_header), removed)
+        }
+    })
 }

@@ -259,8 +259,8 @@ impl Partition {
     /// every record (see `log::records`).
     pub(crate) fn decode_batch(
         &self,
-        batch: &[u8],
-    ) -> Result<kafka_protocol::records::RecordSet, BatchError> {
+        batch: &Bytes,
+    ) -> Result<Vec<super::records::StoredRecord>, BatchError> {
         super::records::decode(batch, self.context.decompressed_batch_bytes_max)
     }
 
@@ -778,10 +778,9 @@ fn first_record_at_or_after(
         // LogAppendTime: every record carries the batch's max timestamp.
         return Ok((header.base_offset, header.max_timestamp));
     }
-    let records = super::records::decode(&batch, decompressed_bytes_max)
+    let records = super::records::decode(&Bytes::from(batch), decompressed_bytes_max)
         .map_err(|error| corrupt(error.to_string()))?;
     records
-        .records
         .iter()
         .find(|record| record.timestamp >= timestamp)
         .map(|record| (record.offset, record.timestamp))

@@ -22,6 +22,13 @@
 //!   after the last one, and timestamps that neither overflow nor exceed
 //!   the batch's max timestamp. The walk reads varint headers only and
 //!   materializes nothing, so it stays cheap on the produce path.
+//! - **Records are decoded here, not by kafka-protocol**, whose `Record`
+//!   keys headers by name: Kafka allows several headers of one name, in
+//!   order. [`decode`] yields records whose key, value and headers (a list)
+//!   are `Bytes` slices of the batch (zero-copy for an uncompressed batch:
+//!   the processor lowers them into the guest without host copies);
+//!   [`retain`] rebuilds a batch for compaction by copying the kept
+//!   records' bytes as stored.
 //!
 //! Record layout (after decompression), varints zig-zag encoded:
 //! ```text
@@ -40,8 +47,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use bytes::Bytes;
-use kafka_protocol::records::{RecordBatchDecoder, RecordSet};
+use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 
@@ -138,6 +144,34 @@ fn snappy(section: &[u8], bytes_max: usize) -> Result<Vec<u8>, BatchError> {
     Ok(plain)
 }
 
+/// Compresses a plain records section with the batch's `codec`
+/// (attribute bits 0–2), as kafka-protocol's encoder does (xerial-framed
+/// snappy, lz4 frames, zstd level 3), so a rewritten batch keeps its codec.
+pub(crate) fn compress(codec: i16, plain: &[u8]) -> Result<Vec<u8>, BatchError> {
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+    fn with<C: Compressor<Vec<u8>>>(plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        C::compress(&mut out, |buffer| {
+            bytes::BufMut::put_slice(buffer, plain);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+    let compressed = match codec {
+        0 => Ok(plain.to_vec()),
+        1 => with::<Gzip>(plain),
+        2 => with::<Snappy>(plain),
+        3 => with::<Lz4>(plain),
+        4 => with::<Zstd>(plain),
+        other => {
+            return Err(BatchError::Invalid(format!(
+                "unknown compression codec {other}"
+            )))
+        }
+    };
+    compressed.map_err(|error| BatchError::Invalid(format!("compressing records failed: {error}")))
+}
+
 /// What a validated batch's records say beyond the header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RecordsSummary {
@@ -150,24 +184,99 @@ pub(crate) struct RecordsSummary {
 pub(crate) fn validate(batch: &[u8], bytes_max: usize) -> Result<RecordsSummary, BatchError> {
     let header = batch::verify(batch)?;
     let plain = plain_records(batch, &header, bytes_max)?;
-    walk(&header, &plain, Deltas::Consecutive)
+    walk(&header, &plain, Deltas::Consecutive, |_| {})
+}
+
+/// One record of a stored batch. Key, value and headers are slices of the
+/// batch's buffer (of the decompressed records when the batch is
+/// compressed): decoding copies no payload. Headers are a list in stored
+/// order, names repeating as the producer wrote them (Kafka allows it,
+/// tracing headers rely on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRecord {
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    /// Name and value (`None` for a null value), in order.
+    pub(crate) headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
 /// Decodes one stored batch into records, within `bytes_max` decompressed
 /// bytes and after validating them (compaction leaves gaps in offsets, so
 /// deltas need only increase).
-pub(crate) fn decode(batch: &[u8], bytes_max: usize) -> Result<RecordSet, BatchError> {
+pub(crate) fn decode(batch: &Bytes, bytes_max: usize) -> Result<Vec<StoredRecord>, BatchError> {
     let header = batch::verify(batch)?;
-    let plain = Bytes::from(plain_records(batch, &header, bytes_max)?.into_owned());
-    walk(&header, &plain, Deltas::Increasing)?;
-    let mut bytes = Bytes::copy_from_slice(&batch[..header.total_bytes()]);
-    // The decoder gets the already bounded plain bytes instead of running
-    // its own (unbounded) codecs.
-    RecordBatchDecoder::decode_with_custom_compression(
-        &mut bytes,
-        Some(|_: &mut Bytes, _| Ok(plain.clone())),
-    )
-    .map_err(|error| BatchError::Invalid(format!("records could not be decoded: {error}")))
+    let plain = match plain_records(batch, &header, bytes_max)? {
+        Cow::Borrowed(_) => batch.slice(HEADER_BYTES..header.total_bytes()),
+        Cow::Owned(plain) => Bytes::from(plain),
+    };
+    // A record takes at least 7 bytes: the count cannot make this allocate
+    // more than the records section does.
+    let capacity = (header.records_count.max(0) as usize).min(plain.len() / 7);
+    let mut records = Vec::with_capacity(capacity);
+    let slice = |bytes: &[u8]| plain.slice_ref(bytes);
+    walk(&header, &plain, Deltas::Increasing, |raw| {
+        records.push(StoredRecord {
+            offset: header.base_offset + i64::from(raw.offset_delta),
+            timestamp: header.base_timestamp + raw.timestamp_delta,
+            key: raw.key.map(slice),
+            value: raw.value.map(slice),
+            headers: raw
+                .headers()
+                .map(|(name, value)| (slice(name), value.map(slice)))
+                .collect(),
+        });
+    })?;
+    Ok(records)
+}
+
+/// What is left of a stored batch once compaction has chosen its records.
+#[derive(Debug)]
+pub(crate) enum Retained {
+    /// Every record stays: the batch as stored.
+    All,
+    /// Every record goes.
+    Nothing,
+    /// Some records went: the rebuilt batch.
+    Some(BytesMut),
+}
+
+/// Rebuilds a stored batch with the records `keep(offset, key, value)`
+/// accepts. Kept records are copied byte for byte (offset and timestamp
+/// deltas stay valid: the batch keeps its base offset, base timestamp and
+/// last offset delta, as Kafka's cleaner does), then compressed again with
+/// the batch's codec; see [`batch::rebuild`] for the header. Returns what
+/// is left and how many records went.
+pub(crate) fn retain(
+    batch: &[u8],
+    bytes_max: usize,
+    mut keep: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> bool,
+) -> Result<(Retained, u64), BatchError> {
+    let header = batch::verify(batch)?;
+    let plain = plain_records(batch, &header, bytes_max)?;
+    let mut kept = Vec::new();
+    let (mut kept_count, mut total) = (0i32, 0i32);
+    let mut max_timestamp = i64::MIN;
+    walk(&header, &plain, Deltas::Increasing, |raw| {
+        total += 1;
+        let offset = header.base_offset + i64::from(raw.offset_delta);
+        if keep(offset, raw.key, raw.value) {
+            kept.extend_from_slice(raw.whole);
+            kept_count += 1;
+            max_timestamp = max_timestamp.max(header.base_timestamp + raw.timestamp_delta);
+        }
+    })?;
+    let removed = u64::from((total - kept_count).unsigned_abs());
+    if kept_count == total {
+        return Ok((Retained::All, 0));
+    }
+    if kept_count == 0 {
+        return Ok((Retained::Nothing, removed));
+    }
+    let section = compress(header.compression(), &kept)?;
+    let rebuilt = batch::rebuild(batch, &header, &section, kept_count, max_timestamp);
+    Ok((Retained::Some(rebuilt), removed))
 }
 
 /// Which offset deltas a batch's records may carry.
@@ -180,9 +289,40 @@ enum Deltas {
     Increasing,
 }
 
+/// One record as [`walk`] found it: slices of the records section.
+struct RawRecord<'a> {
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers_count: usize,
+    /// The headers after their count, already checked.
+    headers: &'a [u8],
+    /// The whole record, its length varint included.
+    whole: &'a [u8],
+}
+
+impl<'a> RawRecord<'a> {
+    /// Name and value of each header, in order.
+    fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+        let mut cursor = Cursor {
+            bytes: self.headers,
+        };
+        (0..self.headers_count).map_while(move |_| {
+            let name = cursor.nullable_bytes()??;
+            Some((name, cursor.nullable_bytes()?))
+        })
+    }
+}
+
 /// Walks the records' varint headers, checking them as described in the
-/// module header.
-fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSummary, BatchError> {
+/// module header, and hands each record to `visit`.
+fn walk<'a>(
+    header: &BatchHeader,
+    plain: &'a [u8],
+    deltas: Deltas,
+    mut visit: impl FnMut(RawRecord<'a>),
+) -> Result<RecordsSummary, BatchError> {
     let mut summary = RecordsSummary::default();
     let mut cursor = Cursor { bytes: plain };
     let mut previous_delta = -1;
@@ -191,20 +331,8 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
             index,
             reason: reason.to_string(),
         };
-        let length = cursor.varint().ok_or_else(|| invalid("truncated length"))?;
-        let length = usize::try_from(length).map_err(|_| invalid("negative length"))?;
-        let mut record = Cursor {
-            bytes: cursor
-                .take(length)
-                .ok_or_else(|| invalid("length past the batch end"))?,
-        };
-        record
-            .take(1)
-            .ok_or_else(|| invalid("truncated attributes"))?;
-        let timestamp_delta = record
-            .varlong()
-            .ok_or_else(|| invalid("bad timestamp delta"))?;
-        let offset_delta = record.varint().ok_or_else(|| invalid("bad offset delta"))?;
+        let record = read_record(&mut cursor).map_err(invalid)?;
+        let offset_delta = record.offset_delta;
         let in_order = match deltas {
             Deltas::Consecutive => offset_delta == index,
             Deltas::Increasing => {
@@ -218,33 +346,11 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
             )));
         }
         previous_delta = offset_delta;
-        check_timestamp(header, timestamp_delta).map_err(|reason| invalid(&reason))?;
-        let key = record
-            .nullable_bytes()
-            .ok_or_else(|| invalid("bad key length"))?;
-        if key.is_none() && summary.first_keyless.is_none() {
+        check_timestamp(header, record.timestamp_delta).map_err(|reason| invalid(&reason))?;
+        if record.key.is_none() && summary.first_keyless.is_none() {
             summary.first_keyless = Some(offset_delta);
         }
-        record
-            .nullable_bytes()
-            .ok_or_else(|| invalid("bad value length"))?;
-        let headers = record.varint().ok_or_else(|| invalid("bad header count"))?;
-        let headers = usize::try_from(headers).map_err(|_| invalid("negative header count"))?;
-        for _ in 0..headers {
-            match record.nullable_bytes() {
-                Some(Some(_)) => {}
-                _ => return Err(invalid("bad header key")),
-            }
-            record
-                .nullable_bytes()
-                .ok_or_else(|| invalid("bad header value"))?;
-        }
-        if !record.bytes.is_empty() {
-            return Err(invalid(&format!(
-                "{} bytes left over after its fields",
-                record.bytes.len()
-            )));
-        }
+        visit(record);
     }
     if !cursor.bytes.is_empty() {
         return Err(BatchError::Invalid(format!(
@@ -254,6 +360,44 @@ fn walk(header: &BatchHeader, plain: &[u8], deltas: Deltas) -> Result<RecordsSum
         )));
     }
     Ok(summary)
+}
+
+/// Reads one record's fields at `cursor`, checking every length.
+fn read_record<'a>(cursor: &mut Cursor<'a>) -> Result<RawRecord<'a>, &'static str> {
+    let start = cursor.bytes;
+    let length = cursor.varint().ok_or("truncated length")?;
+    let length = usize::try_from(length).map_err(|_| "negative length")?;
+    let mut record = Cursor {
+        bytes: cursor.take(length).ok_or("length past the batch end")?,
+    };
+    let whole = &start[..start.len() - cursor.bytes.len()];
+    record.take(1).ok_or("truncated attributes")?;
+    let timestamp_delta = record.varlong().ok_or("bad timestamp delta")?;
+    let offset_delta = record.varint().ok_or("bad offset delta")?;
+    let key = record.nullable_bytes().ok_or("bad key length")?;
+    let value = record.nullable_bytes().ok_or("bad value length")?;
+    let headers_count = record.varint().ok_or("bad header count")?;
+    let headers_count = usize::try_from(headers_count).map_err(|_| "negative header count")?;
+    let headers = record.bytes;
+    for _ in 0..headers_count {
+        match record.nullable_bytes() {
+            Some(Some(_)) => {}
+            _ => return Err("bad header key"),
+        }
+        record.nullable_bytes().ok_or("bad header value")?;
+    }
+    if !record.bytes.is_empty() {
+        return Err("bytes left over after its fields");
+    }
+    Ok(RawRecord {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        headers_count,
+        headers,
+        whole,
+    })
 }
 
 /// A record's timestamp must not overflow, and under `CreateTime` must not
@@ -354,8 +498,8 @@ mod tests {
     fn every_codec_decodes_within_the_bound() {
         for codec in CODECS {
             let batch = build::batch(&entries(5, 100), codec);
-            let set = decode(&batch, 4096).unwrap();
-            assert_eq!(set.records.len(), 5, "{codec:?}");
+            let set = decode(&batch.clone().freeze(), 4096).unwrap();
+            assert_eq!(set.len(), 5, "{codec:?}");
             assert_eq!(validate(&batch, 4096).unwrap().first_keyless, None);
         }
     }
@@ -369,6 +513,7 @@ mod tests {
                 Err(BatchError::Inflated { bytes_max: 50_000 }),
                 "{codec:?}"
             );
+            let batch = batch.freeze();
             assert!(decode(&batch, 50_000).is_err());
             decode(&batch, 200_000).unwrap();
         }
@@ -414,5 +559,104 @@ mod tests {
     fn keyless_records_are_reported() {
         let batch = build::values(3, 4, 0);
         assert_eq!(validate(&batch, 1 << 20).unwrap().first_keyless, Some(0));
+    }
+
+    const REPEATED: &[(&str, Option<&[u8]>)] = &[
+        ("trace", Some(b"a")),
+        ("trace", Some(b"b")),
+        ("x", None),
+        ("trace", Some(b"")),
+    ];
+
+    fn headed(codec: Compression) -> Bytes {
+        build::headed(
+            &[
+                (Some(b"gone"), Some(b"1"), &[("h", Some(b"v"))]),
+                (Some(b"kept"), Some(b"2"), REPEATED),
+                (Some(b"also"), None, &[]),
+            ],
+            1_000,
+            codec,
+        )
+        .freeze()
+    }
+
+    #[test]
+    fn headers_of_one_name_decode_as_a_list_in_order() {
+        for codec in CODECS {
+            let records = decode(&headed(codec), 1 << 20).unwrap();
+            let headers: Vec<(&[u8], Option<&[u8]>)> = records[1]
+                .headers
+                .iter()
+                .map(|(name, value)| (&name[..], value.as_deref()))
+                .collect();
+            let expected: Vec<(&[u8], Option<&[u8]>)> = REPEATED
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), *value))
+                .collect();
+            assert_eq!(headers, expected, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn uncompressed_records_are_slices_of_the_batch() {
+        let batch = headed(Compression::None);
+        let records = decode(&batch, 1 << 20).unwrap();
+        let value = records[1].value.as_ref().unwrap();
+        let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
+        assert!(range.contains(&(value.as_ptr() as usize)), "not copied");
+    }
+
+    #[test]
+    fn retain_copies_kept_records_byte_for_byte() {
+        for codec in CODECS {
+            let batch = headed(codec);
+            let original = decode(&batch, 1 << 20).unwrap();
+            let (retained, removed) = retain(&batch, 1 << 20, |offset, _, _| offset != 0).unwrap();
+            let Retained::Some(rebuilt) = retained else {
+                panic!("{codec:?}: {retained:?}");
+            };
+            assert_eq!(removed, 1);
+            let header = batch::verify(&rebuilt).unwrap();
+            assert_eq!(header.records_count, 2);
+            assert_eq!((header.base_offset, header.last_offset_delta), (0, 2));
+            assert_eq!(decode(&rebuilt.freeze(), 1 << 20).unwrap(), original[1..]);
+        }
+        // Golden: without compression the records section is the original's
+        // bytes from the second record on.
+        let batch = headed(Compression::None);
+        let first_length = batch[HEADER_BYTES] as usize / 2;
+        let (Retained::Some(rebuilt), _) = retain(&batch, 1 << 20, |o, _, _| o != 0).unwrap()
+        else {
+            panic!("nothing rebuilt");
+        };
+        assert_eq!(
+            rebuilt[HEADER_BYTES..],
+            batch[HEADER_BYTES + 1 + first_length..]
+        );
+        assert_eq!(rebuilt[..8], batch[..8], "base offset");
+        assert_eq!(
+            rebuilt[23..35],
+            batch[23..35],
+            "last offset delta, base timestamp"
+        );
+        assert_eq!(
+            rebuilt[43..57],
+            batch[43..57],
+            "producer id, epoch, base sequence"
+        );
+    }
+
+    #[test]
+    fn retain_reports_all_and_nothing() {
+        let batch = headed(Compression::Lz4);
+        assert!(matches!(
+            retain(&batch, 1 << 20, |_, _, _| true).unwrap(),
+            (Retained::All, 0)
+        ));
+        assert!(matches!(
+            retain(&batch, 1 << 20, |_, _, _| false).unwrap(),
+            (Retained::Nothing, 3)
+        ));
     }
 }

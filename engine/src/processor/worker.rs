@@ -299,8 +299,8 @@ impl PartitionTask {
                         None,
                     )
                 })?;
-                for record in set.records {
-                    if record.offset < self.fetch_position || record.control {
+                for record in set {
+                    if record.offset < self.fetch_position {
                         continue;
                     }
                     let size = record.key.as_ref().map_or(0, Bytes::len)
@@ -315,7 +315,8 @@ impl PartitionTask {
                             .headers
                             .into_iter()
                             .map(|(key, value)| InputHeader {
-                                key: key.to_string(),
+                                // As Kafka's Java client reads header names.
+                                key: String::from_utf8_lossy(&key).into_owned(),
                                 value,
                             })
                             .collect(),
