@@ -498,10 +498,17 @@ impl LogStore {
     /// handles still held fail), moves its directory into `deleting/`
     /// (fsynced; from here on the deletion survives a crash), then removes
     /// the files.
-    pub(crate) fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+    /// With `id`, only the incarnation with that id: a request naming a
+    /// topic by id never deletes a topic created under the same name since.
+    pub(crate) fn delete_topic(
+        &self,
+        name: &str,
+        id: Option<[u8; 16]>,
+    ) -> Result<(), LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)
+            .filter(|topic| id.is_none_or(|id| id == topic.id))
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
         let partitions = topic.open_partitions();
         topic_dir::retire(&topic.retired, &partitions);

@@ -44,7 +44,7 @@ fn an_old_partition_handle_cannot_touch_the_recreated_topic() -> anyhow::Result<
     }
     assert!(old.segment_metas().len() > 2, "several segments");
 
-    store.delete_topic("t")?;
+    store.delete_topic("t", None)?;
     store.create_topic("t", 1, overrides)?;
     let new = store.partition("t", 0)?;
     new.append(&keyed("n0", "new-0"))?;
@@ -93,7 +93,7 @@ fn a_deletion_cut_short_is_finished_on_open_and_never_adopted() -> anyhow::Resul
     store.partition("t", 0)?.append(&keyed("k", "old"))?;
     let old_dir = support::topic_dir(data, "t");
     fixture.faults.set_cut_removals(true);
-    store.delete_topic("t")?;
+    store.delete_topic("t", None)?;
     fixture.faults.set_cut_removals(false);
     // Out of the namespace at once, durably; the files wait in deleting/.
     assert!(entries(&data.join("topics")).is_empty());
@@ -132,5 +132,18 @@ fn a_topic_directory_without_its_id_is_migrated_on_open() -> anyhow::Result<()> 
     assert_eq!(store.topic("t").expect("topic t").id(), id);
     let records = support::keyed(&support::read_all(&*store.partition("t", 0)?, 1 << 20)?);
     assert_eq!(records, vec![(0, Some("k".into()), Some("kept".into()))]);
+    Ok(())
+}
+
+#[test]
+fn deleting_by_a_stale_id_leaves_the_new_incarnation() -> anyhow::Result<()> {
+    let fixture = Fixture::new(FlushPolicy::Always);
+    let store = fixture.open()?;
+    let old_id = store.create_topic("t", 1, support::overrides(&[]))?.id();
+    store.delete_topic("t", Some(old_id))?;
+    let new_id = store.create_topic("t", 1, support::overrides(&[]))?.id();
+    let stale = store.delete_topic("t", Some(old_id));
+    assert!(matches!(stale, Err(LogError::UnknownTopic(_))), "{stale:?}");
+    assert_eq!(store.topic("t").expect("topic t").id(), new_id);
     Ok(())
 }
