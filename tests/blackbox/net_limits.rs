@@ -332,7 +332,10 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
             .unwrap()
             .map(|entry| entry.unwrap().file_name())
             .find(|name| name.to_string_lossy().starts_with("wide-"));
-        assert!(half_created.is_none(), "half-created topic {half_created:?}");
+        assert!(
+            half_created.is_none(),
+            "half-created topic {half_created:?}"
+        );
     }
     probe(&broker);
     assert!(

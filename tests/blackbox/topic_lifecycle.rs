@@ -65,7 +65,11 @@ fn delete(client: &mut KafkaClient) {
         5,
     );
     let result = &deleted.responses[0];
-    assert_eq!(result.error_code, 0, "delete topic: {:?}", result.error_message);
+    assert_eq!(
+        result.error_code, 0,
+        "delete topic: {:?}",
+        result.error_message
+    );
 }
 
 /// Produces `count` records with keys cycling over a few values (so that
@@ -147,7 +151,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn a_recreated_topic_holds_only_its_own_records_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, "[log]\nretention_check_interval_ms = 1\n[kafka]\nauto_create_topics_enable = false\n").unwrap();
+    std::fs::write(
+        &config,
+        "[log]\nretention_check_interval_ms = 1\n[kafka]\nauto_create_topics_enable = false\n",
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let args = ["--config", config.to_str().unwrap()];
     let mut broker = Broker::start(&data, &args);
@@ -175,7 +183,9 @@ fn a_recreated_topic_holds_only_its_own_records_after_restart() {
         delete(&mut admin);
         create(&mut admin);
         // Something for the next round's compaction of this incarnation.
-        assert!(produce(&mut admin, "round", 16).iter().all(|code| *code == 0));
+        assert!(produce(&mut admin, "round", 16)
+            .iter()
+            .all(|code| *code == 0));
     }
     stop.store(true, Ordering::Relaxed);
     for producer in producers {
@@ -184,7 +194,10 @@ fn a_recreated_topic_holds_only_its_own_records_after_restart() {
     delete(&mut admin);
     create(&mut admin);
     let codes = produce(&mut admin, "final", 8);
-    assert!(codes.iter().all(|code| *code == 0), "final produce: {codes:?}");
+    assert!(
+        codes.iter().all(|code| *code == 0),
+        "final produce: {codes:?}"
+    );
     drop(admin);
     assert!(broker.stop_with("TERM", STOP_TIMEOUT).success());
 
@@ -194,7 +207,11 @@ fn a_recreated_topic_holds_only_its_own_records_after_restart() {
         .map(|index| Bytes::from(format!("final/{index}")))
         .collect();
     for partition in 0..PARTITIONS {
-        assert_eq!(values(&mut client, partition), expected, "partition {partition}");
+        assert_eq!(
+            values(&mut client, partition),
+            expected,
+            "partition {partition}"
+        );
     }
     // One topic directory, holding only the last incarnation's files; no
     // deletion left behind.

@@ -343,7 +343,13 @@ impl LogStore {
 
     fn open_partition(&self, topic: &Topic, id: i32, config: &Arc<TopicConfig>) -> PartitionSlot {
         let dir = topic.dir.join(id.to_string());
-        match Partition::open(&topic.name, id, &dir, self.topic_context(topic), config.clone()) {
+        match Partition::open(
+            &topic.name,
+            id,
+            &dir,
+            self.topic_context(topic),
+            config.clone(),
+        ) {
             Ok(partition) => PartitionSlot::Open(Arc::new(partition)),
             Err(error) => {
                 tracing::error!(topic = %topic.name, partition = id, %error, "partition refused to open; it is unavailable, the rest of the broker serves");
@@ -500,11 +506,7 @@ impl LogStore {
     /// the files.
     /// With `id`, only the incarnation with that id: a request naming a
     /// topic by id never deletes a topic created under the same name since.
-    pub(crate) fn delete_topic(
-        &self,
-        name: &str,
-        id: Option<[u8; 16]>,
-    ) -> Result<(), LogError> {
+    pub(crate) fn delete_topic(&self, name: &str, id: Option<[u8; 16]>) -> Result<(), LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)

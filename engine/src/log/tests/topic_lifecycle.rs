@@ -98,7 +98,10 @@ fn a_deletion_cut_short_is_finished_on_open_and_never_adopted() -> anyhow::Resul
     // Out of the namespace at once, durably; the files wait in deleting/.
     assert!(entries(&data.join("topics")).is_empty());
     let tombstone = data.join("deleting").join(old_dir.file_name().unwrap());
-    assert!(tombstone.join("topic.json").exists(), "one file removed, not the rest");
+    assert!(
+        tombstone.join("topic.json").exists(),
+        "one file removed, not the rest"
+    );
     let synced = fixture.faults.synced_dirs();
     assert!(synced.contains(&data.join("topics")), "{synced:?}");
     assert!(synced.contains(&data.join("deleting")), "{synced:?}");
@@ -108,7 +111,10 @@ fn a_deletion_cut_short_is_finished_on_open_and_never_adopted() -> anyhow::Resul
     store.partition("t", 0)?.append(&keyed("n", "new"))?;
     drop(store);
     let store = fixture.open_std()?;
-    assert!(entries(&data.join("deleting")).is_empty(), "deletion finished");
+    assert!(
+        entries(&data.join("deleting")).is_empty(),
+        "deletion finished"
+    );
     let records = support::keyed(&support::read_all(&*store.partition("t", 0)?, 1 << 20)?);
     assert_eq!(records, vec![(0, Some("n".into()), Some("new".into()))]);
     assert!(support::read_all(&*store.partition("t", 1)?, 1 << 20)?.is_empty());
