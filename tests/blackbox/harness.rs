@@ -199,3 +199,16 @@ impl Drop for Broker {
         }
     }
 }
+
+/// The directory of `topic` in the broker data directory `data_dir`
+/// (`topics/<topic>-<id>/`): the one whose `topic.json` names it.
+pub(crate) fn topic_dir(data_dir: &Path, topic: &str) -> Option<PathBuf> {
+    std::fs::read_dir(data_dir.join("topics"))
+        .ok()?
+        .map(|entry| entry.expect("directory entry").path())
+        .find(|dir| {
+            let meta = std::fs::read(dir.join("topic.json")).unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(&meta)
+                .is_ok_and(|meta| meta["name"] == topic)
+        })
+}

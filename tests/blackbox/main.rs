@@ -16,3 +16,4 @@ mod processor_records;
 mod processors;
 mod protocol;
 mod serve;
+mod topic_lifecycle;

@@ -89,6 +89,7 @@ impl Partition {
             return Ok(stats);
         }
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
+        self.check_live()?;
         let now_ms = self.context().clock.now_ms();
         let high_watermark = self.high_watermark();
         let metas = self.segment_metas();
@@ -344,6 +345,8 @@ impl Partition {
         // The swap happens under the partition lock so that no reader loads
         // the new log with the old index into the handle cache.
         let mut inner = self.lock();
+        // Checked under the lock a topic deletion takes after retiring it.
+        self.check_live()?;
         for (index, suffix) in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
             .iter()
             .enumerate()

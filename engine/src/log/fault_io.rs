@@ -26,6 +26,11 @@ pub(crate) struct Faults {
     disk_full: AtomicBool,
     /// Successful fsyncs of files, for group-commit tests.
     syncs: AtomicU64,
+    /// Directory removals remove one file and fail with EIO while set (a
+    /// removal cut short by a crash).
+    cut_removals: AtomicBool,
+    /// Directories fsynced so far, in order.
+    synced_dirs: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Faults {
@@ -50,6 +55,14 @@ impl Faults {
     /// Make writes fail with ENOSPC (or succeed again).
     pub(crate) fn set_disk_full(&self, full: bool) {
         self.disk_full.store(full, Ordering::SeqCst);
+    }
+    /// Make directory removals stop after one file (or work again).
+    pub(crate) fn set_cut_removals(&self, cut: bool) {
+        self.cut_removals.store(cut, Ordering::SeqCst);
+    }
+    /// Directories fsynced so far, in order.
+    pub(crate) fn synced_dirs(&self) -> Vec<PathBuf> {
+        self.synced_dirs.lock().expect("synced dirs").clone()
     }
     /// File fsyncs that succeeded so far.
     pub(crate) fn syncs(&self) -> u64 {
@@ -146,6 +159,12 @@ impl Io for FaultIo {
         StdIo.remove_file(path)
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        if self.faults.cut_removals.load(Ordering::SeqCst) {
+            if let Some(file) = first_file(path) {
+                StdIo.remove_file(&file)?;
+            }
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         StdIo.remove_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
@@ -154,9 +173,25 @@ impl Io for FaultIo {
         {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        StdIo.sync_dir(path)
+        StdIo.sync_dir(path)?;
+        let mut synced = self.faults.synced_dirs.lock().expect("synced dirs");
+        synced.push(path.to_path_buf());
+        Ok(())
     }
     fn exists(&self, path: &Path) -> bool {
         StdIo.exists(path)
     }
+}
+
+/// Some file under `dir`, depth first.
+fn first_file(dir: &Path) -> Option<PathBuf> {
+    let mut entries = StdIo.read_dir(dir).ok()?;
+    entries.sort();
+    entries.into_iter().find_map(|entry| {
+        if entry.is_dir() {
+            first_file(&entry)
+        } else {
+            Some(entry)
+        }
+    })
 }

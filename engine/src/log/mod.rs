@@ -8,11 +8,15 @@
 //! On disk:
 //! ```text
 //! <data-dir>/.lock                                   flock + holder's pid
-//! <data-dir>/topics/<topic>/topic.json               partitions, id, config overrides
-//! <data-dir>/topics/<topic>/<partition>/<base:020>.log        record batches
-//! <data-dir>/topics/<topic>/<partition>/<base:020>.index      sparse offset index
-//! <data-dir>/topics/<topic>/<partition>/<base:020>.timeindex  sparse time index
+//! <data-dir>/topics/<dir>/topic.json                 name, partitions, id, config overrides
+//! <data-dir>/topics/<dir>/<partition>/<base:020>.log        record batches
+//! <data-dir>/topics/<dir>/<partition>/<base:020>.index      sparse offset index
+//! <data-dir>/topics/<dir>/<partition>/<base:020>.timeindex  sparse time index
+//! <data-dir>/deleting/<dir>/…                        a deletion in progress
 //! ```
+//! `<dir>` is `<topic>-<id as 32 hex digits>` (the name cut to 200 bytes):
+//! one directory per incarnation of a topic (see `topic_dir`). Directories
+//! named `<topic>` alone (before the id was in the name) are renamed on open.
 
 pub mod batch;
 mod compaction;
@@ -31,6 +35,7 @@ mod retention;
 mod segment;
 mod store;
 mod topic_config;
+mod topic_dir;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

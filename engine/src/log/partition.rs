@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::index::SegmentIndex;
-use super::producers::{ProducerStates, SequenceCheck};
+use super::producers::{check_sequences, ProducerStates};
 use super::recovery::{check_continuity, list_segments, rebuild_producers};
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
 use super::topic_config::{TimestampType, TopicConfig};
@@ -41,6 +41,8 @@ pub(crate) struct PartitionContext {
     pub(crate) decompressed_batch_bytes_max: usize,
     /// Bytes a compaction pass's key map may take.
     pub(crate) compaction_memory_bytes_max: usize,
+    /// Set when the topic is deleted (one flag per topic incarnation).
+    pub(crate) retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Result of an append.
@@ -363,6 +365,7 @@ impl Partition {
         if self.poison.get().is_some() {
             return Err(self.poisoned_error());
         }
+        self.check_live()?;
         if let Some(duplicate) = check_sequences(&inner.producers, &headers)? {
             return Ok(AppendInfo {
                 base_offset: duplicate.0,
@@ -470,6 +473,7 @@ impl Partition {
 
     /// Closes the active segment (fsyncing it) and opens a new one.
     pub(super) fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
+        self.check_live()?;
         if let Err(error) = inner.active.sync_all() {
             return Err(self.poison_with(format!("fsync of rolled segment failed: {error}")));
         }
@@ -785,37 +789,6 @@ fn first_record_at_or_after(
         .find(|record| record.timestamp >= timestamp)
         .map(|record| (record.offset, record.timestamp))
         .ok_or_else(|| corrupt("max timestamp is not carried by any record".into()))
-}
-
-/// Checks the sequence numbers of a produced request's batches. Returns the
-/// original offsets when the request is a retry of a written batch.
-fn check_sequences(
-    producers: &ProducerStates,
-    headers: &[BatchHeader],
-) -> Result<Option<(i64, i64)>, LogError> {
-    if let [single] = headers {
-        return Ok(match producers.check(single)? {
-            SequenceCheck::Append => None,
-            SequenceCheck::Duplicate {
-                base_offset,
-                last_offset,
-            } => Some((base_offset, last_offset)),
-        });
-    }
-    // Several batches in one request: each must follow the one before.
-    let mut scratch: Option<ProducerStates> = None;
-    for header in headers.iter().filter(|h| h.producer_id >= 0) {
-        let states = scratch.get_or_insert_with(|| producers.clone());
-        match states.check(header)? {
-            SequenceCheck::Append => states.record(header, 0),
-            SequenceCheck::Duplicate { .. } => {
-                return Err(LogError::DuplicateSequence {
-                    producer_id: header.producer_id,
-                })
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// Gives the batches consecutive offsets from `base_offset` and, with

@@ -172,6 +172,37 @@ impl ProducerStates {
     }
 }
 
+/// Checks the sequence numbers of a produced request's batches. Returns the
+/// original offsets when the request is a retry of a written batch.
+pub(super) fn check_sequences(
+    producers: &ProducerStates,
+    headers: &[BatchHeader],
+) -> Result<Option<(i64, i64)>, LogError> {
+    if let [single] = headers {
+        return Ok(match producers.check(single)? {
+            SequenceCheck::Append => None,
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } => Some((base_offset, last_offset)),
+        });
+    }
+    // Several batches in one request: each must follow the one before.
+    let mut scratch: Option<ProducerStates> = None;
+    for header in headers.iter().filter(|h| h.producer_id >= 0) {
+        let states = scratch.get_or_insert_with(|| producers.clone());
+        match states.check(header)? {
+            SequenceCheck::Append => states.record(header, 0),
+            SequenceCheck::Duplicate { .. } => {
+                return Err(LogError::DuplicateSequence {
+                    producer_id: header.producer_id,
+                })
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

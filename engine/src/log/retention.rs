@@ -17,6 +17,7 @@ impl Partition {
             return Ok(0);
         }
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
+        self.check_live()?;
         let now_ms = self.context().clock.now_ms();
         let expired = |meta: &SegmentMeta, total: u64| {
             (config.retention_ms >= 0 && now_ms - meta.max_timestamp > config.retention_ms)
@@ -145,6 +146,7 @@ impl Partition {
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
         let high_watermark = self.high_watermark();
         let mut inner = self.lock();
+        self.check_live()?;
         let start = inner.log_start_offset();
         if offset < 0 || offset > high_watermark {
             return Err(LogError::OffsetOutOfRange {

@@ -8,11 +8,14 @@
 //! config so that changing a default applies to every topic without one.
 //! Creation writes partition directories first and `topic.json` last, so a
 //! topic directory without it is an interrupted creation and is removed.
+//! Each incarnation of a topic has its own directory, named after its id;
+//! deletion goes through `deleting/` (see `topic_dir`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,7 @@ use super::handles::HandleCache;
 use super::io::{self, Io};
 use super::partition::{Partition, PartitionContext};
 use super::topic_config::TopicConfig;
+use super::topic_dir;
 use super::{Clock, FlushPolicy, LogError};
 
 /// Store-wide settings, with their defaults here (the `[log]` settings are [`super::LogConfig`]).
@@ -90,6 +94,8 @@ pub struct Topic {
     name: String,
     id: [u8; 16],
     dir: PathBuf,
+    /// Set when this incarnation is deleted; its partitions see it.
+    retired: Arc<AtomicBool>,
     state: RwLock<TopicState>,
 }
 
@@ -241,6 +247,7 @@ impl LogStore {
             producers_max: options.producers_per_partition_max,
             decompressed_batch_bytes_max: options.decompressed_batch_bytes_max,
             compaction_memory_bytes_max: options.compaction_memory_bytes_max,
+            retired: Arc::default(),
         };
         let store = Self {
             dir: dir.to_path_buf(),
@@ -260,56 +267,89 @@ impl LogStore {
 
     fn load_topics(&self) -> Result<(), LogError> {
         let io = self.context.io.as_ref();
+        topic_dir::finish_deletions(io, &self.dir)?;
         let topics_dir = self.topics_dir();
         let mut entries = io
             .read_dir(&topics_dir)
             .map_err(|source| LogError::io(&topics_dir, source))?;
         entries.sort();
         for topic_dir in entries {
-            let meta_path = topic_dir.join("topic.json");
-            if !io.exists(&meta_path) {
-                tracing::warn!(dir = %topic_dir.display(), "removing topic directory without topic.json (interrupted creation or deletion)");
-                io.remove_dir_all(&topic_dir)
-                    .map_err(|source| LogError::io(&topic_dir, source))?;
+            let Some(topic) = self.load_topic(&topic_dir)? else {
+                continue;
+            };
+            let mut topics = self.topics.write().expect("topics lock");
+            if let Some(first) = topics.get(&topic.name) {
+                tracing::error!(topic = %topic.name, first = %first.dir.display(), second = %topic.dir.display(),
+                    "two directories claim the topic; serving the first, leaving the second untouched");
                 continue;
             }
-            let bytes =
-                io::read_file(io, &meta_path).map_err(|source| LogError::io(&meta_path, source))?;
-            let bad = |reason: String| LogError::BadMetadata {
-                path: meta_path.clone(),
-                reason,
-            };
-            let meta: TopicMeta =
-                serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
-            let id = uuid::Uuid::try_parse(&meta.id)
-                .map_err(|error| bad(format!("bad topic id {:?}: {error}", meta.id)))?
-                .into_bytes();
-            let config = Arc::new(self.options.topic_defaults.with_overrides(&meta.configs)?);
-            let topic = Arc::new(Topic {
-                name: meta.name.clone(),
-                id,
-                dir: topic_dir.clone(),
-                state: RwLock::new(TopicState {
-                    partitions: Vec::new(),
-                    overrides: meta.configs,
-                    config: config.clone(),
-                }),
-            });
-            let slots = (0..meta.partitions)
-                .map(|id| self.open_partition(&topic, id, &config))
-                .collect();
-            topic.state.write().expect("topic lock").partitions = slots;
-            self.topics
-                .write()
-                .expect("topics lock")
-                .insert(meta.name, topic);
+            topics.insert(topic.name.clone(), topic);
         }
         Ok(())
     }
 
+    /// Opens the topic in `topic_dir` (migrating an old layout), or removes
+    /// an interrupted creation.
+    fn load_topic(&self, topic_dir: &Path) -> Result<Option<Arc<Topic>>, LogError> {
+        let io = self.context.io.as_ref();
+        let meta_path = topic_dir.join("topic.json");
+        if !io.exists(&meta_path) {
+            tracing::warn!(dir = %topic_dir.display(), "removing topic directory without topic.json (interrupted creation)");
+            io.remove_dir_all(topic_dir)
+                .and_then(|()| io.sync_dir(&self.topics_dir()))
+                .map_err(|source| LogError::io(topic_dir, source))?;
+            return Ok(None);
+        }
+        let bytes =
+            io::read_file(io, &meta_path).map_err(|source| LogError::io(&meta_path, source))?;
+        let bad = |reason: String| LogError::BadMetadata {
+            path: meta_path.clone(),
+            reason,
+        };
+        let meta: TopicMeta =
+            serde_json::from_slice(&bytes).map_err(|error| bad(error.to_string()))?;
+        validate_topic_name(&meta.name).map_err(|error| bad(error.to_string()))?;
+        let id = uuid::Uuid::try_parse(&meta.id)
+            .map_err(|error| bad(format!("bad topic id {:?}: {error}", meta.id)))?
+            .into_bytes();
+        let config = Arc::new(self.options.topic_defaults.with_overrides(&meta.configs)?);
+        let dir = topic_dir::migrate(io, topic_dir, &meta.name, id)?;
+        let topic = Arc::new(Topic {
+            name: meta.name.clone(),
+            id,
+            dir,
+            retired: Arc::default(),
+            state: RwLock::new(TopicState {
+                partitions: Vec::new(),
+                overrides: meta.configs,
+                config: config.clone(),
+            }),
+        });
+        let slots = (0..meta.partitions)
+            .map(|id| self.open_partition(&topic, id, &config))
+            .collect();
+        topic.state.write().expect("topic lock").partitions = slots;
+        Ok(Some(topic))
+    }
+
+    /// The context of `topic`'s partitions: the store's, with the topic's
+    /// retirement flag.
+    fn topic_context(&self, topic: &Topic) -> PartitionContext {
+        PartitionContext {
+            retired: topic.retired.clone(),
+            ..self.context.clone()
+        }
+    }
+
     fn open_partition(&self, topic: &Topic, id: i32, config: &Arc<TopicConfig>) -> PartitionSlot {
         let dir = topic.dir.join(id.to_string());
-        match Partition::open(&topic.name, id, &dir, self.context.clone(), config.clone()) {
+        match Partition::open(
+            &topic.name,
+            id,
+            &dir,
+            self.topic_context(topic),
+            config.clone(),
+        ) {
             Ok(partition) => PartitionSlot::Open(Arc::new(partition)),
             Err(error) => {
                 tracing::error!(topic = %topic.name, partition = id, %error, "partition refused to open; it is unavailable, the rest of the broker serves");
@@ -421,10 +461,12 @@ impl LogStore {
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_string()));
         }
+        let id = uuid::Uuid::new_v4().into_bytes();
         let topic = Arc::new(Topic {
             name: name.to_string(),
-            id: uuid::Uuid::new_v4().into_bytes(),
-            dir: self.topics_dir().join(name),
+            id,
+            dir: self.topics_dir().join(topic_dir::dir_name(name, id)),
+            retired: Arc::default(),
             state: RwLock::new(TopicState {
                 partitions: Vec::new(),
                 overrides,
@@ -434,7 +476,7 @@ impl LogStore {
         let mut slots = Vec::new();
         for id in 0..partitions {
             let dir = topic.dir.join(id.to_string());
-            match Partition::open(name, id, &dir, self.context.clone(), config.clone()) {
+            match Partition::open(name, id, &dir, self.topic_context(&topic), config.clone()) {
                 Ok(partition) => slots.push(PartitionSlot::Open(Arc::new(partition))),
                 Err(error) => {
                     // E.g. out of file descriptors: close what was opened and
@@ -448,36 +490,53 @@ impl LogStore {
         }
         topic.state.write().expect("topic lock").partitions = slots;
         self.write_meta(&topic)?;
+        let topics_dir = self.topics_dir();
+        self.context
+            .io
+            .sync_dir(&topics_dir)
+            .map_err(|source| LogError::io(&topics_dir, source))?;
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
 
-    /// Deletes a topic and its data. The directory is removed from the
-    /// namespace at once (metadata first), then its files.
-    pub(crate) fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+    /// Deletes a topic and its data: retires its partitions (writes through
+    /// handles still held fail), moves its directory into `deleting/`
+    /// (fsynced; from here on the deletion survives a crash), then removes
+    /// the files.
+    /// With `id`, only the incarnation with that id: a request naming a
+    /// topic by id never deletes a topic created under the same name since.
+    pub(crate) fn delete_topic(&self, name: &str, id: Option<[u8; 16]>) -> Result<(), LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
-            .topics
-            .write()
-            .expect("topics lock")
-            .remove(name)
+            .topic(name)
+            .filter(|topic| id.is_none_or(|id| id == topic.id))
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        let partitions = topic.open_partitions();
+        topic_dir::retire(&topic.retired, &partitions);
         let io = self.context.io.as_ref();
-        let meta = topic.dir.join("topic.json");
-        io.remove_file(&meta)
-            .map_err(|source| LogError::io(&meta, source))?;
-        for partition in topic.open_partitions() {
+        let tombstone = match topic_dir::move_out(io, &self.dir, &topic.dir) {
+            Ok(tombstone) => tombstone,
+            Err(error) => {
+                // Not moved: the topic stays, whole, and serves again.
+                topic
+                    .retired
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                return Err(error);
+            }
+        };
+        self.topics.write().expect("topics lock").remove(name);
+        for partition in partitions {
             for meta in partition.segment_metas() {
-                self.context.handles.evict(
-                    &partition
-                        .dir()
-                        .join(format!("{:020}.log", meta.base_offset)),
+                let path = super::segment::segment_path(
+                    partition.dir(),
+                    meta.base_offset,
+                    super::segment::LOG_SUFFIX,
                 );
+                self.context.handles.evict(&path);
             }
         }
-        io.remove_dir_all(&topic.dir)
-            .map_err(|source| LogError::io(&topic.dir, source))?;
+        topic_dir::purge(io, &topic.dir, &tombstone)?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -507,7 +566,7 @@ impl LogStore {
                 name,
                 id,
                 &dir,
-                self.context.clone(),
+                self.topic_context(&topic),
                 config.clone(),
             )?)));
         }

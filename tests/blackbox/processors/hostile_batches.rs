@@ -187,7 +187,9 @@ fn zstd_bomb_is_refused_on_produce_and_the_broker_keeps_serving() {
 
 /// Appends `batch` to the active (only) segment of `topic`'s partition 0.
 fn plant(data_dir: &Path, topic: &str, batch: &[u8]) {
-    let segment = data_dir.join(format!("topics/{topic}/0/{:020}.log", 0));
+    let segment = crate::harness::topic_dir(data_dir, topic)
+        .expect("topic directory")
+        .join(format!("0/{:020}.log", 0));
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&segment)

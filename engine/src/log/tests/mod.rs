@@ -11,3 +11,4 @@ mod model;
 mod retention;
 mod support;
 mod timestamps;
+mod topic_lifecycle;

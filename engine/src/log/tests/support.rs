@@ -69,14 +69,25 @@ impl Fixture {
         crate::log::Clock::now_ms(self.clock.as_ref())
     }
 
-    /// Directory of one partition.
+    /// Directory of one partition (of the topic's current incarnation).
     pub(super) fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
-        self.dir
-            .path()
-            .join("topics")
-            .join(topic)
-            .join(partition.to_string())
+        topic_dir(self.dir.path(), topic).join(partition.to_string())
     }
+}
+
+/// The directory of `topic` in the data directory `data_dir`: the one whose
+/// `topic.json` names it.
+pub(super) fn topic_dir(data_dir: &Path, topic: &str) -> PathBuf {
+    let topics = data_dir.join("topics");
+    std::fs::read_dir(&topics)
+        .expect("topics directory")
+        .map(|entry| entry.expect("directory entry").path())
+        .find(|dir| {
+            let meta = std::fs::read(dir.join("topic.json")).unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(&meta)
+                .is_ok_and(|meta| meta["name"] == topic)
+        })
+        .unwrap_or_else(|| panic!("no directory of topic {topic} in {}", topics.display()))
 }
 
 /// Topic config overrides from Kafka names.

@@ -48,12 +48,16 @@ pub(crate) async fn handle(
                 let Some(name) = name else {
                     return result.with_error_code(ResponseError::UnknownTopicId.code());
                 };
+                let by_id = (!id.is_nil()).then_some(id.into_bytes());
                 let id = store
                     .topic(&name)
                     .map(|t| Uuid::from_bytes(t.id()))
                     .unwrap_or(id);
-                match store.delete_topic(&name) {
+                match store.delete_topic(&name, by_id) {
                     Ok(()) => result.with_topic_id(id),
+                    Err(crate::log::LogError::UnknownTopic(_)) if by_id.is_some() => {
+                        result.with_error_code(ResponseError::UnknownTopicId.code())
+                    }
                     Err(error) => result
                         .with_error_code(log_error_code(&error))
                         .with_error_message(message(error.to_string())),
