@@ -15,4 +15,5 @@ mod plugins;
 mod processor_records;
 mod processors;
 mod protocol;
+mod retention;
 mod serve;

@@ -6,7 +6,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::io::{Io, IoFile, OpenMode, StdIo};
 
@@ -24,6 +24,20 @@ pub(crate) struct Faults {
     disk_full: AtomicBool,
     /// Successful fsyncs of files, for group-commit tests.
     syncs: AtomicU64,
+    /// Successful fsyncs of directories, for durability-of-removal tests.
+    dir_syncs: AtomicU64,
+    /// While closed, opening an offset index (`.index`) for reading blocks:
+    /// a test holds a cold index load in the middle and looks at what else
+    /// can proceed meanwhile.
+    index_gate: IndexGate,
+}
+
+/// The state of [`Faults::close_index_gate`]: whether it is closed and how
+/// many opens wait at it.
+#[derive(Debug, Default)]
+struct IndexGate {
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
 }
 
 impl Faults {
@@ -48,6 +62,47 @@ impl Faults {
     /// File fsyncs that succeeded so far.
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
+    }
+    /// Directory fsyncs that succeeded so far.
+    pub(crate) fn dir_syncs(&self) -> u64 {
+        self.dir_syncs.load(Ordering::SeqCst)
+    }
+    /// Blocks every open of an offset index for reading until
+    /// [`Self::open_index_gate`].
+    pub(crate) fn close_index_gate(&self) {
+        self.index_gate.state.lock().expect("gate lock").0 = true;
+    }
+    /// Lets blocked and future index opens through.
+    pub(crate) fn open_index_gate(&self) {
+        self.index_gate.state.lock().expect("gate lock").0 = false;
+        self.index_gate.changed.notify_all();
+    }
+    /// Waits until an index open is blocked at the closed gate; false if
+    /// none arrived within `timeout`.
+    pub(crate) fn wait_at_index_gate(&self, timeout: std::time::Duration) -> bool {
+        let state = self.index_gate.state.lock().expect("gate lock");
+        let (state, _) = self
+            .index_gate
+            .changed
+            .wait_timeout_while(state, timeout, |(_, waiting)| *waiting == 0)
+            .expect("gate lock");
+        state.1 > 0
+    }
+    fn pass_index_gate(&self, path: &Path, mode: OpenMode) {
+        if mode != OpenMode::Read || path.extension().is_none_or(|ext| ext != "index") {
+            return;
+        }
+        let gate = &self.index_gate;
+        let mut state = gate.state.lock().expect("gate lock");
+        if !state.0 {
+            return;
+        }
+        state.1 += 1;
+        gate.changed.notify_all();
+        while state.0 {
+            state = gate.changed.wait(state).expect("gate lock");
+        }
+        state.1 -= 1;
     }
 
     /// How much of a `len`-byte write may go through, consuming budget.
@@ -121,6 +176,7 @@ impl IoFile for FaultFile {
 
 impl Io for FaultIo {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        self.faults.pass_index_gate(path, mode);
         let inner = StdIo.open(path, mode)?;
         Ok(Arc::new(FaultFile {
             inner,
@@ -146,7 +202,9 @@ impl Io for FaultIo {
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        StdIo.sync_dir(path)
+        StdIo.sync_dir(path)?;
+        self.faults.dir_syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
     fn exists(&self, path: &Path) -> bool {
         StdIo.exists(path)

@@ -181,6 +181,12 @@ pub(crate) fn write_atomic(io: &dyn Io, path: &Path, data: &[u8]) -> io::Result<
     io.sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Removes `path` durably: a crash after this returns cannot bring the file
+/// back. A missing file is not an error.
+pub(crate) fn remove_durably(io: &dyn Io, path: &Path) -> io::Result<()> {
+    io.remove_file(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +203,22 @@ mod tests {
         assert_eq!(file.len().unwrap(), 3);
         assert!(file.write_all_at(b"x", 3).is_err());
         assert_eq!(file.len().unwrap(), 3);
+    }
+
+    #[test]
+    fn remove_durably_fsyncs_the_parent_directory_after_the_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.json");
+        write_atomic(&StdIo, &path, b"{}").unwrap();
+        let faults = Faults::new();
+        let io = FaultIo::new(faults.clone());
+        remove_durably(&io, &path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(faults.dir_syncs(), 1, "the directory was not fsynced");
+        // Removing what is already gone still makes the directory durable:
+        // the earlier attempt may have failed between the two steps.
+        remove_durably(&io, &path).unwrap();
+        assert_eq!(faults.dir_syncs(), 2);
     }
 
     #[test]
