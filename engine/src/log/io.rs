@@ -63,6 +63,16 @@ pub trait Io: Send + Sync {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
+    /// When `path` was last modified, in milliseconds since the epoch.
+    /// The default asks the real file system, which is what every test
+    /// layer wraps.
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let modified = std::fs::metadata(path)?.modified()?;
+        let since_epoch = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        Ok(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The real file system.
@@ -184,7 +194,11 @@ pub(crate) fn write_atomic(io: &dyn Io, path: &Path, data: &[u8]) -> io::Result<
 /// Removes `path` durably: a crash after this returns cannot bring the file
 /// back. A missing file is not an error.
 pub(crate) fn remove_durably(io: &dyn Io, path: &Path) -> io::Result<()> {
-    io.remove_file(path)
+    io.remove_file(path)?;
+    // The removal is an entry in the directory, durable only once the
+    // directory is; a missing file still syncs, since an earlier attempt
+    // may have removed it and failed before its sync.
+    io.sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 #[cfg(test)]

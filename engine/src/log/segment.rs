@@ -53,6 +53,11 @@ pub(crate) struct SegmentMeta {
     /// Not the producer's timestamp alone, so that records with old
     /// timestamps do not roll a segment per append.
     pub(crate) roll_timestamp: i64,
+    /// The broker's clock at the last append (after a restart, the log
+    /// file's modification time). Retention ages a segment by this when its
+    /// `max_timestamp` lies in the future, so that one record with a broken
+    /// clock does not keep the segment, and all after it, forever.
+    pub(crate) last_append_ms: i64,
 }
 
 /// The segment being appended to: open files and its index in memory.
@@ -155,6 +160,8 @@ fn scan(
             next_offset: next_offset.max(base_offset),
             max_timestamp,
             roll_timestamp: roll_timestamp.unwrap_or(max_timestamp),
+            // Set by the caller, which knows the file.
+            last_append_ms: -1,
         },
         index,
         builder,
@@ -274,7 +281,11 @@ pub(crate) fn open_closed(
         tracing::warn!(file = %path.display(), "index missing or inconsistent with the log; rebuilt");
         write_index(io, dir, base_offset, &scan.index)?;
     }
-    Ok(scan.meta)
+    let mut meta = scan.meta;
+    meta.last_append_ms = io
+        .modified_ms(&path)
+        .map_err(|source| LogError::io(&path, source))?;
+    Ok(meta)
 }
 
 /// Loads a closed segment's files for reading (through the handle cache).
@@ -308,6 +319,7 @@ impl ActiveSegment {
             next_offset: base_offset,
             max_timestamp: -1,
             roll_timestamp: now_ms,
+            last_append_ms: now_ms,
         };
         let active = Self::open_files(
             io,
@@ -414,6 +426,10 @@ impl ActiveSegment {
             Ok(Some(first)) => first.max_timestamp.min(now_ms),
             _ => now_ms,
         };
+        meta.last_append_ms = io
+            .modified_ms(&path)
+            .map_err(|source| LogError::io(&path, source))?
+            .min(now_ms);
         drop(file);
         Self::open_files(io, dir, meta, index, scan.builder, OpenMode::ReadWrite)
     }
@@ -452,6 +468,7 @@ impl ActiveSegment {
             self.meta.max_timestamp = self.meta.max_timestamp.max(header.max_timestamp);
             position += header.total_bytes() as u64;
         }
+        self.meta.last_append_ms = now_ms;
         self.meta.size = position;
         self.meta.next_offset = headers
             .last()
