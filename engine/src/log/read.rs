@@ -4,14 +4,39 @@
 //! never write and take the partition lock only to choose a segment.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader};
 use super::index::SegmentIndex;
-use super::partition::{Partition, ReadPlan, ReadResult};
-use super::segment::{self, SegmentMeta, LOG_SUFFIX};
+use super::io::IoFile;
+use super::partition::{Inner, Partition, ReadPlan, ReadResult};
+use super::segment::{self, SegmentFiles, SegmentMeta, LOG_SUFFIX};
 use super::LogError;
+
+/// Rounds of choosing a segment and loading its files without the
+/// partition lock before a read loads them under it instead; each round
+/// lost means a compaction or retention changed files meanwhile.
+const PLAN_ROUNDS_MAX: usize = 3;
+
+/// The segment `pick` chooses: the last matching one when `last`, else the
+/// first.
+fn choose<'a>(
+    inner: &'a Inner,
+    pick: &impl Fn(&SegmentMeta) -> bool,
+    last: bool,
+) -> Option<&'a SegmentMeta> {
+    let mut metas = inner
+        .closed
+        .iter()
+        .chain(std::iter::once(&inner.active.meta));
+    if last {
+        metas.take_while(|meta| pick(meta)).last()
+    } else {
+        metas.find(|meta| pick(meta))
+    }
+}
 
 impl Partition {
     /// Reads whole batches starting with the one that holds `offset`, about
@@ -78,38 +103,55 @@ impl Partition {
         last: bool,
         locate: impl Fn(&SegmentIndex, i64) -> u32,
     ) -> Result<Option<ReadPlan>, LogError> {
-        let inner = self.lock();
-        let mut metas = inner
-            .closed
-            .iter()
-            .chain(std::iter::once(&inner.active.meta));
-        let chosen = if last {
-            metas.take_while(|meta| pick(meta)).last()
-        } else {
-            metas.find(|meta| pick(meta))
-        };
-        let Some(meta) = chosen else {
-            return Ok(None);
-        };
-        let path = segment::segment_path(&self.dir(), meta.base_offset, LOG_SUFFIX);
-        let (log, start_position) = if meta.base_offset == inner.active.meta.base_offset {
-            (
-                inner.active.log.clone(),
-                locate(&inner.active.index, meta.base_offset),
-            )
-        } else {
-            let files = self.context().handles.get_or_load(&path, || {
-                segment::load_files(self.context().io.as_ref(), &self.dir(), meta.base_offset)
-            })?;
-            (files.log.clone(), locate(&files.index, meta.base_offset))
-        };
-        Ok(Some(ReadPlan {
-            path,
-            log,
-            base_offset: meta.base_offset,
-            size: meta.size,
-            start_position: start_position as u64,
-        }))
+        let handles = &self.context().handles;
+        // Files loaded without the lock on the previous round: the segment's
+        // base offset and the cache's eviction count before loading.
+        let mut loaded: Option<(i64, u64, Arc<SegmentFiles>)> = None;
+        for round in 1.. {
+            let inner = self.lock();
+            let Some(meta) = choose(&inner, &pick, last) else {
+                return Ok(None);
+            };
+            let base_offset = meta.base_offset;
+            let path = segment::segment_path(self.dir(), base_offset, LOG_SUFFIX);
+            let plan = |log: Arc<dyn IoFile>, index: &SegmentIndex| ReadPlan {
+                path: path.clone(),
+                log,
+                base_offset,
+                size: meta.size,
+                start_position: locate(index, base_offset) as u64,
+            };
+            if base_offset == inner.active.meta.base_offset {
+                return Ok(Some(plan(inner.active.log.clone(), &inner.active.index)));
+            }
+            let evictions = match handles.get(&path) {
+                Ok(files) => return Ok(Some(plan(files.log.clone(), &files.index))),
+                Err(evictions) => evictions,
+            };
+            if let Some((base, seen, files)) = loaded.take() {
+                if base == base_offset {
+                    if let Some(files) = handles.install(&path, files, seen) {
+                        return Ok(Some(plan(files.log.clone(), &files.index)));
+                    }
+                }
+            }
+            if round > PLAN_ROUNDS_MAX {
+                // Files keep changing under us: load under the lock.
+                let files = handles.get_or_load(&path, || {
+                    segment::load_files(self.context().io.as_ref(), self.dir(), base_offset)
+                })?;
+                return Ok(Some(plan(files.log.clone(), &files.index)));
+            }
+            drop(inner);
+            // A failure may be retention or compaction removing the file
+            // after we chose it: choose again, and the last round loads
+            // under the lock, where a failure is real.
+            let files = segment::load_files(self.context().io.as_ref(), self.dir(), base_offset);
+            loaded = files
+                .ok()
+                .map(|files| (base_offset, evictions, Arc::new(files)));
+        }
+        unreachable!("the loop returns")
     }
 
     /// The first record at or after `timestamp`: its offset and timestamp.
