@@ -3,6 +3,7 @@
 //! chosen points, armed through a shared [`Faults`]. Compiled for tests
 //! only; the broker always runs on [`super::StdIo`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +27,8 @@ pub(crate) struct Faults {
     syncs: AtomicU64,
     /// Successful fsyncs of directories, for durability-of-removal tests.
     dir_syncs: AtomicU64,
+    /// Reads of each `.log` file, for tests of what opening a log reads.
+    log_reads: Mutex<BTreeMap<PathBuf, u64>>,
     /// While closed, opening an offset index (`.index`) for reading blocks:
     /// a test holds a cold index load in the middle and looks at what else
     /// can proceed meanwhile.
@@ -66,6 +69,10 @@ impl Faults {
     /// Directory fsyncs that succeeded so far.
     pub(crate) fn dir_syncs(&self) -> u64 {
         self.dir_syncs.load(Ordering::SeqCst)
+    }
+    /// Reads of each `.log` file so far.
+    pub(crate) fn log_reads(&self) -> BTreeMap<PathBuf, u64> {
+        self.log_reads.lock().expect("log reads lock").clone()
     }
     /// Blocks every open of an offset index for reading until
     /// [`Self::open_index_gate`].
@@ -141,10 +148,16 @@ impl FaultIo {
 struct FaultFile {
     inner: Arc<dyn IoFile>,
     faults: Arc<Faults>,
+    /// Where reads are counted, for log files.
+    log_path: Option<PathBuf>,
 }
 
 impl IoFile for FaultFile {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        if let Some(path) = &self.log_path {
+            let mut reads = self.faults.log_reads.lock().expect("log reads lock");
+            *reads.entry(path.clone()).or_default() += 1;
+        }
         self.inner.read_exact_at(buf, position)
     }
     fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
@@ -181,6 +194,10 @@ impl Io for FaultIo {
         Ok(Arc::new(FaultFile {
             inner,
             faults: self.faults.clone(),
+            log_path: path
+                .extension()
+                .is_some_and(|ext| ext == "log")
+                .then(|| path.to_path_buf()),
         }))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
