@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::producers::{ProducerStates, SequenceCheck};
-use super::recovery::{check_continuity, list_segments, rebuild_producers};
-use super::segment::{self, ActiveSegment, SegmentMeta};
+use super::recovery::{list_segments, open_segments};
+use super::segment::{ActiveSegment, SegmentMeta};
 use super::topic_config::{TimestampType, TopicConfig};
 use super::{Clock, FlushPolicy, Io, LogError};
 
@@ -135,29 +135,12 @@ impl Partition {
             .map_err(|source| LogError::io(dir, source))?;
         let bases = list_segments(io, dir)?;
         let now_ms = context.clock.now_ms();
-        let mut closed = Vec::new();
-        let mut active = match bases.split_last() {
-            None => ActiveSegment::create(io, dir, 0, context.index_interval_bytes, now_ms)?,
-            Some((last, rest)) => {
-                let mut next_offset = i64::MIN;
-                for base in rest {
-                    let meta = segment::open_closed(io, dir, *base, context.index_interval_bytes)?;
-                    check_continuity(dir, next_offset, &meta)?;
-                    next_offset = meta.next_offset;
-                    closed.push(meta);
-                }
-                let active =
-                    ActiveSegment::recover(io, dir, *last, context.index_interval_bytes, now_ms)?;
-                check_continuity(dir, next_offset, &active.meta)?;
-                active
-            }
-        };
+        let (closed, mut active, producers) = open_segments(&context, dir, &bases, now_ms)?;
         // Whatever survived recovery is made durable before it is served.
         active
             .sync_all()
             .map_err(|source| LogError::io(dir, source))?;
         let end = active.meta.next_offset;
-        let producers = rebuild_producers(&context, dir, &closed, &active)?;
         let start_path = dir.join(LOG_START_FILE);
         let start_override = match super::io::read_file(io, &start_path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes)

@@ -110,13 +110,15 @@ struct ScanStart {
 }
 
 /// Walks the batches of a log file from `start`, checking structure and, with
-/// `verify_crc`, every CRC. Stops at the first bad batch.
+/// `verify_crc`, every CRC, and hands each good batch's header to `visit`.
+/// Stops at the first bad batch.
 fn scan(
     file: &dyn IoFile,
     base_offset: i64,
     size: u64,
     start: ScanStart,
     verify_crc: bool,
+    visit: &mut dyn FnMut(&BatchHeader),
 ) -> Result<Scan, std::io::Error> {
     let ScanStart {
         mut position,
@@ -146,6 +148,7 @@ fn scan(
             stopped = Some((position, reason));
             break;
         }
+        visit(&header);
         let end = position + header.total_bytes() as u64;
         index_batch(&mut builder, &mut index, &header, position, base_offset);
         roll_timestamp.get_or_insert(header.max_timestamp);
@@ -250,11 +253,14 @@ fn write_index(
 /// lengths) and rebuilds the indexes when they are missing or differ from
 /// the log. Any damage refuses the segment: closed segments were complete
 /// when they were closed, so damage there is not a torn write to repair.
+/// `visit` sees every batch header, so that nothing else needs to read them
+/// again (idempotent producer state is rebuilt from them).
 pub(crate) fn open_closed(
     io: &dyn Io,
     dir: &Path,
     base_offset: i64,
     index_interval_bytes: u64,
+    visit: &mut dyn FnMut(&BatchHeader),
 ) -> Result<SegmentMeta, LogError> {
     let path = segment_path(dir, base_offset, LOG_SUFFIX);
     let file = io
@@ -268,7 +274,7 @@ pub(crate) fn open_closed(
         max_timestamp: -1,
         previous_next_offset: base_offset,
     };
-    let scan = scan(file.as_ref(), base_offset, size, start, false)
+    let scan = scan(file.as_ref(), base_offset, size, start, false, visit)
         .map_err(|source| LogError::io(&path, source))?;
     if let Some((position, reason)) = scan.stopped {
         return Err(LogError::Corrupt {
@@ -400,7 +406,7 @@ impl ActiveSegment {
             index_interval_bytes,
         )
         .map_err(|source| LogError::io(&path, source))?;
-        let scan = scan(file.as_ref(), base_offset, size, start, true)
+        let scan = scan(file.as_ref(), base_offset, size, start, true, &mut |_| {})
             .map_err(|source| LogError::io(&path, source))?;
         let mut meta = scan.meta;
         let mut index = scan.index;
