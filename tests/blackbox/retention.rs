@@ -72,7 +72,10 @@ fn a_far_future_timestamp_does_not_pin_retention() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, "[log]\nretention_check_interval_ms = 200\n").unwrap();
-    let broker = Broker::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
     let mut client = KafkaClient::connect(broker.kafka);
     // Every batch (about 170 bytes) fills a segment: each append rolls.
     let topic = CreatableTopic::default()

@@ -554,7 +554,6 @@ impl Partition {
     }
 }
 
-
 /// Checks the sequence numbers of a produced request's batches. Returns the
 /// original offsets when the request is a retry of a written batch.
 fn check_sequences(

@@ -23,7 +23,12 @@ fn an_append_completes_while_a_cold_read_loads_an_index() -> anyhow::Result<()> 
     // Each batch fills a segment: offset 0 ends up in a closed segment that
     // no read has opened yet.
     for index in 0..2 {
-        partition.append(&support::values_batch(&format!("b{index}"), 1, 60, START_MS))?;
+        partition.append(&support::values_batch(
+            &format!("b{index}"),
+            1,
+            60,
+            START_MS,
+        ))?;
     }
     anyhow::ensure!(partition.segment_count() > 1, "setup must roll");
     fixture.faults.close_index_gate();
@@ -65,7 +70,12 @@ fn opening_a_partition_reads_each_closed_batch_header_once() -> anyhow::Result<(
         let partition = store.partition("t", 0)?;
         // One batch per segment: five closed segments and the active one.
         for index in 0..6 {
-            partition.append(&support::values_batch(&format!("b{index}"), 1, 60, START_MS))?;
+            partition.append(&support::values_batch(
+                &format!("b{index}"),
+                1,
+                60,
+                START_MS,
+            ))?;
         }
         anyhow::ensure!(partition.segment_count() == 6, "setup must roll per batch");
     }
@@ -76,7 +86,8 @@ fn opening_a_partition_reads_each_closed_batch_header_once() -> anyhow::Result<(
     let dir = fixture.partition_dir("t", 0);
     for meta in &metas[..metas.len() - 1] {
         let path = crate::log::segment::segment_path(&dir, meta.base_offset, "log");
-        let reads = after.get(&path).copied().unwrap_or(0) - before.get(&path).copied().unwrap_or(0);
+        let reads =
+            after.get(&path).copied().unwrap_or(0) - before.get(&path).copied().unwrap_or(0);
         assert_eq!(reads, 1, "reads of {} while opening", path.display());
     }
     Ok(())
