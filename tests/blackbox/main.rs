@@ -15,5 +15,6 @@ mod plugins;
 mod processor_records;
 mod processors;
 mod protocol;
+mod retention;
 mod serve;
 mod topic_lifecycle;

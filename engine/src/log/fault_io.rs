@@ -3,10 +3,11 @@
 //! chosen points, armed through a shared [`Faults`]. Compiled for tests
 //! only; the broker always runs on [`super::StdIo`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::io::{Io, IoFile, OpenMode, StdIo};
 
@@ -31,6 +32,22 @@ pub(crate) struct Faults {
     cut_removals: AtomicBool,
     /// Directories fsynced so far, in order.
     synced_dirs: std::sync::Mutex<Vec<PathBuf>>,
+    /// Successful fsyncs of directories, for durability-of-removal tests.
+    dir_syncs: AtomicU64,
+    /// Reads of each `.log` file, for tests of what opening a log reads.
+    log_reads: Mutex<BTreeMap<PathBuf, u64>>,
+    /// While closed, opening an offset index (`.index`) for reading blocks:
+    /// a test holds a cold index load in the middle and looks at what else
+    /// can proceed meanwhile.
+    index_gate: IndexGate,
+}
+
+/// The state of [`Faults::close_index_gate`]: whether it is closed and how
+/// many opens wait at it.
+#[derive(Debug, Default)]
+struct IndexGate {
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
 }
 
 impl Faults {
@@ -67,6 +84,51 @@ impl Faults {
     /// File fsyncs that succeeded so far.
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
+    }
+    /// Directory fsyncs that succeeded so far.
+    pub(crate) fn dir_syncs(&self) -> u64 {
+        self.dir_syncs.load(Ordering::SeqCst)
+    }
+    /// Reads of each `.log` file so far.
+    pub(crate) fn log_reads(&self) -> BTreeMap<PathBuf, u64> {
+        self.log_reads.lock().expect("log reads lock").clone()
+    }
+    /// Blocks every open of an offset index for reading until
+    /// [`Self::open_index_gate`].
+    pub(crate) fn close_index_gate(&self) {
+        self.index_gate.state.lock().expect("gate lock").0 = true;
+    }
+    /// Lets blocked and future index opens through.
+    pub(crate) fn open_index_gate(&self) {
+        self.index_gate.state.lock().expect("gate lock").0 = false;
+        self.index_gate.changed.notify_all();
+    }
+    /// Waits until an index open is blocked at the closed gate; false if
+    /// none arrived within `timeout`.
+    pub(crate) fn wait_at_index_gate(&self, timeout: std::time::Duration) -> bool {
+        let state = self.index_gate.state.lock().expect("gate lock");
+        let (state, _) = self
+            .index_gate
+            .changed
+            .wait_timeout_while(state, timeout, |(_, waiting)| *waiting == 0)
+            .expect("gate lock");
+        state.1 > 0
+    }
+    fn pass_index_gate(&self, path: &Path, mode: OpenMode) {
+        if mode != OpenMode::Read || path.extension().is_none_or(|ext| ext != "index") {
+            return;
+        }
+        let gate = &self.index_gate;
+        let mut state = gate.state.lock().expect("gate lock");
+        if !state.0 {
+            return;
+        }
+        state.1 += 1;
+        gate.changed.notify_all();
+        while state.0 {
+            state = gate.changed.wait(state).expect("gate lock");
+        }
+        state.1 -= 1;
     }
 
     /// How much of a `len`-byte write may go through, consuming budget.
@@ -105,10 +167,16 @@ impl FaultIo {
 struct FaultFile {
     inner: Arc<dyn IoFile>,
     faults: Arc<Faults>,
+    /// Where reads are counted, for log files.
+    log_path: Option<PathBuf>,
 }
 
 impl IoFile for FaultFile {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
+        if let Some(path) = &self.log_path {
+            let mut reads = self.faults.log_reads.lock().expect("log reads lock");
+            *reads.entry(path.clone()).or_default() += 1;
+        }
         self.inner.read_exact_at(buf, position)
     }
     fn write_all_at(&self, data: &[u8], position: u64) -> io::Result<()> {
@@ -140,10 +208,15 @@ impl IoFile for FaultFile {
 
 impl Io for FaultIo {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn IoFile>> {
+        self.faults.pass_index_gate(path, mode);
         let inner = StdIo.open(path, mode)?;
         Ok(Arc::new(FaultFile {
             inner,
             faults: self.faults.clone(),
+            log_path: path
+                .extension()
+                .is_some_and(|ext| ext == "log")
+                .then(|| path.to_path_buf()),
         }))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -176,6 +249,7 @@ impl Io for FaultIo {
         StdIo.sync_dir(path)?;
         let mut synced = self.faults.synced_dirs.lock().expect("synced dirs");
         synced.push(path.to_path_buf());
+        self.faults.dir_syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
     fn exists(&self, path: &Path) -> bool {

@@ -63,6 +63,16 @@ pub trait Io: Send + Sync {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
+    /// When `path` was last modified, in milliseconds since the epoch.
+    /// The default asks the real file system, which is what every test
+    /// layer wraps.
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let modified = std::fs::metadata(path)?.modified()?;
+        let since_epoch = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        Ok(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The real file system.
@@ -181,6 +191,16 @@ pub(crate) fn write_atomic(io: &dyn Io, path: &Path, data: &[u8]) -> io::Result<
     io.sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Removes `path` durably: a crash after this returns cannot bring the file
+/// back. A missing file is not an error.
+pub(crate) fn remove_durably(io: &dyn Io, path: &Path) -> io::Result<()> {
+    io.remove_file(path)?;
+    // The removal is an entry in the directory, durable only once the
+    // directory is; a missing file still syncs, since an earlier attempt
+    // may have removed it and failed before its sync.
+    io.sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +217,22 @@ mod tests {
         assert_eq!(file.len().unwrap(), 3);
         assert!(file.write_all_at(b"x", 3).is_err());
         assert_eq!(file.len().unwrap(), 3);
+    }
+
+    #[test]
+    fn remove_durably_fsyncs_the_parent_directory_after_the_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.json");
+        write_atomic(&StdIo, &path, b"{}").unwrap();
+        let faults = Faults::new();
+        let io = FaultIo::new(faults.clone());
+        remove_durably(&io, &path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(faults.dir_syncs(), 1, "the directory was not fsynced");
+        // Removing what is already gone still makes the directory durable:
+        // the earlier attempt may have failed between the two steps.
+        remove_durably(&io, &path).unwrap();
+        assert_eq!(faults.dir_syncs(), 2);
     }
 
     #[test]

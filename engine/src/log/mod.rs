@@ -29,6 +29,7 @@ pub(crate) mod io;
 mod offset_map;
 mod partition;
 mod producers;
+mod read;
 mod records;
 mod recovery;
 mod retention;

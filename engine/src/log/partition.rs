@@ -10,15 +10,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
-use super::index::SegmentIndex;
 use super::producers::{check_sequences, ProducerStates};
-use super::recovery::{check_continuity, list_segments, rebuild_producers};
-use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
+use super::recovery::{list_segments, open_segments};
+use super::segment::{ActiveSegment, SegmentMeta};
 use super::topic_config::{TimestampType, TopicConfig};
 use super::{Clock, FlushPolicy, Io, LogError};
 
@@ -138,29 +137,12 @@ impl Partition {
             .map_err(|source| LogError::io(dir, source))?;
         let bases = list_segments(io, dir)?;
         let now_ms = context.clock.now_ms();
-        let mut closed = Vec::new();
-        let mut active = match bases.split_last() {
-            None => ActiveSegment::create(io, dir, 0, context.index_interval_bytes, now_ms)?,
-            Some((last, rest)) => {
-                let mut next_offset = i64::MIN;
-                for base in rest {
-                    let meta = segment::open_closed(io, dir, *base, context.index_interval_bytes)?;
-                    check_continuity(dir, next_offset, &meta)?;
-                    next_offset = meta.next_offset;
-                    closed.push(meta);
-                }
-                let active =
-                    ActiveSegment::recover(io, dir, *last, context.index_interval_bytes, now_ms)?;
-                check_continuity(dir, next_offset, &active.meta)?;
-                active
-            }
-        };
+        let (closed, mut active, producers) = open_segments(&context, dir, &bases, now_ms)?;
         // Whatever survived recovery is made durable before it is served.
         active
             .sync_all()
             .map_err(|source| LogError::io(dir, source))?;
         let end = active.meta.next_offset;
-        let producers = rebuild_producers(&context, dir, &closed, &active)?;
         let start_path = dir.join(LOG_START_FILE);
         let start_override = match super::io::read_file(io, &start_path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes)
@@ -564,150 +546,6 @@ impl Partition {
             .map_err(|source| LogError::io(&self.dir, source))
     }
 
-    /// Reads whole batches starting with the one that holds `offset`, about
-    /// `max_bytes` of them but always at least one whole batch, never past
-    /// the high watermark. Every batch's CRC is checked before it is served.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let high_watermark = self.high_watermark();
-        let log_start_offset = self.log_start_offset();
-        if offset < log_start_offset || offset > high_watermark {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                high_watermark,
-            });
-        }
-        let result = |records| ReadResult {
-            records,
-            high_watermark,
-            log_start_offset,
-        };
-        let relative = |index: &SegmentIndex, base: i64| {
-            index.position_for((offset - base).clamp(0, u32::MAX as i64) as u32)
-        };
-        // The segment holding `offset`; compaction may have emptied its end,
-        // in which case the data continues in the next one.
-        let mut plan = self.plan_read(|meta| meta.base_offset <= offset, true, relative)?;
-        while let Some(current) = plan {
-            if offset >= high_watermark {
-                break;
-            }
-            let found = segment::seek(
-                current.log.as_ref(),
-                current.start_position,
-                current.size,
-                offset,
-            )
-            .map_err(|source| LogError::io(&current.path, source))?;
-            if let Some((position, first)) = found {
-                if first.base_offset >= high_watermark {
-                    break;
-                }
-                return Ok(result(read_batches(
-                    &current,
-                    position,
-                    &first,
-                    max_bytes,
-                    high_watermark,
-                )?));
-            }
-            plan = self.plan_read(
-                |meta| meta.base_offset > current.base_offset,
-                false,
-                relative,
-            )?;
-        }
-        Ok(result(Bytes::new()))
-    }
-
-    /// Plans a read of a segment chosen by `pick`: the last one matching when
-    /// `last`, else the first. `locate` finds the start position in its index.
-    pub(super) fn plan_read(
-        &self,
-        pick: impl Fn(&SegmentMeta) -> bool,
-        last: bool,
-        locate: impl Fn(&SegmentIndex, i64) -> u32,
-    ) -> Result<Option<ReadPlan>, LogError> {
-        let inner = self.lock();
-        let mut metas = inner
-            .closed
-            .iter()
-            .chain(std::iter::once(&inner.active.meta));
-        let chosen = if last {
-            metas.take_while(|meta| pick(meta)).last()
-        } else {
-            metas.find(|meta| pick(meta))
-        };
-        let Some(meta) = chosen else {
-            return Ok(None);
-        };
-        let path = segment::segment_path(&self.dir, meta.base_offset, LOG_SUFFIX);
-        let (log, start_position) = if meta.base_offset == inner.active.meta.base_offset {
-            (
-                inner.active.log.clone(),
-                locate(&inner.active.index, meta.base_offset),
-            )
-        } else {
-            let files = self.context.handles.get_or_load(&path, || {
-                segment::load_files(self.context.io.as_ref(), &self.dir, meta.base_offset)
-            })?;
-            (files.log.clone(), locate(&files.index, meta.base_offset))
-        };
-        Ok(Some(ReadPlan {
-            path,
-            log,
-            base_offset: meta.base_offset,
-            size: meta.size,
-            start_position: start_position as u64,
-        }))
-    }
-
-    /// The first record at or after `timestamp`: its offset and timestamp.
-    pub(crate) fn offset_for_timestamp(
-        &self,
-        timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
-        let high_watermark = self.high_watermark();
-        let locate = |index: &SegmentIndex, _base: i64| {
-            index.position_for(index.relative_offset_for_time(timestamp))
-        };
-        let mut plan = self.plan_read(|meta| meta.max_timestamp >= timestamp, false, locate)?;
-        while let Some(current) = plan {
-            let found = segment::seek_time(
-                current.log.as_ref(),
-                current.start_position,
-                current.size,
-                timestamp,
-            )
-            .map_err(|source| LogError::io(&current.path, source))?;
-            if let Some((position, header)) = found {
-                if header.base_offset >= high_watermark {
-                    return Ok(None);
-                }
-                let mut bytes = vec![0u8; header.total_bytes()];
-                current
-                    .log
-                    .read_exact_at(&mut bytes, position)
-                    .map_err(|source| LogError::io(&current.path, source))?;
-                return first_record_at_or_after(
-                    &current.path,
-                    position,
-                    bytes,
-                    timestamp,
-                    self.context.decompressed_batch_bytes_max,
-                )
-                .map(Some);
-            }
-            let base = current.base_offset;
-            plan = self.plan_read(
-                |meta| meta.base_offset > base && meta.max_timestamp >= timestamp,
-                false,
-                locate,
-            )?;
-        }
-        Ok(None)
-    }
-
     /// Metadata of every segment, oldest first, the active one last.
     pub(crate) fn segment_metas(&self) -> Vec<SegmentMeta> {
         let inner = self.lock();
@@ -718,77 +556,6 @@ impl Partition {
             .chain(std::iter::once(inner.active.meta.clone()))
             .collect()
     }
-}
-
-/// Reads whole batches from `position` (where `first` starts): at least
-/// `first`, then more while they fit in `max_bytes` and lie below the high
-/// watermark. Verifies each batch's CRC.
-fn read_batches(
-    plan: &ReadPlan,
-    position: u64,
-    first: &BatchHeader,
-    max_bytes: usize,
-    high_watermark: i64,
-) -> Result<Bytes, LogError> {
-    let want = (max_bytes.max(first.total_bytes()) as u64).min(plan.size - position);
-    let mut buf = BytesMut::zeroed(want as usize);
-    plan.log
-        .read_exact_at(&mut buf, position)
-        .map_err(|source| LogError::io(&plan.path, source))?;
-    let mut end = 0;
-    while end < buf.len() {
-        let rest = &buf[end..];
-        match BatchHeader::parse(rest) {
-            Ok(header)
-                if header.total_bytes() <= rest.len() && header.base_offset < high_watermark =>
-            {
-                batch::verify(rest).map_err(|error| LogError::Corrupt {
-                    path: plan.path.clone(),
-                    position: position + end as u64,
-                    reason: error.to_string(),
-                })?;
-                end += header.total_bytes();
-            }
-            // A partial last batch (cut by max_bytes) or the high watermark.
-            _ => break,
-        }
-    }
-    if end == 0 {
-        return Err(LogError::Corrupt {
-            path: plan.path.clone(),
-            position,
-            reason: "batch header could not be read back".into(),
-        });
-    }
-    buf.truncate(end);
-    Ok(buf.freeze())
-}
-
-/// The first record in `batch` with a timestamp at or after `timestamp`.
-fn first_record_at_or_after(
-    path: &Path,
-    position: u64,
-    batch: Vec<u8>,
-    timestamp: i64,
-    decompressed_bytes_max: usize,
-) -> Result<(i64, i64), LogError> {
-    let corrupt = |reason: String| LogError::Corrupt {
-        path: path.to_path_buf(),
-        position,
-        reason,
-    };
-    let header = batch::verify(&batch).map_err(|error| corrupt(error.to_string()))?;
-    if batch::is_log_append_time(&header) {
-        // LogAppendTime: every record carries the batch's max timestamp.
-        return Ok((header.base_offset, header.max_timestamp));
-    }
-    let records = super::records::decode(&Bytes::from(batch), decompressed_bytes_max)
-        .map_err(|error| corrupt(error.to_string()))?;
-    records
-        .iter()
-        .find(|record| record.timestamp >= timestamp)
-        .map(|record| (record.offset, record.timestamp))
-        .ok_or_else(|| corrupt("max timestamp is not carried by any record".into()))
 }
 
 /// Gives the batches consecutive offsets from `base_offset` and, with

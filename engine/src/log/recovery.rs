@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use super::batch::BatchHeader;
-use super::io::OpenMode;
 use super::partition::PartitionContext;
 use super::producers::ProducerStates;
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
@@ -60,26 +59,36 @@ pub(super) fn check_continuity(
     Ok(())
 }
 
-/// Rebuilds idempotent producer state from the batch headers in the log.
-pub(super) fn rebuild_producers(
+/// Opens the segments at `bases` (ascending) of the partition in `dir`: the
+/// closed ones checked, the last one recovered as the active segment, and
+/// idempotent producer state replayed from every batch header, each header
+/// read once (the closed segments' during their check).
+pub(super) fn open_segments(
     context: &PartitionContext,
     dir: &Path,
-    closed: &[SegmentMeta],
-    active: &ActiveSegment,
-) -> Result<ProducerStates, LogError> {
+    bases: &[i64],
+    now_ms: i64,
+) -> Result<(Vec<SegmentMeta>, ActiveSegment, ProducerStates), LogError> {
+    let io = context.io.as_ref();
+    let interval = context.index_interval_bytes;
     let mut producers = ProducerStates::new(context.producers_max);
+    let Some((last, rest)) = bases.split_last() else {
+        let active = ActiveSegment::create(io, dir, 0, interval, now_ms)?;
+        return Ok((Vec::new(), active, producers));
+    };
     let mut visit = |header: &BatchHeader| producers.record(header, 0);
-    for meta in closed {
-        let path = segment::segment_path(dir, meta.base_offset, LOG_SUFFIX);
-        let file = context
-            .io
-            .open(&path, OpenMode::Read)
-            .map_err(|source| LogError::io(&path, source))?;
-        segment::walk_headers(file.as_ref(), meta.size, &mut visit)
-            .map_err(|source| LogError::io(&path, source))?;
+    let mut closed = Vec::new();
+    let mut next_offset = i64::MIN;
+    for base in rest {
+        let meta = segment::open_closed(io, dir, *base, interval, &mut visit)?;
+        check_continuity(dir, next_offset, &meta)?;
+        next_offset = meta.next_offset;
+        closed.push(meta);
     }
+    let active = ActiveSegment::recover(io, dir, *last, interval, now_ms)?;
+    check_continuity(dir, next_offset, &active.meta)?;
     let path = segment::segment_path(dir, active.meta.base_offset, LOG_SUFFIX);
     segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
         .map_err(|source| LogError::io(&path, source))?;
-    Ok(producers)
+    Ok((closed, active, producers))
 }

@@ -8,6 +8,21 @@ use super::partition::Partition;
 use super::segment::{self, SegmentMeta, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use super::LogError;
 
+/// How far past the broker's clock a segment's largest timestamp may lie and
+/// still be its age for `retention.ms`; a timestamp further ahead is a
+/// producer's broken clock, and the segment ages from its last append.
+const FUTURE_TIMESTAMP_TOLERANCE_MS: i64 = 60_000;
+
+/// The time `retention.ms` counts from for `meta` at `now_ms`: its largest
+/// timestamp (Kafka's rule), unless that lies in the future.
+fn retention_timestamp(meta: &SegmentMeta, now_ms: i64) -> i64 {
+    if meta.max_timestamp > now_ms.saturating_add(FUTURE_TIMESTAMP_TOLERANCE_MS) {
+        meta.last_append_ms
+    } else {
+        meta.max_timestamp
+    }
+}
+
 impl Partition {
     /// Deletes segments past `retention.ms` or `retention.bytes`; returns how
     /// many were deleted.
@@ -20,7 +35,8 @@ impl Partition {
         self.check_live()?;
         let now_ms = self.context().clock.now_ms();
         let expired = |meta: &SegmentMeta, total: u64| {
-            (config.retention_ms >= 0 && now_ms - meta.max_timestamp > config.retention_ms)
+            (config.retention_ms >= 0
+                && now_ms - retention_timestamp(meta, now_ms) > config.retention_ms)
                 || (config.retention_bytes >= 0
                     && total - meta.size >= config.retention_bytes as u64)
         };

@@ -53,6 +53,11 @@ pub(crate) struct SegmentMeta {
     /// Not the producer's timestamp alone, so that records with old
     /// timestamps do not roll a segment per append.
     pub(crate) roll_timestamp: i64,
+    /// The broker's clock at the last append (after a restart, the log
+    /// file's modification time). Retention ages a segment by this when its
+    /// `max_timestamp` lies in the future, so that one record with a broken
+    /// clock does not keep the segment, and all after it, forever.
+    pub(crate) last_append_ms: i64,
 }
 
 /// The segment being appended to: open files and its index in memory.
@@ -105,13 +110,15 @@ struct ScanStart {
 }
 
 /// Walks the batches of a log file from `start`, checking structure and, with
-/// `verify_crc`, every CRC. Stops at the first bad batch.
+/// `verify_crc`, every CRC, and hands each good batch's header to `visit`.
+/// Stops at the first bad batch.
 fn scan(
     file: &dyn IoFile,
     base_offset: i64,
     size: u64,
     start: ScanStart,
     verify_crc: bool,
+    visit: &mut dyn FnMut(&BatchHeader),
 ) -> Result<Scan, std::io::Error> {
     let ScanStart {
         mut position,
@@ -141,6 +148,7 @@ fn scan(
             stopped = Some((position, reason));
             break;
         }
+        visit(&header);
         let end = position + header.total_bytes() as u64;
         index_batch(&mut builder, &mut index, &header, position, base_offset);
         roll_timestamp.get_or_insert(header.max_timestamp);
@@ -155,6 +163,8 @@ fn scan(
             next_offset: next_offset.max(base_offset),
             max_timestamp,
             roll_timestamp: roll_timestamp.unwrap_or(max_timestamp),
+            // Set by the caller, which knows the file.
+            last_append_ms: -1,
         },
         index,
         builder,
@@ -243,11 +253,14 @@ fn write_index(
 /// lengths) and rebuilds the indexes when they are missing or differ from
 /// the log. Any damage refuses the segment: closed segments were complete
 /// when they were closed, so damage there is not a torn write to repair.
+/// `visit` sees every batch header, so that nothing else needs to read them
+/// again (idempotent producer state is rebuilt from them).
 pub(crate) fn open_closed(
     io: &dyn Io,
     dir: &Path,
     base_offset: i64,
     index_interval_bytes: u64,
+    visit: &mut dyn FnMut(&BatchHeader),
 ) -> Result<SegmentMeta, LogError> {
     let path = segment_path(dir, base_offset, LOG_SUFFIX);
     let file = io
@@ -261,7 +274,7 @@ pub(crate) fn open_closed(
         max_timestamp: -1,
         previous_next_offset: base_offset,
     };
-    let scan = scan(file.as_ref(), base_offset, size, start, false)
+    let scan = scan(file.as_ref(), base_offset, size, start, false, visit)
         .map_err(|source| LogError::io(&path, source))?;
     if let Some((position, reason)) = scan.stopped {
         return Err(LogError::Corrupt {
@@ -274,7 +287,11 @@ pub(crate) fn open_closed(
         tracing::warn!(file = %path.display(), "index missing or inconsistent with the log; rebuilt");
         write_index(io, dir, base_offset, &scan.index)?;
     }
-    Ok(scan.meta)
+    let mut meta = scan.meta;
+    meta.last_append_ms = io
+        .modified_ms(&path)
+        .map_err(|source| LogError::io(&path, source))?;
+    Ok(meta)
 }
 
 /// Loads a closed segment's files for reading (through the handle cache).
@@ -308,6 +325,7 @@ impl ActiveSegment {
             next_offset: base_offset,
             max_timestamp: -1,
             roll_timestamp: now_ms,
+            last_append_ms: now_ms,
         };
         let active = Self::open_files(
             io,
@@ -388,7 +406,7 @@ impl ActiveSegment {
             index_interval_bytes,
         )
         .map_err(|source| LogError::io(&path, source))?;
-        let scan = scan(file.as_ref(), base_offset, size, start, true)
+        let scan = scan(file.as_ref(), base_offset, size, start, true, &mut |_| {})
             .map_err(|source| LogError::io(&path, source))?;
         let mut meta = scan.meta;
         let mut index = scan.index;
@@ -414,6 +432,10 @@ impl ActiveSegment {
             Ok(Some(first)) => first.max_timestamp.min(now_ms),
             _ => now_ms,
         };
+        meta.last_append_ms = io
+            .modified_ms(&path)
+            .map_err(|source| LogError::io(&path, source))?
+            .min(now_ms);
         drop(file);
         Self::open_files(io, dir, meta, index, scan.builder, OpenMode::ReadWrite)
     }
@@ -452,6 +474,7 @@ impl ActiveSegment {
             self.meta.max_timestamp = self.meta.max_timestamp.max(header.max_timestamp);
             position += header.total_bytes() as u64;
         }
+        self.meta.last_append_ms = now_ms;
         self.meta.size = position;
         self.meta.next_offset = headers
             .last()

@@ -2,6 +2,7 @@
 //! tests through the fault-injecting I/O layer, retention and compaction
 //! with an injected clock.
 
+mod cold_reads;
 mod compaction;
 mod corruption;
 mod crash;

@@ -271,3 +271,41 @@ fn delete_records_moves_the_start_durably_and_drops_whole_segments() -> anyhow::
     );
     Ok(())
 }
+
+/// 2500-01-01T00:00:00Z: a producer with a broken clock.
+const YEAR_2500_MS: i64 = 16_725_225_600_000;
+
+#[test]
+fn a_future_timestamp_ages_from_the_last_append_and_after_a_restart() -> anyhow::Result<()> {
+    let fixture = Fixture::new(FlushPolicy::Never);
+    let overrides = support::overrides(&[("segment.bytes", "100"), ("retention.ms", "600000")]);
+    {
+        let store = fixture.open()?;
+        store.create_topic("t", 1, overrides)?;
+        let partition = store.partition("t", 0)?;
+        // Segments [future], [now], [now] with the last one active.
+        for (index, timestamp) in [(0, YEAR_2500_MS), (1, START_MS), (2, START_MS)] {
+            let tag = format!("b{index}");
+            partition.append(&support::values_batch(&tag, 1, 60, timestamp))?;
+        }
+        fixture.clock.advance(11 * MINUTE_MS);
+        assert_eq!(partition.enforce_retention()?, 3, "aged by the last append");
+        assert_eq!(partition.log_start_offset(), 3);
+        partition.append(&support::values_batch("b3", 1, 60, YEAR_2500_MS))?;
+        partition.append(&support::values_batch("b4", 1, 60, fixture.now_ms()))?;
+    }
+    // After a restart the log files' modification times (the real clock)
+    // stand in for the appends; move the test clock past them.
+    let real_now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let store = fixture.open()?;
+    let partition = store.partition("t", 0)?;
+    assert_eq!(partition.enforce_retention()?, 0);
+    fixture
+        .clock
+        .advance(real_now_ms - fixture.now_ms() + 11 * MINUTE_MS);
+    assert_eq!(partition.enforce_retention()?, 2);
+    assert_eq!(partition.log_start_offset(), 5);
+    Ok(())
+}

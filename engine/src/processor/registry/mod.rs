@@ -24,7 +24,8 @@ use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, Partition
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
 use crate::group::{GroupCoordinator, GroupError, OffsetCommit};
-use crate::log::{io::write_atomic, LogStore, StdIo};
+use crate::log::io::{remove_durably, write_atomic};
+use crate::log::{LogStore, StdIo};
 use crate::shutdown::Shutdown;
 use crate::start_position::StartPosition;
 use tasks::{drive, stop};
@@ -535,7 +536,7 @@ impl Processors {
             .contains_key(name)
         {
             self.delete_offsets(name, &group)?;
-            std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
+            remove_durably(&StdIo, &self.spec_path(name)).map_err(internal)?;
             self.broken.lock().expect("registry lock").remove(name);
             tracing::info!(processor = name, "processor removed");
             return Ok(());
@@ -556,7 +557,7 @@ impl Processors {
             return Err(error);
         }
         self.running.lock().expect("registry lock").remove(name);
-        std::fs::remove_file(self.spec_path(name)).map_err(internal)?;
+        remove_durably(&StdIo, &self.spec_path(name)).map_err(internal)?;
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -565,7 +566,8 @@ impl Processors {
             .values()
             .any(|r| &r.deployment.wasm_sha256 == sha);
         if !shared {
-            let _ = std::fs::remove_file(self.blob_path(sha));
+            // A blob left behind by a failure is only unused space.
+            let _ = remove_durably(&StdIo, &self.blob_path(sha));
         }
         tracing::info!(processor = name, "processor removed");
         Ok(())
