@@ -50,7 +50,9 @@ fn still_open(stream: &mut TcpStream) -> bool {
 #[test]
 fn stalled_frame_bodies_do_not_stall_other_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("data"), &[]);
+    // A body timeout far beyond the test, so the stalled sockets are still
+    // waiting (not timed out) however slow the machine is.
+    let broker = broker_with(dir.path(), "[kafka]\nrequest_body_timeout_ms = 600000\n");
     // Six 100 MiB frames announced (600 MiB, above the 512 MiB request
     // budget) whose bodies never come.
     let mut stalled: Vec<TcpStream> = (0..6)
@@ -405,8 +407,13 @@ fn topics_and_partitions_beyond_the_broker_wide_limits_are_refused() {
         12,
     );
     assert_eq!(metadata.topics[0].error_code, POLICY_VIOLATION);
-    let lines = broker.stderr_lines().join("\n");
-    assert!(lines.contains("topic not auto-created"), "{lines}");
+    // The log line may reach the stderr reader after the response: wait.
+    let mut seen = Vec::new();
+    assert!(
+        wait_for_log(&broker, &mut seen, "topic not auto-created"),
+        "{}",
+        seen.join("\n")
+    );
 }
 
 /// JoinGroup v3 of a new member to `group` with `metadata_bytes` of
