@@ -109,7 +109,9 @@ impl PartitionTask {
 
     /// Whether records are waiting in the log (or already read).
     pub(crate) fn has_work(&self, high_watermark: i64) -> bool {
-        !self.pending.is_empty() || self.position < high_watermark
+        // A position past the high watermark is work too: the step resets
+        // it (see `reset_if_past_the_log_end`).
+        !self.pending.is_empty() || self.position != high_watermark
     }
 
     /// Forgets read-ahead and the instance, e.g. after a failure, so the
@@ -257,7 +259,9 @@ impl PartitionTask {
     /// offset (nothing is skipped; records may be processed again, as
     /// at-least-once allows), and say so in the partition's status.
     fn reset_if_past_the_log_end(&mut self, partition: &Partition) {
-        let log_end_offset = partition.log_end_offset();
+        // The high watermark, not the log end: a position never passes it
+        // in normal operation (only records below it are read).
+        let log_end_offset = partition.high_watermark();
         if !self.pending.is_empty() || self.fetch_position <= log_end_offset {
             return;
         }

@@ -430,3 +430,50 @@ fn one_processor_reads_several_input_topics() {
         by_key["a"].iter().position(|v| v == "L1") < by_key["a"].iter().position(|v| v == "L3")
     );
 }
+
+/// A committed offset past the input's log end (here the log was cut off
+/// while the broker was down, as recovery cuts an unsynced tail) restarts
+/// the partition from the log start, with a status line saying so: the
+/// records produced afterwards are processed, not skipped while the
+/// partition waits for the log to grow past its old position.
+#[test]
+fn a_committed_offset_past_the_log_end_restarts_from_the_log_start() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let first: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    let records: Vec<(Option<&str>, &str)> = first.iter().map(|v| (None, v.as_str())).collect();
+    pipeline.produce("in", &records);
+    pipeline.deploy("up", "uppercase", &["--input", "in", "--output", "out"]);
+    pipeline.wait_caught_up("up", 10);
+    pipeline.restart_after(|data| {
+        let partition = crate::harness::topic_dir(data, "in")
+            .expect("the input topic's directory")
+            .join("0");
+        for entry in std::fs::read_dir(&partition).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "log") {
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                file.set_len(0).unwrap();
+            }
+        }
+    });
+    let later: Vec<String> = (0..3).map(|i| format!("b{i}")).collect();
+    let records: Vec<(Option<&str>, &str)> = later.iter().map(|v| (None, v.as_str())).collect();
+    pipeline.produce("in", &records);
+    let status = pipeline.wait_for("up", "the records after the cut", |s| {
+        s["partitions"][0]["committed_offset"] == 3 && s["partitions"][0]["high_watermark"] == 3
+    });
+    let notice = status["partitions"][0]["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        notice.contains("past the log end") && notice.contains("restarted from the log start 0"),
+        "{status:#}"
+    );
+    let outputs = values(&pipeline.consume("out"));
+    for value in ["B0", "B1", "B2"] {
+        assert!(outputs.iter().any(|v| v == value), "{value} in {outputs:?}");
+    }
+}
