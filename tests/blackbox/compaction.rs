@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use sluice::log::batch::build;
@@ -60,21 +59,6 @@ fn plain(line: &str) -> String {
     plain
 }
 
-/// Peak resident set size of process `pid` (VmHWM), in bytes.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmHWM in kB");
-    kib * 1024
-}
-
 fn produce(client: &mut KafkaClient, keys: std::ops::Range<usize>, generation: u32) {
     let entries: Vec<build::Entry> = keys
         .map(|index| {
@@ -86,17 +70,7 @@ fn produce(client: &mut KafkaClient, keys: std::ops::Range<usize>, generation: u
         })
         .collect();
     let records = build::batch(&entries, Compression::None).freeze();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(text(TOPIC)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response = client.call(request, 9);
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0, "produce");
+    assert_eq!(client.produce(TOPIC, 0, records), 0, "produce");
 }
 
 /// Every record of the partition: key → (value, count of records with it).
@@ -134,37 +108,18 @@ fn consume_all(client: &mut KafkaClient) -> HashMap<Bytes, (Bytes, usize)> {
 #[test]
 fn compaction_memory_is_bounded_by_the_budget_not_the_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
+    let broker = Broker::start_with_config(
+        dir.path(),
         "[log]\nretention_check_interval_ms = 200\ncompaction_memory_bytes_max = 1048576\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let broker = Broker::start(&data, &["--config", config.to_str().unwrap()]);
-    let mut client = KafkaClient::connect(broker.kafka);
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(text(TOPIC)))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            [("cleanup.policy", "compact"), ("segment.bytes", "4194304")]
-                .iter()
-                .map(|(name, value)| {
-                    CreatableTopicConfig::default()
-                        .with_name(text(name))
-                        .with_value(Some(text(value)))
-                })
-                .collect(),
-        );
-    let created = client.call(
-        CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(5_000),
-        7,
     );
-    assert_eq!(created.topics[0].error_code, 0, "create topic");
-    let baseline = peak_rss_bytes(broker.pid());
+    let mut client = KafkaClient::connect(broker.kafka);
+    let (code, message) = client.create_topic(
+        TOPIC,
+        1,
+        &[("cleanup.policy", "compact"), ("segment.bytes", "4194304")],
+    );
+    assert_eq!(code, 0, "create topic: {message:?}");
+    let baseline = broker.peak_rss_bytes();
 
     for start in (0..KEYS).step_by(KEYS_PER_BATCH) {
         produce(&mut client, start..start + KEYS_PER_BATCH, 1);
@@ -182,7 +137,7 @@ fn compaction_memory_is_bounded_by_the_budget_not_the_partition() {
         std::thread::sleep(Duration::from_millis(100));
         lines.extend(broker.stderr_lines().iter().map(|line| plain(line)));
     }
-    let growth = peak_rss_bytes(broker.pid()).saturating_sub(baseline);
+    let growth = broker.peak_rss_bytes().saturating_sub(baseline);
     // The keys did not fit the budget: the run took several passes.
     let compacted = lines
         .iter()
@@ -306,17 +261,7 @@ fn create_compacted(client: &mut KafkaClient, name: &str, segment_bytes: &str) {
 }
 
 fn produce_batch(client: &mut KafkaClient, topic: &str, records: Bytes) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(text(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response = client.call(request, 9);
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0, "produce");
+    assert_eq!(client.produce(topic, 0, records), 0, "produce");
 }
 
 /// `offset key value headers` of every record of partition 0, read by kcat.

@@ -91,6 +91,27 @@ impl Broker {
         }
     }
 
+    /// Starts a broker on `<dir>/data` with `toml` written to
+    /// `<dir>/sluice.toml` as its config file.
+    pub(crate) fn start_with_config(dir: &Path, toml: &str) -> Self {
+        let config = dir.join("sluice.toml");
+        std::fs::write(&config, toml).expect("writing the config file");
+        let config = config.to_str().expect("a UTF-8 path").to_string();
+        Self::start(&dir.join("data"), &["--config", &config])
+    }
+
+    /// The broker's peak resident memory (`VmHWM`), in bytes.
+    pub(crate) fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the broker is running");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

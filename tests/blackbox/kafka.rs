@@ -27,6 +27,64 @@ pub(crate) struct KafkaClient {
 }
 
 impl KafkaClient {
+    /// CreateTopics (v7) of `name` with `partitions` and topic `configs`
+    /// (Kafka names); returns the topic's error code and message.
+    pub(crate) fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> (i16, Option<String>) {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableTopic, CreatableTopicConfig,
+        };
+        use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let text = |value: &str| StrBytes::from_string(value.to_string());
+        let configs = configs
+            .iter()
+            .map(|(name, value)| {
+                CreatableTopicConfig::default()
+                    .with_name(text(name))
+                    .with_value(Some(text(value)))
+            })
+            .collect();
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(text(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(configs);
+        let response = self.call(
+            CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(5_000),
+            7,
+        );
+        let created = &response.topics[0];
+        (
+            created.error_code,
+            created.error_message.as_ref().map(|m| m.to_string()),
+        )
+    }
+
+    /// Produce (v9, acks=all) of `records` to `partition` of `topic`;
+    /// returns the partition's error code.
+    pub(crate) fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> i16 {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        let response = self.call(request, 9);
+        response.responses[0].partition_responses[0].error_code
+    }
+
     /// Connects to `addr`.
     pub(crate) fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect to the Kafka listener");

@@ -4,7 +4,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,14 +16,6 @@ use crate::kafka::KafkaClient;
 /// well below `request_body_timeout_ms`, so an answer cannot come from the
 /// stalled sockets being dropped.
 const SERVED_WITHIN: Duration = Duration::from_secs(10);
-
-/// Starts a broker with `toml` as its config file.
-fn broker_with(dir: &Path, toml: &str) -> Broker {
-    let config = dir.join("sluice.toml");
-    std::fs::write(&config, toml).unwrap();
-    let data = dir.join("data");
-    Broker::start(&data, &["--config", config.to_str().unwrap()])
-}
 
 /// ApiVersions then Metadata on a fresh connection, each answered within
 /// [`SERVED_WITHIN`] (the read times out, and the test fails, otherwise).
@@ -52,7 +43,8 @@ fn stalled_frame_bodies_do_not_stall_other_clients() {
     let dir = tempfile::tempdir().unwrap();
     // A body timeout far beyond the test, so the stalled sockets are still
     // waiting (not timed out) however slow the machine is.
-    let broker = broker_with(dir.path(), "[kafka]\nrequest_body_timeout_ms = 600000\n");
+    let broker =
+        Broker::start_with_config(dir.path(), "[kafka]\nrequest_body_timeout_ms = 600000\n");
     // Six 100 MiB frames announced (600 MiB, above the 512 MiB request
     // budget) whose bodies never come.
     let mut stalled: Vec<TcpStream> = (0..6)
@@ -84,7 +76,7 @@ fn stalled_frame_bodies_do_not_stall_other_clients() {
 #[test]
 fn a_frame_body_that_never_arrives_times_out() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker_with(dir.path(), "[kafka]\nrequest_body_timeout_ms = 300\n");
+    let broker = Broker::start_with_config(dir.path(), "[kafka]\nrequest_body_timeout_ms = 300\n");
     let mut stream = TcpStream::connect(broker.kafka).unwrap();
     stream
         .set_read_timeout(Some(crate::kafka::RESPONSE_TIMEOUT))
@@ -101,7 +93,7 @@ fn a_frame_body_that_never_arrives_times_out() {
 #[test]
 fn idle_connections_are_closed_but_not_while_a_request_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker_with(dir.path(), "[kafka]\nconnections_max_idle_ms = 300\n");
+    let broker = Broker::start_with_config(dir.path(), "[kafka]\nconnections_max_idle_ms = 300\n");
     let mut idle = KafkaClient::connect(broker.kafka);
     assert_eq!(idle.call(ApiVersionsRequest::default(), 3).error_code, 0);
     assert!(idle.is_closed(), "an idle connection is closed");
@@ -194,17 +186,6 @@ fn produce_mebibytes(client: &mut KafkaClient, name: &str, partition: i32, mebib
     }
 }
 
-/// Peak resident memory of process `pid` (`VmHWM`), in bytes.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 #[test]
 fn fetch_responses_are_capped_and_duplicate_partitions_refused() {
     const MIB: usize = 1 << 20;
@@ -238,7 +219,7 @@ fn fetch_responses_are_capped_and_duplicate_partitions_refused() {
     // kafka.fetch_bytes_max (55 MiB), plus one batch of overshoot at most.
     assert!(total <= 56 * MIB, "{total} bytes in one response");
     assert!(total >= 50 * MIB, "{total} bytes: the cap, not less");
-    let peak = peak_rss_bytes(broker.pid());
+    let peak = broker.peak_rss_bytes();
     assert!(peak < 512 * MIB as u64, "broker peak RSS {peak} bytes");
 }
 
@@ -371,7 +352,7 @@ fn topics_and_partitions_beyond_the_broker_wide_limits_are_refused() {
     use kafka_protocol::messages::CreatePartitionsRequest;
     const POLICY_VIOLATION: i16 = 44;
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker_with(
+    let broker = Broker::start_with_config(
         dir.path(),
         "[log]\ntopics_max = 3\npartitions_total_max = 10\n",
     );
@@ -442,7 +423,8 @@ fn group_member_metadata_is_bounded() {
     const INVALID_GROUP_ID: i16 = 24;
     let dir = tempfile::tempdir().unwrap();
     // No initial delay: each lone member's join completes at once.
-    let broker = broker_with(dir.path(), "[groups]\ninitial_rebalance_delay_ms = 0\n");
+    let broker =
+        Broker::start_with_config(dir.path(), "[groups]\ninitial_rebalance_delay_ms = 0\n");
     let mut client = KafkaClient::connect(broker.kafka);
 
     // 40 members with 8 MiB subscriptions each (320 MiB if kept).
@@ -474,7 +456,7 @@ fn group_member_metadata_is_bounded() {
     // Others still join.
     assert_eq!(join_group(&mut client, "small", 100), 0);
 
-    let peak = peak_rss_bytes(broker.pid());
+    let peak = broker.peak_rss_bytes();
     assert!(peak < 256 * MIB as u64, "broker peak RSS {peak} bytes");
 }
 
@@ -483,7 +465,7 @@ fn fetched_bytes_waiting_to_be_written_are_bounded_broker_wide() {
     use kafka_protocol::messages::{ApiKey, FetchResponse};
     const MIB: usize = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker_with(
+    let broker = Broker::start_with_config(
         dir.path(),
         "[kafka]\nqueued_fetch_bytes_max = 33554432\n", // 32 MiB
     );
@@ -518,7 +500,7 @@ fn fetched_bytes_waiting_to_be_written_are_bounded_broker_wide() {
 #[test]
 fn a_batch_larger_than_the_configured_fetch_budget_is_still_served() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker_with(dir.path(), "[kafka]\nqueued_fetch_bytes_max = 1024\n");
+    let broker = Broker::start_with_config(dir.path(), "[kafka]\nqueued_fetch_bytes_max = 1024\n");
     let mut client = KafkaClient::connect(broker.kafka);
     create_topic(&mut client, "big", 1);
     produce_mebibytes(&mut client, "big", 0, 1);

@@ -5,12 +5,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, ListOffsetsRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use sluice::log::batch::build;
@@ -39,17 +35,7 @@ fn now_ms() -> i64 {
 fn produce(client: &mut KafkaClient, timestamp_ms: i64) {
     let entries: Vec<build::Entry> = vec![(None, Some(vec![b'v'; 100]), timestamp_ms)];
     let records = build::batch(&entries, Compression::None).freeze();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(text(TOPIC)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response = client.call(request, 9);
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0, "produce");
+    assert_eq!(client.produce(TOPIC, 0, records), 0, "produce");
 }
 
 /// The partition's log start offset (ListOffsets, earliest).
@@ -70,35 +56,16 @@ fn log_start_offset(client: &mut KafkaClient) -> i64 {
 #[test]
 fn a_far_future_timestamp_does_not_pin_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, "[log]\nretention_check_interval_ms = 200\n").unwrap();
-    let broker = Broker::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let broker =
+        Broker::start_with_config(dir.path(), "[log]\nretention_check_interval_ms = 200\n");
     let mut client = KafkaClient::connect(broker.kafka);
     // Every batch (about 170 bytes) fills a segment: each append rolls.
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(text(TOPIC)))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            [("retention.ms", "2000"), ("segment.bytes", "200")]
-                .iter()
-                .map(|(name, value)| {
-                    CreatableTopicConfig::default()
-                        .with_name(text(name))
-                        .with_value(Some(text(value)))
-                })
-                .collect(),
-        );
-    let created = client.call(
-        CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(5_000),
-        7,
+    let (code, message) = client.create_topic(
+        TOPIC,
+        1,
+        &[("retention.ms", "2000"), ("segment.bytes", "200")],
     );
-    assert_eq!(created.topics[0].error_code, 0, "create topic");
+    assert_eq!(code, 0, "create topic: {message:?}");
 
     produce(&mut client, YEAR_2500_MS);
     for _ in 0..4 {

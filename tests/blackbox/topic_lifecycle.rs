@@ -9,12 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{DeleteTopicsRequest, FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use sluice::log::batch::build;
@@ -34,27 +31,12 @@ fn text(value: &str) -> StrBytes {
 }
 
 fn create(client: &mut KafkaClient) {
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(text(TOPIC)))
-        .with_num_partitions(PARTITIONS)
-        .with_replication_factor(1)
-        .with_configs(
-            [("cleanup.policy", "compact"), ("segment.bytes", "1024")]
-                .iter()
-                .map(|(name, value)| {
-                    CreatableTopicConfig::default()
-                        .with_name(text(name))
-                        .with_value(Some(text(value)))
-                })
-                .collect(),
-        );
-    let created = client.call(
-        CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(5_000),
-        7,
+    let (code, message) = client.create_topic(
+        TOPIC,
+        PARTITIONS,
+        &[("cleanup.policy", "compact"), ("segment.bytes", "1024")],
     );
-    assert_eq!(created.topics[0].error_code, 0, "create topic");
+    assert_eq!(code, 0, "create topic: {message:?}");
 }
 
 fn delete(client: &mut KafkaClient) {

@@ -301,23 +301,6 @@ fn a_huge_error_message_is_cut_to_the_bound() {
     assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
 }
 
-/// The broker's peak resident memory (`VmHWM`), in bytes.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    let kib: u64 = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 /// Outputs that all point at one region of guest memory are refused while
 /// they are lifted, before the broker copies them: 200 views of 8 MiB
 /// (1.6 GB if copied) fail with "output limit exceeded", and the broker's
@@ -352,7 +335,7 @@ fn aliased_outputs_are_refused_before_they_are_copied() {
     assert_eq!(status["skipped"], 1, "{status:#}");
     assert_last_error(&status, "output limit exceeded");
     assert_eq!(values(&pipeline.consume("out")), ["a", "c"]);
-    let peak = peak_rss_bytes(pipeline.broker.pid());
+    let peak = pipeline.broker.peak_rss_bytes();
     assert!(peak < 1 << 30, "the broker's peak RSS was {peak} bytes");
     let (code, _) = pipeline.broker.http_get("/health");
     assert_eq!(code, 200);

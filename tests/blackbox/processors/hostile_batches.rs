@@ -149,17 +149,8 @@ fn assert_serving_in_bounded_memory(pipeline: &Pipeline) {
     let mut client = KafkaClient::connect(pipeline.broker.kafka);
     let versions = client.call(ApiVersionsRequest::default(), 3);
     assert_eq!(versions.error_code, 0);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pipeline.broker.pid()))
-        .expect("the broker is running");
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    assert!(
-        peak_kib * 1024 < PEAK_RSS_BYTES_MAX,
-        "broker peak RSS {peak_kib} KiB"
-    );
+    let peak = pipeline.broker.peak_rss_bytes();
+    assert!(peak < PEAK_RSS_BYTES_MAX, "broker peak RSS {peak} bytes");
 }
 
 /// Deploys `uppercase` from `in` to `out`.
