@@ -357,8 +357,13 @@ impl Partition {
                     return Err(LogError::io(&target, source));
                 }
                 // The new log is in place with an old index: readers would
-                // pair them. Stop serving the partition until a restart,
-                // whose recovery rebuilds the index from the log.
+                // pair them and seek to wrong positions. Remove the stale
+                // indexes (a read then scans from the segment's start, which
+                // is correct, only slower), refuse writes until a restart,
+                // whose recovery rebuilds the indexes from the log.
+                for stale in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    let _ = io.remove_file(&segment::segment_path(dir, base, stale));
+                }
                 context
                     .handles
                     .evict(&segment::segment_path(dir, base, LOG_SUFFIX));

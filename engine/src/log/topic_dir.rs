@@ -54,8 +54,12 @@ pub(super) fn finish_deletions(io: &dyn Io, data_dir: &Path) -> Result<(), LogEr
     }
     for leftover in &leftovers {
         tracing::info!(dir = %leftover.display(), "finishing an interrupted topic deletion");
-        io.remove_dir_all(leftover)
-            .map_err(|source| LogError::io(leftover, source))?;
+        // A deleted topic must not keep the broker from starting: what
+        // cannot be removed now is tried again at the next start.
+        if let Err(error) = io.remove_dir_all(leftover) {
+            tracing::warn!(dir = %leftover.display(), %error,
+                "could not remove a deleted topic's files; trying again at the next start");
+        }
     }
     io.sync_dir(&deleting)
         .map_err(|source| LogError::io(&deleting, source))

@@ -307,9 +307,6 @@ impl PartitionTask {
                     if record.offset < self.fetch_position {
                         continue;
                     }
-                    let size = record.key.as_ref().map_or(0, Bytes::len)
-                        + record.value.as_ref().map_or(0, Bytes::len)
-                        + 16;
                     let input = InputRecord {
                         offset: record.offset,
                         timestamp: record.timestamp,
@@ -325,6 +322,8 @@ impl PartitionTask {
                             })
                             .collect(),
                     };
+                    // Headers count too: every one crosses into the plugin.
+                    let size = input_bytes(&input) as usize;
                     self.pending.push_back((input, size));
                 }
             }
