@@ -215,15 +215,26 @@ pub fn verify(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Validates the records of each batch in `buffer` (already split by
 /// [`verify_produced`]): decompressed within `bytes_max`, walked as
 /// Kafka's `LogValidator` does (see `log::records`).
+///
+/// With `keys_required` (a compacted topic) every record must have a key:
+/// compaction keeps the latest record per key, so a record without one
+/// could never be compacted away, and Kafka refuses it. Checked in the same
+/// walk, so a batch is decompressed once.
 pub(crate) fn validate_records(
     buffer: &[u8],
     headers: &[BatchHeader],
     bytes_max: usize,
+    keys_required: bool,
 ) -> Result<(), BatchError> {
     let mut position = 0;
     for header in headers {
         let batch = &buffer[position..position + header.total_bytes()];
-        super::records::validate(batch, bytes_max)?;
+        let summary = super::records::validate(batch, bytes_max)?;
+        if let (true, Some(delta)) = (keys_required, summary.first_keyless) {
+            return Err(BatchError::Invalid(format!(
+                "a compacted topic cannot accept a record without a key (record {delta} of the batch)"
+            )));
+        }
         position += header.total_bytes();
     }
     Ok(())
@@ -305,24 +316,6 @@ pub(crate) fn rebuild(
 /// Whether the batch's timestamps are the broker's append time.
 pub(crate) fn is_log_append_time(header: &BatchHeader) -> bool {
     header.attributes & TIMESTAMP_TYPE_BIT != 0
-}
-
-/// Compacted topics keep the latest record per key, so a record without a
-/// key could never be compacted away: Kafka refuses to accept them, and the
-/// produce path checks this (decompressing the records within `bytes_max`).
-pub(crate) fn require_keys(records: &[u8], bytes_max: usize) -> Result<(), BatchError> {
-    let mut position = 0;
-    while position < records.len() {
-        let header = verify(&records[position..])?;
-        let batch = &records[position..position + header.total_bytes()];
-        if let Some(delta) = super::records::validate(batch, bytes_max)?.first_keyless {
-            return Err(BatchError::Invalid(format!(
-                "a compacted topic cannot accept a record without a key (record {delta} of the batch)"
-            )));
-        }
-        position += header.total_bytes();
-    }
-    Ok(())
 }
 
 /// Test and benchmark helpers that build real batches with the
@@ -513,8 +506,12 @@ mod tests {
 
     #[test]
     fn keys_are_required_for_compacted_topics() {
+        let require_keys = |batch: &[u8]| {
+            let headers = verify_produced(batch).unwrap();
+            validate_records(batch, &headers, 1 << 20, true)
+        };
         let unkeyed = build::values(2, 10, 0);
-        assert!(require_keys(&unkeyed, 1 << 20)
+        assert!(require_keys(&unkeyed)
             .unwrap_err()
             .to_string()
             .contains("without a key"));
@@ -522,7 +519,10 @@ mod tests {
             &[(Some(b"k".to_vec()), Some(b"v".to_vec()), 0)],
             kafka_protocol::records::Compression::Lz4,
         );
-        require_keys(&keyed, 1 << 20).unwrap();
+        require_keys(&keyed).unwrap();
+        // Keys are only required where asked (a topic that deletes).
+        let headers = verify_produced(&unkeyed).unwrap();
+        validate_records(&unkeyed, &headers, 1 << 20, false).unwrap();
     }
 
     #[test]

@@ -248,11 +248,6 @@ impl Partition {
         super::records::decode(batch, self.context.decompressed_batch_bytes_max)
     }
 
-    /// Bytes one batch's records may decompress to.
-    pub(crate) fn decompressed_batch_bytes_max(&self) -> usize {
-        self.context.decompressed_batch_bytes_max
-    }
-
     pub(crate) fn poisoned(&self) -> Option<&str> {
         self.poison.get().map(String::as_str)
     }
@@ -298,8 +293,13 @@ impl Partition {
         }
         // After the size check: only batches of an accepted size are
         // decompressed (and within a bound even then).
-        batch::validate_records(records, &headers, self.context.decompressed_batch_bytes_max)
-            .map_err(LogError::Batch)?;
+        batch::validate_records(
+            records,
+            &headers,
+            self.context.decompressed_batch_bytes_max,
+            config.cleanup_policy.compacts(),
+        )
+        .map_err(LogError::Batch)?;
         self.write(records, headers, &config)
     }
 

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
 use super::{blocking, message, topic_or_create};
-use crate::log::{batch, AppendInfo, BatchError, LogError, Partition, Topic};
+use crate::log::{AppendInfo, BatchError, LogError, Partition, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -143,10 +143,8 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                 let result = topic.partition(index).and_then(|partition| {
                     // Straight from the request buffer to the file: the
                     // new base offsets go out as separate parts (writev).
-                    if partition.config().cleanup_policy.compacts() {
-                        batch::require_keys(&records, partition.decompressed_batch_bytes_max())
-                            .map_err(LogError::Batch)?;
-                    }
+                    // The log checks sizes, records and (compacted topics)
+                    // keys first, in one walk.
                     let info = partition.write_batches(&records)?;
                     Ok((partition, info))
                 });
