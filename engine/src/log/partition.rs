@@ -280,6 +280,17 @@ impl Partition {
     /// batches have their offsets, but does not wait for durability. Lets a
     /// connection order its writes while their fsyncs overlap.
     pub(crate) fn write_batches(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.write_checked(records, false)
+    }
+
+    /// [`Partition::write_batches`] for a Kafka Produce: on a compacted
+    /// topic every record must also have a key (Kafka's rule), checked in
+    /// the same walk over the records, so a batch is decompressed once.
+    pub(crate) fn write_produced(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.write_checked(records, self.config().cleanup_policy.compacts())
+    }
+
+    fn write_checked(&self, records: &[u8], keys_required: bool) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
         if let Some(large) = headers
@@ -297,7 +308,7 @@ impl Partition {
             records,
             &headers,
             self.context.decompressed_batch_bytes_max,
-            config.cleanup_policy.compacts(),
+            keys_required,
         )
         .map_err(LogError::Batch)?;
         self.write(records, headers, &config)

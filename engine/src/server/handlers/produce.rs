@@ -145,7 +145,7 @@ async fn write_all(topic: Arc<Topic>, partitions: Vec<PartitionProduceData>) -> 
                     // new base offsets go out as separate parts (writev).
                     // The log checks sizes, records and (compacted topics)
                     // keys first, in one walk.
-                    let info = partition.write_batches(&records)?;
+                    let info = partition.write_produced(&records)?;
                     Ok((partition, info))
                 });
                 (
