@@ -501,14 +501,22 @@ fn unreadable_header_refuses_compaction_and_keeps_the_segment() -> anyhow::Resul
     Ok(())
 }
 
-/// A key map smaller than the partition's keys: compaction runs in passes
-/// (each mapping as many keys as the budget holds) and leaves exactly what
-/// one pass with every key would, tombstones and unkeyed records included.
-#[test]
-fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
+/// The keyed data set (seven keys, tombstones, unkeyed records) on a
+/// compacted topic whose key map holds four 24-byte slots: three keys a
+/// pass.
+struct InPasses {
+    fixture: Fixture,
+    /// Kept open for the partition.
+    _store: crate::log::LogStore,
+    partition: std::sync::Arc<Partition>,
+    rows: Vec<Row>,
+    /// Base offset of the active segment, which compaction leaves alone.
+    active_base: i64,
+}
+
+fn keyed_in_passes() -> anyhow::Result<InPasses> {
     let fixture = Fixture::with_options(StoreOptions {
         flush: FlushPolicy::Never,
-        // Four 24-byte slots: three keys a pass, of the seven in the data.
         compaction_memory_bytes_max: 4 * 24,
         ..StoreOptions::default()
     });
@@ -520,6 +528,27 @@ fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
         .last()
         .expect("active")
         .base_offset;
+    Ok(InPasses {
+        fixture,
+        _store: store,
+        partition,
+        rows,
+        active_base,
+    })
+}
+
+/// A key map smaller than the partition's keys: compaction runs in passes
+/// (each mapping as many keys as the budget holds) and leaves exactly what
+/// one pass with every key would, tombstones and unkeyed records included.
+#[test]
+fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
+    let InPasses {
+        fixture,
+        partition,
+        rows,
+        active_base,
+        _store,
+    } = keyed_in_passes()?;
     let stats = partition.compact()?;
     assert!(stats.passes > 2, "{stats:?}");
     assert_eq!(stats.key_map_bytes, 4 * 24, "{stats:?}");
@@ -544,19 +573,13 @@ fn compaction_in_passes_matches_one_pass() -> anyhow::Result<()> {
 /// the log comes back (the deleted key reappears).
 #[test]
 fn expired_tombstones_in_passes_never_bring_a_deleted_key_back() -> anyhow::Result<()> {
-    let fixture = Fixture::with_options(StoreOptions {
-        flush: FlushPolicy::Never,
-        compaction_memory_bytes_max: 4 * 24,
-        ..StoreOptions::default()
-    });
-    let store = compacted_topic(&fixture, "400")?;
-    let partition = store.partition("t", 0)?;
-    let (rows, _) = append_keyed(&partition, &fixture)?;
-    let active_base = partition
-        .segment_metas()
-        .last()
-        .expect("active")
-        .base_offset;
+    let InPasses {
+        fixture,
+        partition,
+        rows,
+        active_base,
+        _store,
+    } = keyed_in_passes()?;
     fixture.clock.advance(2 * HOUR_MS);
     let stats = partition.compact()?;
     assert!(stats.passes > 2, "{stats:?}");
