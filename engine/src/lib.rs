@@ -47,3 +47,4 @@ pub(crate) mod protocol;
 pub mod server;
 mod shutdown;
 pub(crate) mod start_position;
+pub(crate) mod transaction;
