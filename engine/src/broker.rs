@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::group::offsets::OffsetStore;
 use crate::group::GroupCoordinator;
 use crate::log::{io, FlushPolicy, LogStore, StdIo, SystemClock};
-use crate::server::producer_ids::ProducerIds;
+use crate::transaction::TransactionCoordinator;
 use crate::server::BrokerContext;
 use crate::shutdown::Shutdown;
 
@@ -47,8 +47,9 @@ pub(crate) async fn run(
         http: http.local_addr()?,
     };
     let groups = open_groups(&config).await?;
+    let transactions = open_transactions(&config, &store, &groups).await?;
     let (stop, stopped) = watch::channel(false);
-    let context = broker_context(&config, bound, &store, &groups, &stopped)?;
+    let context = broker_context(&config, bound, &store, &groups, &transactions, &stopped)?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
     // Compiling the persisted plugins is CPU-bound: a blocking thread.
@@ -70,6 +71,13 @@ pub(crate) async fn run(
         stopped.clone(),
     ));
     spawn_periodic(&mut tasks, &config, &store, &groups, &stopped);
+    let checked = transactions.clone();
+    tasks.spawn(every(
+        config.transactions.abort_check_interval_ms,
+        "transaction timeouts",
+        stopped.clone(),
+        move || checked.tick(),
+    ));
     // Ready only now: the log, the committed offsets, the processors and
     // both listeners are all serving, so whoever waits for this line can
     // rely on every API (and a failure to open any of them is reported
@@ -125,12 +133,38 @@ async fn open_groups(config: &Config) -> anyhow::Result<Arc<GroupCoordinator>> {
     )))
 }
 
+/// Opens the transaction coordinator (its log, the producer id allocator)
+/// and finishes the transactions a crash left half-ended; after the log
+/// store, whose partitions get the markers.
+async fn open_transactions(
+    config: &Config,
+    store: &Arc<LogStore>,
+    groups: &Arc<GroupCoordinator>,
+) -> anyhow::Result<Arc<TransactionCoordinator>> {
+    let (settings, data_dir) = (config.transactions.clone(), config.data_dir.clone());
+    let (store, groups) = (store.clone(), groups.clone());
+    let coordinator = tokio::task::spawn_blocking(move || {
+        TransactionCoordinator::open(
+            settings,
+            Arc::new(SystemClock),
+            Arc::new(StdIo),
+            &data_dir,
+            store,
+            groups,
+        )
+    })
+    .await?
+    .context("opening the transaction coordinator")?;
+    Ok(Arc::new(coordinator))
+}
+
 /// What every Kafka request handler shares.
 fn broker_context(
     config: &Config,
     bound: Bound,
     store: &Arc<LogStore>,
     groups: &Arc<GroupCoordinator>,
+    transactions: &Arc<TransactionCoordinator>,
     stopped: &Shutdown,
 ) -> anyhow::Result<Arc<BrokerContext>> {
     Ok(Arc::new(BrokerContext {
@@ -139,8 +173,7 @@ fn broker_context(
         advertised: advertised(config.kafka.advertised_listener, bound.kafka),
         cluster_id: cluster_id(&config.data_dir)?,
         groups: groups.clone(),
-        producer_ids: ProducerIds::open(&StdIo, &config.data_dir)
-            .context("opening the producer id allocator")?,
+        transactions: transactions.clone(),
         request_bytes: crate::server::RequestBudget::new(
             config
                 .kafka

@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupConfig;
+use crate::transaction::TransactionConfig;
 use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     /// The Kafka listener.
     pub(crate) kafka: KafkaConfig,
     pub(crate) groups: GroupConfig,
+    /// `[transactions]`: the transaction coordinator's bounds.
+    pub(crate) transactions: TransactionConfig,
     /// WebAssembly processors (`[processors]`).
     pub(crate) processors: ProcessorConfig,
 }
@@ -44,6 +47,7 @@ impl Default for Config {
             log: LogConfig::default(),
             kafka: KafkaConfig::default(),
             groups: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
             processors: ProcessorConfig::default(),
         }
     }

@@ -108,19 +108,69 @@ impl GroupCoordinator {
         if accepted.is_empty() {
             return results;
         }
-        if let Err(failure) = self.offsets().commit(group_id, accepted) {
-            tracing::error!(group = group_id, error = %failure, "committing offsets failed");
-            let error = GroupError::Storage {
-                reason: failure.to_string(),
-            };
+        if let Err(error) = self.store_offsets(group_id, accepted) {
+            tracing::error!(group = group_id, %error, "committing offsets failed");
             return vec![Err(error); results.len()];
         }
+        results
+    }
+
+    /// Checks a TxnOffsetCommit's group metadata (KIP-447), as Kafka's
+    /// `doTxnCommitOffsets`: a member id must be a member of the group and a
+    /// generation (when given) must be the group's, so a zombie of an old
+    /// generation cannot commit. No member id and generation −1 is the
+    /// pre-KIP-447 form, unchecked.
+    pub(crate) fn check_transactional_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> Result<(), GroupError> {
+        self.check_group_id(group_id)?;
+        let groups = self.lock();
+        let (members_known, current) = match groups.get(group_id) {
+            Some(group) => (group.members.contains_key(member_id), group.generation),
+            None => (false, 0),
+        };
+        if !member_id.is_empty() && !members_known {
+            return Err(GroupError::UnknownMemberId);
+        }
+        if generation >= 0 && generation != current {
+            return Err(GroupError::IllegalGeneration {
+                generation,
+                current,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores checked offsets for `group_id` durably (one fsync): an
+    /// OffsetCommit's, or a committed transaction's (checked when sent).
+    pub(crate) fn store_offsets(
+        &self,
+        group_id: &str,
+        offsets: Vec<PartitionOffset>,
+    ) -> Result<(), GroupError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.offsets()
+            .commit(group_id, offsets)
+            .map_err(|failure| GroupError::Storage {
+                reason: failure.to_string(),
+            })?;
         // A commit from outside any generation keeps an empty group alive.
+        let now_ms = self.clock.now_ms();
         self.lock()
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(now_ms))
             .empty_since_ms = now_ms;
-        results
+        Ok(())
+    }
+
+    /// Largest commit metadata string (`groups.offset_metadata_bytes_max`).
+    pub(crate) fn offset_metadata_bytes_max(&self) -> usize {
+        self.config.offset_metadata_bytes_max
     }
 
     /// Committed offsets of a group, by (topic, partition).

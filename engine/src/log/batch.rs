@@ -36,6 +36,7 @@ const CRC_POSITION: usize = 17;
 const ATTRIBUTES_POSITION: usize = 21;
 const MAX_TIMESTAMP_POSITION: usize = 35;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
 const COMPRESSION_MASK: i16 = 0x7;
 
@@ -182,6 +183,10 @@ impl BatchHeader {
     pub(crate) fn compression(&self) -> i16 {
         self.attributes & COMPRESSION_MASK
     }
+    /// Whether the batch belongs to a transaction (data or marker).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
     /// Whether this is a control batch (transaction markers).
     pub(crate) fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
@@ -266,6 +271,39 @@ pub(crate) fn verify_produced(buffer: &[u8]) -> Result<Vec<BatchHeader>, BatchEr
         return Err(BatchError::Invalid("no record batches".into()));
     }
     Ok(headers)
+}
+
+/// The producer id, epoch and transactional flag shared by every batch in
+/// `buffer` (a partition's records in a Produce request), read from the
+/// headers alone (the log verifies the batches fully when writing).
+/// `None` when the headers cannot be read or the batches disagree.
+pub(crate) fn producer_of(buffer: &[u8]) -> Option<(i64, i16, bool)> {
+    let mut position = 0;
+    let mut producer = None;
+    while position < buffer.len() {
+        let header = BatchHeader::parse(&buffer[position..]).ok()?;
+        let this = (header.producer_id, header.producer_epoch, header.is_transactional());
+        if *producer.get_or_insert(this) != this {
+            return None;
+        }
+        position += header.total_bytes().max(HEADER_BYTES);
+    }
+    producer
+}
+
+/// The offset after the last whole batch in `buffer` (batches as stored,
+/// one after another), or `None` when it holds none.
+pub(crate) fn end_offset(buffer: &[u8]) -> Option<i64> {
+    let mut position = 0;
+    let mut end = None;
+    while let Ok(header) = BatchHeader::parse(&buffer[position..]) {
+        if header.total_bytes() > buffer.len() - position {
+            break;
+        }
+        end = Some(header.next_offset());
+        position += header.total_bytes();
+    }
+    end
 }
 
 /// Rewrites the base offset in place (not covered by the CRC).

@@ -37,6 +37,7 @@ mod segment;
 mod store;
 mod topic_config;
 mod topic_dir;
+pub(crate) mod transactions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ pub(crate) use config::LogConfig;
 pub(crate) use fault_io::{FaultIo, Faults};
 pub use io::StdIo;
 pub(crate) use io::{Io, IoFile};
-pub(crate) use partition::{AppendInfo, Partition};
+pub(crate) use partition::{AppendInfo, Isolation, Partition};
 pub(crate) use store::{validate_topic_name, PartitionSlot, Topic};
 pub use store::{LogStore, StoreOptions};
 pub(crate) use topic_config::is_topic_config;

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::producers::{check_sequences, ProducerStates};
-use super::recovery::{list_segments, open_segments};
+use super::recovery::{list_segments, open_segments, Opened};
+use super::transactions::{AbortedTransaction, Marker, PartitionTransactions};
 use super::segment::{ActiveSegment, SegmentMeta};
 use super::topic_config::{TimestampType, TopicConfig};
 use super::{Clock, FlushPolicy, Io, LogError};
@@ -57,6 +58,16 @@ pub struct AppendInfo {
     pub(crate) log_start_offset: i64,
 }
 
+/// Which records a read returns (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// Everything below the high watermark, open transactions included.
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions
+    /// listed so the reader can drop their records.
+    ReadCommitted,
+}
+
 /// Result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -65,14 +76,19 @@ pub struct ReadResult {
     pub records: Bytes,
     /// Offset up to which records are visible to consumers.
     pub(crate) high_watermark: i64,
+    /// Offset below which every transaction is decided.
+    pub(crate) last_stable_offset: i64,
     /// First offset still in the log.
     pub(crate) log_start_offset: i64,
+    /// Under read_committed: the aborted transactions among `records`.
+    pub(crate) aborted: Vec<AbortedTransaction>,
 }
 
 pub(super) struct Inner {
     pub(super) closed: Vec<SegmentMeta>,
     pub(super) active: ActiveSegment,
     producers: ProducerStates,
+    pub(super) transactions: PartitionTransactions,
     /// Log start set by DeleteRecords (persisted in `log-start-offset`);
     /// the effective start is the larger of this and the first segment.
     pub(super) start_override: i64,
@@ -137,7 +153,12 @@ impl Partition {
             .map_err(|source| LogError::io(dir, source))?;
         let bases = list_segments(io, dir)?;
         let now_ms = context.clock.now_ms();
-        let (closed, mut active, producers) = open_segments(&context, dir, &bases, now_ms)?;
+        let Opened {
+            closed,
+            mut active,
+            producers,
+            transactions,
+        } = open_segments(&context, dir, &bases, now_ms)?;
         // Whatever survived recovery is made durable before it is served.
         active
             .sync_all()
@@ -165,6 +186,7 @@ impl Partition {
                 closed,
                 active,
                 producers,
+                transactions,
                 start_override,
             }),
             sync: Mutex::new(SyncState {
@@ -209,7 +231,23 @@ impl Partition {
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
     }
-    /// A receiver woken whenever the high watermark moves (for long polls).
+    /// The high watermark and the last stable offset (the first offset of
+    /// the oldest open transaction, or the high watermark).
+    pub(crate) fn watermarks(&self) -> (i64, i64) {
+        let first_open = self.lock().transactions.first_open_offset();
+        // Read after the open transactions: a marker between the two reads
+        // only makes the LSO too low for a moment, never too high.
+        let high_watermark = self.high_watermark();
+        let stable = first_open.map_or(high_watermark, |first| first.min(high_watermark));
+        (high_watermark, stable)
+    }
+    /// The last stable offset: read_committed consumers read below it.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.watermarks().1
+    }
+    /// A receiver woken whenever the high watermark moves (for long polls;
+    /// the last stable offset moves only with a marker, which moves the
+    /// high watermark too).
     pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }
@@ -311,7 +349,19 @@ impl Partition {
             keys_required,
         )
         .map_err(LogError::Batch)?;
-        self.write(records, headers, &config)
+        self.write(records, headers, &config, None)
+    }
+
+    /// Writes a transaction marker (a control batch from the transaction
+    /// coordinator) for `marker`'s producer, ending its transaction here.
+    /// A marker with an older epoch than the producer last wrote with is
+    /// refused INVALID_PRODUCER_EPOCH. Like [`Partition::write_batches`],
+    /// it does not wait for durability.
+    pub(crate) fn write_marker(&self, marker: &Marker) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let records = marker.encode(self.context.clock.now_ms());
+        let header = batch::verify(&records).map_err(LogError::Batch)?;
+        self.write(&records, vec![header], &config, Some(marker.commit))
     }
 
     /// Whether [`Partition::acknowledge`] may block (waits for an fsync).
@@ -352,6 +402,7 @@ impl Partition {
         records: &[u8],
         mut headers: Vec<BatchHeader>,
         config: &TopicConfig,
+        marker: Option<bool>,
     ) -> Result<AppendInfo, LogError> {
         let now_ms = self.context.clock.now_ms();
         let mut inner = self.lock();
@@ -383,6 +434,12 @@ impl Partition {
         self.write_to_active(&mut inner, records, &headers, append_time, now_ms)?;
         for header in &headers {
             inner.producers.record(header, now_ms);
+            inner.transactions.on_batch(header, marker);
+        }
+        if marker == Some(false) {
+            // Aborts are remembered until retention removes them.
+            let log_start_offset = inner.log_start_offset();
+            inner.transactions.forget_before(log_start_offset);
         }
         Ok(AppendInfo {
             base_offset,

@@ -96,6 +96,10 @@ impl ProducerStates {
                 current: state.epoch,
             });
         }
+        if header.is_control() {
+            // A transaction marker from the coordinator: no sequence.
+            return Ok(SequenceCheck::Append);
+        }
         if header.producer_epoch > state.epoch {
             // A new epoch starts over at sequence 0.
             return self.first_batch(header);
@@ -124,7 +128,7 @@ impl ProducerStates {
     }
 
     fn first_batch(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
-        if header.base_sequence != 0 {
+        if header.base_sequence != 0 && !header.is_control() {
             return Err(LogError::OutOfOrderSequence {
                 producer_id: header.producer_id,
                 expected: 0,
@@ -158,11 +162,17 @@ impl ProducerStates {
             state.batches.clear();
             state.epoch = header.producer_epoch;
         }
+        state.last_append_ms = now_ms;
+        if header.is_control() {
+            // A marker moves the epoch (an abort after a fence carries the
+            // new one) but has no sequence: the producer's next batch in
+            // the same epoch continues its sequence.
+            return;
+        }
         state.batches.push_back(meta(header));
         while state.batches.len() > BATCHES_REMEMBERED {
             state.batches.pop_front();
         }
-        state.last_append_ms = now_ms;
     }
 
     /// Producers remembered.

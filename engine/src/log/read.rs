@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use super::batch::{self, BatchHeader};
 use super::index::SegmentIndex;
 use super::io::IoFile;
-use super::partition::{Inner, Partition, ReadPlan, ReadResult};
+use super::partition::{Inner, Isolation, Partition, ReadPlan, ReadResult};
 use super::segment::{self, SegmentFiles, SegmentMeta, LOG_SUFFIX};
 use super::LogError;
 
@@ -43,7 +43,19 @@ impl Partition {
     /// `max_bytes` of them but always at least one whole batch, never past
     /// the high watermark. Every batch's CRC is checked before it is served.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let high_watermark = self.high_watermark();
+        self.read_isolated(offset, max_bytes, Isolation::ReadUncommitted)
+    }
+
+    /// [`Partition::read`] at an isolation level: `ReadCommitted` stops at
+    /// the last stable offset and lists the aborted transactions among
+    /// the batches read (their records are for the reader to drop).
+    pub(crate) fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<ReadResult, LogError> {
+        let (high_watermark, last_stable_offset) = self.watermarks();
         let log_start_offset = self.log_start_offset();
         if offset < log_start_offset || offset > high_watermark {
             return Err(LogError::OffsetOutOfRange {
@@ -52,11 +64,30 @@ impl Partition {
                 high_watermark,
             });
         }
-        let result = |records| ReadResult {
+        let upper = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
+        let records = self.read_below(offset, max_bytes, upper)?;
+        let aborted = match isolation {
+            Isolation::ReadCommitted if !records.is_empty() => {
+                let end = batch::end_offset(&records).unwrap_or(offset);
+                self.lock().transactions.aborted_between(offset, end)
+            }
+            _ => Vec::new(),
+        };
+        Ok(ReadResult {
             records,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
-        };
+            aborted,
+        })
+    }
+
+    /// Whole batches from the one holding `offset`, none starting at or
+    /// past `upper`.
+    fn read_below(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Bytes, LogError> {
         let relative = |index: &SegmentIndex, base: i64| {
             index.position_for((offset - base).clamp(0, u32::MAX as i64) as u32)
         };
@@ -64,7 +95,7 @@ impl Partition {
         // in which case the data continues in the next one.
         let mut plan = self.plan_read(|meta| meta.base_offset <= offset, true, relative)?;
         while let Some(current) = plan {
-            if offset >= high_watermark {
+            if offset >= upper {
                 break;
             }
             let found = segment::seek(
@@ -75,16 +106,10 @@ impl Partition {
             )
             .map_err(|source| LogError::io(&current.path, source))?;
             if let Some((position, first)) = found {
-                if first.base_offset >= high_watermark {
+                if first.base_offset >= upper {
                     break;
                 }
-                return Ok(result(read_batches(
-                    &current,
-                    position,
-                    &first,
-                    max_bytes,
-                    high_watermark,
-                )?));
+                return read_batches(&current, position, &first, max_bytes, upper);
             }
             plan = self.plan_read(
                 |meta| meta.base_offset > current.base_offset,
@@ -92,7 +117,7 @@ impl Partition {
                 relative,
             )?;
         }
-        Ok(result(Bytes::new()))
+        Ok(Bytes::new())
     }
 
     /// Plans a read of a segment chosen by `pick`: the last one matching when

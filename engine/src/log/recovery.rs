@@ -8,6 +8,7 @@ use std::path::Path;
 use super::batch::BatchHeader;
 use super::partition::PartitionContext;
 use super::producers::ProducerStates;
+use super::transactions::PartitionTransactions;
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
 use super::{Io, LogError};
 
@@ -61,22 +62,31 @@ pub(super) fn check_continuity(
 
 /// Opens the segments at `bases` (ascending) of the partition in `dir`: the
 /// closed ones checked, the last one recovered as the active segment, and
-/// idempotent producer state replayed from every batch header, each header
-/// read once (the closed segments' during their check).
+/// idempotent producers' and transactions' state replayed from every batch
+/// header, each header read once (the closed segments' during their check).
 pub(super) fn open_segments(
     context: &PartitionContext,
     dir: &Path,
     bases: &[i64],
     now_ms: i64,
-) -> Result<(Vec<SegmentMeta>, ActiveSegment, ProducerStates), LogError> {
+) -> Result<Opened, LogError> {
     let io = context.io.as_ref();
     let interval = context.index_interval_bytes;
     let mut producers = ProducerStates::new(context.producers_max);
+    let mut transactions = PartitionTransactions::default();
     let Some((last, rest)) = bases.split_last() else {
         let active = ActiveSegment::create(io, dir, 0, interval, now_ms)?;
-        return Ok((Vec::new(), active, producers));
+        return Ok(Opened {
+            closed: Vec::new(),
+            active,
+            producers,
+            transactions,
+        });
     };
-    let mut visit = |header: &BatchHeader| producers.record(header, 0);
+    let mut visit = |header: &BatchHeader, marker: Option<bool>| {
+        producers.record(header, 0);
+        transactions.on_batch(header, marker);
+    };
     let mut closed = Vec::new();
     let mut next_offset = i64::MIN;
     for base in rest {
@@ -90,5 +100,18 @@ pub(super) fn open_segments(
     let path = segment::segment_path(dir, active.meta.base_offset, LOG_SUFFIX);
     segment::walk_headers(active.log.as_ref(), active.meta.size, &mut visit)
         .map_err(|source| LogError::io(&path, source))?;
-    Ok((closed, active, producers))
+    Ok(Opened {
+        closed,
+        active,
+        producers,
+        transactions,
+    })
+}
+
+/// What opening a partition's segments rebuilt.
+pub(super) struct Opened {
+    pub(super) closed: Vec<SegmentMeta>,
+    pub(super) active: ActiveSegment,
+    pub(super) producers: ProducerStates,
+    pub(super) transactions: PartitionTransactions,
 }

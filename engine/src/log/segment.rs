@@ -118,7 +118,7 @@ fn scan(
     size: u64,
     start: ScanStart,
     verify_crc: bool,
-    visit: &mut dyn FnMut(&BatchHeader),
+    visit: &mut dyn FnMut(&BatchHeader, Option<bool>),
 ) -> Result<Scan, std::io::Error> {
     let ScanStart {
         mut position,
@@ -148,7 +148,7 @@ fn scan(
             stopped = Some((position, reason));
             break;
         }
-        visit(&header);
+        visit(&header, control_marker(file, &header, position)?);
         let end = position + header.total_bytes() as u64;
         index_batch(&mut builder, &mut index, &header, position, base_offset);
         roll_timestamp.get_or_insert(header.max_timestamp);
@@ -260,7 +260,7 @@ pub(crate) fn open_closed(
     dir: &Path,
     base_offset: i64,
     index_interval_bytes: u64,
-    visit: &mut dyn FnMut(&BatchHeader),
+    visit: &mut dyn FnMut(&BatchHeader, Option<bool>),
 ) -> Result<SegmentMeta, LogError> {
     let path = segment_path(dir, base_offset, LOG_SUFFIX);
     let file = io
@@ -406,7 +406,7 @@ impl ActiveSegment {
             index_interval_bytes,
         )
         .map_err(|source| LogError::io(&path, source))?;
-        let scan = scan(file.as_ref(), base_offset, size, start, true, &mut |_| {})
+        let scan = scan(file.as_ref(), base_offset, size, start, true, &mut |_, _| {})
             .map_err(|source| LogError::io(&path, source))?;
         let mut meta = scan.meta;
         let mut index = scan.index;
@@ -596,15 +596,32 @@ pub(crate) fn seek_time(
     Ok(None)
 }
 
-/// Calls `visit` with every batch header of a log file, in order.
+/// The kind of the transaction marker in the control batch with `header`
+/// at `position` (commit `Some(true)`, abort `Some(false)`); `None` for a
+/// data batch. Reads the (small) batch only when it is a control batch.
+fn control_marker(
+    file: &dyn IoFile,
+    header: &BatchHeader,
+    position: u64,
+) -> Result<Option<bool>, std::io::Error> {
+    if !header.is_control() {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; header.total_bytes()];
+    file.read_exact_at(&mut bytes, position)?;
+    Ok(super::transactions::marker_kind(&bytes::Bytes::from(bytes)))
+}
+
+/// Calls `visit` with every batch header of a log file, in order, and
+/// the marker kind of control batches.
 pub(crate) fn walk_headers(
     file: &dyn IoFile,
     size: u64,
-    visit: &mut impl FnMut(&BatchHeader),
+    visit: &mut impl FnMut(&BatchHeader, Option<bool>),
 ) -> Result<(), std::io::Error> {
     let mut position = 0;
     while let Some(header) = read_header(file, position, size)? {
-        visit(&header);
+        visit(&header, control_marker(file, &header, position)?);
         position += header.total_bytes() as u64;
     }
     Ok(())

@@ -4,6 +4,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::group::GroupError;
 use crate::log::{BatchError, LogError};
+use crate::transaction::TransactionError;
 
 /// The Kafka error code for a log store error.
 pub(crate) fn log_error_code(error: &LogError) -> i16 {
@@ -66,4 +67,27 @@ pub(crate) fn group_error_code(error: &GroupError) -> i16 {
 /// success.
 pub(crate) fn group_result_code<T>(result: &Result<T, GroupError>) -> i16 {
     result.as_ref().err().map_or(0, group_error_code)
+}
+
+/// The Kafka error code for a refused transactional request.
+/// `fenced_code_known` says whether the request's version knows
+/// PRODUCER_FENCED (KIP-588); older versions get INVALID_PRODUCER_EPOCH
+/// instead, as Kafka answers them.
+pub(crate) fn transaction_error_code(error: &TransactionError, fenced_code_known: bool) -> i16 {
+    let error = match error {
+        TransactionError::InvalidTransactionalId => ResponseError::InvalidRequest,
+        TransactionError::InvalidTimeout { .. } => ResponseError::InvalidTransactionTimeout,
+        TransactionError::TooManyIds { .. } => ResponseError::CoordinatorNotAvailable,
+        TransactionError::InvalidProducerIdMapping { .. } => ResponseError::InvalidProducerIdMapping,
+        TransactionError::ProducerFenced { .. } if fenced_code_known => ResponseError::ProducerFenced,
+        TransactionError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
+        TransactionError::InvalidState(_) => ResponseError::InvalidTxnState,
+        TransactionError::Concurrent => ResponseError::ConcurrentTransactions,
+        TransactionError::TooManyPartitions { .. } => ResponseError::PolicyViolation,
+        TransactionError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        TransactionError::Group(error) => return group_error_code(error),
+        TransactionError::Storage(_) => ResponseError::KafkaStorageError,
+        TransactionError::Log(error) => return log_error_code(error),
+    };
+    error.code()
 }

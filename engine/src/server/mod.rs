@@ -6,7 +6,6 @@ mod config;
 mod connection;
 pub mod handlers;
 pub(crate) mod open_files;
-pub(crate) mod producer_ids;
 mod request_budget;
 pub(crate) use request_budget::RequestBudget;
 
@@ -34,8 +33,8 @@ pub(crate) struct BrokerContext {
     pub(crate) advertised: SocketAddr,
     /// Stable id of this cluster (persisted in the data directory).
     pub(crate) cluster_id: String,
-    /// Producer id allocator (idempotent producers).
-    pub(crate) producer_ids: producer_ids::ProducerIds,
+    /// The transaction coordinator, which also hands out producer ids.
+    pub(crate) transactions: Arc<crate::transaction::TransactionCoordinator>,
     /// Consumer groups and committed offsets.
     pub(crate) groups: Arc<crate::group::GroupCoordinator>,
     /// Budget of request bytes held in memory across all connections

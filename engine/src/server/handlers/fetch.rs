@@ -5,6 +5,12 @@
 //! Incremental fetch sessions are not kept: every response is a full one
 //! with session id 0, which clients treat as "no session".
 //!
+//! With `isolation_level` read_committed (1), a partition is read only up
+//! to its last stable offset, and the aborted transactions among the
+//! batches returned are listed so the client drops their records; a long
+//! poll wakes when the LSO moves, since only a marker moves it and a
+//! marker moves the high watermark too.
+//!
 //! A response is at most `kafka.fetch_bytes_max` (Kafka's `fetch.max.bytes`),
 //! whatever `max_bytes` says (`<= 0` included), so one request cannot make the
 //! broker hold gigabytes. A partition listed again in the same request is
@@ -24,13 +30,15 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::blocking;
-use crate::log::{LogError, Partition};
+use crate::log::{Isolation, LogError, Partition};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -101,6 +109,11 @@ pub(crate) async fn handle(
         (request.max_bytes as usize).min(fetch_bytes_max)
     };
     let targets = Arc::new(resolve(context, request.topics));
+    let isolation = if request.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let mut shutdown = context.shutdown.clone();
     loop {
         // Subscribe before reading, so an append between the read and the
@@ -111,7 +124,7 @@ pub(crate) async fn handle(
             .filter_map(|target| target.partition.as_ref().ok().map(|p| p.subscribe()))
             .collect();
         let (gathered, budget) = (targets.clone(), context.fetch_bytes.clone());
-        let read = blocking(move || gather(&gathered, max_bytes, &budget)).await;
+        let read = blocking(move || gather(&gathered, max_bytes, isolation, &budget)).await;
         let now = Instant::now();
         if read.bytes >= min_bytes
             || read.errors
@@ -138,6 +151,7 @@ pub(crate) async fn handle(
 fn gather(
     targets: &[(TopicName, Vec<Target>)],
     max_bytes: usize,
+    isolation: Isolation,
     budget: &Arc<Semaphore>,
 ) -> Gathered {
     let mut remaining = max_bytes;
@@ -158,9 +172,10 @@ fn gather(
                             return data.with_error_code(*code);
                         }
                     };
+                    let (high_watermark, last_stable_offset) = partition.watermarks();
                     let data = data
-                        .with_high_watermark(partition.high_watermark())
-                        .with_last_stable_offset(partition.high_watermark())
+                        .with_high_watermark(high_watermark)
+                        .with_last_stable_offset(last_stable_offset)
                         .with_log_start_offset(partition.log_start_offset());
                     // Once the response is full only the first partition
                     // with data may overshoot (a whole first batch always
@@ -168,7 +183,7 @@ fn gather(
                     if remaining == 0 {
                         return data;
                     }
-                    match partition.read(target.offset, target.max_bytes.min(remaining)) {
+                    match partition.read_isolated(target.offset, target.max_bytes.min(remaining), isolation) {
                         Ok(read) => {
                             // Only the first partition with data may go over
                             // max_bytes (KIP-74); later ones wait their turn.
@@ -186,9 +201,20 @@ fn gather(
                             };
                             remaining = remaining.saturating_sub(records.len());
                             total += records.len();
+                            let aborted = (isolation == Isolation::ReadCommitted).then(|| {
+                                read.aborted
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect()
+                            });
                             data.with_high_watermark(read.high_watermark)
-                                .with_last_stable_offset(read.high_watermark)
+                                .with_last_stable_offset(read.last_stable_offset)
                                 .with_log_start_offset(read.log_start_offset)
+                                .with_aborted_transactions(aborted)
                                 .with_records(Some(records))
                         }
                         Err(error) => {

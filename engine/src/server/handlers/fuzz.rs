@@ -17,7 +17,6 @@ use crate::group::offsets::OffsetStore;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogStore, StdIo, StoreOptions, SystemClock};
 use crate::protocol::{decode_frame, FrameError};
-use crate::server::producer_ids::ProducerIds;
 use crate::server::{BrokerContext, KafkaConfig};
 
 fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
@@ -34,20 +33,27 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
         ..GroupConfig::default()
     };
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let store = Arc::new(store);
+    let groups = Arc::new(GroupCoordinator::new(groups, Arc::new(SystemClock), offsets));
+    let transactions = crate::transaction::TransactionCoordinator::open(
+        Default::default(),
+        Arc::new(SystemClock),
+        Arc::new(StdIo),
+        dir,
+        store.clone(),
+        groups.clone(),
+    )
+    .unwrap();
     Arc::new(BrokerContext {
-        store: Arc::new(store),
+        store,
         config: KafkaConfig {
             fetch_wait_max_ms: FETCH_WAIT_MAX_MS,
             ..KafkaConfig::default()
         },
         advertised: "127.0.0.1:9092".parse().unwrap(),
         cluster_id: "fuzz".into(),
-        producer_ids: ProducerIds::open(&StdIo, dir).unwrap(),
-        groups: Arc::new(GroupCoordinator::new(
-            groups,
-            Arc::new(SystemClock),
-            offsets,
-        )),
+        transactions: Arc::new(transactions),
+        groups,
         request_bytes: crate::server::RequestBudget::new(1 << 20),
         fetch_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         shutdown,

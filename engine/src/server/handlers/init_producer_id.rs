@@ -1,50 +1,58 @@
-//! InitProducerId (key 22): a producer id and epoch for idempotent
-//! producers. A producer that passes its current id and epoch (v3+, after
-//! an error) gets the epoch bumped. Transactions are not supported: a
-//! transactional id is refused.
+//! InitProducerId (key 22): a producer id and epoch. Without a
+//! transactional id, a fresh id for an idempotent producer (or, v3+, the
+//! caller's epoch bumped after an error). With one, the transaction
+//! coordinator's: the id's producer with its epoch bumped, which fences
+//! the previous producer and aborts its open transaction.
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::blocking;
-use crate::log::StdIo;
+use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
+use crate::transaction::TransactionError;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version that knows PRODUCER_FENCED (KIP-588).
+const FENCED_CODE_VERSION: i16 = 4;
 
 /// Handles an InitProducerId request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
-    let refused = |code: i16| {
-        InitProducerIdResponse::default()
-            .with_error_code(code)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+    let current = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+        .then_some((request.producer_id.0, request.producer_epoch));
+    let coordinator = context.transactions.clone();
+    let result = match request.transactional_id {
+        Some(id) => {
+            let timeout_ms = request.transaction_timeout_ms;
+            blocking(move || coordinator.init_producer_id(&id, timeout_ms, current)).await
+        }
+        None => match current {
+            Some((producer_id, epoch)) if epoch < i16::MAX - 1 => Ok((producer_id, epoch + 1)),
+            _ => blocking(move || coordinator.allocate_producer_id())
+                .await
+                .map(|id| (id, 0))
+                .map_err(|error| {
+                    tracing::error!(%error, "allocating a producer id failed");
+                    TransactionError::storage(error)
+                }),
+        },
     };
-    if request.transactional_id.is_some() {
-        return refused(ResponseError::InvalidRequest.code());
-    }
-    if request.producer_id.0 >= 0
-        && request.producer_epoch >= 0
-        && request.producer_epoch < i16::MAX - 1
-    {
-        return InitProducerIdResponse::default()
-            .with_producer_id(request.producer_id)
-            .with_producer_epoch(request.producer_epoch + 1);
-    }
-    let context = context.clone();
-    match blocking(move || context.producer_ids.allocate(&StdIo)).await {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
+    match result {
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
         Err(error) => {
-            tracing::error!(%error, "allocating a producer id failed");
-            refused(ResponseError::KafkaStorageError.code())
+            tracing::debug!(%error, "InitProducerId refused");
+            InitProducerIdResponse::default()
+                .with_error_code(transaction_error_code(&error, version >= FENCED_CODE_VERSION))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
         }
     }
 }

@@ -1,5 +1,7 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or
-//! the first offset at or after a timestamp, per partition.
+//! the first offset at or after a timestamp, per partition. Latest is the
+//! last stable offset for read_committed (isolation level 1), the high
+//! watermark otherwise.
 
 use std::sync::Arc;
 
@@ -20,8 +22,13 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), LogError> {
+/// `isolation_level` 1: read_committed.
+const READ_COMMITTED: i8 = 1;
+
+fn lookup(partition: &Partition, timestamp: i64, committed: bool) -> Result<(i64, i64), LogError> {
     Ok(match timestamp {
+        // What a consumer at that isolation level can read up to.
+        LATEST if committed => (partition.last_stable_offset(), -1),
         LATEST => (partition.high_watermark(), -1),
         EARLIEST => (partition.log_start_offset(), -1),
         MAX_TIMESTAMP => {
@@ -48,6 +55,7 @@ pub(crate) async fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let store = context.store.clone();
+    let committed = request.isolation_level == READ_COMMITTED;
     let topics = blocking(move || {
         request
             .topics
@@ -64,7 +72,7 @@ pub(crate) async fn handle(
                             None => Err(ResponseError::UnknownTopicOrPartition.code()),
                             Some(topic) => topic
                                 .partition(p.partition_index)
-                                .and_then(|partition| lookup(&partition, p.timestamp))
+                                .and_then(|partition| lookup(&partition, p.timestamp, committed))
                                 .map_err(|error| log_error_code(&error)),
                         };
                         match result {

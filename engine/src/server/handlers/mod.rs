@@ -100,7 +100,7 @@ apis! {
     IncrementalAlterConfigs => incremental_alter_configs, ordered: true, async;
     DescribeCluster => describe_cluster, ordered: false, sync;
     DeleteRecords => delete_records, ordered: true, async;
-    InitProducerId => init_producer_id, ordered: false, async;
+    InitProducerId => init_producer_id, ordered: true, async;
     FindCoordinator => find_coordinator, ordered: false, sync;
     JoinGroup => join_group, ordered: false, join_group;
     SyncGroup => sync_group, ordered: false, async;
@@ -111,6 +111,12 @@ apis! {
     ListGroups => list_groups, ordered: false, sync;
     DescribeGroups => describe_groups, ordered: false, sync;
     DeleteGroups => delete_groups, ordered: false, async;
+    AddPartitionsToTxn => add_partitions_to_txn, ordered: true, async;
+    AddOffsetsToTxn => add_offsets_to_txn, ordered: true, async;
+    EndTxn => end_txn, ordered: true, async;
+    TxnOffsetCommit => txn_offset_commit, ordered: true, async;
+    DescribeTransactions => describe_transactions, ordered: false, async;
+    ListTransactions => list_transactions, ordered: false, async;
 }
 
 fn supported(api_key: ApiKey, version: i16) -> bool {

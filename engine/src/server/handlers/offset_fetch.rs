@@ -1,10 +1,14 @@
 //! OffsetFetch (key 9): committed offsets of one group (v1–v7) or several
 //! (v8+); all partitions when the topic list is null. A partition without
-//! a commit answers offset -1.
+//! a commit answers offset -1. With `require_stable` (v7+), a partition
+//! for which an open transaction holds an offset (TxnOffsetCommit) answers
+//! UNSTABLE_OFFSET_COMMIT, and the client retries until it commits or
+//! aborts (KIP-447).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -22,7 +26,9 @@ type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
 /// Per topic, each partition with its committed offset if any.
 type Found = Vec<(TopicName, Vec<(i32, Option<Committed>)>)>;
 
-/// (topic, [(partition, committed or none)]) for a group.
+/// (topic, [(partition, committed or none)]) for a group; with
+/// `require_stable`, a partition with a pending transactional offset has
+/// none (and [`unstable_code`] gives its error).
 fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
     let committed = context.groups.committed(group);
     match wanted {
@@ -52,6 +58,22 @@ fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
     }
 }
 
+/// UNSTABLE_OFFSET_COMMIT when `require_stable` and a transaction holds
+/// an offset for the partition that is not committed yet; else 0.
+fn unstable_code(
+    context: &BrokerContext,
+    require_stable: bool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> i16 {
+    if require_stable && context.transactions.has_pending_offset(group, topic, partition) {
+        ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
+}
+
 fn parts(committed: Option<Committed>) -> (i64, i32, StrBytes) {
     match committed {
         Some(c) => (c.offset, c.leader_epoch, StrBytes::from_string(c.metadata)),
@@ -69,7 +91,7 @@ pub(crate) fn handle(
         let groups = request
             .groups
             .into_iter()
-            .map(|group| group_result(context, group))
+            .map(|group| group_result(context, group, request.require_stable))
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -78,15 +100,19 @@ pub(crate) fn handle(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
+    let require_stable = request.require_stable;
     let topics = lookup(context, &request.group_id, wanted)
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
+                    let code = unstable_code(context, require_stable, &request.group_id, &name, index);
+                    let committed = committed.filter(|_| code == 0);
                     let (offset, epoch, metadata) = parts(committed);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
+                        .with_error_code(code)
                         .with_committed_offset(offset)
                         .with_metadata(Some(metadata));
                     if version >= 5 {
@@ -108,6 +134,7 @@ pub(crate) fn handle(
 fn group_result(
     context: &BrokerContext,
     group: OffsetFetchRequestGroup,
+    require_stable: bool,
 ) -> OffsetFetchResponseGroup {
     let wanted = group.topics.map(|ts| {
         ts.into_iter()
@@ -120,9 +147,12 @@ fn group_result(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
+                    let code = unstable_code(context, require_stable, &group.group_id, &name, index);
+                    let committed = committed.filter(|_| code == 0);
                     let (offset, epoch, metadata) = parts(committed);
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(index)
+                        .with_error_code(code)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(metadata))

@@ -1,0 +1,85 @@
+//! AddPartitionsToTxn (key 24): a transactional producer names each
+//! partition before its first write there, so the coordinator knows where
+//! to write the markers. v0–3 (one transaction per request, from clients);
+//! v4's batched, broker-to-broker form (KIP-890) is not offered.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+
+use super::blocking;
+use crate::protocol::errors::transaction_error_code;
+use crate::server::BrokerContext;
+use crate::transaction::TransactionError;
+
+pub(crate) const VERSIONS: (i16, i16) = (0, 3);
+
+/// First version that knows PRODUCER_FENCED (KIP-588).
+const FENCED_CODE_VERSION: i16 = 2;
+
+pub(crate) async fn handle(
+    context: &Arc<BrokerContext>,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|topic| {
+            let name = topic.name.to_string();
+            topic.partitions.iter().map(move |p| (name.clone(), *p))
+        })
+        .collect();
+    let coordinator = context.transactions.clone();
+    let id = request.v3_and_below_transactional_id.to_string();
+    let (producer_id, epoch) = (
+        request.v3_and_below_producer_id.0,
+        request.v3_and_below_producer_epoch,
+    );
+    let added = partitions.clone();
+    let result =
+        blocking(move || coordinator.add_partitions(&id, producer_id, epoch, &added)).await;
+    // One code for every partition, as Kafka answers: the refusal, or
+    // for an unknown partition that one and OPERATION_NOT_ATTEMPTED for
+    // the rest.
+    let code_for = |topic: &str, partition: i32| match &result {
+        Ok(()) => 0,
+        Err(TransactionError::UnknownPartition {
+            topic: unknown,
+            partition: index,
+        }) => {
+            if unknown == topic && *index == partition {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else {
+                ResponseError::OperationNotAttempted.code()
+            }
+        }
+        Err(error) => transaction_error_code(error, version >= FENCED_CODE_VERSION),
+    };
+    if let Err(error) = &result {
+        tracing::debug!(%error, "AddPartitionsToTxn refused");
+    }
+    let topics = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|topic| {
+            let results = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code_for(&topic.name, *p))
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name)
+                .with_results_by_partition(results)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}

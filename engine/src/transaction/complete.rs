@@ -1,0 +1,209 @@
+//! Ending transactions: markers to every partition, the pending offsets
+//! committed, the Complete state written; and the work that ends them
+//! without a client asking: a fencing InitProducerId, the timeout check,
+//! and recovery after a crash.
+
+use super::coordinator::{lock, TransactionCoordinator};
+use super::state::{TransactionMetadata, TransactionState};
+use super::TransactionError;
+use crate::group::offsets::PartitionOffset;
+use crate::log::transactions::Marker;
+
+impl TransactionCoordinator {
+    /// Finishes a transaction in a Prepare state: writes its markers to
+    /// every partition and waits until they are durable, commits its
+    /// offsets (on commit), then records the Complete state. Run again
+    /// after a failure, it writes the markers again; a partition whose
+    /// transaction already ended ignores the second marker.
+    pub(super) fn complete(&self, meta: &mut TransactionMetadata) -> Result<(), TransactionError> {
+        let commit = match meta.state {
+            TransactionState::PrepareCommit => true,
+            TransactionState::PrepareAbort => false,
+            other => unreachable!("complete in state {other:?}"),
+        };
+        let marker = Marker {
+            producer_id: meta.producer_id,
+            producer_epoch: meta.producer_epoch,
+            commit,
+            coordinator_epoch: 0,
+        };
+        let mut written = Vec::with_capacity(meta.partitions.len());
+        for (topic, index) in &meta.partitions {
+            let Some(partition) = self.partition(topic, *index) else {
+                tracing::warn!(transactional_id = %meta.transactional_id, topic, partition = index,
+                    "the partition is gone (topic deleted): no marker written there");
+                continue;
+            };
+            let info = partition
+                .write_marker(&marker)
+                .map_err(|error| self.marker_failed(meta, topic, *index, error))?;
+            written.push((partition, info));
+        }
+        // Written first, then waited for: the partitions' fsyncs overlap
+        // with the writes to the others.
+        for (partition, info) in &written {
+            partition
+                .acknowledge_durable(info)
+                .map_err(|error| self.marker_failed(meta, partition.topic(), partition.id(), error))?;
+        }
+        if commit {
+            self.commit_pending(meta)?;
+        }
+        let ended_offsets = meta.pending_offsets.clone();
+        let complete = if commit {
+            TransactionState::CompleteCommit
+        } else {
+            TransactionState::CompleteAbort
+        };
+        self.update(meta, |next| {
+            next.state = complete;
+            next.pending_offsets.clear();
+            next.start_ms = -1;
+        })?;
+        self.release_pending(&ended_offsets);
+        tracing::debug!(transactional_id = %meta.transactional_id, commit, partitions = written.len(),
+            "transaction ended");
+        Ok(())
+    }
+
+    fn marker_failed(
+        &self,
+        meta: &TransactionMetadata,
+        topic: &str,
+        partition: i32,
+        error: crate::log::LogError,
+    ) -> TransactionError {
+        tracing::error!(transactional_id = %meta.transactional_id, topic, partition, %error,
+            "writing a transaction marker failed; the transaction stays prepared and is retried");
+        TransactionError::Log(error)
+    }
+
+    /// Commits the transaction's pending offsets, group by group.
+    fn commit_pending(&self, meta: &TransactionMetadata) -> Result<(), TransactionError> {
+        let mut by_group: std::collections::BTreeMap<&str, Vec<PartitionOffset>> =
+            Default::default();
+        for pending in &meta.pending_offsets {
+            by_group
+                .entry(&pending.group)
+                .or_default()
+                .push(PartitionOffset {
+                    topic: pending.topic.clone(),
+                    partition: pending.partition,
+                    committed: pending.committed.clone(),
+                });
+        }
+        for (group, offsets) in by_group {
+            self.groups
+                .store_offsets(group, offsets)
+                .map_err(TransactionError::Group)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a transaction left in a Prepare state to its end (a failed
+    /// marker write earlier, or a crash).
+    pub(super) fn finish_prepared(&self, meta: &mut TransactionMetadata) -> Result<(), TransactionError> {
+        match meta.state {
+            TransactionState::PrepareCommit | TransactionState::PrepareAbort => self.complete(meta),
+            _ => Ok(()),
+        }
+    }
+
+    /// Aborts the open transaction of `meta` on behalf of the coordinator
+    /// (a new producer, or the timeout), bumping the epoch first so the
+    /// old producer is fenced: its later writes, AddPartitions and EndTxn
+    /// are refused. Returns whether the epoch was bumped (at the last
+    /// epoch it cannot be; the caller then moves to a new producer id).
+    pub(super) fn abort_fencing(&self, meta: &mut TransactionMetadata) -> Result<bool, TransactionError> {
+        let bump = meta.producer_epoch < i16::MAX - 1;
+        self.update(meta, |next| {
+            if bump {
+                next.last_producer_epoch = next.producer_epoch;
+                next.producer_epoch += 1;
+            }
+            next.state = TransactionState::PrepareAbort;
+        })?;
+        self.complete(meta)?;
+        Ok(bump)
+    }
+
+    /// The periodic check (every `abort_check_interval_ms`): aborts
+    /// transactions open past their timeout, finishes prepared ones a
+    /// failure left behind, and forgets ids idle past the expiration.
+    /// Ids busy with a request are skipped until the next check.
+    pub(crate) fn tick(&self) {
+        let now_ms = self.clock.now_ms();
+        for entry in self.entries() {
+            let Ok(mut meta) = entry.try_lock() else {
+                continue;
+            };
+            if let Err(error) = self.check_one(&mut meta, now_ms) {
+                tracing::warn!(transactional_id = %meta.transactional_id, %error,
+                    "transaction check failed; retrying at the next check");
+            }
+        }
+        if let Err(error) = self.compact_log() {
+            tracing::warn!(%error, "compacting the transaction log failed");
+        }
+    }
+
+    fn check_one(&self, meta: &mut TransactionMetadata, now_ms: i64) -> Result<(), TransactionError> {
+        match meta.state {
+            TransactionState::Ongoing if now_ms - meta.start_ms > meta.timeout_ms as i64 => {
+                tracing::warn!(transactional_id = %meta.transactional_id,
+                    timeout_ms = meta.timeout_ms, "aborting a transaction open past its timeout");
+                let bumped = self.abort_fencing(meta)?;
+                if !bumped {
+                    tracing::warn!(transactional_id = %meta.transactional_id,
+                        "the producer is at its last epoch; its next InitProducerId gets a new producer id");
+                }
+                Ok(())
+            }
+            TransactionState::PrepareCommit | TransactionState::PrepareAbort => {
+                self.finish_prepared(meta)
+            }
+            state
+                if !state.is_open()
+                    && now_ms - meta.last_update_ms > self.config.transactional_id_expiration_ms =>
+            {
+                self.forget(meta)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After opening: transactions a crash left in a Prepare state are
+    /// finished now (PrepareCommit committed, PrepareAbort aborted). An
+    /// open transaction stays open: its producer may still end it, and the
+    /// timeout check aborts it otherwise, as if the broker had not stopped.
+    pub(super) fn recover(&self) {
+        for entry in self.entries() {
+            let mut meta = lock(&entry);
+            if !matches!(
+                meta.state,
+                TransactionState::PrepareCommit | TransactionState::PrepareAbort
+            ) {
+                continue;
+            }
+            tracing::info!(transactional_id = %meta.transactional_id, state = meta.state.kafka_name(),
+                "finishing a transaction interrupted by a restart");
+            if let Err(error) = self.finish_prepared(&mut meta) {
+                tracing::error!(transactional_id = %meta.transactional_id, %error,
+                    "finishing an interrupted transaction failed; retrying periodically");
+            }
+        }
+    }
+
+    /// Compacts the transaction log when due (from `tick`).
+    fn compact_log(&self) -> std::io::Result<bool> {
+        // Every entry, waiting for busy ones: one left out would be lost
+        // from the compacted log. (The log takes the snapshot before its
+        // own lock, so this cannot deadlock with an entry's append.)
+        self.log.compact_if_due(&|| {
+            self.entries()
+                .iter()
+                .map(|entry| lock(entry).clone())
+                .collect()
+        })
+    }
+}
