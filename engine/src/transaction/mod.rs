@@ -5,3 +5,4 @@
 #![allow(dead_code)] // Removed once the coordinator uses everything.
 
 pub(crate) mod state;
+pub(crate) mod store;
