@@ -27,7 +27,9 @@
 //! and `processor` speaks to the admin API over HTTP). Nothing under
 //! `log/`, `group/`, `processor/` or `server/` imports `cli/` or
 //! `client/`. Shared leaves: `protocol::partitioner` (Kafka's murmur2),
-//! `start_position` (earliest, latest, an offset or a time).
+//! `start_position` (earliest, latest, an offset or a time), `journal`
+//! (the CRC'd, fsynced, compacted record file under the committed-offsets
+//! and transaction logs).
 //!
 //! The library is also what the `sluice-bench` crate (`bench/`) measures:
 //! the log store, the processor host and loop, and the client's Kafka
@@ -41,6 +43,7 @@ pub mod client;
 pub(crate) mod config;
 pub(crate) mod group;
 pub(crate) mod http;
+pub(crate) mod journal;
 pub mod log;
 pub mod processor;
 pub(crate) mod protocol;

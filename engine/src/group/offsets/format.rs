@@ -1,4 +1,7 @@
-//! The committed-offsets log on disk, byte by byte, and its replay.
+//! The committed-offsets log on disk, byte by byte, and what its records
+//! do to the live offsets. The framing, replay, repair and compaction are
+//! the shared `crate::journal`'s; this module owns the magics, the bound,
+//! the records and format 1.
 //!
 //! File `<data-dir>/groups/offsets.log`, format 2:
 //! ```text
@@ -12,15 +15,16 @@
 //! The record magic holds 0xFF and 0xFE, bytes that never occur in UTF-8,
 //! so they never occur in a payload: after a damaged record, replay finds
 //! the next record by scanning for the magic and checking its CRC
-//! (`resync`). The CRC covers the length too, so a flipped length is caught
+//! (`Framing::resync`). The CRC covers the length too, so a flipped length is caught
 //! instead of being followed.
 //!
-//! Replay tells apart:
+//! Replay (`Journal::open`) tells apart:
 //! - a *torn tail* (a crash mid-append: no whole, valid record after the
 //!   failure point): cut off; that append was never acknowledged;
 //! - a *damaged record* with valid records after it (a flipped bit, a bad
 //!   sector): skipped, logged at error level with the file position; the
-//!   later records (other groups' commits) are kept;
+//!   later records (other groups' commits) are kept, and the original
+//!   file beside the repaired one as `offsets.log.damaged`;
 //! - a record whose CRC holds but whose JSON does not decode (written by a
 //!   newer Sluice?): the broker refuses to start rather than guess.
 //!
@@ -34,17 +38,30 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::Committed;
+use crate::journal::{Framing, JournalState, Legacy, RECORD_HEADER_BYTES};
 
 /// First 8 bytes of a format 2 file.
 pub(super) const FILE_HEADER: [u8; 8] = *b"SLUOFF\x00\x02";
-const RECORD_MAGIC: [u8; 4] = [0xFF, 0x4F, 0x46, 0xFE];
-const RECORD_HEADER_BYTES: usize = 12;
 const V1_RECORD_HEADER_BYTES: usize = 8;
 /// Largest record payload written or read. Group ids
 /// (`groups.group_id_bytes_max`), topic names (249) and commit metadata
 /// (`groups.offset_metadata_bytes_max`) are bounded well below it at the
 /// protocol edge; a record over it is refused before anything is written.
 pub(super) const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 20;
+
+/// Format 2's framing (the shared journal's, with this log's magics).
+pub(super) static FRAMING: Framing = Framing {
+    file_header: FILE_HEADER,
+    record_magic: [0xFF, 0x4F, 0x46, 0xFE],
+    payload_bytes_max: RECORD_PAYLOAD_BYTES_MAX,
+    name: "committed-offsets log",
+};
+
+/// Format 1's reader, for files written before the file header.
+pub(super) const FORMAT_1: Legacy = Legacy {
+    record_at: record_at_v1,
+    resync: resync_v1,
+};
 
 /// One entry of the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,30 +141,25 @@ impl Live {
     }
 }
 
+impl JournalState for Live {
+    fn apply_payload(&mut self, payload: &[u8]) -> Result<(), String> {
+        let record = serde_json::from_slice(payload).map_err(|error| error.to_string())?;
+        self.apply(record);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> std::io::Result<Vec<u8>> {
+        snapshot(&self.offsets)
+    }
+}
+
 /// Encodes one record (format 2); refuses a payload over
 /// [`RECORD_PAYLOAD_BYTES_MAX`].
 pub(super) fn encode(record: &OffsetRecord, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let payload = serde_json::to_vec(record).expect("offset records serialize");
-    if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "an offsets record of {} bytes exceeds {RECORD_PAYLOAD_BYTES_MAX}",
-                payload.len()
-            ),
-        ));
-    }
-    let length = (payload.len() as u32).to_be_bytes();
-    let mut crc = crc32c::crc32c(&length);
-    crc = crc32c::crc32c_append(crc, &payload);
-    out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&length);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
+    FRAMING.encode_json(record, out).map(drop)
 }
 
-/// A format 2 file holding `live` as one commit record per offset.
+/// A format 2 file holding `offsets` as one commit record per offset.
 pub(super) fn snapshot(offsets: &Offsets) -> std::io::Result<Vec<u8>> {
     let mut out = FILE_HEADER.to_vec();
     for (group, partitions) in offsets {
@@ -162,121 +174,6 @@ pub(super) fn snapshot(offsets: &Offsets) -> std::io::Result<Vec<u8>> {
         }
     }
     Ok(out)
-}
-
-/// What replaying a file found.
-#[derive(Debug, Default)]
-pub(super) struct Replayed {
-    pub(super) live: Live,
-    /// The end of the last whole record; anything after it is a torn tail.
-    pub(super) valid_bytes: usize,
-    /// Why the bytes after `valid_bytes` are a torn tail, if there are any.
-    pub(super) torn: Option<String>,
-    /// Damaged stretches skipped (file position, bytes), with valid
-    /// records after each.
-    pub(super) skipped: Vec<(usize, usize)>,
-}
-
-/// The record at `position` (format 2): its payload and end, or why not.
-fn record_at(bytes: &[u8], position: usize) -> Result<(&[u8], usize), String> {
-    let rest = &bytes[position..];
-    if rest.len() < RECORD_HEADER_BYTES {
-        return Err("incomplete record header".into());
-    }
-    if rest[0..4] != RECORD_MAGIC {
-        return Err("no record magic".into());
-    }
-    let length = u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-    if length > RECORD_PAYLOAD_BYTES_MAX || rest.len() < RECORD_HEADER_BYTES + length {
-        return Err(format!("a record of {length} bytes runs past the end"));
-    }
-    let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + length];
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&rest[4..8]), payload);
-    if actual != crc {
-        return Err(format!(
-            "CRC mismatch (stored {crc:#010x}, computed {actual:#010x})"
-        ));
-    }
-    Ok((payload, position + RECORD_HEADER_BYTES + length))
-}
-
-/// The next position after `from` where a whole, valid record starts.
-fn resync(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut position = from + 1;
-    while position + RECORD_HEADER_BYTES <= bytes.len() {
-        let found = bytes[position..]
-            .windows(RECORD_MAGIC.len())
-            .position(|w| w == RECORD_MAGIC)?;
-        position += found;
-        if record_at(bytes, position).is_ok() {
-            return Some(position);
-        }
-        position += 1;
-    }
-    None
-}
-
-fn decode(payload: &[u8], position: usize) -> Result<OffsetRecord, String> {
-    serde_json::from_slice(payload).map_err(|error| {
-        format!(
-            "the record at byte {position} has a valid CRC but does not decode ({error}); \
-             was it written by a newer Sluice?"
-        )
-    })
-}
-
-/// Reads the record at a position: its payload and end, or why not.
-type RecordAt = fn(&[u8], usize) -> Result<(&[u8], usize), String>;
-/// Finds the next whole, valid record after a position.
-type Resync = fn(&[u8], usize) -> Option<usize>;
-
-/// Whether `bytes` hold a format 2 record's magic anywhere.
-pub(super) fn has_record_magic(bytes: &[u8]) -> bool {
-    bytes
-        .windows(RECORD_MAGIC.len())
-        .any(|window| window == RECORD_MAGIC)
-}
-
-/// Replays a format 2 file (`bytes` starts with [`FILE_HEADER`]). An
-/// error is a reason to refuse to start.
-pub(super) fn replay(bytes: &[u8]) -> Result<Replayed, String> {
-    replay_with(bytes, FILE_HEADER.len(), record_at, resync)
-}
-
-/// Replays a format 1 file.
-pub(super) fn replay_v1(bytes: &[u8]) -> Result<Replayed, String> {
-    replay_with(bytes, 0, record_at_v1, resync_v1)
-}
-
-fn replay_with(
-    bytes: &[u8],
-    start: usize,
-    record_at: RecordAt,
-    resync: Resync,
-) -> Result<Replayed, String> {
-    let mut replayed = Replayed::default();
-    let mut position = start;
-    while position < bytes.len() {
-        match record_at(bytes, position) {
-            Ok((payload, end)) => {
-                replayed.live.apply(decode(payload, position)?);
-                position = end;
-            }
-            Err(problem) => match resync(bytes, position) {
-                Some(next) => {
-                    replayed.skipped.push((position, next - position));
-                    position = next;
-                }
-                None => {
-                    replayed.torn = Some(problem);
-                    break;
-                }
-            },
-        }
-    }
-    replayed.valid_bytes = position;
-    Ok(replayed)
 }
 
 /// The record at `position` in format 1.

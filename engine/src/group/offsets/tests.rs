@@ -262,3 +262,19 @@ fn a_damaged_file_header_keeps_every_commit() {
     let store = open(dir.path());
     assert_eq!(offset(&store, "b", 1), Some(9), "and the repair is durable");
 }
+
+/// The bytes on disk, pinned: the file header, then one commit record
+/// (magic, length, CRC-32C of length and payload, JSON payload).
+#[test]
+fn the_format_2_bytes_on_disk_are_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).commit("g", vec![at(3, 5)]).unwrap();
+    let bytes = std::fs::read(dir.path().join("offsets.log")).unwrap();
+    let payload = br#"{"type":"commit","group":"g","topic":"t","partition":3,"offset":5,"leader_epoch":-1,"metadata":"m","commit_timestamp_ms":1}"#;
+    let mut expected = b"SLUOFF\x00\x02".to_vec();
+    expected.extend_from_slice(&[0xFF, 0x4F, 0x46, 0xFE]);
+    expected.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    expected.extend_from_slice(&0x9B86_8707_u32.to_be_bytes());
+    expected.extend_from_slice(payload);
+    assert_eq!(bytes, expected);
+}
