@@ -282,7 +282,11 @@ pub(crate) fn producer_of(buffer: &[u8]) -> Option<(i64, i16, bool)> {
     let mut producer = None;
     while position < buffer.len() {
         let header = BatchHeader::parse(&buffer[position..]).ok()?;
-        let this = (header.producer_id, header.producer_epoch, header.is_transactional());
+        let this = (
+            header.producer_id,
+            header.producer_epoch,
+            header.is_transactional(),
+        );
         if *producer.get_or_insert(this) != this {
             return None;
         }
@@ -411,6 +415,45 @@ pub mod build {
         )
         .expect("encoding records into memory cannot fail");
         buf
+    }
+
+    /// One transactional batch of `values` from a producer, its records at
+    /// sequences `base_sequence`, `base_sequence + 1`, ….
+    pub fn transactional(
+        values: &[&[u8]],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BytesMut {
+        let records: Vec<_> = values.iter().map(|value| (None, *value)).collect();
+        transactional_keyed(&records, producer_id, producer_epoch, base_sequence)
+    }
+
+    /// [`transactional`] with a key per record.
+    pub fn transactional_keyed(
+        records: &[(Option<&[u8]>, &[u8])],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BytesMut {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(index, (key, value))| Record {
+                transactional: true,
+                producer_id,
+                producer_epoch,
+                sequence: base_sequence + index as i32,
+                ..record(
+                    index,
+                    key.map(Bytes::copy_from_slice),
+                    Some(Bytes::copy_from_slice(value)),
+                    0,
+                    IndexMap::new(),
+                )
+            })
+            .collect();
+        encode(&records, Compression::None)
     }
 
     /// Encodes `entries` as one batch with base offset 0.
