@@ -15,6 +15,8 @@
 mod complete;
 mod config;
 mod coordinator;
+#[cfg(test)]
+mod coordinator_tests;
 mod error;
 mod offsets;
 pub(crate) mod producer_ids;
