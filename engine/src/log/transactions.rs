@@ -173,6 +173,11 @@ impl PartitionTransactions {
         self.open.values().copied().min()
     }
 
+    /// Producers with a transaction open here.
+    pub(crate) fn open_producers(&self) -> impl Iterator<Item = i64> + '_ {
+        self.open.keys().copied()
+    }
+
     /// Aborted transactions that overlap `[from, to)`.
     pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
         // Markers come in offset order: skip those before `from`.

@@ -8,6 +8,7 @@ use super::state::{TransactionMetadata, TransactionState};
 use super::TransactionError;
 use crate::group::offsets::PartitionOffset;
 use crate::log::transactions::Marker;
+use crate::log::PartitionSlot;
 
 impl TransactionCoordinator {
     /// Finishes a transaction in a Prepare state: writes its markers to
@@ -187,7 +188,13 @@ impl TransactionCoordinator {
     /// finished now (PrepareCommit committed, PrepareAbort aborted). An
     /// open transaction stays open: its producer may still end it, and the
     /// timeout check aborts it otherwise, as if the broker had not stopped.
+    /// Then hanging transactions are aborted (see [`Self::abort_hanging`]).
     pub(super) fn recover(&self) {
+        self.finish_all_prepared();
+        self.abort_hanging();
+    }
+
+    fn finish_all_prepared(&self) {
         for entry in self.entries() {
             let mut meta = lock(&entry);
             if !matches!(
@@ -201,6 +208,54 @@ impl TransactionCoordinator {
             if let Err(error) = self.finish_prepared(&mut meta) {
                 tracing::error!(transactional_id = %meta.transactional_id, %error,
                     "finishing an interrupted transaction failed; retrying periodically");
+            }
+        }
+    }
+
+    /// Aborts every transaction open in a partition that no open
+    /// transaction of the coordinator covers (a "hanging" transaction, as
+    /// KIP-664 calls them: its record in the transaction log was lost to
+    /// damage, or the partition was restored from elsewhere). Nothing can
+    /// ever commit it, since EndTxn goes through the coordinator, and it
+    /// would hold the partition's last stable offset, and so every
+    /// read_committed consumer, forever: an abort marker ends it, with the
+    /// epoch the producer last wrote with. Logged at warn level.
+    fn abort_hanging(&self) {
+        let mut covered = std::collections::HashSet::new();
+        for entry in self.entries() {
+            let meta = lock(&entry);
+            if meta.state.is_open() {
+                for (topic, partition) in &meta.partitions {
+                    covered.insert((meta.producer_id, topic.clone(), *partition));
+                }
+            }
+        }
+        for topic in self.store.topics() {
+            for slot in topic.partitions() {
+                let PartitionSlot::Open(partition) = slot else {
+                    continue;
+                };
+                for (producer_id, producer_epoch) in partition.open_transactions() {
+                    let key = (producer_id, topic.name().to_string(), partition.id());
+                    if covered.contains(&key) {
+                        continue;
+                    }
+                    tracing::warn!(topic = topic.name(), partition = partition.id(), producer_id,
+                        "aborting a hanging transaction: open in the partition, unknown to the coordinator");
+                    let marker = Marker {
+                        producer_id,
+                        producer_epoch,
+                        commit: false,
+                        coordinator_epoch: 0,
+                    };
+                    let written = partition
+                        .write_marker(&marker)
+                        .and_then(|info| partition.acknowledge_durable(&info));
+                    if let Err(error) = written {
+                        tracing::error!(topic = topic.name(), partition = partition.id(), producer_id,
+                            %error, "aborting a hanging transaction failed");
+                    }
+                }
             }
         }
     }

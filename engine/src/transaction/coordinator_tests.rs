@@ -13,6 +13,52 @@ use crate::log::transactions::AbortedTransaction;
 use crate::log::{Isolation, LogStore, ManualClock, StdIo, StoreOptions};
 use crate::transaction::state::TransactionState;
 
+/// A transaction open in a partition that the coordinator does not know
+/// (its record lost) would hold the LSO forever: opening aborts it.
+#[test]
+fn a_hanging_transaction_is_aborted_on_open() {
+    let first = setup();
+    let p0 = first.store.partition("t", 0).unwrap();
+    p0.append(&build::transactional(&[b"lost"], 99, 3, 0))
+        .unwrap();
+    assert_eq!(p0.watermarks(), (1, 0));
+    let Setup {
+        _dir: dir,
+        clock,
+        store,
+        coordinator,
+    } = first;
+    drop(coordinator);
+    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups")).unwrap();
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        clock.clone(),
+        offsets,
+    ));
+    let _reopened = TransactionCoordinator::open(
+        TransactionConfig::default(),
+        clock,
+        Arc::new(StdIo),
+        dir.path(),
+        store.clone(),
+        groups,
+    )
+    .unwrap();
+    let p0 = store.partition("t", 0).unwrap();
+    assert_eq!(p0.watermarks(), (2, 2), "an abort marker ended it");
+    let read = p0
+        .read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(
+        read.aborted,
+        vec![AbortedTransaction {
+            producer_id: 99,
+            first_offset: 0,
+            last_offset: 1
+        }]
+    );
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
