@@ -310,10 +310,18 @@ impl Reader {
     async fn reset(&mut self, client: &mut Client, partition: i32) -> Result<()> {
         let position = self.positions[&partition];
         let start = client
-            .list_offsets(&self.topic, &[(partition, EARLIEST_TIMESTAMP)], self.isolation)
+            .list_offsets(
+                &self.topic,
+                &[(partition, EARLIEST_TIMESTAMP)],
+                self.isolation,
+            )
             .await?[&partition];
         let end = client
-            .list_offsets(&self.topic, &[(partition, LATEST_TIMESTAMP)], self.isolation)
+            .list_offsets(
+                &self.topic,
+                &[(partition, LATEST_TIMESTAMP)],
+                self.isolation,
+            )
             .await?[&partition];
         let new = if position < start { start } else { end };
         eprintln!(
@@ -406,8 +414,14 @@ async fn consume_alone(
             .map(|p| p.partition)
             .collect(),
     };
-    let positions =
-        resolve_positions(client, &reader.topic, &partitions, args.from, args.isolation).await?;
+    let positions = resolve_positions(
+        client,
+        &reader.topic,
+        &partitions,
+        args.from,
+        args.isolation,
+    )
+    .await?;
     reader.assign(client, positions, args.exit_at_end).await?;
     while !stop.load(Ordering::SeqCst) && !reader.finished() {
         reader.fetch_round(client).await?;

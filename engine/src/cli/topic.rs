@@ -19,8 +19,7 @@ use serde_json::{json, Value};
 use super::{emit, table, ConnectArgs, OutputFormat};
 use crate::client::{
     check, error_text, text, topic_name, Client, IsolationLevel, EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
-    REQUEST_TIMEOUT,
+    LATEST_TIMESTAMP, REQUEST_TIMEOUT,
 };
 
 /// Kafka's ConfigResource type of a topic.

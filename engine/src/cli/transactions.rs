@@ -31,25 +31,30 @@ const TAKE_OVER_TIMEOUT_MS: i32 = 60_000;
 pub(crate) enum TransactionsCommand {
     /// List transactional ids: state, producer, timeout, partitions, and
     /// how long the open transaction has been open.
-    #[command(after_help = "Columns: TRANSACTIONAL-ID, STATE, PRODUCER-ID, EPOCH, TIMEOUT, \
+    #[command(
+        after_help = "Columns: TRANSACTIONAL-ID, STATE, PRODUCER-ID, EPOCH, TIMEOUT, \
         PARTITIONS (how many the open or last transaction wrote to), AGE (how long the \
         open transaction has been open; - when none is).\n\n\
         Examples:\n  \
         sluice transactions list\n  \
         sluice transactions list --state ongoing --min-age-ms 60000   # open for a minute or more\n  \
-        sluice transactions list --format json")]
+        sluice transactions list --format json"
+    )]
     List(ListArgs),
     /// Show transactional ids in full, with the partitions of their open
     /// (or last) transaction.
-    #[command(after_help = "An unknown id is an error naming it (exit status 1); the \
+    #[command(
+        after_help = "An unknown id is an error naming it (exit status 1); the \
         others are still shown.\n\n\
         Examples:\n  \
         sluice transactions describe orders-etl-0\n  \
-        sluice transactions describe orders-etl-0 orders-etl-1 --format json")]
+        sluice transactions describe orders-etl-0 orders-etl-1 --format json"
+    )]
     Describe(DescribeArgs),
     /// Abort the open transaction of a transactional id and fence its
     /// producer.
-    #[command(after_help = "How: the CLI calls InitProducerId with the transactional id, \
+    #[command(
+        after_help = "How: the CLI calls InitProducerId with the transactional id, \
         as a restarted producer would. The coordinator aborts the open transaction (its \
         records are never shown to read_committed consumers and the last stable offset \
         moves past them) and bumps the producer epoch, so the old producer is fenced: \
@@ -59,7 +64,8 @@ pub(crate) enum TransactionsCommand {
         given; a transaction already being committed cannot be aborted.\n\n\
         Examples:\n  \
         sluice transactions list --state ongoing --min-age-ms 600000\n  \
-        sluice transactions abort orders-etl-0")]
+        sluice transactions abort orders-etl-0"
+    )]
     Abort(AbortArgs),
 }
 
@@ -88,7 +94,13 @@ impl StateFilter {
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// Only ids in these states (repeat or separate with commas).
-    #[arg(long = "state", value_enum, ignore_case = true, value_delimiter = ',', value_name = "STATE")]
+    #[arg(
+        long = "state",
+        value_enum,
+        ignore_case = true,
+        value_delimiter = ',',
+        value_name = "STATE"
+    )]
     pub(crate) states: Vec<StateFilter>,
     /// Only transactions open for at least this long (ms).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
@@ -255,7 +267,9 @@ async fn abort(args: AbortArgs) -> Result<()> {
             bail!("the transaction of '{id}' is being committed; it can no longer be aborted")
         }
         state if args.if_open => {
-            eprintln!("transactional id '{id}' has no open transaction (state {state}): nothing to abort");
+            eprintln!(
+                "transactional id '{id}' has no open transaction (state {state}): nothing to abort"
+            );
             return Ok(());
         }
         state => bail!(
@@ -266,7 +280,8 @@ async fn abort(args: AbortArgs) -> Result<()> {
     let timeout_ms = Some(before.timeout_ms)
         .filter(|ms| *ms > 0)
         .unwrap_or(TAKE_OVER_TIMEOUT_MS);
-    let (producer_id, producer_epoch) = transactions::take_over(&mut client, id, timeout_ms).await?;
+    let (producer_id, producer_epoch) =
+        transactions::take_over(&mut client, id, timeout_ms).await?;
     let after = transactions::describe(&mut client, id).await?;
     if after.state != "CompleteAbort" {
         bail!(
@@ -388,7 +403,10 @@ mod tests {
         let json = to_json(&open, now);
         assert_eq!(json["age_ms"], 10_000);
         assert_eq!(json["partition_count"], 2);
-        assert_eq!(json["partitions"][1], json!({"topic": "orders", "partition": 2}));
+        assert_eq!(
+            json["partitions"][1],
+            json!({"topic": "orders", "partition": 2})
+        );
         let ended = to_json(&sample("CompleteCommit", -1), now);
         assert!(ended["age_ms"].is_null() && ended["start_time_ms"].is_null());
     }
@@ -397,7 +415,10 @@ mod tests {
     fn describe_text_lists_the_partitions() {
         let text = describe_text(&sample("Ongoing", 1_700_000_000_000), 1_700_000_065_000);
         assert!(text.contains("STATE             Ongoing\n"), "{text}");
-        assert!(text.contains("STARTED           2023-11-14T22:13:20.000Z (1m05s ago)"), "{text}");
+        assert!(
+            text.contains("STARTED           2023-11-14T22:13:20.000Z (1m05s ago)"),
+            "{text}"
+        );
         assert!(text.contains("orders  2\n"), "{text}");
         let text = describe_text(&sample("Empty", -1), 0);
         assert!(!text.contains("STARTED"), "{text}");

@@ -241,7 +241,10 @@ mod tests {
         let fetched = decode_batches(raw.freeze(), 11, None).unwrap();
         let offsets: Vec<i64> = fetched.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [11, 12]);
-        assert_eq!(fetched.next_offset, 14, "past the control batch, not into the cut one");
+        assert_eq!(
+            fetched.next_offset, 14,
+            "past the control batch, not into the cut one"
+        );
     }
 
     #[test]
@@ -250,7 +253,10 @@ mod tests {
         encode(&mut raw, &[record(0, "v", false)], Compression::None);
         raw.truncate(raw.len() - 1);
         assert!(decode_batches(raw.freeze(), 0, None).is_err());
-        assert_eq!(decode_batches(Bytes::new(), 5, None).unwrap().next_offset, 5);
+        assert_eq!(
+            decode_batches(Bytes::new(), 5, None).unwrap().next_offset,
+            5
+        );
     }
 
     /// Two producers interleaved: 7 aborts, 8 commits; a plain record

@@ -110,7 +110,11 @@ pub(crate) async fn list(
 }
 
 /// ListTransactions on one broker: the ids it coordinates.
-async fn list_on(connection: &mut Connection, node: i32, filter: &ListFilter) -> Result<Vec<String>> {
+async fn list_on(
+    connection: &mut Connection,
+    node: i32,
+    filter: &ListFilter,
+) -> Result<Vec<String>> {
     let version = connection.version::<ListTransactionsRequest>()?;
     let mut request = ListTransactionsRequest::default()
         .with_state_filters(filter.states.iter().map(text).collect());
@@ -170,7 +174,9 @@ async fn describe_on(
 
 /// DescribeTransactions of one id at its coordinator.
 pub(crate) async fn describe(client: &mut Client, id: &str) -> Result<TransactionDescription> {
-    let coordinator = client.find_coordinator(id, CoordinatorType::Transaction).await?;
+    let coordinator = client
+        .find_coordinator(id, CoordinatorType::Transaction)
+        .await?;
     let connection = client.at(&coordinator.address).await?;
     let mut results = describe_on(connection, &[id.to_string()]).await?;
     results
@@ -181,10 +187,16 @@ pub(crate) async fn describe(client: &mut Client, id: &str) -> Result<Transactio
 /// InitProducerId for `id` with `timeout_ms` at its coordinator: fences
 /// the id's producer and aborts its open transaction. Returns the id's
 /// new producer id and epoch.
-pub(crate) async fn take_over(client: &mut Client, id: &str, timeout_ms: i32) -> Result<(i64, i16)> {
+pub(crate) async fn take_over(
+    client: &mut Client,
+    id: &str,
+    timeout_ms: i32,
+) -> Result<(i64, i16)> {
     let mut attempt = 1;
     loop {
-        let coordinator = client.find_coordinator(id, CoordinatorType::Transaction).await?;
+        let coordinator = client
+            .find_coordinator(id, CoordinatorType::Transaction)
+            .await?;
         let request = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(text(id))))
             .with_transaction_timeout_ms(timeout_ms);
