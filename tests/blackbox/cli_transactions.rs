@@ -544,3 +544,37 @@ fn group_lag_counts_up_to_the_last_stable_offset() {
     assert_eq!(lags(&described, "jobs"), [(0, 6)].into());
     assert_eq!(described["offsets"][0]["end_offset"], 11);
 }
+
+#[test]
+fn an_open_transaction_survives_kill_9_and_is_aborted_after_the_restart() {
+    let dir = TempDir::new().unwrap();
+    let mut broker = start_broker(&dir, None);
+    let addr = &broker.kafka.to_string();
+    sluice(addr, &["topic", "create", "orders", "-p", "1"], "").ok();
+    let mut done = TransactionalProducer::init(broker.kafka, "done-0");
+    done.begin_with("orders", 0, &["kept"]);
+    assert_eq!(done.end(true), 0);
+    let mut hung = TransactionalProducer::init(broker.kafka, "hung-0");
+    hung.begin_with("orders", 0, &["dropped"]);
+    // kept 0, commit marker 1, dropped 2 (open).
+    assert_eq!(watermarks(broker.kafka, "orders", 0), (3, 2));
+    let killed = broker.stop_with("KILL", std::time::Duration::from_secs(10));
+    assert!(killed.code().is_none(), "killed by a signal");
+
+    let broker = start_broker(&dir, None);
+    let addr = &broker.kafka.to_string();
+    assert_eq!(watermarks(broker.kafka, "orders", 0), (3, 2), "the LSO held");
+    let listed = sluice(addr, &["transactions", "list", "--format", "json"], "").json();
+    let states: Vec<(&str, &str)> = ["done-0", "hung-0"]
+        .iter()
+        .map(|id| {
+            let found = entry(&listed, id).unwrap_or_else(|| panic!("{id} in {listed}"));
+            (*id, found["state"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(states, [("done-0", "CompleteCommit"), ("hung-0", "Ongoing")]);
+
+    sluice(addr, &["transactions", "abort", "hung-0"], "").ok();
+    assert_eq!(watermarks(broker.kafka, "orders", 0), (4, 4));
+    assert_eq!(values(&consumed(addr, "orders", &[])), ["kept"]);
+}
