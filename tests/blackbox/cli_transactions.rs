@@ -563,7 +563,11 @@ fn an_open_transaction_survives_kill_9_and_is_aborted_after_the_restart() {
 
     let broker = start_broker(&dir, None);
     let addr = &broker.kafka.to_string();
-    assert_eq!(watermarks(broker.kafka, "orders", 0), (3, 2), "the LSO held");
+    assert_eq!(
+        watermarks(broker.kafka, "orders", 0),
+        (3, 2),
+        "the LSO held"
+    );
     let listed = sluice(addr, &["transactions", "list", "--format", "json"], "").json();
     let states: Vec<(&str, &str)> = ["done-0", "hung-0"]
         .iter()
@@ -572,7 +576,10 @@ fn an_open_transaction_survives_kill_9_and_is_aborted_after_the_restart() {
             (*id, found["state"].as_str().unwrap())
         })
         .collect();
-    assert_eq!(states, [("done-0", "CompleteCommit"), ("hung-0", "Ongoing")]);
+    assert_eq!(
+        states,
+        [("done-0", "CompleteCommit"), ("hung-0", "Ongoing")]
+    );
 
     sluice(addr, &["transactions", "abort", "hung-0"], "").ok();
     assert_eq!(watermarks(broker.kafka, "orders", 0), (4, 4));

@@ -99,11 +99,9 @@ pub(crate) async fn list(
         if ids.is_empty() {
             continue;
         }
-        for result in describe_on(connection, &ids).await? {
-            // An id that expired between the two calls is simply gone.
-            if let Ok(description) = result {
-                described.insert(description.transactional_id.clone(), description);
-            }
+        // An id that expired between the two calls is simply gone.
+        for description in describe_on(connection, &ids).await?.into_iter().flatten() {
+            described.insert(description.transactional_id.clone(), description);
         }
     }
     Ok(described.into_values().collect())
