@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod cli_plugin;
+mod cli_transactions;
 mod clients;
 mod compaction;
 mod examples;
