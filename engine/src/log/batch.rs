@@ -626,10 +626,7 @@ mod tests {
     #[test]
     fn a_transactional_batch_behind_a_plain_one_is_found() {
         let plain = build::values(2, 10, 0);
-        let mut transactional = build::values(1, 10, 0);
-        let attributes = be_i16(&transactional, ATTRIBUTES_POSITION) | TRANSACTIONAL_BIT;
-        transactional[ATTRIBUTES_POSITION..ATTRIBUTES_POSITION + 2]
-            .copy_from_slice(&attributes.to_be_bytes());
+        let transactional = build::transactional(&[b"t"], 7, 0, 0);
         assert!(!any_transactional(&plain));
         assert!(any_transactional(&transactional));
         let mut both = plain.to_vec();

@@ -103,25 +103,46 @@ fn zombie_is_fenced(then: &str) -> Value {
     after
 }
 
+/// What librdkafka reports for records it drops unsent once the producer
+/// is fenced (fatal): purged from its queue or in flight.
+const PURGED: [&str; 3] = ["_PURGE_QUEUE", "_PURGE_INFLIGHT", "_FATAL"];
+
 #[test]
 fn a_fenced_zombie_cannot_produce_or_commit_and_none_of_its_records_are_visible() {
     let after = zombie_is_fenced("produce");
+    // Every value failed: refused by produce() itself once the producer
+    // knew it was fenced, or reported failed.
+    let produce_errors = strings(field(&after, "produce_errors"));
     let delivery_errors = strings(field(&after, "delivery_errors"));
     assert_eq!(
-        delivery_errors.len() as i64,
+        (produce_errors.len() + delivery_errors.len()) as i64,
         i64::from(PARTITIONS) * COUNT,
-        "every record the zombie sent after the fencing failed: {after}"
+        "every value the zombie sent after the fencing failed: {after}"
     );
-    assert_fencing(&delivery_errors, "the zombie's deliveries", &after);
-    assert_fencing(
-        &strings(field(&after, "produce_errors")),
-        "the zombie's produce/flush",
-        &after,
+    assert_fencing(&produce_errors, "produce()", &after);
+    // The broker refused the zombie's Produce with INVALID_PRODUCER_EPOCH,
+    // as Kafka answers a Produce with a fenced epoch; values librdkafka
+    // had not sent when it learned it is fenced fail as purged.
+    assert!(
+        delivery_errors
+            .iter()
+            .any(|name| name == "INVALID_PRODUCER_EPOCH"),
+        "the broker refused the zombie's records: {after}"
     );
+    let refused: Vec<String> = delivery_errors
+        .into_iter()
+        .filter(|name| !PURGED.contains(&name.as_str()))
+        .collect();
+    assert_fencing(&refused, "the zombie's deliveries", &after);
+    if let Some(name) = field(&after, "flush_error").as_str() {
+        assert_fencing(&[name.to_string()], "flush()", &after);
+    }
 }
 
 #[test]
 fn a_fenced_zombie_cannot_commit_its_aborted_transaction() {
     let after = zombie_is_fenced("commit");
+    // It sent nothing after the fencing: only its EndTxn was refused.
     assert_eq!(field(&after, "delivery_errors"), &json!([]), "{after}");
+    assert_eq!(field(&after, "flush_error"), &Value::Null, "{after}");
 }

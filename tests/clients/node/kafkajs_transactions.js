@@ -86,8 +86,8 @@ async function produce(kafka, topics, partitions, count, plan) {
     if (ending === 'commit') await withTimeout(transaction.commit(), `commit ${prefix}`);
     if (ending === 'abort') await withTimeout(transaction.abort(), `abort ${prefix}`);
   }
-  // Not disconnected: the open transaction stays open (kafkajs does not
-  // abort on disconnect, but the process exit is the plainer statement).
+  // The producer is not disconnected: the last transaction ("o") must
+  // still be open when the script exits, for the test to see it open.
 }
 
 // Reads `topics` from the beginning until every partition's last value is

@@ -10,9 +10,9 @@ usage: ck_zombie.py BOOTSTRAP TOPIC --then produce|commit [--partitions 2] [--co
   Creates TOPIC. Values: "zombie-before-<p>-<i>", "fencer-<p>-<i>",
   "zombie-after-<p>-<i>" (--then produce), COUNT of each to every partition.
   output: {"zombie_before_delivered": n,
-           "zombie_after": {"produce_errors": [error names raised by
-                                               produce() or flush()],
+           "zombie_after": {"produce_errors": [error names produce() raised],
                             "delivery_errors": [error names in reports],
+                            "flush_error": error name flush() raised, or null,
                             "commit_error": {"name", "code", "fatal",
                                              "retriable", "txn_requires_abort"}
                                             or null (the commit succeeded)},
@@ -48,8 +48,10 @@ def transactional_producer(bootstrap, transactional_id):
 
 
 def send(producer, topic, partitions, count, prefix):
-    """Produces the prefix's values and flushes; returns (errors raised by
-    produce() or flush(), errors in delivery reports, delivered count)."""
+    """Produces the prefix's values and flushes. Returns the names of the
+    errors produce() raised (one per value it refused), of the errors in
+    delivery reports, of the error flush() raised (or None), and how many
+    values were delivered."""
     produce_errors, delivery_errors, delivered = [], [], []
 
     def report(error, _message):
@@ -64,11 +66,12 @@ def send(producer, topic, partitions, count, prefix):
                 producer.produce(topic, value=f"{prefix}-{p}-{i}", partition=p, on_delivery=report)
             except KafkaException as error:
                 produce_errors.append(error.args[0].name())
+    flush_error = None
     try:
         producer.flush(STEP_TIMEOUT_S)
     except KafkaException as error:
-        produce_errors.append(error.args[0].name())
-    return produce_errors, delivery_errors, len(delivered)
+        flush_error = error.args[0].name()
+    return produce_errors, delivery_errors, flush_error, len(delivered)
 
 
 def describe(error):
@@ -94,20 +97,20 @@ def main():
 
     zombie = transactional_producer(args.bootstrap, transactional_id)
     zombie.begin_transaction()
-    errors, failed, before = send(zombie, args.topic, args.partitions, args.count, "zombie-before")
-    if errors or failed or before != args.partitions * args.count:
-        raise Failure(f"the zombie's first records: {errors} {failed}, {before} delivered")
+    *errors, before = send(zombie, args.topic, args.partitions, args.count, "zombie-before")
+    if before != args.partitions * args.count:
+        raise Failure(f"the zombie's first records: {errors}, {before} delivered")
 
     fencer = transactional_producer(args.bootstrap, transactional_id)
     fencer.begin_transaction()
-    errors, failed, delivered = send(fencer, args.topic, args.partitions, args.count, "fencer")
-    if errors or failed or delivered != args.partitions * args.count:
-        raise Failure(f"the fencer's records: {errors} {failed}, {delivered} delivered")
+    *errors, delivered = send(fencer, args.topic, args.partitions, args.count, "fencer")
+    if delivered != args.partitions * args.count:
+        raise Failure(f"the fencer's records: {errors}, {delivered} delivered")
     fencer.commit_transaction(STEP_TIMEOUT_S)
 
-    produce_errors, delivery_errors = [], []
+    produce_errors, delivery_errors, flush_error = [], [], None
     if args.then == "produce":
-        produce_errors, delivery_errors, _ = send(
+        produce_errors, delivery_errors, flush_error, _ = send(
             zombie, args.topic, args.partitions, args.count, "zombie-after"
         )
     try:
@@ -127,6 +130,7 @@ def main():
         "zombie_after": {
             "produce_errors": produce_errors,
             "delivery_errors": delivery_errors,
+            "flush_error": flush_error,
             "commit_error": commit_error,
         },
         "committed": {str(p): rows for (_, p), rows in committed.items()},
