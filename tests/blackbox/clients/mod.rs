@@ -11,7 +11,8 @@
 //!
 //! This module holds what the scenarios share (finding and running the
 //! clients, the broker, reading their JSON); each client family's scenarios
-//! are in a file of their own.
+//! are in a file of their own. The transaction scenarios
+//! (`crate::transactions`) run their clients through it too.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
