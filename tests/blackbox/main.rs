@@ -19,3 +19,4 @@ mod protocol;
 mod retention;
 mod serve;
 mod topic_lifecycle;
+mod transactions;

@@ -295,6 +295,23 @@ pub(crate) fn producer_of(buffer: &[u8]) -> Option<(i64, i16, bool)> {
     producer
 }
 
+/// Whether any batch in `buffer` (a partition's records in a Produce
+/// request) is transactional, read from the headers alone. Stops at the
+/// first header it cannot read: the log refuses such records when writing.
+pub(crate) fn any_transactional(buffer: &[u8]) -> bool {
+    let mut position = 0;
+    while position < buffer.len() {
+        let Ok(header) = BatchHeader::parse(&buffer[position..]) else {
+            return false;
+        };
+        if header.is_transactional() {
+            return true;
+        }
+        position += header.total_bytes().max(HEADER_BYTES);
+    }
+    false
+}
+
 /// The offset after the last whole batch in `buffer` (batches as stored,
 /// one after another), or `None` when it holds none.
 pub(crate) fn end_offset(buffer: &[u8]) -> Option<i64> {
@@ -604,6 +621,19 @@ mod tests {
         // Keys are only required where asked (a topic that deletes).
         let headers = verify_produced(&unkeyed).unwrap();
         validate_records(&unkeyed, &headers, 1 << 20, false).unwrap();
+    }
+
+    #[test]
+    fn a_transactional_batch_behind_a_plain_one_is_found() {
+        let plain = build::values(2, 10, 0);
+        let transactional = build::transactional(&[b"t"], 7, 0, 0);
+        assert!(!any_transactional(&plain));
+        assert!(any_transactional(&transactional));
+        let mut both = plain.to_vec();
+        both.extend_from_slice(&transactional);
+        assert!(any_transactional(&both));
+        // The first batch's producer decides nothing: they disagree.
+        assert_eq!(producer_of(&both), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!
 //! This module holds what the scenarios share (finding and running the
 //! clients, the broker, reading their JSON); each client family's scenarios
-//! are in a file of their own.
+//! are in a file of their own. The transaction scenarios
+//! (`crate::transactions`) run their clients through it too.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -82,7 +83,7 @@ fn probe(command: &mut Command) -> Result<(), String> {
 }
 
 /// The venv's Python, once it has been seen to import both Python clients.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let checked = CHECKED.get_or_init(|| {
         let python = repo_root().join("tests/clients/python/.venv/bin/python");
@@ -96,7 +97,7 @@ fn python() -> PathBuf {
 }
 
 /// The folder holding the kafkajs script, once `node` and kafkajs are there.
-fn node_dir() -> PathBuf {
+pub(crate) fn node_dir() -> PathBuf {
     static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let checked = CHECKED.get_or_init(|| {
         let dir = repo_root().join("tests/clients/node");
@@ -123,7 +124,7 @@ fn kcat() -> Command {
 }
 
 /// `python tests/clients/python/<script> <args>`.
-fn python_script(script: &str, args: &[&str]) -> Command {
+pub(crate) fn python_script(script: &str, args: &[&str]) -> Command {
     let mut command = Command::new(python());
     command
         .arg(repo_root().join("tests/clients/python").join(script))
@@ -261,12 +262,12 @@ impl Drop for Client {
 }
 
 /// Runs a client to completion and returns its JSON result.
-fn run_json(what: &str, command: Command) -> Value {
+pub(crate) fn run_json(what: &str, command: Command) -> Value {
     Client::spawn(what, command, None).json(CLIENT_TIMEOUT)
 }
 
 /// Polls `condition` until it holds; fails after `timeout` naming `what`.
-fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(
@@ -282,13 +283,13 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
 
 /// A broker on a temporary directory (data in `data/`, config beside it).
 /// If the test panics, the broker's log is printed, to show its side.
-struct Node {
+pub(crate) struct Node {
     dir: TempDir,
-    broker: Broker,
+    pub(crate) broker: Broker,
 }
 
 impl Node {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sluice.toml"), BROKER_CONFIG).unwrap();
         let broker = Self::spawn(dir.path(), "127.0.0.1:0");
@@ -307,7 +308,7 @@ impl Node {
     }
 
     /// The bootstrap address clients are given.
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.broker.kafka.to_string()
     }
 
@@ -364,13 +365,13 @@ fn create_topic(broker: SocketAddr, name: &str, partitions: i32) {
 // ---------------------------------------------------------------------------
 // Reading the JSON the scripts print.
 
-fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
+pub(crate) fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
     value
         .get(key)
         .unwrap_or_else(|| panic!("no {key:?} in {value}"))
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .unwrap_or_else(|| panic!("not an array: {value}"))
@@ -379,7 +380,7 @@ fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
-fn integer(value: &Value) -> i64 {
+pub(crate) fn integer(value: &Value) -> i64 {
     value
         .as_i64()
         .unwrap_or_else(|| panic!("not an integer: {value}"))
