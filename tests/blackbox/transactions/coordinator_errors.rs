@@ -43,6 +43,17 @@ fn txn_offset_commit(
     group: &str,
     offset: i64,
 ) -> i16 {
+    txn_offset_commit_to(client, producer, group, "t", offset)
+}
+
+/// [`txn_offset_commit`] for `topic`/0.
+fn txn_offset_commit_to(
+    client: &mut KafkaClient,
+    producer: &RawProducer,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
     let request = TxnOffsetCommitRequest::default()
         .with_transactional_id(super::transactional_id(&producer.transactional_id))
         .with_group_id(group_id(group))
@@ -50,7 +61,7 @@ fn txn_offset_commit(
         .with_producer_epoch(producer.epoch)
         .with_generation_id(-1)
         .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(topic_name("t"))
+            .with_name(topic_name(topic))
             .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(offset)
@@ -203,6 +214,11 @@ fn transactional_offsets_need_add_offsets_and_are_unstable_until_the_transaction
     assert_eq!(
         txn_offset_commit(&mut client, &producer, "other", 5),
         code::INVALID_TXN_STATE
+    );
+    assert_eq!(
+        txn_offset_commit_to(&mut client, &producer, "g", "no-such-topic", 5),
+        code::UNKNOWN_TOPIC_OR_PARTITION,
+        "as OffsetCommit, an offset for a partition that does not exist"
     );
     assert_eq!(
         txn_offset_commit(&mut client, &producer, "g", 5),

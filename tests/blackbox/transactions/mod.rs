@@ -54,6 +54,7 @@ pub(crate) const READ_COMMITTED: i8 = 1;
 /// Kafka error codes these tests expect.
 pub(crate) mod code {
     pub(crate) const NONE: i16 = 0;
+    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub(crate) const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub(crate) const INVALID_TXN_STATE: i16 = 48;
     pub(crate) const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
