@@ -18,3 +18,4 @@ mod protocol;
 mod retention;
 mod serve;
 mod topic_lifecycle;
+mod transactions_crash;
