@@ -233,7 +233,7 @@ mod tests {
             header_of(&Marker { producer_id, producer_epoch: 0, commit, coordinator_epoch: 0 }.encode(0), offset)
         };
         let mut state = PartitionTransactions::default();
-        let mut at = |producer: i64, offset: i64| {
+        let at = |producer: i64, offset: i64| {
             let mut header = data(producer);
             header.base_offset = offset;
             header
