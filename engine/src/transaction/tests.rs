@@ -95,16 +95,27 @@ fn crash_while_ending(dir: &Path, clock: &Arc<ManualClock>, state: TransactionSt
         coordinator_epoch: 0,
     };
     let first = store.partition(TOPIC, 0).unwrap();
-    let info = first.write_marker(&marker).expect("writing the first marker");
-    first.acknowledge_durable(&info).expect("the marker is durable");
+    let info = first
+        .write_marker(&marker)
+        .expect("writing the first marker");
+    first
+        .acknowledge_durable(&info)
+        .expect("the marker is durable");
     store.close().expect("closing the store");
 }
 
 /// Opens the store and the coordinator over `dir` again, as a restart does.
-fn restart(dir: &Path, clock: &Arc<ManualClock>) -> (Arc<LogStore>, Arc<GroupCoordinator>, TransactionCoordinator) {
+fn restart(
+    dir: &Path,
+    clock: &Arc<ManualClock>,
+) -> (Arc<LogStore>, Arc<GroupCoordinator>, TransactionCoordinator) {
     let store = open_store(dir, clock);
     let offsets = OffsetStore::open(Arc::new(StdIo), &dir.join("groups")).unwrap();
-    let groups = Arc::new(GroupCoordinator::new(GroupConfig::default(), clock.clone(), offsets));
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        clock.clone(),
+        offsets,
+    ));
     let coordinator = TransactionCoordinator::open(
         TransactionConfig::default(),
         clock.clone(),
@@ -131,14 +142,29 @@ fn opening_finishes_a_prepared_commit_in_every_partition() {
     for index in 0..PARTITIONS {
         let partition = store.partition(TOPIC, index).unwrap();
         let (high_watermark, last_stable_offset) = partition.watermarks();
-        assert!(high_watermark > RECORDS as i64, "[{index}]: a marker after the records");
-        assert_eq!(last_stable_offset, high_watermark, "[{index}]: nothing open");
-        let read = partition.read_isolated(0, 1 << 20, Isolation::ReadCommitted).unwrap();
-        assert!(!read.records.is_empty(), "[{index}]: the records are readable");
+        assert!(
+            high_watermark > RECORDS as i64,
+            "[{index}]: a marker after the records"
+        );
+        assert_eq!(
+            last_stable_offset, high_watermark,
+            "[{index}]: nothing open"
+        );
+        let read = partition
+            .read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+            .unwrap();
+        assert!(
+            !read.records.is_empty(),
+            "[{index}]: the records are readable"
+        );
         assert!(read.aborted.is_empty(), "[{index}]: {:?}", read.aborted);
     }
     let committed = groups.committed(GROUP);
-    assert_eq!(committed[&("input".to_string(), 0)].offset, 42, "the offsets commit with it");
+    assert_eq!(
+        committed[&("input".to_string(), 0)].offset,
+        42,
+        "the offsets commit with it"
+    );
     assert!(!coordinator.has_pending_offset(GROUP, "input", 0));
 }
 
@@ -155,15 +181,27 @@ fn opening_finishes_a_prepared_abort_in_every_partition() {
     for index in 0..PARTITIONS {
         let partition = store.partition(TOPIC, index).unwrap();
         let (high_watermark, last_stable_offset) = partition.watermarks();
-        assert_eq!(last_stable_offset, high_watermark, "[{index}]: nothing open");
-        let read = partition.read_isolated(0, 1 << 20, Isolation::ReadCommitted).unwrap();
+        assert_eq!(
+            last_stable_offset, high_watermark,
+            "[{index}]: nothing open"
+        );
+        let read = partition
+            .read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+            .unwrap();
         let aborted: Vec<_> = read
             .aborted
             .iter()
             .map(|a| (a.producer_id, a.first_offset))
             .collect();
-        assert_eq!(aborted, [(PRODUCER_ID, 0)], "[{index}]: the records are aborted");
+        assert_eq!(
+            aborted,
+            [(PRODUCER_ID, 0)],
+            "[{index}]: the records are aborted"
+        );
     }
-    assert!(groups.committed(GROUP).is_empty(), "an abort commits no offsets");
+    assert!(
+        groups.committed(GROUP).is_empty(),
+        "an abort commits no offsets"
+    );
     assert!(!coordinator.has_pending_offset(GROUP, "input", 0));
 }

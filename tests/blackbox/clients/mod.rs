@@ -48,7 +48,7 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Broker settings for group tests: no initial rebalance delay, so a group's
 /// first generation forms as soon as its members have joined.
-pub(crate) const BROKER_CONFIG: &str = "[groups]\ninitial_rebalance_delay_ms = 0\n";
+const BROKER_CONFIG: &str = "[groups]\ninitial_rebalance_delay_ms = 0\n";
 
 // ---------------------------------------------------------------------------
 // Locating the clients.

@@ -66,17 +66,17 @@ def seed(args):
         {"bootstrap.servers": args.bootstrap, "enable.idempotence": True, **RECONNECT}
     )
     failures = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failures.append(str(error))
+
     sequence = {}
     for i in range(args.count):
         key = f"k{i % args.keys}"
         seq = sequence.get(key, 0)
         sequence[key] = seq + 1
-        producer.produce(
-            args.topic,
-            key=key,
-            value=f"{key}-{seq}",
-            on_delivery=lambda error, _: error is not None and failures.append(str(error)),
-        )
+        producer.produce(args.topic, key=key, value=f"{key}-{seq}", on_delivery=delivered)
         producer.poll(0)
     left = producer.flush(STEP_TIMEOUT_S)
     if left or failures:
