@@ -14,10 +14,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupConfig;
-use crate::transaction::TransactionConfig;
 use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
+use crate::transaction::TransactionConfig;
 
 /// Everything `sluice serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

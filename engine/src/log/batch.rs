@@ -282,7 +282,11 @@ pub(crate) fn producer_of(buffer: &[u8]) -> Option<(i64, i16, bool)> {
     let mut producer = None;
     while position < buffer.len() {
         let header = BatchHeader::parse(&buffer[position..]).ok()?;
-        let this = (header.producer_id, header.producer_epoch, header.is_transactional());
+        let this = (
+            header.producer_id,
+            header.producer_epoch,
+            header.is_transactional(),
+        );
         if *producer.get_or_insert(this) != this {
             return None;
         }

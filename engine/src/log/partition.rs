@@ -17,9 +17,9 @@ use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::producers::{check_sequences, ProducerStates};
 use super::recovery::{list_segments, open_segments, Opened};
-use super::transactions::{AbortedTransaction, Marker, PartitionTransactions};
 use super::segment::{ActiveSegment, SegmentMeta};
 use super::topic_config::{TimestampType, TopicConfig};
+use super::transactions::{AbortedTransaction, Marker, PartitionTransactions};
 use super::{Clock, FlushPolicy, Io, LogError};
 
 /// What the partition needs from its store.

@@ -219,18 +219,30 @@ mod tests {
     #[test]
     fn open_aborted_and_stable_offsets() {
         let data = |producer_id: i64| {
-            let mut header = header_of(&Marker {
-                producer_id,
-                producer_epoch: 0,
-                commit: true,
-                coordinator_epoch: 0,
-            }
-            .encode(0), 0);
+            let mut header = header_of(
+                &Marker {
+                    producer_id,
+                    producer_epoch: 0,
+                    commit: true,
+                    coordinator_epoch: 0,
+                }
+                .encode(0),
+                0,
+            );
             header.attributes &= !(1 << 5); // a transactional data batch
             header
         };
         let marker = |producer_id: i64, commit: bool, offset: i64| {
-            header_of(&Marker { producer_id, producer_epoch: 0, commit, coordinator_epoch: 0 }.encode(0), offset)
+            header_of(
+                &Marker {
+                    producer_id,
+                    producer_epoch: 0,
+                    commit,
+                    coordinator_epoch: 0,
+                }
+                .encode(0),
+                offset,
+            )
         };
         let mut state = PartitionTransactions::default();
         let at = |producer: i64, offset: i64| {
@@ -248,7 +260,11 @@ mod tests {
         assert_eq!(state.first_open_offset(), None);
         assert_eq!(
             state.aborted_between(0, 100),
-            vec![AbortedTransaction { producer_id: 1, first_offset: 10, last_offset: 14 }]
+            vec![AbortedTransaction {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14
+            }]
         );
         assert!(state.aborted_between(15, 100).is_empty());
         assert!(state.aborted_between(0, 10).is_empty());

@@ -46,9 +46,9 @@ impl TransactionCoordinator {
         // Written first, then waited for: the partitions' fsyncs overlap
         // with the writes to the others.
         for (partition, info) in &written {
-            partition
-                .acknowledge_durable(info)
-                .map_err(|error| self.marker_failed(meta, partition.topic(), partition.id(), error))?;
+            partition.acknowledge_durable(info).map_err(|error| {
+                self.marker_failed(meta, partition.topic(), partition.id(), error)
+            })?;
         }
         if commit {
             self.commit_pending(meta)?;
@@ -106,7 +106,10 @@ impl TransactionCoordinator {
 
     /// Runs a transaction left in a Prepare state to its end (a failed
     /// marker write earlier, or a crash).
-    pub(super) fn finish_prepared(&self, meta: &mut TransactionMetadata) -> Result<(), TransactionError> {
+    pub(super) fn finish_prepared(
+        &self,
+        meta: &mut TransactionMetadata,
+    ) -> Result<(), TransactionError> {
         match meta.state {
             TransactionState::PrepareCommit | TransactionState::PrepareAbort => self.complete(meta),
             _ => Ok(()),
@@ -118,7 +121,10 @@ impl TransactionCoordinator {
     /// old producer is fenced: its later writes, AddPartitions and EndTxn
     /// are refused. Returns whether the epoch was bumped (at the last
     /// epoch it cannot be; the caller then moves to a new producer id).
-    pub(super) fn abort_fencing(&self, meta: &mut TransactionMetadata) -> Result<bool, TransactionError> {
+    pub(super) fn abort_fencing(
+        &self,
+        meta: &mut TransactionMetadata,
+    ) -> Result<bool, TransactionError> {
         let bump = meta.producer_epoch < i16::MAX - 1;
         self.update(meta, |next| {
             if bump {
@@ -151,7 +157,11 @@ impl TransactionCoordinator {
         }
     }
 
-    fn check_one(&self, meta: &mut TransactionMetadata, now_ms: i64) -> Result<(), TransactionError> {
+    fn check_one(
+        &self,
+        meta: &mut TransactionMetadata,
+        now_ms: i64,
+    ) -> Result<(), TransactionError> {
         match meta.state {
             TransactionState::Ongoing if now_ms - meta.start_ms > meta.timeout_ms as i64 => {
                 tracing::warn!(transactional_id = %meta.transactional_id,
@@ -168,7 +178,8 @@ impl TransactionCoordinator {
             }
             state
                 if !state.is_open()
-                    && now_ms - meta.last_update_ms > self.config.transactional_id_expiration_ms =>
+                    && now_ms - meta.last_update_ms
+                        > self.config.transactional_id_expiration_ms =>
             {
                 self.forget(meta)
             }

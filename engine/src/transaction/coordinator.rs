@@ -192,7 +192,10 @@ impl TransactionCoordinator {
         let fresh_id = if bumped || meta.producer_epoch < EPOCH_MAX {
             None
         } else {
-            Some(self.allocate_producer_id().map_err(TransactionError::storage)?)
+            Some(
+                self.allocate_producer_id()
+                    .map_err(TransactionError::storage)?,
+            )
         };
         self.update(&mut meta, |next| {
             match fresh_id {
@@ -212,18 +215,28 @@ impl TransactionCoordinator {
                 next.state = TransactionState::Empty;
             }
         })?;
-        tracing::debug!(transactional_id, producer_id = meta.producer_id,
-            epoch = meta.producer_epoch, "producer initialised");
+        tracing::debug!(
+            transactional_id,
+            producer_id = meta.producer_id,
+            epoch = meta.producer_epoch,
+            "producer initialised"
+        );
         Ok((meta.producer_id, meta.producer_epoch))
     }
 
     /// A new transactional id.
-    fn create(&self, transactional_id: &str, timeout_ms: i32) -> Result<(i64, i16), TransactionError> {
+    fn create(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+    ) -> Result<(i64, i16), TransactionError> {
         let ids_max = self.config.transactional_ids_max;
         if self.ids.lock().expect("transactional ids lock").len() >= ids_max {
             return Err(TransactionError::TooManyIds { ids_max });
         }
-        let producer_id = self.allocate_producer_id().map_err(TransactionError::storage)?;
+        let producer_id = self
+            .allocate_producer_id()
+            .map_err(TransactionError::storage)?;
         let meta = TransactionMetadata::new(
             transactional_id.to_string(),
             producer_id,
@@ -403,12 +416,16 @@ impl TransactionCoordinator {
     /// One id's state (DescribeTransactions), waiting if a request is
     /// working on it.
     pub(crate) fn describe(&self, transactional_id: &str) -> Option<TransactionMetadata> {
-        self.entry(transactional_id).map(|entry| lock(&entry).clone())
+        self.entry(transactional_id)
+            .map(|entry| lock(&entry).clone())
     }
 
     /// Every id's state (ListTransactions).
     pub(crate) fn list(&self) -> Vec<TransactionMetadata> {
-        self.entries().iter().map(|entry| lock(entry).clone()).collect()
+        self.entries()
+            .iter()
+            .map(|entry| lock(entry).clone())
+            .collect()
     }
 
     /// The partition, if its topic exists.
