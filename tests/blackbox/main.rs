@@ -20,3 +20,4 @@ mod retention;
 mod serve;
 mod topic_lifecycle;
 mod transactions;
+mod transactions_crash;

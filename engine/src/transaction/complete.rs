@@ -38,6 +38,10 @@ impl TransactionCoordinator {
             let info = partition
                 .write_marker(&marker)
                 .map_err(|error| self.marker_failed(meta, topic, *index, error))?;
+            #[cfg(debug_assertions)]
+            if commit && written.is_empty() {
+                crash_point::after_first_marker(meta, &partition, &info);
+            }
             written.push((partition, info));
         }
         // Written first, then waited for: the partitions' fsyncs overlap
@@ -271,5 +275,41 @@ impl TransactionCoordinator {
                 .map(|entry| lock(entry).clone())
                 .collect()
         })
+    }
+}
+
+/// A deterministic crash for black-box tests of recovery: with
+/// `SLUICE_TEST_CRASH=after-first-marker` in its environment, a broker
+/// ending a transaction by commit aborts the process (as a kill -9 would
+/// stop it) right after the first partition's commit marker is durable:
+/// the PrepareCommit state is in the transaction log, one partition has
+/// its marker, the others do not, and the offsets are not committed. A
+/// signal from outside cannot land on that instant reliably; this can
+/// (tests/blackbox/transactions_crash.rs). Compiled into debug builds
+/// only (`#[cfg(debug_assertions)]`): a release binary has no such hook
+/// and never reads the variable.
+#[cfg(debug_assertions)]
+mod crash_point {
+    use crate::log::{AppendInfo, Partition};
+    use crate::transaction::state::TransactionMetadata;
+
+    /// The environment variable naming the crash point.
+    const VARIABLE: &str = "SLUICE_TEST_CRASH";
+
+    /// Aborts the process once `info` (the first commit marker, in
+    /// `partition`) is durable, if the crash point is set.
+    pub(super) fn after_first_marker(
+        meta: &TransactionMetadata,
+        partition: &Partition,
+        info: &AppendInfo,
+    ) {
+        if std::env::var_os(VARIABLE).is_none_or(|value| value != "after-first-marker") {
+            return;
+        }
+        let durable = partition.acknowledge_durable(info);
+        tracing::error!(transactional_id = %meta.transactional_id, topic = partition.topic(),
+            partition = partition.id(), durable = durable.is_ok(),
+            "{VARIABLE}=after-first-marker: aborting the process after the first commit marker");
+        std::process::abort();
     }
 }

@@ -27,3 +27,6 @@ pub(crate) use config::TransactionConfig;
 pub(crate) use coordinator::TransactionCoordinator;
 pub(crate) use error::TransactionError;
 pub(crate) use offsets::TransactionalCommitter;
+
+#[cfg(test)]
+mod tests;

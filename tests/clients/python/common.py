@@ -87,8 +87,9 @@ def text(value):
     return None if value is None else value.decode("utf-8")
 
 
-def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S):
-    """Every record of `topic` up to the high watermarks taken at the start:
+def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S, isolation="read_committed"):
+    """Every record of `topic` up to the end offsets taken at the start
+    (under read_committed, librdkafka's default, the last stable offsets):
     {partition: [[offset, key, value], ...]} in offset order. No group."""
     consumer = Consumer(
         {
@@ -96,6 +97,7 @@ def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S):
             "group.id": f"read-all-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "isolation.level": isolation,
         }
     )
     try:
