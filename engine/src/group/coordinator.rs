@@ -119,7 +119,7 @@ impl GroupCoordinator {
     }
 
     /// Refuses a group id longer than `group_id_bytes_max` (or empty).
-    pub(super) fn check_group_id(&self, group_id: &str) -> Result<(), GroupError> {
+    pub(crate) fn check_group_id(&self, group_id: &str) -> Result<(), GroupError> {
         let bytes_max = self.config.group_id_bytes_max;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);

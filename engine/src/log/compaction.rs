@@ -51,7 +51,7 @@ use super::records::{self, Retained};
 use super::segment::{
     self, SegmentMeta, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
-use super::transactions::{is_aborted, AbortedTransaction};
+use super::transactions::AbortedIndex;
 use super::LogError;
 
 /// What a compaction run did.
@@ -99,10 +99,12 @@ impl Partition {
         // Everything below the last stable offset is decided; nothing at
         // or after it is mapped or cleaned.
         let (_, high_watermark) = self.watermarks();
-        let aborted = self
-            .lock()
-            .transactions
-            .aborted_between(i64::MIN, high_watermark);
+        let aborted = AbortedIndex::new(
+            &self
+                .lock()
+                .transactions
+                .aborted_between(i64::MIN, high_watermark),
+        );
         let metas = self.segment_metas();
         let Some(active) = metas.last() else {
             return Ok(stats);
@@ -147,7 +149,7 @@ impl Partition {
         &self,
         from: i64,
         high_watermark: i64,
-        aborted: &[AbortedTransaction],
+        aborted: &AbortedIndex,
         map: &mut OffsetMap,
     ) -> Result<i64, LogError> {
         let bytes_max = self.context().decompressed_batch_bytes_max;
@@ -157,7 +159,7 @@ impl Partition {
                 continue;
             }
             self.for_each_batch(&meta, from, high_watermark, |_, header, bytes| {
-                if header.is_control() || is_aborted(header, aborted) {
+                if header.is_control() || aborted.contains(header) {
                     return Ok(true);
                 }
                 let decoded = records::decode(&bytes, bytes_max).map_err(|e| e.to_string())?;
@@ -436,7 +438,7 @@ struct Removes<'a> {
     /// Where the pass's mapping stopped.
     end: i64,
     /// Aborted transactions: their batches go.
-    aborted: &'a [AbortedTransaction],
+    aborted: &'a AbortedIndex,
 }
 
 /// Filters one stored batch: keeps control batches and records without a
@@ -455,7 +457,7 @@ fn filter_batch(
     if header.is_control() {
         return Ok((Filtered::Unchanged, 0));
     }
-    if header.last_offset() < end && is_aborted(header, removes.aborted) {
+    if header.last_offset() < end && removes.aborted.contains(header) {
         return Ok((Filtered::Removed, header.records_count.max(0) as u64));
     }
     let keep = |offset: i64, key: Option<&[u8]>, value: Option<&[u8]>| {

@@ -130,6 +130,10 @@ pub enum LogError {
         /// Epoch in force.
         current: i16,
     },
+    /// A non-transactional batch from a producer with a transaction open
+    /// in the partition (Kafka: "Expected transactional write").
+    #[error("producer {producer_id} has a transaction open in this partition: its writes here must be transactional")]
+    TransactionOpen { producer_id: i64 },
     /// A retried batch inside a multi-batch request.
     #[error("producer {producer_id}: duplicate batch inside a multi-batch request")]
     DuplicateSequence { producer_id: i64 },

@@ -234,16 +234,30 @@ impl Partition {
     /// The high watermark and the last stable offset (the first offset of
     /// the oldest open transaction, or the high watermark).
     pub(crate) fn watermarks(&self) -> (i64, i64) {
-        let first_open = self.lock().transactions.first_open_offset();
-        // Read after the open transactions: a marker between the two reads
-        // only makes the LSO too low for a moment, never too high.
+        // The high watermark first: a transactional write acknowledged
+        // between the two reads is then seen as open (an LSO too low for
+        // a moment), never as below the high watermark with no open
+        // transaction (an LSO too high, exposing uncommitted records).
         let high_watermark = self.high_watermark();
-        let stable = first_open.map_or(high_watermark, |first| first.min(high_watermark));
+        let inner = self.lock();
+        let first_open = inner.transactions.first_open_offset();
+        // Retention or DeleteRecords may have removed an open
+        // transaction's first batches: never below the log start (Kafka's
+        // `max(firstUnstableOffset, logStartOffset)`).
+        let log_start_offset = inner.log_start_offset();
+        drop(inner);
+        let stable = first_open.map_or(high_watermark, |first| {
+            first.max(log_start_offset).min(high_watermark)
+        });
         (high_watermark, stable)
     }
     /// The last stable offset: read_committed consumers read below it.
     pub(crate) fn last_stable_offset(&self) -> i64 {
         self.watermarks().1
+    }
+    /// Whether `producer_id` has a transaction open here.
+    pub(crate) fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.lock().transactions.is_open(producer_id)
     }
     /// Producers with a transaction open here, each with the epoch it last
     /// wrote with (0 if it is no longer remembered).
@@ -420,6 +434,13 @@ impl Partition {
             return Err(self.poisoned_error());
         }
         self.check_live()?;
+        if let Some(open) = headers.iter().find(|h| {
+            h.producer_id >= 0 && !h.is_transactional() && inner.transactions.is_open(h.producer_id)
+        }) {
+            return Err(LogError::TransactionOpen {
+                producer_id: open.producer_id,
+            });
+        }
         if let Some(duplicate) = check_sequences(&inner.producers, &headers)? {
             return Ok(AppendInfo {
                 base_offset: duplicate.0,

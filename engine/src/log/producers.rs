@@ -86,6 +86,12 @@ impl ProducerStates {
             return Ok(SequenceCheck::Append);
         }
         let producer_id = header.producer_id;
+        if header.is_control() {
+            // A transaction marker from the coordinator, the authority on
+            // its producers' epochs: never refused (a higher epoch forged
+            // into this partition must not keep a transaction from ending).
+            return Ok(SequenceCheck::Append);
+        }
         let Some(state) = self.producers.get(&producer_id) else {
             return self.first_batch(header);
         };
@@ -95,10 +101,6 @@ impl ProducerStates {
                 epoch: header.producer_epoch,
                 current: state.epoch,
             });
-        }
-        if header.is_control() {
-            // A transaction marker from the coordinator: no sequence.
-            return Ok(SequenceCheck::Append);
         }
         if header.producer_epoch > state.epoch {
             // A new epoch starts over at sequence 0.
@@ -128,7 +130,7 @@ impl ProducerStates {
     }
 
     fn first_batch(&self, header: &BatchHeader) -> Result<SequenceCheck, LogError> {
-        if header.base_sequence != 0 && !header.is_control() {
+        if header.base_sequence != 0 {
             return Err(LogError::OutOfOrderSequence {
                 producer_id: header.producer_id,
                 expected: 0,
@@ -158,16 +160,21 @@ impl ProducerStates {
             }
         }
         let state = self.producers.entry(header.producer_id).or_default();
+        state.last_append_ms = now_ms;
+        if header.is_control() {
+            // A marker may raise the epoch (an abort after a fence carries
+            // the new one), never lower it, and has no sequence: the
+            // producer's next batch in the same epoch continues its
+            // sequence.
+            if header.producer_epoch > state.epoch {
+                state.batches.clear();
+                state.epoch = header.producer_epoch;
+            }
+            return;
+        }
         if header.producer_epoch != state.epoch {
             state.batches.clear();
             state.epoch = header.producer_epoch;
-        }
-        state.last_append_ms = now_ms;
-        if header.is_control() {
-            // A marker moves the epoch (an abort after a fence carries the
-            // new one) but has no sequence: the producer's next batch in
-            // the same epoch continues its sequence.
-            return;
         }
         state.batches.push_back(meta(header));
         while state.batches.len() > BATCHES_REMEMBERED {

@@ -14,8 +14,9 @@
 //! All of it is rebuilt on open from the log itself (markers included), in
 //! the same walk over the batch headers that rebuilds idempotent producers'
 //! state, so there is no separate index file to keep consistent. Memory: one
-//! entry per producer with an open transaction here (bounded by the
-//! producers a partition remembers, `log.producers_max`) and one 24-byte
+//! entry per producer with an open transaction here (transactional batches
+//! are written only through the transaction coordinator, so at most one
+//! per transactional id, `transactions.transactional_ids_max`) and one 24-byte
 //! entry per aborted transaction still in the log (each costs a marker batch
 //! of at least 78 bytes on disk, so the list is bounded by the log and
 //! shrinks with retention).
@@ -117,20 +118,46 @@ pub(crate) struct AbortedTransaction {
     pub(crate) last_offset: i64,
 }
 
-/// Whether the data batch with `header` belongs to one of `aborted` (the
-/// aborted transactions a read_committed read returned with it): it is
-/// transactional, from that transaction's producer, and lies between the
-/// transaction's first offset and its abort marker. A producer has one
-/// transaction open at a time in a partition, so that range holds no
-/// other transaction of its.
-pub(crate) fn is_aborted(header: &BatchHeader, aborted: &[AbortedTransaction]) -> bool {
-    header.is_transactional()
-        && !header.is_control()
-        && aborted.iter().any(|a| {
-            a.producer_id == header.producer_id
-                && a.first_offset <= header.base_offset
-                && header.base_offset < a.last_offset
-        })
+/// Aborted transactions by producer, to ask of a batch whether it belongs
+/// to one in O(log n): compaction asks it of every batch of a partition
+/// that may hold many aborted transactions.
+#[derive(Debug, Default)]
+pub(crate) struct AbortedIndex {
+    /// Producer id → (first offset, marker offset), by marker offset.
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl AbortedIndex {
+    /// The index of `aborted` (in marker offset order, as reads return it).
+    pub(crate) fn new(aborted: &[AbortedTransaction]) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in aborted {
+            by_producer
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
+        Self { by_producer }
+    }
+
+    /// Whether the data batch with `header` belongs to an aborted
+    /// transaction: it is transactional, from that transaction's producer,
+    /// and lies between the transaction's first offset and its abort
+    /// marker. A producer has one transaction open at a time in a
+    /// partition, so that range holds no other transaction of its.
+    pub(crate) fn contains(&self, header: &BatchHeader) -> bool {
+        if !header.is_transactional() || header.is_control() {
+            return false;
+        }
+        let Some(ranges) = self.by_producer.get(&header.producer_id) else {
+            return false;
+        };
+        // The first range whose marker is after the batch.
+        let at = ranges.partition_point(|(_, last)| *last <= header.base_offset);
+        ranges
+            .get(at)
+            .is_some_and(|(first, _)| *first <= header.base_offset)
+    }
 }
 
 /// Open and aborted transactions of one partition (see the module header).
@@ -171,6 +198,11 @@ impl PartitionTransactions {
     /// First offset of the oldest open transaction.
     pub(crate) fn first_open_offset(&self) -> Option<i64> {
         self.open.values().copied().min()
+    }
+
+    /// Whether `producer_id` has a transaction open here.
+    pub(crate) fn is_open(&self, producer_id: i64) -> bool {
+        self.open.contains_key(&producer_id)
     }
 
     /// Producers with a transaction open here.

@@ -23,7 +23,7 @@ use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
-use crate::log::transactions::{is_aborted, AbortedTransaction};
+use crate::log::transactions::{AbortedIndex, AbortedTransaction};
 use crate::log::{batch::BatchHeader, Isolation, LogError, LogStore, Partition};
 
 /// Everything a partition task needs, owned so it can move into a
@@ -255,6 +255,11 @@ impl PartitionTask {
                 }
             };
             if read.records.is_empty() {
+                // Nothing lies between here and the LSO (compaction may
+                // have removed an aborted transaction below an open one):
+                // move past the gap, or the task would find it "work"
+                // again and again.
+                self.fetch_position = self.fetch_position.max(read.last_stable_offset);
                 break;
             }
             self.decode(&partition, read.records, &read.aborted)?;
@@ -301,6 +306,7 @@ impl PartitionTask {
         mut batches: Bytes,
         aborted: &[AbortedTransaction],
     ) -> Result<(), StepFailure> {
+        let aborted = AbortedIndex::new(aborted);
         while !batches.is_empty() {
             let header = BatchHeader::parse(&batches).map_err(|error| {
                 StepFailure::new(format!("reading input failed: {error}"), None)
@@ -310,7 +316,7 @@ impl PartitionTask {
             if next <= self.fetch_position {
                 continue;
             }
-            if !header.is_control() && !is_aborted(&header, aborted) {
+            if !header.is_control() && !aborted.contains(&header) {
                 let set = partition.decode_batch(&one).map_err(|error| {
                     StepFailure::new(
                         format!(

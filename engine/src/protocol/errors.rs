@@ -19,6 +19,7 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
         LogError::TooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::TransactionOpen { .. } => ResponseError::InvalidTxnState,
         LogError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
         LogError::Corrupt { .. }
         | LogError::Poisoned { .. }
@@ -87,8 +88,10 @@ pub(crate) fn transaction_error_code(error: &TransactionError, fenced_code_known
         TransactionError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         TransactionError::InvalidState(_) => ResponseError::InvalidTxnState,
         TransactionError::Concurrent => ResponseError::ConcurrentTransactions,
-        TransactionError::TooManyPartitions { .. } => ResponseError::PolicyViolation,
-        TransactionError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        TransactionError::TooManyPartitions { .. } | TransactionError::TooLarge(_) => {
+            ResponseError::PolicyViolation
+        }
+        TransactionError::UnknownPartitions(_) => ResponseError::UnknownTopicOrPartition,
         TransactionError::Group(error) => return group_error_code(error),
         TransactionError::Storage(_) => ResponseError::KafkaStorageError,
         TransactionError::Log(error) => return log_error_code(error),

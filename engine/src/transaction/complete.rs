@@ -8,7 +8,7 @@ use super::state::{TransactionMetadata, TransactionState};
 use super::TransactionError;
 use crate::group::offsets::PartitionOffset;
 use crate::log::transactions::Marker;
-use crate::log::PartitionSlot;
+use crate::log::{LogError, PartitionSlot};
 
 impl TransactionCoordinator {
     /// Finishes a transaction in a Prepare state: writes its markers to
@@ -30,11 +30,22 @@ impl TransactionCoordinator {
         };
         let mut written = Vec::with_capacity(meta.partitions.len());
         for (topic, index) in &meta.partitions {
-            let Some(partition) = self.partition(topic, *index) else {
-                tracing::warn!(transactional_id = %meta.transactional_id, topic, partition = index,
-                    "the partition is gone (topic deleted): no marker written there");
-                continue;
+            let partition = match self.store.partition(topic, *index) {
+                Ok(partition) => partition,
+                Err(LogError::UnknownTopic(_) | LogError::UnknownPartition { .. }) => {
+                    tracing::warn!(transactional_id = %meta.transactional_id, topic, partition = index,
+                        "the partition is gone (topic deleted): no marker written there");
+                    continue;
+                }
+                // Unavailable (refused to open): the transaction waits in
+                // its Prepare state until the partition is back.
+                Err(error) => return Err(self.marker_failed(meta, topic, *index, error)),
             };
+            if !partition.has_open_transaction(meta.producer_id) {
+                // Nothing was written there, or an earlier attempt already
+                // ended it (or the topic was recreated): no marker needed.
+                continue;
+            }
             let info = partition
                 .write_marker(&marker)
                 .map_err(|error| self.marker_failed(meta, topic, *index, error))?;
@@ -76,7 +87,7 @@ impl TransactionCoordinator {
         meta: &TransactionMetadata,
         topic: &str,
         partition: i32,
-        error: crate::log::LogError,
+        error: LogError,
     ) -> TransactionError {
         tracing::error!(transactional_id = %meta.transactional_id, topic, partition, %error,
             "writing a transaction marker failed; the transaction stays prepared and is retried");
@@ -120,22 +131,60 @@ impl TransactionCoordinator {
     /// Aborts the open transaction of `meta` on behalf of the coordinator
     /// (a new producer, or the timeout), bumping the epoch first so the
     /// old producer is fenced: its later writes, AddPartitions and EndTxn
-    /// are refused. Returns whether the epoch was bumped (at the last
-    /// epoch it cannot be; the caller then moves to a new producer id).
+    /// are refused. The bump may reach `i16::MAX`, an epoch no producer is
+    /// ever given (Kafka keeps it for this fence), so the fenced producer's
+    /// epoch is always older; the next InitProducerId then hands out a new
+    /// producer id. Once the PrepareAbort record is durable the abort is
+    /// decided: a failure to write its markers is left to the periodic
+    /// check, and the id refuses new work (CONCURRENT_TRANSACTIONS) until
+    /// then.
     pub(super) fn abort_fencing(
         &self,
         meta: &mut TransactionMetadata,
-    ) -> Result<bool, TransactionError> {
-        let bump = meta.producer_epoch < i16::MAX - 1;
+    ) -> Result<(), TransactionError> {
+        debug_assert!(
+            meta.producer_epoch < i16::MAX,
+            "an open transaction at the fencing epoch"
+        );
+        let ended = meta.pending_offsets.clone();
         self.update(meta, |next| {
-            if bump {
-                next.last_producer_epoch = next.producer_epoch;
-                next.producer_epoch += 1;
-            }
+            next.producer_epoch = next.producer_epoch.saturating_add(1);
+            // Nobody may retry into the new epoch with the old one.
+            next.last_producer_epoch = -1;
             next.state = TransactionState::PrepareAbort;
+            // An abort drops them: deciding to abort never grows the record.
+            next.pending_offsets.clear();
         })?;
-        self.complete(meta)?;
-        Ok(bump)
+        self.release_pending(&ended);
+        if let Err(error) = self.complete(meta) {
+            tracing::warn!(transactional_id = %meta.transactional_id, %error,
+                "the abort is durable but ending it failed; retrying periodically");
+        }
+        Ok(())
+    }
+
+    /// Records the decision to commit or abort (the Prepare state, fsynced)
+    /// before any marker is written. An abort's pending offsets are dropped
+    /// in the same record, so deciding to abort never makes the record
+    /// larger (a record at its size limit can always be aborted).
+    pub(super) fn prepare(
+        &self,
+        meta: &mut TransactionMetadata,
+        commit: bool,
+    ) -> Result<(), TransactionError> {
+        let ended = meta.pending_offsets.clone();
+        self.update(meta, |next| {
+            if commit {
+                next.state = TransactionState::PrepareCommit;
+            } else {
+                next.state = TransactionState::PrepareAbort;
+                next.pending_offsets.clear();
+            }
+        })?;
+        if !commit {
+            self.release_pending(&ended);
+        }
+        Ok(())
     }
 
     /// The periodic check (every `abort_check_interval_ms`): aborts
@@ -167,12 +216,7 @@ impl TransactionCoordinator {
             TransactionState::Ongoing if now_ms - meta.start_ms > meta.timeout_ms as i64 => {
                 tracing::warn!(transactional_id = %meta.transactional_id,
                     timeout_ms = meta.timeout_ms, "aborting a transaction open past its timeout");
-                let bumped = self.abort_fencing(meta)?;
-                if !bumped {
-                    tracing::warn!(transactional_id = %meta.transactional_id,
-                        "the producer is at its last epoch; its next InitProducerId gets a new producer id");
-                }
-                Ok(())
+                self.abort_fencing(meta)
             }
             TransactionState::PrepareCommit | TransactionState::PrepareAbort => {
                 self.finish_prepared(meta)
@@ -216,21 +260,37 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Aborts every transaction open in a partition that no open
-    /// transaction of the coordinator covers (a "hanging" transaction, as
-    /// KIP-664 calls them: its record in the transaction log was lost to
-    /// damage, or the partition was restored from elsewhere). Nothing can
-    /// ever commit it, since EndTxn goes through the coordinator, and it
-    /// would hold the partition's last stable offset, and so every
-    /// read_committed consumer, forever: an abort marker ends it, with the
-    /// epoch the producer last wrote with. Logged at warn level.
+    /// Ends every transaction open in a partition that no open transaction
+    /// of the coordinator covers (a "hanging" transaction, as KIP-664 calls
+    /// them: its record in the transaction log was lost to damage, the
+    /// partition was restored from elsewhere, or lost a marker). It would
+    /// hold the partition's last stable offset, and so every read_committed
+    /// consumer, forever. When the coordinator's last word on that producer
+    /// and partition is a completed transaction, its outcome is written
+    /// again (a commit stays a commit); otherwise nothing can ever commit
+    /// it, since EndTxn goes through the coordinator, and an abort marker
+    /// ends it, with the epoch the producer last wrote with. Logged at
+    /// warn level.
     fn abort_hanging(&self) {
         let mut covered = std::collections::HashSet::new();
+        let mut decided = std::collections::HashMap::new();
         for entry in self.entries() {
             let meta = lock(&entry);
-            if meta.state.is_open() {
-                for (topic, partition) in &meta.partitions {
-                    covered.insert((meta.producer_id, topic.clone(), *partition));
+            let outcome = match meta.state {
+                TransactionState::CompleteCommit => Some(true),
+                TransactionState::CompleteAbort => Some(false),
+                _ => None,
+            };
+            for (topic, partition) in &meta.partitions {
+                let key = (meta.producer_id, topic.clone(), *partition);
+                match outcome {
+                    Some(commit) => {
+                        decided.insert(key, commit);
+                    }
+                    None if meta.state.is_open() => {
+                        covered.insert(key);
+                    }
+                    None => {}
                 }
             }
         }
@@ -244,12 +304,13 @@ impl TransactionCoordinator {
                     if covered.contains(&key) {
                         continue;
                     }
-                    tracing::warn!(topic = topic.name(), partition = partition.id(), producer_id,
-                        "aborting a hanging transaction: open in the partition, unknown to the coordinator");
+                    let commit = decided.get(&key).copied().unwrap_or(false);
+                    tracing::warn!(topic = topic.name(), partition = partition.id(), producer_id, commit,
+                        "ending a hanging transaction: open in the partition, not open in the coordinator");
                     let marker = Marker {
                         producer_id,
                         producer_epoch,
-                        commit: false,
+                        commit,
                         coordinator_epoch: 0,
                     };
                     let written = partition

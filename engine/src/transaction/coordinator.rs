@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::config::TransactionConfig;
+use super::offsets::PendingIndex;
 use super::producer_ids::ProducerIds;
 use super::state::{TransactionMetadata, TransactionRecord, TransactionState};
 use super::store::TransactionLog;
@@ -47,9 +48,10 @@ pub(crate) struct TransactionCoordinator {
     producer_ids: ProducerIds,
     pub(super) store: Arc<LogStore>,
     pub(super) groups: Arc<GroupCoordinator>,
-    /// (group, topic, partition) → transactions with an offset pending
-    /// for it, for OffsetFetch's `require_stable`.
-    pub(super) pending: Mutex<HashMap<(String, String, i32), u32>>,
+    /// Group → (topic, partition) → open transactions with an offset
+    /// pending for it, for OffsetFetch's `require_stable`. Bounded by the
+    /// pending offsets of all transactions (`partitions_max` each).
+    pub(super) pending: Mutex<PendingIndex>,
 }
 
 /// Epochs stop one short of `i16::MAX`: a producer at the last one gets a
@@ -70,13 +72,9 @@ impl TransactionCoordinator {
     ) -> std::io::Result<Self> {
         let producer_ids = ProducerIds::open(io.as_ref(), data_dir)?;
         let (log, replayed) = TransactionLog::open(io.clone(), &data_dir.join("transactions"))?;
-        let mut pending = HashMap::new();
+        let mut pending = PendingIndex::default();
         for meta in replayed.values() {
-            for offset in &meta.pending_offsets {
-                *pending
-                    .entry((offset.group.clone(), offset.topic.clone(), offset.partition))
-                    .or_insert(0) += 1;
-            }
+            pending.add(&meta.pending_offsets);
         }
         let ids = replayed
             .into_iter()
@@ -142,6 +140,9 @@ impl TransactionCoordinator {
         let mut next = meta.clone();
         change(&mut next);
         next.last_update_ms = self.clock.now_ms();
+        if next.state == TransactionState::Ongoing {
+            check_record_size(&next)?;
+        }
         self.persist(&next)?;
         *meta = next;
         Ok(())
@@ -172,7 +173,10 @@ impl TransactionCoordinator {
         let Some(entry) = self.entry(transactional_id) else {
             return self.create(transactional_id, timeout_ms);
         };
-        let mut meta = lock(&entry);
+        let Ok(mut meta) = self.lock_current(transactional_id, &entry) else {
+            // Expired meanwhile: the id starts afresh.
+            return self.create(transactional_id, timeout_ms);
+        };
         if let Some((producer_id, epoch)) = current {
             let same = producer_id == meta.producer_id;
             if same && epoch == meta.last_producer_epoch && !meta.state.is_open() {
@@ -186,18 +190,28 @@ impl TransactionCoordinator {
                 });
             }
         }
-        self.finish_prepared(&mut meta)?;
-        let mut bumped = false;
+        self.finish_prepared(&mut meta)
+            .map_err(|_| TransactionError::Concurrent)?;
+        let mut fenced = false;
         if meta.state == TransactionState::Ongoing {
-            bumped = self.abort_fencing(&mut meta)?;
+            self.abort_fencing(&mut meta)?;
+            if meta.state != TransactionState::CompleteAbort {
+                // Decided but its markers are not all written yet: the
+                // producer retries until the periodic check has ended it.
+                return Err(TransactionError::Concurrent);
+            }
+            fenced = true;
         }
-        let fresh_id = if bumped || meta.producer_epoch < EPOCH_MAX {
-            None
-        } else {
+        // The epoch the producer gets: the fencing one, or the next; past
+        // the last usable epoch, a new producer id at epoch 0.
+        let next_epoch = meta.producer_epoch as i32 + if fenced { 0 } else { 1 };
+        let fresh_id = if next_epoch > EPOCH_MAX as i32 {
             Some(
                 self.allocate_producer_id()
                     .map_err(TransactionError::storage)?,
             )
+        } else {
+            None
         };
         self.update(&mut meta, |next| {
             match fresh_id {
@@ -206,14 +220,20 @@ impl TransactionCoordinator {
                     next.producer_epoch = 0;
                     next.last_producer_epoch = -1;
                 }
-                None if !bumped => {
-                    next.last_producer_epoch = next.producer_epoch;
+                None if !fenced => {
+                    // Only the producer bumping its own epoch may retry
+                    // with the old one (KIP-360); a new producer's bump
+                    // leaves nothing to retry, as in Kafka.
+                    next.last_producer_epoch = match current {
+                        Some(_) => next.producer_epoch,
+                        None => -1,
+                    };
                     next.producer_epoch += 1;
                 }
                 None => {}
             }
             next.timeout_ms = timeout_ms;
-            if !bumped {
+            if !fenced {
                 next.state = TransactionState::Empty;
             }
         })?;
@@ -285,6 +305,26 @@ impl TransactionCoordinator {
         Ok(())
     }
 
+    /// Locks `entry`, checking that it is still the id's (an expired id's
+    /// entry is removed from the map while a request may already hold it:
+    /// that request must not write a record for an id that is gone).
+    pub(super) fn lock_current<'a>(
+        &self,
+        transactional_id: &str,
+        entry: &'a Entry,
+    ) -> Result<MutexGuard<'a, TransactionMetadata>, TransactionError> {
+        let meta = lock(entry);
+        let current = self
+            .entry(transactional_id)
+            .is_some_and(|now| Arc::ptr_eq(&now, entry));
+        if !current {
+            return Err(TransactionError::InvalidProducerIdMapping {
+                producer_id: meta.producer_id,
+            });
+        }
+        Ok(meta)
+    }
+
     /// The entry of `transactional_id` for `producer_id`, or the error for
     /// an id the coordinator does not know.
     pub(super) fn known(
@@ -305,16 +345,16 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), TransactionError> {
-        for (topic, partition) in partitions {
-            if self.partition(topic, *partition).is_none() {
-                return Err(TransactionError::UnknownPartition {
-                    topic: topic.clone(),
-                    partition: *partition,
-                });
-            }
+        let unknown: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(topic, partition)| self.partition(topic, *partition).is_none())
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(TransactionError::UnknownPartitions(unknown));
         }
         let entry = self.known(transactional_id, producer_id)?;
-        let mut meta = lock(&entry);
+        let mut meta = self.lock_current(transactional_id, &entry)?;
         Self::check_producer(&meta, producer_id, epoch)?;
         self.check_can_add(&meta)?;
         let open = meta.state == TransactionState::Ongoing;
@@ -347,12 +387,25 @@ impl TransactionCoordinator {
         epoch: i16,
         group: &str,
     ) -> Result<(), TransactionError> {
+        self.groups
+            .check_group_id(group)
+            .map_err(TransactionError::Group)?;
         let entry = self.known(transactional_id, producer_id)?;
-        let mut meta = lock(&entry);
+        let mut meta = self.lock_current(transactional_id, &entry)?;
         Self::check_producer(&meta, producer_id, epoch)?;
         self.check_can_add(&meta)?;
-        if meta.state == TransactionState::Ongoing && meta.groups.contains(group) {
+        let open = meta.state == TransactionState::Ongoing;
+        if open && meta.groups.contains(group) {
             return Ok(());
+        }
+        // Groups are bounded like partitions: each is a consumer group
+        // whose offsets the transaction commits.
+        let groups_max = self.config.partitions_max;
+        if open && meta.groups.len() >= groups_max {
+            return Err(TransactionError::TooLarge(format!(
+                "a transaction may commit offsets of at most {groups_max} groups \
+                 (transactions.partitions_max)"
+            )));
         }
         let now_ms = self.clock.now_ms();
         self.update(&mut meta, |next| {
@@ -373,6 +426,13 @@ impl TransactionCoordinator {
 
     /// Handles EndTxn: commits or aborts the open transaction. A retry of
     /// an EndTxn that completed is answered with success again.
+    ///
+    /// Once the Prepare state is durable the outcome is decided: if writing
+    /// the markers or offsets then fails, the answer is still success (as
+    /// Kafka answers), and the periodic check finishes the transaction;
+    /// until it has, the id's next requests get CONCURRENT_TRANSACTIONS,
+    /// which clients retry. Answering the failure instead would make the
+    /// application think the commit failed and redo its work.
     pub(crate) fn end(
         &self,
         transactional_id: &str,
@@ -381,16 +441,21 @@ impl TransactionCoordinator {
         commit: bool,
     ) -> Result<(), TransactionError> {
         let entry = self.known(transactional_id, producer_id)?;
-        let mut meta = lock(&entry);
+        let mut meta = self.lock_current(transactional_id, &entry)?;
         Self::check_producer(&meta, producer_id, epoch)?;
         use TransactionState::*;
         match (meta.state, commit) {
             (Ongoing, _) => {
-                let prepare = if commit { PrepareCommit } else { PrepareAbort };
-                self.update(&mut meta, |next| next.state = prepare)?;
-                self.complete(&mut meta)
+                self.prepare(&mut meta, commit)?;
+                if let Err(error) = self.complete(&mut meta) {
+                    tracing::warn!(transactional_id, %error,
+                        "the transaction's outcome is durable but ending it failed; retrying periodically");
+                }
+                Ok(())
             }
-            (PrepareCommit, true) | (PrepareAbort, false) => self.complete(&mut meta),
+            (PrepareCommit, true) | (PrepareAbort, false) => self
+                .complete(&mut meta)
+                .map_err(|_| TransactionError::Concurrent),
             (CompleteCommit, true) | (CompleteAbort, false) => Ok(()),
             (state, _) => Err(TransactionError::InvalidState(format!(
                 "EndTxn({}) but the transaction is {}",
@@ -412,7 +477,7 @@ impl TransactionCoordinator {
     ) -> Result<AppendInfo, TransactionError> {
         let (producer_id, epoch) = producer;
         let entry = self.known(transactional_id, producer_id)?;
-        let meta = lock(&entry);
+        let meta = self.lock_current(transactional_id, &entry)?;
         Self::check_producer(&meta, producer_id, epoch)?;
         let key = (partition.topic().to_string(), partition.id());
         if meta.state != TransactionState::Ongoing || !meta.partitions.contains(&key) {
@@ -458,6 +523,22 @@ impl TransactionCoordinator {
             .remove(&transactional_id);
         Ok(())
     }
+}
+
+/// An open transaction's record may take at most half the transaction
+/// log's record limit, so that the records that end it (its Prepare and
+/// Complete states, a few bytes longer) always fit: a transaction that
+/// could not be written as ended would hold its partitions' LSO forever.
+fn check_record_size(next: &TransactionMetadata) -> Result<(), TransactionError> {
+    let bytes = serde_json::to_vec(next).map_or(usize::MAX, |json| json.len());
+    let bytes_max = super::store::RECORD_PAYLOAD_BYTES_MAX / 2;
+    if bytes > bytes_max {
+        return Err(TransactionError::TooLarge(format!(
+            "the transaction's state would take {bytes} bytes, above {bytes_max}: \
+             too many partitions, groups or offset metadata in one transaction"
+        )));
+    }
+    Ok(())
 }
 
 /// Starts a transaction on `next` unless one is open.

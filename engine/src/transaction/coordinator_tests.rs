@@ -263,3 +263,52 @@ fn timeouts_above_the_maximum_are_refused() {
         Err(TransactionError::InvalidTransactionalId)
     ));
 }
+
+/// A fenced producer retrying its own epoch bump (KIP-360) with its old
+/// epoch must not be handed the epoch of the producer that fenced it.
+#[test]
+fn a_fenced_producer_cannot_retry_into_the_new_epoch() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let old = c.init_producer_id("tx", 60_000, None).unwrap();
+    let new = c.init_producer_id("tx", 60_000, None).unwrap();
+    assert_eq!(new, (old.0, old.1 + 1));
+    assert!(matches!(
+        c.init_producer_id("tx", 60_000, Some(old)),
+        Err(TransactionError::ProducerFenced { .. })
+    ));
+    // The current producer bumping its own epoch may retry that bump.
+    let bumped = c.init_producer_id("tx", 60_000, Some(new)).unwrap();
+    assert_eq!(bumped, (new.0, new.1 + 1));
+    assert_eq!(c.init_producer_id("tx", 60_000, Some(new)).unwrap(), bumped);
+}
+
+/// At the last epoch a producer may have, a timeout still fences it (the
+/// fence takes `i16::MAX`, which no producer is given), and the next
+/// InitProducerId hands out a new producer id.
+#[test]
+fn the_last_epoch_is_still_fenced_and_then_a_new_producer_id_is_used() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let first = c.init_producer_id("tx", 1_000, None).unwrap();
+    {
+        let entry = c.entry("tx").unwrap();
+        let mut meta = super::coordinator::lock(&entry);
+        c.update(&mut meta, |next| next.producer_epoch = i16::MAX - 1)
+            .unwrap();
+    }
+    let producer = (first.0, i16::MAX - 1);
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(&setup, "tx", producer, 0, 0).unwrap();
+    setup.clock.advance(1_001);
+    c.tick();
+    assert_eq!(c.describe("tx").unwrap().producer_epoch, i16::MAX);
+    assert!(matches!(
+        c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[1..]),
+        Err(TransactionError::ProducerFenced { .. })
+    ));
+    let next = c.init_producer_id("tx", 1_000, None).unwrap();
+    assert_ne!(next.0, first.0, "a new producer id");
+    assert_eq!(next.1, 0);
+}

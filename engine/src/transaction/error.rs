@@ -36,9 +36,14 @@ pub(crate) enum TransactionError {
     /// More partitions than `partitions_max` in one transaction.
     #[error("a transaction may write to at most {partitions_max} partitions (transactions.partitions_max)")]
     TooManyPartitions { partitions_max: usize },
-    /// An added partition does not exist.
-    #[error("unknown topic or partition {topic}-{partition}")]
-    UnknownPartition { topic: String, partition: i32 },
+    /// The transaction would grow past a bound (groups, the size of its
+    /// durable record).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Added partitions that do not exist (each is answered
+    /// UNKNOWN_TOPIC_OR_PARTITION, the others OPERATION_NOT_ATTEMPTED).
+    #[error("unknown topics or partitions: {}", .0.iter().map(|(t, p)| format!("{t}-{p}")).collect::<Vec<_>>().join(", "))]
+    UnknownPartitions(Vec<(String, i32)>),
     /// The consumer group refused the offsets (KIP-447 fencing, sizes).
     #[error(transparent)]
     Group(GroupError),

@@ -3,7 +3,9 @@
 //! the group only when the transaction commits; until then OffsetFetch
 //! with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them.
 
-use super::coordinator::{lock, TransactionCoordinator};
+use std::collections::{HashMap, HashSet};
+
+use super::coordinator::TransactionCoordinator;
 use super::state::{PendingOffset, TransactionState};
 use super::TransactionError;
 use crate::group::offsets::Committed;
@@ -30,7 +32,7 @@ impl TransactionCoordinator {
         offsets: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<(), TransactionError>>, TransactionError> {
         let entry = self.known(committer.transactional_id, committer.producer_id)?;
-        let mut meta = lock(&entry);
+        let mut meta = self.lock_current(committer.transactional_id, &entry)?;
         Self::check_producer(&meta, committer.producer_id, committer.epoch)?;
         if meta.state != TransactionState::Ongoing || !meta.groups.contains(committer.group) {
             return Err(TransactionError::InvalidState(format!(
@@ -84,33 +86,66 @@ impl TransactionCoordinator {
             return Err(TransactionError::TooManyPartitions { partitions_max });
         }
         self.update(&mut meta, |next| next.pending_offsets = next_pending)?;
-        let mut pending = self.pending.lock().expect("pending offsets lock");
-        for offset in added {
-            *pending.entry(pending_key(&offset)).or_insert(0) += 1;
-        }
-        Ok(results)
-    }
-
-    /// Whether a transaction holds an offset for this group and partition
-    /// that is not committed yet.
-    pub(crate) fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let key = (group.to_string(), topic.to_string(), partition);
         self.pending
             .lock()
             .expect("pending offsets lock")
-            .contains_key(&key)
+            .add(&added);
+        Ok(results)
+    }
+
+    /// The partitions of `group` for which a transaction holds an offset
+    /// that is not committed yet.
+    pub(crate) fn pending_partitions(&self, group: &str) -> HashSet<(String, i32)> {
+        let pending = self.pending.lock().expect("pending offsets lock");
+        pending
+            .groups
+            .get(group)
+            .map(|partitions| partitions.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Forgets the pending offsets of a transaction that ends.
     pub(super) fn release_pending(&self, ended: &[PendingOffset]) {
-        let mut pending = self.pending.lock().expect("pending offsets lock");
-        for offset in ended {
-            let key = pending_key(offset);
-            if let Some(count) = pending.get_mut(&key) {
+        self.pending
+            .lock()
+            .expect("pending offsets lock")
+            .remove(ended);
+    }
+}
+
+/// Which partitions of which groups have offsets in open transactions.
+#[derive(Debug, Default)]
+pub(crate) struct PendingIndex {
+    /// Group → (topic, partition) → transactions holding an offset for it.
+    groups: HashMap<String, HashMap<(String, i32), u32>>,
+}
+
+impl PendingIndex {
+    pub(super) fn add(&mut self, offsets: &[PendingOffset]) {
+        for offset in offsets {
+            *self
+                .groups
+                .entry(offset.group.clone())
+                .or_default()
+                .entry((offset.topic.clone(), offset.partition))
+                .or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&mut self, offsets: &[PendingOffset]) {
+        for offset in offsets {
+            let Some(partitions) = self.groups.get_mut(&offset.group) else {
+                continue;
+            };
+            let key = (offset.topic.clone(), offset.partition);
+            if let Some(count) = partitions.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
-                    pending.remove(&key);
+                    partitions.remove(&key);
                 }
+            }
+            if partitions.is_empty() {
+                self.groups.remove(&offset.group);
             }
         }
     }
@@ -118,8 +153,4 @@ impl TransactionCoordinator {
 
 fn same_partition(a: &PendingOffset, b: &PendingOffset) -> bool {
     a.group == b.group && a.topic == b.topic && a.partition == b.partition
-}
-
-fn pending_key(offset: &PendingOffset) -> (String, String, i32) {
-    (offset.group.clone(), offset.topic.clone(), offset.partition)
 }

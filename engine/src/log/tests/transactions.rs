@@ -88,8 +88,12 @@ fn transaction_state_is_rebuilt_from_the_log_on_open() {
     assert!(read.aborted.is_empty());
 }
 
+/// The coordinator is the authority on its producers' epochs: its marker
+/// ends the transaction even when the partition saw a higher epoch for
+/// that producer id (forged by a non-transactional write, say), and it
+/// does not lower the epoch the partition knows.
 #[test]
-fn a_marker_with_an_older_epoch_is_refused() {
+fn a_marker_ends_the_transaction_whatever_epoch_the_partition_saw() {
     let fixture = Fixture::new(FlushPolicy::Never);
     let store = fixture.open().unwrap();
     store.create_topic("t", 1, Default::default()).unwrap();
@@ -97,19 +101,44 @@ fn a_marker_with_an_older_epoch_is_refused() {
     partition
         .append(&build::transactional(&[b"a"], 1, 5, 0))
         .unwrap();
-    let stale = Marker {
+    let older = Marker {
         producer_epoch: 4,
         ..marker(1, true)
     };
+    let info = partition.write_marker(&older).unwrap();
+    partition.acknowledge(&info).unwrap();
+    assert_eq!(partition.watermarks(), (2, 2), "ended");
+    // Epoch 5 is still the producer's: its next batch continues at sequence 1.
+    partition
+        .append(&build::transactional(&[b"b"], 1, 5, 1))
+        .unwrap();
     assert!(matches!(
-        partition.write_marker(&stale),
+        partition.append(&build::transactional(&[b"c"], 1, 4, 0)),
         Err(crate::log::LogError::InvalidProducerEpoch { .. })
     ));
-    assert_eq!(
-        partition.watermarks(),
-        (1, 0),
-        "nothing written, still open"
-    );
+}
+
+/// A producer with a transaction open in a partition may not write
+/// outside it there (Kafka's "Expected transactional write").
+#[test]
+fn a_non_transactional_write_from_a_producer_in_a_transaction_is_refused() {
+    let fixture = Fixture::new(FlushPolicy::Never);
+    let store = fixture.open().unwrap();
+    store.create_topic("t", 1, Default::default()).unwrap();
+    let partition = store.partition("t", 0).unwrap();
+    partition
+        .append(&build::transactional(&[b"a"], 1, 0, 0))
+        .unwrap();
+    let mut plain = build::transactional(&[b"b"], 1, 0, 1);
+    // Clear the transactional bit (attributes at byte 21–22) and re-CRC.
+    plain[22] &= !(1 << 4);
+    let crc = crate::log::batch::compute_crc(&plain);
+    plain[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        partition.append(&plain),
+        Err(crate::log::LogError::TransactionOpen { producer_id: 1 })
+    ));
+    assert_eq!(partition.log_end_offset(), 1, "nothing written");
 }
 
 /// Compaction below the last stable offset: an aborted transaction's

@@ -44,15 +44,12 @@ pub(crate) async fn handle(
     let result =
         blocking(move || coordinator.add_partitions(&id, producer_id, epoch, &added)).await;
     // One code for every partition, as Kafka answers: the refusal, or
-    // for an unknown partition that one and OPERATION_NOT_ATTEMPTED for
-    // the rest.
+    // UNKNOWN_TOPIC_OR_PARTITION for each unknown partition and
+    // OPERATION_NOT_ATTEMPTED for the rest.
     let code_for = |topic: &str, partition: i32| match &result {
         Ok(()) => 0,
-        Err(TransactionError::UnknownPartition {
-            topic: unknown,
-            partition: index,
-        }) => {
-            if unknown == topic && *index == partition {
+        Err(TransactionError::UnknownPartitions(unknown)) => {
+            if unknown.iter().any(|(t, p)| t == topic && *p == partition) {
                 ResponseError::UnknownTopicOrPartition.code()
             } else {
                 ResponseError::OperationNotAttempted.code()

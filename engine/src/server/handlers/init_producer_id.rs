@@ -1,6 +1,7 @@
 //! InitProducerId (key 22): a producer id and epoch. Without a
-//! transactional id, a fresh id for an idempotent producer (or, v3+, the
-//! caller's epoch bumped after an error). With one, the transaction
+//! transactional id, a fresh id for an idempotent producer (also when it
+//! sends its current id and epoch, v3+: Kafka, too, answers with a new
+//! id). With one, the transaction
 //! coordinator's: the id's producer with its epoch bumped, which fences
 //! the previous producer and aborts its open transaction.
 
@@ -32,16 +33,17 @@ pub(crate) async fn handle(
             let timeout_ms = request.transaction_timeout_ms;
             blocking(move || coordinator.init_producer_id(&id, timeout_ms, current)).await
         }
-        None => match current {
-            Some((producer_id, epoch)) if epoch < i16::MAX - 1 => Ok((producer_id, epoch + 1)),
-            _ => blocking(move || coordinator.allocate_producer_id())
-                .await
-                .map(|id| (id, 0))
-                .map_err(|error| {
-                    tracing::error!(%error, "allocating a producer id failed");
-                    TransactionError::storage(error)
-                }),
-        },
+        // Always a new id, whatever id and epoch the producer sends (as
+        // Kafka does): bumping an epoch on request would let any client
+        // raise another producer's epoch, fencing it, or a transactional
+        // producer's above its coordinator's.
+        None => blocking(move || coordinator.allocate_producer_id())
+            .await
+            .map(|id| (id, 0))
+            .map_err(|error| {
+                tracing::error!(%error, "allocating a producer id failed");
+                TransactionError::storage(error)
+            }),
     };
     match result {
         Ok((producer_id, epoch)) => InitProducerIdResponse::default()

@@ -58,16 +58,28 @@ fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
     }
 }
 
-/// UNSTABLE_OFFSET_COMMIT when `require_stable` and a transaction holds
-/// an offset for the partition that is not committed yet; else 0.
-fn unstable_code(
+/// The group's partitions with an offset a transaction has not committed
+/// yet, under `require_stable`; taken BEFORE the committed offsets are
+/// read. A transaction commits its offsets before it stops counting them
+/// as pending, so a partition found not pending here either has its
+/// offset committed already or gets a newer one only from a transaction
+/// that starts later: the offset read after is never one a commit in
+/// flight is about to replace (KIP-447's guarantee to a new owner).
+fn unstable(
     context: &BrokerContext,
     require_stable: bool,
     group: &str,
-    topic: &str,
-    partition: i32,
-) -> i16 {
-    if require_stable && context.transactions.has_pending_offset(group, topic, partition) {
+) -> std::collections::HashSet<(String, i32)> {
+    if require_stable {
+        context.transactions.pending_partitions(group)
+    } else {
+        Default::default()
+    }
+}
+
+/// UNSTABLE_OFFSET_COMMIT for a partition in `unstable`; else 0.
+fn unstable_code(unstable: &std::collections::HashSet<(String, i32)>, topic: &str, partition: i32) -> i16 {
+    if unstable.contains(&(topic.to_string(), partition)) {
         ResponseError::UnstableOffsetCommit.code()
     } else {
         0
@@ -100,14 +112,14 @@ pub(crate) fn handle(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let require_stable = request.require_stable;
+    let pending = unstable(context, request.require_stable, &request.group_id);
     let topics = lookup(context, &request.group_id, wanted)
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
-                    let code = unstable_code(context, require_stable, &request.group_id, &name, index);
+                    let code = unstable_code(&pending, &name, index);
                     let committed = committed.filter(|_| code == 0);
                     let (offset, epoch, metadata) = parts(committed);
                     let partition = OffsetFetchResponsePartition::default()
@@ -136,6 +148,7 @@ fn group_result(
     group: OffsetFetchRequestGroup,
     require_stable: bool,
 ) -> OffsetFetchResponseGroup {
+    let pending = unstable(context, require_stable, &group.group_id);
     let wanted = group.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name, t.partition_indexes))
@@ -147,7 +160,7 @@ fn group_result(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
-                    let code = unstable_code(context, require_stable, &group.group_id, &name, index);
+                    let code = unstable_code(&pending, &name, index);
                     let committed = committed.filter(|_| code == 0);
                     let (offset, epoch, metadata) = parts(committed);
                     OffsetFetchResponsePartitions::default()
