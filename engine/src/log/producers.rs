@@ -30,6 +30,10 @@ struct ProducerState {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
     last_append_ms: i64,
+    /// Between a transactional batch and its marker: never forgotten to
+    /// make room (Kafka does not expire such producers either; their
+    /// number is bounded by the transaction coordinator's ids).
+    in_transaction: bool,
 }
 
 /// What to do with a batch.
@@ -153,6 +157,7 @@ impl ProducerStates {
             if let Some(idle) = self
                 .producers
                 .iter()
+                .filter(|(_, s)| !s.in_transaction)
                 .min_by_key(|(_, s)| s.last_append_ms)
                 .map(|(id, _)| *id)
             {
@@ -161,6 +166,9 @@ impl ProducerStates {
         }
         let state = self.producers.entry(header.producer_id).or_default();
         state.last_append_ms = now_ms;
+        if header.is_transactional() {
+            state.in_transaction = !header.is_control();
+        }
         if header.is_control() {
             // A marker may raise the epoch (an abort after a fence carries
             // the new one), never lower it, and has no sequence: the

@@ -26,6 +26,21 @@ const MAX_TIMESTAMP: i64 = -3;
 const READ_COMMITTED: i8 = 1;
 
 fn lookup(partition: &Partition, timestamp: i64, committed: bool) -> Result<(i64, i64), LogError> {
+    let found = lookup_uncommitted(partition, timestamp, committed)?;
+    // A record found by time at or past the LSO is not one a
+    // read_committed consumer may read yet: none, as Kafka answers.
+    let by_time = timestamp >= 0 || timestamp == MAX_TIMESTAMP;
+    if committed && by_time && found.0 >= partition.last_stable_offset() {
+        return Ok((-1, -1));
+    }
+    Ok(found)
+}
+
+fn lookup_uncommitted(
+    partition: &Partition,
+    timestamp: i64,
+    committed: bool,
+) -> Result<(i64, i64), LogError> {
     Ok(match timestamp {
         // What a consumer at that isolation level can read up to.
         LATEST if committed => (partition.last_stable_offset(), -1),
