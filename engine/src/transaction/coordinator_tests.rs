@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{TransactionConfig, TransactionCoordinator, TransactionError};
-use crate::group::offsets::OffsetStore;
-use crate::group::{GroupConfig, GroupCoordinator};
+use super::{TransactionCoordinator, TransactionError};
 use crate::log::batch::build;
 use crate::log::transactions::AbortedTransaction;
-use crate::log::{Isolation, LogStore, ManualClock, StdIo, StoreOptions};
+use crate::log::{Isolation, LogStore, ManualClock};
 use crate::transaction::state::TransactionState;
 
 /// A transaction open in a partition that the coordinator does not know
@@ -28,22 +26,10 @@ fn a_hanging_transaction_is_aborted_on_open() {
         store,
         coordinator,
     } = first;
-    drop(coordinator);
-    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups")).unwrap();
-    let groups = Arc::new(GroupCoordinator::new(
-        GroupConfig::default(),
-        clock.clone(),
-        offsets,
-    ));
-    let _reopened = TransactionCoordinator::open(
-        TransactionConfig::default(),
-        clock,
-        Arc::new(StdIo),
-        dir.path(),
-        store.clone(),
-        groups,
-    )
-    .unwrap();
+    drop((coordinator, p0));
+    store.close().unwrap();
+    drop(store);
+    let (store, _, _reopened) = super::tests::restart(dir.path(), &clock);
     let p0 = store.partition("t", 0).unwrap();
     assert_eq!(p0.watermarks(), (2, 2), "an abort marker ended it");
     let read = p0
@@ -69,31 +55,10 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let store = Arc::new(
-        LogStore::open(
-            dir.path(),
-            StoreOptions::default(),
-            Arc::new(StdIo),
-            clock.clone(),
-        )
-        .unwrap(),
-    );
-    store.create_topic("t", 2, Default::default()).unwrap();
-    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups")).unwrap();
-    let groups = Arc::new(GroupCoordinator::new(
-        GroupConfig::default(),
-        clock.clone(),
-        offsets,
-    ));
-    let coordinator = TransactionCoordinator::open(
-        TransactionConfig::default(),
-        clock.clone(),
-        Arc::new(StdIo),
-        dir.path(),
-        store.clone(),
-        groups,
-    )
-    .unwrap();
+    super::tests::open_store(dir.path(), &clock)
+        .create_topic("t", 2, Default::default())
+        .unwrap();
+    let (store, _, coordinator) = super::tests::restart(dir.path(), &clock);
     Setup {
         _dir: dir,
         clock,

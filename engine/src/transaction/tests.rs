@@ -9,10 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::Compression;
-
 use super::state::{PendingOffset, TransactionMetadata, TransactionRecord, TransactionState};
 use super::store::TransactionLog;
 use super::{TransactionConfig, TransactionCoordinator};
@@ -31,22 +27,13 @@ const PRODUCER_ID: i64 = 7;
 const GROUP: &str = "readers";
 
 /// A transactional batch of `RECORDS` records from `PRODUCER_ID`.
-fn transactional_batch() -> Bytes {
-    let records: Vec<_> = (0..RECORDS)
-        .map(|index| {
-            let value = Bytes::from(format!("v{index}"));
-            let mut record = build::record(index, None, Some(value), START_MS, IndexMap::new());
-            record.transactional = true;
-            record.producer_id = PRODUCER_ID;
-            record.producer_epoch = 0;
-            record.sequence = index as i32;
-            record
-        })
-        .collect();
-    build::encode(&records, Compression::None).freeze()
+fn transactional_batch() -> bytes::BytesMut {
+    let values: Vec<String> = (0..RECORDS).map(|index| format!("v{index}")).collect();
+    let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+    build::transactional(&values, PRODUCER_ID, 0, 0)
 }
 
-fn open_store(dir: &Path, clock: &Arc<ManualClock>) -> Arc<LogStore> {
+pub(super) fn open_store(dir: &Path, clock: &Arc<ManualClock>) -> Arc<LogStore> {
     let store = LogStore::open(dir, StoreOptions::default(), Arc::new(StdIo), clock.clone());
     Arc::new(store.expect("opening the store"))
 }
@@ -105,7 +92,7 @@ fn crash_while_ending(dir: &Path, clock: &Arc<ManualClock>, state: TransactionSt
 }
 
 /// Opens the store and the coordinator over `dir` again, as a restart does.
-fn restart(
+pub(super) fn restart(
     dir: &Path,
     clock: &Arc<ManualClock>,
 ) -> (Arc<LogStore>, Arc<GroupCoordinator>, TransactionCoordinator) {
