@@ -88,6 +88,13 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // The transactional producer of `sluice-bench transactions`. Capped
+    // before InitProducerId v6 (two-phase commit, KIP-939) and EndTxn v5
+    // (an epoch bump per transaction, KIP-890), which it does not speak;
+    // AddPartitionsToTxn v4+ is the broker-to-broker form.
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
 ];
 
 /// The API key of request type `R`.
