@@ -16,9 +16,9 @@ use crate::config::Config;
 use crate::group::offsets::OffsetStore;
 use crate::group::GroupCoordinator;
 use crate::log::{io, FlushPolicy, LogStore, StdIo, SystemClock};
-use crate::transaction::TransactionCoordinator;
 use crate::server::BrokerContext;
 use crate::shutdown::Shutdown;
+use crate::transaction::TransactionCoordinator;
 
 /// How long in-flight work gets after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);

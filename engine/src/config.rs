@@ -14,10 +14,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupConfig;
-use crate::transaction::TransactionConfig;
 use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
+use crate::transaction::TransactionConfig;
 
 /// Everything `sluice serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,5 +104,23 @@ mod tests {
         assert_eq!(config.http, Config::default().http);
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
         assert!(toml::from_str::<Config>("[log]\nflush = \"sometimes\"").is_err());
+    }
+
+    /// The README's config file sample ("Every key is optional; shown with
+    /// its default"), so the documented keys and defaults cannot drift.
+    fn readme_sample() -> &'static str {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("### Config file").expect("the section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let length = section[start..].find("```").expect("the block's end");
+        &section[start..start + length]
+    }
+
+    #[test]
+    fn the_readme_sample_parses_to_the_defaults() {
+        let sample: Config = toml::from_str(readme_sample()).expect("the README sample parses");
+        assert_eq!(sample.transactions, TransactionConfig::default());
+        assert_eq!(sample.groups, GroupConfig::default());
+        assert_eq!(sample, Config::default());
     }
 }

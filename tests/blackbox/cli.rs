@@ -19,28 +19,28 @@ use crate::harness::{sluice_binary, Broker};
 
 /// How long one CLI run may take before the test fails (they take well
 /// under a second; this only catches a hang).
-const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a waiting test looks at its condition again.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Broker settings for group tests: no initial rebalance delay, so a
 /// group's first generation forms as soon as its member has joined.
-const GROUP_CONFIG: &str = "[groups]\ninitial_rebalance_delay_ms = 0\n";
+pub(crate) const GROUP_CONFIG: &str = "[groups]\ninitial_rebalance_delay_ms = 0\n";
 
 // ---------------------------------------------------------------------------
 // Running the CLI.
 
 /// What one CLI run left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// stdout, after checking the run succeeded.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert!(
             self.status.success(),
             "sluice failed ({}): stderr: {}",
@@ -51,13 +51,13 @@ impl Run {
     }
 
     /// stdout parsed as one JSON document.
-    fn json(self) -> Value {
+    pub(crate) fn json(self) -> Value {
         let stdout = self.ok();
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: not JSON: {stdout}"))
     }
 
     /// stdout parsed as one JSON object per line.
-    fn json_lines(self) -> Vec<Value> {
+    pub(crate) fn json_lines(self) -> Vec<Value> {
         self.ok()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
@@ -66,7 +66,7 @@ impl Run {
 }
 
 /// `sluice ARGS --brokers ADDR`, stdin fed from `input`.
-fn sluice(broker: &str, args: &[&str], input: &str) -> Run {
+pub(crate) fn sluice(broker: &str, args: &[&str], input: &str) -> Run {
     let child = spawn(broker, args, Stdio::piped());
     finish(child, input, CLI_TIMEOUT)
 }
@@ -119,7 +119,7 @@ fn finish(mut child: Child, input: &str, timeout: Duration) -> Run {
     }
 }
 
-fn start_broker(dir: &TempDir, config: Option<&str>) -> Broker {
+pub(crate) fn start_broker(dir: &TempDir, config: Option<&str>) -> Broker {
     let data = dir.path().join("data");
     match config {
         None => Broker::start(&data, &[]),
@@ -504,7 +504,7 @@ fn consume_from_a_timestamp() {
 // Consumer groups.
 
 /// `group describe --format json`.
-fn describe_group(broker: &str, group: &str) -> Value {
+pub(crate) fn describe_group(broker: &str, group: &str) -> Value {
     sluice(
         broker,
         &["group", "describe", group, "--format", "json"],
@@ -514,7 +514,7 @@ fn describe_group(broker: &str, group: &str) -> Value {
 }
 
 /// Lag per partition of `group` on `topic`.
-fn lags(described: &Value, topic: &str) -> BTreeMap<i64, i64> {
+pub(crate) fn lags(described: &Value, topic: &str) -> BTreeMap<i64, i64> {
     described["offsets"]
         .as_array()
         .unwrap()

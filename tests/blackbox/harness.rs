@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a broker may take to report ready or to stop.
 pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often [`Broker::wait_exit`] looks whether the broker has exited.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The binary under test.
 pub(crate) fn sluice_binary() -> PathBuf {
@@ -119,19 +122,36 @@ impl Broker {
 
     /// Sends `signal` and waits for exit (at most `timeout`).
     pub(crate) fn stop_with(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
+            .arg(self.pid().to_string())
             .status();
         assert!(status.expect("kill runs").success());
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        rx.recv_timeout(timeout)
-            .expect("broker exits in time")
-            .expect("wait")
+        self.wait_exit(timeout)
+    }
+
+    /// The broker's exit status if it has exited (without waiting).
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("running");
+        let status = child.try_wait().expect("try_wait")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Waits for the broker to exit (at most `timeout`; past it the test
+    /// fails, and the broker is killed when dropped).
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not exit within {timeout:?}"
+            );
+            thread::sleep(EXIT_POLL_INTERVAL);
+        }
     }
 
     /// Everything the broker wrote to stderr so far (and not returned by an

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod cli_plugin;
+mod cli_transactions;
 mod clients;
 mod compaction;
 mod examples;
@@ -18,3 +19,5 @@ mod protocol;
 mod retention;
 mod serve;
 mod topic_lifecycle;
+mod transactions;
+mod transactions_crash;

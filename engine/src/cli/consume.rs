@@ -3,8 +3,15 @@
 //! Alone it reads the chosen partitions from `--from`. With `--group` it
 //! is a real member of a classic consumer group ([`Member`]): it reads
 //! from the committed offsets, commits every [`COMMIT_INTERVAL`] and on
-//! exit, and leaves the group on exit. Records are read uncommitted
-//! (isolation level 0) and control records are skipped.
+//! exit, and leaves the group on exit.
+//!
+//! By default it reads committed (`--isolation read_committed`), as a
+//! consumer of a transactional pipeline expects: fetches stop at the last
+//! stable offset, records of aborted transactions are dropped
+//! ([`decode_batches`]), and `-e` stops at the last stable offset it found
+//! when reading began. `--isolation read_uncommitted` shows everything up
+//! to the high watermark. Control records (transaction markers) are never
+//! shown.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -12,22 +19,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Args;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::FetchRequest;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use tokio::task::JoinHandle;
 
 use super::{ConnectArgs, OutputFormat};
+use crate::client::fetched::decode_batches;
 use crate::client::member::Member;
 use crate::client::offsets::{resolve_positions, Offsets};
 use crate::client::{
-    check, topic_name, Client, TopicInfo, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, REQUEST_TIMEOUT,
+    check, topic_name, Client, IsolationLevel, TopicInfo, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    REQUEST_TIMEOUT,
 };
-use crate::log::batch::{BatchError, BatchHeader, LOG_OVERHEAD_BYTES};
 use crate::start_position::StartPosition;
 
 /// How long the broker may hold a fetch waiting for records; also how
@@ -48,12 +57,17 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
     text: each record's value on its own line (raw bytes, like kcat).\n  \
     json: one object per line: {\"topic\",\"partition\",\"offset\",\"timestamp\",\"key\",\"value\",\"headers\"};\n        \
     key, value and header values are UTF-8 text (invalid bytes become U+FFFD), null when absent.\n\n\
+    Transactions: read_committed (the default) shows only records of committed transactions\n\
+    (and non-transactional ones), and reads no further than the last stable offset: the first\n\
+    offset of the oldest open transaction. read_uncommitted shows everything up to the high\n\
+    watermark, open and aborted transactions included. Transaction markers are never shown.\n\n\
     Examples:\n  \
     sluice consume orders -e                         # everything there is now, then exit\n  \
     sluice consume orders --from latest              # only new records, until Ctrl-C\n  \
     sluice consume orders --from @1700000000000 -n 10 --format json\n  \
     sluice consume orders --from 2026-11-23T10:00:00Z --partition 2\n  \
-    sluice consume orders --group billing            # resumes where the group left off")]
+    sluice consume orders --group billing            # resumes where the group left off\n  \
+    sluice consume orders -e --isolation read_uncommitted   # aborted and open transactions too")]
 pub(crate) struct ConsumeArgs {
     pub(crate) topic: String,
     /// Consume as a member of this consumer group: partitions are assigned
@@ -74,10 +88,17 @@ pub(crate) struct ConsumeArgs {
     /// Read only this partition [default: all].
     #[arg(short, long, value_name = "N", conflicts_with = "group")]
     pub(crate) partition: Option<i32>,
-    /// Exit once every partition reached the high watermark it had when
-    /// reading began (like kcat -e).
+    /// Exit once every partition reached the end it had when reading
+    /// began (like kcat -e): the last stable offset read_committed, the
+    /// high watermark read_uncommitted.
     #[arg(short, long)]
     pub(crate) exit_at_end: bool,
+    /// Which records of transactions to show: read_committed (only
+    /// committed ones, up to the last stable offset) or read_uncommitted
+    /// (everything up to the high watermark). Also what `--from latest`
+    /// means.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = IsolationLevel::ReadCommitted)]
+    pub(crate) isolation: IsolationLevel,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub(crate) format: OutputFormat,
@@ -130,49 +151,15 @@ fn json_line(topic: &str, partition: i32, record: &Record) -> String {
     )
 }
 
-/// Decodes the complete v2 record batches of a fetch response: the
-/// records at or after `from` (control records dropped) and the offset
-/// after the last batch, which moves past batches with nothing to show.
-fn decode_batches(mut raw: Bytes, from: i64) -> Result<(Vec<Record>, i64)> {
-    let mut records = Vec::new();
-    let mut next = from;
-    let mut complete = 0;
-    let had_bytes = !raw.is_empty();
-    while raw.len() >= LOG_OVERHEAD_BYTES {
-        let header = match BatchHeader::parse(&raw) {
-            Ok(header) if raw.len() >= header.total_bytes() => header,
-            // The broker cut the last batch short at the size limit.
-            Ok(_) | Err(BatchError::Truncated { .. }) => break,
-            Err(error) => {
-                let base_offset = i64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
-                bail!("record batch at offset {base_offset}: {error}");
-            }
-        };
-        let base_offset = header.base_offset;
-        let mut batch = raw.split_to(header.total_bytes());
-        let set = RecordBatchDecoder::decode(&mut batch)
-            .with_context(|| format!("decoding the record batch at offset {base_offset}"))?;
-        records.extend(
-            set.records
-                .into_iter()
-                .filter(|r| !r.control && r.offset >= from),
-        );
-        next = next.max(header.next_offset());
-        complete += 1;
-    }
-    if had_bytes && complete == 0 {
-        bail!("the record batch at offset {from} is larger than the fetch size ({FETCH_PARTITION_BYTES_MAX} bytes)");
-    }
-    Ok((records, next))
-}
-
 /// Reading state: positions of the assigned partitions and when to stop.
 struct Reader {
     topic: TopicInfo,
     /// Next offset to print, per assigned partition.
     positions: BTreeMap<i32, i64>,
-    /// With --exit-at-end: each partition's high watermark when reading began.
+    /// With --exit-at-end: each partition's end (at `isolation`) when
+    /// reading began.
     ends: Option<BTreeMap<i32, i64>>,
+    isolation: IsolationLevel,
     /// Records still to print with -n.
     remaining: Option<u64>,
     printer: Printer,
@@ -213,7 +200,10 @@ impl Reader {
     ) -> Result<()> {
         if exit_at_end {
             let query: Vec<(i32, i64)> = positions.keys().map(|p| (*p, LATEST_TIMESTAMP)).collect();
-            self.ends = Some(client.list_offsets(&self.topic, &query).await?);
+            let ends = client
+                .list_offsets(&self.topic, &query, self.isolation)
+                .await?;
+            self.ends = Some(ends);
         }
         self.positions = positions;
         Ok(())
@@ -244,7 +234,7 @@ impl Reader {
                 .with_max_wait_ms(FETCH_MAX_WAIT.as_millis() as i32)
                 .with_min_bytes(1)
                 .with_max_bytes(FETCH_BYTES_MAX)
-                .with_isolation_level(0)
+                .with_isolation_level(self.isolation.code())
                 .with_topics(vec![FetchTopic::default()
                     .with_topic(topic_name(&self.topic.name))
                     .with_partitions(fetch_partitions)]);
@@ -259,7 +249,12 @@ impl Reader {
             for answer in answers {
                 let partition = answer.partition_index;
                 match ResponseError::try_from_code(answer.error_code) {
-                    None => self.print(partition, answer.records.unwrap_or_default())?,
+                    None => {
+                        let aborted = (self.isolation == IsolationLevel::ReadCommitted)
+                            .then(|| answer.aborted_transactions.unwrap_or_default());
+                        let records = answer.records.unwrap_or_default();
+                        self.print(partition, records, aborted.as_deref())?
+                    }
                     Some(ResponseError::OffsetOutOfRange) => self.reset(client, partition).await?,
                     Some(error) if error.is_retriable() => refresh = true,
                     Some(_) => check(answer.error_code, None, || {
@@ -282,14 +277,21 @@ impl Reader {
         Ok(())
     }
 
-    /// Prints the records of one partition's fetch answer from its position.
-    fn print(&mut self, partition: i32, raw: Bytes) -> Result<()> {
+    /// Prints the records of one partition's fetch answer from its
+    /// position; `aborted` is the answer's aborted transactions when
+    /// reading committed.
+    fn print(
+        &mut self,
+        partition: i32,
+        raw: Bytes,
+        aborted: Option<&[AbortedTransaction]>,
+    ) -> Result<()> {
         let Some(position) = self.positions.get(&partition).copied() else {
             return Ok(());
         };
-        let (records, next) = decode_batches(raw, position)
+        let fetched = decode_batches(raw, position, aborted)
             .with_context(|| format!("partition {partition} of '{}'", self.topic.name))?;
-        for record in &records {
+        for record in &fetched.records {
             if self.remaining == Some(0) {
                 return Ok(());
             }
@@ -299,19 +301,27 @@ impl Reader {
             self.positions.insert(partition, record.offset + 1);
             self.remaining = self.remaining.map(|n| n - 1);
         }
-        self.positions.insert(partition, next);
+        self.positions.insert(partition, fetched.next_offset);
         Ok(())
     }
 
     /// After OFFSET_OUT_OF_RANGE: the log start if the position fell
-    /// behind it (retention), else the high watermark.
+    /// behind it (retention), else the end of the log.
     async fn reset(&mut self, client: &mut Client, partition: i32) -> Result<()> {
         let position = self.positions[&partition];
         let start = client
-            .list_offsets(&self.topic, &[(partition, EARLIEST_TIMESTAMP)])
+            .list_offsets(
+                &self.topic,
+                &[(partition, EARLIEST_TIMESTAMP)],
+                self.isolation,
+            )
             .await?[&partition];
         let end = client
-            .list_offsets(&self.topic, &[(partition, LATEST_TIMESTAMP)])
+            .list_offsets(
+                &self.topic,
+                &[(partition, LATEST_TIMESTAMP)],
+                self.isolation,
+            )
             .await?[&partition];
         let new = if position < start { start } else { end };
         eprintln!(
@@ -372,6 +382,7 @@ async fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         topic,
         positions: BTreeMap::new(),
         ends: None,
+        isolation: args.isolation,
         remaining: args.count,
         printer: Printer {
             format: args.format,
@@ -403,7 +414,14 @@ async fn consume_alone(
             .map(|p| p.partition)
             .collect(),
     };
-    let positions = resolve_positions(client, &reader.topic, &partitions, args.from).await?;
+    let positions = resolve_positions(
+        client,
+        &reader.topic,
+        &partitions,
+        args.from,
+        args.isolation,
+    )
+    .await?;
     reader.assign(client, positions, args.exit_at_end).await?;
     while !stop.load(Ordering::SeqCst) && !reader.finished() {
         reader.fetch_round(client).await?;
@@ -434,7 +452,7 @@ async fn read_as_member(
     member: &mut Member,
 ) -> Result<()> {
     let positions = member
-        .start_positions(client, &reader.topic, args.from)
+        .start_positions(client, &reader.topic, args.from, args.isolation)
         .await?;
     reader.assign(client, positions, args.exit_at_end).await?;
     let mut last_commit = Instant::now();
@@ -445,7 +463,7 @@ async fn read_as_member(
             }
             member.rejoin(client).await?;
             let positions = member
-                .start_positions(client, &reader.topic, args.from)
+                .start_positions(client, &reader.topic, args.from, args.isolation)
                 .await?;
             reader.assign(client, positions, args.exit_at_end).await?;
         }
@@ -472,68 +490,31 @@ async fn read_as_member(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::TimestampType;
 
-    fn record(offset: i64, value: &str, control: bool) -> Record {
-        Record {
+    #[test]
+    fn json_lines_have_a_fixed_field_order_and_lossy_text() {
+        let record = Record {
             transactional: false,
-            control,
+            control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: offset as i32 - 1,
-            timestamp: 1_700_000_000_000 + offset,
+            offset: 11,
+            sequence: 10,
+            timestamp: 1_700_000_000_011,
             key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from(value.to_string())),
+            value: Some(Bytes::from_static(b"v11")),
             headers: [(crate::client::text("h"), Some(Bytes::from_static(b"\xffv")))]
                 .into_iter()
                 .collect(),
-        }
-    }
-
-    #[test]
-    fn batches_decode_from_the_position_and_skip_control_records() {
-        let mut raw = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
         };
-        let first: Vec<Record> = (10..13)
-            .map(|o| record(o, &format!("v{o}"), false))
-            .collect();
-        RecordBatchEncoder::encode(&mut raw, first.iter(), &options).unwrap();
-        let marker = [record(13, "", true)];
-        RecordBatchEncoder::encode(&mut raw, marker.iter(), &options).unwrap();
-        let complete = raw.len();
-        RecordBatchEncoder::encode(&mut raw, [record(14, "cut", false)].iter(), &options).unwrap();
-        raw.truncate(complete + 20);
-        let (records, next) = decode_batches(raw.freeze(), 11).unwrap();
-        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets, [11, 12]);
-        assert_eq!(next, 14, "past the control batch, not into the cut one");
-        let line = json_line("t", 3, &records[0]);
         assert_eq!(
-            line,
+            json_line("t", 3, &record),
             "{\"topic\":\"t\",\"partition\":3,\"offset\":11,\"timestamp\":1700000000011,\
              \"key\":\"k\",\"value\":\"v11\",\"headers\":{\"h\":\"\u{fffd}v\"}}"
         );
-    }
-
-    #[test]
-    fn a_lone_partial_batch_is_an_error() {
-        let mut raw = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut raw, [record(0, "v", false)].iter(), &options).unwrap();
-        raw.truncate(raw.len() - 1);
-        assert!(decode_batches(raw.freeze(), 0).is_err());
-        assert_eq!(decode_batches(Bytes::new(), 5).unwrap().1, 5);
     }
 }

@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use super::{emit, table, ConnectArgs, OutputFormat};
 use crate::client::consumer::decode_assignment;
 use crate::client::offsets::{commit, fetch_committed, resolve_positions, Offsets};
-use crate::client::{check, error_text, text, Client, Connection, LATEST_TIMESTAMP};
+use crate::client::{
+    check, error_text, text, Client, Connection, IsolationLevel, LATEST_TIMESTAMP,
+};
 use crate::start_position::StartPosition;
 
 /// `sluice group` subcommands.
@@ -26,7 +28,14 @@ pub(crate) enum GroupCommand {
     List(ListArgs),
     /// Show a group's state, members, and per partition the committed
     /// offset, end offset and lag.
-    #[command(after_help = "Example:\n  sluice group describe billing")]
+    #[command(after_help = "Columns (and JSON fields):\n  \
+        COMMITTED-OFFSET (committed_offset): the group's next offset to read; - when none.\n  \
+        END-OFFSET (end_offset): the partition's last stable offset, the end of what a\n    \
+        read_committed consumer can read: the first offset of its oldest open transaction,\n    \
+        or the high watermark when none is open.\n  \
+        LAG (lag): END-OFFSET - COMMITTED-OFFSET, at least 0, so records of a transaction\n    \
+        still open are not counted until it commits. TOTAL-LAG (total_lag) is their sum.\n\n\
+        Example:\n  sluice group describe billing")]
     Describe(DescribeArgs),
     /// Delete groups and their committed offsets (they must have no members).
     #[command(after_help = "Example:\n  sluice group delete billing audit")]
@@ -77,8 +86,9 @@ pub(crate) struct ResetOffsetsArgs {
     /// Topic whose offsets to move.
     #[arg(long)]
     pub(crate) topic: String,
-    /// New position: earliest, latest, an OFFSET (clamped to the log), or a
-    /// time (`@MILLIS` since the epoch, or RFC 3339 such as
+    /// New position: earliest, latest (the last stable offset: before any
+    /// transaction still open), an OFFSET (clamped to the log start and
+    /// the last stable offset), or a time (`@MILLIS` since the epoch, or RFC 3339 such as
     /// 2026-11-23T10:00:00Z) meaning the first record at or after it.
     #[arg(long, value_name = "POSITION", value_parser = StartPosition::parse)]
     pub(crate) to: StartPosition,
@@ -209,6 +219,7 @@ struct Lag {
     topic: String,
     partition: i32,
     committed: Option<i64>,
+    /// The last stable offset (see [`end_offsets`]).
     end: Option<i64>,
     member_id: Option<String>,
 }
@@ -251,7 +262,11 @@ async fn describe(args: DescribeArgs) -> Result<()> {
     }
 }
 
-/// High watermarks of `partitions`; partitions of vanished topics are left out.
+/// Last stable offsets of `partitions` (ListOffsets read_committed): lag
+/// counts what a read_committed consumer of the group has left to read,
+/// so an open transaction's records count once it commits, and aborted
+/// ones (which such a consumer skips) no longer hold the end back.
+/// Partitions of vanished topics are left out.
 async fn end_offsets(client: &mut Client, partitions: &BTreeSet<(String, i32)>) -> Result<Offsets> {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in partitions {
@@ -267,7 +282,10 @@ async fn end_offsets(client: &mut Client, partitions: &BTreeSet<(String, i32)>) 
             .filter(|p| topic.partition(*p).is_ok())
             .map(|p| (p, LATEST_TIMESTAMP))
             .collect();
-        for (partition, end) in client.list_offsets(&topic, &queries).await? {
+        let lsos = client
+            .list_offsets(&topic, &queries, IsolationLevel::ReadCommitted)
+            .await?;
+        for (partition, end) in lsos {
             ends.insert((name.to_string(), partition), end);
         }
     }
@@ -460,7 +478,11 @@ async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
         Some(&asked),
     )
     .await?;
-    let targets = resolve_positions(&mut client, &topic, &partitions, args.to).await?;
+    // `latest` is the last stable offset, as for `sluice consume`: the
+    // records of a transaction still open are read once it commits,
+    // not skipped.
+    let isolation = IsolationLevel::ReadCommitted;
+    let targets = resolve_positions(&mut client, &topic, &partitions, args.to, isolation).await?;
     let new: Offsets = targets
         .iter()
         .map(|(partition, offset)| ((args.topic.clone(), *partition), *offset))

@@ -1,7 +1,7 @@
 //! Command-line interface: argument definitions and dispatch. `serve` runs
-//! the broker; the client verbs (topic, produce, consume, group) talk to any
-//! Kafka-compatible broker over the Kafka protocol, in the style of rpk and
-//! kcat; `processor` manages a Sluice broker's WebAssembly processors over
+//! the broker; the client verbs (topic, produce, consume, group,
+//! transactions) talk to any Kafka-compatible broker over the Kafka
+//! protocol, in the style of rpk and kcat; `processor` manages a Sluice broker's WebAssembly processors over
 //! its HTTP admin API; `plugin` scaffolds, builds and locally runs processor
 //! plugins with no broker. Benchmarks are not here: they are the
 //! `sluice-bench` crate (`bench/`).
@@ -12,6 +12,7 @@ pub mod plugin;
 pub(crate) mod processor;
 pub(crate) mod produce;
 pub(crate) mod topic;
+pub(crate) mod transactions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ pub(crate) enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// List and describe transactional ids; abort a hung transaction.
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
     /// Deploy, inspect, pause, resume and remove WebAssembly processors on a running broker.
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
@@ -169,6 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Produce(_)
         | Command::Consume(_)
         | Command::Group(_)
+        | Command::Transactions(_)
         | Command::Processor(_)) => run_client(command),
     }
 }
@@ -189,7 +194,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Runs a client verb (`topic`, `produce`, `consume`, `group`,
-/// `processor`) to completion; other commands are not client verbs and are
+/// `transactions`, `processor`) to completion; other commands are not client verbs and are
 /// refused.
 fn run_client(command: Command) -> anyhow::Result<()> {
     // Two workers: a consumer's heartbeat keeps going while the main task
@@ -204,6 +209,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Group(command) => group::run(command).await,
+            Command::Transactions(command) => transactions::run(command).await,
             Command::Processor(command) => processor::run(command).await,
             Command::Serve(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")

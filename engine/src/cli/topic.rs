@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::{emit, table, ConnectArgs, OutputFormat};
 use crate::client::{
-    check, error_text, text, topic_name, Client, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
-    REQUEST_TIMEOUT,
+    check, error_text, text, topic_name, Client, IsolationLevel, EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP, REQUEST_TIMEOUT,
 };
 
 /// Kafka's ConfigResource type of a topic.
@@ -228,11 +228,12 @@ async fn describe(args: DescribeArgs) -> Result<()> {
     let topic = client.topic(&args.name).await?;
     let indexes: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
     let queries = |timestamp| indexes.iter().map(|p| (*p, timestamp)).collect::<Vec<_>>();
+    let uncommitted = IsolationLevel::ReadUncommitted;
     let starts = client
-        .list_offsets(&topic, &queries(EARLIEST_TIMESTAMP))
+        .list_offsets(&topic, &queries(EARLIEST_TIMESTAMP), uncommitted)
         .await?;
     let ends = client
-        .list_offsets(&topic, &queries(LATEST_TIMESTAMP))
+        .list_offsets(&topic, &queries(LATEST_TIMESTAMP), uncommitted)
         .await?;
     let partitions: Vec<PartitionOffsets> = topic
         .partitions

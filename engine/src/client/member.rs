@@ -25,7 +25,7 @@ use super::consumer::{
     assignment, decode_assignment, decode_versioned, range_assign, subscription,
 };
 use super::offsets::{commit, fetch_committed, resolve_positions, Offsets};
-use super::{check, text, Client, Connection, TopicInfo, REQUEST_TIMEOUT};
+use super::{check, text, Client, Connection, IsolationLevel, TopicInfo, REQUEST_TIMEOUT};
 use crate::start_position::StartPosition;
 
 /// Pause before retrying a join that the coordinator asked to retry.
@@ -234,12 +234,14 @@ impl Member {
             .collect()
     }
 
-    /// Committed offsets of the assigned partitions; `from` for the rest.
+    /// Committed offsets of the assigned partitions; `from` for the rest
+    /// (`latest` meaning the end of the log at `isolation`).
     pub(crate) async fn start_positions(
         &mut self,
         client: &mut Client,
         topic: &TopicInfo,
         from: StartPosition,
+        isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, i64>> {
         if self.partitions.is_empty() {
             return Ok(BTreeMap::new());
@@ -257,7 +259,7 @@ impl Member {
             .copied()
             .collect();
         if !missing.is_empty() {
-            positions.extend(resolve_positions(client, topic, &missing, from).await?);
+            positions.extend(resolve_positions(client, topic, &missing, from, isolation).await?);
         }
         self.committed = committed;
         Ok(positions)

@@ -2,7 +2,9 @@
 //! TCP connection per broker address, ApiVersions negotiation, typed
 //! request/response calls; the classic consumer protocol and range
 //! assignor (`consumer`), committed offsets and start positions
-//! (`offsets`), and group membership (`member`).
+//! (`offsets`), group membership (`member`), the records of a fetch
+//! answer at either isolation level (`fetched`), and the transaction
+//! coordinator's admin calls (`transactions`).
 //!
 //! It is a library for the CLI, not part of the broker: nothing under
 //! `log/`, `group/`, `processor/` or `server/` uses it.
@@ -21,8 +23,10 @@
 //! multi-node cluster works as long as those addresses are reachable.
 
 pub(crate) mod consumer;
+pub(crate) mod fetched;
 pub(crate) mod member;
 pub(crate) mod offsets;
+pub(crate) mod transactions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -60,8 +64,57 @@ const CONNECT_HINT: &str = "is `sluice serve` running? (--brokers / SLUICE_BROKE
 
 /// `ListOffsets` timestamp for the log start offset.
 pub(crate) const EARLIEST_TIMESTAMP: i64 = -2;
-/// `ListOffsets` timestamp for the high watermark.
+/// `ListOffsets` timestamp for the end of the log: the high watermark
+/// read uncommitted, the last stable offset read committed.
 pub(crate) const LATEST_TIMESTAMP: i64 = -1;
+
+/// What a reader sees of transactions (Fetch and ListOffsets
+/// `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum IsolationLevel {
+    /// Every record, including those of open and aborted transactions;
+    /// the end of the log is the high watermark.
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
+    /// Only committed records: reading stops at the last stable offset
+    /// (the first offset of the oldest open transaction) and records of
+    /// aborted transactions are dropped.
+    #[value(name = "read_committed")]
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value: 0 read_uncommitted, 1 read_committed.
+    pub(crate) fn code(self) -> i8 {
+        match self {
+            Self::ReadUncommitted => 0,
+            Self::ReadCommitted => 1,
+        }
+    }
+}
+
+/// FindCoordinator `key_type`: what the key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoordinatorType {
+    Group,
+    Transaction,
+}
+
+impl CoordinatorType {
+    fn code(self) -> i8 {
+        match self {
+            Self::Group => 0,
+            Self::Transaction => 1,
+        }
+    }
+
+    fn describe(self, key: &str) -> String {
+        match self {
+            Self::Group => format!("group '{key}'"),
+            Self::Transaction => format!("transactional id '{key}'"),
+        }
+    }
+}
 
 /// The APIs this client implements, each with the oldest and newest version
 /// it can build and read. A connection uses, per API, the newest version
@@ -88,11 +141,12 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    // The transactional producer of `sluice-bench transactions`. Capped
-    // before InitProducerId v6 (two-phase commit, KIP-939) and EndTxn v5
-    // (an epoch bump per transaction, KIP-890), which it does not speak;
-    // AddPartitionsToTxn v4+ is the broker-to-broker form.
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    // The transactional producer of `sluice-bench transactions`. Capped
+    // before EndTxn v5 (an epoch bump per transaction, KIP-890), which it
+    // does not speak; AddPartitionsToTxn v4+ is the broker-to-broker form.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
 ];
@@ -569,12 +623,22 @@ impl Client {
 
     /// The coordinator of `group` (FindCoordinator, key type 0).
     pub(crate) async fn coordinator(&mut self, group: &str) -> Result<Coordinator> {
+        self.find_coordinator(group, CoordinatorType::Group).await
+    }
+
+    /// The coordinator of the transactional id `key` or of the group
+    /// `key`, remembered as a broker for [`Client::node`].
+    pub(crate) async fn find_coordinator(
+        &mut self,
+        key: &str,
+        key_type: CoordinatorType,
+    ) -> Result<Coordinator> {
         let request = FindCoordinatorRequest::default()
-            .with_key(text(group))
-            .with_key_type(0);
+            .with_key(text(key))
+            .with_key_type(key_type.code());
         let response = self.bootstrap().await?.call(request).await?;
         check(response.error_code, response.error_message.as_ref(), || {
-            format!("FindCoordinator for group '{group}'")
+            format!("FindCoordinator for {}", key_type.describe(key))
         })?;
         let coordinator = Coordinator {
             node_id: response.node_id.0,
@@ -588,10 +652,13 @@ impl Client {
     /// ListOffsets for `(partition, timestamp)` pairs of `topic`, sent to
     /// each partition's leader. Returns the offset per partition (-1 when
     /// no record has a timestamp at or after the one asked for).
+    /// [`LATEST_TIMESTAMP`] answers the end of the log at `isolation`: the
+    /// high watermark, or the last stable offset read committed.
     pub(crate) async fn list_offsets(
         &mut self,
         topic: &TopicInfo,
         queries: &[(i32, i64)],
+        isolation: IsolationLevel,
     ) -> Result<BTreeMap<i32, i64>> {
         let timestamps: BTreeMap<i32, i64> = queries.iter().copied().collect();
         let mut offsets = BTreeMap::new();
@@ -604,12 +671,22 @@ impl Client {
                         .with_timestamp(timestamps[p])
                 })
                 .collect();
+            let connection = self.node(leader).await?;
+            if isolation == IsolationLevel::ReadCommitted
+                && connection.version::<ListOffsetsRequest>()? < 2
+            {
+                bail!(
+                    "the broker at {} cannot list offsets read_committed (needs ListOffsets v2+)",
+                    connection.address()
+                );
+            }
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation.code())
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(topic_name(&topic.name))
                     .with_partitions(request_partitions)]);
-            let response = self.node(leader).await?.call(request).await?;
+            let response = connection.call(request).await?;
             for answered in response.topics.iter().flat_map(|t| &t.partitions) {
                 check(answered.error_code, None, || {
                     format!(

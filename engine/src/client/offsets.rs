@@ -11,7 +11,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest};
 
 use super::{
-    check, text, topic_name, Client, Connection, TopicInfo, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    check, text, topic_name, Client, Connection, IsolationLevel, TopicInfo, EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
 };
 use crate::start_position::StartPosition;
 
@@ -115,12 +116,14 @@ pub(crate) async fn commit(
     Ok(())
 }
 
-/// Start offsets of `partitions` of `topic` for `from`.
+/// Start offsets of `partitions` of `topic` for `from`; `latest` (and the
+/// bound an offset is clamped to) is the end of the log at `isolation`.
 pub(crate) async fn resolve_positions(
     client: &mut Client,
     topic: &TopicInfo,
     partitions: &[i32],
     from: StartPosition,
+    isolation: IsolationLevel,
 ) -> Result<BTreeMap<i32, i64>> {
     let query = |timestamp: i64| {
         partitions
@@ -128,22 +131,22 @@ pub(crate) async fn resolve_positions(
             .map(|p| (*p, timestamp))
             .collect::<Vec<_>>()
     };
+    let earliest = query(EARLIEST_TIMESTAMP);
+    let latest = query(LATEST_TIMESTAMP);
     match from {
-        StartPosition::Earliest => client.list_offsets(topic, &query(EARLIEST_TIMESTAMP)).await,
-        StartPosition::Latest => client.list_offsets(topic, &query(LATEST_TIMESTAMP)).await,
+        StartPosition::Earliest => client.list_offsets(topic, &earliest, isolation).await,
+        StartPosition::Latest => client.list_offsets(topic, &latest, isolation).await,
         StartPosition::Offset(offset) => {
-            let starts = client
-                .list_offsets(topic, &query(EARLIEST_TIMESTAMP))
-                .await?;
-            let ends = client.list_offsets(topic, &query(LATEST_TIMESTAMP)).await?;
+            let starts = client.list_offsets(topic, &earliest, isolation).await?;
+            let ends = client.list_offsets(topic, &latest, isolation).await?;
             Ok(starts
                 .into_iter()
                 .map(|(p, start)| (p, offset.clamp(start, ends[&p].max(start))))
                 .collect())
         }
         StartPosition::Timestamp(ms) => {
-            let found = client.list_offsets(topic, &query(ms)).await?;
-            let ends = client.list_offsets(topic, &query(LATEST_TIMESTAMP)).await?;
+            let found = client.list_offsets(topic, &query(ms), isolation).await?;
+            let ends = client.list_offsets(topic, &latest, isolation).await?;
             // -1: no record that new yet; start at the end.
             Ok(found
                 .into_iter()

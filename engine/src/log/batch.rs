@@ -282,13 +282,34 @@ pub(crate) fn producer_of(buffer: &[u8]) -> Option<(i64, i16, bool)> {
     let mut producer = None;
     while position < buffer.len() {
         let header = BatchHeader::parse(&buffer[position..]).ok()?;
-        let this = (header.producer_id, header.producer_epoch, header.is_transactional());
+        let this = (
+            header.producer_id,
+            header.producer_epoch,
+            header.is_transactional(),
+        );
         if *producer.get_or_insert(this) != this {
             return None;
         }
         position += header.total_bytes().max(HEADER_BYTES);
     }
     producer
+}
+
+/// Whether any batch in `buffer` (a partition's records in a Produce
+/// request) is transactional, read from the headers alone. Stops at the
+/// first header it cannot read: the log refuses such records when writing.
+pub(crate) fn any_transactional(buffer: &[u8]) -> bool {
+    let mut position = 0;
+    while position < buffer.len() {
+        let Ok(header) = BatchHeader::parse(&buffer[position..]) else {
+            return false;
+        };
+        if header.is_transactional() {
+            return true;
+        }
+        position += header.total_bytes().max(HEADER_BYTES);
+    }
+    false
 }
 
 /// The offset after the last whole batch in `buffer` (batches as stored,
@@ -411,6 +432,45 @@ pub mod build {
         )
         .expect("encoding records into memory cannot fail");
         buf
+    }
+
+    /// One transactional batch of `values` from a producer, its records at
+    /// sequences `base_sequence`, `base_sequence + 1`, ….
+    pub fn transactional(
+        values: &[&[u8]],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BytesMut {
+        let records: Vec<_> = values.iter().map(|value| (None, *value)).collect();
+        transactional_keyed(&records, producer_id, producer_epoch, base_sequence)
+    }
+
+    /// [`transactional`] with a key per record.
+    pub fn transactional_keyed(
+        records: &[(Option<&[u8]>, &[u8])],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> BytesMut {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(index, (key, value))| Record {
+                transactional: true,
+                producer_id,
+                producer_epoch,
+                sequence: base_sequence + index as i32,
+                ..record(
+                    index,
+                    key.map(Bytes::copy_from_slice),
+                    Some(Bytes::copy_from_slice(value)),
+                    0,
+                    IndexMap::new(),
+                )
+            })
+            .collect();
+        encode(&records, Compression::None)
     }
 
     /// Encodes `entries` as one batch with base offset 0.
@@ -561,6 +621,19 @@ mod tests {
         // Keys are only required where asked (a topic that deletes).
         let headers = verify_produced(&unkeyed).unwrap();
         validate_records(&unkeyed, &headers, 1 << 20, false).unwrap();
+    }
+
+    #[test]
+    fn a_transactional_batch_behind_a_plain_one_is_found() {
+        let plain = build::values(2, 10, 0);
+        let transactional = build::transactional(&[b"t"], 7, 0, 0);
+        assert!(!any_transactional(&plain));
+        assert!(any_transactional(&transactional));
+        let mut both = plain.to_vec();
+        both.extend_from_slice(&transactional);
+        assert!(any_transactional(&both));
+        // The first batch's producer decides nothing: they disagree.
+        assert_eq!(producer_of(&both), None);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! the map holds a later offset for its key. Records without a key, control
 //! batches, and records at or past `end` are kept; the next pass maps from
 //! `end` on and rewrites from the log start again, so a key superseded in a
-//! later pass still loses its older records. Tombstones (null values) are
+//! later pass still loses its older records. Transactions, as Kafka's
+//! cleaner: a pass maps and cleans only below the last stable offset (an
+//! open transaction may still abort, and its records must not supersede
+//! anything until it commits); the batches of aborted transactions are
+//! removed and never map a key; markers are kept. Tombstones (null values) are
 //! dropped once the segment holding them is older than
 //! `delete.retention.ms`. Offsets never change: a rewritten batch keeps its
 //! last offset, gaps are left where records went, as in Kafka.
@@ -47,6 +51,7 @@ use super::records::{self, Retained};
 use super::segment::{
     self, SegmentMeta, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use super::transactions::{is_aborted, AbortedTransaction};
 use super::LogError;
 
 /// What a compaction run did.
@@ -91,7 +96,13 @@ impl Partition {
         let _maintenance = self.maintenance.lock().expect("maintenance lock");
         self.check_live()?;
         let now_ms = self.context().clock.now_ms();
-        let high_watermark = self.high_watermark();
+        // Everything below the last stable offset is decided; nothing at
+        // or after it is mapped or cleaned.
+        let (_, high_watermark) = self.watermarks();
+        let aborted = self
+            .lock()
+            .transactions
+            .aborted_between(i64::MIN, high_watermark);
         let metas = self.segment_metas();
         let Some(active) = metas.last() else {
             return Ok(stats);
@@ -102,7 +113,7 @@ impl Partition {
         let mut from = metas[0].base_offset;
         while from < high_watermark && metas[0].base_offset < closed_end {
             let mut map = OffsetMap::new(memory_bytes_max, (high_watermark - from) as u64);
-            let end = self.build_map(from, high_watermark, &mut map)?;
+            let end = self.build_map(from, high_watermark, &aborted, &mut map)?;
             stats.passes += 1;
             stats.key_map_bytes = stats.key_map_bytes.max(map.memory_bytes());
             for meta in self.segment_metas() {
@@ -110,7 +121,12 @@ impl Partition {
                     break;
                 }
                 let drop_tombstones = now_ms - meta.max_timestamp > config.delete_retention_ms;
-                self.clean_segment(&meta, &map, end, drop_tombstones, &mut stats)?;
+                let removes = Removes {
+                    map: &map,
+                    end,
+                    aborted: &aborted,
+                };
+                self.clean_segment(&meta, &removes, drop_tombstones, &mut stats)?;
             }
             from = end;
         }
@@ -131,6 +147,7 @@ impl Partition {
         &self,
         from: i64,
         high_watermark: i64,
+        aborted: &[AbortedTransaction],
         map: &mut OffsetMap,
     ) -> Result<i64, LogError> {
         let bytes_max = self.context().decompressed_batch_bytes_max;
@@ -140,7 +157,7 @@ impl Partition {
                 continue;
             }
             self.for_each_batch(&meta, from, high_watermark, |_, header, bytes| {
-                if header.is_control() {
+                if header.is_control() || is_aborted(header, aborted) {
                     return Ok(true);
                 }
                 let decoded = records::decode(&bytes, bytes_max).map_err(|e| e.to_string())?;
@@ -223,8 +240,7 @@ impl Partition {
     fn clean_segment(
         &self,
         meta: &SegmentMeta,
-        map: &OffsetMap,
-        end: i64,
+        removes: &Removes<'_>,
         drop_tombstones: bool,
         stats: &mut CompactionStats,
     ) -> Result<(), LogError> {
@@ -237,7 +253,7 @@ impl Partition {
         let mut removed = 0u64;
         let result = self.for_each_batch(meta, i64::MIN, i64::MAX, |_, header, bytes| {
             let (filtered, gone) =
-                filter_batch(header, &bytes, map, end, drop_tombstones, bytes_max)?;
+                filter_batch(header, &bytes, removes, drop_tombstones, bytes_max)?;
             removed += gone;
             let (out, out_header): (&[u8], BatchHeader) = match &filtered {
                 Filtered::Unchanged => (&bytes, *header),
@@ -413,21 +429,34 @@ impl CleanedLog {
     }
 }
 
+/// What one pass removes below `end`.
+struct Removes<'a> {
+    /// Keys mapped to their latest offset: older records of a key go.
+    map: &'a OffsetMap,
+    /// Where the pass's mapping stopped.
+    end: i64,
+    /// Aborted transactions: their batches go.
+    aborted: &'a [AbortedTransaction],
+}
+
 /// Filters one stored batch: keeps control batches and records without a
-/// key; drops a keyed record below `end` that `map` supersedes, and
-/// tombstones when `drop_tombstones`. Kept records are copied byte for byte,
-/// headers and all (`records::retain`). Returns what is left and how many
-/// records went.
+/// key; drops a batch of an aborted transaction, a keyed record below `end`
+/// that the map supersedes, and tombstones when `drop_tombstones`. Kept
+/// records are copied byte for byte, headers and all (`records::retain`).
+/// Returns what is left and how many records went.
 fn filter_batch(
     header: &BatchHeader,
     bytes: &[u8],
-    map: &OffsetMap,
-    end: i64,
+    removes: &Removes<'_>,
     drop_tombstones: bool,
     bytes_max: usize,
 ) -> Result<(Filtered, u64), String> {
+    let (map, end) = (removes.map, removes.end);
     if header.is_control() {
         return Ok((Filtered::Unchanged, 0));
+    }
+    if header.last_offset() < end && is_aborted(header, removes.aborted) {
+        return Ok((Filtered::Removed, header.records_count.max(0) as u64));
     }
     let keep = |offset: i64, key: Option<&[u8]>, value: Option<&[u8]>| {
         let Some(key) = key else {

@@ -17,9 +17,9 @@ use super::batch::{self, BatchError, BatchHeader};
 use super::handles::HandleCache;
 use super::producers::{check_sequences, ProducerStates};
 use super::recovery::{list_segments, open_segments, Opened};
-use super::transactions::{AbortedTransaction, Marker, PartitionTransactions};
 use super::segment::{ActiveSegment, SegmentMeta};
 use super::topic_config::{TimestampType, TopicConfig};
+use super::transactions::{AbortedTransaction, Marker, PartitionTransactions};
 use super::{Clock, FlushPolicy, Io, LogError};
 
 /// What the partition needs from its store.
@@ -244,6 +244,16 @@ impl Partition {
     /// The last stable offset: read_committed consumers read below it.
     pub(crate) fn last_stable_offset(&self) -> i64 {
         self.watermarks().1
+    }
+    /// Producers with a transaction open here, each with the epoch it last
+    /// wrote with (0 if it is no longer remembered).
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {
+        let inner = self.lock();
+        inner
+            .transactions
+            .open_producers()
+            .map(|producer_id| (producer_id, inner.producers.epoch(producer_id).unwrap_or(0)))
+            .collect()
     }
     /// A receiver woken whenever the high watermark moves (for long polls;
     /// the last stable offset moves only with a marker, which moves the

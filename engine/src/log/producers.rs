@@ -175,6 +175,11 @@ impl ProducerStates {
         }
     }
 
+    /// The epoch a producer last wrote with, if it is remembered.
+    pub(crate) fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|state| state.epoch)
+    }
+
     /// Producers remembered.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -8,8 +8,8 @@ use std::path::Path;
 use super::batch::BatchHeader;
 use super::partition::PartitionContext;
 use super::producers::ProducerStates;
-use super::transactions::PartitionTransactions;
 use super::segment::{self, ActiveSegment, SegmentMeta, LOG_SUFFIX};
+use super::transactions::PartitionTransactions;
 use super::{Io, LogError};
 
 /// Base offsets of the segments in `dir`, ascending. Leftovers of interrupted

@@ -406,8 +406,15 @@ impl ActiveSegment {
             index_interval_bytes,
         )
         .map_err(|source| LogError::io(&path, source))?;
-        let scan = scan(file.as_ref(), base_offset, size, start, true, &mut |_, _| {})
-            .map_err(|source| LogError::io(&path, source))?;
+        let scan = scan(
+            file.as_ref(),
+            base_offset,
+            size,
+            start,
+            true,
+            &mut |_, _| {},
+        )
+        .map_err(|source| LogError::io(&path, source))?;
         let mut meta = scan.meta;
         let mut index = scan.index;
         if meta.size != size {

@@ -117,6 +117,22 @@ pub(crate) struct AbortedTransaction {
     pub(crate) last_offset: i64,
 }
 
+/// Whether the data batch with `header` belongs to one of `aborted` (the
+/// aborted transactions a read_committed read returned with it): it is
+/// transactional, from that transaction's producer, and lies between the
+/// transaction's first offset and its abort marker. A producer has one
+/// transaction open at a time in a partition, so that range holds no
+/// other transaction of its.
+pub(crate) fn is_aborted(header: &BatchHeader, aborted: &[AbortedTransaction]) -> bool {
+    header.is_transactional()
+        && !header.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id
+                && a.first_offset <= header.base_offset
+                && header.base_offset < a.last_offset
+        })
+}
+
 /// Open and aborted transactions of one partition (see the module header).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartitionTransactions {
@@ -155,6 +171,11 @@ impl PartitionTransactions {
     /// First offset of the oldest open transaction.
     pub(crate) fn first_open_offset(&self) -> Option<i64> {
         self.open.values().copied().min()
+    }
+
+    /// Producers with a transaction open here.
+    pub(crate) fn open_producers(&self) -> impl Iterator<Item = i64> + '_ {
+        self.open.keys().copied()
     }
 
     /// Aborted transactions that overlap `[from, to)`.
@@ -219,21 +240,33 @@ mod tests {
     #[test]
     fn open_aborted_and_stable_offsets() {
         let data = |producer_id: i64| {
-            let mut header = header_of(&Marker {
-                producer_id,
-                producer_epoch: 0,
-                commit: true,
-                coordinator_epoch: 0,
-            }
-            .encode(0), 0);
+            let mut header = header_of(
+                &Marker {
+                    producer_id,
+                    producer_epoch: 0,
+                    commit: true,
+                    coordinator_epoch: 0,
+                }
+                .encode(0),
+                0,
+            );
             header.attributes &= !(1 << 5); // a transactional data batch
             header
         };
         let marker = |producer_id: i64, commit: bool, offset: i64| {
-            header_of(&Marker { producer_id, producer_epoch: 0, commit, coordinator_epoch: 0 }.encode(0), offset)
+            header_of(
+                &Marker {
+                    producer_id,
+                    producer_epoch: 0,
+                    commit,
+                    coordinator_epoch: 0,
+                }
+                .encode(0),
+                offset,
+            )
         };
         let mut state = PartitionTransactions::default();
-        let mut at = |producer: i64, offset: i64| {
+        let at = |producer: i64, offset: i64| {
             let mut header = data(producer);
             header.base_offset = offset;
             header
@@ -248,7 +281,11 @@ mod tests {
         assert_eq!(state.first_open_offset(), None);
         assert_eq!(
             state.aborted_between(0, 100),
-            vec![AbortedTransaction { producer_id: 1, first_offset: 10, last_offset: 14 }]
+            vec![AbortedTransaction {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14
+            }]
         );
         assert!(state.aborted_between(15, 100).is_empty());
         assert!(state.aborted_between(0, 10).is_empty());

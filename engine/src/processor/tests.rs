@@ -87,3 +87,58 @@ fn a_position_past_the_log_end_restarts_from_the_log_start_and_says_so() {
         "a notice, not an error"
     );
 }
+
+/// Processors read committed data only: nothing past an open transaction
+/// (the last stable offset), never an aborted transaction's records, and
+/// the control batches of markers are stepped over.
+#[test]
+fn processors_read_committed_records_only() {
+    use crate::log::transactions::Marker;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    let input = scratch.store.partition("in", 0).unwrap();
+    let marker = |producer_id, commit| Marker {
+        producer_id,
+        producer_epoch: 0,
+        commit,
+        coordinator_epoch: 0,
+    };
+    input
+        .append(&build::transactional(&[b"a0", b"a1"], 1, 0, 0))
+        .unwrap();
+    produce(&scratch, 1);
+    input
+        .append(&build::transactional(&[b"b0"], 2, 0, 0))
+        .unwrap();
+    let info = input.write_marker(&marker(2, false)).unwrap();
+    input.acknowledge(&info).unwrap();
+    let mut task = scratch.task("forward", forward_all(), Limits::default());
+    assert_eq!(
+        input.watermarks(),
+        (5, 0),
+        "producer 1's transaction is open"
+    );
+    assert!(!task.has_work(input.watermarks()), "nothing committed yet");
+    let info = input.write_marker(&marker(1, true)).unwrap();
+    input.acknowledge(&info).unwrap();
+    assert_eq!(input.watermarks(), (6, 6));
+    while task.has_work(input.watermarks()) {
+        task.step().unwrap();
+    }
+    assert_eq!(task.position, 6, "past both markers");
+    let output = scratch.store.partition("out", 0).unwrap();
+    let mut batches = output.read(0, 1 << 20).unwrap().records;
+    let mut values = Vec::new();
+    while !batches.is_empty() {
+        let header = crate::log::batch::BatchHeader::parse(&batches).unwrap();
+        let batch = batches.split_to(header.total_bytes());
+        for record in output.decode_batch(&batch).unwrap() {
+            values.push(record.value.unwrap());
+        }
+    }
+    assert_eq!(
+        values,
+        [&b"a0"[..], b"a1", b"v0"],
+        "committed records, in order; b0 aborted"
+    );
+}

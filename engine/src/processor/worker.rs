@@ -23,7 +23,8 @@ use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
-use crate::log::{batch::BatchHeader, LogError, LogStore, Partition};
+use crate::log::transactions::{is_aborted, AbortedTransaction};
+use crate::log::{batch::BatchHeader, Isolation, LogError, LogStore, Partition};
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
@@ -107,11 +108,16 @@ impl PartitionTask {
         }
     }
 
-    /// Whether records are waiting in the log (or already read).
-    pub(crate) fn has_work(&self, high_watermark: i64) -> bool {
+    /// Whether records are waiting in the log (or already read), given
+    /// the input partition's `(high watermark, last stable offset)`.
+    /// Processors read committed data only: what lies between the LSO and
+    /// the high watermark (open transactions) is not work yet.
+    pub(crate) fn has_work(&self, (high_watermark, last_stable_offset): (i64, i64)) -> bool {
         // A position past the high watermark is work too: the step resets
         // it (see `reset_if_past_the_log_end`).
-        !self.pending.is_empty() || self.position != high_watermark
+        !self.pending.is_empty()
+            || self.position < last_stable_offset
+            || self.position > high_watermark
     }
 
     /// Forgets read-ahead and the instance, e.g. after a failure, so the
@@ -219,9 +225,13 @@ impl PartitionTask {
             })?;
         self.reset_if_past_the_log_end(&partition);
         while (self.pending.len() as u64) < limits.batch_records_max
-            && self.fetch_position < partition.high_watermark()
+            && self.fetch_position < partition.last_stable_offset()
         {
-            let read = match partition.read(self.fetch_position, limits.batch_bytes_max as usize) {
+            let read = match partition.read_isolated(
+                self.fetch_position,
+                limits.batch_bytes_max as usize,
+                Isolation::ReadCommitted,
+            ) {
                 Ok(read) => read,
                 Err(LogError::OffsetOutOfRange {
                     log_start_offset, ..
@@ -247,7 +257,7 @@ impl PartitionTask {
             if read.records.is_empty() {
                 break;
             }
-            self.decode(&partition, read.records)?;
+            self.decode(&partition, read.records, &read.aborted)?;
         }
         Ok(())
     }
@@ -279,11 +289,18 @@ impl PartitionTask {
         self.fetch_position = log_start_offset;
     }
 
-    /// Appends the records at or after `fetch_position` in `batches`.
-    /// Decompresses within the log's `decompressed_batch_bytes_max` and
-    /// validates each record first: a batch over the bound or with bad
-    /// offsets stops the partition with the reason in its status.
-    fn decode(&mut self, partition: &Partition, mut batches: Bytes) -> Result<(), StepFailure> {
+    /// Appends the records at or after `fetch_position` in `batches`,
+    /// skipping control batches and the batches of `aborted` transactions
+    /// (read_committed). Decompresses within the log's
+    /// `decompressed_batch_bytes_max` and validates each record first: a
+    /// batch over the bound or with bad offsets stops the partition with
+    /// the reason in its status.
+    fn decode(
+        &mut self,
+        partition: &Partition,
+        mut batches: Bytes,
+        aborted: &[AbortedTransaction],
+    ) -> Result<(), StepFailure> {
         while !batches.is_empty() {
             let header = BatchHeader::parse(&batches).map_err(|error| {
                 StepFailure::new(format!("reading input failed: {error}"), None)
@@ -293,7 +310,7 @@ impl PartitionTask {
             if next <= self.fetch_position {
                 continue;
             }
-            if !header.is_control() {
+            if !header.is_control() && !is_aborted(&header, aborted) {
                 let set = partition.decode_batch(&one).map_err(|error| {
                     StepFailure::new(
                         format!(

@@ -78,8 +78,12 @@ pub(crate) fn transaction_error_code(error: &TransactionError, fenced_code_known
         TransactionError::InvalidTransactionalId => ResponseError::InvalidRequest,
         TransactionError::InvalidTimeout { .. } => ResponseError::InvalidTransactionTimeout,
         TransactionError::TooManyIds { .. } => ResponseError::CoordinatorNotAvailable,
-        TransactionError::InvalidProducerIdMapping { .. } => ResponseError::InvalidProducerIdMapping,
-        TransactionError::ProducerFenced { .. } if fenced_code_known => ResponseError::ProducerFenced,
+        TransactionError::InvalidProducerIdMapping { .. } => {
+            ResponseError::InvalidProducerIdMapping
+        }
+        TransactionError::ProducerFenced { .. } if fenced_code_known => {
+            ResponseError::ProducerFenced
+        }
         TransactionError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         TransactionError::InvalidState(_) => ResponseError::InvalidTxnState,
         TransactionError::Concurrent => ResponseError::ConcurrentTransactions,

@@ -8,6 +8,7 @@ use super::state::{TransactionMetadata, TransactionState};
 use super::TransactionError;
 use crate::group::offsets::PartitionOffset;
 use crate::log::transactions::Marker;
+use crate::log::PartitionSlot;
 
 impl TransactionCoordinator {
     /// Finishes a transaction in a Prepare state: writes its markers to
@@ -37,14 +38,18 @@ impl TransactionCoordinator {
             let info = partition
                 .write_marker(&marker)
                 .map_err(|error| self.marker_failed(meta, topic, *index, error))?;
+            #[cfg(debug_assertions)]
+            if commit && written.is_empty() {
+                crash_point::after_first_marker(meta, &partition, &info);
+            }
             written.push((partition, info));
         }
         // Written first, then waited for: the partitions' fsyncs overlap
         // with the writes to the others.
         for (partition, info) in &written {
-            partition
-                .acknowledge_durable(info)
-                .map_err(|error| self.marker_failed(meta, partition.topic(), partition.id(), error))?;
+            partition.acknowledge_durable(info).map_err(|error| {
+                self.marker_failed(meta, partition.topic(), partition.id(), error)
+            })?;
         }
         if commit {
             self.commit_pending(meta)?;
@@ -102,7 +107,10 @@ impl TransactionCoordinator {
 
     /// Runs a transaction left in a Prepare state to its end (a failed
     /// marker write earlier, or a crash).
-    pub(super) fn finish_prepared(&self, meta: &mut TransactionMetadata) -> Result<(), TransactionError> {
+    pub(super) fn finish_prepared(
+        &self,
+        meta: &mut TransactionMetadata,
+    ) -> Result<(), TransactionError> {
         match meta.state {
             TransactionState::PrepareCommit | TransactionState::PrepareAbort => self.complete(meta),
             _ => Ok(()),
@@ -114,7 +122,10 @@ impl TransactionCoordinator {
     /// old producer is fenced: its later writes, AddPartitions and EndTxn
     /// are refused. Returns whether the epoch was bumped (at the last
     /// epoch it cannot be; the caller then moves to a new producer id).
-    pub(super) fn abort_fencing(&self, meta: &mut TransactionMetadata) -> Result<bool, TransactionError> {
+    pub(super) fn abort_fencing(
+        &self,
+        meta: &mut TransactionMetadata,
+    ) -> Result<bool, TransactionError> {
         let bump = meta.producer_epoch < i16::MAX - 1;
         self.update(meta, |next| {
             if bump {
@@ -147,7 +158,11 @@ impl TransactionCoordinator {
         }
     }
 
-    fn check_one(&self, meta: &mut TransactionMetadata, now_ms: i64) -> Result<(), TransactionError> {
+    fn check_one(
+        &self,
+        meta: &mut TransactionMetadata,
+        now_ms: i64,
+    ) -> Result<(), TransactionError> {
         match meta.state {
             TransactionState::Ongoing if now_ms - meta.start_ms > meta.timeout_ms as i64 => {
                 tracing::warn!(transactional_id = %meta.transactional_id,
@@ -164,7 +179,8 @@ impl TransactionCoordinator {
             }
             state
                 if !state.is_open()
-                    && now_ms - meta.last_update_ms > self.config.transactional_id_expiration_ms =>
+                    && now_ms - meta.last_update_ms
+                        > self.config.transactional_id_expiration_ms =>
             {
                 self.forget(meta)
             }
@@ -176,7 +192,13 @@ impl TransactionCoordinator {
     /// finished now (PrepareCommit committed, PrepareAbort aborted). An
     /// open transaction stays open: its producer may still end it, and the
     /// timeout check aborts it otherwise, as if the broker had not stopped.
+    /// Then hanging transactions are aborted (see [`Self::abort_hanging`]).
     pub(super) fn recover(&self) {
+        self.finish_all_prepared();
+        self.abort_hanging();
+    }
+
+    fn finish_all_prepared(&self) {
         for entry in self.entries() {
             let mut meta = lock(&entry);
             if !matches!(
@@ -194,6 +216,54 @@ impl TransactionCoordinator {
         }
     }
 
+    /// Aborts every transaction open in a partition that no open
+    /// transaction of the coordinator covers (a "hanging" transaction, as
+    /// KIP-664 calls them: its record in the transaction log was lost to
+    /// damage, or the partition was restored from elsewhere). Nothing can
+    /// ever commit it, since EndTxn goes through the coordinator, and it
+    /// would hold the partition's last stable offset, and so every
+    /// read_committed consumer, forever: an abort marker ends it, with the
+    /// epoch the producer last wrote with. Logged at warn level.
+    fn abort_hanging(&self) {
+        let mut covered = std::collections::HashSet::new();
+        for entry in self.entries() {
+            let meta = lock(&entry);
+            if meta.state.is_open() {
+                for (topic, partition) in &meta.partitions {
+                    covered.insert((meta.producer_id, topic.clone(), *partition));
+                }
+            }
+        }
+        for topic in self.store.topics() {
+            for slot in topic.partitions() {
+                let PartitionSlot::Open(partition) = slot else {
+                    continue;
+                };
+                for (producer_id, producer_epoch) in partition.open_transactions() {
+                    let key = (producer_id, topic.name().to_string(), partition.id());
+                    if covered.contains(&key) {
+                        continue;
+                    }
+                    tracing::warn!(topic = topic.name(), partition = partition.id(), producer_id,
+                        "aborting a hanging transaction: open in the partition, unknown to the coordinator");
+                    let marker = Marker {
+                        producer_id,
+                        producer_epoch,
+                        commit: false,
+                        coordinator_epoch: 0,
+                    };
+                    let written = partition
+                        .write_marker(&marker)
+                        .and_then(|info| partition.acknowledge_durable(&info));
+                    if let Err(error) = written {
+                        tracing::error!(topic = topic.name(), partition = partition.id(), producer_id,
+                            %error, "aborting a hanging transaction failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// Compacts the transaction log when due (from `tick`).
     fn compact_log(&self) -> std::io::Result<bool> {
         // Every entry, waiting for busy ones: one left out would be lost
@@ -205,5 +275,41 @@ impl TransactionCoordinator {
                 .map(|entry| lock(entry).clone())
                 .collect()
         })
+    }
+}
+
+/// A deterministic crash for black-box tests of recovery: with
+/// `SLUICE_TEST_CRASH=after-first-marker` in its environment, a broker
+/// ending a transaction by commit aborts the process (as a kill -9 would
+/// stop it) right after the first partition's commit marker is durable:
+/// the PrepareCommit state is in the transaction log, one partition has
+/// its marker, the others do not, and the offsets are not committed. A
+/// signal from outside cannot land on that instant reliably; this can
+/// (tests/blackbox/transactions_crash.rs). Compiled into debug builds
+/// only (`#[cfg(debug_assertions)]`): a release binary has no such hook
+/// and never reads the variable.
+#[cfg(debug_assertions)]
+mod crash_point {
+    use crate::log::{AppendInfo, Partition};
+    use crate::transaction::state::TransactionMetadata;
+
+    /// The environment variable naming the crash point.
+    const VARIABLE: &str = "SLUICE_TEST_CRASH";
+
+    /// Aborts the process once `info` (the first commit marker, in
+    /// `partition`) is durable, if the crash point is set.
+    pub(super) fn after_first_marker(
+        meta: &TransactionMetadata,
+        partition: &Partition,
+        info: &AppendInfo,
+    ) {
+        if std::env::var_os(VARIABLE).is_none_or(|value| value != "after-first-marker") {
+            return;
+        }
+        let durable = partition.acknowledge_durable(info);
+        tracing::error!(transactional_id = %meta.transactional_id, topic = partition.topic(),
+            partition = partition.id(), durable = durable.is_ok(),
+            "{VARIABLE}=after-first-marker: aborting the process after the first commit marker");
+        std::process::abort();
     }
 }

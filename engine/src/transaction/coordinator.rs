@@ -13,10 +13,12 @@
 //! Prepare state; the periodic check (`tick`) and recovery on open finish
 //! it.
 //!
-//! Lock order: the id map, then nothing (it is released before an entry
-//! is locked); an entry, then the transaction log, a partition, the
-//! group coordinator. The map is only taken while holding an entry to
-//! remove an expired id (entry → map); nothing takes map → entry.
+//! Lock order: an entry, then the transaction log, a partition, the
+//! group coordinator. The id map is held only briefly: it is released
+//! before an existing entry is locked, taken while holding an entry to
+//! remove an expired id (entry → map), and holds a new entry only with
+//! `try_lock` on an entry nobody else can have seen, so it never waits
+//! for an entry while held.
 //!
 //! All of it is blocking (fsyncs): handlers call it from spawn_blocking.
 
@@ -192,7 +194,10 @@ impl TransactionCoordinator {
         let fresh_id = if bumped || meta.producer_epoch < EPOCH_MAX {
             None
         } else {
-            Some(self.allocate_producer_id().map_err(TransactionError::storage)?)
+            Some(
+                self.allocate_producer_id()
+                    .map_err(TransactionError::storage)?,
+            )
         };
         self.update(&mut meta, |next| {
             match fresh_id {
@@ -212,34 +217,53 @@ impl TransactionCoordinator {
                 next.state = TransactionState::Empty;
             }
         })?;
-        tracing::debug!(transactional_id, producer_id = meta.producer_id,
-            epoch = meta.producer_epoch, "producer initialised");
+        tracing::debug!(
+            transactional_id,
+            producer_id = meta.producer_id,
+            epoch = meta.producer_epoch,
+            "producer initialised"
+        );
         Ok((meta.producer_id, meta.producer_epoch))
     }
 
-    /// A new transactional id.
-    fn create(&self, transactional_id: &str, timeout_ms: i32) -> Result<(i64, i16), TransactionError> {
-        let ids_max = self.config.transactional_ids_max;
-        if self.ids.lock().expect("transactional ids lock").len() >= ids_max {
-            return Err(TransactionError::TooManyIds { ids_max });
-        }
-        let producer_id = self.allocate_producer_id().map_err(TransactionError::storage)?;
+    /// A new transactional id. Its entry goes into the map, locked, before
+    /// its record is written, so a concurrent request for the same id
+    /// waits for it (or, racing to create it too, is told to retry) and
+    /// the log never holds two producer ids for one new id.
+    fn create(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+    ) -> Result<(i64, i16), TransactionError> {
+        let producer_id = self
+            .allocate_producer_id()
+            .map_err(TransactionError::storage)?;
         let meta = TransactionMetadata::new(
             transactional_id.to_string(),
             producer_id,
             timeout_ms,
             self.clock.now_ms(),
         );
-        self.persist(&meta)?;
+        let entry: Entry = Arc::new(Mutex::new(meta));
         let mut ids = self.ids.lock().expect("transactional ids lock");
-        // Two first InitProducerIds for one id raced: the first one's
-        // entry stands, the second gets its epoch bumped by a retry.
-        let entry = ids
-            .entry(transactional_id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(meta)))
-            .clone();
+        if ids.contains_key(transactional_id) {
+            return Err(TransactionError::Concurrent);
+        }
+        let ids_max = self.config.transactional_ids_max;
+        if ids.len() >= ids_max {
+            return Err(TransactionError::TooManyIds { ids_max });
+        }
+        ids.insert(transactional_id.to_string(), entry.clone());
+        // Nobody else has seen the entry yet: this cannot block.
+        let meta = entry.try_lock().expect("a new entry is unlocked");
         drop(ids);
-        let meta = lock(&entry);
+        if let Err(error) = self.persist(&meta) {
+            self.ids
+                .lock()
+                .expect("transactional ids lock")
+                .remove(transactional_id);
+            return Err(error);
+        }
         Ok((meta.producer_id, meta.producer_epoch))
     }
 
@@ -403,12 +427,16 @@ impl TransactionCoordinator {
     /// One id's state (DescribeTransactions), waiting if a request is
     /// working on it.
     pub(crate) fn describe(&self, transactional_id: &str) -> Option<TransactionMetadata> {
-        self.entry(transactional_id).map(|entry| lock(&entry).clone())
+        self.entry(transactional_id)
+            .map(|entry| lock(&entry).clone())
     }
 
     /// Every id's state (ListTransactions).
     pub(crate) fn list(&self) -> Vec<TransactionMetadata> {
-        self.entries().iter().map(|entry| lock(entry).clone()).collect()
+        self.entries()
+            .iter()
+            .map(|entry| lock(entry).clone())
+            .collect()
     }
 
     /// The partition, if its topic exists.

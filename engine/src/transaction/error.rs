@@ -14,7 +14,10 @@ pub(crate) enum TransactionError {
     InvalidTransactionalId,
     /// `transaction.timeout.ms` outside 1..=`timeout_max_ms`.
     #[error("transaction timeout {timeout_ms} ms is outside 1..={timeout_max_ms} ms (transactions.timeout_max_ms)")]
-    InvalidTimeout { timeout_ms: i32, timeout_max_ms: i32 },
+    InvalidTimeout {
+        timeout_ms: i32,
+        timeout_max_ms: i32,
+    },
     /// The coordinator remembers `transactional_ids_max` ids already.
     #[error("the coordinator holds its limit of {ids_max} transactional ids (transactions.transactional_ids_max)")]
     TooManyIds { ids_max: usize },

@@ -15,6 +15,8 @@
 mod complete;
 mod config;
 mod coordinator;
+#[cfg(test)]
+mod coordinator_tests;
 mod error;
 mod offsets;
 pub(crate) mod producer_ids;
@@ -25,3 +27,6 @@ pub(crate) use config::TransactionConfig;
 pub(crate) use coordinator::TransactionCoordinator;
 pub(crate) use error::TransactionError;
 pub(crate) use offsets::TransactionalCommitter;
+
+#[cfg(test)]
+mod tests;

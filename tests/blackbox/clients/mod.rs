@@ -11,7 +11,8 @@
 //!
 //! This module holds what the scenarios share (finding and running the
 //! clients, the broker, reading their JSON); each client family's scenarios
-//! are in a file of their own.
+//! are in a file of their own. The transaction scenarios
+//! (`crate::transactions`) run their clients through it too.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -38,13 +39,13 @@ mod kcat;
 
 /// How long one client script may run; each script bounds its own steps
 /// (30 s each), this only catches a client that hangs outright.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long the broker may take to stop after SIGTERM or SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a waiting test looks at its condition again.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Broker settings for group tests: no initial rebalance delay, so a group's
 /// first generation forms as soon as its members have joined.
@@ -82,7 +83,7 @@ fn probe(command: &mut Command) -> Result<(), String> {
 }
 
 /// The venv's Python, once it has been seen to import both Python clients.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let checked = CHECKED.get_or_init(|| {
         let python = repo_root().join("tests/clients/python/.venv/bin/python");
@@ -96,7 +97,7 @@ fn python() -> PathBuf {
 }
 
 /// The folder holding the kafkajs script, once `node` and kafkajs are there.
-fn node_dir() -> PathBuf {
+pub(crate) fn node_dir() -> PathBuf {
     static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let checked = CHECKED.get_or_init(|| {
         let dir = repo_root().join("tests/clients/node");
@@ -123,7 +124,7 @@ fn kcat() -> Command {
 }
 
 /// `python tests/clients/python/<script> <args>`.
-fn python_script(script: &str, args: &[&str]) -> Command {
+pub(crate) fn python_script(script: &str, args: &[&str]) -> Command {
     let mut command = Command::new(python());
     command
         .arg(repo_root().join("tests/clients/python").join(script))
@@ -138,7 +139,7 @@ fn python_script(script: &str, args: &[&str]) -> Command {
 
 /// A client process with its output collected on background threads; killed
 /// if dropped while still running.
-struct Client {
+pub(crate) struct Client {
     what: String,
     child: Option<Child>,
     stdout: Option<JoinHandle<String>>,
@@ -146,10 +147,10 @@ struct Client {
 }
 
 /// What a finished client left behind.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 fn collect(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -162,7 +163,7 @@ fn collect(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
 
 impl Client {
     /// Starts `command`, writing `input` (if any) to its stdin and closing it.
-    fn spawn(what: &str, mut command: Command, input: Option<&str>) -> Self {
+    pub(crate) fn spawn(what: &str, mut command: Command, input: Option<&str>) -> Self {
         let mut child = command
             .stdin(if input.is_some() {
                 Stdio::piped()
@@ -190,7 +191,7 @@ impl Client {
     }
 
     /// Sends `signal` (e.g. "TERM") to the client.
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id();
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -200,8 +201,14 @@ impl Client {
         assert!(status.success(), "{}: kill -{signal} {pid}", self.what);
     }
 
+    /// Whether the client has exited (without waiting).
+    pub(crate) fn exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        child.try_wait().expect("try_wait").is_some()
+    }
+
     /// Waits for the client to exit (killing it after `timeout`).
-    fn finish(mut self, timeout: Duration) -> Finished {
+    pub(crate) fn finish(mut self, timeout: Duration) -> Finished {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -227,7 +234,7 @@ impl Client {
     }
 
     /// Waits for a successful exit and returns stdout.
-    fn output(self, timeout: Duration) -> String {
+    pub(crate) fn output(self, timeout: Duration) -> String {
         let what = self.what.clone();
         let finished = self.finish(timeout);
         assert!(
@@ -241,7 +248,7 @@ impl Client {
     }
 
     /// Waits for a successful exit and parses the last stdout line as JSON.
-    fn json(self, timeout: Duration) -> Value {
+    pub(crate) fn json(self, timeout: Duration) -> Value {
         let what = self.what.clone();
         let stdout = self.output(timeout);
         let line = stdout.lines().rev().find(|line| !line.trim().is_empty());
@@ -261,12 +268,12 @@ impl Drop for Client {
 }
 
 /// Runs a client to completion and returns its JSON result.
-fn run_json(what: &str, command: Command) -> Value {
+pub(crate) fn run_json(what: &str, command: Command) -> Value {
     Client::spawn(what, command, None).json(CLIENT_TIMEOUT)
 }
 
 /// Polls `condition` until it holds; fails after `timeout` naming `what`.
-fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(
@@ -282,37 +289,47 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
 
 /// A broker on a temporary directory (data in `data/`, config beside it).
 /// If the test panics, the broker's log is printed, to show its side.
-struct Node {
-    dir: TempDir,
-    broker: Broker,
+pub(crate) struct Node {
+    pub(crate) dir: TempDir,
+    pub(crate) broker: Broker,
 }
 
 impl Node {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
+        Self::start_with(BROKER_CONFIG, &[])
+    }
+
+    /// A broker with `config` as its config file and the environment
+    /// variables `env` set.
+    pub(crate) fn start_with(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sluice.toml"), BROKER_CONFIG).unwrap();
-        let broker = Self::spawn(dir.path(), "127.0.0.1:0");
+        std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
+        let broker = Self::spawn(dir.path(), "127.0.0.1:0", env);
         Self { dir, broker }
     }
 
-    fn spawn(dir: &Path, listen: &str) -> Broker {
+    fn spawn(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Broker {
         let mut command = Command::new(sluice_binary());
         command
             .args(["serve", "--listen", listen, "--http", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--config")
-            .arg(dir.join("sluice.toml"));
+            .arg(dir.join("sluice.toml"))
+            .envs(env.iter().copied())
+            // Anything a crashing broker leaves in its working directory
+            // (a core file, where enabled) goes with the test's directory.
+            .current_dir(dir);
         Broker::spawn(command)
     }
 
     /// The bootstrap address clients are given.
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.broker.kafka.to_string()
     }
 
     /// Stops the broker with `signal` ("TERM": must exit 0; "KILL").
-    fn stop(&mut self, signal: &str) {
+    pub(crate) fn stop(&mut self, signal: &str) {
         let status = self.broker.stop_with(signal, STOP_TIMEOUT);
         if signal == "TERM" {
             assert!(status.success(), "exit after SIGTERM: {status:?}");
@@ -321,13 +338,18 @@ impl Node {
 
     /// Starts a new broker on the same data directory and the same Kafka
     /// address, so clients that stay connected across a restart find it.
-    fn start_again(&mut self) {
+    pub(crate) fn start_again(&mut self) {
+        self.start_again_with(&[]);
+    }
+
+    /// [`Node::start_again`] with the environment variables `env` set.
+    pub(crate) fn start_again_with(&mut self, env: &[(&str, &str)]) {
         let kafka: SocketAddr = self.broker.kafka;
-        self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+        self.broker = Self::spawn(self.dir.path(), &kafka.to_string(), env);
         assert_eq!(self.broker.kafka, kafka);
     }
 
-    fn restart(&mut self, signal: &str) {
+    pub(crate) fn restart(&mut self, signal: &str) {
         self.stop(signal);
         self.start_again();
     }
@@ -348,7 +370,7 @@ impl Drop for Node {
 }
 
 /// Creates `name` with `partitions` partitions over the test's own codec.
-fn create_topic(broker: SocketAddr, name: &str, partitions: i32) {
+pub(crate) fn create_topic(broker: SocketAddr, name: &str, partitions: i32) {
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.to_string())))
         .with_num_partitions(partitions)
@@ -364,13 +386,13 @@ fn create_topic(broker: SocketAddr, name: &str, partitions: i32) {
 // ---------------------------------------------------------------------------
 // Reading the JSON the scripts print.
 
-fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
+pub(crate) fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
     value
         .get(key)
         .unwrap_or_else(|| panic!("no {key:?} in {value}"))
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .unwrap_or_else(|| panic!("not an array: {value}"))
@@ -379,7 +401,7 @@ fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
-fn integer(value: &Value) -> i64 {
+pub(crate) fn integer(value: &Value) -> i64 {
     value
         .as_i64()
         .unwrap_or_else(|| panic!("not an integer: {value}"))

@@ -1,77 +1,61 @@
 """confluent-kafka (librdkafka) transactions: a transactional producer
-commits one transaction and aborts another, across two topics and several
-partitions; then a read_committed and a read_uncommitted consumer read
-everything back.
+commits one transaction, aborts one, commits a third and leaves a fourth
+open, across two topics and several partitions; a read_committed and a
+read_uncommitted consumer read everything back and report the watermarks
+they see while the fourth is open and after it is aborted.
 
 usage: ck_transactions.py BOOTSTRAP TOPIC_A TOPIC_B [--partitions 3] [--count 10]
-  Creates both topics. Transaction 1 (committed) sends "c-<topic>-<p>-<i>"
-  to every partition of both topics; transaction 2 (aborted) sends
-  "a-<topic>-<p>-<i>"; transaction 3 (committed) sends "d-...".
-  output: {"committed": {topic: [values in partition, offset order]},
-           "uncommitted": {...}, "end_offsets": {topic: {p: [low, high]}},
-           "committed_end_offsets": {topic: {p: high}}}
+  Creates both topics. Every transaction sends COUNT values
+  "<prefix>-<topic>-<p>-<i>" to every partition of both topics: "c"
+  (committed), "a" (aborted), "d" (committed), "o" (left open while the
+  consumers read, then aborted).
+  The read_committed consumer reads until the last "d" value of every
+  partition, the read_uncommitted one until the last "o" value.
+  output: {"committed": {topic: {p: [[offset, value], ...]}},
+           "uncommitted": {...},
+           "watermarks_open": {"read_committed": {topic: {p: [low, high]}},
+                               "read_uncommitted": {...}},
+           "watermarks_ended": {...the same after the abort...}}
 """
 
 import argparse
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from common import STEP_TIMEOUT_S, Deadline, Failure, create_topic, run
+from common import (
+    STEP_TIMEOUT_S,
+    Failure,
+    by_topic,
+    create_topic,
+    isolated_consumer,
+    read_until_last,
+    run,
+    watermarks,
+)
 
 
-def transaction(producer, topics, partitions, count, prefix, commit):
-    producer.begin_transaction()
+def send(producer, topics, partitions, count, prefix):
+    """Sends the prefix's values and waits until every one is delivered."""
+    failures = []
+
+    def report(error, _message):
+        if error is not None:
+            failures.append(str(error))
+
     for topic in topics:
         for p in range(partitions):
             for i in range(count):
-                producer.produce(topic, value=f"{prefix}-{topic}-{p}-{i}", partition=p)
-    producer.flush(STEP_TIMEOUT_S)
-    if commit:
-        producer.commit_transaction(STEP_TIMEOUT_S)
-    else:
-        producer.abort_transaction(STEP_TIMEOUT_S)
+                producer.produce(
+                    topic, value=f"{prefix}-{topic}-{p}-{i}", partition=p, on_delivery=report
+                )
+    left = producer.flush(STEP_TIMEOUT_S)
+    if left or failures:
+        raise Failure(f"transaction {prefix}: {left} undelivered, failures {failures[:5]}")
 
 
-def read(bootstrap, topics, partitions, isolation, expected):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": isolation,
-        }
-    )
-    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
-    values = {t: {p: [] for p in range(partitions)} for t in topics}
-    seen = 0
-    deadline = Deadline(STEP_TIMEOUT_S)
-    # Read until `expected` records arrived, then a little longer to catch
-    # records that should not be there.
-    quiet_polls = 0
-    while quiet_polls < 10:
-        deadline.check(f"{isolation} consumer to read {expected} records (read {seen})")
-        message = consumer.poll(0.2)
-        if message is None:
-            if seen >= expected:
-                quiet_polls += 1
-            continue
-        if message.error():
-            if message.error().code() == KafkaError._PARTITION_EOF:
-                continue
-            raise Failure(f"consume: {message.error()}")
-        values[message.topic()][message.partition()].append(message.value().decode())
-        seen += 1
-    high = {}
-    for t in topics:
-        high[t] = {}
-        for p in range(partitions):
-            low, hi = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-            high[t][str(p)] = [low, hi]
-    consumer.close()
-    flat = {t: [v for p in range(partitions) for v in values[t][p]] for t in topics}
-    return flat, high
+def last_values(topics, partitions, count, prefix):
+    return {(t, p): f"{prefix}-{t}-{p}-{count - 1}" for t in topics for p in range(partitions)}
 
 
 def main():
@@ -93,15 +77,40 @@ def main():
         }
     )
     producer.init_transactions(STEP_TIMEOUT_S)
-    transaction(producer, topics, args.partitions, args.count, "c", True)
-    transaction(producer, topics, args.partitions, args.count, "a", False)
-    transaction(producer, topics, args.partitions, args.count, "d", True)
-    per_txn = len(topics) * args.partitions * args.count
-    committed, _ = read(args.bootstrap, topics, args.partitions, "read_committed", 2 * per_txn)
-    uncommitted, end_offsets = read(
-        args.bootstrap, topics, args.partitions, "read_uncommitted", 3 * per_txn
+    for prefix, commit in [("c", True), ("a", False), ("d", True), ("o", None)]:
+        producer.begin_transaction()
+        send(producer, topics, args.partitions, args.count, prefix)
+        if commit is True:
+            producer.commit_transaction(STEP_TIMEOUT_S)
+        elif commit is False:
+            producer.abort_transaction(STEP_TIMEOUT_S)
+
+    committed = isolated_consumer(args.bootstrap, "read_committed")
+    uncommitted = isolated_consumer(args.bootstrap, "read_uncommitted")
+    keys = list(last_values(topics, args.partitions, args.count, "d"))
+    read_committed = read_until_last(
+        committed, last_values(topics, args.partitions, args.count, "d")
     )
-    return {"committed": committed, "uncommitted": uncommitted, "end_offsets": end_offsets}
+    read_uncommitted = read_until_last(
+        uncommitted, last_values(topics, args.partitions, args.count, "o")
+    )
+    committed.close()
+    uncommitted.close()
+    watermarks_open = {
+        isolation: watermarks(args.bootstrap, isolation, keys)
+        for isolation in ["read_committed", "read_uncommitted"]
+    }
+    producer.abort_transaction(STEP_TIMEOUT_S)
+    watermarks_ended = {
+        isolation: watermarks(args.bootstrap, isolation, keys)
+        for isolation in ["read_committed", "read_uncommitted"]
+    }
+    return {
+        "committed": by_topic(read_committed),
+        "uncommitted": by_topic(read_uncommitted),
+        "watermarks_open": watermarks_open,
+        "watermarks_ended": watermarks_ended,
+    }
 
 
 if __name__ == "__main__":

@@ -87,8 +87,9 @@ def text(value):
     return None if value is None else value.decode("utf-8")
 
 
-def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S):
-    """Every record of `topic` up to the high watermarks taken at the start:
+def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S, isolation="read_committed"):
+    """Every record of `topic` up to the end offsets taken at the start
+    (under read_committed, librdkafka's default, the last stable offsets):
     {partition: [[offset, key, value], ...]} in offset order. No group."""
     consumer = Consumer(
         {
@@ -96,6 +97,7 @@ def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S):
             "group.id": f"read-all-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "isolation.level": isolation,
         }
     )
     try:
@@ -137,3 +139,73 @@ def read_all(bootstrap, topic, seconds=STEP_TIMEOUT_S):
         return {str(partition): rows for partition, rows in records.items()}
     finally:
         consumer.close()
+
+
+def isolated_consumer(bootstrap, isolation):
+    """A consumer with no group offsets in play (a fresh group id, no
+    commits) reading at `isolation` ("read_committed" or
+    "read_uncommitted")."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+        }
+    )
+
+
+def read_until_last(consumer, last_values, seconds=STEP_TIMEOUT_S):
+    """Reads every partition of `last_values` ({(topic, partition): value})
+    from offset 0 until the last record read there has that value:
+    {(topic, partition): [[offset, value], ...]} in offset order.
+
+    Records of a partition arrive in offset order, so anything the broker
+    should have hidden from this consumer but stored before that last value
+    (an aborted transaction's records) is read too: the caller sees it."""
+    consumer.assign([TopicPartition(t, p, 0) for (t, p) in last_values])
+    records = {key: [] for key in last_values}
+    deadline = Deadline(seconds)
+
+    def finished():
+        return all(rows and rows[-1][1] == last_values[key] for key, rows in records.items())
+
+    while not finished():
+        deadline.check(f"the last values {last_values} (read {records})")
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        if message.error() is not None:
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                continue
+            raise Failure(f"consume: {message.error()}")
+        key = (message.topic(), message.partition())
+        records[key].append([message.offset(), text(message.value())])
+    return records
+
+
+def watermarks(bootstrap, isolation, partitions):
+    """{topic: {partition: [low, high]}} as a consumer at `isolation` sees
+    them (read_committed: high is the last stable offset). A consumer of its
+    own: one that is fetching would answer only after its fetch long-poll,
+    as a broker answers one connection's requests in order."""
+    consumer = isolated_consumer(bootstrap, isolation)
+    try:
+        result = {}
+        for topic, partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=STEP_TIMEOUT_S, cached=False
+            )
+            result.setdefault(topic, {})[str(partition)] = [low, high]
+        return result
+    finally:
+        consumer.close()
+
+
+def by_topic(records):
+    """{(topic, partition): x} as {topic: {"partition": x}} for JSON."""
+    result = {}
+    for (topic, partition), value in records.items():
+        result.setdefault(topic, {})[str(partition)] = value
+    return result

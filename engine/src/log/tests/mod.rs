@@ -13,3 +13,4 @@ mod retention;
 mod support;
 mod timestamps;
 mod topic_lifecycle;
+mod transactions;

@@ -490,7 +490,8 @@ impl Processors {
             let count = self.store.topic(topic).map_or(0, |t| t.partition_count());
             for id in 0..count {
                 let partition = self.store.partition(topic, id).map_err(internal)?;
-                let (start, end) = (partition.log_start_offset(), partition.high_watermark());
+                // Latest is what a read_committed consumer starts at: the LSO.
+                let (start, end) = (partition.log_start_offset(), partition.last_stable_offset());
                 let offset = match from {
                     StartPosition::Earliest => start,
                     StartPosition::Latest => end,

@@ -54,7 +54,7 @@ pub(super) async fn drive(
         } else {
             failed_at = None;
             match store.partition(&stats.topic, stats.partition) {
-                Ok(partition) if task.has_work(partition.high_watermark()) => {
+                Ok(partition) if task.has_work(partition.watermarks()) => {
                     stats.set_state(PartitionState::Running);
                     let Some((returned, failed)) = step_blocking(task, &stats).await else {
                         return;

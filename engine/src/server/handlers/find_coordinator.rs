@@ -1,5 +1,5 @@
-//! FindCoordinator (key 10): this node coordinates every group (and, were
-//! they supported, transactions). v4 batches keys.
+//! FindCoordinator (key 10): this node coordinates every group and every
+//! transactional id, whatever the key type. v4 batches keys.
 
 use std::sync::Arc;
 

@@ -34,7 +34,11 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
     };
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let store = Arc::new(store);
-    let groups = Arc::new(GroupCoordinator::new(groups, Arc::new(SystemClock), offsets));
+    let groups = Arc::new(GroupCoordinator::new(
+        groups,
+        Arc::new(SystemClock),
+        offsets,
+    ));
     let transactions = crate::transaction::TransactionCoordinator::open(
         Default::default(),
         Arc::new(SystemClock),

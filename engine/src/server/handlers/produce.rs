@@ -7,9 +7,12 @@
 //! producer and epoch, and the partition must have been added to the open
 //! transaction (else INVALID_TXN_STATE, as Kafka's transaction verification
 //! answers), checked and written under the id's lock so no write can land
-//! after the transaction's marker. Transactional batches without a
-//! transactional id are refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED in
-//! Kafka; INVALID_RECORD here, where there is no authorization yet).
+//! after the transaction's marker. A request without a transactional id
+//! that carries a transactional batch anywhere is refused whole, every
+//! partition TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers it
+//! (with or without an authorizer): such a batch would open a transaction
+//! no coordinator knows of, holding the partition's last stable offset
+//! (and every read_committed consumer) forever.
 
 use std::sync::Arc;
 
@@ -61,6 +64,11 @@ pub(crate) async fn handle(
         Some((
             ResponseError::InvalidRequiredAcks.code(),
             format!("acks must be -1, 0 or 1, not {acks}"),
+        ))
+    } else if request.transactional_id.is_none() && carries_transactional(&request) {
+        Some((
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            "transactional batches need the producer's transactional id".to_string(),
         ))
     } else {
         None
@@ -138,6 +146,16 @@ async fn acknowledge(
     }
 }
 
+/// Whether any partition of `request` holds a transactional batch.
+fn carries_transactional(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .filter_map(|data| data.records.as_deref())
+        .any(batch::any_transactional)
+}
+
 /// How a request's batches are written: straight to the log, or through
 /// the transaction coordinator when the request has a transactional id.
 struct Writer {
@@ -174,16 +192,12 @@ fn invalid(reason: &str) -> WriteError {
 impl Writer {
     /// Writes one partition's batches.
     fn write(&self, partition: &Partition, records: &[u8]) -> Result<AppendInfo, WriteError> {
-        let producer = batch::producer_of(records);
+        // Without a transactional id, `handle` has refused any request
+        // with a transactional batch.
         let Some(id) = &self.transactional_id else {
-            if producer.is_some_and(|(_, _, transactional)| transactional) {
-                return Err(invalid(
-                    "transactional batches need the producer's transactional id",
-                ));
-            }
             return partition.write_produced(records).map_err(WriteError::Log);
         };
-        let Some((producer_id, epoch, true)) = producer else {
+        let Some((producer_id, epoch, true)) = batch::producer_of(records) else {
             return Err(invalid(
                 "a transactional producer's batches must all be transactional, from one producer id and epoch",
             ));

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -22,23 +23,32 @@ pub(crate) async fn handle(
     request: TxnOffsetCommitRequest,
     _version: i16,
 ) -> TxnOffsetCommitResponse {
-    let offsets: Vec<OffsetCommit> = request
-        .topics
-        .iter()
-        .flat_map(|topic| {
-            topic.partitions.iter().map(|p| OffsetCommit {
-                topic: topic.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            })
-        })
-        .collect();
+    // As OffsetCommit: a partition that does not exist is refused on its
+    // own, the others go on (`known` keeps the request's order).
+    let mut known = Vec::new();
+    let mut offsets = Vec::new();
+    for topic in &request.topics {
+        let found = context.store.topic(&topic.name);
+        for p in &topic.partitions {
+            let exists = found
+                .as_ref()
+                .is_some_and(|t| (0..t.partition_count()).contains(&p.partition_index));
+            known.push(exists);
+            if exists {
+                offsets.push(OffsetCommit {
+                    topic: topic.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+    }
     let coordinator = context.transactions.clone();
     let (id, group, member) = (
         request.transactional_id.to_string(),
@@ -63,17 +73,24 @@ pub(crate) async fn handle(
     })
     .await;
     // TxnOffsetCommit has no PRODUCER_FENCED: fencing is INVALID_PRODUCER_EPOCH.
-    let mut codes = match &result {
+    let mut results = match &result {
         Ok(results) => results
             .iter()
             .map(|r| r.as_ref().err().map_or(0, |e| transaction_error_code(e, false)))
             .collect(),
         Err(error) => {
             tracing::debug!(%error, "TxnOffsetCommit refused");
-            vec![transaction_error_code(error, false); request.topics.iter().map(|t| t.partitions.len()).sum()]
+            vec![transaction_error_code(error, false); known.len()]
         }
     }
     .into_iter();
+    let mut codes = known.into_iter().map(|exists| {
+        if exists {
+            results.next().unwrap_or(0)
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+    });
     let topics = request
         .topics
         .into_iter()

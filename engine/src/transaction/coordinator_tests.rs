@@ -1,0 +1,265 @@
+//! The coordinator's state machine on a real log store and group
+//! coordinator in a temporary directory, with a manual clock: begin,
+//! write, commit and abort; retried and misplaced EndTxns; fencing by a
+//! new producer; the timeout abort.
+
+use std::sync::Arc;
+
+use super::{TransactionConfig, TransactionCoordinator, TransactionError};
+use crate::group::offsets::OffsetStore;
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::log::batch::build;
+use crate::log::transactions::AbortedTransaction;
+use crate::log::{Isolation, LogStore, ManualClock, StdIo, StoreOptions};
+use crate::transaction::state::TransactionState;
+
+/// A transaction open in a partition that the coordinator does not know
+/// (its record lost) would hold the LSO forever: opening aborts it.
+#[test]
+fn a_hanging_transaction_is_aborted_on_open() {
+    let first = setup();
+    let p0 = first.store.partition("t", 0).unwrap();
+    p0.append(&build::transactional(&[b"lost"], 99, 3, 0))
+        .unwrap();
+    assert_eq!(p0.watermarks(), (1, 0));
+    let Setup {
+        _dir: dir,
+        clock,
+        store,
+        coordinator,
+    } = first;
+    drop(coordinator);
+    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups")).unwrap();
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        clock.clone(),
+        offsets,
+    ));
+    let _reopened = TransactionCoordinator::open(
+        TransactionConfig::default(),
+        clock,
+        Arc::new(StdIo),
+        dir.path(),
+        store.clone(),
+        groups,
+    )
+    .unwrap();
+    let p0 = store.partition("t", 0).unwrap();
+    assert_eq!(p0.watermarks(), (2, 2), "an abort marker ended it");
+    let read = p0
+        .read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(
+        read.aborted,
+        vec![AbortedTransaction {
+            producer_id: 99,
+            first_offset: 0,
+            last_offset: 1
+        }]
+    );
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    store: Arc<LogStore>,
+    coordinator: TransactionCoordinator,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let store = Arc::new(
+        LogStore::open(
+            dir.path(),
+            StoreOptions::default(),
+            Arc::new(StdIo),
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    store.create_topic("t", 2, Default::default()).unwrap();
+    let offsets = OffsetStore::open(Arc::new(StdIo), &dir.path().join("groups")).unwrap();
+    let groups = Arc::new(GroupCoordinator::new(
+        GroupConfig::default(),
+        clock.clone(),
+        offsets,
+    ));
+    let coordinator = TransactionCoordinator::open(
+        TransactionConfig::default(),
+        clock.clone(),
+        Arc::new(StdIo),
+        dir.path(),
+        store.clone(),
+        groups,
+    )
+    .unwrap();
+    Setup {
+        _dir: dir,
+        clock,
+        store,
+        coordinator,
+    }
+}
+
+fn topic_partitions() -> Vec<(String, i32)> {
+    vec![("t".to_string(), 0), ("t".to_string(), 1)]
+}
+
+/// Writes one transactional record to partition `index` through the
+/// coordinator, as a Produce does.
+fn write(
+    setup: &Setup,
+    id: &str,
+    producer: (i64, i16),
+    index: i32,
+    sequence: i32,
+) -> Result<(), TransactionError> {
+    let partition = setup.store.partition("t", index).unwrap();
+    let records = build::transactional(&[b"v"], producer.0, producer.1, sequence);
+    setup
+        .coordinator
+        .write_transactional(id, &partition, producer, || {
+            partition.write_batches(&records)
+        })
+        .map(|info| partition.acknowledge(&info).unwrap())
+}
+
+#[test]
+fn commit_and_abort_end_in_every_partition() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let producer = c.init_producer_id("tx", 60_000, None).unwrap();
+    assert_eq!(producer.1, 0);
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions())
+        .unwrap();
+    write(&setup, "tx", producer, 0, 0).unwrap();
+    write(&setup, "tx", producer, 1, 0).unwrap();
+    let p0 = setup.store.partition("t", 0).unwrap();
+    assert_eq!(p0.watermarks(), (1, 0), "open: the LSO holds");
+    c.end("tx", producer.0, producer.1, true).unwrap();
+    assert_eq!(
+        p0.watermarks(),
+        (2, 2),
+        "committed: marker written, LSO moved"
+    );
+    c.end("tx", producer.0, producer.1, true)
+        .expect("a retried commit succeeds");
+    assert!(matches!(
+        c.end("tx", producer.0, producer.1, false),
+        Err(TransactionError::InvalidState(_))
+    ));
+    // A second transaction, aborted.
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(&setup, "tx", producer, 0, 1).unwrap();
+    c.end("tx", producer.0, producer.1, false).unwrap();
+    let read = p0
+        .read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(
+        read.aborted,
+        vec![AbortedTransaction {
+            producer_id: producer.0,
+            first_offset: 2,
+            last_offset: 3
+        }]
+    );
+    assert_eq!(
+        c.describe("tx").unwrap().state,
+        TransactionState::CompleteAbort
+    );
+}
+
+#[test]
+fn writes_need_the_partition_added_and_the_current_epoch() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let producer = c.init_producer_id("tx", 60_000, None).unwrap();
+    assert!(matches!(
+        write(&setup, "tx", producer, 0, 0),
+        Err(TransactionError::InvalidState(_))
+    ));
+    assert!(
+        matches!(
+            c.end("tx", producer.0, producer.1, true),
+            Err(TransactionError::InvalidState(_))
+        ),
+        "EndTxn without a transaction"
+    );
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(&setup, "tx", producer, 0, 0).unwrap();
+    assert!(
+        matches!(
+            write(&setup, "tx", producer, 1, 0),
+            Err(TransactionError::InvalidState(_))
+        ),
+        "partition 1 was not added"
+    );
+    // A new producer with the same id fences this one and aborts its write.
+    let newer = c.init_producer_id("tx", 60_000, None).unwrap();
+    assert_eq!((newer.0, newer.1), (producer.0, producer.1 + 1));
+    assert!(matches!(
+        write(&setup, "tx", producer, 0, 1),
+        Err(TransactionError::ProducerFenced { .. })
+    ));
+    assert!(matches!(
+        c.end("tx", producer.0, producer.1, true),
+        Err(TransactionError::ProducerFenced { .. })
+    ));
+    let p0 = setup.store.partition("t", 0).unwrap();
+    assert_eq!(
+        p0.watermarks(),
+        (2, 2),
+        "the fenced transaction was aborted"
+    );
+    assert_eq!(
+        p0.read_isolated(0, 1 << 20, Isolation::ReadCommitted)
+            .unwrap()
+            .aborted
+            .len(),
+        1
+    );
+    assert!(matches!(
+        c.add_partitions("tx", 12345, newer.1, &topic_partitions()),
+        Err(TransactionError::InvalidProducerIdMapping { .. })
+    ));
+}
+
+#[test]
+fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let producer = c.init_producer_id("tx", 1_000, None).unwrap();
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(&setup, "tx", producer, 0, 0).unwrap();
+    setup.clock.advance(999);
+    c.tick();
+    assert_eq!(c.describe("tx").unwrap().state, TransactionState::Ongoing);
+    setup.clock.advance(2);
+    c.tick();
+    let meta = c.describe("tx").unwrap();
+    assert_eq!(meta.state, TransactionState::CompleteAbort);
+    assert_eq!(meta.producer_epoch, producer.1 + 1, "fenced");
+    let p0 = setup.store.partition("t", 0).unwrap();
+    assert_eq!(p0.watermarks(), (2, 2));
+    assert!(matches!(
+        c.end("tx", producer.0, producer.1, true),
+        Err(TransactionError::ProducerFenced { .. })
+    ));
+}
+
+#[test]
+fn timeouts_above_the_maximum_are_refused() {
+    let setup = setup();
+    assert!(matches!(
+        setup.coordinator.init_producer_id("tx", 900_001, None),
+        Err(TransactionError::InvalidTimeout { .. })
+    ));
+    assert!(matches!(
+        setup.coordinator.init_producer_id("", 1000, None),
+        Err(TransactionError::InvalidTransactionalId)
+    ));
+}
