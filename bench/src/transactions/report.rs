@@ -53,6 +53,8 @@ struct Comparison {
     ratio: f64,
     /// The median of each run's own ratio.
     ratio_paired: f64,
+    /// Each run's own ratio, in run order (the spread).
+    ratios: Vec<f64>,
     idempotent_broker_cpu_s_per_gb: Option<f64>,
     transactional_broker_cpu_s_per_gb: Option<f64>,
 }
@@ -80,6 +82,8 @@ struct FetchReport {
     read_committed_mb_s: f64,
     ratio: f64,
     ratio_paired: f64,
+    /// Each run's own ratio, in run order.
+    ratios: Vec<f64>,
     /// Records handed to the application by each reader in the last run.
     read_uncommitted_records: u64,
     read_committed_records: u64,
@@ -238,6 +242,7 @@ fn comparison(pairs: &[[Throughput; 2]]) -> Comparison {
         transactional_records_per_s: of(&|p| p[1].records_per_s),
         ratio: transactional_mb_s / idempotent_mb_s,
         ratio_paired: of(&|p| p[1].mb_s / p[0].mb_s),
+        ratios: pairs.iter().map(|p| p[1].mb_s / p[0].mb_s).collect(),
         idempotent_broker_cpu_s_per_gb: cpu(0),
         transactional_broker_cpu_s_per_gb: cpu(1),
     }
@@ -256,6 +261,10 @@ fn fetch_report(runs: &[super::FetchRun]) -> Option<FetchReport> {
         read_committed_mb_s: committed,
         ratio: committed / uncommitted,
         ratio_paired: of(&|r| r.committed_mb_s / r.uncommitted_mb_s),
+        ratios: runs
+            .iter()
+            .map(|r| r.committed_mb_s / r.uncommitted_mb_s)
+            .collect(),
         read_uncommitted_records: last.uncommitted.delivered,
         read_committed_records: last.committed.delivered,
         aborted_listed: last.committed.aborted_listed,
