@@ -258,21 +258,7 @@ pub(crate) fn run(args: &TransactionsBenchArgs) -> anyhow::Result<()> {
         };
         match &sluice {
             Some(binary) => context.against_sluice(binary, &mut samples)?,
-            None => {
-                let brokers = args.brokers.as_deref().expect("without sluice");
-                let target = Target {
-                    brokers,
-                    pid: args.pid,
-                    delete_topics: true,
-                };
-                let produced = context.produce(&target)?;
-                samples
-                    .produce
-                    .entry(brokers.to_string())
-                    .or_default()
-                    .push(produced);
-                context.commit_and_fetch(&target, &mut samples)?;
-            }
+            None => context.against_running(&mut samples)?,
         }
     }
     let report = report::build(args, samples);
@@ -333,6 +319,20 @@ impl RunContext<'_> {
         drop(broker);
         std::fs::remove_dir_all(&data_dir)?;
         Ok(())
+    }
+
+    /// One run against the `--brokers` broker.
+    fn against_running(&self, samples: &mut Samples) -> anyhow::Result<()> {
+        let brokers = self.args.brokers.as_deref().expect("--brokers given");
+        let target = Target {
+            brokers,
+            pid: self.args.pid,
+            delete_topics: true,
+        };
+        let produced = self.produce(&target)?;
+        let runs = samples.produce.entry(brokers.to_string()).or_default();
+        runs.push(produced);
+        self.commit_and_fetch(&target, samples)
     }
 
     /// A fresh topic of `partitions` on `target`; returns its leaders.

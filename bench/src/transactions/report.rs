@@ -285,52 +285,7 @@ pub(super) fn text(report: &Report) -> String {
         "broker", "client", "idempotent", "transactional", "ratio", "paired", "EndTxn p50"
     );
     for produce in &report.produce {
-        let row = |client: &str, c: &Comparison, commit_ms: f64| {
-            format!(
-                "  {:<14} {:<10} | {:>7.0} MB/s {:>4.0}k | {:>7.0} MB/s {:>4.0}k | {:>5.2} {:>6.2} | {:>7.2} ms\n",
-                produce.broker,
-                client,
-                c.idempotent_mb_s,
-                c.idempotent_records_per_s / 1e3,
-                c.transactional_mb_s,
-                c.transactional_records_per_s / 1e3,
-                c.ratio,
-                c.ratio_paired,
-                commit_ms
-            )
-        };
-        text.push_str(&row(
-            "native",
-            &produce.native,
-            produce.native_commit_ms_p50,
-        ));
-        let _ = writeln!(
-            text,
-            "  {:<25} per transaction (p50): AddPartitionsToTxn {:.2} ms, drain {:.2} ms, EndTxn {:.2} ms \
-             (ratio these explain: {:.2}); {:.0} transactions",
-            "",
-            produce.native_add_partitions_ms_p50,
-            produce.native_drain_ms_p50,
-            produce.native_commit_ms_p50,
-            produce.native_ratio_from_costs,
-            produce.native_transactions_per_run
-        );
-        if let Some(client) = &produce.librdkafka {
-            text.push_str(&row(
-                "librdkafka",
-                &client.throughput,
-                client.transactional_commit_ms_p50,
-            ));
-            let _ = writeln!(
-                text,
-                "  {:<25} client CPU {:.2} / {:.2} cores, Python thread busy {:.0}% / {:.0}% (idempotent / transactional)",
-                "",
-                client.idempotent_client_cpu_cores,
-                client.transactional_client_cpu_cores,
-                client.idempotent_main_thread_busy * 100.0,
-                client.transactional_main_thread_busy * 100.0
-            );
-        }
+        produce_text(produce, &mut text);
     }
     if let Some(fetch) = &report.fetch {
         let _ = writeln!(
@@ -349,6 +304,57 @@ pub(super) fn text(report: &Report) -> String {
     }
     commit_text(&report.commit, &mut text);
     text
+}
+
+/// The lines of one broker's produce comparison.
+fn produce_text(produce: &ProduceReport, text: &mut String) {
+    use std::fmt::Write;
+    let row = |client: &str, c: &Comparison, commit_ms: f64| {
+        format!(
+            "  {:<14} {:<10} | {:>7.0} MB/s {:>4.0}k | {:>7.0} MB/s {:>4.0}k | {:>5.2} {:>6.2} | {:>7.2} ms\n",
+            produce.broker,
+            client,
+            c.idempotent_mb_s,
+            c.idempotent_records_per_s / 1e3,
+            c.transactional_mb_s,
+            c.transactional_records_per_s / 1e3,
+            c.ratio,
+            c.ratio_paired,
+            commit_ms
+        )
+    };
+    text.push_str(&row(
+        "native",
+        &produce.native,
+        produce.native_commit_ms_p50,
+    ));
+    let _ = writeln!(
+        text,
+        "  {:<25} per transaction (p50): AddPartitionsToTxn {:.2} ms, drain {:.2} ms, EndTxn {:.2} ms \
+         (ratio these explain: {:.2}); {:.0} transactions",
+        "",
+        produce.native_add_partitions_ms_p50,
+        produce.native_drain_ms_p50,
+        produce.native_commit_ms_p50,
+        produce.native_ratio_from_costs,
+        produce.native_transactions_per_run
+    );
+    if let Some(client) = &produce.librdkafka {
+        text.push_str(&row(
+            "librdkafka",
+            &client.throughput,
+            client.transactional_commit_ms_p50,
+        ));
+        let _ = writeln!(
+            text,
+            "  {:<25} client CPU {:.2} / {:.2} cores, Python thread busy {:.0}% / {:.0}% (idempotent / transactional)",
+            "",
+            client.idempotent_client_cpu_cores,
+            client.transactional_client_cpu_cores,
+            client.idempotent_main_thread_busy * 100.0,
+            client.transactional_main_thread_busy * 100.0
+        );
+    }
 }
 
 fn commit_text(commit: &CommitReport, text: &mut String) {
