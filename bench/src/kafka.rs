@@ -149,7 +149,7 @@ struct Target<'a> {
 }
 
 /// CPU seconds (user + system) of process `pid` so far.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat (is the broker's --pid local?)"))?;
     let fields: Vec<&str> = stat
@@ -168,12 +168,12 @@ fn target_cpu(target: &Target) -> anyhow::Result<Option<f64>> {
     target.pid.map(cpu_seconds).transpose()
 }
 
-fn name(topic: &str) -> TopicName {
+pub(crate) fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 /// `host:port`, with brackets around an IPv6 host.
-fn address(host: &str, port: i32) -> String {
+pub(crate) fn address(host: &str, port: i32) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -182,7 +182,7 @@ fn address(host: &str, port: i32) -> String {
 }
 
 /// A connection to the first of `brokers` (comma-separated) that answers.
-async fn bootstrap(brokers: &str) -> anyhow::Result<Connection> {
+pub(crate) async fn bootstrap(brokers: &str) -> anyhow::Result<Connection> {
     let mut last_error = None;
     for broker in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
         match Connection::open(broker).await {
@@ -193,7 +193,11 @@ async fn bootstrap(brokers: &str) -> anyhow::Result<Connection> {
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("--brokers is empty")))
 }
 
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+pub(crate) async fn create_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
     let mut connection = bootstrap(brokers).await?;
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
@@ -208,7 +212,7 @@ async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Re
     Ok(())
 }
 
-async fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
     let mut connection = bootstrap(brokers).await?;
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(30_000)
@@ -225,7 +229,11 @@ async fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
 /// The leader's address of each partition of `topic`, once the broker's
 /// metadata has one for every partition (a new topic's leaders may take a
 /// moment on a cluster).
-async fn leaders(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn leaders(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<Vec<String>> {
     let mut connection = bootstrap(brokers).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -258,7 +266,7 @@ async fn leaders(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<
 
 /// Produce error codes worth a retry while a new topic's leaders settle:
 /// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
-const SETTLING: [i16; 3] = [3, 5, 6];
+pub(crate) const SETTLING: [i16; 3] = [3, 5, 6];
 
 /// Sends `per_partition` bytes of `template` to each partition, one
 /// connection to its leader each; returns MB/s.
@@ -579,7 +587,7 @@ fn report(args: &KafkaBenchArgs, sluice_started: bool, mut samples: Samples) -> 
 
 /// Milliseconds since the epoch: the records' timestamps, so that a
 /// broker's time-based retention does not delete them mid-run.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)

@@ -4,15 +4,17 @@
 //!
 //! Each one runs the physical limit (raw disk, bare TCP) beside Sluice in
 //! the same run and reports medians and ratios, because these machines are
-//! noisy. `log` and `kafka` start the `sluice` binary found next to this one
-//! (or `--sluice FILE`); `kafka --brokers` measures a broker that is already
-//! running instead, Sluice or any other Kafka-compatible one.
+//! noisy. `log`, `kafka` and `transactions` start the `sluice` binary found
+//! next to this one (or `--sluice FILE`); with `--brokers` they measure a
+//! broker that is already running instead, Sluice or any other
+//! Kafka-compatible one.
 
 mod kafka;
 mod log;
 mod offsets;
 mod processor;
 mod serve;
+mod transactions;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -38,6 +40,8 @@ enum Command {
     Kafka(kafka::KafkaBenchArgs),
     /// Committed offsets: one commit's latency, and an unrelated request's during commits, at 1k and 500k committed offsets.
     Offsets(offsets::OffsetsBenchArgs),
+    /// Kafka transactions: transactional against idempotent produce (native and librdkafka), read_committed against read_uncommitted fetch, EndTxn latency against raw fsync.
+    Transactions(transactions::TransactionsBenchArgs),
     /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
     Processor(processor::ProcessorBenchArgs),
     /// Baseline process for `kafka`: receive one TCP stream and write it to a file.
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Kafka(args) => kafka::run(&args),
         Command::Offsets(args) => offsets::run(&args),
         Command::Processor(args) => processor::run(&args),
+        Command::Transactions(args) => transactions::run(&args),
         Command::Sink(args) => kafka::sink(&args),
     };
     match result {
@@ -109,9 +114,32 @@ fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
+/// The `q` quantile (0 < q ≤ 1) of `samples` by nearest rank (sorted in
+/// place): the smallest sample with at least `q` of them at or below it;
+/// 0 when empty.
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = (q * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, percentile};
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let mut samples: Vec<f64> = (1..=200).map(f64::from).collect();
+        samples.reverse();
+        assert_eq!(percentile(&mut samples, 0.5), 100.0);
+        assert_eq!(percentile(&mut samples, 0.99), 198.0);
+        assert_eq!(percentile(&mut samples, 1.0), 200.0);
+        assert_eq!(percentile(&mut [7.0], 0.99), 7.0);
+        assert_eq!(percentile(&mut [], 0.5), 0.0);
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

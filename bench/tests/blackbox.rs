@@ -328,3 +328,125 @@ fn log_reports_append_read_and_startup() {
     }
     positive(&report, "/startup_ms_median");
 }
+
+/// Tiny sizes for `transactions`: every part runs, briefly.
+const TINY_TRANSACTIONS: [&str; 20] = [
+    "--runs",
+    "1",
+    "--seconds",
+    "0.3",
+    "--partitions",
+    "2",
+    "--fetch-bytes",
+    "1048576",
+    "--fetch-passes",
+    "1",
+    "--abort-every",
+    "2",
+    "--commits",
+    "5",
+    "--commit-partitions",
+    "1,3",
+    "--flush",
+    "never",
+    "--format",
+    "json",
+];
+
+fn assert_comparison(report: &Value, prefix: &str) {
+    for figure in [
+        "idempotent_mb_s",
+        "idempotent_records_per_s",
+        "transactional_mb_s",
+        "transactional_records_per_s",
+        "ratio",
+        "ratio_paired",
+    ] {
+        positive(report, &format!("{prefix}/{figure}"));
+    }
+}
+
+#[test]
+fn transactions_reports_produce_fetch_and_commit_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = sluice().to_str().expect("UTF-8 path").to_string();
+    let mut args = vec!["transactions", "--sluice", &sluice];
+    args.extend(TINY_TRANSACTIONS);
+    let report = report(dir.path(), &args);
+
+    assert_eq!(report["produce"][0]["broker"], "flush=never");
+    assert_comparison(&report, "/produce/0/native");
+    positive(
+        &report,
+        "/produce/0/native/transactional_broker_cpu_s_per_gb",
+    );
+    positive(&report, "/produce/0/native_transactions_per_run");
+    positive(&report, "/produce/0/native_commit_ms_p50");
+    // The librdkafka producer, from the test suite's venv.
+    assert_comparison(&report, "/produce/0/librdkafka");
+    positive(&report, "/produce/0/librdkafka/transactional_commit_ms_p50");
+    positive(&report, "/produce/0/librdkafka/idempotent_client_cpu_cores");
+
+    // Half the transactions aborted: read_committed delivers fewer records
+    // from the same bytes, and the broker listed the aborted ones.
+    positive(&report, "/fetch/read_uncommitted_mb_s");
+    positive(&report, "/fetch/read_committed_mb_s");
+    let aborted = positive(&report, "/fetch/aborted_transactions");
+    let transactions = positive(&report, "/fetch/transactions");
+    assert!(aborted < transactions, "{report:#}");
+    let all = positive(&report, "/fetch/read_uncommitted_records");
+    let committed = positive(&report, "/fetch/read_committed_records");
+    assert!(committed < all, "{report:#}");
+    positive(&report, "/fetch/aborted_listed");
+
+    positive(&report, "/commit/fsync_ms/p50");
+    let rows = report["commit"]["by_partitions"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report:#}");
+    for (index, partitions) in [1, 3].into_iter().enumerate() {
+        let row = format!("/commit/by_partitions/{index}");
+        assert_eq!(
+            report.pointer(&format!("{row}/partitions")),
+            Some(&partitions.into())
+        );
+        assert_eq!(
+            report.pointer(&format!("{row}/end_txn_ms/samples")),
+            Some(&5.into())
+        );
+        positive(&report, &format!("{row}/end_txn_ms/p99"));
+        positive(&report, &format!("{row}/parallel_fsyncs_ms/p50"));
+        positive(&report, &format!("{row}/sequential_fsyncs_ms/p99"));
+    }
+}
+
+#[test]
+fn transactions_measures_an_already_running_broker_without_librdkafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"));
+    let mut args = vec![
+        "transactions",
+        "--brokers",
+        &broker.kafka,
+        "--no-librdkafka",
+    ];
+    // `--flush` is for a started Sluice only.
+    args.extend(&TINY_TRANSACTIONS[..16]);
+    args.extend(["--format", "json"]);
+    let report = report(dir.path(), &args);
+
+    assert_eq!(report["produce"][0]["broker"], broker.kafka.as_str());
+    assert_comparison(&report, "/produce/0/native");
+    assert!(report["produce"][0]["librdkafka"].is_null(), "{report:#}");
+    assert!(report["produce"][0]["native"]["idempotent_broker_cpu_s_per_gb"].is_null());
+    positive(&report, "/fetch/read_committed_mb_s");
+
+    // Its topics are gone again.
+    let topics = Command::new(sluice())
+        .args(["topic", "list", "--brokers", &broker.kafka])
+        .output()
+        .expect("sluice topic list");
+    let listed = String::from_utf8_lossy(&topics.stdout);
+    assert!(
+        !listed.contains("sluice-bench-"),
+        "topics left behind: {listed}"
+    );
+}

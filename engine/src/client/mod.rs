@@ -144,6 +144,11 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // The transactional producer of `sluice-bench transactions`. Capped
+    // before EndTxn v5 (an epoch bump per transaction, KIP-890), which it
+    // does not speak; AddPartitionsToTxn v4+ is the broker-to-broker form.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
 ];
 
 /// The API key of request type `R`.
