@@ -399,14 +399,29 @@ impl Journal {
     /// `applied` before the next append can start. Refused, with nothing
     /// written, once poisoned.
     pub(crate) fn append(&self, records: &[u8], applied: impl FnOnce()) -> io::Result<()> {
+        self.write(records, true, applied)
+    }
+
+    /// [`Journal::append`] without the fsync: for a record whose loss in a
+    /// crash is harmless (replay ends at the state before it, from which
+    /// the work it records is redone). The next synced append, or the
+    /// next compaction, makes it durable with everything before it.
+    pub(crate) fn append_unsynced(&self, records: &[u8], applied: impl FnOnce()) -> io::Result<()> {
+        self.write(records, false, applied)
+    }
+
+    fn write(&self, records: &[u8], sync: bool, applied: impl FnOnce()) -> io::Result<()> {
         let mut log = self.lock();
         if let Some(reason) = &log.poisoned {
             return Err(self.poisoned_error(reason));
         }
-        let written = log
-            .file
-            .write_all_at(records, log.size)
-            .and_then(|()| log.file.sync());
+        let written = log.file.write_all_at(records, log.size).and_then(|()| {
+            if sync {
+                log.file.sync()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(error) = written {
             tracing::error!(journal = self.framing.name, file = %self.path.display(), %error,
                 "writing failed; refusing further appends until a restart");

@@ -58,6 +58,12 @@ pub struct AppendInfo {
     pub(crate) log_start_offset: i64,
 }
 
+/// A produced buffer that passed every check, ready to write.
+pub(crate) struct Checked {
+    headers: Vec<BatchHeader>,
+    config: Arc<TopicConfig>,
+}
+
 /// Which records a read returns (Kafka's `isolation.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isolation {
@@ -353,6 +359,19 @@ impl Partition {
     }
 
     fn write_checked(&self, records: &[u8], keys_required: bool) -> Result<AppendInfo, LogError> {
+        let checked = self.check(records, keys_required)?;
+        self.write_verified(records, checked)
+    }
+
+    /// The first half of [`Partition::write_produced`]: every check of a
+    /// produced buffer (CRCs, sizes, records, keys on a compacted topic),
+    /// without the partition lock. Lets a caller hold another lock (a
+    /// transactional id's) only around the write itself.
+    pub(crate) fn check_produced(&self, records: &[u8]) -> Result<Checked, LogError> {
+        self.check(records, self.config().cleanup_policy.compacts())
+    }
+
+    fn check(&self, records: &[u8], keys_required: bool) -> Result<Checked, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
         if let Some(large) = headers
@@ -373,7 +392,17 @@ impl Partition {
             keys_required,
         )
         .map_err(LogError::Batch)?;
-        self.write(records, headers, &config, None)
+        Ok(Checked { headers, config })
+    }
+
+    /// The second half: writes `records` that [`Partition::check_produced`]
+    /// accepted (`checked`).
+    pub(crate) fn write_verified(
+        &self,
+        records: &[u8],
+        checked: Checked,
+    ) -> Result<AppendInfo, LogError> {
+        self.write(records, checked.headers, &checked.config, None)
     }
 
     /// Writes a transaction marker (a control batch from the transaction

@@ -3,19 +3,21 @@
 //! without a client asking: a fencing InitProducerId, the timeout check,
 //! and recovery after a crash.
 
+use std::sync::Arc;
+
 use super::coordinator::{lock, TransactionCoordinator};
 use super::state::{TransactionMetadata, TransactionState};
 use super::TransactionError;
 use crate::group::offsets::PartitionOffset;
 use crate::log::transactions::Marker;
-use crate::log::{LogError, PartitionSlot};
+use crate::log::{AppendInfo, LogError, Partition, PartitionSlot};
 
 impl TransactionCoordinator {
     /// Finishes a transaction in a Prepare state: writes its markers to
-    /// every partition and waits until they are durable, commits its
-    /// offsets (on commit), then records the Complete state. Run again
-    /// after a failure, it writes the markers again; a partition whose
-    /// transaction already ended ignores the second marker.
+    /// every partition where it is open and waits until they are durable
+    /// (in parallel), commits its offsets (on commit), then records the
+    /// Complete state. Run again after a failure or a crash, it writes
+    /// markers only where the transaction is still open.
     pub(super) fn complete(&self, meta: &mut TransactionMetadata) -> Result<(), TransactionError> {
         let commit = match meta.state {
             TransactionState::PrepareCommit => true,
@@ -55,12 +57,11 @@ impl TransactionCoordinator {
             }
             written.push((partition, info));
         }
-        // Written first, then waited for: the partitions' fsyncs overlap
-        // with the writes to the others.
-        for (partition, info) in &written {
-            partition.acknowledge_durable(info).map_err(|error| {
-                self.marker_failed(meta, partition.topic(), partition.id(), error)
-            })?;
+        // Written first, then made durable together: the partitions'
+        // fsyncs run at once, so a commit waits about one fsync for them,
+        // not one per partition.
+        if let Err((partition, error)) = sync_markers(&written) {
+            return Err(self.marker_failed(meta, partition.topic(), partition.id(), error));
         }
         if commit {
             self.commit_pending(meta)?;
@@ -71,7 +72,10 @@ impl TransactionCoordinator {
         } else {
             TransactionState::CompleteAbort
         };
-        self.update(meta, |next| {
+        // Not waited for: if a crash loses it, the durable Prepare state
+        // is finished again on recovery, which finds every marker written
+        // (no partition has the transaction open) and the offsets stored.
+        self.update_with(meta, false, |next| {
             next.state = complete;
             next.pending_offsets.clear();
             next.start_ms = -1;
@@ -349,6 +353,45 @@ impl TransactionCoordinator {
 /// (tests/blackbox/transactions_crash.rs). Compiled into debug builds
 /// only (`#[cfg(debug_assertions)]`): a release binary has no such hook
 /// and never reads the variable.
+/// Threads that fsync one transaction's markers at once; a transaction over
+/// more partitions shares them out (`transactions.partitions_max` bounds
+/// the partitions).
+const MARKER_SYNC_THREADS_MAX: usize = 16;
+
+/// Makes every written marker durable, the partitions' fsyncs in parallel
+/// (at most [`MARKER_SYNC_THREADS_MAX`] threads); the first failure, with
+/// its partition.
+fn sync_markers(
+    written: &[(Arc<Partition>, AppendInfo)],
+) -> Result<(), (Arc<Partition>, LogError)> {
+    if let [(partition, info)] = written {
+        return partition
+            .acknowledge_durable(info)
+            .map_err(|error| (partition.clone(), error));
+    }
+    let per_thread = written.len().div_ceil(MARKER_SYNC_THREADS_MAX).max(1);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = written
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for (partition, info) in chunk {
+                        partition
+                            .acknowledge_durable(info)
+                            .map_err(|error| (partition.clone(), error))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a marker fsync thread panicked"))
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    })
+}
+
 #[cfg(debug_assertions)]
 mod crash_point {
     use crate::log::{AppendInfo, Partition};

@@ -121,13 +121,22 @@ impl TransactionCoordinator {
 
     /// Writes `next` durably; the caller then applies it in memory.
     pub(super) fn persist(&self, next: &TransactionMetadata) -> Result<(), TransactionError> {
-        self.log
-            .append(&[TransactionRecord::Put(next.clone())])
-            .map_err(|error| {
-                tracing::error!(transactional_id = %next.transactional_id, %error,
+        self.persist_with(next, true)
+    }
+
+    /// [`Self::persist`], waiting for the fsync only with `sync`.
+    fn persist_with(&self, next: &TransactionMetadata, sync: bool) -> Result<(), TransactionError> {
+        let records = [TransactionRecord::Put(next.clone())];
+        let written = if sync {
+            self.log.append(&records)
+        } else {
+            self.log.append_unsynced(&records)
+        };
+        written.map_err(|error| {
+            tracing::error!(transactional_id = %next.transactional_id, %error,
                     "writing the transaction log failed");
-                TransactionError::storage(error)
-            })
+            TransactionError::storage(error)
+        })
     }
 
     /// Changes the entry through `change` on a copy, persists the copy and
@@ -137,13 +146,24 @@ impl TransactionCoordinator {
         meta: &mut TransactionMetadata,
         change: impl FnOnce(&mut TransactionMetadata),
     ) -> Result<(), TransactionError> {
+        self.update_with(meta, true, change)
+    }
+
+    /// [`Self::update`], waiting for the fsync only with `sync` (for a
+    /// change whose loss in a crash recovery redoes).
+    pub(super) fn update_with(
+        &self,
+        meta: &mut TransactionMetadata,
+        sync: bool,
+        change: impl FnOnce(&mut TransactionMetadata),
+    ) -> Result<(), TransactionError> {
         let mut next = meta.clone();
         change(&mut next);
         next.last_update_ms = self.clock.now_ms();
         if next.state == TransactionState::Ongoing {
             check_record_size(&next)?;
         }
-        self.persist(&next)?;
+        self.persist_with(&next, sync)?;
         *meta = next;
         Ok(())
     }

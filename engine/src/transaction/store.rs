@@ -186,17 +186,34 @@ impl TransactionLog {
     /// writing any of them. After a failed write or fsync every append is
     /// refused until a restart.
     pub(crate) fn append(&self, records: &[TransactionRecord]) -> std::io::Result<()> {
+        self.write(records, true)
+    }
+
+    /// [`TransactionLog::append`] without waiting for the fsync, for a
+    /// record whose loss in a crash only makes recovery redo work (a
+    /// Complete state: the Prepare state before it is durable, and
+    /// finishing it again is a no-op for the partitions and the offsets).
+    pub(crate) fn append_unsynced(&self, records: &[TransactionRecord]) -> std::io::Result<()> {
+        self.write(records, false)
+    }
+
+    fn write(&self, records: &[TransactionRecord], sync: bool) -> std::io::Result<()> {
         let mut bytes = Vec::new();
         let mut record_bytes = Vec::with_capacity(records.len());
         for record in records {
             record_bytes.push(FRAMING.encode_json(record, &mut bytes)? as u64);
         }
-        self.journal.append(&bytes, || {
+        let applied = || {
             let mut sizes = self.sizes();
             for (record, bytes) in records.iter().zip(record_bytes) {
                 sizes.apply(record, bytes);
             }
-        })
+        };
+        if sync {
+            self.journal.append(&bytes, applied)
+        } else {
+            self.journal.append_unsynced(&bytes, applied)
+        }
     }
 
     /// Compacts the log if due; returns whether it did. `live` returns the

@@ -202,9 +202,11 @@ impl Writer {
                 "a transactional producer's batches must all be transactional, from one producer id and epoch",
             ));
         };
+        // Checked before the id's lock, which is held only for the write.
+        let checked = partition.check_produced(records).map_err(WriteError::Log)?;
         self.transactions
             .write_transactional(id, partition, (producer_id, epoch), || {
-                partition.write_produced(records)
+                partition.write_verified(records, checked)
             })
             .map_err(|error| match error {
                 TransactionError::Log(error) => WriteError::Log(error),
