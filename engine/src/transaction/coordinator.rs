@@ -250,6 +250,11 @@ impl TransactionCoordinator {
                     };
                     next.producer_epoch += 1;
                 }
+                // The current producer aborting its own transaction to bump
+                // its epoch (KIP-360) may retry with the epoch it had.
+                None if current.is_some() => {
+                    next.last_producer_epoch = next.producer_epoch - 1;
+                }
                 None => {}
             }
             next.timeout_ms = timeout_ms;

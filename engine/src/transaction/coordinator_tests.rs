@@ -277,3 +277,26 @@ fn the_last_epoch_is_still_fenced_and_then_a_new_producer_id_is_used() {
     assert_ne!(next.0, first.0, "a new producer id");
     assert_eq!(next.1, 0);
 }
+
+/// The current producer bumping its own epoch while its transaction is open
+/// (KIP-360, after an abortable error) aborts it, and may retry that bump.
+#[test]
+fn a_producer_bumping_its_own_epoch_mid_transaction_may_retry() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    let producer = c.init_producer_id("tx", 60_000, None).unwrap();
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(&setup, "tx", producer, 0, 0).unwrap();
+    let bumped = c.init_producer_id("tx", 60_000, Some(producer)).unwrap();
+    assert_eq!(bumped, (producer.0, producer.1 + 1));
+    assert_eq!(
+        c.describe("tx").unwrap().state,
+        TransactionState::CompleteAbort
+    );
+    assert_eq!(
+        c.init_producer_id("tx", 60_000, Some(producer)).unwrap(),
+        bumped,
+        "a retry of the same bump"
+    );
+}
