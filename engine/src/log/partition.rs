@@ -407,9 +407,9 @@ impl Partition {
 
     /// Writes a transaction marker (a control batch from the transaction
     /// coordinator) for `marker`'s producer, ending its transaction here.
-    /// A marker with an older epoch than the producer last wrote with is
-    /// refused INVALID_PRODUCER_EPOCH. Like [`Partition::write_batches`],
-    /// it does not wait for durability.
+    /// Never refused for its epoch (the coordinator is the authority on
+    /// it; see `producers.rs`). Like [`Partition::write_batches`], it does
+    /// not wait for durability.
     pub(crate) fn write_marker(&self, marker: &Marker) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let records = marker.encode(self.context.clock.now_ms());
