@@ -258,8 +258,12 @@ impl PartitionTask {
                 // Nothing lies between here and the LSO (compaction may
                 // have removed an aborted transaction below an open one):
                 // move past the gap, or the task would find it "work"
-                // again and again.
-                self.fetch_position = self.fetch_position.max(read.last_stable_offset);
+                // again and again. Unless retention removed the segment
+                // under the read: then the next read is out of range and
+                // starts again from the new log start, skipping nothing.
+                if partition.log_start_offset() <= self.fetch_position {
+                    self.fetch_position = self.fetch_position.max(read.last_stable_offset);
+                }
                 break;
             }
             self.decode(&partition, read.records, &read.aborted)?;

@@ -31,6 +31,11 @@ impl TransactionCoordinator {
             coordinator_epoch: 0,
         };
         let mut written = Vec::with_capacity(meta.partitions.len());
+        // A partition that cannot take its marker does not hold up the
+        // others (their LSO moves on); the first failure is returned once
+        // every other marker is durable, and the transaction stays
+        // prepared until it is retried.
+        let mut failed = None;
         for (topic, index) in &meta.partitions {
             let partition = match self.store.partition(topic, *index) {
                 Ok(partition) => partition,
@@ -41,27 +46,49 @@ impl TransactionCoordinator {
                 }
                 // Unavailable (refused to open): the transaction waits in
                 // its Prepare state until the partition is back.
-                Err(error) => return Err(self.marker_failed(meta, topic, *index, error)),
+                Err(error) => {
+                    failed.get_or_insert_with(|| self.marker_failed(meta, topic, *index, error));
+                    continue;
+                }
             };
-            if !partition.has_open_transaction(meta.producer_id) {
-                // Nothing was written there, or an earlier attempt already
-                // ended it (or the topic was recreated): no marker needed.
+            if let Some(reason) = partition.poisoned() {
+                // A marker written before the failed fsync that poisoned it
+                // may be in memory only: it is not "ended" until a restart
+                // shows what is on disk.
+                let error = LogError::Poisoned {
+                    topic: topic.clone(),
+                    partition: *index,
+                    reason: reason.to_string(),
+                };
+                failed.get_or_insert_with(|| self.marker_failed(meta, topic, *index, error));
                 continue;
             }
-            let info = partition
-                .write_marker(&marker)
-                .map_err(|error| self.marker_failed(meta, topic, *index, error))?;
-            #[cfg(debug_assertions)]
-            if commit && written.is_empty() {
-                crash_point::after_first_marker(meta, &partition, &info);
+            if !partition.has_open_transaction(meta.producer_id) {
+                // Nothing was written there, or an earlier attempt already
+                // ended it durably (or the topic was recreated).
+                continue;
             }
-            written.push((partition, info));
+            match partition.write_marker(&marker) {
+                Ok(info) => {
+                    #[cfg(debug_assertions)]
+                    if commit && written.is_empty() {
+                        crash_point::after_first_marker(meta, &partition, &info);
+                    }
+                    written.push((partition, info));
+                }
+                Err(error) => {
+                    failed.get_or_insert_with(|| self.marker_failed(meta, topic, *index, error));
+                }
+            }
         }
         // Written first, then made durable together: the partitions'
         // fsyncs run at once, so a commit waits about one fsync for them,
         // not one per partition.
         if let Err((partition, error)) = sync_markers(&written) {
             return Err(self.marker_failed(meta, partition.topic(), partition.id(), error));
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         if commit {
             self.commit_pending(meta)?;
@@ -74,8 +101,11 @@ impl TransactionCoordinator {
         };
         // Not waited for: if a crash loses it, the durable Prepare state
         // is finished again on recovery, which finds every marker written
-        // (no partition has the transaction open) and the offsets stored.
-        self.update_with(meta, false, |next| {
+        // (no partition has the transaction open). Unless offsets were
+        // committed: storing them again could undo a newer commit made
+        // since, so then the record is synced.
+        let sync = commit && !ended_offsets.is_empty();
+        self.update_with(meta, sync, |next| {
             next.state = complete;
             next.pending_offsets.clear();
             next.start_ms = -1;
@@ -145,6 +175,7 @@ impl TransactionCoordinator {
     pub(super) fn abort_fencing(
         &self,
         meta: &mut TransactionMetadata,
+        retry_allowed: bool,
     ) -> Result<(), TransactionError> {
         debug_assert!(
             meta.producer_epoch < i16::MAX,
@@ -152,9 +183,14 @@ impl TransactionCoordinator {
         );
         let ended = meta.pending_offsets.clone();
         self.update(meta, |next| {
+            // Only the producer that asked for its own bump (KIP-360) may
+            // retry into the new epoch with its old one: never a fenced one.
+            next.last_producer_epoch = if retry_allowed {
+                next.producer_epoch
+            } else {
+                -1
+            };
             next.producer_epoch = next.producer_epoch.saturating_add(1);
-            // Nobody may retry into the new epoch with the old one.
-            next.last_producer_epoch = -1;
             next.state = TransactionState::PrepareAbort;
             // An abort drops them: deciding to abort never grows the record.
             next.pending_offsets.clear();
@@ -220,7 +256,7 @@ impl TransactionCoordinator {
             TransactionState::Ongoing if now_ms - meta.start_ms > meta.timeout_ms as i64 => {
                 tracing::warn!(transactional_id = %meta.transactional_id,
                     timeout_ms = meta.timeout_ms, "aborting a transaction open past its timeout");
-                self.abort_fencing(meta)
+                self.abort_fencing(meta, false)
             }
             TransactionState::PrepareCommit | TransactionState::PrepareAbort => {
                 self.finish_prepared(meta)
@@ -370,23 +406,39 @@ fn sync_markers(
             .map_err(|error| (partition.clone(), error));
     }
     let per_thread = written.len().div_ceil(MARKER_SYNC_THREADS_MAX).max(1);
+    let sync_chunk = |chunk: &[(Arc<Partition>, AppendInfo)]| {
+        for (partition, info) in chunk {
+            partition
+                .acknowledge_durable(info)
+                .map_err(|error| (partition.clone(), error))?;
+        }
+        Ok(())
+    };
     std::thread::scope(|scope| {
-        let threads: Vec<_> = written
-            .chunks(per_thread)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    for (partition, info) in chunk {
-                        partition
-                            .acknowledge_durable(info)
-                            .map_err(|error| (partition.clone(), error))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        threads
+        let mut threads = Vec::new();
+        let mut results = Vec::new();
+        for chunk in written.chunks(per_thread) {
+            let spawned = std::thread::Builder::new()
+                .name("sluice-marker-sync".into())
+                .spawn_scoped(scope, move || sync_chunk(chunk));
+            match spawned {
+                Ok(thread) => threads.push((chunk, thread)),
+                // No thread to be had: sync this chunk here instead.
+                Err(_) => results.push(sync_chunk(chunk)),
+            }
+        }
+        for (chunk, thread) in threads {
+            results.push(thread.join().unwrap_or_else(|_| {
+                let partition = chunk[0].0.clone();
+                let error = LogError::io(
+                    partition.dir(),
+                    std::io::Error::other("a marker fsync thread panicked"),
+                );
+                Err((partition, error))
+            }));
+        }
+        results
             .into_iter()
-            .map(|thread| thread.join().expect("a marker fsync thread panicked"))
             .collect::<Result<Vec<()>, _>>()
             .map(|_| ())
     })

@@ -199,9 +199,14 @@ impl TransactionCoordinator {
         };
         if let Some((producer_id, epoch)) = current {
             let same = producer_id == meta.producer_id;
-            if same && epoch == meta.last_producer_epoch && !meta.state.is_open() {
-                // A retry of the bump that already happened.
-                return Ok((meta.producer_id, meta.producer_epoch));
+            if same && epoch == meta.last_producer_epoch {
+                // A retry of a bump that already happened (maybe answered
+                // CONCURRENT_TRANSACTIONS while its abort was unfinished).
+                self.finish_prepared(&mut meta)
+                    .map_err(|_| TransactionError::Concurrent)?;
+                if meta.state != TransactionState::Ongoing {
+                    return Ok((meta.producer_id, meta.producer_epoch));
+                }
             }
             if !same || epoch != meta.producer_epoch {
                 return Err(TransactionError::ProducerFenced {
@@ -214,7 +219,9 @@ impl TransactionCoordinator {
             .map_err(|_| TransactionError::Concurrent)?;
         let mut fenced = false;
         if meta.state == TransactionState::Ongoing {
-            self.abort_fencing(&mut meta)?;
+            // The current producer bumping its own epoch may retry with the
+            // epoch it had; anyone else's bump leaves nothing to retry.
+            self.abort_fencing(&mut meta, current.is_some())?;
             if meta.state != TransactionState::CompleteAbort {
                 // Decided but its markers are not all written yet: the
                 // producer retries until the periodic check has ended it.

@@ -300,3 +300,72 @@ fn a_producer_bumping_its_own_epoch_mid_transaction_may_retry() {
         "a retry of the same bump"
     );
 }
+
+/// A partition that cannot take its marker (here: refused to open after a
+/// restart) keeps the transaction prepared, but does not hold up the
+/// markers, and so the LSO, of the transaction's other partitions.
+#[test]
+fn an_unavailable_partition_does_not_hold_up_the_others() {
+    let setup = setup();
+    let c = &setup.coordinator;
+    // One batch per segment, so partition 1's first batch is in a closed
+    // segment, which refuses to open when damaged.
+    let overrides = [("segment.bytes".to_string(), "14".to_string())];
+    setup
+        .store
+        .create_topic("s", 2, overrides.into_iter().collect())
+        .unwrap();
+    let producer = c.init_producer_id("tx", 60_000, None).unwrap();
+    let partitions = vec![("s".to_string(), 0), ("s".to_string(), 1)];
+    c.add_partitions("tx", producer.0, producer.1, &partitions)
+        .unwrap();
+    for (index, sequence) in [(0, 0), (1, 0), (1, 1)] {
+        let partition = setup.store.partition("s", index).unwrap();
+        let records = build::transactional(&[b"v"], producer.0, producer.1, sequence);
+        c.write_transactional("tx", &partition, producer, || {
+            partition.write_batches(&records)
+        })
+        .unwrap();
+    }
+    {
+        let entry = c.entry("tx").unwrap();
+        let mut meta = super::coordinator::lock(&entry);
+        c.update(&mut meta, |next| {
+            next.state = TransactionState::PrepareCommit
+        })
+        .unwrap();
+    }
+    let damaged = setup
+        .store
+        .partition("s", 1)
+        .unwrap()
+        .dir()
+        .join(format!("{:020}.log", 0));
+    let Setup {
+        _dir: dir,
+        clock,
+        store,
+        coordinator,
+    } = setup;
+    drop(coordinator);
+    store.close().unwrap();
+    drop(store);
+    // A base offset far past the segment's range: the closed segment
+    // refuses to open, and so does the partition.
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[0..8].copy_from_slice(&i64::MAX.to_be_bytes());
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let (store, _, reopened) = super::tests::restart(dir.path(), &clock);
+    assert!(
+        store.partition("s", 1).is_err(),
+        "partition 1 is unavailable"
+    );
+    let p0 = store.partition("s", 0).unwrap();
+    assert_eq!(p0.watermarks(), (2, 2), "partition 0 got its marker");
+    assert_eq!(
+        reopened.describe("tx").unwrap().state,
+        TransactionState::PrepareCommit,
+        "still prepared until partition 1 is back"
+    );
+}

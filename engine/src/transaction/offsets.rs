@@ -85,11 +85,16 @@ impl TransactionCoordinator {
         if next_pending.len() > partitions_max {
             return Err(TransactionError::TooManyPartitions { partitions_max });
         }
-        self.update(&mut meta, |next| next.pending_offsets = next_pending)?;
+        // Counted as pending before the record is durable, so OffsetFetch
+        // with require_stable never sees an accepted offset as stable.
         self.pending
             .lock()
             .expect("pending offsets lock")
             .add(&added);
+        if let Err(error) = self.update(&mut meta, |next| next.pending_offsets = next_pending) {
+            self.release_pending(&added);
+            return Err(error);
+        }
         Ok(results)
     }
 
