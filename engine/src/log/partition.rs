@@ -61,7 +61,6 @@ pub struct AppendInfo {
 /// A produced buffer that passed every check, ready to write.
 pub(crate) struct Checked {
     headers: Vec<BatchHeader>,
-    config: Arc<TopicConfig>,
 }
 
 /// Which records a read returns (Kafka's `isolation.level`).
@@ -374,15 +373,7 @@ impl Partition {
     fn check(&self, records: &[u8], keys_required: bool) -> Result<Checked, LogError> {
         let config = self.config();
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
-        if let Some(large) = headers
-            .iter()
-            .find(|h| h.total_bytes() as u64 > config.max_message_bytes)
-        {
-            return Err(LogError::TooLarge {
-                bytes: large.total_bytes() as u64,
-                max_bytes: config.max_message_bytes,
-            });
-        }
+        check_sizes(&headers, &config)?;
         // After the size check: only batches of an accepted size are
         // decompressed (and within a bound even then).
         batch::validate_records(
@@ -392,7 +383,7 @@ impl Partition {
             keys_required,
         )
         .map_err(LogError::Batch)?;
-        Ok(Checked { headers, config })
+        Ok(Checked { headers })
     }
 
     /// The second half: writes `records` that [`Partition::check_produced`]
@@ -402,7 +393,13 @@ impl Partition {
         records: &[u8],
         checked: Checked,
     ) -> Result<AppendInfo, LogError> {
-        self.write(records, checked.headers, &checked.config, None)
+        // The config may have changed while the caller waited for its lock:
+        // the size limit is checked again against the one in force (cheap:
+        // headers only). A switch to compaction needs nothing more, as
+        // compaction keeps records without a key.
+        let config = self.config();
+        check_sizes(&checked.headers, &config)?;
+        self.write(records, checked.headers, &config, None)
     }
 
     /// Writes a transaction marker (a control batch from the transaction
@@ -683,6 +680,20 @@ impl Partition {
             .cloned()
             .chain(std::iter::once(inner.active.meta.clone()))
             .collect()
+    }
+}
+
+/// Refuses a batch larger than the topic's `max.message.bytes`.
+fn check_sizes(headers: &[BatchHeader], config: &TopicConfig) -> Result<(), LogError> {
+    match headers
+        .iter()
+        .find(|h| h.total_bytes() as u64 > config.max_message_bytes)
+    {
+        Some(large) => Err(LogError::TooLarge {
+            bytes: large.total_bytes() as u64,
+            max_bytes: config.max_message_bytes,
+        }),
+        None => Ok(()),
     }
 }
 
