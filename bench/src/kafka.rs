@@ -28,6 +28,7 @@ use bytes::Bytes;
 use clap::Args;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -315,6 +316,37 @@ async fn produce(
     Ok(mb_per_s(total, started.elapsed().as_secs_f64()))
 }
 
+/// One Fetch of `topic`/`partition` from `offset` at `isolation_level`
+/// (0 read_uncommitted, 1 read_committed), no waiting, up to 8 MiB: the
+/// partition's answer, or its error code as an error.
+pub(crate) async fn fetch(
+    connection: &mut Connection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation_level: i8,
+) -> anyhow::Result<PartitionData> {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(64 << 20)
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(8 << 20)])]);
+    let mut response = connection.call(request).await?;
+    let data = response.responses.swap_remove(0).partitions.swap_remove(0);
+    if data.error_code != 0 {
+        bail!(
+            "fetch {topic}/{partition} at {offset}: error {}",
+            data.error_code
+        );
+    }
+    Ok(data)
+}
+
 /// Reads every partition from offset 0 to its high watermark, one
 /// connection to its leader each; returns MB/s.
 async fn consume(leaders: &[String], topic: &str) -> anyhow::Result<f64> {
@@ -326,23 +358,7 @@ async fn consume(leaders: &[String], topic: &str) -> anyhow::Result<f64> {
             let mut connection = Connection::open(&leader).await?;
             let (mut offset, mut read) = (0i64, 0u64);
             loop {
-                let request = FetchRequest::default()
-                    .with_max_wait_ms(0)
-                    .with_max_bytes(64 << 20)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(name(&topic))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(8 << 20)])]);
-                let response = connection.call(request).await?;
-                let data = &response.responses[0].partitions[0];
-                if data.error_code != 0 {
-                    bail!(
-                        "fetch {topic}/{partition} at {offset}: error {}",
-                        data.error_code
-                    );
-                }
+                let data = fetch(&mut connection, &topic, partition, offset, 0).await?;
                 let records = data.records.clone().unwrap_or_default();
                 if records.is_empty() {
                     if offset >= data.high_watermark {

@@ -14,12 +14,10 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::bail;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::FetchRequest;
 use sluice::client::Connection;
 use sluice::log::batch::BatchHeader;
 
-use crate::kafka::name;
+use crate::kafka::fetch;
 
 /// Kafka's `isolation_level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,24 +116,7 @@ async fn read_partition(
     let (mut offset, mut fetched) = (0i64, Fetched::default());
     let mut aborts = Aborts::default();
     loop {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_max_bytes(64 << 20)
-            .with_isolation_level(isolation as i8)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(8 << 20)])]);
-        let response = connection.call(request).await?;
-        let data = &response.responses[0].partitions[0];
-        if data.error_code != 0 {
-            bail!(
-                "fetch {topic}/{partition} at {offset}: error {}",
-                data.error_code
-            );
-        }
+        let data = fetch(&mut connection, topic, partition, offset, isolation as i8).await?;
         let listed = data.aborted_transactions.iter().flatten();
         let listed: Vec<(i64, i64)> = listed.map(|a| (a.producer_id.0, a.first_offset)).collect();
         fetched.aborted_listed += listed.len() as u64;
