@@ -90,6 +90,27 @@ fn write(
         .map(|info| partition.acknowledge(&info).unwrap())
 }
 
+/// "tx" with a transaction open on t-0 holding one record (timeout
+/// `timeout_ms`); its producer.
+fn open_on_partition_0(setup: &Setup, timeout_ms: i32) -> (i64, i16) {
+    let c = &setup.coordinator;
+    let producer = c.init_producer_id("tx", timeout_ms, None).unwrap();
+    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
+        .unwrap();
+    write(setup, "tx", producer, 0, 0).unwrap();
+    producer
+}
+
+/// Changes "tx"'s state durably, as a step of the coordinator would.
+fn set_state(
+    c: &TransactionCoordinator,
+    change: impl FnOnce(&mut super::state::TransactionMetadata),
+) {
+    let entry = c.entry("tx").unwrap();
+    let mut meta = super::coordinator::lock(&entry);
+    c.update(&mut meta, change).unwrap();
+}
+
 #[test]
 fn commit_and_abort_end_in_every_partition() {
     let setup = setup();
@@ -196,10 +217,7 @@ fn writes_need_the_partition_added_and_the_current_epoch() {
 fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let setup = setup();
     let c = &setup.coordinator;
-    let producer = c.init_producer_id("tx", 1_000, None).unwrap();
-    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
-        .unwrap();
-    write(&setup, "tx", producer, 0, 0).unwrap();
+    let producer = open_on_partition_0(&setup, 1_000);
     setup.clock.advance(999);
     c.tick();
     assert_eq!(c.describe("tx").unwrap().state, TransactionState::Ongoing);
@@ -257,10 +275,7 @@ fn the_last_epoch_is_still_fenced_and_then_a_new_producer_id_is_used() {
     let c = &setup.coordinator;
     let first = c.init_producer_id("tx", 1_000, None).unwrap();
     {
-        let entry = c.entry("tx").unwrap();
-        let mut meta = super::coordinator::lock(&entry);
-        c.update(&mut meta, |next| next.producer_epoch = i16::MAX - 1)
-            .unwrap();
+        set_state(c, |next| next.producer_epoch = i16::MAX - 1);
     }
     let producer = (first.0, i16::MAX - 1);
     c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
@@ -284,10 +299,7 @@ fn the_last_epoch_is_still_fenced_and_then_a_new_producer_id_is_used() {
 fn a_producer_bumping_its_own_epoch_mid_transaction_may_retry() {
     let setup = setup();
     let c = &setup.coordinator;
-    let producer = c.init_producer_id("tx", 60_000, None).unwrap();
-    c.add_partitions("tx", producer.0, producer.1, &topic_partitions()[..1])
-        .unwrap();
-    write(&setup, "tx", producer, 0, 0).unwrap();
+    let producer = open_on_partition_0(&setup, 60_000);
     let bumped = c.init_producer_id("tx", 60_000, Some(producer)).unwrap();
     assert_eq!(bumped, (producer.0, producer.1 + 1));
     assert_eq!(
@@ -328,12 +340,7 @@ fn an_unavailable_partition_does_not_hold_up_the_others() {
         .unwrap();
     }
     {
-        let entry = c.entry("tx").unwrap();
-        let mut meta = super::coordinator::lock(&entry);
-        c.update(&mut meta, |next| {
-            next.state = TransactionState::PrepareCommit
-        })
-        .unwrap();
+        set_state(c, |next| next.state = TransactionState::PrepareCommit);
     }
     let damaged = setup
         .store
