@@ -40,6 +40,16 @@ pub(crate) enum TransactionState {
 }
 
 impl TransactionState {
+    /// Every state, in Kafka's order.
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Empty,
+        Self::Ongoing,
+        Self::PrepareCommit,
+        Self::PrepareAbort,
+        Self::CompleteCommit,
+        Self::CompleteAbort,
+    ];
+
     /// Kafka's name for the state (DescribeTransactions, ListTransactions).
     pub(crate) fn kafka_name(self) -> &'static str {
         match self {

@@ -16,15 +16,6 @@ use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
-const STATES: [&str; 6] = [
-    "Empty",
-    "Ongoing",
-    "PrepareCommit",
-    "PrepareAbort",
-    "CompleteCommit",
-    "CompleteAbort",
-];
-
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
     request: ListTransactionsRequest,
@@ -33,7 +24,11 @@ pub(crate) async fn handle(
     let unknown: Vec<StrBytes> = request
         .state_filters
         .iter()
-        .filter(|s| !STATES.contains(&s.as_str()))
+        .filter(|filter| {
+            !crate::transaction::state::TransactionState::ALL
+                .iter()
+                .any(|state| state.kafka_name() == filter.as_str())
+        })
         .cloned()
         .collect();
     let coordinator = context.transactions.clone();

@@ -26,9 +26,8 @@ type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
 /// Per topic, each partition with its committed offset if any.
 type Found = Vec<(TopicName, Vec<(i32, Option<Committed>)>)>;
 
-/// (topic, [(partition, committed or none)]) for a group; with
-/// `require_stable`, a partition with a pending transactional offset has
-/// none (and [`unstable_code`] gives its error).
+/// (topic, [(partition, committed or none)]) for a group ([`answer`]
+/// turns each into the partition's reply).
 fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
     let committed = context.groups.committed(group);
     match wanted {
@@ -77,19 +76,26 @@ fn unstable(
     }
 }
 
-/// UNSTABLE_OFFSET_COMMIT for a partition in `unstable`; else 0.
-fn unstable_code(unstable: &std::collections::HashSet<(String, i32)>, topic: &str, partition: i32) -> i16 {
+/// A partition's answer: error code, committed offset, leader epoch and
+/// metadata. UNSTABLE_OFFSET_COMMIT with no offset for a partition in
+/// `unstable`; offset -1 without a commit.
+fn answer(
+    unstable: &std::collections::HashSet<(String, i32)>,
+    topic: &str,
+    partition: i32,
+    committed: Option<Committed>,
+) -> (i16, i64, i32, StrBytes) {
     if unstable.contains(&(topic.to_string(), partition)) {
-        ResponseError::UnstableOffsetCommit.code()
-    } else {
-        0
+        return (
+            ResponseError::UnstableOffsetCommit.code(),
+            -1,
+            -1,
+            StrBytes::default(),
+        );
     }
-}
-
-fn parts(committed: Option<Committed>) -> (i64, i32, StrBytes) {
     match committed {
-        Some(c) => (c.offset, c.leader_epoch, StrBytes::from_string(c.metadata)),
-        None => (-1, -1, StrBytes::default()),
+        Some(c) => (0, c.offset, c.leader_epoch, StrBytes::from_string(c.metadata)),
+        None => (0, -1, -1, StrBytes::default()),
     }
 }
 
@@ -119,9 +125,8 @@ pub(crate) fn handle(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
-                    let code = unstable_code(&pending, &name, index);
-                    let committed = committed.filter(|_| code == 0);
-                    let (offset, epoch, metadata) = parts(committed);
+                    let (code, offset, epoch, metadata) =
+                        answer(&pending, &name, index, committed);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_error_code(code)
@@ -160,9 +165,8 @@ fn group_result(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
-                    let code = unstable_code(&pending, &name, index);
-                    let committed = committed.filter(|_| code == 0);
-                    let (offset, epoch, metadata) = parts(committed);
+                    let (code, offset, epoch, metadata) =
+                        answer(&pending, &name, index, committed);
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(index)
                         .with_error_code(code)
