@@ -45,30 +45,43 @@ fn commits_and_refusals(
     context: &BrokerContext,
     topics: &[OffsetCommitRequestTopic],
 ) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
+    let requested = topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(|p| OffsetCommit {
+            topic: topic.name.to_string(),
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: metadata(p.committed_metadata.as_ref()),
+        })
+    });
+    known_partitions(context, requested)
+}
+
+/// A commit's metadata string (null is empty).
+pub(super) fn metadata(value: Option<&kafka_protocol::protocol::StrBytes>) -> String {
+    value.map(|m| m.to_string()).unwrap_or_default()
+}
+
+/// Splits `requested` commits (in request order) into those of partitions
+/// that exist and, per requested partition, UNKNOWN_TOPIC_OR_PARTITION or
+/// `None` (among the kept commits). OffsetCommit and TxnOffsetCommit both
+/// refuse an unknown partition on its own and go on with the rest.
+pub(super) fn known_partitions(
+    context: &BrokerContext,
+    requested: impl Iterator<Item = OffsetCommit>,
+) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
     let mut commits = Vec::new();
     let mut slots = Vec::new();
-    for topic in topics {
-        let known = context.store.topic(&topic.name);
-        for partition in &topic.partitions {
-            let exists = known
-                .as_ref()
-                .is_some_and(|t| (0..t.partition_count()).contains(&partition.partition_index));
-            if exists {
-                slots.push(None);
-                commits.push(OffsetCommit {
-                    topic: topic.name.to_string(),
-                    partition: partition.partition_index,
-                    offset: partition.committed_offset,
-                    leader_epoch: partition.committed_leader_epoch,
-                    metadata: partition
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                });
-            } else {
-                slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
-            }
+    for commit in requested {
+        let exists = context
+            .store
+            .topic(&commit.topic)
+            .is_some_and(|t| (0..t.partition_count()).contains(&commit.partition));
+        if exists {
+            slots.push(None);
+            commits.push(commit);
+        } else {
+            slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
         }
     }
     (commits, slots)

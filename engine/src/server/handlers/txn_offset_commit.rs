@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::blocking;
+use super::offset_commit::{known_partitions, metadata};
 use crate::group::OffsetCommit;
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
@@ -24,31 +24,17 @@ pub(crate) async fn handle(
     _version: i16,
 ) -> TxnOffsetCommitResponse {
     // As OffsetCommit: a partition that does not exist is refused on its
-    // own, the others go on (`known` keeps the request's order).
-    let mut known = Vec::new();
-    let mut offsets = Vec::new();
-    for topic in &request.topics {
-        let found = context.store.topic(&topic.name);
-        for p in &topic.partitions {
-            let exists = found
-                .as_ref()
-                .is_some_and(|t| (0..t.partition_count()).contains(&p.partition_index));
-            known.push(exists);
-            if exists {
-                offsets.push(OffsetCommit {
-                    topic: topic.name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                });
-            }
-        }
-    }
+    // own, the others go on (`slots` keeps the request's order).
+    let requested = request.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(|p| OffsetCommit {
+            topic: topic.name.to_string(),
+            partition: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: metadata(p.committed_metadata.as_ref()),
+        })
+    });
+    let (offsets, slots) = known_partitions(context, requested);
     let coordinator = context.transactions.clone();
     let (id, group, member) = (
         request.transactional_id.to_string(),
@@ -80,17 +66,13 @@ pub(crate) async fn handle(
             .collect(),
         Err(error) => {
             tracing::debug!(%error, "TxnOffsetCommit refused");
-            vec![transaction_error_code(error, false); known.len()]
+            vec![transaction_error_code(error, false); slots.len()]
         }
     }
     .into_iter();
-    let mut codes = known.into_iter().map(|exists| {
-        if exists {
-            results.next().unwrap_or(0)
-        } else {
-            ResponseError::UnknownTopicOrPartition.code()
-        }
-    });
+    let mut codes = slots
+        .into_iter()
+        .map(|refused| refused.unwrap_or_else(|| results.next().unwrap_or(0)));
     let topics = request
         .topics
         .into_iter()
