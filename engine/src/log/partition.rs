@@ -354,12 +354,15 @@ impl Partition {
     /// topic every record must also have a key (Kafka's rule), checked in
     /// the same walk over the records, so a batch is decompressed once.
     pub(crate) fn write_produced(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
-        self.write_checked(records, self.config().cleanup_policy.compacts())
+        self.write_checked(records, true)
     }
 
-    fn write_checked(&self, records: &[u8], keys_required: bool) -> Result<AppendInfo, LogError> {
-        let checked = self.check(records, keys_required)?;
-        self.write_verified(records, checked)
+    /// Checks and writes with one read of the topic config; with
+    /// `produced`, a compacted topic's records must have keys.
+    fn write_checked(&self, records: &[u8], produced: bool) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let headers = self.check(records, &config, produced)?;
+        self.write(records, headers, &config, None)
     }
 
     /// The first half of [`Partition::write_produced`]: every check of a
@@ -367,23 +370,28 @@ impl Partition {
     /// without the partition lock. Lets a caller hold another lock (a
     /// transactional id's) only around the write itself.
     pub(crate) fn check_produced(&self, records: &[u8]) -> Result<Checked, LogError> {
-        self.check(records, self.config().cleanup_policy.compacts())
+        let headers = self.check(records, &self.config(), true)?;
+        Ok(Checked { headers })
     }
 
-    fn check(&self, records: &[u8], keys_required: bool) -> Result<Checked, LogError> {
-        let config = self.config();
+    fn check(
+        &self,
+        records: &[u8],
+        config: &TopicConfig,
+        produced: bool,
+    ) -> Result<Vec<BatchHeader>, LogError> {
         let headers = batch::verify_produced(records).map_err(LogError::Batch)?;
-        check_sizes(&headers, &config)?;
+        check_sizes(&headers, config)?;
         // After the size check: only batches of an accepted size are
         // decompressed (and within a bound even then).
         batch::validate_records(
             records,
             &headers,
             self.context.decompressed_batch_bytes_max,
-            keys_required,
+            produced && config.cleanup_policy.compacts(),
         )
         .map_err(LogError::Batch)?;
-        Ok(Checked { headers })
+        Ok(headers)
     }
 
     /// The second half: writes `records` that [`Partition::check_produced`]
