@@ -172,16 +172,19 @@ fn gather(
                             return data.with_error_code(*code);
                         }
                     };
-                    let (high_watermark, last_stable_offset) = partition.watermarks();
-                    let data = data
-                        .with_high_watermark(high_watermark)
-                        .with_last_stable_offset(last_stable_offset)
-                        .with_log_start_offset(partition.log_start_offset());
+                    // The partition's offsets for an answer without a
+                    // read (a read returns its own).
+                    let with_offsets = |data: PartitionData| {
+                        let (high_watermark, last_stable_offset) = partition.watermarks();
+                        data.with_high_watermark(high_watermark)
+                            .with_last_stable_offset(last_stable_offset)
+                            .with_log_start_offset(partition.log_start_offset())
+                    };
                     // Once the response is full only the first partition
                     // with data may overshoot (a whole first batch always
                     // goes out, so consumers make progress).
                     if remaining == 0 {
-                        return data;
+                        return with_offsets(data);
                     }
                     match partition.read_isolated(target.offset, target.max_bytes.min(remaining), isolation) {
                         Ok(read) => {
@@ -222,7 +225,7 @@ fn gather(
                             if !matches!(error, LogError::OffsetOutOfRange { .. }) {
                                 tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "fetch failed");
                             }
-                            data.with_error_code(log_error_code(&error))
+                            with_offsets(data).with_error_code(log_error_code(&error))
                         }
                     }
                 })
