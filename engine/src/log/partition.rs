@@ -239,6 +239,11 @@ impl Partition {
     /// The high watermark and the last stable offset (the first offset of
     /// the oldest open transaction, or the high watermark).
     pub(crate) fn watermarks(&self) -> (i64, i64) {
+        let (high_watermark, last_stable_offset, _) = self.offsets();
+        (high_watermark, last_stable_offset)
+    }
+    /// The high watermark, the last stable offset and the log start offset.
+    pub(super) fn offsets(&self) -> (i64, i64, i64) {
         // The high watermark first: a transactional write acknowledged
         // between the two reads is then seen as open (an LSO too low for
         // a moment), never as below the high watermark with no open
@@ -254,7 +259,7 @@ impl Partition {
         let stable = first_open.map_or(high_watermark, |first| {
             first.max(log_start_offset).min(high_watermark)
         });
-        (high_watermark, stable)
+        (high_watermark, stable, log_start_offset)
     }
     /// The last stable offset: read_committed consumers read below it.
     pub(crate) fn last_stable_offset(&self) -> i64 {

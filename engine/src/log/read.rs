@@ -55,8 +55,7 @@ impl Partition {
         max_bytes: usize,
         isolation: Isolation,
     ) -> Result<ReadResult, LogError> {
-        let (high_watermark, last_stable_offset) = self.watermarks();
-        let log_start_offset = self.log_start_offset();
+        let (high_watermark, last_stable_offset, log_start_offset) = self.offsets();
         if offset < log_start_offset || offset > high_watermark {
             return Err(LogError::OffsetOutOfRange {
                 offset,
