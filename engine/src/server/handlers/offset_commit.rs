@@ -72,11 +72,16 @@ pub(super) fn known_partitions(
 ) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
     let mut commits = Vec::new();
     let mut slots = Vec::new();
+    // A request lists a topic's partitions together: its partition count
+    // is looked up once per topic, not once per partition.
+    let mut known: Option<(String, i32)> = None;
     for commit in requested {
-        let exists = context
-            .store
-            .topic(&commit.topic)
-            .is_some_and(|t| (0..t.partition_count()).contains(&commit.partition));
+        if known.as_ref().is_none_or(|(topic, _)| *topic != commit.topic) {
+            let count = context.store.topic(&commit.topic).map_or(0, |t| t.partition_count());
+            known = Some((commit.topic.clone(), count));
+        }
+        let count = known.as_ref().map_or(0, |(_, count)| *count);
+        let exists = (0..count).contains(&commit.partition);
         if exists {
             slots.push(None);
             commits.push(commit);
