@@ -57,7 +57,7 @@
 pub mod bindings {
     //! What `wit_bindgen::generate!` makes of `wit/processor.wit`.
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/0.1.0/processor.wit",
         world: "processor",
         pub_export_macro: true,
         export_macro_name: "__export_processor",

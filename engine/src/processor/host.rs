@@ -23,7 +23,7 @@ use super::spec::Limits;
 use super::wasi::CallDeadline;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.1.0/processor.wit",
     world: "processor",
 });
 
