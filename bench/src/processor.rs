@@ -30,7 +30,7 @@ use serde::Serialize;
 use sluice::log::batch;
 use sluice::processor::host::{
     Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Plugin,
-    Runtime,
+    Runtime, TaskContext,
 };
 use sluice::processor::spec::Limits;
 use sluice::processor::worker::Scratch;
@@ -248,7 +248,11 @@ impl Samples {
 struct NativeFilter(Option<filter_json::Condition>);
 
 impl Invoke for NativeFilter {
-    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        _task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
         let mut outputs = Vec::with_capacity(batch.records.len());
         for (index, record) in batch.records.iter().enumerate() {
             let keep = match &self.0 {
@@ -333,7 +337,7 @@ fn call_once(instance: &mut dyn Invoke, batches: &[Vec<InputRecord>]) -> anyhow:
     let mut kept = 0;
     for records in batches {
         kept += instance
-            .process(batch(records))
+            .process(batch(records), &mut TaskContext::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .len();
     }
@@ -425,7 +429,7 @@ fn soak(
         }
         for records_of in batches.iter().take(64) {
             instance
-                .process(batch(records_of))
+                .process(batch(records_of), &mut TaskContext::default())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             records += records_of.len() as u64;
         }

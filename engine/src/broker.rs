@@ -47,7 +47,8 @@ pub(crate) async fn run(
         http: http.local_addr()?,
     };
     let groups = open_groups(&config).await?;
-    let transactions = open_transactions(&config, &store, &groups).await?;
+    let (state, owned) = open_state(&config).await?;
+    let transactions = open_transactions(&config, &store, &groups, owned).await?;
     let (stop, stopped) = watch::channel(false);
     let context = broker_context(&config, bound, &store, &groups, &transactions, &stopped)?;
     let mut tasks = JoinSet::new();
@@ -56,8 +57,18 @@ pub(crate) async fn run(
     let processors = {
         let (data_dir, settings) = (config.data_dir.clone(), config.processors.clone());
         let (store, groups, stopped) = (store.clone(), groups.clone(), stopped.clone());
+        let allocator = transactions.clone();
+        let producer_ids: crate::processor::stateful::ProducerIds =
+            Arc::new(move || allocator.allocate_producer_id());
         tokio::task::spawn_blocking(move || {
-            crate::processor::Processors::open(&data_dir, settings, store, groups, stopped)
+            crate::processor::Processors::open(
+                &data_dir,
+                settings,
+                store,
+                groups,
+                (state, producer_ids),
+                stopped,
+            )
         })
         .await?
         .context("starting the processor runtime")?
@@ -133,13 +144,32 @@ async fn open_groups(config: &Config) -> anyhow::Result<Arc<GroupCoordinator>> {
     )))
 }
 
+/// Opens processor state (`<data-dir>/state`, RocksDB) and reads which
+/// producer ids its tasks own: their open transactions are theirs to end.
+async fn open_state(
+    config: &Config,
+) -> anyhow::Result<(Arc<crate::state::StateDb>, std::collections::HashSet<i64>)> {
+    let (dir, settings) = (config.data_dir.join("state"), config.state.clone());
+    tokio::task::spawn_blocking(move || {
+        let state = crate::state::StateDb::open(&dir, &settings)
+            .with_context(|| format!("opening processor state in {}", dir.display()))?;
+        let owned = crate::processor::stateful::owned_producer_ids(&state)
+            .map_err(anyhow::Error::msg)
+            .context("reading processor commit records")?;
+        Ok((state, owned))
+    })
+    .await?
+}
+
 /// Opens the transaction coordinator (its log, the producer id allocator)
 /// and finishes the transactions a crash left half-ended; after the log
-/// store, whose partitions get the markers.
+/// store, whose partitions get the markers. The transactions of `owned`
+/// producers (processors') are left to their tasks.
 async fn open_transactions(
     config: &Config,
     store: &Arc<LogStore>,
     groups: &Arc<GroupCoordinator>,
+    owned: std::collections::HashSet<i64>,
 ) -> anyhow::Result<Arc<TransactionCoordinator>> {
     let (settings, data_dir) = (config.transactions.clone(), config.data_dir.clone());
     let (store, groups) = (store.clone(), groups.clone());
@@ -151,6 +181,7 @@ async fn open_transactions(
             &data_dir,
             store,
             groups,
+            owned,
         )
     })
     .await?

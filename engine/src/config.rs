@@ -17,6 +17,7 @@ use crate::group::GroupConfig;
 use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
+use crate::state::StateConfig;
 use crate::transaction::TransactionConfig;
 
 /// Everything `sluice serve` needs.
@@ -36,6 +37,8 @@ pub(crate) struct Config {
     pub(crate) transactions: TransactionConfig,
     /// WebAssembly processors (`[processors]`).
     pub(crate) processors: ProcessorConfig,
+    /// Keyed processor state (`[state]`).
+    pub(crate) state: StateConfig,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             groups: GroupConfig::default(),
             transactions: TransactionConfig::default(),
             processors: ProcessorConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }

@@ -50,4 +50,5 @@ pub(crate) mod protocol;
 pub mod server;
 mod shutdown;
 pub(crate) mod start_position;
+pub(crate) mod state;
 pub(crate) mod transaction;

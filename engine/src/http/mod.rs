@@ -3,6 +3,7 @@
 //! processor API is in `processors`.
 
 pub(crate) mod processors;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .with_state(Arc::new(info))
+        .merge(state::routes(processors.clone()))
         .merge(processors::routes(processors));
     let stopping = async move {
         let _ = shutdown.changed().await;

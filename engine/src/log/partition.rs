@@ -269,6 +269,13 @@ impl Partition {
     pub(crate) fn has_open_transaction(&self, producer_id: i64) -> bool {
         self.lock().transactions.is_open(producer_id)
     }
+    /// `producer_id`'s open transaction here: its first offset and the
+    /// epoch the producer last wrote with.
+    pub(crate) fn open_transaction(&self, producer_id: i64) -> Option<(i64, i16)> {
+        let inner = self.lock();
+        let first = inner.transactions.first_offset_of(producer_id)?;
+        Some((first, inner.producers.epoch(producer_id).unwrap_or(0)))
+    }
     /// Producers with a transaction open here, each with the epoch it last
     /// wrote with (0 if it is no longer remembered).
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {

@@ -205,6 +205,11 @@ impl PartitionTransactions {
         self.open.contains_key(&producer_id)
     }
 
+    /// The first offset of `producer_id`'s open transaction here.
+    pub(crate) fn first_offset_of(&self, producer_id: i64) -> Option<i64> {
+        self.open.get(&producer_id).copied()
+    }
+
     /// Producers with a transaction open here.
     pub(crate) fn open_producers(&self) -> impl Iterator<Item = i64> + '_ {
         self.open.keys().copied()

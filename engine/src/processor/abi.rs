@@ -268,7 +268,7 @@ fn out_of_bounds() -> wasmtime::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::processor::host::sluice::processor::types::{
+    use crate::processor::host::bindings::v01::sluice::processor::types::{
         Header as WitHeader, InputRecord as WitInputRecord,
     };
 

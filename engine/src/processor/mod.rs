@@ -7,6 +7,7 @@ mod lift;
 pub(crate) mod output;
 pub(crate) mod registry;
 pub mod spec;
+pub(crate) mod stateful;
 pub(crate) mod status;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-use crate::log::{batch, LogError, LogStore};
+use crate::log::{batch, LogError, LogStore, Partition};
 use crate::protocol::partitioner::partition_for_key;
 
 /// The partition Kafka's default partitioner picks for `key`; a null key
@@ -78,6 +78,15 @@ impl Routed {
         Ok(())
     }
 
+    /// The records by output partition, in routing order.
+    pub(crate) fn into_partitions(self) -> BTreeMap<(String, i32), Vec<OutRecord>> {
+        self.partitions
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
     /// Appends every partition's records and waits until they are durable.
     /// Each partition's records are written in order, in batches that stay
     /// under the topic's `max.message.bytes`.
@@ -85,16 +94,7 @@ impl Routed {
         let mut written = Vec::new();
         for ((topic, id), records) in self.partitions {
             let partition = store.partition(&topic, id)?;
-            let config = partition.config();
-            if config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
-                return Err(LogError::Batch(batch::BatchError::Invalid(format!(
-                    "output topic {topic} is compacted and a record has no key"
-                ))));
-            }
-            let budget = (config.max_message_bytes as usize)
-                .saturating_sub(1024)
-                .max(1024)
-                / 2;
+            let budget = check_and_budget(&partition, &topic, &records)?;
             for chunk in chunks(&records, budget) {
                 let encoded = encode(chunk);
                 let info = partition.write_batches(&encoded)?;
@@ -111,9 +111,28 @@ impl Routed {
     }
 }
 
+/// Refuses keyless records for a compacted output; returns the payload
+/// budget of one batch (half the topic's `max.message.bytes`).
+pub(crate) fn check_and_budget(
+    partition: &Partition,
+    topic: &str,
+    records: &[OutRecord],
+) -> Result<usize, LogError> {
+    let config = partition.config();
+    if config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+        return Err(LogError::Batch(batch::BatchError::Invalid(format!(
+            "output topic {topic} is compacted and a record has no key"
+        ))));
+    }
+    Ok((config.max_message_bytes as usize)
+        .saturating_sub(1024)
+        .max(1024)
+        / 2)
+}
+
 /// Splits `records` into runs of about `budget` payload bytes (at least one
 /// record each).
-fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
+pub(crate) fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
     let mut result = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -134,7 +153,33 @@ fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
 
 /// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
 pub(crate) fn encode(records: &[OutRecord]) -> BytesMut {
-    let encoded: Vec<_> = records
+    batch::build::encode(&kafka_records(records), Compression::None)
+}
+
+/// [`encode`] as a transactional batch of `producer_id` at `epoch`, its
+/// records at sequences `base_sequence`, `base_sequence + 1`, ….
+pub(crate) fn encode_transactional(
+    records: &[OutRecord],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> BytesMut {
+    let records: Vec<_> = kafka_records(records)
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| kafka_protocol::records::Record {
+            transactional: true,
+            producer_id,
+            producer_epoch,
+            sequence: base_sequence.wrapping_add(index as i32) & i32::MAX,
+            ..record
+        })
+        .collect();
+    batch::build::encode(&records, Compression::None)
+}
+
+fn kafka_records(records: &[OutRecord]) -> Vec<kafka_protocol::records::Record> {
+    records
         .iter()
         .enumerate()
         .map(|(index, record)| {
@@ -151,8 +196,7 @@ pub(crate) fn encode(records: &[OutRecord]) -> BytesMut {
                 headers,
             )
         })
-        .collect();
-    batch::build::encode(&encoded, Compression::None)
+        .collect()
 }
 
 #[cfg(test)]

@@ -160,6 +160,34 @@ impl fmt::Display for OnError {
     }
 }
 
+/// What a processor guarantees about its outputs and state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Guarantee {
+    /// Outputs durable before the input offset commits: a crash may repeat
+    /// outputs (never state changes, which commit with the offset).
+    #[default]
+    AtLeastOnce,
+    /// Outputs, state and input offset commit atomically (transactions):
+    /// read_committed consumers see every result exactly once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "at-least-once" => Ok(Self::AtLeastOnce),
+            "exactly-once" => Ok(Self::ExactlyOnce),
+            other => Err(format!(
+                "unknown guarantee {other:?}: expected exactly-once or at-least-once"
+            )),
+        }
+    }
+}
+
+/// Default commit interval of stateful and exactly-once processors.
+pub(crate) const COMMIT_INTERVAL_MS_DEFAULT: u64 = 100;
+
 /// A deploy request as it arrives over HTTP (the `spec` part).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +202,20 @@ pub(crate) struct DeployRequest {
     pub(crate) from: Option<String>,
     #[serde(default)]
     pub(crate) limits: LimitOverrides,
+    /// Keyed state stores the plugin may open.
+    #[serde(default)]
+    pub(crate) stores: Vec<String>,
+    /// `exactly-once` or `at-least-once`; default exactly-once for a
+    /// processor with stores, else at-least-once.
+    #[serde(default)]
+    pub(crate) guarantee: Option<String>,
+    #[serde(default)]
+    pub(crate) commit_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) idle_advance_ms: Option<u64>,
+    /// With `from`: throw the state away and reprocess from there.
+    #[serde(default)]
+    pub(crate) reset_state: bool,
 }
 
 /// A deployment as persisted in `<data-dir>/processors/<name>.json`.
@@ -191,9 +233,42 @@ pub(crate) struct Deployment {
     pub(crate) wasm_bytes: u64,
     pub(crate) deployed_at_ms: i64,
     pub(crate) paused: bool,
+    /// Keyed state stores (none: stateless).
+    #[serde(default)]
+    pub(crate) stores: Vec<String>,
+    #[serde(default)]
+    pub(crate) guarantee: Guarantee,
+    /// How often a stateful or exactly-once task commits while busy.
+    #[serde(default = "commit_interval_ms_default")]
+    pub(crate) commit_interval_ms: u64,
+    /// Stream time follows the wall clock after this long without input.
+    #[serde(default)]
+    pub(crate) idle_advance_ms: Option<u64>,
+}
+
+fn commit_interval_ms_default() -> u64 {
+    COMMIT_INTERVAL_MS_DEFAULT
 }
 
 impl Deployment {
+    /// Whether tasks keep state in RocksDB (stores, or exactly-once
+    /// bookkeeping).
+    pub(crate) fn is_stateful(&self) -> bool {
+        !self.stores.is_empty() || self.guarantee == Guarantee::ExactlyOnce
+    }
+
+    /// Every topic the processor writes: its outputs and its dead-letter
+    /// topic.
+    pub(crate) fn write_topics(&self) -> Vec<String> {
+        let mut topics = self.outputs.clone();
+        if let OnError::DeadLetter(topic) = self.policy() {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        topics
+    }
+
     /// The consumer group whose committed offsets track this processor.
     pub(crate) fn group(&self) -> String {
         group_name(&self.name)

@@ -63,6 +63,14 @@ pub(crate) struct PartitionStats {
     pub(crate) memory_bytes: AtomicU64,
     /// Next input offset to process (what is committed).
     pub(crate) committed_offset: AtomicI64,
+    /// Stateful tasks: stream time as of the last commit (`i64::MIN`:
+    /// none yet), records the plugin dropped as late, commits, and the
+    /// approximate bytes of the task's state and its timers pending.
+    pub(crate) stream_time: AtomicI64,
+    pub(crate) late_dropped: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) state_bytes: AtomicU64,
+    pub(crate) timers_pending: AtomicU64,
     last_error: Mutex<Option<ErrorInfo>>,
 }
 
@@ -81,6 +89,11 @@ impl PartitionStats {
             process_ns: AtomicU64::new(0),
             memory_bytes: AtomicU64::new(0),
             committed_offset: AtomicI64::new(-1),
+            stream_time: AtomicI64::new(i64::MIN),
+            late_dropped: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            timers_pending: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -153,5 +166,34 @@ pub(crate) struct PartitionStatus {
     pub(crate) skipped: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) memory_bytes: u64,
+    /// Stateful processors only (omitted otherwise): stream time, late
+    /// records dropped, commits, approximate state bytes, and whether an
+    /// event-time timer (an open window, for the SDK's windows) is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stateful: Option<StatefulStatus>,
     pub(crate) last_error: Option<ErrorInfo>,
+}
+
+/// A stateful task's figures in the status.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StatefulStatus {
+    pub(crate) stream_time: Option<i64>,
+    pub(crate) late_dropped: u64,
+    pub(crate) commits: u64,
+    pub(crate) state_bytes: u64,
+    pub(crate) timers_pending: u64,
+}
+
+impl PartitionStats {
+    /// The stateful figures.
+    pub(crate) fn stateful(&self) -> StatefulStatus {
+        let stream_time = self.stream_time.load(Ordering::Relaxed);
+        StatefulStatus {
+            stream_time: (stream_time != i64::MIN).then_some(stream_time),
+            late_dropped: Self::get(&self.late_dropped),
+            commits: Self::get(&self.commits),
+            state_bytes: Self::get(&self.state_bytes),
+            timers_pending: Self::get(&self.timers_pending),
+        }
+    }
 }

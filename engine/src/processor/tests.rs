@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kafka_protocol::records::Compression;
 
-use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload};
+use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload, TaskContext};
 use super::spec::Limits;
 use super::worker::Scratch;
 use crate::log::batch::build;
@@ -15,7 +15,11 @@ use crate::log::batch::build;
 struct ForwardAll;
 
 impl Invoke for ForwardAll {
-    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        _task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
         Ok((0..batch.records.len())
             .map(|index| Output {
                 source: index as u32,

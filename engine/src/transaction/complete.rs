@@ -276,10 +276,12 @@ impl TransactionCoordinator {
     /// finished now (PrepareCommit committed, PrepareAbort aborted). An
     /// open transaction stays open: its producer may still end it, and the
     /// timeout check aborts it otherwise, as if the broker had not stopped.
-    /// Then hanging transactions are aborted (see [`Self::abort_hanging`]).
-    pub(super) fn recover(&self) {
+    /// Then hanging transactions are aborted (see [`Self::abort_hanging`]),
+    /// except those of `foreign` producers: processors' own transactions,
+    /// which their tasks end at their start (`processor::stateful`).
+    pub(super) fn recover(&self, foreign: &std::collections::HashSet<i64>) {
         self.finish_all_prepared();
-        self.abort_hanging();
+        self.abort_hanging(foreign);
     }
 
     fn finish_all_prepared(&self) {
@@ -311,7 +313,7 @@ impl TransactionCoordinator {
     /// it, since EndTxn goes through the coordinator, and an abort marker
     /// ends it, with the epoch the producer last wrote with. Logged at
     /// warn level.
-    fn abort_hanging(&self) {
+    fn abort_hanging(&self, foreign: &std::collections::HashSet<i64>) {
         let mut covered = std::collections::HashSet::new();
         let mut decided = std::collections::HashMap::new();
         for entry in self.entries() {
@@ -341,7 +343,7 @@ impl TransactionCoordinator {
                 };
                 for (producer_id, producer_epoch) in partition.open_transactions() {
                     let key = (producer_id, topic.name().to_string(), partition.id());
-                    if covered.contains(&key) {
+                    if covered.contains(&key) || foreign.contains(&producer_id) {
                         continue;
                     }
                     let commit = decided.get(&key).copied().unwrap_or(false);

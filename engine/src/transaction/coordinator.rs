@@ -69,6 +69,7 @@ impl TransactionCoordinator {
         data_dir: &Path,
         store: Arc<LogStore>,
         groups: Arc<GroupCoordinator>,
+        foreign_producers: std::collections::HashSet<i64>,
     ) -> std::io::Result<Self> {
         let producer_ids = ProducerIds::open(io.as_ref(), data_dir)?;
         let (log, replayed) = TransactionLog::open(io.clone(), &data_dir.join("transactions"))?;
@@ -91,7 +92,7 @@ impl TransactionCoordinator {
             groups,
             pending: Mutex::new(pending),
         };
-        coordinator.recover();
+        coordinator.recover(&foreign_producers);
         Ok(coordinator)
     }
 

@@ -110,6 +110,7 @@ pub(super) fn restart(
         dir,
         store.clone(),
         groups.clone(),
+        Default::default(),
     )
     .expect("opening the coordinator");
     (store, groups, coordinator)

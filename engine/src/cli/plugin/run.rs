@@ -20,7 +20,8 @@ use serde_json::{json, Map, Value};
 
 use super::PluginRunArgs;
 use crate::processor::host::{
-    Batch, InputHeader, InputRecord, Instance, InvokeError, Label, Output, Payload, Runtime,
+    Batch, InputHeader, InputRecord, Instance, Invoke as _, InvokeError, Label, Output, Payload,
+    Runtime, TaskContext,
 };
 use crate::processor::spec::Limits;
 
@@ -55,7 +56,7 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
             partition: args.partition,
             records: chunk,
         };
-        match instance.process(batch) {
+        match instance.process(batch, &mut TaskContext::default()) {
             Ok(outputs) => print_outputs(&mut out, batch, 0, outputs)?,
             Err(error) => {
                 if matches!(error, InvokeError::Trap { .. }) {
@@ -108,7 +109,7 @@ fn retry_record_by_record(
             records: std::slice::from_ref(record),
             ..batch
         };
-        match instance.process(single) {
+        match instance.process(single, &mut TaskContext::default()) {
             Ok(outputs) => print_outputs(out, batch, index, outputs)?,
             Err(error) => {
                 failures += 1;

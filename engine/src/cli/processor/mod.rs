@@ -12,6 +12,7 @@
 //! answered.
 
 mod admin;
+mod state;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -46,9 +47,12 @@ const DEPLOY_EXAMPLES: &str = "Examples:
       --output clicks --output views --on-error dead-letter=events-dlq --from earliest
   sluice processor deploy enrich --wasm enrich.wasm --input a --input b --output out \\
       --memory-max 64MiB --timeout-ms 200 --batch-records 500 --format json
+  sluice processor deploy page-counts --wasm windowed_count.wasm --input page_views \\
+      --output page-counts --store counts --config size_ms=60000 --config emit=final
 
 Deploying under an existing name replaces that processor's plugin and settings;
-it resumes from its committed offsets unless --from says otherwise.";
+it resumes from its committed offsets (and keeps its state) unless --from says
+otherwise. A processor with state needs --reset-state with --from.";
 
 /// `sluice processor` subcommands.
 #[derive(Debug, Subcommand)]
@@ -73,6 +77,9 @@ pub(crate) enum ProcessorCommand {
     /// Stop a processor and delete it from the broker (no confirmation).
     #[command(after_help = "Example:\n  sluice processor remove big-orders")]
     Remove(RemoveArgs),
+    /// Query a processor's committed state: a key, a scan, a key's windows.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Where the processor verbs find the broker's admin API.
@@ -136,6 +143,25 @@ pub(crate) struct DeployArgs {
     /// Outputs the plugin may write for one input record, at most [broker default: 1000].
     #[arg(long, value_name = "N")]
     pub(crate) outputs_per_record_max: Option<u64>,
+    /// Keyed state store the plugin may open; repeat for several. A
+    /// processor with stores keeps state in the broker (RocksDB).
+    #[arg(long = "store", value_name = "NAME")]
+    pub(crate) stores: Vec<String>,
+    /// exactly-once or at-least-once [default: exactly-once with
+    /// --store, else at-least-once].
+    #[arg(long, value_name = "GUARANTEE", value_parser = ["exactly-once", "at-least-once"])]
+    pub(crate) guarantee: Option<String>,
+    /// How often a stateful or exactly-once processor commits while busy,
+    /// in milliseconds [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub(crate) commit_interval_ms: Option<u64>,
+    /// Let stream time follow the wall clock after this many milliseconds
+    /// without input, so windows close when input goes quiet [default: off].
+    #[arg(long, value_name = "MS")]
+    pub(crate) idle_advance_ms: Option<u64>,
+    /// With --from: throw the processor's state away and reprocess.
+    #[arg(long, requires = "from")]
+    pub(crate) reset_state: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub(crate) format: OutputFormat,
@@ -185,6 +211,7 @@ pub(crate) async fn run(command: ProcessorCommand) -> Result<()> {
         ProcessorCommand::Pause(args) => show(args, Method::POST, "/pause").await,
         ProcessorCommand::Resume(args) => show(args, Method::POST, "/resume").await,
         ProcessorCommand::Remove(args) => remove(args).await,
+        ProcessorCommand::State(command) => state::run(command).await,
     }
 }
 
@@ -294,6 +321,16 @@ struct DeploySpec {
     from: Option<String>,
     #[serde(skip_serializing_if = "LimitsSpec::is_empty")]
     limits: LimitsSpec,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stores: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guarantee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_advance_ms: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reset_state: bool,
 }
 
 /// Resource limits asked for at deploy time; each is the broker's default
@@ -336,6 +373,11 @@ impl DeploySpec {
                 batch_records_max: args.batch_records,
                 batch_bytes_max: args.batch_bytes,
             },
+            stores: args.stores.clone(),
+            guarantee: args.guarantee.clone(),
+            commit_interval_ms: args.commit_interval_ms,
+            idle_advance_ms: args.idle_advance_ms,
+            reset_state: args.reset_state,
         }
     }
 }

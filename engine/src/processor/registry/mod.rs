@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::host::{Instance, Label, Plugin, Runtime};
-use super::spec::{self, DeployRequest, Deployment, OnError};
+use super::host::{Instance, Label, Plugin, Runtime, TaskContext};
+use super::spec::{self, DeployRequest, Deployment, Guarantee, OnError};
+use super::stateful::{ProducerIds, Stateful};
 use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, PartitionStatus};
 use super::worker::PartitionTask;
 use super::ProcessorConfig;
@@ -28,6 +29,7 @@ use crate::log::io::{remove_durably, write_atomic};
 use crate::log::{LogStore, StdIo};
 use crate::shutdown::Shutdown;
 use crate::start_position::StartPosition;
+use crate::state::{StateDb, TaskState};
 use tasks::{drive, stop};
 
 /// How often input topics are checked for new partitions.
@@ -80,6 +82,10 @@ pub(crate) struct Processors {
     runtime: Arc<Runtime>,
     store: Arc<LogStore>,
     groups: Arc<GroupCoordinator>,
+    /// Keyed state and commit records of stateful and exactly-once tasks.
+    state: Arc<StateDb>,
+    /// The broker's producer id allocator, for exactly-once tasks.
+    producer_ids: ProducerIds,
     dir: PathBuf,
     config: ProcessorConfig,
     shutdown: Shutdown,
@@ -104,12 +110,18 @@ pub(crate) struct ProcessorStatus {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) on_error: String,
     pub(crate) limits: spec::Limits,
+    pub(crate) stores: Vec<String>,
+    pub(crate) guarantee: Guarantee,
+    pub(crate) commit_interval_ms: u64,
+    pub(crate) idle_advance_ms: Option<u64>,
     pub(crate) deployed_at_ms: i64,
     pub(crate) records_in: u64,
     pub(crate) records_out: u64,
     pub(crate) errors: u64,
     pub(crate) skipped: u64,
     pub(crate) dead_lettered: u64,
+    /// Records the plugin dropped as late (stateful processors).
+    pub(crate) late_dropped: u64,
     pub(crate) lag: i64,
     pub(crate) last_error: Option<ErrorInfo>,
     pub(crate) partitions: Vec<PartitionStatus>,
@@ -123,6 +135,7 @@ impl Processors {
         config: ProcessorConfig,
         store: Arc<LogStore>,
         groups: Arc<GroupCoordinator>,
+        (state, producer_ids): (Arc<StateDb>, ProducerIds),
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = data_dir.join("processors");
@@ -135,6 +148,8 @@ impl Processors {
             runtime,
             store,
             groups,
+            state,
+            producer_ids,
             dir,
             config,
             shutdown,
@@ -149,6 +164,14 @@ impl Processors {
     /// The wasmtime runtime (for `plugin run` and benchmarks).
     pub(crate) fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Memory of all processor state now, and its bound.
+    pub(crate) fn state_memory(&self) -> (usize, u64) {
+        (
+            self.state.memory_bytes(),
+            self.state.config().memory_bytes_max,
+        )
     }
 
     /// Largest upload accepted.
@@ -236,9 +259,19 @@ impl Processors {
                     self.groups.clone(),
                     factory,
                     deployment.clone(),
-                    stats,
+                    stats.clone(),
                     position,
                 );
+                let task = match self.stateful_parts(deployment, partition) {
+                    Ok(None) => task,
+                    Ok(Some((context, stateful))) => task.with_state(context, stateful),
+                    Err(error) => {
+                        let message = format!("opening the task's state failed: {error}");
+                        stats.record_error(&message, None);
+                        stats.set_state(PartitionState::Failed);
+                        continue;
+                    }
+                };
                 running
                     .aborts
                     .lock()
@@ -254,6 +287,27 @@ impl Processors {
                     .spawn(drive(task, store, control, shutdown));
             }
         }
+    }
+
+    /// A stateful or exactly-once task's state and bookkeeping.
+    fn stateful_parts(
+        &self,
+        deployment: &Deployment,
+        partition: i32,
+    ) -> Result<Option<(TaskContext, Stateful)>, crate::state::StateError> {
+        if !deployment.is_stateful() {
+            return Ok(None);
+        }
+        let processor = self.state.processor(&deployment.name)?;
+        let task = u32::try_from(partition).unwrap_or_default();
+        let state = TaskState::new(processor, task, &deployment.stores)?;
+        let stateful = Stateful::new(
+            deployment.guarantee == Guarantee::ExactlyOnce,
+            self.producer_ids.clone(),
+            Duration::from_millis(deployment.commit_interval_ms),
+            deployment.idle_advance_ms,
+        );
+        Ok(Some((TaskContext::with_state(state), stateful)))
     }
 
     fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin) {
@@ -337,7 +391,13 @@ impl Processors {
         let json = serde_json::to_vec_pretty(&deployment).map_err(internal)?;
         write_atomic(&StdIo, &self.spec_path(name), &json).map_err(internal)?;
         if let Some(from) = from {
+            // The commit records hold the position of stateful tasks: a new
+            // start position throws them away (validated: with the state
+            // only when --reset-state says so).
+            self.state.drop_processor(name).map_err(internal)?;
             self.reset_offsets(&deployment, from)?;
+        } else if request.reset_state {
+            self.state.drop_processor(name).map_err(internal)?;
         }
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
@@ -400,6 +460,7 @@ impl Processors {
         let limits = request.limits.apply(&self.config.limits).map_err(bad)?;
         self.check_memory(name, &request.inputs, &limits)
             .map_err(bad)?;
+        let (guarantee, stores) = self.check_state(name, request).map_err(bad)?;
         Ok(Deployment {
             name: name.to_string(),
             inputs: dedup(&request.inputs),
@@ -411,7 +472,68 @@ impl Processors {
             wasm_bytes: wasm.len() as u64,
             deployed_at_ms: now_ms(),
             paused: false,
+            stores,
+            guarantee,
+            commit_interval_ms: request
+                .commit_interval_ms
+                .unwrap_or(spec::COMMIT_INTERVAL_MS_DEFAULT),
+            idle_advance_ms: request.idle_advance_ms,
         })
+    }
+
+    /// Checks the state settings of a deploy request: store names, the
+    /// guarantee, the commit interval, and that a new start position of a
+    /// processor with state says what happens to it.
+    fn check_state(
+        &self,
+        name: &str,
+        request: &DeployRequest,
+    ) -> Result<(Guarantee, Vec<String>), String> {
+        let stores = dedup(&request.stores);
+        for store in &stores {
+            crate::state::validate_store_name(store).map_err(|e| e.to_string())?;
+        }
+        let guarantee = match &request.guarantee {
+            Some(text) => Guarantee::parse(text)?,
+            None if stores.is_empty() => Guarantee::AtLeastOnce,
+            None => Guarantee::ExactlyOnce,
+        };
+        let stateful = !stores.is_empty() || guarantee == Guarantee::ExactlyOnce;
+        if stateful && dedup(&request.inputs).len() > 1 {
+            return Err(
+                "a stateful or exactly-once processor reads one input topic (its state is \
+                 kept per input partition); deploy one processor per input"
+                    .into(),
+            );
+        }
+        if let Some(ms) = request.commit_interval_ms {
+            if !(1..=60_000).contains(&ms) {
+                return Err(format!("commit_interval_ms = {ms} is outside 1..=60000"));
+            }
+        }
+        if let Some(ms) = request.idle_advance_ms {
+            if !(1..=86_400_000).contains(&ms) {
+                return Err(format!("idle_advance_ms = {ms} is outside 1..=86400000"));
+            }
+        }
+        if request.reset_state && request.from.is_none() {
+            return Err("--reset-state needs --from: where to reprocess from".into());
+        }
+        let has_stores = self.state.existing(name).is_some()
+            && self
+                .running
+                .lock()
+                .expect("registry lock")
+                .get(name)
+                .is_some_and(|r| !r.deployment.stores.is_empty());
+        if request.from.is_some() && has_stores && !request.reset_state {
+            return Err(format!(
+                "processor {name} has state: --from would reprocess records already counted \
+                 in it; add --reset-state to throw the state away and reprocess, or leave \
+                 --from out to keep state and position (a plugin upgrade)"
+            ));
+        }
+        Ok((guarantee, stores))
     }
 
     /// Instances a processor reading `inputs` runs: one per partition.
@@ -538,6 +660,7 @@ impl Processors {
         {
             self.delete_offsets(name, &group)?;
             remove_durably(&StdIo, &self.spec_path(name)).map_err(internal)?;
+            self.state.drop_processor(name).map_err(internal)?;
             self.broken.lock().expect("registry lock").remove(name);
             tracing::info!(processor = name, "processor removed");
             return Ok(());
@@ -559,6 +682,9 @@ impl Processors {
         }
         self.running.lock().expect("registry lock").remove(name);
         remove_durably(&StdIo, &self.spec_path(name)).map_err(internal)?;
+        if let Err(error) = self.state.drop_processor(name) {
+            tracing::error!(processor = name, %error, "deleting the processor's state failed");
+        }
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -656,9 +782,13 @@ impl Processors {
             .values()
             .cloned()
             .collect();
+        let state = deployment
+            .is_stateful()
+            .then(|| self.state.existing(&deployment.name))
+            .flatten();
         let partitions: Vec<PartitionStatus> = stats
             .iter()
-            .map(|s| self.partition_status(s, paused))
+            .map(|s| self.partition_status(s, paused, state.as_ref()))
             .collect();
         let sum = |f: fn(&PartitionStatus) -> u64| partitions.iter().map(f).sum::<u64>();
         let failed = partitions
@@ -689,7 +819,16 @@ impl Processors {
             config: deployment.config.clone(),
             on_error: deployment.on_error.clone(),
             limits: deployment.limits,
+            stores: deployment.stores.clone(),
+            guarantee: deployment.guarantee,
+            commit_interval_ms: deployment.commit_interval_ms,
+            idle_advance_ms: deployment.idle_advance_ms,
             deployed_at_ms: deployment.deployed_at_ms,
+            late_dropped: partitions
+                .iter()
+                .filter_map(|p| p.stateful.as_ref())
+                .map(|s| s.late_dropped)
+                .sum(),
             records_in: sum(|p| p.records_in),
             records_out: sum(|p| p.records_out),
             errors: sum(|p| p.errors),
@@ -701,7 +840,12 @@ impl Processors {
         })
     }
 
-    fn partition_status(&self, stats: &PartitionStats, paused: bool) -> PartitionStatus {
+    fn partition_status(
+        &self,
+        stats: &PartitionStats,
+        paused: bool,
+        processor_state: Option<&crate::state::ProcessorState>,
+    ) -> PartitionStatus {
         let high_watermark = self
             .store
             .partition(&stats.topic, stats.partition)
@@ -724,6 +868,12 @@ impl Processors {
             skipped: PartitionStats::get(&stats.skipped),
             dead_lettered: PartitionStats::get(&stats.dead_lettered),
             memory_bytes: PartitionStats::get(&stats.memory_bytes),
+            stateful: processor_state.map(|state| {
+                let mut figures = stats.stateful();
+                let task = u32::try_from(stats.partition).unwrap_or_default();
+                figures.state_bytes = state.approximate_bytes(task).unwrap_or(0);
+                figures
+            }),
             last_error: stats.last_error(),
         }
     }
@@ -742,12 +892,17 @@ fn broken_status(name: &str, message: &str) -> ProcessorStatus {
         config: Vec::new(),
         on_error: String::new(),
         limits: spec::Limits::default(),
+        stores: Vec::new(),
+        guarantee: Guarantee::AtLeastOnce,
+        commit_interval_ms: 0,
+        idle_advance_ms: None,
         deployed_at_ms: 0,
         records_in: 0,
         records_out: 0,
         errors: 1,
         skipped: 0,
         dead_lettered: 0,
+        late_dropped: 0,
         lag: 0,
         last_error: Some(ErrorInfo {
             message: message.to_string(),
@@ -797,6 +952,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+pub(crate) mod query;
 mod startup;
 mod tasks;
 #[cfg(test)]

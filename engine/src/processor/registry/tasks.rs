@@ -44,10 +44,20 @@ pub(super) async fn drive(
     loop {
         let current = control.borrow_and_update().clone();
         if current.stopped || *shutdown.borrow() {
+            // A stateful task commits what it has processed (an open
+            // transaction would hold back its outputs' readers until the
+            // task ran again).
+            let _ = finish_blocking(task).await;
             return;
         }
         let mut high_watermark = None;
         if current.paused {
+            if task.has_uncommitted() {
+                let Some(returned) = finish_blocking(task).await else {
+                    return;
+                };
+                task = returned;
+            }
             stats.set_state(PartitionState::Paused);
         } else if failed_at.is_some_and(|at| at == current.restart) {
             stats.set_state(PartitionState::Failed);
@@ -72,8 +82,20 @@ pub(super) async fn drive(
                 Err(_) => stats.set_state(PartitionState::Idle),
             }
         }
-        wait_for_news(&mut control, &mut shutdown, high_watermark.as_mut()).await;
+        let wakeup = task.wakeup_in().unwrap_or(RECONCILE_INTERVAL);
+        wait_for_news(&mut control, &mut shutdown, high_watermark.as_mut(), wakeup).await;
     }
+}
+
+/// Commits a stateful task's processed work on a blocking thread (see
+/// `PartitionTask::finish`); `None` if that panicked.
+async fn finish_blocking(mut task: PartitionTask) -> Option<PartitionTask> {
+    tokio::task::spawn_blocking(move || {
+        task.finish();
+        task
+    })
+    .await
+    .ok()
 }
 
 /// Runs one step on a blocking thread and records a failure in the status.
@@ -111,12 +133,14 @@ async fn step_blocking(
 }
 
 /// Waits for news: a control change, shutdown, or (when watched) new
-/// records. The timeout re-checks things no channel announces (a deleted or
-/// re-created input topic).
+/// records. The timeout (`wakeup`: a timer coming due, at most the
+/// reconcile interval) re-checks things no channel announces (a deleted or
+/// re-created input topic, the wall clock).
 async fn wait_for_news(
     control: &mut watch::Receiver<Control>,
     shutdown: &mut Shutdown,
     high_watermark: Option<&mut watch::Receiver<i64>>,
+    wakeup: std::time::Duration,
 ) {
     let wait = async {
         match high_watermark {
@@ -131,5 +155,6 @@ async fn wait_for_news(
             },
         }
     };
-    let _ = tokio::time::timeout(RECONCILE_INTERVAL, wait).await;
+    let wakeup = wakeup.clamp(std::time::Duration::from_millis(1), RECONCILE_INTERVAL);
+    let _ = tokio::time::timeout(wakeup, wait).await;
 }

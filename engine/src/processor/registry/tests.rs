@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::{drive, Control};
 use crate::log::batch::build;
-use crate::processor::host::{Batch, Factory, Invoke, InvokeError, Output};
+use crate::processor::host::{Batch, Factory, Invoke, InvokeError, Output, TaskContext};
 use crate::processor::spec::Limits;
 use crate::processor::status::PartitionState;
 use crate::processor::worker::Scratch;
@@ -19,7 +19,11 @@ use crate::processor::worker::Scratch;
 struct Panics;
 
 impl Invoke for Panics {
-    fn process(&mut self, _batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+    fn process(
+        &mut self,
+        _batch: Batch<'_>,
+        _task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
         panic!("a bug in the host step");
     }
 }

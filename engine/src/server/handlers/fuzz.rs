@@ -46,6 +46,7 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
         dir,
         store.clone(),
         groups.clone(),
+        Default::default(),
     )
     .unwrap();
     Arc::new(BrokerContext {

@@ -7,6 +7,13 @@
 //! plugin's `source` hint, else record by record); the error policy then
 //! fails the partition at that record, skips it, or dead-letters it. A
 //! trapped instance is thrown away and a fresh one instantiated.
+//!
+//! A stateful or exactly-once task (`stateful.rs` here, `processor::stateful`
+//! for the commit protocol) stages its state per call, fires its timers
+//! after each batch, writes its outputs in a transaction and commits every
+//! `commit_interval_ms`, when caught up, or at a byte cap.
+
+mod stateful;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +24,7 @@ use bytes::Bytes;
 
 use super::host::{
     Batch, Factory, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, OutputRecord,
-    Payload,
+    Payload, TaskContext,
 };
 use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError};
@@ -45,6 +52,13 @@ pub struct PartitionTask {
     /// Set at shutdown or removal: a step narrowing down a failure record
     /// by record gives up early (nothing of the batch is committed).
     pub(crate) abort: Arc<AtomicBool>,
+    /// The task's state and clock, lent to the instance for each call.
+    context: TaskContext,
+    /// Stateful or exactly-once bookkeeping; `None` for a stateless
+    /// at-least-once processor.
+    stateful: Option<crate::processor::stateful::Stateful>,
+    /// The input's last stable offset at the last read.
+    last_stable_offset: i64,
 }
 
 /// Why a step stopped the partition.
@@ -79,6 +93,8 @@ struct Attempt {
     index: Option<usize>,
     message: String,
     trapped: bool,
+    /// The broker failed under the call (state storage): stop the task.
+    host: bool,
 }
 
 impl PartitionTask {
@@ -105,7 +121,22 @@ impl PartitionTask {
             fetch_position: position,
             pending: VecDeque::new(),
             abort: Arc::new(AtomicBool::new(false)),
+            context: TaskContext::default(),
+            stateful: None,
+            last_stable_offset: 0,
         }
+    }
+
+    /// Makes the task stateful (or exactly-once): `context` holds its
+    /// state, `stateful` its commit bookkeeping.
+    pub(crate) fn with_state(
+        mut self,
+        context: TaskContext,
+        stateful: crate::processor::stateful::Stateful,
+    ) -> Self {
+        self.context = context;
+        self.stateful = Some(stateful);
+        self
     }
 
     /// Whether records are waiting in the log (or already read), given
@@ -118,6 +149,7 @@ impl PartitionTask {
         !self.pending.is_empty()
             || self.position < last_stable_offset
             || self.position > high_watermark
+            || self.timers_due()
     }
 
     /// Forgets read-ahead and the instance, e.g. after a failure, so the
@@ -130,6 +162,17 @@ impl PartitionTask {
 
     /// Processes one batch. Blocking: runs on a blocking thread.
     pub fn step(&mut self) -> Result<(), StepFailure> {
+        let result = self.step_inner();
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn step_inner(&mut self) -> Result<(), StepFailure> {
+        if self.stateful.as_ref().is_some_and(|s| !s.recovered) {
+            self.recover()?;
+        }
         if self.instance.is_none() {
             self.stats.set_state(PartitionState::Starting);
             self.instance = Some(self.instantiate()?);
@@ -137,6 +180,9 @@ impl PartitionTask {
         }
         self.fill()?;
         let records = self.take_batch();
+        if self.stateful.is_some() {
+            return self.step_stateful(records);
+        }
         if records.is_empty() {
             // Nothing to process up to the high watermark (control records,
             // or offsets compaction removed): move the position past them,
@@ -224,6 +270,7 @@ impl PartitionTask {
                 StepFailure::new(format!("input partition unavailable: {error}"), None)
             })?;
         self.reset_if_past_the_log_end(&partition);
+        self.last_stable_offset = partition.last_stable_offset();
         while (self.pending.len() as u64) < limits.batch_records_max
             && self.fetch_position < partition.last_stable_offset()
         {
@@ -386,6 +433,9 @@ impl PartitionTask {
         if self.abort.load(Ordering::Relaxed) {
             return Err(StepFailure::new("interrupted by shutdown", None));
         }
+        if failure.host {
+            return Err(StepFailure::new(failure.message, None));
+        }
         if failure.trapped {
             // Dropped first: its share of the broker-wide memory goes back
             // before the new one reserves its own.
@@ -417,21 +467,31 @@ impl PartitionTask {
         }
     }
 
-    /// One `process` call plus the contract and limit checks of its outputs.
+    /// One `process` call plus the contract and limit checks of its
+    /// outputs; its state changes are kept only when it succeeds.
     fn attempt(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, Attempt> {
+        let late_dropped = self.context.late_dropped;
+        if let Some(state) = self.context.state.as_mut() {
+            state.savepoint();
+        }
+        let result = self.attempt_call(batch);
+        if let Some(state) = self.context.state.as_mut() {
+            match result {
+                Ok(_) => state.release(),
+                Err(_) => state.rollback(),
+            }
+        }
+        if result.is_err() {
+            self.context.late_dropped = late_dropped;
+        }
+        result
+    }
+
+    fn attempt_call(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, Attempt> {
         let instance = self.instance.as_mut().expect("instance exists");
-        let outputs = instance.process(batch).map_err(|error| match error {
-            InvokeError::Rejected { message, source } => Attempt {
-                index: source.map(|s| s as usize),
-                message,
-                trapped: false,
-            },
-            InvokeError::Trap { message } => Attempt {
-                index: None,
-                message,
-                trapped: true,
-            },
-        })?;
+        let outputs = instance
+            .process(batch, &mut self.context)
+            .map_err(attempt_failure)?;
         self.check(batch, &outputs)?;
         Ok(outputs)
     }
@@ -442,6 +502,7 @@ impl PartitionTask {
             index,
             message,
             trapped: false,
+            host: false,
         };
         let mut previous = 0u32;
         let mut run = 0u64;
@@ -617,6 +678,30 @@ impl PartitionTask {
     }
 }
 
+/// An `Invoke` error as an attempt's failure.
+fn attempt_failure(error: InvokeError) -> Attempt {
+    match error {
+        InvokeError::Rejected { message, source } => Attempt {
+            index: source.map(|s| s as usize),
+            message,
+            trapped: false,
+            host: false,
+        },
+        InvokeError::Trap { message } => Attempt {
+            index: None,
+            message,
+            trapped: true,
+            host: false,
+        },
+        InvokeError::Host { message } => Attempt {
+            index: None,
+            message,
+            trapped: true,
+            host: true,
+        },
+    }
+}
+
 /// Who a partition's instance logs as.
 pub(crate) fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
     Label {
@@ -740,6 +825,10 @@ impl Scratch {
             wasm_bytes: 0,
             deployed_at_ms: 0,
             paused: false,
+            stores: Vec::new(),
+            guarantee: Default::default(),
+            commit_interval_ms: super::spec::COMMIT_INTERVAL_MS_DEFAULT,
+            idle_advance_ms: None,
         });
         let stats = Arc::new(PartitionStats::new("in", 0));
         PartitionTask::new(

@@ -21,19 +21,21 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::lift::{with_output_bytes_max, OutputLimitExceeded, Outputs};
 use super::spec::Limits;
 use super::wasi::CallDeadline;
+use bindings::{v01, v02, HANDLER_EXPORT_V01, HANDLER_EXPORT_V02, TIMERS_EXPORT_V02};
+use limits::{MemoryBudget, MemoryLimiter, Reservation};
 
-wasmtime::component::bindgen!({
-    path: "../wit/0.1.0/processor.wit",
-    world: "processor",
-});
+pub(crate) mod bindings;
+mod limits;
+mod stateful;
 
-pub(crate) use self::sluice::processor::log::Level;
-pub(crate) use self::sluice::processor::types::Batch as WitBatch;
-pub use self::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
 pub use super::abi::{Batch, InputHeader, InputRecord};
-
-/// The versioned name of the export this host knows how to drive.
-pub(crate) const HANDLER_EXPORT: &str = "sluice:processor/handler@0.1.0";
+pub use crate::state::{Domain, Timer};
+pub use stateful::TaskContext;
+pub(crate) use v01::sluice::processor::log::Level;
+pub(crate) use v01::sluice::processor::types::Batch as WitBatch;
+pub use v01::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
+pub(crate) use v02::exports::sluice::processor::timers::Timer as WitTimer;
+pub(crate) use v02::sluice::processor::clock::Domain as WitDomain;
 
 /// How often the epoch advances; time limits are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -120,7 +122,9 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         super::wasi::link(&mut linker)?;
-        Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        v01::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        v02::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let ticking = Arc::new(AtomicBool::new(true));
         let ticker_engine = engine.weak();
@@ -161,10 +165,12 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports.iter().any(|name| name == HANDLER_EXPORT) {
+        let v02 = exports.iter().any(|name| name == HANDLER_EXPORT_V02);
+        if !v02 && !exports.iter().any(|name| name == HANDLER_EXPORT_V01) {
             anyhow::bail!(
-                "the component does not export {HANDLER_EXPORT} (it exports: {}); \
-                 this broker runs processor contract 0.1 plugins built with sluice-sdk",
+                "the component exports neither {HANDLER_EXPORT_V02} nor {HANDLER_EXPORT_V01} \
+                 (it exports: {}); this broker runs processor contract 0.2 and 0.1 plugins \
+                 built with sluice-sdk",
                 if exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -176,7 +182,11 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|error| anyhow::anyhow!("the component cannot be linked: {error:#}"))?;
-        let pre = ProcessorPre::new(pre).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let pre = if v02 {
+            PluginPre::V02(v02::ProcessorPre::new(pre).map_err(|e| anyhow::anyhow!("{e:#}"))?)
+        } else {
+            PluginPre::V01(v01::ProcessorPre::new(pre).map_err(|e| anyhow::anyhow!("{e:#}"))?)
+        };
         Ok(Plugin {
             pre,
             memory: self.memory.clone(),
@@ -200,64 +210,38 @@ impl Drop for Runtime {
 /// A compiled, linked component, ready to instantiate.
 #[derive(Clone)]
 pub struct Plugin {
-    pre: ProcessorPre<HostState>,
+    pre: PluginPre,
     memory: Arc<MemoryBudget>,
 }
 
-/// The broker-wide cap on plugin memory: each live instance holds a
-/// reservation of its whole memory limit, taken before it is created and
-/// given back when it is dropped, so the limits of all instances together
-/// never exceed the cap, whatever they grow to.
-#[derive(Debug)]
-pub(crate) struct MemoryBudget {
-    reserved_bytes: std::sync::Mutex<u64>,
-    memory_bytes_max: u64,
+/// A component linked with the bindings of the contract version it
+/// exports.
+#[derive(Clone)]
+enum PluginPre {
+    V01(v01::ProcessorPre<HostState>),
+    V02(v02::ProcessorPre<HostState>),
 }
 
-impl MemoryBudget {
-    pub(crate) fn new(memory_bytes_max: u64) -> Self {
-        Self {
-            reserved_bytes: std::sync::Mutex::new(0),
-            memory_bytes_max,
+impl PluginPre {
+    fn instance_pre(&self) -> &wasmtime::component::InstancePre<HostState> {
+        match self {
+            Self::V01(pre) => pre.instance_pre(),
+            Self::V02(pre) => pre.instance_pre(),
         }
     }
 
-    /// Reserves `bytes`, or says why not.
-    pub(crate) fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, String> {
-        let mut reserved = self.reserved_bytes.lock().expect("memory budget lock");
-        let total = reserved.saturating_add(bytes);
-        if total > self.memory_bytes_max {
-            return Err(format!(
-                "plugin memory exhausted: this instance's memory limit of {bytes} bytes would take \
-                 the instances' limits together to {total} bytes, over the broker's \
-                 processors.memory_bytes_max of {} bytes",
-                self.memory_bytes_max
-            ));
+    fn handler_export(&self) -> &'static str {
+        match self {
+            Self::V01(_) => HANDLER_EXPORT_V01,
+            Self::V02(_) => HANDLER_EXPORT_V02,
         }
-        *reserved = total;
-        Ok(Reservation {
-            budget: self.clone(),
-            bytes,
-        })
     }
 }
 
-/// Memory reserved from a [`MemoryBudget`], given back on drop.
-#[derive(Debug)]
-pub(crate) struct Reservation {
-    budget: Arc<MemoryBudget>,
-    bytes: u64,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        let mut reserved = self
-            .budget
-            .reserved_bytes
-            .lock()
-            .expect("memory budget lock");
-        *reserved = reserved.saturating_sub(self.bytes);
-    }
+/// An instance's exports, by contract version.
+enum Bindings {
+    V01(v01::Processor),
+    V02(v02::Processor),
 }
 
 /// What a failed call was.
@@ -271,13 +255,18 @@ pub enum InvokeError {
     /// The instance trapped, ran out of time or memory, or broke the
     /// contract; it must be replaced before the next call.
     Trap { message: String },
+    /// The broker failed under the call (its state storage): nothing of
+    /// the call counts, and the task stops whatever the error policy.
+    Host { message: String },
 }
 
 impl InvokeError {
     /// The message for status and dead-letter headers.
     pub(crate) fn message(&self) -> &str {
         match self {
-            Self::Rejected { message, .. } | Self::Trap { message } => message,
+            Self::Rejected { message, .. } | Self::Trap { message } | Self::Host { message } => {
+                message
+            }
         }
     }
 }
@@ -313,9 +302,11 @@ pub(crate) struct HostState {
     last_error_log: Option<String>,
     log_window: (Instant, u32),
     logs_dropped: u64,
+    /// The calling task's state and clock, lent for the call (0.2).
+    pub(super) task: TaskContext,
 }
 
-impl sluice::processor::types::Host for HostState {}
+impl v01::sluice::processor::types::Host for HostState {}
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -326,7 +317,7 @@ impl WasiView for HostState {
     }
 }
 
-impl sluice::processor::log::Host for HostState {
+impl v01::sluice::processor::log::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         let message = truncate_message(message, LOG_MESSAGE_BYTES_MAX);
         if matches!(level, Level::Error) {
@@ -361,87 +352,25 @@ impl sluice::processor::log::Host for HostState {
     }
 }
 
-/// Bytes a table element is counted as (a function reference).
-const TABLE_ELEMENT_BYTES: usize = 8;
-
-/// The instance's memory limit, counted over all its linear memories and
-/// tables together (a component may have several of each, and each grows
-/// on its own), remembering why a grow failed, for a clear message.
-struct MemoryLimiter {
-    memory_bytes_max: usize,
-    /// Bytes of all memories and tables now.
-    memory_bytes_used: usize,
-    /// The most `memory_bytes_used` has been.
-    memory_bytes_peak: usize,
-    refused: Option<usize>,
-}
-
-impl MemoryLimiter {
-    fn new(memory_bytes_max: usize) -> Self {
-        Self {
-            memory_bytes_max,
-            memory_bytes_used: 0,
-            memory_bytes_peak: 0,
-            refused: None,
-        }
-    }
-
-    /// Accounts for one memory or table growing from `current` to
-    /// `desired` bytes, or refuses.
-    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_bytes_used
-            .saturating_add(desired.saturating_sub(current));
-        if total > self.memory_bytes_max {
-            self.refused = Some(total);
-            return Err(wasmtime::format_err!("memory limit exceeded"));
-        }
-        self.memory_bytes_used = total;
-        self.memory_bytes_peak = self.memory_bytes_peak.max(total);
-        Ok(true)
-    }
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow(current, desired)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.grow(
-            current.saturating_mul(TABLE_ELEMENT_BYTES),
-            desired.saturating_mul(TABLE_ELEMENT_BYTES),
-        )
-    }
-
-    fn instances(&self) -> usize {
-        64
-    }
-
-    fn tables(&self) -> usize {
-        64
-    }
-
-    fn memories(&self) -> usize {
-        16
-    }
-}
-
 /// Something that processes batches: a sandboxed [`Instance`], or a native
 /// closure (the benchmark's baseline runs through the same loop).
 pub trait Invoke: Send {
-    /// Runs one batch.
-    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError>;
+    /// Runs one batch, with the task's state and clock.
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError>;
+
+    /// Runs due timers (contract 0.2); outputs' `source` index `timers`.
+    fn on_timer(
+        &mut self,
+        timers: &[Timer],
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let _ = (timers, task);
+        Ok(Vec::new())
+    }
 
     /// Peak linear memory, for the status (0 when not sandboxed).
     fn memory_bytes(&self) -> usize {
@@ -474,8 +403,20 @@ impl Plugin {
 }
 
 impl Invoke for Instance {
-    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
-        Instance::process(self, batch)
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        self.lend(task, |instance| instance.process(batch))
+    }
+
+    fn on_timer(
+        &mut self,
+        timers: &[Timer],
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        self.lend(task, |instance| instance.on_timer(timers))
     }
 
     fn memory_bytes(&self) -> usize {
@@ -486,9 +427,11 @@ impl Invoke for Instance {
 /// One sandboxed instance: a store, the plugin's exports, its limits.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: Processor,
+    bindings: Bindings,
     /// The `process` export, called with the hand-lowered batch (`abi`).
     process: Func,
+    /// The `on-timer` export (0.2 plugins).
+    on_timer: Option<Func>,
     limits: Limits,
     /// This instance's share of the broker-wide plugin memory.
     _reservation: Reservation,
@@ -506,7 +449,7 @@ impl Instance {
             .memory
             .reserve(limits.memory_bytes_max)
             .map_err(|message| InvokeError::Trap { message })?;
-        let engine = plugin.pre.engine();
+        let engine = plugin.pre.instance_pre().engine();
         let wasi = WasiCtxBuilder::new()
             .stdin(wasmtime_wasi::p2::pipe::ClosedInputStream)
             .stdout(wasmtime_wasi::p2::pipe::SinkOutputStream)
@@ -523,6 +466,7 @@ impl Instance {
             last_error_log: None,
             log_window: (Instant::now(), 0),
             logs_dropped: 0,
+            task: TaskContext::default(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -533,26 +477,34 @@ impl Instance {
             .instance_pre()
             .instantiate(&mut store)
             .and_then(|instance| {
-                let bindings = Processor::new(&mut store, &instance)?;
-                let process = instance
-                    .get_export_index(&mut store, None, HANDLER_EXPORT)
-                    .and_then(|handler| {
-                        instance.get_export_index(&mut store, Some(&handler), "process")
-                    })
-                    .and_then(|process| instance.get_func(&mut store, process))
-                    .ok_or_else(|| wasmtime::format_err!("no {HANDLER_EXPORT}#process export"))?;
+                let bindings = match &plugin.pre {
+                    PluginPre::V01(_) => Bindings::V01(v01::Processor::new(&mut store, &instance)?),
+                    PluginPre::V02(_) => Bindings::V02(v02::Processor::new(&mut store, &instance)?),
+                };
+                let export = plugin.pre.handler_export();
+                let process = export_func(&instance, &mut store, export, "process")?;
                 // A plugin whose `process` has another shape fails here, at
                 // instantiation; `process` repeats this check per batch
                 // (about 2k instructions, a rounding error per record).
                 process.typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&store)?;
-                Ok((bindings, process))
+                let on_timer = match &plugin.pre {
+                    PluginPre::V01(_) => None,
+                    PluginPre::V02(_) => {
+                        let func =
+                            export_func(&instance, &mut store, TIMERS_EXPORT_V02, "on-timer")?;
+                        func.typed::<(Vec<WitTimer>,), (Result<Outputs, ProcessError>,)>(&store)?;
+                        Some(func)
+                    }
+                };
+                Ok((bindings, process, on_timer))
             });
-        let (bindings, process) = instantiated
+        let (bindings, process, on_timer) = instantiated
             .map_err(|error| trap_error(&mut store, &limits, "instantiating the plugin", error))?;
         let mut instance = Self {
             store,
             bindings,
             process,
+            on_timer,
             limits,
             _reservation: reservation,
         };
@@ -563,8 +515,15 @@ impl Instance {
     fn init(&mut self, config: &[(String, String)]) -> Result<(), InvokeError> {
         arm_deadline(&mut self.store, &self.limits);
         self.store.data_mut().last_error_log = None;
-        let handler = self.bindings.sluice_processor_handler();
-        match handler.call_init(&mut self.store, config) {
+        let called = match &self.bindings {
+            Bindings::V01(bindings) => bindings
+                .sluice_processor_handler()
+                .call_init(&mut self.store, config),
+            Bindings::V02(bindings) => bindings
+                .sluice_processor_handler()
+                .call_init(&mut self.store, config),
+        };
+        match called {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(InvokeError::Trap {
                 message: truncate_message(
@@ -576,10 +535,17 @@ impl Instance {
         }
     }
 
+    /// Lends `task` to the instance for `call`.
+    fn lend<R>(&mut self, task: &mut TaskContext, call: impl FnOnce(&mut Self) -> R) -> R {
+        std::mem::swap(&mut self.store.data_mut().task, task);
+        let result = call(self);
+        std::mem::swap(&mut self.store.data_mut().task, task);
+        result
+    }
+
     /// Runs one batch under the time limit.
-    pub(crate) fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
-        arm_deadline(&mut self.store, &self.limits);
-        self.store.data_mut().last_error_log = None;
+    fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
+        self.arm();
         let bytes_max = self.limits.output_bytes_per_batch_max;
         let called = self
             .process
@@ -587,13 +553,54 @@ impl Instance {
             .and_then(|process| {
                 with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
             });
-        match called.map(|(result,)| result) {
+        self.finish(called.map(|(result,)| result), "process")
+    }
+
+    /// Runs due timers under the time limit.
+    fn on_timer(&mut self, timers: &[Timer]) -> Result<Vec<Output>, InvokeError> {
+        let Some(on_timer) = self.on_timer else {
+            return Ok(Vec::new());
+        };
+        self.arm();
+        let bytes_max = self.limits.output_bytes_per_batch_max;
+        let timers: Vec<WitTimer> = timers
+            .iter()
+            .map(|timer| WitTimer {
+                domain: match timer.domain {
+                    Domain::EventTime => WitDomain::EventTime,
+                    Domain::ProcessingTime => WitDomain::ProcessingTime,
+                },
+                key: timer.key.clone(),
+                at: timer.at,
+            })
+            .collect();
+        let called = on_timer
+            .typed::<(Vec<WitTimer>,), (Result<Outputs, ProcessError>,)>(&self.store)
+            .and_then(|call| {
+                with_output_bytes_max(bytes_max, || call.call(&mut self.store, (timers,)))
+            });
+        self.finish(called.map(|(result,)| result), "on-timer")
+    }
+
+    fn arm(&mut self) {
+        arm_deadline(&mut self.store, &self.limits);
+        let state = self.store.data_mut();
+        state.last_error_log = None;
+        state.task.failure = None;
+    }
+
+    fn finish(
+        &mut self,
+        called: wasmtime::Result<Result<Outputs, ProcessError>>,
+        during: &str,
+    ) -> Result<Vec<Output>, InvokeError> {
+        match called {
             Ok(Ok(Outputs(outputs))) => Ok(outputs),
             Ok(Err(error)) => Err(InvokeError::Rejected {
                 message: truncate_message(error.message, ERROR_MESSAGE_BYTES_MAX),
                 source: error.source,
             }),
-            Err(error) => Err(trap_error(&mut self.store, &self.limits, "process", error)),
+            Err(error) => Err(trap_error(&mut self.store, &self.limits, during, error)),
         }
     }
 
@@ -602,6 +609,20 @@ impl Instance {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.store.data().limiter.memory_bytes_peak
     }
+}
+
+/// The function `name` of export `interface` of `instance`.
+fn export_func(
+    instance: &wasmtime::component::Instance,
+    store: &mut Store<HostState>,
+    interface: &str,
+    name: &str,
+) -> wasmtime::Result<Func> {
+    instance
+        .get_export_index(&mut *store, None, interface)
+        .and_then(|export| instance.get_export_index(&mut *store, Some(&export), name))
+        .and_then(|func| instance.get_func(&mut *store, func))
+        .ok_or_else(|| wasmtime::format_err!("no {interface}#{name} export"))
 }
 
 /// Starts a call's time limit: the epoch deadline for running code, the
@@ -630,6 +651,17 @@ fn trap_error(
 ) -> InvokeError {
     let state = store.data_mut();
     let panic = state.last_error_log.take();
+    if let Some(failure) = state.task.failure.take() {
+        let message = truncate_message(
+            format!("{during} failed: {failure}"),
+            ERROR_MESSAGE_BYTES_MAX,
+        );
+        return if failure.is_storage() {
+            InvokeError::Host { message }
+        } else {
+            InvokeError::Trap { message }
+        };
+    }
     let message = if let Some(refused) = error.downcast_ref::<OutputLimitExceeded>() {
         refused.to_string()
     } else if let Some(bytes) = state.limiter.refused.take() {
@@ -665,8 +697,6 @@ fn trap_error(
 
 #[cfg(test)]
 mod tests {
-    use wasmtime::ResourceLimiter as _;
-
     use super::*;
 
     #[test]
@@ -676,32 +706,5 @@ mod tests {
         assert!(cut.len() <= ERROR_MESSAGE_BYTES_MAX, "{}", cut.len());
         assert!(cut.ends_with("… (truncated, 20000 bytes)"), "{cut}");
         assert!(cut.starts_with("éé"));
-    }
-
-    /// Two memories (wasmtime asks the limiter per memory) and a table
-    /// count against one limit; a black-box test would need a component
-    /// with two memories, which Rust plugins do not produce.
-    #[test]
-    fn the_memory_limit_counts_every_memory_and_table_of_the_instance() {
-        let mut limiter = MemoryLimiter::new(10 << 20);
-        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
-        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
-        assert_eq!(limiter.memory_bytes_used, 8 << 20);
-        assert!(limiter.table_growing(0, 1_000, None).unwrap());
-        // Either memory growing by 2 MiB more takes the sum over 10 MiB.
-        assert!(limiter.memory_growing(4 << 20, 6 << 20, None).is_err());
-        assert_eq!(limiter.refused, Some((10 << 20) + 8_000));
-        assert_eq!(limiter.memory_bytes_peak, (8 << 20) + 8_000);
-        assert!(limiter.memory_growing(4 << 20, 5 << 20, None).unwrap());
-    }
-
-    #[test]
-    fn the_memory_budget_is_shared_and_given_back() {
-        let budget = Arc::new(MemoryBudget::new(100));
-        let first = budget.reserve(60).unwrap();
-        let error = budget.reserve(60).unwrap_err();
-        assert!(error.contains("processors.memory_bytes_max"), "{error}");
-        drop(first);
-        let _second = budget.reserve(60).unwrap();
     }
 }

@@ -1,0 +1,229 @@
+//! Contract 0.2's imports on the host: the `state` store resource and the
+//! `clock`, both backed by the calling task's [`TaskContext`], which the
+//! partition task lends to its instance for the length of one call.
+//!
+//! A state operation that fails traps the call. A limit (a key or value
+//! too large, too much staged) is the plugin's doing: the error policy
+//! applies to the record, as for any trap. A storage failure is the
+//! broker's: the call fails with [`InvokeError::Host`](super::InvokeError)
+//! and the task stops, whatever the policy.
+
+use wasmtime::component::Resource;
+
+use super::bindings::v02::sluice::processor::{clock, log, state, types};
+use super::HostState;
+use crate::state::{Domain, Page, StateError, TaskState};
+
+/// What a call reaches besides its batch: the task's keyed state, its
+/// stream time and counters. Owned by the partition task; lent to the
+/// instance for each call.
+#[derive(Debug, Default)]
+pub struct TaskContext {
+    /// The task's state; `None` for a stateless, at-least-once processor.
+    pub(crate) state: Option<TaskState>,
+    /// The task's stream time before the current batch.
+    pub(crate) stream_time: Option<i64>,
+    /// Records the plugin counted as late (`count-late`), since the task
+    /// last took them.
+    pub(crate) late_dropped: u64,
+    /// Why the last call's state operation failed, if it did.
+    pub(crate) failure: Option<StateError>,
+}
+
+impl TaskContext {
+    /// A context with state.
+    pub(crate) fn with_state(state: TaskState) -> Self {
+        Self {
+            state: Some(state),
+            ..Self::default()
+        }
+    }
+}
+
+/// A store handle in the instance's resource table: the store's key
+/// prefix within the task.
+// `pub`: the generated bindings re-export it; nothing outside uses it.
+#[allow(unreachable_pub)]
+#[derive(Debug)]
+pub struct StoreHandle {
+    prefix: Vec<u8>,
+}
+
+impl HostState {
+    /// Runs `operation` on the task's state, turning a failure into a trap
+    /// remembered for the error message.
+    fn with_state<T>(
+        &mut self,
+        operation: impl FnOnce(&mut TaskState) -> Result<T, StateError>,
+    ) -> wasmtime::Result<T> {
+        let result = match self.task.state.as_mut() {
+            Some(state) => operation(state),
+            None => Err(StateError::UnknownStore(String::new())),
+        };
+        result.map_err(|error| {
+            let message = error.to_string();
+            self.task.failure = Some(error);
+            wasmtime::Error::msg(message)
+        })
+    }
+
+    fn prefix(&self, store: &Resource<StoreHandle>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(store)?.prefix.clone())
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        use super::bindings::v01::sluice::processor::log::Level;
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        super::bindings::v01::sluice::processor::log::Host::log(self, level, message);
+        Ok(())
+    }
+}
+
+impl state::Host for HostState {}
+
+impl state::HostStore for HostState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, String>> {
+        let Some(task) = self.task.state.as_ref() else {
+            return Ok(Err(format!(
+                "store {name:?}: this processor has no state; deploy it with --store {name}"
+            )));
+        };
+        match task.store(&name) {
+            Ok(prefix) => Ok(Ok(self.table.push(StoreHandle { prefix })?)),
+            Err(error) => Ok(Err(error.to_string())),
+        }
+    }
+
+    fn get(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.get(&prefix, &key))
+    }
+
+    fn get_many(
+        &mut self,
+        store: Resource<StoreHandle>,
+        keys: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.get_many(&prefix, &keys))
+    }
+
+    fn put(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.put(&prefix, &key, value))
+    }
+
+    fn put_many(
+        &mut self,
+        store: Resource<StoreHandle>,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> wasmtime::Result<()> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| {
+            entries
+                .into_iter()
+                .try_for_each(|(key, value)| state.put(&prefix, &key, value))
+        })
+    }
+
+    fn delete(&mut self, store: Resource<StoreHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.delete(&prefix, &key))
+    }
+
+    fn add(
+        &mut self,
+        store: Resource<StoreHandle>,
+        key: Vec<u8>,
+        delta: i64,
+    ) -> wasmtime::Result<i64> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.add(&prefix, &key, delta))
+    }
+
+    fn scan(
+        &mut self,
+        store: Resource<StoreHandle>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<state::Page> {
+        let prefix = self.prefix(&store)?;
+        let Page { entries, next } =
+            self.with_state(|state| state.scan(&prefix, &start, end.as_deref(), limit as usize))?;
+        Ok(state::Page { entries, next })
+    }
+
+    fn delete_range(
+        &mut self,
+        store: Resource<StoreHandle>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    ) -> wasmtime::Result<u64> {
+        let prefix = self.prefix(&store)?;
+        self.with_state(|state| state.delete_range(&prefix, &start, end.as_deref()))
+    }
+
+    fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+fn domain(domain: clock::Domain) -> Domain {
+    match domain {
+        clock::Domain::EventTime => Domain::EventTime,
+        clock::Domain::ProcessingTime => Domain::ProcessingTime,
+    }
+}
+
+impl clock::Host for HostState {
+    fn stream_time(&mut self) -> wasmtime::Result<Option<i64>> {
+        Ok(self.task.stream_time)
+    }
+
+    fn schedule(&mut self, on: clock::Domain, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
+        if self.task.state.is_none() {
+            return Err(no_timers());
+        }
+        self.with_state(|state| state.schedule(domain(on), &key, at))
+    }
+
+    fn cancel(&mut self, on: clock::Domain, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
+        if self.task.state.is_none() {
+            return Err(no_timers());
+        }
+        self.with_state(|state| state.cancel(domain(on), &key, at))
+    }
+
+    fn count_late(&mut self, records: u64) -> wasmtime::Result<()> {
+        self.task.late_dropped = self.task.late_dropped.saturating_add(records);
+        Ok(())
+    }
+}
+
+fn no_timers() -> wasmtime::Error {
+    wasmtime::Error::msg(
+        "timers are state: deploy the processor with a store (--store NAME) \
+         or --guarantee exactly-once",
+    )
+}

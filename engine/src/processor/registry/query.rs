@@ -1,0 +1,353 @@
+//! Interactive queries of a processor's committed state: a key, a range or
+//! prefix scan with a cursor, a key's windows in a time range. Answers are
+//! read from RocksDB, which holds only commits (staged writes live in each
+//! task), and carry each partition's committed input position, so a
+//! caller knows how far into the input the answer reflects.
+//!
+//! A key is looked up in every partition's state (the plugin may keep
+//! state under keys other than the input's key); `partition` narrows it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{internal, not_found, AdminError, Processors};
+use crate::processor::stateful::TaskMeta;
+use crate::state::{ProcessorState, StateError};
+
+/// Entries one scan answers at most, whatever `limit` asks.
+pub(crate) const QUERY_ENTRIES_MAX: usize = 1_000;
+
+/// A value as JSON: itself when it is JSON (counters, the SDK's typed
+/// values), else UTF-8 text, else hex.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Rendered {
+    pub(crate) encoding: &'static str,
+    pub(crate) value: Value,
+}
+
+pub(crate) fn render(bytes: &[u8]) -> Rendered {
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        return Rendered {
+            encoding: "json",
+            value,
+        };
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Rendered {
+            encoding: "utf8",
+            value: Value::String(text.to_string()),
+        },
+        Err(_) => Rendered {
+            encoding: "hex",
+            value: Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        },
+    }
+}
+
+/// One partition's committed position.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Position {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// The next input offset the answer has not seen.
+    pub(crate) offset: i64,
+    pub(crate) stream_time: Option<i64>,
+}
+
+/// A key's answer.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KeyAnswer {
+    pub(crate) key: String,
+    pub(crate) partition: i32,
+    #[serde(flatten)]
+    pub(crate) value: Rendered,
+    pub(crate) position: Position,
+}
+
+/// An entry of a scan.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) partition: i32,
+    #[serde(flatten)]
+    pub(crate) value: Rendered,
+}
+
+/// A page of a scan.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ScanAnswer {
+    pub(crate) entries: Vec<Entry>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cursor: Option<String>,
+    pub(crate) positions: Vec<Position>,
+}
+
+/// One window of a key.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Window {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    #[serde(flatten)]
+    pub(crate) value: Rendered,
+}
+
+/// A key's windows.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WindowsAnswer {
+    pub(crate) key: String,
+    pub(crate) partition: Option<i32>,
+    pub(crate) windows: Vec<Window>,
+    pub(crate) positions: Vec<Position>,
+}
+
+/// What a scan asks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScanRequest {
+    pub(crate) prefix: Option<Vec<u8>>,
+    pub(crate) from: Option<Vec<u8>>,
+    pub(crate) to: Option<Vec<u8>>,
+    pub(crate) limit: usize,
+    pub(crate) partition: Option<i32>,
+    pub(crate) cursor: Option<String>,
+}
+
+fn storage(error: StateError) -> AdminError {
+    internal(format!("reading state failed: {error}"))
+}
+
+/// `key` as shown: UTF-8 when it is, else hex.
+fn show_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) => text.to_string(),
+        Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+impl Processors {
+    /// The state and input partitions of processor `name`'s `store`.
+    fn queried(
+        &self,
+        name: &str,
+        store: &str,
+    ) -> Result<(ProcessorState, Vec<(String, i32)>), AdminError> {
+        let running = self.get(name)?;
+        let deployment = &running.deployment;
+        if !deployment.stores.iter().any(|s| s == store) {
+            return Err(AdminError::NotFound(format!(
+                "processor {name} has no store {store:?} (its stores: {})",
+                if deployment.stores.is_empty() {
+                    "none".to_string()
+                } else {
+                    deployment.stores.join(", ")
+                }
+            )));
+        }
+        let state = self.state.existing(name).ok_or_else(|| not_found(name))?;
+        let topic = deployment.inputs[0].clone();
+        let count = self.store.topic(&topic).map_or(0, |t| t.partition_count());
+        Ok((state, (0..count).map(|p| (topic.clone(), p)).collect()))
+    }
+
+    fn position(
+        state: &ProcessorState,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Position, AdminError> {
+        let task = u32::try_from(partition).unwrap_or_default();
+        let meta = state.meta(task).map_err(storage)?;
+        let meta = meta.and_then(|bytes| TaskMeta::decode(&bytes).ok());
+        Ok(Position {
+            topic: topic.to_string(),
+            partition,
+            offset: meta.as_ref().map_or(0, |m| m.position),
+            stream_time: meta.and_then(|m| m.stream_time),
+        })
+    }
+
+    /// The committed value of `key` in `store`.
+    pub(crate) fn query_key(
+        &self,
+        name: &str,
+        store: &str,
+        key: &[u8],
+        partition: Option<i32>,
+    ) -> Result<KeyAnswer, AdminError> {
+        let (state, partitions) = self.queried(name, store)?;
+        for (topic, id) in partitions {
+            if partition.is_some_and(|p| p != id) {
+                continue;
+            }
+            let task = u32::try_from(id).unwrap_or_default();
+            if let Some(value) = state.get_committed(task, store, key).map_err(storage)? {
+                return Ok(KeyAnswer {
+                    key: show_key(key),
+                    partition: id,
+                    value: render(&value),
+                    position: Self::position(&state, &topic, id)?,
+                });
+            }
+        }
+        Err(AdminError::NotFound(format!(
+            "key {:?} is not in store {store} of processor {name}",
+            show_key(key)
+        )))
+    }
+
+    /// A page of `store`'s committed entries, partition after partition.
+    pub(crate) fn query_scan(
+        &self,
+        name: &str,
+        store: &str,
+        request: &ScanRequest,
+    ) -> Result<ScanAnswer, AdminError> {
+        let (state, partitions) = self.queried(name, store)?;
+        let (mut from_partition, mut start) = parse_cursor(request.cursor.as_deref())?;
+        let limit = request.limit.clamp(1, QUERY_ENTRIES_MAX);
+        let (low, high) = bounds(request);
+        let mut answer = ScanAnswer {
+            entries: Vec::new(),
+            cursor: None,
+            positions: Vec::new(),
+        };
+        for (topic, id) in partitions {
+            if request.partition.is_some_and(|p| p != id) || id < from_partition {
+                continue;
+            }
+            answer.positions.push(Self::position(&state, &topic, id)?);
+            let first = start.take().unwrap_or_else(|| low.clone());
+            let task = u32::try_from(id).unwrap_or_default();
+            let room = limit - answer.entries.len();
+            let page = state
+                .scan_committed(task, store, &first, high.as_deref(), room)
+                .map_err(storage)?;
+            answer
+                .entries
+                .extend(page.entries.into_iter().map(|(key, value)| Entry {
+                    key: show_key(&key),
+                    partition: id,
+                    value: render(&value),
+                }));
+            if let Some(next) = page.next {
+                answer.cursor = Some(format_cursor(id, &next));
+                return Ok(answer);
+            }
+            from_partition = id + 1;
+            if answer.entries.len() >= limit {
+                answer.cursor = Some(format_cursor(id + 1, &low));
+                return Ok(answer);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// `key`'s windows in a windowed store (the SDK's layout: key length,
+    /// key, start, end) that start within `[from, to]`.
+    pub(crate) fn query_windows(
+        &self,
+        name: &str,
+        store: &str,
+        key: &[u8],
+        (from, to): (i64, i64),
+        partition: Option<i32>,
+    ) -> Result<WindowsAnswer, AdminError> {
+        let (state, partitions) = self.queried(name, store)?;
+        let mut prefix = (key.len() as u32).to_be_bytes().to_vec();
+        prefix.extend_from_slice(key);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&crate::state::ordered_i64(from));
+        let mut end = prefix.clone();
+        end.extend_from_slice(&crate::state::ordered_i64(to.saturating_add(1)));
+        let mut answer = WindowsAnswer {
+            key: show_key(key),
+            partition: None,
+            windows: Vec::new(),
+            positions: Vec::new(),
+        };
+        for (topic, id) in partitions {
+            if partition.is_some_and(|p| p != id) {
+                continue;
+            }
+            let task = u32::try_from(id).unwrap_or_default();
+            let page = state
+                .scan_committed(task, store, &start, Some(&end), QUERY_ENTRIES_MAX)
+                .map_err(storage)?;
+            let windows: Vec<Window> = page
+                .entries
+                .iter()
+                .filter_map(|(full, value)| {
+                    let rest = full.strip_prefix(prefix.as_slice())?;
+                    let (start, end) = (rest.get(..8)?, rest.get(8..16)?);
+                    Some(Window {
+                        start: crate::state::from_ordered_i64(start.try_into().ok()?),
+                        end: crate::state::from_ordered_i64(end.try_into().ok()?),
+                        value: render(value),
+                    })
+                })
+                .collect();
+            if !windows.is_empty() {
+                answer.partition = Some(id);
+                answer.positions.push(Self::position(&state, &topic, id)?);
+                answer.windows = windows;
+                return Ok(answer);
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// `[low, high)` of a scan: a prefix, or `from`/`to`.
+fn bounds(request: &ScanRequest) -> (Vec<u8>, Option<Vec<u8>>) {
+    match &request.prefix {
+        Some(prefix) => (prefix.clone(), crate::state::prefix_end(prefix)),
+        None => (request.from.clone().unwrap_or_default(), request.to.clone()),
+    }
+}
+
+/// A cursor: `<partition>:<hex key>`.
+fn format_cursor(partition: i32, key: &[u8]) -> String {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{partition}:{hex}")
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<(i32, Option<Vec<u8>>), AdminError> {
+    let Some(cursor) = cursor else {
+        return Ok((0, None));
+    };
+    let bad = || AdminError::BadRequest(format!("cursor {cursor:?} is not one this API gave"));
+    let (partition, hex) = cursor.split_once(':').ok_or_else(bad)?;
+    let partition: i32 = partition.parse().map_err(|_| bad())?;
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let key = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    Ok((partition, Some(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_render_as_json_text_or_hex() {
+        assert_eq!(render(b"42").value, Value::from(42));
+        assert_eq!(render(br#"{"a":1}"#).encoding, "json");
+        assert_eq!(render(b"hello").value, Value::from("hello"));
+        assert_eq!(render(&[0xff, 0x00]).value, Value::from("ff00"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let cursor = format_cursor(3, b"ab");
+        assert_eq!(
+            parse_cursor(Some(&cursor)).unwrap(),
+            (3, Some(b"ab".to_vec()))
+        );
+        assert!(parse_cursor(Some("x")).is_err());
+        assert!(parse_cursor(Some("1:zz")).is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Stateful and exactly-once processing of one task: its committed
+//! metadata, its output transaction, recovery after a crash, and stream
+//! time.
+//!
+//! # Exactly-once
+//! The broker owns the input log, the output log, the offsets and the
+//! state, so one task's commit needs no coordinator round trips:
+//! 1. Outputs are appended as transactional batches with the task's own
+//!    producer id and epoch, invisible to read_committed readers.
+//! 2. The commit point is one RocksDB write holding the staged state, the
+//!    next input offset, stream time, timers, and the transaction: the
+//!    first offset of its batches in every output partition it wrote.
+//!    Before it, those outputs are fsynced; the write itself is synced.
+//! 3. Commit markers are then appended to those partitions (fsynced before
+//!    the next commit point replaces the record of this transaction), and
+//!    the input offset is mirrored into the processor's consumer group, so
+//!    `sluice group describe` and Kafka tools show position and lag.
+//! 4. Recovery, at a task's start: a transaction of the task's producer
+//!    left open in an output partition is committed if its first offset is
+//!    the one the last commit recorded there, and aborted otherwise (it
+//!    began after the commit point). Then the task takes a fresh epoch,
+//!    recorded before anything is written with it.
+//!
+//! Kafka Streams needs a transaction coordinator for the same guarantee,
+//! because its state, offsets and outputs live in three places; here the
+//! first offset stands in for the coordinator's transaction state.
+//!
+//! At-least-once stateful processing uses the same commit point (state and
+//! input offset atomically, so state is never applied twice) but writes
+//! plain, durable batches before it: a crash may repeat outputs, never
+//! state changes.
+
+mod meta;
+mod transaction;
+
+use std::time::{Duration, Instant};
+
+pub(crate) use meta::TaskMeta;
+pub(crate) use transaction::{ProducerIds, Transaction};
+
+use crate::log::LogStore;
+use crate::state::{StateError, TaskState};
+
+/// The producer ids processors' tasks own, from their commit records: the
+/// transaction coordinator leaves their open transactions to them.
+pub(crate) fn owned_producer_ids(
+    state: &std::sync::Arc<crate::state::StateDb>,
+) -> Result<std::collections::HashSet<i64>, String> {
+    let mut owned = std::collections::HashSet::new();
+    for name in state.processors() {
+        let Some(processor) = state.existing(&name) else {
+            continue;
+        };
+        for (_, bytes) in processor.metas().map_err(|e| e.to_string())? {
+            if let Ok(meta) = TaskMeta::decode(&bytes) {
+                if meta.producer_id >= 0 {
+                    owned.insert(meta.producer_id);
+                }
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// A task's exactly-once and stateful bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Stateful {
+    /// Outputs go through transactions (else plain durable batches).
+    pub(crate) exactly_once: bool,
+    /// The last commit.
+    pub(crate) meta: TaskMeta,
+    /// Whether `recover` ran since the task (re)started.
+    pub(crate) recovered: bool,
+    pub(crate) transaction: Transaction,
+    /// When the open transaction (or the first uncommitted batch) began.
+    pub(crate) dirty_since: Option<Instant>,
+    pub(crate) commit_interval: Duration,
+    pub(crate) idle: IdleClock,
+    /// The earliest timer of each domain, as of the last step (so the
+    /// driver can tell when the task has work without input).
+    pub(crate) next_event_timer: Option<i64>,
+    pub(crate) next_processing_timer: Option<i64>,
+}
+
+impl Stateful {
+    pub(crate) fn new(
+        exactly_once: bool,
+        producer_ids: ProducerIds,
+        commit_interval: Duration,
+        idle_advance_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            exactly_once,
+            meta: TaskMeta::default(),
+            recovered: false,
+            transaction: Transaction::new(producer_ids),
+            dirty_since: None,
+            commit_interval,
+            idle: IdleClock::new(idle_advance_ms),
+            next_event_timer: None,
+            next_processing_timer: None,
+        }
+    }
+
+    /// Brings the task to its last commit and fences what came after it:
+    /// ends the transactions a crash left open in `outputs`, takes a fresh
+    /// epoch and records it. Returns the input offset to resume from
+    /// (`fallback` when the task has never committed).
+    pub(crate) fn recover(
+        &mut self,
+        state: &mut TaskState,
+        store: &LogStore,
+        outputs: &[String],
+        fallback: i64,
+    ) -> Result<i64, String> {
+        state.discard();
+        let mut meta = match state.meta().map_err(|e| e.to_string())? {
+            Some(bytes) => TaskMeta::decode(&bytes)?,
+            None => TaskMeta::fresh(fallback),
+        };
+        if self.exactly_once {
+            self.transaction.recover(store, outputs, &mut meta)?;
+        }
+        meta.committed.clear();
+        state
+            .commit(&meta.encode(), true)
+            .map_err(|e| format!("recording the task's new epoch failed: {e}"))?;
+        self.idle.reset(meta.stream_time);
+        self.meta = meta;
+        self.dirty_since = None;
+        self.recovered = true;
+        Ok(self.meta.position)
+    }
+
+    /// Whether the open work should be committed now.
+    pub(crate) fn commit_due(&self, state: &TaskState, commit_bytes_max: usize) -> bool {
+        self.dirty_since
+            .is_some_and(|since| since.elapsed() >= self.commit_interval)
+            || state.staged_bytes() >= commit_bytes_max
+            || self.transaction.bytes() >= commit_bytes_max
+    }
+
+    /// Notes that the task has uncommitted work.
+    pub(crate) fn touch(&mut self) {
+        self.dirty_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Commits: outputs durable, then the commit point (state, input
+    /// position, stream time and transaction in one RocksDB write), then
+    /// the markers.
+    pub(crate) fn commit(
+        &mut self,
+        state: &mut TaskState,
+        position: i64,
+        stream_time: Option<i64>,
+        late_dropped: u64,
+    ) -> Result<(), String> {
+        let mut meta = self.meta.clone();
+        meta.position = position;
+        meta.stream_time = stream_time;
+        meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
+        meta.commits += 1;
+        meta.committed = self
+            .transaction
+            .prepare()
+            .map_err(|e| format!("making the outputs durable failed: {e}"))?;
+        state
+            .commit(&meta.encode(), self.exactly_once)
+            .map_err(|e: StateError| format!("committing the state failed: {e}"))?;
+        self.meta = meta;
+        self.dirty_since = None;
+        self.transaction
+            .complete(true)
+            .map_err(|e| format!("writing commit markers failed (recovery completes them): {e}"))
+    }
+
+    /// Throws away the uncommitted work after a failure: aborts the open
+    /// transaction, forgets staged state, and makes the next step recover.
+    pub(crate) fn abandon(&mut self, state: Option<&mut TaskState>) {
+        if let Err(error) = self.transaction.complete(false) {
+            tracing::warn!(%error, "aborting a processor transaction failed; recovery aborts it");
+        }
+        if let Some(state) = state {
+            state.discard();
+        }
+        self.dirty_since = None;
+        self.recovered = false;
+    }
+}
+
+/// Stream time from the wall clock while the input is idle
+/// (`--idle-advance-ms`): once no record has arrived for that long, stream
+/// time moves on as the wall clock does, from the last record's timestamp,
+/// so windows close and event-time timers fire without new input.
+#[derive(Debug)]
+pub(crate) struct IdleClock {
+    idle_advance_ms: Option<u64>,
+    /// Wall time and stream time when the last record arrived.
+    last_record: (Instant, Option<i64>),
+}
+
+impl IdleClock {
+    fn new(idle_advance_ms: Option<u64>) -> Self {
+        Self {
+            idle_advance_ms,
+            last_record: (Instant::now(), None),
+        }
+    }
+
+    /// Restarts the idle wait from now, at `stream_time`.
+    pub(crate) fn reset(&mut self, stream_time: Option<i64>) {
+        self.last_record = (Instant::now(), stream_time);
+    }
+
+    /// The stream time idling gives now, if the input has been idle long
+    /// enough and idle advance is on.
+    pub(crate) fn advanced(&self) -> Option<i64> {
+        let idle_ms = self.idle_advance_ms?;
+        let (since, stream_time) = self.last_record;
+        let elapsed = since.elapsed();
+        (elapsed >= Duration::from_millis(idle_ms))
+            .then(|| stream_time.map(|t| t.saturating_add(elapsed.as_millis() as i64)))
+            .flatten()
+    }
+
+    /// How long until stream time reaches `at` by idling, if it will.
+    pub(crate) fn until(&self, at: i64) -> Option<Duration> {
+        let idle_ms = self.idle_advance_ms?;
+        let (since, stream_time) = self.last_record;
+        let behind = u64::try_from(at.saturating_sub(stream_time?)).unwrap_or(0);
+        let due = since + Duration::from_millis(behind.max(idle_ms));
+        Some(due.saturating_duration_since(Instant::now()))
+    }
+}

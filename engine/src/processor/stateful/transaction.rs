@@ -1,0 +1,206 @@
+//! A task's output transaction: transactional batches appended with the
+//! task's producer id and epoch, made durable before the commit point, and
+//! ended with markers after it; and, at the task's start, the ending of
+//! whatever a crash left open.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::meta::{CommittedOutput, TaskMeta};
+use crate::log::transactions::Marker;
+use crate::log::{AppendInfo, LogError, LogStore, Partition};
+use crate::processor::output::{self, OutRecord, Routed};
+
+/// Allocates producer ids (the broker's allocator, shared with Kafka
+/// producers so ids never collide).
+pub(crate) type ProducerIds = Arc<dyn Fn() -> std::io::Result<i64> + Send + Sync>;
+
+/// An output partition the open transaction wrote to.
+struct Open {
+    partition: Arc<Partition>,
+    first_offset: i64,
+    last: AppendInfo,
+}
+
+/// The task's transactional producer and its open transaction.
+pub(crate) struct Transaction {
+    producer_ids: ProducerIds,
+    /// (producer id, epoch); -1 until recovery assigns them.
+    producer: (i64, i16),
+    /// Next sequence per output partition, for the current epoch.
+    sequences: HashMap<(String, i32), i32>,
+    open: BTreeMap<(String, i32), Open>,
+    /// Payload bytes written in the open transaction.
+    bytes: usize,
+    /// Commit markers written after the last commit point: fsynced before
+    /// the next one replaces its record of them.
+    unsynced_markers: Vec<(Arc<Partition>, AppendInfo)>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("producer", &self.producer)
+            .field("open", &self.open.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Transaction {
+    pub(super) fn new(producer_ids: ProducerIds) -> Self {
+        Self {
+            producer_ids,
+            producer: (-1, -1),
+            sequences: HashMap::new(),
+            open: BTreeMap::new(),
+            bytes: 0,
+            unsynced_markers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Ends the transactions of `meta`'s producer left open in `outputs`
+    /// (committed when the last commit recorded them, else aborted), then
+    /// moves `meta` to a fresh epoch (or producer id, past the last epoch).
+    pub(super) fn recover(
+        &mut self,
+        store: &LogStore,
+        outputs: &[String],
+        meta: &mut TaskMeta,
+    ) -> Result<(), String> {
+        self.open.clear();
+        self.unsynced_markers.clear();
+        self.bytes = 0;
+        if meta.producer_id >= 0 {
+            end_open(store, outputs, meta)?;
+        }
+        if meta.producer_id < 0 || meta.producer_epoch >= i16::MAX - 1 {
+            meta.producer_id = (self.producer_ids)()
+                .map_err(|e| format!("allocating a producer id failed: {e}"))?;
+            meta.producer_epoch = 0;
+        } else {
+            meta.producer_epoch += 1;
+        }
+        self.producer = (meta.producer_id, meta.producer_epoch);
+        self.sequences.clear();
+        Ok(())
+    }
+
+    /// Appends `routed` as transactional batches (not yet durable).
+    pub(crate) fn write(&mut self, store: &LogStore, routed: Routed) -> Result<(), LogError> {
+        let (producer_id, producer_epoch) = self.producer;
+        debug_assert!(producer_id >= 0, "recovered before writing");
+        for ((topic, id), records) in routed.into_partitions() {
+            let partition = store.partition(&topic, id)?;
+            let budget = output::check_and_budget(&partition, &topic, &records)?;
+            for chunk in output::chunks(&records, budget) {
+                let sequence = self.sequences.entry((topic.clone(), id)).or_insert(0);
+                let encoded =
+                    output::encode_transactional(chunk, producer_id, producer_epoch, *sequence);
+                let info = partition.write_batches(&encoded)?;
+                *sequence = sequence.wrapping_add(chunk.len() as i32) & i32::MAX;
+                self.bytes += chunk.iter().map(OutRecord::payload_bytes).sum::<usize>();
+                let open = self.open.entry((topic.clone(), id)).or_insert(Open {
+                    partition: partition.clone(),
+                    first_offset: info.base_offset,
+                    last: info,
+                });
+                open.last = info;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the open transaction's batches, and the markers of the last
+    /// one, durable; returns what the commit point records.
+    pub(super) fn prepare(&mut self) -> Result<Vec<CommittedOutput>, LogError> {
+        for open in self.open.values() {
+            open.partition.acknowledge_durable(&open.last)?;
+        }
+        for (partition, marker) in self.unsynced_markers.drain(..) {
+            partition.acknowledge_durable(&marker)?;
+        }
+        Ok(self
+            .open
+            .iter()
+            .map(|((topic, partition), open)| CommittedOutput {
+                topic: topic.clone(),
+                partition: *partition,
+                first_offset: open.first_offset,
+            })
+            .collect())
+    }
+
+    /// Writes commit (or abort) markers to every partition of the open
+    /// transaction and forgets it.
+    pub(super) fn complete(&mut self, commit: bool) -> Result<(), LogError> {
+        let (producer_id, producer_epoch) = self.producer;
+        let open = std::mem::take(&mut self.open);
+        self.bytes = 0;
+        let marker = Marker {
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch: 0,
+        };
+        let mut failed = None;
+        for (_, open) in open {
+            let written = open
+                .partition
+                .write_marker(&marker)
+                .and_then(|info| open.partition.acknowledge(&info).map(|()| info));
+            match written {
+                Ok(info) if commit => self.unsynced_markers.push((open.partition, info)),
+                Ok(_) => {}
+                Err(error) => failed = Some(error),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Ends `meta`'s producer's open transactions in the partitions of
+/// `outputs`: committed where the last commit point recorded them,
+/// aborted elsewhere. Durable before returning.
+fn end_open(store: &LogStore, outputs: &[String], meta: &TaskMeta) -> Result<(), String> {
+    for topic in outputs {
+        let Some(handle) = store.topic(topic) else {
+            continue;
+        };
+        for id in 0..handle.partition_count() {
+            let Ok(partition) = store.partition(topic, id) else {
+                continue;
+            };
+            let Some((first_offset, producer_epoch)) = partition.open_transaction(meta.producer_id)
+            else {
+                continue;
+            };
+            let commit = meta
+                .committed
+                .iter()
+                .any(|c| &c.topic == topic && c.partition == id && c.first_offset == first_offset);
+            let marker = Marker {
+                producer_id: meta.producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch: 0,
+            };
+            partition
+                .write_marker(&marker)
+                .and_then(|info| partition.acknowledge_durable(&info))
+                .map_err(|e| format!("ending the open transaction in {topic}/{id} failed: {e}"))?;
+            tracing::info!(
+                topic,
+                partition = id,
+                producer_id = meta.producer_id,
+                commit,
+                first_offset,
+                "processor recovery ended a transaction left open"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The broker's one RocksDB: opening it with memory bounded by
+//! `state.memory_bytes_max`, and a column family per processor.
+//!
+//! Memory: one LRU block cache of `memory_bytes_max` bytes shared by every
+//! column family, index and filter blocks included (cached, not held
+//! beside the cache), and a write buffer manager that charges every
+//! memtable to that same cache, with a cap of a quarter of it. So adding
+//! processors or partitions adds keys, not memory. Kafka Streams gives
+//! each store its own cache and memtables, which is what makes its RocksDB
+//! memory hard to predict.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
+    WriteBufferManager,
+};
+
+use super::{StateConfig, StateError};
+
+pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
+
+/// Column families are named after their processor with this prefix
+/// (RocksDB's own `default` family stays empty).
+const FAMILY_PREFIX: &str = "processor/";
+
+/// The state of every processor of the broker.
+pub(crate) struct StateDb {
+    db: Db,
+    /// Options every processor's column family is created with.
+    family_options: Options,
+    config: StateConfig,
+    path: PathBuf,
+    /// Serialises creating and dropping families.
+    families: Mutex<BTreeSet<String>>,
+    cache: Cache,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb").field("path", &self.path).finish()
+    }
+}
+
+impl StateDb {
+    /// Opens (or creates) the state in `dir`.
+    pub(crate) fn open(dir: &Path, config: &StateConfig) -> Result<Arc<Self>, StateError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let memory = usize::try_from(config.memory_bytes_max).unwrap_or(usize::MAX);
+        let cache = Cache::new_lru_cache(memory);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            memory / 4,
+            false,
+            cache.clone(),
+        );
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_write_buffer_manager(&write_buffers);
+        options.set_max_open_files(config.open_files_max);
+        options.set_max_background_jobs(2);
+        // Bounds the WAL: past it the oldest families' memtables are
+        // flushed, so restart replays at most this much.
+        options.set_max_total_wal_size(64 << 20);
+        let family_options = family_options(&cache, memory);
+        // A new database has no families yet (and nothing to list).
+        let existing = if dir.join("CURRENT").exists() {
+            Db::list_cf(&options, dir)?
+        } else {
+            Vec::new()
+        };
+        let descriptors = existing
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options.clone()));
+        let db = Db::open_cf_descriptors(&options, dir, descriptors)?;
+        let families = existing
+            .iter()
+            .filter_map(|name| name.strip_prefix(FAMILY_PREFIX))
+            .map(str::to_string)
+            .collect();
+        Ok(Arc::new(Self {
+            db,
+            family_options,
+            config: config.clone(),
+            path: dir.to_path_buf(),
+            families: Mutex::new(families),
+            cache,
+        }))
+    }
+
+    pub(crate) fn config(&self) -> &StateConfig {
+        &self.config
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Processors that have state.
+    pub(crate) fn processors(&self) -> Vec<String> {
+        let families = self.families.lock().expect("families lock");
+        families.iter().cloned().collect()
+    }
+
+    /// The state of processor `name`, creating its column family if needed.
+    pub(crate) fn processor(self: &Arc<Self>, name: &str) -> Result<ProcessorState, StateError> {
+        let mut families = self.families.lock().expect("families lock");
+        let family = family_name(name);
+        if !families.contains(name) {
+            self.db.create_cf(&family, &self.family_options)?;
+            families.insert(name.to_string());
+        }
+        Ok(ProcessorState {
+            db: self.clone(),
+            family,
+        })
+    }
+
+    /// The state of processor `name` if it has any.
+    pub(crate) fn existing(self: &Arc<Self>, name: &str) -> Option<ProcessorState> {
+        let families = self.families.lock().expect("families lock");
+        families.contains(name).then(|| ProcessorState {
+            db: self.clone(),
+            family: family_name(name),
+        })
+    }
+
+    /// Deletes processor `name`'s state (its column family). Its files go
+    /// when no reader holds them any more.
+    pub(crate) fn drop_processor(&self, name: &str) -> Result<(), StateError> {
+        let mut families = self.families.lock().expect("families lock");
+        if families.remove(name) {
+            self.db.drop_cf(&family_name(name))?;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the block cache now, memtables included.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.cache.get_usage()
+    }
+}
+
+fn family_name(processor: &str) -> String {
+    format!("{FAMILY_PREFIX}{processor}")
+}
+
+fn family_options(cache: &Cache, memory: usize) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_bloom_filter(10.0, false);
+    let mut options = Options::default();
+    options.set_block_based_table_factory(&table);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_bottommost_compression_type(DBCompressionType::Zstd);
+    // Memtables of one family; all families together are capped by the
+    // write buffer manager.
+    options.set_write_buffer_size((memory / 8).clamp(1 << 20, 64 << 20));
+    options.set_max_write_buffer_number(2);
+    options
+}
+
+/// One processor's state: its column family.
+#[derive(Clone)]
+pub(crate) struct ProcessorState {
+    pub(super) db: Arc<StateDb>,
+    pub(super) family: String,
+}
+
+impl std::fmt::Debug for ProcessorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorState")
+            .field("family", &self.family)
+            .finish()
+    }
+}
+
+impl ProcessorState {
+    pub(super) fn family(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StateError> {
+        self.db
+            .db
+            .cf_handle(&self.family)
+            .ok_or_else(|| StateError::Storage(format!("column family {} is gone", self.family)))
+    }
+
+    pub(crate) fn config(&self) -> &StateConfig {
+        &self.db.config
+    }
+}

@@ -1,0 +1,193 @@
+//! The key layout inside a processor's column family.
+//!
+//! ```text
+//! task metadata   task:u32be 0x00
+//! store entry     task:u32be 0x01 name_len:u8 name user_key
+//! timer           task:u32be 0x02 domain:u8 at:i64 user_key
+//! ```
+//! `task` is the input partition. `at` is big-endian with the sign bit
+//! flipped, so byte order is numeric order and timers sort by time. A
+//! partition's state is the range `[task, task + 1)`.
+
+use super::StateError;
+
+/// Longest store name (it is part of every key of the store).
+pub(crate) const STORE_NAME_BYTES_MAX: usize = 64;
+
+const META: u8 = 0x00;
+const STORE: u8 = 0x01;
+const TIMER: u8 = 0x02;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Domain {
+    /// Stream time (record timestamps).
+    EventTime = 0,
+    /// The broker's wall clock.
+    ProcessingTime = 1,
+}
+
+impl Domain {
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(Self::EventTime),
+            1 => Some(Self::ProcessingTime),
+            _ => None,
+        }
+    }
+}
+
+/// Store names: `[A-Za-z0-9._-]`, 1 to 64 bytes.
+pub(crate) fn validate_store_name(name: &str) -> Result<(), StateError> {
+    let ok = !name.is_empty()
+        && name.len() <= STORE_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadStoreName(name.to_string()))
+    }
+}
+
+/// The first key of task `task` (inclusive).
+pub(crate) fn task_start(task: u32) -> Vec<u8> {
+    task.to_be_bytes().to_vec()
+}
+
+/// The first key after task `task` (exclusive end of its range).
+pub(crate) fn task_end(task: u32) -> Vec<u8> {
+    match task.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xff; 5],
+    }
+}
+
+pub(crate) fn meta(task: u32) -> Vec<u8> {
+    let mut key = task_start(task);
+    key.push(META);
+    key
+}
+
+/// The prefix of every key of store `name` in `task`.
+pub(crate) fn store_prefix(task: u32, name: &str) -> Vec<u8> {
+    debug_assert!(name.len() <= STORE_NAME_BYTES_MAX);
+    let mut key = Vec::with_capacity(6 + name.len());
+    key.extend_from_slice(&task.to_be_bytes());
+    key.push(STORE);
+    key.push(name.len() as u8);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub(crate) fn entry(prefix: &[u8], user_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + user_key.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(user_key);
+    key
+}
+
+/// The first key after every key starting with `prefix`, or `None` when
+/// there is none (the prefix is all 0xff).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// `i64` as 8 bytes whose byte order is numeric order.
+pub(crate) fn ordered_i64(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(crate) fn from_ordered_i64(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The prefix of `task`'s timers in `domain`.
+pub(crate) fn timer_prefix(task: u32, domain: Domain) -> Vec<u8> {
+    let mut key = task_start(task);
+    key.push(TIMER);
+    key.push(domain as u8);
+    key
+}
+
+pub(crate) fn timer(task: u32, domain: Domain, at: i64, user_key: &[u8]) -> Vec<u8> {
+    let mut key = timer_prefix(task, domain);
+    key.extend_from_slice(&ordered_i64(at));
+    key.extend_from_slice(user_key);
+    key
+}
+
+/// The exclusive end of `task`'s `domain` timers due at or before `at`.
+pub(crate) fn timers_due_end(task: u32, domain: Domain, at: i64) -> Vec<u8> {
+    match at.checked_add(1) {
+        Some(next) => {
+            let mut key = timer_prefix(task, domain);
+            key.extend_from_slice(&ordered_i64(next));
+            key
+        }
+        None => prefix_end(&timer_prefix(task, domain)).expect("the prefix has a successor"),
+    }
+}
+
+/// Splits a timer key into `(domain, at, user key)`.
+pub(crate) fn parse_timer(key: &[u8]) -> Option<(Domain, i64, &[u8])> {
+    if key.len() < 14 || key[4] != TIMER {
+        return None;
+    }
+    let domain = Domain::from_byte(key[5])?;
+    let at = from_ordered_i64(key[6..14].try_into().ok()?);
+    Some((domain, at, &key[14..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_integers_sort_as_numbers() {
+        let values = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        for pair in values.windows(2) {
+            assert!(ordered_i64(pair[0]) < ordered_i64(pair[1]), "{pair:?}");
+        }
+        for value in values {
+            assert_eq!(from_ordered_i64(ordered_i64(value)), value);
+        }
+    }
+
+    #[test]
+    fn timers_round_trip_and_sort_by_time_then_key() {
+        let a = timer(3, Domain::EventTime, -10, b"z");
+        let b = timer(3, Domain::EventTime, 5, b"a");
+        let c = timer(3, Domain::EventTime, 5, b"b");
+        assert!(a < b && b < c);
+        assert_eq!(parse_timer(&b), Some((Domain::EventTime, 5, &b"a"[..])));
+        assert!(c < timers_due_end(3, Domain::EventTime, 5));
+        assert!(timer(3, Domain::EventTime, 6, b"") >= timers_due_end(3, Domain::EventTime, 5));
+        assert!(timer(3, Domain::ProcessingTime, i64::MIN, b"") > c);
+    }
+
+    #[test]
+    fn tasks_and_stores_are_disjoint_ranges() {
+        let prefix = store_prefix(7, "counts");
+        assert!(prefix.as_slice() >= task_start(7).as_slice());
+        assert!(prefix.as_slice() < task_end(7).as_slice());
+        assert!(meta(7) < prefix);
+        // A store whose name is a prefix of another's does not overlap it.
+        let short = entry(&store_prefix(7, "count"), b"s");
+        assert!(!short.starts_with(&prefix));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        assert_eq!(task_end(u32::MAX), vec![0xff; 5]);
+        assert!(validate_store_name("page-counts.v1").is_ok());
+        assert!(validate_store_name("").is_err());
+        assert!(validate_store_name("a/b").is_err());
+    }
+}

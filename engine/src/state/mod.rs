@@ -1,0 +1,112 @@
+//! Keyed processor state in RocksDB.
+//!
+//! One RocksDB for the broker, in `<data-dir>/state`, with a column family
+//! per processor; inside it every key starts with the task (the input
+//! partition), so a partition's state is one key range and a processor's is
+//! one family to drop (`keys`). Memory is bounded by one setting,
+//! `state.memory_bytes_max`: a block cache shared by every family, with the
+//! write buffers (memtables) charged to it, so the total does not grow with
+//! the number of processors or partitions (`db`).
+//!
+//! Nothing uncommitted reaches RocksDB. A task stages its writes in memory
+//! (`staged`: an ordered map of puts and deletes, with a savepoint before
+//! every plugin call so a failed call is undone), reads through it to the
+//! committed state (`task`), and commits with one synced write batch that
+//! also carries the task's metadata (input positions, stream time, the
+//! transaction it commits). That write is the commit point of exactly-once
+//! processing; reads of committed state (`query`) never see staged data.
+
+mod db;
+mod keys;
+mod query;
+mod staged;
+mod task;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use db::{ProcessorState, StateDb};
+pub use keys::Domain;
+pub(crate) use keys::{from_ordered_i64, ordered_i64, prefix_end, validate_store_name};
+pub(crate) use query::Page;
+pub(crate) use task::TaskState;
+pub use task::Timer;
+
+/// State settings (`[state]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StateConfig {
+    /// Memory of all keyed state together, in bytes: RocksDB's shared block
+    /// cache, which the write buffers are charged to. Default 256 MiB.
+    pub(crate) memory_bytes_max: u64,
+    /// Longest key a plugin may write. Default 16 KiB.
+    pub(crate) key_bytes_max: usize,
+    /// Longest value a plugin may write. Default 1 MiB.
+    pub(crate) value_bytes_max: usize,
+    /// Staged (uncommitted) bytes of one task at which it commits early,
+    /// before its commit interval. Default 32 MiB.
+    pub(crate) commit_bytes_max: usize,
+    /// Staged bytes one task may hold at all: a single plugin call writing
+    /// more traps. Default 256 MiB.
+    pub(crate) staged_bytes_max: usize,
+    /// Entries one scan page returns at most. Default 10 000.
+    pub(crate) scan_entries_max: usize,
+    /// RocksDB files kept open at most. Default 512.
+    pub(crate) open_files_max: i32,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes_max: 256 << 20,
+            key_bytes_max: 16 << 10,
+            value_bytes_max: 1 << 20,
+            commit_bytes_max: 32 << 20,
+            staged_bytes_max: 256 << 20,
+            scan_entries_max: 10_000,
+            open_files_max: 512,
+        }
+    }
+}
+
+/// Why a state operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StateError {
+    /// RocksDB failed (I/O, corruption): the task stops.
+    #[error("state storage failed: {0}")]
+    Storage(String),
+    #[error("state key of {bytes} bytes is over the limit of {max} bytes (state.key_bytes_max)")]
+    KeyTooLarge { bytes: usize, max: usize },
+    #[error(
+        "state value of {bytes} bytes is over the limit of {max} bytes (state.value_bytes_max)"
+    )]
+    ValueTooLarge { bytes: usize, max: usize },
+    #[error("the value at this key is not a counter (decimal text): {0}")]
+    NotACounter(String),
+    #[error("counter overflow: {value} + {delta}")]
+    CounterOverflow { value: i64, delta: i64 },
+    #[error(
+        "one call staged more than {max} bytes of state changes (state.staged_bytes_max); \
+         write less per record or batch"
+    )]
+    StagedFull { max: usize },
+    #[error("store {0:?} is not declared by this processor (deploy with --store {0})")]
+    UnknownStore(String),
+    #[error("store name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_' and '-'")]
+    BadStoreName(String),
+}
+
+impl StateError {
+    /// Whether the failure is the storage's, not the plugin's: the task
+    /// stops rather than applying the error policy to a record.
+    pub(crate) fn is_storage(&self) -> bool {
+        matches!(self, Self::Storage(_))
+    }
+}
+
+impl From<rocksdb::Error> for StateError {
+    fn from(error: rocksdb::Error) -> Self {
+        Self::Storage(error.into_string())
+    }
+}

@@ -1,0 +1,148 @@
+//! Reads of committed state, for interactive queries and status: straight
+//! from RocksDB, which holds nothing but commits (staged writes live in
+//! each task), so an answer is always the state of a commit. A scan reads
+//! one RocksDB snapshot (its iterator's), never half of a commit.
+
+use rocksdb::ReadOptions;
+
+use super::db::ProcessorState;
+use super::keys;
+use super::StateError;
+
+/// One page of a scan: entries with the store prefix removed, and where
+/// the next page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) entries: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) next: Option<Vec<u8>>,
+}
+
+impl Page {
+    /// A page from full keys that all start with a prefix of `prefix_bytes`.
+    pub(crate) fn strip(
+        prefix_bytes: usize,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        next: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            entries: entries
+                .into_iter()
+                .map(|(mut key, value)| {
+                    key.drain(..prefix_bytes);
+                    (key, value)
+                })
+                .collect(),
+            next: next.map(|mut key| {
+                key.drain(..prefix_bytes);
+                key
+            }),
+        }
+    }
+}
+
+impl ProcessorState {
+    /// The committed value at `key` of store `store` in `task`.
+    pub(crate) fn get_committed(
+        &self,
+        task: u32,
+        store: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        keys::validate_store_name(store)?;
+        let family = self.family()?;
+        let full = keys::entry(&keys::store_prefix(task, store), key);
+        Ok(self
+            .db
+            .db()
+            .get_pinned_cf(&family, full)?
+            .map(|value| value.to_vec()))
+    }
+
+    /// Committed entries of `store` in `task` with `start <= key < end`, at
+    /// most `limit` (and `state.scan_entries_max`).
+    pub(crate) fn scan_committed(
+        &self,
+        task: u32,
+        store: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page, StateError> {
+        keys::validate_store_name(store)?;
+        let limit = limit.min(self.config().scan_entries_max);
+        let prefix = keys::store_prefix(task, store);
+        let from = keys::entry(&prefix, start);
+        let to = match end {
+            Some(end) => Some(keys::entry(&prefix, end)),
+            None => keys::prefix_end(&prefix),
+        };
+        let family = self.family()?;
+        let mut options = ReadOptions::default();
+        if let Some(to) = to {
+            options.set_iterate_upper_bound(to);
+        }
+        let mut iterator = self.db.db().raw_iterator_cf_opt(&family, options);
+        iterator.seek(&from);
+        let mut entries = Vec::new();
+        let mut next = None;
+        while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+            if entries.len() >= limit {
+                next = Some(key.to_vec());
+                break;
+            }
+            entries.push((key.to_vec(), value.to_vec()));
+            iterator.next();
+        }
+        iterator.status()?;
+        Ok(Page::strip(prefix.len(), entries, next))
+    }
+
+    /// The committed metadata record of `task`.
+    pub(crate) fn meta(&self, task: u32) -> Result<Option<Vec<u8>>, StateError> {
+        let family = self.family()?;
+        Ok(self
+            .db
+            .db()
+            .get_pinned_cf(&family, keys::meta(task))?
+            .map(|value| value.to_vec()))
+    }
+
+    /// Every task's metadata record, by task: one seek per task, whatever
+    /// the size of its state.
+    pub(crate) fn metas(&self) -> Result<Vec<(u32, Vec<u8>)>, StateError> {
+        let family = self.family()?;
+        let mut iterator = self.db.db().raw_iterator_cf(&family);
+        let mut metas = Vec::new();
+        iterator.seek_to_first();
+        while let Some(key) = iterator.key() {
+            let Some(task) = key
+                .get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+            else {
+                break;
+            };
+            if key.len() == 5 && key[4] == 0 {
+                metas.push((task, iterator.value().unwrap_or_default().to_vec()));
+            }
+            match task.checked_add(1) {
+                Some(next) => iterator.seek(next.to_be_bytes()),
+                None => break,
+            }
+        }
+        iterator.status()?;
+        Ok(metas)
+    }
+
+    /// On-disk bytes of `task`'s state, estimated by RocksDB (memtables
+    /// included).
+    pub(crate) fn approximate_bytes(&self, task: u32) -> Result<u64, StateError> {
+        let family = self.family()?;
+        let start = keys::task_start(task);
+        let end = keys::task_end(task);
+        let sizes = self
+            .db
+            .db()
+            .get_approximate_sizes_cf(&family, &[rocksdb::Range::new(&start, &end)]);
+        Ok(sizes.first().copied().unwrap_or(0))
+    }
+}

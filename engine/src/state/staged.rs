@@ -1,0 +1,165 @@
+//! A task's uncommitted writes: an ordered map of full keys to a put
+//! (`Some(value)`) or a delete (`None`), read through before RocksDB, and
+//! an undo log since the last savepoint, so a failed plugin call is rolled
+//! back exactly (its puts and deletes undone, earlier calls' kept).
+//!
+//! An ordered map rather than RocksDB's indexed write batch: scans merge it
+//! with a RocksDB iterator by key, a savepoint is one integer, and the
+//! whole thing is safe Rust. It is bounded by `state.staged_bytes_max`;
+//! the task commits (emptying it) well before, at `state.commit_bytes_max`.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// Bytes counted per entry beyond its key and value (map node, vectors).
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// An undo entry: a key and what the map held for it before (`None`:
+/// nothing).
+type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
+
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// `(key, what the map held before)` since the savepoint, newest last.
+    undo: Vec<Undo>,
+    /// Keeping undo entries only after `savepoint()`: writes outside a
+    /// call (the host's own, e.g. removing fired timers) need none.
+    recording: bool,
+    bytes: usize,
+}
+
+fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES
+}
+
+impl Staged {
+    /// What is staged for `key`: `Some(Some(v))` a put, `Some(None)` a
+    /// delete, `None` nothing (read RocksDB).
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.get(key).map(|value| value.as_deref())
+    }
+
+    /// Stages a put (`Some`) or delete (`None`).
+    pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.bytes += entry_bytes(&key, &value);
+        let key_bytes = key.len();
+        let undo_key = self.recording.then(|| key.clone());
+        let old = self.writes.insert(key, value);
+        if let Some(old) = &old {
+            self.bytes -= key_bytes + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
+        }
+        if let Some(key) = undo_key {
+            self.undo.push((key, old));
+        }
+    }
+
+    /// Staged writes with keys in `[start, end)`, in key order.
+    pub(crate) fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let upper = match end {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.writes
+            .range::<Vec<u8>, _>((Bound::Included(start.to_vec()), upper))
+            .map(|(key, value)| (key.as_slice(), value.as_deref()))
+    }
+
+    /// Starts a call: its writes can be undone by `rollback`.
+    pub(crate) fn savepoint(&mut self) {
+        self.undo.clear();
+        self.recording = true;
+    }
+
+    /// Keeps the call's writes.
+    pub(crate) fn release(&mut self) {
+        self.undo.clear();
+        self.recording = false;
+    }
+
+    /// Undoes every write since `savepoint`.
+    pub(crate) fn rollback(&mut self) {
+        while let Some((key, previous)) = self.undo.pop() {
+            let current = match previous {
+                Some(old) => {
+                    self.bytes += entry_bytes(&key, &old);
+                    self.writes.insert(key.clone(), old)
+                }
+                None => self.writes.remove(&key),
+            };
+            if let Some(current) = current {
+                self.bytes -= entry_bytes(&key, &current);
+            }
+        }
+        self.recording = false;
+    }
+
+    /// Bytes staged (keys, values and a per-entry overhead).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Takes every staged write, leaving the stage empty.
+    pub(crate) fn take(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.undo.clear();
+        self.recording = false;
+        self.bytes = 0;
+        std::mem::take(&mut self.writes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(staged: &mut Staged, key: &str, value: &str) {
+        staged.write(key.into(), Some(value.into()));
+    }
+
+    #[test]
+    fn rollback_undoes_exactly_the_call() {
+        let mut staged = Staged::default();
+        put(&mut staged, "a", "1");
+        let before = staged.bytes();
+        staged.savepoint();
+        put(&mut staged, "a", "2");
+        put(&mut staged, "b", "3");
+        staged.write(b"a".to_vec(), None);
+        put(&mut staged, "c", "4");
+        staged.rollback();
+        assert_eq!(staged.get(b"a"), Some(Some(&b"1"[..])));
+        assert_eq!(staged.get(b"b"), None);
+        assert_eq!(staged.get(b"c"), None);
+        assert_eq!(staged.bytes(), before);
+        // A released call is kept by a later rollback.
+        staged.savepoint();
+        put(&mut staged, "b", "5");
+        staged.release();
+        staged.savepoint();
+        staged.write(b"b".to_vec(), None);
+        staged.rollback();
+        assert_eq!(staged.get(b"b"), Some(Some(&b"5"[..])));
+    }
+
+    #[test]
+    fn ranges_are_ordered_and_bounded() {
+        let mut staged = Staged::default();
+        for key in ["d", "a", "c", "b"] {
+            put(&mut staged, key, key);
+        }
+        let keys: Vec<_> = staged.range(b"b", Some(b"d")).map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![&b"b"[..], &b"c"[..]]);
+        assert_eq!(staged.range(b"c", None).count(), 2);
+        let taken = staged.take();
+        assert_eq!(taken.len(), 4);
+        assert!(staged.is_empty() && staged.bytes() == 0);
+    }
+}

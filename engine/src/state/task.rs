@@ -1,0 +1,407 @@
+//! One task's view of its state: reads through its staged writes to the
+//! committed state, writes staged until `commit`, timers, and the task's
+//! metadata record, which commits in the same write batch.
+
+use std::cmp::Ordering;
+
+use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
+
+use super::db::ProcessorState;
+use super::keys::{self, Domain};
+use super::query::Page;
+use super::staged::Staged;
+use super::StateError;
+
+/// A timer of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// The clock it follows.
+    pub domain: Domain,
+    /// When it is due, in milliseconds of that clock.
+    pub at: i64,
+    /// The key it was scheduled for.
+    pub key: Vec<u8>,
+}
+
+/// Entries in key order (full keys), and the next live key when the scan
+/// stopped at its limit.
+type Merged = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
+/// The state of one task (an input partition) of one processor.
+#[derive(Debug)]
+pub(crate) struct TaskState {
+    processor: ProcessorState,
+    task: u32,
+    /// Declared stores and their key prefixes.
+    stores: Vec<(String, Vec<u8>)>,
+    staged: Staged,
+}
+
+impl TaskState {
+    pub(crate) fn new(
+        processor: ProcessorState,
+        task: u32,
+        stores: &[String],
+    ) -> Result<Self, StateError> {
+        let stores = stores
+            .iter()
+            .map(|name| {
+                keys::validate_store_name(name)?;
+                Ok((name.clone(), keys::store_prefix(task, name)))
+            })
+            .collect::<Result<_, StateError>>()?;
+        Ok(Self {
+            processor,
+            task,
+            stores,
+            staged: Staged::default(),
+        })
+    }
+
+    /// The key prefix of declared store `name`.
+    pub(crate) fn store(&self, name: &str) -> Result<Vec<u8>, StateError> {
+        self.stores
+            .iter()
+            .find(|(declared, _)| declared == name)
+            .map(|(_, prefix)| prefix.clone())
+            .ok_or_else(|| StateError::UnknownStore(name.to_string()))
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), StateError> {
+        let max = self.processor.config().key_bytes_max;
+        if key.len() > max {
+            return Err(StateError::KeyTooLarge {
+                bytes: key.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), StateError> {
+        let max = self.processor.config().value_bytes_max;
+        if value.len() > max {
+            return Err(StateError::ValueTooLarge {
+                bytes: value.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stages a write of a full key, within the staged bytes bound.
+    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
+        let max = self.processor.config().staged_bytes_max;
+        if self.staged.bytes() > max {
+            return Err(StateError::StagedFull { max });
+        }
+        self.staged.write(key, value);
+        Ok(())
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(staged) = self.staged.get(key) {
+            return Ok(staged.map(<[u8]>::to_vec));
+        }
+        let family = self.processor.family()?;
+        Ok(self
+            .processor
+            .db
+            .db()
+            .get_pinned_cf(&family, key)?
+            .map(|value| value.to_vec()))
+    }
+
+    pub(crate) fn get(&self, store: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.check_key(key)?;
+        self.read(&keys::entry(store, key))
+    }
+
+    /// `get` of several keys: staged ones answered here, the rest in one
+    /// RocksDB multi-get.
+    pub(crate) fn get_many(
+        &self,
+        store: &[u8],
+        user_keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        let mut answers = Vec::with_capacity(user_keys.len());
+        let mut missing = Vec::new();
+        for (index, key) in user_keys.iter().enumerate() {
+            self.check_key(key)?;
+            let full = keys::entry(store, key);
+            match self.staged.get(&full) {
+                Some(staged) => answers.push(staged.map(<[u8]>::to_vec)),
+                None => {
+                    answers.push(None);
+                    missing.push((index, full));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(answers);
+        }
+        let family = self.processor.family()?;
+        let found = self.processor.db.db().batched_multi_get_cf(
+            &family,
+            missing.iter().map(|(_, key)| key),
+            false,
+        );
+        for ((index, _), value) in missing.iter().zip(found) {
+            answers[*index] = value?.map(|value| value.to_vec());
+        }
+        Ok(answers)
+    }
+
+    pub(crate) fn put(
+        &mut self,
+        store: &[u8],
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StateError> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        self.stage(keys::entry(store, key), Some(value))
+    }
+
+    pub(crate) fn delete(&mut self, store: &[u8], key: &[u8]) -> Result<(), StateError> {
+        self.check_key(key)?;
+        self.stage(keys::entry(store, key), None)
+    }
+
+    /// Adds `delta` to the decimal counter at `key`; returns the new value.
+    pub(crate) fn add(&mut self, store: &[u8], key: &[u8], delta: i64) -> Result<i64, StateError> {
+        self.check_key(key)?;
+        let full = keys::entry(store, key);
+        let value = match self.read(&full)? {
+            None => 0,
+            Some(bytes) => parse_counter(&bytes)?,
+        };
+        let sum = value
+            .checked_add(delta)
+            .ok_or(StateError::CounterOverflow { value, delta })?;
+        self.stage(full, Some(sum.to_string().into_bytes()))?;
+        Ok(sum)
+    }
+
+    /// Entries of `store` with `start <= key < end`, at most `limit`
+    /// (and `state.scan_entries_max`).
+    pub(crate) fn scan(
+        &self,
+        store: &[u8],
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page, StateError> {
+        let limit = limit.min(self.processor.config().scan_entries_max);
+        let (from, to) = store_range(store, start, end);
+        let (entries, next) = self.merged(&from, to.as_deref(), limit)?;
+        Ok(Page::strip(store.len(), entries, next))
+    }
+
+    /// Deletes the entries of `store` with `start <= key < end`; returns
+    /// how many there were.
+    pub(crate) fn delete_range(
+        &mut self,
+        store: &[u8],
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, StateError> {
+        let (from, to) = store_range(store, start, end);
+        let mut deleted = 0;
+        let mut cursor = from;
+        loop {
+            let (entries, next) = self.merged(&cursor, to.as_deref(), 4096)?;
+            deleted += entries.len() as u64;
+            for (key, _) in entries {
+                self.stage(key, None)?;
+            }
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(deleted),
+            }
+        }
+    }
+
+    pub(crate) fn schedule(
+        &mut self,
+        domain: Domain,
+        key: &[u8],
+        at: i64,
+    ) -> Result<(), StateError> {
+        self.check_key(key)?;
+        self.stage(keys::timer(self.task, domain, at, key), Some(Vec::new()))
+    }
+
+    pub(crate) fn cancel(&mut self, domain: Domain, key: &[u8], at: i64) -> Result<(), StateError> {
+        self.check_key(key)?;
+        let full = keys::timer(self.task, domain, at, key);
+        if self.read(&full)?.is_some() {
+            self.stage(full, None)?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` timers of `domain` due at or before `now`, in
+    /// `(at, key)` order.
+    pub(crate) fn due_timers(
+        &self,
+        domain: Domain,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StateError> {
+        let start = keys::timer_prefix(self.task, domain);
+        let end = keys::timers_due_end(self.task, domain, now);
+        let (entries, _) = self.merged(&start, Some(&end), limit)?;
+        Ok(entries
+            .iter()
+            .filter_map(|(key, _)| keys::parse_timer(key))
+            .map(|(domain, at, key)| Timer {
+                domain,
+                at,
+                key: key.to_vec(),
+            })
+            .collect())
+    }
+
+    /// When the earliest timer of `domain` is due, if there is one.
+    pub(crate) fn next_timer(&self, domain: Domain) -> Result<Option<i64>, StateError> {
+        Ok(self.due_timers(domain, i64::MAX, 1)?.first().map(|t| t.at))
+    }
+
+    /// Removes a timer that fired.
+    pub(crate) fn remove_timer(&mut self, timer: &Timer) -> Result<(), StateError> {
+        self.stage(
+            keys::timer(self.task, timer.domain, timer.at, &timer.key),
+            None,
+        )
+    }
+
+    /// Starts a plugin call: its writes can be rolled back.
+    pub(crate) fn savepoint(&mut self) {
+        self.staged.savepoint();
+    }
+
+    /// Keeps the call's writes.
+    pub(crate) fn release(&mut self) {
+        self.staged.release();
+    }
+
+    /// Undoes the call's writes.
+    pub(crate) fn rollback(&mut self) {
+        self.staged.rollback();
+    }
+
+    /// Staged bytes at which the task should commit (`state.commit_bytes_max`).
+    pub(crate) fn commit_bytes_max(&self) -> usize {
+        self.processor.config().commit_bytes_max
+    }
+
+    /// Bytes staged since the last commit.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.staged.bytes()
+    }
+
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Forgets everything staged (an aborted transaction).
+    pub(crate) fn discard(&mut self) {
+        self.staged.take();
+    }
+
+    /// The committed metadata record of this task.
+    pub(crate) fn meta(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let family = self.processor.family()?;
+        Ok(self
+            .processor
+            .db
+            .db()
+            .get_pinned_cf(&family, keys::meta(self.task))?
+            .map(|value| value.to_vec()))
+    }
+
+    /// Commits the staged writes and `meta` in one write batch, synced to
+    /// disk when `sync`. On failure the staged writes are gone too: the
+    /// task must start again from its last commit.
+    pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
+        let family = self.processor.family()?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in self.staged.take() {
+            match value {
+                Some(value) => batch.put_cf(&family, key, value),
+                None => batch.delete_cf(&family, key),
+            }
+        }
+        batch.put_cf(&family, keys::meta(self.task), meta);
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.processor.db.db().write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Merges staged writes over RocksDB for `[start, end)`: live entries
+    /// in key order, at most `limit`.
+    fn merged(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Merged, StateError> {
+        let family = self.processor.family()?;
+        let mut options = ReadOptions::default();
+        if let Some(end) = end {
+            options.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
+        iterator.seek(start);
+        let mut staged = self.staged.range(start, end).peekable();
+        let mut entries = Vec::new();
+        loop {
+            let stored = iterator.key().map(<[u8]>::to_vec);
+            let order = match (&stored, staged.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(stored), Some((key, _))) => stored.as_slice().cmp(key),
+            };
+            let (key, value) = match order {
+                Ordering::Less => {
+                    let value = iterator.value().map(<[u8]>::to_vec);
+                    iterator.next();
+                    (stored.expect("a stored key"), value)
+                }
+                Ordering::Equal | Ordering::Greater => {
+                    if order == Ordering::Equal {
+                        iterator.next();
+                    }
+                    let (key, value) = staged.next().expect("a staged key");
+                    (key.to_vec(), value.map(<[u8]>::to_vec))
+                }
+            };
+            let Some(value) = value else { continue };
+            if entries.len() >= limit {
+                return Ok((entries, Some(key)));
+            }
+            entries.push((key, value));
+        }
+        iterator.status()?;
+        Ok((entries, None))
+    }
+}
+
+/// The full-key range of `store`'s user keys `[start, end)`.
+fn store_range(store: &[u8], start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+    let from = keys::entry(store, start);
+    let to = match end {
+        Some(end) => Some(keys::entry(store, end)),
+        None => keys::prefix_end(store),
+    };
+    (from, to)
+}
+
+/// A counter's decimal text.
+pub(crate) fn parse_counter(bytes: &[u8]) -> Result<i64, StateError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).into_owned();
+            StateError::NotACounter(shown)
+        })
+}

@@ -1,0 +1,247 @@
+//! The state layer against a real RocksDB in a temporary folder.
+
+use std::sync::Arc;
+
+use super::*;
+
+fn open(dir: &std::path::Path) -> Arc<StateDb> {
+    StateDb::open(dir, &StateConfig::default()).unwrap()
+}
+
+fn task(db: &Arc<StateDb>, processor: &str, partition: u32) -> TaskState {
+    let state = db.processor(processor).unwrap();
+    TaskState::new(state, partition, &["counts".into(), "other".into()]).unwrap()
+}
+
+fn keys_of(page: &Page) -> Vec<String> {
+    page.entries
+        .iter()
+        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn staged_writes_are_read_back_and_reach_rocksdb_only_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    assert_eq!(t.get(&counts, b"a").unwrap(), Some(b"1".to_vec()));
+    let committed = db.existing("p").unwrap();
+    assert_eq!(committed.get_committed(0, "counts", b"a").unwrap(), None);
+    t.commit(b"meta-1", true).unwrap();
+    assert_eq!(
+        committed.get_committed(0, "counts", b"a").unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(t.meta().unwrap(), Some(b"meta-1".to_vec()));
+    drop(t);
+    drop(committed);
+    drop(db);
+    // Reopened: the commit is there, with its metadata.
+    let db = open(dir.path());
+    let t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    assert_eq!(t.get(&counts, b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.meta().unwrap(), Some(b"meta-1".to_vec()));
+    assert_eq!(db.processors(), vec!["p".to_string()]);
+}
+
+#[test]
+fn a_rolled_back_call_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    t.add(&counts, b"k", 5).unwrap();
+    t.commit(b"m", false).unwrap();
+    t.savepoint();
+    assert_eq!(t.add(&counts, b"k", 1).unwrap(), 6);
+    t.put(&counts, b"new", b"x".to_vec()).unwrap();
+    t.delete(&counts, b"k").unwrap();
+    t.rollback();
+    assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
+    assert_eq!(t.get(&counts, b"new").unwrap(), None);
+    t.savepoint();
+    assert_eq!(t.add(&counts, b"k", 2).unwrap(), 7);
+    t.release();
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"7".to_vec()));
+}
+
+#[test]
+fn counters_are_decimal_text_and_refuse_other_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    assert_eq!(t.add(&counts, b"c", -3).unwrap(), -3);
+    assert_eq!(t.get(&counts, b"c").unwrap(), Some(b"-3".to_vec()));
+    t.put(&counts, b"j", b"{}".to_vec()).unwrap();
+    assert!(matches!(
+        t.add(&counts, b"j", 1),
+        Err(StateError::NotACounter(_))
+    ));
+    t.put(&counts, b"max", i64::MAX.to_string().into_bytes())
+        .unwrap();
+    assert!(matches!(
+        t.add(&counts, b"max", 1),
+        Err(StateError::CounterOverflow { .. })
+    ));
+}
+
+#[test]
+fn scans_merge_staged_writes_over_committed_state_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 3);
+    let counts = t.store("counts").unwrap();
+    let other = t.store("other").unwrap();
+    for key in ["a", "b", "c", "d"] {
+        t.put(&counts, key.as_bytes(), key.as_bytes().to_vec())
+            .unwrap();
+    }
+    t.put(&other, b"zz", b"not in counts".to_vec()).unwrap();
+    t.commit(b"m", false).unwrap();
+    // Staged over committed: a delete hides "b", a put adds "bb", "c" changes.
+    t.delete(&counts, b"b").unwrap();
+    t.put(&counts, b"bb", b"new".to_vec()).unwrap();
+    t.put(&counts, b"c", b"changed".to_vec()).unwrap();
+    let page = t.scan(&counts, b"", None, 2).unwrap();
+    assert_eq!(keys_of(&page), vec!["a", "bb"]);
+    assert_eq!(page.next.as_deref(), Some(&b"c"[..]));
+    let page = t.scan(&counts, &page.next.unwrap(), None, 10).unwrap();
+    assert_eq!(keys_of(&page), vec!["c", "d"]);
+    assert_eq!(page.entries[0].1, b"changed".to_vec());
+    assert_eq!(page.next, None);
+    let page = t.scan(&counts, b"b", Some(b"d"), 10).unwrap();
+    assert_eq!(keys_of(&page), vec!["bb", "c"]);
+    // Committed reads see the last commit only.
+    let committed = db.existing("p").unwrap();
+    let page = committed
+        .scan_committed(3, "counts", b"", None, 10)
+        .unwrap();
+    assert_eq!(keys_of(&page), vec!["a", "b", "c", "d"]);
+    // Another task's state is not visible.
+    let page = committed
+        .scan_committed(2, "counts", b"", None, 10)
+        .unwrap();
+    assert!(page.entries.is_empty());
+}
+
+#[test]
+fn delete_range_counts_and_removes_merged_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    for i in 0..10_000u32 {
+        t.put(&counts, format!("k{i:05}").as_bytes(), vec![1])
+            .unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    t.put(&counts, b"k99999", vec![1]).unwrap();
+    let deleted = t.delete_range(&counts, b"k00100", None).unwrap();
+    assert_eq!(deleted, 9_901);
+    let page = t.scan(&counts, b"", None, 1_000).unwrap();
+    assert_eq!(page.entries.len(), 100);
+    assert_eq!(page.next, None);
+}
+
+#[test]
+fn timers_come_due_in_time_then_key_order_and_commit_with_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    t.schedule(Domain::EventTime, b"b", 20).unwrap();
+    t.schedule(Domain::EventTime, b"a", 20).unwrap();
+    t.schedule(Domain::EventTime, b"z", 10).unwrap();
+    t.schedule(Domain::EventTime, b"late", 30).unwrap();
+    t.schedule(Domain::ProcessingTime, b"p", 5).unwrap();
+    t.commit(b"m", false).unwrap();
+    t.cancel(Domain::EventTime, b"late", 30).unwrap();
+    let due = t.due_timers(Domain::EventTime, 20, 10).unwrap();
+    let order: Vec<_> = due.iter().map(|t| (t.at, t.key.clone())).collect();
+    assert_eq!(
+        order,
+        vec![
+            (10, b"z".to_vec()),
+            (20, b"a".to_vec()),
+            (20, b"b".to_vec())
+        ]
+    );
+    assert_eq!(t.due_timers(Domain::EventTime, 9, 10).unwrap(), vec![]);
+    assert_eq!(t.next_timer(Domain::ProcessingTime).unwrap(), Some(5));
+    for timer in &due {
+        t.remove_timer(timer).unwrap();
+    }
+    assert_eq!(t.next_timer(Domain::EventTime).unwrap(), None);
+    t.discard();
+    // Discarded: the committed timers are due again.
+    assert_eq!(t.due_timers(Domain::EventTime, 100, 10).unwrap().len(), 4);
+}
+
+#[test]
+fn limits_and_undeclared_stores_are_refused_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let error = t.store("nope").unwrap_err();
+    assert!(error.to_string().contains("--store nope"), "{error}");
+    let counts = t.store("counts").unwrap();
+    let error = t.put(&counts, &vec![0; 20_000], vec![]).unwrap_err();
+    assert!(error.to_string().contains("state.key_bytes_max"), "{error}");
+    let error = t.put(&counts, b"k", vec![0; 2 << 20]).unwrap_err();
+    assert!(
+        error.to_string().contains("state.value_bytes_max"),
+        "{error}"
+    );
+    assert!(TaskState::new(db.processor("p").unwrap(), 0, &["a/b".into()]).is_err());
+}
+
+#[test]
+fn dropping_a_processor_removes_its_state_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    for name in ["p", "q"] {
+        let mut t = task(&db, name, 0);
+        let counts = t.store("counts").unwrap();
+        t.put(&counts, b"k", b"v".to_vec()).unwrap();
+        t.commit(b"m", true).unwrap();
+    }
+    db.drop_processor("p").unwrap();
+    assert!(db.existing("p").is_none());
+    // Created again, it starts empty; q is untouched.
+    let p = db.processor("p").unwrap();
+    assert_eq!(p.get_committed(0, "counts", b"k").unwrap(), None);
+    assert_eq!(p.meta(0).unwrap(), None);
+    let q = db.existing("q").unwrap();
+    assert_eq!(
+        q.get_committed(0, "counts", b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(q.metas().unwrap(), vec![(0, b"m".to_vec())]);
+}
+
+#[test]
+fn get_many_answers_in_order_from_stage_and_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    t.put(&counts, b"disk", b"1".to_vec()).unwrap();
+    t.put(&counts, b"gone", b"2".to_vec()).unwrap();
+    t.commit(b"m", false).unwrap();
+    t.put(&counts, b"staged", b"3".to_vec()).unwrap();
+    t.delete(&counts, b"gone").unwrap();
+    let keys: Vec<Vec<u8>> = ["staged", "none", "disk", "gone"]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    let answers = t.get_many(&counts, &keys).unwrap();
+    assert_eq!(
+        answers,
+        vec![Some(b"3".to_vec()), None, Some(b"1".to_vec()), None]
+    );
+}
