@@ -57,7 +57,7 @@
 pub mod bindings {
     //! What `wit_bindgen::generate!` makes of `wit/processor.wit`.
     wit_bindgen::generate!({
-        path: "../wit/0.1.0/processor.wit",
+        path: "../wit/processor.wit",
         world: "processor",
         pub_export_macro: true,
         export_macro_name: "__export_processor",
@@ -76,6 +76,8 @@ pub mod bindings {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+pub mod aggregate;
+pub mod clock;
 pub mod config;
 mod error;
 #[cfg(target_arch = "wasm32")]
@@ -86,8 +88,11 @@ pub mod log;
 mod macros;
 mod output;
 mod record;
+pub mod state;
 pub mod testing;
+pub mod window;
 
+pub use clock::{Domain, Timer};
 pub use config::NoConfig;
 pub use error::{Error, ProcessError, Result};
 pub use kinds::{Instance, Processor};
@@ -106,7 +111,8 @@ pub use serde_json;
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::guest::{
-        guest_init, guest_process, Guest, WitBatch, WitOutput, WitProcessError,
+        guest_init, guest_on_timer, guest_process, Guest, TimersGuest, WitBatch, WitOutput,
+        WitProcessError, WitTimer,
     };
     pub use crate::kinds::{filter, flat_map, map, processor, route, BoxedHandler, Handler};
     pub use std::string::String;
