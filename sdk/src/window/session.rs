@@ -23,6 +23,9 @@ use crate::aggregate::Aggregator;
 use crate::clock::{self, Domain, Timer};
 use crate::{Batch, Output, Outputs, ProcessError, Record, Result};
 
+/// A stored session: its store key, window and aggregate.
+type Stored<A> = (Vec<u8>, Window, A);
+
 /// Session windows per key, aggregated with an [`Aggregator`] whose
 /// [`merge`](Aggregator::merge) joins two sessions.
 ///
@@ -87,7 +90,7 @@ impl<G: Aggregator> Sessions<G> {
         key: &[u8],
         timestamp: i64,
         stream_time: i64,
-    ) -> Result<Vec<(Vec<u8>, Window, G::Aggregate)>> {
+    ) -> Result<Vec<Stored<G::Aggregate>>> {
         let prefix = key::key_prefix(key);
         let mut start = prefix.clone();
         start.extend_from_slice(&key::encode_time(i64::MIN));
