@@ -7,7 +7,8 @@
 //! [`Prefetched`] reads a batch's keys in one crossing and writes them back
 //! in one, which is what the aggregation and window helpers run on.
 //!
-//! Semantics (the broker's, mirrored on the host by [`host`]): stores are
+//! Semantics (the broker's, mirrored on the host by an in-memory task, see
+//! [`testing::Task`](crate::testing::Task)): stores are
 //! declared in the deployment (`--store NAME`) and scoped to the task (one
 //! input partition); writes are staged and roll back when the call fails
 //! (an error or a trap), so a failing `process` or `on_timer` leaves no

@@ -9,7 +9,7 @@
 //!   with `start <= t < start + size`.
 //! - A window *closes* when stream time reaches `end + grace`. A record is
 //!   late for a window that has closed as of the record's own stream time
-//!   (see [`clock`](crate::clock): the same whatever the batch boundaries).
+//!   (see [`clock`]: the same whatever the batch boundaries).
 //!   A record late for all its windows is dropped and counted
 //!   (`late_dropped` in the processor status), or forwarded to a
 //!   late-records topic ([`Windowed::late_records_to`]); a hopping record
