@@ -112,9 +112,6 @@ pub enum TestError {
     /// `process` or `on_timer` failed: the call's outputs would not be
     /// written and its state changes were rolled back.
     Process(ProcessError),
-    /// The plugin panicked (a trap on WebAssembly): the call was rolled
-    /// back. The panic's message.
-    Trap(String),
 }
 
 impl TestError {
@@ -123,14 +120,13 @@ impl TestError {
         match self {
             TestError::Init(error) => error.message(),
             TestError::Process(error) => &error.message,
-            TestError::Trap(message) => message,
         }
     }
 
     /// The index of the failing record, for a `process` error that knows it.
     pub fn record_index(&self) -> Option<u32> {
         match self {
-            TestError::Init(_) | TestError::Trap(_) => None,
+            TestError::Init(_) => None,
             TestError::Process(error) => error.source,
         }
     }
@@ -141,7 +137,6 @@ impl Display for TestError {
         match self {
             TestError::Init(error) => write!(formatter, "init failed: {error}"),
             TestError::Process(error) => write!(formatter, "process failed: {error}"),
-            TestError::Trap(message) => write!(formatter, "trapped: {message}"),
         }
     }
 }

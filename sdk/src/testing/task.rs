@@ -4,7 +4,9 @@
 //!    open; a table refuses writes (a trap).
 //! 2. A call (`process` or `on_timer`) that fails, with an error or a panic
 //!    (the host's trap), is rolled back: its store writes, timers and late
-//!    counts are undone.
+//!    counts are undone. An error comes back as a [`TestError`]; a panic is
+//!    rolled back and then goes on unwinding (as before state existed, so
+//!    `#[should_panic]` tests keep working).
 //! 3. During a batch, stream time is the host's (the largest timestamp of
 //!    the records before the batch) advanced record by record by the SDK;
 //!    after a successful batch it becomes `max(old, batch's largest
@@ -122,24 +124,17 @@ impl Task {
         let instance =
             panic::catch_unwind(AssertUnwindSafe(|| Instance::processor::<P, _, _>(config)));
         let state = host::replace(previous);
-        let instance = instance.map_err(|panic| TestError::Trap(panic_message(&*panic)))?;
+        let instance = instance.unwrap_or_else(|panic| panic::resume_unwind(panic));
         let mut harness = Harness::new(instance)?;
         harness.task = state;
         Ok(harness)
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
-}
-
 impl Harness {
     /// Runs one `process` or `on_timer` call with the task installed: a
-    /// failure or panic restores the state from before the call.
+    /// failure or panic restores the state from before the call (a panic
+    /// then unwinds on).
     fn call(
         &mut self,
         run: impl FnOnce(&mut Instance, &mut Outputs) -> Result<(), ProcessError>,
@@ -150,13 +145,17 @@ impl Harness {
         let result =
             panic::catch_unwind(AssertUnwindSafe(|| run(&mut self.instance, &mut outputs)));
         self.task = host::replace(previous);
-        let failure = match result {
-            Ok(Ok(())) => return Ok(outputs),
-            Ok(Err(error)) => TestError::Process(error),
-            Err(panic) => TestError::Trap(panic_message(&*panic)),
-        };
-        self.task = snapshot;
-        Err(failure)
+        match result {
+            Ok(Ok(())) => Ok(outputs),
+            Ok(Err(error)) => {
+                self.task = snapshot;
+                Err(TestError::Process(error))
+            }
+            Err(panic) => {
+                self.task = snapshot;
+                panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Runs one batch of `records` (their topic and partition are set to
