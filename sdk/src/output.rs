@@ -291,6 +291,27 @@ impl Outputs {
             .collect())
     }
 
+    /// Why the host would refuse these outputs, if it would: a source that
+    /// went back, or (for `on-timer`, `timer` true) a forward.
+    pub(crate) fn refusal(&self, timer: bool) -> Option<crate::ProcessError> {
+        if self.out_of_order {
+            return Some(crate::ProcessError::new(
+                "outputs are not in non-decreasing source order (a processor bug)",
+            ));
+        }
+        let forward = self
+            .entries
+            .iter()
+            .find(|entry| entry.payload == Payload::Forward);
+        match forward {
+            Some(entry) if timer => Some(crate::ProcessError::new(format!(
+                "on_timer output for timer {} is a forward: a timer has no input record to forward",
+                entry.source
+            ))),
+            _ => None,
+        }
+    }
+
     /// The entries of an `on-timer` call: as [`into_entries`](Self::into_entries),
     /// and a forward is an error (there is no input record to forward).
     pub(crate) fn into_timer_entries(self) -> Result<Vec<Entry>, crate::ProcessError> {

@@ -168,7 +168,10 @@ impl Harness {
     pub fn run(&mut self, records: Vec<Record>) -> Result<Vec<TestOutput>, TestError> {
         let inputs = records.clone();
         let batch = Batch::new(&self.topic, self.partition, records);
-        let outputs = self.call(|instance, outputs| instance.process(batch, outputs))?;
+        let outputs = self.call(|instance, outputs| {
+            instance.process(batch, outputs)?;
+            outputs.refusal(false).map_or(Ok(()), Err)
+        })?;
         let pairs = outputs.into_pairs().map_err(TestError::Process)?;
         let mut resolved = pairs
             .into_iter()
@@ -238,7 +241,8 @@ impl Harness {
                         .remove(&(timer.domain, timer.at, timer.key.clone()));
                 }
             });
-            instance.on_timer(due, outputs)
+            instance.on_timer(due, outputs)?;
+            outputs.refusal(true).map_or(Ok(()), Err)
         })?;
         let entries = outputs.into_timer_entries().map_err(TestError::Process)?;
         entries

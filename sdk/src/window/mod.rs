@@ -222,31 +222,42 @@ impl<G> Common<G> {
     }
 }
 
-/// A closing window: emits its final aggregate (in [`Emit::Final`]) and
-/// deletes its state.
+/// Closes the windows of this aggregation's due timers: reads them in one
+/// `get-many`, emits each final aggregate (in [`Emit::Final`], `source` the
+/// timer's index) and deletes them. Other timers are left alone.
 fn close<G: Aggregator>(
     common: &Common<G>,
-    source: u32,
-    store_key: &[u8],
+    timers: &[Timer],
     outputs: &mut Outputs,
     format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
 ) -> Result<(), ProcessError> {
-    let Some(value) = common.store.get(store_key) else {
+    let (sources, keys): (Vec<u32>, Vec<Vec<u8>>) = (0_u32..)
+        .zip(timers)
+        .filter_map(|(source, timer)| Some((source, common.owned(timer)?.to_vec())))
+        .unzip();
+    if keys.is_empty() {
         return Ok(());
-    };
-    if common.emit == Emit::Final {
-        let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
-        let aggregate = serde_json::from_slice(&value)
-            .map_err(|error| ProcessError::new(Error::from(error).context("window aggregate")))?;
-        let result = WindowResult {
-            key,
-            window,
-            aggregate,
-            is_final: true,
-        };
-        outputs.push(source, format(&result).map_err(ProcessError::new)?);
     }
-    common.store.delete(store_key);
+    let values = common.store.get_many(&keys);
+    for ((source, store_key), value) in sources.into_iter().zip(&keys).zip(values) {
+        // Absent: merged into another session, or already closed.
+        let Some(value) = value else { continue };
+        if common.emit == Emit::Final {
+            let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
+            let aggregate = serde_json::from_slice(&value).map_err(|error| {
+                ProcessError::at(source, Error::from(error).context("window aggregate"))
+            })?;
+            let result = WindowResult {
+                key,
+                window,
+                aggregate,
+                is_final: true,
+            };
+            let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
+            outputs.push(source, output);
+        }
+        common.store.delete(store_key);
+    }
     Ok(())
 }
 
@@ -427,12 +438,7 @@ where
         outputs: &mut Outputs,
         format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
-        for (source, timer) in (0_u32..).zip(timers) {
-            if let Some(store_key) = self.common.owned(timer) {
-                close(&self.common, source, store_key, outputs, &format)?;
-            }
-        }
-        Ok(())
+        close(&self.common, timers, outputs, &format)
     }
 }
 

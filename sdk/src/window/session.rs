@@ -198,11 +198,6 @@ impl<G: Aggregator> Sessions<G> {
         outputs: &mut Outputs,
         format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
-        for (source, timer) in (0_u32..).zip(timers) {
-            if let Some(store_key) = self.common.owned(timer) {
-                close(&self.common, source, store_key, outputs, &format)?;
-            }
-        }
-        Ok(())
+        close(&self.common, timers, outputs, &format)
     }
 }

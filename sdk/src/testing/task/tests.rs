@@ -262,6 +262,12 @@ fn timers_cannot_forward() {
     let mut harness = probe();
     let error = harness.run(vec![at("timer:fwd@1", 1)]).unwrap_err();
     assert!(error.message().contains("forward"), "{error}");
+    assert_eq!(
+        harness.get("s", b"fired-fwd"),
+        None,
+        "a refused call is rolled back"
+    );
+    assert_eq!(harness.timers().len(), 1, "and its timer stays due");
 }
 
 #[test]
