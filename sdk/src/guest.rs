@@ -16,6 +16,9 @@ use crate::output::Entry;
 use crate::{Batch, Error, Header, Outputs, Payload, ProcessError, Record};
 
 pub use crate::bindings::exports::sluice::processor::handler::Guest;
+pub use crate::bindings::exports::sluice::processor::timers::{
+    Guest as TimersGuest, Timer as WitTimer,
+};
 pub(crate) use wit::InputRecord;
 pub use wit::{Batch as WitBatch, Output as WitOutput, ProcessError as WitProcessError};
 
@@ -50,11 +53,44 @@ pub fn guest_process(batch: WitBatch) -> Result<Vec<WitOutput>, WitProcessError>
                 "process called before init",
             )));
         };
+        crate::clock::begin_call();
         let mut outputs = Outputs::default();
         handler
             .process(Batch::from_guest(batch), &mut outputs)
             .map_err(process_error_to_wit)?;
         let entries = outputs.into_entries().map_err(process_error_to_wit)?;
+        Ok(entries.into_iter().map(entry_to_wit).collect())
+    })
+}
+
+/// `on-timer`: runs the handler over due timers.
+pub fn guest_on_timer(timers: Vec<WitTimer>) -> Result<Vec<WitOutput>, WitProcessError> {
+    use crate::bindings::sluice::processor::clock::Domain as WitDomain;
+    use crate::clock::{Domain, Timer};
+
+    HANDLER.with_borrow_mut(|slot| {
+        let Some(handler) = slot.as_mut() else {
+            return Err(process_error_to_wit(ProcessError::new(
+                "on-timer called before init",
+            )));
+        };
+        crate::clock::begin_call();
+        let timers = timers
+            .into_iter()
+            .map(|timer| Timer {
+                domain: match timer.domain {
+                    WitDomain::EventTime => Domain::EventTime,
+                    WitDomain::ProcessingTime => Domain::ProcessingTime,
+                },
+                key: timer.key,
+                at: timer.at,
+            })
+            .collect();
+        let mut outputs = Outputs::default();
+        handler
+            .on_timer(timers, &mut outputs)
+            .map_err(process_error_to_wit)?;
+        let entries = outputs.into_timer_entries().map_err(process_error_to_wit)?;
         Ok(entries.into_iter().map(entry_to_wit).collect())
     })
 }

@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
+use crate::clock::Timer;
 use crate::{config, Batch, Output, Outputs, ProcessError, Record, Result};
 
 /// A processor with full control over each batch.
@@ -57,8 +58,22 @@ pub trait Processor: Sized + 'static {
     fn init(config: Self::Config) -> Result<Self>;
 
     /// Processes one batch: pushes outputs in non-decreasing source order.
-    /// On error nothing of the batch is written.
+    /// On error nothing of the batch is written, and the call's state
+    /// changes are rolled back.
     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError>;
+
+    /// Handles due timers (scheduled with
+    /// [`clock::schedule`](crate::clock::schedule)), in `(at, key)` order;
+    /// each fires exactly once. An output's `source` is an index into
+    /// `timers`; it must emit (a forward is refused: there is no input
+    /// record), and a timestamp left unset is the timer's `at`. On error
+    /// the call's state changes are rolled back and the timers stay due.
+    ///
+    /// The default handles none (a processor that schedules no timer).
+    fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        let _ = (timers, outputs);
+        Ok(())
+    }
 }
 
 /// A ready instance: what `init` builds and `process` calls, for every kind.
@@ -66,6 +81,12 @@ pub trait Processor: Sized + 'static {
 pub trait Handler {
     /// Processes one batch into `outputs`.
     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError>;
+
+    /// Handles due timers; the function kinds schedule none.
+    fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        let _ = (timers, outputs);
+        Ok(())
+    }
 }
 
 /// A boxed [`Handler`], as the guest entry points and the test harness hold it.
@@ -77,6 +98,10 @@ struct Custom<P>(P);
 impl<P: Processor> Handler for Custom<P> {
     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
         self.0.process(batch, outputs)
+    }
+
+    fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        self.0.on_timer(timers, outputs)
     }
 }
 
@@ -345,9 +370,22 @@ impl Instance {
         Self { handler }
     }
 
-    /// Processes one batch, pushing its outputs onto `outputs`.
+    /// Processes one batch, pushing its outputs onto `outputs`. Stream
+    /// time ([`clock::stream_time`](crate::clock::stream_time)) advances as
+    /// the batch's records are taken.
     pub fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        crate::clock::begin_call();
         self.handler.process(batch, outputs)
+    }
+
+    /// Handles due timers, pushing outputs (sources index `timers`).
+    pub fn on_timer(
+        &mut self,
+        timers: Vec<Timer>,
+        outputs: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        crate::clock::begin_call();
+        self.handler.on_timer(timers, outputs)
     }
 }
 

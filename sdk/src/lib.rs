@@ -43,6 +43,51 @@
 //! `Display` error (this crate's [`Error`], `String`, `anyhow::Error`, …).
 //! An error fails the batch and names the record that caused it.
 //!
+//! # State, time and windows
+//!
+//! Contract 0.2 adds keyed state ([`state`]), stream time and timers
+//! ([`clock`], [`Processor::on_timer`]), per-key aggregations
+//! ([`aggregate`]) and event-time windows ([`window`]). A windowed count in
+//! a few lines:
+//!
+//! ```
+//! use sluice_sdk::aggregate::Count;
+//! use sluice_sdk::window::{Emit, WindowResult, Windowed, Windows};
+//! use sluice_sdk::{Batch, Error, NoConfig, Output, Outputs, ProcessError, Processor, Result, Timer};
+//!
+//! pub struct Clicks {
+//!     counts: Windowed<Count>,
+//! }
+//!
+//! impl Processor for Clicks {
+//!     type Config = NoConfig;
+//!     fn init(_: NoConfig) -> Result<Self> {
+//!         let counts = Windowed::new("counts", Windows::tumbling(60_000)?, Count)?
+//!             .grace_ms(5_000)
+//!             .emit(Emit::Final);
+//!         Ok(Self { counts })
+//!     }
+//!     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+//!         let key = |r: &sluice_sdk::Record| Ok::<_, Error>(r.key.clone().map(|k| (k, ())));
+//!         self.counts.process(batch, outputs, key, emit)
+//!     }
+//!     fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+//!         self.counts.on_timer(&timers, outputs, emit)
+//!     }
+//! }
+//!
+//! fn emit(result: &WindowResult<u64>) -> Result<Output> {
+//!     Ok(Output::json(&result.aggregate)?.key(result.key.clone()).timestamp(result.window.end))
+//! }
+//!
+//! sluice_sdk::export!(Clicks);
+//! # use sluice_sdk::{testing::Task, Record};
+//! # let mut harness = Task::new().store("counts").processor::<Clicks>(&[]).unwrap();
+//! # assert!(harness.run(vec![Record::new("").with_key("a").with_timestamp(1)]).unwrap().is_empty());
+//! # let closed = harness.run(vec![Record::new("").with_key("b").with_timestamp(65_000)]).unwrap();
+//! # assert_eq!((closed[0].value_str(), closed[0].timestamp), (Ok("1"), 60_000));
+//! ```
+//!
 //! # Testing
 //!
 //! The functions stay plain Rust: call them directly in unit tests, or run
@@ -57,7 +102,7 @@
 pub mod bindings {
     //! What `wit_bindgen::generate!` makes of `wit/processor.wit`.
     wit_bindgen::generate!({
-        path: "../wit/0.1.0/processor.wit",
+        path: "../wit/processor.wit",
         world: "processor",
         pub_export_macro: true,
         export_macro_name: "__export_processor",
@@ -76,6 +121,8 @@ pub mod bindings {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+pub mod aggregate;
+pub mod clock;
 pub mod config;
 mod error;
 #[cfg(target_arch = "wasm32")]
@@ -86,8 +133,11 @@ pub mod log;
 mod macros;
 mod output;
 mod record;
+pub mod state;
 pub mod testing;
+pub mod window;
 
+pub use clock::{Domain, Timer};
 pub use config::NoConfig;
 pub use error::{Error, ProcessError, Result};
 pub use kinds::{Instance, Processor};
@@ -106,7 +156,8 @@ pub use serde_json;
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::guest::{
-        guest_init, guest_process, Guest, WitBatch, WitOutput, WitProcessError,
+        guest_init, guest_on_timer, guest_process, Guest, TimersGuest, WitBatch, WitOutput,
+        WitProcessError, WitTimer,
     };
     pub use crate::kinds::{filter, flat_map, map, processor, route, BoxedHandler, Handler};
     pub use std::string::String;

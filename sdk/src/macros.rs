@@ -145,8 +145,8 @@ macro_rules! export {
     };
 }
 
-/// The `handler` export itself, given the closure `init` builds the handler
-/// with.
+/// The `handler` and `timers` exports, given the closure `init` builds the
+/// handler with (a function kind's `on-timer` returns no outputs).
 ///
 /// On `wasm32`: a local type implementing the generated `Guest` trait by
 /// delegating to the SDK, and wit-bindgen's export glue (which also embeds
@@ -183,6 +183,17 @@ macro_rules! __export_handler {
                     $crate::__private::WitProcessError,
                 > {
                     $crate::__private::guest_process(batch)
+                }
+            }
+
+            impl $crate::__private::TimersGuest for SluiceHandler {
+                fn on_timer(
+                    timers: $crate::__private::Vec<$crate::__private::WitTimer>,
+                ) -> ::core::result::Result<
+                    $crate::__private::Vec<$crate::__private::WitOutput>,
+                    $crate::__private::WitProcessError,
+                > {
+                    $crate::__private::guest_on_timer(timers)
                 }
             }
 

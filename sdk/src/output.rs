@@ -80,6 +80,28 @@ impl Output {
         Self::emit(OutputRecord::default())
     }
 
+    /// A table update: `value` as compact JSON under `key`, for an output
+    /// topic that is a compacted table (latest value per key). Pair it with
+    /// [`Output::delete`].
+    ///
+    /// ```
+    /// use sluice_sdk::Output;
+    /// let set = Output::upsert("acct-1", &serde_json::json!({"balance": 5}))?;
+    /// assert_eq!(set.record().unwrap().value.as_deref(), Some(&br#"{"balance":5}"#[..]));
+    /// let gone = Output::delete("acct-1");
+    /// assert_eq!(gone.record().unwrap().value, None);
+    /// # Ok::<(), sluice_sdk::Error>(())
+    /// ```
+    pub fn upsert<T: Serialize + ?Sized>(key: impl Into<Vec<u8>>, value: &T) -> Result<Self> {
+        Ok(Self::json(value)?.key(key))
+    }
+
+    /// A table delete: a tombstone (null value) under `key`, which a
+    /// compacted topic turns into the key's removal.
+    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
+        Self::tombstone().key(key)
+    }
+
     /// A new record whose value is `value` serialized as compact JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
         Ok(Self::value(serde_json::to_vec(value)?))
@@ -267,6 +289,43 @@ impl Outputs {
                 (entry.source, output)
             })
             .collect())
+    }
+
+    /// Why the host would refuse these outputs, if it would: a source that
+    /// went back, or (for `on-timer`, `timer` true) a forward.
+    pub(crate) fn refusal(&self, timer: bool) -> Option<crate::ProcessError> {
+        if self.out_of_order {
+            return Some(crate::ProcessError::new(
+                "outputs are not in non-decreasing source order (a processor bug)",
+            ));
+        }
+        let forward = self
+            .entries
+            .iter()
+            .find(|entry| entry.payload == Payload::Forward);
+        match forward {
+            Some(entry) if timer => Some(crate::ProcessError::new(format!(
+                "on_timer output for timer {} is a forward: a timer has no input record to forward",
+                entry.source
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The entries of an `on-timer` call: as [`into_entries`](Self::into_entries),
+    /// and a forward is an error (there is no input record to forward).
+    pub(crate) fn into_timer_entries(self) -> Result<Vec<Entry>, crate::ProcessError> {
+        let entries = self.into_entries()?;
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| entry.payload == Payload::Forward)
+        {
+            return Err(crate::ProcessError::new(format!(
+                "on_timer output for timer {} is a forward: a timer has no input record to forward",
+                entry.source
+            )));
+        }
+        Ok(entries)
     }
 
     /// The entries, or an error if a push went back in source order.

@@ -249,18 +249,17 @@ impl Iterator for Records {
 
     #[inline]
     fn next(&mut self) -> Option<Record> {
-        match &mut self.inner {
-            Inner::Host(records) => records.next(),
+        let record = match &mut self.inner {
+            Inner::Host(records) => records.next()?,
             #[cfg(target_arch = "wasm32")]
             Inner::Guest(records) => {
                 let record = records.next()?;
-                Some(crate::guest::record_from_wit(
-                    record,
-                    &self.topic,
-                    self.partition,
-                ))
+                crate::guest::record_from_wit(record, &self.topic, self.partition)
             }
-        }
+        };
+        // Stream time covers every record taken (see `clock`).
+        crate::clock::observe(record.timestamp);
+        Some(record)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

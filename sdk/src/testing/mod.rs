@@ -24,16 +24,25 @@
 //! assert!(outputs[0].forwarded);
 //! assert_eq!((outputs[0].source, outputs[0].value_str()), (0, Ok("rust!")));
 //! ```
+//!
+//! Stateful processors run in a [`Task`]: declared stores, tables, stream
+//! time, timers, late counts and a wall clock the test moves, under the
+//! broker's rules (see [`Task`]).
+
+mod task;
 
 use std::fmt::{self, Display};
 
 use serde::de::{Deserialize, DeserializeOwned};
 
+pub use task::Task;
+
+use crate::clock::Timer;
 use crate::log::Level;
 use crate::record;
+use crate::state::host::TaskState;
 use crate::{
-    config, Batch, Error, Header, Instance, Output, Outputs, Payload, ProcessError, Processor,
-    Record, Result,
+    config, Error, Header, Instance, Output, Payload, ProcessError, Processor, Record, Result,
 };
 
 /// One output of a test run, resolved against its input: a forward carries
@@ -52,8 +61,12 @@ pub struct TestOutput {
     pub value: Option<Vec<u8>>,
     /// The headers.
     pub headers: Vec<Header>,
-    /// The timestamp the host would write (the input's when not set).
+    /// The timestamp the host would write (when not set: the input's, or
+    /// for a timer's output the timer's `at`).
     pub timestamp: i64,
+    /// The timer whose `on_timer` call wrote this output (`source` is then
+    /// its index in that call's timers); `None` for `process` outputs.
+    pub timer: Option<Timer>,
 }
 
 impl TestOutput {
@@ -96,7 +109,8 @@ impl TestOutput {
 pub enum TestError {
     /// `init` failed: the instance would not start.
     Init(Error),
-    /// `process` failed: the batch would not be written.
+    /// `process` or `on_timer` failed: the call's outputs would not be
+    /// written and its state changes were rolled back.
     Process(ProcessError),
 }
 
@@ -130,11 +144,14 @@ impl Display for TestError {
 impl std::error::Error for TestError {}
 
 /// A processor instance on the host for tests: built once, then run over
-/// batches, with outputs resolved against their inputs.
+/// batches, with outputs resolved against their inputs. It owns its task's
+/// state (see [`Task`]); the function-kind constructors give a permissive
+/// task where any store name opens.
 pub struct Harness {
     instance: Instance,
     topic: String,
     partition: i32,
+    task: TaskState,
 }
 
 impl fmt::Debug for Harness {
@@ -155,6 +172,7 @@ impl Harness {
             instance: instance.map_err(TestError::Init)?,
             topic: "input".to_owned(),
             partition: 0,
+            task: TaskState::default(),
         })
     }
 
@@ -211,22 +229,6 @@ impl Harness {
         self.partition = partition;
         self
     }
-
-    /// Runs one batch of `records` (their topic and partition are set to the
-    /// harness's, as in a real batch; offsets are kept as given).
-    pub fn run(&mut self, records: Vec<Record>) -> Result<Vec<TestOutput>, TestError> {
-        let inputs = records.clone();
-        let mut outputs = Outputs::default();
-        let batch = Batch::new(&self.topic, self.partition, records);
-        self.instance
-            .process(batch, &mut outputs)
-            .map_err(TestError::Process)?;
-        let pairs = outputs.into_pairs().map_err(TestError::Process)?;
-        pairs
-            .into_iter()
-            .map(|(source, output)| resolve(&inputs, source, output))
-            .collect()
-    }
 }
 
 fn resolve(inputs: &[Record], source: u32, output: Output) -> Result<TestOutput, TestError> {
@@ -248,6 +250,7 @@ fn resolve(inputs: &[Record], source: u32, output: Output) -> Result<TestOutput,
             value: input.value.clone(),
             headers: input.headers.clone(),
             timestamp: input.timestamp,
+            timer: None,
         },
         Payload::Emit(record) => TestOutput {
             source,
@@ -257,6 +260,7 @@ fn resolve(inputs: &[Record], source: u32, output: Output) -> Result<TestOutput,
             value: record.value,
             headers: record.headers,
             timestamp: record.timestamp.unwrap_or(input.timestamp),
+            timer: None,
         },
     })
 }
@@ -344,7 +348,7 @@ pub fn take_logs() -> Vec<(Level, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoConfig;
+    use crate::{Batch, NoConfig, Outputs};
 
     #[derive(serde::Deserialize)]
     struct Needle {

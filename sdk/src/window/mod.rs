@@ -1,0 +1,446 @@
+//! Windowed aggregation in event time: tumbling and hopping windows
+//! ([`Windowed`]) and session windows ([`Sessions`]), with a grace period
+//! for out-of-order records, two emit modes, late-record handling and
+//! expiry.
+//!
+//! - A window is `[start, end)` in record timestamps (milliseconds). A
+//!   record at `t` falls in the tumbling window starting at `t - t mod
+//!   size`, and in every hopping window (starts at multiples of `advance`)
+//!   with `start <= t < start + size`.
+//! - A window *closes* when stream time reaches `end + grace`. A record is
+//!   late for a window that has closed as of the record's own stream time
+//!   (see [`clock`]: the same whatever the batch boundaries).
+//!   A record late for all its windows is dropped and counted
+//!   (`late_dropped` in the processor status), or forwarded to a
+//!   late-records topic ([`Windowed::late_records_to`]); a hopping record
+//!   late for only some of its windows updates the others.
+//! - [`Emit::Update`]: every update of a window emits its new aggregate
+//!   (source: the record). [`Emit::Final`]: nothing until the window
+//!   closes, then its final aggregate once, from `on_timer` (an event-time
+//!   timer at `end + grace`). Either way the window's state is deleted when
+//!   it closes, so state does not grow without bound.
+//! - State is in a store in the broker's windowed layout ([`key`]), values
+//!   as JSON, so the broker's state queries can read it. A batch costs one
+//!   `get-many` and one `put-many` (repeated windows within the batch see
+//!   each other's updates), plus a timer per new window.
+//!
+//! ```
+//! use sluice_sdk::aggregate::Count;
+//! use sluice_sdk::window::{Emit, Windowed, Windows};
+//!
+//! let counts = Windowed::new("counts", Windows::tumbling(60_000)?, Count)?
+//!     .grace_ms(5_000)
+//!     .emit(Emit::Final);
+//! # let _ = counts;
+//! # Ok::<(), sluice_sdk::Error>(())
+//! ```
+//!
+//! A processor calls [`Windowed::process`] from `process` and
+//! [`Windowed::on_timer`] from `on_timer`; the `windowed-count` plugin is a
+//! complete example.
+
+pub mod key;
+mod session;
+
+use std::fmt::Display;
+
+use serde::{Deserialize, Serialize};
+
+pub use session::Sessions;
+
+use crate::aggregate::Aggregator;
+use crate::clock::{self, Domain, Timer};
+use crate::state::{Prefetched, Store};
+use crate::{Batch, Error, Output, Outputs, ProcessError, Record, Result};
+
+/// The most windows one record may fall in (hopping `size / advance`).
+pub const WINDOWS_PER_RECORD_MAX: i64 = 1_000;
+
+/// A time window, `[start, end)` in milliseconds (for a session: its first
+/// and last record's timestamps, both included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    /// The first millisecond in the window.
+    pub start: i64,
+    /// The end: excluded for time windows, included for sessions.
+    pub end: i64,
+}
+
+/// When window results are emitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// On every update (`emit=update` in a config).
+    #[default]
+    Update,
+    /// Once, when the window closes (`emit=final`).
+    Final,
+}
+
+/// Time windows of a fixed size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    /// Back-to-back windows of `size_ms`.
+    Tumbling {
+        /// The window length.
+        size_ms: i64,
+    },
+    /// Windows of `size_ms` starting every `advance_ms` (they overlap when
+    /// `advance_ms < size_ms`).
+    Hopping {
+        /// The window length.
+        size_ms: i64,
+        /// The distance between window starts.
+        advance_ms: i64,
+    },
+}
+
+impl Windows {
+    /// Tumbling windows; `size_ms` must be positive.
+    pub fn tumbling(size_ms: i64) -> Result<Self> {
+        Self::hopping(size_ms, size_ms).map(|_| Self::Tumbling { size_ms })
+    }
+
+    /// Hopping windows: `0 < advance_ms <= size_ms`, and a record in at most
+    /// [`WINDOWS_PER_RECORD_MAX`] windows.
+    pub fn hopping(size_ms: i64, advance_ms: i64) -> Result<Self> {
+        if size_ms <= 0 || advance_ms <= 0 || advance_ms > size_ms {
+            return Err(Error::new(format!(
+                "windows need 0 < advance_ms <= size_ms (got size_ms {size_ms}, advance_ms {advance_ms})"
+            )));
+        }
+        if size_ms / advance_ms + 1 > WINDOWS_PER_RECORD_MAX {
+            return Err(Error::new(format!(
+                "size_ms / advance_ms is over {WINDOWS_PER_RECORD_MAX} windows per record"
+            )));
+        }
+        Ok(Self::Hopping {
+            size_ms,
+            advance_ms,
+        })
+    }
+
+    /// The windows a record at `timestamp` falls in, by start.
+    pub fn containing(&self, timestamp: i64) -> Vec<Window> {
+        let (size, advance) = match *self {
+            Self::Tumbling { size_ms } => (size_ms, size_ms),
+            Self::Hopping {
+                size_ms,
+                advance_ms,
+            } => (size_ms, advance_ms),
+        };
+        let last_start = timestamp - timestamp.rem_euclid(advance);
+        let mut windows = Vec::with_capacity((size / advance) as usize + 1);
+        let mut start = last_start;
+        while start > timestamp.saturating_sub(size) {
+            windows.push(Window {
+                start,
+                end: start.saturating_add(size),
+            });
+            match start.checked_sub(advance) {
+                Some(earlier) => start = earlier,
+                None => break,
+            }
+        }
+        windows.reverse();
+        windows
+    }
+}
+
+/// A window's aggregate, as handed to the function that turns it into an
+/// output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult<A> {
+    /// The user key (the record's key, or what the extractor returned).
+    pub key: Vec<u8>,
+    /// The window.
+    pub window: Window,
+    /// The aggregate.
+    pub aggregate: A,
+    /// Whether the window has closed (`Emit::Final`'s one result).
+    pub is_final: bool,
+}
+
+/// Where late records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Late {
+    /// Dropped and counted with `count_late`.
+    Count,
+    /// Forwarded unchanged to this topic.
+    ForwardTo(String),
+}
+
+/// Settings shared by time and session windows.
+#[derive(Debug)]
+struct Common<G> {
+    store: Store,
+    grace_ms: i64,
+    emit: Emit,
+    late: Late,
+    aggregator: G,
+    /// What this aggregation's timer keys start with: the store name and a
+    /// NUL, so several aggregations of a processor tell their timers apart.
+    timer_prefix: Vec<u8>,
+}
+
+impl<G> Common<G> {
+    fn new(store: &str, aggregator: G) -> Result<Self> {
+        let mut timer_prefix = store.as_bytes().to_vec();
+        timer_prefix.push(0);
+        Ok(Self {
+            store: Store::open(store)?,
+            grace_ms: 0,
+            emit: Emit::Update,
+            late: Late::Count,
+            aggregator,
+            timer_prefix,
+        })
+    }
+
+    fn timer_key(&self, store_key: &[u8]) -> Vec<u8> {
+        let mut key = self.timer_prefix.clone();
+        key.extend_from_slice(store_key);
+        key
+    }
+
+    /// The store key a timer of this aggregation is for.
+    fn owned<'t>(&self, timer: &'t Timer) -> Option<&'t [u8]> {
+        (timer.domain == Domain::EventTime)
+            .then(|| timer.key.strip_prefix(self.timer_prefix.as_slice()))
+            .flatten()
+    }
+
+    /// A late record: dropped (returns 1 to count) or forwarded.
+    fn late(&self, source: u32, outputs: &mut Outputs) -> u64 {
+        match &self.late {
+            Late::Count => 1,
+            Late::ForwardTo(topic) => {
+                outputs.forward_to(source, topic.clone());
+                0
+            }
+        }
+    }
+}
+
+/// Closes the windows of this aggregation's due timers: reads them in one
+/// `get-many`, emits each final aggregate (in [`Emit::Final`], `source` the
+/// timer's index) and deletes them. Other timers are left alone.
+fn close<G: Aggregator>(
+    common: &Common<G>,
+    timers: &[Timer],
+    outputs: &mut Outputs,
+    format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
+) -> Result<(), ProcessError> {
+    let (sources, keys): (Vec<u32>, Vec<Vec<u8>>) = (0_u32..)
+        .zip(timers)
+        .filter_map(|(source, timer)| Some((source, common.owned(timer)?.to_vec())))
+        .unzip();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let values = common.store.get_many(&keys);
+    for ((source, store_key), value) in sources.into_iter().zip(&keys).zip(values) {
+        // Absent: merged into another session, or already closed.
+        let Some(value) = value else { continue };
+        if common.emit == Emit::Final {
+            let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
+            let aggregate = serde_json::from_slice(&value).map_err(|error| {
+                ProcessError::at(source, Error::from(error).context("window aggregate"))
+            })?;
+            let result = WindowResult {
+                key,
+                window,
+                aggregate,
+                is_final: true,
+            };
+            let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
+            outputs.push(source, output);
+        }
+        common.store.delete(store_key);
+    }
+    Ok(())
+}
+
+/// What one record does to one window, decided in the first pass.
+enum Step<I> {
+    Late {
+        source: u32,
+    },
+    Add {
+        source: u32,
+        key: std::rc::Rc<[u8]>,
+        window: Window,
+        store_key: Vec<u8>,
+        input: I,
+    },
+}
+
+/// Tumbling or hopping windows, aggregated per key with an
+/// [`Aggregator`], kept in a store (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Windowed<G> {
+    common: Common<G>,
+    windows: Windows,
+}
+
+impl<G: Aggregator> Windowed<G>
+where
+    G::Input: Clone,
+{
+    /// Aggregates with `aggregator` over `windows`, in store `store`
+    /// (declared with `--store`). Grace 0, [`Emit::Update`], late records
+    /// counted.
+    pub fn new(store: &str, windows: Windows, aggregator: G) -> Result<Self> {
+        Ok(Self {
+            common: Common::new(store, aggregator)?,
+            windows,
+        })
+    }
+
+    /// How long after its end a window still takes records (default 0).
+    pub fn grace_ms(mut self, grace_ms: i64) -> Self {
+        self.common.grace_ms = grace_ms.max(0);
+        self
+    }
+
+    /// When results are emitted (default [`Emit::Update`]).
+    pub fn emit(mut self, emit: Emit) -> Self {
+        self.common.emit = emit;
+        self
+    }
+
+    /// Forwards late records unchanged to `topic` (one of the processor's
+    /// outputs) instead of dropping and counting them.
+    pub fn late_records_to(mut self, topic: impl Into<String>) -> Self {
+        self.common.late = Late::ForwardTo(topic.into());
+        self
+    }
+
+    /// The windows.
+    pub fn windows(&self) -> Windows {
+        self.windows
+    }
+
+    /// The current aggregate of `key`'s `window`, if it is open.
+    pub fn get(&self, key: &[u8], window: Window) -> Result<Option<G::Aggregate>> {
+        let value = self.common.store.get(&key::encode(key, window));
+        Ok(value.map(|v| serde_json::from_slice(&v)).transpose()?)
+    }
+
+    /// Aggregates a batch: `extract` gives each record's key and input
+    /// (`None` skips the record; an error fails the batch naming the
+    /// record), `format` turns a window's result into an output (for
+    /// [`Emit::Update`]; it may fail, naming the record).
+    pub fn process<E: Display>(
+        &self,
+        batch: Batch,
+        outputs: &mut Outputs,
+        mut extract: impl FnMut(&Record) -> Result<Option<(Vec<u8>, G::Input)>, E>,
+        format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
+    ) -> Result<(), ProcessError> {
+        let mut steps = Vec::with_capacity(batch.len());
+        for (source, record) in batch.indexed() {
+            let stream_time = clock::stream_time().unwrap_or(record.timestamp);
+            let Some((key, input)) =
+                extract(&record).map_err(|error| ProcessError::at(source, error))?
+            else {
+                continue;
+            };
+            let grace = self.common.grace_ms;
+            let open = self
+                .windows
+                .containing(record.timestamp)
+                .into_iter()
+                .filter(|window| window.end.saturating_add(grace) > stream_time);
+            let key: std::rc::Rc<[u8]> = key.into();
+            let before = steps.len();
+            for window in open {
+                steps.push(Step::Add {
+                    source,
+                    store_key: key::encode(&key, window),
+                    key: key.clone(),
+                    window,
+                    input: input.clone(),
+                });
+            }
+            if steps.len() == before {
+                steps.push(Step::Late { source });
+            }
+        }
+        self.apply(steps, outputs, &format)
+    }
+
+    /// The second pass: one `get-many`, the updates in record order, one
+    /// `put-many`.
+    fn apply(
+        &self,
+        steps: Vec<Step<G::Input>>,
+        outputs: &mut Outputs,
+        format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
+    ) -> Result<(), ProcessError> {
+        let common = &self.common;
+        let keys = steps.iter().filter_map(|step| match step {
+            Step::Add { store_key, .. } => Some(store_key.clone()),
+            Step::Late { .. } => None,
+        });
+        let mut state =
+            Prefetched::<G::Aggregate>::load(&common.store, keys).map_err(ProcessError::new)?;
+        let mut late = 0;
+        for step in steps {
+            let (source, key, window, store_key, input) = match step {
+                Step::Late { source } => {
+                    late += common.late(source, outputs);
+                    continue;
+                }
+                Step::Add {
+                    source,
+                    key,
+                    window,
+                    store_key,
+                    input,
+                } => (source, key, window, store_key, input),
+            };
+            let current = state.get(&store_key).map_err(ProcessError::new)?.cloned();
+            if current.is_none() {
+                let at = window.end.saturating_add(common.grace_ms);
+                clock::schedule(Domain::EventTime, &common.timer_key(&store_key), at);
+            }
+            let aggregate = common.aggregator.add(current, input);
+            if common.emit == Emit::Update {
+                let result = WindowResult {
+                    key: key.to_vec(),
+                    window,
+                    aggregate,
+                    is_final: false,
+                };
+                let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
+                outputs.push(source, output);
+                state.put(&store_key, result.aggregate);
+            } else {
+                state.put(&store_key, aggregate);
+            }
+        }
+        clock::count_late(late);
+        state.flush().map_err(ProcessError::new)
+    }
+
+    /// Whether `timer` is one of this aggregation's window timers.
+    pub fn owns(&self, timer: &Timer) -> bool {
+        self.common.owned(timer).is_some()
+    }
+
+    /// Handles due timers: each of this aggregation's closes its window
+    /// (emitting the final result in [`Emit::Final`], with `source` the
+    /// timer's index); other timers are left alone.
+    pub fn on_timer(
+        &self,
+        timers: &[Timer],
+        outputs: &mut Outputs,
+        format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
+    ) -> Result<(), ProcessError> {
+        close(&self.common, timers, outputs, &format)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! Windows through the test harness, under the broker's rules.
+
+use serde::Deserialize;
+
+use super::*;
+use crate::aggregate::Count;
+use crate::testing::{Harness, Task, TestOutput};
+use crate::Processor;
+
+#[derive(Deserialize)]
+struct Config {
+    size_ms: i64,
+    #[serde(default)]
+    advance_ms: Option<i64>,
+    #[serde(default)]
+    grace_ms: i64,
+    #[serde(default)]
+    emit: Emit,
+    #[serde(default)]
+    late_topic: Option<String>,
+    /// `size_ms` is then the session gap.
+    #[serde(default)]
+    session: bool,
+}
+
+enum Counter {
+    Time(Windowed<Count>),
+    Session(Sessions<Count>),
+}
+
+fn format(result: &WindowResult<u64>) -> Result<Output> {
+    let key = String::from_utf8_lossy(&result.key);
+    let final_mark = if result.is_final { " final" } else { "" };
+    let text = format!(
+        "{key} [{},{}) {}{final_mark}",
+        result.window.start, result.window.end, result.aggregate
+    );
+    Ok(Output::value(text).timestamp(result.window.end))
+}
+
+fn extract(record: &Record) -> Result<Option<(Vec<u8>, ())>> {
+    Ok(record.key.clone().map(|key| (key, ())))
+}
+
+impl Processor for Counter {
+    type Config = Config;
+
+    fn init(config: Config) -> Result<Self> {
+        if config.session {
+            let mut sessions = Sessions::new("w", config.size_ms, Count)?
+                .grace_ms(config.grace_ms)
+                .emit(config.emit);
+            if let Some(topic) = config.late_topic {
+                sessions = sessions.late_records_to(topic);
+            }
+            return Ok(Counter::Session(sessions));
+        }
+        let windows = match config.advance_ms {
+            Some(advance) => Windows::hopping(config.size_ms, advance)?,
+            None => Windows::tumbling(config.size_ms)?,
+        };
+        let mut windowed = Windowed::new("w", windows, Count)?
+            .grace_ms(config.grace_ms)
+            .emit(config.emit);
+        if let Some(topic) = config.late_topic {
+            windowed = windowed.late_records_to(topic);
+        }
+        Ok(Counter::Time(windowed))
+    }
+
+    fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        match self {
+            Counter::Time(windowed) => windowed.process(batch, outputs, extract, format),
+            Counter::Session(sessions) => sessions.process(batch, outputs, extract, format),
+        }
+    }
+
+    fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        match self {
+            Counter::Time(windowed) => windowed.on_timer(&timers, outputs, format),
+            Counter::Session(sessions) => sessions.on_timer(&timers, outputs, format),
+        }
+    }
+}
+
+fn counter(config: &[(&str, &str)]) -> Harness {
+    Task::new().store("w").processor::<Counter>(config).unwrap()
+}
+
+fn rec(key: &str, timestamp: i64) -> Record {
+    Record::new("x").with_key(key).with_timestamp(timestamp)
+}
+
+fn texts(outputs: &[TestOutput]) -> Vec<String> {
+    outputs
+        .iter()
+        .map(|output| match &output.topic {
+            Some(topic) => format!("{topic}: {}", output.value_str().unwrap()),
+            None => output.value_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+/// Runs `records` as one batch, then one record per batch, and checks that
+/// both give the same outputs and late count; returns them.
+fn same_whatever_the_batches(config: &[(&str, &str)], records: &[Record]) -> (Vec<String>, u64) {
+    let mut whole = counter(config);
+    let together = texts(&whole.run(records.to_vec()).unwrap());
+    let mut split = counter(config);
+    let mut apart = Vec::new();
+    for record in records {
+        apart.extend(texts(&split.run(vec![record.clone()]).unwrap()));
+    }
+    let sorted = |mut texts: Vec<String>| {
+        texts.sort();
+        texts
+    };
+    // Timers fire at batch ends, so the order differs; the set must not.
+    assert_eq!(sorted(together.clone()), sorted(apart));
+    assert_eq!(whole.late_dropped(), split.late_dropped());
+    assert_eq!(whole.entries("w"), split.entries("w"));
+    (together, whole.late_dropped())
+}
+
+#[test]
+fn windows_containing_a_timestamp() {
+    let tumbling = Windows::tumbling(10).unwrap();
+    assert_eq!(tumbling.containing(25), [Window { start: 20, end: 30 }]);
+    assert_eq!(tumbling.containing(-1), [Window { start: -10, end: 0 }]);
+    let hopping = Windows::hopping(10, 5).unwrap();
+    let starts: Vec<i64> = hopping.containing(12).iter().map(|w| w.start).collect();
+    assert_eq!(starts, [5, 10]);
+    let starts: Vec<i64> = hopping.containing(10).iter().map(|w| w.start).collect();
+    assert_eq!(starts, [5, 10]);
+    assert!(Windows::hopping(10, 0).is_err());
+    assert!(Windows::hopping(10, 20).is_err());
+    assert!(
+        Windows::hopping(10_000, 1).is_err(),
+        "10,000 windows per record"
+    );
+    assert!(Windows::tumbling(0).is_err());
+}
+
+#[test]
+fn updates_count_per_key_and_window_in_the_windowed_layout() {
+    let mut harness = counter(&[("size_ms", "10")]);
+    let outputs = harness
+        .run(vec![
+            rec("a", 1),
+            rec("b", 2),
+            rec("a", 3),
+            Record::new("no key"),
+        ])
+        .unwrap();
+    assert_eq!(texts(&outputs), ["a [0,10) 1", "b [0,10) 1", "a [0,10) 2"]);
+    assert_eq!(outputs[2].timestamp, 10);
+    let a_first = key::encode(b"a", Window { start: 0, end: 10 });
+    assert_eq!(harness.get("w", &a_first).as_deref(), Some(&b"2"[..]));
+    let next = harness.run(vec![rec("a", 12)]).unwrap();
+    assert_eq!(texts(&next), ["a [10,20) 1"]);
+    assert_eq!(harness.get("w", &a_first), None, "closed at 10 + grace 0");
+    assert!(harness.run(vec![rec("a", 4)]).unwrap().is_empty());
+    assert_eq!(harness.late_dropped(), 1);
+}
+
+#[test]
+fn final_results_once_at_end_plus_grace_then_state_is_gone() {
+    let mut harness = counter(&[("size_ms", "10"), ("grace_ms", "5"), ("emit", "final")]);
+    assert!(harness
+        .run(vec![rec("a", 1), rec("a", 9), rec("b", 3)])
+        .unwrap()
+        .is_empty());
+    assert!(
+        harness.run(vec![rec("c", 14)]).unwrap().is_empty(),
+        "10 + 5 not reached"
+    );
+    let closed = harness.run(vec![rec("c", 15)]).unwrap();
+    assert_eq!(texts(&closed), ["a [0,10) 2 final", "b [0,10) 1 final"]);
+    assert!(closed
+        .iter()
+        .all(|output| output.timer.is_some() && output.timestamp == 10));
+    let left: Vec<_> = harness.entries("w").into_keys().collect();
+    assert_eq!(left, [key::encode(b"c", Window { start: 10, end: 20 })]);
+    assert_eq!(harness.timers().len(), 1);
+}
+
+#[test]
+fn late_records_are_counted_by_their_own_stream_time() {
+    let config = [("size_ms", "10"), ("grace_ms", "2")];
+    // The window [0,10) closes at 12: the record at 5 after 12 is late,
+    // the one at 6 after 11 is not.
+    let records = [
+        rec("a", 1),
+        rec("a", 11),
+        rec("a", 6),
+        rec("a", 12),
+        rec("a", 5),
+    ];
+    let (outputs, late) = same_whatever_the_batches(&config, &records);
+    assert_eq!(late, 1);
+    assert_eq!(
+        outputs,
+        ["a [0,10) 1", "a [10,20) 1", "a [0,10) 2", "a [10,20) 2"]
+    );
+}
+
+#[test]
+fn late_records_can_go_to_a_topic_instead() {
+    let mut harness = counter(&[("size_ms", "10"), ("late_topic", "late")]);
+    let outputs = harness.run(vec![rec("a", 20), rec("a", 3)]).unwrap();
+    assert_eq!(texts(&outputs), ["a [20,30) 1", "late: x"]);
+    assert!(outputs[1].forwarded);
+    assert_eq!(harness.late_dropped(), 0);
+}
+
+#[test]
+fn hopping_records_update_every_open_window() {
+    let config = [("size_ms", "10"), ("advance_ms", "5")];
+    let records = [rec("a", 7), rec("a", 12), rec("a", 9)];
+    let (outputs, late) = same_whatever_the_batches(&config, &records);
+    assert_eq!(
+        outputs,
+        [
+            "a [0,10) 1",
+            "a [5,15) 1",
+            "a [5,15) 2",
+            "a [10,20) 1",
+            // 9 is past [0,10)'s close (10 <= 12) but [5,15) is open.
+            "a [5,15) 3",
+        ]
+    );
+    assert_eq!(late, 0);
+}
+
+#[test]
+fn update_mode_deletes_expired_windows() {
+    let mut harness = counter(&[("size_ms", "10")]);
+    harness.run(vec![rec("a", 1), rec("b", 2)]).unwrap();
+    assert_eq!(harness.entries("w").len(), 2);
+    let outputs = harness.run(vec![rec("a", 10)]).unwrap();
+    assert_eq!(
+        texts(&outputs),
+        ["a [10,20) 1"],
+        "no result emitted at close"
+    );
+    assert_eq!(harness.entries("w").len(), 1);
+}
+
+#[test]
+fn sessions_merge_and_close_after_gap_plus_grace() {
+    let config = [
+        ("session", "true"),
+        ("size_ms", "10"),
+        ("grace_ms", "20"),
+        ("emit", "final"),
+    ];
+    let mut harness = counter(&config);
+    // 0 and 15 are more than the gap apart: two sessions.
+    assert!(harness
+        .run(vec![rec("u", 0), rec("u", 15)])
+        .unwrap()
+        .is_empty());
+    assert_eq!(harness.entries("w").len(), 2);
+    // 8 is within the gap of both: one session [0, 15] of 3 records.
+    assert!(harness.run(vec![rec("u", 8)]).unwrap().is_empty());
+    let sessions: Vec<Window> = harness
+        .entries("w")
+        .keys()
+        .map(|k| key::decode(k).unwrap().1)
+        .collect();
+    assert_eq!(sessions, [Window { start: 0, end: 15 }]);
+    let timers: Vec<i64> = harness.timers().iter().map(|timer| timer.at).collect();
+    assert_eq!(timers, [45], "the merged sessions' timers are cancelled");
+    let outputs = harness.run(vec![rec("v", 50)]).unwrap();
+    assert_eq!(texts(&outputs), ["u [0,15) 3 final"]);
+    assert_eq!(harness.entries("w").len(), 1, "only v's session is left");
+}
+
+#[test]
+fn sessions_drop_late_records_whatever_the_batches() {
+    let config = [("session", "true"), ("size_ms", "10"), ("grace_ms", "5")];
+    // 0 closes at 15. 3 after 20: 3 + 15 = 18 <= 20, late. 8 after 20:
+    // not late (23 > 20), joins 0's session? It closed at 15 <= 20: no.
+    let records = [rec("u", 0), rec("u", 20), rec("u", 3), rec("u", 8)];
+    let (outputs, late) = same_whatever_the_batches(&config, &records);
+    assert_eq!(late, 1);
+    assert_eq!(outputs, ["u [0,0) 1", "u [20,20) 1", "u [8,8) 1"]);
+}
