@@ -182,6 +182,7 @@ fn label(processor: &str) -> Label {
         processor: processor.into(),
         topic: "in".into(),
         partition: 0,
+        stores: Vec::new().into(),
     }
 }
 
@@ -400,6 +401,7 @@ fn soak(
         processor: "soak".into(),
         topic: "in".into(),
         partition: 0,
+        stores: Vec::new().into(),
     };
     let config: Vec<(String, String)> = CONFIG
         .iter()

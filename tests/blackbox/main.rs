@@ -18,6 +18,7 @@ mod processors;
 mod protocol;
 mod retention;
 mod serve;
+mod stateful;
 mod topic_lifecycle;
 mod transactions;
 mod transactions_crash;

@@ -7,8 +7,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 12] = [
+const PLUGINS: [&str; 16] = [
     "uppercase",
+    "windowed-count",
+    "aggregate-json",
+    "sessionize",
+    "projection",
     "filter-json",
     "map-json",
     "route-by-field",

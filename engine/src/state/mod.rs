@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use db::{ProcessorState, StateDb};
 pub use keys::Domain;
-pub(crate) use keys::{from_ordered_i64, ordered_i64, prefix_end, validate_store_name};
+pub(crate) use keys::{
+    from_ordered_i64, ordered_i64, prefix_end, store_prefix, validate_store_name,
+};
 pub(crate) use query::Page;
 pub(crate) use task::TaskState;
 pub use task::Timer;
@@ -93,6 +95,8 @@ pub(crate) enum StateError {
     StagedFull { max: usize },
     #[error("store {0:?} is not declared by this processor (deploy with --store {0})")]
     UnknownStore(String),
+    #[error("state is only reachable from process and on-timer calls, not init")]
+    NoState,
     #[error("store name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_' and '-'")]
     BadStoreName(String),
 }

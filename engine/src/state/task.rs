@@ -32,39 +32,24 @@ type Merged = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
 pub(crate) struct TaskState {
     processor: ProcessorState,
     task: u32,
-    /// Declared stores and their key prefixes.
-    stores: Vec<(String, Vec<u8>)>,
     staged: Staged,
 }
 
 impl TaskState {
-    pub(crate) fn new(
-        processor: ProcessorState,
-        task: u32,
-        stores: &[String],
-    ) -> Result<Self, StateError> {
-        let stores = stores
-            .iter()
-            .map(|name| {
-                keys::validate_store_name(name)?;
-                Ok((name.clone(), keys::store_prefix(task, name)))
-            })
-            .collect::<Result<_, StateError>>()?;
-        Ok(Self {
+    pub(crate) fn new(processor: ProcessorState, task: u32) -> Self {
+        Self {
             processor,
             task,
-            stores,
             staged: Staged::default(),
-        })
+        }
     }
 
-    /// The key prefix of declared store `name`.
+    /// The key prefix of store `name` in this task (tests; plugins get it
+    /// from the store handle they open).
+    #[cfg(test)]
     pub(crate) fn store(&self, name: &str) -> Result<Vec<u8>, StateError> {
-        self.stores
-            .iter()
-            .find(|(declared, _)| declared == name)
-            .map(|(_, prefix)| prefix.clone())
-            .ok_or_else(|| StateError::UnknownStore(name.to_string()))
+        keys::validate_store_name(name)?;
+        Ok(keys::store_prefix(self.task, name))
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), StateError> {

@@ -63,7 +63,12 @@ impl Pipeline {
     }
 
     fn spawn(dir: &Path, listen: &str) -> Broker {
+        Self::spawn_with_env(dir, listen, &[])
+    }
+
+    fn spawn_with_env(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Broker {
         let mut command = Command::new(sluice_binary());
+        command.envs(env.iter().copied());
         command
             .args([
                 "serve",
@@ -88,6 +93,23 @@ impl Pipeline {
             assert!(status.success(), "exit after SIGTERM: {status:?}");
         }
         self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+    }
+
+    /// Starts a broker with `env` added to its environment (a test crash
+    /// point, say).
+    pub(crate) fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Self::spawn_with_env(dir.path(), "127.0.0.1:0", env);
+        Self { dir, broker }
+    }
+
+    /// Waits for the broker to exit on its own (a crash point), then starts
+    /// it again on the same directory and Kafka address, without `env`.
+    pub(crate) fn restart_after_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let kafka = self.broker.kafka;
+        let status = self.broker.wait_exit(timeout);
+        self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+        status
     }
 
     /// Stops the broker with SIGTERM, calls `edit` with its data directory

@@ -40,6 +40,7 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         processor: "plugin-run".into(),
         topic: args.topic.as_str().into(),
         partition: args.partition,
+        stores: Vec::new().into(),
     };
     let new_instance = || {
         Instance::new(&plugin, limits, &args.config, label.clone())

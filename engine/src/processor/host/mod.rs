@@ -281,12 +281,15 @@ impl std::fmt::Display for InvokeError {
 // the failing record, not an underlying error.
 impl std::error::Error for InvokeError {}
 
-/// Who an instance logs as.
+/// Who an instance is: what it logs as, and the stores it may open.
 #[derive(Debug, Clone)]
 pub struct Label {
     pub processor: Arc<str>,
     pub topic: Arc<str>,
+    /// The input partition; its state is the task's.
     pub partition: i32,
+    /// The stores the deployment declares (contract 0.2's `store.open`).
+    pub stores: Arc<[String]>,
 }
 
 /// Per-instance host state: WASI context, limits, and the log import.
@@ -341,6 +344,7 @@ impl v01::sluice::processor::log::Host for HostState {
             processor,
             topic,
             partition,
+            ..
         } = &self.label;
         match level {
             Level::Trace => tracing::trace!(%processor, %topic, partition, "plugin: {message}"),

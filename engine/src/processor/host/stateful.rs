@@ -58,7 +58,7 @@ impl HostState {
     ) -> wasmtime::Result<T> {
         let result = match self.task.state.as_mut() {
             Some(state) => operation(state),
-            None => Err(StateError::UnknownStore(String::new())),
+            None => Err(StateError::NoState),
         };
         result.map_err(|error| {
             let message = error.to_string();
@@ -92,16 +92,15 @@ impl log::Host for HostState {
 impl state::Host for HostState {}
 
 impl state::HostStore for HostState {
+    /// Opens a declared store (also in `init`, before any state is lent:
+    /// the handle is the store's key prefix in this instance's task).
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, String>> {
-        let Some(task) = self.task.state.as_ref() else {
-            return Ok(Err(format!(
-                "store {name:?}: this processor has no state; deploy it with --store {name}"
-            )));
-        };
-        match task.store(&name) {
-            Ok(prefix) => Ok(Ok(self.table.push(StoreHandle { prefix })?)),
-            Err(error) => Ok(Err(error.to_string())),
+        if !self.label.stores.contains(&name) {
+            return Ok(Err(StateError::UnknownStore(name).to_string()));
         }
+        let task = u32::try_from(self.label.partition).unwrap_or(u32::MAX);
+        let prefix = crate::state::store_prefix(task, &name);
+        Ok(Ok(self.table.push(StoreHandle { prefix })?))
     }
 
     fn get(

@@ -300,7 +300,7 @@ impl Processors {
         }
         let processor = self.state.processor(&deployment.name)?;
         let task = u32::try_from(partition).unwrap_or_default();
-        let state = TaskState::new(processor, task, &deployment.stores)?;
+        let state = TaskState::new(processor, task);
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
             self.producer_ids.clone(),
@@ -359,6 +359,7 @@ impl Processors {
                 processor: trial.name.as_str().into(),
                 topic: "(deploy)".into(),
                 partition: -1,
+                stores: trial.stores.clone().into(),
             };
             // Outside the broker-wide cap, which `validate` checked: a
             // redeploy near the cap must not count the old and new twice.

@@ -164,9 +164,16 @@ impl Stateful {
             .transaction
             .prepare()
             .map_err(|e| format!("making the outputs durable failed: {e}"))?;
+        let outputs = !meta.committed.is_empty();
+        if outputs {
+            crash_point("after-outputs-durable");
+        }
         state
             .commit(&meta.encode(), self.exactly_once)
             .map_err(|e: StateError| format!("committing the state failed: {e}"))?;
+        if outputs {
+            crash_point("after-state-commit");
+        }
         self.meta = meta;
         self.dirty_since = None;
         self.transaction
@@ -186,6 +193,32 @@ impl Stateful {
         self.dirty_since = None;
         self.recovered = false;
     }
+}
+
+/// A deterministic crash for black-box tests of recovery: with
+/// `SLUICE_TEST_CRASH=<point>` in its environment, a broker aborts the
+/// process (as kill -9 would stop it) the first time a processor task
+/// reaches `<point>` in a commit with outputs: `after-outputs-durable` (before
+/// the commit point), `after-state-commit` (before any marker),
+/// `between-markers` (after the first commit marker is durable) or
+/// `during-abort` (after the first abort marker). A signal from outside
+/// cannot land on those instants. Debug builds only: a release binary
+/// never reads the variable.
+pub(crate) fn crash_point(point: &str) {
+    crash_point_after(point, || {});
+}
+
+/// [`crash_point`], running `before` (making something durable) first when
+/// the point is armed.
+pub(crate) fn crash_point_after(point: &str, before: impl FnOnce()) {
+    #[cfg(debug_assertions)]
+    if std::env::var("SLUICE_TEST_CRASH").is_ok_and(|value| value == point) {
+        before();
+        tracing::error!(point, "SLUICE_TEST_CRASH: aborting the process");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (point, before);
 }
 
 /// Stream time from the wall clock while the input is idle

@@ -147,11 +147,22 @@ impl Transaction {
             coordinator_epoch: 0,
         };
         let mut failed = None;
+        let several = open.len() > 1;
         for (_, open) in open {
             let written = open
                 .partition
                 .write_marker(&marker)
                 .and_then(|info| open.partition.acknowledge(&info).map(|()| info));
+            if let (true, Ok(info)) = (several, &written) {
+                let point = if commit {
+                    "between-markers"
+                } else {
+                    "during-abort"
+                };
+                super::crash_point_after(point, || {
+                    let _ = open.partition.acknowledge_durable(info);
+                });
+            }
             match written {
                 Ok(info) if commit => self.unsynced_markers.push((open.partition, info)),
                 Ok(_) => {}

@@ -136,6 +136,7 @@ impl PartitionTask {
     ) -> Self {
         self.context = context;
         self.stateful = Some(stateful);
+        self.show_last_commit();
         self
     }
 
@@ -708,6 +709,7 @@ pub(crate) fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
         processor: deployment.name.as_str().into(),
         topic: stats.topic.as_str().into(),
         partition: stats.partition,
+        stores: deployment.stores.clone().into(),
     }
 }
 

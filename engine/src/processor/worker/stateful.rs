@@ -380,6 +380,26 @@ impl PartitionTask {
         }
     }
 
+    /// Before recovery runs: the status shows the last commit's figures
+    /// (its position, not the consumer group's mirror of it).
+    pub(super) fn show_last_commit(&mut self) {
+        let Some(state) = self.context.state.as_ref() else {
+            return;
+        };
+        let Ok(Some(bytes)) = state.meta() else {
+            return;
+        };
+        let Ok(meta) = crate::processor::stateful::TaskMeta::decode(&bytes) else {
+            return;
+        };
+        self.position = meta.position;
+        self.fetch_position = meta.position;
+        if let Some(stateful) = self.stateful.as_mut() {
+            stateful.meta = meta;
+        }
+        self.publish();
+    }
+
     /// Puts the committed figures in the status.
     fn publish(&self) {
         let Some(stateful) = &self.stateful else {

@@ -1,0 +1,194 @@
+//! Windowed counts: exactly one final result per window, late records
+//! dropped and counted, open windows queryable, idle time closing windows.
+
+use std::collections::BTreeMap;
+
+use super::{
+    emitted_windows, get_json, input_log, produce_at, wait_settled, Input, Random, WindowOracle,
+};
+use crate::processors::Pipeline;
+
+const START_MS: i64 = 1_767_225_600_000;
+
+/// `count` records per partition of keys `p{partition}-k{0..keys}` with
+/// timestamps mostly rising, some out of order within the grace period and
+/// some far beyond it (late).
+pub(crate) fn traffic(random: &mut Random, partition: i32, count: usize, keys: u64) -> Vec<Input> {
+    (0..count)
+        .map(|i| {
+            let key = format!("p{partition}-k{}", random.below(keys));
+            let mut timestamp = START_MS + i as i64 * 37;
+            match random.below(20) {
+                0 => timestamp -= 5_000,                    // late
+                1 => timestamp -= random.below(150) as i64, // out of order, in grace
+                _ => {}
+            }
+            (key, timestamp)
+        })
+        .collect()
+}
+
+fn deploy_counts(pipeline: &Pipeline, extra: &[&str]) {
+    let mut args = vec![
+        "--input",
+        "views",
+        "--output",
+        "counts",
+        "--store",
+        "counts",
+        "--config",
+        "size_ms=1000",
+        "--config",
+        "grace_ms=200",
+        "--config",
+        "emit=final",
+    ];
+    args.extend_from_slice(extra);
+    pipeline.deploy("views-per-second", "windowed-count", &args);
+}
+
+#[test]
+fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryable() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 3);
+    pipeline.create_topic("counts", 3);
+    deploy_counts(&pipeline, &[]);
+    let mut random = Random::new(11);
+    let mut total = 0;
+    for partition in 0..3 {
+        let records = traffic(&mut random, partition, 1_500, 7);
+        total += records.len() as i64;
+        produce_at(&pipeline, "views", partition, &records);
+    }
+    let status = wait_settled(&pipeline, "views-per-second", total);
+    let oracle = WindowOracle::compute(&input_log(&pipeline, "views"), 1000, 200);
+    assert!(oracle.late > 0 && !oracle.closed.is_empty() && !oracle.open.is_empty());
+
+    let emitted = emitted_windows(&pipeline.consume("counts"));
+    let duplicates: Vec<_> = emitted.iter().filter(|(_, c)| c.len() > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "windows emitted twice: {duplicates:?}"
+    );
+    let emitted: BTreeMap<_, _> = emitted.into_iter().map(|(k, c)| (k, c[0])).collect();
+    assert_eq!(emitted, oracle.closed);
+    assert_eq!(
+        status["late_dropped"].as_u64(),
+        Some(oracle.late),
+        "{status:#}"
+    );
+    assert_eq!(status["guarantee"], "exactly-once");
+    for partition in status["partitions"].as_array().unwrap() {
+        let stateful = &partition["stateful"];
+        assert!(
+            stateful["stream_time"].as_i64().unwrap() > START_MS,
+            "{partition:#}"
+        );
+        assert!(stateful["commits"].as_u64().unwrap() > 0, "{partition:#}");
+    }
+
+    // The open windows are in the committed state, with the oracle's counts.
+    for ((key, start), count) in oracle.open.iter().take(10) {
+        let path = format!("/v1/processors/views-per-second/stores/counts/windows/{key}");
+        let (code, answer) = get_json(&pipeline, &path);
+        assert_eq!(code, 200, "{answer:#}");
+        let window = answer["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["start"].as_i64() == Some(*start))
+            .unwrap_or_else(|| panic!("no window {start} of {key}: {answer:#}"));
+        assert_eq!(window["end"].as_i64(), Some(start + 1000));
+        assert_eq!(
+            window["value"].as_u64(),
+            Some(*count),
+            "{key} {start}: {answer:#}"
+        );
+        let position = &answer["positions"][0];
+        assert!(position["offset"].as_i64().unwrap() > 0, "{answer:#}");
+    }
+    // A closed window's state is gone (emit final deletes it).
+    let ((key, start), _) = oracle.closed.iter().next().unwrap();
+    let path = format!(
+        "/v1/processors/views-per-second/stores/counts/windows/{key}?from={start}&to={start}"
+    );
+    let (code, answer) = get_json(&pipeline, &path);
+    assert_eq!(code, 200);
+    assert_eq!(
+        answer["windows"].as_array().map(Vec::len),
+        Some(0),
+        "{answer:#}"
+    );
+    // The CLI reads the same.
+    let ((key, start), count) = oracle.open.iter().next().unwrap();
+    let text = pipeline.sluice_ok(&[
+        "processor",
+        "state",
+        "windows",
+        "views-per-second",
+        "counts",
+        key,
+    ]);
+    assert!(
+        text.lines()
+            .any(|line| line == format!("{start}\t{}\t{count}", start + 1000)),
+        "{text}"
+    );
+}
+
+#[test]
+fn idle_advance_closes_windows_when_input_goes_quiet() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy_counts(&pipeline, &["--idle-advance-ms", "300"]);
+    let records: Vec<Input> = (0..10)
+        .map(|i| ("k".to_string(), START_MS + i * 10))
+        .collect();
+    produce_at(&pipeline, "views", 0, &records);
+    // No more input: the window [START, START + 1000) closes once stream
+    // time has idled past its end plus grace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let emitted = emitted_windows(&pipeline.consume("counts"));
+        if let Some(counts) = emitted.get(&("k".to_string(), START_MS)) {
+            assert_eq!(counts, &vec![10]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never closed"
+        );
+        super::pause(100);
+    }
+    let status = pipeline.status("views-per-second");
+    let stream_time = status["partitions"][0]["stateful"]["stream_time"]
+        .as_i64()
+        .unwrap();
+    assert!(stream_time >= START_MS + 1200, "{status:#}");
+}
+
+#[test]
+fn without_idle_advance_a_quiet_window_stays_open() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy_counts(&pipeline, &[]);
+    let records: Vec<Input> = (0..10)
+        .map(|i| ("k".to_string(), START_MS + i * 10))
+        .collect();
+    produce_at(&pipeline, "views", 0, &records);
+    wait_settled(&pipeline, "views-per-second", 10);
+    assert!(pipeline.consume("counts").is_empty());
+    // Committed in state, queryable.
+    let (code, answer) = get_json(
+        &pipeline,
+        "/v1/processors/views-per-second/stores/counts/windows/k",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        answer["windows"][0]["value"].as_u64(),
+        Some(10),
+        "{answer:#}"
+    );
+}
