@@ -32,8 +32,8 @@ use sluice::processor::host::{
     Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Plugin,
     Runtime, TaskContext,
 };
+use sluice::processor::scratch::Scratch;
 use sluice::processor::spec::Limits;
-use sluice::processor::worker::Scratch;
 
 use crate::{median, OutputFormat};
 

@@ -6,6 +6,7 @@ pub mod host;
 mod lift;
 pub(crate) mod output;
 pub(crate) mod registry;
+pub mod scratch;
 pub mod spec;
 pub(crate) mod stateful;
 pub(crate) mod status;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use kafka_protocol::records::Compression;
 
 use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload, TaskContext};
+use super::scratch::Scratch;
 use super::spec::Limits;
-use super::worker::Scratch;
 use crate::log::batch::build;
 
 /// Forwards every record unchanged to the default output.

@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use super::{drive, Control};
 use crate::log::batch::build;
 use crate::processor::host::{Batch, Factory, Invoke, InvokeError, Output, TaskContext};
+use crate::processor::scratch::Scratch;
 use crate::processor::spec::Limits;
 use crate::processor::status::PartitionState;
-use crate::processor::worker::Scratch;
 
 /// Stands for a bug on the host side of a step.
 struct Panics;
