@@ -37,7 +37,7 @@
 //! | [`map!`] | `fn(Record, &C) -> Result<Output, E>` | one [`Output`] per record |
 //! | [`flat_map!`] | `fn(Record, &C) -> Result<impl IntoIterator<Item = Output>, E>` | any number per record |
 //! | [`route!`] | `fn(&Record, &C) -> Result<Option<String>, E>` | the record forwarded unchanged to the topic, or dropped |
-//! | [`export!`] | a type implementing [`Processor`] | whatever it pushes per batch |
+//! | [`export!`] | a type implementing [`Processor`] | whatever it pushes per batch, and per due timer ([`Processor::on_timer`]) |
 //!
 //! `C` is any `serde::Deserialize` type, parsed once per instance; `E` is any
 //! `Display` error (this crate's [`Error`], `String`, `anyhow::Error`, …).

@@ -74,3 +74,44 @@ mod export {
 
     sluice_sdk::export!(Everything);
 }
+
+mod stateful {
+    use sluice_sdk::clock::{self, Domain};
+    use sluice_sdk::{Batch, NoConfig, Output, Outputs, ProcessError, Processor, Result, Timer};
+
+    struct Reminder;
+
+    /// A private helper only `on_timer` uses: it must not be reported as
+    /// unused either.
+    fn reminder(timer: &Timer) -> Output {
+        Output::value(format!("due at {}", timer.at))
+    }
+
+    impl Processor for Reminder {
+        type Config = NoConfig;
+
+        fn init(_: NoConfig) -> Result<Self> {
+            Ok(Reminder)
+        }
+
+        fn process(&mut self, batch: Batch, _: &mut Outputs) -> Result<(), ProcessError> {
+            for record in batch {
+                clock::schedule(Domain::EventTime, b"r", record.timestamp + 1_000);
+            }
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            timers: Vec<Timer>,
+            outputs: &mut Outputs,
+        ) -> Result<(), ProcessError> {
+            for (source, timer) in (0_u32..).zip(&timers) {
+                outputs.push(source, reminder(timer));
+            }
+            Ok(())
+        }
+    }
+
+    sluice_sdk::export!(Reminder);
+}

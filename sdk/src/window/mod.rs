@@ -1,5 +1,6 @@
 //! Windowed aggregation in event time: tumbling and hopping windows
-//! ([`Windowed`]) and session windows ([`Sessions`]), with a grace period
+//! ([`Windowed`]), session windows ([`Sessions`]) and sliding windows
+//! ([`Sliding`], Kafka Streams' record-aligned ones), with a grace period
 //! for out-of-order records, two emit modes, late-record handling and
 //! expiry.
 //!
@@ -41,12 +42,14 @@
 
 pub mod key;
 mod session;
+mod sliding;
 
 use std::fmt::Display;
 
 use serde::{Deserialize, Serialize};
 
 pub use session::Sessions;
+pub use sliding::Sliding;
 
 use crate::aggregate::Aggregator;
 use crate::clock::{self, Domain, Timer};
@@ -57,12 +60,14 @@ use crate::{Batch, Error, Output, Outputs, ProcessError, Record, Result};
 pub const WINDOWS_PER_RECORD_MAX: i64 = 1_000;
 
 /// A time window, `[start, end)` in milliseconds (for a session: its first
-/// and last record's timestamps, both included).
+/// and last record's timestamps, both included; for a sliding window, both
+/// ends included too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Window {
     /// The first millisecond in the window.
     pub start: i64,
-    /// The end: excluded for time windows, included for sessions.
+    /// The end: excluded for tumbling and hopping windows, included for
+    /// sessions and sliding windows.
     pub end: i64,
 }
 

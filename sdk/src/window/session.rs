@@ -1,20 +1,6 @@
-//! Session windows, as Kafka Streams defines them: a key's records closer
-//! than the inactivity gap to each other form one session; a record that
-//! falls within the gap of two sessions merges them.
-//!
-//! A session is stored as the window `[first, last]` (both record
-//! timestamps, both included) in the windowed layout. It *closes* when
-//! stream time reaches `last + gap + grace`: from then on no record that
-//! is not late can join it. A record at `t` is late when a session of its
-//! own, `[t, t]`, would already be closed (`t + gap + grace <= stream
-//! time`); a record only joins sessions still open at its own stream time,
-//! so a session that closed within the batch is not reopened (the result
-//! does not depend on batch boundaries). Closing emits the final session
-//! (in [`Emit::Final`]) and deletes it.
-//!
-//! Each record reads its key's sessions with one scan and writes the merged
-//! session back: sessions merge record by record, so there is no
-//! batch-level prefetch here.
+//! Session windows ([`Sessions`]): their own file because sessions merge
+//! record by record (a scan per record), unlike the batch-prefetched time
+//! windows. The semantics are documented on [`Sessions`].
 
 use std::fmt::Display;
 
@@ -26,8 +12,25 @@ use crate::{Batch, Output, Outputs, ProcessError, Record, Result};
 /// A stored session: its store key, window and aggregate.
 type Stored<A> = (Vec<u8>, Window, A);
 
-/// Session windows per key, aggregated with an [`Aggregator`] whose
-/// [`merge`](Aggregator::merge) joins two sessions.
+/// Session windows, as Kafka Streams defines them: a key's records closer
+/// than the inactivity gap to each other form one session; a record that
+/// falls within the gap of two sessions merges them.
+///
+/// A session is stored as the window `[first, last]` (both record
+/// timestamps, both included) in the windowed layout. It *closes* when
+/// stream time reaches `last + gap + grace`: from then on no record that
+/// is not late can join it. A record at `t` is late when a session of its
+/// own, `[t, t]`, would already be closed (`t + gap + grace <= stream
+/// time`); a record only joins sessions still open at its own stream time,
+/// so a session that closed within the batch is not reopened (the result
+/// does not depend on batch boundaries). Closing emits the final session
+/// (in [`Emit::Final`]) and deletes it.
+///
+/// Each record reads its key's sessions with one scan and writes the merged
+/// session back: sessions merge record by record, so there is no
+/// batch-level prefetch here.
+///
+/// The aggregation's [`merge`](Aggregator::merge) joins two sessions.
 ///
 /// ```
 /// use sluice_sdk::aggregate::Count;

@@ -21,11 +21,15 @@ struct Config {
     /// `size_ms` is then the session gap.
     #[serde(default)]
     session: bool,
+    /// `size_ms` is then the sliding windows' difference.
+    #[serde(default)]
+    sliding: bool,
 }
 
 enum Counter {
     Time(Windowed<Count>),
     Session(Sessions<Count>),
+    Sliding(Sliding<Count>),
 }
 
 fn format(result: &WindowResult<u64>) -> Result<Output> {
@@ -46,6 +50,15 @@ impl Processor for Counter {
     type Config = Config;
 
     fn init(config: Config) -> Result<Self> {
+        if config.sliding {
+            let mut sliding = Sliding::new("w", config.size_ms, Count)?
+                .grace_ms(config.grace_ms)
+                .emit(config.emit);
+            if let Some(topic) = config.late_topic {
+                sliding = sliding.late_records_to(topic);
+            }
+            return Ok(Counter::Sliding(sliding));
+        }
         if config.session {
             let mut sessions = Sessions::new("w", config.size_ms, Count)?
                 .grace_ms(config.grace_ms)
@@ -72,6 +85,7 @@ impl Processor for Counter {
         match self {
             Counter::Time(windowed) => windowed.process(batch, outputs, extract, format),
             Counter::Session(sessions) => sessions.process(batch, outputs, extract, format),
+            Counter::Sliding(sliding) => sliding.process(batch, outputs, extract, format),
         }
     }
 
@@ -79,6 +93,7 @@ impl Processor for Counter {
         match self {
             Counter::Time(windowed) => windowed.on_timer(&timers, outputs, format),
             Counter::Session(sessions) => sessions.on_timer(&timers, outputs, format),
+            Counter::Sliding(sliding) => sliding.on_timer(&timers, outputs, format),
         }
     }
 }
@@ -285,4 +300,188 @@ fn sessions_drop_late_records_whatever_the_batches() {
     let (outputs, late) = same_whatever_the_batches(&config, &records);
     assert_eq!(late, 1);
     assert_eq!(outputs, ["u [0,0) 1", "u [20,20) 1", "u [8,8) 1"]);
+}
+
+/// A small deterministic generator (no dependency): xorshift64*.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
+    }
+}
+
+/// Everything a run leaves: outputs (sorted: timers fire at batch ends, so
+/// their place in the list depends on the cuts), store, timers, late count.
+fn run_cut(config: &[(&str, &str)], records: &[Record], cuts: &[usize]) -> (Vec<String>, String) {
+    let mut harness = counter(config);
+    let mut outputs = Vec::new();
+    let mut start = 0;
+    for &end in cuts.iter().chain([&records.len()]) {
+        outputs.extend(texts(&harness.run(records[start..end].to_vec()).unwrap()));
+        start = end;
+    }
+    outputs.sort();
+    let state = format!(
+        "{:?} {:?} {}",
+        harness.entries("w"),
+        harness.timers(),
+        harness.late_dropped()
+    );
+    (outputs, state)
+}
+
+#[test]
+fn random_batch_cuts_never_change_the_results() {
+    let configs: [&[(&str, &str)]; 6] = [
+        &[
+            ("sliding", "true"),
+            ("size_ms", "5"),
+            ("grace_ms", "3"),
+            ("emit", "final"),
+        ],
+        &[("sliding", "true"), ("size_ms", "4")],
+        &[("size_ms", "10"), ("grace_ms", "3"), ("emit", "final")],
+        &[("size_ms", "10"), ("advance_ms", "4"), ("grace_ms", "2")],
+        &[
+            ("session", "true"),
+            ("size_ms", "5"),
+            ("grace_ms", "4"),
+            ("emit", "final"),
+        ],
+        &[("session", "true"), ("size_ms", "3")],
+    ];
+    let mut random = Random(0x5eed);
+    for config in configs {
+        for _ in 0..20 {
+            // Mostly increasing timestamps, with records up to 15 ms late.
+            let mut clock = 0_i64;
+            let records: Vec<Record> = (0..40)
+                .map(|_| {
+                    clock += random.below(4) as i64;
+                    let timestamp = clock - random.below(16) as i64;
+                    let key = ["a", "b", "c"][random.below(3) as usize];
+                    rec(key, timestamp)
+                })
+                .collect();
+            let whole = run_cut(config, &records, &[]);
+            let one_by_one: Vec<usize> = (1..records.len()).collect();
+            assert_eq!(whole, run_cut(config, &records, &one_by_one), "{config:?}");
+            let mut cuts: Vec<usize> = (0..5).map(|_| random.below(40) as usize).collect();
+            cuts.sort_unstable();
+            assert_eq!(
+                whole,
+                run_cut(config, &records, &cuts),
+                "{config:?} {cuts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sliding_windows_in_order() {
+    let mut harness = counter(&[("sliding", "true"), ("size_ms", "10")]);
+    // 0: its left window. 5: left [-5,5] holds 0 and 5; 0's right window
+    // [1,11] opens with 5. 20: alone; 5's right window [6,16] stays empty.
+    let outputs = harness
+        .run(vec![rec("a", 0), rec("a", 5), rec("a", 20)])
+        .unwrap();
+    assert_eq!(
+        texts(&outputs),
+        ["a [-10,0) 1", "a [-5,5) 2", "a [1,11) 1", "a [10,20) 1"]
+    );
+    let last = key::encode(b"a", Window { start: 10, end: 20 });
+    let slot: serde_json::Value = harness.get_json("w", &last).unwrap();
+    assert_eq!(slot, serde_json::json!({"aggregate": 1, "latest": 20}));
+    // Expired at end + difference + 2 (+ grace 0) <= 20: [-10,0] and
+    // [-5,5]; [1,11] stays until 23.
+    let starts: Vec<i64> = harness
+        .entries("w")
+        .keys()
+        .map(|k| key::decode(k).unwrap().1.start)
+        .collect();
+    assert_eq!(starts, [1, 10]);
+}
+
+#[test]
+fn sliding_windows_out_of_order_copy_their_contents() {
+    let config = [("sliding", "true"), ("size_ms", "10"), ("grace_ms", "100")];
+    let mut harness = counter(&config);
+    harness.run(vec![rec("a", 0), rec("a", 8)]).unwrap();
+    // 4 arrives late but within grace: it joins [-2,8] and [1,11], gets
+    // its left window [-6,4] (0 and 4) and its right window [5,15]
+    // (8, copied from [1,11] before 4 joined it).
+    let outputs = harness.run(vec![rec("a", 4)]).unwrap();
+    assert_eq!(
+        texts(&outputs),
+        ["a [-2,8) 3", "a [1,11) 2", "a [-6,4) 2", "a [5,15) 1"]
+    );
+}
+
+/// What Kafka Streams' sliding windows hold for the records that are not
+/// late: each record's left window, and its right window when another
+/// record falls in it, with every such record counted.
+fn sliding_oracle(records: &[Record], d: i64, grace: i64) -> Vec<String> {
+    let mut stream_time = i64::MIN;
+    let mut kept: Vec<(String, i64)> = Vec::new();
+    for record in records {
+        stream_time = stream_time.max(record.timestamp);
+        if record.timestamp + 1 + grace > stream_time {
+            kept.push((record.key_str().unwrap().to_owned(), record.timestamp));
+        }
+    }
+    let mut windows = std::collections::BTreeSet::new();
+    for (key, r) in &kept {
+        windows.insert((key.clone(), r - d));
+        let right = kept
+            .iter()
+            .any(|(k, o)| k == key && *o > *r && *o <= r + 1 + d);
+        if right {
+            windows.insert((key.clone(), r + 1));
+        }
+    }
+    let mut expected: Vec<String> = windows
+        .into_iter()
+        .filter(|(_, start)| start + d + 1 + grace <= stream_time)
+        .map(|(key, start)| {
+            let count = kept
+                .iter()
+                .filter(|(k, t)| *k == key && (start..=start + d).contains(t))
+                .count();
+            format!("{key} [{start},{}) {count} final", start + d)
+        })
+        .collect();
+    expected.sort();
+    expected
+}
+
+#[test]
+fn sliding_windows_match_kafka_streams_definition() {
+    let mut random = Random(0xd1ff);
+    for round in 0..200 {
+        let (d, grace) = (1 + random.below(8) as i64, random.below(6) as i64);
+        let mut clock = 0_i64;
+        let records: Vec<Record> = (0..30)
+            .map(|_| {
+                clock += random.below(5) as i64;
+                let timestamp = clock - random.below(10) as i64;
+                rec(["a", "b"][random.below(2) as usize], timestamp)
+            })
+            .collect();
+        let config = [
+            ("sliding", "true"),
+            ("size_ms", &d.to_string()),
+            ("grace_ms", &grace.to_string()),
+            ("emit", "final"),
+        ];
+        let (emitted, _) = run_cut(&config, &records, &[]);
+        let expected = sliding_oracle(&records, d, grace);
+        assert_eq!(
+            emitted, expected,
+            "round {round}, d {d}, grace {grace}: {records:?}"
+        );
+    }
 }
