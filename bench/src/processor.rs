@@ -183,6 +183,7 @@ fn label(processor: &str) -> Label {
         topic: "in".into(),
         partition: 0,
         stores: Vec::new().into(),
+        tables: Vec::new().into(),
     }
 }
 
@@ -402,6 +403,7 @@ fn soak(
         topic: "in".into(),
         partition: 0,
         stores: Vec::new().into(),
+        tables: Vec::new().into(),
     };
     let config: Vec<(String, String)> = CONFIG
         .iter()

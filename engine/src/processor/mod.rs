@@ -10,6 +10,7 @@ pub mod scratch;
 pub mod spec;
 pub(crate) mod stateful;
 pub(crate) mod status;
+pub(crate) mod tables;
 #[cfg(test)]
 mod tests;
 mod wasi;

@@ -79,6 +79,7 @@ impl Scratch {
             guarantee: Default::default(),
             commit_interval_ms: super::spec::COMMIT_INTERVAL_MS_DEFAULT,
             idle_advance_ms: None,
+            tables: Vec::new(),
         });
         let stats = Arc::new(PartitionStats::new("in", 0));
         PartitionTask::new(

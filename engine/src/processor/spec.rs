@@ -216,6 +216,9 @@ pub(crate) struct DeployRequest {
     /// With `from`: throw the state away and reprocess from there.
     #[serde(default)]
     pub(crate) reset_state: bool,
+    /// Topics materialised as read-only stores (lookups).
+    #[serde(default)]
+    pub(crate) tables: Vec<super::tables::TableSpec>,
 }
 
 /// A deployment as persisted in `<data-dir>/processors/<name>.json`.
@@ -244,6 +247,9 @@ pub(crate) struct Deployment {
     /// Stream time follows the wall clock after this long without input.
     #[serde(default)]
     pub(crate) idle_advance_ms: Option<u64>,
+    /// Topics materialised as read-only stores every task reads.
+    #[serde(default)]
+    pub(crate) tables: Vec<super::tables::TableSpec>,
 }
 
 fn commit_interval_ms_default() -> u64 {
@@ -254,7 +260,9 @@ impl Deployment {
     /// Whether tasks keep state in RocksDB (stores, or exactly-once
     /// bookkeeping).
     pub(crate) fn is_stateful(&self) -> bool {
-        !self.stores.is_empty() || self.guarantee == Guarantee::ExactlyOnce
+        !self.stores.is_empty()
+            || !self.tables.is_empty()
+            || self.guarantee == Guarantee::ExactlyOnce
     }
 
     /// Every topic the processor writes: its outputs and its dead-letter

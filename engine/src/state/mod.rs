@@ -95,6 +95,8 @@ pub(crate) enum StateError {
     StagedFull { max: usize },
     #[error("store {0:?} is not declared by this processor (deploy with --store {0})")]
     UnknownStore(String),
+    #[error("store {0:?} is a table (read-only): it follows its topic")]
+    ReadOnly(String),
     #[error("state is only reachable from process and on-timer calls, not init")]
     NoState,
     #[error("store name {0:?} is invalid: 1 to 64 bytes of letters, digits, '.', '_' and '-'")]

@@ -133,6 +133,28 @@ impl ProcessorState {
         Ok(metas)
     }
 
+    /// Writes `entries` (a put, or a delete for `None`) and `task`'s
+    /// metadata record in one batch, unsynced: for state that can be
+    /// rebuilt from a log (tables).
+    pub(crate) fn write(
+        &self,
+        task: u32,
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        meta: &[u8],
+    ) -> Result<(), StateError> {
+        let family = self.family()?;
+        let mut batch = rocksdb::WriteBatch::default();
+        for (key, value) in entries {
+            match value {
+                Some(value) => batch.put_cf(&family, key, value),
+                None => batch.delete_cf(&family, key),
+            }
+        }
+        batch.put_cf(&family, keys::meta(task), meta);
+        self.db.db().write(batch)?;
+        Ok(())
+    }
+
     /// On-disk bytes of `task`'s state, estimated by RocksDB (memtables
     /// included).
     pub(crate) fn approximate_bytes(&self, task: u32) -> Result<u64, StateError> {

@@ -41,6 +41,7 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         topic: args.topic.as_str().into(),
         partition: args.partition,
         stores: Vec::new().into(),
+        tables: Vec::new().into(),
     };
     let new_instance = || {
         Instance::new(&plugin, limits, &args.config, label.clone())

@@ -162,6 +162,11 @@ pub(crate) struct DeployArgs {
     /// With --from: throw the processor's state away and reprocess.
     #[arg(long, requires = "from")]
     pub(crate) reset_state: bool,
+    /// A topic the plugin reads as a read-only store (a lookup table,
+    /// latest value per key, every partition), as STORE=TOPIC; repeat for
+    /// several.
+    #[arg(long = "table", value_name = "STORE=TOPIC", value_parser = parse_config_pair)]
+    pub(crate) tables: Vec<(String, String)>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub(crate) format: OutputFormat,
@@ -331,6 +336,15 @@ struct DeploySpec {
     idle_advance_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     reset_state: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tables: Vec<TableSpec>,
+}
+
+/// A table of the deploy request.
+#[derive(Debug, Serialize)]
+struct TableSpec {
+    store: String,
+    topic: String,
 }
 
 /// Resource limits asked for at deploy time; each is the broker's default
@@ -378,6 +392,14 @@ impl DeploySpec {
             commit_interval_ms: args.commit_interval_ms,
             idle_advance_ms: args.idle_advance_ms,
             reset_state: args.reset_state,
+            tables: args
+                .tables
+                .iter()
+                .map(|(store, topic)| TableSpec {
+                    store: store.clone(),
+                    topic: topic.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -290,6 +290,8 @@ pub struct Label {
     pub partition: i32,
     /// The stores the deployment declares (contract 0.2's `store.open`).
     pub stores: Arc<[String]>,
+    /// Its tables: read-only stores shared by every partition.
+    pub tables: Arc<[String]>,
 }
 
 /// Per-instance host state: WASI context, limits, and the log import.

@@ -47,6 +47,8 @@ impl TaskContext {
 #[derive(Debug)]
 pub struct StoreHandle {
     prefix: Vec<u8>,
+    /// A table: reads only.
+    read_only: Option<String>,
 }
 
 impl HostState {
@@ -69,6 +71,18 @@ impl HostState {
 
     fn prefix(&self, store: &Resource<StoreHandle>) -> wasmtime::Result<Vec<u8>> {
         Ok(self.table.get(store)?.prefix.clone())
+    }
+
+    /// The prefix of a store the call may write (not a table).
+    fn writable(&mut self, store: &Resource<StoreHandle>) -> wasmtime::Result<Vec<u8>> {
+        let handle = self.table.get(store)?;
+        if let Some(name) = &handle.read_only {
+            let error = StateError::ReadOnly(name.clone());
+            let message = error.to_string();
+            self.task.failure = Some(error);
+            return Err(wasmtime::Error::msg(message));
+        }
+        Ok(handle.prefix.clone())
     }
 }
 
@@ -95,12 +109,21 @@ impl state::HostStore for HostState {
     /// Opens a declared store (also in `init`, before any state is lent:
     /// the handle is the store's key prefix in this instance's task).
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, String>> {
-        if !self.label.stores.contains(&name) {
+        let handle = if self.label.stores.contains(&name) {
+            let task = u32::try_from(self.label.partition).unwrap_or(u32::MAX);
+            StoreHandle {
+                prefix: crate::state::store_prefix(task, &name),
+                read_only: None,
+            }
+        } else if self.label.tables.contains(&name) {
+            StoreHandle {
+                prefix: crate::state::store_prefix(crate::processor::tables::TABLE_TASK, &name),
+                read_only: Some(name),
+            }
+        } else {
             return Ok(Err(StateError::UnknownStore(name).to_string()));
-        }
-        let task = u32::try_from(self.label.partition).unwrap_or(u32::MAX);
-        let prefix = crate::state::store_prefix(task, &name);
-        Ok(Ok(self.table.push(StoreHandle { prefix })?))
+        };
+        Ok(Ok(self.table.push(handle)?))
     }
 
     fn get(
@@ -127,7 +150,7 @@ impl state::HostStore for HostState {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let prefix = self.prefix(&store)?;
+        let prefix = self.writable(&store)?;
         self.with_state(|state| state.put(&prefix, &key, value))
     }
 
@@ -136,7 +159,7 @@ impl state::HostStore for HostState {
         store: Resource<StoreHandle>,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> wasmtime::Result<()> {
-        let prefix = self.prefix(&store)?;
+        let prefix = self.writable(&store)?;
         self.with_state(|state| {
             entries
                 .into_iter()
@@ -145,7 +168,7 @@ impl state::HostStore for HostState {
     }
 
     fn delete(&mut self, store: Resource<StoreHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
-        let prefix = self.prefix(&store)?;
+        let prefix = self.writable(&store)?;
         self.with_state(|state| state.delete(&prefix, &key))
     }
 
@@ -155,7 +178,7 @@ impl state::HostStore for HostState {
         key: Vec<u8>,
         delta: i64,
     ) -> wasmtime::Result<i64> {
-        let prefix = self.prefix(&store)?;
+        let prefix = self.writable(&store)?;
         self.with_state(|state| state.add(&prefix, &key, delta))
     }
 
@@ -178,7 +201,7 @@ impl state::HostStore for HostState {
         start: Vec<u8>,
         end: Option<Vec<u8>>,
     ) -> wasmtime::Result<u64> {
-        let prefix = self.prefix(&store)?;
+        let prefix = self.writable(&store)?;
         self.with_state(|state| state.delete_range(&prefix, &start, end.as_deref()))
     }
 

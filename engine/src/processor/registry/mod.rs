@@ -71,6 +71,8 @@ struct Control {
 struct Running {
     deployment: Arc<Deployment>,
     plugin: Plugin,
+    /// The deployment's tables, shared by its tasks.
+    tables: Option<Arc<crate::processor::tables::Tables>>,
     control: watch::Sender<Control>,
     partitions: Mutex<BTreeMap<(String, i32), Arc<PartitionStats>>>,
     aborts: Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>,
@@ -262,6 +264,10 @@ impl Processors {
                     stats.clone(),
                     position,
                 );
+                let task = match &running.tables {
+                    Some(tables) => task.with_tables(tables.clone()),
+                    None => task,
+                };
                 let task = match self.stateful_parts(deployment, partition) {
                     Ok(None) => task,
                     Ok(Some((context, stateful))) => task.with_state(context, stateful),
@@ -315,9 +321,32 @@ impl Processors {
             paused: deployment.paused,
             ..Control::default()
         });
+        let tables = if deployment.tables.is_empty() {
+            None
+        } else {
+            let opened = self
+                .state
+                .processor(&deployment.name)
+                .map_err(|e| e.to_string())
+                .and_then(|state| {
+                    crate::processor::tables::Tables::open(
+                        self.store.clone(),
+                        state,
+                        deployment.tables.clone(),
+                    )
+                });
+            match opened {
+                Ok(tables) => Some(tables),
+                Err(error) => {
+                    tracing::error!(processor = %deployment.name, %error, "opening the processor's tables failed");
+                    None
+                }
+            }
+        };
         let running = Arc::new(Running {
             deployment: deployment.clone(),
             plugin,
+            tables,
             control,
             partitions: Mutex::new(BTreeMap::new()),
             aborts: Mutex::new(Vec::new()),
@@ -360,6 +389,7 @@ impl Processors {
                 topic: "(deploy)".into(),
                 partition: -1,
                 stores: trial.stores.clone().into(),
+                tables: trial.tables.iter().map(|t| t.store.clone()).collect(),
             };
             // Outside the broker-wide cap, which `validate` checked: a
             // redeploy near the cap must not count the old and new twice.
@@ -479,6 +509,7 @@ impl Processors {
                 .commit_interval_ms
                 .unwrap_or(spec::COMMIT_INTERVAL_MS_DEFAULT),
             idle_advance_ms: request.idle_advance_ms,
+            tables: request.tables.clone(),
         })
     }
 
@@ -499,7 +530,29 @@ impl Processors {
             None if stores.is_empty() => Guarantee::AtLeastOnce,
             None => Guarantee::ExactlyOnce,
         };
-        let stateful = !stores.is_empty() || guarantee == Guarantee::ExactlyOnce;
+        for table in &request.tables {
+            crate::state::validate_store_name(&table.store).map_err(|e| e.to_string())?;
+            if stores.contains(&table.store) {
+                return Err(format!(
+                    "{:?} is both a store and a table; give them different names",
+                    table.store
+                ));
+            }
+            if self.store.topic(&table.topic).is_none() {
+                return Err(format!(
+                    "table topic {:?} does not exist; create it first",
+                    table.topic
+                ));
+            }
+            if request.outputs.contains(&table.topic) {
+                return Err(format!(
+                    "topic {:?} is both a table and an output of the processor",
+                    table.topic
+                ));
+            }
+        }
+        let stateful =
+            !stores.is_empty() || !request.tables.is_empty() || guarantee == Guarantee::ExactlyOnce;
         if stateful && dedup(&request.inputs).len() > 1 {
             return Err(
                 "a stateful or exactly-once processor reads one input topic (its state is \

@@ -59,6 +59,8 @@ pub struct PartitionTask {
     stateful: Option<crate::processor::stateful::Stateful>,
     /// The input's last stable offset at the last read.
     last_stable_offset: i64,
+    /// The processor's tables, brought up to date before each step.
+    tables: Option<Arc<crate::processor::tables::Tables>>,
 }
 
 /// Why a step stopped the partition.
@@ -124,7 +126,14 @@ impl PartitionTask {
             context: TaskContext::default(),
             stateful: None,
             last_stable_offset: 0,
+            tables: None,
         }
+    }
+
+    /// Gives the task its processor's tables.
+    pub(crate) fn with_tables(mut self, tables: Arc<crate::processor::tables::Tables>) -> Self {
+        self.tables = Some(tables);
+        self
     }
 
     /// Makes the task stateful (or exactly-once): `context` holds its
@@ -173,6 +182,11 @@ impl PartitionTask {
     fn step_inner(&mut self) -> Result<(), StepFailure> {
         if self.stateful.as_ref().is_some_and(|s| !s.recovered) {
             self.recover()?;
+        }
+        if let Some(tables) = &self.tables {
+            tables
+                .catch_up()
+                .map_err(|message| StepFailure::new(message, None))?;
         }
         if self.instance.is_none() {
             self.stats.set_state(PartitionState::Starting);
@@ -710,6 +724,11 @@ pub(crate) fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
         topic: stats.topic.as_str().into(),
         partition: stats.partition,
         stores: deployment.stores.clone().into(),
+        tables: deployment
+            .tables
+            .iter()
+            .map(|table| table.store.clone())
+            .collect(),
     }
 }
 

@@ -1,0 +1,147 @@
+//! Table lookups: a topic materialised into a read-only store that every
+//! task of the processor reads, whatever its partition (Kafka Streams'
+//! GlobalKTable). The usual use is enriching a stream from a table of
+//! reference data: clicks keyed by user, looked up in user profiles.
+//!
+//! The table lives in the processor's state under its own task
+//! ([`TABLE_TASK`]): the latest value per key, a tombstone deleting it.
+//! Before each step a task brings the tables up to their topics' last
+//! stable offsets (read_committed), so a lookup sees at least every table
+//! record committed before the step began. The positions reached are
+//! written with the entries (one write batch), so a restart carries on
+//! from there; re-applying a record is harmless (the latest value wins).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::log::batch::BatchHeader;
+use crate::log::transactions::AbortedIndex;
+use crate::log::{Isolation, LogError, LogStore};
+use crate::state::{store_prefix, ProcessorState};
+
+/// The task id under which tables are kept (partitions are far below it).
+pub(crate) const TABLE_TASK: u32 = u32::MAX - 1;
+
+/// Table bytes read per catch-up at most; the rest waits for the next step.
+const CATCH_UP_BYTES_MAX: usize = 16 << 20;
+
+/// A table a processor reads: store `store`, materialised from `topic`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableSpec {
+    pub(crate) store: String,
+    pub(crate) topic: String,
+}
+
+/// The positions reached, by `topic/partition`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Positions {
+    next: BTreeMap<String, i64>,
+}
+
+/// A processor's tables and how far each topic partition is applied.
+pub(crate) struct Tables {
+    log: Arc<LogStore>,
+    state: ProcessorState,
+    tables: Vec<TableSpec>,
+    positions: Mutex<Positions>,
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables")
+            .field("tables", &self.tables)
+            .finish()
+    }
+}
+
+impl Tables {
+    pub(crate) fn open(
+        log: Arc<LogStore>,
+        state: ProcessorState,
+        tables: Vec<TableSpec>,
+    ) -> Result<Arc<Self>, String> {
+        let positions = match state.meta(TABLE_TASK).map_err(|e| e.to_string())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the tables' positions are unreadable: {e}"))?,
+            None => Positions::default(),
+        };
+        Ok(Arc::new(Self {
+            log,
+            state,
+            tables,
+            positions: Mutex::new(positions),
+        }))
+    }
+
+    /// Applies what the table topics gained up to their last stable
+    /// offsets (at most [`CATCH_UP_BYTES_MAX`] per call).
+    pub(crate) fn catch_up(&self) -> Result<(), String> {
+        let mut positions = self.positions.lock().expect("table positions lock");
+        let mut writes = Vec::new();
+        let mut bytes = 0;
+        for table in &self.tables {
+            let Some(topic) = self.log.topic(&table.topic) else {
+                continue;
+            };
+            let prefix = store_prefix(TABLE_TASK, &table.store);
+            for id in 0..topic.partition_count() {
+                let name = format!("{}/{id}", table.topic);
+                let next = positions.next.get(&name).copied().unwrap_or(0);
+                let reached = self
+                    .apply(&table.topic, id, next, &prefix, &mut writes, &mut bytes)
+                    .map_err(|e| format!("reading table topic {}/{id}: {e}", table.topic))?;
+                positions.next.insert(name, reached);
+            }
+        }
+        let meta = serde_json::to_vec(&*positions).expect("positions serialize");
+        self.state
+            .write(TABLE_TASK, writes, &meta)
+            .map_err(|e| format!("writing tables failed: {e}"))
+    }
+
+    /// Reads partition `id` of `topic` from `next` up to its LSO, adding the
+    /// latest value per key to `writes`; returns the offset reached.
+    fn apply(
+        &self,
+        topic: &str,
+        id: i32,
+        mut next: i64,
+        prefix: &[u8],
+        writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        bytes: &mut usize,
+    ) -> Result<i64, LogError> {
+        let partition = self.log.partition(topic, id)?;
+        next = next.max(partition.log_start_offset());
+        while next < partition.last_stable_offset() && *bytes < CATCH_UP_BYTES_MAX {
+            let read = partition.read_isolated(next, 1 << 20, Isolation::ReadCommitted)?;
+            if read.records.is_empty() {
+                return Ok(next.max(read.last_stable_offset));
+            }
+            *bytes += read.records.len();
+            let aborted = AbortedIndex::new(&read.aborted);
+            let mut batches: Bytes = read.records;
+            while !batches.is_empty() {
+                let header = BatchHeader::parse(&batches).map_err(LogError::Batch)?;
+                let one = batches.split_to(header.total_bytes().min(batches.len()));
+                if header.next_offset() <= next {
+                    continue;
+                }
+                if !header.is_control() && !aborted.contains(&header) {
+                    for record in partition.decode_batch(&one).map_err(LogError::Batch)? {
+                        let (Some(key), true) = (record.key, record.offset >= next) else {
+                            continue;
+                        };
+                        let mut full = prefix.to_vec();
+                        full.extend_from_slice(&key);
+                        writes.push((full, record.value.map(|v| v.to_vec())));
+                    }
+                }
+                next = header.next_offset();
+            }
+        }
+        Ok(next)
+    }
+}
