@@ -7,8 +7,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 16] = [
+const PLUGINS: [&str; 17] = [
     "uppercase",
+    "rekey-count",
     "windowed-count",
     "aggregate-json",
     "sessionize",

@@ -16,6 +16,7 @@ use crate::processors::{Consumed, Pipeline};
 
 mod crash;
 mod lifecycle;
+mod repartition;
 mod windows;
 
 /// One input record: (key, timestamp).

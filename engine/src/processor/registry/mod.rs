@@ -230,7 +230,13 @@ impl Processors {
         let group = running.deployment.group();
         self.groups.keep_alive(&group);
         let committed = self.groups.committed(&group);
-        for topic in &running.deployment.inputs {
+        let mut topics = running.deployment.inputs.clone();
+        if running.deployment.is_stateful() {
+            // Tasks for the repartition topic's partitions, once a task has
+            // written to it (and so created it).
+            topics.push(running.deployment.repartition_topic());
+        }
+        for topic in &topics {
             let Some(handle) = self.store.topic(topic) else {
                 continue;
             };
@@ -268,7 +274,7 @@ impl Processors {
                     Some(tables) => task.with_tables(tables.clone()),
                     None => task,
                 };
-                let task = match self.stateful_parts(deployment, partition) {
+                let task = match self.stateful_parts(deployment, topic, partition) {
                     Ok(None) => task,
                     Ok(Some((context, stateful))) => task.with_state(context, stateful),
                     Err(error) => {
@@ -299,13 +305,14 @@ impl Processors {
     fn stateful_parts(
         &self,
         deployment: &Deployment,
+        topic: &str,
         partition: i32,
     ) -> Result<Option<(TaskContext, Stateful)>, crate::state::StateError> {
         if !deployment.is_stateful() {
             return Ok(None);
         }
         let processor = self.state.processor(&deployment.name)?;
-        let task = u32::try_from(partition).unwrap_or_default();
+        let task = deployment.task_id(topic, partition);
         let state = TaskState::new(processor, task);
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
@@ -388,6 +395,7 @@ impl Processors {
                 processor: trial.name.as_str().into(),
                 topic: "(deploy)".into(),
                 partition: -1,
+                task: u32::MAX,
                 stores: trial.stores.clone().into(),
                 tables: trial.tables.iter().map(|t| t.store.clone()).collect(),
             };
@@ -426,9 +434,8 @@ impl Processors {
             // start position throws them away (validated: with the state
             // only when --reset-state says so).
             self.state.drop_processor(name).map_err(internal)?;
+            self.delete_repartition_topic(&deployment)?;
             self.reset_offsets(&deployment, from)?;
-        } else if request.reset_state {
-            self.state.drop_processor(name).map_err(internal)?;
         }
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
@@ -739,6 +746,9 @@ impl Processors {
         if let Err(error) = self.state.drop_processor(name) {
             tracing::error!(processor = name, %error, "deleting the processor's state failed");
         }
+        if let Err(error) = self.delete_repartition_topic(&running.deployment) {
+            tracing::error!(processor = name, %error, "deleting the repartition topic failed");
+        }
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -752,6 +762,18 @@ impl Processors {
         }
         tracing::info!(processor = name, "processor removed");
         Ok(())
+    }
+
+    /// Deletes the processor's repartition topic, if it has one: records in
+    /// it belong to the state being thrown away.
+    fn delete_repartition_topic(&self, deployment: &Deployment) -> Result<(), AdminError> {
+        let topic = deployment.repartition_topic();
+        if self.store.topic(&topic).is_none() {
+            return Ok(());
+        }
+        self.store
+            .delete_topic(&topic, None)
+            .map_err(|e| internal(format!("deleting {topic}: {e}")))
     }
 
     /// Deletes the committed offsets of processor `name`'s `group` (none

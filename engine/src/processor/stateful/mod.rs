@@ -80,6 +80,9 @@ pub(crate) struct Stateful {
     /// driver can tell when the task has work without input).
     pub(crate) next_event_timer: Option<i64>,
     pub(crate) next_processing_timer: Option<i64>,
+    /// When the task last deleted the processed part of its input (tasks
+    /// reading the processor's own repartition topic).
+    pub(crate) purged_at: Instant,
 }
 
 impl Stateful {
@@ -99,6 +102,7 @@ impl Stateful {
             idle: IdleClock::new(idle_advance_ms),
             next_event_timer: None,
             next_processing_timer: None,
+            purged_at: Instant::now(),
         }
     }
 

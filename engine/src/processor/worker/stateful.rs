@@ -17,6 +17,10 @@ use crate::processor::status::{now_ms, PartitionStats};
 /// another that is due at once); the rest wait for the next step.
 const TIMER_ROUNDS_MAX: usize = 64;
 
+/// How often a task reading its processor's repartition topic deletes the
+/// records it has committed.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10);
+
 impl PartitionTask {
     /// Runs recovery: the position, stream time and epoch of the last
     /// commit, and the transactions a crash left open ended.
@@ -49,8 +53,9 @@ impl PartitionTask {
         let mut next = self.position;
         if !records.is_empty() {
             let stats = self.stats.clone();
+            let deployment = self.deployment.clone();
             let batch = Batch {
-                topic: &stats.topic,
+                topic: deployment.batch_topic(&stats.topic),
                 partition: stats.partition,
                 records: &records,
             };
@@ -268,12 +273,8 @@ impl PartitionTask {
             }
             previous = output.source;
             if let Some(topic) = &output.topic {
-                if !self.deployment.outputs.iter().any(|t| t == topic) {
-                    return Err(fail(format!(
-                        "the plugin wrote to topic {topic:?}, which is not an output of processor {}",
-                        self.deployment.name
-                    )));
-                }
+                let keyed = matches!(&output.payload, Payload::Emit(r) if r.key.is_some());
+                self.check_topic(topic, keyed).map_err(fail)?;
             }
             match &output.payload {
                 Payload::Forward => {
@@ -310,10 +311,10 @@ impl PartitionTask {
         outputs: Vec<Output>,
         routed: &mut Routed,
     ) -> Result<(), StepFailure> {
-        let default_topic = self.deployment.outputs[0].clone();
         for output in outputs {
             let timer = &timers[output.source as usize];
-            let topic = output.topic.as_deref().unwrap_or(&default_topic);
+            let topic = self.output_topic(output.topic.as_deref())?;
+            let topic = topic.as_str();
             let Payload::Emit(record) = output.payload else {
                 continue;
             };
@@ -350,6 +351,7 @@ impl PartitionTask {
             .commit(state, self.position, self.context.stream_time, late_dropped)
             .map_err(|message| StepFailure::new(message, None))?;
         self.publish();
+        self.purge_repartitioned();
         // The consumer group's copy, for Kafka tools; the position that
         // counts is the one just committed with the state.
         if let Err(failure) = self.commit(self.position) {
@@ -398,6 +400,30 @@ impl PartitionTask {
             stateful.meta = meta;
         }
         self.publish();
+    }
+
+    /// A task reading the processor's repartition topic deletes what it
+    /// has committed (as Kafka Streams purges its repartition topics), at
+    /// most every [`PURGE_INTERVAL`]: nothing else reads that topic.
+    fn purge_repartitioned(&mut self) {
+        if self.stats.topic != self.deployment.repartition_topic() {
+            return;
+        }
+        let Some(stateful) = self.stateful.as_mut() else {
+            return;
+        };
+        if stateful.purged_at.elapsed() < PURGE_INTERVAL {
+            return;
+        }
+        stateful.purged_at = std::time::Instant::now();
+        let purged = self
+            .store
+            .partition(&self.stats.topic, self.stats.partition)
+            .and_then(|partition| partition.delete_records_before(self.position));
+        if let Err(error) = purged {
+            tracing::warn!(topic = %self.stats.topic, partition = self.stats.partition, %error,
+                "purging the processed part of a repartition topic failed");
+        }
     }
 
     /// Puts the committed figures in the status.
