@@ -14,6 +14,7 @@ use sluice::log::batch::build;
 use crate::kafka::KafkaClient;
 use crate::processors::{Consumed, Pipeline};
 
+mod chain;
 mod crash;
 mod lifecycle;
 mod repartition;
