@@ -15,6 +15,7 @@ use crate::kafka::KafkaClient;
 use crate::processors::{Consumed, Pipeline};
 
 mod chain;
+mod clients;
 mod crash;
 mod lifecycle;
 mod repartition;
