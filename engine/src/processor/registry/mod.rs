@@ -316,6 +316,7 @@ impl Processors {
         let state = TaskState::new(processor, task);
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
+            !deployment.stores.is_empty(),
             self.producer_ids.clone(),
             Duration::from_millis(deployment.commit_interval_ms),
             deployment.idle_advance_ms,

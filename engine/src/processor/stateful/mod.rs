@@ -67,6 +67,8 @@ pub(crate) fn owned_producer_ids(
 pub(crate) struct Stateful {
     /// Outputs go through transactions (else plain durable batches).
     pub(crate) exactly_once: bool,
+    /// The plugin keeps state (stores): lost state must be rebuilt.
+    pub(crate) has_stores: bool,
     /// The last commit.
     pub(crate) meta: TaskMeta,
     /// Whether `recover` ran since the task (re)started.
@@ -88,12 +90,14 @@ pub(crate) struct Stateful {
 impl Stateful {
     pub(crate) fn new(
         exactly_once: bool,
+        has_stores: bool,
         producer_ids: ProducerIds,
         commit_interval: Duration,
         idle_advance_ms: Option<u64>,
     ) -> Self {
         Self {
             exactly_once,
+            has_stores,
             meta: TaskMeta::default(),
             recovered: false,
             transaction: Transaction::new(producer_ids),
@@ -115,11 +119,19 @@ impl Stateful {
         state: &mut TaskState,
         store: &LogStore,
         outputs: &[String],
-        fallback: i64,
+        (fallback, log_start): (i64, i64),
     ) -> Result<i64, String> {
         state.discard();
         let mut meta = match state.meta().map_err(|e| e.to_string())? {
             Some(bytes) => TaskMeta::decode(&bytes)?,
+            // No commit record but a position in the consumer group: the
+            // state was lost (its folder deleted). Rebuilt by processing
+            // the input again from its start, writing no outputs up to
+            // where they were written before.
+            None if self.has_stores && fallback > log_start => TaskMeta {
+                rebuild_until: Some(fallback),
+                ..TaskMeta::fresh(log_start)
+            },
             None => TaskMeta::fresh(fallback),
         };
         if self.exactly_once {
@@ -134,6 +146,12 @@ impl Stateful {
         self.dirty_since = None;
         self.recovered = true;
         Ok(self.meta.position)
+    }
+
+    /// The offset up to which the task is rebuilding lost state (its
+    /// outputs are not written again), if it is.
+    pub(crate) fn rebuilding_until(&self, position: i64) -> Option<i64> {
+        self.meta.rebuild_until.filter(|until| position < *until)
     }
 
     /// Whether the open work should be committed now.
@@ -164,6 +182,9 @@ impl Stateful {
         meta.stream_time = stream_time;
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
+        if meta.rebuild_until.is_some_and(|until| position >= until) {
+            meta.rebuild_until = None;
+        }
         meta.committed = self
             .transaction
             .prepare()

@@ -255,12 +255,19 @@ impl PartitionTask {
     /// and byte limits, but at least one record when there is one.
     fn take_batch(&mut self) -> Vec<InputRecord> {
         let limits = self.deployment.limits;
+        // A batch does not straddle the end of a rebuild: outputs before
+        // it are not written, after it they are.
+        let until = self
+            .stateful
+            .as_ref()
+            .and_then(|s| s.rebuilding_until(self.position));
         let mut records = Vec::new();
         let mut bytes = 0usize;
-        while let Some((_, size)) = self.pending.front() {
+        while let Some((record, size)) = self.pending.front() {
             if !records.is_empty()
                 && (records.len() as u64 >= limits.batch_records_max
-                    || (bytes + size) as u64 > limits.batch_bytes_max)
+                    || (bytes + size) as u64 > limits.batch_bytes_max
+                    || until.is_some_and(|until| record.offset >= until))
             {
                 break;
             }

@@ -26,6 +26,10 @@ impl PartitionTask {
     /// commit, and the transactions a crash left open ended.
     pub(super) fn recover(&mut self) -> Result<(), StepFailure> {
         let outputs = self.deployment.write_topics();
+        let log_start = self
+            .store
+            .partition(&self.stats.topic, self.stats.partition)
+            .map_or(0, |p| p.log_start_offset());
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
@@ -33,8 +37,22 @@ impl PartitionTask {
             .as_mut()
             .expect("a stateful task has state");
         let position = stateful
-            .recover(state, &self.store, &outputs, self.position)
+            .recover(state, &self.store, &outputs, (self.position, log_start))
             .map_err(|message| StepFailure::new(message, None))?;
+        if let Some(until) = stateful.rebuilding_until(position) {
+            let mut message = format!(
+                "the task's state is missing (its folder was deleted or lost): rebuilding it \
+                 from the input, offsets {position} to {until}, without writing their outputs again"
+            );
+            if log_start > 0 {
+                message.push_str(&format!(
+                    "; the input below offset {log_start} is deleted, so the rebuilt state lacks it"
+                ));
+            }
+            tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
+                partition = self.stats.partition, "{message}");
+            self.stats.record_notice(&message, Some(position));
+        }
         self.position = position;
         self.fetch_position = position;
         self.pending.clear();
@@ -79,8 +97,16 @@ impl PartitionTask {
         if stop.is_none() {
             self.fire_timers(&mut routed)?;
         }
-        let out = routed.records;
-        self.write_outputs(routed)?;
+        let rebuilding = self
+            .stateful
+            .as_ref()
+            .and_then(|s| s.rebuilding_until(self.position))
+            .is_some();
+        // Rebuilding lost state: these outputs were written the first time.
+        let out = if rebuilding { 0 } else { routed.records };
+        if !rebuilding {
+            self.write_outputs(routed)?;
+        }
         PartitionStats::add(&self.stats.records_out, out);
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
@@ -442,6 +468,9 @@ impl PartitionTask {
             .late_dropped
             .store(meta.late_dropped, Ordering::Relaxed);
         self.stats.commits.store(meta.commits, Ordering::Relaxed);
+        self.stats
+            .rebuild_until
+            .store(meta.rebuild_until.unwrap_or(-1), Ordering::Relaxed);
     }
 
     /// After a failed step: the open transaction aborted, staged state
