@@ -71,6 +71,8 @@ struct Control {
 struct Running {
     deployment: Arc<Deployment>,
     plugin: Plugin,
+    /// Resumed at startup with its state gone: tasks rebuild it.
+    state_lost: bool,
     /// The deployment's tables, shared by its tasks.
     tables: Option<Arc<crate::processor::tables::Tables>>,
     control: watch::Sender<Control>,
@@ -274,16 +276,17 @@ impl Processors {
                     Some(tables) => task.with_tables(tables.clone()),
                     None => task,
                 };
-                let task = match self.stateful_parts(deployment, topic, partition) {
-                    Ok(None) => task,
-                    Ok(Some((context, stateful))) => task.with_state(context, stateful),
-                    Err(error) => {
-                        let message = format!("opening the task's state failed: {error}");
-                        stats.record_error(&message, None);
-                        stats.set_state(PartitionState::Failed);
-                        continue;
-                    }
-                };
+                let task =
+                    match self.stateful_parts(deployment, topic, partition, running.state_lost) {
+                        Ok(None) => task,
+                        Ok(Some((context, stateful))) => task.with_state(context, stateful),
+                        Err(error) => {
+                            let message = format!("opening the task's state failed: {error}");
+                            stats.record_error(&message, None);
+                            stats.set_state(PartitionState::Failed);
+                            continue;
+                        }
+                    };
                 running
                     .aborts
                     .lock()
@@ -307,6 +310,7 @@ impl Processors {
         deployment: &Deployment,
         topic: &str,
         partition: i32,
+        state_lost: bool,
     ) -> Result<Option<(TaskContext, Stateful)>, crate::state::StateError> {
         if !deployment.is_stateful() {
             return Ok(None);
@@ -316,7 +320,7 @@ impl Processors {
         let state = TaskState::new(processor, task);
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
-            !deployment.stores.is_empty(),
+            state_lost && !deployment.stores.is_empty(),
             self.producer_ids.clone(),
             Duration::from_millis(deployment.commit_interval_ms),
             deployment.idle_advance_ms,
@@ -324,7 +328,9 @@ impl Processors {
         Ok(Some((TaskContext::with_state(state), stateful)))
     }
 
-    fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin) {
+    /// Runs `deployment`. `state_lost`: it is being resumed at startup, has
+    /// stores, and its state is gone (its tasks rebuild it).
+    fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin, state_lost: bool) {
         let (control, _) = watch::channel(Control {
             paused: deployment.paused,
             ..Control::default()
@@ -354,6 +360,7 @@ impl Processors {
         let running = Arc::new(Running {
             deployment: deployment.clone(),
             plugin,
+            state_lost,
             tables,
             control,
             partitions: Mutex::new(BTreeMap::new()),
@@ -441,7 +448,12 @@ impl Processors {
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
             outputs = ?deployment.outputs, "processor deployed");
-        self.start(Arc::new(deployment), plugin);
+        // The state's column family exists from now on: a task without a
+        // commit record starts afresh, it has not lost its state.
+        if deployment.is_stateful() {
+            self.state.processor(name).map_err(internal)?;
+        }
+        self.start(Arc::new(deployment), plugin, false);
         self.status(name)
     }
 
@@ -739,7 +751,7 @@ impl Processors {
         if let Err(error) = self.delete_offsets(name, &group) {
             let mut deployment = (*running.deployment).clone();
             deployment.paused = running.control.borrow().paused;
-            self.start(Arc::new(deployment), running.plugin.clone());
+            self.start(Arc::new(deployment), running.plugin.clone(), false);
             return Err(error);
         }
         self.running.lock().expect("registry lock").remove(name);

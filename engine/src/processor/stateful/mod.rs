@@ -67,8 +67,9 @@ pub(crate) fn owned_producer_ids(
 pub(crate) struct Stateful {
     /// Outputs go through transactions (else plain durable batches).
     pub(crate) exactly_once: bool,
-    /// The plugin keeps state (stores): lost state must be rebuilt.
-    pub(crate) has_stores: bool,
+    /// The task's state was lost (the processor has stores and its state
+    /// folder is gone): without a commit record, it is rebuilt.
+    pub(crate) state_lost: bool,
     /// The last commit.
     pub(crate) meta: TaskMeta,
     /// Whether `recover` ran since the task (re)started.
@@ -90,14 +91,14 @@ pub(crate) struct Stateful {
 impl Stateful {
     pub(crate) fn new(
         exactly_once: bool,
-        has_stores: bool,
+        state_lost: bool,
         producer_ids: ProducerIds,
         commit_interval: Duration,
         idle_advance_ms: Option<u64>,
     ) -> Self {
         Self {
             exactly_once,
-            has_stores,
+            state_lost,
             meta: TaskMeta::default(),
             recovered: false,
             transaction: Transaction::new(producer_ids),
@@ -128,7 +129,7 @@ impl Stateful {
             // state was lost (its folder deleted). Rebuilt by processing
             // the input again from its start, writing no outputs up to
             // where they were written before.
-            None if self.has_stores && fallback > log_start => TaskMeta {
+            None if self.state_lost && fallback > log_start => TaskMeta {
                 rebuild_until: Some(fallback),
                 ..TaskMeta::fresh(log_start)
             },
