@@ -31,6 +31,8 @@
 //! state changes.
 
 mod meta;
+#[cfg(test)]
+mod tests;
 mod transaction;
 
 use std::time::{Duration, Instant};

@@ -366,6 +366,15 @@ impl PartitionTask {
     /// The commit: outputs durable, state and position in one RocksDB
     /// write, markers, then the group offset mirrored.
     pub(super) fn commit_stateful(&mut self) -> Result<(), StepFailure> {
+        // The input the state was computed from is durable before the
+        // state is: a power cut must not leave state counting records the
+        // input log no longer has.
+        self.store
+            .partition(&self.stats.topic, self.stats.partition)
+            .and_then(|input| input.make_durable(self.position))
+            .map_err(|error| {
+                StepFailure::new(format!("making the input durable failed: {error}"), None)
+            })?;
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
