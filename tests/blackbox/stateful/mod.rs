@@ -14,6 +14,7 @@ use sluice::log::batch::build;
 use crate::kafka::KafkaClient;
 use crate::processors::{Consumed, Pipeline};
 
+mod bounds;
 mod chain;
 mod clients;
 mod crash;

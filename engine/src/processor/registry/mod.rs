@@ -170,10 +170,12 @@ impl Processors {
         &self.runtime
     }
 
-    /// Memory of all processor state now, and its bound.
-    pub(crate) fn state_memory(&self) -> (usize, u64) {
+    /// Memory of all processor state now (RocksDB's cache, and the
+    /// tasks' staged writes), and its bound.
+    pub(crate) fn state_memory(&self) -> (usize, usize, u64) {
         (
             self.state.memory_bytes(),
+            self.state.staged_bytes(),
             self.state.config().memory_bytes_max,
         )
     }

@@ -162,6 +162,7 @@ impl Stateful {
         self.dirty_since
             .is_some_and(|since| since.elapsed() >= self.commit_interval)
             || state.staged_bytes() >= commit_bytes_max
+            || state.staged_over_budget()
             || self.transaction.bytes() >= commit_bytes_max
     }
 
