@@ -107,6 +107,13 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     assert_eq!(entries(&after), entries(&before));
     assert_eq!(entries(&after).as_array().map(Vec::len), Some(2));
 
+    // The text status shows the stateful figures.
+    let text = pipeline.sluice_ok(&["processor", "status", "counter"]);
+    assert!(
+        text.contains("exactly-once") && text.contains("STREAM-TIME") && text.contains("STORES"),
+        "{text}"
+    );
+
     // remove deletes the state: deployed again, it starts from nothing.
     pipeline.sluice_ok(&["processor", "remove", "counter"]);
     deploy(&pipeline, &["--from", "latest"]);
