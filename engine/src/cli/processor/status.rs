@@ -268,7 +268,13 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
         "ERRORS",
     ];
     if stateful {
-        headers.extend(["STREAM-TIME", "LATE", "COMMITS", "STATE-BYTES", "REBUILDING"]);
+        headers.extend([
+            "STREAM-TIME",
+            "LATE",
+            "COMMITS",
+            "STATE-BYTES",
+            "REBUILDING",
+        ]);
     }
     table(&headers, rows)
 }
