@@ -292,3 +292,65 @@ fn a_deleted_state_folder_is_rebuilt_from_the_input_without_repeating_outputs() 
         emitted.into_iter().map(|(k, c)| (k, c[0])).collect();
     assert_eq!(emitted, oracle.closed);
 }
+
+#[test]
+fn plugin_run_gives_a_stateful_plugin_local_state_and_fires_its_timers() {
+    let input = tempfile::NamedTempFile::new().unwrap();
+    let lines: String = [("a", 100), ("b", 200), ("a", 900), ("a", 1_500)]
+        .iter()
+        .map(|(key, ts)| format!("{{\"key\":\"{key}\",\"value\":\"v\",\"timestamp\":{ts}}}\n"))
+        .collect();
+    std::fs::write(input.path(), lines).unwrap();
+    let wasm = crate::plugins::wasm("windowed-count");
+    let output = std::process::Command::new(crate::harness::sluice_binary())
+        .args(["plugin", "run"])
+        .arg(&wasm)
+        .args([
+            "--store",
+            "counts",
+            "--config",
+            "size_ms=1000",
+            "--config",
+            "emit=final",
+        ])
+        .arg("--input")
+        .arg(input.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let closed: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line.get("timer").is_some())
+        .map(|line| line["value"].clone())
+        .collect();
+    // [0, 1000) closes when stream time reaches 1000 (the record at 1500):
+    // a counted twice, b once; [1000, 2000) stays open.
+    assert_eq!(closed.len(), 2, "{stdout}");
+    assert!(
+        closed
+            .contains(&serde_json::json!({"key":"a","window_start":0,"window_end":1000,"count":2})),
+        "{stdout}"
+    );
+    assert!(
+        closed
+            .contains(&serde_json::json!({"key":"b","window_start":0,"window_end":1000,"count":1})),
+        "{stdout}"
+    );
+    // Without the store its plugin opens, init fails and says which.
+    let output = std::process::Command::new(crate::harness::sluice_binary())
+        .args(["plugin", "run"])
+        .arg(&wasm)
+        .args(["--config", "size_ms=1000"])
+        .arg("--input")
+        .arg(input.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--store counts"));
+}

@@ -157,6 +157,12 @@ pub(crate) struct PluginRunArgs {
     /// Partition the records appear to come from.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) partition: i32,
+    /// A keyed state store the plugin may open; repeat for several. The
+    /// state lives in a temporary folder for the run; event-time timers
+    /// fire as stream time passes them (their outputs print with
+    /// `"timer"`), processing-time timers due at the end fire then.
+    #[arg(long = "store", value_name = "NAME")]
+    pub(crate) stores: Vec<String>,
     /// Output format of what the plugin writes.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub(crate) format: OutputFormat,

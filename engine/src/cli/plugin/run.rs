@@ -20,8 +20,8 @@ use serde_json::{json, Map, Value};
 
 use super::PluginRunArgs;
 use crate::processor::host::{
-    Batch, InputHeader, InputRecord, Instance, Invoke as _, InvokeError, Label, Output, Payload,
-    Runtime, TaskContext,
+    Batch, Domain, InputHeader, InputRecord, Instance, Invoke as _, InvokeError, Label, Output,
+    Payload, Runtime, TaskContext,
 };
 use crate::processor::spec::Limits;
 
@@ -41,9 +41,10 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         topic: args.topic.as_str().into(),
         partition: args.partition,
         task: 0,
-        stores: Vec::new().into(),
+        stores: args.stores.clone().into(),
         tables: Vec::new().into(),
     };
+    let mut local = LocalState::open(&args.stores)?;
     let new_instance = || {
         Instance::new(&plugin, limits, &args.config, label.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -59,16 +60,25 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
             partition: args.partition,
             records: chunk,
         };
-        match instance.process(batch, &mut TaskContext::default()) {
+        match local.call(|context| instance.process(batch, context)) {
             Ok(outputs) => print_outputs(&mut out, batch, 0, outputs)?,
             Err(error) => {
                 if matches!(error, InvokeError::Trap { .. }) {
                     instance = new_instance()?;
                 }
-                failures += retry_record_by_record(&mut instance, &new_instance, batch, &mut out)?;
+                failures += retry_record_by_record(
+                    &mut instance,
+                    &new_instance,
+                    batch,
+                    &mut out,
+                    &mut local,
+                )?;
             }
         }
+        local.advance(chunk.iter().map(|r| r.timestamp).max());
+        local.fire_timers(&mut instance, Domain::EventTime, &mut out)?;
     }
+    local.fire_timers(&mut instance, Domain::ProcessingTime, &mut out)?;
     out.flush()?;
     if failures > 0 {
         anyhow::bail!("{failures} of {} records failed", records.len());
@@ -105,6 +115,7 @@ fn retry_record_by_record(
     new_instance: &impl Fn() -> anyhow::Result<Instance>,
     batch: Batch<'_>,
     out: &mut impl Write,
+    local: &mut LocalState,
 ) -> anyhow::Result<usize> {
     let mut failures = 0;
     for (index, record) in batch.records.iter().enumerate() {
@@ -112,7 +123,7 @@ fn retry_record_by_record(
             records: std::slice::from_ref(record),
             ..batch
         };
-        match instance.process(single, &mut TaskContext::default()) {
+        match local.call(|context| instance.process(single, context)) {
             Ok(outputs) => print_outputs(out, batch, index, outputs)?,
             Err(error) => {
                 failures += 1;
@@ -129,6 +140,133 @@ fn retry_record_by_record(
         }
     }
     Ok(failures)
+}
+
+/// Keyed state for a local run (`--store`): a throwaway RocksDB in a
+/// temporary folder, removed when the run ends. Each call is staged and
+/// rolled back on failure, as in the broker; nothing is ever committed.
+struct LocalState {
+    dir: Option<std::path::PathBuf>,
+    context: TaskContext,
+}
+
+impl LocalState {
+    fn open(stores: &[String]) -> anyhow::Result<Self> {
+        if stores.is_empty() {
+            return Ok(Self {
+                dir: None,
+                context: TaskContext::default(),
+            });
+        }
+        for store in stores {
+            crate::state::validate_store_name(store)?;
+        }
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("sluice-plugin-run-{}-{unique}", std::process::id()));
+        let state = crate::state::StateDb::open(&dir, &crate::state::StateConfig::default())?;
+        let task = crate::state::TaskState::new(state.processor("plugin-run")?, 0);
+        Ok(Self {
+            dir: Some(dir),
+            context: TaskContext::with_state(task),
+        })
+    }
+
+    /// One plugin call, its state changes kept only if it succeeds.
+    fn call<T>(
+        &mut self,
+        call: impl FnOnce(&mut TaskContext) -> Result<T, InvokeError>,
+    ) -> Result<T, InvokeError> {
+        if let Some(state) = self.context.state.as_mut() {
+            state.savepoint();
+        }
+        let result = call(&mut self.context);
+        if let Some(state) = self.context.state.as_mut() {
+            match result {
+                Ok(_) => state.release(),
+                Err(_) => state.rollback(),
+            }
+        }
+        result
+    }
+
+    /// Stream time after records with largest timestamp `max`.
+    fn advance(&mut self, max: Option<i64>) {
+        if let Some(max) = max {
+            self.context.stream_time = Some(self.context.stream_time.map_or(max, |t| t.max(max)));
+        }
+    }
+
+    /// Fires the due timers of `domain` (event time: up to stream time;
+    /// processing time: up to now), printing their outputs.
+    fn fire_timers(
+        &mut self,
+        instance: &mut Instance,
+        domain: Domain,
+        out: &mut impl Write,
+    ) -> anyhow::Result<()> {
+        let now = match domain {
+            Domain::EventTime => self.context.stream_time,
+            Domain::ProcessingTime => Some(crate::processor::status::now_ms()),
+        };
+        let Some(now) = now else { return Ok(()) };
+        // Rounds: a timer may schedule another that is due at once.
+        for _ in 0..64 {
+            let Some(state) = self.context.state.as_mut() else {
+                return Ok(());
+            };
+            let due = state.due_timers(domain, now, 1024)?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            for timer in &due {
+                state.remove_timer(timer)?;
+            }
+            match self.call(|context| instance.on_timer(&due, context)) {
+                Ok(outputs) => print_timer_outputs(out, &due, outputs)?,
+                Err(error) => eprintln!("error: on-timer: {}", error.message()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalState {
+    fn drop(&mut self) {
+        // The RocksDB closes with the task's state, before its folder goes.
+        self.context = TaskContext::default();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Prints what `on-timer` wrote: like other outputs, with the timer.
+fn print_timer_outputs(
+    out: &mut impl Write,
+    timers: &[crate::processor::host::Timer],
+    outputs: Vec<Output>,
+) -> anyhow::Result<()> {
+    for output in outputs {
+        let timer = timers
+            .get(output.source as usize)
+            .context("the plugin named an output source outside the timers")?;
+        let Payload::Emit(record) = &output.payload else {
+            anyhow::bail!("the plugin forwarded from on-timer");
+        };
+        let line = json!({
+            "topic": output.topic,
+            "timer": {"key": render(&timer.key), "at": timer.at},
+            "key": record.key.as_deref().map_or(Value::Null, render),
+            "value": record.value.as_deref().map_or(Value::Null, render),
+            "headers": render_headers(record.headers.iter().map(|h| (&h.key, h.value.as_deref()))),
+            "timestamp": record.timestamp.unwrap_or(timer.at),
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 /// One input line as a record at `offset`.
