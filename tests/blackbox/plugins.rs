@@ -7,12 +7,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 16] = [
+const PLUGINS: [&str; 17] = [
     "uppercase",
     "windowed-count",
     "aggregate-json",
     "sessionize",
     "projection",
+    "enrich",
     "filter-json",
     "map-json",
     "route-by-field",

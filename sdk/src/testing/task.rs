@@ -310,6 +310,27 @@ impl Harness {
             .collect()
     }
 
+    /// Sets `key` of table `name` to `value` (JSON), as a record of the
+    /// table's topic does between two batches.
+    pub fn table_put<K: KeyBytes, V: Serialize>(&mut self, name: &str, key: K, value: V) {
+        assert!(self.task.tables.contains(name), "{name} is not a table");
+        let value = serde_json::to_vec(&value).expect("a table value serializes");
+        self.task
+            .stores
+            .entry(name.to_owned())
+            .or_default()
+            .insert(key.key_bytes().into_owned(), value);
+    }
+
+    /// Removes `key` from table `name`, as a tombstone on the table's topic
+    /// does between two batches.
+    pub fn table_delete<K: KeyBytes>(&mut self, name: &str, key: K) {
+        assert!(self.task.tables.contains(name), "{name} is not a table");
+        if let Some(entries) = self.task.stores.get_mut(name) {
+            entries.remove(key.key_bytes().as_ref());
+        }
+    }
+
     /// Store `name`'s entries.
     pub fn entries(&self, name: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
         self.task.stores.get(name).cloned().unwrap_or_default()

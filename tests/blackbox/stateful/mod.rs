@@ -15,6 +15,7 @@ use crate::kafka::KafkaClient;
 use crate::processors::{Consumed, Pipeline};
 
 mod crash;
+mod enrich;
 mod lifecycle;
 mod windows;
 
