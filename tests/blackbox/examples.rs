@@ -91,3 +91,29 @@ fn notifications_example_serves_unread_counts_matching_its_reference() {
     let value: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(value["value"]["sum"], 17.0, "{body}");
 }
+
+#[test]
+fn event_sourcing_example_projects_balances_and_a_rebuild_equals_the_live_projection() {
+    let pipeline = Pipeline::start();
+    let stdout = run_example(&pipeline, "event-sourcing");
+    let balances = section(&stdout, "balances:");
+    assert_eq!(balances.len(), 12, "{stdout}");
+    assert!(
+        balances.iter().all(|line| line.ends_with(" ok")),
+        "{stdout}"
+    );
+    assert!(
+        balances.iter().any(|line| line.contains(" closed ")),
+        "the seeded input closes an account: {stdout}"
+    );
+    assert_eq!(
+        section(&stdout, "rebuilt:"),
+        ["topic equal (11 accounts)", "state equal"],
+        "{stdout}"
+    );
+    for name in ["balances", "balances-rebuilt"] {
+        let status = pipeline.status(name);
+        assert_eq!(status["records_in"], 500, "{name}: {status:#}");
+        assert_eq!(status["errors"], 0, "{name}: {status:#}");
+    }
+}
