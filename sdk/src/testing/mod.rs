@@ -152,6 +152,8 @@ pub struct Harness {
     topic: String,
     partition: i32,
     task: TaskState,
+    /// The next offset of a record fed back from `sluice.repartition`.
+    repartition_offset: i64,
 }
 
 impl fmt::Debug for Harness {
@@ -173,6 +175,7 @@ impl Harness {
             topic: "input".to_owned(),
             partition: 0,
             task: TaskState::default(),
+            repartition_offset: 0,
         })
     }
 

@@ -31,7 +31,11 @@ use super::{resolve, Harness, Pairs, TestError, TestOutput};
 use crate::clock::{Domain, Timer};
 use crate::state::host::{self, TaskState};
 use crate::state::KeyBytes;
-use crate::{Batch, Instance, Outputs, Payload, ProcessError, Processor, Record};
+use crate::{repartition, Batch, Instance, Outputs, Payload, ProcessError, Processor, Record};
+
+/// How many batches back from `sluice.repartition` one `run` may feed: a
+/// processor that re-keys what comes back would otherwise never return.
+const REPARTITION_ROUNDS_MAX: usize = 16;
 
 /// How many rounds of `on_timer` one batch may trigger: a processor that
 /// keeps scheduling due timers would otherwise never return.
@@ -165,9 +169,66 @@ impl Harness {
     /// ([`TestOutput::timer`] tells them apart). On a failing `process`
     /// nothing of the batch is kept; on a failing `on_timer` the batch is
     /// kept and the timers stay due.
+    ///
+    /// Outputs to [`repartition::TOPIC`] are not returned: as the broker
+    /// does, they come back to the processor (this task: the harness has
+    /// one) as a later batch from that topic, whose outputs are returned
+    /// after the first batch's, and so on while outputs go there. Their
+    /// offsets count up from 0 across the harness's life; a failure in a
+    /// later batch leaves the earlier ones done (they are separate
+    /// transactions in the broker too).
     pub fn run(&mut self, records: Vec<Record>) -> Result<Vec<TestOutput>, TestError> {
+        let topic = self.topic.clone();
+        let mut outputs = self.run_batch(&topic, records)?;
+        let mut written = Vec::with_capacity(outputs.len());
+        for _ in 0..REPARTITION_ROUNDS_MAX {
+            let (back, kept): (Vec<_>, Vec<_>) = outputs
+                .into_iter()
+                .partition(|output| output.topic.as_deref() == Some(repartition::TOPIC));
+            written.extend(kept);
+            if back.is_empty() {
+                return Ok(written);
+            }
+            let records = back
+                .into_iter()
+                .map(|output| self.repartitioned(output))
+                .collect::<Result<Vec<_>, _>>()?;
+            outputs = self.run_batch(repartition::TOPIC, records)?;
+        }
+        Err(TestError::Process(ProcessError::new(format!(
+            "records still written to {} after {REPARTITION_ROUNDS_MAX} rounds",
+            repartition::TOPIC
+        ))))
+    }
+
+    /// The record the repartition topic hands back for `output`.
+    fn repartitioned(&mut self, output: TestOutput) -> Result<Record, TestError> {
+        let Some(key) = output.key else {
+            return Err(TestError::Process(ProcessError::at(
+                output.source,
+                format!("an output to {} needs a key", repartition::TOPIC),
+            )));
+        };
+        let offset = self.repartition_offset;
+        self.repartition_offset += 1;
+        Ok(Record {
+            key: Some(key),
+            value: output.value,
+            headers: output.headers,
+            timestamp: output.timestamp,
+            offset,
+            ..Record::default()
+        })
+    }
+
+    /// One batch from `topic`, and the timers it makes due.
+    fn run_batch(
+        &mut self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<TestOutput>, TestError> {
         let inputs = records.clone();
-        let batch = Batch::new(&self.topic, self.partition, records);
+        let batch = Batch::new(topic, self.partition, records);
         let outputs = self.call(|instance, outputs| {
             instance.process(batch, outputs)?;
             outputs.refusal(false).map_or(Ok(()), Err)
