@@ -42,6 +42,11 @@
 //! }
 //! ```
 //!
+//! Re-keyed records come back in a later batch than the input records they
+//! came from, and the task's stream time has usually moved on by then (to
+//! the input's latest timestamp): windows aggregated after a re-key need a
+//! grace period covering that delay, or the records count as late.
+//!
 //! On the host, [`testing::Harness::run`](crate::testing::Harness::run)
 //! feeds what a batch writes to [`TOPIC`] back to the processor as a later
 //! batch from [`TOPIC`], so a test sees the end result of both steps.
