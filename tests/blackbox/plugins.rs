@@ -7,13 +7,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 17] = [
+const PLUGINS: [&str; 18] = [
     "uppercase",
     "windowed-count",
     "aggregate-json",
     "sessionize",
     "projection",
     "enrich",
+    "top-n",
     "filter-json",
     "map-json",
     "route-by-field",
