@@ -117,3 +117,25 @@ fn event_sourcing_example_projects_balances_and_a_rebuild_equals_the_live_projec
         assert_eq!(status["errors"], 0, "{name}: {status:#}");
     }
 }
+
+#[test]
+fn analytics_example_counts_views_per_minute_sessions_and_top_pages_like_its_reference() {
+    let pipeline = Pipeline::start();
+    let stdout = run_example(&pipeline, "analytics");
+    let results = section(&stdout, "results:");
+    assert_eq!(results.len(), 3, "{stdout}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert_eq!(
+        results[1], "(b) click sessions: 18 sessions, 90 clicks",
+        "{stdout}"
+    );
+    assert_eq!(
+        results[2], "(c) top pages: /home 57, /search 31, /product/2 18",
+        "{stdout}"
+    );
+    for name in ["views-per-minute", "click-sessions", "top-pages"] {
+        let status = pipeline.status(name);
+        assert_eq!(status["errors"], 0, "{name}: {status:#}");
+        assert_eq!(status["late_dropped"], 0, "{name}: {status:#}");
+    }
+}
