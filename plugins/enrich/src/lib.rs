@@ -105,6 +105,20 @@ impl Enrich {
         Ok(Some((value, key)))
     }
 
+    /// A table entry's JSON; an error names the table and key.
+    fn decode(&self, entry: Option<&[u8]>, key: Option<&[u8]>) -> Result<Option<Value>> {
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        serde_json::from_slice(entry).map(Some).map_err(|error| {
+            Error::new(format!(
+                "table `{}`, key `{}`: {error}",
+                self.table_name,
+                String::from_utf8_lossy(key.unwrap_or_default())
+            ))
+        })
+    }
+
     /// The output for one looked-up record (`None`: dropped).
     fn enriched(&self, pending: Pending, entry: Option<Value>) -> Result<Option<Output>> {
         let Pending {
@@ -164,7 +178,7 @@ impl Processor for Enrich {
             .iter()
             .filter_map(|(_, item)| item.as_ref()?.key.as_deref())
             .collect();
-        let mut entries = self.table.get_many(&keys)?.into_iter();
+        let mut entries = self.table.get_many_raw(&keys).into_iter();
         for (source, item) in items {
             let Some(item) = item else {
                 outputs.forward(source);
@@ -175,7 +189,8 @@ impl Processor for Enrich {
                 None => None,
             };
             let output = self
-                .enriched(item, entry)
+                .decode(entry.as_deref(), item.key.as_deref())
+                .and_then(|entry| self.enriched(item, entry))
                 .map_err(|error| ProcessError::at(source, error))?;
             if let Some(output) = output {
                 outputs.push(source, output);
@@ -314,6 +329,22 @@ mod tests {
             assert_eq!(error.record_index(), Some(1), "{error}");
             assert!(error.message().contains(message), "{error}");
         }
+    }
+
+    #[test]
+    fn a_table_value_that_is_not_json_fails_the_record_naming_the_key() {
+        let mut enrich = Task::new()
+            .table_raw("users", [(b"ann".to_vec(), b"{nope".to_vec())])
+            .processor::<Enrich>(&[("table", "users")])
+            .unwrap();
+        let error = enrich
+            .run(vec![click("bob", "/"), click("ann", "/")])
+            .unwrap_err();
+        assert_eq!(error.record_index(), Some(1), "{error}");
+        assert!(
+            error.message().contains("table `users`, key `ann`"),
+            "{error}"
+        );
     }
 
     #[test]

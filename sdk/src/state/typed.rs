@@ -327,6 +327,20 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
             .collect()
     }
 
+    /// [`get_many`](Self::get_many) as raw bytes: the caller decodes each
+    /// value, and can name the record whose lookup held a bad one.
+    pub fn get_many_raw<Q>(&self, keys: &[&Q]) -> Vec<Option<Vec<u8>>>
+    where
+        K: Borrow<Q>,
+        Q: KeyBytes + ?Sized,
+    {
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|key| key.key_bytes().into_owned())
+            .collect();
+        self.store.get_many(&keys)
+    }
+
     /// The latest value at `key` as raw bytes.
     pub fn get_raw<Q>(&self, key: &Q) -> Option<Vec<u8>>
     where
