@@ -182,6 +182,7 @@ fn label(processor: &str) -> Label {
         processor: processor.into(),
         topic: "in".into(),
         partition: 0,
+        task: 0,
         stores: Vec::new().into(),
         tables: Vec::new().into(),
     }
@@ -402,6 +403,7 @@ fn soak(
         processor: "soak".into(),
         topic: "in".into(),
         partition: 0,
+        task: 0,
         stores: Vec::new().into(),
         tables: Vec::new().into(),
     };

@@ -7,8 +7,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 18] = [
+const PLUGINS: [&str; 20] = [
     "uppercase",
+    "rekey-count",
+    "timer-echo",
     "windowed-count",
     "aggregate-json",
     "sessionize",

@@ -51,11 +51,15 @@ impl IntoResponse for AdminError {
 
 async fn list(State(processors): State<Arc<Processors>>) -> Response {
     let (hits, misses) = processors.runtime().cache_stats();
-    let (state_bytes, state_bytes_max) = processors.state_memory();
+    let (state_bytes, staged_bytes, state_bytes_max) = processors.state_memory();
     Json(json!({
         "processors": processors.list(),
         "compile_cache": { "hits": hits, "misses": misses },
-        "state": { "memory_bytes": state_bytes, "memory_bytes_max": state_bytes_max },
+        "state": {
+            "memory_bytes": state_bytes,
+            "staged_bytes": staged_bytes,
+            "memory_bytes_max": state_bytes_max,
+        },
     }))
     .into_response()
 }

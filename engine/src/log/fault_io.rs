@@ -36,6 +36,9 @@ pub(crate) struct Faults {
     dir_syncs: AtomicU64,
     /// Reads of each `.log` file, for tests of what opening a log reads.
     log_reads: Mutex<BTreeMap<PathBuf, u64>>,
+    /// Each file written, with the length its last fsync made durable (0:
+    /// never synced): what a power cut leaves ([`Faults::drop_unsynced`]).
+    durable_lengths: Mutex<BTreeMap<PathBuf, u64>>,
     /// While closed, opening an offset index (`.index`) for reading blocks:
     /// a test holds a cold index load in the middle and looks at what else
     /// can proceed meanwhile.
@@ -57,6 +60,25 @@ impl Faults {
         faults.write_budget_bytes.store(u64::MAX, Ordering::SeqCst);
         Arc::new(faults)
     }
+    /// A power cut, after the store using these faults is dropped: every
+    /// file written is cut back to what its last fsync made durable (a file
+    /// never synced loses everything written to it).
+    pub(crate) fn drop_unsynced(&self) -> io::Result<()> {
+        let lengths = std::mem::take(&mut *self.durable_lengths.lock().expect("lengths lock"));
+        for (path, length) in lengths {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(file) => {
+                    if file.metadata()?.len() > length {
+                        file.set_len(length)?;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// Tear writes once `bytes` more bytes have been written.
     pub(crate) fn tear_writes_after(&self, bytes: u64) {
         self.write_budget_bytes.store(bytes, Ordering::SeqCst);
@@ -167,6 +189,7 @@ impl FaultIo {
 struct FaultFile {
     inner: Arc<dyn IoFile>,
     faults: Arc<Faults>,
+    path: PathBuf,
     /// Where reads are counted, for log files.
     log_path: Option<PathBuf>,
 }
@@ -184,6 +207,10 @@ impl IoFile for FaultFile {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let allowed = self.faults.admit(data.len() as u64) as usize;
+        {
+            let mut lengths = self.faults.durable_lengths.lock().expect("lengths lock");
+            lengths.entry(self.path.clone()).or_insert(0);
+        }
         self.inner.write_all_at(&data[..allowed], position)?;
         if allowed < data.len() {
             return Err(io::Error::other("injected torn write"));
@@ -195,6 +222,10 @@ impl IoFile for FaultFile {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         self.inner.sync()?;
+        let length = self.inner.len()?;
+        let mut lengths = self.faults.durable_lengths.lock().expect("lengths lock");
+        lengths.insert(self.path.clone(), length);
+        drop(lengths);
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -202,7 +233,12 @@ impl IoFile for FaultFile {
         self.inner.len()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        self.inner.set_len(len)?;
+        let mut lengths = self.faults.durable_lengths.lock().expect("lengths lock");
+        if let Some(durable) = lengths.get_mut(&self.path) {
+            *durable = (*durable).min(len);
+        }
+        Ok(())
     }
 }
 
@@ -213,6 +249,7 @@ impl Io for FaultIo {
         Ok(Arc::new(FaultFile {
             inner,
             faults: self.faults.clone(),
+            path: path.to_path_buf(),
             log_path: path
                 .extension()
                 .is_some_and(|ext| ext == "log")
@@ -226,7 +263,13 @@ impl Io for FaultIo {
         StdIo.read_dir(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdIo.rename(from, to)
+        StdIo.rename(from, to)?;
+        let mut lengths = self.faults.durable_lengths.lock().expect("lengths lock");
+        match lengths.remove(from) {
+            Some(length) => lengths.insert(to.to_path_buf(), length),
+            None => lengths.remove(to),
+        };
+        Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         StdIo.remove_file(path)

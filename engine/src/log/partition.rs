@@ -642,6 +642,13 @@ impl Partition {
         self.synced.notify_all();
     }
 
+    /// Makes everything below `offset` (at most the log end) durable,
+    /// whatever the flush policy: for a reader whose own commit must not
+    /// outlive what it read (a stateful processor's input).
+    pub(crate) fn make_durable(&self, offset: i64) -> Result<(), LogError> {
+        self.wait_durable(offset.min(self.log_end_offset()))
+    }
+
     /// Blocks until everything below `offset` is fsynced (group commit).
     fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
         let mut sync = self.sync.lock().expect("sync lock");

@@ -185,6 +185,11 @@ impl Guarantee {
     }
 }
 
+/// The output topic name that re-keys a record through the processor's own
+/// repartition topic (see `wit/processor.wit`, `output.topic`); also the
+/// `topic` of the batches that come back from it.
+pub(crate) const REPARTITION: &str = "sluice.repartition";
+
 /// Default commit interval of stateful and exactly-once processors.
 pub(crate) const COMMIT_INTERVAL_MS_DEFAULT: u64 = 100;
 
@@ -265,10 +270,19 @@ impl Deployment {
             || self.guarantee == Guarantee::ExactlyOnce
     }
 
-    /// Every topic the processor writes: its outputs and its dead-letter
-    /// topic.
+    /// The processor's internal repartition topic (created when first
+    /// written, removed with the processor).
+    pub(crate) fn repartition_topic(&self) -> String {
+        repartition_topic(&self.name)
+    }
+
+    /// Every topic the processor writes: its outputs, its dead-letter
+    /// topic, and its repartition topic.
     pub(crate) fn write_topics(&self) -> Vec<String> {
         let mut topics = self.outputs.clone();
+        if self.is_stateful() {
+            topics.push(self.repartition_topic());
+        }
         if let OnError::DeadLetter(topic) = self.policy() {
             if !topics.contains(&topic) {
                 topics.push(topic);
@@ -286,6 +300,36 @@ impl Deployment {
     pub(crate) fn policy(&self) -> OnError {
         OnError::parse(&self.on_error, &self.name).unwrap_or(OnError::Fail)
     }
+}
+
+/// Task ids of the repartition topic's partitions start here: their state
+/// must not meet the input partitions' (tasks `0..`), nor the tables'.
+pub(crate) const REPARTITION_TASK_BASE: u32 = 1 << 30;
+
+impl Deployment {
+    /// The state task of `partition` of input `topic`.
+    pub(crate) fn task_id(&self, topic: &str, partition: i32) -> u32 {
+        let partition = u32::try_from(partition).unwrap_or_default();
+        if topic == self.repartition_topic() {
+            REPARTITION_TASK_BASE | partition
+        } else {
+            partition
+        }
+    }
+
+    /// The topic name the plugin sees for batches of input `topic`.
+    pub(crate) fn batch_topic<'a>(&self, topic: &'a str) -> &'a str {
+        if topic == self.repartition_topic() {
+            REPARTITION
+        } else {
+            topic
+        }
+    }
+}
+
+/// `sluice-processor-<name>-repartition`.
+pub(crate) fn repartition_topic(processor: &str) -> String {
+    format!("sluice-processor-{processor}-repartition")
 }
 
 /// `sluice-processor-<name>`.

@@ -71,6 +71,8 @@ pub(crate) struct PartitionStats {
     pub(crate) commits: AtomicU64,
     pub(crate) state_bytes: AtomicU64,
     pub(crate) timers_pending: AtomicU64,
+    /// Rebuilding lost state up to this input offset (-1: not).
+    pub(crate) rebuild_until: AtomicI64,
     last_error: Mutex<Option<ErrorInfo>>,
 }
 
@@ -94,6 +96,7 @@ impl PartitionStats {
             commits: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             timers_pending: AtomicU64::new(0),
+            rebuild_until: AtomicI64::new(-1),
             last_error: Mutex::new(None),
         }
     }
@@ -182,6 +185,10 @@ pub(crate) struct StatefulStatus {
     pub(crate) commits: u64,
     pub(crate) state_bytes: u64,
     pub(crate) timers_pending: u64,
+    /// Rebuilding lost state: up to which input offset (the partition's
+    /// `committed_offset` is how far it has got).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rebuilding_until: Option<i64>,
 }
 
 impl PartitionStats {
@@ -194,6 +201,8 @@ impl PartitionStats {
             commits: Self::get(&self.commits),
             state_bytes: Self::get(&self.state_bytes),
             timers_pending: Self::get(&self.timers_pending),
+            rebuilding_until: Some(self.rebuild_until.load(Ordering::Relaxed))
+                .filter(|until| *until >= 0),
         }
     }
 }

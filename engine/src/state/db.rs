@@ -36,6 +36,10 @@ pub(crate) struct StateDb {
     /// Serialises creating and dropping families.
     families: Mutex<BTreeSet<String>>,
     cache: Cache,
+    /// Bytes staged (uncommitted) by every task together: tasks commit
+    /// early once it passes a quarter of `memory_bytes_max`, so staged
+    /// writes stay under the same one setting as RocksDB's memory.
+    staged_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -88,6 +92,7 @@ impl StateDb {
             path: dir.to_path_buf(),
             families: Mutex::new(families),
             cache,
+            staged_bytes: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -136,6 +141,29 @@ impl StateDb {
             self.db.drop_cf(&family_name(name))?;
         }
         Ok(())
+    }
+
+    /// Bytes staged by every task together.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.staged_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the tasks' staged bytes together passed their share of
+    /// `memory_bytes_max` (a quarter): tasks should commit now.
+    pub(crate) fn staged_over_budget(&self) -> bool {
+        self.staged_bytes() as u64 >= self.config.memory_bytes_max / 4
+    }
+
+    /// Moves the staged total by a task's change from `before` to `after`.
+    pub(crate) fn account_staged(&self, before: usize, after: usize) {
+        use std::sync::atomic::Ordering;
+        if after >= before {
+            self.staged_bytes
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.staged_bytes
+                .fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     /// Bytes in the block cache now, memtables included.

@@ -33,6 +33,14 @@ pub(crate) struct TaskState {
     processor: ProcessorState,
     task: u32,
     staged: Staged,
+    /// `staged.bytes()` as last added to the database's staged total.
+    reported_bytes: usize,
+}
+
+impl Drop for TaskState {
+    fn drop(&mut self) {
+        self.processor.db.account_staged(self.reported_bytes, 0);
+    }
 }
 
 impl TaskState {
@@ -41,6 +49,7 @@ impl TaskState {
             processor,
             task,
             staged: Staged::default(),
+            reported_bytes: 0,
         }
     }
 
@@ -269,11 +278,25 @@ impl TaskState {
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
         self.staged.release();
+        self.report();
     }
 
     /// Undoes the call's writes.
     pub(crate) fn rollback(&mut self) {
         self.staged.rollback();
+        self.report();
+    }
+
+    /// Brings the database's staged total up to date with this task's.
+    fn report(&mut self) {
+        let now = self.staged.bytes();
+        self.processor.db.account_staged(self.reported_bytes, now);
+        self.reported_bytes = now;
+    }
+
+    /// Whether every task's staged bytes together call for a commit.
+    pub(crate) fn staged_over_budget(&self) -> bool {
+        self.processor.db.staged_over_budget()
     }
 
     /// Staged bytes at which the task should commit (`state.commit_bytes_max`).
@@ -293,6 +316,7 @@ impl TaskState {
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
         self.staged.take();
+        self.report();
     }
 
     /// The committed metadata record of this task.
@@ -310,9 +334,11 @@ impl TaskState {
     /// disk when `sync`. On failure the staged writes are gone too: the
     /// task must start again from its last commit.
     pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
+        let staged = self.staged.take();
+        self.report();
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
-        for (key, value) in self.staged.take() {
+        for (key, value) in staged {
             match value {
                 Some(value) => batch.put_cf(&family, key, value),
                 None => batch.delete_cf(&family, key),

@@ -47,18 +47,11 @@ impl Pipeline {
 
     /// Like [`Pipeline::start`], with `config` as the broker's TOML config
     /// file.
+    /// (Restarts keep the config file.)
     pub(crate) fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("sluice.toml");
-        std::fs::write(&file, config).unwrap();
-        let mut command = Command::new(sluice_binary());
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(["--flush", "never", "--config"])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"));
-        let broker = Broker::spawn(command);
+        std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
+        let broker = Self::spawn(dir.path(), "127.0.0.1:0");
         Self { dir, broker }
     }
 
@@ -81,6 +74,10 @@ impl Pipeline {
             ])
             .arg("--data-dir")
             .arg(dir.join("data"));
+        let config = dir.join("sluice.toml");
+        if config.exists() {
+            command.arg("--config").arg(config);
+        }
         Broker::spawn(command)
     }
 

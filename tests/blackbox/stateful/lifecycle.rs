@@ -107,6 +107,13 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     assert_eq!(entries(&after), entries(&before));
     assert_eq!(entries(&after).as_array().map(Vec::len), Some(2));
 
+    // The text status shows the stateful figures.
+    let text = pipeline.sluice_ok(&["processor", "status", "counter"]);
+    assert!(
+        text.contains("exactly-once") && text.contains("STREAM-TIME") && text.contains("STORES"),
+        "{text}"
+    );
+
     // remove deletes the state: deployed again, it starts from nothing.
     pipeline.sluice_ok(&["processor", "remove", "counter"]);
     deploy(&pipeline, &["--from", "latest"]);
@@ -212,4 +219,76 @@ fn a_contract_0_1_plugin_built_before_0_2_still_deploys_and_runs() {
     pipeline.wait_caught_up("old-eos", 1);
     assert_eq!(pipeline.consume("out").len(), 2);
     assert_eq!(pipeline.status("old-eos")["guarantee"], "exactly-once");
+}
+
+#[test]
+fn a_deleted_state_folder_is_rebuilt_from_the_input_without_repeating_outputs() {
+    use super::windows::traffic;
+    use super::{emitted_windows, input_log, Random, WindowOracle};
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("views", 2);
+    pipeline.create_topic("counts", 2);
+    pipeline.deploy(
+        "counter",
+        "windowed-count",
+        &[
+            "--input",
+            "views",
+            "--output",
+            "counts",
+            "--store",
+            "counts",
+            "--config",
+            "size_ms=1000",
+            "--config",
+            "emit=final",
+        ],
+    );
+    let mut random = Random::new(4);
+    let mut total = 0;
+    for partition in 0..2 {
+        let records = traffic(&mut random, partition, 2_000, 10);
+        total += records.len() as i64;
+        produce_at(&pipeline, "views", partition, &records);
+    }
+    wait_settled(&pipeline, "counter", total);
+    let scan = "/v1/processors/counter/stores/counts/keys?limit=1000";
+    let before = get_json(&pipeline, scan).1["entries"].clone();
+    let emitted_before = emitted_windows(&pipeline.consume("counts"));
+
+    pipeline.restart_after(|data| std::fs::remove_dir_all(data.join("state")).unwrap());
+    let status = pipeline.wait_for("counter", "the state rebuilt", |s| {
+        s["partitions"].as_array().is_some_and(|ps| {
+            ps.len() == 2
+                && ps.iter().all(|p| {
+                    p["stateful"]["commits"].as_u64() > Some(0)
+                        && p["stateful"].get("rebuilding_until").is_none()
+                })
+        })
+    });
+    let notice = status["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(notice.contains("rebuilding"), "{status:#}");
+    assert_eq!(get_json(&pipeline, scan).1["entries"], before);
+    assert_eq!(
+        emitted_windows(&pipeline.consume("counts")),
+        emitted_before,
+        "outputs repeated"
+    );
+
+    // And it carries on exactly: more input closes more windows, once.
+    for partition in 0..2 {
+        let records: Vec<_> = traffic(&mut random, partition, 3_000, 10).split_off(2_000);
+        total += records.len() as i64;
+        produce_at(&pipeline, "views", partition, &records);
+    }
+    wait_settled(&pipeline, "counter", total);
+    let oracle = WindowOracle::compute(&input_log(&pipeline, "views"), 1000, 0);
+    let emitted = emitted_windows(&pipeline.consume("counts"));
+    assert!(
+        emitted.values().all(|c| c.len() == 1),
+        "a window emitted twice"
+    );
+    let emitted: std::collections::BTreeMap<_, _> =
+        emitted.into_iter().map(|(k, c)| (k, c[0])).collect();
+    assert_eq!(emitted, oracle.closed);
 }

@@ -14,9 +14,14 @@ use sluice::log::batch::build;
 use crate::kafka::KafkaClient;
 use crate::processors::{Consumed, Pipeline};
 
+mod bounds;
+mod chain;
+mod clients;
 mod crash;
 mod enrich;
 mod lifecycle;
+mod projection;
+mod repartition;
 mod windows;
 
 /// One input record: (key, timestamp).

@@ -40,6 +40,7 @@ pub(super) fn run(args: &PluginRunArgs) -> anyhow::Result<()> {
         processor: "plugin-run".into(),
         topic: args.topic.as_str().into(),
         partition: args.partition,
+        task: 0,
         stores: Vec::new().into(),
         tables: Vec::new().into(),
     };

@@ -37,6 +37,9 @@ pub(super) struct ProcessorStatus {
     lag: i64,
     last_error: Option<LastError>,
     partitions: Vec<PartitionStatus>,
+    stores: Vec<String>,
+    guarantee: String,
+    late_dropped: u64,
 }
 
 /// One input partition of a processor.
@@ -54,6 +57,19 @@ struct PartitionStatus {
     records_out: u64,
     errors: u64,
     last_error: Option<LastError>,
+    /// Stateful processors only.
+    stateful: Option<StatefulStatus>,
+}
+
+/// A stateful partition's figures.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StatefulStatus {
+    stream_time: Option<i64>,
+    late_dropped: u64,
+    commits: u64,
+    state_bytes: u64,
+    rebuilding_until: Option<i64>,
 }
 
 /// Where and why processing last failed.
@@ -185,6 +201,11 @@ fn summary_text(status: &ProcessorStatus) -> String {
         ),
     );
     line("LAG", status.lag.to_string());
+    if !status.stores.is_empty() || status.guarantee == "exactly-once" {
+        line("GUARANTEE", status.guarantee.clone());
+        line("STORES", list(&status.stores));
+        line("LATE-DROPPED", status.late_dropped.to_string());
+    }
     out
 }
 
@@ -205,10 +226,11 @@ fn limit_text(key: &str, value: &Value) -> String {
 
 fn partitions_text(partitions: &[PartitionStatus]) -> String {
     let dash = |value: Option<i64>| value.map_or("-".to_string(), |v| v.to_string());
+    let stateful = partitions.iter().any(|p| p.stateful.is_some());
     let rows = partitions
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 p.topic.clone(),
                 p.partition.to_string(),
                 p.state.clone(),
@@ -218,23 +240,43 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
                 p.records_in.to_string(),
                 p.records_out.to_string(),
                 p.errors.to_string(),
-            ]
+            ];
+            if stateful {
+                let s = p.stateful.as_ref();
+                row.extend([
+                    s.and_then(|s| s.stream_time)
+                        .map_or("-".to_string(), format_rfc3339),
+                    s.map_or("-".into(), |s| s.late_dropped.to_string()),
+                    s.map_or("-".into(), |s| s.commits.to_string()),
+                    s.map_or("-".into(), |s| s.state_bytes.to_string()),
+                    s.and_then(|s| s.rebuilding_until)
+                        .map_or("-".to_string(), |until| format!("to {until}")),
+                ]);
+            }
+            row
         })
         .collect();
-    table(
-        &[
-            "TOPIC",
-            "PARTITION",
-            "STATE",
-            "COMMITTED",
-            "HIGH-WATERMARK",
-            "LAG",
-            "IN",
-            "OUT",
-            "ERRORS",
-        ],
-        rows,
-    )
+    let mut headers = vec![
+        "TOPIC",
+        "PARTITION",
+        "STATE",
+        "COMMITTED",
+        "HIGH-WATERMARK",
+        "LAG",
+        "IN",
+        "OUT",
+        "ERRORS",
+    ];
+    if stateful {
+        headers.extend([
+            "STREAM-TIME",
+            "LATE",
+            "COMMITS",
+            "STATE-BYTES",
+            "REBUILDING",
+        ]);
+    }
+    table(&headers, rows)
 }
 
 /// The processor's last error, then the distinct last errors of its

@@ -286,8 +286,11 @@ impl std::error::Error for InvokeError {}
 pub struct Label {
     pub processor: Arc<str>,
     pub topic: Arc<str>,
-    /// The input partition; its state is the task's.
+    /// The input partition.
     pub partition: i32,
+    /// The task whose state the instance's stores are (the input partition,
+    /// or a repartition partition's own task id).
+    pub task: u32,
     /// The stores the deployment declares (contract 0.2's `store.open`).
     pub stores: Arc<[String]>,
     /// Its tables: read-only stores shared by every partition.

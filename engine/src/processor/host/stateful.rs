@@ -110,9 +110,8 @@ impl state::HostStore for HostState {
     /// the handle is the store's key prefix in this instance's task).
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreHandle>, String>> {
         let handle = if self.label.stores.contains(&name) {
-            let task = u32::try_from(self.label.partition).unwrap_or(u32::MAX);
             StoreHandle {
-                prefix: crate::state::store_prefix(task, &name),
+                prefix: crate::state::store_prefix(self.label.task, &name),
                 read_only: None,
             }
         } else if self.label.tables.contains(&name) {

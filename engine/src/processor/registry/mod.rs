@@ -71,6 +71,8 @@ struct Control {
 struct Running {
     deployment: Arc<Deployment>,
     plugin: Plugin,
+    /// Resumed at startup with its state gone: tasks rebuild it.
+    state_lost: bool,
     /// The deployment's tables, shared by its tasks.
     tables: Option<Arc<crate::processor::tables::Tables>>,
     control: watch::Sender<Control>,
@@ -168,10 +170,12 @@ impl Processors {
         &self.runtime
     }
 
-    /// Memory of all processor state now, and its bound.
-    pub(crate) fn state_memory(&self) -> (usize, u64) {
+    /// Memory of all processor state now (RocksDB's cache, and the
+    /// tasks' staged writes), and its bound.
+    pub(crate) fn state_memory(&self) -> (usize, usize, u64) {
         (
             self.state.memory_bytes(),
+            self.state.staged_bytes(),
             self.state.config().memory_bytes_max,
         )
     }
@@ -230,7 +234,13 @@ impl Processors {
         let group = running.deployment.group();
         self.groups.keep_alive(&group);
         let committed = self.groups.committed(&group);
-        for topic in &running.deployment.inputs {
+        let mut topics = running.deployment.inputs.clone();
+        if running.deployment.is_stateful() {
+            // Tasks for the repartition topic's partitions, once a task has
+            // written to it (and so created it).
+            topics.push(running.deployment.repartition_topic());
+        }
+        for topic in &topics {
             let Some(handle) = self.store.topic(topic) else {
                 continue;
             };
@@ -268,16 +278,17 @@ impl Processors {
                     Some(tables) => task.with_tables(tables.clone()),
                     None => task,
                 };
-                let task = match self.stateful_parts(deployment, partition) {
-                    Ok(None) => task,
-                    Ok(Some((context, stateful))) => task.with_state(context, stateful),
-                    Err(error) => {
-                        let message = format!("opening the task's state failed: {error}");
-                        stats.record_error(&message, None);
-                        stats.set_state(PartitionState::Failed);
-                        continue;
-                    }
-                };
+                let task =
+                    match self.stateful_parts(deployment, topic, partition, running.state_lost) {
+                        Ok(None) => task,
+                        Ok(Some((context, stateful))) => task.with_state(context, stateful),
+                        Err(error) => {
+                            let message = format!("opening the task's state failed: {error}");
+                            stats.record_error(&message, None);
+                            stats.set_state(PartitionState::Failed);
+                            continue;
+                        }
+                    };
                 running
                     .aborts
                     .lock()
@@ -299,16 +310,19 @@ impl Processors {
     fn stateful_parts(
         &self,
         deployment: &Deployment,
+        topic: &str,
         partition: i32,
+        state_lost: bool,
     ) -> Result<Option<(TaskContext, Stateful)>, crate::state::StateError> {
         if !deployment.is_stateful() {
             return Ok(None);
         }
         let processor = self.state.processor(&deployment.name)?;
-        let task = u32::try_from(partition).unwrap_or_default();
+        let task = deployment.task_id(topic, partition);
         let state = TaskState::new(processor, task);
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
+            state_lost && !deployment.stores.is_empty(),
             self.producer_ids.clone(),
             Duration::from_millis(deployment.commit_interval_ms),
             deployment.idle_advance_ms,
@@ -316,7 +330,9 @@ impl Processors {
         Ok(Some((TaskContext::with_state(state), stateful)))
     }
 
-    fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin) {
+    /// Runs `deployment`. `state_lost`: it is being resumed at startup, has
+    /// stores, and its state is gone (its tasks rebuild it).
+    fn start(self: &Arc<Self>, deployment: Arc<Deployment>, plugin: Plugin, state_lost: bool) {
         let (control, _) = watch::channel(Control {
             paused: deployment.paused,
             ..Control::default()
@@ -346,6 +362,7 @@ impl Processors {
         let running = Arc::new(Running {
             deployment: deployment.clone(),
             plugin,
+            state_lost,
             tables,
             control,
             partitions: Mutex::new(BTreeMap::new()),
@@ -388,6 +405,7 @@ impl Processors {
                 processor: trial.name.as_str().into(),
                 topic: "(deploy)".into(),
                 partition: -1,
+                task: u32::MAX,
                 stores: trial.stores.clone().into(),
                 tables: trial.tables.iter().map(|t| t.store.clone()).collect(),
             };
@@ -426,14 +444,18 @@ impl Processors {
             // start position throws them away (validated: with the state
             // only when --reset-state says so).
             self.state.drop_processor(name).map_err(internal)?;
+            self.delete_repartition_topic(&deployment)?;
             self.reset_offsets(&deployment, from)?;
-        } else if request.reset_state {
-            self.state.drop_processor(name).map_err(internal)?;
         }
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
             outputs = ?deployment.outputs, "processor deployed");
-        self.start(Arc::new(deployment), plugin);
+        // The state's column family exists from now on: a task without a
+        // commit record starts afresh, it has not lost its state.
+        if deployment.is_stateful() {
+            self.state.processor(name).map_err(internal)?;
+        }
+        self.start(Arc::new(deployment), plugin, false);
         self.status(name)
     }
 
@@ -731,13 +753,16 @@ impl Processors {
         if let Err(error) = self.delete_offsets(name, &group) {
             let mut deployment = (*running.deployment).clone();
             deployment.paused = running.control.borrow().paused;
-            self.start(Arc::new(deployment), running.plugin.clone());
+            self.start(Arc::new(deployment), running.plugin.clone(), false);
             return Err(error);
         }
         self.running.lock().expect("registry lock").remove(name);
         remove_durably(&StdIo, &self.spec_path(name)).map_err(internal)?;
         if let Err(error) = self.state.drop_processor(name) {
             tracing::error!(processor = name, %error, "deleting the processor's state failed");
+        }
+        if let Err(error) = self.delete_repartition_topic(&running.deployment) {
+            tracing::error!(processor = name, %error, "deleting the repartition topic failed");
         }
         let sha = &running.deployment.wasm_sha256;
         let shared = self
@@ -752,6 +777,18 @@ impl Processors {
         }
         tracing::info!(processor = name, "processor removed");
         Ok(())
+    }
+
+    /// Deletes the processor's repartition topic, if it has one: records in
+    /// it belong to the state being thrown away.
+    fn delete_repartition_topic(&self, deployment: &Deployment) -> Result<(), AdminError> {
+        let topic = deployment.repartition_topic();
+        if self.store.topic(&topic).is_none() {
+            return Ok(());
+        }
+        self.store
+            .delete_topic(&topic, None)
+            .map_err(|e| internal(format!("deleting {topic}: {e}")))
     }
 
     /// Deletes the committed offsets of processor `name`'s `group` (none

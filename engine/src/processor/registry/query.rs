@@ -14,6 +14,14 @@ use super::{internal, not_found, AdminError, Processors};
 use crate::processor::stateful::TaskMeta;
 use crate::state::{ProcessorState, StateError};
 
+/// A task whose state a query reads.
+#[derive(Debug, Clone)]
+struct Task {
+    topic: String,
+    partition: i32,
+    task: u32,
+}
+
 /// Entries one scan answers at most, whatever `limit` asks.
 pub(crate) const QUERY_ENTRIES_MAX: usize = 1_000;
 
@@ -126,11 +134,9 @@ fn show_key(key: &[u8]) -> String {
 
 impl Processors {
     /// The state and input partitions of processor `name`'s `store`.
-    fn queried(
-        &self,
-        name: &str,
-        store: &str,
-    ) -> Result<(ProcessorState, Vec<(String, i32)>), AdminError> {
+    /// The state of processor `name`'s `store` and the partitions holding
+    /// it: the input's, then the repartition topic's.
+    fn queried(&self, name: &str, store: &str) -> Result<(ProcessorState, Vec<Task>), AdminError> {
         let running = self.get(name)?;
         let deployment = &running.deployment;
         if !deployment.stores.iter().any(|s| s == store) {
@@ -144,22 +150,26 @@ impl Processors {
             )));
         }
         let state = self.state.existing(name).ok_or_else(|| not_found(name))?;
-        let topic = deployment.inputs[0].clone();
-        let count = self.store.topic(&topic).map_or(0, |t| t.partition_count());
-        Ok((state, (0..count).map(|p| (topic.clone(), p)).collect()))
+        let mut tasks = Vec::new();
+        for topic in [deployment.inputs[0].clone(), deployment.repartition_topic()] {
+            let count = self.store.topic(&topic).map_or(0, |t| t.partition_count());
+            for partition in 0..count {
+                tasks.push(Task {
+                    task: deployment.task_id(&topic, partition),
+                    topic: topic.clone(),
+                    partition,
+                });
+            }
+        }
+        Ok((state, tasks))
     }
 
-    fn position(
-        state: &ProcessorState,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Position, AdminError> {
-        let task = u32::try_from(partition).unwrap_or_default();
-        let meta = state.meta(task).map_err(storage)?;
+    fn position(state: &ProcessorState, at: &Task) -> Result<Position, AdminError> {
+        let meta = state.meta(at.task).map_err(storage)?;
         let meta = meta.and_then(|bytes| TaskMeta::decode(&bytes).ok());
         Ok(Position {
-            topic: topic.to_string(),
-            partition,
+            topic: at.topic.clone(),
+            partition: at.partition,
             offset: meta.as_ref().map_or(0, |m| m.position),
             stream_time: meta.and_then(|m| m.stream_time),
         })
@@ -173,18 +183,17 @@ impl Processors {
         key: &[u8],
         partition: Option<i32>,
     ) -> Result<KeyAnswer, AdminError> {
-        let (state, partitions) = self.queried(name, store)?;
-        for (topic, id) in partitions {
-            if partition.is_some_and(|p| p != id) {
+        let (state, tasks) = self.queried(name, store)?;
+        for at in tasks {
+            if partition.is_some_and(|p| p != at.partition) {
                 continue;
             }
-            let task = u32::try_from(id).unwrap_or_default();
-            if let Some(value) = state.get_committed(task, store, key).map_err(storage)? {
+            if let Some(value) = state.get_committed(at.task, store, key).map_err(storage)? {
                 return Ok(KeyAnswer {
                     key: show_key(key),
-                    partition: id,
+                    partition: at.partition,
                     value: render(&value),
-                    position: Self::position(&state, &topic, id)?,
+                    position: Self::position(&state, &at)?,
                 });
             }
         }
@@ -201,8 +210,8 @@ impl Processors {
         store: &str,
         request: &ScanRequest,
     ) -> Result<ScanAnswer, AdminError> {
-        let (state, partitions) = self.queried(name, store)?;
-        let (mut from_partition, mut start) = parse_cursor(request.cursor.as_deref())?;
+        let (state, tasks) = self.queried(name, store)?;
+        let (mut from_index, mut start) = parse_cursor(request.cursor.as_deref())?;
         let limit = request.limit.clamp(1, QUERY_ENTRIES_MAX);
         let (low, high) = bounds(request);
         let mut answer = ScanAnswer {
@@ -210,31 +219,31 @@ impl Processors {
             cursor: None,
             positions: Vec::new(),
         };
-        for (topic, id) in partitions {
-            if request.partition.is_some_and(|p| p != id) || id < from_partition {
+        for (index, at) in tasks.iter().enumerate() {
+            let index = index as i32;
+            if request.partition.is_some_and(|p| p != at.partition) || index < from_index {
                 continue;
             }
-            answer.positions.push(Self::position(&state, &topic, id)?);
+            answer.positions.push(Self::position(&state, at)?);
             let first = start.take().unwrap_or_else(|| low.clone());
-            let task = u32::try_from(id).unwrap_or_default();
             let room = limit - answer.entries.len();
             let page = state
-                .scan_committed(task, store, &first, high.as_deref(), room)
+                .scan_committed(at.task, store, &first, high.as_deref(), room)
                 .map_err(storage)?;
             answer
                 .entries
                 .extend(page.entries.into_iter().map(|(key, value)| Entry {
                     key: show_key(&key),
-                    partition: id,
+                    partition: at.partition,
                     value: render(&value),
                 }));
             if let Some(next) = page.next {
-                answer.cursor = Some(format_cursor(id, &next));
+                answer.cursor = Some(format_cursor(index, &next));
                 return Ok(answer);
             }
-            from_partition = id + 1;
+            from_index = index + 1;
             if answer.entries.len() >= limit {
-                answer.cursor = Some(format_cursor(id + 1, &low));
+                answer.cursor = Some(format_cursor(index + 1, &low));
                 return Ok(answer);
             }
         }
@@ -251,7 +260,7 @@ impl Processors {
         (from, to): (i64, i64),
         partition: Option<i32>,
     ) -> Result<WindowsAnswer, AdminError> {
-        let (state, partitions) = self.queried(name, store)?;
+        let (state, tasks) = self.queried(name, store)?;
         let mut prefix = (key.len() as u32).to_be_bytes().to_vec();
         prefix.extend_from_slice(key);
         let mut start = prefix.clone();
@@ -264,13 +273,12 @@ impl Processors {
             windows: Vec::new(),
             positions: Vec::new(),
         };
-        for (topic, id) in partitions {
-            if partition.is_some_and(|p| p != id) {
+        for at in tasks {
+            if partition.is_some_and(|p| p != at.partition) {
                 continue;
             }
-            let task = u32::try_from(id).unwrap_or_default();
             let page = state
-                .scan_committed(task, store, &start, Some(&end), QUERY_ENTRIES_MAX)
+                .scan_committed(at.task, store, &start, Some(&end), QUERY_ENTRIES_MAX)
                 .map_err(storage)?;
             let windows: Vec<Window> = page
                 .entries
@@ -286,8 +294,8 @@ impl Processors {
                 })
                 .collect();
             if !windows.is_empty() {
-                answer.partition = Some(id);
-                answer.positions.push(Self::position(&state, &topic, id)?);
+                answer.partition = Some(at.partition);
+                answer.positions.push(Self::position(&state, &at)?);
                 answer.windows = windows;
                 return Ok(answer);
             }
@@ -304,7 +312,7 @@ fn bounds(request: &ScanRequest) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
-/// A cursor: `<partition>:<hex key>`.
+/// A cursor: `<task index>:<hex key>`.
 fn format_cursor(partition: i32, key: &[u8]) -> String {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     format!("{partition}:{hex}")

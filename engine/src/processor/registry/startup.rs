@@ -50,7 +50,11 @@ impl Processors {
         match loaded {
             Ok((deployment, plugin)) => {
                 tracing::info!(processor = %deployment.name, "resuming processor");
-                self.start(Arc::new(deployment), plugin);
+                // Deployed with stores, yet no state at all: the state
+                // folder was deleted or lost.
+                let lost = !deployment.stores.is_empty()
+                    && self.state.existing(&deployment.name).is_none();
+                self.start(Arc::new(deployment), plugin, lost);
             }
             Err(error) => {
                 let name = path

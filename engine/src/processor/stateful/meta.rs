@@ -27,6 +27,11 @@ pub(crate) struct TaskMeta {
     pub(crate) late_dropped: u64,
     /// Commits so far.
     pub(crate) commits: u64,
+    /// Rebuilding lost state: the input up to this offset was processed
+    /// before (the consumer group's position says so), so its outputs are
+    /// not written again; only the state is rebuilt from it.
+    #[serde(default)]
+    pub(crate) rebuild_until: Option<i64>,
 }
 
 /// One output partition of a committed transaction.

@@ -31,6 +31,8 @@
 //! state changes.
 
 mod meta;
+#[cfg(test)]
+mod tests;
 mod transaction;
 
 use std::time::{Duration, Instant};
@@ -67,6 +69,9 @@ pub(crate) fn owned_producer_ids(
 pub(crate) struct Stateful {
     /// Outputs go through transactions (else plain durable batches).
     pub(crate) exactly_once: bool,
+    /// The task's state was lost (the processor has stores and its state
+    /// folder is gone): without a commit record, it is rebuilt.
+    pub(crate) state_lost: bool,
     /// The last commit.
     pub(crate) meta: TaskMeta,
     /// Whether `recover` ran since the task (re)started.
@@ -80,17 +85,22 @@ pub(crate) struct Stateful {
     /// driver can tell when the task has work without input).
     pub(crate) next_event_timer: Option<i64>,
     pub(crate) next_processing_timer: Option<i64>,
+    /// When the task last deleted the processed part of its input (tasks
+    /// reading the processor's own repartition topic).
+    pub(crate) purged_at: Instant,
 }
 
 impl Stateful {
     pub(crate) fn new(
         exactly_once: bool,
+        state_lost: bool,
         producer_ids: ProducerIds,
         commit_interval: Duration,
         idle_advance_ms: Option<u64>,
     ) -> Self {
         Self {
             exactly_once,
+            state_lost,
             meta: TaskMeta::default(),
             recovered: false,
             transaction: Transaction::new(producer_ids),
@@ -99,6 +109,7 @@ impl Stateful {
             idle: IdleClock::new(idle_advance_ms),
             next_event_timer: None,
             next_processing_timer: None,
+            purged_at: Instant::now(),
         }
     }
 
@@ -111,11 +122,19 @@ impl Stateful {
         state: &mut TaskState,
         store: &LogStore,
         outputs: &[String],
-        fallback: i64,
+        (fallback, log_start): (i64, i64),
     ) -> Result<i64, String> {
         state.discard();
         let mut meta = match state.meta().map_err(|e| e.to_string())? {
             Some(bytes) => TaskMeta::decode(&bytes)?,
+            // No commit record but a position in the consumer group: the
+            // state was lost (its folder deleted). Rebuilt by processing
+            // the input again from its start, writing no outputs up to
+            // where they were written before.
+            None if self.state_lost && fallback > log_start => TaskMeta {
+                rebuild_until: Some(fallback),
+                ..TaskMeta::fresh(log_start)
+            },
             None => TaskMeta::fresh(fallback),
         };
         if self.exactly_once {
@@ -132,11 +151,18 @@ impl Stateful {
         Ok(self.meta.position)
     }
 
+    /// The offset up to which the task is rebuilding lost state (its
+    /// outputs are not written again), if it is.
+    pub(crate) fn rebuilding_until(&self, position: i64) -> Option<i64> {
+        self.meta.rebuild_until.filter(|until| position < *until)
+    }
+
     /// Whether the open work should be committed now.
     pub(crate) fn commit_due(&self, state: &TaskState, commit_bytes_max: usize) -> bool {
         self.dirty_since
             .is_some_and(|since| since.elapsed() >= self.commit_interval)
             || state.staged_bytes() >= commit_bytes_max
+            || state.staged_over_budget()
             || self.transaction.bytes() >= commit_bytes_max
     }
 
@@ -160,6 +186,9 @@ impl Stateful {
         meta.stream_time = stream_time;
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
+        if meta.rebuild_until.is_some_and(|until| position >= until) {
+            meta.rebuild_until = None;
+        }
         meta.committed = self
             .transaction
             .prepare()

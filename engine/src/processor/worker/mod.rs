@@ -27,7 +27,7 @@ use super::host::{
     Payload, TaskContext,
 };
 use super::output::{OutRecord, Routed};
-use super::spec::{Deployment, OnError};
+use super::spec::{Deployment, OnError, REPARTITION};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::log::transactions::{AbortedIndex, AbortedTransaction};
@@ -208,8 +208,9 @@ impl PartitionTask {
             return Ok(());
         }
         let stats = self.stats.clone();
+        let deployment = self.deployment.clone();
         let batch = Batch {
-            topic: &stats.topic,
+            topic: deployment.batch_topic(&stats.topic),
             partition: self.stats.partition,
             records: &records,
         };
@@ -254,12 +255,19 @@ impl PartitionTask {
     /// and byte limits, but at least one record when there is one.
     fn take_batch(&mut self) -> Vec<InputRecord> {
         let limits = self.deployment.limits;
+        // A batch does not straddle the end of a rebuild: outputs before
+        // it are not written, after it they are.
+        let until = self
+            .stateful
+            .as_ref()
+            .and_then(|s| s.rebuilding_until(self.position));
         let mut records = Vec::new();
         let mut bytes = 0usize;
-        while let Some((_, size)) = self.pending.front() {
+        while let Some((record, size)) = self.pending.front() {
             if !records.is_empty()
                 && (records.len() as u64 >= limits.batch_records_max
-                    || (bytes + size) as u64 > limits.batch_bytes_max)
+                    || (bytes + size) as u64 > limits.batch_bytes_max
+                    || until.is_some_and(|until| record.offset >= until))
             {
                 break;
             }
@@ -544,13 +552,12 @@ impl PartitionTask {
                 )));
             }
             if let Some(topic) = &output.topic {
-                if !self.deployment.outputs.iter().any(|t| t == topic) {
-                    return Err(fail(Some(source), format!(
-                        "the plugin wrote to topic {topic:?}, which is not an output of processor {} (outputs: {})",
-                        self.deployment.name,
-                        self.deployment.outputs.join(", ")
-                    )));
-                }
+                let keyed = match &output.payload {
+                    Payload::Forward => batch.records[source].key.is_some(),
+                    Payload::Emit(record) => record.key.is_some(),
+                };
+                self.check_topic(topic, keyed)
+                    .map_err(|message| fail(Some(source), message))?;
             }
             bytes += match &output.payload {
                 Payload::Forward => {
@@ -578,10 +585,10 @@ impl PartitionTask {
         outputs: Vec<Output>,
         routed: &mut Routed,
     ) -> Result<(), StepFailure> {
-        let default_topic = &self.deployment.outputs[0];
         for output in outputs {
             let input = &batch.records[base + output.source as usize];
-            let topic = output.topic.as_deref().unwrap_or(default_topic);
+            let topic = self.output_topic(output.topic.as_deref())?;
+            let topic = topic.as_str();
             let record = match output.payload {
                 Payload::Forward => forwarded(input),
                 Payload::Emit(record) => OutRecord {
@@ -602,6 +609,69 @@ impl PartitionTask {
                 })?;
         }
         Ok(())
+    }
+
+    /// Whether the plugin may write to `topic` (a record with a key when
+    /// `keyed`): an output, or the repartition topic of a stateful
+    /// processor.
+    pub(super) fn check_topic(&self, topic: &str, keyed: bool) -> Result<(), String> {
+        if topic == REPARTITION {
+            if !self.deployment.is_stateful() {
+                return Err(format!(
+                    "the plugin wrote to {REPARTITION}: repartitioning needs a stateful processor \
+                     (deploy with --store or --guarantee exactly-once)"
+                ));
+            }
+            if !keyed {
+                return Err(format!(
+                    "the plugin wrote a record without a key to {REPARTITION} (the key picks the partition)"
+                ));
+            }
+            return Ok(());
+        }
+        if self.deployment.outputs.iter().any(|t| t == topic) {
+            return Ok(());
+        }
+        Err(format!(
+            "the plugin wrote to topic {topic:?}, which is not an output of processor {} (outputs: {})",
+            self.deployment.name,
+            self.deployment.outputs.join(", ")
+        ))
+    }
+
+    /// The topic an output goes to: the default output, a named one, or
+    /// the processor's repartition topic (created on first use, with the
+    /// input's partition count).
+    pub(super) fn output_topic(&self, topic: Option<&str>) -> Result<String, StepFailure> {
+        let Some(topic) = topic else {
+            return Ok(self.deployment.outputs[0].clone());
+        };
+        if topic != REPARTITION {
+            return Ok(topic.to_string());
+        }
+        let name = self.deployment.repartition_topic();
+        if self.store.topic(&name).is_none() {
+            let partitions = self
+                .store
+                .topic(&self.deployment.inputs[0])
+                .map_or(1, |t| t.partition_count());
+            match self
+                .store
+                .create_topic(&name, partitions, Default::default())
+            {
+                Ok(_) => tracing::info!(processor = %self.deployment.name, topic = %name,
+                    partitions, "created the processor's repartition topic"),
+                // Another task of the processor created it first.
+                Err(LogError::TopicExists(_)) => {}
+                Err(error) => {
+                    return Err(StepFailure::new(
+                        format!("creating the repartition topic {name} failed: {error}"),
+                        None,
+                    ))
+                }
+            }
+        }
+        Ok(name)
     }
 
     /// Applies the error policy to `batch.records[index]`.
@@ -723,6 +793,7 @@ pub(crate) fn label(deployment: &Deployment, stats: &PartitionStats) -> Label {
         processor: deployment.name.as_str().into(),
         topic: stats.topic.as_str().into(),
         partition: stats.partition,
+        task: deployment.task_id(&stats.topic, stats.partition),
         stores: deployment.stores.clone().into(),
         tables: deployment
             .tables

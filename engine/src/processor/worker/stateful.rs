@@ -17,11 +17,19 @@ use crate::processor::status::{now_ms, PartitionStats};
 /// another that is due at once); the rest wait for the next step.
 const TIMER_ROUNDS_MAX: usize = 64;
 
+/// How often a task reading its processor's repartition topic deletes the
+/// records it has committed.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10);
+
 impl PartitionTask {
     /// Runs recovery: the position, stream time and epoch of the last
     /// commit, and the transactions a crash left open ended.
     pub(super) fn recover(&mut self) -> Result<(), StepFailure> {
         let outputs = self.deployment.write_topics();
+        let log_start = self
+            .store
+            .partition(&self.stats.topic, self.stats.partition)
+            .map_or(0, |p| p.log_start_offset());
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
@@ -29,8 +37,22 @@ impl PartitionTask {
             .as_mut()
             .expect("a stateful task has state");
         let position = stateful
-            .recover(state, &self.store, &outputs, self.position)
+            .recover(state, &self.store, &outputs, (self.position, log_start))
             .map_err(|message| StepFailure::new(message, None))?;
+        if let Some(until) = stateful.rebuilding_until(position) {
+            let mut message = format!(
+                "the task's state is missing (its folder was deleted or lost): rebuilding it \
+                 from the input, offsets {position} to {until}, without writing their outputs again"
+            );
+            if log_start > 0 {
+                message.push_str(&format!(
+                    "; the input below offset {log_start} is deleted, so the rebuilt state lacks it"
+                ));
+            }
+            tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
+                partition = self.stats.partition, "{message}");
+            self.stats.record_notice(&message, Some(position));
+        }
         self.position = position;
         self.fetch_position = position;
         self.pending.clear();
@@ -49,8 +71,9 @@ impl PartitionTask {
         let mut next = self.position;
         if !records.is_empty() {
             let stats = self.stats.clone();
+            let deployment = self.deployment.clone();
             let batch = Batch {
-                topic: &stats.topic,
+                topic: deployment.batch_topic(&stats.topic),
                 partition: stats.partition,
                 records: &records,
             };
@@ -74,8 +97,16 @@ impl PartitionTask {
         if stop.is_none() {
             self.fire_timers(&mut routed)?;
         }
-        let out = routed.records;
-        self.write_outputs(routed)?;
+        let rebuilding = self
+            .stateful
+            .as_ref()
+            .and_then(|s| s.rebuilding_until(self.position))
+            .is_some();
+        // Rebuilding lost state: these outputs were written the first time.
+        let out = if rebuilding { 0 } else { routed.records };
+        if !rebuilding {
+            self.write_outputs(routed)?;
+        }
         PartitionStats::add(&self.stats.records_out, out);
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
@@ -268,12 +299,8 @@ impl PartitionTask {
             }
             previous = output.source;
             if let Some(topic) = &output.topic {
-                if !self.deployment.outputs.iter().any(|t| t == topic) {
-                    return Err(fail(format!(
-                        "the plugin wrote to topic {topic:?}, which is not an output of processor {}",
-                        self.deployment.name
-                    )));
-                }
+                let keyed = matches!(&output.payload, Payload::Emit(r) if r.key.is_some());
+                self.check_topic(topic, keyed).map_err(fail)?;
             }
             match &output.payload {
                 Payload::Forward => {
@@ -310,10 +337,10 @@ impl PartitionTask {
         outputs: Vec<Output>,
         routed: &mut Routed,
     ) -> Result<(), StepFailure> {
-        let default_topic = self.deployment.outputs[0].clone();
         for output in outputs {
             let timer = &timers[output.source as usize];
-            let topic = output.topic.as_deref().unwrap_or(&default_topic);
+            let topic = self.output_topic(output.topic.as_deref())?;
+            let topic = topic.as_str();
             let Payload::Emit(record) = output.payload else {
                 continue;
             };
@@ -339,6 +366,15 @@ impl PartitionTask {
     /// The commit: outputs durable, state and position in one RocksDB
     /// write, markers, then the group offset mirrored.
     pub(super) fn commit_stateful(&mut self) -> Result<(), StepFailure> {
+        // The input the state was computed from is durable before the
+        // state is: a power cut must not leave state counting records the
+        // input log no longer has.
+        self.store
+            .partition(&self.stats.topic, self.stats.partition)
+            .and_then(|input| input.make_durable(self.position))
+            .map_err(|error| {
+                StepFailure::new(format!("making the input durable failed: {error}"), None)
+            })?;
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
@@ -350,6 +386,7 @@ impl PartitionTask {
             .commit(state, self.position, self.context.stream_time, late_dropped)
             .map_err(|message| StepFailure::new(message, None))?;
         self.publish();
+        self.purge_repartitioned();
         // The consumer group's copy, for Kafka tools; the position that
         // counts is the one just committed with the state.
         if let Err(failure) = self.commit(self.position) {
@@ -400,6 +437,30 @@ impl PartitionTask {
         self.publish();
     }
 
+    /// A task reading the processor's repartition topic deletes what it
+    /// has committed (as Kafka Streams purges its repartition topics), at
+    /// most every [`PURGE_INTERVAL`]: nothing else reads that topic.
+    fn purge_repartitioned(&mut self) {
+        if self.stats.topic != self.deployment.repartition_topic() {
+            return;
+        }
+        let Some(stateful) = self.stateful.as_mut() else {
+            return;
+        };
+        if stateful.purged_at.elapsed() < PURGE_INTERVAL {
+            return;
+        }
+        stateful.purged_at = std::time::Instant::now();
+        let purged = self
+            .store
+            .partition(&self.stats.topic, self.stats.partition)
+            .and_then(|partition| partition.delete_records_before(self.position));
+        if let Err(error) = purged {
+            tracing::warn!(topic = %self.stats.topic, partition = self.stats.partition, %error,
+                "purging the processed part of a repartition topic failed");
+        }
+    }
+
     /// Puts the committed figures in the status.
     fn publish(&self) {
         let Some(stateful) = &self.stateful else {
@@ -416,6 +477,9 @@ impl PartitionTask {
             .late_dropped
             .store(meta.late_dropped, Ordering::Relaxed);
         self.stats.commits.store(meta.commits, Ordering::Relaxed);
+        self.stats
+            .rebuild_until
+            .store(meta.rebuild_until.unwrap_or(-1), Ordering::Relaxed);
     }
 
     /// After a failed step: the open transaction aborted, staged state
