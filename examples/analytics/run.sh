@@ -27,10 +27,10 @@ if ! "$python" -c 'import confluent_kafka' 2>/dev/null; then
     echo "no confluent-kafka in $python: run scripts/test once, or set PYTHON" >&2
     exit 2
 fi
-# TODO: `true` once the engine re-keys through `sluice.repartition` (see
-# README.md). With `false`, (a) counts per (user, page) and (c) ranks a
-# single-partition page-views topic, each where the records are.
-export REPARTITION="${REPARTITION:-false}"
+# REPARTITION=false shows what it takes without re-keying: (a) counts per
+# (user, page) and (c) ranks a single-partition page-views topic, each where
+# the records are.
+export REPARTITION="${REPARTITION:-true}"
 if [ "$REPARTITION" = true ]; then views_partitions=3; else views_partitions=1; fi
 
 if [ -z "${PLUGINS:-}" ]; then

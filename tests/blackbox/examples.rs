@@ -126,6 +126,10 @@ fn analytics_example_counts_views_per_minute_sessions_and_top_pages_like_its_ref
     assert_eq!(results.len(), 3, "{stdout}");
     assert!(!stdout.contains("WRONG"), "{stdout}");
     assert_eq!(
+        results[0], "(a) views per page per minute: 101 windows; busiest /home @ 1767226080000: 7",
+        "counted per page: {stdout}"
+    );
+    assert_eq!(
         results[1], "(b) click sessions: 18 sessions, 90 clicks",
         "{stdout}"
     );
