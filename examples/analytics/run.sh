@@ -48,8 +48,8 @@ done
 "$sluice" topic create top-pages --partitions 1 --config cleanup.policy=compact >/dev/null
 
 # (a) Views per page per minute: re-keyed by page, counted per 1-minute
-# window, every update written. The grace (an hour) covers the re-keying
-# delay: re-keyed views come back after stream time has moved on.
+# window, every update written. The grace (an hour) covers the disorder of
+# a repartition partition, which merges every user partition's views.
 "$sluice" processor deploy views-per-minute --wasm "$PLUGINS/windowed_count.wasm" \
     --input page-views --output views-per-minute --store counts \
     --config size_ms=60000 --config grace_ms=3600000 --config group_by=page \

@@ -42,10 +42,12 @@
 //! }
 //! ```
 //!
-//! Re-keyed records come back in a later batch than the input records they
-//! came from, and the task's stream time has usually moved on by then (to
-//! the input's latest timestamp): windows aggregated after a re-key need a
-//! grace period covering that delay, or the records count as late.
+//! The re-keyed records are processed by the repartition topic's own tasks
+//! (one per partition), each with its own state, stream time and timers:
+//! what the second step stores is in those tasks, and state queries look
+//! there too. A repartition partition merges records from every input
+//! partition, so they arrive less ordered by time than each input was:
+//! windows aggregated after a re-key want a grace period covering that.
 //!
 //! On the host, [`testing::Harness::run`](crate::testing::Harness::run)
 //! feeds what a batch writes to [`TOPIC`] back to the processor as a later

@@ -18,7 +18,8 @@
 //! `repartition=true`: records are first re-keyed by their group through
 //! the processor's repartition topic (`sluice.repartition`, see
 //! `sluice_sdk::repartition`) and aggregated in the one task that owns the
-//! group (windowed: give a grace period covering the re-keying delay).
+//! group (windowed: a repartition partition merges every input
+//! partition's records, less ordered by time; give a grace period for it).
 //!
 //! Output: key = the group; value
 //! `{"group":"…","count":…,"sum":…,"min":…,"max":…,"avg":…}`, plus

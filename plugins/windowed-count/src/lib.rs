@@ -15,7 +15,8 @@
 //! Every view of a page must then be counted in one task, so the records
 //! are first re-keyed through the processor's repartition topic
 //! (`sluice.repartition`, see `sluice_sdk::repartition`) and counted when
-//! they come back; records without the field are skipped. With
+//! they come back, in the repartition topic's own tasks (their own state
+//! and stream time); records without the field are skipped. With
 //! `repartition=false` they are counted where they are, per (record key,
 //! group): the key is `<record key>/<group>`.
 //!
@@ -318,14 +319,7 @@ mod tests {
 
     #[test]
     fn group_by_counts_per_field_through_the_repartition_topic() {
-        // Re-keyed records come back after the batch that re-keyed them,
-        // when stream time has passed them: a grace period covers that.
-        let grace = [
-            ("size_ms", "1000"),
-            ("grace_ms", "1000"),
-            ("group_by", "page"),
-        ];
-        let mut counts = harness(&grace);
+        let mut counts = harness(&[("size_ms", "1000"), ("group_by", "page")]);
         let outputs = counts
             .run(vec![
                 view("ann", "/a", 100),
@@ -362,7 +356,24 @@ mod tests {
         );
         assert_eq!(outputs[1].key_str(), Ok("/a"));
         assert_eq!(outputs[1].timestamp, 1_000, "the window end");
-        assert_eq!(counts.late_dropped(), 0);
+        // Counted in the repartition topic's task, with its own stream time.
+        let (late, stream_time) =
+            counts.in_repartition_task(|task| (task.late_dropped(), task.stream_time()));
+        assert_eq!((late, stream_time), (0, Some(1_100)));
+        // [0, 1000) has closed (its state deleted); [1000, 2000) is open.
+        let window = |start| {
+            window_key::encode(
+                b"/a",
+                Window {
+                    start,
+                    end: start + 1_000,
+                },
+            )
+        };
+        let stored = counts.in_repartition_task(|task| {
+            (task.get(STORE, &window(0)), task.get(STORE, &window(1_000)))
+        });
+        assert_eq!(stored, (None, Some(b"1".to_vec())));
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub struct Harness {
     task: TaskState,
     /// The next offset of a record fed back from `sluice.repartition`.
     repartition_offset: i64,
+    /// The task of the repartition topic's partition, once records went
+    /// there: its own stores, stream time and timers, as in the broker.
+    repartition_task: Option<TaskState>,
 }
 
 impl fmt::Debug for Harness {
@@ -176,6 +179,7 @@ impl Harness {
             partition: 0,
             task: TaskState::default(),
             repartition_offset: 0,
+            repartition_task: None,
         })
     }
 

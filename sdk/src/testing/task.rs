@@ -171,15 +171,47 @@ impl Harness {
     /// kept and the timers stay due.
     ///
     /// Outputs to [`repartition::TOPIC`] are not returned: as the broker
-    /// does, they come back to the processor (this task: the harness has
-    /// one) as a later batch from that topic, whose outputs are returned
-    /// after the first batch's, and so on while outputs go there. Their
-    /// offsets count up from 0 across the harness's life; a failure in a
-    /// later batch leaves the earlier ones done (they are separate
-    /// transactions in the broker too).
+    /// does, they come back to the processor as a later batch from that
+    /// topic, run in the repartition topic's task (the harness has one:
+    /// every key hashes to it), which has its own stores, stream time and
+    /// timers (see [`in_repartition_task`](Self::in_repartition_task)).
+    /// That batch's outputs are returned after the first batch's, and so on
+    /// while outputs go there. Their offsets count up from 0 across the
+    /// harness's life; a failure in a later batch leaves the earlier ones
+    /// done (they are separate transactions in the broker too).
     pub fn run(&mut self, records: Vec<Record>) -> Result<Vec<TestOutput>, TestError> {
         let topic = self.topic.clone();
-        let mut outputs = self.run_batch(&topic, records)?;
+        let outputs = self.run_batch(&topic, records)?;
+        self.feed_back(outputs)
+    }
+
+    /// Runs `f` with the repartition topic's task as this harness's task:
+    /// `get`, `entries`, `stream_time`, `timers`, `late_dropped` and the
+    /// rest then read that task's. It is created on first use, deployed
+    /// like this one (the same stores, empty, and the same tables).
+    pub fn in_repartition_task<R>(&mut self, f: impl FnOnce(&mut Harness) -> R) -> R {
+        let mut other = match self.repartition_task.take() {
+            Some(task) => task,
+            None => TaskState {
+                declared: self.task.declared.clone(),
+                tables: self.task.tables.clone(),
+                stores: (self.task.stores.iter())
+                    .filter(|(name, _)| self.task.tables.contains(*name))
+                    .map(|(name, entries)| (name.clone(), entries.clone()))
+                    .collect(),
+                ..TaskState::default()
+            },
+        };
+        other.wall_clock_ms = self.task.wall_clock_ms;
+        let own = std::mem::replace(&mut self.task, other);
+        let result = f(self);
+        self.repartition_task = Some(std::mem::replace(&mut self.task, own));
+        result
+    }
+
+    /// `outputs` without those to [`repartition::TOPIC`], which are run as
+    /// batches of the repartition task, whose outputs are handled alike.
+    fn feed_back(&mut self, mut outputs: Vec<TestOutput>) -> Result<Vec<TestOutput>, TestError> {
         let mut written = Vec::with_capacity(outputs.len());
         for _ in 0..REPARTITION_ROUNDS_MAX {
             let (back, kept): (Vec<_>, Vec<_>) = outputs
@@ -193,7 +225,8 @@ impl Harness {
                 .into_iter()
                 .map(|output| self.repartitioned(output))
                 .collect::<Result<Vec<_>, _>>()?;
-            outputs = self.run_batch(repartition::TOPIC, records)?;
+            outputs =
+                self.in_repartition_task(|task| task.run_batch(repartition::TOPIC, records))?;
         }
         Err(TestError::Process(ProcessError::new(format!(
             "records still written to {} after {REPARTITION_ROUNDS_MAX} rounds",
@@ -340,7 +373,11 @@ impl Harness {
     /// timers it reached (as the broker does while the input is idle).
     pub fn advance_wall_clock(&mut self, ms: i64) -> Result<Vec<TestOutput>, TestError> {
         self.task.wall_clock_ms = self.task.wall_clock_ms.saturating_add(ms);
-        self.fire_due()
+        let mut fired = self.fire_due()?;
+        if self.repartition_task.is_some() {
+            fired.extend(self.in_repartition_task(Harness::fire_due)?);
+        }
+        self.feed_back(fired)
     }
 
     /// The wall clock (milliseconds since the Unix epoch).
@@ -376,19 +413,22 @@ impl Harness {
     pub fn table_put<K: KeyBytes, V: Serialize>(&mut self, name: &str, key: K, value: V) {
         assert!(self.task.tables.contains(name), "{name} is not a table");
         let value = serde_json::to_vec(&value).expect("a table value serializes");
-        self.task
-            .stores
-            .entry(name.to_owned())
-            .or_default()
-            .insert(key.key_bytes().into_owned(), value);
+        let key = key.key_bytes().into_owned();
+        // Every task reads the whole table.
+        for task in std::iter::once(&mut self.task).chain(self.repartition_task.as_mut()) {
+            let entries = task.stores.entry(name.to_owned()).or_default();
+            entries.insert(key.clone(), value.clone());
+        }
     }
 
     /// Removes `key` from table `name`, as a tombstone on the table's topic
     /// does between two batches.
     pub fn table_delete<K: KeyBytes>(&mut self, name: &str, key: K) {
         assert!(self.task.tables.contains(name), "{name} is not a table");
-        if let Some(entries) = self.task.stores.get_mut(name) {
-            entries.remove(key.key_bytes().as_ref());
+        for task in std::iter::once(&mut self.task).chain(self.repartition_task.as_mut()) {
+            if let Some(entries) = task.stores.get_mut(name) {
+                entries.remove(key.key_bytes().as_ref());
+            }
         }
     }
 

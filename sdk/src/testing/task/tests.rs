@@ -352,7 +352,17 @@ fn outputs_to_the_repartition_topic_come_back_as_a_later_batch() {
         .all(|o| o.topic.is_none() && o.timestamp == 5));
     let outputs = harness.run(views(&["/b"])).unwrap();
     assert_eq!(outputs[0].value_str(), Ok("/b=2@3"), "offsets count on");
-    assert_eq!(harness.get("views", b"/a").as_deref(), Some(&b"2"[..]));
+    assert_eq!(harness.get("views", b"/a"), None, "the input task's state");
+    let counted = harness.in_repartition_task(|task| task.get("views", b"/a"));
+    assert_eq!(
+        counted.as_deref(),
+        Some(&b"2"[..]),
+        "the repartition task's"
+    );
+    assert_eq!(
+        harness.in_repartition_task(|task| task.stream_time()),
+        Some(5)
+    );
 }
 
 #[test]
