@@ -37,7 +37,7 @@ pub(crate) fn produce_at(pipeline: &Pipeline, topic: &str, partition: i32, recor
             .map(|(key, timestamp)| {
                 (
                     Some(key.as_bytes().to_vec()),
-                    Some(br#"{"page":"/"}"#.to_vec()),
+                    Some(format!(r#"{{"user":"{key}","n":1}}"#).into_bytes()),
                     *timestamp,
                 )
             })
