@@ -133,6 +133,7 @@ pub mod log;
 mod macros;
 mod output;
 mod record;
+pub mod repartition;
 pub mod state;
 pub mod testing;
 pub mod window;

@@ -17,11 +17,21 @@ use tempfile::TempDir;
 use crate::harness::sluice_binary;
 
 /// Every kind `plugin new` offers, with its template's file name.
-const KINDS: [(&str, &str); 4] = [
+const KINDS: [(&str, &str); 7] = [
     ("filter", "filter.rs"),
     ("map", "map.rs"),
     ("flat-map", "flat_map.rs"),
     ("route", "route.rs"),
+    ("aggregate", "aggregate.rs"),
+    ("window", "window.rs"),
+    ("projection", "projection.rs"),
+];
+
+/// The stateful kinds, with the store their deployment must declare.
+const STATEFUL_KINDS: [(&str, &str); 3] = [
+    ("aggregate", "totals"),
+    ("window", "windows"),
+    ("projection", "carts"),
 ];
 
 /// The templates `sluice` compiles in, read here from the source tree.
@@ -125,7 +135,15 @@ fn new_scaffolds_every_kind() {
         assert!(read(&dir.join(".gitignore")).contains("target"), "{kind}");
         for file in ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
             let contents = read(&dir.join(file));
-            for placeholder in ["{{name}}", "{{crate_name}}", "{{sdk_path}}"] {
+            let placeholders = [
+                "{{name}}",
+                "{{crate_name}}",
+                "{{sdk_path}}",
+                "{{try_it}}",
+                "{{deploy}}",
+                "{{state}}",
+            ];
+            for placeholder in placeholders {
                 assert!(
                     !contents.contains(placeholder),
                     "{kind}: {placeholder} in {file}"
@@ -234,4 +252,63 @@ fn a_filter_scaffold_builds_to_a_component_and_passes_its_tests() {
         text(&test.stdout),
         text(&test.stderr)
     );
+}
+
+/// Builds the scaffold in `dir` to a component and runs its unit tests;
+/// returns the `.wasm` path.
+fn build_and_test(dir: &Path) -> PathBuf {
+    let target = scaffold_target_dir();
+    let build = Command::new(sluice_binary())
+        .args(["plugin", "build", dir.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("running sluice plugin build");
+    let wasm = PathBuf::from(ok(build).trim_end());
+    let bytes = std::fs::read(&wasm).expect("the .wasm exists");
+    assert!(bytes.starts_with(b"\0asm"), "not WebAssembly");
+    let test = Command::new("cargo")
+        .arg("test")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("running cargo test");
+    let stdout = text(&test.stdout);
+    assert!(
+        test.status.success(),
+        "cargo test in {} failed:\n{stdout}{}",
+        dir.display(),
+        text(&test.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
+    wasm
+}
+
+#[test]
+fn stateful_scaffolds_build_to_components_pass_their_tests_and_say_how_to_deploy() {
+    for (kind, store) in STATEFUL_KINDS {
+        let root = TempDir::new().unwrap();
+        let name = format!("demo-{kind}");
+        let dir = scaffold(root.path(), &name, kind);
+        let store_flag = format!("--store {store}");
+        let readme = read(&dir.join("README.md"));
+        let deploy = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("sluice processor deploy {name} ")))
+            .unwrap_or_else(|| panic!("{kind}: no deploy command in the README:\n{readme}"));
+        assert!(deploy.ends_with(&store_flag), "{kind}: {deploy}");
+        assert!(
+            readme.contains(&format!("sluice processor state get {name} {store} KEY")),
+            "{kind}: {readme}"
+        );
+        assert!(
+            !readme.contains("plugin run"),
+            "{kind}: plugin run has no stores"
+        );
+        let lib = read(&dir.join("src/lib.rs"));
+        assert!(
+            lib.contains(&format!("pub const STORE: &str = \"{store}\";")),
+            "{kind}: the code opens another store than the README deploys"
+        );
+        build_and_test(&dir);
+    }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every plugin crate in `plugins/`.
-const PLUGINS: [&str; 18] = [
+const PLUGINS: [&str; 20] = [
     "uppercase",
     "rekey-count",
     "timer-echo",
@@ -15,6 +15,8 @@ const PLUGINS: [&str; 18] = [
     "aggregate-json",
     "sessionize",
     "projection",
+    "enrich",
+    "top-n",
     "filter-json",
     "map-json",
     "route-by-field",

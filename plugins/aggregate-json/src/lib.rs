@@ -13,6 +13,14 @@
 //! `field` is missing or not a number, is an error naming the record; a
 //! tombstone is skipped.
 //!
+//! Each task aggregates its own partition's records: right when the input
+//! is keyed by the group (or has one partition). Otherwise set
+//! `repartition=true`: records are first re-keyed by their group through
+//! the processor's repartition topic (`sluice.repartition`, see
+//! `sluice_sdk::repartition`) and aggregated in the one task that owns the
+//! group (windowed: a repartition partition merges every input
+//! partition's records, less ordered by time; give a grace period for it).
+//!
 //! Output: key = the group; value
 //! `{"group":"…","count":…,"sum":…,"min":…,"max":…,"avg":…}`, plus
 //! `"window_start"` and `"window_end"` when windowed. Stored values are the
@@ -29,6 +37,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_sdk::aggregate::{self, Aggregator};
 use sluice_sdk::json::{Path, Value};
+use sluice_sdk::repartition::{self, Step};
 use sluice_sdk::state::KeyValueStore;
 use sluice_sdk::window::{Emit, WindowResult, Windowed, Windows};
 use sluice_sdk::{Batch, Error, Output, Outputs, ProcessError, Processor, Record, Result, Timer};
@@ -53,6 +62,9 @@ pub struct Config {
     /// `update` (default) or `final` (windowed only).
     #[serde(default)]
     emit: Emit,
+    /// Re-key by group through the repartition topic first.
+    #[serde(default)]
+    repartition: bool,
 }
 
 /// Count, sum, min and max of the values seen: the stored aggregate.
@@ -154,6 +166,7 @@ pub struct AggregateJson {
     field: Path,
     group_by: Path,
     totals: Totals,
+    repartition: bool,
 }
 
 impl AggregateJson {
@@ -221,10 +234,18 @@ impl Processor for AggregateJson {
             field: config.field,
             group_by: config.group_by,
             totals,
+            repartition: config.repartition,
         })
     }
 
     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        if self.repartition && repartition::step(&batch) == Step::Input {
+            // Checked here, so a bad record fails where it was produced.
+            let group = |record: &Record| -> Result<Option<Vec<u8>>> {
+                Ok(self.extract(record)?.map(|(group, _)| group.into_bytes()))
+            };
+            return repartition::group_by(batch, outputs, group);
+        }
         match &self.totals {
             Totals::Running(store) => self.running(store, batch, outputs),
             Totals::Windowed(windowed) => {
@@ -353,5 +374,43 @@ mod tests {
             ])
             .unwrap();
         assert_eq!((outputs.len(), outputs[0].key_str()), (1, Ok("7")));
+    }
+
+    #[test]
+    fn repartition_aggregates_per_group_through_the_repartition_topic() {
+        let mut totals = harness(&[
+            ("field", "amount"),
+            ("group_by", "country"),
+            ("repartition", "true"),
+        ]);
+        let order = |user: &str, country: &str, amount: f64| {
+            Record::new(json!({"country": country, "amount": amount}).to_string()).with_key(user)
+        };
+        let outputs = totals
+            .run(vec![
+                order("ann", "fr", 2.0),
+                order("bob", "fr", 10.0),
+                order("cat", "de", 1.0),
+            ])
+            .unwrap();
+        assert!(
+            outputs.iter().all(|o| o.topic.is_none()),
+            "nothing left re-keyed"
+        );
+        let keys: Vec<&str> = outputs.iter().map(|o| o.key_str().unwrap()).collect();
+        assert_eq!(keys, ["fr", "fr", "de"]);
+        let fr: Value = outputs[1].json().unwrap();
+        assert_eq!(
+            (fr["count"].as_u64(), fr["sum"].as_f64()),
+            (Some(2), Some(12.0))
+        );
+        let error = totals
+            .run(vec![
+                order("ann", "fr", 1.0),
+                Record::new(r#"{"amount":1}"#).with_key("x"),
+            ])
+            .unwrap_err();
+        assert_eq!(error.record_index(), Some(1), "the input record: {error}");
+        assert!(error.message().contains("no group field"), "{error}");
     }
 }

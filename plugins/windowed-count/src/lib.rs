@@ -9,7 +9,18 @@
 //! or forwarded unchanged to `late_topic` when set. Records with a null key
 //! are skipped.
 //!
-//! Output: key = the record key; value
+//! With `group_by` (a dotted path into the JSON value) records are counted
+//! per that field's value (its string, or JSON text for another type)
+//! instead of per record key: page views keyed by user, counted per page.
+//! Every view of a page must then be counted in one task, so the records
+//! are first re-keyed through the processor's repartition topic
+//! (`sluice.repartition`, see `sluice_sdk::repartition`) and counted when
+//! they come back, in the repartition topic's own tasks (their own state
+//! and stream time); records without the field are skipped. With
+//! `repartition=false` they are counted where they are, per (record key,
+//! group): the key is `<record key>/<group>`.
+//!
+//! Output: key = the record key (or the group); value
 //! `{"key":"…","window_start":…,"window_end":…,"count":…}` (the key as UTF-8,
 //! invalid bytes replaced); timestamp = the window end.
 //!
@@ -22,6 +33,8 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::aggregate::Count;
+use sluice_sdk::json::{Path, Value};
+use sluice_sdk::repartition::{self, Step};
 use sluice_sdk::window::{Emit, WindowResult, Windowed, Windows};
 use sluice_sdk::{Batch, Output, Outputs, ProcessError, Processor, Record, Result, Timer};
 
@@ -47,6 +60,17 @@ pub struct Config {
     /// Where late records go instead of being dropped.
     #[serde(default)]
     late_topic: Option<String>,
+    /// Count per this JSON field's value instead of per record key.
+    #[serde(default)]
+    group_by: Option<Path>,
+    /// With `group_by`: re-key through the repartition topic (default), or
+    /// count per (record key, group) where the records are.
+    #[serde(default = "yes")]
+    repartition: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One window's count, as written.
@@ -75,10 +99,26 @@ fn key(record: &Record) -> Result<Option<(Vec<u8>, ())>> {
     Ok(record.key.clone().map(|key| (key, ())))
 }
 
+/// The value of `group_by` in a record (`None`: no such field, or a
+/// tombstone).
+fn group(record: &Record, group_by: &Path) -> Result<Option<Vec<u8>>> {
+    if record.value.is_none() {
+        return Ok(None);
+    }
+    let value: Value = record.json()?;
+    Ok(match group_by.get(&value) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.clone().into_bytes()),
+        Some(other) => Some(other.to_string().into_bytes()),
+    })
+}
+
 /// The processor.
 #[derive(Debug)]
 pub struct WindowedCount {
     counts: Windowed<Count>,
+    group_by: Option<Path>,
+    repartition: bool,
 }
 
 impl Processor for WindowedCount {
@@ -95,11 +135,32 @@ impl Processor for WindowedCount {
         if let Some(topic) = config.late_topic {
             counts = counts.late_records_to(topic);
         }
-        Ok(Self { counts })
+        Ok(Self {
+            counts,
+            group_by: config.group_by,
+            repartition: config.repartition,
+        })
     }
 
     fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
-        self.counts.process(batch, outputs, key, output)
+        let Some(group_by) = &self.group_by else {
+            return self.counts.process(batch, outputs, key, output);
+        };
+        if !self.repartition {
+            let by_key_and_group = |record: &Record| -> Result<Option<(Vec<u8>, ())>> {
+                let (Some(key), Some(group)) = (&record.key, group(record, group_by)?) else {
+                    return Ok(None);
+                };
+                Ok(Some(([&key[..], b"/", &group].concat(), ())))
+            };
+            return self
+                .counts
+                .process(batch, outputs, by_key_and_group, output);
+        }
+        match repartition::step(&batch) {
+            Step::Input => repartition::group_by(batch, outputs, |r| group(r, group_by)),
+            Step::Repartitioned => self.counts.process(batch, outputs, key, output),
+        }
     }
 
     fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
@@ -248,5 +309,89 @@ mod tests {
             .processor::<WindowedCount>(&[("size_ms", "10")])
             .unwrap_err();
         assert!(error.message().contains("--store counts"), "{error}");
+    }
+
+    fn view(user: &str, page: &str, timestamp: i64) -> Record {
+        Record::new(json!({"user": user, "page": page}).to_string())
+            .with_key(user)
+            .with_timestamp(timestamp)
+    }
+
+    #[test]
+    fn group_by_counts_per_field_through_the_repartition_topic() {
+        let mut counts = harness(&[("size_ms", "1000"), ("group_by", "page")]);
+        let outputs = counts
+            .run(vec![
+                view("ann", "/a", 100),
+                view("bob", "/a", 200),
+                view("ann", "/b", 300),
+                Record::new(r#"{"user":"cat"}"#).with_key("cat"),
+                view("cat", "/a", 1_100),
+            ])
+            .unwrap();
+        let seen: Vec<(String, i64, u64)> = values(&outputs)
+            .iter()
+            .map(|v| {
+                let key = v["key"].as_str().unwrap().to_owned();
+                (
+                    key,
+                    v["window_start"].as_i64().unwrap(),
+                    v["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/a".to_owned(), 0, 1),
+                ("/a".to_owned(), 0, 2),
+                ("/b".to_owned(), 0, 1),
+                ("/a".to_owned(), 1_000, 1),
+            ],
+            "counted per page, the record without one skipped"
+        );
+        assert!(
+            outputs.iter().all(|o| o.topic.is_none()),
+            "nothing left re-keyed"
+        );
+        assert_eq!(outputs[1].key_str(), Ok("/a"));
+        assert_eq!(outputs[1].timestamp, 1_000, "the window end");
+        // Counted in the repartition topic's task, with its own stream time.
+        let (late, stream_time) =
+            counts.in_repartition_task(|task| (task.late_dropped(), task.stream_time()));
+        assert_eq!((late, stream_time), (0, Some(1_100)));
+        // [0, 1000) has closed (its state deleted); [1000, 2000) is open.
+        let window = |start| {
+            window_key::encode(
+                b"/a",
+                Window {
+                    start,
+                    end: start + 1_000,
+                },
+            )
+        };
+        let stored = counts.in_repartition_task(|task| {
+            (task.get(STORE, &window(0)), task.get(STORE, &window(1_000)))
+        });
+        assert_eq!(stored, (None, Some(b"1".to_vec())));
+    }
+
+    #[test]
+    fn group_by_without_repartition_counts_per_key_and_group() {
+        let mut counts = harness(&[
+            ("size_ms", "1000"),
+            ("group_by", "page"),
+            ("repartition", "false"),
+        ]);
+        let outputs = counts
+            .run(vec![
+                view("ann", "/a", 100),
+                view("ann", "/a", 200),
+                view("bob", "/a", 300),
+            ])
+            .unwrap();
+        let keys: Vec<&str> = outputs.iter().map(|o| o.key_str().unwrap()).collect();
+        assert_eq!(keys, ["ann//a", "ann//a", "bob//a"]);
+        assert_eq!(values(&outputs)[1]["count"], 2);
     }
 }

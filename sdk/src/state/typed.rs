@@ -305,6 +305,42 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
             .transpose()
     }
 
+    /// The latest values at `keys`, in one crossing (a batch's lookups),
+    /// answers in the same order.
+    pub fn get_many<Q>(&self, keys: &[&Q]) -> Result<Vec<Option<V>>>
+    where
+        K: Borrow<Q>,
+        Q: KeyBytes + ?Sized,
+    {
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|key| key.key_bytes().into_owned())
+            .collect();
+        let values = self.store.get_many(&keys);
+        keys.iter()
+            .zip(values)
+            .map(|(key, value)| {
+                value
+                    .map(|v| decode_value(&self.store, key, &v))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// [`get_many`](Self::get_many) as raw bytes: the caller decodes each
+    /// value, and can name the record whose lookup held a bad one.
+    pub fn get_many_raw<Q>(&self, keys: &[&Q]) -> Vec<Option<Vec<u8>>>
+    where
+        K: Borrow<Q>,
+        Q: KeyBytes + ?Sized,
+    {
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|key| key.key_bytes().into_owned())
+            .collect();
+        self.store.get_many(&keys)
+    }
+
     /// The latest value at `key` as raw bytes.
     pub fn get_raw<Q>(&self, key: &Q) -> Option<Vec<u8>>
     where

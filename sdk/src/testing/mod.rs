@@ -152,6 +152,11 @@ pub struct Harness {
     topic: String,
     partition: i32,
     task: TaskState,
+    /// The next offset of a record fed back from `sluice.repartition`.
+    repartition_offset: i64,
+    /// The task of the repartition topic's partition, once records went
+    /// there: its own stores, stream time and timers, as in the broker.
+    repartition_task: Option<TaskState>,
 }
 
 impl fmt::Debug for Harness {
@@ -173,6 +178,8 @@ impl Harness {
             topic: "input".to_owned(),
             partition: 0,
             task: TaskState::default(),
+            repartition_offset: 0,
+            repartition_task: None,
         })
     }
 

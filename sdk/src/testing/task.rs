@@ -31,7 +31,11 @@ use super::{resolve, Harness, Pairs, TestError, TestOutput};
 use crate::clock::{Domain, Timer};
 use crate::state::host::{self, TaskState};
 use crate::state::KeyBytes;
-use crate::{Batch, Instance, Outputs, Payload, ProcessError, Processor, Record};
+use crate::{repartition, Batch, Instance, Outputs, Payload, ProcessError, Processor, Record};
+
+/// How many batches back from `sluice.repartition` one `run` may feed: a
+/// processor that re-keys what comes back would otherwise never return.
+const REPARTITION_ROUNDS_MAX: usize = 16;
 
 /// How many rounds of `on_timer` one batch may trigger: a processor that
 /// keeps scheduling due timers would otherwise never return.
@@ -165,9 +169,99 @@ impl Harness {
     /// ([`TestOutput::timer`] tells them apart). On a failing `process`
     /// nothing of the batch is kept; on a failing `on_timer` the batch is
     /// kept and the timers stay due.
+    ///
+    /// Outputs to [`repartition::TOPIC`] are not returned: as the broker
+    /// does, they come back to the processor as a later batch from that
+    /// topic, run in the repartition topic's task (the harness has one:
+    /// every key hashes to it), which has its own stores, stream time and
+    /// timers (see [`in_repartition_task`](Self::in_repartition_task)).
+    /// That batch's outputs are returned after the first batch's, and so on
+    /// while outputs go there. Their offsets count up from 0 across the
+    /// harness's life; a failure in a later batch leaves the earlier ones
+    /// done (they are separate transactions in the broker too).
     pub fn run(&mut self, records: Vec<Record>) -> Result<Vec<TestOutput>, TestError> {
+        let topic = self.topic.clone();
+        let outputs = self.run_batch(&topic, records)?;
+        self.feed_back(outputs)
+    }
+
+    /// Runs `f` with the repartition topic's task as this harness's task:
+    /// `get`, `entries`, `stream_time`, `timers`, `late_dropped` and the
+    /// rest then read that task's. It is created on first use, deployed
+    /// like this one (the same stores, empty, and the same tables).
+    pub fn in_repartition_task<R>(&mut self, f: impl FnOnce(&mut Harness) -> R) -> R {
+        let mut other = match self.repartition_task.take() {
+            Some(task) => task,
+            None => TaskState {
+                declared: self.task.declared.clone(),
+                tables: self.task.tables.clone(),
+                stores: (self.task.stores.iter())
+                    .filter(|(name, _)| self.task.tables.contains(*name))
+                    .map(|(name, entries)| (name.clone(), entries.clone()))
+                    .collect(),
+                ..TaskState::default()
+            },
+        };
+        other.wall_clock_ms = self.task.wall_clock_ms;
+        let own = std::mem::replace(&mut self.task, other);
+        let result = f(self);
+        self.repartition_task = Some(std::mem::replace(&mut self.task, own));
+        result
+    }
+
+    /// `outputs` without those to [`repartition::TOPIC`], which are run as
+    /// batches of the repartition task, whose outputs are handled alike.
+    fn feed_back(&mut self, mut outputs: Vec<TestOutput>) -> Result<Vec<TestOutput>, TestError> {
+        let mut written = Vec::with_capacity(outputs.len());
+        for _ in 0..REPARTITION_ROUNDS_MAX {
+            let (back, kept): (Vec<_>, Vec<_>) = outputs
+                .into_iter()
+                .partition(|output| output.topic.as_deref() == Some(repartition::TOPIC));
+            written.extend(kept);
+            if back.is_empty() {
+                return Ok(written);
+            }
+            let records = back
+                .into_iter()
+                .map(|output| self.repartitioned(output))
+                .collect::<Result<Vec<_>, _>>()?;
+            outputs =
+                self.in_repartition_task(|task| task.run_batch(repartition::TOPIC, records))?;
+        }
+        Err(TestError::Process(ProcessError::new(format!(
+            "records still written to {} after {REPARTITION_ROUNDS_MAX} rounds",
+            repartition::TOPIC
+        ))))
+    }
+
+    /// The record the repartition topic hands back for `output`.
+    fn repartitioned(&mut self, output: TestOutput) -> Result<Record, TestError> {
+        let Some(key) = output.key else {
+            return Err(TestError::Process(ProcessError::at(
+                output.source,
+                format!("an output to {} needs a key", repartition::TOPIC),
+            )));
+        };
+        let offset = self.repartition_offset;
+        self.repartition_offset += 1;
+        Ok(Record {
+            key: Some(key),
+            value: output.value,
+            headers: output.headers,
+            timestamp: output.timestamp,
+            offset,
+            ..Record::default()
+        })
+    }
+
+    /// One batch from `topic`, and the timers it makes due.
+    fn run_batch(
+        &mut self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<TestOutput>, TestError> {
         let inputs = records.clone();
-        let batch = Batch::new(&self.topic, self.partition, records);
+        let batch = Batch::new(topic, self.partition, records);
         let outputs = self.call(|instance, outputs| {
             instance.process(batch, outputs)?;
             outputs.refusal(false).map_or(Ok(()), Err)
@@ -279,7 +373,11 @@ impl Harness {
     /// timers it reached (as the broker does while the input is idle).
     pub fn advance_wall_clock(&mut self, ms: i64) -> Result<Vec<TestOutput>, TestError> {
         self.task.wall_clock_ms = self.task.wall_clock_ms.saturating_add(ms);
-        self.fire_due()
+        let mut fired = self.fire_due()?;
+        if self.repartition_task.is_some() {
+            fired.extend(self.in_repartition_task(Harness::fire_due)?);
+        }
+        self.feed_back(fired)
     }
 
     /// The wall clock (milliseconds since the Unix epoch).
@@ -308,6 +406,30 @@ impl Harness {
                 at: *at,
             })
             .collect()
+    }
+
+    /// Sets `key` of table `name` to `value` (JSON), as a record of the
+    /// table's topic does between two batches.
+    pub fn table_put<K: KeyBytes, V: Serialize>(&mut self, name: &str, key: K, value: V) {
+        assert!(self.task.tables.contains(name), "{name} is not a table");
+        let value = serde_json::to_vec(&value).expect("a table value serializes");
+        let key = key.key_bytes().into_owned();
+        // Every task reads the whole table.
+        for task in std::iter::once(&mut self.task).chain(self.repartition_task.as_mut()) {
+            let entries = task.stores.entry(name.to_owned()).or_default();
+            entries.insert(key.clone(), value.clone());
+        }
+    }
+
+    /// Removes `key` from table `name`, as a tombstone on the table's topic
+    /// does between two batches.
+    pub fn table_delete<K: KeyBytes>(&mut self, name: &str, key: K) {
+        assert!(self.task.tables.contains(name), "{name} is not a table");
+        for task in std::iter::once(&mut self.task).chain(self.repartition_task.as_mut()) {
+            if let Some(entries) = task.stores.get_mut(name) {
+                entries.remove(key.key_bytes().as_ref());
+            }
+        }
     }
 
     /// Store `name`'s entries.

@@ -18,6 +18,7 @@ mod bounds;
 mod chain;
 mod clients;
 mod crash;
+mod enrich;
 mod lifecycle;
 mod projection;
 mod repartition;

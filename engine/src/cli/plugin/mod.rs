@@ -43,12 +43,16 @@ const RESERVED_NAMES: &str = "abstract alloc as async await become box break con
 /// `sluice plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginCommand {
-    /// Create a plugin crate (filter, map, flat-map or route) ready to test and build.
+    /// Create a plugin crate (filter, map, flat-map, route, or the stateful
+    /// aggregate, window and projection) ready to test and build.
     #[command(after_help = "Examples:
   sluice plugin new big-orders
   sluice plugin new to-json --kind map
   sluice plugin new splitter --kind flat-map --dir plugins/splitter
-  sluice plugin new router --kind route --sdk-path ~/src/sluice/sdk")]
+  sluice plugin new router --kind route --sdk-path ~/src/sluice/sdk
+  sluice plugin new revenue --kind aggregate
+  sluice plugin new views-per-minute --kind window
+  sluice plugin new carts --kind projection")]
     New(NewArgs),
     /// Compile a plugin crate to a .wasm component and print its path.
     #[command(after_help = "Examples:
@@ -78,6 +82,13 @@ pub(crate) enum PluginKind {
     FlatMap,
     /// Send each record to one of the outputs (or none).
     Route,
+    /// Keep a running aggregate per key in a store (stateful).
+    Aggregate,
+    /// Aggregate per key per time window, written when a window closes
+    /// (stateful).
+    Window,
+    /// Apply events to per-key state, written as a table (stateful).
+    Projection,
 }
 
 impl PluginKind {
@@ -88,7 +99,64 @@ impl PluginKind {
             Self::Map => include_str!("../plugin_templates/map.rs"),
             Self::FlatMap => include_str!("../plugin_templates/flat_map.rs"),
             Self::Route => include_str!("../plugin_templates/route.rs"),
+            Self::Aggregate => include_str!("../plugin_templates/aggregate.rs"),
+            Self::Window => include_str!("../plugin_templates/window.rs"),
+            Self::Projection => include_str!("../plugin_templates/projection.rs"),
         }
+    }
+
+    /// The store a stateful kind's template keeps its state in (its
+    /// deployment needs `--store` with it); `None` for stateless kinds.
+    fn store(self) -> Option<&'static str> {
+        match self {
+            Self::Filter | Self::Map | Self::FlatMap | Self::Route => None,
+            Self::Aggregate => Some("totals"),
+            Self::Window => Some("windows"),
+            Self::Projection => Some("carts"),
+        }
+    }
+
+    /// The deploy command of a scaffold named `name`: stateful kinds
+    /// declare their store, and the table-writing ones (their output is
+    /// latest-per-key) want a compacted output topic.
+    fn deploy(self, name: &str) -> String {
+        let deploy = format!(
+            "sluice processor deploy {name} --wasm \"$(sluice plugin build)\" --input IN --output OUT"
+        );
+        match self.store() {
+            None => deploy,
+            Some(store) if self == Self::Window => format!("{deploy} --store {store}"),
+            Some(store) => format!(
+                "sluice topic create OUT --config cleanup.policy=compact\n{deploy} --store {store}"
+            ),
+        }
+    }
+
+    /// How to try a scaffold on records without a broker: `plugin run`
+    /// has no state stores, so stateful kinds are tried with `cargo test`.
+    fn try_it(self) -> &'static str {
+        match self.store() {
+            None => "printf 'hello\\n' | sluice plugin run \"$(sluice plugin build)\"   # try it on records\n",
+            Some(_) => "",
+        }
+    }
+
+    /// What the README says about state, for stateful kinds.
+    fn state_notes(self, name: &str) -> String {
+        let Some(store) = self.store() else {
+            return String::new();
+        };
+        format!(
+            "\n## State\n\nThe processor keeps its state in the store `{store}`, declared at deploy\n\
+             with `--store {store}`; Sluice keeps it in RocksDB, committed with the\n\
+             input position (and, under the default exactly-once, the outputs), so a\n\
+             restart neither loses nor double-counts. Read it while it runs:\n\n\
+             ```sh\n\
+             sluice processor state scan {name} {store}\n\
+             sluice processor state get {name} {store} KEY\n\
+             ```\n\n\
+             Rebuild it from the input with `--from earliest --reset-state` on a redeploy.\n"
+        )
     }
 
     /// The name users type (`--kind flat-map`).
@@ -98,6 +166,9 @@ impl PluginKind {
             Self::Map => "map",
             Self::FlatMap => "flat-map",
             Self::Route => "route",
+            Self::Aggregate => "aggregate",
+            Self::Window => "window",
+            Self::Projection => "projection",
         }
     }
 }
@@ -302,16 +373,17 @@ fn scaffold(name: &str, kind: PluginKind, sdk: &Path) -> Result<Vec<(&'static st
             .replace("{{crate_name}}", &crate_name)
             .replace("{{sdk_path}}", &sdk)
     };
+    let readme = fill(include_str!("../plugin_templates/README.md.tmpl"))
+        .replace("{{try_it}}", kind.try_it())
+        .replace("{{deploy}}", &kind.deploy(name))
+        .replace("{{state}}", &kind.state_notes(name));
     Ok(vec![
         (
             "Cargo.toml",
             fill(include_str!("../plugin_templates/Cargo.toml.tmpl")),
         ),
         ("src/lib.rs", fill(kind.lib_rs())),
-        (
-            "README.md",
-            fill(include_str!("../plugin_templates/README.md.tmpl")),
-        ),
+        ("README.md", readme),
         (
             ".gitignore",
             fill(include_str!("../plugin_templates/gitignore")),
@@ -334,6 +406,8 @@ fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<()> {
 
 fn next_steps(name: &str, kind: PluginKind, dir: &Path) -> String {
     let dir = dir.display();
+    let indent =
+        |text: &str| -> String { text.lines().map(|line| format!("  {line}\n")).collect() };
     format!(
         "created {kind} plugin {name} in {dir}
 
@@ -341,10 +415,10 @@ Next:
   cd {dir}
   cargo test              # its unit tests, on this machine
   sluice plugin build     # compile it to a .wasm component; prints the path
-  printf 'hello\\n' | sluice plugin run \"$(sluice plugin build)\"
-  sluice processor deploy {name} --wasm \"$(sluice plugin build)\" --input IN --output OUT
-",
-        kind = kind.name()
+{try_it}{deploy}",
+        kind = kind.name(),
+        try_it = indent(kind.try_it()),
+        deploy = indent(&kind.deploy(name)),
     )
 }
 
@@ -612,8 +686,21 @@ mod tests {
                 ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"]
             );
             for (path, contents) in &files {
-                for placeholder in ["{{name}}", "{{crate_name}}", "{{sdk_path}}"] {
+                for placeholder in [
+                    "{{name}}",
+                    "{{crate_name}}",
+                    "{{sdk_path}}",
+                    "{{try_it}}",
+                    "{{deploy}}",
+                    "{{state}}",
+                ] {
                     assert!(!contents.contains(placeholder), "{placeholder} in {path}");
+                }
+                if let Some(store) = kind.store() {
+                    let flag = format!("--output OUT --store {store}\n");
+                    assert!(contents.contains(&flag) || *path != "README.md", "{path}");
+                    let constant = format!("pub const STORE: &str = \"{store}\";");
+                    assert!(contents.contains(&constant) || *path != "src/lib.rs");
                 }
             }
             let manifest: toml::Value = toml::from_str(&files[0].1).unwrap();

@@ -300,3 +300,93 @@ fn tables_are_read_only_stores_the_test_fills() {
     assert!(message.contains("read-only table"), "{message}");
     assert!(!harness.entries("rates").contains_key(&b"x"[..]));
 }
+
+/// Counts views per page: re-keys by page, then counts what comes back.
+struct PageViews;
+
+impl Processor for PageViews {
+    type Config = crate::NoConfig;
+
+    fn init(_: crate::NoConfig) -> crate::Result<Self> {
+        Ok(Self)
+    }
+
+    fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        use crate::repartition::{self, Step};
+        match repartition::step(&batch) {
+            // The value is the page.
+            Step::Input => repartition::group_by(batch, outputs, |record: &Record| {
+                Ok::<_, Error>(record.value.clone())
+            }),
+            Step::Repartitioned => {
+                let store = crate::state::Store::open("views")?;
+                for (source, record) in batch.indexed() {
+                    let key = record.key.clone().unwrap_or_default();
+                    let count = store.add(&key, 1);
+                    let value = format!("{}={count}@{}", record.key_str()?, record.offset);
+                    outputs.push(source, crate::Output::value(value).key(key));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[test]
+fn outputs_to_the_repartition_topic_come_back_as_a_later_batch() {
+    let mut harness = Task::new()
+        .store("views")
+        .processor::<PageViews>(&[])
+        .unwrap();
+    let views = |pages: &[&str]| -> Vec<Record> {
+        pages
+            .iter()
+            .map(|page| Record::new(*page).with_key("user").with_timestamp(5))
+            .collect()
+    };
+    let outputs = harness.run(views(&["/a", "/b", "/a"])).unwrap();
+    let values: Vec<&str> = outputs.iter().map(|o| o.value_str().unwrap()).collect();
+    assert_eq!(values, ["/a=1@0", "/b=1@1", "/a=2@2"]);
+    assert!(outputs
+        .iter()
+        .all(|o| o.topic.is_none() && o.timestamp == 5));
+    let outputs = harness.run(views(&["/b"])).unwrap();
+    assert_eq!(outputs[0].value_str(), Ok("/b=2@3"), "offsets count on");
+    assert_eq!(harness.get("views", b"/a"), None, "the input task's state");
+    let counted = harness.in_repartition_task(|task| task.get("views", b"/a"));
+    assert_eq!(
+        counted.as_deref(),
+        Some(&b"2"[..]),
+        "the repartition task's"
+    );
+    assert_eq!(
+        harness.in_repartition_task(|task| task.stream_time()),
+        Some(5)
+    );
+}
+
+#[test]
+fn an_output_to_the_repartition_topic_needs_a_key() {
+    struct NoKey;
+    impl Processor for NoKey {
+        type Config = crate::NoConfig;
+        fn init(_: crate::NoConfig) -> crate::Result<Self> {
+            Ok(Self)
+        }
+        fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+            for (source, _) in batch.indexed() {
+                outputs.push(
+                    source,
+                    crate::Output::value("v").topic(crate::repartition::TOPIC),
+                );
+            }
+            Ok(())
+        }
+    }
+    let mut harness = Task::new().processor::<NoKey>(&[]).unwrap();
+    let error = harness
+        .run(vec![Record::new("a"), Record::new("b")])
+        .unwrap_err();
+    assert_eq!(error.record_index(), Some(0));
+    assert!(error.message().contains("needs a key"), "{error}");
+}
