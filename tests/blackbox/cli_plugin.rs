@@ -300,15 +300,40 @@ fn stateful_scaffolds_build_to_components_pass_their_tests_and_say_how_to_deploy
             readme.contains(&format!("sluice processor state get {name} {store} KEY")),
             "{kind}: {readme}"
         );
-        assert!(
-            !readme.contains("plugin run"),
-            "{kind}: plugin run has no stores"
-        );
+        let try_line = readme
+            .lines()
+            .find(|line| line.contains("sluice plugin run"))
+            .unwrap_or_else(|| panic!("{kind}: no local run: {readme}"));
+        assert!(try_line.contains(&store_flag), "{kind}: {try_line}");
+        let sample = try_line
+            .split('\'')
+            .nth(3)
+            .unwrap_or_else(|| panic!("{kind}: no sample record in {try_line}"));
         let lib = read(&dir.join("src/lib.rs"));
         assert!(
             lib.contains(&format!("pub const STORE: &str = \"{store}\";")),
             "{kind}: the code opens another store than the README deploys"
         );
-        build_and_test(&dir);
+        let wasm = build_and_test(&dir);
+        // The README's local run works: the plugin gets its store.
+        let mut run = Command::new(sluice_binary());
+        run.args(["plugin", "run"])
+            .arg(&wasm)
+            .args(["--store", store])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = run.spawn().unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            format!("{sample}\n").as_bytes(),
+        )
+        .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{kind}: plugin run --store {store}: {}",
+            text(&output.stderr)
+        );
     }
 }

@@ -132,13 +132,24 @@ impl PluginKind {
         }
     }
 
-    /// How to try a scaffold on records without a broker: `plugin run`
-    /// has no state stores, so stateful kinds are tried with `cargo test`.
-    fn try_it(self) -> &'static str {
-        match self.store() {
-            None => "printf 'hello\\n' | sluice plugin run \"$(sluice plugin build)\"   # try it on records\n",
-            Some(_) => "",
-        }
+    /// How to try a scaffold on records without a broker (`plugin run`,
+    /// with a local store for the stateful kinds): a sample record of
+    /// what the kind's code reads.
+    fn try_it(self) -> String {
+        let sample = match self {
+            Self::Aggregate => r#"{"key":"k","value":{"amount":5}}"#,
+            Self::Window => r#"{"key":"k","value":"hello"}"#,
+            Self::Projection => {
+                r#"{"key":"c1","value":{"type":"added","item":"tea","quantity":2}}"#
+            }
+            _ => "hello",
+        };
+        let store = self
+            .store()
+            .map_or(String::new(), |store| format!(" --store {store}"));
+        format!(
+            "printf '%s\\n' '{sample}' | sluice plugin run \"$(sluice plugin build)\"{store}   # try it on a record\n"
+        )
     }
 
     /// What the README says about state, for stateful kinds.
@@ -374,7 +385,7 @@ fn scaffold(name: &str, kind: PluginKind, sdk: &Path) -> Result<Vec<(&'static st
             .replace("{{sdk_path}}", &sdk)
     };
     let readme = fill(include_str!("../plugin_templates/README.md.tmpl"))
-        .replace("{{try_it}}", kind.try_it())
+        .replace("{{try_it}}", &kind.try_it())
         .replace("{{deploy}}", &kind.deploy(name))
         .replace("{{state}}", &kind.state_notes(name));
     Ok(vec![
@@ -417,7 +428,7 @@ Next:
   sluice plugin build     # compile it to a .wasm component; prints the path
 {try_it}{deploy}",
         kind = kind.name(),
-        try_it = indent(kind.try_it()),
+        try_it = indent(&kind.try_it()),
         deploy = indent(&kind.deploy(name)),
     )
 }
