@@ -128,9 +128,7 @@ pub(crate) struct AbortedIndex {
 }
 
 impl AbortedIndex {
-    /// The index of `aborted` (reads return it by first offset; one
-    /// producer's transactions never overlap, so each producer's come in
-    /// marker order too).
+    /// The index of `aborted` (in marker offset order, as reads return it).
     pub(crate) fn new(aborted: &[AbortedTransaction]) -> Self {
         let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for a in aborted {
@@ -221,19 +219,17 @@ impl PartitionTransactions {
     pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
         // Markers come in offset order: skip those before `from`.
         let start = self.aborted.partition_point(|a| a.last_offset < from);
-        let mut aborted: Vec<AbortedTransaction> = self
-            .aborted
+        // In marker order, as Kafka lists them (its transaction index is
+        // appended at each abort). Clients sort the list themselves, except
+        // kafkajs, which walks it beside the records one entry per record:
+        // overlapping aborted transactions of several producers can then
+        // let records through or hide some in either order (README,
+        // Kafka compatibility).
+        self.aborted
             .range(start..)
             .filter(|a| a.first_offset < to)
             .copied()
-            .collect();
-        // Listed by first offset: clients that walk the list beside the
-        // records (kafkajs) start skipping a producer's records at the
-        // first offset of the next entry, so an entry listed after one
-        // that began later would let its first records through. (Kafka's
-        // Java consumer and librdkafka sort the list themselves.)
-        aborted.sort_by_key(|a| a.first_offset);
-        aborted
+            .collect()
     }
 
     /// Forgets aborted transactions wholly below `log_start_offset`

@@ -1,6 +1,12 @@
 //! Real consumers (librdkafka through confluent-kafka, kafka-python,
 //! kafkajs) reading a stateful processor's outputs read_committed after
 //! kills see every result exactly once.
+//!
+//! kafkajs reads the output of a one-partition input (one task, one
+//! producer): it filters aborted transactions by walking the fetch's list
+//! one entry per record, which goes wrong when aborted transactions of
+//! several producers overlap in a partition, as several tasks' recoveries
+//! leave them (a kafkajs limitation, with Kafka too; README).
 
 use std::collections::BTreeMap;
 
@@ -53,6 +59,26 @@ fn confluent_kafka_kafka_python_and_kafkajs_read_exactly_once_results() {
     let mut pipeline = Pipeline::start();
     pipeline.create_topic("views", 3);
     pipeline.create_topic("counts", 3);
+    pipeline.create_topic("views-one", 1);
+    pipeline.create_topic("counts-one", 3);
+    pipeline.deploy(
+        "one-task",
+        "windowed-count",
+        &[
+            "--input",
+            "views-one",
+            "--output",
+            "counts-one",
+            "--store",
+            "counts",
+            "--config",
+            "size_ms=1000",
+            "--config",
+            "emit=final",
+            "--commit-interval-ms",
+            "20",
+        ],
+    );
     pipeline.deploy(
         "views-per-second",
         "windowed-count",
@@ -82,10 +108,15 @@ fn confluent_kafka_kafka_python_and_kafkajs_read_exactly_once_results() {
             next[partition as usize] += 500;
             total += records.len() as i64;
             produce_at(&pipeline, "views", partition, &records);
+            if partition == 0 {
+                produce_at(&pipeline, "views-one", 0, &records);
+            }
         }
         pipeline.restart("KILL");
     }
     wait_settled(&pipeline, "views-per-second", total);
+    wait_settled(&pipeline, "one-task", next[0] as i64);
+    let oracle_one = WindowOracle::compute(&input_log(&pipeline, "views-one"), 1000, 0);
     let oracle = WindowOracle::compute(&input_log(&pipeline, "views"), 1000, 0);
     let bootstrap = pipeline.broker.kafka.to_string();
 
@@ -113,10 +144,10 @@ fn confluent_kafka_kafka_python_and_kafkajs_read_exactly_once_results() {
         &oracle,
     );
 
-    let count = oracle.closed.len().to_string();
+    let count = oracle_one.closed.len().to_string();
     let mut node = std::process::Command::new("node");
     node.arg("kafkajs_read_all.js")
-        .args([bootstrap.as_str(), "counts", count.as_str()])
+        .args([bootstrap.as_str(), "counts-one", count.as_str()])
         .current_dir(node_dir());
     let kafkajs = Client::spawn("kafkajs", node, None).json(CLIENT_TIMEOUT);
     let values = kafkajs["records"]
@@ -124,5 +155,5 @@ fn confluent_kafka_kafka_python_and_kafkajs_read_exactly_once_results() {
         .unwrap()
         .iter()
         .map(|record| record[3].as_str().unwrap().to_string());
-    exact("kafkajs", windows(values), &oracle);
+    exact("kafkajs", windows(values), &oracle_one);
 }

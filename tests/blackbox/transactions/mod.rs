@@ -35,7 +35,6 @@ use crate::kafka::KafkaClient;
 mod clients;
 mod coordinator_errors;
 mod fencing;
-mod interleaved;
 mod produce_errors;
 mod timeout;
 
