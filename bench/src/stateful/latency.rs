@@ -79,12 +79,13 @@ type Appends = Mutex<Vec<(i64, Instant)>>;
 pub(super) fn read_committed(
     plugin: &Plugin,
     args: &StatefulBenchArgs,
+    rate: u64,
     options: StatefulOptions,
     duration: Duration,
 ) -> anyhow::Result<Latency> {
     let dir = super::scratch_dir()?;
     let scratch = Scratch::open(dir.path())?;
-    let records = (args.latency_rate * duration.as_secs()) as usize;
+    let records = (rate * duration.as_secs()) as usize;
     let workload = Workload::new(records, args.keys, 1);
     let mut task = scratch.stateful_task(
         "latency",
@@ -99,7 +100,7 @@ pub(super) fn read_committed(
     let mut latencies = Vec::with_capacity(records);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
-        let producer = scope.spawn(|| produce(&scratch, &workload, args.latency_rate, &appends));
+        let producer = scope.spawn(|| produce(&scratch, &workload, rate, &appends));
         let mut visible = 0u64;
         let mut next = 0i64;
         let deadline = Instant::now() + duration + Duration::from_secs(30);
@@ -128,7 +129,7 @@ pub(super) fn read_committed(
     drop(task);
     scratch.store.close()?;
     Ok(Latency {
-        rate_records_s: args.latency_rate,
+        rate_records_s: rate,
         records: latencies.len() as u64,
         p50_ms: percentile(&mut latencies, 0.5),
         p99_ms: percentile(&mut latencies, 0.99),
@@ -167,8 +168,10 @@ fn produce(
     let started = Instant::now();
     let mut produced = 0usize;
     while produced < workload.records.len() {
-        let due =
-            ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(workload.records.len());
+        // At most 1 000 records a batch (max.message.bytes).
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize)
+            .min(workload.records.len())
+            .min(produced + 1_000);
         if due <= produced {
             std::thread::sleep(Duration::from_micros(500));
             continue;
@@ -205,6 +208,7 @@ fn wall_clock_ms() -> i64 {
 pub(super) fn queries(
     plugin: &Plugin,
     args: &StatefulBenchArgs,
+    rate: u64,
     options: StatefulOptions,
     duration: Duration,
 ) -> anyhow::Result<Queries> {
@@ -225,7 +229,7 @@ pub(super) fn queries(
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let reader = scratch.committed_reader("queries")?;
-    let records = (args.latency_rate * duration.as_secs()) as usize;
+    let records = (rate * duration.as_secs()) as usize;
     let workload = Workload::new(records, args.keys, 3);
     let stop = AtomicBool::new(false);
     let count = args.query_rate * duration.as_secs();
@@ -233,14 +237,7 @@ pub(super) fn queries(
     let mut found = 0u64;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
-        let producer = scope.spawn(|| {
-            produce(
-                &scratch,
-                &workload,
-                args.latency_rate,
-                &Mutex::new(Vec::new()),
-            )
-        });
+        let producer = scope.spawn(|| produce(&scratch, &workload, rate, &Mutex::new(Vec::new())));
         let started = Instant::now();
         for i in 0..count {
             let scheduled = started + Duration::from_secs_f64(i as f64 / args.query_rate as f64);
@@ -266,6 +263,6 @@ pub(super) fn queries(
         p50_ms: percentile(&mut latencies, 0.5),
         p99_ms: percentile(&mut latencies, 0.99),
         max_ms: percentile(&mut latencies, 1.0),
-        task_rate_records_s: args.latency_rate,
+        task_rate_records_s: rate,
     })
 }

@@ -63,8 +63,10 @@ pub(crate) struct StatefulBenchArgs {
     /// The tasks' commit interval.
     #[arg(long, default_value_t = 100)]
     pub commit_interval_ms: u64,
-    /// Records per second appended during the latency measurement.
-    #[arg(long, default_value_t = 100_000)]
+    /// Records per second appended during the latency and query
+    /// measurements (0: half the measured exactly-once end-to-end rate, so
+    /// the task keeps up).
+    #[arg(long, default_value_t = 0)]
     pub latency_rate: u64,
     /// Queries per second during the query measurement.
     #[arg(long, default_value_t = 10_000)]
@@ -87,6 +89,10 @@ pub(crate) struct StatefulBenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Measure the `process` call only (skip everything else), e.g. to
+    /// profile it.
+    #[arg(long, hide = true)]
+    pub call_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,6 +167,9 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         samples
             .call_native
             .push(args.records as f64 / native_call.run(&batches)?);
+        if args.call_only {
+            continue;
+        }
         let end_to_end_with =
             |factory: Factory, options| end_to_end(&workload, args.batch, factory, options);
         samples
@@ -177,17 +186,25 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     drop((wasm_call, native_call));
     scratch.store.close()?;
     drop(scratch);
-    let timed = Duration::from_secs(args.timed_secs);
+    let timed = match args.call_only {
+        true => Duration::ZERO,
+        false => Duration::from_secs(args.timed_secs),
+    };
     let (latency, queries) = if timed.is_zero() {
         (None, None)
     } else {
-        eprintln!("read_committed latency at {} records/s", args.latency_rate);
-        let latency = latency::read_committed(&plugin, args, exactly_once, timed)?;
+        let rate = match args.latency_rate {
+            0 => (median(&mut samples.end_to_end_wasm.clone()) / 2.0).max(1.0) as u64,
+            rate => rate,
+        };
+        eprintln!("read_committed latency at {rate} records/s");
+        let latency = latency::read_committed(&plugin, args, rate, exactly_once, timed)?;
         eprintln!("queries at {}/s", args.query_rate);
-        let queries = latency::queries(&plugin, args, exactly_once, timed)?;
+        let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
         (Some(latency), Some(queries))
     };
     let large = match args.large_keys {
+        _ if args.call_only => None,
         0 => None,
         _ => Some(large::run(args)?),
     };
