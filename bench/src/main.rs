@@ -14,6 +14,7 @@ mod log;
 mod offsets;
 mod processor;
 mod serve;
+mod stateful;
 mod transactions;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +45,11 @@ enum Command {
     Transactions(transactions::TransactionsBenchArgs),
     /// WebAssembly processors: records/s/core through filter-json (the call, and log to log) against the same filter compiled natively.
     Processor(processor::ProcessorBenchArgs),
+    /// Stateful processors: windowed-count with RocksDB state, exactly-once (call, log to log, latency, queries, large state, restart) against the same count in Rust.
+    Stateful(stateful::StatefulBenchArgs),
+    /// Child process of `stateful`: loads a large state, processes, waits to be killed.
+    #[command(hide = true)]
+    StatefulFill(stateful::FillArgs),
     /// Baseline process for `kafka`: receive one TCP stream and write it to a file.
     #[command(hide = true)]
     Sink(kafka::SinkArgs),
@@ -73,6 +79,8 @@ fn main() -> std::process::ExitCode {
         Command::Kafka(args) => kafka::run(&args),
         Command::Offsets(args) => offsets::run(&args),
         Command::Processor(args) => processor::run(&args),
+        Command::Stateful(args) => stateful::run(&args),
+        Command::StatefulFill(args) => stateful::fill(&args),
         Command::Transactions(args) => transactions::run(&args),
         Command::Sink(args) => kafka::sink(&args),
     };

@@ -1,31 +1,69 @@
 //! A scratch pipeline for benchmarks and tests: the broker's own log
-//! store, group coordinator and partition loop in a temporary folder, with
-//! no broker around them.
+//! store, group coordinator, state database and partition loop in a
+//! temporary folder, with no broker around them.
+//!
+//! Besides the stateless task, it builds stateful and exactly-once tasks
+//! as the registry does (`Processors::stateful_parts`), and gives native
+//! baselines and query benchmarks the few state operations a plugin's
+//! imports and the HTTP state queries reach ([`NativeStore`],
+//! [`CommittedReader`]), so that the `sluice-bench` crate measures the
+//! broker's own code without the engine's state types becoming `pub`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::host::Factory;
-use super::spec::Deployment;
+use super::host::{Factory, InvokeError, TaskContext};
+use super::spec::{Deployment, Guarantee};
+use super::stateful::{Stateful, TaskMeta};
 use super::status::PartitionStats;
 use super::worker::PartitionTask;
 use crate::group::GroupCoordinator;
 use crate::log::LogStore;
+use crate::state::{Domain, ProcessorState, StateConfig, StateDb, StateError, TaskState};
 
-/// A scratch pipeline for benchmarks and tests: an unsynced log store and a
-/// group coordinator in a folder, with topics `in` and `out` of one
-/// partition each. `pub` for the `sluice-bench` crate's end-to-end
-/// processor benchmark, which runs the broker's own loop through it.
+/// The input partition every scratch task reads, and so its state's task.
+const TASK: u32 = 0;
+
+/// A scratch pipeline for benchmarks and tests: an unsynced log store, a
+/// group coordinator and a state database in a folder, with topics `in`
+/// and `out` of one partition each. `pub` for the `sluice-bench` crate's
+/// processor benchmarks, which run the broker's own loop through it.
 pub struct Scratch {
     /// The log store, in `<dir>/data`, with `flush=never`.
     pub store: Arc<LogStore>,
     /// The group coordinator the tasks commit to, in `<dir>/groups`.
     pub(crate) groups: Arc<GroupCoordinator>,
+    /// Keyed state and commit records of stateful tasks, in `<dir>/state`.
+    state: Arc<StateDb>,
+    /// Producer ids of exactly-once tasks (a broker allocates them from
+    /// its transaction log; here a counter, seeded per opening so a
+    /// reopened pipeline does not reuse one).
+    producer_ids: Arc<AtomicI64>,
+}
+
+/// How a scratch stateful task commits.
+#[derive(Debug, Clone, Copy)]
+pub struct StatefulOptions {
+    /// Outputs in transactions (else plain durable batches).
+    pub exactly_once: bool,
+    /// `commit_interval_ms` of the deployment.
+    pub commit_interval_ms: u64,
 }
 
 impl Scratch {
     /// Opens (or creates) the pipeline in `dir`, which the caller owns and
-    /// removes.
+    /// removes; the state has the default `state.memory_bytes_max`.
     pub fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
+        Self::open_with_state_memory(dir, StateConfig::default().memory_bytes_max)
+    }
+
+    /// Like [`Scratch::open`], with the state's memory bounded by
+    /// `state_memory_bytes_max` (`state.memory_bytes_max`).
+    pub fn open_with_state_memory(
+        dir: &std::path::Path,
+        state_memory_bytes_max: u64,
+    ) -> anyhow::Result<Self> {
         use crate::group::offsets::OffsetStore;
         use crate::group::GroupConfig;
         use crate::log::{FlushPolicy, StdIo, StoreOptions, SystemClock};
@@ -45,9 +83,23 @@ impl Scratch {
             Arc::new(SystemClock),
             offsets,
         ));
-        store.create_topic("in", 1, Default::default())?;
-        store.create_topic("out", 1, Default::default())?;
-        Ok(Self { store, groups })
+        for topic in ["in", "out"] {
+            if store.topic(topic).is_none() {
+                store.create_topic(topic, 1, Default::default())?;
+            }
+        }
+        let config = StateConfig {
+            memory_bytes_max: state_memory_bytes_max,
+            ..StateConfig::default()
+        };
+        let state = StateDb::open(&dir.join("state"), &config)?;
+        let seed = super::status::now_ms().rem_euclid(1 << 40);
+        Ok(Self {
+            store,
+            groups,
+            state,
+            producer_ids: Arc::new(AtomicI64::new(seed)),
+        })
     }
 
     /// The task of processor `name` (from `in` to `out`, policy `fail`) on
@@ -64,23 +116,7 @@ impl Scratch {
         limits: super::spec::Limits,
         position: i64,
     ) -> PartitionTask {
-        let deployment = Arc::new(Deployment {
-            name: name.into(),
-            inputs: vec!["in".into()],
-            outputs: vec!["out".into()],
-            config: Vec::new(),
-            on_error: "fail".into(),
-            limits,
-            wasm_sha256: String::new(),
-            wasm_bytes: 0,
-            deployed_at_ms: 0,
-            paused: false,
-            stores: Vec::new(),
-            guarantee: Default::default(),
-            commit_interval_ms: super::spec::COMMIT_INTERVAL_MS_DEFAULT,
-            idle_advance_ms: None,
-            tables: Vec::new(),
-        });
+        let deployment = deployment(name, limits, Vec::new(), Guarantee::default(), None);
         let stats = Arc::new(PartitionStats::new("in", 0));
         PartitionTask::new(
             self.store.clone(),
@@ -90,5 +126,227 @@ impl Scratch {
             stats,
             position,
         )
+    }
+
+    /// The stateful task of processor `name` with store `stores`, as the
+    /// registry builds it: its state in this pipeline's state database,
+    /// recovered from its last commit (if any) at its first step.
+    pub fn stateful_task(
+        &self,
+        name: &str,
+        factory: Factory,
+        limits: super::spec::Limits,
+        stores: &[&str],
+        options: StatefulOptions,
+    ) -> anyhow::Result<PartitionTask> {
+        let guarantee = if options.exactly_once {
+            Guarantee::ExactlyOnce
+        } else {
+            Guarantee::AtLeastOnce
+        };
+        let stores = stores.iter().map(|s| s.to_string()).collect();
+        let deployment = deployment(
+            name,
+            limits,
+            stores,
+            guarantee,
+            Some(options.commit_interval_ms),
+        );
+        let stats = Arc::new(PartitionStats::new("in", 0));
+        let context = self.context(name)?;
+        let producer_ids = self.producer_ids.clone();
+        let stateful = Stateful::new(
+            options.exactly_once,
+            false,
+            Arc::new(move || Ok(producer_ids.fetch_add(1, Ordering::Relaxed))),
+            Duration::from_millis(options.commit_interval_ms),
+            None,
+        );
+        let task = PartitionTask::new(
+            self.store.clone(),
+            self.groups.clone(),
+            factory,
+            deployment,
+            stats,
+            0,
+        );
+        Ok(task.with_state(context, stateful))
+    }
+
+    /// A task context with processor `name`'s state of partition 0, for
+    /// calling an instance without the partition loop.
+    pub fn context(&self, name: &str) -> anyhow::Result<TaskContext> {
+        let processor = self.state.processor(name)?;
+        Ok(TaskContext::with_state(TaskState::new(processor, TASK)))
+    }
+
+    /// Commits what `context` has staged in one RocksDB write (synced when
+    /// `sync`), with the metadata of a task that has processed nothing, so
+    /// a stateful task of the same processor starts on this state from
+    /// offset 0 (how benchmarks load state without the loop).
+    pub fn commit_context(context: &mut TaskContext, sync: bool) -> anyhow::Result<()> {
+        let state = context
+            .state
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the context has no state"))?;
+        state.commit(&TaskMeta::fresh(0).encode(), sync)?;
+        Ok(())
+    }
+
+    /// Sets the stream time a call through `context` sees (the partition
+    /// loop moves it after each batch).
+    pub fn set_stream_time(context: &mut TaskContext, stream_time: Option<i64>) {
+        context.stream_time = stream_time;
+    }
+
+    /// Committed reads of processor `name`'s state, as the HTTP state
+    /// queries make them.
+    pub fn committed_reader(&self, name: &str) -> anyhow::Result<CommittedReader> {
+        let processor = self
+            .state
+            .existing(name)
+            .ok_or_else(|| anyhow::anyhow!("processor {name} has no state"))?;
+        Ok(CommittedReader(processor))
+    }
+
+    /// Bytes of the state's block cache in use now, memtables included.
+    pub fn state_memory_bytes(&self) -> usize {
+        self.state.memory_bytes()
+    }
+
+    /// Data records of `topic`/0 from `offset` that a read_committed
+    /// consumer can read now (control records and aborted transactions
+    /// left out), and the offset to read from next.
+    pub fn read_committed_count(&self, topic: &str, offset: i64) -> anyhow::Result<(u64, i64)> {
+        use crate::log::batch::BatchHeader;
+        use crate::log::transactions::AbortedIndex;
+        let partition = self.store.partition(topic, 0)?;
+        let read =
+            partition.read_isolated(offset, 1 << 20, crate::log::Isolation::ReadCommitted)?;
+        let aborted = AbortedIndex::new(&read.aborted);
+        let mut batches = read.records;
+        let (mut records, mut next) = (0u64, offset);
+        while !batches.is_empty() {
+            let header = BatchHeader::parse(&batches)?;
+            let size = header.total_bytes().min(batches.len());
+            bytes::Buf::advance(&mut batches, size);
+            if !header.is_control() && !aborted.contains(&header) {
+                let first = header.base_offset.max(next);
+                records += u64::try_from(header.next_offset() - first).unwrap_or(0);
+            }
+            next = next.max(header.next_offset());
+        }
+        Ok((records, next))
+    }
+}
+
+fn deployment(
+    name: &str,
+    limits: super::spec::Limits,
+    stores: Vec<String>,
+    guarantee: Guarantee,
+    commit_interval_ms: Option<u64>,
+) -> Arc<Deployment> {
+    Arc::new(Deployment {
+        name: name.into(),
+        inputs: vec!["in".into()],
+        outputs: vec!["out".into()],
+        config: Vec::new(),
+        on_error: "fail".into(),
+        limits,
+        wasm_sha256: String::new(),
+        wasm_bytes: 0,
+        deployed_at_ms: 0,
+        paused: false,
+        stores,
+        guarantee,
+        commit_interval_ms: commit_interval_ms.unwrap_or(super::spec::COMMIT_INTERVAL_MS_DEFAULT),
+        idle_advance_ms: None,
+        tables: Vec::new(),
+    })
+}
+
+/// A store of a scratch task's state, reached natively: the operations of
+/// contract 0.2's `state` and `clock` imports on the [`TaskContext`] lent
+/// to a call, for a native baseline (an `Invoke` written in Rust) that does
+/// what a plugin does over the same RocksDB state.
+#[derive(Debug, Clone)]
+pub struct NativeStore {
+    /// The store's key prefix in the task (what `store.open` hands a plugin).
+    prefix: Vec<u8>,
+}
+
+impl NativeStore {
+    /// Store `name` of the scratch task.
+    pub fn open(name: &str) -> Self {
+        Self {
+            prefix: crate::state::store_prefix(TASK, name),
+        }
+    }
+
+    /// `get-many`.
+    pub fn get_many(
+        &self,
+        context: &mut TaskContext,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, InvokeError> {
+        with_state(context, |state| state.get_many(&self.prefix, keys))
+    }
+
+    /// `put`.
+    pub fn put(
+        &self,
+        context: &mut TaskContext,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), InvokeError> {
+        with_state(context, |state| state.put(&self.prefix, key, value))
+    }
+
+    /// `delete`.
+    pub fn delete(&self, context: &mut TaskContext, key: &[u8]) -> Result<(), InvokeError> {
+        with_state(context, |state| state.delete(&self.prefix, key))
+    }
+
+    /// `clock.schedule` of an event-time timer.
+    pub fn schedule(context: &mut TaskContext, key: &[u8], at: i64) -> Result<(), InvokeError> {
+        with_state(context, |state| state.schedule(Domain::EventTime, key, at))
+    }
+
+    /// `clock.stream-time`.
+    pub fn stream_time(context: &TaskContext) -> Option<i64> {
+        context.stream_time
+    }
+}
+
+/// Runs a state operation as the host imports do: a storage failure is
+/// the broker's (the task stops), anything else traps the call.
+fn with_state<T>(
+    context: &mut TaskContext,
+    operation: impl FnOnce(&mut TaskState) -> Result<T, StateError>,
+) -> Result<T, InvokeError> {
+    let result = match context.state.as_mut() {
+        Some(state) => operation(state),
+        None => Err(StateError::NoState),
+    };
+    result.map_err(|error| match error {
+        StateError::Storage(_) => InvokeError::Host {
+            message: error.to_string(),
+        },
+        _ => InvokeError::Trap {
+            message: error.to_string(),
+        },
+    })
+}
+
+/// Committed reads of one processor's state (`ProcessorState::get_committed`,
+/// what `GET /v1/processors/{name}/state/...` answers from).
+#[derive(Debug, Clone)]
+pub struct CommittedReader(ProcessorState);
+
+impl CommittedReader {
+    /// The committed value at `key` of store `store` in the scratch task.
+    pub fn get(&self, store: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.0.get_committed(TASK, store, key)?)
     }
 }

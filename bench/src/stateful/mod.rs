@@ -1,0 +1,452 @@
+//! `sluice-bench stateful`: stateful processing through the `windowed-count`
+//! plugin (tumbling one-minute windows, a count per key, `emit=update`),
+//! its state in the broker's RocksDB, beside the same count written in
+//! Rust over the same state, in the same run.
+//!
+//! - **call**: the `process` call with state (staged writes, reads through
+//!   to RocksDB), no log; committed every 100 000 records outside the clock.
+//! - **end to end**: log → plugin → log through the partition loop the
+//!   registry drives (`PartitionTask::step`), exactly-once with 100 ms
+//!   commits (transactional outputs, a synced RocksDB commit point,
+//!   markers); the same with the native count; the plugin at-least-once.
+//! - **latency**: records appended at a steady rate while the task runs
+//!   and a read_committed reader polls the output: append to visible.
+//! - **queries**: committed point lookups (`get_committed`) at a steady
+//!   rate while the task runs.
+//! - **large state** (`--large-keys`): a child process loads that many keys
+//!   with `state.memory_bytes_max` small, processes, and is killed (SIGKILL);
+//!   the restart (reopen, recover, first batch) is timed, then records on
+//!   random keys of the large state are processed.
+//! - **soak** (`--soak-secs`): one stateful instance processing, memory
+//!   sampled.
+//!
+//! Throughput figures are medians of `--runs` runs on one thread (the
+//! processing thread; RocksDB's background threads run beside it).
+
+mod large;
+mod latency;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use sluice::processor::host::{Factory, InputRecord, Invoke, Plugin, Runtime, TaskContext};
+use sluice::processor::scratch::{Scratch, StatefulOptions};
+
+use crate::{median, OutputFormat};
+use workload::{label, limits, plugin_config, NativeCount, Workload};
+
+pub(crate) use large::{fill, FillArgs};
+
+/// Options of `sluice-bench stateful`.
+#[derive(Debug, Args)]
+pub(crate) struct StatefulBenchArgs {
+    /// The windowed-count component (bench/run-stateful-bench builds it).
+    #[arg(long, value_name = "FILE")]
+    pub wasm: PathBuf,
+    /// Records per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Records per `process` call.
+    #[arg(long, default_value_t = 1_024)]
+    pub batch: usize,
+    /// Runs per throughput figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// The tasks' commit interval.
+    #[arg(long, default_value_t = 100)]
+    pub commit_interval_ms: u64,
+    /// Records per second appended during the latency and query
+    /// measurements (0: half the measured exactly-once end-to-end rate, so
+    /// the task keeps up).
+    #[arg(long, default_value_t = 0)]
+    pub latency_rate: u64,
+    /// Queries per second during the query measurement.
+    #[arg(long, default_value_t = 10_000)]
+    pub query_rate: u64,
+    /// How long the latency and query measurements last each.
+    #[arg(long, default_value_t = 10)]
+    pub timed_secs: u64,
+    /// Keys of the large state (0: skip it).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub large_keys: u64,
+    /// Records per run over the large state.
+    #[arg(long, default_value_t = 500_000)]
+    pub large_records: usize,
+    /// `state.memory_bytes_max` of the large state.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub large_memory_bytes: u64,
+    /// Also keep one stateful instance busy this long, sampling memory.
+    #[arg(long, default_value_t = 0)]
+    pub soak_secs: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Measure the `process` call only (skip everything else), e.g. to
+    /// profile it.
+    #[arg(long, hide = true)]
+    pub call_only: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    records: usize,
+    keys: u64,
+    record_bytes: usize,
+    batch: usize,
+    runs: usize,
+    commit_interval_ms: u64,
+    call_wasm_records_s: f64,
+    call_native_records_s: f64,
+    end_to_end_wasm_records_s: f64,
+    end_to_end_native_records_s: f64,
+    end_to_end_ratio: f64,
+    end_to_end_wasm_at_least_once_records_s: f64,
+    exactly_once_ratio: f64,
+    latency: Option<latency::Latency>,
+    queries: Option<latency::Queries>,
+    large: Option<large::Large>,
+    soak: Vec<SoakSample>,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakSample {
+    elapsed_s: u64,
+    records: u64,
+    instance_memory_bytes: usize,
+    state_memory_bytes: usize,
+    process_rss_bytes: u64,
+}
+
+/// Every run's records/s, before the medians are taken.
+#[derive(Default)]
+struct Samples {
+    call_wasm: Vec<f64>,
+    call_native: Vec<f64>,
+    end_to_end_wasm: Vec<f64>,
+    end_to_end_native: Vec<f64>,
+    end_to_end_wasm_alos: Vec<f64>,
+}
+
+/// Runs the benchmark and prints the report.
+pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
+    let wasm =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let runtime = Runtime::new(None)?;
+    let plugin = runtime.compile(&wasm)?;
+    let workload = Workload::new(args.records, args.keys, 0);
+    let batches = workload.batches(args.batch);
+    let mut samples = Samples::default();
+    let dir = tempfile::tempdir_in(".").context("temporary directory")?;
+    let scratch = Scratch::open(dir.path())?;
+    let mut wasm_call = Caller::new(&scratch, "call-wasm", wasm_factory(&plugin, "call-wasm"))?;
+    let mut native_call = Caller::new(&scratch, "call-native", NativeCount::factory())?;
+    // Warm-up: the window's keys exist in both from here on.
+    wasm_call.run(&batches)?;
+    native_call.run(&batches)?;
+    let exactly_once = StatefulOptions {
+        exactly_once: true,
+        commit_interval_ms: args.commit_interval_ms,
+    };
+    let at_least_once = StatefulOptions {
+        exactly_once: false,
+        ..exactly_once
+    };
+    for run in 0..args.runs {
+        eprintln!("run {}/{}", run + 1, args.runs);
+        samples
+            .call_wasm
+            .push(args.records as f64 / wasm_call.run(&batches)?);
+        samples
+            .call_native
+            .push(args.records as f64 / native_call.run(&batches)?);
+        if args.call_only {
+            continue;
+        }
+        let end_to_end_with =
+            |factory: Factory, options| end_to_end(&workload, args.batch, factory, options);
+        samples
+            .end_to_end_wasm
+            .push(end_to_end_with(wasm_factory(&plugin, "e2e"), exactly_once)?);
+        samples
+            .end_to_end_native
+            .push(end_to_end_with(NativeCount::factory(), exactly_once)?);
+        samples.end_to_end_wasm_alos.push(end_to_end_with(
+            wasm_factory(&plugin, "e2e"),
+            at_least_once,
+        )?);
+    }
+    drop((wasm_call, native_call));
+    scratch.store.close()?;
+    drop(scratch);
+    let timed = match args.call_only {
+        true => Duration::ZERO,
+        false => Duration::from_secs(args.timed_secs),
+    };
+    let (latency, queries) = if timed.is_zero() {
+        (None, None)
+    } else {
+        let rate = match args.latency_rate {
+            0 => (median(&mut samples.end_to_end_wasm.clone()) / 2.0).max(1.0) as u64,
+            rate => rate,
+        };
+        eprintln!("read_committed latency at {rate} records/s");
+        let latency = latency::read_committed(&plugin, args, rate, exactly_once, timed)?;
+        eprintln!("queries at {}/s", args.query_rate);
+        let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
+        (Some(latency), Some(queries))
+    };
+    let large = match args.large_keys {
+        _ if args.call_only => None,
+        0 => None,
+        _ => Some(large::run(args)?),
+    };
+    let soak = soak(&plugin, &scratch_dir()?, &batches, args.soak_secs)?;
+    let report = samples.into_report(
+        args,
+        workload.records[0].1.len(),
+        (latency, queries, large, soak),
+    );
+    print(&report, args.format)
+}
+
+fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::tempdir_in(".").context("temporary directory")
+}
+
+/// A factory of windowed-count instances of processor `name`.
+fn wasm_factory(plugin: &Plugin, name: &str) -> Factory {
+    plugin.factory(
+        sluice::processor::spec::Limits::default(),
+        plugin_config(),
+        label(name),
+    )
+}
+
+/// An instance with its task context, called without the partition loop.
+struct Caller {
+    instance: Box<dyn Invoke>,
+    context: TaskContext,
+}
+
+/// Records between two commits of a [`Caller`]: a 100 ms commit interval
+/// at a million records a second.
+const CALL_COMMIT_RECORDS: usize = 100_000;
+
+impl Caller {
+    fn new(scratch: &Scratch, name: &str, factory: Factory) -> anyhow::Result<Self> {
+        Ok(Self {
+            instance: factory().map_err(|e| anyhow::anyhow!("{e}"))?,
+            context: scratch.context(name)?,
+        })
+    }
+
+    /// Calls `process` on every batch; returns the seconds the calls took
+    /// (commits, unsynced, every [`CALL_COMMIT_RECORDS`] records, outside
+    /// the clock).
+    fn run(&mut self, batches: &[Vec<InputRecord>]) -> anyhow::Result<f64> {
+        let mut busy = Duration::ZERO;
+        let mut staged = 0;
+        for records in batches {
+            let batch = sluice::processor::host::Batch {
+                topic: "in",
+                partition: 0,
+                records,
+            };
+            let started = Instant::now();
+            let outputs = self
+                .instance
+                .process(batch, &mut self.context)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            busy += started.elapsed();
+            std::hint::black_box(outputs);
+            let last = records.iter().map(|r| r.timestamp).max();
+            Scratch::set_stream_time(&mut self.context, last);
+            staged += records.len();
+            if staged >= CALL_COMMIT_RECORDS {
+                Scratch::commit_context(&mut self.context, false)?;
+                staged = 0;
+            }
+        }
+        Scratch::commit_context(&mut self.context, false)?;
+        Ok(busy.as_secs_f64())
+    }
+}
+
+/// Records/s through the partition loop: a fresh pipeline with the input
+/// already written; the clock runs from the first step to the commit of
+/// the last record.
+fn end_to_end(
+    workload: &Workload,
+    batch: usize,
+    factory: Factory,
+    options: StatefulOptions,
+) -> anyhow::Result<f64> {
+    let dir = scratch_dir()?;
+    let scratch = Scratch::open(dir.path())?;
+    let end = workload.append(&scratch)?;
+    let mut task =
+        scratch.stateful_task("e2e", factory, limits(batch), &[workload::STORE], options)?;
+    let started = Instant::now();
+    while task.position < end {
+        task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    }
+    let elapsed = started.elapsed();
+    drop(task);
+    scratch.store.close()?;
+    Ok(workload.records.len() as f64 / elapsed.as_secs_f64())
+}
+
+/// Keeps one stateful instance busy for `seconds` (committing as a
+/// [`Caller`] does), sampling memory ten times.
+fn soak(
+    plugin: &Plugin,
+    dir: &tempfile::TempDir,
+    batches: &[Vec<InputRecord>],
+    seconds: u64,
+) -> anyhow::Result<Vec<SoakSample>> {
+    if seconds == 0 {
+        return Ok(Vec::new());
+    }
+    let scratch = Scratch::open(dir.path())?;
+    let mut caller = Caller::new(&scratch, "soak", wasm_factory(plugin, "soak"))?;
+    let round = &batches[..batches.len().min(128)];
+    let round_records: u64 = round.iter().map(|b| b.len() as u64).sum();
+    let started = Instant::now();
+    let interval = Duration::from_secs(seconds) / 10;
+    let mut next_sample = started;
+    let mut records = 0u64;
+    let mut samples = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= next_sample {
+            samples.push(SoakSample {
+                elapsed_s: now.duration_since(started).as_secs(),
+                records,
+                instance_memory_bytes: caller.instance.memory_bytes(),
+                state_memory_bytes: scratch.state_memory_bytes(),
+                process_rss_bytes: rss_bytes(),
+            });
+            eprintln!("soak: {:?} {records} records", now.duration_since(started));
+            if now.duration_since(started) >= Duration::from_secs(seconds) {
+                return Ok(samples);
+            }
+            next_sample += interval;
+        }
+        caller.run(round)?;
+        records += round_records;
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+impl Samples {
+    fn into_report(
+        mut self,
+        args: &StatefulBenchArgs,
+        record_bytes: usize,
+        (latency, queries, large, soak): (
+            Option<latency::Latency>,
+            Option<latency::Queries>,
+            Option<large::Large>,
+            Vec<SoakSample>,
+        ),
+    ) -> Report {
+        let e2e_wasm = median(&mut self.end_to_end_wasm);
+        let e2e_native = median(&mut self.end_to_end_native);
+        let e2e_alos = median(&mut self.end_to_end_wasm_alos);
+        Report {
+            records: args.records,
+            keys: args.keys,
+            record_bytes,
+            batch: args.batch,
+            runs: args.runs,
+            commit_interval_ms: args.commit_interval_ms,
+            call_wasm_records_s: median(&mut self.call_wasm),
+            call_native_records_s: median(&mut self.call_native),
+            end_to_end_wasm_records_s: e2e_wasm,
+            end_to_end_native_records_s: e2e_native,
+            end_to_end_ratio: e2e_wasm / e2e_native,
+            end_to_end_wasm_at_least_once_records_s: e2e_alos,
+            exactly_once_ratio: e2e_wasm / e2e_alos,
+            latency,
+            queries,
+            large,
+            soak,
+        }
+    }
+}
+
+fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return crate::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
+    }
+    let m = |r: f64| format!("{:.2}M records/s", r / 1e6);
+    let mut text = format!(
+        "windowed-count (tumbling 60 s, emit=update), {} records of {} bytes on {} keys, \
+         batches of {}, commits every {} ms, median of {} runs, one thread\n\n",
+        report.records,
+        report.record_bytes,
+        report.keys,
+        report.batch,
+        report.commit_interval_ms,
+        report.runs
+    );
+    text.push_str(&format!(
+        "process call with state   wasm {:>18}   native {:>18}\n",
+        m(report.call_wasm_records_s),
+        m(report.call_native_records_s)
+    ));
+    text.push_str(&format!(
+        "end to end, exactly-once  wasm {:>18}   native {:>18}   wasm/native {:.2}\n",
+        m(report.end_to_end_wasm_records_s),
+        m(report.end_to_end_native_records_s),
+        report.end_to_end_ratio
+    ));
+    text.push_str(&format!(
+        "end to end, at-least-once wasm {:>18}   exactly-once/at-least-once {:.2}\n",
+        m(report.end_to_end_wasm_at_least_once_records_s),
+        report.exactly_once_ratio
+    ));
+    if let Some(latency) = &report.latency {
+        text.push_str(&latency.text());
+    }
+    if let Some(queries) = &report.queries {
+        text.push_str(&queries.text());
+    }
+    if let Some(large) = &report.large {
+        text.push_str(&large.text());
+    }
+    if !report.soak.is_empty() {
+        text.push_str(
+            "\nsoak: elapsed_s records instance_memory_bytes state_memory_bytes process_rss_bytes\n",
+        );
+        for s in &report.soak {
+            text.push_str(&format!(
+                "{:>6} {:>14} {:>12} {:>12} {:>12}\n",
+                s.elapsed_s,
+                s.records,
+                s.instance_memory_bytes,
+                s.state_memory_bytes,
+                s.process_rss_bytes
+            ));
+        }
+    }
+    crate::emit(&text)
+}
