@@ -43,7 +43,8 @@ pub(crate) struct FillArgs {
     /// Input records to append.
     #[arg(long)]
     pub records: usize,
-    /// Records to process before saying `ready`.
+    /// Records to process before saying `ready` (and at most twice as many
+    /// before the kill, so input is left for the restart).
     #[arg(long)]
     pub ready_records: i64,
     /// `state.memory_bytes_max`.
@@ -143,11 +144,12 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     let opened = started.elapsed();
     let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
     let recovered_at = task.position;
+    let end = scratch.store.partition("in", 0)?.high_watermark();
+    anyhow::ensure!(recovered_at < end, "the child processed all its input");
     while task.position <= recovered_at {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let restarted = started.elapsed();
-    let end = scratch.store.partition("in", 0)?.high_watermark();
     let mut samples = Vec::new();
     for run in 0..args.runs {
         eprintln!("large state: run {}/{}", run + 1, args.runs);
@@ -240,14 +242,15 @@ pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
     let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
     let mut ready = false;
     loop {
+        if ready && task.position >= 2 * args.ready_records {
+            // Input is left for the restart's first batch: wait for the kill.
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
         if !ready && task.position >= args.ready_records {
             println!("ready");
             ready = true;
-        }
-        if ready && task.position >= args.records as i64 {
-            // Nothing left: wait for the kill.
-            std::thread::sleep(Duration::from_secs(1));
         }
     }
 }
