@@ -118,12 +118,15 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
     assert!(memory <= STATE_MEMORY_BYTES, "{list:#}");
     let staged = list["state"]["staged_bytes"].as_u64().unwrap();
     assert!(staged <= STATE_MEMORY_BYTES / 4, "{list:#}");
-    // The process as a whole: measured here at about 30 MiB of growth for
-    // 12 instances and 720k keys (19 MiB on disk): the bound, plus what is
-    // not state (the instances' batches, allocator slack, RocksDB's memory
-    // outside its cache: table readers, compaction buffers).
+    // The process as a whole: measured at about 30 MiB of growth for 12
+    // instances and 720k keys (20 MiB on disk) alone, up to 77 MiB with
+    // the rest of the suite running beside it: the bound, plus what is not
+    // state (the instances' batches, allocator slack under many threads,
+    // RocksDB's memory outside its cache: table readers, compaction
+    // buffers). Not yet the "base + memory_bytes_max"; this bound
+    // catches state memory growing with the state.
     assert!(
-        grown <= STATE_MEMORY_BYTES + (48 << 20),
+        grown <= STATE_MEMORY_BYTES + (96 << 20),
         "resident memory grew by {} MiB (state bound {} MiB, state {} MiB)",
         grown >> 20,
         STATE_MEMORY_BYTES >> 20,
