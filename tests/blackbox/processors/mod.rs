@@ -256,7 +256,18 @@ impl Pipeline {
         what: &str,
         condition: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_within(name, what, WAIT, condition)
+    }
+
+    /// [`Pipeline::wait_for`] with a deadline of `within`.
+    pub(crate) fn wait_for_within(
+        &self,
+        name: &str,
+        what: &str,
+        within: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let status = self.status(name);
             if condition(&status) {

@@ -150,17 +150,25 @@ pub(crate) fn get_json(pipeline: &Pipeline, path: &str) -> (u16, Value) {
 /// input records (offsets are record counts: the inputs are not
 /// transactional), so its outputs are committed too.
 pub(crate) fn wait_settled(pipeline: &Pipeline, name: &str, records: i64) -> Value {
-    pipeline.wait_for(name, &format!("{records} input records committed"), |s| {
-        let committed: i64 = s["partitions"]
-            .as_array()
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| p["committed_offset"].as_i64().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0);
-        committed >= records && s["lag"] == 0
-    })
+    // Long enough for a backlog of a few hundred thousand records on a
+    // loaded 2-core machine (debug build).
+    let within = std::time::Duration::from_secs(300);
+    pipeline.wait_for_within(
+        name,
+        &format!("{records} input records committed"),
+        within,
+        |s| {
+            let committed: i64 = s["partitions"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| p["committed_offset"].as_i64().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0);
+            committed >= records && s["lag"] == 0
+        },
+    )
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so failures replay.
