@@ -591,16 +591,7 @@ impl PartitionTask {
             let topic = topic.as_str();
             let record = match output.payload {
                 Payload::Forward => forwarded(input),
-                Payload::Emit(record) => OutRecord {
-                    key: record.key.map(Bytes::from),
-                    value: record.value.map(Bytes::from),
-                    headers: record
-                        .headers
-                        .into_iter()
-                        .map(|h| (h.key, h.value.map(Bytes::from)))
-                        .collect(),
-                    timestamp: record.timestamp.unwrap_or(input.timestamp),
-                },
+                Payload::Emit(record) => emitted(record, input.timestamp),
             };
             routed
                 .push(&self.store, topic, batch.partition, record)
@@ -836,6 +827,21 @@ fn record_bytes<'a>(
     let len = |bytes: Option<&[u8]>| bytes.map_or(0, <[u8]>::len);
     let headers: usize = headers.map(|(key, value)| key.len() + len(value)).sum();
     (len(key) + len(value) + headers) as u64
+}
+
+/// A record the plugin emitted, as it goes out; `timestamp` when it gives
+/// none (its input record's, or a timer's).
+fn emitted(record: OutputRecord, timestamp: i64) -> OutRecord {
+    OutRecord {
+        key: record.key.map(Bytes::from),
+        value: record.value.map(Bytes::from),
+        headers: record
+            .headers
+            .into_iter()
+            .map(|h| (h.key, h.value.map(Bytes::from)))
+            .collect(),
+        timestamp: record.timestamp.unwrap_or(timestamp),
+    }
 }
 
 /// The input record as an output, unchanged (its buffers shared, not

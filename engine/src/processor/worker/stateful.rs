@@ -5,11 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::{attempt_failure, PartitionTask, StepFailure, StopAt};
 use crate::processor::host::{Batch, Domain, InputRecord, Output, Payload, Timer};
-use crate::processor::output::{OutRecord, Routed};
+use crate::processor::output::Routed;
 use crate::processor::spec::OnError;
 use crate::processor::status::{now_ms, PartitionStats};
 
@@ -22,6 +20,21 @@ const TIMER_ROUNDS_MAX: usize = 64;
 const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl PartitionTask {
+    /// The task's state (a stateful task always has one).
+    fn state(&self) -> &crate::state::TaskState {
+        self.context
+            .state
+            .as_ref()
+            .expect("a stateful task has state")
+    }
+
+    fn state_mut(&mut self) -> &mut crate::state::TaskState {
+        self.context
+            .state
+            .as_mut()
+            .expect("a stateful task has state")
+    }
+
     /// Runs recovery: the position, stream time and epoch of the last
     /// commit, and the transactions a crash left open ended.
     pub(super) fn recover(&mut self) -> Result<(), StepFailure> {
@@ -119,15 +132,10 @@ impl PartitionTask {
         }
         self.position = next;
         let caught_up = self.pending.is_empty() && self.fetch_position >= self.last_stable_offset;
-        let bytes_max = state_commit_bytes_max(self);
+        let state = self.state();
         let stateful = self.stateful.as_ref().expect("a stateful task");
-        let state = self
-            .context
-            .state
-            .as_ref()
-            .expect("a stateful task has state");
         if stateful.dirty_since.is_some()
-            && (caught_up || stop.is_some() || stateful.commit_due(state, bytes_max))
+            && (caught_up || stop.is_some() || stateful.commit_due(state, state.commit_bytes_max()))
         {
             self.commit_stateful()?;
         }
@@ -185,11 +193,7 @@ impl PartitionTask {
     fn fire_timers(&mut self, routed: &mut Routed) -> Result<(), StepFailure> {
         let limit = self.deployment.limits.batch_records_max as usize;
         for _ in 0..TIMER_ROUNDS_MAX {
-            let state = self
-                .context
-                .state
-                .as_ref()
-                .expect("a stateful task has state");
+            let state = self.state();
             let mut due = match self.context.stream_time {
                 Some(now) => state.due_timers(Domain::EventTime, now, limit),
                 None => Ok(Vec::new()),
@@ -215,11 +219,7 @@ impl PartitionTask {
         if self.instance.is_none() {
             self.instance = Some(self.instantiate()?);
         }
-        let state = self
-            .context
-            .state
-            .as_mut()
-            .expect("a stateful task has state");
+        let state = self.state_mut();
         state.savepoint();
         for timer in timers {
             state.remove_timer(timer).map_err(storage_failure)?;
@@ -230,19 +230,14 @@ impl PartitionTask {
             .on_timer(timers, &mut self.context)
             .map_err(attempt_failure)
             .and_then(|outputs| self.check_timer_outputs(timers, &outputs).map(|()| outputs));
-        let state = self
-            .context
-            .state
-            .as_mut()
-            .expect("a stateful task has state");
         let failure = match called {
             Ok(outputs) => {
-                state.release();
+                self.state_mut().release();
                 return self.route_timer_outputs(timers, outputs, routed);
             }
             Err(failure) => failure,
         };
-        state.rollback();
+        self.state_mut().rollback();
         self.context.late_dropped = late_dropped;
         if failure.host {
             return Err(StepFailure::new(failure.message, None));
@@ -263,11 +258,7 @@ impl PartitionTask {
             partition = self.stats.partition, timers = timers.len(), error = %message,
             "timers dropped after a failed on-timer call (on_error is not fail)");
         PartitionStats::add(&self.stats.skipped, timers.len() as u64);
-        let state = self
-            .context
-            .state
-            .as_mut()
-            .expect("a stateful task has state");
+        let state = self.state_mut();
         for timer in timers {
             state.remove_timer(timer).map_err(storage_failure)?;
         }
@@ -344,16 +335,7 @@ impl PartitionTask {
             let Payload::Emit(record) = output.payload else {
                 continue;
             };
-            let record = OutRecord {
-                key: record.key.map(Bytes::from),
-                value: record.value.map(Bytes::from),
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|h| (h.key, h.value.map(Bytes::from)))
-                    .collect(),
-                timestamp: record.timestamp.unwrap_or(timer.at),
-            };
+            let record = super::emitted(record, timer.at);
             routed
                 .push(&self.store, topic, self.stats.partition, record)
                 .map_err(|error| {
@@ -542,11 +524,4 @@ impl PartitionTask {
 
 fn storage_failure(error: crate::state::StateError) -> StepFailure {
     StepFailure::new(format!("state storage failed: {error}"), None)
-}
-
-fn state_commit_bytes_max(task: &PartitionTask) -> usize {
-    task.context
-        .state
-        .as_ref()
-        .map_or(usize::MAX, |state| state.commit_bytes_max())
 }
