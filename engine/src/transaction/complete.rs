@@ -381,16 +381,6 @@ impl TransactionCoordinator {
     }
 }
 
-/// A deterministic crash for black-box tests of recovery: with
-/// `SLUICE_TEST_CRASH=after-first-marker` in its environment, a broker
-/// ending a transaction by commit aborts the process (as a kill -9 would
-/// stop it) right after the first partition's commit marker is durable:
-/// the PrepareCommit state is in the transaction log, one partition has
-/// its marker, the others do not, and the offsets are not committed. A
-/// signal from outside cannot land on that instant reliably; this can
-/// (tests/blackbox/transactions_crash.rs). Compiled into debug builds
-/// only (`#[cfg(debug_assertions)]`): a release binary has no such hook
-/// and never reads the variable.
 /// Threads that fsync one transaction's markers at once; a transaction over
 /// more partitions shares them out (`transactions.partitions_max` bounds
 /// the partitions).
@@ -446,6 +436,16 @@ fn sync_markers(
     })
 }
 
+/// A deterministic crash for black-box tests of recovery: with
+/// `SLUICE_TEST_CRASH=after-first-marker` in its environment, a broker
+/// ending a transaction by commit aborts the process (as a kill -9 would
+/// stop it) right after the first partition's commit marker is durable:
+/// the PrepareCommit state is in the transaction log, one partition has
+/// its marker, the others do not, and the offsets are not committed. A
+/// signal from outside cannot land on that instant reliably; this can
+/// (tests/blackbox/transactions_crash.rs). Compiled into debug builds
+/// only (`#[cfg(debug_assertions)]`): a release binary has no such hook
+/// and never reads the variable.
 #[cfg(debug_assertions)]
 mod crash_point {
     use crate::log::{AppendInfo, Partition};
