@@ -64,8 +64,8 @@ pub(crate) struct PartitionStats {
     /// Next input offset to process (what is committed).
     pub(crate) committed_offset: AtomicI64,
     /// Stateful tasks: stream time as of the last commit (`i64::MIN`:
-    /// none yet), records the plugin dropped as late, commits, and the
-    /// approximate bytes of the task's state and its timers pending.
+    /// none yet), records the plugin dropped as late, commits, the
+    /// approximate bytes of the task's state, and its timers (committed).
     pub(crate) stream_time: AtomicI64,
     pub(crate) late_dropped: AtomicU64,
     pub(crate) commits: AtomicU64,
@@ -170,8 +170,8 @@ pub(crate) struct PartitionStatus {
     pub(crate) dead_lettered: u64,
     pub(crate) memory_bytes: u64,
     /// Stateful processors only (omitted otherwise): stream time, late
-    /// records dropped, commits, approximate state bytes, and whether an
-    /// event-time timer (an open window, for the SDK's windows) is pending.
+    /// records dropped, commits, approximate state bytes, and the timers
+    /// scheduled (for the SDK's windows, about one per open window).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stateful: Option<StatefulStatus>,
     pub(crate) last_error: Option<ErrorInfo>,

@@ -35,6 +35,12 @@ pub(crate) struct TaskState {
     staged: Staged,
     /// `staged.bytes()` as last added to the database's staged total.
     reported_bytes: usize,
+    /// Timers added (+1) and removed (-1) since the last commit, so the
+    /// task can keep a count of its timers (open windows, for the SDK's
+    /// windows) without scanning them.
+    timers_delta: i64,
+    /// `timers_delta` at the savepoint.
+    timers_delta_saved: i64,
 }
 
 impl Drop for TaskState {
@@ -50,6 +56,8 @@ impl TaskState {
             task,
             staged: Staged::default(),
             reported_bytes: 0,
+            timers_delta: 0,
+            timers_delta_saved: 0,
         }
     }
 
@@ -223,7 +231,13 @@ impl TaskState {
         at: i64,
     ) -> Result<(), StateError> {
         self.check_key(key)?;
-        self.stage(keys::timer(self.task, domain, at, key), Some(Vec::new()))
+        let full = keys::timer(self.task, domain, at, key);
+        let new = self.read(&full)?.is_none();
+        self.stage(full, Some(Vec::new()))?;
+        if new {
+            self.timers_delta += 1;
+        }
+        Ok(())
     }
 
     pub(crate) fn cancel(&mut self, domain: Domain, key: &[u8], at: i64) -> Result<(), StateError> {
@@ -231,6 +245,7 @@ impl TaskState {
         let full = keys::timer(self.task, domain, at, key);
         if self.read(&full)?.is_some() {
             self.stage(full, None)?;
+            self.timers_delta -= 1;
         }
         Ok(())
     }
@@ -262,17 +277,25 @@ impl TaskState {
         Ok(self.due_timers(domain, i64::MAX, 1)?.first().map(|t| t.at))
     }
 
-    /// Removes a timer that fired.
+    /// Removes a timer that fired (one `due_timers` returned).
     pub(crate) fn remove_timer(&mut self, timer: &Timer) -> Result<(), StateError> {
         self.stage(
             keys::timer(self.task, timer.domain, timer.at, &timer.key),
             None,
-        )
+        )?;
+        self.timers_delta -= 1;
+        Ok(())
+    }
+
+    /// Timers added less timers removed since the last commit.
+    pub(crate) fn timers_delta(&self) -> i64 {
+        self.timers_delta
     }
 
     /// Starts a plugin call: its writes can be rolled back.
     pub(crate) fn savepoint(&mut self) {
         self.staged.savepoint();
+        self.timers_delta_saved = self.timers_delta;
     }
 
     /// Keeps the call's writes.
@@ -284,6 +307,7 @@ impl TaskState {
     /// Undoes the call's writes.
     pub(crate) fn rollback(&mut self) {
         self.staged.rollback();
+        self.timers_delta = self.timers_delta_saved;
         self.report();
     }
 
@@ -316,6 +340,8 @@ impl TaskState {
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
         self.staged.take();
+        self.timers_delta = 0;
+        self.timers_delta_saved = 0;
         self.report();
     }
 
@@ -335,6 +361,8 @@ impl TaskState {
     /// task must start again from its last commit.
     pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
         let staged = self.staged.take();
+        self.timers_delta = 0;
+        self.timers_delta_saved = 0;
         self.report();
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();

@@ -78,6 +78,14 @@ fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryab
         "{status:#}"
     );
     assert_eq!(status["guarantee"], "exactly-once");
+    // One timer per open window (emit final closes a window with it).
+    let timers: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["stateful"]["timers_pending"].as_u64().unwrap())
+        .sum();
+    assert_eq!(timers, oracle.open.len() as u64, "{status:#}");
     for partition in status["partitions"].as_array().unwrap() {
         let stateful = &partition["stateful"];
         assert!(
@@ -178,8 +186,12 @@ fn without_idle_advance_a_quiet_window_stays_open() {
         .map(|i| ("k".to_string(), START_MS + i * 10))
         .collect();
     produce_at(&pipeline, "views", 0, &records);
-    wait_settled(&pipeline, "views-per-second", 10);
+    let status = wait_settled(&pipeline, "views-per-second", 10);
     assert!(pipeline.consume("counts").is_empty());
+    assert_eq!(
+        status["partitions"][0]["stateful"]["timers_pending"], 1,
+        "{status:#}"
+    );
     // Committed in state, queryable.
     let (code, answer) = get_json(
         &pipeline,

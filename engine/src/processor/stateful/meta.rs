@@ -27,6 +27,10 @@ pub(crate) struct TaskMeta {
     pub(crate) late_dropped: u64,
     /// Commits so far.
     pub(crate) commits: u64,
+    /// Timers scheduled and not yet fired or cancelled (for the SDK's
+    /// windows, about one per open window).
+    #[serde(default)]
+    pub(crate) timers: i64,
     /// Rebuilding lost state: the input up to this offset was processed
     /// before (the consumer group's position says so), so its outputs are
     /// not written again; only the state is rebuilt from it.

@@ -186,6 +186,7 @@ impl Stateful {
         meta.stream_time = stream_time;
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
+        meta.timers = meta.timers.saturating_add(state.timers_delta()).max(0);
         if meta.rebuild_until.is_some_and(|until| position >= until) {
             meta.rebuild_until = None;
         }

@@ -460,6 +460,9 @@ impl PartitionTask {
             .store(meta.late_dropped, Ordering::Relaxed);
         self.stats.commits.store(meta.commits, Ordering::Relaxed);
         self.stats
+            .timers_pending
+            .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
+        self.stats
             .rebuild_until
             .store(meta.rebuild_until.unwrap_or(-1), Ordering::Relaxed);
     }
@@ -481,9 +484,6 @@ impl PartitionTask {
         };
         stateful.next_event_timer = state.next_timer(Domain::EventTime).ok().flatten();
         stateful.next_processing_timer = state.next_timer(Domain::ProcessingTime).ok().flatten();
-        let pending = u64::from(stateful.next_event_timer.is_some())
-            + u64::from(stateful.next_processing_timer.is_some());
-        self.stats.timers_pending.store(pending, Ordering::Relaxed);
     }
 
     /// Whether a timer or recovery is due without new input.
