@@ -77,11 +77,21 @@ impl Tables {
     }
 
     /// Applies what the table topics gained up to their last stable
-    /// offsets (at most [`CATCH_UP_BYTES_MAX`] per call).
+    /// offsets, [`CATCH_UP_BYTES_MAX`] at a time (each its own write), so a
+    /// step never sees a table behind what was committed before it began:
+    /// the first step waits for the whole table, as Kafka Streams bootstraps
+    /// a global table before processing.
     pub(crate) fn catch_up(&self) -> Result<(), String> {
+        while !self.catch_up_some()? {}
+        Ok(())
+    }
+
+    /// One round of [`Tables::catch_up`]; whether the tables are caught up.
+    fn catch_up_some(&self) -> Result<bool, String> {
         let mut positions = self.positions.lock().expect("table positions lock");
         let mut writes = Vec::new();
         let mut bytes = 0;
+        let mut caught_up = true;
         for table in &self.tables {
             let Some(topic) = self.log.topic(&table.topic) else {
                 continue;
@@ -90,20 +100,23 @@ impl Tables {
             for id in 0..topic.partition_count() {
                 let name = format!("{}/{id}", table.topic);
                 let next = positions.next.get(&name).copied().unwrap_or(0);
-                let reached = self
+                let (reached, behind) = self
                     .apply(&table.topic, id, next, &prefix, &mut writes, &mut bytes)
                     .map_err(|e| format!("reading table topic {}/{id}: {e}", table.topic))?;
+                caught_up &= !behind;
                 positions.next.insert(name, reached);
             }
         }
         let meta = serde_json::to_vec(&*positions).expect("positions serialize");
         self.state
             .write(TABLE_TASK, writes, &meta)
-            .map_err(|e| format!("writing tables failed: {e}"))
+            .map_err(|e| format!("writing tables failed: {e}"))?;
+        Ok(caught_up)
     }
 
     /// Reads partition `id` of `topic` from `next` up to its LSO, adding the
-    /// latest value per key to `writes`; returns the offset reached.
+    /// latest value per key to `writes`; returns the offset reached and
+    /// whether it stopped short of the LSO (the round's byte budget).
     fn apply(
         &self,
         topic: &str,
@@ -112,13 +125,17 @@ impl Tables {
         prefix: &[u8],
         writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
         bytes: &mut usize,
-    ) -> Result<i64, LogError> {
+    ) -> Result<(i64, bool), LogError> {
         let partition = self.log.partition(topic, id)?;
         next = next.max(partition.log_start_offset());
-        while next < partition.last_stable_offset() && *bytes < CATCH_UP_BYTES_MAX {
+        let target = partition.last_stable_offset();
+        while next < target {
+            if *bytes >= CATCH_UP_BYTES_MAX {
+                return Ok((next, true));
+            }
             let read = partition.read_isolated(next, 1 << 20, Isolation::ReadCommitted)?;
             if read.records.is_empty() {
-                return Ok(next.max(read.last_stable_offset));
+                return Ok((next.max(read.last_stable_offset), false));
             }
             *bytes += read.records.len();
             let aborted = AbortedIndex::new(&read.aborted);
@@ -142,6 +159,6 @@ impl Tables {
                 next = header.next_offset();
             }
         }
-        Ok(next)
+        Ok((next, false))
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct Staged {
     /// call (the host's own, e.g. removing fired timers) need none.
     recording: bool,
     bytes: usize,
+    /// Bytes the undo log holds (overwritten values): counted with
+    /// `bytes`, so a call rewriting one key again and again is bounded too.
+    undo_bytes: usize,
 }
 
 fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -50,6 +53,9 @@ impl Staged {
             self.bytes -= key_bytes + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
         }
         if let Some(key) = undo_key {
+            self.undo_bytes += key.len()
+                + old.as_ref().and_then(|v| v.as_ref()).map_or(0, Vec::len)
+                + ENTRY_OVERHEAD_BYTES;
             self.undo.push((key, old));
         }
     }
@@ -61,6 +67,8 @@ impl Staged {
         end: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
         let upper = match end {
+            // An empty range (BTreeMap::range would panic on it).
+            Some(end) if end <= start => Bound::Excluded(start.to_vec()),
             Some(end) => Bound::Excluded(end.to_vec()),
             None => Bound::Unbounded,
         };
@@ -72,12 +80,14 @@ impl Staged {
     /// Starts a call: its writes can be undone by `rollback`.
     pub(crate) fn savepoint(&mut self) {
         self.undo.clear();
+        self.undo_bytes = 0;
         self.recording = true;
     }
 
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
         self.undo.clear();
+        self.undo_bytes = 0;
         self.recording = false;
     }
 
@@ -95,12 +105,14 @@ impl Staged {
                 self.bytes -= entry_bytes(&key, &current);
             }
         }
+        self.undo_bytes = 0;
         self.recording = false;
     }
 
-    /// Bytes staged (keys, values and a per-entry overhead).
+    /// Bytes staged (keys, values and a per-entry overhead), the undo
+    /// log's included.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.undo_bytes
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -110,6 +122,7 @@ impl Staged {
     /// Takes every staged write, leaving the stage empty.
     pub(crate) fn take(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
         self.undo.clear();
+        self.undo_bytes = 0;
         self.recording = false;
         self.bytes = 0;
         std::mem::take(&mut self.writes)

@@ -382,6 +382,9 @@ impl TaskState {
     /// Merges staged writes over RocksDB for `[start, end)`: live entries
     /// in key order, at most `limit`.
     fn merged(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Merged, StateError> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok((Vec::new(), None));
+        }
         let family = self.processor.family()?;
         let mut options = ReadOptions::default();
         if let Some(end) = end {

@@ -243,3 +243,42 @@ fn get_many_answers_in_order_from_stage_and_disk() {
         vec![Some(b"3".to_vec()), None, Some(b"1".to_vec()), None]
     );
 }
+
+#[test]
+fn a_reversed_range_is_empty_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    // Staged writes present: BTreeMap::range would panic on start > end.
+    let page = t.scan(&counts, b"b", Some(b"a"), 10).unwrap();
+    assert!(page.entries.is_empty() && page.next.is_none());
+    assert_eq!(t.delete_range(&counts, b"b", Some(b"a")).unwrap(), 0);
+}
+
+#[test]
+fn rewriting_one_key_in_a_call_counts_its_undo_log_against_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StateConfig {
+        staged_bytes_max: 4 << 20,
+        ..StateConfig::default()
+    };
+    let db = StateDb::open(dir.path(), &config).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    let counts = t.store("counts").unwrap();
+    t.savepoint();
+    let mut refused = None;
+    for round in 0..100 {
+        if let Err(error) = t.put(&counts, b"k", vec![round as u8; 512 << 10]) {
+            refused = Some(error);
+            break;
+        }
+    }
+    assert!(
+        matches!(refused, Some(StateError::StagedFull { .. })),
+        "{refused:?}"
+    );
+    t.rollback();
+    assert_eq!(t.get(&counts, b"k").unwrap(), None);
+}

@@ -103,8 +103,19 @@ impl Pipeline {
     /// Waits for the broker to exit on its own (a crash point), then starts
     /// it again on the same directory and Kafka address, without `env`.
     pub(crate) fn restart_after_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.restart_after_exit_with(timeout, |_| {})
+    }
+
+    /// [`Pipeline::restart_after_exit`], calling `edit` with the data
+    /// directory before the restart.
+    pub(crate) fn restart_after_exit_with(
+        &mut self,
+        timeout: Duration,
+        edit: impl FnOnce(&Path),
+    ) -> std::process::ExitStatus {
         let kafka = self.broker.kafka;
         let status = self.broker.wait_exit(timeout);
+        edit(&self.dir.path().join("data"));
         self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
         status
     }

@@ -217,3 +217,55 @@ fn crashes_at_each_step_of_the_commit_leave_exact_results() {
         );
     }
 }
+
+/// A transaction a crash left open is ended at startup even when its
+/// processor does not run then (here: paused): otherwise it would hold
+/// its output partition's last stable offset, and every read_committed
+/// reader, until the processor ran again.
+#[test]
+fn a_paused_processors_open_transaction_is_ended_at_startup() {
+    let mut pipeline = Pipeline::start_with_env(&[("SLUICE_TEST_CRASH", "after-outputs-durable")]);
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 1);
+    let wasm = crate::plugins::repo_root().join("tests/fixtures/contract-0.1/uppercase.wasm");
+    pipeline.sluice_ok(&[
+        "processor",
+        "deploy",
+        "shout",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--guarantee",
+        "exactly-once",
+    ]);
+    // The record's output is written and durable; the broker aborts before
+    // the commit point.
+    pipeline.produce("in", &[(Some("k"), "hello")]);
+    let status = pipeline.restart_after_exit_with(std::time::Duration::from_secs(60), |data| {
+        let spec = data.join("processors/shout.json");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(&spec, text.replace("\"paused\": false", "\"paused\": true")).unwrap();
+    });
+    assert!(!status.success(), "the broker should have aborted");
+    assert_eq!(pipeline.status("shout")["state"], "paused");
+    let mut client = crate::kafka::KafkaClient::connect(pipeline.broker.kafka);
+    let (high_watermark, last_stable) = crate::transactions::watermarks(&mut client, "out", 0);
+    assert!(high_watermark > 0, "the output was written");
+    assert_eq!(
+        last_stable, high_watermark,
+        "the open transaction was ended"
+    );
+    // Resumed, it processes the record again, once.
+    pipeline.sluice_ok(&["processor", "resume", "shout"]);
+    pipeline.wait_caught_up("shout", 1);
+    let out = pipeline.consume("out");
+    assert_eq!(
+        out.iter()
+            .map(|r| r.value.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["HELLO"]
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -160,6 +161,9 @@ impl Processors {
             broken: Mutex::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
         });
+        super::stateful::end_all_open(&processors.store, &processors.state)
+            .map_err(anyhow::Error::msg)
+            .context("ending processors' open transactions")?;
         processors.load()?;
         Ok(processors)
     }
@@ -681,7 +685,7 @@ impl Processors {
             .flatten();
         let partitions: Vec<PartitionStatus> = stats
             .iter()
-            .map(|s| self.partition_status(s, paused, state.as_ref()))
+            .map(|s| self.partition_status(s, paused, (deployment, state.as_ref())))
             .collect();
         let sum = |f: fn(&PartitionStatus) -> u64| partitions.iter().map(f).sum::<u64>();
         let failed = partitions
@@ -737,7 +741,7 @@ impl Processors {
         &self,
         stats: &PartitionStats,
         paused: bool,
-        processor_state: Option<&crate::state::ProcessorState>,
+        (deployment, processor_state): (&Deployment, Option<&crate::state::ProcessorState>),
     ) -> PartitionStatus {
         let high_watermark = self
             .store
@@ -763,7 +767,7 @@ impl Processors {
             memory_bytes: PartitionStats::get(&stats.memory_bytes),
             stateful: processor_state.map(|state| {
                 let mut figures = stats.stateful();
-                let task = u32::try_from(stats.partition).unwrap_or_default();
+                let task = deployment.task_id(&stats.topic, stats.partition);
                 figures.state_bytes = state.approximate_bytes(task).unwrap_or(0);
                 figures
             }),

@@ -325,14 +325,15 @@ fn parse_cursor(cursor: Option<&str>) -> Result<(i32, Option<Vec<u8>>), AdminErr
     let bad = || AdminError::BadRequest(format!("cursor {cursor:?} is not one this API gave"));
     let (partition, hex) = cursor.split_once(':').ok_or_else(bad)?;
     let partition: i32 = partition.parse().map_err(|_| bad())?;
-    if hex.len() % 2 != 0 {
+    let digits = hex.as_bytes();
+    if digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad());
     }
-    let key = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
+    let value = |digit: u8| (digit as char).to_digit(16).unwrap_or(0) as u8;
+    let key = digits
+        .chunks(2)
+        .map(|pair| value(pair[0]) << 4 | value(pair[1]))
+        .collect();
     Ok((partition, Some(key)))
 }
 
@@ -357,5 +358,7 @@ mod tests {
         );
         assert!(parse_cursor(Some("x")).is_err());
         assert!(parse_cursor(Some("1:zz")).is_err());
+        assert!(parse_cursor(Some("0:aé1")).is_err());
+        assert!(parse_cursor(Some("0:+f")).is_err());
     }
 }

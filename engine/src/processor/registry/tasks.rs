@@ -82,7 +82,13 @@ pub(super) async fn drive(
                 Err(_) => stats.set_state(PartitionState::Idle),
             }
         }
-        let wakeup = task.wakeup_in().unwrap_or(RECONCILE_INTERVAL);
+        // Timers matter only to a task that runs: a paused or failed one
+        // would wake for a due timer again and again without stepping.
+        let wakeup = if current.paused || failed_at.is_some() {
+            RECONCILE_INTERVAL
+        } else {
+            task.wakeup_in().unwrap_or(RECONCILE_INTERVAL)
+        };
         wait_for_news(&mut control, &mut shutdown, high_watermark.as_mut(), wakeup).await;
     }
 }

@@ -38,10 +38,10 @@ mod transaction;
 use std::time::{Duration, Instant};
 
 pub(crate) use meta::TaskMeta;
-pub(crate) use transaction::{ProducerIds, Transaction};
+pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
 
 use crate::log::LogStore;
-use crate::state::{StateError, TaskState};
+use crate::state::TaskState;
 
 /// The producer ids processors' tasks own, from their commit records: the
 /// transaction coordinator leaves their open transactions to them.
@@ -88,6 +88,10 @@ pub(crate) struct Stateful {
     /// When the task last deleted the processed part of its input (tasks
     /// reading the processor's own repartition topic).
     pub(crate) purged_at: Instant,
+    /// The last commit point's write failed, so it may or may not be on
+    /// disk: the open transaction must not be aborted (recovery decides,
+    /// from what RocksDB recorded).
+    commit_uncertain: bool,
 }
 
 impl Stateful {
@@ -110,6 +114,7 @@ impl Stateful {
             next_event_timer: None,
             next_processing_timer: None,
             purged_at: Instant::now(),
+            commit_uncertain: false,
         }
     }
 
@@ -198,9 +203,10 @@ impl Stateful {
         if outputs {
             crash_point("after-outputs-durable");
         }
-        state
-            .commit(&meta.encode(), self.exactly_once)
-            .map_err(|e: StateError| format!("committing the state failed: {e}"))?;
+        if let Err(error) = state.commit(&meta.encode(), self.exactly_once) {
+            self.commit_uncertain = true;
+            return Err(format!("committing the state failed: {error}"));
+        }
         if outputs {
             crash_point("after-state-commit");
         }
@@ -214,7 +220,12 @@ impl Stateful {
     /// Throws away the uncommitted work after a failure: aborts the open
     /// transaction, forgets staged state, and makes the next step recover.
     pub(crate) fn abandon(&mut self, state: Option<&mut TaskState>) {
-        if let Err(error) = self.transaction.complete(false) {
+        if std::mem::take(&mut self.commit_uncertain) {
+            // The commit point may have reached the disk: left open, the
+            // transaction is committed or aborted by recovery, by what
+            // RocksDB has.
+            self.transaction.forget();
+        } else if let Err(error) = self.transaction.complete(false) {
             tracing::warn!(%error, "aborting a processor transaction failed; recovery aborts it");
         }
         if let Some(state) = state {

@@ -77,6 +77,20 @@ impl Transaction {
         if meta.producer_id >= 0 {
             end_open(store, outputs, meta)?;
         }
+        // The record of the last commit is about to be replaced: its
+        // markers (written by an earlier incarnation of the task, maybe not
+        // fsynced) must be durable first, or a power cut could bring its
+        // transaction back open with nothing left to say it committed.
+        for committed in &meta.committed {
+            if let Ok(partition) = store.partition(&committed.topic, committed.partition) {
+                partition.make_durable(i64::MAX).map_err(|e| {
+                    format!(
+                        "making the last commit's markers in {}/{} durable failed: {e}",
+                        committed.topic, committed.partition
+                    )
+                })?;
+            }
+        }
         if meta.producer_id < 0 || meta.producer_epoch >= i16::MAX - 1 {
             meta.producer_id = (self.producer_ids)()
                 .map_err(|e| format!("allocating a producer id failed: {e}"))?;
@@ -134,6 +148,12 @@ impl Transaction {
             .collect())
     }
 
+    /// Forgets the open transaction without ending it (recovery will).
+    pub(super) fn forget(&mut self) {
+        self.open.clear();
+        self.bytes = 0;
+    }
+
     /// Writes commit (or abort) markers to every partition of the open
     /// transaction and forgets it.
     pub(super) fn complete(&mut self, commit: bool) -> Result<(), LogError> {
@@ -171,6 +191,37 @@ impl Transaction {
         }
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// At startup, before any task runs: ends the open transactions of every
+/// task with a commit record, in every topic, whether or not its processor
+/// will run (a paused task does not step, a processor that no longer loads
+/// has no tasks, a redeploy may have dropped an output): an open one would
+/// hold its partition's last stable offset, and so its read_committed
+/// readers, until then.
+pub(crate) fn end_all_open(
+    store: &LogStore,
+    state: &Arc<crate::state::StateDb>,
+) -> Result<(), String> {
+    let topics: Vec<String> = store
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    for name in state.processors() {
+        let Some(processor) = state.existing(&name) else {
+            continue;
+        };
+        for (_, bytes) in processor.metas().map_err(|e| e.to_string())? {
+            let Ok(meta) = TaskMeta::decode(&bytes) else {
+                continue;
+            };
+            if meta.producer_id >= 0 {
+                end_open(store, &topics, &meta)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ends `meta`'s producer's open transactions in the partitions of

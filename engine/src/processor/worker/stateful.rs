@@ -110,10 +110,13 @@ impl PartitionTask {
         if stop.is_none() {
             self.fire_timers(&mut routed)?;
         }
+        // Judged by the batch's first record (control records may lie
+        // between the position and it).
+        let first = records.first().map_or(self.position, |r| r.offset);
         let rebuilding = self
             .stateful
             .as_ref()
-            .and_then(|s| s.rebuilding_until(self.position))
+            .and_then(|s| s.rebuilding_until(first))
             .is_some();
         // Rebuilding lost state: these outputs were written the first time.
         let out = if rebuilding { 0 } else { routed.records };
