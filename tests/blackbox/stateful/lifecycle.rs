@@ -354,3 +354,35 @@ fn plugin_run_gives_a_stateful_plugin_local_state_and_fires_its_timers() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--store counts"));
 }
+
+#[test]
+fn a_redeploy_without_state_drops_the_old_state_so_stores_come_back_fresh() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy(&pipeline, &[]);
+    produce_at(&pipeline, "views", 0, &records("a", 3));
+    wait_settled(&pipeline, "counter", 3);
+    assert_eq!(window_count(&pipeline, "a"), Some(3));
+    // Stateless for a while: it moves the consumer group on.
+    let wasm = crate::plugins::repo_root().join("tests/fixtures/contract-0.1/uppercase.wasm");
+    pipeline.sluice_ok(&[
+        "processor",
+        "deploy",
+        "counter",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--input",
+        "views",
+        "--output",
+        "counts",
+    ]);
+    produce_at(&pipeline, "views", 0, &records("a", 2));
+    pipeline.wait_caught_up("counter", 2);
+    // Stateful again: from the group's position with fresh state, not from
+    // the old commit record (which would count the two records again).
+    deploy(&pipeline, &[]);
+    produce_at(&pipeline, "views", 0, &records("a", 1));
+    wait_settled(&pipeline, "counter", 6);
+    assert_eq!(window_count(&pipeline, "a"), Some(1));
+}

@@ -449,6 +449,13 @@ impl Processors {
             self.state.drop_processor(name).map_err(internal)?;
             self.delete_repartition_topic(&deployment)?;
             self.reset_offsets(&deployment, from)?;
+        } else if !deployment.is_stateful() {
+            // Redeployed without state: the old state and its commit
+            // records would be stale by the time stores came back (the
+            // stateless version moves the consumer group on), and resuming
+            // from them would apply records twice.
+            self.state.drop_processor(name).map_err(internal)?;
+            self.delete_repartition_topic(&deployment)?;
         }
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
