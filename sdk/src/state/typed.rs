@@ -154,11 +154,7 @@ impl<K: Key, V: Serialize + DeserializeOwned> KeyValueStore<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        let bytes = key.key_bytes();
-        self.store
-            .get(&bytes)
-            .map(|value| decode_value(&self.store, &bytes, &value))
-            .transpose()
+        get_typed(&self.store, key)
     }
 
     /// The values at `keys`, in one crossing.
@@ -167,19 +163,7 @@ impl<K: Key, V: Serialize + DeserializeOwned> KeyValueStore<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        let keys: Vec<Vec<u8>> = keys
-            .iter()
-            .map(|key| key.key_bytes().into_owned())
-            .collect();
-        let values = self.store.get_many(&keys);
-        keys.iter()
-            .zip(values)
-            .map(|(key, value)| {
-                value
-                    .map(|v| decode_value(&self.store, key, &v))
-                    .transpose()
-            })
-            .collect()
+        get_many_typed(&self.store, keys)
     }
 
     /// Sets `key` to `value`.
@@ -230,6 +214,38 @@ impl<K: Key, V: Serialize + DeserializeOwned> KeyValueStore<K, V> {
             keys.into_iter().map(|key| key.key_bytes().into_owned()),
         )
     }
+}
+
+/// `keys` as the byte keys the store takes.
+fn owned_keys<Q: KeyBytes + ?Sized>(keys: &[&Q]) -> Vec<Vec<u8>> {
+    keys.iter()
+        .map(|key| key.key_bytes().into_owned())
+        .collect()
+}
+
+/// The JSON value at `key` of `store` (typed stores and tables alike).
+fn get_typed<V: DeserializeOwned, Q: KeyBytes + ?Sized>(
+    store: &Store,
+    key: &Q,
+) -> Result<Option<V>> {
+    let bytes = key.key_bytes();
+    store
+        .get(&bytes)
+        .map(|value| decode_value(store, &bytes, &value))
+        .transpose()
+}
+
+/// The JSON values at `keys` of `store`, in one crossing.
+fn get_many_typed<V: DeserializeOwned, Q: KeyBytes + ?Sized>(
+    store: &Store,
+    keys: &[&Q],
+) -> Result<Vec<Option<V>>> {
+    let keys = owned_keys(keys);
+    let values = store.get_many(&keys);
+    keys.iter()
+        .zip(values)
+        .map(|(key, value)| value.map(|v| decode_value(store, key, &v)).transpose())
+        .collect()
 }
 
 pub(super) fn decode_value<V: DeserializeOwned>(
@@ -298,11 +314,7 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        let bytes = key.key_bytes();
-        self.store
-            .get(&bytes)
-            .map(|value| decode_value(&self.store, &bytes, &value))
-            .transpose()
+        get_typed(&self.store, key)
     }
 
     /// The latest values at `keys`, in one crossing (a batch's lookups),
@@ -312,19 +324,7 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        let keys: Vec<Vec<u8>> = keys
-            .iter()
-            .map(|key| key.key_bytes().into_owned())
-            .collect();
-        let values = self.store.get_many(&keys);
-        keys.iter()
-            .zip(values)
-            .map(|(key, value)| {
-                value
-                    .map(|v| decode_value(&self.store, key, &v))
-                    .transpose()
-            })
-            .collect()
+        get_many_typed(&self.store, keys)
     }
 
     /// [`get_many`](Self::get_many) as raw bytes: the caller decodes each
@@ -334,11 +334,7 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        let keys: Vec<Vec<u8>> = keys
-            .iter()
-            .map(|key| key.key_bytes().into_owned())
-            .collect();
-        self.store.get_many(&keys)
+        self.store.get_many(&owned_keys(keys))
     }
 
     /// The latest value at `key` as raw bytes.
