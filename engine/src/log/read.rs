@@ -295,3 +295,53 @@ fn first_record_at_or_after(
         .map(|record| (record.offset, record.timestamp))
         .ok_or_else(|| corrupt("max timestamp is not carried by any record".into()))
 }
+
+/// Why walking a read_committed read failed: a batch header that does not
+/// parse, or a batch that does not decode (with its base offset).
+#[derive(Debug)]
+pub(crate) enum CommittedReadError {
+    Header(batch::BatchError),
+    Decode {
+        base_offset: i64,
+        error: batch::BatchError,
+    },
+}
+
+impl Partition {
+    /// Walks `read` (a read_committed [`Partition::read_isolated`]) from
+    /// offset `from`, as a Kafka consumer does: control batches and the
+    /// batches of its aborted transactions skipped, each other batch
+    /// decoded (within the decompression bound) and its records at or after
+    /// `from` handed to `on_record`. Returns the offset after the last batch.
+    pub(crate) fn committed_records(
+        &self,
+        read: ReadResult,
+        from: i64,
+        mut on_record: impl FnMut(super::records::StoredRecord),
+    ) -> Result<i64, CommittedReadError> {
+        let aborted = super::transactions::AbortedIndex::new(&read.aborted);
+        let mut batches = read.records;
+        let mut next = from;
+        while !batches.is_empty() {
+            let header = BatchHeader::parse(&batches).map_err(CommittedReadError::Header)?;
+            let one = batches.split_to(header.total_bytes().min(batches.len()));
+            if header.next_offset() <= from {
+                continue;
+            }
+            if !header.is_control() && !aborted.contains(&header) {
+                let records =
+                    self.decode_batch(&one)
+                        .map_err(|error| CommittedReadError::Decode {
+                            base_offset: header.base_offset,
+                            error,
+                        })?;
+                records
+                    .into_iter()
+                    .filter(|record| record.offset >= from)
+                    .for_each(&mut on_record);
+            }
+            next = header.next_offset();
+        }
+        Ok(next)
+    }
+}

@@ -14,12 +14,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::log::batch::BatchHeader;
-use crate::log::transactions::AbortedIndex;
-use crate::log::{Isolation, LogError, LogStore};
+use crate::log::{CommittedReadError, Isolation, LogError, LogStore};
 use crate::state::{store_prefix, ProcessorState};
 
 /// The task id under which tables are kept (partitions are far below it).
@@ -138,26 +135,19 @@ impl Tables {
                 return Ok((next.max(read.last_stable_offset), false));
             }
             *bytes += read.records.len();
-            let aborted = AbortedIndex::new(&read.aborted);
-            let mut batches: Bytes = read.records;
-            while !batches.is_empty() {
-                let header = BatchHeader::parse(&batches).map_err(LogError::Batch)?;
-                let one = batches.split_to(header.total_bytes().min(batches.len()));
-                if header.next_offset() <= next {
-                    continue;
-                }
-                if !header.is_control() && !aborted.contains(&header) {
-                    for record in partition.decode_batch(&one).map_err(LogError::Batch)? {
-                        let (Some(key), true) = (record.key, record.offset >= next) else {
-                            continue;
-                        };
+            let from = next;
+            next = partition
+                .committed_records(read, from, |record| {
+                    if let Some(key) = record.key {
                         let mut full = prefix.to_vec();
                         full.extend_from_slice(&key);
                         writes.push((full, record.value.map(|v| v.to_vec())));
                     }
-                }
-                next = header.next_offset();
-            }
+                })
+                .map_err(|error| match error {
+                    CommittedReadError::Header(error)
+                    | CommittedReadError::Decode { error, .. } => LogError::Batch(error),
+                })?;
         }
         Ok((next, false))
     }

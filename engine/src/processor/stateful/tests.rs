@@ -15,7 +15,7 @@ use kafka_protocol::records::Compression;
 use super::Stateful;
 use crate::group::offsets::OffsetStore;
 use crate::group::{GroupConfig, GroupCoordinator};
-use crate::log::batch::{build, BatchHeader};
+use crate::log::batch::build;
 use crate::log::{
     FaultIo, Faults, FlushPolicy, Isolation, LogStore, StdIo, StoreOptions, SystemClock,
 };
@@ -148,23 +148,11 @@ fn committed_records(store: &LogStore, topic: &str) -> Vec<(Bytes, Option<Bytes>
         if read.records.is_empty() {
             break;
         }
-        let aborted = crate::log::transactions::AbortedIndex::new(&read.aborted);
-        let mut batches = read.records;
-        while !batches.is_empty() {
-            let header = BatchHeader::parse(&batches).unwrap();
-            let one = batches.split_to(header.total_bytes().min(batches.len()));
-            if header.next_offset() <= offset {
-                continue;
-            }
-            if !header.is_control() && !aborted.contains(&header) {
-                for record in partition.decode_batch(&one).unwrap() {
-                    if record.offset >= offset {
-                        records.push((record.key.unwrap_or_default(), record.value));
-                    }
-                }
-            }
-            offset = header.next_offset();
-        }
+        offset = partition
+            .committed_records(read, offset, |record| {
+                records.push((record.key.unwrap_or_default(), record.value));
+            })
+            .unwrap();
     }
     records
 }

@@ -30,8 +30,7 @@ use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError, REPARTITION};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
-use crate::log::transactions::{AbortedIndex, AbortedTransaction};
-use crate::log::{batch::BatchHeader, Isolation, LogError, LogStore, Partition};
+use crate::log::{CommittedReadError, Isolation, LogError, LogStore, Partition, ReadResult};
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
@@ -336,7 +335,7 @@ impl PartitionTask {
                 }
                 break;
             }
-            self.decode(&partition, read.records, &read.aborted)?;
+            self.decode(&partition, read)?;
         }
         Ok(())
     }
@@ -368,64 +367,45 @@ impl PartitionTask {
         self.fetch_position = log_start_offset;
     }
 
-    /// Appends the records at or after `fetch_position` in `batches`,
-    /// skipping control batches and the batches of `aborted` transactions
+    /// Appends the records at or after `fetch_position` of `read`,
+    /// skipping control batches and the batches of aborted transactions
     /// (read_committed). Decompresses within the log's
     /// `decompressed_batch_bytes_max` and validates each record first: a
     /// batch over the bound or with bad offsets stops the partition with
     /// the reason in its status.
-    fn decode(
-        &mut self,
-        partition: &Partition,
-        mut batches: Bytes,
-        aborted: &[AbortedTransaction],
-    ) -> Result<(), StepFailure> {
-        let aborted = AbortedIndex::new(aborted);
-        while !batches.is_empty() {
-            let header = BatchHeader::parse(&batches).map_err(|error| {
-                StepFailure::new(format!("reading input failed: {error}"), None)
-            })?;
-            let one = batches.split_to(header.total_bytes().min(batches.len()));
-            let next = header.next_offset();
-            if next <= self.fetch_position {
-                continue;
-            }
-            if !header.is_control() && !aborted.contains(&header) {
-                let set = partition.decode_batch(&one).map_err(|error| {
-                    StepFailure::new(
-                        format!(
-                            "decoding input batch at offset {} failed: {error}",
-                            header.base_offset
-                        ),
-                        None,
-                    )
-                })?;
-                for record in set {
-                    if record.offset < self.fetch_position {
-                        continue;
-                    }
-                    let input = InputRecord {
-                        offset: record.offset,
-                        timestamp: record.timestamp,
-                        key: record.key,
-                        value: record.value,
-                        headers: record
-                            .headers
-                            .into_iter()
-                            .map(|(key, value)| InputHeader {
-                                // As Kafka's Java client reads header names.
-                                key: String::from_utf8_lossy(&key).into_owned(),
-                                value,
-                            })
-                            .collect(),
-                    };
-                    // Headers count too: every one crosses into the plugin.
-                    let size = input_bytes(&input) as usize;
-                    self.pending.push_back((input, size));
+    fn decode(&mut self, partition: &Partition, read: ReadResult) -> Result<(), StepFailure> {
+        let pending = &mut self.pending;
+        let next = partition
+            .committed_records(read, self.fetch_position, |record| {
+                let input = InputRecord {
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    key: record.key,
+                    value: record.value,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .map(|(key, value)| InputHeader {
+                            // As Kafka's Java client reads header names.
+                            key: String::from_utf8_lossy(&key).into_owned(),
+                            value,
+                        })
+                        .collect(),
+                };
+                // Headers count too: every one crosses into the plugin.
+                let size = input_bytes(&input) as usize;
+                pending.push_back((input, size));
+            })
+            .map_err(|error| match error {
+                CommittedReadError::Header(error) => {
+                    StepFailure::new(format!("reading input failed: {error}"), None)
                 }
-            }
-            self.fetch_position = next;
-        }
+                CommittedReadError::Decode { base_offset, error } => StepFailure::new(
+                    format!("decoding input batch at offset {base_offset} failed: {error}"),
+                    None,
+                ),
+            })?;
+        self.fetch_position = self.fetch_position.max(next);
         Ok(())
     }
 
