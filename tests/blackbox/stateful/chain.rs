@@ -20,23 +20,12 @@ fn a_chain_of_two_exactly_once_processors_is_exact_under_kills() {
     pipeline.create_topic("views", 3);
     pipeline.create_topic("counts", 2);
     pipeline.create_topic("windows-per-key", 1);
-    pipeline.deploy(
+    super::deploy_window_count(
+        &pipeline,
         "views-per-second",
-        "windowed-count",
-        &[
-            "--input",
-            "views",
-            "--output",
-            "counts",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=1000",
-            "--config",
-            "emit=final",
-            "--commit-interval-ms",
-            "20",
-        ],
+        ("views", "counts"),
+        1000,
+        &["--commit-interval-ms", "20"],
     );
     pipeline.deploy(
         "windows-per-key",

@@ -61,41 +61,19 @@ fn confluent_kafka_kafka_python_and_kafkajs_read_exactly_once_results() {
     pipeline.create_topic("counts", 3);
     pipeline.create_topic("views-one", 1);
     pipeline.create_topic("counts-one", 3);
-    pipeline.deploy(
+    super::deploy_window_count(
+        &pipeline,
         "one-task",
-        "windowed-count",
-        &[
-            "--input",
-            "views-one",
-            "--output",
-            "counts-one",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=1000",
-            "--config",
-            "emit=final",
-            "--commit-interval-ms",
-            "20",
-        ],
+        ("views-one", "counts-one"),
+        1000,
+        &["--commit-interval-ms", "20"],
     );
-    pipeline.deploy(
+    super::deploy_window_count(
+        &pipeline,
         "views-per-second",
-        "windowed-count",
-        &[
-            "--input",
-            "views",
-            "--output",
-            "counts",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=1000",
-            "--config",
-            "emit=final",
-            "--commit-interval-ms",
-            "20",
-        ],
+        ("views", "counts"),
+        1000,
+        &["--commit-interval-ms", "20"],
     );
     let mut random = Random::new(31);
     let mut total = 0;

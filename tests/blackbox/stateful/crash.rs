@@ -51,25 +51,12 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
             "20",
         ],
     );
-    pipeline.deploy(
+    super::deploy_window_count(
+        &pipeline,
         "views-per-second",
-        "windowed-count",
-        &[
-            "--input",
-            "views",
-            "--output",
-            "counts",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=1000",
-            "--config",
-            "grace_ms=200",
-            "--config",
-            "emit=final",
-            "--commit-interval-ms",
-            "20",
-        ],
+        ("views", "counts"),
+        1000,
+        &["--config", "grace_ms=200", "--commit-interval-ms", "20"],
     );
     let mut random = Random::new(2026);
     let mut total = 0i64;
@@ -171,21 +158,12 @@ fn crashes_at_each_step_of_the_commit_leave_exact_results() {
         let mut pipeline = Pipeline::start_with_env(&[("SLUICE_TEST_CRASH", point)]);
         pipeline.create_topic("views", 2);
         pipeline.create_topic("counts", 3);
-        pipeline.deploy(
+        super::deploy_window_count(
+            &pipeline,
             "views-per-second",
-            "windowed-count",
-            &[
-                "--input",
-                "views",
-                "--output",
-                "counts",
-                "--store",
-                "counts",
-                "--config",
-                "size_ms=1000",
-                "--config",
-                "emit=final",
-            ],
+            ("views", "counts"),
+            1000,
+            &[],
         );
         // Paused while the input is written, so the crash cannot land
         // during the writing.

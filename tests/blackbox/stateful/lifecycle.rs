@@ -228,22 +228,7 @@ fn a_deleted_state_folder_is_rebuilt_from_the_input_without_repeating_outputs() 
     let mut pipeline = Pipeline::start();
     pipeline.create_topic("views", 2);
     pipeline.create_topic("counts", 2);
-    pipeline.deploy(
-        "counter",
-        "windowed-count",
-        &[
-            "--input",
-            "views",
-            "--output",
-            "counts",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=1000",
-            "--config",
-            "emit=final",
-        ],
-    );
+    super::deploy_window_count(&pipeline, "counter", ("views", "counts"), 1000, &[]);
     let mut random = Random::new(4);
     let mut total = 0;
     for partition in 0..2 {

@@ -140,6 +140,33 @@ pub(crate) fn emitted_windows(records: &[Consumed]) -> BTreeMap<(String, i64), V
     emitted
 }
 
+/// Deploys the `windowed-count` plugin as `name` from `input` to `output`:
+/// store `counts`, tumbling windows of `size_ms`, emitted once final, with
+/// `extra` deploy arguments.
+pub(crate) fn deploy_window_count(
+    pipeline: &Pipeline,
+    name: &str,
+    (input, output): (&str, &str),
+    size_ms: i64,
+    extra: &[&str],
+) {
+    let size = format!("size_ms={size_ms}");
+    let mut args = vec![
+        "--input",
+        input,
+        "--output",
+        output,
+        "--store",
+        "counts",
+        "--config",
+        &size,
+        "--config",
+        "emit=final",
+    ];
+    args.extend_from_slice(extra);
+    pipeline.deploy(name, "windowed-count", &args);
+}
+
 /// GET on the admin API, as JSON, with the status code.
 pub(crate) fn get_json(pipeline: &Pipeline, path: &str) -> (u16, Value) {
     let (code, body) = pipeline.broker.http_get(path);

@@ -29,22 +29,15 @@ pub(crate) fn traffic(random: &mut Random, partition: i32, count: usize, keys: u
 }
 
 fn deploy_counts(pipeline: &Pipeline, extra: &[&str]) {
-    let mut args = vec![
-        "--input",
-        "views",
-        "--output",
-        "counts",
-        "--store",
-        "counts",
-        "--config",
-        "size_ms=1000",
-        "--config",
-        "grace_ms=200",
-        "--config",
-        "emit=final",
-    ];
+    let mut args = vec!["--config", "grace_ms=200"];
     args.extend_from_slice(extra);
-    pipeline.deploy("views-per-second", "windowed-count", &args);
+    super::deploy_window_count(
+        pipeline,
+        "views-per-second",
+        ("views", "counts"),
+        1000,
+        &args,
+    );
 }
 
 #[test]
