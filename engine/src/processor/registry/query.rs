@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{internal, not_found, AdminError, Processors};
+use super::{hex, internal, not_found, AdminError, Processors};
 use crate::processor::stateful::TaskMeta;
 use crate::state::{ProcessorState, StateError};
 
@@ -47,7 +47,7 @@ pub(crate) fn render(bytes: &[u8]) -> Rendered {
         },
         Err(_) => Rendered {
             encoding: "hex",
-            value: Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+            value: Value::String(hex(bytes)),
         },
     }
 }
@@ -128,7 +128,7 @@ fn storage(error: StateError) -> AdminError {
 fn show_key(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
         Ok(text) => text.to_string(),
-        Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => hex(key),
     }
 }
 
@@ -314,8 +314,7 @@ fn bounds(request: &ScanRequest) -> (Vec<u8>, Option<Vec<u8>>) {
 
 /// A cursor: `<task index>:<hex key>`.
 fn format_cursor(partition: i32, key: &[u8]) -> String {
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{partition}:{hex}")
+    format!("{partition}:{}", hex(key))
 }
 
 fn parse_cursor(cursor: Option<&str>) -> Result<(i32, Option<Vec<u8>>), AdminError> {
