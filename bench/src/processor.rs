@@ -382,7 +382,7 @@ fn end_to_end(values: &[Vec<u8>], batch_records: usize, factory: &Factory) -> an
     let mut task = scratch.task("bench", factory.clone(), limits);
     let end = input.high_watermark();
     let started = Instant::now();
-    while task.position < end {
+    while task.position() < end {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let elapsed = started.elapsed();

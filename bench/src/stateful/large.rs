@@ -143,26 +143,26 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     let scratch = Scratch::open_with_state_memory(dir.path(), args.large_memory_bytes)?;
     let opened = started.elapsed();
     let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
-    let recovered_at = task.position;
+    let recovered_at = task.position();
     let end = scratch.store.partition("in", 0)?.high_watermark();
     anyhow::ensure!(recovered_at < end, "the child processed all its input");
-    while task.position <= recovered_at {
+    while task.position() <= recovered_at {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let restarted = started.elapsed();
     let mut samples = Vec::new();
     for run in 0..args.runs {
         eprintln!("large state: run {}/{}", run + 1, args.runs);
-        let target = (task.position + args.large_records as i64).min(end);
-        let from = task.position;
+        let target = (task.position() + args.large_records as i64).min(end);
+        let from = task.position();
         if target <= from {
             break;
         }
         let started = Instant::now();
-        while task.position < target {
+        while task.position() < target {
             task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
         }
-        samples.push((task.position - from) as f64 / started.elapsed().as_secs_f64());
+        samples.push((task.position() - from) as f64 / started.elapsed().as_secs_f64());
     }
     drop(task);
     scratch.store.close()?;
@@ -242,13 +242,13 @@ pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
     let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
     let mut ready = false;
     loop {
-        if ready && task.position >= 2 * args.ready_records {
+        if ready && task.position() >= 2 * args.ready_records {
             // Input is left for the restart's first batch: wait for the kill.
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-        if !ready && task.position >= args.ready_records {
+        if !ready && task.position() >= args.ready_records {
             println!("ready");
             ready = true;
         }

@@ -147,7 +147,7 @@ fn drive(
 ) -> anyhow::Result<()> {
     let input = scratch.store.partition("in", 0)?;
     while !stop.load(Ordering::Relaxed) {
-        if task.position < input.high_watermark() {
+        if task.position() < input.high_watermark() {
             task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
         } else {
             std::thread::sleep(Duration::from_micros(200));
@@ -225,7 +225,7 @@ pub(super) fn queries(
     let seed = Workload::each_key(args.keys);
     produce(&scratch, &seed, u64::MAX, &Mutex::new(Vec::new()))?;
     let input = scratch.store.partition("in", 0)?;
-    while task.position < input.high_watermark() {
+    while task.position() < input.high_watermark() {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let reader = scratch.committed_reader("queries")?;

@@ -295,7 +295,7 @@ fn end_to_end(
     let mut task =
         scratch.stateful_task("e2e", factory, limits(batch), &[workload::STORE], options)?;
     let started = Instant::now();
-    while task.position < end {
+    while task.position() < end {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let elapsed = started.elapsed();

@@ -189,7 +189,7 @@ impl Scratch {
             .state
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("the context has no state"))?;
-        state.commit(&TaskMeta::fresh(0).encode(), sync)?;
+        state.commit(&TaskMeta::fresh().encode(), sync)?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ fn outputs_are_durable_before_the_input_is_committed_under_flush_never() {
     produce(&scratch, 3);
     let mut task = scratch.task("forward", forward_all(), Limits::default());
     task.step().unwrap();
-    assert_eq!(task.position, 3, "the step committed the batch");
+    assert_eq!(task.position(), 3, "the step committed the batch");
     let output = scratch.store.partition("out", 0).unwrap();
     assert_eq!(output.high_watermark(), 3);
     assert_eq!(
@@ -74,10 +74,10 @@ fn a_position_past_the_log_end_restarts_from_the_log_start_and_says_so() {
     produce(&scratch, 3);
     let mut task = scratch.task_at("forward", forward_all(), Limits::default(), 100);
     task.step().unwrap();
-    assert_eq!(task.position, 3, "the three records were processed");
+    assert_eq!(task.position(), 3, "the three records were processed");
     let output = scratch.store.partition("out", 0).unwrap();
     assert_eq!(output.high_watermark(), 3);
-    let notice = task.stats.last_error().expect("a status line");
+    let notice = task.stats().last_error().expect("a status line");
     assert!(
         notice.message.contains("past the log end 3")
             && notice.message.contains("restarted from the log start 0"),
@@ -86,7 +86,9 @@ fn a_position_past_the_log_end_restarts_from_the_log_start_and_says_so() {
     );
     assert_eq!(notice.offset, Some(100));
     assert_eq!(
-        task.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        task.stats()
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "a notice, not an error"
     );
@@ -122,14 +124,14 @@ fn processors_read_committed_records_only() {
         (5, 0),
         "producer 1's transaction is open"
     );
-    assert!(!task.has_work(input.watermarks()), "nothing committed yet");
+    assert!(!task.has_work(), "nothing committed yet");
     let info = input.write_marker(&marker(1, true)).unwrap();
     input.acknowledge(&info).unwrap();
     assert_eq!(input.watermarks(), (6, 6));
-    while task.has_work(input.watermarks()) {
+    while task.has_work() {
         task.step().unwrap();
     }
-    assert_eq!(task.position, 6, "past both markers");
+    assert_eq!(task.position(), 6, "past both markers");
     let output = scratch.store.partition("out", 0).unwrap();
     let mut batches = output.read(0, 1 << 20).unwrap().records;
     let mut values = Vec::new();

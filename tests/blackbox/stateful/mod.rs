@@ -19,6 +19,7 @@ mod chain;
 mod clients;
 mod crash;
 mod enrich;
+mod inputs;
 mod lifecycle;
 mod projection;
 mod repartition;

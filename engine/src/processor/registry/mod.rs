@@ -18,19 +18,18 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::host::{Instance, Label, Plugin, Runtime, TaskContext};
+use super::host::{Instance, Label, Plugin, Runtime};
 use super::spec::{self, DeployRequest, Deployment, Guarantee, OnError};
-use super::stateful::{ProducerIds, Stateful};
+use super::stateful::ProducerIds;
 use super::status::{now_ms, ErrorInfo, PartitionState, PartitionStats, PartitionStatus};
-use super::worker::PartitionTask;
 use super::ProcessorConfig;
 use crate::group::{GroupCoordinator, GroupError, OffsetCommit};
 use crate::log::io::{remove_durably, write_atomic};
 use crate::log::{LogStore, StdIo};
 use crate::shutdown::Shutdown;
 use crate::start_position::StartPosition;
-use crate::state::{StateDb, TaskState};
-use tasks::{drive, stop};
+use crate::state::StateDb;
+use tasks::stop;
 
 /// How often input topics are checked for new partitions.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -227,110 +226,6 @@ impl Processors {
         for running in running {
             self.spawn_missing(&running);
         }
-    }
-
-    /// Starts a task for every input partition that has none.
-    fn spawn_missing(&self, running: &Arc<Running>) {
-        if running.control.borrow().stopped {
-            return;
-        }
-        let group = running.deployment.group();
-        self.groups.keep_alive(&group);
-        let committed = self.groups.committed(&group);
-        let mut topics = running.deployment.inputs.clone();
-        if running.deployment.is_stateful() {
-            // Tasks for the repartition topic's partitions, once a task has
-            // written to it (and so created it).
-            topics.push(running.deployment.repartition_topic());
-        }
-        for topic in &topics {
-            let Some(handle) = self.store.topic(topic) else {
-                continue;
-            };
-            for partition in 0..handle.partition_count() {
-                let key = (topic.clone(), partition);
-                let mut partitions = running.partitions.lock().expect("status lock");
-                if partitions.contains_key(&key) {
-                    continue;
-                }
-                let position = match committed.get(&key) {
-                    Some(c) => c.offset,
-                    None => self
-                        .store
-                        .partition(topic, partition)
-                        .map_or(0, |p| p.log_start_offset()),
-                };
-                let stats = Arc::new(PartitionStats::new(topic, partition));
-                partitions.insert(key, stats.clone());
-                drop(partitions);
-                let deployment = &running.deployment;
-                let factory = running.plugin.factory(
-                    deployment.limits,
-                    deployment.config.clone(),
-                    super::worker::label(deployment, &stats),
-                );
-                let task = PartitionTask::new(
-                    self.store.clone(),
-                    self.groups.clone(),
-                    factory,
-                    deployment.clone(),
-                    stats.clone(),
-                    position,
-                );
-                let task = match &running.tables {
-                    Some(tables) => task.with_tables(tables.clone()),
-                    None => task,
-                };
-                let task =
-                    match self.stateful_parts(deployment, topic, partition, running.state_lost) {
-                        Ok(None) => task,
-                        Ok(Some((context, stateful))) => task.with_state(context, stateful),
-                        Err(error) => {
-                            let message = format!("opening the task's state failed: {error}");
-                            stats.record_error(&message, None);
-                            stats.set_state(PartitionState::Failed);
-                            continue;
-                        }
-                    };
-                running
-                    .aborts
-                    .lock()
-                    .expect("aborts lock")
-                    .push(task.abort.clone());
-                let control = running.control.subscribe();
-                let shutdown = self.shutdown.clone();
-                let store = self.store.clone();
-                running
-                    .tasks
-                    .lock()
-                    .expect("tasks lock")
-                    .spawn(drive(task, store, control, shutdown));
-            }
-        }
-    }
-
-    /// A stateful or exactly-once task's state and bookkeeping.
-    fn stateful_parts(
-        &self,
-        deployment: &Deployment,
-        topic: &str,
-        partition: i32,
-        state_lost: bool,
-    ) -> Result<Option<(TaskContext, Stateful)>, crate::state::StateError> {
-        if !deployment.is_stateful() {
-            return Ok(None);
-        }
-        let processor = self.state.processor(&deployment.name)?;
-        let task = deployment.task_id(topic, partition);
-        let state = TaskState::new(processor, task);
-        let stateful = Stateful::new(
-            deployment.guarantee == Guarantee::ExactlyOnce,
-            state_lost && !deployment.stores.is_empty(),
-            self.producer_ids.clone(),
-            Duration::from_millis(deployment.commit_interval_ms),
-            deployment.idle_advance_ms,
-        );
-        Ok(Some((TaskContext::with_state(state), stateful)))
     }
 
     /// Runs `deployment`. `state_lost`: it is being resumed at startup, has
@@ -712,6 +607,7 @@ impl Processors {
             .iter()
             .filter_map(|p| p.last_error.clone())
             .max_by_key(|e| e.at_ms);
+        let mut tasks = std::collections::HashSet::new();
         Ok(ProcessorStatus {
             name: deployment.name.clone(),
             state,
@@ -728,8 +624,10 @@ impl Processors {
             commit_interval_ms: deployment.commit_interval_ms,
             idle_advance_ms: deployment.idle_advance_ms,
             deployed_at_ms: deployment.deployed_at_ms,
+            // Per task: the input partitions of one task show its figures.
             late_dropped: partitions
                 .iter()
+                .filter(|p| tasks.insert(deployment.task_id(&p.topic, p.partition)))
                 .filter_map(|p| p.stateful.as_ref())
                 .map(|s| s.late_dropped)
                 .sum(),

@@ -17,7 +17,8 @@ use crate::state::{ProcessorState, StateError};
 /// A task whose state a query reads.
 #[derive(Debug, Clone)]
 struct Task {
-    topic: String,
+    /// Its inputs (several for a processor with co-partitioned inputs).
+    topics: Vec<String>,
     partition: i32,
     task: u32,
 }
@@ -55,11 +56,23 @@ pub(crate) fn render(bytes: &[u8]) -> Rendered {
 /// One partition's committed position.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Position {
+    /// The (first) input topic.
     pub(crate) topic: String,
     pub(crate) partition: i32,
     /// The next input offset the answer has not seen.
     pub(crate) offset: i64,
     pub(crate) stream_time: Option<i64>,
+    /// A processor with several inputs: the position in each (the same
+    /// partition of every input).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) inputs: Vec<InputPosition>,
+}
+
+/// The committed position in one input of a task.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct InputPosition {
+    pub(crate) topic: String,
+    pub(crate) offset: i64,
 }
 
 /// A key's answer.
@@ -151,12 +164,17 @@ impl Processors {
         }
         let state = self.state.existing(name).ok_or_else(|| not_found(name))?;
         let mut tasks = Vec::new();
-        for topic in [deployment.inputs[0].clone(), deployment.repartition_topic()] {
-            let count = self.store.topic(&topic).map_or(0, |t| t.partition_count());
+        let repartition = deployment.repartition_topic();
+        for topics in [deployment.inputs.clone(), vec![repartition]] {
+            let count = topics
+                .iter()
+                .map(|topic| self.store.topic(topic).map_or(0, |t| t.partition_count()))
+                .min()
+                .unwrap_or(0);
             for partition in 0..count {
                 tasks.push(Task {
-                    task: deployment.task_id(&topic, partition),
-                    topic: topic.clone(),
+                    task: deployment.task_id(&topics[0], partition),
+                    topics: topics.clone(),
                     partition,
                 });
             }
@@ -167,11 +185,27 @@ impl Processors {
     fn position(state: &ProcessorState, at: &Task) -> Result<Position, AdminError> {
         let meta = state.meta(at.task).map_err(storage)?;
         let meta = meta.and_then(|bytes| TaskMeta::decode(&bytes).ok());
+        let offset = |index: usize| {
+            meta.as_ref()
+                .and_then(|m| m.input(&at.topics[index], index == 0))
+                .map_or(0, |input| input.position)
+        };
+        let inputs = if at.topics.len() > 1 {
+            (0..at.topics.len())
+                .map(|index| InputPosition {
+                    topic: at.topics[index].clone(),
+                    offset: offset(index),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Position {
-            topic: at.topic.clone(),
+            topic: at.topics[0].clone(),
             partition: at.partition,
-            offset: meta.as_ref().map_or(0, |m| m.position),
+            offset: offset(0),
             stream_time: meta.and_then(|m| m.stream_time),
+            inputs,
         })
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use kafka_protocol::records::Compression;
 use tokio::sync::watch;
 
-use super::{drive, Control};
+use super::tasks::drive;
+use super::Control;
 use crate::log::batch::build;
 use crate::processor::host::{Batch, Factory, Invoke, InvokeError, Output, TaskContext};
 use crate::processor::scratch::Scratch;
@@ -39,10 +40,10 @@ async fn a_panicking_step_fails_its_partition_with_a_status_and_the_driver_ends(
         .unwrap();
     let factory: Factory = Arc::new(|| Ok(Box::new(Panics) as Box<dyn Invoke>));
     let task = scratch.task("panics", factory, Limits::default());
-    let stats = task.stats.clone();
+    let stats = task.stats().clone();
     let (_control, control_rx) = watch::channel(Control::default());
     let (_shutdown, shutdown_rx) = watch::channel(false);
-    let driver = tokio::spawn(drive(task, scratch.store.clone(), control_rx, shutdown_rx));
+    let driver = tokio::spawn(drive(task, control_rx, shutdown_rx));
     // The driver gives up on this partition: it returns, rather than
     // retrying a step that panicked.
     tokio::time::timeout(Duration::from_secs(30), driver)

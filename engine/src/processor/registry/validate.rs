@@ -61,9 +61,11 @@ impl Processors {
             )));
         }
         let limits = request.limits.apply(&self.config.limits).map_err(bad)?;
-        self.check_memory(name, &request.inputs, &limits)
-            .map_err(bad)?;
         let (guarantee, stores) = self.check_state(name, request).map_err(bad)?;
+        let stateful =
+            !stores.is_empty() || !request.tables.is_empty() || guarantee == Guarantee::ExactlyOnce;
+        self.check_memory(name, &request.inputs, &limits, stateful)
+            .map_err(bad)?;
         Ok(Deployment {
             name: name.to_string(),
             inputs: dedup(&request.inputs),
@@ -125,12 +127,8 @@ impl Processors {
         }
         let stateful =
             !stores.is_empty() || !request.tables.is_empty() || guarantee == Guarantee::ExactlyOnce;
-        if stateful && dedup(&request.inputs).len() > 1 {
-            return Err(
-                "a stateful or exactly-once processor reads one input topic (its state is \
-                 kept per input partition); deploy one processor per input"
-                    .into(),
-            );
+        if stateful {
+            self.check_co_partitioned(&dedup(&request.inputs))?;
         }
         if let Some(ms) = request.commit_interval_ms {
             if !(1..=60_000).contains(&ms) {
@@ -162,13 +160,46 @@ impl Processors {
         Ok((guarantee, stores))
     }
 
-    /// Instances a processor reading `inputs` runs: one per partition.
-    fn instances(&self, inputs: &[String]) -> u64 {
-        dedup(inputs)
+    /// A stateful processor's inputs must be co-partitioned: a task reads
+    /// partition `p` of each, and its state is kept per task, so the same
+    /// key must land in the same partition number of every input.
+    fn check_co_partitioned(&self, inputs: &[String]) -> Result<(), String> {
+        let counts: Vec<(String, i32)> = inputs
+            .iter()
+            .filter_map(|topic| {
+                let count = self.store.topic(topic)?.partition_count();
+                Some((topic.clone(), count))
+            })
+            .collect();
+        if counts.windows(2).any(|pair| pair[0].1 != pair[1].1) {
+            let listed: Vec<String> = counts
+                .iter()
+                .map(|(topic, count)| format!("{topic} has {count}"))
+                .collect();
+            return Err(format!(
+                "the inputs of a stateful or exactly-once processor must be co-partitioned \
+                 (the same number of partitions, keyed alike), but {}; give them the same \
+                 partition count or deploy one processor per input",
+                listed.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Instances a processor reading `inputs` runs: one per partition, or
+    /// for a stateful processor (`co_partitioned`) one per partition of
+    /// its inputs together.
+    fn instances(&self, inputs: &[String], co_partitioned: bool) -> u64 {
+        let counts = dedup(inputs)
             .iter()
             .filter_map(|topic| self.store.topic(topic))
             .map(|topic| u64::try_from(topic.partition_count()).unwrap_or(0))
-            .sum()
+            .collect::<Vec<_>>();
+        if co_partitioned {
+            counts.into_iter().max().unwrap_or(0)
+        } else {
+            counts.into_iter().sum()
+        }
     }
 
     /// Refuses a deploy whose instances' memory limits, with those of every
@@ -178,20 +209,20 @@ impl Processors {
         name: &str,
         inputs: &[String],
         limits: &spec::Limits,
+        stateful: bool,
     ) -> Result<(), String> {
-        let others: u64 = self
-            .snapshot()
-            .iter()
-            .filter(|running| running.deployment.name != name)
-            .map(|running| {
-                let deployment = &running.deployment;
-                deployment
-                    .limits
-                    .memory_bytes_max
-                    .saturating_mul(self.instances(&deployment.inputs))
-            })
-            .fold(0, u64::saturating_add);
-        let instances = self.instances(inputs);
+        let others: u64 =
+            self.snapshot()
+                .iter()
+                .filter(|running| running.deployment.name != name)
+                .map(|running| {
+                    let deployment = &running.deployment;
+                    deployment.limits.memory_bytes_max.saturating_mul(
+                        self.instances(&deployment.inputs, deployment.is_stateful()),
+                    )
+                })
+                .fold(0, u64::saturating_add);
+        let instances = self.instances(inputs, stateful);
         let this = limits.memory_bytes_max.saturating_mul(instances);
         let total = others.saturating_add(this);
         if total > self.config.memory_bytes_max {

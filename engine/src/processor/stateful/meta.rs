@@ -1,19 +1,25 @@
 //! A task's commit record, kept in its RocksDB state under the task's
 //! metadata key and written in the same batch as the state it commits.
 //! JSON: a few hundred bytes, written once per commit.
+//!
+//! Version 2 keeps a position per input (a task reads the same partition
+//! of each of its processor's co-partitioned inputs); version 1, written
+//! before processors had several inputs, kept one `position` and is read
+//! as the position of the task's first input.
 
 use serde::{Deserialize, Serialize};
 
 /// The current layout.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// What a task's last commit recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TaskMeta {
     pub(crate) version: u32,
-    /// The next input offset to process.
-    pub(crate) position: i64,
-    /// The largest record timestamp processed (or reached idling).
+    /// Where the task is in each input partition.
+    pub(crate) inputs: Vec<InputMeta>,
+    /// Stream time: never back; the smallest of the inputs' times (see
+    /// `InputMeta::time`), or reached idling.
     pub(crate) stream_time: Option<i64>,
     /// The task's producer id (-1: none yet) and its current epoch, taken
     /// at the task's last start.
@@ -31,6 +37,18 @@ pub(crate) struct TaskMeta {
     /// windows, about one per open window).
     #[serde(default)]
     pub(crate) timers: i64,
+}
+
+/// One input partition of a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InputMeta {
+    /// The input topic ("" in a version 1 record: the task's first input).
+    pub(crate) topic: String,
+    /// The next offset to process.
+    pub(crate) position: i64,
+    /// The largest record timestamp processed from this input.
+    #[serde(default)]
+    pub(crate) time: Option<i64>,
     /// Rebuilding lost state: the input up to this offset was processed
     /// before (the consumer group's position says so), so its outputs are
     /// not written again; only the state is rebuilt from it.
@@ -46,12 +64,27 @@ pub(crate) struct CommittedOutput {
     pub(crate) first_offset: i64,
 }
 
+/// Version 1: one input.
+#[derive(Deserialize)]
+struct TaskMetaV1 {
+    position: i64,
+    stream_time: Option<i64>,
+    producer_id: i64,
+    producer_epoch: i16,
+    committed: Vec<CommittedOutput>,
+    late_dropped: u64,
+    commits: u64,
+    #[serde(default)]
+    timers: i64,
+    #[serde(default)]
+    rebuild_until: Option<i64>,
+}
+
 impl TaskMeta {
-    /// A task that never committed, starting at `position`.
-    pub(crate) fn fresh(position: i64) -> Self {
+    /// A task that never committed.
+    pub(crate) fn fresh() -> Self {
         Self {
             version: VERSION,
-            position,
             producer_id: -1,
             ..Self::default()
         }
@@ -62,15 +95,51 @@ impl TaskMeta {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let meta: Self = serde_json::from_slice(bytes)
-            .map_err(|e| format!("the task's commit record is unreadable: {e}"))?;
-        if meta.version != VERSION {
-            return Err(format!(
-                "the task's commit record has version {}; this broker reads version {VERSION}",
-                meta.version
-            ));
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
         }
-        Ok(meta)
+        let unreadable =
+            |e: serde_json::Error| format!("the task's commit record is unreadable: {e}");
+        let version: Version = serde_json::from_slice(bytes).map_err(unreadable)?;
+        match version.version {
+            VERSION => serde_json::from_slice(bytes).map_err(unreadable),
+            1 => {
+                let v1: TaskMetaV1 = serde_json::from_slice(bytes).map_err(unreadable)?;
+                Ok(Self {
+                    version: VERSION,
+                    inputs: vec![InputMeta {
+                        topic: String::new(),
+                        position: v1.position,
+                        time: v1.stream_time,
+                        rebuild_until: v1.rebuild_until,
+                    }],
+                    stream_time: v1.stream_time,
+                    producer_id: v1.producer_id,
+                    producer_epoch: v1.producer_epoch,
+                    committed: v1.committed,
+                    late_dropped: v1.late_dropped,
+                    commits: v1.commits,
+                    timers: v1.timers,
+                })
+            }
+            other => Err(format!(
+                "the task's commit record has version {other}; this broker reads versions 1 and {VERSION}"
+            )),
+        }
+    }
+
+    /// The record of input `topic`; `first` if it is the task's first input
+    /// (which a version 1 record names "").
+    pub(crate) fn input(&self, topic: &str, first: bool) -> Option<&InputMeta> {
+        self.inputs
+            .iter()
+            .find(|input| input.topic == topic)
+            .or_else(|| {
+                first
+                    .then(|| self.inputs.iter().find(|input| input.topic.is_empty()))
+                    .flatten()
+            })
     }
 }
 
@@ -80,7 +149,13 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_other_versions() {
-        let mut meta = TaskMeta::fresh(42);
+        let mut meta = TaskMeta::fresh();
+        meta.inputs.push(InputMeta {
+            topic: "in".into(),
+            position: 42,
+            time: Some(7),
+            rebuild_until: None,
+        });
         meta.committed.push(CommittedOutput {
             topic: "out".into(),
             partition: 3,
@@ -92,5 +167,22 @@ mod tests {
             .unwrap_err()
             .contains("version 9"));
         assert!(TaskMeta::decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn reads_a_version_1_record_as_the_first_inputs_position() {
+        let v1 = br#"{"version":1,"position":42,"stream_time":1000,"producer_id":5,
+            "producer_epoch":2,"committed":[],"late_dropped":3,"commits":9,"timers":4,
+            "rebuild_until":50}"#;
+        let meta = TaskMeta::decode(v1).unwrap();
+        let first = meta.input("clicks", true).expect("the first input");
+        assert_eq!((first.position, first.rebuild_until), (42, Some(50)));
+        assert_eq!(first.time, Some(1000));
+        assert!(meta.input("views", false).is_none());
+        assert_eq!(
+            (meta.stream_time, meta.producer_id, meta.producer_epoch),
+            (Some(1000), 5, 2)
+        );
+        assert_eq!((meta.late_dropped, meta.commits, meta.timers), (3, 9, 4));
     }
 }

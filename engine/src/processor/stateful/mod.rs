@@ -37,7 +37,8 @@ mod transaction;
 
 use std::time::{Duration, Instant};
 
-pub(crate) use meta::TaskMeta;
+pub(crate) use meta::{InputMeta, TaskMeta};
+
 pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
 
 use crate::log::LogStore;
@@ -120,28 +121,49 @@ impl Stateful {
 
     /// Brings the task to its last commit and fences what came after it:
     /// ends the transactions a crash left open in `outputs`, takes a fresh
-    /// epoch and records it. Returns the input offset to resume from
-    /// (`fallback` when the task has never committed).
+    /// epoch and records it. Afterwards `meta.inputs` holds where to
+    /// resume in each of `inputs`, in their order (an input the last
+    /// commit does not know starts at its `InputStart::position`).
     pub(crate) fn recover(
         &mut self,
         state: &mut TaskState,
         store: &LogStore,
         outputs: &[String],
-        (fallback, log_start): (i64, i64),
-    ) -> Result<i64, String> {
+        inputs: &[InputStart<'_>],
+    ) -> Result<(), String> {
         state.discard();
-        let mut meta = match state.meta().map_err(|e| e.to_string())? {
+        let recorded = state.meta().map_err(|e| e.to_string())?;
+        let found = recorded.is_some();
+        let mut meta = match recorded {
             Some(bytes) => TaskMeta::decode(&bytes)?,
-            // No commit record but a position in the consumer group: the
-            // state was lost (its folder deleted). Rebuilt by processing
-            // the input again from its start, writing no outputs up to
-            // where they were written before.
-            None if self.state_lost && fallback > log_start => TaskMeta {
-                rebuild_until: Some(fallback),
-                ..TaskMeta::fresh(log_start)
-            },
-            None => TaskMeta::fresh(fallback),
+            None => TaskMeta::fresh(),
         };
+        meta.inputs = inputs
+            .iter()
+            .map(|start| match meta.input(start.topic, start.first) {
+                Some(input) => InputMeta {
+                    topic: start.topic.to_string(),
+                    ..input.clone()
+                },
+                // No commit record but a position in the consumer group:
+                // the state was lost (its folder deleted). Rebuilt by
+                // processing the input again from its start, writing no
+                // outputs up to where they were written before.
+                None if !found && self.state_lost && start.position > start.log_start => {
+                    InputMeta {
+                        topic: start.topic.to_string(),
+                        position: start.log_start,
+                        time: None,
+                        rebuild_until: Some(start.position),
+                    }
+                }
+                None => InputMeta {
+                    topic: start.topic.to_string(),
+                    position: start.position,
+                    ..InputMeta::default()
+                },
+            })
+            .collect();
         if self.exactly_once {
             self.transaction.recover(store, outputs, &mut meta)?;
         }
@@ -153,13 +175,18 @@ impl Stateful {
         self.meta = meta;
         self.dirty_since = None;
         self.recovered = true;
-        Ok(self.meta.position)
+        Ok(())
     }
 
-    /// The offset up to which the task is rebuilding lost state (its
-    /// outputs are not written again), if it is.
-    pub(crate) fn rebuilding_until(&self, position: i64) -> Option<i64> {
-        self.meta.rebuild_until.filter(|until| position < *until)
+    /// The offset of input `topic` up to which the task is rebuilding lost
+    /// state (its outputs are not written again), if it is.
+    pub(crate) fn rebuilding_until(&self, topic: &str, position: i64) -> Option<i64> {
+        self.meta
+            .inputs
+            .iter()
+            .find(|input| input.topic == topic)
+            .and_then(|input| input.rebuild_until)
+            .filter(|until| position < *until)
     }
 
     /// Whether the open work should be committed now.
@@ -177,24 +204,24 @@ impl Stateful {
     }
 
     /// Commits: outputs durable, then the commit point (state, input
-    /// position, stream time and transaction in one RocksDB write), then
-    /// the markers.
+    /// positions, stream time and transaction in one RocksDB write), then
+    /// the markers. `inputs`: where the task is in each input.
     pub(crate) fn commit(
         &mut self,
         state: &mut TaskState,
-        position: i64,
+        mut inputs: Vec<InputMeta>,
         stream_time: Option<i64>,
         late_dropped: u64,
     ) -> Result<(), String> {
+        for input in &mut inputs {
+            input.rebuild_until = self.rebuilding_until(&input.topic, input.position);
+        }
         let mut meta = self.meta.clone();
-        meta.position = position;
+        meta.inputs = inputs;
         meta.stream_time = stream_time;
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
         meta.timers = meta.timers.saturating_add(state.timers_delta()).max(0);
-        if meta.rebuild_until.is_some_and(|until| position >= until) {
-            meta.rebuild_until = None;
-        }
         meta.committed = self
             .transaction
             .prepare()
@@ -234,6 +261,18 @@ impl Stateful {
         self.dirty_since = None;
         self.recovered = false;
     }
+}
+
+/// Where a task's input starts when its last commit has no record of it
+/// (a first start, or an input added by a redeploy).
+pub(crate) struct InputStart<'a> {
+    pub(crate) topic: &'a str,
+    /// The task's first input (a version 1 commit record's position is
+    /// its position).
+    pub(crate) first: bool,
+    /// The consumer group's committed offset, else the log start.
+    pub(crate) position: i64,
+    pub(crate) log_start: i64,
 }
 
 /// A deterministic crash for black-box tests of recovery: with
@@ -279,6 +318,12 @@ impl IdleClock {
             idle_advance_ms,
             last_record: (Instant::now(), None),
         }
+    }
+
+    /// How long input must be quiet before stream time follows the wall
+    /// clock (`None`: idle advance is off).
+    pub(crate) fn idle_advance(&self) -> Option<Duration> {
+        self.idle_advance_ms.map(Duration::from_millis)
     }
 
     /// Restarts the idle wait from now, at `stream_time`.

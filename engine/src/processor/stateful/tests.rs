@@ -222,7 +222,7 @@ fn after_power_cuts_the_outputs_and_state_count_the_durable_input_exactly_once()
         let node = open(dir.path(), &faults);
         let mut task = task(&node, &producer_ids);
         // Catch up on what survived the last cut (recovery first), check.
-        while task.has_work(node.store.partition("in", 0).unwrap().watermarks()) {
+        while task.has_work() {
             task.step().unwrap();
         }
         check_exactly_once(&node, round);
@@ -247,7 +247,7 @@ fn after_power_cuts_the_outputs_and_state_count_the_durable_input_exactly_once()
     }
     let node = open(dir.path(), &faults);
     let mut task = task(&node, &producer_ids);
-    while task.has_work(node.store.partition("in", 0).unwrap().watermarks()) {
+    while task.has_work() {
         task.step().unwrap();
     }
     check_exactly_once(&node, 99);

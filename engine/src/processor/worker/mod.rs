@@ -13,9 +13,9 @@
 //! after each batch, writes its outputs in a transaction and commits every
 //! `commit_interval_ms`, when caught up, or at a byte cap.
 
+mod input;
 mod stateful;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,14 +23,15 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::host::{
-    Batch, Factory, InputHeader, InputRecord, Invoke, InvokeError, Label, Output, OutputRecord,
-    Payload, TaskContext,
+    Batch, Factory, InputRecord, Invoke, InvokeError, Label, Output, OutputRecord, Payload,
+    TaskContext,
 };
 use super::output::{OutRecord, Routed};
 use super::spec::{Deployment, OnError, REPARTITION};
 use super::status::{PartitionState, PartitionStats};
 use crate::group::{GroupCoordinator, OffsetCommit};
-use crate::log::{CommittedReadError, Isolation, LogError, LogStore, Partition, ReadResult};
+use crate::log::{LogError, LogStore};
+pub(crate) use input::Input;
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.
@@ -40,14 +41,15 @@ pub struct PartitionTask {
     factory: Factory,
     pub(crate) deployment: Arc<Deployment>,
     pub(crate) policy: OnError,
-    pub(crate) stats: Arc<PartitionStats>,
     pub(crate) label: Label,
     instance: Option<Box<dyn Invoke>>,
-    /// Next offset to process; what gets committed.
-    pub position: i64,
-    /// Next offset to read from the log into `pending`.
-    fetch_position: i64,
-    pending: VecDeque<(InputRecord, usize)>,
+    /// The input partition being worked on.
+    input: Input,
+    /// A stateful task's other inputs: the same partition of its
+    /// processor's other (co-partitioned) input topics, in deploy order
+    /// after `input` (which trades places with one of them when the merge
+    /// by timestamp picks it).
+    others: Vec<Input>,
     /// Set at shutdown or removal: a step narrowing down a failure record
     /// by record gives up early (nothing of the batch is committed).
     pub(crate) abort: Arc<AtomicBool>,
@@ -56,10 +58,17 @@ pub struct PartitionTask {
     /// Stateful or exactly-once bookkeeping; `None` for a stateless
     /// at-least-once processor.
     stateful: Option<crate::processor::stateful::Stateful>,
-    /// The input's last stable offset at the last read.
-    last_stable_offset: i64,
     /// The processor's tables, brought up to date before each step.
     tables: Option<Arc<crate::processor::tables::Tables>>,
+}
+
+/// What a task's driver does next.
+pub(crate) enum Readiness {
+    /// Step.
+    Work,
+    /// Wait for one of these high watermarks to move (or a timer, or the
+    /// reconcile interval).
+    Wait(Vec<tokio::sync::watch::Receiver<i64>>),
 }
 
 /// Why a step stopped the partition.
@@ -115,16 +124,13 @@ impl PartitionTask {
             factory,
             policy: deployment.policy(),
             deployment,
-            stats,
             label,
             instance: None,
-            position,
-            fetch_position: position,
-            pending: VecDeque::new(),
+            input: Input::new(stats, position),
+            others: Vec::new(),
             abort: Arc::new(AtomicBool::new(false)),
             context: TaskContext::default(),
             stateful: None,
-            last_stable_offset: 0,
             tables: None,
         }
     }
@@ -148,24 +154,75 @@ impl PartitionTask {
         self
     }
 
-    /// Whether records are waiting in the log (or already read), given
-    /// the input partition's `(high watermark, last stable offset)`.
-    /// Processors read committed data only: what lies between the LSO and
-    /// the high watermark (open transactions) is not work yet.
-    pub(crate) fn has_work(&self, (high_watermark, last_stable_offset): (i64, i64)) -> bool {
-        // A position past the high watermark is work too: the step resets
-        // it (see `reset_if_past_the_log_end`).
-        !self.pending.is_empty()
-            || self.position < last_stable_offset
-            || self.position > high_watermark
-            || self.timers_due()
+    /// Adds the task's other inputs (a stateful task over several
+    /// co-partitioned input topics): each input partition's status and
+    /// committed position.
+    pub(crate) fn with_other_inputs(mut self, others: Vec<(Arc<PartitionStats>, i64)>) -> Self {
+        self.others = others
+            .into_iter()
+            .map(|(stats, position)| {
+                stats.committed_offset.store(position, Ordering::Relaxed);
+                Input::new(stats, position)
+            })
+            .collect();
+        self
+    }
+
+    /// The task's inputs: the one being worked on first.
+    pub(crate) fn inputs(&self) -> impl Iterator<Item = &Input> {
+        std::iter::once(&self.input).chain(&self.others)
+    }
+
+    /// The status of each input partition.
+    pub(crate) fn all_stats(&self) -> Vec<Arc<PartitionStats>> {
+        self.inputs().map(|input| input.stats.clone()).collect()
+    }
+
+    /// The status of the input partition worked on last (where a failure
+    /// is recorded).
+    pub(crate) fn stats(&self) -> &Arc<PartitionStats> {
+        &self.input.stats
+    }
+
+    /// The next offset to process in the input worked on last.
+    pub fn position(&self) -> i64 {
+        self.input.position
+    }
+
+    /// Whether the task has work now, and else what to wait on: the
+    /// high watermarks of its inputs. Subscribed before looking, so a
+    /// record appended in between still wakes the driver.
+    pub(crate) fn readiness(&self) -> Readiness {
+        let mut watermarks = Vec::new();
+        for input in self.inputs() {
+            let Ok(partition) = self
+                .store
+                .partition(&input.stats.topic, input.stats.partition)
+            else {
+                continue;
+            };
+            let watermark = partition.subscribe();
+            if input.has_work(partition.watermarks()) {
+                return Readiness::Work;
+            }
+            watermarks.push(watermark);
+        }
+        if self.timers_due() {
+            return Readiness::Work;
+        }
+        Readiness::Wait(watermarks)
+    }
+
+    /// Whether the task has work now (see [`Self::readiness`]).
+    pub fn has_work(&self) -> bool {
+        matches!(self.readiness(), Readiness::Work)
     }
 
     /// Forgets read-ahead and the instance, e.g. after a failure, so the
     /// next step starts again from the committed position.
     pub(crate) fn reset(&mut self) {
-        self.pending.clear();
-        self.fetch_position = self.position;
+        self.input.rewind();
+        self.others.iter_mut().for_each(Input::rewind);
         self.instance = None;
     }
 
@@ -188,35 +245,38 @@ impl PartitionTask {
                 .map_err(|message| StepFailure::new(message, None))?;
         }
         if self.instance.is_none() {
-            self.stats.set_state(PartitionState::Starting);
+            self.set_state(PartitionState::Starting);
             self.instance = Some(self.instantiate()?);
-            self.stats.set_state(PartitionState::Running);
+            self.set_state(PartitionState::Running);
+        }
+        if self.stateful.is_some() {
+            return self.step_stateful();
         }
         self.fill()?;
         let records = self.take_batch();
-        if self.stateful.is_some() {
-            return self.step_stateful(records);
-        }
         if records.is_empty() {
             // Nothing to process up to the high watermark (control records,
             // or offsets compaction removed): move the position past them,
             // or the task would keep finding "work" there.
-            if self.fetch_position > self.position {
-                self.commit(self.fetch_position)?;
+            if self.input.fetch_position > self.input.position {
+                self.commit(self.input.fetch_position)?;
             }
             return Ok(());
         }
-        let stats = self.stats.clone();
+        let stats = self.input.stats.clone();
         let deployment = self.deployment.clone();
         let batch = Batch {
             topic: deployment.batch_topic(&stats.topic),
-            partition: self.stats.partition,
+            partition: self.input.stats.partition,
             records: &records,
         };
         let mut routed = Routed::default();
         let started = Instant::now();
         let stop = self.process_range(batch, 0, batch.records.len(), &mut routed)?;
-        PartitionStats::add(&self.stats.process_ns, started.elapsed().as_nanos() as u64);
+        PartitionStats::add(
+            &self.input.stats.process_ns,
+            started.elapsed().as_nanos() as u64,
+        );
         let (processed, next) = match &stop {
             Some(stop) => (stop.index, batch.records[stop.index].offset),
             None => {
@@ -229,11 +289,12 @@ impl PartitionTask {
             .write(&self.store)
             .map_err(|error| StepFailure::new(format!("writing outputs failed: {error}"), None))?;
         self.commit(next)?;
-        PartitionStats::add(&self.stats.records_in, processed as u64);
-        PartitionStats::add(&self.stats.records_out, out);
-        PartitionStats::add(&self.stats.batches, 1);
+        PartitionStats::add(&self.input.stats.records_in, processed as u64);
+        PartitionStats::add(&self.input.stats.records_out, out);
+        PartitionStats::add(&self.input.stats.batches, 1);
         if let Some(instance) = &self.instance {
-            self.stats
+            self.input
+                .stats
                 .memory_bytes
                 .store(instance.memory_bytes() as u64, Ordering::Relaxed);
         }
@@ -250,163 +311,31 @@ impl PartitionTask {
         }
     }
 
-    /// Takes the next batch from `pending`: within the deployment's record
-    /// and byte limits, but at least one record when there is one.
+    /// Takes the next batch of the input being worked on.
     fn take_batch(&mut self) -> Vec<InputRecord> {
-        let limits = self.deployment.limits;
-        // A batch does not straddle the end of a rebuild: outputs before
-        // it are not written, after it they are.
         let until = self
             .stateful
             .as_ref()
-            .and_then(|s| s.rebuilding_until(self.position));
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        while let Some((record, size)) = self.pending.front() {
-            if !records.is_empty()
-                && (records.len() as u64 >= limits.batch_records_max
-                    || (bytes + size) as u64 > limits.batch_bytes_max
-                    || until.is_some_and(|until| record.offset >= until))
-            {
-                break;
-            }
-            bytes += size;
-            let (record, _) = self.pending.pop_front().expect("front exists");
-            records.push(record);
-        }
-        records
+            .and_then(|s| s.rebuilding_until(&self.input.stats.topic, self.input.position));
+        self.input.take(&self.deployment.limits, until, None)
     }
 
     fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {
         (self.factory)().map_err(|error| StepFailure::new(error.message().to_string(), None))
     }
 
-    /// Reads from the log until `pending` holds a batch's worth of records
-    /// (or the log has no more).
+    /// Reads the input being worked on until a batch's worth of records
+    /// is waiting (or the log has no more).
     fn fill(&mut self) -> Result<(), StepFailure> {
-        let limits = self.deployment.limits;
+        let stats = &self.input.stats;
         let partition = self
             .store
-            .partition(&self.stats.topic, self.stats.partition)
+            .partition(&stats.topic, stats.partition)
             .map_err(|error| {
                 StepFailure::new(format!("input partition unavailable: {error}"), None)
             })?;
-        self.reset_if_past_the_log_end(&partition);
-        self.last_stable_offset = partition.last_stable_offset();
-        while (self.pending.len() as u64) < limits.batch_records_max
-            && self.fetch_position < partition.last_stable_offset()
-        {
-            let read = match partition.read_isolated(
-                self.fetch_position,
-                limits.batch_bytes_max as usize,
-                Isolation::ReadCommitted,
-            ) {
-                Ok(read) => read,
-                Err(LogError::OffsetOutOfRange {
-                    log_start_offset, ..
-                }) if self.fetch_position < log_start_offset => {
-                    // Retention or DeleteRecords removed what was next:
-                    // carry on from the log start, like auto.offset.reset.
-                    tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-                        partition = self.stats.partition, from = self.fetch_position,
-                        to = log_start_offset, "input records were deleted before processing; skipping ahead");
-                    self.fetch_position = log_start_offset;
-                    if self.pending.is_empty() {
-                        self.position = log_start_offset;
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    return Err(StepFailure::new(
-                        format!("reading input failed: {error}"),
-                        None,
-                    ))
-                }
-            };
-            if read.records.is_empty() {
-                // Nothing lies between here and the LSO (compaction may
-                // have removed an aborted transaction below an open one):
-                // move past the gap, or the task would find it "work"
-                // again and again. Unless retention removed the segment
-                // under the read: then the next read is out of range and
-                // starts again from the new log start, skipping nothing.
-                if partition.log_start_offset() <= self.fetch_position {
-                    self.fetch_position = self.fetch_position.max(read.last_stable_offset);
-                }
-                break;
-            }
-            self.decode(&partition, read)?;
-        }
-        Ok(())
-    }
-
-    /// A committed position past the log end cannot be reached by reading:
-    /// the topic was deleted and created again, or recovery cut off an
-    /// unsynced tail. Waiting for the log to grow past it would skip every
-    /// record in between, so the rule is: start again from the log start
-    /// offset (nothing is skipped; records may be processed again, as
-    /// at-least-once allows), and say so in the partition's status.
-    fn reset_if_past_the_log_end(&mut self, partition: &Partition) {
-        // The high watermark, not the log end: a position never passes it
-        // in normal operation (only records below it are read).
-        let log_end_offset = partition.high_watermark();
-        if !self.pending.is_empty() || self.fetch_position <= log_end_offset {
-            return;
-        }
-        let log_start_offset = partition.log_start_offset();
-        let message = format!(
-            "committed offset {} is past the log end {log_end_offset} (the topic was \
-             recreated or its log truncated); restarted from the log start {log_start_offset}",
-            self.fetch_position
-        );
-        tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-            partition = self.stats.partition, "{message}");
-        self.stats
-            .record_notice(&message, Some(self.fetch_position));
-        self.position = log_start_offset;
-        self.fetch_position = log_start_offset;
-    }
-
-    /// Appends the records at or after `fetch_position` of `read`,
-    /// skipping control batches and the batches of aborted transactions
-    /// (read_committed). Decompresses within the log's
-    /// `decompressed_batch_bytes_max` and validates each record first: a
-    /// batch over the bound or with bad offsets stops the partition with
-    /// the reason in its status.
-    fn decode(&mut self, partition: &Partition, read: ReadResult) -> Result<(), StepFailure> {
-        let pending = &mut self.pending;
-        let next = partition
-            .committed_records(read, self.fetch_position, |record| {
-                let input = InputRecord {
-                    offset: record.offset,
-                    timestamp: record.timestamp,
-                    key: record.key,
-                    value: record.value,
-                    headers: record
-                        .headers
-                        .into_iter()
-                        .map(|(key, value)| InputHeader {
-                            // As Kafka's Java client reads header names.
-                            key: String::from_utf8_lossy(&key).into_owned(),
-                            value,
-                        })
-                        .collect(),
-                };
-                // Headers count too: every one crosses into the plugin.
-                let size = input_bytes(&input) as usize;
-                pending.push_back((input, size));
-            })
-            .map_err(|error| match error {
-                CommittedReadError::Header(error) => {
-                    StepFailure::new(format!("reading input failed: {error}"), None)
-                }
-                CommittedReadError::Decode { base_offset, error } => StepFailure::new(
-                    format!("decoding input batch at offset {base_offset} failed: {error}"),
-                    None,
-                ),
-            })?;
-        self.fetch_position = self.fetch_position.max(next);
-        Ok(())
+        self.input
+            .fill(&partition, &self.deployment.limits, &self.label.processor)
     }
 
     /// Processes `batch.records[start..end]`, routing outputs (and dead
@@ -654,7 +583,7 @@ impl PartitionTask {
         routed: &mut Routed,
     ) -> Result<Option<StopAt>, StepFailure> {
         let record = &batch.records[index];
-        self.stats.record_error(message, Some(record.offset));
+        self.input.stats.record_error(message, Some(record.offset));
         let (processor, topic, partition) = (&self.label.processor, &batch.topic, batch.partition);
         match &self.policy {
             OnError::Fail => {
@@ -668,7 +597,7 @@ impl PartitionTask {
             OnError::Skip => {
                 tracing::warn!(%processor, %topic, partition, offset = record.offset, error = message,
                     "record skipped (on_error=skip)");
-                PartitionStats::add(&self.stats.skipped, 1);
+                PartitionStats::add(&self.input.stats.skipped, 1);
                 Ok(None)
             }
             OnError::DeadLetter(dead_letter) => {
@@ -706,31 +635,52 @@ impl PartitionTask {
                         )
                     })?;
                 routed.records -= 1;
-                PartitionStats::add(&self.stats.dead_lettered, 1);
+                PartitionStats::add(&self.input.stats.dead_lettered, 1);
                 Ok(None)
             }
         }
     }
 
+    /// Commits `next` as the position of the input worked on, in the
+    /// processor's consumer group.
     fn commit(&mut self, next: i64) -> Result<(), StepFailure> {
+        let stats = &self.input.stats;
+        self.commit_offsets(&[(stats.topic.as_str(), stats.partition, next)])?;
+        self.input
+            .stats
+            .committed_offset
+            .store(next, Ordering::Relaxed);
+        self.input.position = next;
+        Ok(())
+    }
+
+    /// Commits `(topic, partition, offset)`s in the processor's consumer
+    /// group.
+    fn commit_offsets(&self, offsets: &[(&str, i32, i64)]) -> Result<(), StepFailure> {
         let group = self.deployment.group();
-        let commit = OffsetCommit {
-            topic: self.stats.topic.clone(),
-            partition: self.stats.partition,
-            offset: next,
-            leader_epoch: -1,
-            metadata: String::new(),
-        };
-        let results = self.groups.commit(&group, -1, "", vec![commit]);
+        let commits = offsets
+            .iter()
+            .map(|&(topic, partition, offset)| OffsetCommit {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+            })
+            .collect();
+        let results = self.groups.commit(&group, -1, "", commits);
         if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
             return Err(StepFailure::new(
-                format!("committing offset {next} in group {group} failed: {error}"),
+                format!("committing offsets in group {group} failed: {error}"),
                 None,
             ));
         }
-        self.stats.committed_offset.store(next, Ordering::Relaxed);
-        self.position = next;
         Ok(())
+    }
+
+    /// Shows `state` in the status of each input partition.
+    pub(crate) fn set_state(&self, state: PartitionState) {
+        self.inputs().for_each(|input| input.stats.set_state(state));
     }
 }
 

@@ -5,10 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{attempt_failure, PartitionTask, StepFailure, StopAt};
+use super::{attempt_failure, Input, PartitionTask, StepFailure, StopAt};
 use crate::processor::host::{Batch, Domain, InputRecord, Output, Payload, Timer};
 use crate::processor::output::Routed;
 use crate::processor::spec::OnError;
+use crate::processor::stateful::{InputMeta, InputStart};
 use crate::processor::status::{now_ms, PartitionStats};
 
 /// Rounds of due timers one step fires at most (a timer may schedule
@@ -35,40 +36,65 @@ impl PartitionTask {
             .expect("a stateful task has state")
     }
 
-    /// Runs recovery: the position, stream time and epoch of the last
+    /// Runs recovery: the positions, stream time and epoch of the last
     /// commit, and the transactions a crash left open ended.
     pub(super) fn recover(&mut self) -> Result<(), StepFailure> {
         let outputs = self.deployment.write_topics();
-        let log_start = self
-            .store
-            .partition(&self.stats.topic, self.stats.partition)
-            .map_or(0, |p| p.log_start_offset());
+        // (topic, first input, position, log start) of each input.
+        let known: Vec<(String, bool, i64, i64)> = self
+            .inputs()
+            .map(|input| {
+                let stats = &input.stats;
+                let log_start = self
+                    .store
+                    .partition(&stats.topic, stats.partition)
+                    .map_or(0, |p| p.log_start_offset());
+                let first = self.is_first_input(&stats.topic);
+                (stats.topic.clone(), first, input.position, log_start)
+            })
+            .collect();
+        let starts: Vec<InputStart<'_>> = known
+            .iter()
+            .map(|(topic, first, position, log_start)| InputStart {
+                topic,
+                first: *first,
+                position: *position,
+                log_start: *log_start,
+            })
+            .collect();
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
             .state
             .as_mut()
             .expect("a stateful task has state");
-        let position = stateful
-            .recover(state, &self.store, &outputs, (self.position, log_start))
+        stateful
+            .recover(state, &self.store, &outputs, &starts)
             .map_err(|message| StepFailure::new(message, None))?;
-        if let Some(until) = stateful.rebuilding_until(position) {
-            let mut message = format!(
-                "the task's state is missing (its folder was deleted or lost): rebuilding it \
-                 from the input, offsets {position} to {until}, without writing their outputs again"
-            );
-            if log_start > 0 {
-                message.push_str(&format!(
-                    "; the input below offset {log_start} is deleted, so the rebuilt state lacks it"
-                ));
+        let recovered = stateful.meta.inputs.clone();
+        for ((input, meta), (_, _, _, log_start)) in inputs_mut(&mut self.input, &mut self.others)
+            .zip(recovered)
+            .zip(known)
+        {
+            input.position = meta.position;
+            input.rewind();
+            input.time = meta.time;
+            if let Some(until) = meta.rebuild_until {
+                let mut message = format!(
+                    "the task's state is missing (its folder was deleted or lost): rebuilding it \
+                     from the input, offsets {} to {until}, without writing their outputs again",
+                    meta.position
+                );
+                if log_start > 0 {
+                    message.push_str(&format!(
+                        "; the input below offset {log_start} is deleted, so the rebuilt state lacks it"
+                    ));
+                }
+                tracing::warn!(processor = %self.label.processor, topic = %input.stats.topic,
+                    partition = input.stats.partition, "{message}");
+                input.stats.record_notice(&message, Some(meta.position));
             }
-            tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-                partition = self.stats.partition, "{message}");
-            self.stats.record_notice(&message, Some(position));
         }
-        self.position = position;
-        self.fetch_position = position;
-        self.pending.clear();
         self.context.stream_time = stateful.meta.stream_time;
         self.context.late_dropped = 0;
         self.publish();
@@ -76,100 +102,229 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// One step of a stateful task over `records` (possibly none: timers
+    /// One step of a stateful task: batches of its inputs merged by
+    /// timestamp, up to a batch's worth of records (possibly none: timers
     /// and idle time still move).
-    pub(super) fn step_stateful(&mut self, records: Vec<InputRecord>) -> Result<(), StepFailure> {
+    pub(super) fn step_stateful(&mut self) -> Result<(), StepFailure> {
+        self.fill_all()?;
         let mut routed = Routed::default();
         let mut stop = None;
-        let mut next = self.position;
-        if !records.is_empty() {
-            let stats = self.stats.clone();
-            let deployment = self.deployment.clone();
-            let batch = Batch {
-                topic: deployment.batch_topic(&stats.topic),
-                partition: stats.partition,
-                records: &records,
+        // One batch's worth of records and bytes per step, over all inputs.
+        let mut budget = self.deployment.limits.batch_records_max;
+        let mut bytes_budget = self.deployment.limits.batch_bytes_max;
+        let mut moved = self.skip_gaps();
+        // Rebuilding lost state: outputs were written the first time, the
+        // timers' too: those of a step that processed a rebuilding batch,
+        // or none while an input is rebuilding.
+        let idle_rebuilding = self.inputs().any(|input| {
+            self.stateful
+                .as_ref()
+                .and_then(|s| s.rebuilding_until(&input.stats.topic, input.position))
+                .is_some()
+        });
+        let (mut ran, mut rebuilt) = (false, false);
+        while budget > 0 && bytes_budget > 0 {
+            let Some(after) = self.next_input() else {
+                break;
             };
-            let started = std::time::Instant::now();
-            stop = self.process_range(batch, 0, records.len(), &mut routed)?;
-            PartitionStats::add(&self.stats.process_ns, started.elapsed().as_nanos() as u64);
-            let processed = stop.as_ref().map_or(records.len(), |s: &StopAt| s.index);
-            next = match &stop {
-                Some(stop) => records[stop.index].offset,
-                None => records.last().expect("non-empty").offset + 1,
-            };
-            self.advance_stream_time(records[..processed].iter().map(|r| r.timestamp).max());
-            PartitionStats::add(&self.stats.records_in, processed as u64);
-            PartitionStats::add(&self.stats.batches, 1);
-        } else if self.fetch_position > self.position {
-            // Only control records or a gap up to the LSO.
-            next = self.fetch_position;
-        } else {
+            let until = self.rebuilding();
+            let mut limits = self.deployment.limits;
+            limits.batch_records_max = budget;
+            limits.batch_bytes_max = bytes_budget;
+            let records = self.input.take(&limits, until, after);
+            if records.is_empty() {
+                break;
+            }
+            budget = budget.saturating_sub(records.len() as u64);
+            let bytes: u64 = records.iter().map(super::input_bytes).sum();
+            bytes_budget = bytes_budget.saturating_sub(bytes);
+            moved = true;
+            ran = true;
+            rebuilt = until.is_some();
+            // A batch rebuilding lost state is a step of its own.
+            if until.is_some() {
+                stop = self.process_records(&records, &mut Routed::default())?;
+            } else {
+                let before = routed.records;
+                stop = self.process_records(&records, &mut routed)?;
+                PartitionStats::add(&self.input.stats.records_out, routed.records - before);
+            }
+            if stop.is_some() || rebuilt || self.others.is_empty() {
+                break;
+            }
+        }
+        let rebuilding = rebuilt || (!ran && idle_rebuilding);
+        if !moved {
             self.advance_idle();
         }
-        if stop.is_none() {
+        if stop.is_none() && rebuilding {
+            self.fire_timers(&mut Routed::default())?;
+        } else if stop.is_none() {
+            let before = routed.records;
             self.fire_timers(&mut routed)?;
+            PartitionStats::add(&self.input.stats.records_out, routed.records - before);
         }
-        // Judged by the batch's first record (control records may lie
-        // between the position and it).
-        let first = records.first().map_or(self.position, |r| r.offset);
-        let rebuilding = self
-            .stateful
-            .as_ref()
-            .and_then(|s| s.rebuilding_until(first))
-            .is_some();
-        // Rebuilding lost state: these outputs were written the first time.
-        let out = if rebuilding { 0 } else { routed.records };
-        if !rebuilding {
-            self.write_outputs(routed)?;
-        }
-        PartitionStats::add(&self.stats.records_out, out);
-        let stateful = self.stateful.as_mut().expect("a stateful task");
-        let state = self
-            .context
-            .state
-            .as_ref()
-            .expect("a stateful task has state");
-        if next != self.position || out > 0 || state.has_staged() || self.context.late_dropped > 0 {
-            stateful.touch();
-        }
-        self.position = next;
-        let caught_up = self.pending.is_empty() && self.fetch_position >= self.last_stable_offset;
+        let out = routed.records;
+        self.write_outputs(routed)?;
         let state = self.state();
-        let stateful = self.stateful.as_ref().expect("a stateful task");
-        if stateful.dirty_since.is_some()
-            && (caught_up || stop.is_some() || stateful.commit_due(state, state.commit_bytes_max()))
-        {
-            self.commit_stateful()?;
+        if moved || out > 0 || state.has_staged() || self.context.late_dropped > 0 {
+            self.stateful.as_mut().expect("a stateful task").touch();
         }
+        self.commit_if_due(stop.is_some())?;
         self.refresh_timers();
         if let Some(instance) = &self.instance {
-            self.stats
+            self.input
+                .stats
                 .memory_bytes
                 .store(instance.memory_bytes() as u64, Ordering::Relaxed);
         }
         match stop {
-            Some(stop) => Err(StepFailure {
-                message: stop.message,
-                offset: Some(records[stop.index].offset),
+            Some((offset, message)) => Err(StepFailure {
+                message,
+                offset: Some(offset),
                 recorded: true,
             }),
             None => Ok(()),
         }
     }
 
-    /// Stream time after records with largest timestamp `max`: never back.
-    fn advance_stream_time(&mut self, max: Option<i64>) {
-        let Some(max) = max else { return };
-        let stream_time = self.context.stream_time.map_or(max, |t| t.max(max));
+    /// Processes one batch of the input being worked on; moves its
+    /// position and time. Returns where and why the policy stopped it.
+    fn process_records(
+        &mut self,
+        records: &[InputRecord],
+        routed: &mut Routed,
+    ) -> Result<Option<(i64, String)>, StepFailure> {
+        let stats = self.input.stats.clone();
+        let deployment = self.deployment.clone();
+        let batch = Batch {
+            topic: deployment.batch_topic(&stats.topic),
+            partition: stats.partition,
+            records,
+        };
+        let started = std::time::Instant::now();
+        let stop = self.process_range(batch, 0, records.len(), routed)?;
+        PartitionStats::add(&stats.process_ns, started.elapsed().as_nanos() as u64);
+        let processed = stop.as_ref().map_or(records.len(), |s: &StopAt| s.index);
+        self.input.position = match &stop {
+            Some(stop) => records[stop.index].offset,
+            None => records.last().expect("non-empty").offset + 1,
+        };
+        let max = records[..processed].iter().map(|r| r.timestamp).max();
+        if let Some(max) = max {
+            self.input.time = Some(self.input.time.map_or(max, |t| t.max(max)));
+        }
+        self.advance_stream_time(true);
+        PartitionStats::add(&stats.records_in, processed as u64);
+        PartitionStats::add(&stats.batches, 1);
+        Ok(stop.map(|stop| (records[stop.index].offset, stop.message)))
+    }
+
+    /// Reads every input until a batch's worth of records waits in each
+    /// (or its log has no more).
+    fn fill_all(&mut self) -> Result<(), StepFailure> {
+        let limits = self.deployment.limits;
+        for input in inputs_mut(&mut self.input, &mut self.others) {
+            let partition = self
+                .store
+                .partition(&input.stats.topic, input.stats.partition)
+                .map_err(|error| {
+                    StepFailure::new(format!("input partition unavailable: {error}"), None)
+                })?;
+            input.fill(&partition, &limits, &self.label.processor)?;
+        }
+        Ok(())
+    }
+
+    /// Moves past what a read skipped (control records, or a gap up to the
+    /// LSO) in inputs with nothing else to process. Whether any moved.
+    fn skip_gaps(&mut self) -> bool {
+        let mut moved = false;
+        for input in inputs_mut(&mut self.input, &mut self.others) {
+            if input.pending.is_empty() && input.fetch_position > input.position {
+                input.position = input.fetch_position;
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// Picks the input whose next record is the earliest (ties: deploy
+    /// order) as the one to work on, and returns up to which timestamp it
+    /// may go before another input's next record is earlier (`None`: no
+    /// bound), or `None` when no input has a record waiting.
+    fn next_input(&mut self) -> Option<Option<i64>> {
+        let heads: Vec<Option<i64>> = self.inputs().map(Input::head_timestamp).collect();
+        let (index, _) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(index, head)| head.map(|head| (index, head)))
+            .min_by_key(|&(index, head)| (head, index))?;
+        if index > 0 {
+            std::mem::swap(&mut self.input, &mut self.others[index - 1]);
+        }
+        let after = self.others.iter().filter_map(Input::head_timestamp).min();
+        Some(after)
+    }
+
+    /// Whether `topic` is the task's first input: what a commit record
+    /// written before tasks had several inputs (version 1) is about.
+    fn is_first_input(&self, topic: &str) -> bool {
+        self.others.is_empty() || self.deployment.inputs.first().is_some_and(|t| t == topic)
+    }
+
+    /// The offset up to which the input being worked on is rebuilding
+    /// lost state, if it is.
+    fn rebuilding(&self) -> Option<i64> {
+        self.stateful
+            .as_ref()
+            .and_then(|s| s.rebuilding_until(&self.input.stats.topic, self.input.position))
+    }
+
+    /// Commits when the work is due: caught up, stopped, past the commit
+    /// interval or a byte cap.
+    fn commit_if_due(&mut self, stopped: bool) -> Result<(), StepFailure> {
+        let caught_up = self.inputs().all(Input::caught_up);
+        let state = self.state();
+        let stateful = self.stateful.as_ref().expect("a stateful task");
+        if stateful.dirty_since.is_some()
+            && (caught_up || stopped || stateful.commit_due(state, state.commit_bytes_max()))
+        {
+            self.commit_stateful()?;
+        }
+        Ok(())
+    }
+
+    /// Stream time after the inputs' times moved: the smallest of them,
+    /// never back. An input that has not had a record yet does not hold
+    /// it back, nor (with idle advance on) one that is caught up and has
+    /// been quiet for the idle advance time. `arrived`: records were just
+    /// processed (the idle wait starts again).
+    fn advance_stream_time(&mut self, arrived: bool) {
+        let idle_after = self.stateful.as_ref().and_then(|s| s.idle.idle_advance());
+        let quiet = |input: &Input| {
+            idle_after
+                .is_some_and(|after| input.caught_up() && input.last_record_at.elapsed() >= after)
+        };
+        let Some(min) = self
+            .inputs()
+            .filter(|input| !quiet(input))
+            .filter_map(|input| input.time)
+            .min()
+        else {
+            return;
+        };
+        let stream_time = self.context.stream_time.map_or(min, |t| t.max(min));
+        let moved = self.context.stream_time != Some(stream_time);
         self.context.stream_time = Some(stream_time);
-        if let Some(stateful) = self.stateful.as_mut() {
+        if let Some(stateful) = self.stateful.as_mut().filter(|_| arrived || moved) {
             stateful.idle.reset(Some(stream_time));
         }
     }
 
     /// Idle advance: stream time from the wall clock while input is idle.
     fn advance_idle(&mut self) {
+        self.advance_stream_time(false);
         let Some(advanced) = self.stateful.as_ref().and_then(|s| s.idle.advanced()) else {
             return;
         };
@@ -249,7 +404,7 @@ impl PartitionTask {
             self.instance = None;
         }
         let message = format!("on-timer failed: {}", failure.message);
-        self.stats.record_error(&message, None);
+        self.input.stats.record_error(&message, None);
         if self.policy == OnError::Fail {
             return Err(StepFailure {
                 message,
@@ -257,10 +412,10 @@ impl PartitionTask {
                 recorded: true,
             });
         }
-        tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-            partition = self.stats.partition, timers = timers.len(), error = %message,
+        tracing::warn!(processor = %self.label.processor, topic = %self.input.stats.topic,
+            partition = self.input.stats.partition, timers = timers.len(), error = %message,
             "timers dropped after a failed on-timer call (on_error is not fail)");
-        PartitionStats::add(&self.stats.skipped, timers.len() as u64);
+        PartitionStats::add(&self.input.stats.skipped, timers.len() as u64);
         let state = self.state_mut();
         for timer in timers {
             state.remove_timer(timer).map_err(storage_failure)?;
@@ -340,7 +495,7 @@ impl PartitionTask {
             };
             let record = super::emitted(record, timer.at);
             routed
-                .push(&self.store, topic, self.stats.partition, record)
+                .push(&self.store, topic, self.input.stats.partition, record)
                 .map_err(|error| {
                     StepFailure::new(format!("output topic {topic}: {error}"), None)
                 })?;
@@ -348,18 +503,36 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// The commit: outputs durable, state and position in one RocksDB
-    /// write, markers, then the group offset mirrored.
+    /// The commit: outputs durable, state and positions in one RocksDB
+    /// write, markers, then the group offsets mirrored.
     pub(super) fn commit_stateful(&mut self) -> Result<(), StepFailure> {
         // The input the state was computed from is durable before the
         // state is: a power cut must not leave state counting records the
         // input log no longer has.
-        self.store
-            .partition(&self.stats.topic, self.stats.partition)
-            .and_then(|input| input.make_durable(self.position))
-            .map_err(|error| {
-                StepFailure::new(format!("making the input durable failed: {error}"), None)
-            })?;
+        for input in self.inputs() {
+            self.store
+                .partition(&input.stats.topic, input.stats.partition)
+                .and_then(|partition| partition.make_durable(input.position))
+                .map_err(|error| {
+                    StepFailure::new(format!("making the input durable failed: {error}"), None)
+                })?;
+        }
+        let mut positions: Vec<InputMeta> = self
+            .inputs()
+            .map(|input| InputMeta {
+                topic: input.stats.topic.clone(),
+                position: input.position,
+                time: input.time,
+                rebuild_until: None,
+            })
+            .collect();
+        // In deploy order, as recovery lists them.
+        positions.sort_by_key(|input| {
+            self.deployment
+                .inputs
+                .iter()
+                .position(|t| *t == input.topic)
+        });
         let stateful = self.stateful.as_mut().expect("a stateful task");
         let state = self
             .context
@@ -368,16 +541,26 @@ impl PartitionTask {
             .expect("a stateful task has state");
         let late_dropped = std::mem::take(&mut self.context.late_dropped);
         stateful
-            .commit(state, self.position, self.context.stream_time, late_dropped)
+            .commit(state, positions, self.context.stream_time, late_dropped)
             .map_err(|message| StepFailure::new(message, None))?;
         self.publish();
         self.purge_repartitioned();
-        // The consumer group's copy, for Kafka tools; the position that
-        // counts is the one just committed with the state.
-        if let Err(failure) = self.commit(self.position) {
-            tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-                partition = self.stats.partition, error = %failure.message,
-                "mirroring a processor's position into its consumer group failed");
+        // The consumer group's copy, for Kafka tools; the positions that
+        // count are the ones just committed with the state.
+        let offsets: Vec<(&str, i32, i64)> = self
+            .inputs()
+            .map(|input| {
+                (
+                    input.stats.topic.as_str(),
+                    input.stats.partition,
+                    input.position,
+                )
+            })
+            .collect();
+        if let Err(failure) = self.commit_offsets(&offsets) {
+            tracing::warn!(processor = %self.label.processor, partition = self.input.stats.partition,
+                error = %failure.message,
+                "mirroring a processor's positions into its consumer group failed");
         }
         Ok(())
     }
@@ -394,8 +577,8 @@ impl PartitionTask {
     pub(crate) fn finish(&mut self) {
         if self.has_uncommitted() {
             if let Err(failure) = self.commit_stateful() {
-                tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
-                    partition = self.stats.partition, error = %failure.message,
+                tracing::warn!(processor = %self.label.processor, topic = %self.input.stats.topic,
+                    partition = self.input.stats.partition, error = %failure.message,
                     "committing at stop failed; the work since the last commit is redone");
                 self.abandon();
             }
@@ -403,7 +586,7 @@ impl PartitionTask {
     }
 
     /// Before recovery runs: the status shows the last commit's figures
-    /// (its position, not the consumer group's mirror of it).
+    /// (its positions, not the consumer group's mirror of them).
     pub(super) fn show_last_commit(&mut self) {
         let Some(state) = self.context.state.as_ref() else {
             return;
@@ -414,8 +597,16 @@ impl PartitionTask {
         let Ok(meta) = crate::processor::stateful::TaskMeta::decode(&bytes) else {
             return;
         };
-        self.position = meta.position;
-        self.fetch_position = meta.position;
+        let firsts: Vec<bool> = self
+            .inputs()
+            .map(|input| self.is_first_input(&input.stats.topic))
+            .collect();
+        for (input, first) in inputs_mut(&mut self.input, &mut self.others).zip(firsts) {
+            if let Some(recorded) = meta.input(&input.stats.topic, first) {
+                input.position = recorded.position;
+                input.rewind();
+            }
+        }
         if let Some(stateful) = self.stateful.as_mut() {
             stateful.meta = meta;
         }
@@ -426,7 +617,7 @@ impl PartitionTask {
     /// has committed (as Kafka Streams purges its repartition topics), at
     /// most every [`PURGE_INTERVAL`]: nothing else reads that topic.
     fn purge_repartitioned(&mut self) {
-        if self.stats.topic != self.deployment.repartition_topic() {
+        if self.input.stats.topic != self.deployment.repartition_topic() {
             return;
         }
         let Some(stateful) = self.stateful.as_mut() else {
@@ -436,38 +627,46 @@ impl PartitionTask {
             return;
         }
         stateful.purged_at = std::time::Instant::now();
+        let stats = &self.input.stats;
         let purged = self
             .store
-            .partition(&self.stats.topic, self.stats.partition)
-            .and_then(|partition| partition.delete_records_before(self.position));
+            .partition(&stats.topic, stats.partition)
+            .and_then(|partition| partition.delete_records_before(self.input.position));
         if let Err(error) = purged {
-            tracing::warn!(topic = %self.stats.topic, partition = self.stats.partition, %error,
+            tracing::warn!(topic = %stats.topic, partition = stats.partition, %error,
                 "purging the processed part of a repartition topic failed");
         }
     }
 
-    /// Puts the committed figures in the status.
+    /// Puts the committed figures in the status of each input partition
+    /// (the task's figures in each).
     fn publish(&self) {
         let Some(stateful) = &self.stateful else {
             return;
         };
         let meta = &stateful.meta;
-        self.stats
-            .committed_offset
-            .store(meta.position, Ordering::Relaxed);
-        self.stats
-            .stream_time
-            .store(meta.stream_time.unwrap_or(i64::MIN), Ordering::Relaxed);
-        self.stats
-            .late_dropped
-            .store(meta.late_dropped, Ordering::Relaxed);
-        self.stats.commits.store(meta.commits, Ordering::Relaxed);
-        self.stats
-            .timers_pending
-            .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
-        self.stats
-            .rebuild_until
-            .store(meta.rebuild_until.unwrap_or(-1), Ordering::Relaxed);
+        for input in self.inputs() {
+            let stats = &input.stats;
+            let recorded = meta.inputs.iter().find(|i| i.topic == stats.topic);
+            stats.committed_offset.store(
+                recorded.map_or(input.position, |i| i.position),
+                Ordering::Relaxed,
+            );
+            stats.rebuild_until.store(
+                recorded.and_then(|i| i.rebuild_until).unwrap_or(-1),
+                Ordering::Relaxed,
+            );
+            stats
+                .stream_time
+                .store(meta.stream_time.unwrap_or(i64::MIN), Ordering::Relaxed);
+            stats
+                .late_dropped
+                .store(meta.late_dropped, Ordering::Relaxed);
+            stats.commits.store(meta.commits, Ordering::Relaxed);
+            stats
+                .timers_pending
+                .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
     /// After a failed step: the open transaction aborted, staged state
@@ -527,4 +726,12 @@ impl PartitionTask {
 
 fn storage_failure(error: crate::state::StateError) -> StepFailure {
     StepFailure::new(format!("state storage failed: {error}"), None)
+}
+
+/// The task's inputs, mutably: `input` first, then `others`.
+fn inputs_mut<'a>(
+    input: &'a mut Input,
+    others: &'a mut [Input],
+) -> impl Iterator<Item = &'a mut Input> {
+    std::iter::once(input).chain(others.iter_mut())
 }
