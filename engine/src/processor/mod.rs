@@ -31,8 +31,9 @@ pub(crate) struct ProcessorConfig {
     pub(crate) processors_max: usize,
     /// Largest plugin upload, in bytes.
     pub(crate) wasm_bytes_max: u64,
-    /// Keep compiled components in `<data-dir>/processors/cache` so a
-    /// restart does not recompile them.
+    /// Keep compiled components in `<data-dir>/processors/compiled` so a
+    /// restart does not recompile them (each verified against the hash
+    /// recorded with its deployment before it loads).
     pub(crate) compile_cache: bool,
     /// Plugin memory of the whole broker, in bytes: the memory limits of
     /// all instances together (one per input partition of each processor,

@@ -256,6 +256,7 @@ fn deployment(
         limits,
         wasm_sha256: String::new(),
         wasm_bytes: 0,
+        artifact_sha256: None,
         deployed_at_ms: 0,
         paused: false,
         stores,

@@ -239,6 +239,10 @@ pub(crate) struct Deployment {
     /// Content hash of the component, the name of its file in `plugins/`.
     pub(crate) wasm_sha256: String,
     pub(crate) wasm_bytes: u64,
+    /// SHA-256 of the plugin's compiled artifact in the compile cache:
+    /// the cache loads the artifact only if its bytes hash to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) artifact_sha256: Option<String>,
     pub(crate) deployed_at_ms: i64,
     pub(crate) paused: bool,
     /// Keyed state stores (none: stateless).

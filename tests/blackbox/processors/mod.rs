@@ -350,6 +350,7 @@ fn per_key(records: &[Consumed]) -> BTreeMap<String, Vec<String>> {
 }
 
 mod admin;
+mod compiled;
 mod faults;
 mod flow;
 mod hostile_batches;

@@ -1,5 +1,6 @@
 //! The WebAssembly host: one wasmtime [`Engine`] per broker, components
-//! compiled once and cached on disk by content hash, and an [`Instance`]
+//! compiled once and cached on disk, verified before they load (`cache`),
+//! and an [`Instance`]
 //! (its own `Store`, memory limit and time limit) per processor partition.
 //!
 //! Plugins are linked against the contract in `wit/` (bindings generated
@@ -25,11 +26,13 @@ use bindings::{v01, v02, HANDLER_EXPORT_V01, HANDLER_EXPORT_V02, TIMERS_EXPORT_V
 use limits::{MemoryBudget, MemoryLimiter, Reservation};
 
 pub(crate) mod bindings;
+mod cache;
 mod limits;
 mod stateful;
 
 pub use super::abi::{Batch, InputHeader, InputRecord};
 pub use crate::state::{Domain, Timer};
+pub(crate) use cache::hex;
 pub use stateful::TaskContext;
 pub(crate) use v01::sluice::processor::log::Level;
 pub(crate) use v01::sluice::processor::types::Batch as WitBatch;
@@ -73,7 +76,7 @@ pub(crate) fn truncate_message(mut message: String, bytes_max: usize) -> String 
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    cache: Option<wasmtime::Cache>,
+    cache: Option<cache::ComponentCache>,
     ticking: Arc<AtomicBool>,
     /// Plugin memory of every instance of this runtime together.
     memory: Arc<MemoryBudget>,
@@ -107,18 +110,12 @@ impl Runtime {
         // memory, plus guard pages) is kept on purpose: it lets Cranelift
         // drop bounds checks from every load and store. The memory limit is
         // enforced by the limiter, not by the reservation.
-        let cache = match cache_dir {
-            Some(dir) => {
-                let mut cache_config = wasmtime::CacheConfig::new();
-                cache_config.with_directory(dir);
-                let cache = wasmtime::Cache::new(cache_config)
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))
-                    .with_context(|| format!("opening the compile cache in {}", dir.display()))?;
-                config.cache(Some(cache.clone()));
-                Some(cache)
-            }
-            None => None,
-        };
+        let cache = cache_dir
+            .map(|dir| {
+                cache::ComponentCache::open(dir)
+                    .with_context(|| format!("opening the compile cache in {}", dir.display()))
+            })
+            .transpose()?;
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         super::wasi::link(&mut linker)?;
@@ -149,17 +146,40 @@ impl Runtime {
         }))
     }
 
-    /// Compiles (or loads from the cache) a component and checks that it
-    /// exports a handler version this broker supports.
+    /// Compiles a component and checks that it exports a handler version
+    /// this broker supports.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Plugin> {
-        if !wasm.starts_with(b"\0asm") {
-            anyhow::bail!("not a WebAssembly file (no \\0asm header)");
+        check_header(wasm)?;
+        self.plugin(cache::compile(&self.engine, wasm)?)
+    }
+
+    /// Like [`Runtime::compile`], through the compile cache when there is
+    /// one: its artifact is loaded only if it hashes to `artifact_sha256`
+    /// (recorded with the deployment). Returns the plugin and the hash of
+    /// the artifact now cached, to record.
+    pub(crate) fn compile_cached(
+        &self,
+        wasm: &[u8],
+        artifact_sha256: Option<&str>,
+    ) -> anyhow::Result<(Plugin, Option<String>)> {
+        check_header(wasm)?;
+        let Some(cache) = &self.cache else {
+            return Ok((self.compile(wasm)?, None));
+        };
+        let cached = cache.load_or_compile(&self.engine, wasm, artifact_sha256)?;
+        Ok((self.plugin(cached.component)?, Some(cached.artifact_sha256)))
+    }
+
+    /// Deletes cached artifacts of plugin binaries no deployment uses.
+    pub(crate) fn retain_cached(&self, wasm_sha256s: &[String]) {
+        if let Some(cache) = &self.cache {
+            cache.retain(wasm_sha256s);
         }
-        let component = Component::new(&self.engine, wasm).map_err(|error| {
-            anyhow::anyhow!(
-                "not a valid WebAssembly component (build plugins for wasm32-wasip2): {error:#}"
-            )
-        })?;
+    }
+
+    /// A compiled component as a plugin, if it exports a handler version
+    /// this broker supports and links.
+    fn plugin(&self, component: Component) -> anyhow::Result<Plugin> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -197,8 +217,15 @@ impl Runtime {
     pub(crate) fn cache_stats(&self) -> (usize, usize) {
         self.cache
             .as_ref()
-            .map_or((0, 0), |cache| (cache.cache_hits(), cache.cache_misses()))
+            .map_or((0, 0), cache::ComponentCache::stats)
     }
+}
+
+fn check_header(wasm: &[u8]) -> anyhow::Result<()> {
+    if !wasm.starts_with(b"\0asm") {
+        anyhow::bail!("not a WebAssembly file (no \\0asm header)");
+    }
+    Ok(())
 }
 
 impl Drop for Runtime {

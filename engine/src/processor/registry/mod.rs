@@ -145,7 +145,13 @@ impl Processors {
         std::fs::create_dir_all(dir.join("plugins"))?;
         // The compile cache wants an absolute path.
         let dir = std::fs::canonicalize(&dir)?;
-        let cache = config.compile_cache.then(|| dir.join("cache"));
+        // Before compiled plugins were verified, wasmtime's own cache
+        // lived here: nothing from it is loaded any more.
+        let unverified = dir.join("cache");
+        if unverified.exists() {
+            std::fs::remove_dir_all(&unverified)?;
+        }
+        let cache = config.compile_cache.then(|| dir.join("compiled"));
         let runtime = Runtime::with_memory_max(cache.as_deref(), config.memory_bytes_max)?;
         let processors = Arc::new(Self {
             runtime,
@@ -293,9 +299,9 @@ impl Processors {
         let runtime = self.runtime.clone();
         let trial = deployment.clone();
         let compiled = wasm.clone();
-        let plugin = tokio::task::spawn_blocking(move || -> Result<Plugin, AdminError> {
-            let plugin = runtime
-                .compile(&compiled)
+        let compiled = tokio::task::spawn_blocking(move || {
+            let (plugin, artifact_sha256) = runtime
+                .compile_cached(&compiled, None)
                 .map_err(|e| AdminError::BadRequest(format!("{e:#}")))?;
             // A trial instance runs init with the config, so a bad config
             // is refused here rather than failing every partition later.
@@ -316,10 +322,11 @@ impl Processors {
                 label,
             )
             .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-            Ok(plugin)
+            Ok::<_, AdminError>((plugin, artifact_sha256))
         })
         .await
         .map_err(internal)??;
+        let (plugin, artifact_sha256) = compiled;
         if let OnError::DeadLetter(topic) = deployment.policy() {
             self.ensure_dead_letter_topic(&topic, &deployment)?;
         }
@@ -332,6 +339,7 @@ impl Processors {
             stop(previous).await;
         }
         let mut deployment = deployment;
+        deployment.artifact_sha256 = artifact_sha256;
         if let Some(previous) = &previous {
             deployment.paused = previous.control.borrow().paused;
         }
@@ -750,9 +758,7 @@ fn dedup(topics: &[String]) -> Vec<String> {
     seen
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use super::host::hex;
 
 pub(crate) mod query;
 mod startup;

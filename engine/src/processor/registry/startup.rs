@@ -6,6 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use super::{Deployment, Processors};
+use crate::log::io::write_atomic;
+use crate::log::StdIo;
 
 impl Processors {
     /// Starts the persisted deployments. Compiling is CPU-bound: at most
@@ -19,10 +21,20 @@ impl Processors {
                 specs.push(path);
             }
         }
-        let queue = Mutex::new(specs.into_iter());
         let workers = self.config.compiles_max.max(1);
         // Starting a deployment spawns its partition tasks on the runtime.
         let runtime = tokio::runtime::Handle::try_current().ok();
+        let mut used = Vec::new();
+        for path in &specs {
+            if let Ok(deployment) = std::fs::read(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(serde_json::from_slice::<Deployment>(&bytes)?))
+            {
+                used.push(deployment.wasm_sha256);
+            }
+        }
+        self.runtime.retain_cached(&used);
+        let queue = Mutex::new(specs.into_iter());
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -42,9 +54,17 @@ impl Processors {
         let loaded = std::fs::read(path)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| Ok(serde_json::from_slice::<Deployment>(&bytes)?))
-            .and_then(|deployment| {
+            .and_then(|mut deployment| {
                 let wasm = std::fs::read(self.blob_path(&deployment.wasm_sha256))?;
-                let plugin = self.runtime.compile(&wasm)?;
+                let recorded = deployment.artifact_sha256.take();
+                let (plugin, artifact_sha256) =
+                    self.runtime.compile_cached(&wasm, recorded.as_deref())?;
+                deployment.artifact_sha256 = artifact_sha256;
+                if deployment.artifact_sha256 != recorded {
+                    // Compiled again: record the new artifact's hash.
+                    let json = serde_json::to_vec_pretty(&deployment)?;
+                    write_atomic(&StdIo, path, &json)?;
+                }
                 Ok((deployment, plugin))
             });
         match loaded {

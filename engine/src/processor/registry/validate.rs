@@ -75,6 +75,7 @@ impl Processors {
             limits,
             wasm_sha256: hex(&Sha256::digest(wasm)),
             wasm_bytes: wasm.len() as u64,
+            artifact_sha256: None,
             deployed_at_ms: now_ms(),
             paused: false,
             stores,

@@ -105,6 +105,7 @@ fn task(node: &Node, producer_ids: &Arc<AtomicI64>) -> PartitionTask {
         },
         wasm_sha256: String::new(),
         wasm_bytes: 0,
+        artifact_sha256: None,
         deployed_at_ms: 0,
         paused: false,
         stores: vec!["counts".into()],
