@@ -75,10 +75,13 @@ pub(crate) async fn run(
     };
     tasks.spawn(processors.clone().run());
     let health = crate::http::HealthInfo::new(started, &config.data_dir);
+    let auth = crate::http::AdminAuth::open(&config.admin, &config.data_dir, bound.http)
+        .context("setting up the admin API's token")?;
     tasks.spawn(crate::http::serve(
         http,
         health,
         processors,
+        auth,
         stopped.clone(),
     ));
     spawn_periodic(&mut tasks, &config, &store, &groups, &stopped);
@@ -119,8 +122,20 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<LogStore>> {
     Ok(Arc::new(store))
 }
 
-/// Binds the Kafka and HTTP listeners.
+/// Binds the Kafka and HTTP listeners: on loopback only, unless the
+/// operator accepts with `--insecure` that the Kafka listener has no
+/// authentication yet (and the admin API's token crosses the network in
+/// clear text).
 async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    for (name, address) in [("Kafka", config.listen), ("HTTP", config.http)] {
+        if !address.ip().is_loopback() && !config.insecure {
+            anyhow::bail!(
+                "refusing to listen on {address} ({name}): only loopback addresses are safe \
+                 while the Kafka listener has no authentication and the admin API no TLS; \
+                 pass --insecure (or insecure = true) to listen there anyway"
+            );
+        }
+    }
     let kafka = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener on {}", config.listen))?;

@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::group::GroupConfig;
+use crate::http::AdminConfig;
 use crate::log::{LogConfig, LogError};
 use crate::processor::ProcessorConfig;
 use crate::server::KafkaConfig;
@@ -39,6 +40,11 @@ pub(crate) struct Config {
     pub(crate) processors: ProcessorConfig,
     /// Keyed processor state (`[state]`).
     pub(crate) state: StateConfig,
+    /// Who may use the admin API (`[admin]`).
+    pub(crate) admin: AdminConfig,
+    /// Listen on addresses other than loopback although the Kafka
+    /// listener has no authentication yet (`--insecure`).
+    pub(crate) insecure: bool,
 }
 
 impl Default for Config {
@@ -53,6 +59,8 @@ impl Default for Config {
             transactions: TransactionConfig::default(),
             processors: ProcessorConfig::default(),
             state: StateConfig::default(),
+            admin: AdminConfig::default(),
+            insecure: false,
         }
     }
 }

@@ -72,17 +72,20 @@ print("yes" if s["records_in"] >= 300 and s["lag"] == 0 else "no")')"
     sleep 0.1
 done
 
-# Query each user's count over HTTP and compare with the reference.
-python3 - "$work/expected.json" "$admin" <<'PY'
+# Query each user's count over HTTP and compare with the reference. The
+# admin API wants the broker's token: `sluice processor token` finds it.
+token="$("$sluice" processor token)"
+python3 - "$work/expected.json" "$admin" "$token" <<'PY'
 import json, sys, urllib.request
 expected = json.load(open(sys.argv[1]))
-admin = sys.argv[2]
+admin, token = sys.argv[2], sys.argv[3]
 wrong = 0
 print("unread:")
 for user, count in sorted(expected.items()):
     url = f"{admin}/v1/processors/unread/stores/aggregates/keys/{user}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             got = json.load(response)["value"]["sum"]
     except Exception as error:  # a 404 when the key is missing, say
         got = f"error: {error}"

@@ -29,6 +29,9 @@ pub(crate) struct Broker {
     stderr: mpsc::Receiver<String>,
     /// The thread forwarding stderr lines; it ends at EOF, after exit.
     stderr_reader: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+    /// The admin API's token, read (as the CLI reads it) from the data
+    /// directory `/health` names; every HTTP request here presents it.
+    pub(crate) token: String,
 }
 
 fn parse_addr(line: &str, key: &str) -> SocketAddr {
@@ -85,13 +88,25 @@ impl Broker {
             .recv_timeout(STARTUP_TIMEOUT)
             .expect("sluice serve reports ready");
         assert!(line.contains(" ready "), "unexpected ready line {line:?}");
-        Self {
+        let mut broker = Self {
             child: Some(child),
             kafka: parse_addr(&line, "kafka="),
             http: parse_addr(&line, "http="),
             stderr: err_rx,
             stderr_reader: std::sync::Mutex::new(Some(stderr_reader)),
+            token: String::new(),
+        };
+        let (_, health) = broker.http_get("/health");
+        if let Some(data_dir) = serde_json::from_str::<serde_json::Value>(&health)
+            .ok()
+            .and_then(|h| h["data_dir"].as_str().map(PathBuf::from))
+        {
+            broker.token = std::fs::read_to_string(data_dir.join("admin.token"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
         }
+        broker
     }
 
     /// Starts a broker on `<dir>/data` with `toml` written to
@@ -187,6 +202,17 @@ impl Broker {
         self.http_send(method, path, "", &[])
     }
 
+    /// `METHOD path` with these header lines (`Name: value`) and no
+    /// token unless they carry one; returns (status, body).
+    pub(crate) fn http_request_as(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+    ) -> (u16, String) {
+        self.http_exchange(method, path, headers, "", &[])
+    }
+
     /// `PUT path` with a `multipart/form-data` body of `parts` (name,
     /// bytes), as `sluice processor deploy` sends; returns (status, body).
     pub(crate) fn http_put_multipart(&self, path: &str, parts: &[(&str, &[u8])]) -> (u16, String) {
@@ -213,9 +239,24 @@ impl Broker {
         content_type: &str,
         body: &[u8],
     ) -> (u16, String) {
+        let authorization = format!("Authorization: Bearer {}", self.token);
+        let headers = ["Host: localhost", authorization.as_str()];
+        self.http_exchange(method, path, &headers, content_type, body)
+    }
+
+    fn http_exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let mut stream = TcpStream::connect(self.http).expect("connect to HTTP listener");
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        for header in headers {
+            head += &format!("{header}\r\n");
+        }
         if !body.is_empty() {
             head += &format!(
                 "Content-Type: {content_type}\r\nContent-Length: {}\r\n",

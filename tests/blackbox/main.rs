@@ -17,6 +17,7 @@ mod processor_records;
 mod processors;
 mod protocol;
 mod retention;
+mod security;
 mod serve;
 mod stateful;
 mod topic_lifecycle;

@@ -103,6 +103,11 @@ pub(crate) struct ServeArgs {
     /// Durability: always (fsync before ack), interval:<ms>, or never [default: always].
     #[arg(long, env = "SLUICE_FLUSH", value_name = "POLICY")]
     pub(crate) flush: Option<FlushPolicy>,
+    /// Listen on non-loopback addresses although the Kafka listener has
+    /// no authentication yet (anyone who reaches it can read and write
+    /// every topic).
+    #[arg(long, env = "SLUICE_INSECURE")]
+    pub(crate) insecure: bool,
 }
 
 impl ServeArgs {
@@ -124,6 +129,7 @@ impl ServeArgs {
         if let Some(flush) = self.flush {
             config.log.flush = flush;
         }
+        config.insecure |= self.insecure;
         Ok(config)
     }
 }

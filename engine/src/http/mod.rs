@@ -1,7 +1,9 @@
 //! The HTTP admin listener. `GET /health` answers
-//! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}`; the
-//! processor API is in `processors`.
+//! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
+//! the processor API (`processors`, `state`) only to holders of the
+//! broker's token (`auth`).
 
+mod auth;
 pub(crate) mod processors;
 mod state;
 
@@ -16,6 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
+pub(crate) use auth::{AdminAuth, AdminConfig, TOKEN_FILE};
 
 /// What `/health` reports.
 #[derive(Debug, Clone)]
@@ -54,13 +57,18 @@ pub(crate) async fn serve(
     listener: TcpListener,
     info: HealthInfo,
     processors: Arc<crate::processor::Processors>,
+    auth: AdminAuth,
     mut shutdown: Shutdown,
 ) {
     let app = Router::new()
         .route("/health", get(health))
         .with_state(Arc::new(info))
         .merge(state::routes(processors.clone()))
-        .merge(processors::routes(processors));
+        .merge(processors::routes(processors))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            auth::guard,
+        ));
     let stopping = async move {
         let _ = shutdown.changed().await;
     };

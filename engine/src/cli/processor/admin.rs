@@ -2,7 +2,10 @@
 //! base URL handling, timeouts, a bound on what an answer may make us
 //! allocate, and error messages that say what went wrong in the user's
 //! terms (the broker's own `{"error": …}` message, or that the broker is
-//! not reachable and how to point at it).
+//! not reachable and how to point at it), and the admin token: `--token`
+//! or `SLUICE_TOKEN`, else the broker's own `<data-dir>/admin.token` when
+//! this machine can read it (the broker's `/health` says where its data
+//! directory is), so the commands work as they are on the broker's host.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub(super) struct Admin {
     /// `http://host:port[/prefix]`, without a trailing slash.
     base: String,
     http: reqwest::Client,
+    /// The bearer token: given, or found once on first use.
+    token: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl Admin {
@@ -51,16 +56,59 @@ impl Admin {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            token: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// A client as the processor verbs' flags say.
+    pub(super) fn from_args(args: &super::AdminArgs) -> Result<Self> {
+        let admin = Self::new(&args.admin)?;
+        if let Some(token) = args.token.clone().filter(|t| !t.is_empty()) {
+            admin
+                .token
+                .set(Some(token))
+                .expect("a fresh client has no token");
+        }
+        Ok(admin)
     }
 
     pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
+    /// The token to present: given, else the broker's token file when this
+    /// machine can read it.
+    pub(super) async fn token(&self) -> Option<&str> {
+        self.token
+            .get_or_init(|| async {
+                let health: Value = self
+                    .http
+                    .get(format!("{}/health", self.base))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let data_dir = health["data_dir"].as_str()?;
+                let path = std::path::Path::new(data_dir).join(crate::http::TOKEN_FILE);
+                let token = std::fs::read_to_string(path).ok()?;
+                Some(token.trim().to_string())
+            })
+            .await
+            .as_deref()
+    }
+
     /// Sends `request` and reads its JSON answer; a non-2xx answer becomes
     /// an error carrying the broker's `{"error": …}` message.
     pub(super) async fn send(&self, request: RequestBuilder) -> Result<Value> {
+        let request = match self.token().await {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let mut body = Vec::new();

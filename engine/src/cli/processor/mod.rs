@@ -80,6 +80,20 @@ pub(crate) enum ProcessorCommand {
     /// Query a processor's committed state: a key, a scan, a key's windows.
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Print the admin API's token, for curl and scripts (--token or
+    /// SLUICE_TOKEN, else the broker's data dir's admin.token when this
+    /// machine can read it).
+    #[command(
+        after_help = "Example:\n  curl -H \"Authorization: Bearer $(sluice processor token)\" \\\n      127.0.0.1:9644/v1/processors"
+    )]
+    Token(TokenArgs),
+}
+
+/// `sluice processor token` options.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
 }
 
 /// Where the processor verbs find the broker's admin API.
@@ -94,6 +108,15 @@ pub(crate) struct AdminArgs {
         value_name = "URL"
     )]
     pub(crate) admin: String,
+    /// The admin API's token [default: the broker's `<data-dir>/admin.token`
+    /// when readable from this machine].
+    #[arg(
+        long,
+        env = "SLUICE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
 }
 
 /// `sluice processor deploy` options.
@@ -217,6 +240,22 @@ pub(crate) async fn run(command: ProcessorCommand) -> Result<()> {
         ProcessorCommand::Resume(args) => show(args, Method::POST, "/resume").await,
         ProcessorCommand::Remove(args) => remove(args).await,
         ProcessorCommand::State(command) => state::run(command).await,
+        ProcessorCommand::Token(args) => {
+            let admin = Admin::from_args(&args.admin)?;
+            match admin.token().await {
+                Some(token) => {
+                    println!("{token}");
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "no admin token: pass --token or set SLUICE_TOKEN (the broker keeps its \
+                     token in <data-dir>/{}, which this machine cannot read or the broker at \
+                     {} did not say where)",
+                    crate::http::TOKEN_FILE,
+                    args.admin.admin
+                ),
+            }
+        }
     }
 }
 
@@ -431,7 +470,7 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>> {
 }
 
 async fn deploy(args: DeployArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let wasm = read_wasm(&args.wasm)?;
     let spec = serde_json::to_string(&DeploySpec::from_args(&args))?;
     let file_name = args.wasm.file_name().map_or("plugin.wasm".into(), |name| {
@@ -462,7 +501,7 @@ async fn deploy(args: DeployArgs) -> Result<()> {
 // The other verbs.
 
 async fn list(args: ListArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let answer = admin
         .send(admin.request(Method::GET, "/v1/processors"))
         .await?;
@@ -478,7 +517,7 @@ async fn list(args: ListArgs) -> Result<()> {
 
 /// `status`, `pause` and `resume`: one request, then the status it answers.
 async fn show(args: NameArgs, method: Method, action: &str) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let path = format!("/v1/processors/{}{action}", args.name);
     let status = admin.send(admin.request(method, &path)).await?;
     match args.format {
@@ -496,7 +535,7 @@ async fn show(args: NameArgs, method: Method, action: &str) -> Result<()> {
 }
 
 async fn remove(args: RemoveArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let path = format!("/v1/processors/{}", args.name);
     let answer = admin.send(admin.request(Method::DELETE, &path)).await?;
     let name = answer

@@ -136,7 +136,7 @@ fn value_text(answer: &Value) -> String {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let mut path = format!("{}/keys/{}", store_path(&args.target), encode(&args.key));
     if let Some(partition) = args.partition {
         path.push_str(&format!("?partition={partition}"));
@@ -149,7 +149,7 @@ async fn get(args: GetArgs) -> Result<()> {
 }
 
 async fn scan(args: ScanArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -192,7 +192,7 @@ async fn scan(args: ScanArgs) -> Result<()> {
 }
 
 async fn windows(args: WindowsArgs) -> Result<()> {
-    let admin = Admin::new(&args.admin.admin)?;
+    let admin = Admin::from_args(&args.admin)?;
     let mut query = Vec::new();
     if let Some(from) = args.from_ms {
         query.push(format!("from={from}"));

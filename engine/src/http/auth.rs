@@ -1,0 +1,286 @@
+//! Who may use the admin API. It deploys and runs code, so every request
+//! but `GET /health` must carry the broker's token (`Authorization:
+//! Bearer …`), and before that pass two checks a browser cannot get
+//! around, because on loopback the attacker is any web page the operator
+//! opens:
+//! - `Host` must name this broker (loopback, the listener's address, or
+//!   `admin.allowed_hosts`): a DNS-rebinding page reaches 127.0.0.1 under
+//!   its own host name.
+//! - A cross-site request (`Sec-Fetch-Site: cross-site` or `same-site`,
+//!   or an `Origin` whose host is not allowed) is refused, token or not.
+//!
+//! The token is `admin.token` from the config, else the one in
+//! `<data-dir>/admin.token`, generated at first start (32 random bytes,
+//! hex; the file readable by the broker's user only). The CLI on the same
+//! machine reads that file (see `cli::processor::admin`).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The token file in the data directory.
+pub(crate) const TOKEN_FILE: &str = "admin.token";
+
+/// `[admin]`: the admin API's access rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AdminConfig {
+    /// The bearer token; empty: the generated one in the data directory.
+    pub(crate) token: String,
+    /// Host names (without port) requests may name besides loopback and
+    /// the listener's own address, e.g. the name a proxy forwards.
+    pub(crate) allowed_hosts: Vec<String>,
+}
+
+/// The rules, resolved at start.
+#[derive(Debug)]
+pub(crate) struct AdminAuth {
+    token: String,
+    /// Lower-case host names, IPv6 addresses without brackets.
+    allowed_hosts: Vec<String>,
+}
+
+impl AdminAuth {
+    /// The rules for a listener on `listen`: the configured token, or the
+    /// data directory's (created when missing).
+    pub(crate) fn open(
+        config: &AdminConfig,
+        data_dir: &Path,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let token = if config.token.is_empty() {
+            data_dir_token(data_dir)?
+        } else {
+            config.token.clone()
+        };
+        let mut allowed_hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        allowed_hosts.push(listen.ip().to_string());
+        allowed_hosts.extend(config.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        Ok(Self {
+            token,
+            allowed_hosts,
+        })
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host_name(host).to_ascii_lowercase();
+        self.allowed_hosts.contains(&host)
+    }
+
+    /// Why `headers` may not reach the API, if they may not.
+    fn refusal(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(host) = text("host") {
+            if !self.host_allowed(host) {
+                return Some((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Host {host:?} is not this broker's (a guard against DNS rebinding); \
+                         add it to [admin] allowed_hosts if a proxy forwards it"
+                    ),
+                ));
+            }
+        }
+        let site = text("sec-fetch-site");
+        let origin = text("origin").filter(|origin| *origin != "null");
+        let cross_origin = origin.is_some_and(|origin| {
+            let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !self.host_allowed(host)
+        });
+        if matches!(site, Some("cross-site" | "same-site")) || cross_origin {
+            return Some((
+                StatusCode::FORBIDDEN,
+                "cross-site requests to the admin API are refused".to_string(),
+            ));
+        }
+        let presented = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(token) if constant_time_eq(token.trim().as_bytes(), self.token.as_bytes()) => None,
+            Some(_) => Some((
+                StatusCode::UNAUTHORIZED,
+                "the admin token is wrong".to_string(),
+            )),
+            None => Some((
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "the admin API needs the broker's token: Authorization: Bearer <token> \
+                     (in <data-dir>/{TOKEN_FILE}; the CLI reads it from there, or from \
+                     --token / SLUICE_TOKEN)"
+                ),
+            )),
+        }
+    }
+}
+
+/// The middleware: `/health` passes; everything else is checked.
+pub(crate) async fn guard(
+    State(auth): State<Arc<AdminAuth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    match auth.refusal(request.headers()) {
+        None => next.run(request).await,
+        Some((status, message)) => {
+            tracing::debug!(path = request.uri().path(), %status, %message, "admin request refused");
+            let mut response = (status, Json(json!({ "error": message }))).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            response
+        }
+    }
+}
+
+/// `host[:port]` or `[v6]:port` without the port and brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The data directory's token, created when missing.
+fn data_dir_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(TOKEN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, token.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated the admin API token");
+    Ok(token)
+}
+
+/// Writes `path` readable and writable by the owner only, atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> AdminAuth {
+        AdminAuth {
+            token: "secret".into(),
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn host_origin_and_token_are_each_checked() {
+        let auth = auth();
+        let ok = [
+            ("host", "127.0.0.1:9644"),
+            ("authorization", "Bearer secret"),
+        ];
+        assert!(auth.refusal(&headers(&ok)).is_none());
+        assert!(auth
+            .refusal(&headers(&[
+                ("host", "[::1]:9644"),
+                ("authorization", "Bearer secret")
+            ]))
+            .is_none());
+        let refused = |pairs: &[(&'static str, &str)]| auth.refusal(&headers(pairs)).unwrap().0;
+        assert_eq!(
+            refused(&[
+                ("host", "evil.example:9644"),
+                ("authorization", "Bearer secret")
+            ]),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refused(&[
+                ("host", "localhost:9644"),
+                ("origin", "http://evil.example"),
+                ("authorization", "Bearer secret")
+            ]),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refused(&[
+                ("host", "localhost"),
+                ("sec-fetch-site", "cross-site"),
+                ("authorization", "Bearer secret")
+            ]),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(refused(&[("host", "localhost")]), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused(&[("host", "localhost"), ("authorization", "Bearer wrong")]),
+            StatusCode::UNAUTHORIZED
+        );
+        // A same-origin page of the broker itself (a future console).
+        assert!(auth
+            .refusal(&headers(&[
+                ("host", "localhost:9644"),
+                ("origin", "http://localhost:9644"),
+                ("sec-fetch-site", "same-origin"),
+                ("authorization", "Bearer secret")
+            ]))
+            .is_none());
+    }
+
+    #[test]
+    fn the_generated_token_is_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = data_dir_token(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(data_dir_token(dir.path()).unwrap(), first);
+    }
+}
