@@ -29,7 +29,11 @@
 //! input offset atomically, so state is never applied twice) but writes
 //! plain, durable batches before it: a crash may repeat outputs, never
 //! state changes.
+//!
+//! With `--changelog`, the transaction also carries the commit's state
+//! changes to the processor's changelog topic (`changelog`).
 
+mod changelog;
 mod meta;
 #[cfg(test)]
 mod tests;
@@ -37,6 +41,7 @@ mod transaction;
 
 use std::time::{Duration, Instant};
 
+pub(crate) use changelog::{producer_ids as changelog_producer_ids, Changelog, Restored};
 pub(crate) use meta::TaskMeta;
 pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
 
@@ -92,6 +97,11 @@ pub(crate) struct Stateful {
     /// disk: the open transaction must not be aborted (recovery decides,
     /// from what RocksDB recorded).
     commit_uncertain: bool,
+    /// Where commits also write their state changes (`--changelog`).
+    pub(crate) changelog: Option<Changelog>,
+    /// The state was just restored from the changelog: recovery takes a
+    /// fresh producer id.
+    restored: bool,
 }
 
 impl Stateful {
@@ -115,7 +125,47 @@ impl Stateful {
             next_processing_timer: None,
             purged_at: Instant::now(),
             commit_uncertain: false,
+            changelog: None,
+            restored: false,
         }
+    }
+
+    /// Writes state changes to `changelog` in every commit; its marker
+    /// goes first.
+    pub(crate) fn with_changelog(mut self, changelog: Changelog) -> Self {
+        self.transaction
+            .mark_first(&changelog.topic, changelog.partition);
+        self.changelog = Some(changelog);
+        self
+    }
+
+    /// Restores the task's state from its changelog when it is missing
+    /// (lost with the state folder, or a restore was interrupted). Returns
+    /// what was restored; `None` when nothing was (the task then starts
+    /// as it would without a changelog).
+    pub(crate) fn restore(
+        &mut self,
+        state: &mut TaskState,
+        stats: &crate::processor::status::PartitionStats,
+        abort: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<Restored>, String> {
+        let storage = |e: crate::state::StateError| e.to_string();
+        let pending = state.restore_pending().map_err(storage)?;
+        let missing = self.state_lost && state.meta().map_err(storage)?.is_none();
+        if !(pending || missing) {
+            return Ok(None);
+        }
+        let restored = match &self.changelog {
+            Some(changelog) => changelog.restore(state, stats, abort)?,
+            None => None,
+        };
+        if restored.is_none() && pending {
+            // Nothing to finish the restore from: no partial state stays.
+            state.clear().map_err(storage)?;
+            self.state_lost = true;
+        }
+        self.restored = restored.is_some();
+        Ok(restored)
     }
 
     /// Brings the task to its last commit and fences what came after it:
@@ -130,6 +180,9 @@ impl Stateful {
         (fallback, log_start): (i64, i64),
     ) -> Result<i64, String> {
         state.discard();
+        if let Some(changelog) = &self.changelog {
+            changelog.ensure(state)?;
+        }
         let mut meta = match state.meta().map_err(|e| e.to_string())? {
             Some(bytes) => TaskMeta::decode(&bytes)?,
             // No commit record but a position in the consumer group: the
@@ -143,7 +196,9 @@ impl Stateful {
             None => TaskMeta::fresh(fallback),
         };
         if self.exactly_once {
-            self.transaction.recover(store, outputs, &mut meta)?;
+            let fresh_producer = std::mem::take(&mut self.restored);
+            self.transaction
+                .recover(store, outputs, &mut meta, fresh_producer)?;
         }
         meta.committed.clear();
         state
@@ -164,11 +219,16 @@ impl Stateful {
 
     /// Whether the open work should be committed now.
     pub(crate) fn commit_due(&self, state: &TaskState, commit_bytes_max: usize) -> bool {
+        // With a changelog the staged state goes into the transaction too.
+        let changelog_bytes = match self.changelog {
+            Some(_) => state.staged_bytes(),
+            None => 0,
+        };
         self.dirty_since
             .is_some_and(|since| since.elapsed() >= self.commit_interval)
             || state.staged_bytes() >= commit_bytes_max
             || state.staged_over_budget()
-            || self.transaction.bytes() >= commit_bytes_max
+            || self.transaction.bytes() + changelog_bytes >= commit_bytes_max
     }
 
     /// Notes that the task has uncommitted work.
@@ -195,10 +255,18 @@ impl Stateful {
         if meta.rebuild_until.is_some_and(|until| position >= until) {
             meta.rebuild_until = None;
         }
-        meta.committed = self
+        if let Some(changelog) = &self.changelog {
+            changelog.write(&mut self.transaction, state, &mut meta)?;
+        }
+        let committed = self
             .transaction
             .prepare()
             .map_err(|e| format!("making the outputs durable failed: {e}"))?;
+        debug_assert!(
+            self.changelog.is_none() || committed == meta.committed,
+            "the changelog's commit record names the transaction's first offsets"
+        );
+        meta.committed = committed;
         let outputs = !meta.committed.is_empty();
         if outputs {
             crash_point("after-outputs-durable");

@@ -49,6 +49,9 @@ impl PartitionTask {
             .state
             .as_mut()
             .expect("a stateful task has state");
+        let restored = stateful
+            .restore(state, &self.stats, &self.abort)
+            .map_err(|message| StepFailure::new(message, None))?;
         let position = stateful
             .recover(state, &self.store, &outputs, (self.position, log_start))
             .map_err(|message| StepFailure::new(message, None))?;
@@ -70,10 +73,34 @@ impl PartitionTask {
         self.fetch_position = position;
         self.pending.clear();
         self.context.stream_time = stateful.meta.stream_time;
+        if let Some(restored) = restored {
+            self.restored_notice(&restored, position);
+        }
         self.context.late_dropped = 0;
         self.publish();
         self.refresh_timers();
         Ok(())
+    }
+
+    /// Says in the log and the status that the state came back from the
+    /// changelog.
+    fn restored_notice(&self, restored: &crate::processor::stateful::Restored, position: i64) {
+        let changelog = self.stateful.as_ref().and_then(|s| s.changelog.as_ref());
+        let Some(changelog) = changelog else { return };
+        let message = format!(
+            "the task's state was missing: restored it from the changelog {}/{} \
+             ({} records, {} bytes, offsets {} to {}, in {} ms); resuming at input offset {position}",
+            changelog.topic,
+            changelog.partition,
+            restored.records,
+            restored.bytes,
+            restored.offsets.0,
+            restored.offsets.1,
+            restored.elapsed_ms
+        );
+        tracing::warn!(processor = %self.label.processor, topic = %self.stats.topic,
+            partition = self.stats.partition, "{message}");
+        self.stats.record_notice(&message, Some(position));
     }
 
     /// One step of a stateful task over `records` (possibly none: timers
