@@ -66,17 +66,18 @@ fn committed_figures(status: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until both partitions restored their state (the notice says so).
-fn wait_restored(pipeline: &Pipeline) -> Value {
+/// Waits until `partitions` partitions restored their state (the notice
+/// says so) and none is restoring.
+fn wait_restored(pipeline: &Pipeline, partitions: usize) -> Value {
     pipeline.wait_for("counter", "the state restored from the changelog", |s| {
         s["partitions"].as_array().is_some_and(|ps| {
-            ps.len() == 2
-                && ps.iter().all(|p| {
-                    p["stateful"].get("restoring").is_none()
-                        && p["last_error"]["message"]
-                            .as_str()
-                            .is_some_and(|m| m.contains("restored it from the changelog"))
-                })
+            let restored = ps.iter().filter(|p| {
+                p["last_error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("restored it from the changelog"))
+            });
+            restored.count() >= partitions
+                && ps.iter().all(|p| p["stateful"].get("restoring").is_none())
         })
     })
 }
@@ -148,7 +149,7 @@ fn a_deleted_state_folder_is_restored_from_the_changelog_without_reprocessing() 
     assert_eq!(policy.unwrap()["value"], "compact", "{described:#}");
 
     pipeline.restart_after(|data| std::fs::remove_dir_all(data.join("state")).unwrap());
-    let status = wait_restored(&pipeline);
+    let status = wait_restored(&pipeline, 2);
     assert_eq!(
         committed_figures(&status),
         committed_figures(&before_status)
@@ -165,7 +166,7 @@ fn a_deleted_state_folder_is_restored_from_the_changelog_without_reprocessing() 
     total += produce_more(&pipeline, &mut random, &mut next, 1_000);
     wait_settled(&pipeline, "counter", total);
     pipeline.restart_after(|data| std::fs::remove_dir_all(data.join("state")).unwrap());
-    wait_restored(&pipeline);
+    wait_restored(&pipeline, 2);
     total += produce_more(&pipeline, &mut random, &mut next, 1_000);
     wait_settled(&pipeline, "counter", total);
     assert_exact(&pipeline);
@@ -179,7 +180,7 @@ fn state_lost_after_kill_9s_mid_stream_is_restored_exactly() {
     deploy(&pipeline);
     let (mut random, mut next) = (Random::new(77), [0; 2]);
     let mut total = 0;
-    for round in 0..4 {
+    for round in 0..8 {
         total += produce_more(&pipeline, &mut random, &mut next, 4_000);
         pause(random.below(80));
         // Every other kill also loses the state folder.
@@ -212,7 +213,8 @@ fn a_crash_between_markers_then_a_lost_state_folder_loses_and_repeats_nothing() 
         std::fs::remove_dir_all(data.join("state")).unwrap();
     });
     assert!(!status.success(), "the broker should have aborted");
-    wait_restored(&pipeline);
+    // The task that crashed restores; the other may not have committed yet.
+    wait_restored(&pipeline, 1);
     wait_settled(&pipeline, "counter", total);
     assert_exact(&pipeline);
 }

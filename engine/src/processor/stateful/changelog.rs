@@ -134,6 +134,30 @@ impl Changelog {
             })
     }
 
+    /// Aborts, in every partition of `outputs`, the transactions left open
+    /// in the changelog partition by producers other than `producer_id`
+    /// (the one the task's commit record names, whose transactions
+    /// recovery ends). Only this task writes the partition, so they are
+    /// its own from before a restore (whose commit record could not name
+    /// them); open in the changelog, they committed nowhere, as the
+    /// changelog's marker comes first.
+    pub(crate) fn abort_strays(&self, outputs: &[String], producer_id: i64) -> Result<(), String> {
+        let Ok(partition) = self.store.partition(&self.topic, self.partition) else {
+            return Ok(());
+        };
+        for (stray, _) in partition.open_transactions() {
+            if stray == producer_id {
+                continue;
+            }
+            let meta = TaskMeta {
+                producer_id: stray,
+                ..TaskMeta::fresh(0)
+            };
+            super::transaction::end_open(&self.store, outputs, &meta)?;
+        }
+        Ok(())
+    }
+
     /// Appends the commit's changes and `meta` to the changelog in the
     /// open transaction. `meta` gets the transaction's first offsets (the
     /// changelog's included), as the commit point will record them.

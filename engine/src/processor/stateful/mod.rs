@@ -195,6 +195,9 @@ impl Stateful {
             },
             None => TaskMeta::fresh(fallback),
         };
+        if let Some(changelog) = &self.changelog {
+            changelog.abort_strays(outputs, meta.producer_id)?;
+        }
         if self.exactly_once {
             let fresh_producer = std::mem::take(&mut self.restored);
             self.transaction

@@ -249,7 +249,11 @@ pub(crate) fn end_all_open(
 /// Ends `meta`'s producer's open transactions in the partitions of
 /// `outputs`: committed where the last commit point recorded them,
 /// aborted elsewhere. Durable before returning.
-fn end_open(store: &LogStore, outputs: &[String], meta: &TaskMeta) -> Result<(), String> {
+pub(super) fn end_open(
+    store: &LogStore,
+    outputs: &[String],
+    meta: &TaskMeta,
+) -> Result<(), String> {
     for topic in outputs {
         let Some(handle) = store.topic(topic) else {
             continue;
