@@ -265,3 +265,77 @@ fn the_changelog_is_refused_where_it_cannot_be_exact_and_removed_with_the_proces
         "the changelog outlived its processor"
     );
 }
+
+#[test]
+fn the_repartition_topics_tasks_restore_from_their_own_changelog() {
+    use super::repartition::{emitted, produce, views, wait_both_stages};
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("views", 3);
+    pipeline.create_topic("page-counts", 2);
+    let args = [
+        "--input",
+        "views",
+        "--output",
+        "page-counts",
+        "--store",
+        "counts",
+    ];
+    let mut args = args.to_vec();
+    args.extend(["--config", "field=page", "--changelog"]);
+    pipeline.deploy("per-page", "rekey-count", &args);
+    let mut random = Random::new(31);
+    let mut reference: BTreeMap<String, i64> = BTreeMap::new();
+    let mut total = 0;
+    let mut more = |pipeline: &Pipeline, random: &mut Random| {
+        let records = views(random, 300);
+        for (_, value) in &records {
+            let page: Value = serde_json::from_str(value).unwrap();
+            let page = page["page"].as_str().unwrap().to_string();
+            *reference.entry(page).or_default() += 1;
+        }
+        produce(pipeline, &records);
+        records.len() as i64
+    };
+    total += more(&pipeline, &mut random);
+    wait_both_stages(&pipeline, total);
+    let scan = "/v1/processors/per-page/stores/counts/keys?limit=1000";
+    let before = get_json(&pipeline, scan).1["entries"].clone();
+    let updates_before = emitted(&pipeline).1;
+    let described = pipeline.sluice_ok(&[
+        "topic",
+        "describe",
+        "sluice-processor-per-page-repartition-changelog",
+        "--format",
+        "json",
+    ]);
+    let described: Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(described["partitions"].as_array().unwrap().len(), 3);
+
+    pipeline.restart_after(|data| std::fs::remove_dir_all(data.join("state")).unwrap());
+    pipeline.wait_for("per-page", "both stages' tasks restored", |s| {
+        let partitions = s["partitions"].as_array().cloned().unwrap_or_default();
+        let restored_from = |changelog: &str| {
+            let from = format!("restored it from the changelog {changelog}/");
+            partitions
+                .iter()
+                .filter(|p| {
+                    p["last_error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&from))
+                })
+                .count()
+        };
+        restored_from("sluice-processor-per-page-changelog") == 3
+            && restored_from("sluice-processor-per-page-repartition-changelog") > 0
+            && partitions
+                .iter()
+                .all(|p| p["stateful"].get("restoring").is_none())
+    });
+    assert_eq!(get_json(&pipeline, scan).1["entries"], before);
+    assert_eq!(emitted(&pipeline).1, updates_before, "outputs repeated");
+    total += more(&pipeline, &mut random);
+    wait_both_stages(&pipeline, total);
+    let (last, updates) = emitted(&pipeline);
+    assert_eq!(last, reference);
+    assert_eq!(updates as i64, total, "one update per view, none repeated");
+}
