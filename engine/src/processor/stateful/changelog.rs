@@ -17,7 +17,8 @@
 //! # Why a restore is exact
 //! The commit record comes back with the entries, so position, stream
 //! time, timers and counters are those of the last commit in the
-//! changelog, and its list of where the transaction's batches begin lets
+//! changelog, and its list of where the transaction's batches begin in
+//! the outputs lets
 //! recovery end the transactions a crash left open, as it does from
 //! RocksDB. The changelog partition gets its commit marker before every
 //! other partition of the transaction: a transaction committed anywhere
@@ -34,7 +35,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::meta::{CommittedOutput, TaskMeta};
+use super::meta::TaskMeta;
 use super::transaction::Transaction;
 use crate::log::{Isolation, LogError, LogStore, Partition};
 use crate::processor::output::{OutRecord, Routed};
@@ -135,20 +136,24 @@ impl Changelog {
     }
 
     /// Aborts, in every partition of `outputs`, the transactions left open
-    /// in the changelog partition by producers other than `producer_id`
-    /// (the one the task's commit record names, whose transactions
-    /// recovery ends). Only this task writes the partition, so they are
-    /// its own from before a restore (whose commit record could not name
-    /// them); open in the changelog, they committed nowhere, as the
-    /// changelog's marker comes first.
+    /// by the producers that wrote this changelog partition other than
+    /// `producer_id` (the one the task's commit record names, whose
+    /// transactions recovery ends). Only this task writes the partition,
+    /// so they are its own earlier producers, from before a restore whose
+    /// commit record could not name them; the transaction coordinator
+    /// leaves them alone (see [`producer_ids`]), so nothing else would end
+    /// them. None of their open transactions committed: a commit's
+    /// changelog marker comes first, and a committed changelog commit
+    /// names the producer of every later commit.
     pub(crate) fn abort_strays(&self, outputs: &[String], producer_id: i64) -> Result<(), String> {
         let Ok(partition) = self.store.partition(&self.topic, self.partition) else {
             return Ok(());
         };
-        for (stray, _) in partition.open_transactions() {
-            if stray == producer_id {
-                continue;
-            }
+        let mut strays = partition.producer_ids();
+        strays.extend(partition.open_transactions().into_iter().map(|(id, _)| id));
+        strays.sort_unstable();
+        strays.dedup();
+        for stray in strays.into_iter().filter(|id| *id != producer_id) {
             let meta = TaskMeta {
                 producer_id: stray,
                 ..TaskMeta::fresh(0)
@@ -159,31 +164,23 @@ impl Changelog {
     }
 
     /// Appends the commit's changes and `meta` to the changelog in the
-    /// open transaction. `meta` gets the transaction's first offsets (the
-    /// changelog's included), as the commit point will record them.
+    /// open transaction. The changelog's copy of `meta` names where the
+    /// transaction's batches begin in the outputs (what recovery after a
+    /// restore needs: the changelog's own batches are committed when they
+    /// are restored, and aborted otherwise); the commit point's copy, from
+    /// the transaction afterwards, names the changelog's too.
     pub(super) fn write(
         &self,
         transaction: &mut Transaction,
         state: &TaskState,
-        meta: &mut TaskMeta,
+        meta: &TaskMeta,
     ) -> Result<(), String> {
-        let partition = self.ensure(state)?;
-        let mut committed = transaction.first_offsets();
-        if !committed
-            .iter()
-            .any(|c| c.topic == self.topic && c.partition == self.partition)
-        {
-            // The commit record is the transaction's first record here:
-            // only this task writes this partition.
-            committed.push(CommittedOutput {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                first_offset: partition.log_end_offset(),
-            });
-            committed.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        }
-        meta.committed = committed;
-        let records = records(state.staged_changes(), &meta.encode(), now_ms());
+        self.ensure(state)?;
+        let logged = TaskMeta {
+            committed: transaction.first_offsets(),
+            ..meta.clone()
+        };
+        let records = records(state.staged_changes(), &logged.encode(), now_ms());
         let mut routed = Routed::default();
         routed.push_to(&self.topic, self.partition, records);
         transaction
@@ -214,10 +211,30 @@ impl Changelog {
         let read = read_into(state, &partition, (from, to), stats, abort);
         stats.restoring.store(false, Ordering::Relaxed);
         let meta = read.map_err(|e| format!("restoring from {}: {e}", self.topic))?;
+        let records = PartitionStats::get(&stats.restored_records);
+        let meta = match meta {
+            Some(meta) => meta,
+            // Only aborted commits so far: nothing to restore.
+            None if records == 0 => {
+                state.clear().map_err(|e| e.to_string())?;
+                return Ok(None);
+            }
+            None => {
+                return Err(format!(
+                    "restoring from {}: {records} records and no commit record",
+                    self.topic
+                ))
+            }
+        };
         // Checked before it counts: the restored commit record decodes.
-        TaskMeta::decode(&meta)?;
+        let mut meta = TaskMeta::decode(&meta)?;
+        // The epochs the producer took after this commit were recorded
+        // only in the lost state: an exhausted epoch makes recovery take a
+        // fresh producer id, also after a crash before it runs (it ends
+        // this producer's open transactions first, with their own epochs).
+        meta.producer_epoch = i16::MAX;
         state
-            .finish_restore(&meta)
+            .finish_restore(&meta.encode())
             .map_err(|e| format!("restoring from {}: {e}", self.topic))?;
         Ok(Some(Restored {
             records: PartitionStats::get(&stats.restored_records),
@@ -246,14 +263,14 @@ pub(crate) fn records<'a>(
 }
 
 /// Reads `[from, to)` of the changelog into the task's state; returns the
-/// last commit record. Progress goes to `stats` batch by batch.
+/// last commit record, if any. Progress goes to `stats` batch by batch.
 fn read_into(
     state: &mut TaskState,
     partition: &Partition,
     (from, to): (i64, i64),
     stats: &PartitionStats,
     abort: &AtomicBool,
-) -> Result<Bytes, String> {
+) -> Result<Option<Bytes>, String> {
     let mut restorer = state.begin_restore().map_err(|e| e.to_string())?;
     let mut meta = None;
     let mut failure = None;
@@ -298,7 +315,7 @@ fn read_into(
         position = next;
     }
     restorer.write().map_err(|e| e.to_string())?;
-    meta.ok_or_else(|| "the changelog holds no commit record".to_string())
+    Ok(meta)
 }
 
 /// The producers that wrote a processor's changelog: their transactions

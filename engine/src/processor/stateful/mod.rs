@@ -99,9 +99,6 @@ pub(crate) struct Stateful {
     commit_uncertain: bool,
     /// Where commits also write their state changes (`--changelog`).
     pub(crate) changelog: Option<Changelog>,
-    /// The state was just restored from the changelog: recovery takes a
-    /// fresh producer id.
-    restored: bool,
 }
 
 impl Stateful {
@@ -126,7 +123,6 @@ impl Stateful {
             purged_at: Instant::now(),
             commit_uncertain: false,
             changelog: None,
-            restored: false,
         }
     }
 
@@ -164,7 +160,6 @@ impl Stateful {
             state.clear().map_err(storage)?;
             self.state_lost = true;
         }
-        self.restored = restored.is_some();
         Ok(restored)
     }
 
@@ -199,9 +194,7 @@ impl Stateful {
             changelog.abort_strays(outputs, meta.producer_id)?;
         }
         if self.exactly_once {
-            let fresh_producer = std::mem::take(&mut self.restored);
-            self.transaction
-                .recover(store, outputs, &mut meta, fresh_producer)?;
+            self.transaction.recover(store, outputs, &mut meta)?;
         }
         meta.committed.clear();
         state
@@ -259,17 +252,12 @@ impl Stateful {
             meta.rebuild_until = None;
         }
         if let Some(changelog) = &self.changelog {
-            changelog.write(&mut self.transaction, state, &mut meta)?;
+            changelog.write(&mut self.transaction, state, &meta)?;
         }
-        let committed = self
+        meta.committed = self
             .transaction
             .prepare()
             .map_err(|e| format!("making the outputs durable failed: {e}"))?;
-        debug_assert!(
-            self.changelog.is_none() || committed == meta.committed,
-            "the changelog's commit record names the transaction's first offsets"
-        );
-        meta.committed = committed;
         let outputs = !meta.committed.is_empty();
         if outputs {
             crash_point("after-outputs-durable");

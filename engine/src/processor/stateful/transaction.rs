@@ -80,7 +80,6 @@ impl Transaction {
         store: &LogStore,
         outputs: &[String],
         meta: &mut TaskMeta,
-        fresh_producer: bool,
     ) -> Result<(), String> {
         self.open.clear();
         self.unsynced_markers.clear();
@@ -102,9 +101,7 @@ impl Transaction {
                 })?;
             }
         }
-        // A fresh producer after a restore: the epochs taken since the
-        // restored commit were recorded only in the lost state.
-        if fresh_producer || meta.producer_id < 0 || meta.producer_epoch >= i16::MAX - 1 {
+        if meta.producer_id < 0 || meta.producer_epoch >= i16::MAX - 1 {
             meta.producer_id = (self.producer_ids)()
                 .map_err(|e| format!("allocating a producer id failed: {e}"))?;
             meta.producer_epoch = 0;
