@@ -47,7 +47,10 @@ pub(crate) async fn run(
         http: http.local_addr()?,
     };
     let groups = open_groups(&config).await?;
-    let (state, owned) = open_state(&config).await?;
+    let (state, mut owned) = open_state(&config).await?;
+    // Changelog writers too: their tasks end their transactions even when
+    // the state naming them was lost (they restore it first).
+    owned.extend(crate::processor::stateful::changelog_producer_ids(&store));
     let transactions = open_transactions(&config, &store, &groups, owned).await?;
     let (stop, stopped) = watch::channel(false);
     let context = broker_context(&config, bound, &store, &groups, &transactions, &stopped)?;

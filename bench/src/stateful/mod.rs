@@ -19,12 +19,16 @@
 //!   random keys of the large state are processed.
 //! - **soak** (`--soak-secs`): one stateful instance processing, memory
 //!   sampled.
+//! - **restore** (`--restore`, on its own): lost state restored from a
+//!   changelog topic beside a raw read of its files and a RocksDB bulk
+//!   write of its pairs (`restore.rs`).
 //!
 //! Throughput figures are medians of `--runs` runs on one thread (the
 //! processing thread; RocksDB's background threads run beside it).
 
 mod large;
 mod latency;
+mod restore;
 mod workload;
 
 use std::path::PathBuf;
@@ -89,6 +93,16 @@ pub(crate) struct StatefulBenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Measure restoring state from a changelog topic only (skip
+    /// everything else).
+    #[arg(long)]
+    pub restore: bool,
+    /// Keys in the changelog of the restore measurement.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub restore_keys: u64,
+    /// Bytes of each value in the changelog of the restore measurement.
+    #[arg(long, default_value_t = 100)]
+    pub restore_value_bytes: usize,
     /// Measure the `process` call only (skip everything else), e.g. to
     /// profile it.
     #[arg(long, hide = true)]
@@ -137,6 +151,9 @@ struct Samples {
 
 /// Runs the benchmark and prints the report.
 pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
+    if args.restore {
+        return restore::run(args);
+    }
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(None)?;

@@ -286,6 +286,11 @@ impl Partition {
             .map(|producer_id| (producer_id, inner.producers.epoch(producer_id).unwrap_or(0)))
             .collect()
     }
+    /// The producers that wrote here and are still remembered.
+    pub(crate) fn producer_ids(&self) -> Vec<i64> {
+        self.lock().producers.ids().collect()
+    }
+
     /// A receiver woken whenever the high watermark moves (for long polls;
     /// the last stable offset moves only with a marker, which moves the
     /// high watermark too).
@@ -306,7 +311,6 @@ impl Partition {
         self.sync.lock().expect("sync lock").durable_offset
     }
     /// Bytes on disk in log files.
-    #[cfg(test)]
     pub(crate) fn size_bytes(&self) -> u64 {
         let inner = self.lock();
         inner.closed.iter().map(|meta| meta.size).sum::<u64>() + inner.active.meta.size

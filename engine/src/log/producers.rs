@@ -190,6 +190,11 @@ impl ProducerStates {
         }
     }
 
+    /// The producers remembered.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers.keys().copied()
+    }
+
     /// The epoch a producer last wrote with, if it is remembered.
     pub(crate) fn epoch(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|state| state.epoch)

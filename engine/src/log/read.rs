@@ -307,6 +307,17 @@ pub(crate) enum CommittedReadError {
     },
 }
 
+impl std::fmt::Display for CommittedReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Header(error) => write!(f, "{error}"),
+            Self::Decode { base_offset, error } => {
+                write!(f, "decoding the batch at offset {base_offset}: {error}")
+            }
+        }
+    }
+}
+
 impl Partition {
     /// Walks `read` (a read_committed [`Partition::read_isolated`]) from
     /// offset `from`, as a Kafka consumer does: control batches and the

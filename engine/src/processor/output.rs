@@ -78,6 +78,16 @@ impl Routed {
         Ok(())
     }
 
+    /// Adds `records` to partition `partition` of `topic`, chosen by the
+    /// caller (a task's changelog partition is its own).
+    pub(crate) fn push_to(&mut self, topic: &str, partition: i32, records: Vec<OutRecord>) {
+        self.records += records.len() as u64;
+        self.partitions
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .extend(records);
+    }
+
     /// The records by output partition, in routing order.
     pub(crate) fn into_partitions(self) -> BTreeMap<(String, i32), Vec<OutRecord>> {
         self.partitions

@@ -240,6 +240,137 @@ impl Scratch {
     }
 }
 
+/// One timed run of the changelog restore benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreRun {
+    /// Records restored (or written).
+    pub records: u64,
+    /// Their key and value bytes.
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// The `i`th pair of the restore benchmark: a key of store `counts` (8
+/// bytes, spread over the key space) and `value_bytes` of noise.
+fn restore_pair(i: u64, value_bytes: usize, value: &mut Vec<u8>) -> Vec<u8> {
+    let mut key = crate::state::store_prefix(TASK, "counts")[4..].to_vec();
+    key.extend_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+    value.clear();
+    let mut x = i | 1;
+    while value.len() < value_bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        value.extend_from_slice(&x.to_le_bytes());
+    }
+    value.truncate(value_bytes);
+    key
+}
+
+impl Scratch {
+    /// Fills processor `name`'s changelog (partition 0 of
+    /// `sluice-processor-NAME-changelog`, compacted) with `keys` puts of
+    /// store `counts`, then a commit record; returns the partition's bytes.
+    pub fn fill_changelog(&self, name: &str, keys: u64, value_bytes: usize) -> anyhow::Result<u64> {
+        let changelog = self.changelog(name);
+        let state = TaskState::new(self.state.processor(name)?, TASK);
+        let partition = changelog.ensure(&state).map_err(anyhow::Error::msg)?;
+        let (mut records, mut value) = (Vec::new(), Vec::new());
+        let mut bytes = 0;
+        let record = |key: Vec<u8>, value: &[u8]| super::output::OutRecord {
+            key: Some(key.into()),
+            value: Some(bytes::Bytes::copy_from_slice(value)),
+            headers: Vec::new(),
+            timestamp: 0,
+        };
+        for i in 0..keys {
+            let key = restore_pair(i, value_bytes, &mut value);
+            bytes += key.len() + value.len();
+            records.push(record(key, &value));
+            if bytes >= 512 << 10 || i + 1 == keys {
+                records.push(record(vec![0x00], &TaskMeta::fresh().encode()));
+                partition.append(&super::output::encode(&records))?;
+                (records, bytes) = (Vec::new(), 0);
+            }
+        }
+        partition.flush()?;
+        Ok(partition.size_bytes())
+    }
+
+    /// The segment files of processor `name`'s changelog, for a raw read.
+    pub fn changelog_files(&self, name: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let partition = self.store.partition(&self.changelog(name).topic, 0)?;
+        let mut files: Vec<_> = std::fs::read_dir(partition.dir())?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Restores processor `name`'s task from its changelog into empty
+    /// state (the processor's state dropped first), as a task whose state
+    /// was lost does; timed.
+    pub fn restore_changelog(&self, name: &str) -> anyhow::Result<RestoreRun> {
+        self.state.drop_processor(name)?;
+        let mut state = TaskState::new(self.state.processor(name)?, TASK);
+        let stats = PartitionStats::new("in", 0);
+        let started = std::time::Instant::now();
+        let restored = self
+            .changelog(name)
+            .restore(
+                &mut state,
+                &stats,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+            .map_err(anyhow::Error::msg)?
+            .ok_or_else(|| anyhow::anyhow!("the changelog of {name} is empty"))?;
+        Ok(RestoreRun {
+            records: restored.records,
+            bytes: restored.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes the pairs [`Scratch::fill_changelog`] wrote into empty state
+    /// through the restore's own bulk writer, without the log: RocksDB's
+    /// share of a restore.
+    pub fn bulk_write(
+        &self,
+        name: &str,
+        keys: u64,
+        value_bytes: usize,
+    ) -> anyhow::Result<RestoreRun> {
+        self.state.drop_processor(name)?;
+        let mut state = TaskState::new(self.state.processor(name)?, TASK);
+        let started = std::time::Instant::now();
+        let (mut value, mut bytes) = (Vec::new(), 0u64);
+        let mut restorer = state.begin_restore()?;
+        for i in 0..keys {
+            let key = restore_pair(i, value_bytes, &mut value);
+            bytes += (key.len() + value.len()) as u64;
+            restorer.put(&key, Some(&value))?;
+            if restorer.batch_bytes() >= 16 << 20 {
+                restorer.write()?;
+            }
+        }
+        restorer.write()?;
+        drop(restorer);
+        state.finish_restore(&TaskMeta::fresh().encode())?;
+        Ok(RestoreRun {
+            records: keys,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn changelog(&self, name: &str) -> super::stateful::Changelog {
+        let topic = super::spec::changelog_topic(name);
+        super::stateful::Changelog::new(self.store.clone(), topic, 0, 1)
+    }
+}
+
 fn deployment(
     name: &str,
     limits: super::spec::Limits,
@@ -263,6 +394,7 @@ fn deployment(
         guarantee,
         commit_interval_ms: commit_interval_ms.unwrap_or(super::spec::COMMIT_INTERVAL_MS_DEFAULT),
         idle_advance_ms: None,
+        changelog: false,
         tables: Vec::new(),
     })
 }

@@ -224,6 +224,10 @@ pub(crate) struct DeployRequest {
     /// Topics materialised as read-only stores (lookups).
     #[serde(default)]
     pub(crate) tables: Vec<super::tables::TableSpec>,
+    /// Every commit also writes the state it changes to the processor's
+    /// changelog topic, from which lost state is restored.
+    #[serde(default)]
+    pub(crate) changelog: bool,
 }
 
 /// A deployment as persisted in `<data-dir>/processors/<name>.json`.
@@ -259,6 +263,10 @@ pub(crate) struct Deployment {
     /// Topics materialised as read-only stores every task reads.
     #[serde(default)]
     pub(crate) tables: Vec<super::tables::TableSpec>,
+    /// State changes go to the changelog topics in each commit's
+    /// transaction (exactly-once with stores only).
+    #[serde(default)]
+    pub(crate) changelog: bool,
 }
 
 fn commit_interval_ms_default() -> u64 {
@@ -280,12 +288,36 @@ impl Deployment {
         repartition_topic(&self.name)
     }
 
+    /// The changelog topic of the tasks reading `task_topic`: the input's
+    /// tasks write `sluice-processor-NAME-changelog`, the repartition
+    /// topic's tasks (ids `1 << 30 | p`) their own
+    /// `sluice-processor-NAME-repartition-changelog`; partition p in both
+    /// is the task of input partition p.
+    pub(crate) fn changelog_topic(&self, task_topic: &str) -> String {
+        if task_topic == self.repartition_topic() {
+            format!("{task_topic}-changelog")
+        } else {
+            changelog_topic(&self.name)
+        }
+    }
+
+    /// Both changelog topics (whether or not they exist).
+    pub(crate) fn changelog_topics(&self) -> [String; 2] {
+        [
+            changelog_topic(&self.name),
+            self.changelog_topic(&self.repartition_topic()),
+        ]
+    }
+
     /// Every topic the processor writes: its outputs, its dead-letter
-    /// topic, and its repartition topic.
+    /// topic, its repartition topic and its changelogs.
     pub(crate) fn write_topics(&self) -> Vec<String> {
         let mut topics = self.outputs.clone();
         if self.is_stateful() {
             topics.push(self.repartition_topic());
+        }
+        if self.changelog {
+            topics.extend(self.changelog_topics());
         }
         if let OnError::DeadLetter(topic) = self.policy() {
             if !topics.contains(&topic) {
@@ -334,6 +366,11 @@ impl Deployment {
 /// `sluice-processor-<name>-repartition`.
 pub(crate) fn repartition_topic(processor: &str) -> String {
     format!("sluice-processor-{processor}-repartition")
+}
+
+/// `sluice-processor-<name>-changelog`.
+pub(crate) fn changelog_topic(processor: &str) -> String {
+    format!("sluice-processor-{processor}-changelog")
 }
 
 /// `sluice-processor-<name>`.

@@ -73,6 +73,11 @@ pub(crate) struct PartitionStats {
     pub(crate) timers_pending: AtomicU64,
     /// Rebuilding lost state up to this input offset (-1: not).
     pub(crate) rebuild_until: AtomicI64,
+    /// Restoring lost state from the changelog: whether, and the records
+    /// and bytes of it read so far.
+    pub(crate) restoring: std::sync::atomic::AtomicBool,
+    pub(crate) restored_records: AtomicU64,
+    pub(crate) restored_bytes: AtomicU64,
     last_error: Mutex<Option<ErrorInfo>>,
 }
 
@@ -97,6 +102,9 @@ impl PartitionStats {
             state_bytes: AtomicU64::new(0),
             timers_pending: AtomicU64::new(0),
             rebuild_until: AtomicI64::new(-1),
+            restoring: std::sync::atomic::AtomicBool::new(false),
+            restored_records: AtomicU64::new(0),
+            restored_bytes: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -189,6 +197,18 @@ pub(crate) struct StatefulStatus {
     /// `committed_offset` is how far it has got).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rebuilding_until: Option<i64>,
+    /// Restoring lost state from the changelog: how much is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) restoring: Option<Restoring>,
+}
+
+/// A restore from the changelog under way.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Restoring {
+    /// Changelog records (state entries, timers, tombstones) read so far.
+    pub(crate) records: u64,
+    /// Their key and value bytes.
+    pub(crate) bytes: u64,
 }
 
 impl PartitionStats {
@@ -203,6 +223,10 @@ impl PartitionStats {
             timers_pending: Self::get(&self.timers_pending),
             rebuilding_until: Some(self.rebuild_until.load(Ordering::Relaxed))
                 .filter(|until| *until >= 0),
+            restoring: self.restoring.load(Ordering::Relaxed).then(|| Restoring {
+                records: Self::get(&self.restored_records),
+                bytes: Self::get(&self.restored_bytes),
+            }),
         }
     }
 }

@@ -4,7 +4,10 @@
 //! task metadata   task:u32be 0x00
 //! store entry     task:u32be 0x01 name_len:u8 name user_key
 //! timer           task:u32be 0x02 domain:u8 at:i64 user_key
+//! restoring       task:u32be 0x03
 //! ```
+//! `restoring` is present only while a restore from the changelog is
+//! under way (the task's range is incomplete until it is gone).
 //! `task` is the input partition. `at` is big-endian with the sign bit
 //! flipped, so byte order is numeric order and timers sort by time. A
 //! partition's state is the range `[task, task + 1)`.
@@ -17,6 +20,7 @@ pub(crate) const STORE_NAME_BYTES_MAX: usize = 64;
 const META: u8 = 0x00;
 const STORE: u8 = 0x01;
 const TIMER: u8 = 0x02;
+const RESTORING: u8 = 0x03;
 
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +72,30 @@ pub(crate) fn meta(task: u32) -> Vec<u8> {
     let mut key = task_start(task);
     key.push(META);
     key
+}
+
+/// The marker of a restore under way in `task`.
+pub(crate) fn restoring(task: u32) -> Vec<u8> {
+    let mut key = task_start(task);
+    key.push(RESTORING);
+    key
+}
+
+/// Whether `suffix` (a key without its task) is a well-formed store entry
+/// or timer key: what a changelog record may carry besides the metadata.
+pub(crate) fn is_entry_suffix(suffix: &[u8]) -> bool {
+    match suffix {
+        [STORE, name_len, rest @ ..] => {
+            *name_len as usize <= STORE_NAME_BYTES_MAX && rest.len() >= *name_len as usize
+        }
+        [TIMER, domain, rest @ ..] => Domain::from_byte(*domain).is_some() && rest.len() >= 8,
+        _ => false,
+    }
+}
+
+/// Whether `suffix` is the task metadata key without its task.
+pub(crate) fn is_meta_suffix(suffix: &[u8]) -> bool {
+    suffix == [META]
 }
 
 /// The prefix of every key of store `name` in `task`.
@@ -189,5 +217,18 @@ mod tests {
         assert!(validate_store_name("page-counts.v1").is_ok());
         assert!(validate_store_name("").is_err());
         assert!(validate_store_name("a/b").is_err());
+    }
+
+    #[test]
+    fn suffixes_are_recognised() {
+        let entry = entry(&store_prefix(7, "counts"), b"k");
+        assert!(is_entry_suffix(&entry[4..]));
+        assert!(is_entry_suffix(&timer(7, Domain::EventTime, 5, b"k")[4..]));
+        assert!(is_meta_suffix(&meta(7)[4..]));
+        assert!(!is_entry_suffix(&meta(7)[4..]));
+        assert!(!is_entry_suffix(&restoring(7)[4..]));
+        assert!(!is_entry_suffix(&[STORE, 9, b'a']));
+        assert!(!is_entry_suffix(&[TIMER, 7, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!is_entry_suffix(&[]));
     }
 }

@@ -19,6 +19,7 @@
 mod db;
 mod keys;
 mod query;
+mod restore;
 mod staged;
 mod task;
 #[cfg(test)]
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use db::{ProcessorState, StateDb};
 pub use keys::Domain;
 pub(crate) use keys::{
-    from_ordered_i64, ordered_i64, prefix_end, store_prefix, validate_store_name,
+    from_ordered_i64, is_meta_suffix, ordered_i64, prefix_end, store_prefix, validate_store_name,
 };
 pub(crate) use query::Page;
 pub(crate) use task::TaskState;

@@ -61,6 +61,21 @@ impl TaskState {
         }
     }
 
+    /// The task (input partition) this state belongs to.
+    pub(crate) fn task(&self) -> u32 {
+        self.task
+    }
+
+    pub(super) fn processor(&self) -> &ProcessorState {
+        &self.processor
+    }
+
+    /// Every staged write of the task (a put, or a delete for `None`), in
+    /// key order: what its next commit changes.
+    pub(crate) fn staged_changes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        self.staged.range(&keys::task_start(self.task), None)
+    }
+
     /// The key prefix of store `name` in this task (tests; plugins get it
     /// from the store handle they open).
     #[cfg(test)]

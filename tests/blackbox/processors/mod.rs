@@ -131,6 +131,20 @@ impl Pipeline {
         self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
     }
 
+    /// Kills the broker with SIGKILL, calls `edit` with its data directory
+    /// (to delete what a lost disk would), and starts it again.
+    pub(crate) fn kill_and_restart_after(&mut self, edit: impl FnOnce(&Path)) {
+        let kafka = self.broker.kafka;
+        self.broker.stop_with("KILL", Duration::from_secs(10));
+        if std::env::var_os("SLUICE_TEST_BROKER_LOGS").is_some() {
+            for line in self.broker.stderr_lines() {
+                eprintln!("killed broker: {line}");
+            }
+        }
+        edit(&self.dir.path().join("data"));
+        self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+    }
+
     /// Runs `sluice ARGS` against this broker; returns the output.
     pub(crate) fn sluice(&self, args: &[&str]) -> Output {
         Command::new(sluice_binary())

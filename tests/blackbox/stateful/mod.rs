@@ -16,6 +16,7 @@ use crate::processors::{Consumed, Pipeline};
 
 mod bounds;
 mod chain;
+mod changelog;
 mod clients;
 mod crash;
 mod enrich;

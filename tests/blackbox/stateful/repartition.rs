@@ -30,7 +30,7 @@ fn deploy(pipeline: &Pipeline) {
 }
 
 /// `count` page views keyed by random users.
-fn views(random: &mut Random, count: usize) -> Vec<(String, String)> {
+pub(super) fn views(random: &mut Random, count: usize) -> Vec<(String, String)> {
     (0..count)
         .map(|_| {
             let user = format!("user-{}", random.below(40));
@@ -40,7 +40,7 @@ fn views(random: &mut Random, count: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn produce(pipeline: &Pipeline, records: &[(String, String)]) {
+pub(super) fn produce(pipeline: &Pipeline, records: &[(String, String)]) {
     let pairs: Vec<(Option<&str>, &str)> = records
         .iter()
         .map(|(k, v)| (Some(k.as_str()), v.as_str()))
@@ -50,7 +50,7 @@ fn produce(pipeline: &Pipeline, records: &[(String, String)]) {
 
 /// Waits until both stages have committed everything: the input's
 /// `total` records, and the repartition topic up to its end.
-fn wait_both_stages(pipeline: &Pipeline, total: i64) -> Value {
+pub(super) fn wait_both_stages(pipeline: &Pipeline, total: i64) -> Value {
     pipeline.wait_for("per-page", "both stages caught up", |s| {
         let partitions = s["partitions"].as_array().cloned().unwrap_or_default();
         let input: i64 = partitions
@@ -68,7 +68,7 @@ fn wait_both_stages(pipeline: &Pipeline, total: i64) -> Value {
 }
 
 /// The last count emitted per page, and how many updates there were.
-fn emitted(pipeline: &Pipeline) -> (BTreeMap<String, i64>, usize) {
+pub(super) fn emitted(pipeline: &Pipeline) -> (BTreeMap<String, i64>, usize) {
     let records = pipeline.consume("page-counts");
     let mut last = BTreeMap::new();
     for record in &records {

@@ -185,6 +185,12 @@ pub(crate) struct DeployArgs {
     /// With --from: throw the processor's state away and reprocess.
     #[arg(long, requires = "from")]
     pub(crate) reset_state: bool,
+    /// Also write every commit's state changes to the compacted topic
+    /// sluice-processor-NAME-changelog (in the commit's transaction), and
+    /// restore lost state from it instead of reprocessing the input.
+    /// Exactly-once processors with stores only.
+    #[arg(long)]
+    pub(crate) changelog: bool,
     /// A topic the plugin reads as a read-only store (a lookup table,
     /// latest value per key, every partition), as STORE=TOPIC; repeat for
     /// several.
@@ -375,6 +381,8 @@ struct DeploySpec {
     idle_advance_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     reset_state: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    changelog: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tables: Vec<TableSpec>,
 }
@@ -431,6 +439,7 @@ impl DeploySpec {
             commit_interval_ms: args.commit_interval_ms,
             idle_advance_ms: args.idle_advance_ms,
             reset_state: args.reset_state,
+            changelog: args.changelog,
             tables: args
                 .tables
                 .iter()

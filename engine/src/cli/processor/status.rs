@@ -70,6 +70,15 @@ struct StatefulStatus {
     commits: u64,
     state_bytes: u64,
     rebuilding_until: Option<i64>,
+    restoring: Option<Restoring>,
+}
+
+/// A restore from the changelog under way.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Restoring {
+    records: u64,
+    bytes: u64,
 }
 
 /// Where and why processing last failed.
@@ -249,8 +258,12 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
                     s.map_or("-".into(), |s| s.late_dropped.to_string()),
                     s.map_or("-".into(), |s| s.commits.to_string()),
                     s.map_or("-".into(), |s| s.state_bytes.to_string()),
-                    s.and_then(|s| s.rebuilding_until)
-                        .map_or("-".to_string(), |until| format!("to {until}")),
+                    match s.and_then(|s| s.restoring.as_ref()) {
+                        Some(r) => format!("restoring: {} records, {} bytes", r.records, r.bytes),
+                        None => s
+                            .and_then(|s| s.rebuilding_until)
+                            .map_or("-".to_string(), |until| format!("to {until}")),
+                    },
                 ]);
             }
             row

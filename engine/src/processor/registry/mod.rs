@@ -117,6 +117,8 @@ pub(crate) struct ProcessorStatus {
     pub(crate) guarantee: Guarantee,
     pub(crate) commit_interval_ms: u64,
     pub(crate) idle_advance_ms: Option<u64>,
+    /// State changes also go to the changelog topics (`--changelog`).
+    pub(crate) changelog: bool,
     pub(crate) deployed_at_ms: i64,
     pub(crate) records_in: u64,
     pub(crate) records_out: u64,
@@ -351,6 +353,7 @@ impl Processors {
             // only when --reset-state says so).
             self.state.drop_processor(name).map_err(internal)?;
             self.delete_repartition_topic(&deployment)?;
+            self.delete_changelog_topics(&deployment)?;
             self.reset_offsets(&deployment, from)?;
         } else if !deployment.is_stateful() {
             // Redeployed without state: the old state and its commit
@@ -359,6 +362,11 @@ impl Processors {
             // from them would apply records twice.
             self.state.drop_processor(name).map_err(internal)?;
             self.delete_repartition_topic(&deployment)?;
+            self.delete_changelog_topics(&deployment)?;
+        } else if !deployment.changelog {
+            // Turned off: a changelog left behind would miss the changes
+            // from now on, and restore stale state if turned on again.
+            self.delete_changelog_topics(&deployment)?;
         }
         self.broken.lock().expect("registry lock").remove(name);
         tracing::info!(processor = name, sha256 = %deployment.wasm_sha256, inputs = ?deployment.inputs,
@@ -480,6 +488,9 @@ impl Processors {
         if let Err(error) = self.delete_repartition_topic(&running.deployment) {
             tracing::error!(processor = name, %error, "deleting the repartition topic failed");
         }
+        if let Err(error) = self.delete_changelog_topics(&running.deployment) {
+            tracing::error!(processor = name, %error, "deleting the changelog topics failed");
+        }
         let sha = &running.deployment.wasm_sha256;
         let shared = self
             .running
@@ -505,6 +516,19 @@ impl Processors {
         self.store
             .delete_topic(&topic, None)
             .map_err(|e| internal(format!("deleting {topic}: {e}")))
+    }
+
+    /// Deletes the processor's changelog topics, if it has them: they
+    /// describe the state being thrown away.
+    fn delete_changelog_topics(&self, deployment: &Deployment) -> Result<(), AdminError> {
+        for topic in deployment.changelog_topics() {
+            if self.store.topic(&topic).is_some() {
+                self.store
+                    .delete_topic(&topic, None)
+                    .map_err(|e| internal(format!("deleting {topic}: {e}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the committed offsets of processor `name`'s `group` (none
@@ -631,6 +655,7 @@ impl Processors {
             guarantee: deployment.guarantee,
             commit_interval_ms: deployment.commit_interval_ms,
             idle_advance_ms: deployment.idle_advance_ms,
+            changelog: deployment.changelog,
             deployed_at_ms: deployment.deployed_at_ms,
             // Per task: the input partitions of one task show its figures.
             late_dropped: partitions
@@ -706,6 +731,7 @@ fn broken_status(name: &str, message: &str) -> ProcessorStatus {
         guarantee: Guarantee::AtLeastOnce,
         commit_interval_ms: 0,
         idle_advance_ms: None,
+        changelog: false,
         deployed_at_ms: 0,
         records_in: 0,
         records_out: 0,

@@ -174,6 +174,15 @@ impl Processors {
             Duration::from_millis(deployment.commit_interval_ms),
             deployment.idle_advance_ms,
         );
+        let stateful = match deployment.changelog {
+            true => stateful.with_changelog(crate::processor::stateful::Changelog::new(
+                self.store.clone(),
+                deployment.changelog_topic(topic),
+                partition,
+                self.store.topic(topic).map_or(1, |t| t.partition_count()),
+            )),
+            false => stateful,
+        };
         Ok(Some((TaskContext::with_state(state), stateful)))
     }
 }

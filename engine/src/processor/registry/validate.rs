@@ -85,6 +85,7 @@ impl Processors {
                 .unwrap_or(spec::COMMIT_INTERVAL_MS_DEFAULT),
             idle_advance_ms: request.idle_advance_ms,
             tables: request.tables.clone(),
+            changelog: request.changelog,
         })
     }
 
@@ -151,6 +152,7 @@ impl Processors {
                 .expect("registry lock")
                 .get(name)
                 .is_some_and(|r| !r.deployment.stores.is_empty());
+        self.check_changelog(name, request, (guarantee, &stores), has_stores)?;
         if request.from.is_some() && has_stores && !request.reset_state {
             return Err(format!(
                 "processor {name} has state: --from would reprocess records already counted \
@@ -159,6 +161,51 @@ impl Processors {
             ));
         }
         Ok((guarantee, stores))
+    }
+
+    /// `--changelog`: exactly-once processors with stores only (at least
+    /// once, a crash could leave part of a commit's changes in the
+    /// changelog without the rest, and a restore would then apply changes
+    /// twice), and not switched on for state built without it, unless that
+    /// state is thrown away.
+    fn check_changelog(
+        &self,
+        name: &str,
+        request: &DeployRequest,
+        (guarantee, stores): (Guarantee, &[String]),
+        has_stores: bool,
+    ) -> Result<(), String> {
+        if !request.changelog {
+            return Ok(());
+        }
+        if stores.is_empty() {
+            return Err(
+                "--changelog records the changes of the processor's stores, and it \
+                 declares none (add --store NAME)"
+                    .into(),
+            );
+        }
+        if guarantee != Guarantee::ExactlyOnce {
+            return Err(
+                "--changelog needs --guarantee exactly-once: the changelog is written \
+                 in each commit's transaction, so it holds whole commits or nothing"
+                    .into(),
+            );
+        }
+        let had_changelog = self
+            .running
+            .lock()
+            .expect("registry lock")
+            .get(name)
+            .is_some_and(|r| r.deployment.changelog);
+        if has_stores && !had_changelog && !request.reset_state {
+            return Err(format!(
+                "processor {name} has state built without a changelog, which would lack it; \
+                 redeploy with --from earliest --reset-state to rebuild the state and its \
+                 changelog from the input, or leave --changelog out"
+            ));
+        }
+        Ok(())
     }
 
     /// A stateful processor's inputs must be co-partitioned: a task reads

@@ -29,7 +29,11 @@
 //! input offset atomically, so state is never applied twice) but writes
 //! plain, durable batches before it: a crash may repeat outputs, never
 //! state changes.
+//!
+//! With `--changelog`, the transaction also carries the commit's state
+//! changes to the processor's changelog topic (`changelog`).
 
+mod changelog;
 mod meta;
 #[cfg(test)]
 mod tests;
@@ -37,6 +41,7 @@ mod transaction;
 
 use std::time::{Duration, Instant};
 
+pub(crate) use changelog::{producer_ids as changelog_producer_ids, Changelog, Restored};
 pub(crate) use meta::{InputMeta, TaskMeta};
 
 pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
@@ -93,6 +98,8 @@ pub(crate) struct Stateful {
     /// disk: the open transaction must not be aborted (recovery decides,
     /// from what RocksDB recorded).
     commit_uncertain: bool,
+    /// Where commits also write their state changes (`--changelog`).
+    pub(crate) changelog: Option<Changelog>,
 }
 
 impl Stateful {
@@ -116,7 +123,45 @@ impl Stateful {
             next_processing_timer: None,
             purged_at: Instant::now(),
             commit_uncertain: false,
+            changelog: None,
         }
+    }
+
+    /// Writes state changes to `changelog` in every commit; its marker
+    /// goes first.
+    pub(crate) fn with_changelog(mut self, changelog: Changelog) -> Self {
+        self.transaction
+            .mark_first(&changelog.topic, changelog.partition);
+        self.changelog = Some(changelog);
+        self
+    }
+
+    /// Restores the task's state from its changelog when it is missing
+    /// (lost with the state folder, or a restore was interrupted). Returns
+    /// what was restored; `None` when nothing was (the task then starts
+    /// as it would without a changelog).
+    pub(crate) fn restore(
+        &mut self,
+        state: &mut TaskState,
+        stats: &crate::processor::status::PartitionStats,
+        abort: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<Restored>, String> {
+        let storage = |e: crate::state::StateError| e.to_string();
+        let pending = state.restore_pending().map_err(storage)?;
+        let missing = self.state_lost && state.meta().map_err(storage)?.is_none();
+        if !(pending || missing) {
+            return Ok(None);
+        }
+        let restored = match &self.changelog {
+            Some(changelog) => changelog.restore(state, stats, abort)?,
+            None => None,
+        };
+        if restored.is_none() && pending {
+            // Nothing to finish the restore from: no partial state stays.
+            state.clear().map_err(storage)?;
+            self.state_lost = true;
+        }
+        Ok(restored)
     }
 
     /// Brings the task to its last commit and fences what came after it:
@@ -132,6 +177,9 @@ impl Stateful {
         inputs: &[InputStart<'_>],
     ) -> Result<(), String> {
         state.discard();
+        if let Some(changelog) = &self.changelog {
+            changelog.ensure(state)?;
+        }
         let recorded = state.meta().map_err(|e| e.to_string())?;
         let found = recorded.is_some();
         let mut meta = match recorded {
@@ -164,6 +212,9 @@ impl Stateful {
                 },
             })
             .collect();
+        if let Some(changelog) = &self.changelog {
+            changelog.abort_strays(outputs, meta.producer_id)?;
+        }
         if self.exactly_once {
             self.transaction.recover(store, outputs, &mut meta)?;
         }
@@ -191,11 +242,16 @@ impl Stateful {
 
     /// Whether the open work should be committed now.
     pub(crate) fn commit_due(&self, state: &TaskState, commit_bytes_max: usize) -> bool {
+        // With a changelog the staged state goes into the transaction too.
+        let changelog_bytes = match self.changelog {
+            Some(_) => state.staged_bytes(),
+            None => 0,
+        };
         self.dirty_since
             .is_some_and(|since| since.elapsed() >= self.commit_interval)
             || state.staged_bytes() >= commit_bytes_max
             || state.staged_over_budget()
-            || self.transaction.bytes() >= commit_bytes_max
+            || self.transaction.bytes() + changelog_bytes >= commit_bytes_max
     }
 
     /// Notes that the task has uncommitted work.
@@ -222,6 +278,9 @@ impl Stateful {
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
         meta.timers = meta.timers.saturating_add(state.timers_delta()).max(0);
+        if let Some(changelog) = &self.changelog {
+            changelog.write(&mut self.transaction, state, &meta)?;
+        }
         meta.committed = self
             .transaction
             .prepare()

@@ -112,6 +112,7 @@ fn task(node: &Node, producer_ids: &Arc<AtomicI64>) -> PartitionTask {
         guarantee: Guarantee::ExactlyOnce,
         commit_interval_ms: 0,
         idle_advance_ms: None,
+        changelog: false,
         tables: Vec::new(),
     });
     let factory: Factory = Arc::new(|| Ok(Box::new(Counter) as Box<dyn Invoke>));

@@ -35,6 +35,10 @@ pub(crate) struct Transaction {
     /// Commit markers written after the last commit point: fsynced before
     /// the next one replaces its record of them.
     unsynced_markers: Vec<(Arc<Partition>, AppendInfo)>,
+    /// The partition whose marker is written before the others (the
+    /// task's changelog partition): a transaction committed anywhere is
+    /// then committed in the changelog, which a restore relies on.
+    marked_first: Option<(String, i32)>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -55,7 +59,13 @@ impl Transaction {
             open: BTreeMap::new(),
             bytes: 0,
             unsynced_markers: Vec::new(),
+            marked_first: None,
         }
+    }
+
+    /// Writes `topic`/`partition`'s marker before the others'.
+    pub(super) fn mark_first(&mut self, topic: &str, partition: i32) {
+        self.marked_first = Some((topic.to_string(), partition));
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -137,15 +147,20 @@ impl Transaction {
         for (partition, marker) in self.unsynced_markers.drain(..) {
             partition.acknowledge_durable(&marker)?;
         }
-        Ok(self
-            .open
+        Ok(self.first_offsets())
+    }
+
+    /// Where the open transaction's batches begin in each partition it
+    /// wrote, in (topic, partition) order.
+    pub(super) fn first_offsets(&self) -> Vec<CommittedOutput> {
+        self.open
             .iter()
             .map(|((topic, partition), open)| CommittedOutput {
                 topic: topic.clone(),
                 partition: *partition,
                 first_offset: open.first_offset,
             })
-            .collect())
+            .collect()
     }
 
     /// Forgets the open transaction without ending it (recovery will).
@@ -158,8 +173,13 @@ impl Transaction {
     /// transaction and forgets it.
     pub(super) fn complete(&mut self, commit: bool) -> Result<(), LogError> {
         let (producer_id, producer_epoch) = self.producer;
-        let open = std::mem::take(&mut self.open);
+        let mut open = std::mem::take(&mut self.open);
         self.bytes = 0;
+        let several = open.len() > 1;
+        let first = self
+            .marked_first
+            .as_ref()
+            .and_then(|key| open.remove_entry(key));
         let marker = Marker {
             producer_id,
             producer_epoch,
@@ -167,8 +187,7 @@ impl Transaction {
             coordinator_epoch: 0,
         };
         let mut failed = None;
-        let several = open.len() > 1;
-        for (_, open) in open {
+        for (_, open) in first.into_iter().chain(open) {
             let written = open
                 .partition
                 .write_marker(&marker)
@@ -227,7 +246,11 @@ pub(crate) fn end_all_open(
 /// Ends `meta`'s producer's open transactions in the partitions of
 /// `outputs`: committed where the last commit point recorded them,
 /// aborted elsewhere. Durable before returning.
-fn end_open(store: &LogStore, outputs: &[String], meta: &TaskMeta) -> Result<(), String> {
+pub(super) fn end_open(
+    store: &LogStore,
+    outputs: &[String],
+    meta: &TaskMeta,
+) -> Result<(), String> {
     for topic in outputs {
         let Some(handle) = store.topic(topic) else {
             continue;

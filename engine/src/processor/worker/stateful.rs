@@ -68,6 +68,9 @@ impl PartitionTask {
             .state
             .as_mut()
             .expect("a stateful task has state");
+        let restored = stateful
+            .restore(state, &self.input.stats, &self.abort)
+            .map_err(|message| StepFailure::new(message, None))?;
         stateful
             .recover(state, &self.store, &outputs, &starts)
             .map_err(|message| StepFailure::new(message, None))?;
@@ -96,10 +99,35 @@ impl PartitionTask {
             }
         }
         self.context.stream_time = stateful.meta.stream_time;
+        if let Some(restored) = restored {
+            self.restored_notice(&restored);
+        }
         self.context.late_dropped = 0;
         self.publish();
         self.refresh_timers();
         Ok(())
+    }
+
+    /// Says in the log and the status that the state came back from the
+    /// changelog.
+    fn restored_notice(&self, restored: &crate::processor::stateful::Restored) {
+        let position = self.input.position;
+        let changelog = self.stateful.as_ref().and_then(|s| s.changelog.as_ref());
+        let Some(changelog) = changelog else { return };
+        let message = format!(
+            "the task's state was missing: restored it from the changelog {}/{} \
+             ({} records, {} bytes, offsets {} to {}, in {} ms); resuming at input offset {position}",
+            changelog.topic,
+            changelog.partition,
+            restored.records,
+            restored.bytes,
+            restored.offsets.0,
+            restored.offsets.1,
+            restored.elapsed_ms
+        );
+        tracing::warn!(processor = %self.label.processor, topic = %self.input.stats.topic,
+            partition = self.input.stats.partition, "{message}");
+        self.input.stats.record_notice(&message, Some(position));
     }
 
     /// One step of a stateful task: batches of its inputs merged by
