@@ -50,6 +50,9 @@ pub(crate) struct FillArgs {
     /// `state.memory_bytes_max`.
     #[arg(long)]
     pub memory_bytes: u64,
+    /// `state.value_cache_bytes_max` (default the broker's).
+    #[arg(long)]
+    pub value_cache_bytes: Option<u64>,
     #[arg(long)]
     pub batch: usize,
     #[arg(long)]
@@ -115,6 +118,12 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         .args(["--memory-bytes", &args.large_memory_bytes.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--commit-interval-ms", &args.commit_interval_ms.to_string()])
+        .args(
+            args.value_cache_bytes
+                .map(|bytes| ["--value-cache-bytes".to_string(), bytes.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .context("starting sluice-bench stateful-fill")?;
@@ -140,7 +149,11 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         commit_interval_ms: args.commit_interval_ms,
     };
     let started = Instant::now();
-    let scratch = Scratch::open_with_state_memory(dir.path(), args.large_memory_bytes)?;
+    let scratch = Scratch::open_with_state_memory(
+        dir.path(),
+        Some(args.large_memory_bytes),
+        args.value_cache_bytes,
+    )?;
     let opened = started.elapsed();
     let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
     let recovered_at = task.position();
@@ -214,7 +227,11 @@ const FILL_CHUNK: usize = 100_000;
 /// The child: load, append, process, say `ready`, keep processing until
 /// killed.
 pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
-    let scratch = Scratch::open_with_state_memory(&args.dir, args.memory_bytes)?;
+    let scratch = Scratch::open_with_state_memory(
+        &args.dir,
+        Some(args.memory_bytes),
+        args.value_cache_bytes,
+    )?;
     let mut context = scratch.context(NAME)?;
     let store = NativeStore::open(workload::STORE);
     for chunk in (0..args.keys).step_by(FILL_CHUNK) {

@@ -84,7 +84,7 @@ pub(super) fn read_committed(
     duration: Duration,
 ) -> anyhow::Result<Latency> {
     let dir = super::scratch_dir()?;
-    let scratch = Scratch::open(dir.path())?;
+    let scratch = super::open_scratch(dir.path(), args)?;
     let records = (rate * duration.as_secs()) as usize;
     let workload = Workload::new(records, args.keys, 1);
     let mut task = scratch.stateful_task(
@@ -213,7 +213,7 @@ pub(super) fn queries(
     duration: Duration,
 ) -> anyhow::Result<Queries> {
     let dir = super::scratch_dir()?;
-    let scratch = Scratch::open(dir.path())?;
+    let scratch = super::open_scratch(dir.path(), args)?;
     let mut task = scratch.stateful_task(
         "queries",
         super::wasm_factory(plugin, "queries"),

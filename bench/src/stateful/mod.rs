@@ -90,6 +90,10 @@ pub(crate) struct StatefulBenchArgs {
     /// Also keep one stateful instance busy this long, sampling memory.
     #[arg(long, default_value_t = 0)]
     pub soak_secs: u64,
+    /// `state.value_cache_bytes_max` (the tasks' caches of committed
+    /// values; 0 turns them off), default the broker's.
+    #[arg(long)]
+    pub value_cache_bytes: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -162,7 +166,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     let batches = workload.batches(args.batch);
     let mut samples = Samples::default();
     let dir = tempfile::tempdir_in(".").context("temporary directory")?;
-    let scratch = Scratch::open(dir.path())?;
+    let scratch = open_scratch(dir.path(), args)?;
     let mut wasm_call = Caller::new(&scratch, "call-wasm", wasm_factory(&plugin, "call-wasm"))?;
     let mut native_call = Caller::new(&scratch, "call-native", NativeCount::factory())?;
     // Warm-up: the window's keys exist in both from here on.
@@ -188,7 +192,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
             continue;
         }
         let end_to_end_with =
-            |factory: Factory, options| end_to_end(&workload, args.batch, factory, options);
+            |factory: Factory, options| end_to_end(&workload, args, factory, options);
         samples
             .end_to_end_wasm
             .push(end_to_end_with(wasm_factory(&plugin, "e2e"), exactly_once)?);
@@ -225,7 +229,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         0 => None,
         _ => Some(large::run(args)?),
     };
-    let soak = soak(&plugin, &scratch_dir()?, &batches, args.soak_secs)?;
+    let soak = soak(&plugin, args, &scratch_dir()?, &batches)?;
     let report = samples.into_report(
         args,
         workload.records[0].1.len(),
@@ -236,6 +240,11 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
 
 fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
     tempfile::tempdir_in(".").context("temporary directory")
+}
+
+/// A scratch pipeline in `dir` with the state settings of `args`.
+fn open_scratch(dir: &std::path::Path, args: &StatefulBenchArgs) -> anyhow::Result<Scratch> {
+    Scratch::open_with_state_memory(dir, None, args.value_cache_bytes)
 }
 
 /// A factory of windowed-count instances of processor `name`.
@@ -302,15 +311,15 @@ impl Caller {
 /// the last record.
 fn end_to_end(
     workload: &Workload,
-    batch: usize,
+    args: &StatefulBenchArgs,
     factory: Factory,
     options: StatefulOptions,
 ) -> anyhow::Result<f64> {
     let dir = scratch_dir()?;
-    let scratch = Scratch::open(dir.path())?;
+    let scratch = open_scratch(dir.path(), args)?;
     let end = workload.append(&scratch)?;
-    let mut task =
-        scratch.stateful_task("e2e", factory, limits(batch), &[workload::STORE], options)?;
+    let limits = limits(args.batch);
+    let mut task = scratch.stateful_task("e2e", factory, limits, &[workload::STORE], options)?;
     let started = Instant::now();
     while task.position() < end {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
@@ -325,14 +334,15 @@ fn end_to_end(
 /// [`Caller`] does), sampling memory ten times.
 fn soak(
     plugin: &Plugin,
+    args: &StatefulBenchArgs,
     dir: &tempfile::TempDir,
     batches: &[Vec<InputRecord>],
-    seconds: u64,
 ) -> anyhow::Result<Vec<SoakSample>> {
+    let seconds = args.soak_secs;
     if seconds == 0 {
         return Ok(Vec::new());
     }
-    let scratch = Scratch::open(dir.path())?;
+    let scratch = open_scratch(dir.path(), args)?;
     let mut caller = Caller::new(&scratch, "soak", wasm_factory(plugin, "soak"))?;
     let round = &batches[..batches.len().min(128)];
     let round_records: u64 = round.iter().map(|b| b.len() as u64).sum();

@@ -55,14 +55,17 @@ impl Scratch {
     /// Opens (or creates) the pipeline in `dir`, which the caller owns and
     /// removes; the state has the default `state.memory_bytes_max`.
     pub fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
-        Self::open_with_state_memory(dir, StateConfig::default().memory_bytes_max)
+        Self::open_with_state_memory(dir, None, None)
     }
 
     /// Like [`Scratch::open`], with the state's memory bounded by
-    /// `state_memory_bytes_max` (`state.memory_bytes_max`).
+    /// `state_memory_bytes_max` (`state.memory_bytes_max`) and the tasks'
+    /// caches of committed values by `value_cache_bytes_max`
+    /// (`state.value_cache_bytes_max`); `None`: the default.
     pub fn open_with_state_memory(
         dir: &std::path::Path,
-        state_memory_bytes_max: u64,
+        state_memory_bytes_max: Option<u64>,
+        value_cache_bytes_max: Option<u64>,
     ) -> anyhow::Result<Self> {
         use crate::group::offsets::OffsetStore;
         use crate::group::GroupConfig;
@@ -88,9 +91,11 @@ impl Scratch {
                 store.create_topic(topic, 1, Default::default())?;
             }
         }
+        let defaults = StateConfig::default();
         let config = StateConfig {
-            memory_bytes_max: state_memory_bytes_max,
-            ..StateConfig::default()
+            memory_bytes_max: state_memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
+            value_cache_bytes_max: value_cache_bytes_max.unwrap_or(defaults.value_cache_bytes_max),
+            ..defaults
         };
         let state = StateDb::open(&dir.join("state"), &config)?;
         let seed = super::status::now_ms().rem_euclid(1 << 40);

@@ -4,7 +4,9 @@
 //! Memory: one LRU block cache of `memory_bytes_max` bytes shared by every
 //! column family, index and filter blocks included (cached, not held
 //! beside the cache), and a write buffer manager that charges every
-//! memtable to that same cache, with a cap of a quarter of it. So adding
+//! memtable to that same cache, with a cap of a quarter of it. The tasks'
+//! caches of committed values (`cache`, `state.value_cache_bytes_max`) are
+//! taken out of the same bound: the block cache gets the rest. So adding
 //! processors or partitions adds keys, not memory. Kafka Streams gives
 //! each store its own cache and memtables, which is what makes its RocksDB
 //! memory hard to predict.
@@ -14,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
-    WriteBufferManager,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    DataBlockIndexType, MultiThreaded, Options, WriteBufferManager,
 };
 
+use super::cache::CacheBudget;
 use super::{StateConfig, StateError};
 
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
@@ -40,6 +43,8 @@ pub(crate) struct StateDb {
     /// early once it passes a quarter of `memory_bytes_max`, so staged
     /// writes stay under the same one setting as RocksDB's memory.
     staged_bytes: std::sync::atomic::AtomicUsize,
+    /// The bound of the tasks' caches of committed values together.
+    pub(super) value_cache: Arc<CacheBudget>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -54,7 +59,10 @@ impl StateDb {
         std::fs::create_dir_all(dir)
             .map_err(|e| StateError::Storage(format!("creating {}: {e}", dir.display())))?;
         let memory = usize::try_from(config.memory_bytes_max).unwrap_or(usize::MAX);
-        let cache = Cache::new_lru_cache(memory);
+        let values = usize::try_from(config.value_cache_bytes_max)
+            .unwrap_or(usize::MAX)
+            .min(memory / 4);
+        let cache = Cache::new_lru_cache(memory - values);
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
             memory / 4,
             false,
@@ -93,6 +101,7 @@ impl StateDb {
             families: Mutex::new(families),
             cache,
             staged_bytes: std::sync::atomic::AtomicUsize::new(0),
+            value_cache: Arc::new(CacheBudget::new(values)),
         }))
     }
 
@@ -166,9 +175,10 @@ impl StateDb {
         }
     }
 
-    /// Bytes in the block cache now, memtables included.
+    /// Bytes in the block cache now, memtables included, and in the
+    /// tasks' caches of committed values.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.cache.get_usage()
+        self.cache.get_usage() + self.value_cache.bytes()
     }
 }
 
@@ -176,14 +186,35 @@ fn family_name(processor: &str) -> String {
     format!("{FAMILY_PREFIX}{processor}")
 }
 
+/// Options of a processor's column family, for point reads of state much
+/// larger than the cache. Every choice here is per SST file or per
+/// memtable, so files written with earlier options stay readable.
 fn family_options(cache: &Cache, memory: usize) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
+    // Index and filter in partitions of a few KiB under a small top level
+    // kept in the cache: with whole-file filters (a MiB or two each for
+    // millions of keys) a state larger than the cache evicted them and
+    // read, checksummed and parsed one again for a single lookup.
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    // A hash index inside each data block: a point lookup finds its key
+    // without a binary search over the block's restart points.
+    table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+    table.set_data_block_hash_ratio(0.75);
     let mut options = Options::default();
     options.set_block_based_table_factory(&table);
+    // A bloom filter over whole keys in each memtable: a read of a key
+    // the memtables do not hold (a new window, a timer) skips their skip
+    // lists.
+    options.set_memtable_prefix_bloom_ratio(0.1);
+    options.set_memtable_whole_key_filtering(true);
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_bottommost_compression_type(DBCompressionType::Zstd);
     // Memtables of one family; all families together are capped by the

@@ -109,6 +109,12 @@ pub(crate) fn store_prefix(task: u32, name: &str) -> Vec<u8> {
     key
 }
 
+/// Whether `key` (a full key, or a store prefix) is in one of `task`'s
+/// stores.
+pub(crate) fn is_store_entry_of(task: u32, key: &[u8]) -> bool {
+    key.len() > 5 && key[..4] == task.to_be_bytes() && key[4] == STORE
+}
+
 pub(crate) fn entry(prefix: &[u8], user_key: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + user_key.len());
     key.extend_from_slice(prefix);

@@ -15,7 +15,10 @@
 //! also carries the task's metadata (input positions, stream time, the
 //! transaction it commits). That write is the commit point of exactly-once
 //! processing; reads of committed state (`query`) never see staged data.
+//! What a task read or committed it keeps in a bounded cache (`cache`),
+//! so its next batch does not search RocksDB's memtables again.
 
+mod cache;
 mod db;
 mod keys;
 mod query;
@@ -57,6 +60,11 @@ pub(crate) struct StateConfig {
     pub(crate) scan_entries_max: usize,
     /// RocksDB files kept open at most. Default 512.
     pub(crate) open_files_max: i32,
+    /// Committed values the tasks keep in memory (`cache`), all tasks
+    /// together, split evenly between them: taken out of
+    /// `memory_bytes_max` (at most a quarter of it; the block cache gets
+    /// the rest). 0 turns the cache off. Default 32 MiB.
+    pub(crate) value_cache_bytes_max: u64,
 }
 
 impl Default for StateConfig {
@@ -69,6 +77,7 @@ impl Default for StateConfig {
             staged_bytes_max: 256 << 20,
             scan_entries_max: 10_000,
             open_files_max: 512,
+            value_cache_bytes_max: 32 << 20,
         }
     }
 }

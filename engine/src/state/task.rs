@@ -1,11 +1,13 @@
-//! One task's view of its state: reads through its staged writes to the
-//! committed state, writes staged until `commit`, timers, and the task's
-//! metadata record, which commits in the same write batch.
+//! One task's view of its state: reads through its staged writes and its
+//! cache of committed values to RocksDB, writes staged until `commit`,
+//! timers, and the task's metadata record, which commits in the same write
+//! batch.
 
 use std::cmp::Ordering;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
+use super::cache::ValueCache;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
 use super::query::Page;
@@ -33,6 +35,9 @@ pub(crate) struct TaskState {
     processor: ProcessorState,
     task: u32,
     staged: Staged,
+    /// Committed values of the task's own stores (`cache`): filled by
+    /// reads and commits, emptied by `discard`.
+    cache: ValueCache,
     /// `staged.bytes()` as last added to the database's staged total.
     reported_bytes: usize,
     /// Timers added (+1) and removed (-1) since the last commit, so the
@@ -52,6 +57,7 @@ impl Drop for TaskState {
 impl TaskState {
     pub(crate) fn new(processor: ProcessorState, task: u32) -> Self {
         Self {
+            cache: ValueCache::new(processor.db.value_cache.clone()),
             processor,
             task,
             staged: Staged::default(),
@@ -82,6 +88,14 @@ impl TaskState {
     pub(crate) fn store(&self, name: &str) -> Result<Vec<u8>, StateError> {
         keys::validate_store_name(name)?;
         Ok(keys::store_prefix(self.task, name))
+    }
+
+    /// What the cache of committed values holds for `key` of `store`
+    /// (tests: whether a read would reach RocksDB).
+    #[cfg(test)]
+    pub(crate) fn cached(&mut self, store: &[u8], key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let full = keys::entry(store, key);
+        self.cache.get(&full).map(|value| value.map(<[u8]>::to_vec))
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), StateError> {
@@ -116,55 +130,77 @@ impl TaskState {
         Ok(())
     }
 
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(staged) = self.staged.get(key) {
-            return Ok(staged.map(<[u8]>::to_vec));
-        }
-        let family = self.processor.family()?;
-        Ok(self
-            .processor
-            .db
-            .db()
-            .get_pinned_cf(&family, key)?
-            .map(|value| value.to_vec()))
+    /// Whether `key` may be cached: an entry of one of the task's own
+    /// stores (tables are written by their catch-up, not by the task).
+    fn cacheable(&self, key: &[u8]) -> bool {
+        keys::is_store_entry_of(self.task, key)
     }
 
-    pub(crate) fn get(&self, store: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+    /// What staging or the cache says of `key`, if either knows.
+    fn known(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        if let Some(staged) = self.staged.get(key) {
+            return Some(staged.map(<[u8]>::to_vec));
+        }
+        self.cache.get(key).map(|value| value.map(<[u8]>::to_vec))
+    }
+
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(known) = self.known(key) {
+            return Ok(known);
+        }
+        let family = self.processor.family()?;
+        let value = self.processor.db.db().get_pinned_cf(&family, key)?;
+        if self.cacheable(key) {
+            self.cache.insert(key, value.as_deref());
+        }
+        Ok(value.map(|value| value.to_vec()))
+    }
+
+    pub(crate) fn get(&mut self, store: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.check_key(key)?;
         self.read(&keys::entry(store, key))
     }
 
-    /// `get` of several keys: staged ones answered here, the rest in one
-    /// RocksDB multi-get.
+    /// `get` of several keys: staged and cached ones answered here, the
+    /// rest in one RocksDB multi-get (in key order) and cached.
     pub(crate) fn get_many(
-        &self,
+        &mut self,
         store: &[u8],
         user_keys: &[Vec<u8>],
     ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
         let mut answers = Vec::with_capacity(user_keys.len());
         let mut missing = Vec::new();
+        let mut full = store.to_vec();
         for (index, key) in user_keys.iter().enumerate() {
             self.check_key(key)?;
-            let full = keys::entry(store, key);
-            match self.staged.get(&full) {
-                Some(staged) => answers.push(staged.map(<[u8]>::to_vec)),
-                None => {
-                    answers.push(None);
-                    missing.push((index, full));
-                }
+            full.truncate(store.len());
+            full.extend_from_slice(key);
+            let known = self.known(&full);
+            if known.is_none() {
+                missing.push((index, full.clone()));
             }
+            answers.push(known.flatten());
         }
         if missing.is_empty() {
             return Ok(answers);
+        }
+        let sorted = missing.windows(2).all(|pair| pair[0].1 <= pair[1].1);
+        if !sorted {
+            missing.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         }
         let family = self.processor.family()?;
         let found = self.processor.db.db().batched_multi_get_cf(
             &family,
             missing.iter().map(|(_, key)| key),
-            false,
+            true,
         );
-        for ((index, _), value) in missing.iter().zip(found) {
-            answers[*index] = value?.map(|value| value.to_vec());
+        let cacheable = self.cacheable(store);
+        for ((index, key), value) in missing.iter().zip(found) {
+            let value = value?;
+            if cacheable {
+                self.cache.insert(key, value.as_deref());
+            }
+            answers[*index] = value.map(|value| value.to_vec());
         }
         Ok(answers)
     }
@@ -355,6 +391,7 @@ impl TaskState {
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
         self.staged.take();
+        self.cache.clear();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
         self.report();
@@ -372,8 +409,9 @@ impl TaskState {
     }
 
     /// Commits the staged writes and `meta` in one write batch, synced to
-    /// disk when `sync`. On failure the staged writes are gone too: the
-    /// task must start again from its last commit.
+    /// disk when `sync`, and caches what it wrote. On failure the staged
+    /// writes are gone too, and the cache (the disk may or may not hold
+    /// the batch): the task must start again from its last commit.
     pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
         let staged = self.staged.take();
         self.timers_delta = 0;
@@ -381,7 +419,7 @@ impl TaskState {
         self.report();
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
-        for (key, value) in staged {
+        for (key, value) in &staged {
             match value {
                 Some(value) => batch.put_cf(&family, key, value),
                 None => batch.delete_cf(&family, key),
@@ -390,7 +428,15 @@ impl TaskState {
         batch.put_cf(&family, keys::meta(self.task), meta);
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        self.processor.db.db().write_opt(batch, &options)?;
+        if let Err(error) = self.processor.db.db().write_opt(batch, &options) {
+            self.cache.clear();
+            return Err(error.into());
+        }
+        for (key, value) in &staged {
+            if self.cacheable(key) {
+                self.cache.insert(key, value.as_deref());
+            }
+        }
         Ok(())
     }
 

@@ -41,7 +41,7 @@ fn staged_writes_are_read_back_and_reach_rocksdb_only_at_commit() {
     drop(db);
     // Reopened: the commit is there, with its metadata.
     let db = open(dir.path());
-    let t = task(&db, "p", 0);
+    let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
     assert_eq!(t.get(&counts, b"a").unwrap(), Some(b"1".to_vec()));
     assert_eq!(t.meta().unwrap(), Some(b"meta-1".to_vec()));
@@ -281,4 +281,174 @@ fn rewriting_one_key_in_a_call_counts_its_undo_log_against_the_bound() {
     );
     t.rollback();
     assert_eq!(t.get(&counts, b"k").unwrap(), None);
+}
+
+/// Tests of the task's cache of committed values (`cache`) through
+/// `TaskState`: what it holds after reads, commits, rollbacks and deletes,
+/// and that answers stay those of RocksDB plus the staged writes.
+mod cached {
+    use super::*;
+
+    #[test]
+    fn a_commit_caches_what_it_wrote_and_reads_see_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let mut t = task(&db, "p", 0);
+        let counts = t.store("counts").unwrap();
+        assert_eq!(t.get(&counts, b"a").unwrap(), None);
+        assert_eq!(t.cached(&counts, b"a"), Some(None), "absence is cached");
+        t.put(&counts, b"a", b"1".to_vec()).unwrap();
+        t.put(&counts, b"b", b"2".to_vec()).unwrap();
+        assert_eq!(
+            t.cached(&counts, b"a"),
+            Some(None),
+            "staged is not committed"
+        );
+        t.commit(b"m", false).unwrap();
+        assert_eq!(t.cached(&counts, b"a"), Some(Some(b"1".to_vec())));
+        assert_eq!(t.cached(&counts, b"b"), Some(Some(b"2".to_vec())));
+        t.delete(&counts, b"a").unwrap();
+        t.commit(b"m", false).unwrap();
+        assert_eq!(t.cached(&counts, b"a"), Some(None));
+        let keys = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+        assert_eq!(
+            t.get_many(&counts, &keys).unwrap(),
+            vec![None, Some(b"2".to_vec()), None]
+        );
+        assert_eq!(
+            t.cached(&counts, b"c"),
+            Some(None),
+            "multi-get results are cached"
+        );
+        // Timers and the metadata record are not.
+        t.schedule(Domain::EventTime, b"a", 5).unwrap();
+        t.commit(b"m", false).unwrap();
+        // Three keys of the store, one value byte, 80 bytes of overhead each.
+        assert_eq!(db.value_cache.bytes(), 3 * (1 + counts.len()) + 1 + 3 * 80);
+    }
+
+    #[test]
+    fn a_rolled_back_call_leaves_the_cache_as_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let mut t = task(&db, "p", 0);
+        let counts = t.store("counts").unwrap();
+        t.add(&counts, b"k", 5).unwrap();
+        t.commit(b"m", false).unwrap();
+        t.savepoint();
+        assert_eq!(t.add(&counts, b"k", 1).unwrap(), 6);
+        t.delete(&counts, b"k").unwrap();
+        t.put(&counts, b"new", b"x".to_vec()).unwrap();
+        t.rollback();
+        assert_eq!(t.cached(&counts, b"k"), Some(Some(b"5".to_vec())));
+        assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
+        assert_eq!(t.get(&counts, b"new").unwrap(), None);
+        t.commit(b"m", false).unwrap();
+        assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
+        // Discarded work (an aborted transaction) empties the cache.
+        t.add(&counts, b"k", 1).unwrap();
+        t.discard();
+        assert_eq!(t.cached(&counts, b"k"), None);
+        assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
+    }
+
+    #[test]
+    fn delete_range_reaches_the_cache_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let mut t = task(&db, "p", 0);
+        let counts = t.store("counts").unwrap();
+        for key in ["a", "b", "c"] {
+            t.put(&counts, key.as_bytes(), key.as_bytes().to_vec())
+                .unwrap();
+        }
+        t.commit(b"m", false).unwrap();
+        assert_eq!(t.delete_range(&counts, b"a", Some(b"c")).unwrap(), 2);
+        assert_eq!(t.get(&counts, b"a").unwrap(), None);
+        assert_eq!(t.cached(&counts, b"a"), Some(Some(b"a".to_vec())));
+        t.commit(b"m", false).unwrap();
+        assert_eq!(t.cached(&counts, b"a"), Some(None));
+        assert_eq!(t.cached(&counts, b"b"), Some(None));
+        let keys = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+        assert_eq!(
+            t.get_many(&counts, &keys).unwrap(),
+            vec![None, None, Some(b"c".to_vec())]
+        );
+        let page = t.scan(&counts, b"", None, 10).unwrap();
+        assert_eq!(keys_of(&page), vec!["c"]);
+    }
+
+    #[test]
+    fn other_writers_keys_are_not_cached() {
+        // A table's entries are written by its catch-up, not by the task:
+        // the task must see each new version.
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let mut t = task(&db, "p", 0);
+        let table = store_prefix(7, "table");
+        let writer = db.existing("p").unwrap();
+        writer
+            .write(
+                7,
+                vec![(keys::entry(&table, b"k"), Some(b"1".to_vec()))],
+                b"m",
+            )
+            .unwrap();
+        assert_eq!(t.get(&table, b"k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(t.cached(&table, b"k"), None);
+        writer
+            .write(
+                7,
+                vec![(keys::entry(&table, b"k"), Some(b"2".to_vec()))],
+                b"m",
+            )
+            .unwrap();
+        assert_eq!(t.get(&table, b"k").unwrap(), Some(b"2".to_vec()));
+        let keys = vec![b"k".to_vec()];
+        assert_eq!(
+            t.get_many(&table, &keys).unwrap(),
+            vec![Some(b"2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn the_bound_holds_and_evicted_keys_read_from_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StateConfig {
+            memory_bytes_max: 4 << 20,
+            value_cache_bytes_max: 64 << 10,
+            ..StateConfig::default()
+        };
+        let db = StateDb::open(dir.path(), &config).unwrap();
+        let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+        let mut other = TaskState::new(db.processor("q").unwrap(), 0);
+        let counts = t.store("counts").unwrap();
+        for round in 0..3u8 {
+            for n in 0..4000u32 {
+                t.put(&counts, &n.to_be_bytes(), vec![round; 100]).unwrap();
+                other
+                    .put(&counts, &n.to_be_bytes(), vec![round; 100])
+                    .unwrap();
+            }
+            t.commit(b"m", false).unwrap();
+            other.commit(b"m", false).unwrap();
+            assert!(
+                db.value_cache.bytes() <= 64 << 10,
+                "{}",
+                db.value_cache.bytes()
+            );
+        }
+        let keys: Vec<Vec<u8>> = (0..4000u32).map(|n| n.to_be_bytes().to_vec()).collect();
+        let evicted = keys
+            .iter()
+            .filter(|key| t.cached(&counts, key).is_none())
+            .count();
+        assert!(evicted > 3000, "{evicted} of 4000 evicted");
+        for (key, value) in keys.iter().zip(t.get_many(&counts, &keys).unwrap()) {
+            assert_eq!(value, Some(vec![2; 100]), "{key:?}");
+        }
+        assert!(db.value_cache.bytes() <= 64 << 10);
+        drop((t, other));
+        assert_eq!(db.value_cache.bytes(), 0);
+    }
 }
