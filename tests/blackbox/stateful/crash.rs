@@ -219,9 +219,13 @@ fn a_paused_processors_open_transaction_is_ended_at_startup() {
         "--guarantee",
         "exactly-once",
     ]);
-    // The record's output is written and durable; the broker aborts before
-    // the commit point.
+    // Paused while the record is written, so the abort cannot cut the
+    // produce short; once resumed, the record's output is written and
+    // durable and the broker aborts before the commit point (the answer
+    // to resume may not come).
+    pipeline.sluice_ok(&["processor", "pause", "shout"]);
     pipeline.produce("in", &[(Some("k"), "hello")]);
+    let _ = pipeline.sluice(&["processor", "resume", "shout"]);
     let status = pipeline.restart_after_exit_with(std::time::Duration::from_secs(60), |data| {
         let spec = data.join("processors/shout.json");
         let text = std::fs::read_to_string(&spec).unwrap();
