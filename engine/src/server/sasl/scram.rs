@@ -122,6 +122,8 @@ pub(crate) struct Exchange {
     credential: Option<Credential>,
     client_first_bare: String,
     server_first: String,
+    /// The client's nonce, and the whole (client's then ours).
+    client_nonce: String,
     nonce: String,
 }
 
@@ -181,6 +183,7 @@ impl Exchange {
                 credential,
                 client_first_bare: bare.to_string(),
                 server_first,
+                client_nonce: client_nonce.to_string(),
                 nonce,
             },
             answer,
@@ -196,7 +199,15 @@ impl Exchange {
             .ok_or("the client's final SCRAM message has no proof")?;
         let attributes = attributes(without_proof);
         let value = |key: &str| attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-        if value("r") != Some(self.nonce.as_str()) {
+        // RFC 5802 wants the server's nonce back; librdkafka sends its own
+        // nonce in front of it again (its client-final-message-without-
+        // proof, which the proof signs, says so): both are bound to this
+        // exchange.
+        let echoed = value("r").unwrap_or_default();
+        let doubled = echoed
+            .strip_prefix(self.client_nonce.as_str())
+            .is_some_and(|rest| rest == self.nonce);
+        if echoed != self.nonce && !doubled {
             return Err("the client's final SCRAM message has the wrong nonce".into());
         }
         if !matches!(value("c"), Some("biws" | "eSws")) {
