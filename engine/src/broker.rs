@@ -53,7 +53,18 @@ pub(crate) async fn run(
     owned.extend(crate::processor::stateful::changelog_producer_ids(&store));
     let transactions = open_transactions(&config, &store, &groups, owned).await?;
     let (stop, stopped) = watch::channel(false);
-    let context = broker_context(&config, bound, &store, &groups, &transactions, &stopped)?;
+    let users = Arc::new(
+        crate::server::sasl::Users::open(&config.data_dir).context("reading the SASL users")?,
+    );
+    let context = broker_context(
+        &config,
+        bound,
+        &store,
+        &groups,
+        &transactions,
+        &stopped,
+        &users,
+    )?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
     // Compiling the persisted plugins is CPU-bound: a blocking thread.
@@ -83,7 +94,7 @@ pub(crate) async fn run(
     tasks.spawn(crate::http::serve(
         http,
         health,
-        processors,
+        (processors, users),
         auth,
         stopped.clone(),
     ));
@@ -130,12 +141,18 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<LogStore>> {
 /// authentication yet (and the admin API's token crosses the network in
 /// clear text).
 async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
-    for (name, address) in [("Kafka", config.listen), ("HTTP", config.http)] {
-        if !address.ip().is_loopback() && !config.insecure {
+    let authenticated =
+        config.kafka.security_protocol != crate::server::sasl::SecurityProtocol::Plaintext;
+    for (name, address, safe) in [
+        ("Kafka", config.listen, authenticated),
+        ("HTTP", config.http, false),
+    ] {
+        if !address.ip().is_loopback() && !safe && !config.insecure {
             anyhow::bail!(
                 "refusing to listen on {address} ({name}): only loopback addresses are safe \
-                 while the Kafka listener has no authentication and the admin API no TLS; \
-                 pass --insecure (or insecure = true) to listen there anyway"
+                 for a Kafka listener without authentication ([kafka] security_protocol = \
+                 \"PLAINTEXT\") and for the admin API, which has no TLS yet; pass --insecure \
+                 (or insecure = true) to listen there anyway"
             );
         }
     }
@@ -215,7 +232,13 @@ fn broker_context(
     groups: &Arc<GroupCoordinator>,
     transactions: &Arc<TransactionCoordinator>,
     stopped: &Shutdown,
+    users: &Arc<crate::server::sasl::Users>,
 ) -> anyhow::Result<Arc<BrokerContext>> {
+    let sasl = crate::server::sasl::Sasl::new(
+        config.kafka.security_protocol,
+        &config.kafka.sasl_mechanisms,
+        users.clone(),
+    )?;
     Ok(Arc::new(BrokerContext {
         store: store.clone(),
         config: config.kafka.clone(),
@@ -240,6 +263,7 @@ fn broker_context(
                 as usize,
         )),
         shutdown: stopped.clone(),
+        sasl: Arc::new(sasl),
     }))
 }
 

@@ -47,6 +47,7 @@ pub(crate) mod journal;
 pub mod log;
 pub mod processor;
 pub(crate) mod protocol;
+pub(crate) mod random;
 pub mod server;
 mod shutdown;
 pub(crate) mod start_position;

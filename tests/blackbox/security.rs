@@ -118,3 +118,148 @@ fn listening_beyond_loopback_needs_insecure() {
     let broker = Broker::spawn(command);
     assert!(broker.kafka.ip().is_unspecified());
 }
+
+/// kcat with `-X` settings for SASL as `user`/`password` over `mechanism`.
+fn kcat_sasl(pipeline: &Pipeline, mechanism: &str, user: &str, password: &str) -> Command {
+    let mut command = Command::new("kcat");
+    command
+        .args(["-b", &pipeline.broker.kafka.to_string()])
+        .args([
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            &format!("sasl.mechanisms={mechanism}"),
+            "-X",
+            &format!("sasl.username={user}"),
+            "-X",
+            &format!("sasl.password={password}"),
+        ]);
+    command
+}
+
+fn produce_lines(mut command: Command, topic: &str, lines: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .args(["-P", "-t", topic])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sasl_scram_and_plain_users_reach_topics_and_a_wrong_password_is_refused() {
+    let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
+    // Users are added through the admin API (the CLI finds the token).
+    let mut create = Command::new(sluice_binary());
+    create
+        .args(["user", "create", "alice", "--password-stdin"])
+        .env("SLUICE_ADMIN", format!("http://{}", pipeline.broker.http))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = create.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wonder land\n")
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = pipeline.sluice_ok(&["user", "list", "--format", "json"]);
+    assert!(
+        listed.contains("\"alice\"") && listed.contains("SCRAM-SHA-512"),
+        "{listed}"
+    );
+    assert!(!listed.contains("wonder"), "{listed}");
+
+    // SCRAM-SHA-256 writes (the topic is created on first use), SCRAM-SHA-512
+    // and PLAIN read it back.
+    let produced = produce_lines(
+        kcat_sasl(&pipeline, "SCRAM-SHA-256", "alice", "wonder land"),
+        "secrets",
+        "one\ntwo\nthree\n",
+    );
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let output = kcat_sasl(&pipeline, mechanism, "alice", "wonder land")
+            .args(["-C", "-t", "secrets", "-e", "-q"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{mechanism}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "one\ntwo\nthree\n",
+            "{mechanism}"
+        );
+    }
+
+    // A wrong password, an unknown user, no SASL at all: refused.
+    for (mechanism, user, password) in [
+        ("SCRAM-SHA-256", "alice", "wrong"),
+        ("PLAIN", "alice", "wrong"),
+        ("SCRAM-SHA-512", "mallory", "wonder land"),
+    ] {
+        let output = kcat_sasl(&pipeline, mechanism, user, password)
+            .args(["-L", "-m", "3"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{mechanism} {user}: {stderr}");
+        assert!(
+            stderr.contains("Authentication failed"),
+            "{mechanism} {user}: {stderr}"
+        );
+    }
+    let output = Command::new("kcat")
+        .args([
+            "-b",
+            &pipeline.broker.kafka.to_string(),
+            "-C",
+            "-t",
+            "secrets",
+            "-e",
+            "-q",
+        ])
+        .args(["-m", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a client without SASL read: {:?}",
+        output
+    );
+    assert!(output.stdout.is_empty());
+
+    // A deleted user can no longer authenticate.
+    pipeline.sluice_ok(&["user", "delete", "alice"]);
+    let output = kcat_sasl(&pipeline, "SCRAM-SHA-256", "alice", "wonder land")
+        .args(["-L", "-m", "3"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}

@@ -6,6 +6,7 @@
 //! plugins with no broker. Benchmarks are not here: they are the
 //! `sluice-bench` crate (`bench/`).
 
+pub(crate) mod admin;
 pub(crate) mod consume;
 pub(crate) mod group;
 pub mod plugin;
@@ -13,6 +14,7 @@ pub(crate) mod processor;
 pub(crate) mod produce;
 pub(crate) mod topic;
 pub(crate) mod transactions;
+pub(crate) mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +84,9 @@ pub(crate) enum Command {
     /// Scaffold, build and locally run processor plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Create, delete and list the Kafka listener's SASL users.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// `sluice serve` options. Flags win over `SLUICE_*` variables, which win
@@ -180,7 +185,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Consume(_)
         | Command::Group(_)
         | Command::Transactions(_)
-        | Command::Processor(_)) => run_client(command),
+        | Command::Processor(_)
+        | Command::User(_)) => run_client(command),
     }
 }
 
@@ -217,6 +223,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Group(command) => group::run(command).await,
             Command::Transactions(command) => transactions::run(command).await,
             Command::Processor(command) => processor::run(command).await,
+            Command::User(command) => user::run(command).await,
             Command::Serve(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")
             }

@@ -14,7 +14,6 @@
 //! hex; the file readable by the broker's user only). The CLI on the same
 //! machine reads that file (see `cli::processor::admin`).
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -173,28 +172,11 @@ fn data_dir_token(data_dir: &Path) -> anyhow::Result<String> {
             return Ok(token);
         }
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes = crate::random::bytes::<32>()?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, token.as_bytes())?;
+    crate::random::write_private(&path, token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated the admin API token");
     Ok(token)
-}
-
-/// Writes `path` readable and writable by the owner only, atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

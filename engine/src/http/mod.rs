@@ -1,11 +1,12 @@
 //! The HTTP admin listener. `GET /health` answers
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
-//! the processor API (`processors`, `state`) only to holders of the
-//! broker's token (`auth`).
+//! the processor API (`processors`, `state`) and the SASL users (`users`)
+//! only to holders of the broker's token (`auth`).
 
 mod auth;
 pub(crate) mod processors;
 mod state;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,7 +57,10 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
 pub(crate) async fn serve(
     listener: TcpListener,
     info: HealthInfo,
-    processors: Arc<crate::processor::Processors>,
+    (processors, users): (
+        Arc<crate::processor::Processors>,
+        Arc<crate::server::sasl::Users>,
+    ),
     auth: AdminAuth,
     mut shutdown: Shutdown,
 ) {
@@ -65,6 +69,7 @@ pub(crate) async fn serve(
         .with_state(Arc::new(info))
         .merge(state::routes(processors.clone()))
         .merge(processors::routes(processors))
+        .merge(users::routes(users))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,

@@ -49,6 +49,12 @@ pub(crate) struct KafkaConfig {
     pub(crate) num_partitions: i32,
     /// Address given to clients in Metadata; default: the bound listener.
     pub(crate) advertised_listener: Option<std::net::SocketAddr>,
+    /// `PLAINTEXT` (no authentication) or `SASL_PLAINTEXT` (clients
+    /// authenticate with one of `sasl_mechanisms`). Default PLAINTEXT.
+    pub(crate) security_protocol: super::sasl::SecurityProtocol,
+    /// Mechanisms offered under SASL: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512. Default all three.
+    pub(crate) sasl_mechanisms: Vec<String>,
 }
 
 impl Default for KafkaConfig {
@@ -66,6 +72,10 @@ impl Default for KafkaConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             advertised_listener: None,
+            security_protocol: super::sasl::SecurityProtocol::default(),
+            sasl_mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

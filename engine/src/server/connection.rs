@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::handlers;
 use super::request_budget::Reservation;
+use super::sasl;
 use super::BrokerContext;
 use crate::protocol::{self, FrameError};
 
@@ -84,6 +85,7 @@ async fn read_requests(
     } = connection;
     let mut shutdown = context.shutdown.clone();
     let mut baton: Option<oneshot::Receiver<()>> = None;
+    let mut session = sasl::Session::default();
     let mut buffer = BytesMut::new();
     loop {
         let frame = tokio::select! {
@@ -99,6 +101,22 @@ async fn read_requests(
         request.client_host = client_host.to_string();
         tracing::debug!(api = ?request.api_key, version = request.api_version,
             correlation_id = request.correlation_id, client_id = ?request.client_id, "request");
+        // Authentication first: its answers go out in order with the rest.
+        let (answer, close) = match session.handle(&context.sasl, &request)? {
+            sasl::Verdict::Pass => (None, false),
+            sasl::Verdict::Answer(bytes) => (Some(bytes), false),
+            sasl::Verdict::AnswerAndClose(bytes) => (Some(bytes), true),
+            sasl::Verdict::Close(reason) => anyhow::bail!("closing the connection: {reason}"),
+        };
+        if let Some(bytes) = answer {
+            drop(permit);
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            let task = tokio::spawn(async move { Ok(Some(bytes)) });
+            if pending.send(task).await.is_err() || close {
+                return Ok(());
+            }
+            continue;
+        }
         let (previous, done) = if handlers::is_ordered(request.api_key) {
             let (done, next) = oneshot::channel();
             (baton.replace(next), Some(done))

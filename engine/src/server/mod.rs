@@ -7,6 +7,7 @@ mod connection;
 pub mod handlers;
 pub(crate) mod open_files;
 mod request_budget;
+pub(crate) mod sasl;
 pub(crate) use request_budget::RequestBudget;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub(crate) struct BrokerContext {
     pub(crate) fetch_bytes: Arc<Semaphore>,
     /// Fires at shutdown, so long polls end early.
     pub(crate) shutdown: Shutdown,
+    /// Who may connect: SASL settings and users.
+    pub(crate) sasl: Arc<sasl::Sasl>,
 }
 
 /// Accepts connections until shutdown, then waits for them to finish.

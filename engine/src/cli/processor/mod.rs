@@ -11,7 +11,6 @@
 //! server can grow them, and `--format json` prints exactly what the broker
 //! answered.
 
-mod admin;
 mod state;
 mod status;
 
@@ -24,9 +23,9 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
 
-use self::admin::Admin;
 use self::status::{deployed_line, list_text, parse_list, parse_status, status_text};
 use super::{emit, OutputFormat};
+pub(crate) use crate::cli::admin::{Admin, AdminArgs};
 use crate::processor::spec::OnError;
 use crate::start_position::StartPosition;
 
@@ -94,29 +93,6 @@ pub(crate) enum ProcessorCommand {
 pub(crate) struct TokenArgs {
     #[command(flatten)]
     pub(crate) admin: AdminArgs,
-}
-
-/// Where the processor verbs find the broker's admin API.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct AdminArgs {
-    /// The broker's HTTP admin API (`sluice serve --http`); `http://` may
-    /// be left out.
-    #[arg(
-        long,
-        env = "SLUICE_ADMIN",
-        default_value = "http://127.0.0.1:9644",
-        value_name = "URL"
-    )]
-    pub(crate) admin: String,
-    /// The admin API's token [default: the broker's `<data-dir>/admin.token`
-    /// when readable from this machine].
-    #[arg(
-        long,
-        env = "SLUICE_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub(crate) token: Option<String>,
 }
 
 /// `sluice processor deploy` options.

@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::admin::Admin;
 use super::{parse_name, pretty, AdminArgs};
+use crate::cli::admin::Admin;
 use crate::cli::{emit, OutputFormat};
 
 /// `sluice processor state` subcommands.

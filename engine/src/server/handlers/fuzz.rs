@@ -62,6 +62,14 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
         request_bytes: crate::server::RequestBudget::new(1 << 20),
         fetch_bytes: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         shutdown,
+        sasl: Arc::new(
+            crate::server::sasl::Sasl::new(
+                Default::default(),
+                &[],
+                Arc::new(crate::server::sasl::Users::open(dir).unwrap()),
+            )
+            .unwrap(),
+        ),
     })
 }
 

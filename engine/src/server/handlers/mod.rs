@@ -23,7 +23,9 @@ use crate::protocol::{self, FrameError, RequestFrame};
 ///
 /// Call kinds: `sync` and `async` take `(context, decoded request,
 /// version)` and return the response; `api_versions` answers from the raw
-/// frame (any version, so old clients learn what we speak); `join_group`
+/// frame (any version, so old clients learn what we speak); `connection`
+/// APIs are answered by the connection itself (SASL, whose state is the
+/// connection's) and never reach the dispatch; `join_group`
 /// also gets the client's id and address; `produce` holds the ordering
 /// baton and may send no response (acks=0).
 macro_rules! apis {
@@ -78,6 +80,10 @@ macro_rules! apis {
         let (response, charge) = $module::handle($context, $request.decode()?, $version).await;
         respond(&$request, &response).map(|encoded| encoded.map(|bytes| held_until_written(bytes, charge)))
     }};
+    (@call connection, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+        // The connection answers these itself (`server::sasl`).
+        Err(FrameError::Unsupported { api_key: $request.api_key, api_version: $version })
+    };
     (@call produce, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
         match $module::handle($context, $request.decode()?, $version, $ordered).await {
             Some(response) => respond(&$request, &response),
@@ -117,6 +123,8 @@ apis! {
     TxnOffsetCommit => txn_offset_commit, ordered: true, async;
     DescribeTransactions => describe_transactions, ordered: false, async;
     ListTransactions => list_transactions, ordered: false, async;
+    SaslHandshake => sasl_handshake, ordered: true, connection;
+    SaslAuthenticate => sasl_authenticate, ordered: true, connection;
 }
 
 fn supported(api_key: ApiKey, version: i16) -> bool {

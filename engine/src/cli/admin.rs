@@ -11,6 +11,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 
@@ -25,11 +26,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// compilation of the component, which takes seconds for a large plugin.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Where the admin verbs (`processor`, `user`) find the broker's admin API.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AdminArgs {
+    /// The broker's HTTP admin API (`sluice serve --http`); `http://` may
+    /// be left out.
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN",
+        default_value = "http://127.0.0.1:9644",
+        value_name = "URL"
+    )]
+    pub(crate) admin: String,
+    /// The admin API's token [default: the broker's `<data-dir>/admin.token`
+    /// when readable from this machine].
+    #[arg(
+        long,
+        env = "SLUICE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+}
+
 /// How much of a non-JSON error body is quoted in the error message.
 const ERROR_BODY_CHARS_MAX: usize = 500;
 
 /// A client of one broker's admin API.
-pub(super) struct Admin {
+pub(crate) struct Admin {
     /// `http://host:port[/prefix]`, without a trailing slash.
     base: String,
     http: reqwest::Client,
@@ -40,7 +64,7 @@ pub(super) struct Admin {
 impl Admin {
     /// A client of the admin API at `url`; `http://` is added when no
     /// scheme is given. Only plain HTTP is supported.
-    pub(super) fn new(url: &str) -> Result<Self> {
+    pub(crate) fn new(url: &str) -> Result<Self> {
         let url = url.trim();
         let base = match url.contains("://") {
             true => url.to_string(),
@@ -64,7 +88,7 @@ impl Admin {
     }
 
     /// A client as the processor verbs' flags say.
-    pub(super) fn from_args(args: &super::AdminArgs) -> Result<Self> {
+    pub(crate) fn from_args(args: &AdminArgs) -> Result<Self> {
         let admin = Self::new(&args.admin)?;
         if let Some(token) = args.token.clone().filter(|t| !t.is_empty()) {
             admin
@@ -75,13 +99,13 @@ impl Admin {
         Ok(admin)
     }
 
-    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
     /// The token to present: given, else the broker's token file when this
     /// machine can read it.
-    pub(super) async fn token(&self) -> Option<&str> {
+    pub(crate) async fn token(&self) -> Option<&str> {
         self.token
             .get_or_init(|| async {
                 let health: Value = self
@@ -104,7 +128,7 @@ impl Admin {
 
     /// Sends `request` and reads its JSON answer; a non-2xx answer becomes
     /// an error carrying the broker's `{"error": …}` message.
-    pub(super) async fn send(&self, request: RequestBuilder) -> Result<Value> {
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Value> {
         let request = match self.token().await {
             Some(token) => request.bearer_auth(token),
             None => request,
