@@ -210,6 +210,19 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
     current.to_string()
 }
 
+/// Percent-encodes everything but unreserved characters (RFC 3986): a
+/// name as one URL path segment.
+pub(crate) fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use reqwest::StatusCode;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::json;
 
-use super::admin::{Admin, AdminArgs};
+use super::admin::{encode, Admin, AdminArgs};
 use super::OutputFormat;
 
 /// `sluice user` subcommands.
@@ -111,16 +111,4 @@ pub(crate) async fn run(command: UserCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A user name as one URL path segment.
-fn encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

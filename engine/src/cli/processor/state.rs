@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{parse_name, pretty, AdminArgs};
-use crate::cli::admin::Admin;
+use crate::cli::admin::{encode, Admin};
 use crate::cli::{emit, OutputFormat};
 
 /// `sluice processor state` subcommands.
@@ -104,18 +104,6 @@ pub(crate) async fn run(command: StateCommand) -> Result<()> {
         StateCommand::Scan(args) => scan(args).await,
         StateCommand::Windows(args) => windows(args).await,
     }
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn store_path(target: &Target) -> String {
