@@ -263,3 +263,48 @@ fn sasl_scram_and_plain_users_reach_topics_and_a_wrong_password_is_refused() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+#[test]
+fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
+    let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
+    pipeline.sluice_ok(&["user", "create", "app", "--password", "s3cret"]);
+    let node_dir = crate::clients::node_dir();
+    let run = |mechanism: &str, password: &str, topic: &str| {
+        Command::new("node")
+            .current_dir(&node_dir)
+            .arg("kafkajs_sasl.js")
+            .args([
+                &pipeline.broker.kafka.to_string(),
+                mechanism,
+                "app",
+                password,
+                topic,
+            ])
+            .output()
+            .unwrap()
+    };
+    for (mechanism, topic) in [
+        ("SCRAM-SHA-256", "t256"),
+        ("SCRAM-SHA-512", "t512"),
+        ("PLAIN", "tplain"),
+    ] {
+        let output = run(mechanism, "s3cret", topic);
+        assert!(
+            output.status.success(),
+            "{mechanism}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            r#"{"consumed":["one","two","three"]}"#,
+            "{mechanism}"
+        );
+    }
+    let output = run("SCRAM-SHA-256", "wrong", "t256");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.to_lowercase().contains("authentication failed"),
+        "{stderr}"
+    );
+}
