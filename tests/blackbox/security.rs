@@ -308,3 +308,35 @@ fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
+    let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
+    pipeline.sluice_ok(&["user", "create", "app", "--password", "s3cret"]);
+    let bootstrap = pipeline.broker.kafka.to_string();
+    let run = |mechanism: &str, password: &str, topic: &str| {
+        crate::clients::python_script(
+            "ck_sasl.py",
+            &[&bootstrap, mechanism, "app", password, topic],
+        )
+        .output()
+        .unwrap()
+    };
+    for (mechanism, topic) in [("SCRAM-SHA-512", "c512"), ("PLAIN", "cplain")] {
+        let output = run(mechanism, "s3cret", topic);
+        assert!(
+            output.status.success(),
+            "{mechanism}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            r#"{"consumed": ["one", "two", "three"]}"#,
+            "{mechanism}"
+        );
+    }
+    let output = run("SCRAM-SHA-256", "wrong", "c256");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+}
