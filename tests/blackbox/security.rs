@@ -267,7 +267,7 @@ fn sasl_scram_and_plain_users_reach_topics_and_a_wrong_password_is_refused() {
 #[test]
 fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
     let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
-    pipeline.sluice_ok(&["user", "create", "app", "--password", "s3cret"]);
+    pipeline.sluice_ok(&["user", "create", "app", "--password", CLIENT_PASSWORD]);
     let node_dir = crate::clients::node_dir();
     let run = |mechanism: &str, password: &str, topic: &str| {
         Command::new("node")
@@ -283,23 +283,15 @@ fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
             .output()
             .unwrap()
     };
-    for (mechanism, topic) in [
-        ("SCRAM-SHA-256", "t256"),
-        ("SCRAM-SHA-512", "t512"),
-        ("PLAIN", "tplain"),
-    ] {
-        let output = run(mechanism, "s3cret", topic);
-        assert!(
-            output.status.success(),
-            "{mechanism}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            r#"{"consumed":["one","two","three"]}"#,
-            "{mechanism}"
-        );
-    }
+    each_round_trips(
+        &run,
+        &[
+            ("SCRAM-SHA-256", "t256"),
+            ("SCRAM-SHA-512", "t512"),
+            ("PLAIN", "tplain"),
+        ],
+        r#"{"consumed":["one","two","three"]}"#,
+    );
     let output = run("SCRAM-SHA-256", "wrong", "t256");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -312,7 +304,7 @@ fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
 #[test]
 fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
     let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
-    pipeline.sluice_ok(&["user", "create", "app", "--password", "s3cret"]);
+    pipeline.sluice_ok(&["user", "create", "app", "--password", CLIENT_PASSWORD]);
     let bootstrap = pipeline.broker.kafka.to_string();
     let run = |mechanism: &str, password: &str, topic: &str| {
         crate::clients::python_script(
@@ -322,8 +314,30 @@ fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails
         .output()
         .unwrap()
     };
-    for (mechanism, topic) in [("SCRAM-SHA-512", "c512"), ("PLAIN", "cplain")] {
-        let output = run(mechanism, "s3cret", topic);
+    each_round_trips(
+        &run,
+        &[("SCRAM-SHA-512", "c512"), ("PLAIN", "cplain")],
+        r#"{"consumed": ["one", "two", "three"]}"#,
+    );
+    let output = run("SCRAM-SHA-256", "wrong", "c256");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+}
+
+/// The password of the user `app` the client tests create.
+const CLIENT_PASSWORD: &str = "s3cret";
+
+/// Runs a client script per (mechanism, topic) with the right password
+/// (`run(mechanism, password, topic)`): each must succeed and print
+/// `expected` (the three records it wrote, read back).
+fn each_round_trips(
+    run: &dyn Fn(&str, &str, &str) -> std::process::Output,
+    cases: &[(&str, &str)],
+    expected: &str,
+) {
+    for (mechanism, topic) in cases {
+        let output = run(mechanism, CLIENT_PASSWORD, topic);
         assert!(
             output.status.success(),
             "{mechanism}: {}",
@@ -331,12 +345,8 @@ fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails
         );
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim(),
-            r#"{"consumed": ["one", "two", "three"]}"#,
+            expected,
             "{mechanism}"
         );
     }
-    let output = run("SCRAM-SHA-256", "wrong", "c256");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("authentication failed"), "{stderr}");
 }

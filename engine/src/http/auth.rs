@@ -106,7 +106,14 @@ impl AdminAuth {
         }
         let presented = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(token) if constant_time_eq(token.trim().as_bytes(), self.token.as_bytes()) => None,
+            Some(token)
+                if crate::random::constant_time_eq(
+                    token.trim().as_bytes(),
+                    self.token.as_bytes(),
+                ) =>
+            {
+                None
+            }
             Some(_) => Some((
                 StatusCode::UNAUTHORIZED,
                 "the admin token is wrong".to_string(),
@@ -159,10 +166,6 @@ fn host_name(host: &str) -> &str {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The data directory's token, created when missing.
 fn data_dir_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(TOKEN_FILE);
@@ -173,7 +176,7 @@ fn data_dir_token(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     let bytes = crate::random::bytes::<32>()?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::random::hex(&bytes);
     crate::random::write_private(&path, token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated the admin API token");
     Ok(token)

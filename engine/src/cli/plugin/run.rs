@@ -369,7 +369,7 @@ fn render_headers<'a>(
 fn render(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())),
-        Err(_) => json!({ "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+        Err(_) => json!({ "hex": crate::random::hex(bytes) }),
     }
 }
 

@@ -21,6 +21,7 @@ use wasmtime::Engine;
 
 use crate::log::io::write_atomic;
 use crate::log::StdIo;
+use crate::random::hex;
 
 /// Compiled components on disk, by the hash of their `.wasm`.
 pub(crate) struct ComponentCache {
@@ -153,11 +154,6 @@ fn deserialize(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
     // header), so they are that output, unmodified. wasmtime itself checks
     // the format, its version and the engine configuration.
     unsafe { Component::deserialize(engine, bytes) }.map_err(|e| anyhow::anyhow!("{e:#}"))
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ mod limits;
 mod stateful;
 
 pub use super::abi::{Batch, InputHeader, InputRecord};
+pub(crate) use crate::random::hex;
 pub use crate::state::{Domain, Timer};
-pub(crate) use cache::hex;
 pub use stateful::TaskContext;
 pub(crate) use v01::sluice::processor::log::Level;
 pub(crate) use v01::sluice::processor::types::Batch as WitBatch;

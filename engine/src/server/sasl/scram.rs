@@ -14,6 +14,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::random::constant_time_eq;
+
 /// PBKDF2 iterations of new credentials (Kafka's minimum is 4096).
 pub(crate) const ITERATIONS: u32 = 4096;
 
@@ -163,11 +165,9 @@ impl Exchange {
         }
         let client_nonce = value("r").ok_or("the client's first SCRAM message has no nonce")?;
         let user = user_of(client_first)?;
-        let server_nonce: String = crate::random::bytes::<18>()
-            .map_err(|e| format!("no randomness: {e}"))?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let server_nonce = crate::random::bytes::<18>()
+            .map(|bytes| crate::random::hex(&bytes))
+            .map_err(|e| format!("no randomness: {e}"))?;
         let nonce = format!("{client_nonce}{server_nonce}");
         // An unknown user gets a made-up salt, so the answer looks alike.
         let (salt, iterations) = match &credential {
@@ -259,10 +259,6 @@ fn attributes(text: &str) -> Vec<(&str, &str)> {
     text.split(',')
         .filter_map(|pair| pair.split_once('='))
         .collect()
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
