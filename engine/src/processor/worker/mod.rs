@@ -311,13 +311,10 @@ impl PartitionTask {
         }
     }
 
-    /// Takes the next batch of the input being worked on.
+    /// Takes the next batch of a stateless task's input (a stateful
+    /// task's step takes its own, see `stateful.rs`).
     fn take_batch(&mut self) -> Vec<InputRecord> {
-        let until = self
-            .stateful
-            .as_ref()
-            .and_then(|s| s.rebuilding_until(&self.input.stats.topic, self.input.position));
-        self.input.take(&self.deployment.limits, until, None)
+        self.input.take(&self.deployment.limits, None, None)
     }
 
     fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {

@@ -144,12 +144,9 @@ impl PartitionTask {
         // Rebuilding lost state: outputs were written the first time, the
         // timers' too: those of a step that processed a rebuilding batch,
         // or none while an input is rebuilding.
-        let idle_rebuilding = self.inputs().any(|input| {
-            self.stateful
-                .as_ref()
-                .and_then(|s| s.rebuilding_until(&input.stats.topic, input.position))
-                .is_some()
-        });
+        let idle_rebuilding = self
+            .inputs()
+            .any(|input| self.rebuilding_until(input).is_some());
         let (mut ran, mut rebuilt) = (false, false);
         while budget > 0 && bytes_budget > 0 {
             let Some(after) = self.next_input() else {
@@ -304,9 +301,14 @@ impl PartitionTask {
     /// The offset up to which the input being worked on is rebuilding
     /// lost state, if it is.
     fn rebuilding(&self) -> Option<i64> {
+        self.rebuilding_until(&self.input)
+    }
+
+    /// The offset up to which `input` is rebuilding lost state, if it is.
+    fn rebuilding_until(&self, input: &Input) -> Option<i64> {
         self.stateful
             .as_ref()
-            .and_then(|s| s.rebuilding_until(&self.input.stats.topic, self.input.position))
+            .and_then(|s| s.rebuilding_until(&input.stats.topic, input.position))
     }
 
     /// Commits when the work is due: caught up, stopped, past the commit
