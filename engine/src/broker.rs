@@ -40,8 +40,10 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::server::open_files::raise_limit(config.kafka.connections_max);
+    // Certificates first: a bad one stops the start before anything opens.
+    let (kafka_tls, admin_tls) = open_tls(&config)?;
     let store = open_store(&config).await?;
-    let (kafka, http) = bind(&config).await?;
+    let (kafka, http) = bind(&config, admin_tls.is_some()).await?;
     let bound = Bound {
         kafka: kafka.local_addr()?,
         http: http.local_addr()?,
@@ -66,7 +68,12 @@ pub(crate) async fn run(
         &users,
     )?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
+    tasks.spawn(crate::server::serve(
+        kafka,
+        kafka_tls,
+        context,
+        stopped.clone(),
+    ));
     // Compiling the persisted plugins is CPU-bound: a blocking thread.
     let processors = {
         let (data_dir, settings) = (config.data_dir.clone(), config.processors.clone());
@@ -92,7 +99,7 @@ pub(crate) async fn run(
     let auth = crate::http::AdminAuth::open(&config.admin, &config.data_dir, bound.http)
         .context("setting up the admin API's token")?;
     tasks.spawn(crate::http::serve(
-        http,
+        (http, admin_tls),
         health,
         (processors, users),
         auth,
@@ -136,23 +143,87 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<LogStore>> {
     Ok(Arc::new(store))
 }
 
+/// The TLS settings of the Kafka listener (under `SSL` and `SASL_SSL`)
+/// and of the admin API (when it has a certificate), read and checked.
+fn open_tls(config: &Config) -> anyhow::Result<(Option<crate::tls::Tls>, Option<crate::tls::Tls>)> {
+    let kafka = &config.kafka;
+    let protocol = kafka.security_protocol.name();
+    let kafka_tls = match (
+        kafka.security_protocol.tls(),
+        &kafka.tls_cert_file,
+        &kafka.tls_key_file,
+    ) {
+        (true, Some(cert), Some(key)) => Some(
+            crate::tls::Tls::open(
+                cert,
+                key,
+                &[],
+                kafka.tls_handshake_timeout_ms,
+                "kafka.tls_handshake_timeout_ms",
+            )
+            .with_context(|| format!("[kafka] security_protocol = {protocol:?}"))?,
+        ),
+        (true, _, _) => anyhow::bail!(
+            "[kafka] security_protocol = {protocol:?} needs tls_cert_file and tls_key_file"
+        ),
+        (false, None, None) => None,
+        (false, _, _) => anyhow::bail!(
+            "[kafka] tls_cert_file and tls_key_file are for security_protocol \"SSL\" or \
+             \"SASL_SSL\", not {protocol:?}"
+        ),
+    };
+    let admin = &config.admin;
+    let admin_tls = match (&admin.tls_cert_file, &admin.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::Tls::open(
+                cert,
+                key,
+                &[b"http/1.1"],
+                admin.tls_handshake_timeout_ms,
+                "admin.tls_handshake_timeout_ms",
+            )
+            .context("[admin] HTTPS")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("[admin] tls_cert_file and tls_key_file go together"),
+    };
+    Ok((kafka_tls, admin_tls))
+}
+
 /// Binds the Kafka and HTTP listeners: on loopback only, unless the
-/// operator accepts with `--insecure` that the Kafka listener has no
-/// authentication yet (and the admin API's token crosses the network in
-/// clear text).
-async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let authenticated =
-        config.kafka.security_protocol != crate::server::sasl::SecurityProtocol::Plaintext;
-    for (name, address, safe) in [
-        ("Kafka", config.listen, authenticated),
-        ("HTTP", config.http, false),
-    ] {
-        if !address.ip().is_loopback() && !safe && !config.insecure {
+/// listener authenticates its clients over the network or the operator
+/// accepts the risk with `--insecure`. The Kafka listener authenticates
+/// under `SASL_SSL` and `SASL_PLAINTEXT` (whose SCRAM never sends the
+/// password; PLAIN does, in clear, so prefer `SASL_SSL` for it), not under
+/// `PLAINTEXT` or `SSL` (encrypted, but anyone may connect). The admin API
+/// always checks its token, which crosses the network safely only over
+/// HTTPS.
+async fn bind(config: &Config, admin_https: bool) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let protocol = config.kafka.security_protocol;
+    let refusal = [
+        (
+            config.listen,
+            !protocol.sasl(),
+            format!(
+                "Kafka listener: security_protocol {:?} authenticates nobody; use SASL_SSL or \
+             SASL_PLAINTEXT",
+                protocol.name()
+            ),
+        ),
+        (
+            config.http,
+            !admin_https,
+            "admin API: its token would cross the network in clear \
+             text; set [admin] tls_cert_file and tls_key_file for HTTPS"
+                .to_string(),
+        ),
+    ];
+    for (address, unsafe_there, why) in refusal {
+        if !address.ip().is_loopback() && unsafe_there && !config.insecure {
             anyhow::bail!(
-                "refusing to listen on {address} ({name}): only loopback addresses are safe \
-                 for a Kafka listener without authentication ([kafka] security_protocol = \
-                 \"PLAINTEXT\") and for the admin API, which has no TLS yet; pass --insecure \
-                 (or insecure = true) to listen there anyway"
+                "refusing to listen on {address} ({why}); only loopback addresses are safe \
+                 for it as configured; pass --insecure (or insecure = true) to listen there \
+                 anyway"
             );
         }
     }

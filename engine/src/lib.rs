@@ -29,7 +29,8 @@
 //! `client/`. Shared leaves: `protocol::partitioner` (Kafka's murmur2),
 //! `start_position` (earliest, latest, an offset or a time), `journal`
 //! (the CRC'd, fsynced, compacted record file under the committed-offsets
-//! and transaction logs).
+//! and transaction logs), `tls` (the certificate, key and bounded
+//! handshake of the Kafka and admin listeners).
 //!
 //! The library is also what the `sluice-bench` crate (`bench/`) measures:
 //! the log store, the processor host and loop, and the client's Kafka
@@ -52,4 +53,5 @@ pub mod server;
 mod shutdown;
 pub(crate) mod start_position;
 pub(crate) mod state;
+pub(crate) mod tls;
 pub(crate) mod transaction;

@@ -6,6 +6,8 @@
 //! or `SLUICE_TOKEN`, else the broker's own `<data-dir>/admin.token` when
 //! this machine can read it (the broker's `/health` says where its data
 //! directory is), so the commands work as they are on the broker's host.
+//! Over HTTPS (`--admin https://…`) the broker's certificate must chain to
+//! a root this machine trusts or to the CA of `--ca-file`.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -29,8 +31,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the admin verbs (`processor`, `user`) find the broker's admin API.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AdminArgs {
-    /// The broker's HTTP admin API (`sluice serve --http`); `http://` may
-    /// be left out.
+    /// The broker's admin API (`sluice serve --http`): `http://…`, or
+    /// `https://…` when it has a certificate; `http://` may be left out.
     #[arg(
         long,
         env = "SLUICE_ADMIN",
@@ -47,6 +49,10 @@ pub(crate) struct AdminArgs {
         hide_env_values = true
     )]
     pub(crate) token: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` admin API
+    /// besides the system's (e.g. the CA of a self-signed certificate).
+    #[arg(long, env = "SLUICE_CA_FILE", value_name = "PATH")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
 }
 
 /// How much of a non-JSON error body is quoted in the error message.
@@ -54,7 +60,7 @@ const ERROR_BODY_CHARS_MAX: usize = 500;
 
 /// A client of one broker's admin API.
 pub(crate) struct Admin {
-    /// `http://host:port[/prefix]`, without a trailing slash.
+    /// `http[s]://host:port[/prefix]`, without a trailing slash.
     base: String,
     http: reqwest::Client,
     /// The bearer token: given, or found once on first use.
@@ -63,8 +69,9 @@ pub(crate) struct Admin {
 
 impl Admin {
     /// A client of the admin API at `url`; `http://` is added when no
-    /// scheme is given. Only plain HTTP is supported.
-    pub(crate) fn new(url: &str) -> Result<Self> {
+    /// scheme is given. Over HTTPS, the CA certificates of `ca_file` are
+    /// trusted besides the system's.
+    pub(crate) fn new(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self> {
         let url = url.trim();
         let base = match url.contains("://") {
             true => url.to_string(),
@@ -72,14 +79,23 @@ impl Admin {
         };
         let parsed =
             reqwest::Url::parse(&base).with_context(|| format!("--admin {url:?} is not a URL"))?;
-        if parsed.scheme() != "http" {
-            bail!("--admin {url:?}: only http:// is supported (the admin API has no TLS listener)");
-        }
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => bail!("--admin {url:?}: {other}:// is not http:// or https://"),
+        };
         let base = base.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .build()?;
+            // The system's roots are read only when they may be needed.
+            .tls_built_in_root_certs(https);
+        if let Some(path) = ca_file {
+            for certificate in read_ca_file(path)? {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build()?;
         Ok(Self {
             base,
             http,
@@ -89,7 +105,7 @@ impl Admin {
 
     /// A client as the processor verbs' flags say.
     pub(crate) fn from_args(args: &AdminArgs) -> Result<Self> {
-        let admin = Self::new(&args.admin)?;
+        let admin = Self::new(&args.admin, args.ca_file.as_deref())?;
         if let Some(token) = args.token.clone().filter(|t| !t.is_empty()) {
             admin
                 .token
@@ -160,6 +176,13 @@ impl Admin {
 
     fn transport_error(&self, error: reqwest::Error) -> anyhow::Error {
         let cause = root_cause(&error);
+        if self.base.starts_with("https://") && cause.contains("certificate") {
+            return anyhow!(
+                "the broker's admin API at {} presented a certificate this machine does not \
+                 trust ({cause}); pass the CA that signed it with --ca-file (or SLUICE_CA_FILE)",
+                self.base
+            );
+        }
         if error.is_connect() {
             return anyhow!(
                 "the broker's admin API at {} is not reachable ({cause}); is the broker \
@@ -175,6 +198,21 @@ impl Admin {
         }
         anyhow!("request to the admin API at {} failed: {cause}", self.base)
     }
+}
+
+/// The CA certificates of a PEM file.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading the --ca-file {}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("parsing the --ca-file {}", path.display()))?;
+    if certificates.is_empty() {
+        bail!(
+            "the --ca-file {} holds no PEM CERTIFICATE block",
+            path.display()
+        );
+    }
+    Ok(certificates)
 }
 
 /// The error of a non-2xx answer: the broker's message when the body is

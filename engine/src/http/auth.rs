@@ -15,7 +15,7 @@
 //! machine reads that file (see `cli::processor::admin`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -29,8 +29,8 @@ use serde_json::json;
 /// The token file in the data directory.
 pub(crate) const TOKEN_FILE: &str = "admin.token";
 
-/// `[admin]`: the admin API's access rules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[admin]`: the admin API's access rules and TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AdminConfig {
     /// The bearer token; empty: the generated one in the data directory.
@@ -38,6 +38,28 @@ pub(crate) struct AdminConfig {
     /// Host names (without port) requests may name besides loopback and
     /// the listener's own address, e.g. the name a proxy forwards.
     pub(crate) allowed_hosts: Vec<String>,
+    /// Serve HTTPS with this certificate (PEM, the server's own first,
+    /// then any intermediates), together with `tls_key_file`. No default:
+    /// plain HTTP, for loopback only unless `--insecure`.
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1),
+    /// unencrypted. No default.
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// Longest wait for a client's TLS handshake once it has connected; a
+    /// slower or silent peer is disconnected. Default 10 000 ms.
+    pub(crate) tls_handshake_timeout_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            allowed_hosts: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_handshake_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// The rules, resolved at start.

@@ -1,13 +1,16 @@
 //! The HTTP admin listener. `GET /health` answers
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
 //! the processor API (`processors`, `state`) and the SASL users (`users`)
-//! only to holders of the broker's token (`auth`).
+//! only to holders of the broker's token (`auth`). Over HTTPS when
+//! `[admin] tls_cert_file` and `tls_key_file` are set (`https`).
 
 mod auth;
+mod https;
 pub(crate) mod processors;
 mod state;
 mod users;
 
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,16 +56,16 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
     })
 }
 
-/// Serves the admin API until shutdown.
+/// Serves the admin API until shutdown; over HTTPS with `tls`.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Option<crate::tls::Tls>),
     info: HealthInfo,
     (processors, users): (
         Arc<crate::processor::Processors>,
         Arc<crate::server::sasl::Users>,
     ),
     auth: AdminAuth,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let app = Router::new()
         .route("/health", get(health))
@@ -74,13 +77,25 @@ pub(crate) async fn serve(
             Arc::new(auth),
             auth::guard,
         ));
+    let mut stopped = shutdown.clone();
     let stopping = async move {
-        let _ = shutdown.changed().await;
+        let _ = stopped.changed().await;
     };
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await
-    {
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+        Some(tls) => match https::listen(listener, tls, shutdown) {
+            Ok((listener, accepting)) => {
+                let serving = axum::serve(listener, app).with_graceful_shutdown(stopping);
+                tokio::join!(serving.into_future(), accepting).0
+            }
+            Err(error) => Err(error),
+        },
+    };
+    if let Err(error) = served {
         tracing::error!(%error, "HTTP listener failed");
     }
 }

@@ -1,6 +1,6 @@
 //! The Kafka listener's settings (`[kafka]` of the broker's configuration):
-//! frame and in-flight bounds, Fetch long polls, topic auto-creation and
-//! the advertised address.
+//! frame and in-flight bounds, Fetch long polls, topic auto-creation, the
+//! advertised address and security (SASL, TLS).
 
 use serde::{Deserialize, Serialize};
 
@@ -49,9 +49,22 @@ pub(crate) struct KafkaConfig {
     pub(crate) num_partitions: i32,
     /// Address given to clients in Metadata; default: the bound listener.
     pub(crate) advertised_listener: Option<std::net::SocketAddr>,
-    /// `PLAINTEXT` (no authentication) or `SASL_PLAINTEXT` (clients
-    /// authenticate with one of `sasl_mechanisms`). Default PLAINTEXT.
+    /// Kafka's names: `PLAINTEXT` (no authentication, no encryption),
+    /// `SSL` (TLS, no authentication), `SASL_PLAINTEXT` (clients
+    /// authenticate with one of `sasl_mechanisms`) or `SASL_SSL` (both).
+    /// Default PLAINTEXT.
     pub(crate) security_protocol: super::sasl::SecurityProtocol,
+    /// Under `SSL` and `SASL_SSL`: the listener's certificate, PEM, the
+    /// server's own first and then any intermediates. Required there,
+    /// refused otherwise. No default.
+    pub(crate) tls_cert_file: Option<std::path::PathBuf>,
+    /// Under `SSL` and `SASL_SSL`: the certificate's private key, PEM
+    /// (PKCS#8, PKCS#1 or SEC1), unencrypted. No default.
+    pub(crate) tls_key_file: Option<std::path::PathBuf>,
+    /// Longest wait for a client's TLS handshake to finish once it has
+    /// connected; a slower or silent peer is disconnected, releasing its
+    /// connection permit. Default 10 000 ms.
+    pub(crate) tls_handshake_timeout_ms: u64,
     /// Mechanisms offered under SASL: PLAIN, SCRAM-SHA-256,
     /// SCRAM-SHA-512. Default all three.
     pub(crate) sasl_mechanisms: Vec<String>,
@@ -73,6 +86,9 @@ impl Default for KafkaConfig {
             num_partitions: 1,
             advertised_listener: None,
             security_protocol: super::sasl::SecurityProtocol::default(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_handshake_timeout_ms: 10_000,
             sasl_mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
                 .map(String::from)
                 .to_vec(),

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -36,14 +34,19 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 type Pending = JoinHandle<Result<Option<Bytes>, FrameError>>;
 
-/// Serves one connection until the client leaves, shutdown, or a protocol
-/// error (which is returned, for the log line).
-pub(crate) async fn run(stream: TcpStream, context: Arc<BrokerContext>) -> anyhow::Result<()> {
-    let client_host = stream
-        .peer_addr()
-        .map(|peer| format!("/{}", peer.ip()))
-        .unwrap_or_default();
-    let (reader, writer) = stream.into_split();
+/// Serves one connection from `peer`, read from `reader` and answered on
+/// `writer` (the two halves of a TCP or TLS stream), until the client
+/// leaves, shutdown, or a protocol error (which is returned, for the log
+/// line).
+pub(crate) async fn run(
+    (reader, writer): (
+        impl AsyncRead + Unpin + Send,
+        impl AsyncWrite + Unpin + Send + 'static,
+    ),
+    peer: std::net::SocketAddr,
+    context: Arc<BrokerContext>,
+) -> anyhow::Result<()> {
+    let client_host = format!("/{}", peer.ip());
     let (pending_tx, pending_rx) =
         mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
@@ -73,7 +76,7 @@ struct Connection<'a> {
 }
 
 async fn read_requests(
-    mut reader: OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     connection: Connection<'_>,
     pending: mpsc::Sender<Pending>,
     mut failed: oneshot::Receiver<anyhow::Error>,
@@ -150,7 +153,7 @@ async fn read_requests(
 /// `buffer`, which grows as bytes arrive (an announced length allocates
 /// nothing), and is never zero-filled first.
 async fn read_frame(
-    reader: &mut OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     context: &BrokerContext,
     in_flight: &AtomicUsize,
@@ -187,7 +190,7 @@ async fn read_frame(
 /// while no request of this connection was being handled (a long poll or
 /// a group join in flight is not idleness).
 async fn read_length(
-    reader: &mut OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     context: &BrokerContext,
     in_flight: &AtomicUsize,
@@ -212,7 +215,7 @@ async fn read_length(
 /// Reads until `buffer` holds at least `wanted` bytes; `false` if the peer
 /// closed first (cleanly, when nothing of the next frame had arrived).
 async fn fill(
-    reader: &mut OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     wanted: usize,
 ) -> anyhow::Result<bool> {
@@ -234,7 +237,7 @@ async fn fill(
 }
 
 async fn write_responses(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     mut pending: mpsc::Receiver<Pending>,
     failed: oneshot::Sender<anyhow::Error>,
     in_flight: Arc<AtomicUsize>,

@@ -1,6 +1,8 @@
-//! The Kafka listener: accepts connections under a connection limit, reads
-//! length-prefixed frames (refusing oversized ones before allocating),
-//! handles requests concurrently and writes responses in request order.
+//! The Kafka listener: accepts connections under a connection limit, runs
+//! the TLS handshake under `SSL` and `SASL_SSL` (`crate::tls`, bounded by
+//! `kafka.tls_handshake_timeout_ms`), reads length-prefixed frames
+//! (refusing oversized ones before allocating), handles requests
+//! concurrently and writes responses in request order.
 
 mod config;
 mod connection;
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -50,9 +52,11 @@ pub(crate) struct BrokerContext {
     pub(crate) sasl: Arc<sasl::Sasl>,
 }
 
-/// Accepts connections until shutdown, then waits for them to finish.
+/// Accepts connections until shutdown, then waits for them to finish;
+/// with `tls`, each connection is a TLS one.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<crate::tls::Tls>,
     context: Arc<BrokerContext>,
     mut shutdown: Shutdown,
 ) {
@@ -85,10 +89,10 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
+        let (context, tls) = (context.clone(), tls.clone());
         connections.spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            match connection::run(stream, context).await {
+            match run_connection(stream, peer, tls, context).await {
                 Ok(()) => tracing::debug!(%peer, "connection closed"),
                 // The client went away (e.g. while its long poll waited):
                 // routine, not worth a warning.
@@ -104,6 +108,26 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one accepted connection, after the TLS handshake with `tls`.
+/// The handshake holds the connection's permit, so it is bounded in time
+/// and ends at shutdown.
+async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<crate::tls::Tls>,
+    context: Arc<BrokerContext>,
+) -> anyhow::Result<()> {
+    let Some(tls) = tls else {
+        return connection::run(stream.into_split(), peer, context).await;
+    };
+    let mut shutdown = context.shutdown.clone();
+    let stream = tokio::select! {
+        stream = tls.handshake(stream) => stream?,
+        _ = shutdown.changed() => return Ok(()),
+    };
+    connection::run(tokio::io::split(stream), peer, context).await
 }
 
 /// Exponential backoff between failed accepts, [`ACCEPT_BACKOFF_MIN`] up to

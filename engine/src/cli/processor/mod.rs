@@ -846,7 +846,7 @@ mod tests {
     #[tokio::test]
     async fn a_non_json_error_shows_the_status_and_body() {
         let (url, _) = stand_in().await;
-        let admin = Admin::new(&url).unwrap();
+        let admin = Admin::new(&url, None).unwrap();
         let request = admin.request(Method::POST, "/v1/processors/p/pause");
         let error = format!("{:#}", admin.send(request).await.unwrap_err());
         assert!(error.contains("418"), "{error}");
@@ -862,7 +862,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
-        let admin = Admin::new(&format!("http://{address}")).unwrap();
+        let admin = Admin::new(&format!("http://{address}"), None).unwrap();
         let request = admin.request(Method::GET, "/v1/processors");
         let error = format!("{:#}", admin.send(request).await.unwrap_err());
         assert!(error.contains("not reachable"), "{error}");
@@ -873,10 +873,19 @@ mod tests {
 
     #[test]
     fn admin_urls() {
-        assert!(Admin::new("127.0.0.1:9644").is_ok());
-        assert!(Admin::new("http://localhost:9644/").is_ok());
-        let https = format!("{:#}", Admin::new("https://broker:9644").err().unwrap());
-        assert!(https.contains("only http://"), "{https}");
-        assert!(Admin::new("http://").is_err());
+        assert!(Admin::new("127.0.0.1:9644", None).is_ok());
+        assert!(Admin::new("http://localhost:9644/", None).is_ok());
+        assert!(Admin::new("https://broker:9644", None).is_ok());
+        let ftp = format!("{:#}", Admin::new("ftp://broker:9644", None).err().unwrap());
+        assert!(ftp.contains("not http:// or https://"), "{ftp}");
+        assert!(Admin::new("http://", None).is_err());
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        let error = format!(
+            "{:#}",
+            Admin::new("https://broker:9644", Some(missing))
+                .err()
+                .unwrap()
+        );
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

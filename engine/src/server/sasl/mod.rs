@@ -1,8 +1,9 @@
 //! SASL authentication of Kafka connections (KIP-43, KIP-152): a client
 //! sends SaslHandshake (v1) naming a mechanism, then SaslAuthenticate
 //! requests carrying the mechanism's messages. Until it has succeeded, a
-//! connection to a `SASL_PLAINTEXT` listener may send ApiVersions and
-//! those two only; anything else closes it, as Kafka does. A failed
+//! connection to a `SASL_PLAINTEXT` or `SASL_SSL` listener may send
+//! ApiVersions and those two only; anything else closes it, as Kafka does.
+//! (Under `SASL_SSL` the TLS handshake comes first, in `crate::tls`.) A failed
 //! authentication is answered with SASL_AUTHENTICATION_FAILED and the
 //! connection closed.
 //!
@@ -42,6 +43,34 @@ pub(crate) enum SecurityProtocol {
     /// SASL authentication, unencrypted.
     #[serde(rename = "SASL_PLAINTEXT")]
     SaslPlaintext,
+    /// TLS, no authentication.
+    #[serde(rename = "SSL")]
+    Ssl,
+    /// SASL authentication over TLS.
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Whether clients must authenticate with SASL.
+    pub(crate) fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    /// Whether connections are TLS.
+    pub(crate) fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    /// Kafka's name, as in the config.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
 }
 
 /// A SASL mechanism.
@@ -95,9 +124,12 @@ impl Sasl {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let required = protocol == SecurityProtocol::SaslPlaintext;
+        let required = protocol.sasl();
         if required && parsed.is_empty() {
-            anyhow::bail!("[kafka] security_protocol = \"SASL_PLAINTEXT\" needs at least one of sasl_mechanisms");
+            anyhow::bail!(
+                "[kafka] security_protocol = {:?} needs at least one of sasl_mechanisms",
+                protocol.name()
+            );
         }
         Ok(Self {
             required,

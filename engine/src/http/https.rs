@@ -1,0 +1,106 @@
+//! HTTPS for the admin API: a listener that axum serves like a TCP one,
+//! handing it connections whose TLS handshake has finished.
+//!
+//! Handshakes run in tasks of their own, at most [`HANDSHAKES_MAX`] at a
+//! time and each within `admin.tls_handshake_timeout_ms`, so a silent peer
+//! delays nobody else; a failed one is logged with the peer and dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+
+use crate::shutdown::Shutdown;
+use crate::tls::Tls;
+
+/// TLS handshakes in progress at once; further connections wait in the
+/// kernel's accept queue.
+const HANDSHAKES_MAX: usize = 64;
+
+/// Wait after a failed accept (e.g. out of file descriptors), which would
+/// otherwise repeat at once.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Connections that finished their handshake, for axum.
+pub(super) struct HttpsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task stopped: shutdown, which ends axum's
+            // loop too; until then there is nothing more to hand out.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// The listener axum serves, and the task that accepts on `listener` and
+/// runs the handshakes until shutdown (the caller runs it).
+pub(super) fn listen(
+    listener: TcpListener,
+    tls: Tls,
+    shutdown: Shutdown,
+) -> std::io::Result<(HttpsListener, impl std::future::Future<Output = ()>)> {
+    let local = listener.local_addr()?;
+    let (sender, handshaken) = mpsc::channel(HANDSHAKES_MAX);
+    let accepting = accept(listener, tls, sender, shutdown);
+    Ok((HttpsListener { handshaken, local }, accepting))
+}
+
+async fn accept(
+    listener: TcpListener,
+    tls: Tls,
+    sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    mut shutdown: Shutdown,
+) {
+    let permits = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    // Dropped at the end, which aborts handshakes still in progress.
+    let mut handshakes = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = shutdown.changed() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "admin API: accept failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_RETRY) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        let (tls, sender) = (tls.clone(), sender.clone());
+        handshakes.spawn(async move {
+            match tls.handshake(stream).await {
+                Ok(stream) => {
+                    let _ = sender.send((stream, peer)).await;
+                }
+                Err(error) => tracing::warn!(%peer, %error, "admin API: closing connection"),
+            }
+            drop(permit);
+        });
+        // Reap finished handshakes so the set does not grow without bound.
+        while handshakes.try_join_next().is_some() {}
+    }
+}
