@@ -20,6 +20,7 @@ mod retention;
 mod security;
 mod serve;
 mod stateful;
+mod tls;
 mod topic_lifecycle;
 mod transactions;
 mod transactions_crash;

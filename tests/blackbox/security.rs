@@ -137,7 +137,11 @@ fn kcat_sasl(pipeline: &Pipeline, mechanism: &str, user: &str, password: &str) -
     command
 }
 
-fn produce_lines(mut command: Command, topic: &str, lines: &str) -> std::process::Output {
+pub(crate) fn produce_lines(
+    mut command: Command,
+    topic: &str,
+    lines: &str,
+) -> std::process::Output {
     use std::io::Write;
     let mut child = command
         .args(["-P", "-t", topic])
@@ -326,12 +330,12 @@ fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails
 }
 
 /// The password of the user `app` the client tests create.
-const CLIENT_PASSWORD: &str = "s3cret";
+pub(crate) const CLIENT_PASSWORD: &str = "s3cret";
 
 /// Runs a client script per (mechanism, topic) with the right password
 /// (`run(mechanism, password, topic)`): each must succeed and print
 /// `expected` (the three records it wrote, read back).
-fn each_round_trips(
+pub(crate) fn each_round_trips(
     run: &dyn Fn(&str, &str, &str) -> std::process::Output,
     cases: &[(&str, &str)],
     expected: &str,

@@ -1,22 +1,25 @@
 // Authenticates with SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), produces
-// three records to TOPIC and reads them back in a consumer group.
+// three records to TOPIC and reads them back in a consumer group. With
+// CA_FILE, over TLS (SASL_SSL) trusting the certificates in it.
 //
-// usage: node kafkajs_sasl.js BOOTSTRAP MECHANISM USER PASSWORD TOPIC
+// usage: node kafkajs_sasl.js BOOTSTRAP MECHANISM USER PASSWORD TOPIC [CA_FILE]
 // output: {"consumed": ["one", "two", "three"]}
 // Failures print "error: ..." on stderr and exit 1.
 'use strict';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const crypto = require('crypto');
+const fs = require('fs');
 const { Kafka, logLevel } = require('kafkajs');
 
 const TIMEOUT_MS = 30000;
 
 async function main() {
-  const [bootstrap, mechanism, username, password, topic] = process.argv.slice(2);
+  const [bootstrap, mechanism, username, password, topic, caFile] = process.argv.slice(2);
   const kafka = new Kafka({
     clientId: 'sasl-test',
     brokers: [bootstrap],
+    ssl: caFile ? { ca: [fs.readFileSync(caFile)] } : false,
     logLevel: logLevel.NOTHING,
     sasl: { mechanism: mechanism.toLowerCase(), username, password },
     retry: { retries: 0 },

@@ -1,7 +1,8 @@
 """confluent-kafka: authenticate with SASL (PLAIN, SCRAM-SHA-256 or
-SCRAM-SHA-512), produce three records to TOPIC and read them back.
+SCRAM-SHA-512), produce three records to TOPIC and read them back. With
+CA_FILE, over TLS (SASL_SSL) trusting the certificates in it.
 
-usage: ck_sasl.py BOOTSTRAP MECHANISM USER PASSWORD TOPIC
+usage: ck_sasl.py BOOTSTRAP MECHANISM USER PASSWORD TOPIC [CA_FILE]
 output: {"consumed": ["one", "two", "three"]}
 An authentication failure is reported as "error: ..." with exit 1.
 """
@@ -16,13 +17,16 @@ from common import Deadline, Failure, run
 
 def main():
     bootstrap, mechanism, user, password, topic = sys.argv[1:6]
+    ca_file = sys.argv[6] if len(sys.argv) > 6 else None
     security = {
         "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL" if ca_file else "SASL_PLAINTEXT",
         "sasl.mechanisms": mechanism,
         "sasl.username": user,
         "sasl.password": password,
     }
+    if ca_file:
+        security["ssl.ca.location"] = ca_file
     errors = []
 
     def on_error(error):
