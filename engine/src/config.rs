@@ -43,7 +43,8 @@ pub(crate) struct Config {
     /// Who may use the admin API (`[admin]`).
     pub(crate) admin: AdminConfig,
     /// Listen on addresses other than loopback although the Kafka
-    /// listener has no authentication yet (`--insecure`).
+    /// listener authenticates nobody (`PLAINTEXT`, `SSL`) or the admin API
+    /// is plain HTTP (`--insecure`).
     pub(crate) insecure: bool,
 }
 

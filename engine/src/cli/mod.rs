@@ -108,9 +108,10 @@ pub(crate) struct ServeArgs {
     /// Durability: always (fsync before ack), interval:<ms>, or never [default: always].
     #[arg(long, env = "SLUICE_FLUSH", value_name = "POLICY")]
     pub(crate) flush: Option<FlushPolicy>,
-    /// Listen on non-loopback addresses although the Kafka listener has
-    /// no authentication yet (anyone who reaches it can read and write
-    /// every topic).
+    /// Listen on non-loopback addresses although the Kafka listener
+    /// authenticates nobody (PLAINTEXT or SSL: anyone who reaches it can
+    /// read and write every topic) or the admin API is plain HTTP (its
+    /// token crosses the network in clear text).
     #[arg(long, env = "SLUICE_INSECURE")]
     pub(crate) insecure: bool,
 }
