@@ -7,23 +7,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
+use crate::server::{accept_with_permit, AcceptBackoff};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 
 /// TLS handshakes in progress at once; further connections wait in the
 /// kernel's accept queue.
 const HANDSHAKES_MAX: usize = 64;
-
-/// Wait after a failed accept (e.g. out of file descriptors), which would
-/// otherwise repeat at once.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Connections that finished their handshake, for axum.
 pub(super) struct HttpsListener {
@@ -69,27 +65,12 @@ async fn accept(
     mut shutdown: Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let mut backoff = AcceptBackoff::default();
     // Dropped at the end, which aborts handshakes still in progress.
     let mut handshakes = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "admin API: accept failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(ACCEPT_RETRY) => continue,
-                    _ = shutdown.changed() => break,
-                }
-            }
-        };
+    while let Some((stream, peer, permit)) =
+        accept_with_permit(&listener, &permits, &mut backoff, &mut shutdown).await
+    {
         let (tls, sender) = (tls.clone(), sender.clone());
         handshakes.spawn(async move {
             match tls.handshake(stream).await {

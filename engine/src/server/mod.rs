@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::log::LogStore;
@@ -63,31 +63,11 @@ pub(crate) async fn serve(
     let permits = Arc::new(Semaphore::new(context.config.connections_max));
     let mut connections = JoinSet::new();
     let mut backoff = AcceptBackoff::default();
-    loop {
-        // A permit is taken before accepting, so at most connections_max
-        // clients are served and the rest wait in the kernel's queue.
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff.succeeded();
-                accepted
-            }
-            Err(error) => {
-                // Out of descriptors (EMFILE) or memory, the error repeats
-                // at once: wait rather than spin, until shutdown.
-                tokio::select! {
-                    _ = backoff.failed(&error) => continue,
-                    _ = shutdown.changed() => break,
-                }
-            }
-        };
+    // A permit is taken before accepting, so at most connections_max
+    // clients are served and the rest wait in the kernel's queue.
+    while let Some((stream, peer, permit)) =
+        accept_with_permit(&listener, &permits, &mut backoff, &mut shutdown).await
+    {
         let _ = stream.set_nodelay(true);
         let (context, tls) = (context.clone(), tls.clone());
         connections.spawn(async move {
@@ -108,6 +88,37 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Waits for one of `permits`, then accepts a connection; `None` at
+/// shutdown. A failed accept (out of descriptors or memory, which repeats
+/// at once) is retried after a backoff rather than in a spin.
+pub(crate) async fn accept_with_permit(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    backoff: &mut AcceptBackoff,
+    shutdown: &mut Shutdown,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = shutdown.changed() => return None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return None,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.succeeded();
+                return Some((stream, peer, permit));
+            }
+            Err(error) => tokio::select! {
+                _ = backoff.failed(&error) => {}
+                _ = shutdown.changed() => return None,
+            },
+        }
+    }
 }
 
 /// Serves one accepted connection, after the TLS handshake with `tls`.
@@ -134,7 +145,7 @@ async fn run_connection(
 /// [`ACCEPT_BACKOFF_MAX`] (as tokio-rs/mini-redis does), logged once per
 /// streak of failures.
 #[derive(Default)]
-struct AcceptBackoff {
+pub(crate) struct AcceptBackoff {
     /// Failures in a row.
     failures: u32,
 }
