@@ -212,7 +212,8 @@ impl Broker {
         path: &str,
         headers: &[&str],
     ) -> (u16, String) {
-        self.http_exchange(method, path, headers, "", &[])
+        self.try_http_exchange(method, path, headers, "", &[])
+            .expect("an HTTP response")
     }
 
     /// `PUT path` with a `multipart/form-data` body of `parts` (name,
@@ -243,18 +244,7 @@ impl Broker {
     ) -> (u16, String) {
         let authorization = format!("Authorization: Bearer {}", self.token);
         let headers = ["Host: localhost", authorization.as_str()];
-        self.http_exchange(method, path, &headers, content_type, body)
-    }
-
-    fn http_exchange(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[&str],
-        content_type: &str,
-        body: &[u8],
-    ) -> (u16, String) {
-        self.try_http_exchange(method, path, headers, content_type, body)
+        self.try_http_exchange(method, path, &headers, content_type, body)
             .expect("an HTTP response")
     }
 

@@ -272,36 +272,16 @@ fn sasl_scram_and_plain_users_reach_topics_and_a_wrong_password_is_refused() {
 fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
     let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
     pipeline.sluice_ok(&["user", "create", "app", "--password", CLIENT_PASSWORD]);
-    let node_dir = crate::clients::node_dir();
-    let run = |mechanism: &str, password: &str, topic: &str| {
-        Command::new("node")
-            .current_dir(&node_dir)
-            .arg("kafkajs_sasl.js")
-            .args([
-                &pipeline.broker.kafka.to_string(),
-                mechanism,
-                "app",
-                password,
-                topic,
-            ])
-            .output()
-            .unwrap()
-    };
-    each_round_trips(
-        &run,
+    clients_authenticate(
+        &pipeline.broker.kafka.to_string(),
+        None,
         &[
             ("SCRAM-SHA-256", "t256"),
             ("SCRAM-SHA-512", "t512"),
             ("PLAIN", "tplain"),
         ],
-        r#"{"consumed":["one","two","three"]}"#,
-    );
-    let output = run("SCRAM-SHA-256", "wrong", "t256");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.to_lowercase().contains("authentication failed"),
-        "{stderr}"
+        KAFKAJS_CONSUMED,
+        &kafkajs_sasl,
     );
 }
 
@@ -309,37 +289,56 @@ fn kafkajs_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
 fn confluent_kafka_authenticates_with_scram_and_plain_and_a_wrong_password_fails() {
     let pipeline = Pipeline::start_with_config("[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n");
     pipeline.sluice_ok(&["user", "create", "app", "--password", CLIENT_PASSWORD]);
-    let bootstrap = pipeline.broker.kafka.to_string();
-    let run = |mechanism: &str, password: &str, topic: &str| {
-        crate::clients::python_script(
-            "ck_sasl.py",
-            &[&bootstrap, mechanism, "app", password, topic],
-        )
-        .output()
-        .unwrap()
-    };
-    each_round_trips(
-        &run,
+    clients_authenticate(
+        &pipeline.broker.kafka.to_string(),
+        None,
         &[("SCRAM-SHA-512", "c512"), ("PLAIN", "cplain")],
-        r#"{"consumed": ["one", "two", "three"]}"#,
+        CONFLUENT_KAFKA_CONSUMED,
+        &confluent_kafka_sasl,
     );
-    let output = run("SCRAM-SHA-256", "wrong", "c256");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("authentication failed"), "{stderr}");
 }
 
 /// The password of the user `app` the client tests create.
 pub(crate) const CLIENT_PASSWORD: &str = "s3cret";
 
-/// Runs a client script per (mechanism, topic) with the right password
-/// (`run(mechanism, password, topic)`): each must succeed and print
-/// `expected` (the three records it wrote, read back).
-pub(crate) fn each_round_trips(
-    run: &dyn Fn(&str, &str, &str) -> std::process::Output,
+/// What `kafkajs_sasl.js` prints after a round trip.
+pub(crate) const KAFKAJS_CONSUMED: &str = r#"{"consumed":["one","two","three"]}"#;
+/// What `ck_sasl.py` prints after a round trip.
+pub(crate) const CONFLUENT_KAFKA_CONSUMED: &str = r#"{"consumed": ["one", "two", "three"]}"#;
+
+/// kafkajs (`tests/clients/node/kafkajs_sasl.js`) with `args`.
+pub(crate) fn kafkajs_sasl(args: &[&str]) -> Command {
+    let mut command = Command::new("node");
+    command
+        .current_dir(crate::clients::node_dir())
+        .arg("kafkajs_sasl.js")
+        .args(args);
+    command
+}
+
+/// confluent-kafka (`tests/clients/python/ck_sasl.py`) with `args`.
+pub(crate) fn confluent_kafka_sasl(args: &[&str]) -> Command {
+    crate::clients::python_script("ck_sasl.py", args)
+}
+
+/// Runs a client script, `script(args)` with args BOOTSTRAP MECHANISM USER
+/// PASSWORD TOPIC [CA_FILE] (over TLS with a CA file): as the user `app`
+/// with [`CLIENT_PASSWORD`], each (mechanism, topic) of `cases` must
+/// succeed and print `expected` (the three records it wrote, read back);
+/// with a wrong password the first mechanism must fail, reporting that
+/// authentication failed.
+pub(crate) fn clients_authenticate(
+    bootstrap: &str,
+    ca: Option<&str>,
     cases: &[(&str, &str)],
     expected: &str,
+    script: &dyn Fn(&[&str]) -> Command,
 ) {
+    let run = |mechanism: &str, password: &str, topic: &str| {
+        let mut args = vec![bootstrap, mechanism, "app", password, topic];
+        args.extend(ca);
+        script(&args).output().unwrap()
+    };
     for (mechanism, topic) in cases {
         let output = run(mechanism, CLIENT_PASSWORD, topic);
         assert!(
@@ -353,4 +352,12 @@ pub(crate) fn each_round_trips(
             "{mechanism}"
         );
     }
+    let (mechanism, topic) = cases[0];
+    let output = run(mechanism, "wrong", topic);
+    assert!(!output.status.success(), "{mechanism}: a wrong password");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.to_lowercase().contains("authentication failed"),
+        "{mechanism}: {stderr}"
+    );
 }

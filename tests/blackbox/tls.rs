@@ -13,7 +13,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::harness::{sluice_binary, Broker};
-use crate::security::{each_round_trips, produce_lines, CLIENT_PASSWORD};
+use crate::security::{
+    clients_authenticate, confluent_kafka_sasl, kafkajs_sasl, produce_lines, CLIENT_PASSWORD,
+    CONFLUENT_KAFKA_CONSUMED, KAFKAJS_CONSUMED,
+};
 
 /// How long a log line the broker is expected to write may take to appear.
 const LOG_WAIT: Duration = Duration::from_secs(30);
@@ -269,56 +272,31 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
     assert!(anonymous.stdout.is_empty());
 }
 
-#[test]
-fn confluent_kafka_authenticates_with_scram_over_tls() {
+/// A client script over `SASL_SSL`: see [`clients_authenticate`].
+fn scram_over_tls(mechanism: &str, expected: &str, script: &dyn Fn(&[&str]) -> Command) {
     let dir = tempfile::tempdir().unwrap();
     let (certificates, broker, _) = sasl_ssl_broker(dir.path(), false);
-    let (bootstrap, ca) = (broker.kafka.to_string(), certificates.ca.to_str().unwrap());
-    let run = |mechanism: &str, password: &str, topic: &str| {
-        crate::clients::python_script(
-            "ck_sasl.py",
-            &[&bootstrap, mechanism, "app", password, topic, ca],
-        )
-        .output()
-        .unwrap()
-    };
-    each_round_trips(
-        &run,
-        &[("SCRAM-SHA-512", "c512")],
-        r#"{"consumed": ["one", "two", "three"]}"#,
+    clients_authenticate(
+        &broker.kafka.to_string(),
+        Some(certificates.ca.to_str().unwrap()),
+        &[(mechanism, "over-tls")],
+        expected,
+        script,
     );
-    let output = run("SCRAM-SHA-512", "wrong", "c512");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("authentication failed"), "{stderr}");
+}
+
+#[test]
+fn confluent_kafka_authenticates_with_scram_over_tls() {
+    scram_over_tls(
+        "SCRAM-SHA-512",
+        CONFLUENT_KAFKA_CONSUMED,
+        &confluent_kafka_sasl,
+    );
 }
 
 #[test]
 fn kafkajs_authenticates_with_scram_over_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let (certificates, broker, _) = sasl_ssl_broker(dir.path(), false);
-    let (bootstrap, ca) = (broker.kafka.to_string(), certificates.ca.to_str().unwrap());
-    let node_dir = crate::clients::node_dir();
-    let run = |mechanism: &str, password: &str, topic: &str| {
-        Command::new("node")
-            .current_dir(&node_dir)
-            .arg("kafkajs_sasl.js")
-            .args([&bootstrap, mechanism, "app", password, topic, ca])
-            .output()
-            .unwrap()
-    };
-    each_round_trips(
-        &run,
-        &[("SCRAM-SHA-256", "j256")],
-        r#"{"consumed":["one","two","three"]}"#,
-    );
-    let output = run("SCRAM-SHA-256", "wrong", "j256");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.to_lowercase().contains("authentication failed"),
-        "{stderr}"
-    );
+    scram_over_tls("SCRAM-SHA-256", KAFKAJS_CONSUMED, &kafkajs_sasl);
 }
 
 /// `sluice serve` on `<dir>/data` with `config` and these listeners.
