@@ -3,6 +3,7 @@
 //! the processor API (`processors`, `state`) and the SASL users (`users`)
 //! only to holders of the broker's token (`auth`).
 
+mod acls;
 mod auth;
 pub(crate) mod processors;
 mod state;
@@ -57,9 +58,10 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
 pub(crate) async fn serve(
     listener: TcpListener,
     info: HealthInfo,
-    (processors, users): (
+    (processors, users, acls): (
         Arc<crate::processor::Processors>,
         Arc<crate::server::sasl::Users>,
+        Arc<crate::acl::Authorizer>,
     ),
     auth: AdminAuth,
     mut shutdown: Shutdown,
@@ -70,6 +72,7 @@ pub(crate) async fn serve(
         .merge(state::routes(processors.clone()))
         .merge(processors::routes(processors))
         .merge(users::routes(users))
+        .merge(acls::routes(acls))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,
