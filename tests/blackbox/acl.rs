@@ -225,3 +225,72 @@ fn kafka_admin_clients_manage_acls_when_they_may_alter_the_cluster() {
     // After a restart alice is still refused, by the same ACLs.
     assert!(!run("alice", "b").status.success());
 }
+
+/// Transactions need WRITE on the transactional id besides the topic; an
+/// idempotent producer needs only WRITE on a topic (KIP-679).
+#[test]
+fn a_transactional_producer_needs_write_on_its_transactional_id() {
+    let pipeline = start_with_users(&["admin", "alice"]);
+    let made = produce(&pipeline, "admin", "ledger", "opening\n");
+    assert!(made.status.success(), "{}", stderr(&made));
+    pipeline.sluice_ok(&[
+        "acl",
+        "create",
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "write",
+        "--topic",
+        "ledger",
+    ]);
+    let bootstrap = pipeline.broker.kafka.to_string();
+    let run = |value: &str| {
+        let output = crate::clients::python_script(
+            "ck_acl_txn.py",
+            &[&bootstrap, "alice", PASSWORD, "ledger", "alice-txn", value],
+        )
+        .output()
+        .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let refused = run("refused");
+    assert_eq!(
+        refused,
+        serde_json::json!({
+            "transactional": "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "idempotent": "delivered",
+        })
+    );
+    pipeline.sluice_ok(&[
+        "acl",
+        "create",
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "write",
+        "--transactional-id",
+        "alice-",
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    let allowed = run("allowed");
+    assert_eq!(allowed["transactional"], "committed", "{allowed:#}");
+    // What the log holds: the refused transaction wrote nothing.
+    let read = kcat_as(&pipeline, "admin")
+        .args([
+            "-C",
+            "-t",
+            "ledger",
+            "-e",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout),
+        "opening\nrefused\nallowed\nallowed\n"
+    );
+}
