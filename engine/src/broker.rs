@@ -58,6 +58,12 @@ pub(crate) async fn run(
     let users = Arc::new(
         crate::server::sasl::Users::open(&config.data_dir).context("reading the SASL users")?,
     );
+    let acls = crate::acl::Acls::open(&config.data_dir, config.acl.acls_max)
+        .context("reading the ACLs")?;
+    let acls = Arc::new(crate::acl::Authorizer::new(
+        config.acl.clone(),
+        Arc::new(acls),
+    ));
     let context = broker_context(
         &config,
         bound,
@@ -65,7 +71,7 @@ pub(crate) async fn run(
         &groups,
         &transactions,
         &stopped,
-        &users,
+        (&users, &acls),
     )?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::server::serve(
@@ -101,7 +107,7 @@ pub(crate) async fn run(
     tasks.spawn(crate::http::serve(
         (http, admin_tls),
         health,
-        (processors, users),
+        (processors, users, acls),
         auth,
         stopped.clone(),
     ));
@@ -303,7 +309,10 @@ fn broker_context(
     groups: &Arc<GroupCoordinator>,
     transactions: &Arc<TransactionCoordinator>,
     stopped: &Shutdown,
-    users: &Arc<crate::server::sasl::Users>,
+    (users, authorizer): (
+        &Arc<crate::server::sasl::Users>,
+        &Arc<crate::acl::Authorizer>,
+    ),
 ) -> anyhow::Result<Arc<BrokerContext>> {
     let sasl = crate::server::sasl::Sasl::new(
         config.kafka.security_protocol,
@@ -335,6 +344,7 @@ fn broker_context(
         )),
         shutdown: stopped.clone(),
         sasl: Arc::new(sasl),
+        authorizer: authorizer.clone(),
     }))
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::AclConfig;
 use crate::group::GroupConfig;
 use crate::http::AdminConfig;
 use crate::log::{LogConfig, LogError};
@@ -42,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) state: StateConfig,
     /// Who may use the admin API (`[admin]`).
     pub(crate) admin: AdminConfig,
+    /// Who may do what on the Kafka listener (`[acl]`).
+    pub(crate) acl: AclConfig,
     /// Listen on addresses other than loopback although the Kafka
     /// listener authenticates nobody (`PLAINTEXT`, `SSL`) or the admin API
     /// is plain HTTP (`--insecure`).
@@ -61,6 +64,7 @@ impl Default for Config {
             processors: ProcessorConfig::default(),
             state: StateConfig::default(),
             admin: AdminConfig::default(),
+            acl: AclConfig::default(),
             insecure: false,
         }
     }

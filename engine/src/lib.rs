@@ -38,6 +38,7 @@
 //! store. Those items are `pub`; everything else is `pub(crate)`, so rustc
 //! reports what nothing uses.
 
+pub(crate) mod acl;
 pub(crate) mod broker;
 pub mod cli;
 pub mod client;

@@ -1,6 +1,7 @@
 //! Black-box tests: the real `sluice` binary on a temporary data directory
 //! and free loopback ports, driven from outside.
 
+mod acl;
 mod admin;
 mod cli;
 mod cli_plugin;

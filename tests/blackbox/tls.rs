@@ -218,7 +218,10 @@ fn sasl_ssl_broker(dir: &Path, admin_over_https: bool) -> (Certificates, Broker,
     let certificates = certificates(dir, "broker");
     let mut config = kafka_tls("SASL_SSL", &certificates.cert, &certificates.key, "");
     if admin_over_https {
+        // A handshake timeout far beyond the test: a silent peer that
+        // delayed others would fail it.
         config += &admin_https(&certificates);
+        config += "tls_handshake_timeout_ms = 600000\n";
     }
     let broker = Broker::start_with_config(dir, &config);
     let scheme = if admin_over_https { "https" } else { "http" };
@@ -235,7 +238,9 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
     let ca = Some(certificates.ca.as_path());
 
     // The admin API: the CLI trusting the CA finds the token and is
-    // served; without the CA, or over plain HTTP, nothing is.
+    // served (while a peer that never starts its handshake waits); without
+    // the CA, or over plain HTTP, nothing is.
+    let _silent = TcpStream::connect(broker.http).unwrap();
     let listed = succeeded(&sluice(&admin, ca, &["user", "list", "--format", "json"]));
     assert!(listed.contains("\"app\""), "{listed}");
     let untrusting = sluice(&admin, None, &["user", "list"]);

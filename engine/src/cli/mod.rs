@@ -6,6 +6,7 @@
 //! plugins with no broker. Benchmarks are not here: they are the
 //! `sluice-bench` crate (`bench/`).
 
+pub(crate) mod acl;
 pub(crate) mod admin;
 pub(crate) mod consume;
 pub(crate) mod group;
@@ -87,6 +88,9 @@ pub(crate) enum Command {
     /// Create, delete and list the Kafka listener's SASL users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Create, list and delete the Kafka listener's ACLs.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 /// `sluice serve` options. Flags win over `SLUICE_*` variables, which win
@@ -187,7 +191,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Group(_)
         | Command::Transactions(_)
         | Command::Processor(_)
-        | Command::User(_)) => run_client(command),
+        | Command::User(_)
+        | Command::Acl(_)) => run_client(command),
     }
 }
 
@@ -225,6 +230,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Transactions(command) => transactions::run(command).await,
             Command::Processor(command) => processor::run(command).await,
             Command::User(command) => user::run(command).await,
+            Command::Acl(command) => acl::run(command).await,
             Command::Serve(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")
             }

@@ -4,6 +4,7 @@
 //! only to holders of the broker's token (`auth`). Over HTTPS when
 //! `[admin] tls_cert_file` and `tls_key_file` are set (`https`).
 
+mod acls;
 mod auth;
 mod https;
 pub(crate) mod processors;
@@ -60,9 +61,10 @@ async fn health(State(info): State<Arc<HealthInfo>>) -> Json<Health> {
 pub(crate) async fn serve(
     (listener, tls): (TcpListener, Option<crate::tls::Tls>),
     info: HealthInfo,
-    (processors, users): (
+    (processors, users, acls): (
         Arc<crate::processor::Processors>,
         Arc<crate::server::sasl::Users>,
+        Arc<crate::acl::Authorizer>,
     ),
     auth: AdminAuth,
     shutdown: Shutdown,
@@ -73,6 +75,7 @@ pub(crate) async fn serve(
         .merge(state::routes(processors.clone()))
         .merge(processors::routes(processors))
         .merge(users::routes(users))
+        .merge(acls::routes(acls))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,

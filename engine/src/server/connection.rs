@@ -27,6 +27,7 @@ use super::handlers;
 use super::request_budget::Reservation;
 use super::sasl;
 use super::BrokerContext;
+use crate::acl::Caller;
 use crate::protocol::{self, FrameError};
 
 /// Bytes asked of the socket at a time when a frame is smaller.
@@ -47,6 +48,7 @@ pub(crate) async fn run(
     context: Arc<BrokerContext>,
 ) -> anyhow::Result<()> {
     let client_host = format!("/{}", peer.ip());
+    let peer = Some(peer.ip());
     let (pending_tx, pending_rx) =
         mpsc::channel::<Pending>(context.config.in_flight_requests_max.max(1));
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
@@ -61,6 +63,7 @@ pub(crate) async fn run(
     let connection = Connection {
         context: &context,
         client_host: &client_host,
+        peer,
         in_flight: &in_flight,
     };
     let read_result = read_requests(reader, connection, pending_tx, failed_rx).await;
@@ -72,6 +75,8 @@ pub(crate) async fn run(
 struct Connection<'a> {
     context: &'a Arc<BrokerContext>,
     client_host: &'a str,
+    /// The client's address, for ACLs naming hosts.
+    peer: Option<std::net::IpAddr>,
     in_flight: &'a AtomicUsize,
 }
 
@@ -84,8 +89,11 @@ async fn read_requests(
     let Connection {
         context,
         client_host,
+        peer,
         in_flight,
     } = connection;
+    // Who the requests come from: anonymous until SASL succeeds.
+    let mut caller = Arc::new(Caller::anonymous(peer));
     let mut shutdown = context.shutdown.clone();
     let mut baton: Option<oneshot::Receiver<()>> = None;
     let mut session = sasl::Session::default();
@@ -111,6 +119,11 @@ async fn read_requests(
             sasl::Verdict::AnswerAndClose(bytes) => (Some(bytes), true),
             sasl::Verdict::Close(reason) => anyhow::bail!("closing the connection: {reason}"),
         };
+        if let Some(user) = session.principal() {
+            if caller.principal.as_ref() == crate::acl::ANONYMOUS {
+                caller = Arc::new(Caller::user(user, peer));
+            }
+        }
         if let Some(bytes) = answer {
             drop(permit);
             in_flight.fetch_add(1, Ordering::AcqRel);
@@ -127,6 +140,7 @@ async fn read_requests(
             (None, None)
         };
         let context = context.clone();
+        let caller = caller.clone();
         let task = tokio::spawn(async move {
             if let Some(previous) = previous {
                 // An error means the previous request's task ended early; its
@@ -134,7 +148,7 @@ async fn read_requests(
                 let _ = previous.await;
             }
             let mut done = done;
-            let response = handlers::handle(&context, request, &mut done).await;
+            let response = handlers::handle(&context, &caller, request, &mut done).await;
             if let Some(done) = done {
                 let _ = done.send(());
             }

@@ -50,6 +50,8 @@ pub(crate) struct BrokerContext {
     pub(crate) shutdown: Shutdown,
     /// Who may connect: SASL settings and users.
     pub(crate) sasl: Arc<sasl::Sasl>,
+    /// Who may do what (`[acl]`), asked by every handler before it acts.
+    pub(crate) authorizer: Arc<crate::acl::Authorizer>,
 }
 
 /// Accepts connections until shutdown, then waits for them to finish;

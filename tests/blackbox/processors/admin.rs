@@ -150,10 +150,8 @@ fn a_deployment_that_cannot_resume_is_listed_as_failed_until_removed() {
     assert_eq!(code, 404);
 }
 
-/// JoinGroup v3 for a consumer: no MEMBER_ID_REQUIRED round trip, so one
-/// call makes a member of `group` (answered once the initial rebalance delay
-/// is over). Returns the member id.
-fn join_as_consumer(client: &mut KafkaClient, group: &str) -> String {
+/// JoinGroup v3 for a consumer of `group`: its error code.
+fn join_as_consumer(client: &mut KafkaClient, group: &str) -> i16 {
     let protocol = JoinGroupRequestProtocol::default()
         .with_name(StrBytes::from_static_str("range"))
         .with_metadata(Bytes::from_static(b"\0\0\0\0\0\x01\0\x02in\0\0\0\0"));
@@ -163,17 +161,19 @@ fn join_as_consumer(client: &mut KafkaClient, group: &str) -> String {
         .with_rebalance_timeout_ms(10_000)
         .with_protocol_type(StrBytes::from_static_str("consumer"))
         .with_protocols(vec![protocol]);
-    let response = client.call(request, 3);
-    assert_eq!(response.error_code, 0, "JoinGroup: {response:?}");
-    response.member_id.to_string()
+    client.call(request, 3).error_code
 }
 
-/// Removing a processor deletes its group's committed offsets, or says why
-/// it cannot: while a Kafka client is a member of `sluice-processor-NAME`
-/// the offsets cannot be deleted, and a "removed" answer would let a later
-/// deploy under the same name resume from them.
+/// A processor's group is the broker's: a Kafka client that joined it
+/// would take partitions from the processor, a commit would move its
+/// position, a delete would lose it. Clients may describe it (lag) and
+/// read its offsets, nothing else, ACLs or not; the same for its topics
+/// (a changelog): read, never written. Removing the processor still
+/// deletes the offsets, so a new deployment starts from the beginning.
 #[test]
-fn remove_refuses_while_a_kafka_client_holds_the_processor_group() {
+fn kafka_clients_may_describe_a_processors_group_but_not_join_commit_or_delete_it() {
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     let pipeline = Pipeline::start();
     pipeline.create_topic("in", 1);
     pipeline.create_topic("out", 1);
@@ -191,31 +191,49 @@ fn remove_refuses_while_a_kafka_client_holds_the_processor_group() {
     pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
     pipeline.wait_caught_up("held", 10);
 
+    let group = "sluice-processor-held";
     let mut client = KafkaClient::connect(pipeline.broker.kafka);
-    let member_id = join_as_consumer(&mut client, "sluice-processor-held");
-    let (code, body) = pipeline
-        .broker
-        .http_request("DELETE", "/v1/processors/held");
-    assert_eq!(code, 409, "DELETE while the group has a member: {body}");
-    assert!(
-        body.contains("sluice-processor-held") && body.contains("member"),
-        "the refusal names the group and why: {body}"
+    assert_eq!(
+        join_as_consumer(&mut client, group),
+        GROUP_AUTHORIZATION_FAILED
     );
-    let output = pipeline.sluice(&["processor", "remove", "held"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the CLI reports the refusal");
-    assert!(stderr.contains("sluice-processor-held"), "{stderr}");
-    // Nothing was removed: the processor is still there.
-    let status = pipeline.status("held");
-    assert_eq!(status["group"], "sluice-processor-held", "{status:#}");
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("in")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0)])]);
+    let committed = client.call(commit, 8);
+    assert_eq!(
+        committed.topics[0].partitions[0].error_code, GROUP_AUTHORIZATION_FAILED,
+        "{committed:?}"
+    );
+    let delete = DeleteGroupsRequest::default()
+        .with_groups_names(vec![GroupId(StrBytes::from_static_str(group))]);
+    assert_eq!(
+        client.call(delete, 2).results[0].error_code,
+        GROUP_AUTHORIZATION_FAILED
+    );
+    // Describing works: `sluice group describe` (a Kafka client) shows the
+    // processor's committed position, untouched by the refused commit.
+    let described = pipeline.sluice_ok(&["group", "describe", group, "--format", "json"]);
+    let described: serde_json::Value = serde_json::from_str(&described).unwrap();
+    let committed_offset = described["offsets"][0]["committed_offset"].clone();
+    assert_eq!(committed_offset, 10, "{described:#}");
+    // The processor's topics are not the clients' to write.
+    let plain = crate::transactions::BatchAttributes {
+        transactional: false,
+        control: false,
+    };
+    let forged = crate::transactions::batch((-1, -1), plain, -1, &["forged"]);
+    let code = client.produce("sluice-processor-held-changelog", 0, forged);
+    assert_eq!(code, TOPIC_AUTHORIZATION_FAILED);
 
-    // Once the client leaves, remove deletes the offsets for real: a new
-    // deployment under the same name starts from the beginning (resuming
-    // from offset 10 would leave records_in at 0).
-    let leave = LeaveGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_static_str("sluice-processor-held")))
-        .with_member_id(StrBytes::from_string(member_id));
-    assert_eq!(client.call(leave, 0).error_code, 0, "LeaveGroup");
+    // Removing the processor deletes its offsets for real: a new deployment
+    // under the same name starts from the beginning (resuming from offset
+    // 10 would leave records_in at 0).
     pipeline.sluice_ok(&["processor", "remove", "held"]);
     pipeline.deploy("held", "uppercase", &["--input", "in", "--output", "out"]);
     pipeline.wait_caught_up("held", 10);

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::{GroupId, JoinGroupRequest, LeaveGroupRequest};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, GroupId, JoinGroupRequest, OffsetCommitRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use tempfile::TempDir;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
-use super::blocking;
+use kafka_protocol::error::ResponseError;
+
+use super::{blocking, group_refusal, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
 
@@ -16,9 +19,18 @@ const FENCED_CODE_VERSION: i16 = 2;
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
+    // WRITE on the transactional id, READ on the group.
+    if !transactional_id_allowed(context, caller, Operation::Write, &request.transactional_id) {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return AddOffsetsToTxnResponse::default().with_error_code(code);
+    }
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        return AddOffsetsToTxnResponse::default().with_error_code(code);
+    }
     let coordinator = context.transactions.clone();
     let result = blocking(move || {
         coordinator.add_offsets(

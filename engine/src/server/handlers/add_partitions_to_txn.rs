@@ -9,9 +9,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
-use super::blocking;
+use super::{blocking, topic_allowed, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
 use crate::transaction::TransactionError;
@@ -23,9 +25,32 @@ const FENCED_CODE_VERSION: i16 = 2;
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
+    // WRITE on the transactional id, and on each topic: otherwise nothing
+    // is added, the refused partitions say why, the rest
+    // OPERATION_NOT_ATTEMPTED (as Kafka answers).
+    let id_allowed = transactional_id_allowed(
+        context,
+        caller,
+        Operation::Write,
+        &request.v3_and_below_transactional_id,
+    );
+    let refused_topics: Vec<&str> = (request.v3_and_below_topics.iter())
+        .map(|topic| topic.name.as_str())
+        .filter(|topic| !topic_allowed(context, caller, Operation::Write, topic))
+        .collect();
+    if !id_allowed || !refused_topics.is_empty() {
+        let code_for = |topic: &str, _: i32| match (id_allowed, refused_topics.contains(&topic)) {
+            (false, _) => ResponseError::TransactionalIdAuthorizationFailed.code(),
+            (true, true) => ResponseError::TopicAuthorizationFailed.code(),
+            (true, false) => ResponseError::OperationNotAttempted.code(),
+        };
+        let topics = results(&request.v3_and_below_topics, code_for);
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics);
+    }
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -60,9 +85,17 @@ pub(crate) async fn handle(
     if let Err(error) = &result {
         tracing::debug!(%error, "AddPartitionsToTxn refused");
     }
-    let topics = request
-        .v3_and_below_topics
-        .into_iter()
+    let topics = results(&request.v3_and_below_topics, code_for);
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}
+
+/// Each requested partition with its code.
+fn results(
+    topics: &[AddPartitionsToTxnTopic],
+    code_for: impl Fn(&str, i32) -> i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
         .map(|topic| {
             let results = topic
                 .partitions
@@ -74,9 +107,8 @@ pub(crate) async fn handle(
                 })
                 .collect();
             AddPartitionsToTxnTopicResult::default()
-                .with_name(topic.name)
+                .with_name(topic.name.clone())
                 .with_results_by_partition(results)
         })
-        .collect();
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+        .collect()
 }

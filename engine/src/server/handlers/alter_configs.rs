@@ -12,7 +12,8 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{config_access, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::acl::{Caller, Operation};
 use super::{blocking, message};
 use crate::log::{validate_topic_name, LogStore, Topic};
 use crate::protocol::errors::log_error_code;
@@ -107,12 +108,13 @@ pub(super) fn replace_overrides(
 /// Handles an AlterConfigs request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
     let validate_only = request.validate_only;
     let responses = alter_each(
-        context.store.clone(),
+        (context, caller),
         request.resources,
         |r| (r.resource_type, r.resource_name.clone()),
         move |store, resource, duplicated| alter(store, resource, duplicated, validate_only),
@@ -135,9 +137,10 @@ pub(crate) async fn handle(
 /// Runs `alter` on each resource of an (Incremental)AlterConfigs request,
 /// off the async workers and under [`admin_writes`] (held from reading the
 /// current overrides to writing the new ones), and answers each with
-/// `respond`. `key` names a resource, to refuse resources named twice.
+/// `respond`. `key` names a resource, to refuse resources named twice and
+/// to ask whether `caller` may ALTER_CONFIGS it.
 pub(super) async fn alter_each<R, T>(
-    store: Arc<LogStore>,
+    (context, caller): (&BrokerContext, &Caller),
     resources: Vec<R>,
     key: impl Fn(&R) -> (i8, StrBytes),
     alter: impl Fn(&LogStore, &R, bool) -> Result<(), Refusal> + Send + 'static,
@@ -149,13 +152,20 @@ where
 {
     let duplicated = duplicates(resources.iter().map(&key));
     let keys: Vec<_> = resources.iter().map(key).collect();
+    let access: Vec<Result<(), Refusal>> = (keys.iter())
+        .map(|(kind, name)| config_access(context, caller, Operation::AlterConfigs, *kind, name))
+        .collect();
+    let store = context.store.clone();
     blocking(move || {
         let _guard = admin_writes();
         resources
             .iter()
             .zip(keys)
-            .map(|(resource, key)| {
-                respond(resource, alter(&store, resource, duplicated.contains(&key)))
+            .zip(access)
+            .map(|((resource, key), access)| {
+                let outcome =
+                    access.and_then(|()| alter(&store, resource, duplicated.contains(&key)));
+                respond(resource, outcome)
             })
             .collect()
     })

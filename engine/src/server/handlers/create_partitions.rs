@@ -10,7 +10,8 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::alter_configs::{admin_writes, duplicates, Refusal};
-use super::{blocking, message};
+use super::{blocking, message, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::log::LogStore;
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
@@ -19,22 +20,36 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 3);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
     let store = context.store.clone();
     let validate_only = request.validate_only;
     let duplicated = duplicates(request.topics.iter().map(|t| t.name.clone()));
+    // ALTER on each topic, asked before the blocking work.
+    let allowed: Vec<bool> = (request.topics.iter())
+        .map(|topic| topic_allowed(context, caller, Operation::Alter, &topic.name))
+        .collect();
     let results = blocking(move || {
         // Held from reading the partition count to adding partitions.
         let _guard = admin_writes();
         request
             .topics
             .into_iter()
-            .map(|topic| {
+            .zip(allowed)
+            .map(|(topic, allowed)| {
                 let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
                 let duplicated = duplicated.contains(&topic.name);
-                match grow(&store, &topic, duplicated, validate_only) {
+                let grown = if allowed {
+                    grow(&store, &topic, duplicated, validate_only)
+                } else {
+                    Err((
+                        ResponseError::TopicAuthorizationFailed.code(),
+                        format!("ALTER on topic {:?} is not authorized", topic.name.as_str()),
+                    ))
+                };
+                match grown {
                     Ok(()) => result,
                     Err((code, text)) => result
                         .with_error_code(code)

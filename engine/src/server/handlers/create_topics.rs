@@ -13,7 +13,8 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{blocking, message};
+use super::{blocking, may_create_topic, message};
+use crate::acl::Caller;
 use crate::log::{validate_topic_name, LogError, LogStore, TopicConfig, CONFIG_NAMES};
 use crate::protocol::errors::log_error_code;
 use crate::server::{BrokerContext, NODE_ID};
@@ -27,17 +28,30 @@ pub(crate) const SOURCE_DEFAULT: i8 = 5;
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: CreateTopicsRequest,
     _version: i16,
 ) -> CreateTopicsResponse {
     let store = context.store.clone();
     let default_partitions = context.config.num_partitions;
     let validate_only = request.validate_only;
+    // CREATE on the cluster or the topic, asked before the blocking work.
+    let allowed: Vec<bool> = (request.topics.iter())
+        .map(|topic| may_create_topic(context, caller, &topic.name))
+        .collect();
     let topics = blocking(move || {
         request
             .topics
             .into_iter()
-            .map(|topic| create(&store, topic, default_partitions, validate_only))
+            .zip(allowed)
+            .map(|(topic, allowed)| {
+                if !allowed {
+                    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+                    let text = format!("not authorized to create topic {}", topic.name.as_str());
+                    return refuse(result, ResponseError::TopicAuthorizationFailed.code(), text);
+                }
+                create(&store, topic, default_partitions, validate_only)
+            })
             .collect()
     })
     .await;

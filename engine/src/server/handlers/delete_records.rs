@@ -9,7 +9,8 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::blocking;
+use super::{blocking, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -17,26 +18,38 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 2);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
     let store = context.store.clone();
+    // DELETE on each topic, asked before the blocking work.
+    let allowed: Vec<bool> = (request.topics.iter())
+        .map(|topic| topic_allowed(context, caller, Operation::Delete, &topic.name))
+        .collect();
     let topics = blocking(move || {
         request
             .topics
             .into_iter()
-            .map(|topic| {
-                let found = store.topic(&topic.name);
+            .zip(allowed)
+            .map(|(topic, allowed)| {
+                let found = store.topic(&topic.name).ok_or(ResponseError::UnknownTopicOrPartition);
+                let found = if allowed {
+                    found
+                } else {
+                    Err(ResponseError::TopicAuthorizationFailed)
+                };
                 let partitions = topic
                     .partitions
                     .iter()
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
-                        let Some(found) = &found else {
-                            return result
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_low_watermark(-1);
+                        let found = match &found {
+                            Ok(found) => found,
+                            Err(error) => {
+                                return result.with_error_code(error.code()).with_low_watermark(-1)
+                            }
                         };
                         let moved = found.partition(p.partition_index).and_then(|partition| {
                             let offset = if p.offset == -1 {

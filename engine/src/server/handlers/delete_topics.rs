@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{blocking, message};
+use crate::acl::{Caller, Operation, ResourceType};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
 
@@ -16,10 +17,12 @@ pub(crate) const VERSIONS: (i16, i16) = (1, 6);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: DeleteTopicsRequest,
     _version: i16,
 ) -> DeleteTopicsResponse {
     let store = context.store.clone();
+    let (authorizer, caller) = (context.authorizer.clone(), caller.clone());
     let mut wanted: Vec<(Option<String>, Uuid)> = request
         .topic_names
         .iter()
@@ -48,6 +51,11 @@ pub(crate) async fn handle(
                 let Some(name) = name else {
                     return result.with_error_code(ResponseError::UnknownTopicId.code());
                 };
+                if !authorizer.allows(&caller, Operation::Delete, ResourceType::Topic, &name) {
+                    return result
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(message(format!("not authorized to delete topic {name}")));
+                }
                 let by_id = (!id.is_nil()).then_some(id.into_bytes());
                 let id = store
                     .topic(&name)

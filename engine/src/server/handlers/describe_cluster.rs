@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use super::message;
+use crate::acl::Caller;
 use crate::server::{BrokerContext, NODE_ID};
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 1);
@@ -20,6 +21,7 @@ const ENDPOINT_BROKERS: i8 = 1;
 /// Answers a DescribeCluster request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    _caller: &Caller,
     request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {

@@ -20,7 +20,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
-use super::message;
+use super::{cluster_allowed, message, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::server::KafkaConfig;
 use crate::log::{validate_topic_name, Topic, TopicConfig, CONFIG_NAMES};
 use crate::protocol::errors::log_error_code;
@@ -165,6 +166,7 @@ impl Entry {
 /// Answers a DescribeConfigs request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
@@ -175,7 +177,15 @@ pub(crate) fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            match describe(context, &resource) {
+            let described = config_access(
+                context,
+                caller,
+                Operation::DescribeConfigs,
+                resource.resource_type,
+                &resource.resource_name,
+            )
+            .and_then(|()| describe(context, &resource));
+            match described {
                 Ok(entries) => result.with_configs(
                     entries
                         .into_iter()
@@ -203,6 +213,30 @@ fn wanted(resource: &DescribeConfigsResource, name: &str) -> bool {
     match &resource.configuration_keys {
         None => true,
         Some(keys) => keys.is_empty() || keys.iter().any(|key| key.as_str() == name),
+    }
+}
+
+/// Whether `caller` may do `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS)
+/// on a config resource: a topic's configs are the topic's, the broker's
+/// are the cluster's. Refused: TOPIC_ or CLUSTER_AUTHORIZATION_FAILED.
+pub(super) fn config_access(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), (i16, String)> {
+    let refused = match resource_type {
+        RESOURCE_TOPIC => (!topic_allowed(context, caller, operation, name))
+            .then_some(ResponseError::TopicAuthorizationFailed),
+        RESOURCE_BROKER => (!cluster_allowed(context, caller, operation))
+            .then_some(ResponseError::ClusterAuthorizationFailed),
+        // Refused further on as unknown.
+        _ => None,
+    };
+    match refused {
+        None => Ok(()),
+        Some(error) => Err((error.code(), format!("{operation} on {name:?} is not authorized"))),
     }
 }
 

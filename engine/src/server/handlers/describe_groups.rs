@@ -8,12 +8,15 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_refusal;
+use crate::acl::{Caller, Operation};
 use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
@@ -24,6 +27,9 @@ pub(crate) fn handle(
             let described = DescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Some(code) = group_refusal(context, caller, Operation::Describe, &group_id) {
+                return described.with_error_code(code);
+            }
             let Some(group) = context.groups.describe(&group_id) else {
                 return described.with_group_state(StrBytes::from_static_str("Dead"));
             };

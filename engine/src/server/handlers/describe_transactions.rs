@@ -12,29 +12,42 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::blocking;
+use super::{blocking, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 0);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: DescribeTransactionsRequest,
     _version: i16,
 ) -> DescribeTransactionsResponse {
     let coordinator = context.transactions.clone();
+    // DESCRIBE on each transactional id, asked before the blocking work.
+    let allowed: Vec<bool> = (request.transactional_ids.iter())
+        .map(|id| transactional_id_allowed(context, caller, Operation::Describe, id))
+        .collect();
     let states = blocking(move || {
         request
             .transactional_ids
             .into_iter()
-            .map(|id| match coordinator.describe(&id) {
+            .zip(allowed)
+            .map(|(id, allowed)| match allowed.then(|| coordinator.describe(&id)) {
                 None => TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_start_time_ms(-1),
+                Some(None) => TransactionState::default()
                     .with_transactional_id(id)
                     .with_error_code(ResponseError::TransactionalIdNotFound.code())
                     .with_producer_id(ProducerId(-1))
                     .with_producer_epoch(-1)
                     .with_transaction_start_time_ms(-1),
-                Some(meta) => {
+                Some(Some(meta)) => {
                     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
                     for (topic, partition) in &meta.partitions {
                         topics.entry(topic).or_default().push(*partition);

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
-use super::blocking;
+use kafka_protocol::error::ResponseError;
+
+use super::{blocking, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
 
@@ -17,9 +20,14 @@ const FENCED_CODE_VERSION: i16 = 2;
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: EndTxnRequest,
     version: i16,
 ) -> EndTxnResponse {
+    if !transactional_id_allowed(context, caller, Operation::Write, &request.transactional_id) {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return EndTxnResponse::default().with_error_code(code);
+    }
     let coordinator = context.transactions.clone();
     let result = blocking(move || {
         coordinator.end(

@@ -37,7 +37,8 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::blocking;
+use super::{blocking, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::log::{Isolation, LogError, Partition};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
@@ -51,11 +52,18 @@ struct Target {
     max_bytes: usize,
 }
 
-fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, Vec<Target>)> {
+/// The partitions to read, or each one's error code: a topic `caller` may
+/// not READ is TOPIC_AUTHORIZATION_FAILED whether or not it exists.
+fn resolve(
+    context: &BrokerContext,
+    caller: &Caller,
+    topics: Vec<FetchTopic>,
+) -> Vec<(TopicName, Vec<Target>)> {
     let mut seen = HashSet::new();
     topics
         .into_iter()
         .map(|topic| {
+            let allowed = topic_allowed(context, caller, Operation::Read, &topic.topic);
             let found = context.store.topic(&topic.topic);
             let targets = topic
                 .partitions
@@ -66,6 +74,7 @@ fn resolve(context: &BrokerContext, topics: Vec<FetchTopic>) -> Vec<(TopicName, 
                         _ if !seen.insert((topic.topic.clone(), p.partition)) => {
                             Err(ResponseError::InvalidRequest.code())
                         }
+                        _ if !allowed => Err(ResponseError::TopicAuthorizationFailed.code()),
                         Some(found) => found
                             .partition(p.partition)
                             .map_err(|error| log_error_code(&error)),
@@ -96,6 +105,7 @@ struct Gathered {
 /// the charge returned is held until the response is written.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: FetchRequest,
     _version: i16,
 ) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
@@ -108,7 +118,7 @@ pub(crate) async fn handle(
     } else {
         (request.max_bytes as usize).min(fetch_bytes_max)
     };
-    let targets = Arc::new(resolve(context, request.topics));
+    let targets = Arc::new(resolve(context, caller, request.topics));
     let isolation = if request.isolation_level == 1 {
         Isolation::ReadCommitted
     } else {

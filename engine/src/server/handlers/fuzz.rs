@@ -70,6 +70,15 @@ fn context(dir: &std::path::Path) -> Arc<BrokerContext> {
             )
             .unwrap(),
         ),
+        // Enforced, with the fuzzer a super user: the ACL APIs are reached.
+        authorizer: Arc::new(crate::acl::Authorizer::new(
+            crate::acl::AclConfig {
+                enabled: true,
+                super_users: vec![crate::acl::ANONYMOUS.into()],
+                ..Default::default()
+            },
+            Arc::new(crate::acl::Acls::open(dir, 1000).unwrap()),
+        )),
     })
 }
 
@@ -121,9 +130,17 @@ fn run(context: &Arc<BrokerContext>, runtime: &tokio::runtime::Runtime, bytes: B
         };
         let (api_key, correlation_id) = (request.api_key, request.correlation_id);
         let mut ordered = None;
-        let result = tokio::time::timeout(ANSWER_TIMEOUT, handle(context, request, &mut ordered))
-            .await
-            .unwrap_or_else(|_| panic!("{api_key:?} hung for {ANSWER_TIMEOUT:?}"));
+        let result = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            handle(
+                context,
+                &crate::acl::Caller::anonymous(None),
+                request,
+                &mut ordered,
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{api_key:?} hung for {ANSWER_TIMEOUT:?}"));
         match result {
             Ok(Some(response)) => {
                 assert!(

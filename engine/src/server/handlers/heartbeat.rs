@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use super::group_refusal;
+use crate::acl::{Caller, Operation};
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
 
@@ -12,9 +14,13 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 4);
 
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: HeartbeatRequest,
     _version: i16,
 ) -> HeartbeatResponse {
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let result =
         context
             .groups

@@ -17,6 +17,7 @@ use super::alter_configs::{
     alter_each, alterable_topic, refuse_repeated, replace_overrides, Refusal,
 };
 use super::message;
+use crate::acl::Caller;
 use crate::log::{is_topic_config, LogStore, TopicConfig};
 use crate::server::BrokerContext;
 
@@ -33,12 +34,13 @@ const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 /// Handles an IncrementalAlterConfigs request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = request.validate_only;
     let responses = alter_each(
-        context.store.clone(),
+        (context, caller),
         request.resources,
         |r| (r.resource_type, r.resource_name.clone()),
         move |store, resource, duplicated| alter(store, resource, duplicated, validate_only),

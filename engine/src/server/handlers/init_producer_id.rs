@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::blocking;
+use kafka_protocol::error::ResponseError;
+
+use super::{blocking, cluster_allowed, transactional_id_allowed};
+use crate::acl::{Caller, Operation, ResourceType};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
 use crate::transaction::TransactionError;
@@ -19,12 +22,41 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 /// First version that knows PRODUCER_FENCED (KIP-588).
 const FENCED_CODE_VERSION: i16 = 4;
 
+/// Why `caller` may not have a producer id, if it may not: a transactional
+/// one needs WRITE on its transactional id; an idempotent one
+/// IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+fn refusal(
+    context: &BrokerContext,
+    caller: &Caller,
+    request: &InitProducerIdRequest,
+) -> Option<ResponseError> {
+    match &request.transactional_id {
+        Some(id) if !transactional_id_allowed(context, caller, Operation::Write, id) => {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        Some(_) => None,
+        None if cluster_allowed(context, caller, Operation::IdempotentWrite)
+            || (context.authorizer).allows_any(caller, Operation::Write, ResourceType::Topic) =>
+        {
+            None
+        }
+        None => Some(ResponseError::ClusterAuthorizationFailed),
+    }
+}
+
 /// Handles an InitProducerId request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
+    if let Some(code) = refusal(context, caller, &request) {
+        return InitProducerIdResponse::default()
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let current = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
         .then_some((request.producer_id.0, request.producer_epoch));
     let coordinator = context.transactions.clone();

@@ -8,6 +8,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_refusal;
+use crate::acl::{Caller, Operation};
 use crate::group::{GroupError, JoinParams, Joined, Protocol};
 use crate::protocol::errors::group_error_code;
 use crate::server::BrokerContext;
@@ -20,11 +22,17 @@ fn text(value: String) -> StrBytes {
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: JoinGroupRequest,
     version: i16,
     client_id: String,
     client_host: String,
 ) -> JoinGroupResponse {
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1);
+    }
     let params = params(request, version, client_id, client_host);
     let member_id = params.member_id.clone();
     match context.groups.join(params).await {

@@ -7,6 +7,8 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_refusal;
+use crate::acl::{Caller, Operation};
 use crate::group::LeavingMember;
 use crate::protocol::errors::{group_error_code, group_result_code};
 use crate::server::BrokerContext;
@@ -15,9 +17,13 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members

@@ -6,15 +6,21 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::{cluster_allowed, group_allowed};
+use crate::acl::{Caller, Operation};
 use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
+    // DESCRIBE on the cluster lists every group; otherwise those the
+    // caller may describe.
+    let everything = cluster_allowed(context, caller, Operation::Describe);
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -25,6 +31,7 @@ pub(crate) fn handle(
         .list()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+        .filter(|g| everything || group_allowed(context, caller, Operation::Describe, &g.group_id))
         // Every group here is a classic one.
         .filter(|_| {
             request.types_filter.is_empty()

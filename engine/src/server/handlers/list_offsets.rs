@@ -11,7 +11,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::blocking;
+use super::{blocking, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::log::{LogError, Partition};
 use crate::protocol::errors::log_error_code;
 use crate::server::BrokerContext;
@@ -66,17 +67,28 @@ fn lookup_uncommitted(
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let store = context.store.clone();
+    // DESCRIBE on each topic, asked before the blocking read.
+    let allowed: Vec<bool> = (request.topics.iter())
+        .map(|topic| topic_allowed(context, caller, Operation::Describe, &topic.name))
+        .collect();
     let committed = request.isolation_level == READ_COMMITTED;
     let topics = blocking(move || {
         request
             .topics
             .into_iter()
-            .map(|topic| {
-                let found = store.topic(&topic.name);
+            .zip(allowed)
+            .map(|(topic, allowed)| {
+                let found = store.topic(&topic.name).ok_or(ResponseError::UnknownTopicOrPartition);
+                let found = if allowed {
+                    found
+                } else {
+                    Err(ResponseError::TopicAuthorizationFailed)
+                };
                 let partitions = topic
                     .partitions
                     .iter()
@@ -84,8 +96,8 @@ pub(crate) async fn handle(
                         let response = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
                         let result = match &found {
-                            None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                            Some(topic) => topic
+                            Err(error) => Err(error.code()),
+                            Ok(topic) => topic
                                 .partition(p.partition_index)
                                 .and_then(|partition| lookup(&partition, p.timestamp, committed))
                                 .map_err(|error| log_error_code(&error)),

@@ -11,13 +11,15 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::blocking;
+use super::{blocking, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (0, 1);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: ListTransactionsRequest,
     _version: i16,
 ) -> ListTransactionsResponse {
@@ -36,6 +38,10 @@ pub(crate) async fn handle(
     let now_ms = context.transactions.now_ms();
     let states = listed
         .into_iter()
+        // Those the caller may DESCRIBE.
+        .filter(|meta| {
+            transactional_id_allowed(context, caller, Operation::Describe, &meta.transactional_id)
+        })
         .filter(|meta| {
             let state = meta.state.kafka_name();
             (request.state_filters.is_empty()

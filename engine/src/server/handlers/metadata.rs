@@ -11,7 +11,8 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::topic_or_create;
+use super::{topic_allowed, topic_or_create};
+use crate::acl::{Caller, Operation};
 use crate::log::{PartitionSlot, Topic};
 use crate::server::{BrokerContext, NODE_ID};
 
@@ -20,6 +21,7 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 12);
 /// Answers a Metadata request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -34,18 +36,25 @@ pub(crate) async fn handle(
         })
         .filter(|topics: &Vec<_>| version > 0 || !topics.is_empty());
     let auto_create = version < 4 || request.allow_auto_topic_creation;
+    let described = |name: &str| topic_allowed(context, caller, Operation::Describe, name);
     let topics = match requested {
+        // Every topic: those `caller` may describe.
         None => context
             .store
             .topics()
             .iter()
+            .filter(|topic| described(topic.name()))
             .map(|topic| describe(topic))
             .collect(),
         Some(requested) => {
             let mut topics = Vec::with_capacity(requested.len());
             for (name, id) in requested {
                 topics.push(match name {
-                    Some(name) => match topic_or_create(context, &name, auto_create).await {
+                    Some(name) if !described(&name) => {
+                        let code = ResponseError::TopicAuthorizationFailed.code();
+                        unknown(Some(name), Uuid::nil(), code)
+                    }
+                    Some(name) => match topic_or_create(context, caller, &name, auto_create).await {
                         Ok(topic) => describe(&topic),
                         Err(code) => unknown(Some(name), Uuid::nil(), code),
                     },
@@ -55,6 +64,9 @@ pub(crate) async fn handle(
                         .into_iter()
                         .find(|t| Uuid::from_bytes(t.id()) == id)
                     {
+                        Some(topic) if !described(topic.name()) => {
+                            unknown(None, id, ResponseError::TopicAuthorizationFailed.code())
+                        }
                         Some(topic) => describe(&topic),
                         None => unknown(None, id, ResponseError::UnknownTopicId.code()),
                     },

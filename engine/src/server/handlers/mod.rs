@@ -9,6 +9,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::BrokerContext;
+use crate::acl::{Caller, Operation, ResourceType};
 use crate::log::{validate_topic_name, LogError, Topic};
 use crate::protocol::errors::log_error_code;
 use crate::protocol::{self, FrameError, RequestFrame};
@@ -50,42 +51,43 @@ macro_rules! apis {
         /// Calls the handler of a supported API.
         async fn dispatch(
             context: &Arc<BrokerContext>,
+            caller: &Caller,
             request: RequestFrame,
             ordered: &mut Option<tokio::sync::oneshot::Sender<()>>,
         ) -> Result<Option<Bytes>, FrameError> {
             let version = request.api_version;
             match request.api_key {
-                $(ApiKey::$key => apis!(@call $call, $module, context, request, version, ordered),)*
+                $(ApiKey::$key => apis!(@call $call, $module, context, caller, request, version, ordered),)*
                 // `handle` checked `supported` first: only keys outside the table get here.
                 api_key => Err(FrameError::Unsupported { api_key, api_version: version }),
             }
         }
     };
-    (@call sync, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
-        respond(&$request, &$module::handle($context, $request.decode()?, $version))
+    (@call sync, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {
+        respond(&$request, &$module::handle($context, $caller, $request.decode()?, $version))
     };
-    (@call async, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
-        respond(&$request, &$module::handle($context, $request.decode()?, $version).await)
+    (@call async, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {
+        respond(&$request, &$module::handle($context, $caller, $request.decode()?, $version).await)
     };
-    (@call api_versions, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+    (@call api_versions, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {
         $module::handle(&$request)
     };
-    (@call join_group, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {{
+    (@call join_group, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {{
         let client_id = $request.client_id.clone().unwrap_or_default();
         let client_host = $request.client_host.clone();
         let body = $request.decode()?;
-        respond(&$request, &$module::handle($context, body, $version, client_id, client_host).await)
+        respond(&$request, &$module::handle($context, $caller, body, $version, client_id, client_host).await)
     }};
-    (@call fetch, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {{
-        let (response, charge) = $module::handle($context, $request.decode()?, $version).await;
+    (@call fetch, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {{
+        let (response, charge) = $module::handle($context, $caller, $request.decode()?, $version).await;
         respond(&$request, &response).map(|encoded| encoded.map(|bytes| held_until_written(bytes, charge)))
     }};
-    (@call connection, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
+    (@call connection, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {
         // The connection answers these itself (`server::sasl`).
         Err(FrameError::Unsupported { api_key: $request.api_key, api_version: $version })
     };
-    (@call produce, $module:ident, $context:ident, $request:ident, $version:ident, $ordered:ident) => {
-        match $module::handle($context, $request.decode()?, $version, $ordered).await {
+    (@call produce, $module:ident, $context:ident, $caller:ident, $request:ident, $version:ident, $ordered:ident) => {
+        match $module::handle($context, $caller, $request.decode()?, $version, $ordered).await {
             Some(response) => respond(&$request, &response),
             None => Ok(None),
         }
@@ -123,6 +125,9 @@ apis! {
     TxnOffsetCommit => txn_offset_commit, ordered: true, async;
     DescribeTransactions => describe_transactions, ordered: false, async;
     ListTransactions => list_transactions, ordered: false, async;
+    DescribeAcls => describe_acls, ordered: false, async;
+    CreateAcls => create_acls, ordered: true, async;
+    DeleteAcls => delete_acls, ordered: true, async;
     SaslHandshake => sasl_handshake, ordered: true, connection;
     SaslAuthenticate => sasl_authenticate, ordered: true, connection;
 }
@@ -176,6 +181,7 @@ fn held_until_written(bytes: Bytes, charge: Option<tokio::sync::OwnedSemaphorePe
 /// waiting for fsync).
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: RequestFrame,
     ordered: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<Option<Bytes>, FrameError> {
@@ -189,7 +195,7 @@ pub(crate) async fn handle(
             api_version: version,
         });
     }
-    dispatch(context, request, ordered).await
+    dispatch(context, caller, request, ordered).await
 }
 
 /// Runs blocking store work off the async workers.
@@ -199,10 +205,100 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .expect("store task panicked")
 }
 
+/// Whether `caller` may do `operation` on topic `name`.
+fn topic_allowed(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+    name: &str,
+) -> bool {
+    context
+        .authorizer
+        .allows(caller, operation, ResourceType::Topic, name)
+}
+
+/// Whether `caller` may do `operation` on group `name`.
+fn group_allowed(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+    name: &str,
+) -> bool {
+    context
+        .authorizer
+        .allows(caller, operation, ResourceType::Group, name)
+}
+
+/// GROUP_AUTHORIZATION_FAILED's code if `caller` may not do `operation` on
+/// group `name`.
+fn group_refusal(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+    name: &str,
+) -> Option<i16> {
+    (!group_allowed(context, caller, operation, name))
+        .then(|| ResponseError::GroupAuthorizationFailed.code())
+}
+
+/// Whether `caller` may do `operation` on transactional id `name`.
+fn transactional_id_allowed(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+    name: &str,
+) -> bool {
+    context
+        .authorizer
+        .allows(caller, operation, ResourceType::TransactionalId, name)
+}
+
+/// Whether `caller` may do `operation` on the cluster.
+fn cluster_allowed(context: &BrokerContext, caller: &Caller, operation: Operation) -> bool {
+    context.authorizer.allows(
+        caller,
+        operation,
+        ResourceType::Cluster,
+        crate::acl::CLUSTER_NAME,
+    )
+}
+
+/// Why `caller` may not use the ACL APIs, if it may not: they need
+/// `operation` (DESCRIBE to read, ALTER to change) on the cluster, and ACLs
+/// that are enforced.
+fn acl_api_refusal(
+    context: &BrokerContext,
+    caller: &Caller,
+    operation: Operation,
+) -> Option<(i16, String)> {
+    if !context.authorizer.enabled() {
+        let text = "ACLs are not enforced on this broker ([acl] enabled = false)";
+        return Some((ResponseError::SecurityDisabled.code(), text.into()));
+    }
+    if !cluster_allowed(context, caller, operation) {
+        let text = format!(
+            "{operation} on the cluster is not authorized for {}",
+            caller.principal
+        );
+        return Some((ResponseError::ClusterAuthorizationFailed.code(), text));
+    }
+    None
+}
+
+/// Whether `caller` may create topic `name` (CREATE on the cluster or on
+/// the topic, as in Kafka; never a processor's topic).
+fn may_create_topic(context: &BrokerContext, caller: &Caller, name: &str) -> bool {
+    !crate::acl::is_processor_resource(name)
+        && (cluster_allowed(context, caller, Operation::Create)
+            || topic_allowed(context, caller, Operation::Create, name))
+}
+
 /// A topic, created with the broker defaults when it is missing and
-/// `auto_create` allows it. Errors are Kafka error codes.
+/// `auto_create` allows it (and `caller` may create it). Errors are Kafka
+/// error codes.
 async fn topic_or_create(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     name: &str,
     auto_create: bool,
 ) -> Result<Arc<Topic>, i16> {
@@ -211,6 +307,9 @@ async fn topic_or_create(
     }
     if !(auto_create && context.config.auto_create_topics_enable) {
         return Err(ResponseError::UnknownTopicOrPartition.code());
+    }
+    if !may_create_topic(context, caller, name) {
+        return Err(ResponseError::TopicAuthorizationFailed.code());
     }
     validate_topic_name(name).map_err(|error| log_error_code(&error))?;
     let store = context.store.clone();

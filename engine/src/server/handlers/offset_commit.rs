@@ -11,7 +11,8 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::blocking;
+use super::{blocking, group_refusal, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::group::{GroupError, OffsetCommit};
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
@@ -21,12 +22,18 @@ pub(crate) const VERSIONS: (i16, i16) = (2, 9);
 /// Handles an OffsetCommit request.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: OffsetCommitRequest,
     _version: i16,
 ) -> OffsetCommitResponse {
-    let context = context.clone();
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        let slots = vec![Some(code); request.topics.iter().map(|t| t.partitions.len()).sum()];
+        let topics = response_topics(request.topics, slots, Vec::new());
+        return OffsetCommitResponse::default().with_topics(topics);
+    }
+    let (context, caller) = (context.clone(), caller.clone());
     blocking(move || {
-        let (commits, slots) = commits_and_refusals(&context, &request.topics);
+        let (commits, slots) = commits_and_refusals(&context, &caller, &request.topics);
         let results = context.groups.commit(
             &request.group_id,
             request.generation_id_or_member_epoch,
@@ -43,6 +50,7 @@ pub(crate) async fn handle(
 /// requested partition in order its error or `None` (in the commits).
 fn commits_and_refusals(
     context: &BrokerContext,
+    caller: &Caller,
     topics: &[OffsetCommitRequestTopic],
 ) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
     let requested = topics.iter().flat_map(|topic| {
@@ -54,7 +62,7 @@ fn commits_and_refusals(
             metadata: metadata(p.committed_metadata.as_ref()),
         })
     });
-    known_partitions(context, requested)
+    known_partitions(context, caller, requested)
 }
 
 /// A commit's metadata string (null is empty).
@@ -63,30 +71,36 @@ pub(super) fn metadata(value: Option<&kafka_protocol::protocol::StrBytes>) -> St
 }
 
 /// Splits `requested` commits (in request order) into those of partitions
-/// that exist and, per requested partition, UNKNOWN_TOPIC_OR_PARTITION or
-/// `None` (among the kept commits). OffsetCommit and TxnOffsetCommit both
-/// refuse an unknown partition on its own and go on with the rest.
+/// that exist and `caller` may READ and, per requested partition,
+/// TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION or `None` (among
+/// the kept commits). OffsetCommit and TxnOffsetCommit both refuse such a
+/// partition on its own and go on with the rest.
 pub(super) fn known_partitions(
     context: &BrokerContext,
+    caller: &Caller,
     requested: impl Iterator<Item = OffsetCommit>,
 ) -> (Vec<OffsetCommit>, Vec<Option<i16>>) {
     let mut commits = Vec::new();
     let mut slots = Vec::new();
     // A request lists a topic's partitions together: its partition count
     // is looked up once per topic, not once per partition.
-    let mut known: Option<(String, i32)> = None;
+    let mut known: Option<(String, Result<i32, i16>)> = None;
     for commit in requested {
         if known.as_ref().is_none_or(|(topic, _)| *topic != commit.topic) {
-            let count = context.store.topic(&commit.topic).map_or(0, |t| t.partition_count());
+            let count = if topic_allowed(context, caller, Operation::Read, &commit.topic) {
+                Ok(context.store.topic(&commit.topic).map_or(0, |t| t.partition_count()))
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            };
             known = Some((commit.topic.clone(), count));
         }
-        let count = known.as_ref().map_or(0, |(_, count)| *count);
-        let exists = (0..count).contains(&commit.partition);
-        if exists {
-            slots.push(None);
-            commits.push(commit);
-        } else {
-            slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
+        match known.as_ref().map_or(Ok(0), |(_, count)| *count) {
+            Ok(count) if (0..count).contains(&commit.partition) => {
+                slots.push(None);
+                commits.push(commit);
+            }
+            Ok(_) => slots.push(Some(ResponseError::UnknownTopicOrPartition.code())),
+            Err(code) => slots.push(Some(code)),
         }
     }
     (commits, slots)

@@ -17,37 +17,51 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::{group_refusal, topic_allowed};
+use crate::acl::{Caller, Operation};
 use crate::group::offsets::Committed;
 use crate::server::BrokerContext;
 
 pub(crate) const VERSIONS: (i16, i16) = (1, 9);
 
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
-/// Per topic, each partition with its committed offset if any.
-type Found = Vec<(TopicName, Vec<(i32, Option<Committed>)>)>;
+/// Per topic, each partition with its committed offset if any, or
+/// TOPIC_AUTHORIZATION_FAILED's code for a topic the caller may not
+/// describe.
+type Found = Vec<(TopicName, Vec<Slot>)>;
+/// A partition and its committed offset, or why it is refused.
+type Slot = (i32, Result<Option<Committed>, i16>);
 
 /// (topic, [(partition, committed or none)]) for a group ([`answer`]
-/// turns each into the partition's reply).
-fn lookup(context: &BrokerContext, group: &str, wanted: Wanted) -> Found {
+/// turns each into the partition's reply). All topics: those `caller` may
+/// DESCRIBE; named ones it may not are refused.
+fn lookup(context: &BrokerContext, caller: &Caller, group: &str, wanted: Wanted) -> Found {
     let committed = context.groups.committed(group);
+    let described = |topic: &str| topic_allowed(context, caller, Operation::Describe, topic);
     match wanted {
         Some(topics) => topics
             .into_iter()
             .map(|(name, partitions)| {
+                let allowed = described(&name);
                 let found = partitions
                     .into_iter()
-                    .map(|p| (p, committed.get(&(name.to_string(), p)).cloned()))
+                    .map(|p| match allowed {
+                        true => (p, Ok(committed.get(&(name.to_string(), p)).cloned())),
+                        false => (p, Err(ResponseError::TopicAuthorizationFailed.code())),
+                    })
                     .collect();
                 (name, found)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<Slot>> = BTreeMap::new();
             for ((topic, partition), value) in committed {
-                by_topic
-                    .entry(topic)
-                    .or_default()
-                    .push((partition, Some(value)));
+                if described(&topic) {
+                    by_topic
+                        .entry(topic)
+                        .or_default()
+                        .push((partition, Ok(Some(value))));
+                }
             }
             by_topic
                 .into_iter()
@@ -83,8 +97,12 @@ fn answer(
     unstable: &std::collections::HashSet<(String, i32)>,
     topic: &str,
     partition: i32,
-    committed: Option<Committed>,
+    committed: Result<Option<Committed>, i16>,
 ) -> (i16, i64, i32, StrBytes) {
+    let committed = match committed {
+        Ok(committed) => committed,
+        Err(code) => return (code, -1, -1, StrBytes::default()),
+    };
     if unstable.contains(&(topic.to_string(), partition)) {
         return (
             ResponseError::UnstableOffsetCommit.code(),
@@ -102,6 +120,7 @@ fn answer(
 /// Handles an OffsetFetch request.
 pub(crate) fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -109,9 +128,12 @@ pub(crate) fn handle(
         let groups = request
             .groups
             .into_iter()
-            .map(|group| group_result(context, group, request.require_stable))
+            .map(|group| group_result(context, caller, group, request.require_stable))
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Some(code) = group_refusal(context, caller, Operation::Describe, &request.group_id) {
+        return OffsetFetchResponse::default().with_error_code(code);
     }
     let wanted = request.topics.map(|ts| {
         ts.into_iter()
@@ -119,7 +141,7 @@ pub(crate) fn handle(
             .collect()
     });
     let pending = unstable(context, request.require_stable, &request.group_id);
-    let topics = lookup(context, &request.group_id, wanted)
+    let topics = lookup(context, caller, &request.group_id, wanted)
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
@@ -150,16 +172,22 @@ pub(crate) fn handle(
 /// One group of a v8+ request, answered.
 fn group_result(
     context: &BrokerContext,
+    caller: &Caller,
     group: OffsetFetchRequestGroup,
     require_stable: bool,
 ) -> OffsetFetchResponseGroup {
+    if let Some(code) = group_refusal(context, caller, Operation::Describe, &group.group_id) {
+        return OffsetFetchResponseGroup::default()
+            .with_group_id(group.group_id)
+            .with_error_code(code);
+    }
     let pending = unstable(context, require_stable, &group.group_id);
     let wanted = group.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let topics = lookup(context, &group.group_id, wanted)
+    let topics = lookup(context, caller, &group.group_id, wanted)
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions

@@ -24,7 +24,8 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
-use super::{blocking, message, topic_or_create};
+use super::{blocking, message, topic_allowed, topic_or_create, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use crate::log::{batch, AppendInfo, BatchError, LogError, Partition, Topic};
 use crate::protocol::errors::{log_error_code, transaction_error_code};
 use crate::server::BrokerContext;
@@ -55,6 +56,7 @@ type Written = (
 /// parallel, so pipelined requests share fsyncs.
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: ProduceRequest,
     _version: i16,
     ordered: &mut Option<oneshot::Sender<()>>,
@@ -70,6 +72,13 @@ pub(crate) async fn handle(
             ResponseError::TransactionalIdAuthorizationFailed.code(),
             "transactional batches need the producer's transactional id".to_string(),
         ))
+    } else if request.transactional_id.as_ref().is_some_and(|id| {
+        !transactional_id_allowed(context, caller, Operation::Write, id)
+    }) {
+        Some((
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            "not authorized to write with this transactional id".to_string(),
+        ))
     } else {
         None
     };
@@ -78,7 +87,10 @@ pub(crate) async fn handle(
     for topic_data in request.topic_data {
         let topic = match &refusal {
             Some((code, _)) => Err(*code),
-            None => topic_or_create(context, &topic_data.name, true).await,
+            None if !topic_allowed(context, caller, Operation::Write, &topic_data.name) => {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            }
+            None => topic_or_create(context, caller, &topic_data.name, true).await,
         };
         let partitions = match topic {
             Ok(topic) => {

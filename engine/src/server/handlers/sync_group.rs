@@ -6,6 +6,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_refusal;
+use crate::acl::{Caller, Operation};
 use crate::group::Assignment;
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
@@ -14,9 +16,13 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 5);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: SyncGroupRequest,
     version: i16,
 ) -> SyncGroupResponse {
+    if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let assignments = request
         .assignments
         .into_iter()

@@ -9,7 +9,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::blocking;
+use kafka_protocol::error::ResponseError;
+
+use super::{blocking, group_refusal, transactional_id_allowed};
+use crate::acl::{Caller, Operation};
 use super::offset_commit::{known_partitions, metadata};
 use crate::group::OffsetCommit;
 use crate::protocol::errors::transaction_error_code;
@@ -20,9 +23,22 @@ pub(crate) const VERSIONS: (i16, i16) = (0, 3);
 
 pub(crate) async fn handle(
     context: &Arc<BrokerContext>,
+    caller: &Caller,
     request: TxnOffsetCommitRequest,
     _version: i16,
 ) -> TxnOffsetCommitResponse {
+    // WRITE on the transactional id and READ on the group, or every
+    // partition is refused.
+    let refused = if !transactional_id_allowed(
+        context,
+        caller,
+        Operation::Write,
+        &request.transactional_id,
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else {
+        group_refusal(context, caller, Operation::Read, &request.group_id)
+    };
     // As OffsetCommit: a partition that does not exist is refused on its
     // own, the others go on (`slots` keeps the request's order).
     let requested = request.topics.iter().flat_map(|topic| {
@@ -34,7 +50,10 @@ pub(crate) async fn handle(
             metadata: metadata(p.committed_metadata.as_ref()),
         })
     });
-    let (offsets, slots) = known_partitions(context, requested);
+    let (offsets, slots) = match refused {
+        Some(code) => (Vec::new(), requested.map(|_| Some(code)).collect()),
+        None => known_partitions(context, caller, requested),
+    };
     let coordinator = context.transactions.clone();
     let (id, group, member) = (
         request.transactional_id.to_string(),
@@ -47,6 +66,9 @@ pub(crate) async fn handle(
         request.generation_id,
     );
     let result = blocking(move || {
+        if refused.is_some() {
+            return Ok(Vec::new());
+        }
         let committer = TransactionalCommitter {
             transactional_id: &id,
             producer_id,
