@@ -176,6 +176,15 @@ impl Admin {
 
     fn transport_error(&self, error: reqwest::Error) -> anyhow::Error {
         let cause = root_cause(&error);
+        if cause.contains("CaUsedAsEndEntity") {
+            return anyhow!(
+                "the broker's admin API at {} presented a CA certificate as its own ({cause}): \
+                 `openssl req -x509` makes one by default; give the broker a certificate signed \
+                 by that CA, or a self-signed one made with -addext \
+                 basicConstraints=critical,CA:FALSE",
+                self.base
+            );
+        }
         if self.base.starts_with("https://") && cause.contains("certificate") {
             return anyhow!(
                 "the broker's admin API at {} presented a certificate this machine does not \

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
-use crate::server::{accept_with_permit, AcceptBackoff};
+use crate::server::{accept_with_permit, client_left, AcceptBackoff};
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
 
@@ -76,6 +76,10 @@ async fn accept(
             match tls.handshake(stream).await {
                 Ok(stream) => {
                     let _ = sender.send((stream, peer)).await;
+                }
+                // A TCP health check connects and hangs up: routine.
+                Err(error) if client_left(&error) => {
+                    tracing::debug!(%peer, %error, "admin API: client disconnected")
                 }
                 Err(error) => tracing::warn!(%peer, %error, "admin API: closing connection"),
             }

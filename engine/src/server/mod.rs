@@ -179,7 +179,7 @@ impl AcceptBackoff {
 }
 
 /// Whether `error` is the peer hanging up rather than something wrong.
-fn client_left(error: &anyhow::Error) -> bool {
+pub(crate) fn client_left(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
             matches!(
