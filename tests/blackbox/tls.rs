@@ -248,7 +248,10 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
     let stderr = String::from_utf8_lossy(&untrusting.stderr);
     assert!(stderr.contains("--ca-file"), "{stderr}");
     let plain_admin = format!("http://{}", broker.http);
-    assert!(!sluice(&plain_admin, ca, &["user", "list"]).status.success());
+    let plain_cli = sluice(&plain_admin, ca, &["user", "list"]);
+    assert!(!plain_cli.status.success());
+    let stderr = String::from_utf8_lossy(&plain_cli.stderr);
+    assert!(stderr.contains("point --admin at https://"), "{stderr}");
     let plain = broker.try_http_exchange("GET", "/health", &["Host: localhost"], "", &[]);
     assert_eq!(plain, None, "plain HTTP answered on the HTTPS port");
 

@@ -192,6 +192,13 @@ impl Admin {
                 self.base
             );
         }
+        if self.base.starts_with("http://") && cause.contains("invalid HTTP version") {
+            return anyhow!(
+                "the broker's admin API at {} did not answer in HTTP ({cause}); if it serves \
+                 HTTPS ([admin] tls_cert_file), point --admin at https://",
+                self.base
+            );
+        }
         if error.is_connect() {
             return anyhow!(
                 "the broker's admin API at {} is not reachable ({cause}); is the broker \
