@@ -376,7 +376,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
 }
 
 async fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let topic = client.topic(&args.topic).await?;
     let mut reader = Reader {
         topic,

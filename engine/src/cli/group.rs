@@ -116,7 +116,7 @@ pub(crate) async fn run(command: GroupCommand) -> Result<()> {
 // The verbs.
 
 async fn list(args: ListArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let metadata = client.metadata(Some(&[])).await?;
     let mut nodes: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
     nodes.sort_unstable();
@@ -231,7 +231,7 @@ impl Lag {
 }
 
 async fn describe(args: DescribeArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let coordinator = client.coordinator(&args.group).await?;
     let connection = client.at(&coordinator.address).await?;
     let group = describe_group(connection, &args.group).await?;
@@ -420,7 +420,7 @@ fn lags_table(lags: &[Lag]) -> String {
 }
 
 async fn delete(args: DeleteArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let mut failed = 0;
     let mut deleted = String::new();
     for group in &args.groups {
@@ -455,7 +455,7 @@ async fn delete_one(client: &mut Client, group: &str) -> Result<()> {
 }
 
 async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let topic = client.topic(&args.topic).await?;
     let partitions: Vec<i32> = match args.partition {
         Some(partition) => vec![topic.partition(partition)?.partition],

@@ -157,6 +157,38 @@ pub(crate) struct ConnectArgs {
         value_name = "HOST:PORT[,...]"
     )]
     pub(crate) brokers: String,
+    /// SASL user, for a broker whose Kafka listener wants authentication.
+    #[arg(long, env = "SLUICE_USER", value_name = "NAME")]
+    pub(crate) user: Option<String>,
+    /// SASL password (prefer SLUICE_PASSWORD: flags show in the process list).
+    #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
+    pub(crate) password: Option<String>,
+    /// SASL mechanism: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_MECHANISM",
+        default_value = "SCRAM-SHA-256",
+        value_name = "MECHANISM"
+    )]
+    pub(crate) sasl_mechanism: String,
+}
+
+impl ConnectArgs {
+    /// A client of the brokers, authenticating as `--user` when given.
+    pub(crate) async fn client(&self) -> anyhow::Result<crate::client::Client> {
+        let credentials = match (&self.user, &self.password) {
+            (None, _) => None,
+            (Some(user), Some(password)) => Some(crate::client::sasl::Credentials::new(
+                &self.sasl_mechanism,
+                user,
+                password,
+            )?),
+            (Some(_), None) => {
+                anyhow::bail!("--user needs a password: set SLUICE_PASSWORD (or --password)")
+            }
+        };
+        crate::client::Client::connect(&self.brokers, credentials).await
+    }
 }
 
 /// Runs the command line: `serve` runs the broker until SIGTERM or

@@ -136,7 +136,7 @@ struct Pending {
 
 /// Runs `sluice produce`.
 pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let topic = client.topic(&args.topic).await?;
     if topic.partitions.is_empty() {
         bail!("topic '{}' has no partitions", topic.name);

@@ -132,7 +132,7 @@ pub(crate) async fn run(command: TopicCommand) -> Result<()> {
 }
 
 async fn create(args: CreateArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let connection = client.bootstrap().await?;
     let version = connection.version::<CreateTopicsRequest>()?;
     // v4+ lets the broker pick defaults with -1; older brokers need numbers.
@@ -174,7 +174,7 @@ async fn create(args: CreateArgs) -> Result<()> {
 }
 
 async fn list(args: ListArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let response = client.metadata(None).await?;
     let mut topics: Vec<(String, usize, bool)> = response
         .topics
@@ -224,7 +224,7 @@ struct ConfigEntry {
 }
 
 async fn describe(args: DescribeArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let topic = client.topic(&args.name).await?;
     let indexes: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
     let queries = |timestamp| indexes.iter().map(|p| (*p, timestamp)).collect::<Vec<_>>();
@@ -362,7 +362,7 @@ fn describe_text(name: &str, partitions: &[PartitionOffsets], configs: &[ConfigE
 }
 
 async fn delete(args: DeleteArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let request = DeleteTopicsRequest::default()
         .with_topic_names(args.names.iter().map(|n| topic_name(n)).collect())
         .with_timeout_ms(REQUEST_TIMEOUT.as_millis() as i32);
@@ -399,7 +399,7 @@ async fn alter_config(args: AlterConfigArgs) -> Result<()> {
     if args.set.is_empty() && args.delete.is_empty() {
         bail!("nothing to change: give --set KEY=VALUE and/or --delete KEY");
     }
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let sets = args.set.iter().map(|(key, value)| {
         AlterableConfig::default()
             .with_name(text(key))

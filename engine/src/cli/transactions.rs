@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 
 use super::{emit, table, ConnectArgs, OutputFormat};
 use crate::client::transactions::{self, ListFilter, TransactionDescription};
-use crate::client::Client;
 use crate::start_position::format_rfc3339;
 
 /// Transaction timeout sent when taking over an id whose own timeout is
@@ -151,7 +150,7 @@ pub(crate) async fn run(command: TransactionsCommand) -> Result<()> {
 }
 
 async fn list(args: ListArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let filter = ListFilter {
         states: args.states.iter().map(|s| s.kafka_name()).collect(),
         min_age_ms: args.min_age_ms,
@@ -193,7 +192,7 @@ async fn list(args: ListArgs) -> Result<()> {
 }
 
 async fn describe(args: DescribeArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let mut found = Vec::new();
     let mut failed = 0;
     for id in &args.ids {
@@ -257,7 +256,7 @@ fn describe_text(t: &TransactionDescription, now_ms: i64) -> String {
 }
 
 async fn abort(args: AbortArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.brokers).await?;
+    let mut client = args.connect.client().await?;
     let id = args.id.as_str();
     let before = transactions::describe(&mut client, id).await?;
     match before.state.as_str() {

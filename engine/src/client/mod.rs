@@ -26,6 +26,7 @@ pub(crate) mod consumer;
 pub(crate) mod fetched;
 pub(crate) mod member;
 pub(crate) mod offsets;
+pub(crate) mod sasl;
 pub(crate) mod transactions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -149,6 +150,8 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     // does not speak; AddPartitionsToTxn v4+ is the broker-to-broker form.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The API key of request type `R`.
@@ -233,11 +236,21 @@ pub struct Connection {
     /// connection is then no longer usable (the next response on it would
     /// belong to the abandoned request).
     in_flight: bool,
+    /// Whether it authenticated (SASL), for a closed connection's hint.
+    authenticated: bool,
 }
 
 impl Connection {
     /// Connects to `address` and negotiates API versions.
     pub async fn open(address: &str) -> Result<Self> {
+        Self::open_as(address, None).await
+    }
+
+    /// [`open`](Self::open), then authenticates with `credentials` (SASL).
+    pub(crate) async fn open_as(
+        address: &str,
+        credentials: Option<&sasl::Credentials>,
+    ) -> Result<Self> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Err(_) => bail!(
                 "cannot connect to {address}: timed out after {} s — {CONNECT_HINT}",
@@ -257,8 +270,13 @@ impl Connection {
             versions: HashMap::new(),
             offered: HashMap::new(),
             in_flight: false,
+            authenticated: false,
         };
         connection.negotiate().await?;
+        if let Some(credentials) = credentials {
+            sasl::authenticate(&mut connection, credentials).await?;
+            connection.authenticated = true;
+        }
         Ok(connection)
     }
 
@@ -402,6 +420,17 @@ impl Connection {
     async fn read_frame(&mut self) -> Result<Bytes> {
         let length = match self.stream.read_i32().await {
             Ok(length) => length,
+            // A SASL listener closes a connection that has not
+            // authenticated at its first request past ApiVersions.
+            Err(error)
+                if !self.authenticated && error.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                bail!(
+                    "{} (if its Kafka listener wants SASL authentication, give --user and \
+                     SLUICE_PASSWORD)",
+                    io_reason(&error)
+                )
+            }
             Err(error) => bail!("{}", io_reason(&error)),
         };
         let length = usize::try_from(length)
@@ -515,15 +544,21 @@ pub(crate) struct Client {
     connections: HashMap<String, Connection>,
     /// Broker addresses by node id, from the last Metadata response.
     brokers: HashMap<i32, String>,
+    /// SASL credentials every connection authenticates with.
+    credentials: Option<sasl::Credentials>,
 }
 
 impl Client {
     /// Connects to the first of `brokers` (comma-separated `host:port`)
     /// that answers.
-    pub(crate) async fn connect(brokers: &str) -> Result<Self> {
+    /// Each connection authenticates with `credentials` (SASL) if given.
+    pub(crate) async fn connect(
+        brokers: &str,
+        credentials: Option<sasl::Credentials>,
+    ) -> Result<Self> {
         let mut last_error = None;
         for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::open(address).await {
+            match Connection::open_as(address, credentials.as_ref()).await {
                 Ok(connection) => {
                     let mut connections = HashMap::new();
                     connections.insert(address.to_string(), connection);
@@ -531,6 +566,7 @@ impl Client {
                         bootstrap: address.to_string(),
                         connections,
                         brokers: HashMap::new(),
+                        credentials,
                     });
                 }
                 Err(error) => last_error = Some(error),
@@ -553,7 +589,7 @@ impl Client {
             .get(address)
             .is_some_and(|c| !c.is_broken());
         if !usable {
-            let connection = Connection::open(address).await?;
+            let connection = Connection::open_as(address, self.credentials.as_ref()).await?;
             self.connections.insert(address.to_string(), connection);
         }
         Ok(self.connections.get_mut(address).expect("inserted above"))
@@ -737,7 +773,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let error = match Client::connect(&address).await {
+        let error = match Client::connect(&address, None).await {
             Ok(_) => panic!("connected to a closed port"),
             Err(error) => format!("{error:#}"),
         };

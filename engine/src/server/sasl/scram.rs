@@ -1,4 +1,5 @@
-//! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677), the server side,
+//! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677), the server side
+//! and (for `sluice`'s own Kafka verbs, [`ClientExchange`]) the client's,
 //! as Kafka speaks them (KIP-84): no channel binding, the user name
 //! `=2C`/`=3D`-escaped, extensions in the client's first message ignored
 //! except `tokenauth` (delegation tokens, not supported here).
@@ -238,6 +239,95 @@ impl Exchange {
     }
 }
 
+/// Most PBKDF2 iterations a client does for a server (Kafka's clients'
+/// bound): a server asking for more is refused, not obeyed for minutes.
+const CLIENT_ITERATIONS_MAX: u32 = 16_384;
+
+/// A SCRAM exchange from the client's side.
+pub(crate) struct ClientExchange {
+    hash: Hash,
+    password: String,
+    client_first_bare: String,
+    client_nonce: String,
+    /// The signature the server must answer with, once known.
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ClientExchange {
+    /// The exchange and the client's first message.
+    pub(crate) fn start(
+        hash: Hash,
+        user: &str,
+        password: &str,
+    ) -> std::io::Result<(Self, Vec<u8>)> {
+        let client_nonce = crate::random::hex(&crate::random::bytes::<18>()?);
+        let user = user.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={user},r={client_nonce}");
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let exchange = Self {
+            hash,
+            password: password.to_string(),
+            client_first_bare,
+            client_nonce,
+            server_signature: None,
+        };
+        Ok((exchange, first))
+    }
+
+    /// The client's final message, answering the server's first.
+    pub(crate) fn respond(&mut self, server_first: &[u8]) -> Result<Vec<u8>, Failure> {
+        let text = message_text(server_first)?;
+        let attributes = attributes(text);
+        let value = |key: &str| attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let nonce = value("r").ok_or("the server's first SCRAM message has no nonce")?;
+        if !nonce.starts_with(&self.client_nonce) || nonce.len() == self.client_nonce.len() {
+            return Err("the server's SCRAM nonce does not extend ours".into());
+        }
+        let salt = BASE64
+            .decode(value("s").ok_or("the server's first SCRAM message has no salt")?)
+            .map_err(|_| "bad base64 salt")?;
+        let iterations: u32 = value("i")
+            .and_then(|i| i.parse().ok())
+            .filter(|i| (1..=CLIENT_ITERATIONS_MAX).contains(i))
+            .ok_or_else(|| {
+                format!("the server's SCRAM iteration count is not 1 to {CLIENT_ITERATIONS_MAX}")
+            })?;
+        let salted = self
+            .hash
+            .salted_password(self.password.as_bytes(), &salt, iterations);
+        let client_key = self.hash.hmac(&salted, b"Client Key");
+        let stored_key = self.hash.digest(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
+        let signature = self.hash.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let server_key = self.hash.hmac(&salted, b"Server Key");
+        self.server_signature = Some(self.hash.hmac(&server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server's final message: it proves the server knew the
+    /// credential.
+    pub(crate) fn verify(&self, server_final: &[u8]) -> Result<(), Failure> {
+        let text = message_text(server_final)?;
+        let signature = text
+            .strip_prefix("v=")
+            .and_then(|v| BASE64.decode(v).ok())
+            .ok_or_else(|| format!("the server's final SCRAM message is {text:?}"))?;
+        match &self.server_signature {
+            Some(expected) if constant_time_eq(expected, &signature) => Ok(()),
+            _ => Err(
+                "the server's SCRAM signature is wrong: it does not know this user's credential"
+                    .into(),
+            ),
+        }
+    }
+}
+
 fn message_text(message: &[u8]) -> Result<&str, Failure> {
     if message.len() > MESSAGE_BYTES_MAX {
         return Err(format!("a SCRAM message over {MESSAGE_BYTES_MAX} bytes"));
@@ -286,6 +376,34 @@ mod tests {
         );
         assert!(credential.verifies(Hash::Sha256, "pencil"));
         assert!(!credential.verifies(Hash::Sha256, "pencil2"));
+    }
+
+    #[test]
+    fn the_client_side_authenticates_against_the_server_side() {
+        for hash in [Hash::Sha256, Hash::Sha512] {
+            let credential = Credential::new(hash, "pencil").unwrap();
+            let (mut client, first) = ClientExchange::start(hash, "us,er", "pencil").unwrap();
+            assert_eq!(user_of(&first).unwrap(), "us,er");
+            let (server, server_first) =
+                Exchange::start(hash, &first, Some(credential.clone())).unwrap();
+            let last = client.respond(&server_first).unwrap();
+            let (server_final, user) = server.finish(&last).unwrap();
+            assert_eq!(user, "us,er");
+            client.verify(&server_final).unwrap();
+            // A server that does not know the credential cannot fake its answer.
+            assert!(client.verify(b"v=AAAA").is_err());
+            // A wrong password fails at the server.
+            let (mut client, first) = ClientExchange::start(hash, "user", "crayon").unwrap();
+            let (server, server_first) = Exchange::start(hash, &first, Some(credential)).unwrap();
+            let last = client.respond(&server_first).unwrap();
+            assert!(server.finish(&last).is_err());
+        }
+        let (mut client, _) = ClientExchange::start(Hash::Sha256, "u", "p").unwrap();
+        let greedy = format!("r={}x,s=AAAA,i=100000000", client.client_nonce);
+        assert!(client
+            .respond(greedy.as_bytes())
+            .unwrap_err()
+            .contains("iteration"));
     }
 
     #[test]
