@@ -216,12 +216,13 @@ fn ssl_round_trips_and_peers_without_tls_are_closed_alone() {
 /// [`CLIENT_PASSWORD`]) created with the CLI.
 fn sasl_ssl_broker(dir: &Path, admin_over_https: bool) -> (Certificates, Broker, String) {
     let certificates = certificates(dir, "broker");
-    let mut config = kafka_tls("SASL_SSL", &certificates.cert, &certificates.key, "");
+    // Handshake timeouts far beyond the test: a silent peer that delayed
+    // others would fail it.
+    let patient = "tls_handshake_timeout_ms = 600000\n";
+    let mut config = kafka_tls("SASL_SSL", &certificates.cert, &certificates.key, patient);
     if admin_over_https {
-        // A handshake timeout far beyond the test: a silent peer that
-        // delayed others would fail it.
         config += &admin_https(&certificates);
-        config += "tls_handshake_timeout_ms = 600000\n";
+        config += patient;
     }
     let broker = Broker::start_with_config(dir, &config);
     let scheme = if admin_over_https { "https" } else { "http" };
@@ -240,7 +241,7 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
     // The admin API: the CLI trusting the CA finds the token and is
     // served (while a peer that never starts its handshake waits); without
     // the CA, or over plain HTTP, nothing is.
-    let _silent = TcpStream::connect(broker.http).unwrap();
+    let _silent_admin = TcpStream::connect(broker.http).unwrap();
     let listed = succeeded(&sluice(&admin, ca, &["user", "list", "--format", "json"]));
     assert!(listed.contains("\"app\""), "{listed}");
     let untrusting = sluice(&admin, None, &["user", "list"]);
@@ -255,7 +256,8 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
     let plain = broker.try_http_exchange("GET", "/health", &["Host: localhost"], "", &[]);
     assert_eq!(plain, None, "plain HTTP answered on the HTTPS port");
 
-    // Kafka: SCRAM-SHA-256 over TLS writes and reads.
+    // Kafka: SCRAM-SHA-256 over TLS writes and reads (while a peer that
+    // never starts its handshake waits).
     let ca_path = certificates.ca.to_str().unwrap();
     let sasl = |password: &'static str| {
         [
@@ -266,6 +268,7 @@ fn sasl_ssl_with_kcat_and_the_cli_over_https() {
             ("sasl.password", password),
         ]
     };
+    let _silent_kafka = TcpStream::connect(broker.kafka).unwrap();
     kcat_round_trip(&broker, &sasl(CLIENT_PASSWORD), "sasl-over-tls");
     // A wrong password is refused; TLS without SASL reads nothing.
     let wrong = kcat_metadata(&broker, &sasl("wrong"));
