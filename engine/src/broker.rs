@@ -72,7 +72,11 @@ pub(crate) async fn run(
         (&users, &acls),
     )?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::server::serve(kafka, context, stopped.clone()));
+    tasks.spawn(crate::server::serve(
+        kafka,
+        context.clone(),
+        stopped.clone(),
+    ));
     // Compiling the persisted plugins is CPU-bound: a blocking thread.
     let processors = {
         let (data_dir, settings) = (config.data_dir.clone(), config.processors.clone());
@@ -100,7 +104,13 @@ pub(crate) async fn run(
     tasks.spawn(crate::http::serve(
         http,
         health,
-        (processors, users, acls),
+        (processors.clone(), users, acls),
+        crate::http::MetricsSources {
+            broker: context.clone(),
+            processors,
+            started,
+            config: config.metrics.clone(),
+        },
         auth,
         stopped.clone(),
     ));

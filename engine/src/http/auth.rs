@@ -38,6 +38,10 @@ pub(crate) struct AdminConfig {
     /// Host names (without port) requests may name besides loopback and
     /// the listener's own address, e.g. the name a proxy forwards.
     pub(crate) allowed_hosts: Vec<String>,
+    /// `GET /metrics` needs the token too (default false: Prometheus
+    /// scrapes it as it scrapes any exporter; it shows names and figures,
+    /// never records or credentials, and changes nothing).
+    pub(crate) metrics_token_required: bool,
 }
 
 /// The rules, resolved at start.
@@ -46,6 +50,7 @@ pub(crate) struct AdminAuth {
     token: String,
     /// Lower-case host names, IPv6 addresses without brackets.
     allowed_hosts: Vec<String>,
+    metrics_token_required: bool,
 }
 
 impl AdminAuth {
@@ -70,6 +75,7 @@ impl AdminAuth {
         Ok(Self {
             token,
             allowed_hosts,
+            metrics_token_required: config.metrics_token_required,
         })
     }
 
@@ -130,13 +136,15 @@ impl AdminAuth {
     }
 }
 
-/// The middleware: `/health` passes; everything else is checked.
+/// The middleware: `/health` (and `/metrics` unless configured otherwise)
+/// passes; everything else is checked.
 pub(crate) async fn guard(
     State(auth): State<Arc<AdminAuth>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/health" {
+    let path = request.uri().path();
+    if path == "/health" || (path == "/metrics" && !auth.metrics_token_required) {
         return next.run(request).await;
     }
     match auth.refusal(request.headers()) {
@@ -190,6 +198,7 @@ mod tests {
         AdminAuth {
             token: "secret".into(),
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            metrics_token_required: false,
         }
     }
 

@@ -89,6 +89,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         connections.spawn(async move {
+            let _open = crate::metrics::OpenConnection::new();
             tracing::debug!(%peer, "connection opened");
             match connection::run(stream, context).await {
                 Ok(()) => tracing::debug!(%peer, "connection closed"),
