@@ -39,6 +39,7 @@ pub(crate) async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::metrics::set_enabled(config.metrics.enabled);
     crate::server::open_files::raise_limit(config.kafka.connections_max);
     let store = open_store(&config).await?;
     let (kafka, http) = bind(&config).await?;

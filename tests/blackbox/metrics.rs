@@ -196,6 +196,42 @@ fn metrics_parse_and_agree_with_the_brokers_own_figures() {
         "a series per task"
     );
     assert!(scrape.sum("sluice_processor_batch_duration_seconds_count", &upper) >= 1.0);
+
+    // The Grafana dashboard in examples/ queries only series served here.
+    let names = dashboard_metric_names();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        assert!(
+            scrape.count(&name, &[]) > 0,
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
+}
+
+/// Every metric name in the example dashboard's queries.
+fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
+    let path = crate::clients::repo_root().join("examples/grafana/sluice-dashboard.json");
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = ["sluice_", "process_"]
+                .iter()
+                .filter_map(|prefix| rest.find(prefix))
+                .min()
+            {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.insert(name);
+            }
+        }
+    }
+    names
 }
 
 /// `[metrics] partition_series = false`: per-partition series are summed

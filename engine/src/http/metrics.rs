@@ -36,6 +36,9 @@ use crate::server::BrokerContext;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct MetricsConfig {
+    /// Record the request, traffic, fsync and batch instruments (the
+    /// figures read from state are served either way). Default true.
+    pub(crate) enabled: bool,
     /// Series per partition (offsets, group lag, processor tasks); off,
     /// they are summed per topic or processor, for large deployments.
     /// Default true.
@@ -45,6 +48,7 @@ pub(crate) struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             partition_series: true,
         }
     }
