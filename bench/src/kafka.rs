@@ -564,7 +564,7 @@ fn one_of_each(
         let one =
             |flush, metrics| one_run(sluice, dir, args, (run, flush, metrics), template.clone());
         // Metrics off and on back to back, alternating which goes first.
-        if run % 2 == 0 {
+        if run.is_multiple_of(2) {
             samples
                 .never_metrics_off
                 .push(runtime.block_on(one("never", false))?);
