@@ -127,6 +127,10 @@ struct Started {
     never: Figures,
     always: Figures,
     never_produce_vs_raw: f64,
+    /// flush=never with `[metrics] enabled = false`, and what the metrics
+    /// cost: produce (acks=1) with them over without.
+    never_metrics_off: Figures,
+    metrics_on_vs_off_produce: f64,
 }
 
 /// The already running broker at `--brokers`.
@@ -439,17 +443,20 @@ async fn measure(
     })
 }
 
-/// One run against a `sluice serve --flush <flush>` started for it.
+/// One run against a `sluice serve --flush <flush>` started for it, with
+/// its metrics on or off.
 async fn one_run(
     sluice: &Path,
     dir: &Path,
     args: &KafkaBenchArgs,
-    run: usize,
-    flush: &str,
+    (run, flush, metrics): (usize, &str, bool),
     template: Bytes,
 ) -> anyhow::Result<Figures> {
     let data_dir = dir.join(format!("data-{flush}"));
-    let broker = Serve::start(sluice, &data_dir, &["--flush", flush])?;
+    let config = dir.join(format!("metrics-{metrics}.toml"));
+    std::fs::write(&config, format!("[metrics]\nenabled = {metrics}\n"))?;
+    let config = config.to_string_lossy().into_owned();
+    let broker = Serve::start(sluice, &data_dir, &["--flush", flush, "--config", &config])?;
     let target = Target {
         brokers: &broker.kafka,
         pid: Some(broker.pid()),
@@ -484,6 +491,7 @@ struct Samples {
     sink_mb_s: Vec<f64>,
     sink_cpu: Vec<f64>,
     never: Vec<Figures>,
+    never_metrics_off: Vec<Figures>,
     always: Vec<Figures>,
     running: Vec<Figures>,
 }
@@ -553,9 +561,21 @@ fn one_of_each(
     samples.sink_mb_s.push(mb_s);
     samples.sink_cpu.push(cpu);
     if let Some(sluice) = sluice {
-        let one = |flush| one_run(sluice, dir, args, run, flush, template.clone());
-        samples.never.push(runtime.block_on(one("never"))?);
-        samples.always.push(runtime.block_on(one("always"))?);
+        let one =
+            |flush, metrics| one_run(sluice, dir, args, (run, flush, metrics), template.clone());
+        // Metrics off and on back to back, alternating which goes first.
+        if run.is_multiple_of(2) {
+            samples
+                .never_metrics_off
+                .push(runtime.block_on(one("never", false))?);
+            samples.never.push(runtime.block_on(one("never", true))?);
+        } else {
+            samples.never.push(runtime.block_on(one("never", true))?);
+            samples
+                .never_metrics_off
+                .push(runtime.block_on(one("never", false))?);
+        }
+        samples.always.push(runtime.block_on(one("always", true))?);
     }
     if let Some(brokers) = &args.brokers {
         let target = Target {
@@ -574,10 +594,17 @@ fn report(args: &KafkaBenchArgs, sluice_started: bool, mut samples: Samples) -> 
     let raw_write_mb_s = median(&mut samples.raw);
     let started = sluice_started.then(|| {
         let never = medians(&samples.never);
+        let off = medians(&samples.never_metrics_off);
+        // Per run, then the median: each pair shared the machine's mood.
+        let mut ratios: Vec<f64> = (samples.never.iter().zip(&samples.never_metrics_off))
+            .map(|(on, off)| on.produce_acks_1_mb_s / off.produce_acks_1_mb_s)
+            .collect();
         Started {
             never_produce_vs_raw: never.produce_acks_1_mb_s / raw_write_mb_s,
             always: medians(&samples.always),
             never,
+            metrics_on_vs_off_produce: median(&mut ratios),
+            never_metrics_off: off,
         }
     });
     let running = args.brokers.as_ref().map(|brokers| {
@@ -637,6 +664,15 @@ fn text(report: &Report) -> String {
     if let Some(started) = &report.started {
         text.push_str(&line("flush=never ", &started.never));
         text.push_str(&line("flush=always", &started.always));
+        text.push_str(&line(
+            "flush=never, metrics off",
+            &started.never_metrics_off,
+        ));
+        let _ = writeln!(
+            text,
+            "metrics on / off, produce (acks=1), median of per-run ratios: {:.1}%",
+            started.metrics_on_vs_off_produce * 100.0
+        );
         let _ = writeln!(
             text,
             "flush=never produce (acks=1) / raw write: {:.0}%",

@@ -39,6 +39,7 @@ pub(crate) async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::metrics::set_enabled(config.metrics.enabled);
     crate::server::open_files::raise_limit(config.kafka.connections_max);
     // Certificates first: a bad one stops the start before anything opens.
     let (kafka_tls, admin_tls) = open_tls(&config)?;
@@ -77,7 +78,7 @@ pub(crate) async fn run(
     tasks.spawn(crate::server::serve(
         kafka,
         kafka_tls,
-        context,
+        context.clone(),
         stopped.clone(),
     ));
     // Compiling the persisted plugins is CPU-bound: a blocking thread.
@@ -107,7 +108,13 @@ pub(crate) async fn run(
     tasks.spawn(crate::http::serve(
         (http, admin_tls),
         health,
-        (processors, users, acls),
+        (processors.clone(), users, acls),
+        crate::http::MetricsSources {
+            broker: context.clone(),
+            processors,
+            started,
+            config: config.metrics.clone(),
+        },
         auth,
         stopped.clone(),
     ));

@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) admin: AdminConfig,
     /// Who may do what on the Kafka listener (`[acl]`).
     pub(crate) acl: AclConfig,
+    /// What `GET /metrics` exposes (`[metrics]`).
+    pub(crate) metrics: crate::http::MetricsConfig,
     /// Listen on addresses other than loopback although the Kafka
     /// listener authenticates nobody (`PLAINTEXT`, `SSL`) or the admin API
     /// is plain HTTP (`--insecure`).
@@ -65,6 +67,7 @@ impl Default for Config {
             state: StateConfig::default(),
             admin: AdminConfig::default(),
             acl: AclConfig::default(),
+            metrics: Default::default(),
             insecure: false,
         }
     }

@@ -11,6 +11,7 @@ mod compaction;
 mod examples;
 mod harness;
 mod kafka;
+mod metrics;
 mod net_limits;
 mod offsets;
 mod plugins;

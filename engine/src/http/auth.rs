@@ -48,6 +48,10 @@ pub(crate) struct AdminConfig {
     /// Longest wait for a client's TLS handshake once it has connected; a
     /// slower or silent peer is disconnected. Default 10 000 ms.
     pub(crate) tls_handshake_timeout_ms: u64,
+    /// `GET /metrics` needs the token too (default false: Prometheus
+    /// scrapes it as it scrapes any exporter; it shows names and figures,
+    /// never records or credentials, and changes nothing).
+    pub(crate) metrics_token_required: bool,
 }
 
 impl Default for AdminConfig {
@@ -58,6 +62,7 @@ impl Default for AdminConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_handshake_timeout_ms: 10_000,
+            metrics_token_required: false,
         }
     }
 }
@@ -68,6 +73,7 @@ pub(crate) struct AdminAuth {
     token: String,
     /// Lower-case host names, IPv6 addresses without brackets.
     allowed_hosts: Vec<String>,
+    metrics_token_required: bool,
 }
 
 impl AdminAuth {
@@ -92,6 +98,7 @@ impl AdminAuth {
         Ok(Self {
             token,
             allowed_hosts,
+            metrics_token_required: config.metrics_token_required,
         })
     }
 
@@ -152,13 +159,15 @@ impl AdminAuth {
     }
 }
 
-/// The middleware: `/health` passes; everything else is checked.
+/// The middleware: `/health` (and `/metrics` unless configured otherwise)
+/// passes; everything else is checked.
 pub(crate) async fn guard(
     State(auth): State<Arc<AdminAuth>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/health" {
+    let path = request.uri().path();
+    if path == "/health" || (path == "/metrics" && !auth.metrics_token_required) {
         return next.run(request).await;
     }
     match auth.refusal(request.headers()) {
@@ -212,6 +221,7 @@ mod tests {
         AdminAuth {
             token: "secret".into(),
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            metrics_token_required: false,
         }
     }
 

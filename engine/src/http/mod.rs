@@ -7,6 +7,7 @@
 mod acls;
 mod auth;
 mod https;
+mod metrics;
 pub(crate) mod processors;
 mod state;
 mod users;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 pub(crate) use auth::{AdminAuth, AdminConfig, TOKEN_FILE};
+pub(crate) use metrics::{MetricsConfig, Sources as MetricsSources};
 
 /// What `/health` reports.
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ pub(crate) async fn serve(
         Arc<crate::server::sasl::Users>,
         Arc<crate::acl::Authorizer>,
     ),
+    metrics: MetricsSources,
     auth: AdminAuth,
     shutdown: Shutdown,
 ) {
@@ -76,6 +79,7 @@ pub(crate) async fn serve(
         .merge(processors::routes(processors))
         .merge(users::routes(users))
         .merge(acls::routes(acls))
+        .merge(metrics::routes(metrics))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,

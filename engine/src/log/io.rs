@@ -109,7 +109,13 @@ impl IoFile for StdFile {
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        if !crate::metrics::enabled() {
+            return self.0.sync_data();
+        }
+        let started = std::time::Instant::now();
+        let synced = self.0.sync_data();
+        crate::metrics::FSYNC.observe(started.elapsed());
+        synced
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())

@@ -142,6 +142,9 @@ pub struct Partition {
     /// Serialises retention, compaction and truncation of one partition.
     pub(super) maintenance: Mutex<()>,
     high_watermark: watch::Sender<i64>,
+    /// Records and bytes written (by clients and processors; markers and
+    /// retried duplicates not counted) and fetched by clients (`/metrics`).
+    traffic: crate::metrics::Traffic,
 }
 
 impl Partition {
@@ -202,7 +205,13 @@ impl Partition {
             poison: OnceLock::new(),
             maintenance: Mutex::new(()),
             high_watermark: watch::Sender::new(end),
+            traffic: Default::default(),
         })
+    }
+
+    /// What was written to and fetched from this partition.
+    pub(crate) fn traffic(&self) -> &crate::metrics::Traffic {
+        &self.traffic
     }
 
     pub(crate) fn topic(&self) -> &str {
@@ -316,7 +325,6 @@ impl Partition {
         inner.closed.iter().map(|meta| meta.size).sum::<u64>() + inner.active.meta.size
     }
     /// Number of segments, the active one included.
-    #[cfg(test)]
     pub(crate) fn segment_count(&self) -> usize {
         self.lock().closed.len() + 1
     }
@@ -513,6 +521,10 @@ impl Partition {
         let append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         let next_offset = assign_offsets(&mut headers, base_offset, append_time.then_some(now_ms));
         self.write_to_active(&mut inner, records, &headers, append_time, now_ms)?;
+        if marker.is_none() {
+            self.traffic
+                .produced(count.max(0) as u64, records.len() as u64);
+        }
         for header in &headers {
             inner.producers.record(header, now_ms);
             inner.transactions.on_batch(header, marker);

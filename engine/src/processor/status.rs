@@ -59,6 +59,8 @@ pub(crate) struct PartitionStats {
     pub(crate) batches: AtomicU64,
     /// Time spent inside `process` calls.
     pub(crate) process_ns: AtomicU64,
+    /// How long each batch's `process` calls took (`/metrics`).
+    pub(crate) batch_latency: crate::metrics::Histogram,
     /// Peak linear memory of the current instance.
     pub(crate) memory_bytes: AtomicU64,
     /// Next input offset to process (what is committed).
@@ -94,6 +96,7 @@ impl PartitionStats {
             dead_lettered: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             process_ns: AtomicU64::new(0),
+            batch_latency: Default::default(),
             memory_bytes: AtomicU64::new(0),
             committed_offset: AtomicI64::new(-1),
             stream_time: AtomicI64::new(i64::MIN),

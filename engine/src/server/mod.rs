@@ -73,6 +73,7 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let (context, tls) = (context.clone(), tls.clone());
         connections.spawn(async move {
+            let _open = crate::metrics::OpenConnection::new();
             tracing::debug!(%peer, "connection opened");
             match run_connection(stream, peer, tls, context).await {
                 Ok(()) => tracing::debug!(%peer, "connection closed"),

@@ -35,6 +35,11 @@ impl RequestBudget {
         }
     }
 
+    /// Bytes free now (`/metrics`: the budget less this is what is queued).
+    pub(crate) fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+
     /// Reserves `bytes` (at least 1) once they fit, without queueing
     /// behind larger reservations.
     pub(crate) async fn reserve(&self, bytes: u32) -> Reservation {

@@ -54,7 +54,7 @@ const BROKER_CONFIG: &str = "[groups]\ninitial_rebalance_delay_ms = 0\n";
 // ---------------------------------------------------------------------------
 // Locating the clients.
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

@@ -594,6 +594,18 @@ impl Processors {
         list
     }
 
+    /// Each running processor's name and its tasks' counters (`/metrics`
+    /// reads their histograms).
+    pub(crate) fn partition_stats(&self) -> Vec<(String, Vec<Arc<PartitionStats>>)> {
+        (self.snapshot().iter())
+            .map(|running| {
+                let partitions = running.partitions.lock().expect("status lock");
+                let stats = partitions.values().cloned().collect();
+                (running.deployment.name.clone(), stats)
+            })
+            .collect()
+    }
+
     /// Status of one processor.
     pub(crate) fn status(&self, name: &str) -> Result<ProcessorStatus, AdminError> {
         if let Some(message) = self.broken.lock().expect("registry lock").get(name) {

@@ -273,10 +273,9 @@ impl PartitionTask {
         let mut routed = Routed::default();
         let started = Instant::now();
         let stop = self.process_range(batch, 0, batch.records.len(), &mut routed)?;
-        PartitionStats::add(
-            &self.input.stats.process_ns,
-            started.elapsed().as_nanos() as u64,
-        );
+        let elapsed = started.elapsed();
+        PartitionStats::add(&self.input.stats.process_ns, elapsed.as_nanos() as u64);
+        self.input.stats.batch_latency.observe(elapsed);
         let (processed, next) = match &stop {
             Some(stop) => (stop.index, batch.records[stop.index].offset),
             None => {

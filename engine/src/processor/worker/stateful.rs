@@ -229,7 +229,9 @@ impl PartitionTask {
         };
         let started = std::time::Instant::now();
         let stop = self.process_range(batch, 0, records.len(), routed)?;
-        PartitionStats::add(&stats.process_ns, started.elapsed().as_nanos() as u64);
+        let elapsed = started.elapsed();
+        PartitionStats::add(&stats.process_ns, elapsed.as_nanos() as u64);
+        stats.batch_latency.observe(elapsed);
         let processed = stop.as_ref().map_or(records.len(), |s: &StopAt| s.index);
         self.input.position = match &stop {
             Some(stop) => records[stop.index].offset,

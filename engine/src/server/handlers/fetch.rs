@@ -33,7 +33,7 @@ use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -179,6 +179,7 @@ fn gather(
                         Ok(partition) => partition,
                         Err(code) => {
                             errors = true;
+                            crate::metrics::REQUESTS.failed(ApiKey::Fetch as i16, *code);
                             return data.with_error_code(*code);
                         }
                     };
@@ -214,6 +215,8 @@ fn gather(
                             };
                             remaining = remaining.saturating_sub(records.len());
                             total += records.len();
+                            (partition.traffic())
+                                .fetched(record_count(&records), records.len() as u64);
                             let aborted = (isolation == Isolation::ReadCommitted).then(|| {
                                 read.aborted
                                     .iter()
@@ -235,7 +238,9 @@ fn gather(
                             if !matches!(error, LogError::OffsetOutOfRange { .. }) {
                                 tracing::error!(topic = %partition.topic(), partition = partition.id(), %error, "fetch failed");
                             }
-                            with_offsets(data).with_error_code(log_error_code(&error))
+                            let code = log_error_code(&error);
+                            crate::metrics::REQUESTS.failed(ApiKey::Fetch as i16, code);
+                            with_offsets(data).with_error_code(code)
                         }
                     }
                 })
@@ -249,6 +254,21 @@ fn gather(
         errors,
         charge,
     }
+}
+
+/// Records in whole stored batches: each batch's count field (v2 header:
+/// base offset 8, length 4, ..., records count at byte 57).
+fn record_count(batches: &[u8]) -> u64 {
+    const COUNT_AT: usize = 57;
+    let mut position = 0;
+    let mut records = 0;
+    while let Some(header) = batches.get(position..position + COUNT_AT + 4) {
+        let length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
+        let count = i32::from_be_bytes(header[COUNT_AT..].try_into().expect("4 bytes"));
+        records += count.max(0) as u64;
+        position += 12 + length.max(0) as usize;
+    }
+    records
 }
 
 /// Adds `bytes` to `charge` if `budget` has room for them now.

@@ -195,7 +195,13 @@ pub(crate) async fn handle(
             api_version: version,
         });
     }
-    dispatch(context, caller, request, ordered).await
+    if !crate::metrics::enabled() {
+        return dispatch(context, caller, request, ordered).await;
+    }
+    let (api_key, started) = (request.api_key as i16, std::time::Instant::now());
+    let response = dispatch(context, caller, request, ordered).await;
+    crate::metrics::REQUESTS.handled(api_key, version, started.elapsed());
+    response
 }
 
 /// Runs blocking store work off the async workers.

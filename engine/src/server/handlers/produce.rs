@@ -21,7 +21,7 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::oneshot;
 
 use super::{blocking, message, topic_allowed, topic_or_create, transactional_id_allowed};
@@ -34,6 +34,7 @@ use crate::transaction::{TransactionCoordinator, TransactionError};
 pub(crate) const VERSIONS: (i16, i16) = (3, 11);
 
 fn failed(index: i32, code: i16, text: Option<String>) -> PartitionProduceResponse {
+    crate::metrics::REQUESTS.failed(ApiKey::Produce as i16, code);
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(code)
