@@ -17,6 +17,7 @@ mod offsets;
 mod plugins;
 mod processor_records;
 mod processors;
+mod progress;
 mod protocol;
 mod retention;
 mod security;
