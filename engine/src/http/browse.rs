@@ -61,11 +61,23 @@ pub(super) fn routes(browse: Arc<Browse>) -> Router {
         .with_state(browse)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// A refusal: its status and message, sent as `{"error": …}`.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
 }
 
-fn log_error(failure: LogError) -> Response {
+/// What a handler answers: JSON, or a refusal.
+type Answer = Result<Json<Value>, Failure>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Failure {
+    Failure(status, message.into())
+}
+
+fn log_error(failure: LogError) -> Failure {
     let status = match failure {
         LogError::UnknownTopic(_) | LogError::UnknownPartition { .. } => StatusCode::NOT_FOUND,
         LogError::TopicExists(_) => StatusCode::CONFLICT,
@@ -76,11 +88,11 @@ fn log_error(failure: LogError) -> Response {
 
 /// Runs store work off the async workers.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 fn open_partitions(topic: &Topic) -> Vec<Arc<crate::log::Partition>> {
@@ -94,10 +106,10 @@ fn open_partitions(topic: &Topic) -> Vec<Arc<crate::log::Partition>> {
         .collect()
 }
 
-async fn overview(State(browse): Shared) -> Response {
+async fn overview(State(browse): Shared) -> Answer {
     let store = browse.broker.store.clone();
     let started = browse.started;
-    let answer = blocking(move || {
+    blocking(move || {
         use std::sync::atomic::Ordering::Relaxed;
         let topics = store.topics();
         let partitions: Vec<_> = topics.iter().flat_map(|t| open_partitions(t)).collect();
@@ -107,7 +119,7 @@ async fn overview(State(browse): Shared) -> Response {
         let traffic = |f: fn(&crate::metrics::Traffic) -> &std::sync::atomic::AtomicU64| {
             sum(&|p| f(p.traffic()).load(Relaxed))
         };
-        json!({
+        Ok(Json(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_ms": started.elapsed().as_millis() as u64,
             "connections": crate::metrics::CONNECTIONS_OPEN.load(Relaxed),
@@ -118,13 +130,9 @@ async fn overview(State(browse): Shared) -> Response {
             "bytes_in": traffic(|t| &t.bytes_in),
             "records_out": traffic(|t| &t.records_out),
             "bytes_out": traffic(|t| &t.bytes_out),
-        })
+        })))
     })
-    .await;
-    match answer {
-        Ok(answer) => Json(answer).into_response(),
-        Err(response) => response,
-    }
+    .await
 }
 
 fn topic_summary(topic: &Topic) -> Value {
@@ -140,27 +148,19 @@ fn topic_summary(topic: &Topic) -> Value {
     })
 }
 
-async fn topics(State(browse): Shared) -> Response {
+async fn topics(State(browse): Shared) -> Answer {
     let store = browse.broker.store.clone();
-    match blocking(move || {
-        store
-            .topics()
-            .iter()
-            .map(|t| topic_summary(t))
-            .collect::<Vec<_>>()
+    blocking(move || {
+        let topics: Vec<Value> = store.topics().iter().map(|t| topic_summary(t)).collect();
+        Ok(Json(json!({ "topics": topics })))
     })
     .await
-    {
-        Ok(topics) => Json(json!({ "topics": topics })).into_response(),
-        Err(response) => response,
-    }
 }
 
-async fn topic(State(browse): Shared, Path(name): Path<String>) -> Response {
-    let Some(topic) = browse.broker.store.topic(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("no topic {name:?}"));
-    };
-    let answer = blocking(move || {
+async fn topic(State(browse): Shared, Path(name): Path<String>) -> Answer {
+    let topic = (browse.broker.store.topic(&name))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no topic {name:?}")))?;
+    blocking(move || {
         let partitions: Vec<Value> = topic
             .partitions()
             .iter()
@@ -180,13 +180,9 @@ async fn topic(State(browse): Shared, Path(name): Path<String>) -> Response {
         let mut summary = topic_summary(&topic);
         summary["configs"] = json!(topic.overrides());
         summary["partition_details"] = json!(partitions);
-        summary
+        Ok(Json(summary))
     })
-    .await;
-    match answer {
-        Ok(answer) => Json(answer).into_response(),
-        Err(response) => response,
-    }
+    .await
 }
 
 #[derive(Deserialize)]
@@ -198,32 +194,30 @@ struct NewTopic {
     configs: BTreeMap<String, String>,
 }
 
-async fn create_topic(State(browse): Shared, Json(body): Json<NewTopic>) -> Response {
+async fn create_topic(
+    State(browse): Shared,
+    Json(body): Json<NewTopic>,
+) -> Result<Response, Failure> {
     let store = browse.broker.store.clone();
     let partitions = body
         .partitions
         .unwrap_or(browse.broker.config.num_partitions);
-    let created = blocking(move || {
-        store
-            .create_topic(&body.name, partitions, body.configs)
-            .map(|topic| topic_summary(&topic))
+    let topic = blocking(move || {
+        let topic =
+            (store.create_topic(&body.name, partitions, body.configs)).map_err(log_error)?;
+        Ok(topic_summary(&topic))
     })
-    .await;
-    match created {
-        Ok(Ok(topic)) => (StatusCode::CREATED, Json(topic)).into_response(),
-        Ok(Err(e)) => log_error(e),
-        Err(response) => response,
-    }
+    .await?;
+    Ok((StatusCode::CREATED, Json(topic)).into_response())
 }
 
-async fn delete_topic(State(browse): Shared, Path(name): Path<String>) -> Response {
+async fn delete_topic(State(browse): Shared, Path(name): Path<String>) -> Answer {
     let store = browse.broker.store.clone();
-    let target = name.clone();
-    match blocking(move || store.delete_topic(&target, None)).await {
-        Ok(Ok(())) => Json(json!({ "deleted": name })).into_response(),
-        Ok(Err(e)) => log_error(e),
-        Err(response) => response,
-    }
+    blocking(move || {
+        store.delete_topic(&name, None).map_err(log_error)?;
+        Ok(Json(json!({ "deleted": name })))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -236,12 +230,11 @@ async fn set_configs(
     State(browse): Shared,
     Path(name): Path<String>,
     Json(body): Json<Configs>,
-) -> Response {
+) -> Answer {
     let store = browse.broker.store.clone();
-    let changed = blocking(move || {
-        let topic = store
-            .topic(&name)
-            .ok_or_else(|| LogError::UnknownTopic(name.clone()))?;
+    blocking(move || {
+        let topic =
+            (store.topic(&name)).ok_or_else(|| log_error(LogError::UnknownTopic(name.clone())))?;
         let mut overrides = topic.overrides();
         for (key, value) in body.configs {
             match value {
@@ -249,15 +242,13 @@ async fn set_configs(
                 None => overrides.remove(&key),
             };
         }
-        store.set_topic_config(&name, overrides)?;
-        Ok::<_, LogError>(store.topic(&name).map(|t| json!(t.overrides())))
+        store
+            .set_topic_config(&name, overrides)
+            .map_err(log_error)?;
+        let configs = store.topic(&name).map(|t| t.overrides());
+        Ok(Json(json!({ "configs": configs })))
     })
-    .await;
-    match changed {
-        Ok(Ok(configs)) => Json(json!({ "configs": configs })).into_response(),
-        Ok(Err(e)) => log_error(e),
-        Err(response) => response,
-    }
+    .await
 }
 
 #[derive(Deserialize)]
@@ -272,14 +263,9 @@ async fn messages(
     State(browse): Shared,
     Path(name): Path<String>,
     Query(query): Query<MessagesQuery>,
-) -> Response {
+) -> Answer {
     let store = browse.broker.store.clone();
-    let read = blocking(move || read_messages(&store, &name, query)).await;
-    match read {
-        Ok(Ok(answer)) => Json(answer).into_response(),
-        Ok(Err(response)) => response,
-        Err(response) => response,
-    }
+    blocking(move || read_messages(&store, &name, query).map(Json)).await
 }
 
 /// Up to `limit` committed records of one partition from `offset` (default:
@@ -288,7 +274,7 @@ fn read_messages(
     store: &crate::log::LogStore,
     name: &str,
     query: MessagesQuery,
-) -> Result<Value, Response> {
+) -> Result<Value, Failure> {
     let partition_id = query.partition.unwrap_or(0);
     let partition = store.partition(name, partition_id).map_err(log_error)?;
     let limit = query.limit.unwrap_or(50).clamp(1, MESSAGES_MAX);
@@ -391,20 +377,14 @@ fn group_offsets(broker: &BrokerContext, group: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn groups(State(browse): Shared) -> Response {
+async fn groups(State(browse): Shared) -> Answer {
     let broker = browse.broker.clone();
-    let listed = blocking(move || {
-        broker
-            .groups
-            .list()
-            .into_iter()
+    blocking(move || {
+        let groups: Vec<Value> = (broker.groups.list().into_iter())
             .map(|g| {
-                let members = broker
-                    .groups
-                    .describe(&g.group_id)
-                    .map_or(0, |d| d.members.len());
-                let lag: i64 = group_offsets(&broker, &g.group_id)
-                    .iter()
+                let described = broker.groups.describe(&g.group_id);
+                let members = described.map_or(0, |d| d.members.len());
+                let lag: i64 = (group_offsets(&broker, &g.group_id).iter())
                     .map(|o| o["lag"].as_i64().unwrap_or(0))
                     .sum();
                 json!({
@@ -412,47 +392,36 @@ async fn groups(State(browse): Shared) -> Response {
                     "protocol_type": g.protocol_type, "members": members, "lag": lag,
                 })
             })
-            .collect::<Vec<_>>()
+            .collect();
+        Ok(Json(json!({ "groups": groups })))
     })
-    .await;
-    match listed {
-        Ok(groups) => Json(json!({ "groups": groups })).into_response(),
-        Err(response) => response,
-    }
+    .await
 }
 
-async fn group(State(browse): Shared, Path(name): Path<String>) -> Response {
+async fn group(State(browse): Shared, Path(name): Path<String>) -> Answer {
     let broker = browse.broker.clone();
-    let answer =
-        blocking(move || {
-            let described = broker.groups.describe(&name);
-            let offsets = group_offsets(&broker, &name);
-            if described.is_none() && offsets.is_empty() {
-                return None;
-            }
-            let (state, members) = match described {
-            Some(d) => (
-                d.state.name(),
-                d.members
-                    .into_iter()
-                    .map(|m| json!({
-                        "member_id": m.member_id, "client_id": m.client_id,
-                        "client_host": m.client_host,
-                        "assignment": crate::client::consumer::decode_assignment(m.assignment)
-                            .unwrap_or_default(),
-                    }))
-                    .collect::<Vec<_>>(),
-            ),
+    blocking(move || {
+        let described = broker.groups.describe(&name);
+        let offsets = group_offsets(&broker, &name);
+        if described.is_none() && offsets.is_empty() {
+            return Err(error(StatusCode::NOT_FOUND, format!("no group {name:?}")));
+        }
+        let member = |m: crate::group::MemberDescription| {
+            let assignment = crate::client::consumer::decode_assignment(m.assignment);
+            json!({
+                "member_id": m.member_id, "client_id": m.client_id,
+                "client_host": m.client_host, "assignment": assignment.unwrap_or_default(),
+            })
+        };
+        let (state, members) = match described {
+            Some(d) => (d.state.name(), d.members.into_iter().map(member).collect()),
             None => ("Empty", Vec::new()),
         };
-            Some(json!({ "group": name, "state": state, "members": members, "offsets": offsets }))
-        })
-        .await;
-    match answer {
-        Ok(Some(answer)) => Json(answer).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such group"),
-        Err(response) => response,
-    }
+        Ok(Json(json!({
+            "group": name, "state": state, "members": members, "offsets": offsets,
+        })))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -466,32 +435,28 @@ async fn reset_group(
     State(browse): Shared,
     Path(name): Path<String>,
     Json(body): Json<Reset>,
-) -> Response {
+) -> Answer {
     if crate::acl::is_processor_resource(&name) {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "a processor's offsets move with the processor: redeploy it with --from",
-        );
+        ));
     }
     let broker = browse.broker.clone();
-    let reset = blocking(move || -> Result<Value, Response> {
-        let topic = broker
-            .store
-            .topic(&body.topic)
+    blocking(move || {
+        let topic = (broker.store.topic(&body.topic))
             .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no topic {:?}", body.topic)))?;
         let commits = open_partitions(&topic)
             .iter()
             .map(|p| {
                 let offset = match body.to.as_str() {
-                    "earliest" => Ok(p.log_start_offset()),
-                    "latest" => Ok(p.last_stable_offset()),
+                    "earliest" => p.log_start_offset(),
+                    "latest" => p.last_stable_offset(),
                     other => other.parse::<i64>().map_err(|_| {
-                        error(
-                            StatusCode::BAD_REQUEST,
-                            format!("to {other:?} is not earliest, latest or an offset"),
-                        )
-                    }),
-                }?;
+                        let text = format!("to {other:?} is not earliest, latest or an offset");
+                        error(StatusCode::BAD_REQUEST, text)
+                    })?,
+                };
                 Ok(crate::group::OffsetCommit {
                     topic: body.topic.clone(),
                     partition: p.id(),
@@ -500,16 +465,13 @@ async fn reset_group(
                     metadata: String::new(),
                 })
             })
-            .collect::<Result<Vec<_>, Response>>()?;
+            .collect::<Result<Vec<_>, Failure>>()?;
         let results = broker.groups.commit(&name, -1, "", commits);
         if let Some(Err(failure)) = results.into_iter().find(Result::is_err) {
             return Err(error(StatusCode::CONFLICT, failure.to_string()));
         }
-        Ok(json!({ "group": name, "offsets": group_offsets(&broker, &name) }))
+        let offsets = group_offsets(&broker, &name);
+        Ok(Json(json!({ "group": name, "offsets": offsets })))
     })
-    .await;
-    match reset {
-        Ok(Ok(answer)) => Json(answer).into_response(),
-        Ok(Err(response)) | Err(response) => response,
-    }
+    .await
 }
