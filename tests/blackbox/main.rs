@@ -3,6 +3,7 @@
 
 mod acl;
 mod admin;
+mod browse;
 mod cli;
 mod cli_plugin;
 mod cli_transactions;
