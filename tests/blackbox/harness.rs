@@ -235,6 +235,11 @@ impl Broker {
         self.http_send("PUT", path, &content_type, &body)
     }
 
+    /// `METHOD path` with a JSON body and the token; (status, body).
+    pub(crate) fn http_json(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.http_send(method, path, "application/json", body.as_bytes())
+    }
+
     fn http_send(
         &self,
         method: &str,

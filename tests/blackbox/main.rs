@@ -3,6 +3,7 @@
 
 mod acl;
 mod admin;
+mod browse;
 mod cli;
 mod cli_plugin;
 mod cli_transactions;
@@ -17,6 +18,7 @@ mod offsets;
 mod plugins;
 mod processor_records;
 mod processors;
+mod progress;
 mod protocol;
 mod retention;
 mod security;

@@ -104,6 +104,9 @@ pub(crate) struct ConsumeArgs {
     pub(crate) format: OutputFormat,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
+    /// No progress bar on a terminal.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 /// Writes records to stdout in the chosen format.
@@ -162,6 +165,8 @@ struct Reader {
     isolation: IsolationLevel,
     /// Records still to print with -n.
     remaining: Option<u64>,
+    /// With -n, on a terminal, while the records go elsewhere.
+    progress: super::progress::Progress,
     printer: Printer,
     /// stdout was closed (`| head`): stop quietly.
     output_closed: bool,
@@ -300,6 +305,7 @@ impl Reader {
             }
             self.positions.insert(partition, record.offset + 1);
             self.remaining = self.remaining.map(|n| n - 1);
+            self.progress.advance(1);
         }
         self.positions.insert(partition, fetched.next_offset);
         Ok(())
@@ -375,6 +381,19 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<()> {
     result
 }
 
+/// A bar towards `-n`'s count, when the records do not go to the
+/// terminal themselves (they are the progress there) and are text.
+fn count_progress(args: &ConsumeArgs) -> super::progress::Progress {
+    use std::io::IsTerminal;
+    match args.count {
+        Some(count) if args.format == OutputFormat::Text && !std::io::stdout().is_terminal() => {
+            let message = format!("reading '{}'", args.topic);
+            super::progress::Progress::records(args.quiet, Some(count), &message)
+        }
+        _ => super::progress::Progress::hidden(),
+    }
+}
+
 async fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     let mut client = args.connect.client().await?;
     let topic = client.topic(&args.topic).await?;
@@ -384,6 +403,7 @@ async fn consume(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         ends: None,
         isolation: args.isolation,
         remaining: args.count,
+        progress: count_progress(args),
         printer: Printer {
             format: args.format,
             out: BufWriter::new(std::io::stdout()),

@@ -455,6 +455,13 @@ async fn delete_one(client: &mut Client, group: &str) -> Result<()> {
 }
 
 async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
+    let progress = super::progress::Progress::stage(
+        false,
+        &format!(
+            "finding the new offsets of group '{}' on '{}'",
+            args.group, args.topic
+        ),
+    );
     let mut client = args.connect.client().await?;
     let topic = client.topic(&args.topic).await?;
     let partitions: Vec<i32> = match args.partition {
@@ -487,6 +494,7 @@ async fn reset_offsets(args: ResetOffsetsArgs) -> Result<()> {
         .iter()
         .map(|(partition, offset)| ((args.topic.clone(), *partition), *offset))
         .collect();
+    progress.finish();
     let rows = new
         .iter()
         .map(|(key, offset)| {

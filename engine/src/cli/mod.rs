@@ -13,6 +13,7 @@ pub(crate) mod group;
 pub mod plugin;
 pub(crate) mod processor;
 pub(crate) mod produce;
+mod progress;
 pub(crate) mod topic;
 pub(crate) mod transactions;
 pub(crate) mod user;

@@ -73,6 +73,9 @@ pub(crate) struct ProduceArgs {
     pub(crate) acks: i16,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
+    /// No progress line on a terminal, only the summary.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 /// Compression codecs.
@@ -157,12 +160,19 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
     let mut lines = spawn_stdin_reader();
     let mut pending = Pending::default();
     let mut line_number = 0u64;
+    let progress = super::progress::Progress::records(args.quiet, None, "producing");
+    let label = format!("to '{}'", topic.name);
+    let mut read_bytes = 0u64;
+    let show = |pending: &Pending, read_bytes: u64| {
+        progress.done(pending.written.values().sum(), &label, read_bytes);
+    };
     loop {
         let next = if pending.bytes > 0 {
             match tokio::time::timeout(LINGER, lines.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
                     flush(&mut client, &topic, &args, &mut pending).await?;
+                    show(&pending, read_bytes);
                     continue;
                 }
             }
@@ -172,6 +182,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
         let Some(line) = next else { break };
         line_number += 1;
         let line = line.with_context(|| format!("reading line {line_number} of stdin"))?;
+        read_bytes += line.len() as u64 + 1;
         let (key, value) = split_line(line, args.key_separator.as_deref());
         let partition = partitioner.choose(key.as_deref());
         pending.bytes += key.as_ref().map_or(0, Bytes::len) + value.len() + 16;
@@ -182,9 +193,11 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<()> {
             .push(record(key, value, &headers));
         if pending.bytes >= BATCH_BYTES {
             flush(&mut client, &topic, &args, &mut pending).await?;
+            show(&pending, read_bytes);
         }
     }
     flush(&mut client, &topic, &args, &mut pending).await?;
+    progress.finish();
     summarize(&topic.name, &pending, args.acks)
 }
 

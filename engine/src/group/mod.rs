@@ -22,6 +22,7 @@ mod tests;
 pub(crate) use commit::OffsetCommit;
 pub(crate) use coordinator::GroupConfig;
 pub(crate) use coordinator::GroupCoordinator;
+pub(crate) use describe::MemberDescription;
 pub(crate) use error::GroupError;
 pub(crate) use join::JoinParams;
 pub(crate) use membership::LeavingMember;

@@ -6,6 +6,7 @@
 
 mod acls;
 mod auth;
+mod browse;
 mod https;
 mod metrics;
 pub(crate) mod processors;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 pub(crate) use auth::{AdminAuth, AdminConfig, TOKEN_FILE};
+pub(crate) use browse::Browse;
 pub(crate) use metrics::{MetricsConfig, Sources as MetricsSources};
 
 /// What `/health` reports.
@@ -79,6 +81,10 @@ pub(crate) async fn serve(
         .merge(processors::routes(processors))
         .merge(users::routes(users))
         .merge(acls::routes(acls))
+        .merge(browse::routes(Arc::new(Browse {
+            broker: metrics.broker.clone(),
+            started: metrics.started,
+        })))
         .merge(metrics::routes(metrics))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),

@@ -56,6 +56,7 @@ pub use io::StdIo;
 pub(crate) use io::{Io, IoFile};
 pub(crate) use partition::{AppendInfo, Isolation, Partition, ReadResult};
 pub(crate) use read::CommittedReadError;
+pub(crate) use records::StoredRecord;
 pub(crate) use store::{validate_topic_name, PartitionSlot, Topic};
 pub use store::{LogStore, StoreOptions};
 pub(crate) use topic_config::is_topic_config;

@@ -470,9 +470,20 @@ async fn deploy(args: DeployArgs) -> Result<()> {
                 .mime_str("application/wasm")?,
         );
     let path = format!("/v1/processors/{}", args.name);
+    // Uploading, compiling and starting are one request: a spinner while
+    // it lasts (seconds for a large plugin on a cold cache).
+    let progress = match args.format {
+        OutputFormat::Text => super::progress::Progress::stage(
+            false,
+            &format!("deploying {}: uploading, compiling and starting", args.name),
+        ),
+        OutputFormat::Json => super::progress::Progress::hidden(),
+    };
     let status = admin
         .send(admin.request(Method::PUT, &path).multipart(form))
-        .await?;
+        .await;
+    progress.finish();
+    let status = status?;
     match args.format {
         OutputFormat::Json => emit(&pretty(&status)?),
         OutputFormat::Text => {
