@@ -881,22 +881,4 @@ mod tests {
         assert!(error.contains("--admin"), "{error}");
         assert!(error.contains("SLUICE_ADMIN"), "{error}");
     }
-
-    #[test]
-    fn admin_urls() {
-        assert!(Admin::new("127.0.0.1:9644", None).is_ok());
-        assert!(Admin::new("http://localhost:9644/", None).is_ok());
-        assert!(Admin::new("https://broker:9644", None).is_ok());
-        let ftp = format!("{:#}", Admin::new("ftp://broker:9644", None).err().unwrap());
-        assert!(ftp.contains("not http:// or https://"), "{ftp}");
-        assert!(Admin::new("http://", None).is_err());
-        let missing = std::path::Path::new("/nonexistent/ca.pem");
-        let error = format!(
-            "{:#}",
-            Admin::new("https://broker:9644", Some(missing))
-                .err()
-                .unwrap()
-        );
-        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
-    }
 }
