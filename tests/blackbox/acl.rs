@@ -339,9 +339,25 @@ fn sluice_kafka_verbs_authenticate_and_obey_the_acls() {
         "--topic",
         "notes",
     ]);
+    pipeline.sluice_ok(&[
+        "acl",
+        "create",
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "read",
+        "--group",
+        "alice-notes",
+    ]);
     let produced = sluice_as("alice", PASSWORD, &["produce", "notes"], "a\nb\n");
     assert!(produced.status.success(), "{}", stderr(&produced));
-    let consumed = sluice_as("alice", PASSWORD, &["consume", "notes", "-n", "2"], "");
+    // In a group: the coordinator and heartbeat connections authenticate too.
+    let consumed = sluice_as(
+        "alice",
+        PASSWORD,
+        &["consume", "notes", "-n", "2", "-g", "alice-notes"],
+        "",
+    );
     assert!(consumed.status.success(), "{}", stderr(&consumed));
     let mut lines: Vec<String> = String::from_utf8_lossy(&consumed.stdout)
         .lines()

@@ -576,6 +576,11 @@ impl Client {
             .unwrap_or_else(|| anyhow!("--brokers is empty; give host:port[,host:port...]")))
     }
 
+    /// The SASL credentials its connections authenticate with.
+    pub(crate) fn credentials(&self) -> Option<&sasl::Credentials> {
+        self.credentials.as_ref()
+    }
+
     pub(crate) async fn bootstrap(&mut self) -> Result<&mut Connection> {
         let address = self.bootstrap.clone();
         self.at(&address).await
