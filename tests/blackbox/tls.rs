@@ -386,7 +386,6 @@ fn sluice_kafka_verbs_speak_tls_and_sasl() {
     let dir = tempfile::tempdir().unwrap();
     let (certificates, broker, admin) = sasl_ssl_broker(dir.path(), false);
     let verb = |args: &[&str], ca: Option<&Path>, input: &str| {
-        use std::io::Write;
         let mut command = Command::new(sluice_binary());
         command
             .args(args)
@@ -399,19 +398,7 @@ fn sluice_kafka_verbs_speak_tls_and_sasl() {
         if let Some(ca) = ca {
             command.env("SLUICE_CA_FILE", ca);
         }
-        let mut child = command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        crate::harness::output_with_input(&mut command, input.as_bytes())
     };
     let ca = Some(certificates.ca.as_path());
     succeeded(&verb(&["topic", "create", "secure", "-p", "2"], ca, ""));
