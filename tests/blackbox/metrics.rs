@@ -111,6 +111,15 @@ fn metrics_parse_and_agree_with_the_brokers_own_figures() {
     let stray = crate::transactions::batch((-1, -1), plain, -1, &["stray"]);
     let mut client = crate::kafka::KafkaClient::connect(pipeline.broker.kafka);
     assert_eq!(client.produce("in", 7, stray), 3);
+    // A heartbeat from a member the group does not know: an error code.
+    use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("nobody")))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("ghost"));
+    let heartbeat_code = client.call(heartbeat, 4).error_code;
+    assert_ne!(heartbeat_code, 0);
 
     let scrape = Scrape::of(&pipeline);
     for (family, kind) in [
@@ -152,6 +161,12 @@ fn metrics_parse_and_agree_with_the_brokers_own_figures() {
             "sluice_kafka_request_errors_total",
             &[("api", "Produce"), ("code", "3")]
         ),
+        1.0
+    );
+    let code = heartbeat_code.to_string();
+    let labels = [("api", "Heartbeat"), ("code", code.as_str())];
+    assert_eq!(
+        scrape.sum("sluice_kafka_request_errors_total", &labels),
         1.0
     );
     assert!(scrape.sum("sluice_log_fsync_duration_seconds_count", &[]) >= 1.0);
