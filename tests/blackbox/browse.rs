@@ -139,6 +139,10 @@ fn topics_messages_and_groups_through_the_admin_api() {
     );
     assert_eq!(refused.0, 400);
 
+    // A processor's topics are the broker's here too.
+    let refused = broker.http_request("DELETE", "/v1/topics/sluice-processor-p-changelog");
+    assert_eq!(refused.0, 409, "{}", refused.1);
+
     // Without the token: refused.
     let (code, _) = broker.http_request_as("GET", "/v1/topics", &["Host: localhost"]);
     assert_eq!(code, 401);

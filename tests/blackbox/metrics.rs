@@ -21,8 +21,15 @@ impl Scrape {
     /// Scrapes `pipeline`'s broker without the admin token (Prometheus
     /// does not send it) and parses the answer.
     fn of(pipeline: &Pipeline) -> Self {
-        let (code, text) = pipeline.broker.http_request_as("GET", "/metrics", &[]);
+        let (code, text) = pipeline
+            .broker
+            .http_request_as("GET", "/metrics", &["Host: localhost"]);
         assert_eq!(code, 200, "{text}");
+        // No token needed, but a foreign Host (DNS rebinding) is refused.
+        let (code, _) = pipeline
+            .broker
+            .http_request_as("GET", "/metrics", &["Host: evil.example"]);
+        assert_eq!(code, 403);
         let mut parser = crate::clients::python_script("parse_metrics.py", &[])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,8 +1,9 @@
 //! Who may use the admin API. It deploys and runs code, so every request
-//! but `GET /health` must carry the broker's token (`Authorization:
-//! Bearer …`), and before that pass two checks a browser cannot get
-//! around, because on loopback the attacker is any web page the operator
-//! opens:
+//! but `GET /health` and `GET /metrics` (unless
+//! `admin.metrics_token_required`) must carry the broker's token
+//! (`Authorization: Bearer …`), and every request but `/health` must pass
+//! two checks a browser cannot get around, because on loopback the
+//! attacker is any web page the operator opens:
 //! - `Host` must name this broker (loopback, the listener's address, or
 //!   `admin.allowed_hosts`): a DNS-rebinding page reaches 127.0.0.1 under
 //!   its own host name.
@@ -109,6 +110,13 @@ impl AdminAuth {
 
     /// Why `headers` may not reach the API, if they may not.
     fn refusal(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
+        self.site_refusal(headers)
+            .or_else(|| self.token_refusal(headers))
+    }
+
+    /// The checks a browser cannot get around: a foreign `Host` (DNS
+    /// rebinding) or a cross-site request.
+    fn site_refusal(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Some(host) = text("host") {
             if !self.host_allowed(host) {
@@ -133,6 +141,11 @@ impl AdminAuth {
                 "cross-site requests to the admin API are refused".to_string(),
             ));
         }
+        None
+    }
+
+    fn token_refusal(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let presented = text("authorization").and_then(|v| v.strip_prefix("Bearer "));
         match presented {
             Some(token)
@@ -167,10 +180,15 @@ pub(crate) async fn guard(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/health" || (path == "/metrics" && !auth.metrics_token_required) {
-        return next.run(request).await;
-    }
-    match auth.refusal(request.headers()) {
+    let refusal = match path {
+        "/health" => None,
+        // No token (a Prometheus scrape carries none), but still only for
+        // this broker's own host names and never cross-site: a web page
+        // must not read it by DNS rebinding.
+        "/metrics" if !auth.metrics_token_required => auth.site_refusal(request.headers()),
+        _ => auth.refusal(request.headers()),
+    };
+    match refusal {
         None => next.run(request).await,
         Some((status, message)) => {
             tracing::debug!(path = request.uri().path(), %status, %message, "admin request refused");

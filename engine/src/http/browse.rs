@@ -95,6 +95,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
+/// A processor's topics (changelog, repartition) are the broker's: not
+/// created, reconfigured or deleted here either, as over Kafka.
+fn refuse_processor_topic(name: &str) -> Result<(), Failure> {
+    if crate::acl::is_processor_resource(name) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("{name:?} belongs to a processor; remove the processor instead"),
+        ));
+    }
+    Ok(())
+}
+
 fn open_partitions(topic: &Topic) -> Vec<Arc<crate::log::Partition>> {
     topic
         .partitions()
@@ -198,6 +210,7 @@ async fn create_topic(
     State(browse): Shared,
     Json(body): Json<NewTopic>,
 ) -> Result<Response, Failure> {
+    refuse_processor_topic(&body.name)?;
     let store = browse.broker.store.clone();
     let partitions = body
         .partitions
@@ -212,6 +225,7 @@ async fn create_topic(
 }
 
 async fn delete_topic(State(browse): Shared, Path(name): Path<String>) -> Answer {
+    refuse_processor_topic(&name)?;
     let store = browse.broker.store.clone();
     blocking(move || {
         store.delete_topic(&name, None).map_err(log_error)?;
@@ -231,6 +245,7 @@ async fn set_configs(
     Path(name): Path<String>,
     Json(body): Json<Configs>,
 ) -> Answer {
+    refuse_processor_topic(&name)?;
     let store = browse.broker.store.clone();
     blocking(move || {
         let topic =

@@ -1,8 +1,10 @@
 //! The HTTP admin listener. `GET /health` answers
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
-//! the processor API (`processors`, `state`) and the SASL users (`users`)
-//! only to holders of the broker's token (`auth`). Over HTTPS when
-//! `[admin] tls_cert_file` and `tls_key_file` are set (`https`).
+//! `GET /metrics` (`metrics`) to any caller naming this broker's host, not
+//! cross-site; the processor API (`processors`, `state`), the SASL users
+//! (`users`), the ACLs (`acls`) and the topics and groups (`browse`) only
+//! to holders of the broker's token (`auth`). Over HTTPS when `[admin]
+//! tls_cert_file` and `tls_key_file` are set (`https`).
 
 mod acls;
 mod auth;

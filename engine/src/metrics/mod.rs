@@ -161,6 +161,9 @@ impl Requests {
 
     /// A request of `api_key` answered with (or a part of it with) `code`.
     pub(crate) fn failed(&self, api_key: i16, code: i16) {
+        if !enabled() {
+            return;
+        }
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         *errors.entry((api_key, code)).or_default() += 1;
     }

@@ -38,6 +38,7 @@ pub(crate) async fn handle(
         wanted
             .into_iter()
             .map(|(name, id)| {
+                let named = name.is_some();
                 let name = name.or_else(|| {
                     store
                         .topics()
@@ -52,9 +53,11 @@ pub(crate) async fn handle(
                     return result.with_error_code(ResponseError::UnknownTopicId.code());
                 };
                 if !authorizer.allows(&caller, Operation::Delete, ResourceType::Topic, &name) {
+                    // Asked by id: the name is not told to whoever may not delete it.
+                    let result = if named { result } else { result.with_name(None) };
                     return result
                         .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                        .with_error_message(message(format!("not authorized to delete topic {name}")));
+                        .with_error_message(message("not authorized to delete this topic"));
                 }
                 let by_id = (!id.is_nil()).then_some(id.into_bytes());
                 let id = store
