@@ -248,19 +248,16 @@ async fn set_configs(
     refuse_processor_topic(&name)?;
     let store = browse.broker.store.clone();
     blocking(move || {
-        let topic =
-            (store.topic(&name)).ok_or_else(|| log_error(LogError::UnknownTopic(name.clone())))?;
-        let mut overrides = topic.overrides();
-        for (key, value) in body.configs {
-            match value {
-                Some(value) => overrides.insert(key, value),
-                None => overrides.remove(&key),
-            };
-        }
-        store
-            .set_topic_config(&name, overrides)
+        let configs = store
+            .update_topic_config(&name, |overrides| {
+                for (key, value) in body.configs {
+                    match value {
+                        Some(value) => overrides.insert(key, value),
+                        None => overrides.remove(&key),
+                    };
+                }
+            })
             .map_err(log_error)?;
-        let configs = store.topic(&name).map(|t| t.overrides());
         Ok(Json(json!({ "configs": configs })))
     })
     .await

@@ -585,20 +585,35 @@ impl LogStore {
         name: &str,
         overrides: BTreeMap<String, String>,
     ) -> Result<(), LogError> {
+        self.update_topic_config(name, |current| *current = overrides)
+            .map(drop)
+    }
+
+    /// Changes a topic's overrides with `change`, read and written under
+    /// the store's admin lock, so two changes cannot lose one another.
+    /// Returns the overrides now in force.
+    pub(crate) fn update_topic_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<BTreeMap<String, String>, LogError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .topic(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        let mut overrides = topic.overrides();
+        change(&mut overrides);
         let config = Arc::new(self.options.topic_defaults.with_overrides(&overrides)?);
         {
             let mut state = topic.state.write().expect("topic lock");
-            state.overrides = overrides;
+            state.overrides = overrides.clone();
             state.config = config.clone();
         }
         for partition in topic.open_partitions() {
             partition.set_config(config.clone());
         }
-        self.write_meta(&topic)
+        self.write_meta(&topic)?;
+        Ok(overrides)
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
