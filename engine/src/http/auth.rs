@@ -159,15 +159,17 @@ impl AdminAuth {
     }
 }
 
-/// The middleware: `/health` (and `/metrics` unless configured otherwise)
-/// passes; everything else is checked.
+/// The middleware: `/health`, the console's assets (and `/metrics` unless
+/// configured otherwise) pass; everything else is checked.
 pub(crate) async fn guard(
     State(auth): State<Arc<AdminAuth>>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/health" || (path == "/metrics" && !auth.metrics_token_required) {
+    let open = path == "/health" || (path == "/metrics" && !auth.metrics_token_required);
+    // The console's page and scripts hold no data (see `console`).
+    if open || super::console::is_asset(path) {
         return next.run(request).await;
     }
     match auth.refusal(request.headers()) {

@@ -2,11 +2,13 @@
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
 //! the processor API (`processors`, `state`) and the SASL users (`users`)
 //! only to holders of the broker's token (`auth`). Over HTTPS when
-//! `[admin] tls_cert_file` and `tls_key_file` are set (`https`).
+//! `[admin] tls_cert_file` and `tls_key_file` are set (`https`). The web
+//! console's page is served at `/` (`console`).
 
 mod acls;
 mod auth;
 mod browse;
+mod console;
 mod https;
 mod metrics;
 pub(crate) mod processors;
@@ -86,6 +88,7 @@ pub(crate) async fn serve(
             started: metrics.started,
         })))
         .merge(metrics::routes(metrics))
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,
