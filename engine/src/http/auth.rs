@@ -1,8 +1,9 @@
 //! Who may use the admin API. It deploys and runs code, so every request
-//! but `GET /health` must carry the broker's token (`Authorization:
-//! Bearer …`), and before that pass two checks a browser cannot get
-//! around, because on loopback the attacker is any web page the operator
-//! opens:
+//! but `GET /health` (and the web console's static page and scripts,
+//! which hold no data: see `console`) must carry the broker's token
+//! (`Authorization: Bearer …`), and before that pass two checks a browser
+//! cannot get around, because on loopback the attacker is any web page
+//! the operator opens:
 //! - `Host` must name this broker (loopback, the listener's address, or
 //!   `admin.allowed_hosts`): a DNS-rebinding page reaches 127.0.0.1 under
 //!   its own host name.
@@ -278,7 +279,7 @@ mod tests {
             refused(&[("host", "localhost"), ("authorization", "Bearer wrong")]),
             StatusCode::UNAUTHORIZED
         );
-        // A same-origin page of the broker itself (a future console).
+        // A same-origin page of the broker itself (the web console).
         assert!(auth
             .refusal(&headers(&[
                 ("host", "localhost:9644"),

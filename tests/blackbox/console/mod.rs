@@ -101,8 +101,10 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
     // Without a token: the page asks for one.
     browser.goto(&base);
     browser.wait("the token form", "document.getElementById('token-input')");
-    // The token in the fragment (as `sluice console` prints it).
-    browser.goto(&format!("{base}#token={}", broker.token));
+    // The link `sluice console` prints: the token in the fragment.
+    let link = pipeline.sluice_ok(&["console"]);
+    assert_eq!(link.trim(), format!("{base}#token={}", broker.token));
+    browser.goto(link.trim());
     browser.wait("the overview", "location.hash === '#/overview'");
     let overview = api(&pipeline, "/v1/overview");
     wait_shown(
