@@ -206,6 +206,14 @@ impl Browser {
         self.command("POST", &format!("/element/{element}/value"), Some(keys));
     }
 
+    /// Fills the inputs of the form `form` (name, text) and submits it.
+    pub(crate) fn submit(&self, form: &str, fields: &[(&str, &str)]) {
+        for (name, text) in fields {
+            self.type_into(&format!("{form} [name={name}]"), text);
+        }
+        self.click(&format!("{form} button[type=submit]"));
+    }
+
     /// Accepts the open `confirm` dialog.
     pub(crate) fn accept_dialog(&self) {
         let deadline = Instant::now() + WAIT;
