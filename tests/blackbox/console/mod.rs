@@ -80,6 +80,14 @@ fn scenario() -> Pipeline {
     pipeline.sluice_ok(&[
         "consume", "words", "-g", "readers", "-n", "5", "--from", "earliest",
     ]);
+    for topic in ["payments", "payments-out", "bad-payments"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce("payments", &[(None, "a"), (None, "boom"), (None, "c")]);
+    let on_error = ["--on-error", "dead-letter=bad-payments"];
+    let io = ["--input", "payments", "--output", "payments-out"];
+    pipeline.deploy("checker", "fault-error", &[&io[..], &on_error[..]].concat());
+    pipeline.wait_caught_up("checker", 3);
     pipeline
 }
 
@@ -278,6 +286,30 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
         "records_in",
         &deployed["records_in"],
     );
+
+    // A failed record: its coordinates link to it; the dead letters.
+    browser.goto(&format!("{base}#/processors/checker"));
+    let error = browser.wait(
+        "the last error",
+        "document.getElementById('processor-error').innerText",
+    );
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("rejected offset 1 at payments/0 offset 1"),
+        "{error}"
+    );
+    browser.wait(
+        "the dead letter",
+        "document.querySelector('#dead-letters tr.message pre.value').innerText === 'boom'",
+    );
+    browser.click("#processor-error a");
+    browser.wait(
+        "the offending record",
+        "document.querySelector('#topic-messages tr.message').dataset.offset === '1'",
+    );
+    assert_eq!(browser.text("#topic-messages tr.message pre.value"), "boom");
 
     topic_lifecycle_and_errors(&pipeline, &browser, &base);
 }

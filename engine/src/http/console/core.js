@@ -174,18 +174,24 @@ function rates(key, field) {
   return points;
 }
 
-function ceiling(max) {
+// A round top for an axis reaching `max`: 1, 2, 2.5 or 5 times a power of
+// ten, or (for bytes, `unit` 1024) times a power of 1024.
+function ceiling(max, unit) {
   if (max <= 0) return 1;
+  if (unit === 1024 && max >= 1024) {
+    const scale = Math.pow(1024, Math.floor(Math.log(max) / Math.log(1024)));
+    return ceiling(max / scale) * scale;
+  }
   const step = Math.pow(10, Math.floor(Math.log10(max)));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * step >= max) return m * step;
   return 10 * step;
 }
 
 // A line chart of the last HISTORY_MS: lines = [{name, points: [[t, v]]}].
-function chart(title, lines, format, id) {
+function chart(title, lines, format, id, unit) {
   const W = 600, H = 170, L = 56, R = 10, T = 8, B = 20;
   const now = Date.now(), start = now - HISTORY_MS;
-  const max = ceiling(Math.max(0, ...lines.flatMap((l) => l.points.map((p) => p[1]))));
+  const max = ceiling(Math.max(0, ...lines.flatMap((l) => l.points.map((p) => p[1]))), unit);
   const x = (t) => L + ((t - start) / HISTORY_MS) * (W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
   let svg = "";

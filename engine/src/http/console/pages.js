@@ -12,7 +12,8 @@ function cards(items) {
 function table(headers, rows, empty) {
   const head = headers.map((h) => h.startsWith("#") ? `<th class="num">${esc(h.slice(1))}</th>` : `<th>${esc(h)}</th>`).join("");
   const body = rows.length ? rows.join("") : `<tr><td colspan="${headers.length}" class="muted">${esc(empty || "none")}</td></tr>`;
-  return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  const thead = headers.some((h) => h) ? `<thead><tr>${head}</tr></thead>` : "";
+  return `<table>${thead}<tbody>${body}</tbody></table>`;
 }
 
 // ---- overview ---------------------------------------------------------
@@ -39,7 +40,7 @@ Console.pages.overview = async (main, view) => {
       chart("Bytes per second", [
         { name: "in", points: rates("overview", "bytes_in") },
         { name: "out", points: rates("overview", "bytes_out") },
-      ], (v) => bytes(v) + "/s", "bytes-rate");
+      ], (v) => bytes(v) + "/s", "bytes-rate", 1024);
   };
 };
 
