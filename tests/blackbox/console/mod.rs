@@ -102,6 +102,16 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
     let (status, page) = broker.http_request_as("GET", "/", &["Host: localhost"]);
     assert_eq!(status, 200);
     assert!(page.contains("/console/core.js"), "{page}");
+    // A link to the console followed from another site opens it.
+    let followed = ["Host: localhost", "Sec-Fetch-Site: cross-site"];
+    assert_eq!(
+        broker
+            .http_request_as("GET", "/console/core.js", &followed)
+            .0,
+        200
+    );
+    let (status, _) = broker.http_request_as("GET", "/v1/topics", &followed);
+    assert_eq!(status, 403);
     let (status, _) = broker.http_request_as("GET", "/v1/overview", &["Host: localhost"]);
     assert_eq!(status, 401);
 

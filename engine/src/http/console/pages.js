@@ -228,7 +228,8 @@ Console.pages["groups/"] = async (main, view, name) => {
         `<td class="num" data-field="lag">${num(o.lag)}</td></tr>`), "no committed offsets");
     document.getElementById("group-members").innerHTML = table(["Member", "Client", "Host", "Assignment"],
       g.members.map((m) => `<tr><td>${esc(m.member_id)}</td><td>${esc(m.client_id)}</td><td>${esc(m.client_host)}</td>` +
-        `<td>${esc(JSON.stringify(m.assignment))}</td></tr>`), "no members (the group is empty)");
+        `<td>${Object.entries(m.assignment || {}).map(([t, ps]) => `${esc(t)}: ${ps.join(", ")}`).join("<br>")}</td></tr>`),
+      "no members (the group is empty)");
   };
   const topics = [...new Set(group.offsets.map((o) => o.topic))];
   document.querySelector("#reset-group select[name=topic]").innerHTML =
