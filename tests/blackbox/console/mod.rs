@@ -379,3 +379,31 @@ fn topic_lifecycle_and_errors(pipeline: &Pipeline, browser: &Browser, base: &str
     browser.wait("the topics list", "location.hash === '#/topics'");
     assert_eq!(pipeline.broker.http_get("/v1/topics/made-here").0, 404);
 }
+
+/// The message browser's "from time": `from_ms` starts at the first record
+/// at or after that time.
+#[test]
+fn messages_from_a_time() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("timed", 1);
+    pipeline.produce("timed", &[(None, "early"), (None, "early too")]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    pipeline.produce("timed", &[(None, "late")]);
+    let late = api(&pipeline, "/v1/topics/timed/messages?contains=late");
+    let record = &late["records"][0];
+    assert_eq!(record["offset"], 2, "{late:#}");
+    let time_ms = record["timestamp"].as_i64().unwrap();
+    let from = api(
+        &pipeline,
+        &format!("/v1/topics/timed/messages?from_ms={time_ms}"),
+    );
+    assert_eq!(from["from"], 2, "{from:#}");
+    assert_eq!(from["records"][0]["value"], "late");
+    let all = api(&pipeline, "/v1/topics/timed/messages?from_ms=0");
+    assert_eq!(all["records"].as_array().unwrap().len(), 3, "{all:#}");
+    let none = api(
+        &pipeline,
+        &format!("/v1/topics/timed/messages?from_ms={}", time_ms + 60_000),
+    );
+    assert_eq!(none["records"], json!([]), "{none:#}");
+}
