@@ -189,7 +189,7 @@ function ceiling(max, unit) {
 
 // A line chart of the last HISTORY_MS: lines = [{name, points: [[t, v]]}].
 function chart(title, lines, format, id, unit) {
-  const W = 600, H = 170, L = 56, R = 10, T = 8, B = 20;
+  const W = 600, H = 170, L = 74, R = 10, T = 8, B = 20;
   const now = Date.now(), start = now - HISTORY_MS;
   const max = ceiling(Math.max(0, ...lines.flatMap((l) => l.points.map((p) => p[1]))), unit);
   const x = (t) => L + ((t - start) / HISTORY_MS) * (W - L - R);
