@@ -231,14 +231,26 @@ async function sample() {
   return { overview, groups, processors };
 }
 
-async function tick() {
+// One sample and the current page's refresh. The timer's tick is skipped
+// while the last one is still out (a slow broker gets no pile of
+// requests); a new page's first tick (`fresh`) waits for it instead.
+async function tick(fresh) {
+  if (tick.running) {
+    if (!fresh) return;
+    await tick.running.catch(() => {});
+  }
   const view = Console.view;
   if (!view || !sessionStorage.getItem(TOKEN_KEY)) return;
-  try {
+  tick.running = (async () => {
     const sampled = await sample();
     if (view === Console.view && view.refresh) await view.refresh(sampled);
+  })();
+  try {
+    await tick.running;
   } catch (failure) {
     if (view === Console.view) failed(failure);
+  } finally {
+    tick.running = null;
   }
 }
 
@@ -258,7 +270,7 @@ function login(message) {
   on(main, "#login", "submit", async () => {
     sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value.trim());
     await api("GET", "/v1/overview");
-    if (location.hash === "#/login") location.hash = "#/overview"; else route();
+    route();
   });
 }
 
@@ -280,7 +292,7 @@ async function route() {
   main.innerHTML = `<p class="muted">Loading…</p>`;
   try {
     await render(main, view, name);
-    if (view === Console.view) await tick();
+    if (view === Console.view) await tick(true);
   } catch (failure) {
     if (failure instanceof ApiError && failure.status === 401) return login(failure.message);
     if (view === Console.view) {
@@ -296,5 +308,5 @@ window.addEventListener("DOMContentLoaded", () => {
     login();
   });
   route();
-  setInterval(tick, POLL_MS);
+  setInterval(() => tick(false), POLL_MS);
 });
