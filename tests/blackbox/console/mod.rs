@@ -281,6 +281,7 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
     );
     browser.type_into("#deploy input[name=inputs]", "words");
     browser.type_into("#deploy input[name=outputs]", "shout-again");
+    browser.type_into("#deploy input[name=on_error]", "skip");
     browser.screenshot(&shots.join("processors.png"));
     browser.click("#deploy button[type=submit]");
     browser.wait(
@@ -289,6 +290,7 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
     );
     let deployed = pipeline.wait_caught_up("shouter-again", 31);
     assert_eq!(deployed["inputs"], json!(["words"]));
+    assert_eq!(deployed["on_error"], "skip");
     wait_shown(
         &browser,
         "records in",

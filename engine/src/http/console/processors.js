@@ -12,7 +12,8 @@ Console.pages.processors = async (main, view) => {
       <label>Inputs (comma-separated) <input name="inputs" required></label>
       <label>Outputs (comma-separated) <input name="outputs"></label>
       <label>Config (key=value per line) <textarea name="config"></textarea></label>
-      <label>On error <select name="on_error"><option>fail</option><option>skip</option><option>dead-letter</option></select></label>
+      <label>On error <input name="on_error" value="fail" list="on-error-choices" title="fail, skip, dead-letter or dead-letter=TOPIC">
+        <datalist id="on-error-choices"><option value="fail"><option value="skip"><option value="dead-letter"><option value="dead-letter=TOPIC"></datalist></label>
       <label>From <input name="from" value="earliest" title="earliest, latest, an offset, @MILLIS or an RFC 3339 time"></label>
       <button type="submit">Deploy</button>
     </form>`;
@@ -21,7 +22,7 @@ Console.pages.processors = async (main, view) => {
     const name = form.name.value.trim();
     const spec = {
       inputs: list(form.inputs.value), outputs: list(form.outputs.value),
-      config: pairs(form.config.value), on_error: form.on_error.value,
+      config: pairs(form.config.value), on_error: form.on_error.value.trim() || "fail",
     };
     if (form.from.value.trim()) spec.from = form.from.value.trim();
     const file = form.wasm.files[0];
