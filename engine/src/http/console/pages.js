@@ -20,9 +20,14 @@ function table(headers, rows, empty) {
 
 Console.pages.overview = async (main, view) => {
   main.innerHTML = `<h1>Overview</h1><div id="overview-cards"></div><h2>Throughput</h2><div id="overview-charts" class="charts"></div>`;
-  view.refresh = ({ overview: o }) => {
+  view.refresh = ({ overview: o, processors }) => {
+    // The broker answered; its processors say whether all is well.
+    const failing = processors.processors.filter((p) => p.state === "failed" || p.state === "degraded");
+    const health = failing.length
+      ? `<span class="state state-degraded">${failing.length} processor${failing.length > 1 ? "s" : ""} failing</span>`
+      : stateTag("ok");
     document.getElementById("overview-cards").innerHTML = cards([
-      ["Health", stateTag("ok"), "health"],
+      ["Health", health, "health"],
       ["Version", esc(o.version), "version"],
       ["Uptime", duration(o.uptime_ms), "uptime"],
       ["Connections", num(o.connections), "connections"],
