@@ -324,6 +324,8 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
     assert_eq!(browser.text("#topic-messages tr.message pre.value"), "boom");
 
     topic_lifecycle_and_errors(&pipeline, &browser, &base);
+    // Everything ran within the page's content security policy.
+    assert_eq!(browser.script("return Console.violations;", json!([])), 0);
 }
 
 /// Waits for the page's banner to show an error holding `needle`.

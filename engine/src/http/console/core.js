@@ -118,6 +118,12 @@ function failed(failure) {
 }
 
 window.addEventListener("error", (event) => banner("console error: " + event.message));
+// Counted for the browser test: the page must run within its own policy.
+Console.violations = 0;
+document.addEventListener("securitypolicyviolation", (event) => {
+  Console.violations++;
+  banner(`blocked by the page's security policy: ${event.violatedDirective} ${event.blockedURI}`);
+});
 window.addEventListener("unhandledrejection", (event) => failed(event.reason));
 
 // `fn` on `event` of every element under `root` matching `selector`; a
