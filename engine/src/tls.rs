@@ -44,6 +44,11 @@ impl Tls {
         handshake_timeout_ms: u64,
         timeout_setting: &'static str,
     ) -> anyhow::Result<Self> {
+        if handshake_timeout_ms == 0 {
+            anyhow::bail!(
+                "{timeout_setting} = 0 would fail every handshake; give milliseconds, e.g. 10000"
+            );
+        }
         let certificates = read_certificates(cert_file)?;
         let key = read_key(key_file)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -161,6 +166,14 @@ mod tests {
         let error = format!("{:#}", open(&cert, &cert).err().unwrap());
         assert!(
             error.contains("no PEM private key") && error.contains("a.crt"),
+            "{error}"
+        );
+
+        // A zero handshake timeout would refuse every client.
+        let zero = Tls::open(&cert, &key, &[], 0, "kafka.tls_handshake_timeout_ms");
+        let error = format!("{:#}", zero.err().unwrap());
+        assert!(
+            error.contains("kafka.tls_handshake_timeout_ms = 0"),
             "{error}"
         );
     }

@@ -3,8 +3,7 @@
 //! `sluice acl`, and Kafka's own admin APIs manage them for a principal
 //! allowed to ALTER the cluster (kafkajs).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::processors::Pipeline;
 
@@ -43,20 +42,9 @@ fn kcat_as(pipeline: &Pipeline, user: &str) -> Command {
 
 /// Produces `lines` to `topic` as `user`.
 fn produce(pipeline: &Pipeline, user: &str, topic: &str, lines: &str) -> Output {
-    let mut child = kcat_as(pipeline, user)
-        .args(["-P", "-t", topic])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = kcat_as(pipeline, user);
+    command.args(["-P", "-t", topic]);
+    crate::harness::output_with_input(&mut command, lines.as_bytes())
 }
 
 /// Reads `topic` to its end as `user`, in consumer group `group`.
@@ -301,24 +289,14 @@ fn a_transactional_producer_needs_write_on_its_transactional_id() {
 fn sluice_kafka_verbs_authenticate_and_obey_the_acls() {
     let pipeline = start_with_users(&["admin", "alice"]);
     let sluice_as = |user: &str, password: &str, args: &[&str], input: &str| {
-        let mut child = Command::new(crate::harness::sluice_binary())
+        let mut command = Command::new(crate::harness::sluice_binary());
+        command
             .args(args)
             .args(["--user", user])
             .env("SLUICE_BROKERS", pipeline.broker.kafka.to_string())
             .env("SLUICE_PASSWORD", password)
-            .env("SLUICE_SASL_MECHANISM", "SCRAM-SHA-512")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .env("SLUICE_SASL_MECHANISM", "SCRAM-SHA-512");
+        crate::harness::output_with_input(&mut command, input.as_bytes())
     };
     let created = sluice_as(
         "admin",

@@ -15,6 +15,24 @@ pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The binary under test.
+/// Runs `command` with `input` on its stdin (then closed); its output.
+pub(crate) fn output_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning the command");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("writing stdin");
+    child.wait_with_output().expect("waiting for the command")
+}
+
 pub(crate) fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }

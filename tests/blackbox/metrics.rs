@@ -111,6 +111,15 @@ fn metrics_parse_and_agree_with_the_brokers_own_figures() {
     let stray = crate::transactions::batch((-1, -1), plain, -1, &["stray"]);
     let mut client = crate::kafka::KafkaClient::connect(pipeline.broker.kafka);
     assert_eq!(client.produce("in", 7, stray), 3);
+    // A heartbeat from a member the group does not know: an error code.
+    use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("nobody")))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("ghost"));
+    let heartbeat_code = client.call(heartbeat, 4).error_code;
+    assert_ne!(heartbeat_code, 0);
 
     let scrape = Scrape::of(&pipeline);
     for (family, kind) in [
@@ -152,6 +161,12 @@ fn metrics_parse_and_agree_with_the_brokers_own_figures() {
             "sluice_kafka_request_errors_total",
             &[("api", "Produce"), ("code", "3")]
         ),
+        1.0
+    );
+    let code = heartbeat_code.to_string();
+    let labels = [("api", "Heartbeat"), ("code", code.as_str())];
+    assert_eq!(
+        scrape.sum("sluice_kafka_request_errors_total", &labels),
         1.0
     );
     assert!(scrape.sum("sluice_log_fsync_duration_seconds_count", &[]) >= 1.0);
@@ -261,4 +276,55 @@ fn partition_series_can_be_switched_off() {
         "one series"
     );
     assert_eq!(scrape.sum("sluice_processor_records_in_total", &upper), 3.0);
+}
+
+/// A long poll that wakes on every append re-reads the partition each
+/// time; only the read it answers with counts as fetched.
+#[test]
+fn a_long_poll_counts_only_what_it_answers() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("slow", 1);
+    let plain = || crate::transactions::BatchAttributes {
+        transactional: false,
+        control: false,
+    };
+    let kafka = pipeline.broker.kafka;
+    let poll = std::thread::spawn(move || {
+        let mut client = crate::kafka::KafkaClient::connect(kafka);
+        let request = FetchRequest::default()
+            .with_max_wait_ms(1500)
+            .with_min_bytes(64 * 1024 * 1024)
+            .with_max_bytes(64 * 1024 * 1024)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("slow")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(64 * 1024 * 1024)])]);
+        let response = client.call(request, 12);
+        let records = response.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default();
+        records.len()
+    });
+    // Appends while the poll waits: each one wakes it to read again.
+    let mut producer = crate::kafka::KafkaClient::connect(kafka);
+    let mut appended = 0;
+    while !poll.is_finished() {
+        let batch = crate::transactions::batch((-1, -1), plain(), -1, &["tick"]);
+        assert_eq!(producer.produce("slow", 0, batch), 0);
+        appended += 1;
+    }
+    let answered_bytes = poll.join().unwrap();
+    assert!(appended > 1, "the poll woke only {appended} times");
+    let scrape = Scrape::of(&pipeline);
+    assert_eq!(
+        scrape.sum("sluice_topic_bytes_out_total", &[("topic", "slow")]),
+        answered_bytes as f64,
+        "{appended} appends during the poll"
+    );
 }

@@ -142,21 +142,8 @@ pub(crate) fn produce_lines(
     topic: &str,
     lines: &str,
 ) -> std::process::Output {
-    use std::io::Write;
-    let mut child = command
-        .args(["-P", "-t", topic])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    command.args(["-P", "-t", topic]);
+    crate::harness::output_with_input(&mut command, lines.as_bytes())
 }
 
 #[test]

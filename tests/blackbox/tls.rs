@@ -377,3 +377,58 @@ fn certificates_that_do_not_fit_and_unauthenticated_listeners_beyond_loopback_ar
     let broker = Broker::spawn(serve(dir.path(), &both, "0.0.0.0:0", "0.0.0.0:0"));
     assert!(broker.kafka.ip().is_unspecified() && broker.http.ip().is_unspecified());
 }
+
+/// `sluice`'s own Kafka verbs over `SASL_SSL`: `--ca-file` (implying TLS)
+/// and SASL credentials; without the CA the handshake fails with a hint,
+/// without TLS the broker is not spoken to.
+#[test]
+fn sluice_kafka_verbs_speak_tls_and_sasl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certificates, broker, admin) = sasl_ssl_broker(dir.path(), false);
+    let verb = |args: &[&str], ca: Option<&Path>, input: &str| {
+        let mut command = Command::new(sluice_binary());
+        command
+            .args(args)
+            .env("SLUICE_BROKERS", broker.kafka.to_string())
+            .env("SLUICE_ADMIN", &admin)
+            .env("SLUICE_USER", "app")
+            .env("SLUICE_PASSWORD", CLIENT_PASSWORD)
+            .env_remove("SLUICE_CA_FILE")
+            .env_remove("SLUICE_TLS");
+        if let Some(ca) = ca {
+            command.env("SLUICE_CA_FILE", ca);
+        }
+        crate::harness::output_with_input(&mut command, input.as_bytes())
+    };
+    let ca = Some(certificates.ca.as_path());
+    succeeded(&verb(&["topic", "create", "secure", "-p", "2"], ca, ""));
+    succeeded(&verb(&["produce", "secure"], ca, "one\ntwo\nthree\n"));
+    let consumed = succeeded(&verb(
+        &["consume", "secure", "-n", "3", "-g", "readers"],
+        ca,
+        "",
+    ));
+    let mut lines: Vec<&str> = consumed.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["one", "three", "two"]);
+    let described = succeeded(&verb(&["group", "describe", "readers"], ca, ""));
+    assert!(described.contains("secure"), "{described}");
+
+    let mut untrusting = Command::new(sluice_binary());
+    let untrusting = untrusting
+        .args(["topic", "list", "--tls"])
+        .env("SLUICE_BROKERS", broker.kafka.to_string())
+        .env("SLUICE_USER", "app")
+        .env("SLUICE_PASSWORD", CLIENT_PASSWORD)
+        .env_remove("SLUICE_CA_FILE")
+        .output()
+        .unwrap();
+    assert!(!untrusting.status.success());
+    let stderr = String::from_utf8_lossy(&untrusting.stderr);
+    assert!(
+        stderr.contains("TLS handshake") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+    let plain = verb(&["topic", "list"], None, "");
+    assert!(!plain.status.success(), "{plain:?}");
+}

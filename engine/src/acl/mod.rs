@@ -177,8 +177,8 @@ impl Authorizer {
 
     /// Whether `caller` may do `operation` on some resource of the type
     /// (Kafka's `authorizeByResourceType`, which lets a producer with
-    /// WRITE on any topic be idempotent): an ALLOW for it exists and no
-    /// DENY of the same pattern undoes it.
+    /// WRITE on any topic be idempotent): no DENY of it on every resource
+    /// of the type, and an ALLOW for it or `allow_everyone_if_no_acl_found`.
     pub(crate) fn allows_any(
         &self,
         caller: &Caller,
@@ -188,7 +188,8 @@ impl Authorizer {
         if !self.config.enabled || self.is_super_user(caller) {
             return true;
         }
-        self.acls.allows_any(caller, operation, resource_type)
+        let (allowed, denied) = self.acls.by_type(caller, operation, resource_type);
+        !denied && (allowed || self.config.allow_everyone_if_no_acl_found)
     }
 
     fn is_super_user(&self, caller: &Caller) -> bool {

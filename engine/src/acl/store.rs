@@ -89,7 +89,10 @@ fn prefixes_in<'a>(
     names: &'a HashMap<String, Vec<AclBinding>>,
     name: &'a str,
 ) -> Box<dyn Iterator<Item = &'a AclBinding> + 'a> {
-    if names.len() < name.len() {
+    // No pattern is longer than an ACL name may be: a longer prefix of a
+    // (client-chosen, maybe huge) name cannot match.
+    let longest = super::types::NAME_BYTES_MAX;
+    if names.len() < name.len().min(longest) {
         Box::new(
             names
                 .iter()
@@ -99,6 +102,7 @@ fn prefixes_in<'a>(
     } else {
         Box::new(
             name.char_indices()
+                .take_while(move |(at, _)| *at < longest)
                 .map(|(at, c)| &name[..at + c.len_utf8()])
                 .filter_map(|prefix| names.get(prefix))
                 .flatten(),
@@ -108,12 +112,17 @@ fn prefixes_in<'a>(
 
 /// Whether `acl` applies to `caller` (its principal or `User:*`, its
 /// address or `*`).
+/// Addresses compare canonically: on a dual-stack listener an IPv4 client
+/// arrives as `::ffff:a.b.c.d`, which an ACL naming `a.b.c.d` means too.
 fn applies_to(acl: &AclBinding, caller: &Caller) -> bool {
     (acl.principal == *caller.principal || acl.principal == "User:*")
         && (acl.host == "*"
-            || caller
-                .host
-                .is_some_and(|host| acl.host.parse::<std::net::IpAddr>() == Ok(host)))
+            || caller.host.is_some_and(|host| {
+                acl.host
+                    .parse::<std::net::IpAddr>()
+                    .map(|a| a.to_canonical())
+                    == Ok(host.to_canonical())
+            }))
 }
 
 /// The ACLs, in memory and on disk.
@@ -121,7 +130,12 @@ fn applies_to(acl: &AclBinding, caller: &Caller) -> bool {
 pub(crate) struct Acls {
     path: PathBuf,
     acls_max: usize,
-    snapshot: RwLock<Snapshot>,
+    /// Read by every authorization; written only to swap in a snapshot
+    /// already built and saved, so a change's file write and fsync never
+    /// hold it.
+    snapshot: RwLock<std::sync::Arc<Snapshot>>,
+    /// Serialises changes (build, save, swap).
+    changes: std::sync::Mutex<()>,
 }
 
 impl Acls {
@@ -144,7 +158,8 @@ impl Acls {
         Ok(Self {
             path,
             acls_max,
-            snapshot: RwLock::new(Snapshot::new(acls)),
+            snapshot: RwLock::new(std::sync::Arc::new(Snapshot::new(acls))),
+            changes: std::sync::Mutex::new(()),
         })
     }
 
@@ -178,13 +193,14 @@ impl Acls {
     }
 
     /// Whether some ALLOW of `operation` on a resource of the type applies
-    /// to `caller`, and no DENY of it on every such resource (LITERAL `*`).
-    pub(crate) fn allows_any(
+    /// to `caller` (the first), and whether a DENY of it on every such
+    /// resource (LITERAL `*`) does (the second).
+    pub(crate) fn by_type(
         &self,
         caller: &Caller,
         operation: Operation,
         resource_type: ResourceType,
-    ) -> bool {
+    ) -> (bool, bool) {
         let snapshot = self.snapshot.read().expect("acls lock");
         let applying = || {
             snapshot
@@ -198,9 +214,9 @@ impl Acls {
                 && acl.resource_name == "*"
                 && acl.operation.denies(operation)
         });
-        !denied_everywhere
-            && applying()
-                .any(|acl| acl.permission == Permission::Allow && acl.operation.allows(operation))
+        let allowed = applying()
+            .any(|acl| acl.permission == Permission::Allow && acl.operation.allows(operation));
+        (allowed, denied_everywhere)
     }
 
     /// The ACLs `filter` matches.
@@ -214,46 +230,78 @@ impl Acls {
             .collect()
     }
 
+    /// The ACLs now (a cheap clone of the snapshot's handle).
+    fn current(&self) -> std::sync::Arc<Snapshot> {
+        self.snapshot.read().expect("acls lock").clone()
+    }
+
+    /// Saves `next` and makes it the ACLs in force.
+    fn replace(&self, next: BTreeSet<AclBinding>) -> Result<(), String> {
+        self.save(&next)
+            .map_err(|error| format!("saving the ACLs failed: {error}"))?;
+        let next = std::sync::Arc::new(Snapshot::new(next));
+        *self.snapshot.write().expect("acls lock") = next;
+        Ok(())
+    }
+
     /// Adds `acls` (one that exists already is fine); each gets its own
-    /// verdict. The valid ones are saved together before they apply.
+    /// verdict (CreateAcls). The valid ones are saved together before they
+    /// apply.
     pub(crate) fn create(&self, acls: Vec<AclBinding>) -> Vec<Result<(), String>> {
-        let mut snapshot = self.snapshot.write().expect("acls lock");
-        let mut next = snapshot.acls.clone();
+        let _change = self.changes.lock().expect("acls change lock");
+        let current = self.current();
+        let mut next = current.acls.clone();
         let mut verdicts: Vec<Result<(), String>> = acls
             .into_iter()
             .map(|acl| {
                 acl.validate()?;
                 if !next.contains(&acl) && next.len() >= self.acls_max {
-                    return Err(format!(
-                        "{} ACLs exist, the most this broker keeps ([acl] acls_max)",
-                        self.acls_max
-                    ));
+                    return Err(self.full());
                 }
                 next.insert(acl);
                 Ok(())
             })
             .collect();
-        if next.len() != snapshot.acls.len() {
-            if let Err(error) = self.save(&next) {
-                let message = format!("saving the ACLs failed: {error}");
+        if next.len() != current.acls.len() {
+            if let Err(message) = self.replace(next) {
                 for verdict in verdicts.iter_mut().filter(|v| v.is_ok()) {
                     *verdict = Err(message.clone());
                 }
-                return verdicts;
             }
-            *snapshot = Snapshot::new(next);
         }
         verdicts
     }
 
+    /// Adds all of `acls` (validated by the caller) or none: refused whole
+    /// when they would not fit under `acls_max`. Returns how many are new.
+    pub(crate) fn create_all(&self, acls: Vec<AclBinding>) -> Result<usize, String> {
+        let _change = self.changes.lock().expect("acls change lock");
+        let current = self.current();
+        let mut next = current.acls.clone();
+        next.extend(acls);
+        let added = next.len() - current.acls.len();
+        if next.len() > self.acls_max.max(current.acls.len()) {
+            return Err(self.full());
+        }
+        if added > 0 {
+            self.replace(next)?;
+        }
+        Ok(added)
+    }
+
+    fn full(&self) -> String {
+        format!("{} ACLs at most are kept ([acl] acls_max)", self.acls_max)
+    }
+
     /// Removes the ACLs each filter matches; per filter, what it removed.
     pub(crate) fn delete(&self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, String> {
-        let mut snapshot = self.snapshot.write().expect("acls lock");
-        let mut next = snapshot.acls.clone();
+        let _change = self.changes.lock().expect("acls change lock");
+        let current = self.current();
+        let mut next = current.acls.clone();
         let removed: Vec<Vec<AclBinding>> = filters
             .iter()
             .map(|filter| {
-                let matched: Vec<AclBinding> = snapshot
+                let matched: Vec<AclBinding> = current
                     .acls
                     .iter()
                     .filter(|a| filter.matches(a))
@@ -265,10 +313,8 @@ impl Acls {
                 matched
             })
             .collect();
-        if next.len() != snapshot.acls.len() {
-            self.save(&next)
-                .map_err(|error| format!("saving the ACLs failed: {error}"))?;
-            *snapshot = Snapshot::new(next);
+        if next.len() != current.acls.len() {
+            self.replace(next)?;
         }
         Ok(removed)
     }

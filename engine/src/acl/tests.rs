@@ -137,6 +137,44 @@ fn allows_any_sees_a_grant_on_some_resource() {
     );
     assert!(auth.allows_any(&alice(), Write, Topic));
     assert!(!auth.allows_any(&Caller::user("bob", None), Write, Topic));
+    // With allow_everyone_if_no_acl_found, anyone not denied everywhere.
+    let open = AclConfig {
+        allow_everyone_if_no_acl_found: true,
+        ..enabled()
+    };
+    let (_dir, auth) = authorizer(
+        open,
+        vec![acl(Topic, "*", Literal, "User:mallory", Write, Deny)],
+    );
+    assert!(auth.allows_any(&alice(), Write, Topic));
+    assert!(!auth.allows_any(&Caller::user("mallory", None), Write, Topic));
+}
+
+#[test]
+fn an_ipv4_client_on_a_dual_stack_listener_matches_its_ipv4_acl() {
+    let mut from_host = acl(Topic, "orders", Literal, "User:alice", Write, Allow);
+    from_host.host = "10.0.0.5".into();
+    let (_dir, auth) = authorizer(enabled(), vec![from_host]);
+    let mapped = Caller::user("alice", Some("::ffff:10.0.0.5".parse().unwrap()));
+    assert!(auth.allows(&mapped, Write, Topic, "orders"));
+    let other = Caller::user("alice", Some("::ffff:10.0.0.6".parse().unwrap()));
+    assert!(!auth.allows(&other, Write, Topic, "orders"));
+}
+
+#[test]
+fn create_all_is_all_or_nothing_at_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Acls::open(dir.path(), 2).unwrap();
+    let one = acl(Topic, "a", Literal, "User:x", Read, Allow);
+    assert_eq!(store.create_all(vec![one.clone()]), Ok(1));
+    let two = acl(Topic, "b", Literal, "User:x", Read, Allow);
+    let three = acl(Topic, "c", Literal, "User:x", Read, Allow);
+    assert!(store
+        .create_all(vec![two.clone(), three])
+        .unwrap_err()
+        .contains("acls_max"));
+    assert_eq!(store.describe(&AclFilter::default()), vec![one.clone()]);
+    assert_eq!(store.create_all(vec![one, two]), Ok(1));
 }
 
 #[test]

@@ -164,7 +164,7 @@ pub(crate) struct AclBinding {
 }
 
 /// Longest resource name or principal an ACL may hold.
-const NAME_BYTES_MAX: usize = 1024;
+pub(super) const NAME_BYTES_MAX: usize = 1024;
 
 impl AclBinding {
     /// Checks what Kafka checks before storing an ACL, and that the

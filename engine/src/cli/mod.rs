@@ -175,6 +175,13 @@ pub(crate) struct ConnectArgs {
         value_name = "MECHANISM"
     )]
     pub(crate) sasl_mechanism: String,
+    /// Speak TLS to the brokers (listeners SSL and SASL_SSL), trusting the
+    /// system's CA certificates and --ca-file's.
+    #[arg(long, env = "SLUICE_TLS")]
+    pub(crate) tls: bool,
+    /// CA certificates (PEM) to trust for the brokers' TLS; implies --tls.
+    #[arg(long, env = "SLUICE_CA_FILE", value_name = "FILE")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
 }
 
 impl ConnectArgs {
@@ -191,7 +198,11 @@ impl ConnectArgs {
                 anyhow::bail!("--user needs a password: set SLUICE_PASSWORD (or --password)")
             }
         };
-        crate::client::Client::connect(&self.brokers, credentials).await
+        let tls = (self.tls || self.ca_file.is_some())
+            .then(|| crate::client::sasl::tls_connector(self.ca_file.as_deref()))
+            .transpose()?;
+        let security = crate::client::sasl::Security { tls, credentials };
+        crate::client::Client::connect(&self.brokers, security).await
     }
 }
 

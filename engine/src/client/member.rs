@@ -63,26 +63,26 @@ pub(crate) struct Member {
     heartbeat: Option<Heartbeat>,
     /// What was last committed, so unchanged positions are not re-sent.
     committed: Offsets,
-    /// The client's SASL credentials, for the heartbeat's own connection.
-    credentials: Option<super::sasl::Credentials>,
+    /// The client's TLS and SASL settings, for the heartbeat's own connection.
+    security: super::sasl::Security,
 }
 
 impl Member {
     /// Finds the coordinator and joins `group` subscribed to `topic`.
     pub(crate) async fn join(client: &mut Client, group: &str, topic: &str) -> Result<Self> {
         let coordinator = client.coordinator(group).await?;
-        let credentials = client.credentials().cloned();
+        let security = client.security().clone();
         let mut member = Self {
             group: group.to_string(),
             topic: topic.to_string(),
-            coordinator: Connection::open_as(&coordinator.address, credentials.as_ref()).await?,
+            coordinator: Connection::open_as(&coordinator.address, &security).await?,
             member_id: String::new(),
             generation: -1,
             partitions: Vec::new(),
             rejoin: Arc::new(AtomicBool::new(false)),
             heartbeat: None,
             committed: Offsets::new(),
-            credentials,
+            security,
         };
         member.rejoin(client).await?;
         Ok(member)
@@ -299,9 +299,9 @@ impl Member {
             .with_generation_id(self.generation)
             .with_member_id(text(&self.member_id));
         let rejoin = self.rejoin.clone();
-        let credentials = self.credentials.clone();
+        let security = self.security.clone();
         let task = tokio::spawn(async move {
-            let mut connection = match Connection::open_as(&address, credentials.as_ref()).await {
+            let mut connection = match Connection::open_as(&address, &security).await {
                 Ok(connection) => connection,
                 Err(error) => {
                     eprintln!("heartbeat: {error:#}");

@@ -225,7 +225,8 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
 pub struct Connection {
     /// `host:port` as dialled; every error names it.
     address: String,
-    stream: TcpStream,
+    /// TCP, or TLS over it.
+    stream: Box<dyn Stream>,
     next_correlation_id: i32,
     /// Negotiated version per API key.
     versions: HashMap<i16, i16>,
@@ -243,14 +244,12 @@ pub struct Connection {
 impl Connection {
     /// Connects to `address` and negotiates API versions.
     pub async fn open(address: &str) -> Result<Self> {
-        Self::open_as(address, None).await
+        Self::open_as(address, &sasl::Security::default()).await
     }
 
-    /// [`open`](Self::open), then authenticates with `credentials` (SASL).
-    pub(crate) async fn open_as(
-        address: &str,
-        credentials: Option<&sasl::Credentials>,
-    ) -> Result<Self> {
+    /// [`open`](Self::open) with `security`: TLS around the stream, then
+    /// SASL authentication.
+    pub(crate) async fn open_as(address: &str, security: &sasl::Security) -> Result<Self> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Err(_) => bail!(
                 "cannot connect to {address}: timed out after {} s — {CONNECT_HINT}",
@@ -263,6 +262,10 @@ impl Connection {
             Ok(Ok(stream)) => stream,
         };
         stream.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(stream),
+            Some(connector) => Box::new(tls_handshake(connector, address, stream).await?),
+        };
         let mut connection = Self {
             address: address.to_string(),
             stream,
@@ -273,7 +276,7 @@ impl Connection {
             authenticated: false,
         };
         connection.negotiate().await?;
-        if let Some(credentials) = credentials {
+        if let Some(credentials) = &security.credentials {
             sasl::authenticate(&mut connection, credentials).await?;
             connection.authenticated = true;
         }
@@ -466,6 +469,38 @@ fn decode<T: Decodable>(
     Ok(response)
 }
 
+/// What a connection reads and writes: TCP or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// TLS over `stream` to `address`, checking the broker's certificate
+/// against the host part of the address.
+async fn tls_handshake(
+    connector: &tokio_rustls::TlsConnector,
+    address: &str,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| anyhow!("{address}: {host:?} is not a host name for TLS: {e}"))?;
+    match timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await {
+        Err(_) => bail!(
+            "TLS handshake with {address}: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        Ok(Err(error)) => bail!(
+            "TLS handshake with {address} failed: {error} (is its Kafka listener SSL or SASL_SSL? \
+             for a private CA give --ca-file)"
+        ),
+        Ok(Ok(stream)) => Ok(stream),
+    }
+}
+
 /// An I/O error as a short lower-case reason.
 fn io_reason(error: &std::io::Error) -> String {
     use std::io::ErrorKind;
@@ -544,21 +579,18 @@ pub(crate) struct Client {
     connections: HashMap<String, Connection>,
     /// Broker addresses by node id, from the last Metadata response.
     brokers: HashMap<i32, String>,
-    /// SASL credentials every connection authenticates with.
-    credentials: Option<sasl::Credentials>,
+    /// TLS and SASL credentials of every connection.
+    security: sasl::Security,
 }
 
 impl Client {
     /// Connects to the first of `brokers` (comma-separated `host:port`)
     /// that answers.
-    /// Each connection authenticates with `credentials` (SASL) if given.
-    pub(crate) async fn connect(
-        brokers: &str,
-        credentials: Option<sasl::Credentials>,
-    ) -> Result<Self> {
+    /// Each connection is secured as `security` says.
+    pub(crate) async fn connect(brokers: &str, security: sasl::Security) -> Result<Self> {
         let mut last_error = None;
         for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::open_as(address, credentials.as_ref()).await {
+            match Connection::open_as(address, &security).await {
                 Ok(connection) => {
                     let mut connections = HashMap::new();
                     connections.insert(address.to_string(), connection);
@@ -566,7 +598,7 @@ impl Client {
                         bootstrap: address.to_string(),
                         connections,
                         brokers: HashMap::new(),
-                        credentials,
+                        security,
                     });
                 }
                 Err(error) => last_error = Some(error),
@@ -576,9 +608,9 @@ impl Client {
             .unwrap_or_else(|| anyhow!("--brokers is empty; give host:port[,host:port...]")))
     }
 
-    /// The SASL credentials its connections authenticate with.
-    pub(crate) fn credentials(&self) -> Option<&sasl::Credentials> {
-        self.credentials.as_ref()
+    /// How its connections are secured.
+    pub(crate) fn security(&self) -> &sasl::Security {
+        &self.security
     }
 
     pub(crate) async fn bootstrap(&mut self) -> Result<&mut Connection> {
@@ -594,7 +626,7 @@ impl Client {
             .get(address)
             .is_some_and(|c| !c.is_broken());
         if !usable {
-            let connection = Connection::open_as(address, self.credentials.as_ref()).await?;
+            let connection = Connection::open_as(address, &self.security).await?;
             self.connections.insert(address.to_string(), connection);
         }
         Ok(self.connections.get_mut(address).expect("inserted above"))
@@ -778,7 +810,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let error = match Client::connect(&address, None).await {
+        let error = match Client::connect(&address, Default::default()).await {
             Ok(_) => panic!("connected to a closed port"),
             Err(error) => format!("{error:#}"),
         };

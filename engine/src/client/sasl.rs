@@ -1,4 +1,7 @@
-//! SASL for `sluice`'s own Kafka verbs: after ApiVersions, a connection
+//! How `sluice`'s own Kafka verbs secure a connection: TLS (rustls, the
+//! system's roots and a `--ca-file`) around the TCP stream, then SASL.
+//!
+//! SASL: after ApiVersions, a connection
 //! to a `SASL_PLAINTEXT` listener sends SaslHandshake (v1) and then
 //! SaslAuthenticate with PLAIN's one message or SCRAM's two (the broker's
 //! final message is checked, so a server that does not know the
@@ -10,6 +13,59 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 
 use super::{error_text, text, Connection};
 use crate::server::sasl::scram::{ClientExchange, Hash};
+
+/// A connection's security: TLS (`SSL`, `SASL_SSL`) and SASL credentials.
+#[derive(Clone, Default)]
+pub(crate) struct Security {
+    pub(crate) tls: Option<tokio_rustls::TlsConnector>,
+    pub(crate) credentials: Option<Credentials>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// A TLS client configuration trusting the system's roots and the
+/// certificates of `ca_file` (PEM).
+pub(crate) fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(certificate);
+    }
+    if let Some(path) = ca_file {
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect())
+            .map_err(|e| anyhow!("reading the --ca-file {}: {e}", path.display()))?;
+        if certificates.is_empty() {
+            bail!(
+                "the --ca-file {} holds no PEM CERTIFICATE block",
+                path.display()
+            );
+        }
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| anyhow!("the --ca-file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
 
 /// Who a client authenticates as, and how.
 #[derive(Clone)]

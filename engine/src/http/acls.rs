@@ -5,7 +5,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /v1/acls?FILTER` | `{"enforced": bool, "acls": [ACL…]}` |
-//! | `POST /v1/acls` | `{"acls": [ACL…]}`: add them (all or none: one invalid ACL is a 400 naming it) |
+//! | `POST /v1/acls` | `{"acls": [ACL…]}`: add them, all or none (one invalid ACL is a 400 naming it; more than `[acl] acls_max` in all a 409) |
 //! | `DELETE /v1/acls` | body `FILTER`: remove what it matches; `{"deleted": [ACL…]}` |
 //!
 //! An ACL: `{"resource_type": "TOPIC", "resource_name": "orders",
@@ -125,12 +125,17 @@ async fn create(State(authorizer): State<Arc<Authorizer>>, Json(body): Json<Crea
         return error(StatusCode::BAD_REQUEST, message);
     }
     let count = body.acls.len();
-    let verdicts = authorizer.acls().create(body.acls);
-    if let Some(Err(message)) = verdicts.into_iter().find(Result::is_err) {
-        return error(StatusCode::CONFLICT, message);
+    // Saving fsyncs: off the async workers.
+    let acls = authorizer.acls().clone();
+    match tokio::task::spawn_blocking(move || acls.create_all(body.acls)).await {
+        Ok(Ok(added)) => {
+            tracing::info!(count, added, "ACLs created through the admin API");
+            let enforced = authorizer.enabled();
+            Json(json!({ "created": count, "added": added, "enforced": enforced })).into_response()
+        }
+        Ok(Err(message)) => error(StatusCode::CONFLICT, message),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
-    tracing::info!(count, "ACLs created through the admin API");
-    Json(json!({ "created": count, "enforced": authorizer.enabled() })).into_response()
 }
 
 /// The filter is required: `{}` (delete every ACL) must be said.
@@ -139,7 +144,9 @@ async fn delete(State(authorizer): State<Arc<Authorizer>>, Json(filter): Json<Fi
         Ok(filter) => filter,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match authorizer.acls().delete(&[filter]) {
+    let acls = authorizer.acls().clone();
+    let removed = tokio::task::spawn_blocking(move || acls.delete(&[filter])).await;
+    match removed.unwrap_or_else(|join| Err(join.to_string())) {
         Ok(mut removed) => {
             let deleted = removed.pop().unwrap_or_default();
             tracing::info!(count = deleted.len(), "ACLs deleted through the admin API");

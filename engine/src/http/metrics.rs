@@ -224,7 +224,7 @@ impl Sources {
         }
         let mut errors = Family::new(
             "sluice_kafka_request_errors",
-            "Error codes answered (Produce and Fetch per partition), by API and Kafka error code.",
+            "Error codes answered (Produce, Fetch, OffsetCommit per partition; the group and transaction coordinators per request), by API and Kafka error code.",
             Kind::Counter,
         );
         for ((key, code), count) in REQUESTS.errors() {

@@ -7,7 +7,8 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use kafka_protocol::error::ResponseError;
 
-use super::{blocking, group_refusal, transactional_id_allowed};
+use super::{blocking, counted, group_refusal, transactional_id_allowed};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
@@ -26,10 +27,10 @@ pub(crate) async fn handle(
     // WRITE on the transactional id, READ on the group.
     if !transactional_id_allowed(context, caller, Operation::Write, &request.transactional_id) {
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return AddOffsetsToTxnResponse::default().with_error_code(code);
+        return AddOffsetsToTxnResponse::default().with_error_code(counted(ApiKey::AddOffsetsToTxn, code));
     }
     if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
-        return AddOffsetsToTxnResponse::default().with_error_code(code);
+        return AddOffsetsToTxnResponse::default().with_error_code(counted(ApiKey::AddOffsetsToTxn, code));
     }
     let coordinator = context.transactions.clone();
     let result = blocking(move || {
@@ -48,5 +49,5 @@ pub(crate) async fn handle(
             transaction_error_code(error, version >= FENCED_CODE_VERSION)
         }
     };
-    AddOffsetsToTxnResponse::default().with_error_code(code)
+    AddOffsetsToTxnResponse::default().with_error_code(counted(ApiKey::AddOffsetsToTxn, code))
 }

@@ -8,7 +8,8 @@ use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use kafka_protocol::error::ResponseError;
 
-use super::{blocking, transactional_id_allowed};
+use super::{blocking, counted, transactional_id_allowed};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
@@ -26,7 +27,7 @@ pub(crate) async fn handle(
 ) -> EndTxnResponse {
     if !transactional_id_allowed(context, caller, Operation::Write, &request.transactional_id) {
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return EndTxnResponse::default().with_error_code(code);
+        return EndTxnResponse::default().with_error_code(counted(ApiKey::EndTxn, code));
     }
     let coordinator = context.transactions.clone();
     let result = blocking(move || {
@@ -45,5 +46,5 @@ pub(crate) async fn handle(
             transaction_error_code(error, version >= FENCED_CODE_VERSION)
         }
     };
-    EndTxnResponse::default().with_error_code(code)
+    EndTxnResponse::default().with_error_code(counted(ApiKey::EndTxn, code))
 }

@@ -98,6 +98,9 @@ struct Gathered {
     errors: bool,
     /// The record bytes' charge to `kafka.queued_fetch_bytes_max`.
     charge: Option<OwnedSemaphorePermit>,
+    /// Per partition read, its records and bytes: counted as fetched
+    /// (`/metrics`) only if this read is the one answered.
+    served: Vec<(Arc<Partition>, u64, u64)>,
 }
 
 /// Answers a Fetch. The response's record bytes are charged to the
@@ -142,6 +145,9 @@ pub(crate) async fn handle(
             || watches.is_empty()
             || *shutdown.borrow()
         {
+            for (partition, records, bytes) in &read.served {
+                partition.traffic().fetched(*records, *bytes);
+            }
             let response = FetchResponse::default().with_responses(read.responses);
             return (response, read.charge);
         }
@@ -168,6 +174,7 @@ fn gather(
     let mut total = 0;
     let mut errors = false;
     let mut charge: Option<OwnedSemaphorePermit> = None;
+    let mut served = Vec::new();
     let responses = targets
         .iter()
         .map(|(name, targets)| {
@@ -215,8 +222,10 @@ fn gather(
                             };
                             remaining = remaining.saturating_sub(records.len());
                             total += records.len();
-                            (partition.traffic())
-                                .fetched(record_count(&records), records.len() as u64);
+                            if !records.is_empty() {
+                                let count = record_count(&records);
+                                served.push((partition.clone(), count, records.len() as u64));
+                            }
                             let aborted = (isolation == Isolation::ReadCommitted).then(|| {
                                 read.aborted
                                     .iter()
@@ -253,6 +262,7 @@ fn gather(
         bytes: total,
         errors,
         charge,
+        served,
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use super::group_refusal;
+use super::{counted, group_refusal};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::protocol::errors::group_result_code;
 use crate::server::BrokerContext;
@@ -19,11 +20,12 @@ pub(crate) fn handle(
     _version: i16,
 ) -> HeartbeatResponse {
     if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
-        return HeartbeatResponse::default().with_error_code(code);
+        return HeartbeatResponse::default().with_error_code(counted(ApiKey::Heartbeat, code));
     }
     let result =
         context
             .groups
             .heartbeat(&request.group_id, request.generation_id, &request.member_id);
-    HeartbeatResponse::default().with_error_code(group_result_code(&result))
+    HeartbeatResponse::default()
+        .with_error_code(counted(ApiKey::Heartbeat, group_result_code(&result)))
 }

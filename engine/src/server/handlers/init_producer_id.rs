@@ -11,7 +11,8 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use kafka_protocol::error::ResponseError;
 
-use super::{blocking, cluster_allowed, transactional_id_allowed};
+use super::{blocking, cluster_allowed, counted, transactional_id_allowed};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation, ResourceType};
 use crate::protocol::errors::transaction_error_code;
 use crate::server::BrokerContext;
@@ -53,7 +54,7 @@ pub(crate) async fn handle(
 ) -> InitProducerIdResponse {
     if let Some(code) = refusal(context, caller, &request) {
         return InitProducerIdResponse::default()
-            .with_error_code(code.code())
+            .with_error_code(counted(ApiKey::InitProducerId, code.code()))
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
@@ -84,7 +85,10 @@ pub(crate) async fn handle(
         Err(error) => {
             tracing::debug!(%error, "InitProducerId refused");
             InitProducerIdResponse::default()
-                .with_error_code(transaction_error_code(&error, version >= FENCED_CODE_VERSION))
+                .with_error_code(counted(
+                    ApiKey::InitProducerId,
+                    transaction_error_code(&error, version >= FENCED_CODE_VERSION),
+                ))
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         }

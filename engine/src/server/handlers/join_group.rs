@@ -8,7 +8,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_refusal;
+use super::{counted, group_refusal};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::group::{GroupError, JoinParams, Joined, Protocol};
 use crate::protocol::errors::group_error_code;
@@ -30,7 +31,7 @@ pub(crate) async fn handle(
 ) -> JoinGroupResponse {
     if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
         return JoinGroupResponse::default()
-            .with_error_code(code)
+            .with_error_code(counted(ApiKey::JoinGroup, code))
             .with_generation_id(-1);
     }
     let params = params(request, version, client_id, client_host);
@@ -113,7 +114,7 @@ fn refused(error: &GroupError, member_id: String) -> JoinGroupResponse {
         _ => member_id,
     };
     JoinGroupResponse::default()
-        .with_error_code(group_error_code(error))
+        .with_error_code(counted(ApiKey::JoinGroup, group_error_code(error)))
         .with_generation_id(-1)
         .with_protocol_name(Some(StrBytes::default()))
         .with_member_id(text(member_id))

@@ -211,6 +211,14 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .expect("store task panicked")
 }
 
+/// `code`, counted in `/metrics` when it is an error answered to `api`.
+fn counted(api: ApiKey, code: i16) -> i16 {
+    if code != 0 {
+        crate::metrics::REQUESTS.failed(api as i16, code);
+    }
+    code
+}
+
 /// Whether `caller` may do `operation` on topic `name`.
 fn topic_allowed(
     context: &BrokerContext,

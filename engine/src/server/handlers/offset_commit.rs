@@ -11,7 +11,8 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{blocking, group_refusal, topic_allowed};
+use super::{blocking, counted, group_refusal, topic_allowed};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::group::{GroupError, OffsetCommit};
 use crate::protocol::errors::group_result_code;
@@ -128,7 +129,7 @@ fn response_topics(
                         .unwrap_or_else(|| results.next().map_or(0, |r| group_result_code(&r)));
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code)
+                        .with_error_code(counted(ApiKey::OffsetCommit, code))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_refusal;
+use super::{counted, group_refusal};
+use kafka_protocol::messages::ApiKey;
 use crate::acl::{Caller, Operation};
 use crate::group::Assignment;
 use crate::protocol::errors::group_result_code;
@@ -21,7 +22,7 @@ pub(crate) async fn handle(
     version: i16,
 ) -> SyncGroupResponse {
     if let Some(code) = group_refusal(context, caller, Operation::Read, &request.group_id) {
-        return SyncGroupResponse::default().with_error_code(code);
+        return SyncGroupResponse::default().with_error_code(counted(ApiKey::SyncGroup, code));
     }
     let assignments = request
         .assignments
@@ -46,7 +47,7 @@ pub(crate) async fn handle(
     // A refusal answers with no assignment and no protocol.
     let outcome = result.unwrap_or_default();
     let response = SyncGroupResponse::default()
-        .with_error_code(code)
+        .with_error_code(counted(ApiKey::SyncGroup, code))
         .with_assignment(outcome.assignment);
     if version >= 5 {
         response
