@@ -275,9 +275,16 @@ fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
 }
 
 impl Drop for Browser {
+    /// Ends the session (Chromium quits), then asks chromedriver to exit so
+    /// it removes its temporary folders; kills it if it does not.
     fn drop(&mut self) {
         if !self.session.is_empty() {
             let _ = self.request("DELETE", &format!("/session/{}", self.session), None);
+        }
+        let _ = self.request("GET", "/shutdown", None);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.driver.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
