@@ -9,6 +9,7 @@ mod cli_plugin;
 mod cli_transactions;
 mod clients;
 mod compaction;
+mod console;
 mod examples;
 mod harness;
 mod kafka;

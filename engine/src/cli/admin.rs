@@ -115,6 +115,11 @@ impl Admin {
         Ok(admin)
     }
 
+    /// `http[s]://host:port[/prefix]`, without a trailing slash.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }

@@ -8,6 +8,7 @@
 
 pub(crate) mod acl;
 pub(crate) mod admin;
+mod console;
 pub(crate) mod consume;
 pub(crate) mod group;
 pub mod plugin;
@@ -92,6 +93,8 @@ pub(crate) enum Command {
     /// Create, list and delete the Kafka listener's ACLs.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Print the web console's link (with the admin token) to open in a browser.
+    Console(console::ConsoleArgs),
 }
 
 /// `sluice serve` options. Flags win over `SLUICE_*` variables, which win
@@ -236,7 +239,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Transactions(_)
         | Command::Processor(_)
         | Command::User(_)
-        | Command::Acl(_)) => run_client(command),
+        | Command::Acl(_)
+        | Command::Console(_)) => run_client(command),
     }
 }
 
@@ -275,6 +279,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
             Command::Processor(command) => processor::run(command).await,
             Command::User(command) => user::run(command).await,
             Command::Acl(command) => acl::run(command).await,
+            Command::Console(args) => console::run(args).await,
             Command::Serve(_) | Command::Plugin(_) => {
                 anyhow::bail!("not a client verb")
             }

@@ -1,9 +1,10 @@
 //! Who may use the admin API. It deploys and runs code, so every request
-//! but `GET /health` and `GET /metrics` (unless
-//! `admin.metrics_token_required`) must carry the broker's token
-//! (`Authorization: Bearer …`), and every request but `/health` must pass
-//! two checks a browser cannot get around, because on loopback the
-//! attacker is any web page the operator opens:
+//! but `GET /health`, `GET /metrics` (unless
+//! `admin.metrics_token_required`) and the web console's static page and
+//! scripts (they hold no data: see `console`) must carry the broker's token
+//! (`Authorization: Bearer …`), and every request but `/health` and the
+//! console's assets must pass two checks a browser cannot get around,
+//! because on loopback the attacker is any web page the operator opens:
 //! - `Host` must name this broker (loopback, the listener's address, or
 //!   `admin.allowed_hosts`): a DNS-rebinding page reaches 127.0.0.1 under
 //!   its own host name.
@@ -172,8 +173,8 @@ impl AdminAuth {
     }
 }
 
-/// The middleware: `/health` (and `/metrics` unless configured otherwise)
-/// passes; everything else is checked.
+/// The middleware: `/health`, the console's assets (and `/metrics` unless
+/// configured otherwise) pass; everything else is checked.
 pub(crate) async fn guard(
     State(auth): State<Arc<AdminAuth>>,
     request: Request,
@@ -182,6 +183,8 @@ pub(crate) async fn guard(
     let path = request.uri().path();
     let refusal = match path {
         "/health" => None,
+        // The console's page and scripts hold no data (see `console`).
+        _ if super::console::is_asset(path) => None,
         // No token (a Prometheus scrape carries none), but still only for
         // this broker's own host names and never cross-site: a web page
         // must not read it by DNS rebinding.
@@ -294,7 +297,7 @@ mod tests {
             refused(&[("host", "localhost"), ("authorization", "Bearer wrong")]),
             StatusCode::UNAUTHORIZED
         );
-        // A same-origin page of the broker itself (a future console).
+        // A same-origin page of the broker itself (the web console).
         assert!(auth
             .refusal(&headers(&[
                 ("host", "localhost:9644"),

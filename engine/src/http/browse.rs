@@ -11,7 +11,7 @@
 //! | `GET /v1/topics/{name}` | configs (overrides) and per partition its offsets and size |
 //! | `PATCH /v1/topics/{name}/configs` | `{"configs": {name: value or null}}`: set or reset overrides |
 //! | `DELETE /v1/topics/{name}` | delete |
-//! | `GET /v1/topics/{name}/messages?partition=P&offset=O&limit=N&contains=S` | up to N (≤ 500) committed records from O (default: the last N), key and value as text (JSON pretty-printed), headers; `contains` keeps records whose key or value holds S |
+//! | `GET /v1/topics/{name}/messages?partition=P&offset=O&limit=N&contains=S` | up to N (≤ 500) committed records from O (or from the first at or after `from_ms=T`; default: the last N), key and value as text (JSON pretty-printed), headers; `contains` keeps records whose key or value holds S |
 //! | `GET /v1/groups` | every group: state, members, lag |
 //! | `GET /v1/groups/{name}` | members and their assignments, per partition committed offset, end and lag |
 //! | `POST /v1/groups/{name}/reset` | `{"topic", "to": "earliest" or "latest" or an offset}`: move an empty group's offsets |
@@ -267,6 +267,9 @@ async fn set_configs(
 struct MessagesQuery {
     partition: Option<i32>,
     offset: Option<i64>,
+    /// The first record at or after this time (ms since the epoch), when
+    /// no `offset` is given.
+    from_ms: Option<i64>,
     limit: Option<usize>,
     contains: Option<String>,
 }
@@ -292,7 +295,14 @@ fn read_messages(
     let limit = query.limit.unwrap_or(50).clamp(1, MESSAGES_MAX);
     let start = partition.log_start_offset();
     let end = partition.last_stable_offset();
-    let from = query.offset.unwrap_or(end - limit as i64).max(start);
+    let from = match (query.offset, query.from_ms) {
+        (Some(offset), _) => offset,
+        (None, Some(time_ms)) => (partition.offset_for_timestamp(time_ms))
+            .map_err(log_error)?
+            .map_or(end, |(offset, _)| offset),
+        (None, None) => end - limit as i64,
+    }
+    .max(start);
     let mut records = Vec::new();
     let mut next = from;
     // Reads until `limit` records matched, the end, or the read bound.

@@ -1,14 +1,16 @@
 //! The HTTP admin listener. `GET /health` answers
 //! `{"status":"ok","version":"…","uptime_ms":…,"data_dir":"…"}` to anyone;
 //! `GET /metrics` (`metrics`) to any caller naming this broker's host, not
-//! cross-site; the processor API (`processors`, `state`), the SASL users
-//! (`users`), the ACLs (`acls`) and the topics and groups (`browse`) only
-//! to holders of the broker's token (`auth`). Over HTTPS when `[admin]
-//! tls_cert_file` and `tls_key_file` are set (`https`).
+//! cross-site; the web console's page at `/` (`console`) to anyone; the
+//! processor API (`processors`, `state`), the SASL users (`users`), the
+//! ACLs (`acls`) and the topics and groups (`browse`) only to holders of
+//! the broker's token (`auth`). Over HTTPS when `[admin] tls_cert_file`
+//! and `tls_key_file` are set (`https`).
 
 mod acls;
 mod auth;
 mod browse;
+mod console;
 mod https;
 mod metrics;
 pub(crate) mod processors;
@@ -88,6 +90,7 @@ pub(crate) async fn serve(
             started: metrics.started,
         })))
         .merge(metrics::routes(metrics))
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::guard,
