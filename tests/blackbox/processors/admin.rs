@@ -358,3 +358,32 @@ fn deploys_beyond_the_broker_wide_plugin_memory_are_refused() {
     let status = pipeline.wait_caught_up("second", 1);
     assert_eq!(status["errors"], 0, "{status:#}");
 }
+
+/// The answer to a resume does not call a partition paused: until its task
+/// has looked again it is starting.
+#[test]
+fn a_resumed_processors_partitions_are_not_reported_paused() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("quiet", 2);
+    pipeline.create_topic("loud", 1);
+    pipeline.deploy(
+        "hush",
+        "uppercase",
+        &["--input", "quiet", "--output", "loud"],
+    );
+    pipeline.sluice_ok(&["processor", "pause", "hush"]);
+    pipeline.wait_for("hush", "both partitions paused", |s| {
+        s["partitions"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["state"] == "paused"))
+    });
+    let (code, body) = pipeline
+        .broker
+        .http_request("POST", "/v1/processors/hush/resume");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["state"], "running", "{status:#}");
+    for partition in status["partitions"].as_array().unwrap() {
+        assert_ne!(partition["state"], "paused", "{status:#}");
+    }
+}

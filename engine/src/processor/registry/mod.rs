@@ -559,6 +559,16 @@ impl Processors {
                 control.restart += 1;
             }
         });
+        if !paused {
+            // Until each task has looked again (milliseconds), it is
+            // starting, not still paused.
+            let partitions = running.partitions.lock().expect("status lock");
+            for stats in partitions.values() {
+                if stats.state() == PartitionState::Paused {
+                    stats.set_state(PartitionState::Starting);
+                }
+            }
+        }
         tracing::info!(
             processor = name,
             paused,
