@@ -22,6 +22,13 @@ fn start_with_users(users: &[&str]) -> Pipeline {
     pipeline
 }
 
+/// `sluice acl create ARGS` (whitespace-separated), which must succeed.
+fn acl_create(pipeline: &Pipeline, args: &str) {
+    let mut command = vec!["acl", "create"];
+    command.extend(args.split_whitespace());
+    pipeline.sluice_ok(&command);
+}
+
 /// kcat as `user` (SCRAM-SHA-256).
 fn kcat_as(pipeline: &Pipeline, user: &str) -> Command {
     let mut command = Command::new("kcat");
@@ -69,30 +76,15 @@ fn each_user_may_do_what_its_acls_grant_and_nothing_else() {
     let made = produce(&pipeline, "admin", "payroll", "secret\n");
     assert!(made.status.success(), "{}", stderr(&made));
 
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "write",
-        "--topic",
-        "orders",
-    ]);
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:bob",
-        "--operation",
-        "read",
-        "--topic",
-        "orders",
-        "--group",
-        "bob-",
-        "--resource-pattern-type",
-        "prefixed",
-    ]);
+    acl_create(
+        &pipeline,
+        "--allow-principal User:alice --operation write --topic orders",
+    );
+    acl_create(
+        &pipeline,
+        "--allow-principal User:bob --operation read --topic orders --group bob- \
+         --resource-pattern-type prefixed",
+    );
     let listed = pipeline.sluice_ok(&["acl", "list", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["enforced"], true, "{listed:#}");
@@ -221,16 +213,10 @@ fn a_transactional_producer_needs_write_on_its_transactional_id() {
     let pipeline = start_with_users(&["admin", "alice"]);
     let made = produce(&pipeline, "admin", "ledger", "opening\n");
     assert!(made.status.success(), "{}", stderr(&made));
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "write",
-        "--topic",
-        "ledger",
-    ]);
+    acl_create(
+        &pipeline,
+        "--allow-principal User:alice --operation write --topic ledger",
+    );
     let bootstrap = pipeline.broker.kafka.to_string();
     let run = |value: &str| {
         let output = crate::clients::python_script(
@@ -250,18 +236,11 @@ fn a_transactional_producer_needs_write_on_its_transactional_id() {
             "idempotent": "delivered",
         })
     );
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "write",
-        "--transactional-id",
-        "alice-",
-        "--resource-pattern-type",
-        "prefixed",
-    ]);
+    acl_create(
+        &pipeline,
+        "--allow-principal User:alice --operation write --transactional-id alice- \
+         --resource-pattern-type prefixed",
+    );
     let allowed = run("allowed");
     assert_eq!(allowed["transactional"], "committed", "{allowed:#}");
     // What the log holds: the refused transaction wrote nothing.
@@ -305,28 +284,14 @@ fn sluice_kafka_verbs_authenticate_and_obey_the_acls() {
         "",
     );
     assert!(created.status.success(), "{}", stderr(&created));
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "write",
-        "--operation",
-        "read",
-        "--topic",
-        "notes",
-    ]);
-    pipeline.sluice_ok(&[
-        "acl",
-        "create",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "read",
-        "--group",
-        "alice-notes",
-    ]);
+    acl_create(
+        &pipeline,
+        "--allow-principal User:alice --operation write --operation read --topic notes",
+    );
+    acl_create(
+        &pipeline,
+        "--allow-principal User:alice --operation read --group alice-notes",
+    );
     let produced = sluice_as("alice", PASSWORD, &["produce", "notes"], "a\nb\n");
     assert!(produced.status.success(), "{}", stderr(&produced));
     // In a group: the coordinator and heartbeat connections authenticate too.

@@ -381,20 +381,44 @@ fn shown(record: crate::log::StoredRecord) -> Value {
 
 /// Per partition of a group: committed offset, end (high watermark), lag.
 fn group_offsets(broker: &BrokerContext, group: &str) -> Vec<Value> {
-    broker
-        .groups
-        .committed(group)
+    group_lags(broker, group)
         .into_iter()
-        .map(|((topic, partition), committed)| {
-            let end = broker
-                .store
-                .partition(&topic, partition)
-                .map_or(-1, |p| p.high_watermark());
+        .map(|p| {
             json!({
-                "topic": topic, "partition": partition,
-                "committed_offset": committed.offset, "end_offset": end,
-                "lag": (end - committed.offset).max(0),
+                "topic": p.topic, "partition": p.partition,
+                "committed_offset": p.committed, "end_offset": p.end.unwrap_or(-1),
+                "lag": p.lag,
             })
+        })
+        .collect()
+}
+
+/// A group's committed offset of one partition and how far behind the
+/// partition's high watermark it is.
+pub(super) struct PartitionLag {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) committed: i64,
+    /// The high watermark; `None` for a partition that no longer exists.
+    pub(super) end: Option<i64>,
+    /// End less committed, at least 0 (0 without an end).
+    pub(super) lag: i64,
+}
+
+/// Every partition `group` has committed an offset for, with its lag
+/// (what the console and `/metrics` both show).
+pub(super) fn group_lags(broker: &BrokerContext, group: &str) -> Vec<PartitionLag> {
+    (broker.groups.committed(group).into_iter())
+        .map(|((topic, partition), committed)| {
+            let end = (broker.store.partition(&topic, partition).ok()).map(|p| p.high_watermark());
+            let lag = end.map_or(0, |end| (end - committed.offset).max(0));
+            PartitionLag {
+                topic,
+                partition,
+                committed: committed.offset,
+                end,
+                lag,
+            }
         })
         .collect()
 }
@@ -406,9 +430,7 @@ async fn groups(State(browse): Shared) -> Answer {
             .map(|g| {
                 let described = broker.groups.describe(&g.group_id);
                 let members = described.map_or(0, |d| d.members.len());
-                let lag: i64 = (group_offsets(&broker, &g.group_id).iter())
-                    .map(|o| o["lag"].as_i64().unwrap_or(0))
-                    .sum();
+                let lag: i64 = group_lags(&broker, &g.group_id).iter().map(|p| p.lag).sum();
                 json!({
                     "group": g.group_id, "state": g.state.name(),
                     "protocol_type": g.protocol_type, "members": members, "lag": lag,

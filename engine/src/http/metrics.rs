@@ -421,22 +421,16 @@ impl Sources {
                 1.0,
             );
             let mut by_topic: BTreeMap<String, i64> = BTreeMap::new();
-            for ((topic, partition), committed) in groups.committed(&group) {
-                let end = self
-                    .broker
-                    .store
-                    .partition(&topic, partition)
-                    .map_or(committed.offset, |p| p.high_watermark());
-                let lag = (end - committed.offset).max(0);
-                *by_topic.entry(topic.clone()).or_default() += lag;
+            for p in super::browse::group_lags(&self.broker, &group) {
+                *by_topic.entry(p.topic.clone()).or_default() += p.lag;
                 if self.config.partition_series {
                     let labels = vec![
                         ("group", group.clone()),
-                        ("topic", topic),
-                        ("partition", partition.to_string()),
+                        ("topic", p.topic),
+                        ("partition", p.partition.to_string()),
                     ];
-                    families[3].add(labels.clone(), committed.offset as f64);
-                    families[4].add(labels, lag as f64);
+                    families[3].add(labels.clone(), p.committed as f64);
+                    families[4].add(labels, p.lag as f64);
                 }
             }
             for (topic, lag) in by_topic {
