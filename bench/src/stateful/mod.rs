@@ -17,8 +17,9 @@
 //!   with `state.memory_bytes_max` small, processes, and is killed (SIGKILL);
 //!   the restart (reopen, recover, first batch) is timed, then records on
 //!   random keys of the large state are processed.
-//! - **soak** (`--soak-secs`): one stateful instance processing, memory
-//!   sampled.
+//! - **soak** (`--soak-secs`; `--soak-only` skips the rest): one stateful
+//!   task through the partition loop with windows opening and closing,
+//!   memory and disk sampled (`soak.rs`).
 //! - **restore** (`--restore`, on its own): lost state restored from a
 //!   changelog topic beside a raw read of its files and a RocksDB bulk
 //!   write of its pairs (`restore.rs`).
@@ -29,6 +30,7 @@
 mod large;
 mod latency;
 mod restore;
+mod soak;
 mod workload;
 
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ use sluice::processor::host::{Factory, InputRecord, Invoke, Plugin, Runtime, Tas
 use sluice::processor::scratch::{Scratch, StatefulOptions};
 
 use crate::{median, OutputFormat};
+use soak::SoakSample;
 use workload::{label, limits, plugin_config, NativeCount, Workload};
 
 pub(crate) use large::{fill, FillArgs};
@@ -87,9 +90,12 @@ pub(crate) struct StatefulBenchArgs {
     /// `state.memory_bytes_max` of the large state.
     #[arg(long, default_value_t = 64 << 20)]
     pub large_memory_bytes: u64,
-    /// Also keep one stateful instance busy this long, sampling memory.
+    /// Also keep one stateful task busy this long, sampling memory.
     #[arg(long, default_value_t = 0)]
     pub soak_secs: u64,
+    /// Run the soak only (skip everything else).
+    #[arg(long)]
+    pub soak_only: bool,
     /// `state.value_cache_bytes_max` (the tasks' caches of committed
     /// values; 0 turns them off), default the broker's.
     #[arg(long)]
@@ -134,15 +140,6 @@ struct Report {
     soak: Vec<SoakSample>,
 }
 
-#[derive(Debug, Serialize)]
-struct SoakSample {
-    elapsed_s: u64,
-    records: u64,
-    instance_memory_bytes: usize,
-    state_memory_bytes: usize,
-    process_rss_bytes: u64,
-}
-
 /// Every run's records/s, before the medians are taken.
 #[derive(Default)]
 struct Samples {
@@ -157,6 +154,9 @@ struct Samples {
 pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     if args.restore {
         return restore::run(args);
+    }
+    if args.soak_only {
+        return soak_only(args);
     }
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
@@ -229,13 +229,25 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         0 => None,
         _ => Some(large::run(args)?),
     };
-    let soak = soak(&plugin, args, &scratch_dir()?, &batches)?;
+    let soak = soak::run(&plugin, args)?;
     let report = samples.into_report(
         args,
         workload.records[0].1.len(),
         (latency, queries, large, soak),
     );
     print(&report, args.format)
+}
+
+/// `--soak-only`: the soak and its samples, nothing else.
+fn soak_only(args: &StatefulBenchArgs) -> anyhow::Result<()> {
+    let wasm =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let plugin = Runtime::new(None)?.compile(&wasm)?;
+    let samples = soak::run(&plugin, args)?;
+    match args.format {
+        OutputFormat::Json => crate::emit(&serde_json::to_string_pretty(&samples)?),
+        OutputFormat::Text => crate::emit(&soak::text(&samples)),
+    }
 }
 
 fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
@@ -330,48 +342,6 @@ fn end_to_end(
     Ok(workload.records.len() as f64 / elapsed.as_secs_f64())
 }
 
-/// Keeps one stateful instance busy for `seconds` (committing as a
-/// [`Caller`] does), sampling memory ten times.
-fn soak(
-    plugin: &Plugin,
-    args: &StatefulBenchArgs,
-    dir: &tempfile::TempDir,
-    batches: &[Vec<InputRecord>],
-) -> anyhow::Result<Vec<SoakSample>> {
-    let seconds = args.soak_secs;
-    if seconds == 0 {
-        return Ok(Vec::new());
-    }
-    let scratch = open_scratch(dir.path(), args)?;
-    let mut caller = Caller::new(&scratch, "soak", wasm_factory(plugin, "soak"))?;
-    let round = &batches[..batches.len().min(128)];
-    let round_records: u64 = round.iter().map(|b| b.len() as u64).sum();
-    let started = Instant::now();
-    let interval = Duration::from_secs(seconds) / 10;
-    let mut next_sample = started;
-    let mut records = 0u64;
-    let mut samples = Vec::new();
-    loop {
-        let now = Instant::now();
-        if now >= next_sample {
-            samples.push(SoakSample {
-                elapsed_s: now.duration_since(started).as_secs(),
-                records,
-                instance_memory_bytes: caller.instance.memory_bytes(),
-                state_memory_bytes: scratch.state_memory_bytes(),
-                process_rss_bytes: rss_bytes(),
-            });
-            eprintln!("soak: {:?} {records} records", now.duration_since(started));
-            if now.duration_since(started) >= Duration::from_secs(seconds) {
-                return Ok(samples);
-            }
-            next_sample += interval;
-        }
-        caller.run(round)?;
-        records += round_records;
-    }
-}
-
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -461,19 +431,7 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         text.push_str(&large.text());
     }
     if !report.soak.is_empty() {
-        text.push_str(
-            "\nsoak: elapsed_s records instance_memory_bytes state_memory_bytes process_rss_bytes\n",
-        );
-        for s in &report.soak {
-            text.push_str(&format!(
-                "{:>6} {:>14} {:>12} {:>12} {:>12}\n",
-                s.elapsed_s,
-                s.records,
-                s.instance_memory_bytes,
-                s.state_memory_bytes,
-                s.process_rss_bytes
-            ));
-        }
+        text.push_str(&soak::text(&report.soak));
     }
     crate::emit(&text)
 }

@@ -127,11 +127,18 @@ impl Workload {
 
     /// Appends the records to `in`/0 of `scratch`, 1 000 to a batch.
     pub(super) fn append(&self, scratch: &Scratch) -> anyhow::Result<i64> {
+        self.append_shifted(scratch, 0)
+    }
+
+    /// Appends the records with their timestamps `shift_ms` later.
+    pub(super) fn append_shifted(&self, scratch: &Scratch, shift_ms: i64) -> anyhow::Result<i64> {
         let input = scratch.store.partition("in", 0)?;
         for chunk in self.records.chunks(1_000) {
             let entries: Vec<batch::build::Entry> = chunk
                 .iter()
-                .map(|(key, value, timestamp)| (Some(key.clone()), Some(value.clone()), *timestamp))
+                .map(|(key, value, timestamp)| {
+                    (Some(key.clone()), Some(value.clone()), timestamp + shift_ms)
+                })
                 .collect();
             input.append(&batch::build::batch(
                 &entries,

@@ -214,6 +214,29 @@ impl Scratch {
         Ok(CommittedReader(processor))
     }
 
+    /// Drops `topic`/0's records before `offset` (and before its last
+    /// stable offset), as retention would, so a long run's log does not
+    /// fill the disk.
+    pub fn trim(&self, topic: &str, offset: i64) -> anyhow::Result<()> {
+        let partition = self.store.partition(topic, 0)?;
+        partition.delete_records_before(offset.min(partition.last_stable_offset()))?;
+        Ok(())
+    }
+
+    /// What `task`'s status reports of it: the instance's peak linear
+    /// memory, the committed timers (one per open window for the SDK's
+    /// windows), commits, and the approximate bytes of its state.
+    pub fn task_figures(task: &PartitionTask) -> TaskFigures {
+        let stats = task.stats();
+        let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        TaskFigures {
+            instance_memory_bytes: get(&stats.memory_bytes),
+            timers_pending: get(&stats.timers_pending),
+            commits: get(&stats.commits),
+            state_bytes: get(&stats.state_bytes),
+        }
+    }
+
     /// Bytes of the state's block cache in use now, memtables included.
     pub fn state_memory_bytes(&self) -> usize {
         self.state.memory_bytes()
@@ -243,6 +266,15 @@ impl Scratch {
         }
         Ok((records, next))
     }
+}
+
+/// A task's figures as its status shows them ([`Scratch::task_figures`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFigures {
+    pub instance_memory_bytes: u64,
+    pub timers_pending: u64,
+    pub commits: u64,
+    pub state_bytes: u64,
 }
 
 /// One timed run of the changelog restore benchmark.
