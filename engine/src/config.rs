@@ -89,6 +89,7 @@ impl Config {
     /// Checks values that parse but make no sense, by the rules the same
     /// settings must pass elsewhere (topic defaults as topic overrides).
     fn validate(&self) -> anyhow::Result<()> {
+        self.state.validate()?;
         match self.log.topic_defaults.validate() {
             Ok(()) => Ok(()),
             // Named by its TOML key, not Kafka's dotted name.

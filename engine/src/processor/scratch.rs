@@ -503,6 +503,9 @@ fn with_state<T>(
         StateError::Storage(_) => InvokeError::Host {
             message: error.to_string(),
         },
+        StateError::CommitFirst { .. } => InvokeError::CommitFirst {
+            message: error.to_string(),
+        },
         _ => InvokeError::Trap {
             message: error.to_string(),
         },

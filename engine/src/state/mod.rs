@@ -53,8 +53,11 @@ pub(crate) struct StateConfig {
     /// Staged (uncommitted) bytes of one task at which it commits early,
     /// before its commit interval. Default 32 MiB.
     pub(crate) commit_bytes_max: usize,
-    /// Staged bytes one task may hold at all: a single plugin call writing
-    /// more traps. Default 256 MiB.
+    /// Staged bytes one plugin call may add: a call staging more fails
+    /// (and with it its record, by the error policy). A task holds at most
+    /// `commit_bytes_max + staged_bytes_max`: a call that would take it
+    /// past that is undone, the task commits, and the call is made again.
+    /// Default 256 MiB.
     pub(crate) staged_bytes_max: usize,
     /// Entries one scan page returns at most. Default 10 000.
     pub(crate) scan_entries_max: usize,
@@ -100,9 +103,17 @@ pub(crate) enum StateError {
     CounterOverflow { value: i64, delta: i64 },
     #[error(
         "one call staged more than {max} bytes of state changes (state.staged_bytes_max); \
-         write less per record or batch"
+         write less per record"
     )]
     StagedFull { max: usize },
+    /// The task's staged changes reached `commit_bytes_max +
+    /// staged_bytes_max`: not the record's fault; the call is undone and
+    /// made again after a commit.
+    #[error(
+        "the task holds {bytes} bytes of uncommitted state changes \
+         (state.commit_bytes_max + state.staged_bytes_max): committing before going on"
+    )]
+    CommitFirst { bytes: usize },
     #[error("store {0:?} is not declared by this processor (deploy with --store {0})")]
     UnknownStore(String),
     #[error("store {0:?} is a table (read-only): it follows its topic")]
@@ -113,11 +124,38 @@ pub(crate) enum StateError {
     BadStoreName(String),
 }
 
+impl StateConfig {
+    /// Checks settings that parse but cannot work.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        let one_write = self.key_bytes_max + self.value_bytes_max + STORE_KEY_PREFIX_BYTES_MAX;
+        anyhow::ensure!(
+            self.staged_bytes_max >= one_write,
+            "[state] staged_bytes_max ({}) must hold one write of the longest key and value \
+             (key_bytes_max + value_bytes_max + {STORE_KEY_PREFIX_BYTES_MAX} = {one_write})",
+            self.staged_bytes_max
+        );
+        anyhow::ensure!(
+            self.commit_bytes_max > 0,
+            "[state] commit_bytes_max must be positive"
+        );
+        Ok(())
+    }
+}
+
+/// The most a store key's prefix and a staged entry's bookkeeping add to
+/// a write's key and value (see `keys` and `staged`).
+const STORE_KEY_PREFIX_BYTES_MAX: usize = 6 + keys::STORE_NAME_BYTES_MAX + 2 * 64;
+
 impl StateError {
     /// Whether the failure is the storage's, not the plugin's: the task
     /// stops rather than applying the error policy to a record.
     pub(crate) fn is_storage(&self) -> bool {
         matches!(self, Self::Storage(_))
+    }
+
+    /// Whether the call must be made again after a commit.
+    pub(crate) fn is_commit_first(&self) -> bool {
+        matches!(self, Self::CommitFirst { .. })
     }
 }
 

@@ -5,8 +5,10 @@
 //!
 //! An ordered map rather than RocksDB's indexed write batch: scans merge it
 //! with a RocksDB iterator by key, a savepoint is one integer, and the
-//! whole thing is safe Rust. It is bounded by `state.staged_bytes_max`;
-//! the task commits (emptying it) well before, at `state.commit_bytes_max`.
+//! whole thing is safe Rust. What one call stages is bounded by
+//! `state.staged_bytes_max`; the task commits (emptying it) at
+//! `state.commit_bytes_max`, and before a call would take it past the sum
+//! of the two (`TaskState::stage`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -30,6 +32,8 @@ pub(crate) struct Staged {
     /// Bytes the undo log holds (overwritten values): counted with
     /// `bytes`, so a call rewriting one key again and again is bounded too.
     undo_bytes: usize,
+    /// `bytes` at the savepoint: what the current call added is the rest.
+    bytes_at_savepoint: usize,
 }
 
 fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -81,7 +85,22 @@ impl Staged {
     pub(crate) fn savepoint(&mut self) {
         self.undo.clear();
         self.undo_bytes = 0;
+        self.bytes_at_savepoint = self.bytes;
         self.recording = true;
+    }
+
+    /// Whether a call is under way (writes since `savepoint` are undoable).
+    pub(crate) fn in_call(&self) -> bool {
+        self.recording
+    }
+
+    /// Bytes the current call staged: the growth since its savepoint, its
+    /// undo log included (0 outside a call).
+    pub(crate) fn call_bytes(&self) -> usize {
+        match self.recording {
+            true => (self.bytes + self.undo_bytes).saturating_sub(self.bytes_at_savepoint),
+            false => 0,
+        }
     }
 
     /// Keeps the call's writes.

@@ -120,11 +120,22 @@ impl TaskState {
         Ok(())
     }
 
-    /// Stages a write of a full key, within the staged bytes bound.
+    /// Stages a write of a full key, within the staged bytes bounds: a
+    /// call's own (`state.staged_bytes_max`), and the task's
+    /// (`commit_bytes_max + staged_bytes_max`: commit first). The host's
+    /// own writes between calls (removing fired timers) are bounded by
+    /// the timers fired per step instead.
     fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
-        let max = self.processor.config().staged_bytes_max;
-        if self.staged.bytes() > max {
-            return Err(StateError::StagedFull { max });
+        if self.staged.in_call() {
+            let config = self.processor.config();
+            let max = config.staged_bytes_max;
+            if self.staged.call_bytes() > max {
+                return Err(StateError::StagedFull { max });
+            }
+            let bytes = self.staged.bytes();
+            if bytes > max.saturating_add(config.commit_bytes_max) {
+                return Err(StateError::CommitFirst { bytes });
+            }
         }
         self.staged.write(key, value);
         Ok(())

@@ -283,6 +283,60 @@ fn rewriting_one_key_in_a_call_counts_its_undo_log_against_the_bound() {
     assert_eq!(t.get(&counts, b"k").unwrap(), None);
 }
 
+#[test]
+fn the_staged_bound_is_per_call_and_the_task_commits_before_twice_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StateConfig {
+        staged_bytes_max: 1 << 20,
+        commit_bytes_max: 1 << 20,
+        ..StateConfig::default()
+    };
+    let db = StateDb::open(dir.path(), &config).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    let counts = t.store("counts").unwrap();
+    let value = vec![7u8; 100 << 10];
+    // Calls of 800 KiB each: every one within the call bound, until the
+    // task holds more than both bounds together.
+    let mut key = 0u32;
+    let mut call = |t: &mut TaskState| -> Result<(), StateError> {
+        t.savepoint();
+        for _ in 0..8 {
+            key += 1;
+            if let Err(error) = t.put(&counts, &key.to_be_bytes(), value.clone()) {
+                t.rollback();
+                return Err(error);
+            }
+        }
+        t.release();
+        Ok(())
+    };
+    call(&mut t).unwrap();
+    call(&mut t).unwrap();
+    let refused = call(&mut t).unwrap_err();
+    assert!(refused.is_commit_first(), "{refused:?}");
+    assert!(t.staged_bytes() < 2 << 20, "the refused call was undone");
+    t.commit(b"meta", false).unwrap();
+    call(&mut t).unwrap();
+    // One call staging more than the call bound is the call's fault.
+    t.savepoint();
+    let over = (0..20)
+        .map(|n| t.put(&counts, &(1_000_000u32 + n).to_be_bytes(), value.clone()))
+        .find_map(Result::err);
+    assert!(
+        matches!(over, Some(StateError::StagedFull { .. })),
+        "{over:?}"
+    );
+    t.rollback();
+    // Settings that cannot hold one write are refused.
+    let tight = StateConfig {
+        staged_bytes_max: 1 << 10,
+        ..StateConfig::default()
+    };
+    let error = tight.validate().unwrap_err().to_string();
+    assert!(error.contains("staged_bytes_max"), "{error}");
+    assert!(StateConfig::default().validate().is_ok());
+}
+
 /// Tests of the task's cache of committed values (`cache`) through
 /// `TaskState`: what it holds after reads, commits, rollbacks and deletes,
 /// and that answers stay those of RocksDB plus the staged writes.

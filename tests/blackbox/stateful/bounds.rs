@@ -133,3 +133,43 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
         state_bytes >> 20
     );
 }
+
+/// `state.staged_bytes_max` bounds what one call stages, not what a task
+/// holds: a batch that stages more than it is narrowed, and a task whose
+/// uncommitted changes reach `commit_bytes_max + staged_bytes_max` commits
+/// and goes on, so every record is counted and none fails. (Before, the
+/// bound was the task's total: the batch's records failed one by one once
+/// the narrowed calls had filled it, and the processor stopped.)
+#[test]
+fn a_batch_staging_more_than_the_call_bound_commits_early_instead_of_failing() {
+    let pipeline = Pipeline::start_with_config(
+        "[state]\nkey_bytes_max = 1024\nvalue_bytes_max = 4096\n\
+         staged_bytes_max = 16384\ncommit_bytes_max = 16384\n",
+    );
+    pipeline.create_topic("clicks", 1);
+    pipeline.create_topic("counts", 1);
+    // Every record a new key: a window entry and a timer each, about 200
+    // bytes staged per record, 200 KB per batch of 1 024.
+    let keys = 5_000;
+    let records: Vec<Input> = (0..keys)
+        .map(|i| (format!("user-{i:05}"), START_MS + i as i64))
+        .collect();
+    produce_at(&pipeline, "clicks", 0, &records);
+    super::deploy_window_count(&pipeline, "counter", ("clicks", "counts"), 86_400_000, &[]);
+    let status = wait_settled(&pipeline, "counter", keys as i64);
+    let partition = &status["partitions"][0];
+    assert_eq!(partition["errors"], 0, "{status:#}");
+    assert_eq!(partition["state"], "idle", "{status:#}");
+    assert_eq!(partition["records_in"], keys, "{status:#}");
+    // One open window (a timer) per key, all committed.
+    assert_eq!(partition["stateful"]["timers_pending"], keys, "{status:#}");
+    let commits = partition["stateful"]["commits"].as_u64().unwrap();
+    // About 1 MB staged in all, committed at most 32 KiB at a time.
+    assert!(commits >= 30, "{commits} commits: {status:#}");
+    let (code, value) = super::get_json(
+        &pipeline,
+        "/v1/processors/counter/stores/counts/windows/user-04999",
+    );
+    assert_eq!(code, 200, "{value:#}");
+    assert_eq!(value["windows"][0]["value"], 1, "{value:#}");
+}

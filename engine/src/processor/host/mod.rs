@@ -285,15 +285,20 @@ pub enum InvokeError {
     /// The broker failed under the call (its state storage): nothing of
     /// the call counts, and the task stops whatever the error policy.
     Host { message: String },
+    /// The task's uncommitted state changes are full: nothing of the call
+    /// counts; the task commits and makes the call again (not the
+    /// records' fault).
+    CommitFirst { message: String },
 }
 
 impl InvokeError {
     /// The message for status and dead-letter headers.
     pub(crate) fn message(&self) -> &str {
         match self {
-            Self::Rejected { message, .. } | Self::Trap { message } | Self::Host { message } => {
-                message
-            }
+            Self::Rejected { message, .. }
+            | Self::Trap { message }
+            | Self::Host { message }
+            | Self::CommitFirst { message } => message,
         }
     }
 }
@@ -694,6 +699,8 @@ fn trap_error(
         );
         return if failure.is_storage() {
             InvokeError::Host { message }
+        } else if failure.is_commit_first() {
+            InvokeError::CommitFirst { message }
         } else {
             InvokeError::Trap { message }
         };

@@ -95,6 +95,9 @@ impl StepFailure {
 struct StopAt {
     index: usize,
     message: String,
+    /// Not a failure: the task's uncommitted state is full; commit, then
+    /// go on from `index` (only stateful tasks).
+    retry: bool,
 }
 
 /// One attempt's failure: which record (if known), why, and whether the
@@ -105,6 +108,8 @@ struct Attempt {
     trapped: bool,
     /// The broker failed under the call (state storage): stop the task.
     host: bool,
+    /// The task must commit before the call is made again.
+    commit_first: bool,
 }
 
 impl PartitionTask {
@@ -298,7 +303,7 @@ impl PartitionTask {
                 .store(instance.memory_bytes() as u64, Ordering::Relaxed);
         }
         match stop {
-            Some(stop) => {
+            Some(stop) if !stop.retry => {
                 let offset = batch.records[stop.index].offset;
                 Err(StepFailure {
                     message: stop.message,
@@ -306,7 +311,7 @@ impl PartitionTask {
                     recorded: true,
                 })
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -370,6 +375,13 @@ impl PartitionTask {
             self.instance = None;
             self.instance = Some(self.instantiate()?);
         }
+        if failure.commit_first {
+            return Ok(Some(StopAt {
+                index: start,
+                message: failure.message,
+                retry: true,
+            }));
+        }
         if end - start == 1 {
             return self.on_record_error(batch, start, &failure.message, routed);
         }
@@ -431,6 +443,7 @@ impl PartitionTask {
             message,
             trapped: false,
             host: false,
+            commit_first: false,
         };
         let mut previous = 0u32;
         let mut run = 0u64;
@@ -586,6 +599,7 @@ impl PartitionTask {
                 tracing::error!(%processor, %topic, partition, offset = record.offset, error = message,
                     "processor failed on a record; partition stopped (on_error=fail)");
                 Ok(Some(StopAt {
+                    retry: false,
                     index,
                     message: message.to_string(),
                 }))
@@ -688,18 +702,28 @@ fn attempt_failure(error: InvokeError) -> Attempt {
             message,
             trapped: false,
             host: false,
+            commit_first: false,
         },
         InvokeError::Trap { message } => Attempt {
             index: None,
             message,
             trapped: true,
             host: false,
+            commit_first: false,
         },
         InvokeError::Host { message } => Attempt {
             index: None,
             message,
             trapped: true,
             host: true,
+            commit_first: false,
+        },
+        InvokeError::CommitFirst { message } => Attempt {
+            index: None,
+            message,
+            trapped: true,
+            host: false,
+            commit_first: true,
         },
     }
 }

@@ -20,6 +20,14 @@ const TIMER_ROUNDS_MAX: usize = 64;
 /// records it has committed.
 const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Where a batch stopped: at a record the error policy failed on
+/// (`retry: false`), or where the task must commit before it goes on.
+pub(super) struct Stop {
+    offset: i64,
+    message: String,
+    retry: bool,
+}
+
 impl PartitionTask {
     /// The task's state (a stateful task always has one).
     fn state(&self) -> &crate::state::TaskState {
@@ -204,22 +212,27 @@ impl PartitionTask {
                 .store(instance.memory_bytes() as u64, Ordering::Relaxed);
         }
         match stop {
-            Some((offset, message)) => Err(StepFailure {
+            Some(Stop {
+                offset,
+                message,
+                retry: false,
+            }) => Err(StepFailure {
                 message,
                 offset: Some(offset),
                 recorded: true,
             }),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
     /// Processes one batch of the input being worked on; moves its
-    /// position and time. Returns where and why the policy stopped it.
+    /// position and time. Returns where and why the policy stopped it, or
+    /// where the task must commit before it goes on.
     fn process_records(
         &mut self,
         records: &[InputRecord],
         routed: &mut Routed,
-    ) -> Result<Option<(i64, String)>, StepFailure> {
+    ) -> Result<Option<Stop>, StepFailure> {
         let stats = self.input.stats.clone();
         let deployment = self.deployment.clone();
         let batch = Batch {
@@ -237,6 +250,10 @@ impl PartitionTask {
             Some(stop) => records[stop.index].offset,
             None => records.last().expect("non-empty").offset + 1,
         };
+        if stop.as_ref().is_some_and(|stop| stop.retry) {
+            // The rest of the batch is read again after the commit.
+            self.input.rewind();
+        }
         let max = records[..processed].iter().map(|r| r.timestamp).max();
         if let Some(max) = max {
             self.input.time = Some(self.input.time.map_or(max, |t| t.max(max)));
@@ -244,7 +261,11 @@ impl PartitionTask {
         self.advance_stream_time(true);
         PartitionStats::add(&stats.records_in, processed as u64);
         PartitionStats::add(&stats.batches, 1);
-        Ok(stop.map(|stop| (records[stop.index].offset, stop.message)))
+        Ok(stop.map(|stop| Stop {
+            offset: records[stop.index].offset,
+            message: stop.message,
+            retry: stop.retry,
+        }))
     }
 
     /// Reads every input until a batch's worth of records waits in each
@@ -397,7 +418,9 @@ impl PartitionTask {
             if due.is_empty() {
                 return Ok(());
             }
-            self.fire(&due, routed)?;
+            if !self.fire(&due, routed)? {
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -405,14 +428,22 @@ impl PartitionTask {
     /// One `on-timer` call: the timers are removed and the call's state
     /// changes kept only if it succeeds. A failure stops the task under
     /// `fail`; otherwise the timers are dropped and the error counted.
-    fn fire(&mut self, timers: &[Timer], routed: &mut Routed) -> Result<(), StepFailure> {
+    /// `false`: the task's uncommitted state is full; the timers stay due
+    /// and fire after the commit.
+    fn fire(&mut self, timers: &[Timer], routed: &mut Routed) -> Result<bool, StepFailure> {
         if self.instance.is_none() {
             self.instance = Some(self.instantiate()?);
         }
         let state = self.state_mut();
         state.savepoint();
         for timer in timers {
-            state.remove_timer(timer).map_err(storage_failure)?;
+            if let Err(error) = state.remove_timer(timer) {
+                state.rollback();
+                return match error.is_commit_first() {
+                    true => Ok(false),
+                    false => Err(storage_failure(error)),
+                };
+            }
         }
         let late_dropped = self.context.late_dropped;
         let instance = self.instance.as_mut().expect("instance exists");
@@ -423,7 +454,8 @@ impl PartitionTask {
         let failure = match called {
             Ok(outputs) => {
                 self.state_mut().release();
-                return self.route_timer_outputs(timers, outputs, routed);
+                self.route_timer_outputs(timers, outputs, routed)?;
+                return Ok(true);
             }
             Err(failure) => failure,
         };
@@ -434,6 +466,9 @@ impl PartitionTask {
         }
         if failure.trapped {
             self.instance = None;
+        }
+        if failure.commit_first {
+            return Ok(false);
         }
         let message = format!("on-timer failed: {}", failure.message);
         self.input.stats.record_error(&message, None);
@@ -452,7 +487,7 @@ impl PartitionTask {
         for timer in timers {
             state.remove_timer(timer).map_err(storage_failure)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn check_timer_outputs(
@@ -465,6 +500,7 @@ impl PartitionTask {
             message,
             trapped: false,
             host: false,
+            commit_first: false,
         };
         let limits = &self.deployment.limits;
         let mut bytes = 0u64;
