@@ -443,7 +443,7 @@ impl Sources {
     fn encode_processors(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         type Read = fn(&crate::processor::status::PartitionStats) -> u64;
-        let counters: [(&'static str, &'static str, Kind, Read); 10] = [
+        let counters: [(&'static str, &'static str, Kind, Read); 11] = [
             (
                 "sluice_processor_records_in",
                 "Input records processed.",
@@ -497,6 +497,12 @@ impl Sources {
                 "Approximate bytes of keyed state (stateful processors).",
                 Kind::Gauge,
                 |s| s.state_bytes.load(Relaxed),
+            ),
+            (
+                "sluice_processor_state_keys",
+                "Entries in the stores of stateful processors (as of their last commits).",
+                Kind::Gauge,
+                |s| s.keys.load(Relaxed),
             ),
             (
                 "sluice_processor_restored_bytes",

@@ -225,13 +225,15 @@ impl Scratch {
 
     /// What `task`'s status reports of it: the instance's peak linear
     /// memory, the committed timers (one per open window for the SDK's
-    /// windows), commits, and the approximate bytes of its state.
+    /// windows) and store entries, commits, and the approximate bytes of
+    /// its state.
     pub fn task_figures(task: &PartitionTask) -> TaskFigures {
         let stats = task.stats();
         let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
         TaskFigures {
             instance_memory_bytes: get(&stats.memory_bytes),
             timers_pending: get(&stats.timers_pending),
+            keys: get(&stats.keys),
             commits: get(&stats.commits),
             state_bytes: get(&stats.state_bytes),
         }
@@ -273,6 +275,7 @@ impl Scratch {
 pub struct TaskFigures {
     pub instance_memory_bytes: u64,
     pub timers_pending: u64,
+    pub keys: u64,
     pub commits: u64,
     pub state_bytes: u64,
 }

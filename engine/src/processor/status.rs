@@ -73,6 +73,8 @@ pub(crate) struct PartitionStats {
     pub(crate) commits: AtomicU64,
     pub(crate) state_bytes: AtomicU64,
     pub(crate) timers_pending: AtomicU64,
+    /// Entries in the task's stores (committed).
+    pub(crate) keys: AtomicU64,
     /// Rebuilding lost state up to this input offset (-1: not).
     pub(crate) rebuild_until: AtomicI64,
     /// Restoring lost state from the changelog: whether, and the records
@@ -104,6 +106,7 @@ impl PartitionStats {
             commits: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             timers_pending: AtomicU64::new(0),
+            keys: AtomicU64::new(0),
             rebuild_until: AtomicI64::new(-1),
             restoring: std::sync::atomic::AtomicBool::new(false),
             restored_records: AtomicU64::new(0),
@@ -196,6 +199,9 @@ pub(crate) struct StatefulStatus {
     pub(crate) commits: u64,
     pub(crate) state_bytes: u64,
     pub(crate) timers_pending: u64,
+    /// Entries in the task's stores as of its last commit: counted as
+    /// writes add and delete them, exact.
+    pub(crate) keys: u64,
     /// Rebuilding lost state: up to which input offset (the partition's
     /// `committed_offset` is how far it has got).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,6 +230,7 @@ impl PartitionStats {
             commits: Self::get(&self.commits),
             state_bytes: Self::get(&self.state_bytes),
             timers_pending: Self::get(&self.timers_pending),
+            keys: Self::get(&self.keys),
             rebuilding_until: Some(self.rebuild_until.load(Ordering::Relaxed))
                 .filter(|until| *until >= 0),
             restoring: self.restoring.load(Ordering::Relaxed).then(|| Restoring {

@@ -98,6 +98,16 @@ pub(crate) fn is_meta_suffix(suffix: &[u8]) -> bool {
     suffix == [META]
 }
 
+/// The range of every store entry of `task` (all its stores), `[start,
+/// end)`.
+pub(crate) fn stores_range(task: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut start = task_start(task);
+    start.push(STORE);
+    let mut end = task_start(task);
+    end.push(STORE + 1);
+    (start, end)
+}
+
 /// The prefix of every key of store `name` in `task`.
 pub(crate) fn store_prefix(task: u32, name: &str) -> Vec<u8> {
     debug_assert!(name.len() <= STORE_NAME_BYTES_MAX);

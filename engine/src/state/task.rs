@@ -46,6 +46,11 @@ pub(crate) struct TaskState {
     timers_delta: i64,
     /// `timers_delta` at the savepoint.
     timers_delta_saved: i64,
+    /// Entries of the task's stores added (+1) and removed (-1) since the
+    /// last commit, so the task keeps a count of its keys.
+    keys_delta: i64,
+    /// `keys_delta` at the savepoint.
+    keys_delta_saved: i64,
 }
 
 impl Drop for TaskState {
@@ -64,6 +69,8 @@ impl TaskState {
             reported_bytes: 0,
             timers_delta: 0,
             timers_delta_saved: 0,
+            keys_delta: 0,
+            keys_delta_saved: 0,
         }
     }
 
@@ -137,8 +144,49 @@ impl TaskState {
                 return Err(StateError::CommitFirst { bytes });
             }
         }
+        if self.cacheable(&key) {
+            let existed = self.exists(&key)?;
+            self.keys_delta += i64::from(value.is_some()) - i64::from(existed);
+        }
         self.staged.write(key, value);
         Ok(())
+    }
+
+    /// Whether an entry of the task's own stores holds a value now
+    /// (staged, else committed): for the key count. Reads RocksDB (and
+    /// caches the answer) only for a key neither staged nor cached, that
+    /// is a write without a read before it.
+    fn exists(&mut self, key: &[u8]) -> Result<bool, StateError> {
+        if let Some(staged) = self.staged.get(key) {
+            return Ok(staged.is_some());
+        }
+        if let Some(cached) = self.cache.get(key) {
+            return Ok(cached.is_some());
+        }
+        let family = self.processor.family()?;
+        let value = self.processor.db.db().get_pinned_cf(&family, key)?;
+        self.cache.insert(key, value.as_deref());
+        Ok(value.is_some())
+    }
+
+    /// Entries of the task's stores, committed: one pass over its store
+    /// keys (recovery counts them once when its commit record has no
+    /// count).
+    pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
+        let family = self.processor.family()?;
+        let (start, end) = keys::stores_range(self.task);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(end);
+        options.fill_cache(false);
+        let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
+        iterator.seek(&start);
+        let mut count = 0u64;
+        while iterator.valid() {
+            count += 1;
+            iterator.next();
+        }
+        iterator.status()?;
+        Ok(count)
     }
 
     /// Whether `key` may be cached: an entry of one of the task's own
@@ -354,10 +402,16 @@ impl TaskState {
         self.timers_delta
     }
 
+    /// Store entries added less entries removed since the last commit.
+    pub(crate) fn keys_delta(&self) -> i64 {
+        self.keys_delta
+    }
+
     /// Starts a plugin call: its writes can be rolled back.
     pub(crate) fn savepoint(&mut self) {
         self.staged.savepoint();
         self.timers_delta_saved = self.timers_delta;
+        self.keys_delta_saved = self.keys_delta;
     }
 
     /// Keeps the call's writes.
@@ -370,6 +424,7 @@ impl TaskState {
     pub(crate) fn rollback(&mut self) {
         self.staged.rollback();
         self.timers_delta = self.timers_delta_saved;
+        self.keys_delta = self.keys_delta_saved;
         self.report();
     }
 
@@ -405,6 +460,8 @@ impl TaskState {
         self.cache.clear();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
+        self.keys_delta = 0;
+        self.keys_delta_saved = 0;
         self.report();
     }
 
@@ -427,6 +484,8 @@ impl TaskState {
         let staged = self.staged.take();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
+        self.keys_delta = 0;
+        self.keys_delta_saved = 0;
         self.report();
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();

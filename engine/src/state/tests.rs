@@ -337,6 +337,51 @@ fn the_staged_bound_is_per_call_and_the_task_commits_before_twice_it() {
     assert!(StateConfig::default().validate().is_ok());
 }
 
+#[test]
+fn writes_count_the_keys_they_add_and_remove_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StateConfig {
+        value_cache_bytes_max: 0, // blind writes read RocksDB
+        ..StateConfig::default()
+    };
+    let db = StateDb::open(dir.path(), &config).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 3);
+    let counts = t.store("counts").unwrap();
+    let other = t.store("other").unwrap();
+    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    t.put(&counts, b"a", b"2".to_vec()).unwrap(); // the same key again
+    t.put(&other, b"a", b"1".to_vec()).unwrap(); // another store's key
+    t.delete(&counts, b"missing").unwrap();
+    t.schedule(Domain::EventTime, b"a", 5).unwrap(); // timers are not keys
+    assert_eq!(t.add(&counts, b"n", 4).unwrap(), 4);
+    assert_eq!(t.keys_delta(), 3);
+    t.commit(b"meta", false).unwrap();
+    assert_eq!(t.keys_delta(), 0);
+    assert_eq!(t.count_keys().unwrap(), 3);
+    // Blind writes and deletes of committed keys (not cached: RocksDB
+    // says whether they exist).
+    t.put(&counts, b"a", b"3".to_vec()).unwrap();
+    t.delete(&other, b"a").unwrap();
+    t.delete(&other, b"a").unwrap();
+    assert_eq!(t.keys_delta(), -1);
+    // A rolled back call leaves the count as it was.
+    t.savepoint();
+    t.put(&counts, b"b", b"1".to_vec()).unwrap();
+    t.put(&counts, b"c", b"1".to_vec()).unwrap();
+    assert_eq!(t.delete_range(&counts, b"", None).unwrap(), 4);
+    assert_eq!(t.keys_delta(), -3);
+    t.rollback();
+    assert_eq!(t.keys_delta(), -1);
+    t.commit(b"meta", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 2);
+    // Another task's keys are its own.
+    let mut u = TaskState::new(db.processor("p").unwrap(), 4);
+    assert_eq!(u.count_keys().unwrap(), 0);
+    u.put(&u.store("counts").unwrap(), b"a", b"1".to_vec())
+        .unwrap();
+    assert_eq!(u.keys_delta(), 1);
+}
+
 /// Tests of the task's cache of committed values (`cache`) through
 /// `TaskState`: what it holds after reads, commits, rollbacks and deletes,
 /// and that answers stay those of RocksDB plus the staged writes.

@@ -60,7 +60,8 @@ fn committed_figures(status: &Value) -> Vec<Value> {
                 s["stream_time"],
                 s["late_dropped"],
                 s["commits"],
-                s["timers_pending"]
+                s["timers_pending"],
+                s["keys"]
             ])
         })
         .collect()

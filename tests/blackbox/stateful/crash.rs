@@ -83,7 +83,7 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
         }
     }
     let status = wait_settled(&pipeline, "views-per-second", total);
-    wait_settled(&pipeline, "views-per-user", total);
+    let per_user = wait_settled(&pipeline, "views-per-user", total);
     let log = input_log(&pipeline, "views");
     assert_eq!(log.values().map(Vec::len).sum::<usize>() as i64, total);
     let oracle = WindowOracle::compute(&log, 1000, 200);
@@ -143,6 +143,18 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
         latest.insert(record.key.unwrap(), value["count"].as_u64().unwrap());
     }
     assert_eq!(latest, per_key, "running counts per key");
+    // The key counts, kept through every kill: one entry per open window,
+    // one aggregate per user.
+    assert_eq!(
+        super::state_keys(&status),
+        oracle.open.len() as u64,
+        "{status:#}"
+    );
+    assert_eq!(
+        super::state_keys(&per_user),
+        per_key.len() as u64,
+        "{per_user:#}"
+    );
 }
 
 /// The broker aborts itself at each of the commit protocol's critical

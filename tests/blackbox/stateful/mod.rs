@@ -200,6 +200,17 @@ pub(crate) fn wait_settled(pipeline: &Pipeline, name: &str, records: i64) -> Val
     )
 }
 
+/// The entries in a processor's stores as its status counts them, all
+/// partitions together.
+pub(crate) fn state_keys(status: &Value) -> u64 {
+    status["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["stateful"]["keys"].as_u64().expect("a key count"))
+        .sum()
+}
+
 /// A deterministic pseudo-random sequence (xorshift), so failures replay.
 pub(crate) struct Random(u64);
 

@@ -79,6 +79,12 @@ fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryab
         .map(|p| p["stateful"]["timers_pending"].as_u64().unwrap())
         .sum();
     assert_eq!(timers, oracle.open.len() as u64, "{status:#}");
+    // One store entry per open window: the status's key count.
+    assert_eq!(
+        super::state_keys(&status),
+        oracle.open.len() as u64,
+        "{status:#}"
+    );
     for partition in status["partitions"].as_array().unwrap() {
         let stateful = &partition["stateful"];
         assert!(

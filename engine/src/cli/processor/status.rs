@@ -69,6 +69,7 @@ struct StatefulStatus {
     late_dropped: u64,
     commits: u64,
     state_bytes: u64,
+    keys: u64,
     rebuilding_until: Option<i64>,
     restoring: Option<Restoring>,
 }
@@ -258,6 +259,7 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
                     s.map_or("-".into(), |s| s.late_dropped.to_string()),
                     s.map_or("-".into(), |s| s.commits.to_string()),
                     s.map_or("-".into(), |s| s.state_bytes.to_string()),
+                    s.map_or("-".into(), |s| s.keys.to_string()),
                     match s.and_then(|s| s.restoring.as_ref()) {
                         Some(r) => format!("restoring: {} records, {} bytes", r.records, r.bytes),
                         None => s
@@ -286,6 +288,7 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
             "LATE",
             "COMMITS",
             "STATE-BYTES",
+            "KEYS",
             "REBUILDING",
         ]);
     }

@@ -37,6 +37,10 @@ pub(crate) struct TaskMeta {
     /// windows, about one per open window).
     #[serde(default)]
     pub(crate) timers: i64,
+    /// Entries in the task's stores (`None`: not counted yet, in a record
+    /// written before brokers counted them; recovery counts them once).
+    #[serde(default)]
+    pub(crate) keys: Option<u64>,
 }
 
 /// One input partition of a task.
@@ -121,6 +125,7 @@ impl TaskMeta {
                     late_dropped: v1.late_dropped,
                     commits: v1.commits,
                     timers: v1.timers,
+                    keys: None,
                 })
             }
             other => Err(format!(
@@ -184,5 +189,6 @@ mod tests {
             (Some(1000), 5, 2)
         );
         assert_eq!((meta.late_dropped, meta.commits, meta.timers), (3, 9, 4));
+        assert_eq!(meta.keys, None, "not counted yet");
     }
 }

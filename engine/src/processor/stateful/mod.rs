@@ -186,6 +186,11 @@ impl Stateful {
             Some(bytes) => TaskMeta::decode(&bytes)?,
             None => TaskMeta::fresh(),
         };
+        if meta.keys.is_none() {
+            // A record from before keys were counted (or none at all: an
+            // empty range, counted at once).
+            meta.keys = Some(state.count_keys().map_err(|e| e.to_string())?);
+        }
         meta.inputs = inputs
             .iter()
             .map(|start| match meta.input(start.topic, start.first) {
@@ -278,6 +283,9 @@ impl Stateful {
         meta.late_dropped = meta.late_dropped.saturating_add(late_dropped);
         meta.commits += 1;
         meta.timers = meta.timers.saturating_add(state.timers_delta()).max(0);
+        meta.keys = meta
+            .keys
+            .map(|keys| keys.saturating_add_signed(state.keys_delta()));
         if let Some(changelog) = &self.changelog {
             changelog.write(&mut self.transaction, state, &meta)?;
         }

@@ -254,3 +254,45 @@ fn after_power_cuts_the_outputs_and_state_count_the_durable_input_exactly_once()
     }
     check_exactly_once(&node, 99);
 }
+
+/// A commit record written before brokers counted keys (no `keys`) gets
+/// its count at recovery, from one pass over the task's store entries,
+/// and keeps it from then on.
+#[test]
+fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
+    use crate::processor::scratch::{NativeStore, Scratch, StatefulOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    let store = NativeStore::open("counts");
+    let mut context = scratch.context("p").unwrap();
+    for key in ["a", "b", "c"] {
+        store
+            .put(&mut context, key.as_bytes(), b"1".to_vec())
+            .unwrap();
+    }
+    // The scratch's commit record is a fresh one: no key count.
+    Scratch::commit_context(&mut context, true).unwrap();
+    drop(context);
+    let factory: Factory = Arc::new(|| Ok(Box::new(Counter) as Box<dyn Invoke>));
+    let options = StatefulOptions {
+        exactly_once: true,
+        commit_interval_ms: 100,
+    };
+    let mut task = scratch
+        .stateful_task("p", factory, Limits::default(), &["counts"], options)
+        .unwrap();
+    task.step().unwrap();
+    assert_eq!(Scratch::task_figures(&task).keys, 3);
+    // Counted from then on: a new key, then one seen before.
+    let input = scratch.store.partition("in", 0).unwrap();
+    for key in ["d", "a"] {
+        let entry = (Some(key.as_bytes().to_vec()), Some(b"x".to_vec()), 0);
+        input
+            .append(&build::batch(&[entry], Compression::None))
+            .unwrap();
+    }
+    while task.position() < 2 {
+        task.step().unwrap();
+    }
+    assert_eq!(Scratch::task_figures(&task).keys, 4);
+}

@@ -734,6 +734,7 @@ impl PartitionTask {
             stats
                 .timers_pending
                 .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
+            stats.keys.store(meta.keys.unwrap_or(0), Ordering::Relaxed);
         }
     }
 
