@@ -382,6 +382,12 @@ fn spawn_periodic(
         stopped.clone(),
         move || maintained.run_maintenance(),
     ));
+    tasks.spawn(every(
+        crate::memory::RETURN_INTERVAL_MS,
+        "returning freed memory",
+        stopped.clone(),
+        crate::memory::return_freed,
+    ));
     if let FlushPolicy::Interval { interval_ms } = config.log.flush {
         let flushed = store.clone();
         tasks.spawn(every(

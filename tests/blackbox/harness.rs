@@ -149,7 +149,7 @@ impl Broker {
     }
 
     /// A `kB` figure of `/proc/PID/status`, in bytes.
-    fn status_bytes(&self, field: &str) -> u64 {
+    pub(crate) fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("the broker is running");
         let kib: u64 = status

@@ -6,7 +6,9 @@
 //! beside the cache), and a write buffer manager that charges every
 //! memtable to that same cache, with a cap of a quarter of it. The tasks'
 //! caches of committed values (`cache`, `state.value_cache_bytes_max`) are
-//! taken out of the same bound: the block cache gets the rest. So adding
+//! taken out of the same bound, and so is the tasks' staged (uncommitted)
+//! writes' share, a quarter (tasks commit early when they reach it): the
+//! block cache gets the rest. So adding
 //! processors or partitions adds keys, not memory. Kafka Streams gives
 //! each store its own cache and memtables, which is what makes its RocksDB
 //! memory hard to predict.
@@ -53,6 +55,9 @@ impl std::fmt::Debug for StateDb {
     }
 }
 
+/// The staged writes' share of `memory_bytes_max`: one part in this many.
+const STAGED_SHARE_DIVISOR: usize = 4;
+
 impl StateDb {
     /// Opens (or creates) the state in `dir`.
     pub(crate) fn open(dir: &Path, config: &StateConfig) -> Result<Arc<Self>, StateError> {
@@ -62,9 +67,11 @@ impl StateDb {
         let values = usize::try_from(config.value_cache_bytes_max)
             .unwrap_or(usize::MAX)
             .min(memory / 4);
-        let cache = Cache::new_lru_cache(memory - values);
+        let staged = memory / STAGED_SHARE_DIVISOR;
+        let blocks = memory - values - staged;
+        let cache = Cache::new_lru_cache(blocks);
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
-            memory / 4,
+            blocks / 4,
             false,
             cache.clone(),
         );
@@ -160,7 +167,7 @@ impl StateDb {
     /// Whether the tasks' staged bytes together passed their share of
     /// `memory_bytes_max` (a quarter): tasks should commit now.
     pub(crate) fn staged_over_budget(&self) -> bool {
-        self.staged_bytes() as u64 >= self.config.memory_bytes_max / 4
+        self.staged_bytes() as u64 >= self.config.memory_bytes_max / STAGED_SHARE_DIVISOR as u64
     }
 
     /// Moves the staged total by a task's change from `before` to `after`.

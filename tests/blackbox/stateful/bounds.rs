@@ -7,6 +7,8 @@ use crate::processors::Pipeline;
 const START_MS: i64 = 1_767_225_600_000;
 const STATE_MEMORY_BYTES: u64 = 16 << 20;
 const PARTITIONS: i32 = 12;
+/// What the process may grow beyond `STATE_MEMORY_BYTES` (see the test).
+const OUTSIDE_THE_BOUND_BYTES: u64 = 24 << 20;
 
 /// A 48-character key that does not compress (RocksDB compresses its
 /// files; repetitive keys would make the state small on disk).
@@ -58,6 +60,16 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
     produce(0, 2_000);
     wait_settled(&pipeline, "counter", 2_000 * PARTITIONS as i64);
     let base = pipeline.broker.rss_bytes();
+    let show = |when: &str| {
+        let b = &pipeline.broker;
+        eprintln!(
+            "{when}: anon {} MiB, file {} MiB, shmem {} MiB",
+            b.status_bytes("RssAnon:") >> 20,
+            b.status_bytes("RssFile:") >> 20,
+            b.status_bytes("RssShmem:") >> 20
+        );
+    };
+    show("base");
     // About 60 MB of keys and counts, four times the state memory.
     let total = 60_000;
     let half = total / 2;
@@ -102,6 +114,7 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
         list["state"]
     );
     drop(list);
+    show("end");
     let peak = pipeline.broker.peak_rss_bytes();
     let grown = peak.saturating_sub(base);
     eprintln!(
@@ -112,21 +125,22 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
         state_bytes >> 20
     );
     // What the setting bounds: RocksDB's cache with the memtables charged
-    // to it, and the tasks' staged writes (a quarter of it).
+    // to it, the tasks' value caches, and their staged writes (a quarter
+    // of it, taken out of the block cache).
     let (_, list) = super::get_json(&pipeline, "/v1/processors");
     let memory = list["state"]["memory_bytes"].as_u64().unwrap();
-    assert!(memory <= STATE_MEMORY_BYTES, "{list:#}");
+    assert!(memory <= STATE_MEMORY_BYTES * 3 / 4, "{list:#}");
     let staged = list["state"]["staged_bytes"].as_u64().unwrap();
     assert!(staged <= STATE_MEMORY_BYTES / 4, "{list:#}");
-    // The process as a whole: measured at about 30 MiB of growth for 12
-    // instances and 720k keys (20 MiB on disk) alone, up to 77 MiB with
-    // the rest of the suite running beside it: the bound, plus what is not
-    // state (the instances' batches, allocator slack under many threads,
-    // RocksDB's memory outside its cache: table readers, compaction
-    // buffers). Not yet the "base + memory_bytes_max"; this bound
-    // catches state memory growing with the state.
+    // The process as a whole. Measured alone: 15 to 18 MiB of growth
+    // (once 29) over a 16 MiB bound, for 12 instances and 720k keys (24 MiB
+    // on disk). Before the allocator's arenas were capped and trimmed
+    // (`memory.rs`) and the staged writes' share was taken out of the
+    // block cache, it was 27 to 44 MiB. The allowance beyond the bound is
+    // RocksDB's memory outside its cache (flush and compaction buffers,
+    // table readers) and the allocator's slack.
     assert!(
-        grown <= STATE_MEMORY_BYTES + (96 << 20),
+        grown <= STATE_MEMORY_BYTES + OUTSIDE_THE_BOUND_BYTES,
         "resident memory grew by {} MiB (state bound {} MiB, state {} MiB)",
         grown >> 20,
         STATE_MEMORY_BYTES >> 20,
