@@ -12,6 +12,7 @@
 mod kafka;
 mod log;
 mod offsets;
+mod probe;
 mod processor;
 mod serve;
 mod stateful;

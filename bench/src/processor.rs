@@ -47,6 +47,11 @@ pub(crate) struct ProcessorBenchArgs {
     /// measured too, as the cost of the boundary around the filter.
     #[arg(long, value_name = "FILE")]
     pub noop_wasm: Option<PathBuf>,
+    /// The buffer-probe component (`bench/probe`): noop's work with the
+    /// batch carried as one byte buffer and an index (`probe.rs`),
+    /// measured beside noop's call.
+    #[arg(long, value_name = "FILE")]
+    pub buffer_probe_wasm: Option<PathBuf>,
     /// Records per run.
     #[arg(long, default_value_t = 1_000_000)]
     pub records: usize,
@@ -88,6 +93,8 @@ struct Report {
     call_ratio: f64,
     /// The same call with the noop plugin (no filter work): the boundary.
     call_noop_wasm_records_s: Option<f64>,
+    /// noop's work with the batch as one buffer and an index.
+    call_buffer_probe_records_s: Option<f64>,
     end_to_end_wasm_records_s: f64,
     end_to_end_native_records_s: f64,
     end_to_end_forward_records_s: f64,
@@ -131,6 +138,14 @@ pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         Some(path) => Some(noop_instance(&runtime, path, &batches)?),
         None => None,
     };
+    let mut probe = match &args.buffer_probe_wasm {
+        Some(path) => {
+            let mut probe = crate::probe::BufferProbe::new(path)?;
+            probe_once(&mut probe, &batches)?; // warm-up
+            Some(probe)
+        }
+        None => None,
+    };
     for run in 0..args.runs {
         eprintln!("run {}/{}", run + 1, args.runs);
         samples.call_wasm.push(rate(args.records, || {
@@ -143,6 +158,11 @@ pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
             samples
                 .call_noop
                 .push(rate(args.records, || call_once(noop, &batches))?);
+        }
+        if let Some(probe) = probe.as_mut() {
+            samples
+                .call_buffer_probe
+                .push(rate(args.records, || probe_once(probe, &batches))?);
         }
         if args.call_only {
             continue;
@@ -212,6 +232,7 @@ struct Samples {
     call_wasm: Vec<f64>,
     call_native: Vec<f64>,
     call_noop: Vec<f64>,
+    call_buffer_probe: Vec<f64>,
     end_to_end_wasm: Vec<f64>,
     end_to_end_native: Vec<f64>,
     end_to_end_forward: Vec<f64>,
@@ -238,6 +259,8 @@ impl Samples {
             call_ratio: call_wasm / call_native,
             call_noop_wasm_records_s: (!self.call_noop.is_empty())
                 .then(|| median(&mut self.call_noop)),
+            call_buffer_probe_records_s: (!self.call_buffer_probe.is_empty())
+                .then(|| median(&mut self.call_buffer_probe)),
             end_to_end_wasm_records_s: e2e_wasm,
             end_to_end_native_records_s: e2e_native,
             end_to_end_forward_records_s: median(&mut self.end_to_end_forward),
@@ -343,6 +366,17 @@ fn call_once(instance: &mut dyn Invoke, batches: &[Vec<InputRecord>]) -> anyhow:
             .process(batch(records), &mut TaskContext::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .len();
+    }
+    Ok(kept)
+}
+
+fn probe_once(
+    probe: &mut crate::probe::BufferProbe,
+    batches: &[Vec<InputRecord>],
+) -> anyhow::Result<usize> {
+    let mut kept = 0;
+    for records in batches {
+        kept += probe.call(records)?;
     }
     Ok(kept)
 }
@@ -472,6 +506,17 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         text.push_str(&format!(
             "process call   noop plugin (boundary alone) {:>20}\n",
             m(noop)
+        ));
+    }
+    if let Some(probe) = report.call_buffer_probe_records_s {
+        let ratio = report
+            .call_noop_wasm_records_s
+            .map_or(String::new(), |noop| {
+                format!("   buffer/noop {:.2}", probe / noop)
+            });
+        text.push_str(&format!(
+            "process call   noop's work, batch as one buffer + index {:>20}{ratio}\n",
+            m(probe)
         ));
     }
     text.push_str(&format!(
