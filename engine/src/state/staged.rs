@@ -10,6 +10,7 @@
 //! `state.commit_bytes_max`, and before a call would take it past the sum
 //! of the two (`TaskState::stage`).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -48,20 +49,46 @@ impl Staged {
     }
 
     /// Stages a put (`Some`) or delete (`None`).
+    #[cfg(test)]
     pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.bytes += entry_bytes(&key, &value);
-        let key_bytes = key.len();
-        let undo_key = self.recording.then(|| key.clone());
-        let old = self.writes.insert(key, value);
-        if let Some(old) = &old {
-            self.bytes -= key_bytes + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
-        }
+        let unknown = |_: &[u8]| Ok::<_, std::convert::Infallible>(false);
+        let Ok(_) = self.write_with(key, value, unknown);
+    }
+
+    /// Stages a put (`Some`) or delete (`None`), and returns whether the
+    /// key held a value before it: staged, else what `committed` says of a
+    /// key with nothing staged (asked before anything changes; its error
+    /// leaves the stage as it was). One search of the map either way.
+    pub(crate) fn write_with<E>(
+        &mut self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        committed: impl FnOnce(&[u8]) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let added = entry_bytes(&key, &value);
+        let (existed, undo_key, old) = match self.writes.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let existed = entry.get().is_some();
+                let undo_key = self.recording.then(|| entry.key().clone());
+                let old = std::mem::replace(entry.get_mut(), value);
+                self.bytes -= entry_bytes(entry.key(), &old);
+                (existed, undo_key, Some(old))
+            }
+            Entry::Vacant(entry) => {
+                let existed = committed(entry.key())?;
+                let undo_key = self.recording.then(|| entry.key().clone());
+                entry.insert(value);
+                (existed, undo_key, None)
+            }
+        };
+        self.bytes += added;
         if let Some(key) = undo_key {
             self.undo_bytes += key.len()
                 + old.as_ref().and_then(|v| v.as_ref()).map_or(0, Vec::len)
                 + ENTRY_OVERHEAD_BYTES;
             self.undo.push((key, old));
         }
+        Ok(existed)
     }
 
     /// Staged writes with keys in `[start, end)`, in key order.

@@ -144,29 +144,26 @@ impl TaskState {
                 return Err(StateError::CommitFirst { bytes });
             }
         }
-        if self.cacheable(&key) {
-            let existed = self.exists(&key)?;
-            self.keys_delta += i64::from(value.is_some()) - i64::from(existed);
+        let adds = value.is_some();
+        if !self.cacheable(&key) {
+            self.staged
+                .write_with(key, value, |_| Ok::<_, StateError>(false))?;
+            return Ok(());
         }
-        self.staged.write(key, value);
+        // Whether the key held a value, for the key count: staged, else
+        // cached, else (a write with no read before it) RocksDB, cached.
+        let (cache, processor) = (&mut self.cache, &self.processor);
+        let existed = self.staged.write_with(key, value, |key| {
+            if let Some(cached) = cache.get(key) {
+                return Ok(cached.is_some());
+            }
+            let family = processor.family()?;
+            let value = processor.db.db().get_pinned_cf(&family, key)?;
+            cache.insert(key, value.as_deref());
+            Ok::<_, StateError>(value.is_some())
+        })?;
+        self.keys_delta += i64::from(adds) - i64::from(existed);
         Ok(())
-    }
-
-    /// Whether an entry of the task's own stores holds a value now
-    /// (staged, else committed): for the key count. Reads RocksDB (and
-    /// caches the answer) only for a key neither staged nor cached, that
-    /// is a write without a read before it.
-    fn exists(&mut self, key: &[u8]) -> Result<bool, StateError> {
-        if let Some(staged) = self.staged.get(key) {
-            return Ok(staged.is_some());
-        }
-        if let Some(cached) = self.cache.get(key) {
-            return Ok(cached.is_some());
-        }
-        let family = self.processor.family()?;
-        let value = self.processor.db.db().get_pinned_cf(&family, key)?;
-        self.cache.insert(key, value.as_deref());
-        Ok(value.is_some())
     }
 
     /// Entries of the task's stores, committed: one pass over its store
