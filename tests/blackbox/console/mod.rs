@@ -77,6 +77,23 @@ fn scenario() -> Pipeline {
         &["--input", "words", "--output", "shout"],
     );
     pipeline.wait_caught_up("shouter", 31);
+    // A stateful one: a count per key and minute.
+    pipeline.create_topic("counts", 2);
+    pipeline.deploy(
+        "counter",
+        "windowed-count",
+        &[
+            "--input",
+            "words",
+            "--output",
+            "counts",
+            "--store",
+            "counts",
+            "--config",
+            "size_ms=60000",
+        ],
+    );
+    pipeline.wait_caught_up("counter", 31);
     pipeline.sluice_ok(&[
         "consume", "words", "-g", "readers", "-n", "5", "--from", "earliest",
     ]);
@@ -243,6 +260,29 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
             .all(|o| o["lag"] == 0),
         "{group:#}"
     );
+
+    // A stateful processor's state per partition, as the API counts it.
+    browser.goto(&format!("{base}#/processors/counter"));
+    let counter = pipeline.status("counter");
+    let mut keys = 0;
+    for partition in counter["partitions"].as_array().unwrap() {
+        let scope = format!(
+            "tr[data-state-partition=\"words/{}\"]",
+            partition["partition"]
+        );
+        let stateful = &partition["stateful"];
+        wait_shown(&browser, "state keys", &scope, "keys", &stateful["keys"]);
+        wait_shown(
+            &browser,
+            "open windows",
+            &scope,
+            "timers_pending",
+            &stateful["timers_pending"],
+        );
+        keys += stateful["keys"].as_u64().unwrap();
+    }
+    assert!(keys >= 2, "a window per key at least: {counter:#}");
+    browser.screenshot(&shots.join("stateful-processor.png"));
 
     // A processor: records in as the API says; pause and resume.
     browser.goto(&format!("{base}#/processors/shouter"));

@@ -65,6 +65,7 @@ Console.pages["processors/"] = async (main, view, name) => {
     <div class="panel">Last error: <span id="processor-error"></span></div>
     <div id="processor-charts" class="charts"></div>
     <h2>Partitions</h2><div id="processor-partitions"></div>
+    <div id="processor-state"></div>
     <h2>Deployment</h2><div id="processor-spec"></div>
     ${deadLetters ? `<h2>Dead letters <span class="muted">(topic ${esc(deadLetters)})</span></h2><div id="dead-letters"></div>` : ""}`;
   const draw = (s) => {
@@ -89,6 +90,20 @@ Console.pages["processors/"] = async (main, view, name) => {
         `<td class="num">${num(p.high_watermark)}</td><td class="num">${num(p.lag)}</td><td class="num">${num(p.records_in)}</td>` +
         `<td class="num">${num(p.records_out)}</td><td class="num">${num(p.errors)}</td><td class="num">${bytes(p.memory_bytes)}</td>` +
         `<td>${p.last_error ? errorCoordinates(p.last_error) : ""}</td></tr>`), "no partitions yet");
+    const stateful = s.partitions.filter((p) => p.stateful);
+    document.getElementById("processor-state").innerHTML = stateful.length === 0 ? "" :
+      `<h2>State <span class="muted">(as of each partition's last commit)</span></h2>` + table(
+        ["Input", "#Partition", "Stream time", "#Keys", "#Timers", "#Late dropped", "#Commits", "#On disk", "Recovery"],
+        stateful.map((p) => {
+          const st = p.stateful;
+          const recovery = st.restoring ? `restoring: ${num(st.restoring.records)} records, ${bytes(st.restoring.bytes)}`
+            : st.rebuilding_until !== undefined ? `rebuilding to offset ${num(st.rebuilding_until)}` : "";
+          return `<tr data-state-partition="${esc(p.topic)}/${p.partition}"><td>${link("topics", p.topic)}</td>` +
+            `<td class="num">${p.partition}</td><td data-field="stream_time">${time(st.stream_time)}</td>` +
+            `<td class="num" data-field="keys">${num(st.keys)}</td><td class="num" data-field="timers_pending">${num(st.timers_pending)}</td>` +
+            `<td class="num" data-field="late_dropped">${num(st.late_dropped)}</td><td class="num" data-field="commits">${num(st.commits)}</td>` +
+            `<td class="num">${bytes(st.state_bytes)}</td><td>${esc(recovery)}</td></tr>`;
+        }));
     document.getElementById("processor-spec").innerHTML = table(["", ""], [
       ["Inputs", s.inputs.join(", ")], ["Outputs", s.outputs.join(", ")], ["Group", s.group],
       ["On error", s.on_error], ["Config", s.config.map(([k, v]) => `${k}=${v}`).join(", ")],
