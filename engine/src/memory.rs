@@ -10,7 +10,8 @@
 //! - at most one arena per CPU (`M_ARENA_MAX`), set before any thread
 //!   starts;
 //! - every few seconds, the free pages in every arena handed back to the
-//!   system (`malloc_trim`, a walk over the arenas of about a millisecond).
+//!   system (`malloc_trim`: a walk over the arenas' free chunks, run off
+//!   the async workers like the broker's other periodic work).
 
 /// How often the allocator is asked to give freed memory back.
 pub(crate) const RETURN_INTERVAL_MS: u64 = 5_000;
