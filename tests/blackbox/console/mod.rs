@@ -79,20 +79,7 @@ fn scenario() -> Pipeline {
     pipeline.wait_caught_up("shouter", 31);
     // A stateful one: a count per key and minute.
     pipeline.create_topic("counts", 2);
-    pipeline.deploy(
-        "counter",
-        "windowed-count",
-        &[
-            "--input",
-            "words",
-            "--output",
-            "counts",
-            "--store",
-            "counts",
-            "--config",
-            "size_ms=60000",
-        ],
-    );
+    crate::stateful::deploy_window_count(&pipeline, "counter", ("words", "counts"), 60_000, &[]);
     pipeline.wait_caught_up("counter", 31);
     pipeline.sluice_ok(&[
         "consume", "words", "-g", "readers", "-n", "5", "--from", "earliest",
