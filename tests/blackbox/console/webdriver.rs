@@ -178,13 +178,22 @@ impl Browser {
     }
 
     /// Clicks the element matching `css` as a user would.
+    /// A page that redraws itself (the console polls its API) may replace
+    /// the element between finding and clicking it: it is found again.
     pub(crate) fn click(&self, css: &str) {
-        let element = self.element(css);
-        self.command(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let path = format!(
+                "/session/{}/element/{}/click",
+                self.session,
+                self.element(css)
+            );
+            match self.request("POST", &path, Some(json!({}))) {
+                Ok(_) => return,
+                Err(error) if error.contains("stale element") && Instant::now() < deadline => {}
+                Err(error) => panic!("POST {path}: {error}"),
+            }
+        }
     }
 
     /// Types `text` into the element matching `css` after clearing it; for
