@@ -146,12 +146,12 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
     // The key counts, kept through every kill: one entry per open window,
     // one aggregate per user.
     assert_eq!(
-        super::state_keys(&status),
+        super::stateful_total(&status, "keys"),
         oracle.open.len() as u64,
         "{status:#}"
     );
     assert_eq!(
-        super::state_keys(&per_user),
+        super::stateful_total(&per_user, "keys"),
         per_key.len() as u64,
         "{per_user:#}"
     );

@@ -200,14 +200,18 @@ pub(crate) fn wait_settled(pipeline: &Pipeline, name: &str, records: i64) -> Val
     )
 }
 
-/// The entries in a processor's stores as its status counts them, all
-/// partitions together.
-pub(crate) fn state_keys(status: &Value) -> u64 {
+/// A stateful figure of a processor's status (`keys`, `timers_pending`),
+/// all partitions together.
+pub(crate) fn stateful_total(status: &Value, figure: &str) -> u64 {
     status["partitions"]
         .as_array()
         .expect("partitions")
         .iter()
-        .map(|p| p["stateful"]["keys"].as_u64().expect("a key count"))
+        .map(|p| {
+            p["stateful"][figure]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{figure} in {p:#}"))
+        })
         .sum()
 }
 

@@ -72,16 +72,11 @@ fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryab
     );
     assert_eq!(status["guarantee"], "exactly-once");
     // One timer per open window (emit final closes a window with it).
-    let timers: u64 = status["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["stateful"]["timers_pending"].as_u64().unwrap())
-        .sum();
+    let timers = super::stateful_total(&status, "timers_pending");
     assert_eq!(timers, oracle.open.len() as u64, "{status:#}");
     // One store entry per open window: the status's key count.
     assert_eq!(
-        super::state_keys(&status),
+        super::stateful_total(&status, "keys"),
         oracle.open.len() as u64,
         "{status:#}"
     );
