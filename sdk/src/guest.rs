@@ -4,8 +4,8 @@
 //!
 //! The instance's handler lives in a thread-local slot: a component instance
 //! is single-threaded, `init` fills the slot once and every `process` call
-//! borrows it. Conversions move buffers; the only per-batch allocation here is
-//! the output list the canonical ABI lowers from.
+//! borrows it. A batch arrives as one buffer; each record's bytes are copied
+//! out of it as the record is taken.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -95,29 +95,66 @@ pub fn guest_on_timer(timers: Vec<WitTimer>) -> Result<Vec<WitOutput>, WitProces
     })
 }
 
-/// Moves a lifted input record into a [`Record`].
-#[inline]
-pub(crate) fn record_from_wit(record: InputRecord, topic: &Arc<str>, partition: i32) -> Record {
-    Record {
-        key: record.key,
-        value: record.value,
-        // Same layout on both sides: collected in place, no allocation.
-        headers: record
-            .headers
-            .map(|headers| {
-                headers
-                    .into_iter()
+/// A 0.2 batch as it crossed the boundary (one buffer, records pointing
+/// into it), taken record by record.
+#[derive(Debug)]
+pub(crate) struct Unpacked {
+    data: Vec<u8>,
+    records: std::vec::IntoIter<InputRecord>,
+    headers: Vec<wit::HeaderSpan>,
+}
+
+impl Unpacked {
+    pub(crate) fn new(batch: WitBatch) -> Self {
+        Self {
+            data: batch.data,
+            records: batch.records.into_iter(),
+            headers: batch.headers,
+        }
+    }
+
+    /// The next record, its bytes copied out of the batch's buffer.
+    #[inline]
+    pub(crate) fn next(&mut self, topic: &Arc<str>, partition: i32) -> Option<Record> {
+        let record = self.records.next()?;
+        let bytes = |span: Option<wit::Span>| span.map(|span| self.bytes(span).to_vec());
+        let headers = match record.headers.len {
+            0 => Vec::new(),
+            len => {
+                let first = record.headers.start as usize;
+                self.headers
+                    .get(first..first + len as usize)
+                    .expect("a record's headers are inside the batch's")
+                    .iter()
                     .map(|header| Header {
-                        key: header.key,
-                        value: header.value,
+                        key: String::from_utf8_lossy(self.bytes(header.key)).into_owned(),
+                        value: header.value.map(|span| self.bytes(span).to_vec()),
                     })
                     .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: record.timestamp,
-        offset: record.offset,
-        topic: topic.clone(),
-        partition,
+            }
+        };
+        Some(Record {
+            key: bytes(record.key),
+            value: bytes(record.value),
+            headers,
+            timestamp: record.timestamp,
+            offset: record.offset,
+            topic: topic.clone(),
+            partition,
+        })
+    }
+
+    /// The bytes of `span` in the batch's buffer.
+    #[inline]
+    fn bytes(&self, span: wit::Span) -> &[u8] {
+        let start = span.start as usize;
+        self.data
+            .get(start..start + span.len as usize)
+            .expect("a record's bytes are inside the batch's buffer")
+    }
+
+    pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
+        self.records.size_hint()
     }
 }
 

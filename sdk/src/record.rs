@@ -1,9 +1,9 @@
 //! The records a processor reads: [`Record`], [`Header`] and the [`Batch`]
 //! they arrive in.
 //!
-//! A record owns its key, value and headers: on WebAssembly they are the
-//! buffers the canonical ABI lifted the batch into, moved (never copied) into
-//! these types. The batch's topic is shared by all its records through one
+//! A record owns its key, value and headers: on WebAssembly they are copied
+//! out of the one buffer the batch crossed the boundary in, as each record
+//! is taken (a copy inside the guest costs far less than a crossing). The batch's topic is shared by all its records through one
 //! `Arc<str>`, so knowing its topic costs a record a reference count, not a
 //! string.
 
@@ -212,9 +212,9 @@ impl Batch {
     pub(crate) fn from_guest(batch: crate::guest::WitBatch) -> Self {
         Self {
             records: Records {
-                inner: Inner::Guest(batch.records.into_iter()),
-                topic: Arc::from(batch.topic),
+                topic: Arc::from(batch.topic.as_str()),
                 partition: batch.partition,
+                inner: Inner::Guest(crate::guest::Unpacked::new(batch)),
             },
         }
     }
@@ -241,7 +241,7 @@ pub struct Records {
 enum Inner {
     Host(std::vec::IntoIter<Record>),
     #[cfg(target_arch = "wasm32")]
-    Guest(std::vec::IntoIter<crate::guest::InputRecord>),
+    Guest(crate::guest::Unpacked),
 }
 
 impl Iterator for Records {
@@ -252,10 +252,7 @@ impl Iterator for Records {
         let record = match &mut self.inner {
             Inner::Host(records) => records.next()?,
             #[cfg(target_arch = "wasm32")]
-            Inner::Guest(records) => {
-                let record = records.next()?;
-                crate::guest::record_from_wit(record, &self.topic, self.partition)
-            }
+            Inner::Guest(records) => records.next(&self.topic, self.partition)?,
         };
         // Stream time covers every record taken (see `clock`).
         crate::clock::observe(record.timestamp);

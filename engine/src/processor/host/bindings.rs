@@ -2,9 +2,10 @@
 //! host keeps every one: `wit/README.md`'s versioning rule). A component is
 //! run with the bindings of the `handler` version it exports.
 //!
-//! `types` is the same in both versions, so the broker's batch lowering
-//! (`abi.rs`) and output lifting (`lift.rs`), which check shapes, not
-//! package versions, serve both.
+//! `types` is the same in both versions but for `batch` (0.2's is one
+//! buffer), so the output lifting (`lift.rs`), which checks shapes, not
+//! package versions, serves both, and each has its batch lowering
+//! (`abi/mod.rs`, `abi/packed.rs`).
 
 /// `sluice:processor@0.1.0`: stateless processors.
 pub(crate) mod v01 {

@@ -30,6 +30,7 @@ mod cache;
 mod limits;
 mod stateful;
 
+use super::abi::packed::Packed;
 pub use super::abi::{Batch, InputHeader, InputRecord};
 pub(crate) use crate::random::hex;
 pub use crate::state::{Domain, Timer};
@@ -39,6 +40,9 @@ pub(crate) use v01::sluice::processor::types::Batch as WitBatch;
 pub use v01::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
 pub(crate) use v02::exports::sluice::processor::timers::Timer as WitTimer;
 pub(crate) use v02::sluice::processor::clock::Domain as WitDomain;
+
+/// What `process` and `on-timer` return, as the host lifts it.
+type ProcessResult = (Result<Outputs, ProcessError>,);
 
 /// How often the epoch advances; time limits are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -469,7 +473,8 @@ impl Invoke for Instance {
 pub struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
-    /// The `process` export, called with the hand-lowered batch (`abi`).
+    /// The `process` export, called with the hand-lowered batch (`abi`:
+    /// 0.1's list of records, or 0.2's buffer).
     process: Func,
     /// The `on-timer` export (0.2 plugins).
     on_timer: Option<Func>,
@@ -527,13 +532,20 @@ impl Instance {
                 // A plugin whose `process` has another shape fails here, at
                 // instantiation; `process` repeats this check per batch
                 // (about 2k instructions, a rounding error per record).
-                process.typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&store)?;
+                match &bindings {
+                    Bindings::V01(_) => {
+                        process.typed::<(Batch<'_>,), ProcessResult>(&store)?;
+                    }
+                    Bindings::V02(_) => {
+                        process.typed::<(Packed<'_>,), ProcessResult>(&store)?;
+                    }
+                }
                 let on_timer = match &plugin.pre {
                     PluginPre::V01(_) => None,
                     PluginPre::V02(_) => {
                         let func =
                             export_func(&instance, &mut store, TIMERS_EXPORT_V02, "on-timer")?;
-                        func.typed::<(Vec<WitTimer>,), (Result<Outputs, ProcessError>,)>(&store)?;
+                        func.typed::<(Vec<WitTimer>,), ProcessResult>(&store)?;
                         Some(func)
                     }
                 };
@@ -588,12 +600,23 @@ impl Instance {
     fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         self.arm();
         let bytes_max = self.limits.output_bytes_per_batch_max;
-        let called = self
-            .process
-            .typed::<(Batch<'_>,), (Result<Outputs, ProcessError>,)>(&self.store)
-            .and_then(|process| {
-                with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
-            });
+        // 0.1 takes the batch as a list of records, 0.2 as one buffer.
+        let called = match self.bindings {
+            Bindings::V01(_) => self
+                .process
+                .typed::<(Batch<'_>,), ProcessResult>(&self.store)
+                .and_then(|process| {
+                    with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
+                }),
+            Bindings::V02(_) => self
+                .process
+                .typed::<(Packed<'_>,), ProcessResult>(&self.store)
+                .and_then(|process| {
+                    with_output_bytes_max(bytes_max, || {
+                        process.call(&mut self.store, (Packed(batch),))
+                    })
+                }),
+        };
         self.finish(called.map(|(result,)| result), "process")
     }
 
@@ -616,7 +639,7 @@ impl Instance {
             })
             .collect();
         let called = on_timer
-            .typed::<(Vec<WitTimer>,), (Result<Outputs, ProcessError>,)>(&self.store)
+            .typed::<(Vec<WitTimer>,), ProcessResult>(&self.store)
             .and_then(|call| {
                 with_output_bytes_max(bytes_max, || call.call(&mut self.store, (timers,)))
             });

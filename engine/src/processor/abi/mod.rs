@@ -1,5 +1,7 @@
-//! The batch's way into the sandbox: a hand-written canonical ABI lowering
-//! of `process`'s `batch` parameter.
+//! The batch's way into the sandbox: hand-written canonical ABI lowerings
+//! of `process`'s `batch` parameter, contract 0.1's here (a list of
+//! records, each key and value its own list) and 0.2's in [`packed`] (the
+//! whole batch in one byte list, records pointing into it).
 //!
 //! Wasmtime's derived lowering is generic: every field it stores looks the
 //! guest's memory up again, and it needs owned `Vec`s. For a filter that
@@ -39,6 +41,8 @@ use wasmtime::component::{ComponentType, Lower};
 use wasmtime::ValRaw;
 
 use super::host::WitBatch;
+
+pub(crate) mod packed;
 
 /// A record header as the broker holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
