@@ -177,3 +177,69 @@ fn timers_of_both_domains_fire_exactly_once_across_kills() {
     assert_eq!(per.len(), 2 * total, "a timer never fired");
     assert!(per.values().all(|n| *n == 1), "a timer fired twice");
 }
+
+#[test]
+fn a_failing_timer_is_narrowed_down_and_the_others_in_its_call_still_fire() {
+    // 300 event-time timers come due together after one batch, so they
+    // fire in one `on-timer` call; the plugin refuses any call holding
+    // k150's timer and does not say which timer it was. The broker must
+    // narrow the call down: 299 timers fire, k150's alone is skipped.
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("fired", 1);
+    pipeline.deploy(
+        "echo",
+        "timer-echo",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "fired",
+            "--guarantee",
+            "exactly-once",
+            "--on-error",
+            "skip",
+            "--config",
+            "event_delay_ms=0",
+            // Processing-time timers stay pending for the test's life.
+            "--config",
+            "processing_delay_ms=86400000",
+            "--config",
+            "fail_key=k150",
+        ],
+    );
+    let records: Vec<Input> = (0..300).map(|i| (format!("k{i}"), START_MS + i)).collect();
+    produce_at(&pipeline, "in", 0, &records);
+    // One more record later in event time: the batch before it is due.
+    produce_at(&pipeline, "in", 0, &[("after".into(), START_MS + 10_000)]);
+    let status = pipeline.wait_for("echo", "the failed timer skipped", |s| s["skipped"] == 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let fired = loop {
+        let fired = pipeline.consume("fired");
+        if fired.len() >= 300 || std::time::Instant::now() > deadline {
+            break fired;
+        }
+        pause(100);
+    };
+    let keys: std::collections::BTreeSet<String> = fired
+        .iter()
+        .map(|record| {
+            let value: Value = serde_json::from_str(record.value.as_deref().unwrap()).unwrap();
+            assert_eq!(value["domain"], "event", "{value}");
+            value["key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let expected: std::collections::BTreeSet<String> = (0..300)
+        .filter(|i| *i != 150)
+        .map(|i| format!("k{i}"))
+        .chain(["after".to_string()])
+        .collect();
+    assert_eq!(fired.len(), 300, "a timer fired twice: {status:#}");
+    assert_eq!(keys, expected, "{status:#}");
+    assert_eq!(status["errors"], 1, "{status:#}");
+    let message = status["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("on-timer failed") && message.contains("\"k150\""),
+        "the error names the timer: {status:#}"
+    );
+}

@@ -426,10 +426,14 @@ impl PartitionTask {
     }
 
     /// One `on-timer` call: the timers are removed and the call's state
-    /// changes kept only if it succeeds. A failure stops the task under
-    /// `fail`; otherwise the timers are dropped and the error counted.
-    /// `false`: the task's uncommitted state is full; the timers stay due
-    /// and fire after the commit.
+    /// changes kept only if it succeeds. A failed call of several timers is
+    /// narrowed down to the timer that fails, as a batch is to its record:
+    /// the timers are fired again in halves, so the others still fire
+    /// (at most about twice the timers in calls). The failing timer stops
+    /// the task under `fail`; otherwise it is dropped and the error
+    /// counted. `false`: the task's uncommitted state is full (or the task
+    /// is stopping); the timers not fired yet stay due and fire after the
+    /// commit.
     fn fire(&mut self, timers: &[Timer], routed: &mut Routed) -> Result<bool, StepFailure> {
         if self.instance.is_none() {
             self.instance = Some(self.instantiate()?);
@@ -470,7 +474,29 @@ impl PartitionTask {
         if failure.commit_first {
             return Ok(false);
         }
-        let message = format!("on-timer failed: {}", failure.message);
+        if timers.len() > 1 {
+            if self.abort.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let (first, rest) = timers.split_at(timers.len() / 2);
+            if !self.fire(first, routed)? {
+                return Ok(false);
+            }
+            return self.fire(rest, routed);
+        }
+        let message = match timers {
+            [timer] => format!(
+                "on-timer failed ({} timer at {} of key {:?}): {}",
+                match timer.domain {
+                    Domain::EventTime => "event-time",
+                    Domain::ProcessingTime => "processing-time",
+                },
+                timer.at,
+                String::from_utf8_lossy(&timer.key[..timer.key.len().min(64)]),
+                failure.message
+            ),
+            _ => format!("on-timer failed: {}", failure.message),
+        };
         self.input.stats.record_error(&message, None);
         if self.policy == OnError::Fail {
             return Err(StepFailure {

@@ -4,6 +4,9 @@
 //! writes one record per timer when it fires: key = the record's key,
 //! value `{"domain":"event"|"processing","key":…,"at":…}`. A test counts
 //! them: each timer must fire exactly once, across crashes.
+//!
+//! With `fail_key`, the call firing that key's timers fails (with no index,
+//! so the broker must narrow the call down to find the timer).
 
 use serde::Deserialize;
 use sluice_sdk::clock::{self, Domain};
@@ -14,6 +17,8 @@ use sluice_sdk::{Batch, Output, Outputs, ProcessError, Processor, Result, Timer}
 pub struct Config {
     event_delay_ms: i64,
     processing_delay_ms: i64,
+    #[serde(default)]
+    fail_key: Option<String>,
 }
 
 pub struct TimerEcho {
@@ -43,6 +48,11 @@ impl Processor for TimerEcho {
     }
 
     fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        if let Some(fail) = &self.config.fail_key {
+            if timers.iter().any(|timer| timer.key == fail.as_bytes()) {
+                return Err(ProcessError::new(format!("refusing the timers of {fail}")));
+            }
+        }
         for (source, timer) in timers.into_iter().enumerate() {
             let domain = match timer.domain {
                 Domain::EventTime => "event",
