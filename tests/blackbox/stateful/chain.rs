@@ -184,7 +184,7 @@ fn a_failing_timer_is_narrowed_down_and_the_others_in_its_call_still_fire() {
     // fire in one `on-timer` call; the plugin refuses any call holding
     // k150's timer and does not say which timer it was. The broker must
     // narrow the call down: 299 timers fire, k150's alone is skipped.
-    let mut pipeline = Pipeline::start();
+    let pipeline = Pipeline::start();
     pipeline.create_topic("in", 1);
     pipeline.create_topic("fired", 1);
     pipeline.deploy(
