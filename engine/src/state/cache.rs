@@ -1,35 +1,53 @@
-//! A task's cache of committed values of its own stores: for a full key,
-//! what RocksDB holds (a value, or nothing), kept in memory after a read
-//! or a commit.
+//! A task's entries of its own stores, in one hash table: for a full key,
+//! what RocksDB holds (a value, or nothing) once the task has read or
+//! written it, and the task's staged (uncommitted) write of it.
 //!
-//! Why: after every commit (100 ms) the staged map is empty, so every read
-//! of the next batch went to RocksDB, whose memtables hold several versions
-//! of each hot key behind a ~20-byte shared prefix: a third of the stateful
-//! benchmark's time was memtable lookups. Only the task itself writes its
+//! Why one table: every record of a stateful plugin reads and writes a few
+//! keys, touched in random order. With the staged writes in an ordered map
+//! and the committed values in a cache beside it, a read looked in both and
+//! a write searched the ordered map, then the cache, and the commit copied
+//! every written key into the cache again: each a few cache misses to DRAM
+//! per key. Here a key is hashed once per access, its slot holds the key
+//! and its committed value in one allocation, and the staged write sits
+//! beside them; a commit moves the staged values in place.
+//!
+//! Why a cache at all: after every commit (100 ms) nothing is staged, so
+//! every read of the next batch would go to RocksDB, whose memtables hold
+//! several versions of each hot key. Only the task itself writes its
 //! stores' keys (with its commit), so it can keep what it read and what it
-//! committed and answer the next batch without RocksDB.
+//! committed. What may be held here is decided by `TaskState`: entries of
+//! the task's own stores, never tables (written by their catch-up, another
+//! writer) nor timers nor the metadata record (those are staged in the
+//! ordered `Staged`). Everything is forgotten when the task discards its
+//! work (after a failed commit the disk may or may not hold it).
 //!
-//! What may be cached is decided by `TaskState`: entries of the task's own
-//! stores, never tables (written by table catch-up, another writer) nor
-//! timers nor the metadata record. The cache is emptied when the task
-//! discards its work (after a failed commit the disk may or may not hold
-//! it). Scans do not use it: RocksDB holds every commit.
+//! Staging works as in `Staged`: an undo log since the savepoint before
+//! each plugin call, so a failed call is rolled back exactly. Scans need
+//! the staged keys in order: an ordered index of them is built when a scan
+//! first asks in a commit period and kept up to date until the commit.
 //!
-//! Bound: `state.value_cache_bytes_max` for every task together, taken out
-//! of `state.memory_bytes_max` (the block cache gets the rest), split
-//! evenly over the live tasks: a task holds at most its share and evicts
-//! its own entries past it, in CLOCK order (an entry read since the hand
-//! last passed it is kept one more round), which approximates LRU without
-//! a list to update on every hit.
+//! Bounds: committed values count against `state.value_cache_bytes_max`
+//! for every task together (taken out of `state.memory_bytes_max`), split
+//! evenly over the live tasks; past its share a task evicts entries in
+//! CLOCK order (an entry read since the hand last passed it is kept one
+//! more round). Staged writes (and the undo log) count against the staged
+//! bounds instead (`TaskState::stage`): an entry with a staged write is
+//! never evicted, it only forgets its committed value.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use indexmap::IndexMap;
+use hashbrown::HashTable;
 
-/// Bytes counted per entry beyond its key and value: the map's entry and
-/// index slot, and two heap blocks' headers.
+/// Bytes counted against the cache per entry beyond its key and committed
+/// value: the slot, the table's index and a heap block's header.
 const ENTRY_OVERHEAD_BYTES: usize = 80;
+
+/// Bytes counted against the staged bounds per staged write beyond its key
+/// and value (as `Staged` counts them).
+const STAGED_OVERHEAD_BYTES: usize = 64;
 
 /// The bound of every task's cache together; the tasks' count and bytes.
 #[derive(Debug)]
@@ -59,108 +77,511 @@ impl CacheBudget {
     }
 }
 
+/// What RocksDB holds at a slot's key, as far as the task knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// Not known (a staged key whose committed value did not fit the share).
+    Unknown,
+    Absent,
+    /// The value, after the key in `data`.
+    Value,
+}
+
+/// A staged put (`Some`) or delete (`None`).
+type Write = Option<Vec<u8>>;
+
 #[derive(Debug)]
 struct Slot {
-    /// `None`: RocksDB holds nothing at the key.
-    value: Option<Box<[u8]>>,
+    hash: u64,
+    /// The key, then the committed value when `committed` is `Value`: one
+    /// allocation, so a lookup's key comparison brings the value along.
+    data: Box<[u8]>,
+    key_len: usize,
+    committed: Committed,
+    staged: Option<Write>,
     /// Read (or written) since the clock hand last passed.
     referenced: bool,
 }
 
-fn entry_bytes(key: &[u8], value: Option<&[u8]>) -> usize {
-    key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES
-}
+impl Slot {
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len]
+    }
 
-/// One task's cached committed values.
-#[derive(Debug)]
-pub(crate) struct ValueCache {
-    budget: Arc<CacheBudget>,
-    entries: IndexMap<Box<[u8]>, Slot, foldhash::fast::RandomState>,
-    /// The clock hand: the index eviction looks at next.
-    hand: usize,
-    bytes: usize,
-}
+    /// What RocksDB holds, if known.
+    fn committed(&self) -> Option<Option<&[u8]>> {
+        match self.committed {
+            Committed::Unknown => None,
+            Committed::Absent => Some(None),
+            Committed::Value => Some(Some(&self.data[self.key_len..])),
+        }
+    }
 
-impl Drop for ValueCache {
-    fn drop(&mut self) {
-        self.budget.tasks.fetch_sub(1, Ordering::Relaxed);
-        self.budget.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    /// The staged write, else what RocksDB holds, if known.
+    fn current(&self) -> Option<Option<&[u8]>> {
+        match &self.staged {
+            Some(write) => Some(write.as_deref()),
+            None => self.committed(),
+        }
+    }
+
+    /// Bytes counted against the cache (0 while nothing committed is known).
+    fn cached_bytes(&self) -> usize {
+        match self.committed {
+            Committed::Unknown => 0,
+            _ => self.data.len() + ENTRY_OVERHEAD_BYTES,
+        }
+    }
+
+    /// Remembers what RocksDB holds.
+    fn set_committed(&mut self, value: Option<&[u8]>) {
+        let key_len = self.key_len;
+        let mut data = Vec::with_capacity(key_len + value.map_or(0, <[u8]>::len));
+        data.extend_from_slice(&self.data[..key_len]);
+        if let Some(value) = value {
+            data.extend_from_slice(value);
+        }
+        self.data = data.into_boxed_slice();
+        self.committed = match value {
+            Some(_) => Committed::Value,
+            None => Committed::Absent,
+        };
+    }
+
+    /// Forgets what RocksDB holds.
+    fn forget_committed(&mut self) {
+        self.data = Box::from(self.key());
+        self.committed = Committed::Unknown;
     }
 }
 
-impl ValueCache {
-    /// A task's cache, counted as a live task of `budget` until dropped.
+fn write_bytes(key_len: usize, write: &Write) -> usize {
+    key_len + write.as_ref().map_or(0, Vec::len) + STAGED_OVERHEAD_BYTES
+}
+
+/// One task's entries of its own stores.
+#[derive(Debug)]
+pub(crate) struct Entries {
+    budget: Arc<CacheBudget>,
+    hasher: foldhash::fast::RandomState,
+    /// Slot indices, by the hash of their key.
+    table: HashTable<u32>,
+    slots: Vec<Option<Slot>>,
+    /// Indices of empty slots.
+    free: Vec<u32>,
+    /// The clock hand: the slot eviction looks at next.
+    hand: usize,
+    /// Bytes counted against the cache.
+    cached_bytes: usize,
+    /// Slots with a staged write, in the order they got it.
+    dirty: Vec<u32>,
+    /// `(slot, its staged write before)` since the savepoint, newest last.
+    undo: Vec<(u32, Option<Write>)>,
+    /// Keeping undo entries only after `savepoint()`.
+    recording: bool,
+    staged_bytes: usize,
+    /// Bytes the undo log holds (overwritten writes), counted with
+    /// `staged_bytes`.
+    undo_bytes: usize,
+    /// `staged_bytes` at the savepoint.
+    bytes_at_savepoint: usize,
+    /// The staged keys in order, once a scan asked (until the commit).
+    ordered: Option<BTreeMap<Box<[u8]>, u32>>,
+}
+
+impl Drop for Entries {
+    fn drop(&mut self) {
+        self.budget.tasks.fetch_sub(1, Ordering::Relaxed);
+        self.budget
+            .bytes
+            .fetch_sub(self.cached_bytes, Ordering::Relaxed);
+    }
+}
+
+impl Entries {
+    /// A task's entries, counted as a live task of `budget` until dropped.
     pub(crate) fn new(budget: Arc<CacheBudget>) -> Self {
         budget.tasks.fetch_add(1, Ordering::Relaxed);
         Self {
             budget,
-            entries: IndexMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             hand: 0,
-            bytes: 0,
+            cached_bytes: 0,
+            dirty: Vec::new(),
+            undo: Vec::new(),
+            recording: false,
+            staged_bytes: 0,
+            undo_bytes: 0,
+            bytes_at_savepoint: 0,
+            ordered: None,
         }
     }
 
-    /// What RocksDB holds at `key` (`Some(None)`: nothing), if cached.
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    fn slot(&self, index: u32) -> &Slot {
+        self.slots[index as usize].as_ref().expect("a live slot")
+    }
+
+    fn slot_mut(&mut self, index: u32) -> &mut Slot {
+        self.slots[index as usize].as_mut().expect("a live slot")
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&index| {
+                slots[index as usize]
+                    .as_ref()
+                    .is_some_and(|slot| slot.key() == key)
+            })
+            .copied()
+    }
+
+    /// A new slot for `key` (not in the table yet).
+    fn insert(&mut self, hash: u64, key: &[u8]) -> u32 {
+        let slot = Slot {
+            hash,
+            data: Box::from(key),
+            key_len: key.len(),
+            committed: Committed::Unknown,
+            staged: None,
+            referenced: true,
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index as usize] = Some(slot);
+                index
+            }
+            None => {
+                self.slots.push(Some(slot));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries")
+            }
+        };
+        let slots = &self.slots;
+        self.table.insert_unique(hash, index, |&i| {
+            slots[i as usize].as_ref().expect("a live slot").hash
+        });
+        index
+    }
+
+    /// Removes slot `index` (no staged write).
+    fn remove(&mut self, index: u32) {
+        let slot = self.slots[index as usize].take().expect("a live slot");
+        debug_assert!(slot.staged.is_none());
+        self.resize(slot.cached_bytes(), 0);
+        if let Ok(entry) = self.table.find_entry(slot.hash, |&i| i == index) {
+            entry.remove();
+        }
+        self.free.push(index);
+    }
+
+    /// The staged write of `key`, else what RocksDB holds there, if known:
+    /// `Some(None)` nothing, `None` unknown (read RocksDB).
     pub(crate) fn get(&mut self, key: &[u8]) -> Option<Option<&[u8]>> {
-        let slot = self.entries.get_mut(key)?;
+        let index = self.find(self.hash(key), key)?;
+        let slot = self.slot_mut(index);
         slot.referenced = true;
-        Some(slot.value.as_deref())
+        slot.current()
+    }
+
+    /// What RocksDB holds at `key` as far as the entries know (tests).
+    #[cfg(test)]
+    pub(crate) fn committed(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let index = self.find(self.hash(key), key)?;
+        self.slot(index).committed()
     }
 
     /// Remembers that RocksDB holds `value` at `key` (`None`: nothing),
     /// within the task's share.
-    pub(crate) fn insert(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let size = entry_bytes(key, value);
+    pub(crate) fn fill(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let hash = self.hash(key);
+        let index = match self.find(hash, key) {
+            Some(index) => index,
+            None => self.insert(hash, key),
+        };
+        self.set_committed(index, value);
+    }
+
+    /// Sets slot `index`'s committed value, or forgets it (removing the
+    /// slot if nothing is staged) when it would not fit the share.
+    fn set_committed(&mut self, index: u32, value: Option<&[u8]>) {
         let share = self.budget.share();
+        let slot = self.slot_mut(index);
+        let before = slot.cached_bytes();
+        let size = slot.key_len + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES;
         if size > share {
-            self.remove(key);
+            slot.forget_committed();
+            let staged = slot.staged.is_some();
+            self.resize(before, 0);
+            if !staged {
+                self.remove(index);
+            }
             return;
         }
-        if let Some(slot) = self.entries.get_mut(key) {
-            let old = entry_bytes(key, slot.value.as_deref());
-            slot.value = value.map(Box::from);
+        slot.set_committed(value);
+        slot.referenced = true;
+        self.resize(before, size);
+        self.shrink_to(share);
+    }
+
+    /// Stages a put (`Some`) or delete (`None`) of `key`, and returns
+    /// whether the key held a value before it: staged, else committed,
+    /// else what `committed` reads from RocksDB (asked before anything
+    /// changes; its error leaves everything as it was).
+    pub(crate) fn stage<E>(
+        &mut self,
+        key: &[u8],
+        value: Write,
+        committed: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<bool, E> {
+        let hash = self.hash(key);
+        let found = self.find(hash, key);
+        let known = found.and_then(|index| self.slot(index).current().map(|v| v.is_some()));
+        let (index, existed) = match (found, known) {
+            (Some(index), Some(existed)) => (index, existed),
+            _ => {
+                let value = committed(key)?;
+                let index = found.unwrap_or_else(|| self.insert(hash, key));
+                self.set_committed(index, value.as_deref());
+                // A value too large for the share is not kept, and may
+                // take the slot with it: the staged write needs one.
+                let index = match self.slots[index as usize].is_some() {
+                    true => index,
+                    false => self.insert(hash, key),
+                };
+                (index, value.is_some())
+            }
+        };
+        let recording = self.recording;
+        let slot = self.slot_mut(index);
+        slot.referenced = true;
+        let key_len = slot.key_len;
+        let added = write_bytes(key_len, &value);
+        let before = slot.staged.replace(value);
+        match &before {
+            Some(old) => self.staged_bytes -= write_bytes(key_len, old),
+            None => {
+                self.dirty.push(index);
+                if let Some(ordered) = &mut self.ordered {
+                    ordered.insert(Box::from(key), index);
+                }
+            }
+        }
+        self.staged_bytes += added;
+        if recording {
+            self.undo_bytes += match &before {
+                Some(old) => write_bytes(key_len, old),
+                None => STAGED_OVERHEAD_BYTES,
+            };
+            self.undo.push((index, before));
+        }
+        Ok(existed)
+    }
+
+    /// Starts a call: its writes can be undone by `rollback`.
+    pub(crate) fn savepoint(&mut self) {
+        self.undo.clear();
+        self.undo_bytes = 0;
+        self.bytes_at_savepoint = self.staged_bytes;
+        self.recording = true;
+    }
+
+    /// Bytes the current call staged: the growth since its savepoint, its
+    /// undo log included (0 outside a call).
+    pub(crate) fn call_bytes(&self) -> usize {
+        match self.recording {
+            true => (self.staged_bytes + self.undo_bytes).saturating_sub(self.bytes_at_savepoint),
+            false => 0,
+        }
+    }
+
+    /// Keeps the call's writes.
+    pub(crate) fn release(&mut self) {
+        self.undo.clear();
+        self.undo_bytes = 0;
+        self.recording = false;
+    }
+
+    /// Undoes every write since `savepoint`.
+    pub(crate) fn rollback(&mut self) {
+        while let Some((index, before)) = self.undo.pop() {
+            let slot = self.slot_mut(index);
+            let key_len = slot.key_len;
+            let current = std::mem::replace(&mut slot.staged, before);
+            let restored = slot
+                .staged
+                .as_ref()
+                .map(|write| write_bytes(key_len, write));
+            let forget = restored.is_none() && slot.committed == Committed::Unknown;
+            if let Some(current) = &current {
+                self.staged_bytes -= write_bytes(key_len, current);
+            }
+            match restored {
+                Some(bytes) => self.staged_bytes += bytes,
+                None => {
+                    // It became dirty in this call: the newest dirty slot.
+                    let popped = self.dirty.pop();
+                    debug_assert_eq!(popped, Some(index));
+                    if let Some(ordered) = &mut self.ordered {
+                        let slot = self.slots[index as usize].as_ref().expect("a live slot");
+                        ordered.remove(slot.key());
+                    }
+                }
+            }
+            if forget {
+                self.remove(index);
+            }
+        }
+        self.undo_bytes = 0;
+        self.recording = false;
+    }
+
+    /// Bytes staged (keys, values and a per-write overhead), the undo
+    /// log's included.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.staged_bytes + self.undo_bytes
+    }
+
+    /// Whether any write is staged.
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The staged writes, in key order: RocksDB's memtable inserts a
+    /// sorted batch several times faster than a shuffled one (each insert
+    /// starts from where the last one ended).
+    pub(crate) fn staged(&self) -> Vec<(&[u8], Option<&[u8]>)> {
+        let mut writes: Vec<_> = self
+            .dirty
+            .iter()
+            .map(|&index| {
+                let slot = self.slot(index);
+                let write = slot.staged.as_ref().expect("a dirty slot is staged");
+                (slot.key(), write.as_deref())
+            })
+            .collect();
+        writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        writes
+    }
+
+    /// Builds the ordered index of the staged keys, if there is none.
+    pub(crate) fn order(&mut self) {
+        if self.ordered.is_some() {
+            return;
+        }
+        let ordered = self
+            .dirty
+            .iter()
+            .map(|&index| (Box::from(self.slot(index).key()), index))
+            .collect();
+        self.ordered = Some(ordered);
+    }
+
+    /// Staged writes with keys in `[start, end)`, in key order. Uses the
+    /// ordered index when `order` built it; else sorts what it finds.
+    pub(crate) fn staged_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Vec<(&[u8], Option<&[u8]>)> {
+        let write = |index: u32| {
+            let slot = self.slot(index);
+            let write = slot.staged.as_ref().expect("a dirty slot is staged");
+            (slot.key(), write.as_deref())
+        };
+        if end.is_some_and(|end| end <= start) || self.dirty.is_empty() {
+            return Vec::new();
+        }
+        match &self.ordered {
+            Some(ordered) => {
+                let upper = match end {
+                    Some(end) => Bound::Excluded(end),
+                    None => Bound::Unbounded,
+                };
+                ordered
+                    .range::<[u8], _>((Bound::Included(start), upper))
+                    .map(|(_, &index)| write(index))
+                    .collect()
+            }
+            None => {
+                let mut found: Vec<_> = self
+                    .dirty
+                    .iter()
+                    .map(|&index| write(index))
+                    .filter(|(key, _)| *key >= start && end.is_none_or(|end| *key < end))
+                    .collect();
+                found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                found
+            }
+        }
+    }
+
+    /// After the staged writes reached RocksDB: they become what RocksDB
+    /// holds, and nothing is staged.
+    pub(crate) fn committed_all(&mut self) {
+        self.undo.clear();
+        self.undo_bytes = 0;
+        self.recording = false;
+        self.staged_bytes = 0;
+        self.ordered = None;
+        let share = self.budget.share();
+        for index in std::mem::take(&mut self.dirty) {
+            let slot = self.slot_mut(index);
+            let write = slot.staged.take().expect("a dirty slot is staged");
+            let before = slot.cached_bytes();
+            let size = slot.key_len + write.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
+            if size > share {
+                self.remove(index);
+                continue;
+            }
+            slot.set_committed(write.as_deref());
             slot.referenced = true;
-            self.resize(old, size);
-            self.shrink_to(share);
-            return;
+            self.resize(before, size);
         }
-        self.shrink_to(share - size);
-        self.entries.insert(
-            Box::from(key),
-            Slot {
-                value: value.map(Box::from),
-                referenced: true,
-            },
-        );
-        self.resize(0, size);
+        self.shrink_to(share);
     }
 
-    fn remove(&mut self, key: &[u8]) {
-        if let Some((_, key, slot)) = self.entries.swap_remove_full(key) {
-            self.resize(entry_bytes(&key, slot.value.as_deref()), 0);
-        }
-    }
-
-    /// Forgets everything.
+    /// Forgets everything: staged writes and what RocksDB holds.
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
+        self.table.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.dirty.clear();
+        self.undo.clear();
+        self.ordered = None;
         self.hand = 0;
-        self.resize(self.bytes, 0);
+        self.staged_bytes = 0;
+        self.undo_bytes = 0;
+        self.bytes_at_savepoint = 0;
+        self.recording = false;
+        self.resize(self.cached_bytes, 0);
     }
 
     /// Bytes this task's cache holds (keys, values, a per-entry overhead).
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.cached_bytes
     }
 
+    /// Entries whose committed value is known (tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|slot| slot.committed != Committed::Unknown)
+            .count()
     }
 
     fn resize(&mut self, before: usize, after: usize) {
-        self.bytes = self.bytes - before + after;
+        self.cached_bytes = self.cached_bytes - before + after;
         if after >= before {
             self.budget
                 .bytes
@@ -172,26 +593,35 @@ impl ValueCache {
         }
     }
 
-    /// Evicts entries until the cache holds at most `bytes`.
+    /// Evicts entries until the cache holds at most `bytes`, in CLOCK
+    /// order. An entry with a staged write stays, but forgets its
+    /// committed value (needed again only if its call rolls back, then
+    /// read from RocksDB), so every step of the hand frees something or
+    /// clears a reference bit: amortised, one step per entry added.
     fn shrink_to(&mut self, bytes: usize) {
-        while self.bytes > bytes && !self.entries.is_empty() {
-            if self.hand >= self.entries.len() {
+        // Two full turns of the hand at most: the first clears every
+        // reference bit, the second frees everything.
+        let mut steps = self.slots.len().saturating_mul(2);
+        while self.cached_bytes > bytes && steps > 0 {
+            steps -= 1;
+            if self.hand >= self.slots.len() {
                 self.hand = 0;
             }
-            let (_, slot) = self
-                .entries
-                .get_index_mut(self.hand)
-                .expect("the hand is within the entries");
+            let index = self.hand as u32;
+            self.hand += 1;
+            let Some(slot) = self.slots[index as usize].as_mut() else {
+                continue;
+            };
             if std::mem::take(&mut slot.referenced) {
-                self.hand += 1;
                 continue;
             }
-            // The last entry moves to the hand; it is looked at next.
-            let (key, slot) = self
-                .entries
-                .swap_remove_index(self.hand)
-                .expect("the hand is within the entries");
-            self.resize(entry_bytes(&key, slot.value.as_deref()), 0);
+            if slot.staged.is_none() {
+                self.remove(index);
+            } else if slot.committed != Committed::Unknown {
+                let before = slot.cached_bytes();
+                slot.forget_committed();
+                self.resize(before, 0);
+            }
         }
     }
 }
@@ -204,17 +634,25 @@ mod tests {
         n.to_be_bytes().to_vec()
     }
 
+    fn entries(budget: &Arc<CacheBudget>) -> Entries {
+        Entries::new(budget.clone())
+    }
+
+    fn unknown(_: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        Ok(None)
+    }
+
     #[test]
     fn remembers_values_and_absence_and_replaces_them() {
         let budget = Arc::new(CacheBudget::new(1 << 20));
-        let mut cache = ValueCache::new(budget.clone());
+        let mut cache = entries(&budget);
         assert_eq!(cache.get(b"a"), None);
-        cache.insert(b"a", Some(b"1"));
-        cache.insert(b"b", None);
+        cache.fill(b"a", Some(b"1"));
+        cache.fill(b"b", None);
         assert_eq!(cache.get(b"a"), Some(Some(&b"1"[..])));
         assert_eq!(cache.get(b"b"), Some(None));
-        cache.insert(b"a", None);
-        cache.insert(b"b", Some(b"22"));
+        cache.fill(b"a", None);
+        cache.fill(b"b", Some(b"22"));
         assert_eq!(cache.get(b"a"), Some(None));
         assert_eq!(cache.get(b"b"), Some(Some(&b"22"[..])));
         // Keys "a" and "b", the value "22".
@@ -227,24 +665,24 @@ mod tests {
 
     #[test]
     fn stays_within_its_share_and_keeps_what_is_read() {
-        let entry = entry_bytes(&key(0), Some(&[0; 16]));
+        let entry = 4 + 16 + ENTRY_OVERHEAD_BYTES;
         let budget = Arc::new(CacheBudget::new(100 * entry));
-        let mut cache = ValueCache::new(budget.clone());
+        let mut cache = entries(&budget);
         for n in 0..100 {
-            cache.insert(&key(n), Some(&[0; 16]));
+            cache.fill(&key(n), Some(&[0; 16]));
         }
         assert_eq!(cache.len(), 100);
         // Key 7 is read again and again while a thousand others go by.
         for n in 100..1100 {
             assert!(cache.get(&key(7)).is_some(), "key 7 evicted at {n}");
-            cache.insert(&key(n), Some(&[0; 16]));
+            cache.fill(&key(n), Some(&[0; 16]));
             assert!(cache.bytes() <= 100 * entry);
         }
         assert_eq!(cache.len(), 100);
         assert_eq!(cache.get(&key(1099)), Some(Some(&[0; 16][..])));
         // A value larger than the whole share is not kept, and takes the
         // key's old entry with it.
-        cache.insert(&key(7), Some(&vec![1; 100 * entry]));
+        cache.fill(&key(7), Some(&vec![1; 100 * entry]));
         assert_eq!(cache.get(&key(7)), None);
         assert_eq!(cache.len(), 99);
         assert_eq!(budget.bytes(), cache.bytes());
@@ -252,19 +690,19 @@ mod tests {
 
     #[test]
     fn tasks_split_the_bound() {
-        let entry = entry_bytes(&key(0), None);
+        let entry = 4 + ENTRY_OVERHEAD_BYTES;
         let budget = Arc::new(CacheBudget::new(10 * entry));
-        let mut first = ValueCache::new(budget.clone());
+        let mut first = entries(&budget);
         for n in 0..10 {
-            first.insert(&key(n), None);
+            first.fill(&key(n), None);
         }
         assert_eq!(first.len(), 10);
-        let mut second = ValueCache::new(budget.clone());
+        let mut second = entries(&budget);
         for n in 0..10 {
-            second.insert(&key(n), None);
+            second.fill(&key(n), None);
         }
         assert_eq!(second.len(), 5, "half the bound each");
-        first.insert(&key(10), None);
+        first.fill(&key(10), None);
         assert_eq!(
             first.len(),
             5,
@@ -274,8 +712,55 @@ mod tests {
         drop(second);
         assert_eq!(budget.bytes(), 5 * entry);
         let zero = Arc::new(CacheBudget::new(0));
-        let mut off = ValueCache::new(zero);
-        off.insert(b"k", Some(b"v"));
+        let mut off = Entries::new(zero);
+        off.fill(b"k", Some(b"v"));
         assert_eq!(off.get(b"k"), None, "a bound of 0 turns the cache off");
+        // Staging still works with no cache at all.
+        assert_eq!(off.stage(b"k", Some(b"w".to_vec()), unknown), Ok(false));
+        assert_eq!(off.get(b"k"), Some(Some(&b"w"[..])));
+        off.committed_all();
+        assert_eq!(off.get(b"k"), None);
+    }
+
+    #[test]
+    fn staged_writes_roll_back_exactly_and_are_never_evicted() {
+        let entry = 4 + 1 + ENTRY_OVERHEAD_BYTES;
+        let budget = Arc::new(CacheBudget::new(4 * entry));
+        let mut cache = entries(&budget);
+        cache.fill(&key(1), Some(b"1"));
+        assert_eq!(cache.stage(&key(1), Some(b"2".to_vec()), unknown), Ok(true));
+        let before = cache.staged_bytes();
+        cache.savepoint();
+        assert_eq!(cache.stage(&key(1), None, unknown), Ok(true));
+        assert_eq!(
+            cache.stage(&key(1), Some(b"3".to_vec()), unknown),
+            Ok(false)
+        );
+        // Far more new keys than the cache holds: staged, all kept.
+        for n in 2..50 {
+            assert_eq!(
+                cache.stage(&key(n), Some(b"x".to_vec()), unknown),
+                Ok(false)
+            );
+        }
+        assert!(cache.call_bytes() > 0);
+        // Their committed values (absent) are forgotten past the share.
+        assert!(cache.bytes() <= 4 * entry, "{}", cache.bytes());
+        for n in 2..50 {
+            assert_eq!(cache.get(&key(n)), Some(Some(&b"x"[..])));
+        }
+        cache.order();
+        let range = cache.staged_range(&key(3), Some(&key(6)));
+        assert_eq!(range.len(), 3);
+        cache.rollback();
+        assert_eq!(cache.get(&key(1)), Some(Some(&b"2"[..])));
+        assert_eq!(cache.staged_bytes(), before);
+        assert_eq!(cache.staged().len(), 1);
+        assert_eq!(cache.staged_range(&key(0), None).len(), 1);
+        assert!(cache.bytes() <= 4 * entry);
+        cache.committed_all();
+        assert_eq!(cache.committed(&key(1)), Some(Some(&b"2"[..])));
+        assert!(!cache.has_staged());
+        assert_eq!(budget.bytes(), cache.bytes());
     }
 }

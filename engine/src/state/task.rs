@@ -2,12 +2,17 @@
 //! cache of committed values to RocksDB, writes staged until `commit`,
 //! timers, and the task's metadata record, which commits in the same write
 //! batch.
+//!
+//! The entries of the task's own stores (nearly every read and write) live
+//! in one hash table, staged write and committed value together
+//! (`cache::Entries`); timers and everything else the task stages are in
+//! an ordered map (`Staged`), which the step reads in order for due timers.
 
 use std::cmp::Ordering;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
-use super::cache::ValueCache;
+use super::cache::Entries;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
 use super::query::Page;
@@ -34,10 +39,11 @@ type Merged = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
 pub(crate) struct TaskState {
     processor: ProcessorState,
     task: u32,
+    /// Staged writes other than store entries (timers).
     staged: Staged,
-    /// Committed values of the task's own stores (`cache`): filled by
-    /// reads and commits, emptied by `discard`.
-    cache: ValueCache,
+    /// The entries of the task's own stores: staged writes and committed
+    /// values (filled by reads and commits, emptied by `discard`).
+    entries: Entries,
     /// `staged.bytes()` as last added to the database's staged total.
     reported_bytes: usize,
     /// Timers added (+1) and removed (-1) since the last commit, so the
@@ -62,7 +68,7 @@ impl Drop for TaskState {
 impl TaskState {
     pub(crate) fn new(processor: ProcessorState, task: u32) -> Self {
         Self {
-            cache: ValueCache::new(processor.db.value_cache.clone()),
+            entries: Entries::new(processor.db.value_cache.clone()),
             processor,
             task,
             staged: Staged::default(),
@@ -86,7 +92,32 @@ impl TaskState {
     /// Every staged write of the task (a put, or a delete for `None`), in
     /// key order: what its next commit changes.
     pub(crate) fn staged_changes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + '_ {
-        self.staged.range(&keys::task_start(self.task), None)
+        self.staged_in(&keys::task_start(self.task), None)
+            .into_iter()
+    }
+
+    /// Staged writes with keys in `[start, end)`, in key order: the store
+    /// entries' and the others'.
+    fn staged_in<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        let mut found: Vec<_> = self.staged.range(start, end).collect();
+        let (stores_start, stores_end) = keys::stores_range(self.task);
+        let holds_stores =
+            start < stores_end.as_slice() && end.is_none_or(|end| end > stores_start.as_slice());
+        if holds_stores {
+            let entries = self.entries.staged_range(start, end);
+            if !entries.is_empty() {
+                let sorted = found.is_empty();
+                found.extend(entries);
+                if !sorted {
+                    found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                }
+            }
+        }
+        found
     }
 
     /// The key prefix of store `name` in this task (tests; plugins get it
@@ -102,7 +133,9 @@ impl TaskState {
     #[cfg(test)]
     pub(crate) fn cached(&mut self, store: &[u8], key: &[u8]) -> Option<Option<Vec<u8>>> {
         let full = keys::entry(store, key);
-        self.cache.get(&full).map(|value| value.map(<[u8]>::to_vec))
+        self.entries
+            .committed(&full)
+            .map(|value| value.map(<[u8]>::to_vec))
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), StateError> {
@@ -136,10 +169,10 @@ impl TaskState {
         if self.staged.in_call() {
             let config = self.processor.config();
             let max = config.staged_bytes_max;
-            if self.staged.call_bytes() > max {
+            if self.staged.call_bytes() + self.entries.call_bytes() > max {
                 return Err(StateError::StagedFull { max });
             }
-            let bytes = self.staged.bytes();
+            let bytes = self.staged_bytes();
             if bytes > max.saturating_add(config.commit_bytes_max) {
                 return Err(StateError::CommitFirst { bytes });
             }
@@ -152,15 +185,11 @@ impl TaskState {
         }
         // Whether the key held a value, for the key count: staged, else
         // cached, else (a write with no read before it) RocksDB, cached.
-        let (cache, processor) = (&mut self.cache, &self.processor);
-        let existed = self.staged.write_with(key, value, |key| {
-            if let Some(cached) = cache.get(key) {
-                return Ok(cached.is_some());
-            }
+        let processor = &self.processor;
+        let existed = self.entries.stage(&key, value, |key| {
             let family = processor.family()?;
             let value = processor.db.db().get_pinned_cf(&family, key)?;
-            cache.insert(key, value.as_deref());
-            Ok::<_, StateError>(value.is_some())
+            Ok::<_, StateError>(value.map(|value| value.to_vec()))
         })?;
         self.keys_delta += i64::from(adds) - i64::from(existed);
         Ok(())
@@ -192,12 +221,13 @@ impl TaskState {
         keys::is_store_entry_of(self.task, key)
     }
 
-    /// What staging or the cache says of `key`, if either knows.
+    /// What is staged for `key`, else what the cache knows RocksDB holds.
     fn known(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        if let Some(staged) = self.staged.get(key) {
-            return Some(staged.map(<[u8]>::to_vec));
-        }
-        self.cache.get(key).map(|value| value.map(<[u8]>::to_vec))
+        let known = match self.cacheable(key) {
+            true => self.entries.get(key),
+            false => self.staged.get(key),
+        };
+        known.map(|value| value.map(<[u8]>::to_vec))
     }
 
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -207,7 +237,7 @@ impl TaskState {
         let family = self.processor.family()?;
         let value = self.processor.db.db().get_pinned_cf(&family, key)?;
         if self.cacheable(key) {
-            self.cache.insert(key, value.as_deref());
+            self.entries.fill(key, value.as_deref());
         }
         Ok(value.map(|value| value.to_vec()))
     }
@@ -254,7 +284,7 @@ impl TaskState {
         for ((index, key), value) in missing.iter().zip(found) {
             let value = value?;
             if cacheable {
-                self.cache.insert(key, value.as_deref());
+                self.entries.fill(key, value.as_deref());
             }
             answers[*index] = value.map(|value| value.to_vec());
         }
@@ -295,7 +325,7 @@ impl TaskState {
     /// Entries of `store` with `start <= key < end`, at most `limit`
     /// (and `state.scan_entries_max`).
     pub(crate) fn scan(
-        &self,
+        &mut self,
         store: &[u8],
         start: &[u8],
         end: Option<&[u8]>,
@@ -303,6 +333,7 @@ impl TaskState {
     ) -> Result<Page, StateError> {
         let limit = limit.min(self.processor.config().scan_entries_max);
         let (from, to) = store_range(store, start, end);
+        self.entries.order();
         let (entries, next) = self.merged(&from, to.as_deref(), limit)?;
         Ok(Page::strip(store.len(), entries, next))
     }
@@ -316,6 +347,7 @@ impl TaskState {
         end: Option<&[u8]>,
     ) -> Result<u64, StateError> {
         let (from, to) = store_range(store, start, end);
+        self.entries.order();
         let mut deleted = 0;
         let mut cursor = from;
         loop {
@@ -407,6 +439,7 @@ impl TaskState {
     /// Starts a plugin call: its writes can be rolled back.
     pub(crate) fn savepoint(&mut self) {
         self.staged.savepoint();
+        self.entries.savepoint();
         self.timers_delta_saved = self.timers_delta;
         self.keys_delta_saved = self.keys_delta;
     }
@@ -414,12 +447,14 @@ impl TaskState {
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
         self.staged.release();
+        self.entries.release();
         self.report();
     }
 
     /// Undoes the call's writes.
     pub(crate) fn rollback(&mut self) {
         self.staged.rollback();
+        self.entries.rollback();
         self.timers_delta = self.timers_delta_saved;
         self.keys_delta = self.keys_delta_saved;
         self.report();
@@ -427,7 +462,7 @@ impl TaskState {
 
     /// Brings the database's staged total up to date with this task's.
     fn report(&mut self) {
-        let now = self.staged.bytes();
+        let now = self.staged_bytes();
         self.processor.db.account_staged(self.reported_bytes, now);
         self.reported_bytes = now;
     }
@@ -444,17 +479,17 @@ impl TaskState {
 
     /// Bytes staged since the last commit.
     pub(crate) fn staged_bytes(&self) -> usize {
-        self.staged.bytes()
+        self.staged.bytes() + self.entries.staged_bytes()
     }
 
     pub(crate) fn has_staged(&self) -> bool {
-        !self.staged.is_empty()
+        !self.staged.is_empty() || self.entries.has_staged()
     }
 
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
         self.staged.take();
-        self.cache.clear();
+        self.entries.clear();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
         self.keys_delta = 0;
@@ -483,10 +518,30 @@ impl TaskState {
         self.timers_delta_saved = 0;
         self.keys_delta = 0;
         self.keys_delta_saved = 0;
+        let written = self.write_commit(&staged, meta, sync);
+        match written {
+            Ok(()) => self.entries.committed_all(),
+            Err(_) => self.entries.clear(),
+        }
         self.report();
+        written
+    }
+
+    /// One write batch of `staged`, the store entries' staged writes and
+    /// `meta`.
+    fn write_commit(
+        &self,
+        staged: &std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        meta: &[u8],
+        sync: bool,
+    ) -> Result<(), StateError> {
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
-        for (key, value) in &staged {
+        let writes = staged
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_deref()))
+            .chain(self.entries.staged());
+        for (key, value) in writes {
             match value {
                 Some(value) => batch.put_cf(&family, key, value),
                 None => batch.delete_cf(&family, key),
@@ -495,15 +550,7 @@ impl TaskState {
         batch.put_cf(&family, keys::meta(self.task), meta);
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        if let Err(error) = self.processor.db.db().write_opt(batch, &options) {
-            self.cache.clear();
-            return Err(error.into());
-        }
-        for (key, value) in &staged {
-            if self.cacheable(key) {
-                self.cache.insert(key, value.as_deref());
-            }
-        }
+        self.processor.db.db().write_opt(batch, &options)?;
         Ok(())
     }
 
@@ -520,7 +567,7 @@ impl TaskState {
         }
         let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
         iterator.seek(start);
-        let mut staged = self.staged.range(start, end).peekable();
+        let mut staged = self.staged_in(start, end).into_iter().peekable();
         let mut entries = Vec::new();
         loop {
             let stored = iterator.key().map(<[u8]>::to_vec);
