@@ -9,14 +9,15 @@
 //! the number of processors or partitions (`db`).
 //!
 //! Nothing uncommitted reaches RocksDB. A task stages its writes in memory
-//! (`staged`: an ordered map of puts and deletes, with a savepoint before
-//! every plugin call so a failed call is undone), reads through it to the
-//! committed state (`task`), and commits with one synced write batch that
-//! also carries the task's metadata (input positions, stream time, the
-//! transaction it commits). That write is the commit point of exactly-once
-//! processing; reads of committed state (`query`) never see staged data.
-//! What a task read or committed it keeps in a bounded cache (`cache`),
-//! so its next batch does not search RocksDB's memtables again.
+//! with a savepoint before every plugin call so a failed call is undone:
+//! its store entries in one hash table that also keeps, bounded, what it
+//! read or committed (`cache`: its next batch does not search RocksDB's
+//! memtables again), its timers in an ordered map (`staged`). It reads
+//! through them to the committed state (`task`), and commits with one
+//! synced write batch that also carries the task's metadata (input
+//! positions, stream time, the transaction it commits). That write is the
+//! commit point of exactly-once processing; reads of committed state
+//! (`query`) never see staged data.
 
 mod cache;
 mod db;

@@ -1,7 +1,9 @@
-//! A task's uncommitted writes: an ordered map of full keys to a put
-//! (`Some(value)`) or a delete (`None`), read through before RocksDB, and
-//! an undo log since the last savepoint, so a failed plugin call is rolled
-//! back exactly (its puts and deletes undone, earlier calls' kept).
+//! A task's uncommitted writes other than its store entries (timers,
+//! above all; the store entries are staged in `cache::Entries`): an ordered
+//! map of full keys to a put (`Some(value)`) or a delete (`None`), read
+//! through before RocksDB, and an undo log since the last savepoint, so a
+//! failed plugin call is rolled back exactly (its puts and deletes undone,
+//! earlier calls' kept). The step reads due timers from it in key order.
 //!
 //! An ordered map rather than RocksDB's indexed write batch: scans merge it
 //! with a RocksDB iterator by key, a savepoint is one integer, and the
