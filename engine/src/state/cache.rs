@@ -136,6 +136,14 @@ impl Slot {
     /// Remembers what RocksDB holds.
     fn set_committed(&mut self, value: Option<&[u8]>) {
         let key_len = self.key_len;
+        // A value as long as the one held (a counter's next count, most
+        // often) is written over it: no allocation.
+        if let (Committed::Value, Some(value)) = (self.committed, value) {
+            if self.data.len() == key_len + value.len() {
+                self.data[key_len..].copy_from_slice(value);
+                return;
+            }
+        }
         let mut data = Vec::with_capacity(key_len + value.map_or(0, <[u8]>::len));
         data.extend_from_slice(&self.data[..key_len]);
         if let Some(value) = value {
@@ -654,6 +662,12 @@ mod tests {
         cache.fill(b"a", None);
         cache.fill(b"b", Some(b"22"));
         assert_eq!(cache.get(b"a"), Some(None));
+        assert_eq!(cache.get(b"b"), Some(Some(&b"22"[..])));
+        // A value as long as the one held is written over it; others not.
+        cache.fill(b"b", Some(b"33"));
+        assert_eq!(cache.get(b"b"), Some(Some(&b"33"[..])));
+        cache.fill(b"b", Some(b"4"));
+        cache.fill(b"b", Some(b"22"));
         assert_eq!(cache.get(b"b"), Some(Some(&b"22"[..])));
         // Keys "a" and "b", the value "22".
         assert_eq!(cache.bytes(), 1 + 1 + 2 + 2 * ENTRY_OVERHEAD_BYTES);
