@@ -41,6 +41,8 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::staged::CallUndo;
+
 /// Bytes counted against the cache per entry beyond its key and committed
 /// value: the slot, the table's index and a heap block's header.
 const ENTRY_OVERHEAD_BYTES: usize = 80;
@@ -183,16 +185,9 @@ pub(crate) struct Entries {
     cached_bytes: usize,
     /// Slots with a staged write, in the order they got it.
     dirty: Vec<u32>,
-    /// `(slot, its staged write before)` since the savepoint, newest last.
-    undo: Vec<(u32, Option<Write>)>,
-    /// Keeping undo entries only after `savepoint()`.
-    recording: bool,
+    /// `(slot, its staged write before)` per write since the savepoint.
+    undo: CallUndo<(u32, Option<Write>)>,
     staged_bytes: usize,
-    /// Bytes the undo log holds (overwritten writes), counted with
-    /// `staged_bytes`.
-    undo_bytes: usize,
-    /// `staged_bytes` at the savepoint.
-    bytes_at_savepoint: usize,
     /// The staged keys in order, once a scan asked (until the commit).
     ordered: Option<BTreeMap<Box<[u8]>, u32>>,
 }
@@ -219,11 +214,8 @@ impl Entries {
             hand: 0,
             cached_bytes: 0,
             dirty: Vec::new(),
-            undo: Vec::new(),
-            recording: false,
+            undo: CallUndo::default(),
             staged_bytes: 0,
-            undo_bytes: 0,
-            bytes_at_savepoint: 0,
             ordered: None,
         }
     }
@@ -367,7 +359,7 @@ impl Entries {
                 (index, value.is_some())
             }
         };
-        let recording = self.recording;
+        let recording = self.undo.recording();
         let slot = self.slot_mut(index);
         slot.referenced = true;
         let key_len = slot.key_len;
@@ -384,37 +376,29 @@ impl Entries {
         }
         self.staged_bytes += added;
         if recording {
-            self.undo_bytes += match &before {
+            let bytes = match &before {
                 Some(old) => write_bytes(key_len, old),
                 None => STAGED_OVERHEAD_BYTES,
             };
-            self.undo.push((index, before));
+            self.undo.push((index, before), bytes);
         }
         Ok(existed)
     }
 
     /// Starts a call: its writes can be undone by `rollback`.
     pub(crate) fn savepoint(&mut self) {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.bytes_at_savepoint = self.staged_bytes;
-        self.recording = true;
+        self.undo.start(self.staged_bytes);
     }
 
     /// Bytes the current call staged: the growth since its savepoint, its
     /// undo log included (0 outside a call).
     pub(crate) fn call_bytes(&self) -> usize {
-        match self.recording {
-            true => (self.staged_bytes + self.undo_bytes).saturating_sub(self.bytes_at_savepoint),
-            false => 0,
-        }
+        self.undo.call_bytes(self.staged_bytes)
     }
 
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
     }
 
     /// Undoes every write since `savepoint`.
@@ -447,14 +431,13 @@ impl Entries {
                 self.remove(index);
             }
         }
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
     }
 
     /// Bytes staged (keys, values and a per-write overhead), the undo
     /// log's included.
     pub(crate) fn staged_bytes(&self) -> usize {
-        self.staged_bytes + self.undo_bytes
+        self.staged_bytes + self.undo.bytes()
     }
 
     /// Whether any write is staged.
@@ -534,9 +517,7 @@ impl Entries {
     /// After the staged writes reached RocksDB: they become what RocksDB
     /// holds, and nothing is staged.
     pub(crate) fn committed_all(&mut self) {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
         self.staged_bytes = 0;
         self.ordered = None;
         let share = self.budget.share();
@@ -562,13 +543,10 @@ impl Entries {
         self.slots.clear();
         self.free.clear();
         self.dirty.clear();
-        self.undo.clear();
+        self.undo.end();
         self.ordered = None;
         self.hand = 0;
         self.staged_bytes = 0;
-        self.undo_bytes = 0;
-        self.bytes_at_savepoint = 0;
-        self.recording = false;
         self.resize(self.cached_bytes, 0);
     }
 

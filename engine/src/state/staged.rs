@@ -23,20 +23,89 @@ const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// nothing).
 type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
+/// A plugin call's undo log, and what its bounds need: whether a call is
+/// under way, the bytes the log holds, and the staged bytes at the
+/// savepoint. Shared by `Staged` and `cache::Entries`, each with its own
+/// kind of entry.
+#[derive(Debug)]
+pub(crate) struct CallUndo<U> {
+    /// Undo entries since the savepoint, newest last.
+    entries: Vec<U>,
+    /// Keeping entries only after `start`: writes outside a call (the
+    /// host's own, e.g. removing fired timers) need none.
+    recording: bool,
+    /// Bytes the entries hold (overwritten values): counted with the staged
+    /// bytes, so a call rewriting one key again and again is bounded too.
+    bytes: usize,
+    /// The staged bytes at the savepoint: what the call added is the rest.
+    staged_at_start: usize,
+}
+
+impl<U> Default for CallUndo<U> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            recording: false,
+            bytes: 0,
+            staged_at_start: 0,
+        }
+    }
+}
+
+impl<U> CallUndo<U> {
+    /// Starts a call, with `staged` bytes staged before it.
+    pub(crate) fn start(&mut self, staged: usize) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.staged_at_start = staged;
+        self.recording = true;
+    }
+
+    /// Ends the call (kept, rolled back, or committed with everything).
+    pub(crate) fn end(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.recording = false;
+    }
+
+    /// Whether a call is under way.
+    pub(crate) fn recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Records an undo entry holding `bytes`.
+    pub(crate) fn push(&mut self, entry: U, bytes: usize) {
+        self.bytes += bytes;
+        self.entries.push(entry);
+    }
+
+    /// The newest undo entry, taken.
+    pub(crate) fn pop(&mut self) -> Option<U> {
+        self.entries.pop()
+    }
+
+    /// Bytes the undo entries hold.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes the current call staged, with `staged` bytes staged now: the
+    /// growth since its start, its undo entries included (0 outside a
+    /// call).
+    pub(crate) fn call_bytes(&self, staged: usize) -> usize {
+        match self.recording {
+            true => (staged + self.bytes).saturating_sub(self.staged_at_start),
+            false => 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// `(key, what the map held before)` since the savepoint, newest last.
-    undo: Vec<Undo>,
-    /// Keeping undo entries only after `savepoint()`: writes outside a
-    /// call (the host's own, e.g. removing fired timers) need none.
-    recording: bool,
+    /// `(key, what the map held before)` per write since the savepoint.
+    undo: CallUndo<Undo>,
     bytes: usize,
-    /// Bytes the undo log holds (overwritten values): counted with
-    /// `bytes`, so a call rewriting one key again and again is bounded too.
-    undo_bytes: usize,
-    /// `bytes` at the savepoint: what the current call added is the rest.
-    bytes_at_savepoint: usize,
 }
 
 fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
@@ -71,24 +140,24 @@ impl Staged {
         let (existed, undo_key, old) = match self.writes.entry(key) {
             Entry::Occupied(mut entry) => {
                 let existed = entry.get().is_some();
-                let undo_key = self.recording.then(|| entry.key().clone());
+                let undo_key = self.undo.recording().then(|| entry.key().clone());
                 let old = std::mem::replace(entry.get_mut(), value);
                 self.bytes -= entry_bytes(entry.key(), &old);
                 (existed, undo_key, Some(old))
             }
             Entry::Vacant(entry) => {
                 let existed = committed(entry.key())?;
-                let undo_key = self.recording.then(|| entry.key().clone());
+                let undo_key = self.undo.recording().then(|| entry.key().clone());
                 entry.insert(value);
                 (existed, undo_key, None)
             }
         };
         self.bytes += added;
         if let Some(key) = undo_key {
-            self.undo_bytes += key.len()
+            let bytes = key.len()
                 + old.as_ref().and_then(|v| v.as_ref()).map_or(0, Vec::len)
                 + ENTRY_OVERHEAD_BYTES;
-            self.undo.push((key, old));
+            self.undo.push((key, old), bytes);
         }
         Ok(existed)
     }
@@ -112,31 +181,23 @@ impl Staged {
 
     /// Starts a call: its writes can be undone by `rollback`.
     pub(crate) fn savepoint(&mut self) {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.bytes_at_savepoint = self.bytes;
-        self.recording = true;
+        self.undo.start(self.bytes);
     }
 
     /// Whether a call is under way (writes since `savepoint` are undoable).
     pub(crate) fn in_call(&self) -> bool {
-        self.recording
+        self.undo.recording()
     }
 
     /// Bytes the current call staged: the growth since its savepoint, its
     /// undo log included (0 outside a call).
     pub(crate) fn call_bytes(&self) -> usize {
-        match self.recording {
-            true => (self.bytes + self.undo_bytes).saturating_sub(self.bytes_at_savepoint),
-            false => 0,
-        }
+        self.undo.call_bytes(self.bytes)
     }
 
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
     }
 
     /// Undoes every write since `savepoint`.
@@ -153,14 +214,13 @@ impl Staged {
                 self.bytes -= entry_bytes(&key, &current);
             }
         }
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
     }
 
     /// Bytes staged (keys, values and a per-entry overhead), the undo
     /// log's included.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes + self.undo_bytes
+        self.bytes + self.undo.bytes()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -169,9 +229,7 @@ impl Staged {
 
     /// Takes every staged write, leaving the stage empty.
     pub(crate) fn take(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        self.undo.clear();
-        self.undo_bytes = 0;
-        self.recording = false;
+        self.undo.end();
         self.bytes = 0;
         std::mem::take(&mut self.writes)
     }

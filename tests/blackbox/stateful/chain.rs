@@ -96,21 +96,29 @@ fn a_chain_of_two_exactly_once_processors_is_exact_under_kills() {
     );
 }
 
+/// Deploys `timer-echo` as `echo`, exactly-once from `in` to `fired`,
+/// with `more` arguments.
+fn deploy_timer_echo(pipeline: &Pipeline, more: &[&str]) {
+    let mut args = vec![
+        "--input",
+        "in",
+        "--output",
+        "fired",
+        "--guarantee",
+        "exactly-once",
+    ];
+    args.extend_from_slice(more);
+    pipeline.deploy("echo", "timer-echo", &args);
+}
+
 #[test]
 fn timers_of_both_domains_fire_exactly_once_across_kills() {
     let mut pipeline = Pipeline::start();
     pipeline.create_topic("in", 2);
     pipeline.create_topic("fired", 2);
-    pipeline.deploy(
-        "echo",
-        "timer-echo",
+    deploy_timer_echo(
+        &pipeline,
         &[
-            "--input",
-            "in",
-            "--output",
-            "fired",
-            "--guarantee",
-            "exactly-once",
             "--idle-advance-ms",
             "200",
             "--commit-interval-ms",
@@ -187,16 +195,9 @@ fn a_failing_timer_is_narrowed_down_and_the_others_in_its_call_still_fire() {
     let pipeline = Pipeline::start();
     pipeline.create_topic("in", 1);
     pipeline.create_topic("fired", 1);
-    pipeline.deploy(
-        "echo",
-        "timer-echo",
+    deploy_timer_echo(
+        &pipeline,
         &[
-            "--input",
-            "in",
-            "--output",
-            "fired",
-            "--guarantee",
-            "exactly-once",
             "--on-error",
             "skip",
             "--config",
