@@ -344,21 +344,13 @@ impl Entries {
         let hash = self.hash(key);
         let found = self.find(hash, key);
         let known = found.and_then(|index| self.slot(index).current().map(|v| v.is_some()));
-        let (index, existed) = match (found, known) {
-            (Some(index), Some(existed)) => (index, existed),
-            _ => {
-                let value = committed(key)?;
-                let index = found.unwrap_or_else(|| self.insert(hash, key));
-                self.set_committed(index, value.as_deref());
-                // A value too large for the share is not kept, and may
-                // take the slot with it: the staged write needs one.
-                let index = match self.slots[index as usize].is_some() {
-                    true => index,
-                    false => self.insert(hash, key),
-                };
-                (index, value.is_some())
-            }
+        // What RocksDB holds, read only when nothing here knows.
+        let read = match known {
+            Some(_) => None,
+            None => Some(committed(key)?),
         };
+        let existed = known.unwrap_or_else(|| read.as_ref().is_some_and(Option::is_some));
+        let index = found.unwrap_or_else(|| self.insert(hash, key));
         let recording = self.undo.recording();
         let slot = self.slot_mut(index);
         slot.referenced = true;
@@ -381,6 +373,10 @@ impl Entries {
                 None => STAGED_OVERHEAD_BYTES,
             };
             self.undo.push((index, before), bytes);
+        }
+        // Cached once the slot is staged, so the share cannot evict it.
+        if let Some(value) = read {
+            self.set_committed(index, value.as_deref());
         }
         Ok(existed)
     }
@@ -452,14 +448,17 @@ impl Entries {
         let mut writes: Vec<_> = self
             .dirty
             .iter()
-            .map(|&index| {
-                let slot = self.slot(index);
-                let write = slot.staged.as_ref().expect("a dirty slot is staged");
-                (slot.key(), write.as_deref())
-            })
+            .map(|&index| self.staged_write(index))
             .collect();
         writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
         writes
+    }
+
+    /// The key and staged write of dirty slot `index`.
+    fn staged_write(&self, index: u32) -> (&[u8], Option<&[u8]>) {
+        let slot = self.slot(index);
+        let write = slot.staged.as_ref().expect("a dirty slot is staged");
+        (slot.key(), write.as_deref())
     }
 
     /// Builds the ordered index of the staged keys, if there is none.
@@ -482,11 +481,6 @@ impl Entries {
         start: &[u8],
         end: Option<&[u8]>,
     ) -> Vec<(&[u8], Option<&[u8]>)> {
-        let write = |index: u32| {
-            let slot = self.slot(index);
-            let write = slot.staged.as_ref().expect("a dirty slot is staged");
-            (slot.key(), write.as_deref())
-        };
         if end.is_some_and(|end| end <= start) || self.dirty.is_empty() {
             return Vec::new();
         }
@@ -498,14 +492,14 @@ impl Entries {
                 };
                 ordered
                     .range::<[u8], _>((Bound::Included(start), upper))
-                    .map(|(_, &index)| write(index))
+                    .map(|(_, &index)| self.staged_write(index))
                     .collect()
             }
             None => {
                 let mut found: Vec<_> = self
                     .dirty
                     .iter()
-                    .map(|&index| write(index))
+                    .map(|&index| self.staged_write(index))
                     .filter(|(key, _)| *key >= start && end.is_none_or(|end| *key < end))
                     .collect();
                 found.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -520,21 +514,11 @@ impl Entries {
         self.undo.end();
         self.staged_bytes = 0;
         self.ordered = None;
-        let share = self.budget.share();
         for index in std::mem::take(&mut self.dirty) {
-            let slot = self.slot_mut(index);
-            let write = slot.staged.take().expect("a dirty slot is staged");
-            let before = slot.cached_bytes();
-            let size = slot.key_len + write.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
-            if size > share {
-                self.remove(index);
-                continue;
-            }
-            slot.set_committed(write.as_deref());
-            slot.referenced = true;
-            self.resize(before, size);
+            let write = self.slot_mut(index).staged.take();
+            let write = write.expect("a dirty slot is staged");
+            self.set_committed(index, write.as_deref());
         }
-        self.shrink_to(share);
     }
 
     /// Forgets everything: staged writes and what RocksDB holds.
