@@ -113,11 +113,7 @@ unsafe impl Lower for Batch<'_> {
         _ty: InterfaceType,
         dst: &mut MaybeUninit<[ValRaw; 5]>,
     ) -> wasmtime::Result<()> {
-        let mut topic = MaybeUninit::<[ValRaw; 2]>::uninit();
-        self.topic
-            .linear_lower_to_flat(cx, InterfaceType::String, &mut topic)?;
-        // SAFETY: `linear_lower_to_flat` of a string initialises both values.
-        let [topic_ptr, topic_len] = unsafe { topic.assume_init() };
+        let [topic_ptr, topic_len] = lower_topic(cx, self.topic)?;
         let (records, count) = lower_records(cx, self.records)?;
         dst.write([
             topic_ptr,
@@ -144,6 +140,14 @@ unsafe impl Lower for Batch<'_> {
     }
 }
 
+/// Lowers a batch's topic as a flat `string`: its pointer and length.
+fn lower_topic<T>(cx: &mut LowerContext<'_, T>, topic: &str) -> wasmtime::Result<[ValRaw; 2]> {
+    let mut flat = MaybeUninit::<[ValRaw; 2]>::uninit();
+    topic.linear_lower_to_flat(cx, InterfaceType::String, &mut flat)?;
+    // SAFETY: `linear_lower_to_flat` of a string initialises both values.
+    Ok(unsafe { flat.assume_init() })
+}
+
 /// Lowers `list<input-record>`; returns its pointer and length.
 fn lower_records<T>(
     cx: &mut LowerContext<'_, T>,
@@ -161,8 +165,8 @@ fn lower_records<T>(
             Some((lower_headers(cx, &record.headers)?, record.headers.len()))
         };
         let memory = cx.as_slice_mut();
-        copy_bytes(memory, key, record.key.as_ref())?;
-        copy_bytes(memory, value, record.value.as_ref())?;
+        copy_bytes(memory, key, record.key.as_deref())?;
+        copy_bytes(memory, value, record.value.as_deref())?;
         let slot = slot::<RECORD_SIZE>(memory, base + index * RECORD_SIZE)?;
         slot[RECORD_OFFSET..RECORD_OFFSET + 8].copy_from_slice(&record.offset.to_le_bytes());
         slot[RECORD_TIMESTAMP..RECORD_TIMESTAMP + 8]
@@ -188,7 +192,7 @@ fn lower_headers<T>(
             .linear_lower_to_memory(cx, InterfaceType::String, at + HEADER_KEY)?;
         let value = allocate_bytes(cx, header.value.as_ref())?;
         let memory = cx.as_slice_mut();
-        copy_bytes(memory, value, header.value.as_ref())?;
+        copy_bytes(memory, value, header.value.as_deref())?;
         put_option(slot::<HEADER_SIZE>(memory, at)?, HEADER_VALUE, value)?;
     }
     Ok(base)
@@ -218,10 +222,12 @@ fn allocate_bytes<T>(
         .transpose()
 }
 
+/// Copies `bytes` into the guest memory `list` (pointer, length) was
+/// allocated for.
 fn copy_bytes(
     memory: &mut [u8],
     list: Option<(usize, usize)>,
-    bytes: Option<&Bytes>,
+    bytes: Option<&[u8]>,
 ) -> wasmtime::Result<()> {
     if let (Some((at, _)), Some(bytes)) = (list, bytes) {
         memory
@@ -234,7 +240,8 @@ fn copy_bytes(
 }
 
 /// Writes an `option<list<…>>` at `field` of `slot`: `list` is its
-/// (pointer, length), or `None`.
+/// (pointer, length), or `None`. An `option<span>` (start, length) has the
+/// same layout.
 fn put_option(slot: &mut [u8], field: usize, list: Option<(usize, usize)>) -> wasmtime::Result<()> {
     match list {
         Some((ptr, len)) => {

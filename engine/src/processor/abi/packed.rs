@@ -23,7 +23,9 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentType, Lower};
 use wasmtime::ValRaw;
 
-use super::{allocate_list, out_of_bounds, put_pair, put_u32, slot, Batch, InputRecord};
+use super::{
+    allocate_list, copy_bytes, lower_topic, put_option, put_pair, put_u32, slot, Batch, InputRecord,
+};
 use crate::processor::host::bindings::v02::sluice::processor::types::Batch as WitPackedBatch;
 
 // Canonical ABI layouts (wasm32) of 0.2's `batch`, `input-record` and
@@ -76,12 +78,7 @@ unsafe impl Lower for Packed<'_> {
         _ty: InterfaceType,
         dst: &mut MaybeUninit<[ValRaw; 9]>,
     ) -> wasmtime::Result<()> {
-        let mut topic = MaybeUninit::<[ValRaw; 2]>::uninit();
-        self.0
-            .topic
-            .linear_lower_to_flat(cx, InterfaceType::String, &mut topic)?;
-        // SAFETY: `linear_lower_to_flat` of a string initialises both values.
-        let [topic_ptr, topic_len] = unsafe { topic.assume_init() };
+        let [topic_ptr, topic_len] = lower_topic(cx, self.0.topic)?;
         let lists = lower_lists(cx, self.0.records)?;
         // As wasmtime's own list lowering writes them (`i64`, for memory64).
         let pair = |(ptr, len): (usize, usize)| [ValRaw::i64(ptr as i64), ValRaw::i64(len as i64)];
@@ -163,6 +160,7 @@ fn lower_lists<T>(
         data,
         written: 0,
     };
+    // Spans and header indices fit a u32: `sizes` checked the batch.
     let mut header_index = 0usize;
     for (index, record) in records.iter().enumerate() {
         let key = writer.bytes(record.key.as_deref())?;
@@ -174,23 +172,17 @@ fn lower_lists<T>(
             let at = header_list + header_index * HEADER_SIZE;
             let slot = slot::<HEADER_SIZE>(writer.memory, at)?;
             let (start, len) = name.expect("a header name");
-            put_span(slot, HEADER_KEY, start, len);
-            put_option_span(slot, HEADER_VALUE, value);
+            put_pair(slot, HEADER_KEY, start, len)?;
+            put_option(slot, HEADER_VALUE, value)?;
             header_index += 1;
         }
         let slot = slot::<RECORD_SIZE>(writer.memory, record_list + index * RECORD_SIZE)?;
         slot[RECORD_OFFSET..RECORD_OFFSET + 8].copy_from_slice(&record.offset.to_le_bytes());
         slot[RECORD_TIMESTAMP..RECORD_TIMESTAMP + 8]
             .copy_from_slice(&record.timestamp.to_le_bytes());
-        put_option_span(slot, RECORD_KEY, key);
-        put_option_span(slot, RECORD_VALUE, value);
-        // Both fit a u32: `sizes` counted the headers.
-        put_span(
-            slot,
-            RECORD_HEADERS,
-            first_header as u32,
-            record.headers.len() as u32,
-        );
+        put_option(slot, RECORD_KEY, key)?;
+        put_option(slot, RECORD_VALUE, value)?;
+        put_pair(slot, RECORD_HEADERS, first_header, record.headers.len())?;
     }
     Ok(Lists {
         data: (data, data_len as usize),
@@ -205,40 +197,18 @@ struct Writer<'m> {
     /// Where `data` starts in guest memory.
     data: usize,
     /// Bytes appended so far.
-    written: u32,
+    written: usize,
 }
 
 impl Writer<'_> {
-    /// Appends `bytes`, if any; returns their span in `data`.
-    fn bytes(&mut self, bytes: Option<&[u8]>) -> wasmtime::Result<Option<(u32, u32)>> {
+    /// Appends `bytes`, if any; returns their span (start, length) in
+    /// `data`.
+    fn bytes(&mut self, bytes: Option<&[u8]>) -> wasmtime::Result<Option<(usize, usize)>> {
         let Some(bytes) = bytes else { return Ok(None) };
-        let start = self.written;
-        // `sizes` checked the whole batch fits a u32.
-        let len = bytes.len() as u32;
-        let at = self.data + start as usize;
-        self.memory
-            .get_mut(at..)
-            .and_then(|rest| rest.get_mut(..bytes.len()))
-            .ok_or_else(out_of_bounds)?
-            .copy_from_slice(bytes);
-        self.written += len;
-        Ok(Some((start, len)))
-    }
-}
-
-fn put_span(slot: &mut [u8], field: usize, start: u32, len: u32) {
-    put_u32(slot, field, start);
-    put_u32(slot, field + 4, len);
-}
-
-/// Writes an `option<span>` at `field` of `slot`.
-fn put_option_span(slot: &mut [u8], field: usize, span: Option<(u32, u32)>) {
-    match span {
-        Some((start, len)) => {
-            slot[field] = 1;
-            put_span(slot, field + 4, start, len);
-        }
-        None => slot[field] = 0,
+        let span = (self.written, bytes.len());
+        copy_bytes(self.memory, Some((self.data + span.0, span.1)), Some(bytes))?;
+        self.written += bytes.len();
+        Ok(Some(span))
     }
 }
 
