@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::windows::traffic;
 use super::WindowOracle;
 use super::{emitted_windows, input_log, pause, produce_at, wait_settled, Input, Random};
-use crate::processors::Pipeline;
+use crate::processors::{Consumed, Pipeline};
 
 const START_MS: i64 = 1_767_225_600_000;
 
@@ -111,6 +111,25 @@ fn deploy_timer_echo(pipeline: &Pipeline, more: &[&str]) {
     pipeline.deploy("echo", "timer-echo", &args);
 }
 
+/// What `timer-echo` wrote to `fired`, once it holds at least `count`
+/// records (within a minute).
+fn fired_at_least(pipeline: &Pipeline, count: usize) -> Vec<Consumed> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let fired = pipeline.consume("fired");
+        if fired.len() >= count {
+            return fired;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} timers fired",
+            fired.len(),
+            count
+        );
+        pause(100);
+    }
+}
+
 #[test]
 fn timers_of_both_domains_fire_exactly_once_across_kills() {
     let mut pipeline = Pipeline::start();
@@ -148,20 +167,7 @@ fn timers_of_both_domains_fire_exactly_once_across_kills() {
     // Every timer fires once: the event-time ones when idle advance moves
     // stream time past them, the processing-time ones 300 ms after their
     // record was processed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let fired = loop {
-        let fired = pipeline.consume("fired");
-        if fired.len() >= 2 * total {
-            break fired;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {} timers fired",
-            fired.len(),
-            2 * total
-        );
-        pause(100);
-    };
+    let fired = fired_at_least(&pipeline, 2 * total);
     let status = pipeline.wait_for("echo", "no timers pending", |s| {
         s["partitions"]
             .as_array()
@@ -214,14 +220,7 @@ fn a_failing_timer_is_narrowed_down_and_the_others_in_its_call_still_fire() {
     // One more record later in event time: the batch before it is due.
     produce_at(&pipeline, "in", 0, &[("after".into(), START_MS + 10_000)]);
     let status = pipeline.wait_for("echo", "the failed timer skipped", |s| s["skipped"] == 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let fired = loop {
-        let fired = pipeline.consume("fired");
-        if fired.len() >= 300 || std::time::Instant::now() > deadline {
-            break fired;
-        }
-        pause(100);
-    };
+    let fired = fired_at_least(&pipeline, 300);
     let keys: std::collections::BTreeSet<String> = fired
         .iter()
         .map(|record| {
