@@ -599,25 +599,12 @@ impl Instance {
     /// Runs one batch under the time limit.
     fn process(&mut self, batch: Batch<'_>) -> Result<Vec<Output>, InvokeError> {
         self.arm();
-        let bytes_max = self.limits.output_bytes_per_batch_max;
         // 0.1 takes the batch as a list of records, 0.2 as one buffer.
         let called = match self.bindings {
-            Bindings::V01(_) => self
-                .process
-                .typed::<(Batch<'_>,), ProcessResult>(&self.store)
-                .and_then(|process| {
-                    with_output_bytes_max(bytes_max, || process.call(&mut self.store, (batch,)))
-                }),
-            Bindings::V02(_) => self
-                .process
-                .typed::<(Packed<'_>,), ProcessResult>(&self.store)
-                .and_then(|process| {
-                    with_output_bytes_max(bytes_max, || {
-                        process.call(&mut self.store, (Packed(batch),))
-                    })
-                }),
+            Bindings::V01(_) => self.call(self.process, (batch,)),
+            Bindings::V02(_) => self.call(self.process, (Packed(batch),)),
         };
-        self.finish(called.map(|(result,)| result), "process")
+        self.finish(called, "process")
     }
 
     /// Runs due timers under the time limit.
@@ -626,7 +613,6 @@ impl Instance {
             return Ok(Vec::new());
         };
         self.arm();
-        let bytes_max = self.limits.output_bytes_per_batch_max;
         let timers: Vec<WitTimer> = timers
             .iter()
             .map(|timer| WitTimer {
@@ -638,12 +624,20 @@ impl Instance {
                 at: timer.at,
             })
             .collect();
-        let called = on_timer
-            .typed::<(Vec<WitTimer>,), ProcessResult>(&self.store)
-            .and_then(|call| {
-                with_output_bytes_max(bytes_max, || call.call(&mut self.store, (timers,)))
-            });
-        self.finish(called.map(|(result,)| result), "on-timer")
+        let called = self.call(on_timer, (timers,));
+        self.finish(called, "on-timer")
+    }
+
+    /// Calls `func` with `params`, its outputs lifted within
+    /// `output_bytes_per_batch_max`.
+    fn call<P>(&mut self, func: Func, params: P) -> wasmtime::Result<Result<Outputs, ProcessError>>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+    {
+        let bytes_max = self.limits.output_bytes_per_batch_max;
+        let typed = func.typed::<P, ProcessResult>(&self.store)?;
+        let (result,) = with_output_bytes_max(bytes_max, || typed.call(&mut self.store, params))?;
+        Ok(result)
     }
 
     fn arm(&mut self) {
