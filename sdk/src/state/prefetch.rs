@@ -9,8 +9,9 @@
 //! kept across calls: a failed call is rolled back by the broker, and a
 //! cache surviving it would disagree with the store.
 
-use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
+use hashbrown::HashTable;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -28,10 +29,23 @@ struct Slot<V> {
     dirty: bool,
 }
 
+impl<V> Slot<V> {
+    const UNREAD: Self = Self {
+        value: None,
+        stored: false,
+        dirty: false,
+    };
+}
+
 /// Values of one store, read for a batch, changed in memory, written back
 /// by [`flush`](Self::flush). Built by
 /// [`KeyValueStore::prefetch`](super::KeyValueStore::prefetch) or
 /// [`Prefetched::load`].
+///
+/// Keys are found through a hash table (one hash and one key comparison a
+/// lookup: an ordered map compared a key a dozen times, and a comparison
+/// in WebAssembly is a byte-by-byte loop). Values are written back in the
+/// order their keys were first seen.
 ///
 /// ```
 /// use sluice_sdk::state::KeyValueStore;
@@ -49,53 +63,77 @@ struct Slot<V> {
 #[derive(Debug)]
 pub struct Prefetched<'a, V> {
     store: &'a Store,
-    slots: BTreeMap<Vec<u8>, Slot<V>>,
+    /// Indexes into `keys` and `slots`, by key.
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    /// The keys in the order they were first seen (the `get-many` list).
+    keys: Vec<Vec<u8>>,
+    slots: Vec<Slot<V>>,
 }
 
 impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
     /// Reads the distinct `keys` of `store` in one `get-many`.
-    pub fn load(store: &'a Store, keys: impl IntoIterator<Item = Vec<u8>>) -> Result<Self> {
-        let mut slots = BTreeMap::new();
+    pub fn load<K: AsRef<[u8]>>(
+        store: &'a Store,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Self> {
+        let keys = keys.into_iter();
+        let mut prefetched = Self {
+            store,
+            index: HashTable::with_capacity(keys.size_hint().0),
+            hasher: foldhash::fast::FixedState::default(),
+            keys: Vec::with_capacity(keys.size_hint().0),
+            slots: Vec::with_capacity(keys.size_hint().0),
+        };
         for key in keys {
-            slots.entry(key).or_insert(Slot {
-                value: None,
-                stored: false,
-                dirty: false,
-            });
+            prefetched.find_or_insert(key.as_ref());
         }
-        let mut prefetched = Self { store, slots };
-        let keys: Vec<Vec<u8>> = prefetched.slots.keys().cloned().collect();
-        if !keys.is_empty() {
-            let values = store.get_many(&keys);
-            for (key, value) in keys.into_iter().zip(values) {
-                prefetched.fill(key, value)?;
+        if !prefetched.keys.is_empty() {
+            let values = store.get_many(&prefetched.keys);
+            for (index, value) in values.into_iter().enumerate() {
+                prefetched.fill(index, value.as_deref())?;
             }
         }
         Ok(prefetched)
     }
 
-    fn fill(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<&mut Slot<V>> {
+    /// The index of `key`, and whether it was added now.
+    fn find_or_insert(&mut self, key: &[u8]) -> (usize, bool) {
+        let hash = self.hasher.hash_one(key);
+        let keys = &self.keys;
+        if let Some(&index) = self.index.find(hash, |&i| keys[i as usize] == key) {
+            return (index as usize, false);
+        }
+        let index = self.keys.len();
+        let hasher = &self.hasher;
+        self.index.insert_unique(
+            hash,
+            u32::try_from(index).expect("fewer than 2^32 keys in a batch"),
+            |&i| hasher.hash_one(keys[i as usize].as_slice()),
+        );
+        self.keys.push(key.to_vec());
+        self.slots.push(Slot::UNREAD);
+        (index, true)
+    }
+
+    fn fill(&mut self, index: usize, value: Option<&[u8]>) -> Result<()> {
         let decoded = value
-            .as_deref()
-            .map(|bytes| super::typed::decode_value(self.store, &key, bytes))
+            .map(|bytes| super::typed::decode_value(self.store, &self.keys[index], bytes))
             .transpose()?;
-        let slot = self.slots.entry(key).or_insert(Slot {
-            value: None,
-            stored: false,
-            dirty: false,
-        });
+        let slot = &mut self.slots[index];
         slot.stored = decoded.is_some();
         slot.value = decoded;
-        Ok(slot)
+        Ok(())
     }
 
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot<V>> {
-        if self.slots.contains_key(key) {
-            return Ok(self.slots.get_mut(key).expect("just checked"));
+        let (index, new) = self.find_or_insert(key);
+        if new {
+            // Not prefetched: one `get` of its own.
+            let value = self.store.get(key);
+            self.fill(index, value.as_deref())?;
         }
-        // Not prefetched: one `get` of its own.
-        let value = self.store.get(key);
-        self.fill(key.to_vec(), value)
+        Ok(&mut self.slots[index])
     }
 
     /// The value at `key` as the batch has left it so far.
@@ -111,12 +149,8 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
 
     /// Sets `key` to `value` (written back by [`flush`](Self::flush)).
     pub fn put<Q: KeyBytes + ?Sized>(&mut self, key: &Q, value: V) {
-        let key = key.key_bytes();
-        let slot = self.slots.entry(key.into_owned()).or_insert(Slot {
-            value: None,
-            stored: false,
-            dirty: false,
-        });
+        let (index, _) = self.find_or_insert(&key.key_bytes());
+        let slot = &mut self.slots[index];
         slot.value = Some(value);
         slot.dirty = true;
     }
@@ -124,12 +158,11 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
     /// Deletes `key` (written back by [`flush`](Self::flush)). A key never
     /// read is deleted from the store all the same.
     pub fn delete<Q: KeyBytes + ?Sized>(&mut self, key: &Q) {
-        let key = key.key_bytes();
-        let slot = self.slots.entry(key.into_owned()).or_insert(Slot {
-            value: None,
-            stored: true,
-            dirty: false,
-        });
+        let (index, new) = self.find_or_insert(&key.key_bytes());
+        let slot = &mut self.slots[index];
+        if new {
+            slot.stored = true;
+        }
         slot.value = None;
         slot.dirty = true;
     }
@@ -138,7 +171,7 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
     /// removed key that the store held.
     pub fn flush(self) -> Result<()> {
         let mut puts = Vec::new();
-        for (key, slot) in self.slots {
+        for (key, slot) in self.keys.into_iter().zip(self.slots) {
             if !slot.dirty {
                 continue;
             }

@@ -385,7 +385,7 @@ where
     ) -> Result<(), ProcessError> {
         let common = &self.common;
         let keys = steps.iter().filter_map(|step| match step {
-            Step::Add { store_key, .. } => Some(store_key.clone()),
+            Step::Add { store_key, .. } => Some(store_key.as_slice()),
             Step::Late { .. } => None,
         });
         let mut state =
