@@ -39,6 +39,7 @@
 //! reports what nothing uses.
 
 pub(crate) mod acl;
+pub mod allocator;
 pub(crate) mod broker;
 pub mod cli;
 pub mod client;
