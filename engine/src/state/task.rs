@@ -222,17 +222,16 @@ impl TaskState {
     }
 
     /// What is staged for `key`, else what the cache knows RocksDB holds.
-    fn known(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        let known = match self.cacheable(key) {
+    fn known(&mut self, key: &[u8]) -> Option<Option<&[u8]>> {
+        match self.cacheable(key) {
             true => self.entries.get(key),
             false => self.staged.get(key),
-        };
-        known.map(|value| value.map(<[u8]>::to_vec))
+        }
     }
 
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(known) = self.known(key) {
-            return Ok(known);
+            return Ok(known.map(<[u8]>::to_vec));
         }
         let family = self.processor.family()?;
         let value = self.processor.db.db().get_pinned_cf(&family, key)?;
@@ -247,28 +246,44 @@ impl TaskState {
         self.read(&keys::entry(store, key))
     }
 
-    /// `get` of several keys: staged and cached ones answered here, the
-    /// rest in one RocksDB multi-get (in key order) and cached.
+    /// `get` of several keys, answers in the same order.
     pub(crate) fn get_many(
         &mut self,
         store: &[u8],
         user_keys: &[Vec<u8>],
     ) -> Result<Vec<Option<Vec<u8>>>, StateError> {
-        let mut answers = Vec::with_capacity(user_keys.len());
+        let mut answers = vec![None; user_keys.len()];
+        self.get_many_with(
+            store,
+            user_keys.iter().map(Vec::as_slice),
+            |index, value| answers[index] = value.map(<[u8]>::to_vec),
+        )?;
+        Ok(answers)
+    }
+
+    /// `get` of several keys, each answer handed to `answer(index, value)`
+    /// without a copy, once per key but not in order: staged and cached
+    /// keys are answered at once, the rest after one RocksDB multi-get (in
+    /// key order), and cached.
+    pub(crate) fn get_many_with<'k>(
+        &mut self,
+        store: &[u8],
+        user_keys: impl Iterator<Item = &'k [u8]>,
+        mut answer: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), StateError> {
         let mut missing = Vec::new();
         let mut full = store.to_vec();
-        for (index, key) in user_keys.iter().enumerate() {
+        for (index, key) in user_keys.enumerate() {
             self.check_key(key)?;
             full.truncate(store.len());
             full.extend_from_slice(key);
-            let known = self.known(&full);
-            if known.is_none() {
-                missing.push((index, full.clone()));
+            match self.known(&full) {
+                Some(value) => answer(index, value),
+                None => missing.push((index, full.clone())),
             }
-            answers.push(known.flatten());
         }
         if missing.is_empty() {
-            return Ok(answers);
+            return Ok(());
         }
         let sorted = missing.windows(2).all(|pair| pair[0].1 <= pair[1].1);
         if !sorted {
@@ -286,9 +301,9 @@ impl TaskState {
             if cacheable {
                 self.entries.fill(key, value.as_deref());
             }
-            answers[*index] = value.map(|value| value.to_vec());
+            answer(*index, value.as_deref());
         }
-        Ok(answers)
+        Ok(())
     }
 
     pub(crate) fn put(

@@ -19,6 +19,7 @@
 // clock there are the broker's).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) mod host;
+mod packed;
 mod prefetch;
 mod typed;
 
@@ -26,6 +27,9 @@ pub use prefetch::Prefetched;
 pub use typed::{Key, KeyBytes, KeyValueStore, Scan, Table};
 
 use crate::{Error, Result};
+#[cfg(target_arch = "wasm32")]
+use packed::Packed;
+pub(crate) use packed::PackedEntries;
 
 /// One page of a scan, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,11 +97,38 @@ impl Store {
     }
 
     /// The values at `keys`, in the same order, in one crossing.
-    pub fn get_many(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Vec<u8>>> {
+        let mut values = vec![None; keys.len()];
+        self.get_many_with(keys, |index, value| {
+            values[index] = value.map(<[u8]>::to_vec)
+        });
+        values
+    }
+
+    /// [`get_many`](Self::get_many) handing value `i` to `answer(i,
+    /// value)` as a slice, without copying it out: the keys cross as one
+    /// buffer and the values come back as one.
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        mut answer: impl FnMut(usize, Option<&[u8]>),
+    ) {
         #[cfg(target_arch = "wasm32")]
-        return self.handle.get_many(keys);
+        {
+            let bytes = keys.iter().map(|key| key.as_ref().len()).sum();
+            let mut packed = Packed::with_capacity(keys.len(), bytes);
+            for key in keys {
+                packed.push(key.as_ref());
+            }
+            let values = self.handle.get_many(&packed.data, &packed.spans);
+            for (index, span) in values.spans.iter().enumerate() {
+                answer(index, span.map(|span| packed::slice(&values.data, span)));
+            }
+        }
         #[cfg(not(target_arch = "wasm32"))]
-        keys.iter().map(|key| self.get(key)).collect()
+        for (index, key) in keys.iter().enumerate() {
+            answer(index, self.get(key.as_ref()).as_deref());
+        }
     }
 
     /// Sets `key` to `value`.
@@ -116,13 +147,23 @@ impl Store {
 
     /// Sets several entries in one crossing, in order.
     pub fn put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) {
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut packed = PackedEntries::with_capacity(entries.len(), bytes);
+        for (key, value) in entries {
+            packed.push(key, |data| data.extend_from_slice(value));
+        }
+        self.put_packed(&packed);
+    }
+
+    /// Writes entries packed in one buffer, in one crossing, in order.
+    pub(crate) fn put_packed(&self, entries: &PackedEntries) {
         if entries.is_empty() {
             return;
         }
         #[cfg(target_arch = "wasm32")]
-        self.handle.put_many(entries);
+        self.handle.put_many(&entries.data, &entries.spans);
         #[cfg(not(target_arch = "wasm32"))]
-        for (key, value) in entries {
+        for (key, value) in entries.iter() {
             self.put(key, value);
         }
     }

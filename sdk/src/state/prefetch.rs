@@ -15,7 +15,7 @@ use hashbrown::HashTable;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{KeyBytes, Store};
+use super::{KeyBytes, PackedEntries, Store};
 use crate::Result;
 
 /// One key's value in the batch.
@@ -88,13 +88,20 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         for key in keys {
             prefetched.find_or_insert(key.as_ref());
         }
-        if !prefetched.keys.is_empty() {
-            let values = store.get_many(&prefetched.keys);
-            for (index, value) in values.into_iter().enumerate() {
-                prefetched.fill(index, value.as_deref())?;
-            }
+        let Self { keys, slots, .. } = &mut prefetched;
+        let mut failed = None;
+        if !keys.is_empty() {
+            // Each value decoded from the answer buffer, not copied out.
+            store.get_many_with(keys, |index, value| {
+                if failed.is_none() {
+                    failed = fill(store, &keys[index], &mut slots[index], value).err();
+                }
+            });
         }
-        Ok(prefetched)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(prefetched),
+        }
     }
 
     /// The index of `key`, and whether it was added now.
@@ -116,22 +123,12 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         (index, true)
     }
 
-    fn fill(&mut self, index: usize, value: Option<&[u8]>) -> Result<()> {
-        let decoded = value
-            .map(|bytes| super::typed::decode_value(self.store, &self.keys[index], bytes))
-            .transpose()?;
-        let slot = &mut self.slots[index];
-        slot.stored = decoded.is_some();
-        slot.value = decoded;
-        Ok(())
-    }
-
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot<V>> {
         let (index, new) = self.find_or_insert(key);
         if new {
             // Not prefetched: one `get` of its own.
             let value = self.store.get(key);
-            self.fill(index, value.as_deref())?;
+            fill(self.store, key, &mut self.slots[index], value.as_deref())?;
         }
         Ok(&mut self.slots[index])
     }
@@ -170,20 +167,44 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
     /// Writes the changed values back: one `put-many`, and a `delete` per
     /// removed key that the store held.
     pub fn flush(self) -> Result<()> {
-        let mut puts = Vec::new();
-        for (key, slot) in self.keys.into_iter().zip(self.slots) {
+        let mut puts = PackedEntries::default();
+        let mut failed = None;
+        for (key, slot) in self.keys.iter().zip(&self.slots) {
             if !slot.dirty {
                 continue;
             }
-            match slot.value {
-                Some(value) => puts.push((key, serde_json::to_vec(&value)?)),
-                None if slot.stored => self.store.delete(&key),
+            match &slot.value {
+                // Serialised straight into the one buffer that crosses.
+                Some(value) => puts.push(key, |data| {
+                    if let Err(error) = serde_json::to_writer(&mut *data, value) {
+                        failed.get_or_insert(error);
+                    }
+                }),
+                None if slot.stored => self.store.delete(key),
                 None => {}
             }
         }
-        self.store.put_many(&puts);
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
+        self.store.put_packed(&puts);
         Ok(())
     }
+}
+
+/// Sets `slot` to `value` as read from the store (decoded).
+fn fill<V: DeserializeOwned>(
+    store: &Store,
+    key: &[u8],
+    slot: &mut Slot<V>,
+    value: Option<&[u8]>,
+) -> Result<()> {
+    let decoded = value
+        .map(|bytes| super::typed::decode_value(store, key, bytes))
+        .transpose()?;
+    slot.stored = decoded.is_some();
+    slot.value = decoded;
+    Ok(())
 }
 
 #[cfg(test)]

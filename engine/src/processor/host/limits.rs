@@ -85,6 +85,12 @@ impl MemoryLimiter {
         }
     }
 
+    /// The limit: no answer the host lowers into the instance can be
+    /// larger.
+    pub(super) fn memory_bytes_max(&self) -> usize {
+        self.memory_bytes_max
+    }
+
     /// Accounts for one memory or table growing from `current` to
     /// `desired` bytes, or refuses.
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {

@@ -13,6 +13,7 @@ use wasmtime::component::Resource;
 use super::bindings::v02::sluice::processor::{clock, log, state, types};
 use super::HostState;
 use crate::state::{Domain, Page, StateError, TaskState};
+use types::Span;
 
 /// What a call reaches besides its batch: the task's keyed state, its
 /// stream time and counters. Owned by the partition task; lent to the
@@ -88,6 +89,21 @@ impl HostState {
 
 impl types::Host for HostState {}
 
+/// The bytes `span` names in `data` (a packed `get-many` or `put-many`
+/// argument); a span past its end is the plugin's error and traps.
+fn spanned<'d>(data: &'d [u8], span: &Span, call: &str) -> wasmtime::Result<&'d [u8]> {
+    let (start, len) = (span.start as usize, span.len as usize);
+    start
+        .checked_add(len)
+        .and_then(|end| data.get(start..end))
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "{call}: span {start}+{len} is past the end of its {}-byte buffer",
+                data.len()
+            )
+        })
+}
+
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         use super::bindings::v01::sluice::processor::log::Level;
@@ -137,10 +153,44 @@ impl state::HostStore for HostState {
     fn get_many(
         &mut self,
         store: Resource<StoreHandle>,
-        keys: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+        data: Vec<u8>,
+        keys: Vec<Span>,
+    ) -> wasmtime::Result<state::Values> {
         let prefix = self.prefix(&store)?;
-        self.with_state(|state| state.get_many(&prefix, &keys))
+        let keys = keys
+            .iter()
+            .map(|span| spanned(&data, span, "get-many"))
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        let mut values = state::Values {
+            data: Vec::new(),
+            spans: vec![None; keys.len()],
+        };
+        // The instance could not hold a larger answer (and a plugin could
+        // otherwise ask for one large value a million times).
+        let bytes_max = self.limiter.memory_bytes_max().min(u32::MAX as usize);
+        let mut too_large = false;
+        self.with_state(|state| {
+            state.get_many_with(&prefix, keys.into_iter(), |index, value| {
+                let Some(value) = value else { return };
+                let start = values.data.len();
+                if too_large || start + value.len() > bytes_max {
+                    too_large = true;
+                    return;
+                }
+                values.data.extend_from_slice(value);
+                values.spans[index] = Some(Span {
+                    start: start as u32,
+                    len: value.len() as u32,
+                });
+            })
+        })?;
+        if too_large {
+            return Err(wasmtime::format_err!(
+                "get-many: the values asked for are larger than the instance's memory limit \
+                 of {bytes_max} bytes"
+            ));
+        }
+        Ok(values)
     }
 
     fn put(
@@ -156,13 +206,23 @@ impl state::HostStore for HostState {
     fn put_many(
         &mut self,
         store: Resource<StoreHandle>,
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        data: Vec<u8>,
+        entries: Vec<(Span, Span)>,
     ) -> wasmtime::Result<()> {
         let prefix = self.writable(&store)?;
+        let entries = entries
+            .iter()
+            .map(|(key, value)| {
+                Ok((
+                    spanned(&data, key, "put-many")?,
+                    spanned(&data, value, "put-many")?,
+                ))
+            })
+            .collect::<wasmtime::Result<Vec<_>>>()?;
         self.with_state(|state| {
             entries
                 .into_iter()
-                .try_for_each(|(key, value)| state.put(&prefix, &key, value))
+                .try_for_each(|(key, value)| state.put(&prefix, key, value.to_vec()))
         })
     }
 
@@ -247,4 +307,24 @@ fn no_timers() -> wasmtime::Error {
         "timers are state: deploy the processor with a store (--store NAME) \
          or --guarantee exactly-once",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spanned, Span};
+
+    #[test]
+    fn spans_past_their_buffer_are_refused_with_what_and_where() {
+        let data = b"keyvalue";
+        let span = |start, len| Span { start, len };
+        assert_eq!(spanned(data, &span(3, 5), "put-many").unwrap(), b"value");
+        assert_eq!(spanned(data, &span(8, 0), "put-many").unwrap(), b"");
+        for (start, len) in [(3, 6), (9, 0), (u32::MAX, u32::MAX)] {
+            let error = spanned(data, &span(start, len), "get-many").unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("get-many: span {start}+{len} is past the end of its 8-byte buffer")
+            );
+        }
+    }
 }
