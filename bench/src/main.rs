@@ -21,8 +21,6 @@ mod transactions;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-sluice::global_allocator!();
-
 /// Sluice benchmarks: log store, Kafka protocol (against Sluice or any Kafka-compatible broker), WebAssembly processors.
 #[derive(Debug, Parser)]
 #[command(

@@ -39,7 +39,6 @@
 //! reports what nothing uses.
 
 pub(crate) mod acl;
-pub mod allocator;
 pub(crate) mod broker;
 pub mod cli;
 pub mod client;

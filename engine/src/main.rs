@@ -4,8 +4,6 @@ use clap::Parser;
 use sluice::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-sluice::global_allocator!();
-
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
