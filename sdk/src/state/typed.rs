@@ -209,18 +209,14 @@ impl<K: Key, V: Serialize + DeserializeOwned> KeyValueStore<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized + 'k,
     {
-        Prefetched::load(
-            &self.store,
-            keys.into_iter().map(|key| key.key_bytes().into_owned()),
-        )
+        Prefetched::load(&self.store, keys.into_iter().map(|key| key.key_bytes()))
     }
 }
 
-/// `keys` as the byte keys the store takes.
-fn owned_keys<Q: KeyBytes + ?Sized>(keys: &[&Q]) -> Vec<Vec<u8>> {
-    keys.iter()
-        .map(|key| key.key_bytes().into_owned())
-        .collect()
+/// `keys` as the byte keys the store takes (borrowed where a key is
+/// already bytes: the store packs them into one buffer anyway).
+fn byte_keys<'q, Q: KeyBytes + ?Sized>(keys: &[&'q Q]) -> Vec<Cow<'q, [u8]>> {
+    keys.iter().map(|&key| key.key_bytes()).collect()
 }
 
 /// The JSON value at `key` of `store` (typed stores and tables alike).
@@ -240,7 +236,7 @@ fn get_many_typed<V: DeserializeOwned, Q: KeyBytes + ?Sized>(
     store: &Store,
     keys: &[&Q],
 ) -> Result<Vec<Option<V>>> {
-    let keys = owned_keys(keys);
+    let keys = byte_keys(keys);
     let values = store.get_many(&keys);
     keys.iter()
         .zip(values)
@@ -334,7 +330,7 @@ impl<K: KeyBytes, V: DeserializeOwned> Table<K, V> {
         K: Borrow<Q>,
         Q: KeyBytes + ?Sized,
     {
-        self.store.get_many(&owned_keys(keys))
+        self.store.get_many(&byte_keys(keys))
     }
 
     /// The latest value at `key` as raw bytes.
