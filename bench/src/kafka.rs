@@ -462,7 +462,7 @@ async fn one_run(
         pid: Some(broker.pid()),
         delete_topics: false,
     };
-    let figures = measure(&target, args, run, template).await?;
+    let figures = broker.explained(measure(&target, args, run, template).await)?;
     drop(broker);
     std::fs::remove_dir_all(&data_dir)?;
     Ok(figures)

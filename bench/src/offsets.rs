@@ -144,7 +144,7 @@ pub(crate) fn run(args: &OffsetsBenchArgs) -> anyhow::Result<()> {
     .context("creating the benchmark directory")?;
     let serve = Serve::start(&binary, temporary.path(), &[])?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let figures = runtime.block_on(run_async(&serve.kafka, args))?;
+    let figures = serve.explained(runtime.block_on(run_async(&serve.kafka, args)))?;
     let mut out = String::from(
         "committed offsets | commit median ms | Metadata (no topics) median ms (during commits)\n",
     );

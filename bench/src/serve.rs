@@ -2,9 +2,11 @@
 //! child process on ephemeral loopback ports, so its CPU time is its own
 //! (read from `/proc/<pid>/stat`) and not mixed with the load generator's.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
@@ -27,12 +29,20 @@ pub(crate) fn sluice_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> 
     Ok(sibling)
 }
 
+/// The broker's last warning and error lines kept for a failure report.
+const LOG_LINES_KEPT: usize = 20;
+/// Each kept line is cut to this many bytes.
+const LOG_LINE_BYTES: usize = 1024;
+
 /// A `sluice serve` child of this process on ephemeral loopback ports,
 /// stopped with SIGTERM when dropped.
 pub(crate) struct Serve {
     child: Child,
     /// The Kafka listener's address.
     pub(crate) kafka: String,
+    /// The last [`LOG_LINES_KEPT`] lines the broker logged (warnings and
+    /// errors), read by a thread that ends with the broker's stderr.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Serve {
@@ -55,9 +65,15 @@ impl Serve {
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {} serve", binary.display()))?;
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_LINES_KEPT)));
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn({
+            let log = log.clone();
+            move || keep_last_lines(stderr, &log)
+        });
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
         let Some(kafka) = line
@@ -71,12 +87,45 @@ impl Serve {
         Ok(Self {
             kafka: kafka.to_string(),
             child,
+            log,
+        })
+    }
+
+    /// `result`, its error followed by what the broker last logged (a
+    /// full disk, a refused request), if it logged anything.
+    pub(crate) fn explained<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.map_err(|error| {
+            let log = self.log.lock().expect("broker log lock");
+            if log.is_empty() {
+                return error;
+            }
+            let lines: Vec<&str> = log.iter().map(String::as_str).collect();
+            anyhow::anyhow!(
+                "{error:#}\nthe broker's last log lines:\n  {}",
+                lines.join("\n  ")
+            )
         })
     }
 
     /// The broker's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// Reads `stderr` to its end, keeping its last [`LOG_LINES_KEPT`] lines.
+fn keep_last_lines(stderr: impl std::io::Read, log: &Mutex<VecDeque<String>>) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        line.truncate(LOG_LINE_BYTES);
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        line.clear();
+        let mut log = log.lock().expect("broker log lock");
+        if log.len() == LOG_LINES_KEPT {
+            log.pop_front();
+        }
+        log.push_back(text);
     }
 }
 

@@ -45,20 +45,6 @@ fn value(index: usize, generation: u32) -> Vec<u8> {
     value
 }
 
-/// `line` without terminal colour codes (`ESC [ … m`).
-fn plain(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-}
-
 fn produce(client: &mut KafkaClient, keys: std::ops::Range<usize>, generation: u32) {
     let entries: Vec<build::Entry> = keys
         .map(|index| {
@@ -135,7 +121,7 @@ fn compaction_memory_is_bounded_by_the_budget_not_the_partition() {
     {
         assert!(Instant::now() < deadline, "no compaction: {lines:#?}");
         std::thread::sleep(Duration::from_millis(100));
-        lines.extend(broker.stderr_lines().iter().map(|line| plain(line)));
+        lines.extend(broker.stderr_lines());
     }
     let growth = broker.peak_rss_bytes().saturating_sub(baseline);
     // The keys did not fit the budget: the run took several passes.

@@ -302,7 +302,7 @@ impl RunContext<'_> {
                 pid: Some(broker.pid()),
                 delete_topics: false,
             };
-            let produced = self.produce(&target)?;
+            let produced = broker.explained(self.produce(&target))?;
             let label = format!("flush={}", flush.name());
             samples.produce.entry(label).or_default().push(produced);
             drop(broker);
@@ -315,7 +315,7 @@ impl RunContext<'_> {
             pid: Some(broker.pid()),
             delete_topics: false,
         };
-        self.commit_and_fetch(&target, samples)?;
+        broker.explained(self.commit_and_fetch(&target, samples))?;
         drop(broker);
         std::fs::remove_dir_all(&data_dir)?;
         Ok(())
