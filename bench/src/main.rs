@@ -75,6 +75,8 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // The broker's malloc settings, for the benchmarks that run its code here.
+    sluice::memory::tune_allocator();
     let result = match cli.command {
         Command::Log(args) => log::run(&args),
         Command::Kafka(args) => kafka::run(&args),

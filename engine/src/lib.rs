@@ -47,7 +47,7 @@ pub(crate) mod group;
 pub(crate) mod http;
 pub(crate) mod journal;
 pub mod log;
-pub(crate) mod memory;
+pub mod memory;
 pub(crate) mod metrics;
 pub mod processor;
 pub(crate) mod protocol;

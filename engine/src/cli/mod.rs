@@ -212,7 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
-            crate::memory::limit_arenas();
+            crate::memory::tune_allocator();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 // Handlers installed before anything starts, so a signal
