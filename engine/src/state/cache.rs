@@ -43,12 +43,30 @@ use hashbrown::HashTable;
 
 use super::staged::CallUndo;
 
-/// Bytes counted against the cache per entry beyond its key and committed
-/// value: the slot, the table's index and a heap block's header.
-const ENTRY_OVERHEAD_BYTES: usize = 80;
+/// Key and committed value bytes a slot holds in itself; longer ones go
+/// to the heap. A slot is two cache lines (64-byte aligned): the first
+/// holds the hash, the key's length and the first 46 bytes of data, so a
+/// lookup of a short key touches one line (and its pair, which the
+/// adjacent-line prefetcher brings along), not a heap block as well.
+const INLINE_BYTES: usize = 86;
 
-/// Bytes counted against the staged bounds per staged write beyond its key
-/// and value (as `Staged` counts them).
+/// Bytes counted against the cache per entry: its slot, the table's index
+/// (a `u32` and a control byte, at most 7/8 full).
+const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Option<Slot>>() + 6;
+
+/// Bytes counted per heap block of data beyond its length (malloc's header).
+const HEAP_OVERHEAD_BYTES: usize = 16;
+
+/// Bytes an entry holding `data_len` bytes of key and value counts.
+pub(super) fn entry_bytes(data_len: usize) -> usize {
+    ENTRY_OVERHEAD_BYTES
+        + if data_len > INLINE_BYTES {
+            data_len + HEAP_OVERHEAD_BYTES
+        } else {
+            0
+        }
+}
+
 const STAGED_OVERHEAD_BYTES: usize = 64;
 
 /// The bound of every task's cache together; the tasks' count and bytes.
@@ -92,22 +110,69 @@ enum Committed {
 /// A staged put (`Some`) or delete (`None`).
 type Write = Option<Vec<u8>>;
 
+/// A key then its committed value, in the slot when short.
 #[derive(Debug)]
+enum Data {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+impl Data {
+    /// `key` followed by `value`.
+    fn new(key: &[u8], value: &[u8]) -> Self {
+        let len = key.len() + value.len();
+        if len <= INLINE_BYTES {
+            let mut bytes = [0; INLINE_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            bytes[key.len()..len].copy_from_slice(value);
+            Self::Inline {
+                len: len as u8,
+                bytes,
+            }
+        } else {
+            let mut data = Vec::with_capacity(len);
+            data.extend_from_slice(key);
+            data.extend_from_slice(value);
+            Self::Heap(data.into_boxed_slice())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(data) => data,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Inline { len, bytes } => &mut bytes[..usize::from(*len)],
+            Self::Heap(data) => data,
+        }
+    }
+}
+
+/// Laid out for lookups: what a key comparison reads first, the staged
+/// write (read only once found) last.
+#[derive(Debug)]
+#[repr(C, align(64))]
 struct Slot {
     hash: u64,
-    /// The key, then the committed value when `committed` is `Value`: one
-    /// allocation, so a lookup's key comparison brings the value along.
-    data: Box<[u8]>,
-    key_len: usize,
+    key_len: u32,
     committed: Committed,
-    staged: Option<Write>,
     /// Read (or written) since the clock hand last passed.
     referenced: bool,
+    /// The key, then the committed value when `committed` is `Value`, so
+    /// a lookup's key comparison brings the value along.
+    data: Data,
+    staged: Option<Write>,
 }
+
+const _: () = assert!(std::mem::size_of::<Option<Slot>>() == 128);
 
 impl Slot {
     fn key(&self) -> &[u8] {
-        &self.data[..self.key_len]
+        &self.data.bytes()[..self.key_len as usize]
     }
 
     /// What RocksDB holds, if known.
@@ -115,7 +180,7 @@ impl Slot {
         match self.committed {
             Committed::Unknown => None,
             Committed::Absent => Some(None),
-            Committed::Value => Some(Some(&self.data[self.key_len..])),
+            Committed::Value => Some(Some(&self.data.bytes()[self.key_len as usize..])),
         }
     }
 
@@ -131,27 +196,23 @@ impl Slot {
     fn cached_bytes(&self) -> usize {
         match self.committed {
             Committed::Unknown => 0,
-            _ => self.data.len() + ENTRY_OVERHEAD_BYTES,
+            _ => entry_bytes(self.data.bytes().len()),
         }
     }
 
     /// Remembers what RocksDB holds.
     fn set_committed(&mut self, value: Option<&[u8]>) {
-        let key_len = self.key_len;
+        let key_len = self.key_len as usize;
         // A value as long as the one held (a counter's next count, most
         // often) is written over it: no allocation.
         if let (Committed::Value, Some(value)) = (self.committed, value) {
-            if self.data.len() == key_len + value.len() {
-                self.data[key_len..].copy_from_slice(value);
+            let data = self.data.bytes_mut();
+            if data.len() == key_len + value.len() {
+                data[key_len..].copy_from_slice(value);
                 return;
             }
         }
-        let mut data = Vec::with_capacity(key_len + value.map_or(0, <[u8]>::len));
-        data.extend_from_slice(&self.data[..key_len]);
-        if let Some(value) = value {
-            data.extend_from_slice(value);
-        }
-        self.data = data.into_boxed_slice();
+        self.data = Data::new(self.key(), value.unwrap_or_default());
         self.committed = match value {
             Some(_) => Committed::Value,
             None => Committed::Absent,
@@ -160,7 +221,7 @@ impl Slot {
 
     /// Forgets what RocksDB holds.
     fn forget_committed(&mut self) {
-        self.data = Box::from(self.key());
+        self.data = Data::new(self.key(), &[]);
         self.committed = Committed::Unknown;
     }
 }
@@ -248,11 +309,12 @@ impl Entries {
     fn insert(&mut self, hash: u64, key: &[u8]) -> u32 {
         let slot = Slot {
             hash,
-            data: Box::from(key),
-            key_len: key.len(),
+            key_len: u32::try_from(key.len())
+                .expect("state keys are shorter than 4 GiB (state.key_bytes_max)"),
             committed: Committed::Unknown,
-            staged: None,
             referenced: true,
+            data: Data::new(key, &[]),
+            staged: None,
         };
         let index = match self.free.pop() {
             Some(index) => {
@@ -315,7 +377,7 @@ impl Entries {
         let share = self.budget.share();
         let slot = self.slot_mut(index);
         let before = slot.cached_bytes();
-        let size = slot.key_len + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES;
+        let size = entry_bytes(slot.key_len as usize + value.map_or(0, <[u8]>::len));
         if size > share {
             slot.forget_committed();
             let staged = slot.staged.is_some();
@@ -354,7 +416,7 @@ impl Entries {
         let recording = self.undo.recording();
         let slot = self.slot_mut(index);
         slot.referenced = true;
-        let key_len = slot.key_len;
+        let key_len = slot.key_len as usize;
         let added = write_bytes(key_len, &value);
         let before = slot.staged.replace(value);
         match &before {
@@ -401,7 +463,7 @@ impl Entries {
     pub(crate) fn rollback(&mut self) {
         while let Some((index, before)) = self.undo.pop() {
             let slot = self.slot_mut(index);
-            let key_len = slot.key_len;
+            let key_len = slot.key_len as usize;
             let current = std::mem::replace(&mut slot.staged, before);
             let restored = slot
                 .staged
@@ -613,6 +675,54 @@ mod tests {
     }
 
     #[test]
+    fn keys_and_values_in_the_slot_or_on_the_heap_keep_their_bytes() {
+        let budget = Arc::new(CacheBudget::new(1 << 20));
+        let mut entries = entries(&budget);
+        let lengths = [
+            0,
+            1,
+            40,
+            INLINE_BYTES - 1,
+            INLINE_BYTES,
+            INLINE_BYTES + 1,
+            300,
+        ];
+        let bytes = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect()
+        };
+        for &key_len in &lengths {
+            let key = bytes(key_len, 1);
+            // Values that keep the data inline, cross to the heap and back,
+            // and one as long as the last (written over in place).
+            for (round, &value_len) in lengths.iter().chain(&[0, 300, 300]).enumerate() {
+                let value = bytes(value_len, round as u8);
+                entries.fill(&key, Some(&value));
+                assert_eq!(
+                    entries.get(&key),
+                    Some(Some(&value[..])),
+                    "{key_len}+{value_len}"
+                );
+            }
+            entries.fill(&key, None);
+            assert_eq!(entries.committed(&key), Some(None));
+            // A staged write beside a long committed value.
+            entries.fill(&key, Some(&bytes(200, 7)));
+            entries
+                .stage(&key, Some(b"staged".to_vec()), unknown)
+                .unwrap();
+            assert_eq!(entries.get(&key), Some(Some(&b"staged"[..])));
+            assert_eq!(entries.committed(&key), Some(Some(&bytes(200, 7)[..])));
+        }
+        let expected: usize = lengths
+            .iter()
+            .map(|&key_len| entry_bytes(key_len + 200))
+            .sum();
+        assert_eq!(entries.bytes(), expected);
+    }
+
+    #[test]
     fn remembers_values_and_absence_and_replaces_them() {
         let budget = Arc::new(CacheBudget::new(1 << 20));
         let mut cache = entries(&budget);
@@ -632,7 +742,7 @@ mod tests {
         cache.fill(b"b", Some(b"22"));
         assert_eq!(cache.get(b"b"), Some(Some(&b"22"[..])));
         // Keys "a" and "b", the value "22".
-        assert_eq!(cache.bytes(), 1 + 1 + 2 + 2 * ENTRY_OVERHEAD_BYTES);
+        assert_eq!(cache.bytes(), entry_bytes(1) + entry_bytes(1 + 2));
         assert_eq!(budget.bytes(), cache.bytes());
         cache.clear();
         assert_eq!(cache.get(b"a"), None);
@@ -641,7 +751,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_share_and_keeps_what_is_read() {
-        let entry = 4 + 16 + ENTRY_OVERHEAD_BYTES;
+        let entry = entry_bytes(4 + 16);
         let budget = Arc::new(CacheBudget::new(100 * entry));
         let mut cache = entries(&budget);
         for n in 0..100 {
@@ -666,7 +776,7 @@ mod tests {
 
     #[test]
     fn tasks_split_the_bound() {
-        let entry = 4 + ENTRY_OVERHEAD_BYTES;
+        let entry = entry_bytes(4);
         let budget = Arc::new(CacheBudget::new(10 * entry));
         let mut first = entries(&budget);
         for n in 0..10 {
@@ -700,7 +810,7 @@ mod tests {
 
     #[test]
     fn staged_writes_roll_back_exactly_and_are_never_evicted() {
-        let entry = 4 + 1 + ENTRY_OVERHEAD_BYTES;
+        let entry = entry_bytes(4 + 1);
         let budget = Arc::new(CacheBudget::new(4 * entry));
         let mut cache = entries(&budget);
         cache.fill(&key(1), Some(b"1"));
