@@ -3,7 +3,7 @@
 //! (read from `/proc/<pid>/stat`) and not mixed with the load generator's.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -116,11 +116,18 @@ impl Serve {
 /// Reads `stderr` to its end, keeping its last [`LOG_LINES_KEPT`] lines.
 fn keep_last_lines(stderr: impl std::io::Read, log: &Mutex<VecDeque<String>>) {
     let mut reader = BufReader::new(stderr);
-    let mut line = Vec::new();
-    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-        line.truncate(LOG_LINE_BYTES);
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+    let mut line = Vec::with_capacity(LOG_LINE_BYTES);
+    loop {
         line.clear();
+        let mut limited = (&mut reader).take(LOG_LINE_BYTES as u64);
+        if !matches!(limited.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            break;
+        }
+        // The rest of a longer line is skipped.
+        if line.last() != Some(&b'\n') && reader.skip_until(b'\n').is_err() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
         let mut log = log.lock().expect("broker log lock");
         if log.len() == LOG_LINES_KEPT {
             log.pop_front();

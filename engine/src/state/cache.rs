@@ -8,8 +8,9 @@
 //! a write searched the ordered map, then the cache, and the commit copied
 //! every written key into the cache again: each a few cache misses to DRAM
 //! per key. Here a key is hashed once per access, its slot holds the key
-//! and its committed value in one allocation, and the staged write sits
-//! beside them; a commit moves the staged values in place.
+//! and its committed value (in the slot itself when they are short, else
+//! in one heap block), and the staged write sits beside them; a commit
+//! moves the staged values in place.
 //!
 //! Why a cache at all: after every commit (100 ms) nothing is staged, so
 //! every read of the next batch would go to RocksDB, whose memtables hold
@@ -67,6 +68,8 @@ pub(super) fn entry_bytes(data_len: usize) -> usize {
         }
 }
 
+/// Bytes counted against the staged bounds per staged write beyond its key
+/// and value (as `Staged` counts them).
 const STAGED_OVERHEAD_BYTES: usize = 64;
 
 /// The bound of every task's cache together; the tasks' count and bytes.
