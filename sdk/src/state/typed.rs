@@ -237,11 +237,25 @@ fn get_many_typed<V: DeserializeOwned, Q: KeyBytes + ?Sized>(
     keys: &[&Q],
 ) -> Result<Vec<Option<V>>> {
     let keys = byte_keys(keys);
-    let values = store.get_many(&keys);
-    keys.iter()
-        .zip(values)
-        .map(|(key, value)| value.map(|v| decode_value(store, key, &v)).transpose())
-        .collect()
+    let mut values: Vec<Option<V>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
+    let mut failed = None;
+    // Each value decoded straight from the answer buffer, not copied out
+    // of it first; the first value that does not decode is the error.
+    store.get_many_with(&keys, |index, value| {
+        if failed.is_some() {
+            return;
+        }
+        if let Some(value) = value {
+            match decode_value(store, &keys[index], value) {
+                Ok(decoded) => values[index] = Some(decoded),
+                Err(error) => failed = Some(error),
+            }
+        }
+    });
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(values),
+    }
 }
 
 pub(super) fn decode_value<V: DeserializeOwned>(
@@ -384,6 +398,12 @@ mod tests {
         assert_eq!(store.get("b").unwrap(), None);
         store.store().put(b"bad", b"{");
         let error = store.get("bad").unwrap_err();
+        assert!(
+            error.message().contains("store `lists`, key bad"),
+            "{error}"
+        );
+        // get_many decodes from the answer buffer and names the bad key too.
+        let error = store.get_many(&["a", "bad", "c"]).unwrap_err();
         assert!(
             error.message().contains("store `lists`, key bad"),
             "{error}"
