@@ -267,6 +267,8 @@ fn a_commit_over_500k_offsets_appends_what_changed_and_stalls_nothing() {
     }
     assert!(
         clean > 0,
-        "ApiVersions waited for the commit in flight in each of {raced} rounds that caught one"
+        "no round saw the commit still in flight after ApiVersions answered: \
+         in {raced} it was answered during the probe (ApiVersions waited for it?), \
+         in the others before the probe started"
     );
 }
