@@ -117,6 +117,10 @@ pub(crate) struct StatefulBenchArgs {
     /// profile it.
     #[arg(long, hide = true)]
     pub call_only: bool,
+    /// Measure end to end only (skip the call and everything after), e.g.
+    /// to profile it.
+    #[arg(long, hide = true, conflicts_with = "call_only")]
+    pub end_to_end_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,12 +186,14 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     };
     for run in 0..args.runs {
         eprintln!("run {}/{}", run + 1, args.runs);
-        samples
-            .call_wasm
-            .push(args.records as f64 / wasm_call.run(&batches)?);
-        samples
-            .call_native
-            .push(args.records as f64 / native_call.run(&batches)?);
+        if !args.end_to_end_only {
+            samples
+                .call_wasm
+                .push(args.records as f64 / wasm_call.run(&batches)?);
+            samples
+                .call_native
+                .push(args.records as f64 / native_call.run(&batches)?);
+        }
         if args.call_only {
             continue;
         }
@@ -207,7 +213,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     drop((wasm_call, native_call));
     scratch.store.close()?;
     drop(scratch);
-    let timed = match args.call_only {
+    let timed = match args.call_only || args.end_to_end_only {
         true => Duration::ZERO,
         false => Duration::from_secs(args.timed_secs),
     };
@@ -225,7 +231,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         (Some(latency), Some(queries))
     };
     let large = match args.large_keys {
-        _ if args.call_only => None,
+        _ if args.call_only || args.end_to_end_only => None,
         0 => None,
         _ => Some(large::run(args)?),
     };

@@ -271,15 +271,27 @@ impl TaskState {
         user_keys: impl Iterator<Item = &'k [u8]>,
         mut answer: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<(), StateError> {
-        let mut missing = Vec::new();
-        let mut full = store.to_vec();
-        for (index, key) in user_keys.enumerate() {
+        // The full keys, one after another, and where each ends.
+        let mut fulls = Vec::new();
+        let mut ends = Vec::new();
+        for key in user_keys {
             self.check_key(key)?;
-            full.truncate(store.len());
-            full.extend_from_slice(key);
-            match self.known(&full) {
-                Some(value) => answer(index, value),
-                None => missing.push((index, full.clone())),
+            fulls.extend_from_slice(store);
+            fulls.extend_from_slice(key);
+            ends.push(fulls.len());
+        }
+        let full = |i: usize| &fulls[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        let mut missing = Vec::new();
+        let mut known = |index: usize, value: Option<Option<&[u8]>>| match value {
+            Some(value) => answer(index, value),
+            None => missing.push((index, full(index).to_vec())),
+        };
+        let cacheable = self.cacheable(store);
+        if cacheable {
+            self.entries.get_batch(ends.len(), full, &mut known);
+        } else {
+            for index in 0..ends.len() {
+                known(index, self.staged.get(full(index)));
             }
         }
         if missing.is_empty() {
@@ -295,7 +307,6 @@ impl TaskState {
             missing.iter().map(|(_, key)| key),
             true,
         );
-        let cacheable = self.cacheable(store);
         for ((index, key), value) in missing.iter().zip(found) {
             let value = value?;
             if cacheable {
