@@ -182,6 +182,87 @@ fn timers_come_due_in_time_then_key_order_and_commit_with_state() {
     assert_eq!(t.due_timers(Domain::EventTime, 100, 10).unwrap().len(), 4);
 }
 
+/// A window close of many keys: N timers due at once, fired a round at a
+/// time as the task does (due, removed, next round), then committed.
+/// Each scan starts past the timers already fired, so the rounds look at
+/// each timer about once; before, every round walked the deleted ones
+/// again (N²/2 entries per round size: 210k for these 20k), and after the
+/// commit every `next_timer` walked their tombstones in RocksDB.
+#[test]
+fn firing_many_timers_in_rounds_looks_at_each_about_once() {
+    const TIMERS: u64 = 20_000;
+    const ROUND: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    for n in 0..TIMERS {
+        t.schedule(Domain::EventTime, format!("k{n:06}").as_bytes(), 100)
+            .unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    let steps = || task::MERGED_STEPS.with(std::cell::Cell::get);
+    let before = steps();
+    let mut fired = Vec::new();
+    loop {
+        let due = t.due_timers(Domain::EventTime, 100, ROUND).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        t.savepoint();
+        for timer in &due {
+            t.remove_timer(timer).unwrap();
+        }
+        t.release();
+        assert_eq!(
+            t.next_timer(Domain::EventTime).unwrap().is_some(),
+            fired.len() + due.len() < TIMERS as usize
+        );
+        fired.extend(due.into_iter().map(|timer| timer.key));
+    }
+    let looked_at = steps() - before;
+    assert_eq!(fired.len() as u64, TIMERS);
+    assert!(
+        fired.windows(2).all(|pair| pair[0] < pair[1]),
+        "in key order, each once"
+    );
+    assert!(
+        looked_at <= 3 * TIMERS,
+        "the rounds looked at {looked_at} entries for {TIMERS} timers"
+    );
+    t.commit(b"m", false).unwrap();
+    // Their tombstones are not walked again.
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
+    let mut perf = rocksdb::perf::PerfContext::default();
+    perf.reset();
+    assert_eq!(t.next_timer(Domain::EventTime).unwrap(), None);
+    assert!(t
+        .due_timers(Domain::EventTime, 100, ROUND)
+        .unwrap()
+        .is_empty());
+    let skipped = perf.metric(rocksdb::perf::PerfMetric::InternalDeleteSkippedCount);
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+    assert!(skipped < TIMERS / 10, "skipped {skipped} deleted timers");
+    // A timer scheduled below where the scans start is still found.
+    t.schedule(Domain::EventTime, b"early", 50).unwrap();
+    t.schedule(Domain::EventTime, b"later", 100).unwrap();
+    let due = t.due_timers(Domain::EventTime, 100, ROUND).unwrap();
+    let keys: Vec<&[u8]> = due.iter().map(|timer| timer.key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"early"[..], &b"later"[..]]);
+    // A call that removed a timer and is rolled back leaves it due: the
+    // scan in between saw it removed.
+    t.savepoint();
+    t.remove_timer(&due[0]).unwrap();
+    assert_eq!(
+        t.due_timers(Domain::EventTime, 100, ROUND).unwrap().len(),
+        1
+    );
+    t.rollback();
+    assert_eq!(
+        t.due_timers(Domain::EventTime, 100, ROUND).unwrap().len(),
+        2
+    );
+}
+
 #[test]
 fn limits_and_bad_store_names_are_refused_with_their_names() {
     let dir = tempfile::tempdir().unwrap();

@@ -404,8 +404,9 @@ impl PartitionTask {
     fn fire_timers(&mut self, routed: &mut Routed) -> Result<(), StepFailure> {
         let limit = self.deployment.limits.batch_records_max as usize;
         for _ in 0..TIMER_ROUNDS_MAX {
-            let state = self.state();
-            let mut due = match self.context.stream_time {
+            let stream_time = self.context.stream_time;
+            let state = self.state_mut();
+            let mut due = match stream_time {
                 Some(now) => state.due_timers(Domain::EventTime, now, limit),
                 None => Ok(Vec::new()),
             }
@@ -775,7 +776,7 @@ impl PartitionTask {
 
     /// Caches when the next timers are due, for `has_work` and the driver.
     fn refresh_timers(&mut self) {
-        let (Some(stateful), Some(state)) = (self.stateful.as_mut(), self.context.state.as_ref())
+        let (Some(stateful), Some(state)) = (self.stateful.as_mut(), self.context.state.as_mut())
         else {
             return;
         };
