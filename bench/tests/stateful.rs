@@ -77,6 +77,7 @@ fn stateful_reports_every_figure() {
         "/end_to_end_native_records_s",
         "/end_to_end_wasm_at_least_once_records_s",
         "/latency/p99_ms",
+        "/latency/window_close_at_s",
         "/queries/p99_ms",
         "/large/records_s",
         "/large/restart_total_ms",
