@@ -351,6 +351,12 @@ impl Entries {
     /// `Some(None)` nothing, `None` unknown (read RocksDB).
     pub(crate) fn get(&mut self, key: &[u8]) -> Option<Option<&[u8]>> {
         let index = self.find(self.hash(key), key)?;
+        self.touch(index)
+    }
+
+    /// Slot `index` was read: kept one more round of the clock; its staged
+    /// write, else what RocksDB holds, if known.
+    fn touch(&mut self, index: u32) -> Option<Option<&[u8]>> {
         let slot = self.slot_mut(index);
         slot.referenced = true;
         slot.current()
@@ -392,11 +398,7 @@ impl Entries {
                 None => None,
             };
             match index {
-                Some(index) => {
-                    let slot = self.slot_mut(index);
-                    slot.referenced = true;
-                    answer(i, slot.current());
-                }
+                Some(index) => answer(i, self.touch(index)),
                 None => answer(i, None),
             }
         }
