@@ -121,6 +121,10 @@ pub(crate) struct StatefulBenchArgs {
     /// to profile it.
     #[arg(long, hide = true, conflicts_with = "call_only")]
     pub end_to_end_only: bool,
+    /// Measure the read_committed latency only (at `--latency-rate`), e.g.
+    /// to profile a window close.
+    #[arg(long, hide = true, conflicts_with_all = ["call_only", "end_to_end_only"], requires = "latency_rate")]
+    pub latency_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,7 +188,11 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         exactly_once: false,
         ..exactly_once
     };
-    for run in 0..args.runs {
+    let runs = match args.latency_only {
+        true => 0,
+        false => args.runs,
+    };
+    for run in 0..runs {
         eprintln!("run {}/{}", run + 1, args.runs);
         if !args.end_to_end_only {
             samples
@@ -226,12 +234,16 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         };
         eprintln!("read_committed latency at {rate} records/s");
         let latency = latency::read_committed(&plugin, args, rate, exactly_once, timed)?;
-        eprintln!("queries at {}/s", args.query_rate);
-        let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
-        (Some(latency), Some(queries))
+        if args.latency_only {
+            (Some(latency), None)
+        } else {
+            eprintln!("queries at {}/s", args.query_rate);
+            let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
+            (Some(latency), Some(queries))
+        }
     };
     let large = match args.large_keys {
-        _ if args.call_only || args.end_to_end_only => None,
+        _ if args.call_only || args.end_to_end_only || args.latency_only => None,
         0 => None,
         _ => Some(large::run(args)?),
     };

@@ -215,7 +215,17 @@ fn family_options(cache: &Cache, memory: usize) -> Options {
     // without a binary search over the block's restart points.
     table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
     table.set_data_block_hash_ratio(0.75);
-    let mut options = Options::default();
+    // Each commit inserts its writes in key order, a few thousand spread
+    // over a memtable of up to a million entries: with a hint per prefix
+    // (task, kind, store-name length or timer domain: six bytes) RocksDB
+    // starts each insert from where the last one with that prefix went
+    // instead of from the top of the skip list (end to end +8-10%, three
+    // alternated pairs). A hint is about 250 bytes per prefix and
+    // memtable: per task, a few. Only the options string reaches this
+    // option through RocksDB's C API.
+    let mut options = Options::default()
+        .get_options_from_string("memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.6")
+        .expect("a valid RocksDB option");
     options.set_block_based_table_factory(&table);
     // A bloom filter over whole keys in each memtable: a read of a key
     // the memtables do not hold (a new window, a timer) skips their skip

@@ -636,3 +636,66 @@ mod cached {
         assert_eq!(db.value_cache.bytes(), 0);
     }
 }
+
+/// RocksDB point reads (memtable lookups) on this thread while `f` runs.
+fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
+    let mut perf = rocksdb::perf::PerfContext::default();
+    perf.reset();
+    let value = f();
+    let gets = perf.metric(rocksdb::perf::PerfMetric::GetFromMemtableCount);
+    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+    (value, gets)
+}
+
+/// A timer due later than every committed one (a new window's) is known
+/// to be new without a RocksDB read: a window close of N keys schedules
+/// N of them, and each read a key that is not there. Whether a timer is
+/// new still counts right: scheduled twice, already committed, after a
+/// commit raised the bound, after staged timers were dropped.
+#[test]
+fn scheduling_timers_later_than_every_committed_one_reads_nothing() {
+    const KEYS: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    for n in 0..KEYS {
+        t.schedule(Domain::EventTime, format!("k{n:05}").as_bytes(), 60)
+            .unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    // The next window: every key's timer at 120, some keys twice.
+    let ((), gets) = rocksdb_gets(|| {
+        for n in (0..KEYS).chain(0..KEYS / 4) {
+            t.schedule(Domain::EventTime, format!("k{n:05}").as_bytes(), 120)
+                .unwrap();
+        }
+    });
+    assert_eq!(t.timers_delta(), KEYS as i64, "each new timer counted once");
+    // One bound read (an iterator, not a point read), then none.
+    assert_eq!(gets, 0, "RocksDB point reads for new timers");
+    // A timer of the committed window is not new (and is read).
+    let ((), gets) = rocksdb_gets(|| t.schedule(Domain::EventTime, b"k00007", 60).unwrap());
+    assert_eq!(t.timers_delta(), KEYS as i64);
+    assert!(gets > 0);
+    t.commit(b"m", false).unwrap();
+    // The commit raised the bound: the timers at 120 are committed now,
+    // and scheduling one again is no new timer.
+    t.schedule(Domain::EventTime, b"k00009", 120).unwrap();
+    assert_eq!(t.timers_delta(), 0);
+    // Dropped staged timers are forgotten: scheduled again, they are new.
+    t.schedule(Domain::EventTime, b"k00001", 180).unwrap();
+    t.discard();
+    t.schedule(Domain::EventTime, b"k00001", 180).unwrap();
+    t.schedule(Domain::ProcessingTime, b"k00001", 180).unwrap();
+    assert_eq!(t.timers_delta(), 2);
+    // Another task's state opened on the same database counts the
+    // committed timers as there.
+    t.commit(b"m", false).unwrap();
+    let mut again = task(&db, "p", 0);
+    again.schedule(Domain::EventTime, b"k00001", 180).unwrap();
+    again.schedule(Domain::EventTime, b"k00002", 120).unwrap();
+    assert_eq!(again.timers_delta(), 0);
+    again.schedule(Domain::EventTime, b"k00002", 181).unwrap();
+    assert_eq!(again.timers_delta(), 1);
+}
