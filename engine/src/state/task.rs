@@ -79,10 +79,10 @@ pub(crate) struct TaskState {
     timer_floors: [Option<Vec<u8>>; 2],
     /// Per timer domain, a time no committed timer is due after (`None`:
     /// not known yet; `i64::MIN` with none), so that a timer scheduled
-    /// later, as a new window's is, is known to be new from the staged
-    /// writes alone, without reading RocksDB for a key that is not there
-    /// (a RocksDB read for each new window, about a tenth of a window
-    /// close). Read from RocksDB once, raised at each commit by
+    /// later (a new session window's, a new tumbling window's until the
+    /// first commit due at its time) is known to be new from the staged
+    /// writes alone, without reading RocksDB for a key that is not
+    /// there. Read from RocksDB once, raised at each commit by
     /// `timers_scheduled_max`, forgotten when the staged writes are
     /// dropped or a commit fails.
     timer_ceilings: [Option<i64>; 2],

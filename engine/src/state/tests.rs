@@ -648,9 +648,10 @@ fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (value, gets)
 }
 
-/// A timer due later than every committed one (a new window's) is known
-/// to be new without a RocksDB read: a window close of N keys schedules
-/// N of them, and each read a key that is not there. Whether a timer is
+/// A timer due later than every committed one (a new window's, until a
+/// commit holds one due at its time) is known to be new without a
+/// RocksDB read: a window close of N keys schedules N new timers, and
+/// each read a key that is not there. Whether a timer is
 /// new still counts right: scheduled twice, already committed, after a
 /// commit raised the bound, after staged timers were dropped.
 #[test]
