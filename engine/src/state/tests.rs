@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use rocksdb::perf::PerfMetric;
+
 use super::*;
 
 fn open(dir: &std::path::Path) -> Arc<StateDb> {
@@ -182,6 +184,19 @@ fn timers_come_due_in_time_then_key_order_and_commit_with_state() {
     assert_eq!(t.due_timers(Domain::EventTime, 100, 10).unwrap().len(), 4);
 }
 
+/// A task of processor `p` with `count` event-time timers committed, due
+/// at `at`, for keys `k000000`, `k000001`, ...
+fn with_committed_timers(dir: &std::path::Path, count: u64, at: i64) -> (Arc<StateDb>, TaskState) {
+    let db = open(dir);
+    let mut t = task(&db, "p", 0);
+    for n in 0..count {
+        t.schedule(Domain::EventTime, format!("k{n:06}").as_bytes(), at)
+            .unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    (db, t)
+}
+
 /// A window close of many keys: N timers due at once, fired a round at a
 /// time as the task does (due, removed, next round), then committed.
 /// Each scan starts past the timers already fired, so the rounds look at
@@ -193,13 +208,7 @@ fn firing_many_timers_in_rounds_looks_at_each_about_once() {
     const TIMERS: u64 = 20_000;
     const ROUND: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let mut t = task(&db, "p", 0);
-    for n in 0..TIMERS {
-        t.schedule(Domain::EventTime, format!("k{n:06}").as_bytes(), 100)
-            .unwrap();
-    }
-    t.commit(b"m", false).unwrap();
+    let (_db, mut t) = with_committed_timers(dir.path(), TIMERS, 100);
     let steps = || task::MERGED_STEPS.with(std::cell::Cell::get);
     let before = steps();
     let mut fired = Vec::new();
@@ -231,16 +240,13 @@ fn firing_many_timers_in_rounds_looks_at_each_about_once() {
     );
     t.commit(b"m", false).unwrap();
     // Their tombstones are not walked again.
-    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
-    let mut perf = rocksdb::perf::PerfContext::default();
-    perf.reset();
-    assert_eq!(t.next_timer(Domain::EventTime).unwrap(), None);
-    assert!(t
-        .due_timers(Domain::EventTime, 100, ROUND)
-        .unwrap()
-        .is_empty());
-    let skipped = perf.metric(rocksdb::perf::PerfMetric::InternalDeleteSkippedCount);
-    rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+    let ((), skipped) = rocksdb_counted(PerfMetric::InternalDeleteSkippedCount, || {
+        assert_eq!(t.next_timer(Domain::EventTime).unwrap(), None);
+        assert!(t
+            .due_timers(Domain::EventTime, 100, ROUND)
+            .unwrap()
+            .is_empty());
+    });
     assert!(skipped < TIMERS / 10, "skipped {skipped} deleted timers");
     // A timer scheduled below where the scans start is still found.
     t.schedule(Domain::EventTime, b"early", 50).unwrap();
@@ -637,15 +643,21 @@ mod cached {
     }
 }
 
-/// RocksDB point reads (memtable lookups) on this thread while `f` runs.
-fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
+/// What RocksDB's perf context counts as `metric` on this thread while
+/// `f` runs.
+fn rocksdb_counted<T>(metric: PerfMetric, f: impl FnOnce() -> T) -> (T, u64) {
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
     let mut perf = rocksdb::perf::PerfContext::default();
     perf.reset();
     let value = f();
-    let gets = perf.metric(rocksdb::perf::PerfMetric::GetFromMemtableCount);
+    let counted = perf.metric(metric);
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
-    (value, gets)
+    (value, counted)
+}
+
+/// RocksDB point reads (memtable lookups) on this thread while `f` runs.
+fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    rocksdb_counted(PerfMetric::GetFromMemtableCount, f)
 }
 
 /// A timer due later than every committed one (a new window's, until a
@@ -658,17 +670,11 @@ fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
 fn scheduling_timers_later_than_every_committed_one_reads_nothing() {
     const KEYS: u64 = 2_000;
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let mut t = task(&db, "p", 0);
-    for n in 0..KEYS {
-        t.schedule(Domain::EventTime, format!("k{n:05}").as_bytes(), 60)
-            .unwrap();
-    }
-    t.commit(b"m", false).unwrap();
+    let (db, mut t) = with_committed_timers(dir.path(), KEYS, 60);
     // The next window: every key's timer at 120, some keys twice.
     let ((), gets) = rocksdb_gets(|| {
         for n in (0..KEYS).chain(0..KEYS / 4) {
-            t.schedule(Domain::EventTime, format!("k{n:05}").as_bytes(), 120)
+            t.schedule(Domain::EventTime, format!("k{n:06}").as_bytes(), 120)
                 .unwrap();
         }
     });
@@ -676,27 +682,27 @@ fn scheduling_timers_later_than_every_committed_one_reads_nothing() {
     // One bound read (an iterator, not a point read), then none.
     assert_eq!(gets, 0, "RocksDB point reads for new timers");
     // A timer of the committed window is not new (and is read).
-    let ((), gets) = rocksdb_gets(|| t.schedule(Domain::EventTime, b"k00007", 60).unwrap());
+    let ((), gets) = rocksdb_gets(|| t.schedule(Domain::EventTime, b"k000007", 60).unwrap());
     assert_eq!(t.timers_delta(), KEYS as i64);
     assert!(gets > 0);
     t.commit(b"m", false).unwrap();
     // The commit raised the bound: the timers at 120 are committed now,
     // and scheduling one again is no new timer.
-    t.schedule(Domain::EventTime, b"k00009", 120).unwrap();
+    t.schedule(Domain::EventTime, b"k000009", 120).unwrap();
     assert_eq!(t.timers_delta(), 0);
     // Dropped staged timers are forgotten: scheduled again, they are new.
-    t.schedule(Domain::EventTime, b"k00001", 180).unwrap();
+    t.schedule(Domain::EventTime, b"k000001", 180).unwrap();
     t.discard();
-    t.schedule(Domain::EventTime, b"k00001", 180).unwrap();
-    t.schedule(Domain::ProcessingTime, b"k00001", 180).unwrap();
+    t.schedule(Domain::EventTime, b"k000001", 180).unwrap();
+    t.schedule(Domain::ProcessingTime, b"k000001", 180).unwrap();
     assert_eq!(t.timers_delta(), 2);
     // Another task's state opened on the same database counts the
     // committed timers as there.
     t.commit(b"m", false).unwrap();
     let mut again = task(&db, "p", 0);
-    again.schedule(Domain::EventTime, b"k00001", 180).unwrap();
-    again.schedule(Domain::EventTime, b"k00002", 120).unwrap();
+    again.schedule(Domain::EventTime, b"k000001", 180).unwrap();
+    again.schedule(Domain::EventTime, b"k000002", 120).unwrap();
     assert_eq!(again.timers_delta(), 0);
-    again.schedule(Domain::EventTime, b"k00002", 181).unwrap();
+    again.schedule(Domain::EventTime, b"k000002", 181).unwrap();
     assert_eq!(again.timers_delta(), 1);
 }
