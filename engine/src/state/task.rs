@@ -44,6 +44,33 @@ type StagedWrites<'a> = Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 
 /// stopped at its limit.
 type Merged = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
 
+/// What a task knows of where the timers of one domain lie, so that it
+/// reads less of them.
+#[derive(Debug, Default)]
+struct TimerBounds {
+    /// A key below which the task has no live timer (`None`: the domain's
+    /// start), so a scan for due timers starts past the ones fired and
+    /// deleted: their staged deletes, and after the commit RocksDB's
+    /// tombstones, until compaction drops them. Without it a window close
+    /// of N keys (N timers, fired a batch per round) walked the deleted
+    /// ones again in each round and each step: N²/2 entries, seconds of
+    /// stall for 100k windows. Raised by what a scan finds dead, lowered
+    /// by a timer scheduled below it, and forgotten whenever writes are
+    /// undone.
+    floor: Option<Vec<u8>>,
+    /// A time no committed timer is due after (`None`: not known yet;
+    /// `i64::MIN` with none), so that a timer scheduled later (a new
+    /// session window's, a new tumbling window's until the first commit
+    /// due at its time) is known to be new from the staged writes alone,
+    /// without reading RocksDB for a key that is not there. Read from
+    /// RocksDB once, raised at each commit by `scheduled_max`, forgotten
+    /// when the staged writes are dropped or a commit fails.
+    ceiling: Option<i64>,
+    /// The latest time a timer was scheduled for since the last commit
+    /// (rolled-back calls included: a bound is enough).
+    scheduled_max: Option<i64>,
+}
+
 /// The state of one task (an input partition) of one processor.
 #[derive(Debug)]
 pub(crate) struct TaskState {
@@ -67,28 +94,8 @@ pub(crate) struct TaskState {
     keys_delta: i64,
     /// `keys_delta` at the savepoint.
     keys_delta_saved: i64,
-    /// Per timer domain, a key below which the task has no live timer
-    /// (`None`: the domain's start), so a scan for due timers starts past
-    /// the ones fired and deleted: their staged deletes, and after the
-    /// commit RocksDB's tombstones, until compaction drops them. Without
-    /// it a window close of N keys (N timers, fired a batch per round)
-    /// walked the deleted ones again in each round and each step: N²/2
-    /// entries, seconds of stall for 100k windows. Raised by what a scan
-    /// finds dead, lowered by a timer scheduled below it, and forgotten
-    /// whenever writes are undone.
-    timer_floors: [Option<Vec<u8>>; 2],
-    /// Per timer domain, a time no committed timer is due after (`None`:
-    /// not known yet; `i64::MIN` with none), so that a timer scheduled
-    /// later (a new session window's, a new tumbling window's until the
-    /// first commit due at its time) is known to be new from the staged
-    /// writes alone, without reading RocksDB for a key that is not
-    /// there. Read from RocksDB once, raised at each commit by
-    /// `timers_scheduled_max`, forgotten when the staged writes are
-    /// dropped or a commit fails.
-    timer_ceilings: [Option<i64>; 2],
-    /// Per timer domain, the latest time a timer was scheduled for since
-    /// the last commit (rolled-back calls included: a bound is enough).
-    timers_scheduled_max: [Option<i64>; 2],
+    /// What the task knows of where its timers lie, per timer domain.
+    timer_bounds: [TimerBounds; 2],
 }
 
 impl Drop for TaskState {
@@ -109,9 +116,7 @@ impl TaskState {
             timers_delta_saved: 0,
             keys_delta: 0,
             keys_delta_saved: 0,
-            timer_floors: [None, None],
-            timer_ceilings: [None, None],
-            timers_scheduled_max: [None, None],
+            timer_bounds: Default::default(),
         }
     }
 
@@ -439,11 +444,10 @@ impl TaskState {
             true => !matches!(self.staged.get(&full), Some(Some(_))),
             false => self.read(&full)?.is_none(),
         };
-        let scheduled = &mut self.timers_scheduled_max[domain as usize];
-        *scheduled = Some(scheduled.map_or(at, |max| max.max(at)));
-        let floor = &mut self.timer_floors[domain as usize];
-        if floor.as_ref().is_some_and(|floor| full < *floor) {
-            *floor = Some(full.clone());
+        let bounds = &mut self.timer_bounds[domain as usize];
+        bounds.scheduled_max = Some(bounds.scheduled_max.map_or(at, |max| max.max(at)));
+        if bounds.floor.as_ref().is_some_and(|floor| full < *floor) {
+            bounds.floor = Some(full.clone());
         }
         self.stage(full, Some(Vec::new()))?;
         if new {
@@ -454,11 +458,11 @@ impl TaskState {
 
     /// A time no committed timer of `domain` is due after.
     fn timer_ceiling(&mut self, domain: Domain) -> Result<i64, StateError> {
-        if let Some(ceiling) = self.timer_ceilings[domain as usize] {
+        if let Some(ceiling) = self.timer_bounds[domain as usize].ceiling {
             return Ok(ceiling);
         }
         let ceiling = self.latest_committed_timer(domain)?.unwrap_or(i64::MIN);
-        self.timer_ceilings[domain as usize] = Some(ceiling);
+        self.timer_bounds[domain as usize].ceiling = Some(ceiling);
         Ok(ceiling)
     }
 
@@ -498,8 +502,7 @@ impl TaskState {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StateError> {
-        let floor = &self.timer_floors[domain as usize];
-        let start = match floor {
+        let start = match &self.timer_bounds[domain as usize].floor {
             Some(floor) => floor.clone(),
             None => keys::timer_prefix(self.task, domain),
         };
@@ -513,7 +516,7 @@ impl TaskState {
             None => None,
         };
         if let Some(first_live) = first_live {
-            self.timer_floors[domain as usize] = Some(first_live);
+            self.timer_bounds[domain as usize].floor = Some(first_live);
         }
         Ok(entries
             .iter()
@@ -573,7 +576,9 @@ impl TaskState {
         self.timers_delta = self.timers_delta_saved;
         self.keys_delta = self.keys_delta_saved;
         // A timer removed in the call may be back below a floor.
-        self.timer_floors = [None, None];
+        for bounds in &mut self.timer_bounds {
+            bounds.floor = None;
+        }
         self.report();
     }
 
@@ -611,9 +616,7 @@ impl TaskState {
         self.timers_delta_saved = 0;
         self.keys_delta = 0;
         self.keys_delta_saved = 0;
-        self.timer_floors = [None, None];
-        self.timer_ceilings = [None, None];
-        self.timers_scheduled_max = [None, None];
+        self.timer_bounds = Default::default();
         self.report();
     }
 
@@ -639,20 +642,20 @@ impl TaskState {
         self.keys_delta = 0;
         self.keys_delta_saved = 0;
         let written = self.write_commit(&staged, meta, sync);
-        let scheduled = std::mem::take(&mut self.timers_scheduled_max);
         match written {
             Ok(()) => {
                 self.entries.committed_all();
-                for (ceiling, scheduled) in self.timer_ceilings.iter_mut().zip(scheduled) {
-                    if let (Some(ceiling), Some(scheduled)) = (ceiling.as_mut(), scheduled) {
+                for bounds in &mut self.timer_bounds {
+                    if let (Some(ceiling), Some(scheduled)) =
+                        (bounds.ceiling.as_mut(), bounds.scheduled_max.take())
+                    {
                         *ceiling = (*ceiling).max(scheduled);
                     }
                 }
             }
             Err(_) => {
                 self.entries.clear();
-                self.timer_floors = [None, None];
-                self.timer_ceilings = [None, None];
+                self.timer_bounds = Default::default();
             }
         }
         self.report();
