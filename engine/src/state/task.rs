@@ -9,7 +9,10 @@
 //! an ordered map (`Staged`), which the step reads in order for due timers.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
+use hashbrown::HashTable;
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
 use super::cache::Entries;
@@ -69,6 +72,72 @@ struct TimerBounds {
     /// The latest time a timer was scheduled for since the last commit
     /// (rolled-back calls included: a bound is enough).
     scheduled_max: Option<i64>,
+    /// Hashes of the keys of the committed timers due at `ceiling`, when
+    /// known (`None`: not known, or over the task's bound). A minute's
+    /// tumbling windows share one due time, so after the minute's first
+    /// commit every later window's timer is due exactly at the ceiling,
+    /// not after it: one whose hash is not here is new too, without a
+    /// RocksDB read for a key that is not there. Known from the commit
+    /// that raised the ceiling (no committed timer was due that late
+    /// before it), each commit adding the timers it wrote at the ceiling;
+    /// removed ones stay (a read then answers). Counted in the task's
+    /// value-cache share (`Entries::charge_beside`), at most half of it.
+    at_ceiling: Option<HashTable<u64>>,
+}
+
+impl TimerBounds {
+    /// Bytes `at_ceiling` holds (a hash and a control byte per bucket).
+    fn at_ceiling_bytes(&self) -> usize {
+        self.at_ceiling
+            .as_ref()
+            .map_or(0, |set| set.capacity() * (std::mem::size_of::<u64>() + 1))
+    }
+
+    /// After a commit of `staged` (`domain`'s timers among them, of task
+    /// `task`): the ceiling raised to the latest time scheduled since the
+    /// last one, and the timers written at the ceiling noted.
+    fn committed(
+        &mut self,
+        task: u32,
+        domain: Domain,
+        staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        hasher: &foldhash::fast::RandomState,
+    ) {
+        use std::hash::BuildHasher;
+        let (Some(ceiling), Some(scheduled)) = (self.ceiling.as_mut(), self.scheduled_max.take())
+        else {
+            return;
+        };
+        if scheduled > *ceiling {
+            *ceiling = scheduled;
+            self.at_ceiling = Some(HashTable::new());
+        }
+        let Some(set) = self.at_ceiling.as_mut() else {
+            return;
+        };
+        let start = keys::timer(task, domain, *ceiling, &[]);
+        let end = keys::timers_due_end(task, domain, *ceiling);
+        let range = (
+            Bound::Included(start.as_slice()),
+            Bound::Excluded(end.as_slice()),
+        );
+        for (key, value) in staged.range::<[u8], _>(range) {
+            let hash = hasher.hash_one(key);
+            if value.is_some() && set.find(hash, |h| *h == hash).is_none() {
+                set.insert_unique(hash, hash, |h| *h);
+            }
+        }
+    }
+
+    /// Whether a committed timer with key `full` due at the ceiling is
+    /// known not to exist.
+    fn known_absent_at_ceiling(&self, full: &[u8], hasher: &foldhash::fast::RandomState) -> bool {
+        use std::hash::BuildHasher;
+        self.at_ceiling.as_ref().is_some_and(|set| {
+            let hash = hasher.hash_one(full);
+            set.find(hash, |h| *h == hash).is_none()
+        })
+    }
 }
 
 /// The state of one task (an input partition) of one processor.
@@ -96,6 +165,8 @@ pub(crate) struct TaskState {
     keys_delta_saved: i64,
     /// What the task knows of where its timers lie, per timer domain.
     timer_bounds: [TimerBounds; 2],
+    /// Hashes the keys of `TimerBounds::at_ceiling`.
+    timer_hasher: foldhash::fast::RandomState,
 }
 
 impl Drop for TaskState {
@@ -117,6 +188,7 @@ impl TaskState {
             keys_delta: 0,
             keys_delta_saved: 0,
             timer_bounds: Default::default(),
+            timer_hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -440,7 +512,12 @@ impl TaskState {
     ) -> Result<(), StateError> {
         self.check_key(key)?;
         let full = keys::timer(self.task, domain, at, key);
-        let new = match at > self.timer_ceiling(domain)? {
+        let ceiling = self.timer_ceiling(domain)?;
+        let known_absent = at > ceiling
+            || (at == ceiling
+                && self.timer_bounds[domain as usize]
+                    .known_absent_at_ceiling(&full, &self.timer_hasher));
+        let new = match known_absent {
             true => !matches!(self.staged.get(&full), Some(Some(_))),
             false => self.read(&full)?.is_none(),
         };
@@ -616,8 +693,14 @@ impl TaskState {
         self.timers_delta_saved = 0;
         self.keys_delta = 0;
         self.keys_delta_saved = 0;
-        self.timer_bounds = Default::default();
+        self.forget_timer_bounds();
         self.report();
+    }
+
+    /// Forgets what the task knew of where its timers lie.
+    fn forget_timer_bounds(&mut self) {
+        self.timer_bounds = Default::default();
+        self.entries.charge_beside(0);
     }
 
     /// The committed metadata record of this task.
@@ -645,17 +728,26 @@ impl TaskState {
         match written {
             Ok(()) => {
                 self.entries.committed_all();
-                for bounds in &mut self.timer_bounds {
-                    if let (Some(ceiling), Some(scheduled)) =
-                        (bounds.ceiling.as_mut(), bounds.scheduled_max.take())
-                    {
-                        *ceiling = (*ceiling).max(scheduled);
-                    }
+                let domains = [Domain::EventTime, Domain::ProcessingTime];
+                for (bounds, domain) in self.timer_bounds.iter_mut().zip(domains) {
+                    bounds.committed(self.task, domain, &staged, &self.timer_hasher);
                 }
+                let mut bytes: usize = self
+                    .timer_bounds
+                    .iter()
+                    .map(TimerBounds::at_ceiling_bytes)
+                    .sum();
+                if bytes > self.entries.beside_bytes_max() {
+                    for bounds in &mut self.timer_bounds {
+                        bounds.at_ceiling = None;
+                    }
+                    bytes = 0;
+                }
+                self.entries.charge_beside(bytes);
             }
             Err(_) => {
                 self.entries.clear();
-                self.timer_bounds = Default::default();
+                self.forget_timer_bounds();
             }
         }
         self.report();
@@ -666,7 +758,7 @@ impl TaskState {
     /// `meta`.
     fn write_commit(
         &self,
-        staged: &std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         meta: &[u8],
         sync: bool,
     ) -> Result<(), StateError> {

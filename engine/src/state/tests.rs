@@ -506,15 +506,16 @@ mod cached {
             Some(None),
             "multi-get results are cached"
         );
-        // Timers and the metadata record are not.
-        t.schedule(Domain::EventTime, b"a", 5).unwrap();
-        t.commit(b"m", false).unwrap();
         // Three keys of the store, one with a value byte.
         let key = 1 + counts.len();
-        assert_eq!(
-            db.value_cache.bytes(),
-            2 * cache::entry_bytes(key) + cache::entry_bytes(key + 1)
-        );
+        let entries = 2 * cache::entry_bytes(key) + cache::entry_bytes(key + 1);
+        assert_eq!(db.value_cache.bytes(), entries);
+        // Timers and the metadata record are not cached; what the task
+        // knows of its timers (a hash of this one) is counted beside.
+        t.schedule(Domain::EventTime, b"a", 5).unwrap();
+        t.commit(b"m", false).unwrap();
+        let beside = db.value_cache.bytes() - entries;
+        assert!(beside > 0 && beside < cache::entry_bytes(0), "{beside}");
     }
 
     #[test]
@@ -705,4 +706,56 @@ fn scheduling_timers_later_than_every_committed_one_reads_nothing() {
     assert_eq!(again.timers_delta(), 0);
     again.schedule(Domain::EventTime, b"k000002", 181).unwrap();
     assert_eq!(again.timers_delta(), 1);
+}
+
+/// A minute's tumbling windows share one due time, so after the minute's
+/// first commit every window opened later has its timer due exactly at
+/// the bound, not after it. The commit that raised the bound knows every
+/// committed timer due there (it wrote them), so those timers are known
+/// new too, without a RocksDB read; a timer committed there is still
+/// read, and the counts stay exact.
+#[test]
+fn scheduling_timers_at_the_bound_a_commit_raised_reads_only_committed_ones() {
+    const KEYS: u64 = 2_000;
+    let key = |n: u64| format!("k{n:06}").into_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, mut t) = with_committed_timers(dir.path(), KEYS, 60);
+    // The minute's first commit: half the keys' windows, due at 120.
+    for n in 0..KEYS / 2 {
+        t.schedule(Domain::EventTime, &key(n), 120).unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    // The other half, some twice: due at the bound, new, no read.
+    let ((), gets) = rocksdb_gets(|| {
+        for n in (KEYS / 2..KEYS).chain(KEYS / 2..KEYS / 2 + KEYS / 4) {
+            t.schedule(Domain::EventTime, &key(n), 120).unwrap();
+        }
+    });
+    assert_eq!(gets, 0, "RocksDB point reads for new timers at the bound");
+    assert_eq!(t.timers_delta(), (KEYS / 2) as i64);
+    // One committed at the bound is read, and not new.
+    let ((), gets) = rocksdb_gets(|| t.schedule(Domain::EventTime, &key(5), 120).unwrap());
+    assert!(gets > 0);
+    assert_eq!(t.timers_delta(), (KEYS / 2) as i64);
+    // A commit at the same bound adds what it wrote.
+    t.commit(b"m", false).unwrap();
+    t.schedule(Domain::EventTime, &key(KEYS - 1), 120).unwrap();
+    assert_eq!(t.timers_delta(), 0);
+    // A timer cancelled at the bound and scheduled again is new.
+    t.cancel(Domain::EventTime, &key(7), 120).unwrap();
+    t.commit(b"m", false).unwrap();
+    t.schedule(Domain::EventTime, &key(7), 120).unwrap();
+    assert_eq!(t.timers_delta(), 1);
+    // Staged timers dropped: what the bound knew is forgotten, and the
+    // timers are read again.
+    t.discard();
+    let ((), gets) = rocksdb_gets(|| t.schedule(Domain::EventTime, &key(KEYS + 1), 120).unwrap());
+    assert!(gets > 0);
+    assert_eq!(t.timers_delta(), 1);
+    // A fresh task state reads its bound from RocksDB, not what is due
+    // there: it reads, and counts the committed timers as there.
+    let mut again = task(&db, "p", 0);
+    let ((), gets) = rocksdb_gets(|| again.schedule(Domain::EventTime, &key(9), 120).unwrap());
+    assert!(gets > 0);
+    assert_eq!(again.timers_delta(), 0);
 }

@@ -198,3 +198,47 @@ fn without_idle_advance_a_quiet_window_stays_open() {
         "{answer:#}"
     );
 }
+
+/// A close of more windows than one step fires (64 rounds of a batch's
+/// worth of timers: 256 with batches of 4 records) finishes without
+/// more input. The step used to leave the rest for the next record, so
+/// without idle advance the last windows stayed open until one came.
+#[test]
+fn a_close_of_more_windows_than_a_step_fires_finishes_without_more_input() {
+    const KEYS: i64 = 600;
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy_counts(&pipeline, &["--batch-records", "4"]);
+    // One record per key in the window [START, START + 1000), then one at
+    // START + 2000: stream time past every window's end plus grace.
+    let mut records: Vec<Input> = (0..KEYS).map(|i| (format!("k{i}"), START_MS + i)).collect();
+    records.push(("closer".to_string(), START_MS + 2000));
+    produce_at(&pipeline, "views", 0, &records);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let emitted = loop {
+        let emitted = emitted_windows(&pipeline.consume("counts"));
+        if emitted.len() as i64 >= KEYS {
+            break emitted;
+        }
+        if std::time::Instant::now() > deadline {
+            let status = pipeline.status("views-per-second");
+            panic!(
+                "{} of {KEYS} windows closed; status: {status:#}",
+                emitted.len()
+            );
+        }
+        super::pause(100);
+    };
+    assert_eq!(emitted.len() as i64, KEYS);
+    assert!(
+        emitted.values().all(|counts| counts == &vec![1]),
+        "{emitted:?}"
+    );
+    let status = wait_settled(&pipeline, "views-per-second", KEYS + 1);
+    // The closer's own window is the one left open.
+    assert_eq!(
+        status["partitions"][0]["stateful"]["timers_pending"], 1,
+        "{status:#}"
+    );
+}

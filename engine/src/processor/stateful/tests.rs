@@ -296,3 +296,128 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
     }
     assert_eq!(Scratch::task_figures(&task).keys, 4);
 }
+
+/// Schedules an event-time timer at 1 000 for each record stamped before
+/// it and writes `r` per record; `on-timer` writes `t` per timer.
+struct Closer;
+
+fn written(source: usize, value: &[u8]) -> Output {
+    Output {
+        source: source as u32,
+        topic: None,
+        payload: Payload::Emit(OutputRecord {
+            key: None,
+            value: Some(value.to_vec()),
+            headers: Vec::new(),
+            timestamp: None,
+        }),
+    }
+}
+
+impl Invoke for Closer {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let state = task.state.as_mut().expect("a stateful task");
+        let mut outputs = Vec::new();
+        for (index, record) in batch.records.iter().enumerate() {
+            if record.timestamp < 1_000 {
+                let key = record.key.clone().unwrap_or_default();
+                state
+                    .schedule(crate::state::Domain::EventTime, &key, 1_000)
+                    .map_err(|e| InvokeError::Host {
+                        message: e.to_string(),
+                    })?;
+            }
+            outputs.push(written(index, b"r"));
+        }
+        Ok(outputs)
+    }
+
+    fn on_timer(
+        &mut self,
+        timers: &[crate::processor::host::Timer],
+        _task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        Ok((0..timers.len()).map(|i| written(i, b"t")).collect())
+    }
+}
+
+/// A burst of due timers (a window close of many keys) no longer holds
+/// up the records behind it: while records wait, each step fires about as
+/// many timers as it processed records, and the rest once none wait.
+#[test]
+fn records_waiting_behind_a_burst_of_due_timers_are_not_held_up_by_all_of_it() {
+    use crate::processor::scratch::{Scratch, StatefulOptions};
+    use crate::processor::worker::TIMERS_WHILE_RECORDS_WAIT_MIN as MIN;
+    const KEYS: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    let factory: Factory = Arc::new(|| Ok(Box::new(Closer) as Box<dyn Invoke>));
+    let limits = Limits {
+        batch_records_max: 16,
+        ..Limits::default()
+    };
+    let options = StatefulOptions {
+        exactly_once: true,
+        commit_interval_ms: 0,
+    };
+    let mut task = scratch
+        .stateful_task("p", factory, limits, &[], options)
+        .unwrap();
+    let input = scratch.store.partition("in", 0).unwrap();
+    let append = |entries: Vec<build::Entry>| {
+        for chunk in entries.chunks(100) {
+            input
+                .append(&build::batch(chunk, Compression::None))
+                .unwrap();
+        }
+    };
+    // A timer per key, due at 1 000.
+    append(
+        (0..KEYS)
+            .map(|i| (Some(format!("k{i}").into_bytes()), None, i as i64))
+            .collect(),
+    );
+    while task.has_work() {
+        task.step().unwrap();
+    }
+    // 40 records past 1 000, all waiting when the first of them makes
+    // every timer due.
+    append(
+        (0..40)
+            .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
+            .collect(),
+    );
+    while task.has_work() {
+        task.step().unwrap();
+    }
+    let outputs = committed_records(&scratch.store, "out");
+    let mut runs: Vec<(Vec<u8>, usize)> = Vec::new();
+    for (_, value) in &outputs {
+        let value = value.as_ref().unwrap().to_vec();
+        match runs.last_mut() {
+            Some((last, count)) if *last == value => *count += 1,
+            _ => runs.push((value, 1)),
+        }
+    }
+    let runs: Vec<(&str, usize)> = runs
+        .iter()
+        .map(|(value, count)| (std::str::from_utf8(value).unwrap(), *count))
+        .collect();
+    // Steps of 16, 16 and 8 records; a share of the timers after each of
+    // the first two (records still waited), the rest after the last.
+    assert_eq!(
+        runs,
+        vec![
+            ("r", KEYS + 16),
+            ("t", MIN),
+            ("r", 16),
+            ("t", MIN),
+            ("r", 8),
+            ("t", KEYS - 2 * MIN),
+        ]
+    );
+}

@@ -13,8 +13,12 @@ use crate::processor::stateful::{InputMeta, InputStart};
 use crate::processor::status::{now_ms, PartitionStats};
 
 /// Rounds of due timers one step fires at most (a timer may schedule
-/// another that is due at once); the rest wait for the next step.
+/// another that is due at once); the rest fire in the next steps.
 const TIMER_ROUNDS_MAX: usize = 64;
+
+/// Timers a step fires, at least, when records are waiting behind them
+/// (see `fire_timers`).
+pub(crate) const TIMERS_WHILE_RECORDS_WAIT_MIN: usize = 64;
 
 /// How often a task reading its processor's repartition topic deletes the
 /// records it has committed.
@@ -156,6 +160,7 @@ impl PartitionTask {
             .inputs()
             .any(|input| self.rebuilding_until(input).is_some());
         let (mut ran, mut rebuilt) = (false, false);
+        let mut processed = 0;
         while budget > 0 && bytes_budget > 0 {
             let Some(after) = self.next_input() else {
                 break;
@@ -169,6 +174,7 @@ impl PartitionTask {
                 break;
             }
             budget = budget.saturating_sub(records.len() as u64);
+            processed += records.len();
             let bytes: u64 = records.iter().map(super::input_bytes).sum();
             bytes_budget = bytes_budget.saturating_sub(bytes);
             moved = true;
@@ -191,10 +197,10 @@ impl PartitionTask {
             self.advance_idle();
         }
         if stop.is_none() && rebuilding {
-            self.fire_timers(&mut Routed::default())?;
+            self.fire_timers(&mut Routed::default(), processed)?;
         } else if stop.is_none() {
             let before = routed.records;
-            self.fire_timers(&mut routed)?;
+            self.fire_timers(&mut routed, processed)?;
             PartitionStats::add(&self.input.stats.records_out, routed.records - before);
         }
         let out = routed.records;
@@ -400,10 +406,29 @@ impl PartitionTask {
     }
 
     /// Fires due timers: event-time ones up to stream time, then
-    /// processing-time ones up to now, round after round while any are due.
-    fn fire_timers(&mut self, routed: &mut Routed) -> Result<(), StepFailure> {
-        let limit = self.deployment.limits.batch_records_max as usize;
+    /// processing-time ones up to now, round after round while any are due,
+    /// in due order.
+    ///
+    /// A window close of many keys makes that many timers due at once
+    /// (100k windows: half a second of `on-timer` calls and commits), and
+    /// records arriving meanwhile waited behind all of it: that close was
+    /// the read_committed latency's p99. So while records wait, a step
+    /// fires about as many timers as it processed records (`processed`,
+    /// at least `TIMERS_WHILE_RECORDS_WAIT_MIN`) and leaves the rest to
+    /// the next steps; with none waiting, it fires rounds until one
+    /// arrives. Timers still fire in due order and after the batch that
+    /// reached them, only no longer all before the next batch: a plugin
+    /// tells closed from open by stream time, as the SDK's windows do.
+    fn fire_timers(&mut self, routed: &mut Routed, processed: usize) -> Result<(), StepFailure> {
+        let round_max = self.deployment.limits.batch_records_max as usize;
+        let share = processed.max(TIMERS_WHILE_RECORDS_WAIT_MIN);
+        let mut fired = 0;
         for _ in 0..TIMER_ROUNDS_MAX {
+            let limit = match share.checked_sub(fired).filter(|left| *left > 0) {
+                Some(left) => left.min(round_max),
+                None if self.records_waiting() => return Ok(()),
+                None => round_max,
+            };
             let stream_time = self.context.stream_time;
             let state = self.state_mut();
             let mut due = match stream_time {
@@ -419,11 +444,21 @@ impl PartitionTask {
             if due.is_empty() {
                 return Ok(());
             }
+            fired += due.len();
             if !self.fire(&due, routed)? {
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// Whether an input has records to process now.
+    fn records_waiting(&self) -> bool {
+        self.inputs().any(|input| {
+            self.store
+                .partition(&input.stats.topic, input.stats.partition)
+                .is_ok_and(|partition| input.has_work(partition.watermarks()))
+        })
     }
 
     /// One `on-timer` call: the timers are removed and the call's state
@@ -798,10 +833,13 @@ impl PartitionTask {
         {
             return true;
         }
-        match (stateful.next_event_timer, stateful.idle.advanced()) {
-            (Some(at), Some(advanced)) => at <= advanced,
-            _ => false,
-        }
+        // Due by stream time but not fired yet (more were due than the
+        // last step fired), or by idling.
+        let now = self.context.stream_time.max(stateful.idle.advanced());
+        stateful
+            .next_event_timer
+            .zip(now)
+            .is_some_and(|(at, now)| at <= now)
     }
 
     /// How long until a timer may come due without input, if ever.

@@ -245,8 +245,11 @@ pub(crate) struct Entries {
     free: Vec<u32>,
     /// The clock hand: the slot eviction looks at next.
     hand: usize,
-    /// Bytes counted against the cache.
+    /// Bytes counted against the cache: the entries', and `beside_bytes`.
     cached_bytes: usize,
+    /// Bytes the task holds beside its entries in the same share (its
+    /// timers' bookkeeping, see `TaskState`): entries make room for them.
+    beside_bytes: usize,
     /// Slots with a staged write, in the order they got it.
     dirty: Vec<u32>,
     /// `(slot, its staged write before)` per write since the savepoint.
@@ -277,6 +280,7 @@ impl Entries {
             free: Vec::new(),
             hand: 0,
             cached_bytes: 0,
+            beside_bytes: 0,
             dirty: Vec::new(),
             undo: CallUndo::default(),
             staged_bytes: 0,
@@ -644,7 +648,21 @@ impl Entries {
         self.ordered = None;
         self.hand = 0;
         self.staged_bytes = 0;
-        self.resize(self.cached_bytes, 0);
+        self.resize(self.cached_bytes, self.beside_bytes);
+    }
+
+    /// The bytes the task may hold beside its entries: half its share.
+    pub(crate) fn beside_bytes_max(&self) -> usize {
+        self.budget.share() / 2
+    }
+
+    /// Counts `bytes` held beside the entries (replacing what was counted
+    /// before), evicting entries to make room.
+    pub(crate) fn charge_beside(&mut self, bytes: usize) {
+        let before = self.beside_bytes;
+        self.beside_bytes = bytes;
+        self.resize(before, bytes);
+        self.shrink_to(self.budget.share());
     }
 
     /// Bytes this task's cache holds (keys, values, a per-entry overhead).
