@@ -424,10 +424,12 @@ impl PartitionTask {
         let share = processed.max(TIMERS_WHILE_RECORDS_WAIT_MIN);
         let mut fired = 0;
         for _ in 0..TIMER_ROUNDS_MAX {
-            let limit = match share.checked_sub(fired).filter(|left| *left > 0) {
-                Some(left) => left.min(round_max),
-                None if self.records_waiting() => return Ok(()),
-                None => round_max,
+            let limit = if fired < share {
+                (share - fired).min(round_max)
+            } else if self.records_waiting() {
+                return Ok(());
+            } else {
+                round_max
             };
             let stream_time = self.context.stream_time;
             let state = self.state_mut();
