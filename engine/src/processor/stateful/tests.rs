@@ -27,6 +27,20 @@ use crate::processor::status::PartitionStats;
 use crate::processor::worker::PartitionTask;
 use crate::state::{store_prefix, StateConfig, StateDb, TaskState};
 
+/// An output of the record or timer `source` writing `value`.
+fn written(source: usize, key: Option<Vec<u8>>, value: &[u8]) -> Output {
+    Output {
+        source: source as u32,
+        topic: None,
+        payload: Payload::Emit(OutputRecord {
+            key,
+            value: Some(value.to_vec()),
+            headers: Vec::new(),
+            timestamp: None,
+        }),
+    }
+}
+
 /// Counts records per key in store `counts` and writes the new count.
 struct Counter;
 
@@ -44,16 +58,11 @@ impl Invoke for Counter {
             let count = state.add(&prefix, &key, 1).map_err(|e| InvokeError::Host {
                 message: e.to_string(),
             })?;
-            outputs.push(Output {
-                source: index as u32,
-                topic: None,
-                payload: Payload::Emit(OutputRecord {
-                    key: Some(key.to_vec()),
-                    value: Some(count.to_string().into_bytes()),
-                    headers: Vec::new(),
-                    timestamp: None,
-                }),
-            });
+            outputs.push(written(
+                index,
+                Some(key.to_vec()),
+                count.to_string().as_bytes(),
+            ));
         }
         Ok(outputs)
     }
@@ -301,37 +310,19 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
 /// it and writes `r` per record; `on-timer` writes `t` per timer.
 struct Closer;
 
-fn written(source: usize, value: &[u8]) -> Output {
-    Output {
-        source: source as u32,
-        topic: None,
-        payload: Payload::Emit(OutputRecord {
-            key: None,
-            value: Some(value.to_vec()),
-            headers: Vec::new(),
-            timestamp: None,
-        }),
-    }
-}
-
 impl Invoke for Closer {
     fn process(
         &mut self,
         batch: Batch<'_>,
         task: &mut TaskContext,
     ) -> Result<Vec<Output>, InvokeError> {
-        let state = task.state.as_mut().expect("a stateful task");
         let mut outputs = Vec::new();
         for (index, record) in batch.records.iter().enumerate() {
             if record.timestamp < 1_000 {
                 let key = record.key.clone().unwrap_or_default();
-                state
-                    .schedule(crate::state::Domain::EventTime, &key, 1_000)
-                    .map_err(|e| InvokeError::Host {
-                        message: e.to_string(),
-                    })?;
+                crate::processor::scratch::NativeStore::schedule(task, &key, 1_000)?;
             }
-            outputs.push(written(index, b"r"));
+            outputs.push(written(index, None, b"r"));
         }
         Ok(outputs)
     }
@@ -341,7 +332,7 @@ impl Invoke for Closer {
         timers: &[crate::processor::host::Timer],
         _task: &mut TaskContext,
     ) -> Result<Vec<Output>, InvokeError> {
-        Ok((0..timers.len()).map(|i| written(i, b"t")).collect())
+        Ok((0..timers.len()).map(|i| written(i, None, b"t")).collect())
     }
 }
 
