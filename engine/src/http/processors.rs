@@ -44,8 +44,15 @@ impl IntoResponse for AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let body = Json(json!({ "error": self.to_string() }));
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }
 

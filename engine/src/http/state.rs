@@ -4,12 +4,15 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /v1/processors/{name}/stores/{store}/keys/{key}` | the key's value, its partition and that partition's committed position |
-//! | `GET /v1/processors/{name}/stores/{store}/keys?prefix=&from=&to=&limit=&partition=&cursor=` | a page of entries in key order, partition after partition, and a `cursor` for the next |
-//! | `GET /v1/processors/{name}/stores/{store}/windows/{key}?from=&to=&partition=` | the key's windows starting in `[from, to]` (milliseconds) |
+//! | `GET /v1/processors/{name}/stores/{store}/keys/{key}?partition=&stale=` | the key's value, its partition and that partition's committed position |
+//! | `GET /v1/processors/{name}/stores/{store}/keys?prefix=&from=&to=&limit=&partition=&cursor=&stale=` | a page of entries in key order, partition after partition, and a `cursor` for the next |
+//! | `GET /v1/processors/{name}/stores/{store}/windows/{key}?from=&to=&partition=&stale=` | the key's windows starting in `[from, to]` (milliseconds) |
 //!
 //! Values are shown as JSON when they are JSON (the SDK's typed values and
-//! counters), else as text or hex (`encoding` says which).
+//! counters), else as text or hex (`encoding` says which). A partition
+//! restoring its state from its changelog answers 503 with `Retry-After`
+//! (as does one rebuilding lost state from its input, unless `stale=true`):
+//! a key not found elsewhere may be there.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::processor::registry::query::ScanRequest;
+use crate::processor::registry::query::{Among, ScanRequest};
 use crate::processor::{AdminError, Processors};
 
 pub(crate) fn routes(processors: Arc<Processors>) -> Router {
@@ -37,6 +40,8 @@ pub(crate) fn routes(processors: Arc<Processors>) -> Router {
 #[serde(deny_unknown_fields)]
 struct KeyParams {
     partition: Option<i32>,
+    #[serde(default)]
+    stale: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +53,8 @@ struct ScanParams {
     limit: Option<usize>,
     partition: Option<i32>,
     cursor: Option<String>,
+    #[serde(default)]
+    stale: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +63,8 @@ struct WindowParams {
     from: Option<i64>,
     to: Option<i64>,
     partition: Option<i32>,
+    #[serde(default)]
+    stale: bool,
 }
 
 /// Runs a read of RocksDB off the async workers.
@@ -74,7 +83,11 @@ async fn key(
     Path((name, store, key)): Path<(String, String, String)>,
     Query(params): Query<KeyParams>,
 ) -> Response {
-    blocking(move || processors.query_key(&name, &store, key.as_bytes(), params.partition)).await
+    let among = Among {
+        partition: params.partition,
+        stale: params.stale,
+    };
+    blocking(move || processors.query_key(&name, &store, key.as_bytes(), among)).await
 }
 
 async fn scan(
@@ -92,6 +105,7 @@ async fn scan(
         limit: params.limit.unwrap_or(100),
         partition: params.partition,
         cursor: params.cursor,
+        stale: params.stale,
     };
     blocking(move || processors.query_scan(&name, &store, &request)).await
 }
@@ -105,8 +119,9 @@ async fn windows(
         params.from.unwrap_or(i64::MIN),
         params.to.unwrap_or(i64::MAX - 1),
     );
-    blocking(move || {
-        processors.query_windows(&name, &store, key.as_bytes(), range, params.partition)
-    })
-    .await
+    let among = Among {
+        partition: params.partition,
+        stale: params.stale,
+    };
+    blocking(move || processors.query_windows(&name, &store, key.as_bytes(), range, among)).await
 }

@@ -36,7 +36,7 @@ pub use keys::Domain;
 pub(crate) use keys::{
     from_ordered_i64, is_meta_suffix, ordered_i64, prefix_end, store_prefix, validate_store_name,
 };
-pub(crate) use query::Page;
+pub(crate) use query::{Committed, Page};
 pub(crate) use task::TaskState;
 pub use task::Timer;
 

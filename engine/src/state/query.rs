@@ -1,11 +1,14 @@
 //! Reads of committed state, for interactive queries and status: straight
 //! from RocksDB, which holds nothing but commits (staged writes live in
 //! each task), so an answer is always the state of a commit. A scan reads
-//! one RocksDB snapshot (its iterator's), never half of a commit.
+//! one RocksDB snapshot (its iterator's), never half of a commit; a
+//! [`Committed`] view reads a task's commit record, its restore marker and
+//! its entries from one snapshot, so an answer and the position it
+//! reports are of the same commit.
 
-use rocksdb::ReadOptions;
+use rocksdb::{ReadOptions, SnapshotWithThreadMode};
 
-use super::db::ProcessorState;
+use super::db::{Db, ProcessorState};
 use super::keys;
 use super::StateError;
 
@@ -48,24 +51,60 @@ impl ProcessorState {
         store: &str,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
-        keys::validate_store_name(store)?;
+        self.get_at(None, task, store, key)
+    }
+
+    /// `task`'s committed state as of now, read from one snapshot.
+    pub(crate) fn committed(&self, task: u32) -> Committed<'_> {
+        Committed {
+            state: self,
+            snapshot: self.db.db().snapshot(),
+            task,
+        }
+    }
+
+    /// Read options at `snapshot` (the latest state without one).
+    fn read_options(snapshot: Option<&Snapshot<'_>>) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        if let Some(snapshot) = snapshot {
+            options.set_snapshot(snapshot);
+        }
+        options
+    }
+
+    fn get_raw(
+        &self,
+        snapshot: Option<&Snapshot<'_>>,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
         let family = self.family()?;
-        let full = keys::entry(&keys::store_prefix(task, store), key);
         Ok(self
             .db
             .db()
-            .get_pinned_cf(&family, full)?
+            .get_pinned_cf_opt(&family, key, &Self::read_options(snapshot))?
             .map(|value| value.to_vec()))
     }
 
-    /// Committed entries of `store` in `task` with `start <= key < end`, at
-    /// most `limit` (and `state.scan_entries_max`).
-    pub(crate) fn scan_committed(
+    fn get_at(
         &self,
+        snapshot: Option<&Snapshot<'_>>,
         task: u32,
         store: &str,
-        start: &[u8],
-        end: Option<&[u8]>,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        keys::validate_store_name(store)?;
+        self.get_raw(
+            snapshot,
+            &keys::entry(&keys::store_prefix(task, store), key),
+        )
+    }
+
+    fn scan_at(
+        &self,
+        snapshot: &Snapshot<'_>,
+        task: u32,
+        store: &str,
+        (start, end): (&[u8], Option<&[u8]>),
         limit: usize,
     ) -> Result<Page, StateError> {
         keys::validate_store_name(store)?;
@@ -77,7 +116,7 @@ impl ProcessorState {
             None => keys::prefix_end(&prefix),
         };
         let family = self.family()?;
-        let mut options = ReadOptions::default();
+        let mut options = Self::read_options(Some(snapshot));
         if let Some(to) = to {
             options.set_iterate_upper_bound(to);
         }
@@ -99,12 +138,7 @@ impl ProcessorState {
 
     /// The committed metadata record of `task`.
     pub(crate) fn meta(&self, task: u32) -> Result<Option<Vec<u8>>, StateError> {
-        let family = self.family()?;
-        Ok(self
-            .db
-            .db()
-            .get_pinned_cf(&family, keys::meta(task))?
-            .map(|value| value.to_vec()))
+        self.get_raw(None, &keys::meta(task))
     }
 
     /// Every task's metadata record, by task: one seek per task, whatever
@@ -166,5 +200,52 @@ impl ProcessorState {
             .db()
             .get_approximate_sizes_cf(&family, &[rocksdb::Range::new(&start, &end)]);
         Ok(sizes.first().copied().unwrap_or(0))
+    }
+}
+
+type Snapshot<'a> = SnapshotWithThreadMode<'a, Db>;
+
+/// One task's committed state at one instant (a RocksDB snapshot, held
+/// while the view lives: a query's few reads, never longer).
+pub(crate) struct Committed<'a> {
+    state: &'a ProcessorState,
+    snapshot: Snapshot<'a>,
+    task: u32,
+}
+
+impl Committed<'_> {
+    /// The task's commit record.
+    pub(crate) fn meta(&self) -> Result<Option<Vec<u8>>, StateError> {
+        self.state
+            .get_raw(Some(&self.snapshot), &keys::meta(self.task))
+    }
+
+    /// Whether a restore from the changelog is under way (or was
+    /// interrupted): the task's entries are then incomplete and of no
+    /// commit.
+    pub(crate) fn restoring(&self) -> Result<bool, StateError> {
+        Ok(self
+            .state
+            .get_raw(Some(&self.snapshot), &keys::restoring(self.task))?
+            .is_some())
+    }
+
+    /// The value at `key` of `store`.
+    pub(crate) fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state
+            .get_at(Some(&self.snapshot), self.task, store, key)
+    }
+
+    /// Entries of `store` with `start <= key < end`, at most `limit` (and
+    /// `state.scan_entries_max`).
+    pub(crate) fn scan(
+        &self,
+        store: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page, StateError> {
+        self.state
+            .scan_at(&self.snapshot, self.task, store, (start, end), limit)
     }
 }

@@ -121,15 +121,29 @@ fn scans_merge_staged_writes_over_committed_state_in_pages() {
     assert_eq!(keys_of(&page), vec!["bb", "c"]);
     // Committed reads see the last commit only.
     let committed = db.existing("p").unwrap();
-    let page = committed
-        .scan_committed(3, "counts", b"", None, 10)
-        .unwrap();
+    let view = committed.committed(3);
+    let page = view.scan("counts", b"", None, 10).unwrap();
     assert_eq!(keys_of(&page), vec!["a", "b", "c", "d"]);
     // Another task's state is not visible.
     let page = committed
-        .scan_committed(2, "counts", b"", None, 10)
+        .committed(2)
+        .scan("counts", b"", None, 10)
         .unwrap();
     assert!(page.entries.is_empty());
+    // A view is one instant: a commit after it changes none of its reads,
+    // the commit record included, so an answer and its position agree.
+    t.commit(b"m2", false).unwrap();
+    assert_eq!(view.meta().unwrap(), Some(b"m".to_vec()));
+    assert_eq!(view.get("counts", b"b").unwrap(), Some(b"b".to_vec()));
+    assert_eq!(view.get("counts", b"bb").unwrap(), None);
+    let page = view.scan("counts", b"", None, 10).unwrap();
+    assert_eq!(keys_of(&page), vec!["a", "b", "c", "d"]);
+    assert!(!view.restoring().unwrap());
+    let now = committed.committed(3);
+    assert_eq!(now.meta().unwrap(), Some(b"m2".to_vec()));
+    assert_eq!(now.get("counts", b"b").unwrap(), None);
+    let page = now.scan("counts", b"", None, 10).unwrap();
+    assert_eq!(keys_of(&page), vec!["a", "bb", "c", "d"]);
 }
 
 #[test]

@@ -129,11 +129,21 @@ impl Pipeline {
     /// (to plant what an older broker or a damaged disk left), and starts
     /// it again on the same directory and Kafka address.
     pub(crate) fn restart_after(&mut self, edit: impl FnOnce(&Path)) {
+        self.restart_after_with_env(&[], edit);
+    }
+
+    /// [`Pipeline::restart_after`], the new broker with `env` added to its
+    /// environment (a test hold point, say).
+    pub(crate) fn restart_after_with_env(
+        &mut self,
+        env: &[(&str, &str)],
+        edit: impl FnOnce(&Path),
+    ) {
         let kafka = self.broker.kafka;
         let status = self.broker.stop_with("TERM", Duration::from_secs(10));
         assert!(status.success(), "exit after SIGTERM: {status:?}");
         edit(&self.dir.path().join("data"));
-        self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
+        self.broker = Self::spawn_with_env(self.dir.path(), &kafka.to_string(), env);
     }
 
     /// Kills the broker with SIGKILL, calls `edit` with its data directory

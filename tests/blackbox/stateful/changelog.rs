@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::windows::traffic;
 use super::{
-    emitted_windows, get_json, input_log, pause, produce_at, wait_settled, Random, WindowOracle,
+    emitted_windows, get_json, input_log, pause, produce_at, wait_answer, wait_settled, Random,
+    WindowOracle,
 };
 use crate::processors::Pipeline;
 
@@ -171,6 +172,75 @@ fn a_deleted_state_folder_is_restored_from_the_changelog_without_reprocessing() 
     total += produce_more(&pipeline, &mut random, &mut next, 1_000);
     wait_settled(&pipeline, "counter", total);
     assert_exact(&pipeline);
+}
+
+#[test]
+fn a_partition_restoring_its_state_answers_queries_503_until_the_restore_is_whole() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("views", 2);
+    pipeline.create_topic("counts", 2);
+    deploy(&pipeline);
+    let (mut random, mut next) = (Random::new(5), [0; 2]);
+    let total = produce_more(&pipeline, &mut random, &mut next, 1_000);
+    let settled = wait_settled(&pipeline, "counter", total);
+    let before = get_json(&pipeline, SCAN).1;
+    let oracle = WindowOracle::compute(&input_log(&pipeline, "views"), 1000, 0);
+    let (key, _) = oracle.open.keys().next().expect("an open window").clone();
+    let windows = format!("/v1/processors/counter/stores/counts/windows/{key}");
+    let windows_before = get_json(&pipeline, &windows).1;
+    assert!(
+        windows_before["windows"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{windows_before:#}"
+    );
+    let missing = "/v1/processors/counter/stores/counts/keys/no-such-key";
+    assert_eq!(get_json(&pipeline, missing).0, 404);
+
+    // Each partition's restore holds with every entry written and its
+    // marker still there: the entries are all in RocksDB, their commit
+    // record is not.
+    let hold_dir = tempfile::tempdir().unwrap();
+    let hold = hold_dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let env = format!("before-restore-finish:{}", hold.display());
+    pipeline.restart_after_with_env(&[("SLUICE_TEST_HOLD", &env)], |data| {
+        std::fs::remove_dir_all(data.join("state")).unwrap()
+    });
+    for partition in 0..2 {
+        let answer = wait_answer(&pipeline, &format!("{SCAN}&partition={partition}"), 503);
+        let expected = format!("partition {partition} of processor counter is restoring its state");
+        assert!(
+            answer["error"].as_str().unwrap().contains(&expected),
+            "{answer:#}"
+        );
+    }
+    // A key found nowhere else may be in a restoring partition: not a 404.
+    let (code, answer) = get_json(&pipeline, missing);
+    assert_eq!(code, 503, "{answer:#}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("partition 0") && error.contains("partition 1"),
+        "{error}"
+    );
+    assert_eq!(get_json(&pipeline, &windows).0, 503);
+    // A restore's entries so far are of no commit: not even stale answers.
+    assert_eq!(get_json(&pipeline, &format!("{windows}?stale=true")).0, 503);
+    let output = pipeline.sluice(&["processor", "state", "windows", "counter", "counts", &key]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("restoring its state from its changelog"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_restored(&pipeline, 2);
+    assert_eq!(committed_figures(&status), committed_figures(&settled));
+    // The same entries, and the same positions, as before the loss.
+    assert_eq!(get_json(&pipeline, SCAN).1, before);
+    assert_eq!(get_json(&pipeline, &windows).1, windows_before);
+    assert_eq!(get_json(&pipeline, missing).0, 404);
 }
 
 #[test]

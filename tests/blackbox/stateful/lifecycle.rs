@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{get_json, produce_at, wait_settled, Input};
+use super::{get_json, produce_at, wait_answer, wait_settled, Input};
 use crate::processors::Pipeline;
 
 const START_MS: i64 = 1_767_225_600_000;
@@ -269,6 +269,72 @@ fn a_deleted_state_folder_is_rebuilt_from_the_input_without_repeating_outputs() 
     let emitted: std::collections::BTreeMap<_, _> =
         emitted.into_iter().map(|(k, c)| (k, c[0])).collect();
     assert_eq!(emitted, oracle.closed);
+}
+
+#[test]
+fn a_partition_rebuilding_lost_state_answers_503_unless_stale_answers_are_asked_for() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("views", 2);
+    pipeline.create_topic("counts", 2);
+    deploy(&pipeline, &[]);
+    produce_at(&pipeline, "views", 0, &records("a", 30));
+    produce_at(&pipeline, "views", 1, &records("b", 20));
+    wait_settled(&pipeline, "counter", 50);
+    assert_eq!(window_count(&pipeline, "a"), Some(30));
+
+    // Each partition holds right after the commit that starts its rebuild.
+    let hold_dir = tempfile::tempdir().unwrap();
+    let hold = hold_dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let env = format!("rebuild-start:{}", hold.display());
+    pipeline.restart_after_with_env(&[("SLUICE_TEST_HOLD", &env)], |data| {
+        std::fs::remove_dir_all(data.join("state")).unwrap()
+    });
+    let windows = "/v1/processors/counter/stores/counts/windows/a?partition=0";
+    let answer = wait_answer(&pipeline, windows, 503);
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "partition 0 of processor counter is rebuilding lost state by processing views \
+             again, at offset 0 of 30"
+        ),
+        "{error}"
+    );
+    // Stale answers: the state as of where the rebuild is (nothing yet).
+    let scan = "/v1/processors/counter/stores/counts/keys?partition=0";
+    assert_eq!(get_json(&pipeline, scan).0, 503);
+    let (code, answer) = get_json(&pipeline, &format!("{scan}&stale=true"));
+    assert_eq!(code, 200, "{answer:#}");
+    assert_eq!(answer["entries"], serde_json::json!([]), "{answer:#}");
+    assert_eq!(answer["positions"][0]["offset"], 0, "{answer:#}");
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["processor", "state", "scan", "counter", "counts"];
+        args.extend_from_slice(extra);
+        pipeline.sluice(&args)
+    };
+    let refused = cli(&["--partition", "0"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("rebuilding lost state"), "{stderr}");
+    let stale = cli(&["--partition", "0", "--stale"]);
+    assert!(
+        stale.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    pipeline.wait_for("counter", "the state rebuilt", |s| {
+        s["partitions"].as_array().is_some_and(|ps| {
+            ps.len() == 2
+                && ps.iter().all(|p| {
+                    p["stateful"]["commits"].as_u64() > Some(0)
+                        && p["stateful"].get("rebuilding_until").is_none()
+                })
+        })
+    });
+    assert_eq!(window_count(&pipeline, "a"), Some(30));
+    assert_eq!(get_json(&pipeline, scan).0, 200);
 }
 
 #[test]

@@ -175,6 +175,23 @@ pub(crate) fn get_json(pipeline: &Pipeline, path: &str) -> (u16, Value) {
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// Polls a query until it answers `code` (a partition that begins to
+/// restore, say); returns that answer.
+pub(crate) fn wait_answer(pipeline: &Pipeline, path: &str, code: u16) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (got, answer) = get_json(pipeline, path);
+        if got == code {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {code} from {path}; last answer {got}: {answer:#}"
+        );
+        pause(20);
+    }
+}
+
 /// Waits until the processor has committed every one of the `records`
 /// input records (offsets are record counts: the inputs are not
 /// transactional), so its outputs are committed too.

@@ -48,6 +48,10 @@ pub(crate) struct GetArgs {
     /// Look only in this input partition.
     #[arg(long)]
     partition: Option<i32>,
+    /// Also answer from partitions rebuilding lost state by processing
+    /// their input again (as of how far they got), instead of failing.
+    #[arg(long)]
+    stale: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -73,6 +77,10 @@ pub(crate) struct ScanArgs {
     /// Only this input partition.
     #[arg(long)]
     partition: Option<i32>,
+    /// Also answer from partitions rebuilding lost state by processing
+    /// their input again (as of how far they got), instead of failing.
+    #[arg(long)]
+    stale: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -91,6 +99,13 @@ pub(crate) struct WindowsArgs {
     /// Windows starting at or before this time.
     #[arg(long)]
     to_ms: Option<i64>,
+    /// Look only in this input partition.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Also answer from partitions rebuilding lost state by processing
+    /// their input again (as of how far they got), instead of failing.
+    #[arg(long)]
+    stale: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -125,10 +140,19 @@ fn value_text(answer: &Value) -> String {
 
 async fn get(args: GetArgs) -> Result<()> {
     let admin = Admin::from_args(&args.admin)?;
-    let mut path = format!("{}/keys/{}", store_path(&args.target), encode(&args.key));
+    let mut query = Vec::new();
     if let Some(partition) = args.partition {
-        path.push_str(&format!("?partition={partition}"));
+        query.push(format!("partition={partition}"));
     }
+    if args.stale {
+        query.push("stale=true".to_string());
+    }
+    let path = format!(
+        "{}/keys/{}?{}",
+        store_path(&args.target),
+        encode(&args.key),
+        query.join("&")
+    );
     let answer = admin.send(admin.request(Method::GET, &path)).await?;
     match args.format {
         OutputFormat::Json => emit(&pretty(&answer)?),
@@ -153,6 +177,9 @@ async fn scan(args: ScanArgs) -> Result<()> {
         }
         if let Some(partition) = args.partition {
             query.push(format!("partition={partition}"));
+        }
+        if args.stale {
+            query.push("stale=true".to_string());
         }
         if let Some(cursor) = &cursor {
             query.push(format!("cursor={}", encode(cursor)));
@@ -187,6 +214,12 @@ async fn windows(args: WindowsArgs) -> Result<()> {
     }
     if let Some(to) = args.to_ms {
         query.push(format!("to={to}"));
+    }
+    if let Some(partition) = args.partition {
+        query.push(format!("partition={partition}"));
+    }
+    if args.stale {
+        query.push("stale=true".to_string());
     }
     let path = format!(
         "{}/windows/{}?{}",

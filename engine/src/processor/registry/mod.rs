@@ -51,6 +51,10 @@ pub(crate) enum AdminError {
     /// The broker failed (500).
     #[error("{0}")]
     Internal(String),
+    /// Not answerable now, but soon without the caller doing anything (a
+    /// partition's state being restored) (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn internal(error: impl std::fmt::Display) -> AdminError {

@@ -6,13 +6,21 @@
 //!
 //! A key is looked up in every partition's state (the plugin may keep
 //! state under keys other than the input's key); `partition` narrows it.
+//!
+//! Each partition is read from one RocksDB snapshot, so an answer and the
+//! position it reports are of the same commit. A partition whose state is
+//! being restored from its changelog does not answer (its entries are
+//! incomplete and of no commit): 503, retry. Nor, unless the caller asks
+//! for `stale` answers, does one rebuilding lost state by processing its
+//! input again: its commits are whole, but of an input position behind
+//! what it answered before the loss.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{hex, internal, not_found, AdminError, Processors};
 use crate::processor::stateful::TaskMeta;
-use crate::state::{ProcessorState, StateError};
+use crate::state::{Committed, ProcessorState, StateError};
 
 /// A task whose state a query reads.
 #[derive(Debug, Clone)]
@@ -131,6 +139,23 @@ pub(crate) struct ScanRequest {
     pub(crate) limit: usize,
     pub(crate) partition: Option<i32>,
     pub(crate) cursor: Option<String>,
+    /// Also answer from partitions rebuilding lost state.
+    pub(crate) stale: bool,
+}
+
+/// Which partitions a key or window query reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Among {
+    /// Only this one.
+    pub(crate) partition: Option<i32>,
+    /// Also those rebuilding lost state.
+    pub(crate) stale: bool,
+}
+
+/// A partition's committed state, readable, and the position it is at.
+struct Readable<'a> {
+    view: Committed<'a>,
+    position: Position,
 }
 
 fn storage(error: StateError) -> AdminError {
@@ -182,9 +207,54 @@ impl Processors {
         Ok((state, tasks))
     }
 
-    fn position(state: &ProcessorState, at: &Task) -> Result<Position, AdminError> {
-        let meta = state.meta(at.task).map_err(storage)?;
+    /// `at`'s committed state if it answers queries now, else why not.
+    fn readable<'a>(
+        name: &str,
+        state: &'a ProcessorState,
+        at: &Task,
+        stale: bool,
+    ) -> Result<Result<Readable<'a>, String>, AdminError> {
+        let view = state.committed(at.task);
+        if view.restoring().map_err(storage)? {
+            return Ok(Err(format!(
+                "partition {} of processor {name} is restoring its state from its changelog \
+                 and answers once that is done (`sluice processor status {name}` shows the \
+                 progress)",
+                at.partition
+            )));
+        }
+        let meta = view.meta().map_err(storage)?;
         let meta = meta.and_then(|bytes| TaskMeta::decode(&bytes).ok());
+        let rebuilding = meta.as_ref().and_then(|m| {
+            m.inputs.iter().find_map(|input| {
+                let until = input
+                    .rebuild_until
+                    .filter(|until| input.position < *until)?;
+                Some((input, until))
+            })
+        });
+        if let (Some((input, until)), false) = (rebuilding, stale) {
+            let topic = match input.topic.as_str() {
+                "" => at.topics[0].as_str(),
+                topic => topic,
+            };
+            return Ok(Err(format!(
+                "partition {} of processor {name} is rebuilding lost state by processing \
+                 {topic} again, at offset {} of {until}; ask with stale=true for its state \
+                 as of that offset",
+                at.partition, input.position
+            )));
+        }
+        let position = Self::position(meta, at);
+        Ok(Ok(Readable { view, position }))
+    }
+
+    /// 503 for the partitions in `unavailable` (why each cannot answer).
+    fn unavailable(unavailable: Vec<String>) -> AdminError {
+        AdminError::Unavailable(unavailable.join("; "))
+    }
+
+    fn position(meta: Option<TaskMeta>, at: &Task) -> Position {
         let offset = |index: usize| {
             meta.as_ref()
                 .and_then(|m| m.input(&at.topics[index], index == 0))
@@ -200,13 +270,13 @@ impl Processors {
         } else {
             Vec::new()
         };
-        Ok(Position {
+        Position {
             topic: at.topics[0].clone(),
             partition: at.partition,
             offset: offset(0),
             stream_time: meta.and_then(|m| m.stream_time),
             inputs,
-        })
+        }
     }
 
     /// The committed value of `key` in `store`.
@@ -215,21 +285,33 @@ impl Processors {
         name: &str,
         store: &str,
         key: &[u8],
-        partition: Option<i32>,
+        among: Among,
     ) -> Result<KeyAnswer, AdminError> {
         let (state, tasks) = self.queried(name, store)?;
+        let mut unavailable = Vec::new();
         for at in tasks {
-            if partition.is_some_and(|p| p != at.partition) {
+            if among.partition.is_some_and(|p| p != at.partition) {
                 continue;
             }
-            if let Some(value) = state.get_committed(at.task, store, key).map_err(storage)? {
+            let readable = match Self::readable(name, &state, &at, among.stale)? {
+                Ok(readable) => readable,
+                Err(why) => {
+                    unavailable.push(why);
+                    continue;
+                }
+            };
+            if let Some(value) = readable.view.get(store, key).map_err(storage)? {
                 return Ok(KeyAnswer {
                     key: show_key(key),
                     partition: at.partition,
                     value: render(&value),
-                    position: Self::position(&state, &at)?,
+                    position: readable.position,
                 });
             }
+        }
+        // Not found where it could be looked for: it may be where it could not.
+        if !unavailable.is_empty() {
+            return Err(Self::unavailable(unavailable));
         }
         Err(AdminError::NotFound(format!(
             "key {:?} is not in store {store} of processor {name}",
@@ -258,11 +340,16 @@ impl Processors {
             if request.partition.is_some_and(|p| p != at.partition) || index < from_index {
                 continue;
             }
-            answer.positions.push(Self::position(&state, at)?);
+            // A partition that cannot answer fails the page: the same
+            // cursor asks again.
+            let readable = Self::readable(name, &state, at, request.stale)?
+                .map_err(|why| Self::unavailable(vec![why]))?;
+            answer.positions.push(readable.position);
             let first = start.take().unwrap_or_else(|| low.clone());
             let room = limit - answer.entries.len();
-            let page = state
-                .scan_committed(at.task, store, &first, high.as_deref(), room)
+            let page = readable
+                .view
+                .scan(store, &first, high.as_deref(), room)
                 .map_err(storage)?;
             answer
                 .entries
@@ -292,7 +379,7 @@ impl Processors {
         store: &str,
         key: &[u8],
         (from, to): (i64, i64),
-        partition: Option<i32>,
+        among: Among,
     ) -> Result<WindowsAnswer, AdminError> {
         let (state, tasks) = self.queried(name, store)?;
         let mut prefix = (key.len() as u32).to_be_bytes().to_vec();
@@ -307,12 +394,21 @@ impl Processors {
             windows: Vec::new(),
             positions: Vec::new(),
         };
+        let mut unavailable = Vec::new();
         for at in tasks {
-            if partition.is_some_and(|p| p != at.partition) {
+            if among.partition.is_some_and(|p| p != at.partition) {
                 continue;
             }
-            let page = state
-                .scan_committed(at.task, store, &start, Some(&end), QUERY_ENTRIES_MAX)
+            let readable = match Self::readable(name, &state, &at, among.stale)? {
+                Ok(readable) => readable,
+                Err(why) => {
+                    unavailable.push(why);
+                    continue;
+                }
+            };
+            let page = readable
+                .view
+                .scan(store, &start, Some(&end), QUERY_ENTRIES_MAX)
                 .map_err(storage)?;
             let windows: Vec<Window> = page
                 .entries
@@ -329,10 +425,13 @@ impl Processors {
                 .collect();
             if !windows.is_empty() {
                 answer.partition = Some(at.partition);
-                answer.positions.push(Self::position(&state, &at)?);
+                answer.positions.push(readable.position);
                 answer.windows = windows;
                 return Ok(answer);
             }
+        }
+        if !unavailable.is_empty() {
+            return Err(Self::unavailable(unavailable));
         }
         Ok(answer)
     }

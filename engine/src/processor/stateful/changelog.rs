@@ -233,6 +233,7 @@ impl Changelog {
         // fresh producer id, also after a crash before it runs (it ends
         // this producer's open transactions first, with their own epochs).
         meta.producer_epoch = i16::MAX;
+        super::hold_point("before-restore-finish");
         state
             .finish_restore(&meta.encode())
             .map_err(|e| format!("restoring from {}: {e}", self.topic))?;

@@ -227,6 +227,13 @@ impl Stateful {
         state
             .commit(&meta.encode(), true)
             .map_err(|e| format!("recording the task's new epoch failed: {e}"))?;
+        if meta
+            .inputs
+            .iter()
+            .any(|input| input.rebuild_until.is_some())
+        {
+            hold_point("rebuild-start");
+        }
         self.idle.reset(meta.stream_time);
         self.meta = meta;
         self.dirty_since = None;
@@ -366,6 +373,36 @@ pub(crate) fn crash_point_after(point: &str, before: impl FnOnce()) {
     }
     #[cfg(not(debug_assertions))]
     let _ = (point, before);
+}
+
+/// A deterministic pause for black-box tests of what a partition answers
+/// while it restores or rebuilds its state: with
+/// `SLUICE_TEST_HOLD=<point>:<file>` in its environment, a broker's
+/// processor task that reaches `<point>` waits there while `<file>` exists
+/// (polled every 10 ms, for at most five minutes, so a test that fails
+/// before removing it cannot hang a broker for good). Points:
+/// `before-restore-finish` (every entry of a restore from the changelog
+/// written, its marker still there) and `rebuild-start` (the recovery's
+/// commit that starts rebuilding lost state from the input). Debug builds
+/// only: a release binary never reads the variable.
+pub(crate) fn hold_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(file) = std::env::var("SLUICE_TEST_HOLD")
+        .ok()
+        .and_then(|value| Some(value.strip_prefix(point)?.strip_prefix(':')?.to_string()))
+    {
+        tracing::warn!(
+            point,
+            file,
+            "SLUICE_TEST_HOLD: holding while the file exists"
+        );
+        let until = Instant::now() + Duration::from_secs(300);
+        while std::path::Path::new(&file).exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
 }
 
 /// Stream time from the wall clock while the input is idle
