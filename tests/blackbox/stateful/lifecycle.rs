@@ -282,23 +282,36 @@ fn a_partition_rebuilding_lost_state_answers_503_unless_stale_answers_are_asked_
     wait_settled(&pipeline, "counter", 50);
     assert_eq!(window_count(&pipeline, "a"), Some(30));
 
-    // Each partition holds right after the commit that starts its rebuild.
+    // Each partition holds before it looks at its state, then right after
+    // the commit that starts its rebuild.
     let hold_dir = tempfile::tempdir().unwrap();
-    let hold = hold_dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
-    let env = format!("rebuild-start:{}", hold.display());
+    let (starting, rebuilding) = (
+        hold_dir.path().join("start"),
+        hold_dir.path().join("rebuild"),
+    );
+    std::fs::write(&starting, b"").unwrap();
+    std::fs::write(&rebuilding, b"").unwrap();
+    let env = format!(
+        "before-recovery:{},rebuild-start:{}",
+        starting.display(),
+        rebuilding.display()
+    );
     pipeline.restart_after_with_env(&[("SLUICE_TEST_HOLD", &env)], |data| {
         std::fs::remove_dir_all(data.join("state")).unwrap()
     });
-    let windows = "/v1/processors/counter/stores/counts/windows/a?partition=0";
-    let answer = wait_answer(&pipeline, windows, 503);
+    // Not yet begun: what it had is not "not found".
+    let (code, answer) = get_json(&pipeline, "/v1/processors/counter/stores/counts/windows/a");
+    assert_eq!(code, 503, "{answer:#}");
     let error = answer["error"].as_str().unwrap();
-    assert!(
-        error.contains(
-            "partition 0 of processor counter is rebuilding lost state by processing views \
-             again, at offset 0 of 30"
-        ),
-        "{error}"
+    assert!(error.contains("has not begun to rebuild it yet"), "{error}");
+    std::fs::remove_file(&starting).unwrap();
+    let windows = "/v1/processors/counter/stores/counts/windows/a?partition=0";
+    wait_answer(
+        &pipeline,
+        windows,
+        503,
+        "partition 0 of processor counter is rebuilding lost state by processing views again, \
+         at offset 0 of 30",
     );
     // Stale answers: the state as of where the rebuild is (nothing yet).
     let scan = "/v1/processors/counter/stores/counts/keys?partition=0";
@@ -323,7 +336,7 @@ fn a_partition_rebuilding_lost_state_answers_503_unless_stale_answers_are_asked_
         String::from_utf8_lossy(&stale.stderr)
     );
 
-    std::fs::remove_file(&hold).unwrap();
+    std::fs::remove_file(&rebuilding).unwrap();
     pipeline.wait_for("counter", "the state rebuilt", |s| {
         s["partitions"].as_array().is_some_and(|ps| {
             ps.len() == 2

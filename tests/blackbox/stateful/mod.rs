@@ -175,18 +175,18 @@ pub(crate) fn get_json(pipeline: &Pipeline, path: &str) -> (u16, Value) {
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-/// Polls a query until it answers `code` (a partition that begins to
-/// restore, say); returns that answer.
-pub(crate) fn wait_answer(pipeline: &Pipeline, path: &str, code: u16) -> Value {
+/// Polls a query until it answers `code` with `text` in its body (a
+/// partition that begins to restore, say); returns that answer.
+pub(crate) fn wait_answer(pipeline: &Pipeline, path: &str, code: u16, text: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (got, answer) = get_json(pipeline, path);
-        if got == code {
+        if got == code && answer.to_string().contains(text) {
             return answer;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {code} from {path}; last answer {got}: {answer:#}"
+            "timed out waiting for {code} with {text:?} from {path}; last answer {got}: {answer:#}"
         );
         pause(20);
     }

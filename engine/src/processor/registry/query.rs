@@ -29,6 +29,9 @@ struct Task {
     topics: Vec<String>,
     partition: i32,
     task: u32,
+    /// The processor was resumed without its state: a task with no commit
+    /// record has not begun to rebuild or restore it yet.
+    lost: bool,
 }
 
 /// Entries one scan answers at most, whatever `limit` asks.
@@ -176,6 +179,7 @@ impl Processors {
     /// it: the input's, then the repartition topic's.
     fn queried(&self, name: &str, store: &str) -> Result<(ProcessorState, Vec<Task>), AdminError> {
         let running = self.get(name)?;
+        let lost = running.state_lost;
         let deployment = &running.deployment;
         if !deployment.stores.iter().any(|s| s == store) {
             return Err(AdminError::NotFound(format!(
@@ -187,7 +191,15 @@ impl Processors {
                 }
             )));
         }
-        let state = self.state.existing(name).ok_or_else(|| not_found(name))?;
+        let state = match self.state.existing(name) {
+            Some(state) => state,
+            None if lost => {
+                return Err(AdminError::Unavailable(format!(
+                    "processor {name} lost its state and has not begun to rebuild it yet"
+                )))
+            }
+            None => return Err(not_found(name)),
+        };
         let mut tasks = Vec::new();
         let repartition = deployment.repartition_topic();
         for topics in [deployment.inputs.clone(), vec![repartition]] {
@@ -201,6 +213,7 @@ impl Processors {
                     task: deployment.task_id(&topics[0], partition),
                     topics: topics.clone(),
                     partition,
+                    lost,
                 });
             }
         }
@@ -224,6 +237,13 @@ impl Processors {
             )));
         }
         let meta = view.meta().map_err(storage)?;
+        if meta.is_none() && at.lost {
+            return Ok(Err(format!(
+                "partition {} of processor {name} lost its state and has not begun to \
+                 rebuild it yet",
+                at.partition
+            )));
+        }
         let meta = meta.and_then(|bytes| TaskMeta::decode(&bytes).ok());
         let rebuilding = meta.as_ref().and_then(|m| {
             m.inputs.iter().find_map(|input| {

@@ -176,6 +176,7 @@ impl Stateful {
         outputs: &[String],
         inputs: &[InputStart<'_>],
     ) -> Result<(), String> {
+        hold_point("before-recovery");
         state.discard();
         if let Some(changelog) = &self.changelog {
             changelog.ensure(state)?;
@@ -377,20 +378,22 @@ pub(crate) fn crash_point_after(point: &str, before: impl FnOnce()) {
 
 /// A deterministic pause for black-box tests of what a partition answers
 /// while it restores or rebuilds its state: with
-/// `SLUICE_TEST_HOLD=<point>:<file>` in its environment, a broker's
-/// processor task that reaches `<point>` waits there while `<file>` exists
-/// (polled every 10 ms, for at most five minutes, so a test that fails
-/// before removing it cannot hang a broker for good). Points:
+/// `SLUICE_TEST_HOLD=<point>:<file>[,<point>:<file>…]` in its environment,
+/// a broker's processor task that reaches `<point>` waits there while
+/// `<file>` exists (polled every 10 ms, for at most five minutes, so a test
+/// that fails before removing it cannot hang a broker for good). Points:
+/// `before-recovery` (a task starting, before it reads its state),
 /// `before-restore-finish` (every entry of a restore from the changelog
 /// written, its marker still there) and `rebuild-start` (the recovery's
 /// commit that starts rebuilding lost state from the input). Debug builds
 /// only: a release binary never reads the variable.
 pub(crate) fn hold_point(point: &str) {
     #[cfg(debug_assertions)]
-    if let Some(file) = std::env::var("SLUICE_TEST_HOLD")
-        .ok()
-        .and_then(|value| Some(value.strip_prefix(point)?.strip_prefix(':')?.to_string()))
-    {
+    if let Some(file) = std::env::var("SLUICE_TEST_HOLD").ok().and_then(|value| {
+        value
+            .split(',')
+            .find_map(|hold| Some(hold.strip_prefix(point)?.strip_prefix(':')?.to_string()))
+    }) {
         tracing::warn!(
             point,
             file,
