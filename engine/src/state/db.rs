@@ -23,7 +23,7 @@ use rocksdb::{
 };
 
 use super::cache::CacheBudget;
-use super::{StateConfig, StateError};
+use super::{Compression, StateConfig, StateError};
 
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
 
@@ -84,7 +84,10 @@ impl StateDb {
         // Bounds the WAL: past it the oldest families' memtables are
         // flushed, so restart replays at most this much.
         options.set_max_total_wal_size(64 << 20);
-        let family_options = family_options(&cache, memory);
+        // Table files read through mappings instead of pread: see
+        // `StateConfig::mmap_reads`.
+        options.set_allow_mmap_reads(config.mmap_reads);
+        let family_options = family_options(&cache, memory, config.compression);
         // A new database has no families yet (and nothing to list).
         let existing = if dir.join("CURRENT").exists() {
             Db::list_cf(&options, dir)?
@@ -196,7 +199,7 @@ fn family_name(processor: &str) -> String {
 /// Options of a processor's column family, for point reads of state much
 /// larger than the cache. Every choice here is per SST file or per
 /// memtable, so files written with earlier options stay readable.
-fn family_options(cache: &Cache, memory: usize) -> Options {
+fn family_options(cache: &Cache, memory: usize, compression: Compression) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
@@ -232,12 +235,19 @@ fn family_options(cache: &Cache, memory: usize) -> Options {
     // lists.
     options.set_memtable_prefix_bloom_ratio(0.1);
     options.set_memtable_whole_key_filtering(true);
-    // LZ4 at every level. Zstd at the bottom (where a large state lives)
-    // made every cold read pay a Zstd block decode, a fifth of the
-    // 10M-key loop: LZ4 read 66-71k records/s there against Zstd's 55-57k,
-    // and no compression 53-68k on six times the disk.
-    options.set_compression_type(DBCompressionType::Lz4);
-    options.set_bottommost_compression_type(DBCompressionType::Lz4);
+    // One compression at every level (`state.compression`, none by
+    // default): a state much larger than memory reads a table block for
+    // nearly every record, and decoding it was most of the difference
+    // between 43k records/s (LZ4) and 65k (none) at 10M keys. Zstd at the
+    // bottom was slower still (55-57k against LZ4's 66-71k, an earlier
+    // machine).
+    let compression = match compression {
+        Compression::None => DBCompressionType::None,
+        Compression::Lz4 => DBCompressionType::Lz4,
+        Compression::Zstd => DBCompressionType::Zstd,
+    };
+    options.set_compression_type(compression);
+    options.set_bottommost_compression_type(compression);
     // Memtables of one family; all families together are capped by the
     // write buffer manager.
     options.set_write_buffer_size((memory / 8).clamp(1 << 20, 64 << 20));

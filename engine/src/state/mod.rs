@@ -69,6 +69,26 @@ pub(crate) struct StateConfig {
     /// `memory_bytes_max` (at most a quarter of it; the block cache gets
     /// the rest). 0 turns the cache off. Default 32 MiB.
     pub(crate) value_cache_bytes_max: u64,
+    /// How state files are compressed. Files written with another
+    /// setting stay readable, and are rewritten with this one as
+    /// compaction reaches them. Default none.
+    pub(crate) compression: Compression,
+    /// Read table files through memory mappings (RocksDB's
+    /// `allow_mmap_reads`): faster cold reads of state larger than
+    /// memory, but the mapped pages count in the broker's RSS (they are
+    /// the kernel's page cache either way) and a disk read error stops the
+    /// broker (SIGBUS) instead of failing one task. Default off.
+    pub(crate) mmap_reads: bool,
+}
+
+/// A compression of state files (`state.compression`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Compression {
+    #[default]
+    None,
+    Lz4,
+    Zstd,
 }
 
 impl Default for StateConfig {
@@ -82,6 +102,8 @@ impl Default for StateConfig {
             scan_entries_max: 10_000,
             open_files_max: 512,
             value_cache_bytes_max: 32 << 20,
+            compression: Compression::None,
+            mmap_reads: false,
         }
     }
 }

@@ -97,6 +97,12 @@ impl Pipeline {
         self.broker = Self::spawn(self.dir.path(), &kafka.to_string());
     }
 
+    /// The broker's data directory (its config file `sluice.toml`, when
+    /// there is one, is beside it).
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Starts a broker with `env` added to its environment (a test crash
     /// point, say).
     pub(crate) fn start_with_env(env: &[(&str, &str)]) -> Self {
