@@ -42,9 +42,10 @@ fn records(key: &str, count: i64) -> Vec<Input> {
         .collect()
 }
 
-#[test]
-fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
-    let mut pipeline = Pipeline::start();
+/// The counter deployed over two partitions, with key `a` counted 30
+/// times in partition 0 and `b` 20 times in partition 1, all committed.
+fn counted_a_and_b() -> Pipeline {
+    let pipeline = Pipeline::start();
     pipeline.create_topic("views", 2);
     pipeline.create_topic("counts", 2);
     deploy(&pipeline, &[]);
@@ -52,6 +53,12 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     produce_at(&pipeline, "views", 1, &records("b", 20));
     wait_settled(&pipeline, "counter", 50);
     assert_eq!(window_count(&pipeline, "a"), Some(30));
+    pipeline
+}
+
+#[test]
+fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
+    let mut pipeline = counted_a_and_b();
 
     // A plugin upgrade (a redeploy, here with the same component) keeps
     // state and position.
@@ -273,14 +280,7 @@ fn a_deleted_state_folder_is_rebuilt_from_the_input_without_repeating_outputs() 
 
 #[test]
 fn a_partition_rebuilding_lost_state_answers_503_unless_stale_answers_are_asked_for() {
-    let mut pipeline = Pipeline::start();
-    pipeline.create_topic("views", 2);
-    pipeline.create_topic("counts", 2);
-    deploy(&pipeline, &[]);
-    produce_at(&pipeline, "views", 0, &records("a", 30));
-    produce_at(&pipeline, "views", 1, &records("b", 20));
-    wait_settled(&pipeline, "counter", 50);
-    assert_eq!(window_count(&pipeline, "a"), Some(30));
+    let mut pipeline = counted_a_and_b();
 
     // Each partition holds before it looks at its state, then right after
     // the commit that starts its rebuild.

@@ -39,12 +39,9 @@ pub(crate) struct Target {
     pub(crate) store: String,
 }
 
+/// Which partitions a query reads.
 #[derive(Debug, Args)]
-pub(crate) struct GetArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The key (UTF-8).
-    key: String,
+pub(crate) struct Among {
     /// Look only in this input partition.
     #[arg(long)]
     partition: Option<i32>,
@@ -52,6 +49,30 @@ pub(crate) struct GetArgs {
     /// their input again (as of how far they got), instead of failing.
     #[arg(long)]
     stale: bool,
+}
+
+impl Among {
+    /// The query parameters saying so.
+    fn query(&self) -> Vec<String> {
+        let mut query = Vec::new();
+        if let Some(partition) = self.partition {
+            query.push(format!("partition={partition}"));
+        }
+        if self.stale {
+            query.push("stale=true".to_string());
+        }
+        query
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The key (UTF-8).
+    key: String,
+    #[command(flatten)]
+    among: Among,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -74,13 +95,8 @@ pub(crate) struct ScanArgs {
     /// Entries to print at most (the broker pages by 1000).
     #[arg(long, default_value_t = 100)]
     limit: usize,
-    /// Only this input partition.
-    #[arg(long)]
-    partition: Option<i32>,
-    /// Also answer from partitions rebuilding lost state by processing
-    /// their input again (as of how far they got), instead of failing.
-    #[arg(long)]
-    stale: bool,
+    #[command(flatten)]
+    among: Among,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -99,13 +115,8 @@ pub(crate) struct WindowsArgs {
     /// Windows starting at or before this time.
     #[arg(long)]
     to_ms: Option<i64>,
-    /// Look only in this input partition.
-    #[arg(long)]
-    partition: Option<i32>,
-    /// Also answer from partitions rebuilding lost state by processing
-    /// their input again (as of how far they got), instead of failing.
-    #[arg(long)]
-    stale: bool,
+    #[command(flatten)]
+    among: Among,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
     #[command(flatten)]
@@ -140,18 +151,11 @@ fn value_text(answer: &Value) -> String {
 
 async fn get(args: GetArgs) -> Result<()> {
     let admin = Admin::from_args(&args.admin)?;
-    let mut query = Vec::new();
-    if let Some(partition) = args.partition {
-        query.push(format!("partition={partition}"));
-    }
-    if args.stale {
-        query.push("stale=true".to_string());
-    }
     let path = format!(
         "{}/keys/{}?{}",
         store_path(&args.target),
         encode(&args.key),
-        query.join("&")
+        args.among.query().join("&")
     );
     let answer = admin.send(admin.request(Method::GET, &path)).await?;
     match args.format {
@@ -175,12 +179,7 @@ async fn scan(args: ScanArgs) -> Result<()> {
                 query.push(format!("{name}={}", encode(value)));
             }
         }
-        if let Some(partition) = args.partition {
-            query.push(format!("partition={partition}"));
-        }
-        if args.stale {
-            query.push("stale=true".to_string());
-        }
+        query.extend(args.among.query());
         if let Some(cursor) = &cursor {
             query.push(format!("cursor={}", encode(cursor)));
         }
@@ -215,12 +214,7 @@ async fn windows(args: WindowsArgs) -> Result<()> {
     if let Some(to) = args.to_ms {
         query.push(format!("to={to}"));
     }
-    if let Some(partition) = args.partition {
-        query.push(format!("partition={partition}"));
-    }
-    if args.stale {
-        query.push("stale=true".to_string());
-    }
+    query.extend(args.among.query());
     let path = format!(
         "{}/windows/{}?{}",
         store_path(&args.target),
