@@ -10,11 +10,11 @@ const PARTITIONS: i32 = 12;
 /// What the process may grow beyond `STATE_MEMORY_BYTES` (see the test).
 const OUTSIDE_THE_BOUND_BYTES: u64 = 24 << 20;
 
-/// A 48-character key that does not compress (RocksDB compresses its
-/// files; repetitive keys would make the state small on disk).
+/// A 48-character key that does not compress (with `state.compression`
+/// on, repetitive keys would make the state small on disk).
 fn random_key(partition: i32, i: usize) -> String {
-    // Never zero (xorshift's fixed point); `i` and `i | 1` give one key.
-    let mut x = (partition as u64) << 40 | i as u64 | 1;
+    // Never zero (xorshift's fixed point), and one key per (partition, i).
+    let mut x = ((partition as u64) << 40 | i as u64) << 1 | 1;
     (0..3)
         .map(|_| {
             x ^= x << 13;
@@ -47,6 +47,13 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
             "size_ms=86400000",
             "--config",
             "emit=final",
+            // Batches of 64 KiB: each partition's input batch (and its
+            // decoded records) is held beside the state, bounded by
+            // `--batch-bytes` per partition, not by the state setting. At
+            // the default 1 MiB, 12 partitions with a backlog hold 20 to
+            // 40 MiB of them; this test measures the state's memory.
+            "--batch-bytes",
+            "65536",
         ],
     );
     let produce = |from: usize, to: usize| {
@@ -71,8 +78,8 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
         );
     };
     show("base");
-    // About 30 MB of keys and counts (360k distinct keys: `random_key`
-    // pairs `i` with `i | 1`), twice the state memory.
+    // About 60 MB of keys and counts (720k keys), four times the state
+    // memory.
     let total = 60_000;
     let half = total / 2;
     for step in 1..(half / 2_000) {
@@ -135,10 +142,11 @@ fn resident_memory_stays_within_the_state_bound_with_state_far_larger_than_it() 
     let staged = list["state"]["staged_bytes"].as_u64().unwrap();
     assert!(staged <= STATE_MEMORY_BYTES / 4, "{list:#}");
     // The process as a whole. Measured alone: 15 to 18 MiB of growth
-    // (once 29) over a 16 MiB bound, for 12 instances and 360k keys (24 MiB
-    // on disk, LZ4; 100 MiB uncompressed). With 720k keys it grew 42 to 59
-    // MiB (RocksDB's memory outside its cache grows with the state: a lead,
-    // not yet bounded). Before the allocator's arenas were capped and trimmed
+    // (once 29) over a 16 MiB bound, for 12 instances and what were 360k
+    // keys (a helper made one key of `i` and `i | 1`). With 720k keys, 100
+    // MiB on disk uncompressed, and 64 KiB batches: 22 MiB (at the default
+    // 1 MiB batches 42 to 59, the batches' share; see `--batch-bytes`
+    // above). Before the allocator's arenas were capped and trimmed
     // (`memory.rs`) and the staged writes' share was taken out of the
     // block cache, it was 27 to 44 MiB. The allowance beyond the bound is
     // RocksDB's memory outside its cache (flush and compaction buffers,
@@ -236,8 +244,7 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     super::deploy_window_count(&pipeline, "counter", ("clicks", "counts"), 86_400_000, &[]);
     // Every record a new key: enough to flush 1 MiB memtables to files.
     let keys = 40_000;
-    // Even arguments: distinct keys (`random_key` pairs `i` with `i | 1`).
-    let key = |i: usize| random_key(0, 2 * i);
+    let key = |i: usize| random_key(0, i);
     let records: Vec<Input> = (0..keys).map(|i| (key(i), START_MS + i as i64)).collect();
     produce_at(&pipeline, "clicks", 0, &records[..keys / 2]);
     wait_settled(&pipeline, "counter", (keys / 2) as i64);
