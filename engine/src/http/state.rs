@@ -103,9 +103,11 @@ async fn scan(
         from: params.from.map(String::into_bytes),
         to: params.to.map(String::into_bytes),
         limit: params.limit.unwrap_or(100),
-        partition: params.partition,
         cursor: params.cursor,
-        stale: params.stale,
+        among: Among {
+            partition: params.partition,
+            stale: params.stale,
+        },
     };
     blocking(move || processors.query_scan(&name, &store, &request)).await
 }

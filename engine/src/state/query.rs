@@ -141,6 +141,16 @@ impl ProcessorState {
         self.get_raw(None, &keys::meta(task))
     }
 
+    /// Whether a restore of `task` from its changelog began and did not
+    /// finish (its marker is there).
+    pub(crate) fn restore_pending(&self, task: u32) -> Result<bool, StateError> {
+        self.restoring_at(None, task)
+    }
+
+    fn restoring_at(&self, snapshot: Option<&Snapshot<'_>>, task: u32) -> Result<bool, StateError> {
+        Ok(self.get_raw(snapshot, &keys::restoring(task))?.is_some())
+    }
+
     /// Every task's metadata record, by task: one seek per task, whatever
     /// the size of its state.
     pub(crate) fn metas(&self) -> Result<Vec<(u32, Vec<u8>)>, StateError> {
@@ -224,10 +234,7 @@ impl Committed<'_> {
     /// interrupted): the task's entries are then incomplete and of no
     /// commit.
     pub(crate) fn restoring(&self) -> Result<bool, StateError> {
-        Ok(self
-            .state
-            .get_raw(Some(&self.snapshot), &keys::restoring(self.task))?
-            .is_some())
+        self.state.restoring_at(Some(&self.snapshot), self.task)
     }
 
     /// The value at `key` of `store`.

@@ -36,13 +36,7 @@ impl TaskState {
 
     /// Whether a restore of this task began and did not finish.
     pub(crate) fn restore_pending(&self) -> Result<bool, StateError> {
-        let processor = self.processor();
-        let family = processor.family()?;
-        Ok(processor
-            .db
-            .db()
-            .get_pinned_cf(&family, keys::restoring(self.task()))?
-            .is_some())
+        self.processor().restore_pending(self.task())
     }
 
     /// Starts a restore: the task's range emptied and marked as being

@@ -705,13 +705,7 @@ impl TaskState {
 
     /// The committed metadata record of this task.
     pub(crate) fn meta(&self) -> Result<Option<Vec<u8>>, StateError> {
-        let family = self.processor.family()?;
-        Ok(self
-            .processor
-            .db
-            .db()
-            .get_pinned_cf(&family, keys::meta(self.task))?
-            .map(|value| value.to_vec()))
+        self.processor.meta(self.task)
     }
 
     /// Commits the staged writes and `meta` in one write batch, synced to

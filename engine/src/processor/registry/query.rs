@@ -140,13 +140,11 @@ pub(crate) struct ScanRequest {
     pub(crate) from: Option<Vec<u8>>,
     pub(crate) to: Option<Vec<u8>>,
     pub(crate) limit: usize,
-    pub(crate) partition: Option<i32>,
     pub(crate) cursor: Option<String>,
-    /// Also answer from partitions rebuilding lost state.
-    pub(crate) stale: bool,
+    pub(crate) among: Among,
 }
 
-/// Which partitions a key or window query reads.
+/// Which partitions a query reads.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Among {
     /// Only this one.
@@ -357,12 +355,12 @@ impl Processors {
         };
         for (index, at) in tasks.iter().enumerate() {
             let index = index as i32;
-            if request.partition.is_some_and(|p| p != at.partition) || index < from_index {
+            if request.among.partition.is_some_and(|p| p != at.partition) || index < from_index {
                 continue;
             }
             // A partition that cannot answer fails the page: the same
             // cursor asks again.
-            let readable = Self::readable(name, &state, at, request.stale)?
+            let readable = Self::readable(name, &state, at, request.among.stale)?
                 .map_err(|why| Self::unavailable(vec![why]))?;
             answer.positions.push(readable.position);
             let first = start.take().unwrap_or_else(|| low.clone());
