@@ -9,7 +9,11 @@
 //! log store and the state (RocksDB replays its WAL), recover the task
 //! (its open transaction ended, a new epoch recorded) and process the
 //! first batch. Then it processes the rest in `--runs` runs: records/s
-//! over the large state.
+//! over the large state, each run the plugin's task and then the same
+//! processor with the count in Rust (`NativeCount`, the same state), and
+//! RocksDB alone doing a read and a write per record of the same key
+//! distribution (`Scratch::rocksdb_floor`): the storage engine's floor
+//! for a state five times its memory, measured in the same run.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -24,7 +28,7 @@ use sluice::processor::host::Runtime;
 use sluice::processor::scratch::{NativeStore, Scratch, StatefulOptions};
 use sluice::processor::worker::PartitionTask;
 
-use super::workload::{self, key_of, window_key_at, Workload, WINDOW_START};
+use super::workload::{self, key_of, window_key_at, NativeCount, Workload, WINDOW_START};
 use super::StatefulBenchArgs;
 use crate::median;
 
@@ -73,6 +77,12 @@ pub(super) struct Large {
     restart_total_ms: f64,
     records_per_run: usize,
     records_s: f64,
+    /// The same loop with the count in Rust (`NativeCount`) over the same
+    /// state, runs alternated with the plugin's.
+    native_records_s: f64,
+    /// RocksDB alone: a multi-get per batch and a put per record over the
+    /// same state, synced every commit interval (`Scratch::rocksdb_floor`).
+    rocksdb_floor_records_s: f64,
 }
 
 impl Large {
@@ -80,7 +90,8 @@ impl Large {
         format!(
             "\nlarge state: {} keys, state.memory_bytes_max {} MiB, {} MiB on disk (loaded in {:.0} s)\n\
              restart after SIGKILL   open {:.0} ms + recover and first batch {:.0} ms = {:.0} ms\n\
-             end to end, exactly-once, random keys   {:.2}M records/s ({} records per run)\n",
+             end to end, exactly-once, random keys   wasm {:.3}M   native {:.3}M   RocksDB alone {:.3}M records/s ({} records per run)\n\
+             wasm / native {:.2}   wasm / RocksDB alone {:.2}\n",
             self.keys,
             self.memory_bytes_max >> 20,
             self.state_disk_bytes >> 20,
@@ -89,7 +100,11 @@ impl Large {
             self.restart_recover_first_batch_ms,
             self.restart_total_ms,
             self.records_s / 1e6,
-            self.records_per_run
+            self.native_records_s / 1e6,
+            self.rocksdb_floor_records_s / 1e6,
+            self.records_per_run,
+            self.records_s / self.native_records_s,
+            self.records_s / self.rocksdb_floor_records_s,
         )
     }
 }
@@ -99,7 +114,9 @@ const NAME: &str = "large";
 /// Runs the child, kills it, restarts, then measures throughput.
 pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     let dir = super::scratch_dir()?;
-    let records = (args.runs + 1) * args.large_records;
+    // Input for the restart and for each run of the plugin and of the
+    // native count.
+    let records = (2 * args.runs + 1) * args.large_records;
     let ready_records = (args.large_records / 2).max(1) as i64;
     eprintln!(
         "large state: loading {} keys in a child process",
@@ -163,21 +180,43 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
     let restarted = started.elapsed();
-    let mut samples = Vec::new();
+    drop(task);
+    let (mut wasm, mut native, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs {
         eprintln!("large state: run {}/{}", run + 1, args.runs);
-        let target = (task.position() + args.large_records as i64).min(end);
-        let from = task.position();
-        if target <= from {
-            break;
+        let factories = [
+            (super::wasm_factory(&plugin, NAME), &mut wasm),
+            (NativeCount::factory(), &mut native),
+        ];
+        for (factory, samples) in factories {
+            let mut task = scratch.stateful_task(
+                NAME,
+                factory,
+                workload::limits(args.batch),
+                &[workload::STORE],
+                options,
+            )?;
+            let from = task.position();
+            let target = (from + args.large_records as i64).min(end);
+            anyhow::ensure!(target > from, "the large state's input ran out");
+            let started = Instant::now();
+            while task.position() < target {
+                task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
+            }
+            samples.push((task.position() - from) as f64 / started.elapsed().as_secs_f64());
         }
-        let started = Instant::now();
-        while task.position() < target {
-            task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-        }
-        samples.push((task.position() - from) as f64 / started.elapsed().as_secs_f64());
+        // The same distribution of keys (another seed), as store keys.
+        let keys = Workload::part(
+            0..args.large_records,
+            args.large_records,
+            args.large_keys,
+            100 + run as u64,
+        );
+        let batches = workload::store_key_batches(&keys.records, args.batch);
+        let seconds =
+            scratch.rocksdb_floor(NAME, workload::STORE, &batches, args.commit_interval_ms)?;
+        floor.push(args.large_records as f64 / seconds);
     }
-    drop(task);
     scratch.store.close()?;
     Ok(Large {
         keys: args.large_keys,
@@ -188,7 +227,9 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         restart_recover_first_batch_ms: (restarted - opened).as_secs_f64() * 1e3,
         restart_total_ms: restarted.as_secs_f64() * 1e3,
         records_per_run: args.large_records,
-        records_s: median(&mut samples),
+        records_s: median(&mut wasm),
+        native_records_s: median(&mut native),
+        rocksdb_floor_records_s: median(&mut floor),
     })
 }
 

@@ -125,6 +125,10 @@ pub(crate) struct StatefulBenchArgs {
     /// to profile a window close.
     #[arg(long, hide = true, conflicts_with_all = ["call_only", "end_to_end_only"], requires = "latency_rate")]
     pub latency_only: bool,
+    /// Measure the large state only (`--large-keys`, with the restart),
+    /// e.g. to compare RocksDB settings.
+    #[arg(long, hide = true, conflicts_with_all = ["call_only", "end_to_end_only", "latency_only"])]
+    pub large_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +146,10 @@ struct Report {
     end_to_end_ratio: f64,
     end_to_end_wasm_at_least_once_records_s: f64,
     exactly_once_ratio: f64,
+    /// RocksDB alone doing the count's reads and writes of the same
+    /// records (a multi-get per batch, a put per record, a synced write
+    /// every commit interval; no log, no plugin, no task cache).
+    rocksdb_floor_records_s: f64,
     latency: Option<latency::Latency>,
     queries: Option<latency::Queries>,
     large: Option<large::Large>,
@@ -154,6 +162,7 @@ struct Samples {
     call_wasm: Vec<f64>,
     call_native: Vec<f64>,
     end_to_end_wasm: Vec<f64>,
+    rocksdb_floor: Vec<f64>,
     end_to_end_native: Vec<f64>,
     end_to_end_wasm_alos: Vec<f64>,
 }
@@ -165,6 +174,13 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     }
     if args.soak_only {
         return soak_only(args);
+    }
+    if args.large_only {
+        let large = large::run(args)?;
+        return match args.format {
+            OutputFormat::Json => crate::emit(&serde_json::to_string_pretty(&large)?),
+            OutputFormat::Text => crate::emit(&large.text()),
+        };
     }
     let wasm =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
@@ -217,6 +233,7 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
             wasm_factory(&plugin, "e2e"),
             at_least_once,
         )?);
+        samples.rocksdb_floor.push(rocksdb_floor(&workload, args)?);
     }
     drop((wasm_call, native_call));
     scratch.store.close()?;
@@ -360,6 +377,20 @@ fn end_to_end(
     Ok(workload.records.len() as f64 / elapsed.as_secs_f64())
 }
 
+/// Records/s of RocksDB alone doing the count's reads and writes of the
+/// workload's records (`Scratch::rocksdb_floor`), the windows already
+/// there from a first pass, as in the end-to-end runs' steady state.
+fn rocksdb_floor(workload: &Workload, args: &StatefulBenchArgs) -> anyhow::Result<f64> {
+    let dir = scratch_dir()?;
+    let scratch = open_scratch(dir.path(), args)?;
+    let batches = workload::store_key_batches(&workload.records, args.batch);
+    let interval = args.commit_interval_ms;
+    scratch.rocksdb_floor("floor", workload::STORE, &batches, interval)?;
+    let seconds = scratch.rocksdb_floor("floor", workload::STORE, &batches, interval)?;
+    scratch.store.close()?;
+    Ok(workload.records.len() as f64 / seconds)
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -400,6 +431,7 @@ impl Samples {
             end_to_end_ratio: e2e_wasm / e2e_native,
             end_to_end_wasm_at_least_once_records_s: e2e_alos,
             exactly_once_ratio: e2e_wasm / e2e_alos,
+            rocksdb_floor_records_s: median(&mut self.rocksdb_floor),
             latency,
             queries,
             large,
@@ -438,6 +470,11 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         "end to end, at-least-once wasm {:>18}   exactly-once/at-least-once {:.2}\n",
         m(report.end_to_end_wasm_at_least_once_records_s),
         report.exactly_once_ratio
+    ));
+    text.push_str(&format!(
+        "RocksDB alone, a read and a write per record {:>12}   wasm end to end / RocksDB alone {:.2}\n",
+        m(report.rocksdb_floor_records_s),
+        report.end_to_end_wasm_records_s / report.rocksdb_floor_records_s
     ));
     if let Some(latency) = &report.latency {
         text.push_str(&latency.text());

@@ -172,6 +172,23 @@ pub(super) fn window_key_at(key: &[u8], timestamp: i64) -> (Window, Vec<u8>) {
     (window, window_key::encode(key, window))
 }
 
+/// The store keys (windows) of `records`, in batches of `size`: what
+/// `Scratch::rocksdb_floor` reads and writes.
+pub(super) fn store_key_batches(
+    records: &[(Vec<u8>, Vec<u8>, i64)],
+    size: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    records
+        .chunks(size.max(1))
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|(key, _, timestamp)| window_key_at(key, *timestamp).1)
+                .collect()
+        })
+        .collect()
+}
+
 /// One window's count, as windowed-count writes it.
 #[derive(Serialize)]
 struct WindowCount<'a> {

@@ -405,6 +405,26 @@ impl Scratch {
         })
     }
 
+    /// RocksDB alone doing a count's reads and writes over processor
+    /// `name`'s store `store` (each batch's store keys `batches`, user
+    /// keys): one multi-get per batch, a put per record, a synced write
+    /// every `commit_interval_ms`; no log, no plugin, no task cache. The
+    /// floor the large-state figure is measured against. Returns seconds.
+    pub fn rocksdb_floor(
+        &self,
+        name: &str,
+        store: &str,
+        batches: &[Vec<Vec<u8>>],
+        commit_interval_ms: u64,
+    ) -> anyhow::Result<f64> {
+        let interval = std::time::Duration::from_millis(commit_interval_ms);
+        let took = self
+            .state
+            .processor(name)?
+            .read_modify_write_floor(TASK, store, batches, interval)?;
+        Ok(took.as_secs_f64())
+    }
+
     fn changelog(&self, name: &str) -> super::stateful::Changelog {
         let topic = super::spec::changelog_topic(name);
         super::stateful::Changelog::new(self.store.clone(), topic, 0, 1)

@@ -252,6 +252,19 @@ fn family_options(cache: &Cache, memory: usize, compression: Compression) -> Opt
     // write buffer manager.
     options.set_write_buffer_size((memory / 8).clamp(1 << 20, 64 << 20));
     options.set_max_write_buffer_number(2);
+    // No filters for the last level, where most of the data lives: a
+    // read of a key that exists stops at its level, so for a state of
+    // mostly present keys the bottom level's filter is consulted only to
+    // say yes. At 10M keys with 64 MiB of state memory that check (a
+    // filter partition from the cache per lookup) was a fifth of the
+    // lookups' time, and those filters are most of the filter memory,
+    // which the block cache gets back: 79k records/s against 65k (medians
+    // of five alternated runs), RocksDB alone 126k against 100k. A key
+    // that is not there (a new window, a new account) now reads the last
+    // level's index and a data block instead of stopping at its filter;
+    // the 100k-key end to end and the window close did not move. Kafka
+    // Streams' stores set the same.
+    options.set_optimize_filters_for_hits(true);
     options
 }
 
@@ -280,5 +293,51 @@ impl ProcessorState {
 
     pub(crate) fn config(&self) -> &StateConfig {
         &self.db.config
+    }
+
+    /// RocksDB alone doing what a count does per record over store `store`
+    /// of task `task`: for each batch one `batched_multi_get` of its keys
+    /// (sorted, as a task reads them), then a put of each key; a synced
+    /// write of the puts every `commit_interval`, and one at the end.
+    /// Nothing cached beside RocksDB, nothing deduplicated, no log: the
+    /// floor under a stateful loop whose state does not fit its memory.
+    /// Returns the time taken. For `sluice-bench`, through `Scratch`.
+    pub(crate) fn read_modify_write_floor(
+        &self,
+        task: u32,
+        store: &str,
+        batches: &[Vec<Vec<u8>>],
+        commit_interval: std::time::Duration,
+    ) -> Result<std::time::Duration, StateError> {
+        let family = self.family()?;
+        let db = self.db.db();
+        let prefix = super::keys::store_prefix(task, store);
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        let started = std::time::Instant::now();
+        let mut committed = started;
+        let mut writes = rocksdb::WriteBatch::default();
+        let mut keys = Vec::new();
+        for batch in batches {
+            keys.clear();
+            keys.extend(batch.iter().map(|key| super::keys::entry(&prefix, key)));
+            keys.sort_unstable();
+            for (key, value) in keys
+                .iter()
+                .zip(db.batched_multi_get_cf(&family, &keys, true))
+            {
+                // A count as the plugins keep one: a JSON number.
+                let count = value?
+                    .and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+                writes.put_cf(&family, key, (count + 1).to_string());
+            }
+            if committed.elapsed() >= commit_interval {
+                db.write_opt(std::mem::take(&mut writes), &sync)?;
+                committed = std::time::Instant::now();
+            }
+        }
+        db.write_opt(writes, &sync)?;
+        Ok(started.elapsed())
     }
 }
