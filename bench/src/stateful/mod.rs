@@ -162,9 +162,9 @@ struct Samples {
     call_wasm: Vec<f64>,
     call_native: Vec<f64>,
     end_to_end_wasm: Vec<f64>,
-    rocksdb_floor: Vec<f64>,
     end_to_end_native: Vec<f64>,
     end_to_end_wasm_alos: Vec<f64>,
+    rocksdb_floor: Vec<f64>,
 }
 
 /// Runs the benchmark and prints the report.
