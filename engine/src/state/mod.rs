@@ -23,6 +23,7 @@ mod cache;
 mod db;
 mod keys;
 mod query;
+mod read_beside;
 mod restore;
 mod staged;
 mod task;

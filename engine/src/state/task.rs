@@ -19,6 +19,7 @@ use super::cache::Entries;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
 use super::query::Page;
+use super::read_beside::ReadBeside;
 use super::staged::Staged;
 use super::StateError;
 
@@ -167,6 +168,8 @@ pub(crate) struct TaskState {
     timer_bounds: [TimerBounds; 2],
     /// Hashes the keys of `TimerBounds::at_ceiling`.
     timer_hasher: foldhash::fast::RandomState,
+    /// What this call read from RocksDB and `entries` did not keep.
+    read_beside: ReadBeside,
 }
 
 impl Drop for TaskState {
@@ -189,6 +192,7 @@ impl TaskState {
             keys_delta_saved: 0,
             timer_bounds: Default::default(),
             timer_hasher: foldhash::fast::RandomState::default(),
+            read_beside: ReadBeside::default(),
         }
     }
 
@@ -300,8 +304,11 @@ impl TaskState {
         }
         // Whether the key held a value, for the key count: staged, else
         // cached, else (a write with no read before it) RocksDB, cached.
-        let processor = &self.processor;
+        let (processor, beside) = (&self.processor, &self.read_beside);
         let existed = self.entries.stage(&key, value, |key| {
+            if let Some(value) = beside.get(key) {
+                return Ok(value);
+            }
             let family = processor.family()?;
             let value = processor.db.db().get_pinned_cf(&family, key)?;
             Ok::<_, StateError>(value.map(|value| value.to_vec()))
@@ -351,7 +358,12 @@ impl TaskState {
         let family = self.processor.family()?;
         let value = self.processor.db.db().get_pinned_cf(&family, key)?;
         if self.cacheable(key) {
-            self.entries.fill(key, value.as_deref());
+            fill(
+                &mut self.entries,
+                &mut self.read_beside,
+                key,
+                value.as_deref(),
+            );
         }
         Ok(value.map(|value| value.to_vec()))
     }
@@ -425,7 +437,12 @@ impl TaskState {
         for ((index, key), value) in missing.iter().zip(found) {
             let value = value?;
             if cacheable {
-                self.entries.fill(key, value.as_deref());
+                fill(
+                    &mut self.entries,
+                    &mut self.read_beside,
+                    key,
+                    value.as_deref(),
+                );
             }
             answer(*index, value.as_deref());
         }
@@ -633,6 +650,7 @@ impl TaskState {
 
     /// Starts a plugin call: its writes can be rolled back.
     pub(crate) fn savepoint(&mut self) {
+        self.read_beside.clear();
         self.staged.savepoint();
         self.entries.savepoint();
         self.timers_delta_saved = self.timers_delta;
@@ -641,6 +659,7 @@ impl TaskState {
 
     /// Keeps the call's writes.
     pub(crate) fn release(&mut self) {
+        self.read_beside.clear();
         self.staged.release();
         self.entries.release();
         self.report();
@@ -648,6 +667,7 @@ impl TaskState {
 
     /// Undoes the call's writes.
     pub(crate) fn rollback(&mut self) {
+        self.read_beside.clear();
         self.staged.rollback();
         self.entries.rollback();
         self.timers_delta = self.timers_delta_saved;
@@ -687,6 +707,7 @@ impl TaskState {
 
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
+        self.read_beside.clear();
         self.staged.take();
         self.entries.clear();
         self.timers_delta = 0;
@@ -713,6 +734,7 @@ impl TaskState {
     /// writes are gone too, and the cache (the disk may or may not hold
     /// the batch): the task must start again from its last commit.
     pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
+        self.read_beside.clear();
         let staged = self.staged.take();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
@@ -854,4 +876,13 @@ pub(crate) fn parse_counter(bytes: &[u8]) -> Result<i64, StateError> {
             let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).into_owned();
             StateError::NotACounter(shown)
         })
+}
+
+/// Caches what RocksDB holds at `key` in `entries`, or keeps it `beside`
+/// them until the call ends when their share did not keep it.
+fn fill(entries: &mut Entries, beside: &mut ReadBeside, key: &[u8], value: Option<&[u8]>) {
+    entries.fill(key, value);
+    if entries.committed(key).is_none() {
+        beside.keep(key, value);
+    }
 }

@@ -773,3 +773,48 @@ fn scheduling_timers_at_the_bound_a_commit_raised_reads_only_committed_ones() {
     assert!(gets > 0);
     assert_eq!(again.timers_delta(), 0);
 }
+
+/// With no value cache (`value_cache_bytes_max = 0`), a call that reads
+/// keys and then writes them knows from its read whether each key is
+/// new: one RocksDB lookup per key, not two (the write's point read for
+/// the key count). After the call a blind write reads RocksDB again.
+#[test]
+fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more() {
+    const KEYS: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StateConfig {
+        value_cache_bytes_max: 0,
+        ..StateConfig::default()
+    };
+    let db = StateDb::open(dir.path(), &config).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    let counts = t.store("counts").unwrap();
+    let keys: Vec<Vec<u8>> = (0..KEYS).map(|n| format!("k{n:05}").into_bytes()).collect();
+    for key in keys.iter().step_by(2) {
+        t.put(&counts, key, b"1".to_vec()).unwrap();
+    }
+    t.commit(b"meta", false).unwrap();
+    t.savepoint();
+    let values = t.get_many(&counts, &keys).unwrap();
+    assert_eq!(values.iter().flatten().count(), KEYS / 2);
+    let ((), gets) = rocksdb_gets(|| {
+        for key in &keys {
+            t.put(&counts, key, b"2".to_vec()).unwrap();
+        }
+    });
+    assert_eq!(gets, 0, "point reads for keys the call had read");
+    assert_eq!(
+        t.keys_delta(),
+        (KEYS / 2) as i64,
+        "the new keys, counted once"
+    );
+    t.release();
+    t.commit(b"meta", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), KEYS as u64);
+    // The next call has not read the key: its write asks RocksDB.
+    t.savepoint();
+    let ((), gets) = rocksdb_gets(|| t.put(&counts, &keys[0], b"3".to_vec()).unwrap());
+    assert_eq!(gets, 1, "a blind write reads whether its key exists");
+    assert_eq!(t.keys_delta(), 0);
+    t.release();
+}

@@ -408,8 +408,8 @@ impl Entries {
         }
     }
 
-    /// What RocksDB holds at `key` as far as the entries know (tests).
-    #[cfg(test)]
+    /// What RocksDB holds at `key` as far as the entries know (after a
+    /// `fill`: whether the share kept it).
     pub(crate) fn committed(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let index = self.find(self.hash(key), key)?;
         self.slot(index).committed()
