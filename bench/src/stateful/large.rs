@@ -24,7 +24,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use sluice::processor::host::Runtime;
+use sluice::processor::host::{Factory, Runtime};
 use sluice::processor::scratch::{NativeStore, Scratch, StatefulOptions};
 use sluice::processor::worker::PartitionTask;
 
@@ -172,7 +172,12 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         args.value_cache_bytes,
     )?;
     let opened = started.elapsed();
-    let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
+    let mut task = stateful_task(
+        &scratch,
+        super::wasm_factory(&plugin, NAME),
+        args.batch,
+        options,
+    )?;
     let recovered_at = task.position();
     let end = scratch.store.partition("in", 0)?.high_watermark();
     anyhow::ensure!(recovered_at < end, "the child processed all its input");
@@ -189,13 +194,7 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
             (NativeCount::factory(), &mut native),
         ];
         for (factory, samples) in factories {
-            let mut task = scratch.stateful_task(
-                NAME,
-                factory,
-                workload::limits(args.batch),
-                &[workload::STORE],
-                options,
-            )?;
+            let mut task = stateful_task(&scratch, factory, args.batch, options)?;
             let from = task.position();
             let target = (from + args.large_records as i64).min(end);
             anyhow::ensure!(target > from, "the large state's input ran out");
@@ -233,15 +232,16 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     })
 }
 
+/// A task of the large state's processor running `factory`'s instances.
 fn stateful_task(
     scratch: &Scratch,
-    plugin: &sluice::processor::host::Plugin,
+    factory: Factory,
     batch: usize,
     options: StatefulOptions,
 ) -> anyhow::Result<PartitionTask> {
     scratch.stateful_task(
         NAME,
-        super::wasm_factory(plugin, NAME),
+        factory,
         workload::limits(batch),
         &[workload::STORE],
         options,
@@ -297,7 +297,12 @@ pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
         exactly_once: true,
         commit_interval_ms: args.commit_interval_ms,
     };
-    let mut task = stateful_task(&scratch, &plugin, args.batch, options)?;
+    let mut task = stateful_task(
+        &scratch,
+        super::wasm_factory(&plugin, NAME),
+        args.batch,
+        options,
+    )?;
     let mut ready = false;
     loop {
         if ready && task.position() >= 2 * args.ready_records {

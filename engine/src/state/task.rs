@@ -881,8 +881,7 @@ pub(crate) fn parse_counter(bytes: &[u8]) -> Result<i64, StateError> {
 /// Caches what RocksDB holds at `key` in `entries`, or keeps it `beside`
 /// them until the call ends when their share did not keep it.
 fn fill(entries: &mut Entries, beside: &mut ReadBeside, key: &[u8], value: Option<&[u8]>) {
-    entries.fill(key, value);
-    if entries.committed(key).is_none() {
+    if !entries.fill(key, value) {
         beside.keep(key, value);
     }
 }

@@ -29,6 +29,16 @@ fn deploy(pipeline: &Pipeline) {
     );
 }
 
+/// A broker with `views` and `counts` of 2 partitions each and the
+/// counter deployed on them.
+fn deployed() -> Pipeline {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 2);
+    pipeline.create_topic("counts", 2);
+    deploy(&pipeline);
+    pipeline
+}
+
 /// Produces `count` more records of `traffic` to each of 2 partitions
 /// (`next` counts what each has had); returns how many.
 fn produce_more(
@@ -128,10 +138,7 @@ fn assert_exact(pipeline: &Pipeline) {
 
 #[test]
 fn a_deleted_state_folder_is_restored_from_the_changelog_without_reprocessing() {
-    let mut pipeline = Pipeline::start();
-    pipeline.create_topic("views", 2);
-    pipeline.create_topic("counts", 2);
-    deploy(&pipeline);
+    let mut pipeline = deployed();
     let (mut random, mut next) = (Random::new(12), [0; 2]);
     let mut total = produce_more(&pipeline, &mut random, &mut next, 2_000);
     let before_status = wait_settled(&pipeline, "counter", total);
@@ -176,10 +183,7 @@ fn a_deleted_state_folder_is_restored_from_the_changelog_without_reprocessing() 
 
 #[test]
 fn a_partition_restoring_its_state_answers_queries_503_until_the_restore_is_whole() {
-    let mut pipeline = Pipeline::start();
-    pipeline.create_topic("views", 2);
-    pipeline.create_topic("counts", 2);
-    deploy(&pipeline);
+    let mut pipeline = deployed();
     let (mut random, mut next) = (Random::new(5), [0; 2]);
     let total = produce_more(&pipeline, &mut random, &mut next, 1_000);
     let settled = wait_settled(&pipeline, "counter", total);
@@ -242,10 +246,7 @@ fn a_partition_restoring_its_state_answers_queries_503_until_the_restore_is_whol
 
 #[test]
 fn state_lost_after_kill_9s_mid_stream_is_restored_exactly() {
-    let mut pipeline = Pipeline::start();
-    pipeline.create_topic("views", 2);
-    pipeline.create_topic("counts", 2);
-    deploy(&pipeline);
+    let mut pipeline = deployed();
     let (mut random, mut next) = (Random::new(77), [0; 2]);
     let mut total = 0;
     for round in 0..8 {

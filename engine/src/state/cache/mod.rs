@@ -408,22 +408,25 @@ impl Entries {
         }
     }
 
-    /// What RocksDB holds at `key` as far as the entries know (after a
-    /// `fill`: whether the share kept it).
+    /// What RocksDB holds at `key` as far as the entries know (tests).
+    #[cfg(test)]
     pub(crate) fn committed(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let index = self.find(self.hash(key), key)?;
         self.slot(index).committed()
     }
 
     /// Remembers that RocksDB holds `value` at `key` (`None`: nothing),
-    /// within the task's share.
-    pub(crate) fn fill(&mut self, key: &[u8], value: Option<&[u8]>) {
+    /// within the task's share; returns whether the share kept it.
+    pub(crate) fn fill(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
         let hash = self.hash(key);
         let index = match self.find(hash, key) {
             Some(index) => index,
             None => self.insert(hash, key),
         };
         self.set_committed(index, value);
+        // Making room may have evicted it again.
+        self.find(hash, key)
+            .is_some_and(|index| self.slot(index).committed().is_some())
     }
 
     /// Sets slot `index`'s committed value, or forgets it (removing the
