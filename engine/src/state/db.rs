@@ -23,6 +23,7 @@ use rocksdb::{
 };
 
 use super::cache::CacheBudget;
+use super::fill::BlockFill;
 use super::{Compression, StateConfig, StateError};
 
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
@@ -47,6 +48,8 @@ pub(crate) struct StateDb {
     staged_bytes: std::sync::atomic::AtomicUsize,
     /// The bound of the tasks' caches of committed values together.
     pub(super) value_cache: Arc<CacheBudget>,
+    /// Whether the tasks' reads keep what they read in `cache`.
+    block_fill: BlockFill,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -112,6 +115,7 @@ impl StateDb {
             cache,
             staged_bytes: std::sync::atomic::AtomicUsize::new(0),
             value_cache: Arc::new(CacheBudget::new(values)),
+            block_fill: BlockFill::new(config.block_cache_fill, blocks),
         }))
     }
 
@@ -160,6 +164,35 @@ impl StateDb {
             self.db.drop_cf(&family_name(name))?;
         }
         Ok(())
+    }
+
+    /// Options of a task's reads: whether they keep the blocks they read
+    /// in the block cache is `state.block_cache_fill`'s (`fill`).
+    pub(crate) fn task_read_options(&self) -> rocksdb::ReadOptions {
+        let mut options = rocksdb::ReadOptions::default();
+        options.fill_cache(self.block_fill.fills(|| self.state_file_bytes()));
+        options
+    }
+
+    /// Whether a task's read would fill the block cache now.
+    #[cfg(test)]
+    pub(super) fn fills_block_cache(&self) -> bool {
+        self.block_fill.fills(|| self.state_file_bytes())
+    }
+
+    /// Bytes of the live state files of every processor.
+    fn state_file_bytes(&self) -> u64 {
+        let families = self.families.lock().expect("families lock");
+        families
+            .iter()
+            .filter_map(|name| self.db.cf_handle(&family_name(name)))
+            .filter_map(|family| {
+                self.db
+                    .property_int_value_cf(&family, "rocksdb.live-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
     }
 
     /// Bytes staged by every task together.
@@ -318,13 +351,14 @@ impl ProcessorState {
         let mut committed = started;
         let mut writes = rocksdb::WriteBatch::default();
         let mut keys = Vec::new();
+        let read = self.db.task_read_options();
         for batch in batches {
             keys.clear();
             keys.extend(batch.iter().map(|key| super::keys::entry(&prefix, key)));
             keys.sort_unstable();
             for (key, value) in keys
                 .iter()
-                .zip(db.batched_multi_get_cf(&family, &keys, true))
+                .zip(db.batched_multi_get_cf_opt(&family, &keys, true, &read))
             {
                 // A count as the plugins keep one: a JSON number.
                 let count = value?

@@ -21,6 +21,7 @@
 
 mod cache;
 mod db;
+mod fill;
 mod keys;
 mod query;
 mod read_beside;
@@ -80,6 +81,26 @@ pub(crate) struct StateConfig {
     /// the kernel's page cache either way) and a disk read error stops the
     /// broker (SIGBUS) instead of failing one task. Default off.
     pub(crate) mmap_reads: bool,
+    /// Whether the table blocks a task reads are kept in the block cache:
+    /// `auto` while the state's files fit in twice the block cache,
+    /// `always`, or `never`. Default auto.
+    pub(crate) block_cache_fill: CacheFill,
+}
+
+/// When a task's reads keep the blocks they read in the block cache
+/// (`state.block_cache_fill`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CacheFill {
+    /// While the live state files are at most twice the block cache
+    /// (decided again every second). A state many times its cache,
+    /// read at random, would insert (and evict) a block for nearly every
+    /// read and find few of them again: the kernel's page cache holds
+    /// the files either way.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// A compression of state files (`state.compression`).
@@ -105,6 +126,7 @@ impl Default for StateConfig {
             value_cache_bytes_max: 32 << 20,
             compression: Compression::None,
             mmap_reads: false,
+            block_cache_fill: CacheFill::Auto,
         }
     }
 }

@@ -310,7 +310,8 @@ impl TaskState {
                 return Ok(value);
             }
             let family = processor.family()?;
-            let value = processor.db.db().get_pinned_cf(&family, key)?;
+            let read = processor.db.task_read_options();
+            let value = processor.db.db().get_pinned_cf_opt(&family, key, &read)?;
             Ok::<_, StateError>(value.map(|value| value.to_vec()))
         })?;
         self.keys_delta += i64::from(adds) - i64::from(existed);
@@ -356,7 +357,12 @@ impl TaskState {
             return Ok(known.map(<[u8]>::to_vec));
         }
         let family = self.processor.family()?;
-        let value = self.processor.db.db().get_pinned_cf(&family, key)?;
+        let read = self.processor.db.task_read_options();
+        let value = self
+            .processor
+            .db
+            .db()
+            .get_pinned_cf_opt(&family, key, &read)?;
         if self.cacheable(key) {
             fill(
                 &mut self.entries,
@@ -429,10 +435,11 @@ impl TaskState {
             missing.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         }
         let family = self.processor.family()?;
-        let found = self.processor.db.db().batched_multi_get_cf(
+        let found = self.processor.db.db().batched_multi_get_cf_opt(
             &family,
             missing.iter().map(|(_, key)| key),
             true,
+            &self.processor.db.task_read_options(),
         );
         for ((index, key), value) in missing.iter().zip(found) {
             let value = value?;
@@ -807,7 +814,7 @@ impl TaskState {
             return Ok((Vec::new(), None));
         }
         let family = self.processor.family()?;
-        let mut options = ReadOptions::default();
+        let mut options = self.processor.db.task_read_options();
         if let Some(end) = end {
             options.set_iterate_upper_bound(end.to_vec());
         }

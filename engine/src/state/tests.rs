@@ -818,3 +818,79 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     assert_eq!(t.keys_delta(), 0);
     t.release();
 }
+
+/// `state.block_cache_fill`: with `auto` a task's reads keep the blocks
+/// they read in the block cache while the state files fit in twice the
+/// cache, and stop once the state is larger (each read would evict a
+/// block for one rarely read again); with `always` they keep them
+/// whatever the size.
+#[test]
+fn reads_fill_the_block_cache_only_while_the_state_fits_twice_in_it() {
+    // 4 MiB of state memory: about 3 MiB of block cache.
+    let config = |fill| StateConfig {
+        memory_bytes_max: 4 << 20,
+        value_cache_bytes_max: 0, // every read reaches RocksDB
+        block_cache_fill: fill,
+        ..StateConfig::default()
+    };
+    let write = |db: &Arc<StateDb>, t: &mut TaskState, keys: std::ops::Range<u32>| {
+        let counts = t.store("counts").unwrap();
+        for n in keys {
+            t.put(&counts, &n.to_be_bytes(), vec![1; 200]).unwrap();
+            if n % 5_000 == 0 {
+                t.commit(b"m", false).unwrap();
+            }
+        }
+        t.commit(b"m", false).unwrap();
+        let family = db.existing("p").unwrap();
+        let family = family.family().unwrap();
+        db.db().flush_cf(&family).unwrap();
+        // Files that stay: no compaction replaces them (and their blocks'
+        // cache keys) between two reads.
+        db.db()
+            .compact_range_cf(&family, None::<&[u8]>, None::<&[u8]>);
+    };
+    // Blocks read from files by the second of two reads of 500 keys from
+    // `first` on.
+    let reread = |t: &mut TaskState, first: u32| {
+        let counts = t.store("counts").unwrap();
+        let keys: Vec<Vec<u8>> = (first..first + 500)
+            .map(|n| n.to_be_bytes().to_vec())
+            .collect();
+        t.get_many(&counts, &keys).unwrap();
+        let (found, blocks) = rocksdb_counted(PerfMetric::BlockReadCount, || {
+            t.get_many(&counts, &keys).unwrap()
+        });
+        assert!(found.iter().all(Option::is_some));
+        blocks
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(dir.path(), &config(CacheFill::Auto)).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    write(&db, &mut t, 0..2_000); // 400 KB
+    assert_eq!(
+        reread(&mut t, 0),
+        0,
+        "a small state's blocks stay in the cache"
+    );
+    write(&db, &mut t, 2_000..60_000); // 12 MB, four times the cache
+                                       // `auto` looks at the state's size again within a second.
+    while db.fills_block_cache() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads still fill the cache"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let blocks = reread(&mut t, 30_000);
+    assert!(blocks >= 5, "the 500 keys span several blocks: {blocks}");
+    drop((t, db));
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(dir.path(), &config(CacheFill::Always)).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    write(&db, &mut t, 0..60_000);
+    assert_eq!(reread(&mut t, 30_000), 0, "`always` keeps what it reads");
+}

@@ -233,11 +233,14 @@ fn family_section(options: &str, name: &str) -> String {
 
 /// `state.compression` and `state.mmap_reads` reach RocksDB; state files
 /// written with one compression stay readable after switching to
-/// another, and an unknown compression is refused at startup by name.
+/// another, and an unknown compression (or block cache fill) is refused
+/// at startup by name. A task runs with `state.block_cache_fill = "never"`
+/// as with the default.
 #[test]
 fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     let mut pipeline = Pipeline::start_with_config(
-        "[state]\nmemory_bytes_max = 8388608\ncompression = \"zstd\"\nmmap_reads = true\n",
+        "[state]\nmemory_bytes_max = 8388608\ncompression = \"zstd\"\nmmap_reads = true\n\
+         block_cache_fill = \"never\"\n",
     );
     pipeline.create_topic("clicks", 1);
     pipeline.create_topic("counts", 1);
@@ -296,28 +299,34 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
         assert_eq!(value["windows"][0]["value"], 1, "{value:#}");
     }
 
-    // An unknown compression: the broker does not start, and says why.
+    // An unknown compression or fill: the broker does not start, and says
+    // why.
     let status = pipeline
         .broker
         .stop_with("TERM", std::time::Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    std::fs::write(
-        data.parent().unwrap().join("sluice.toml"),
-        "[state]\ncompression = \"snappy\"\n",
-    )
-    .unwrap();
-    let output = std::process::Command::new(crate::harness::sluice_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(data.parent().unwrap().join("sluice.toml"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let refused = |config: &str| {
+        std::fs::write(data.parent().unwrap().join("sluice.toml"), config).unwrap();
+        let output = std::process::Command::new(crate::harness::sluice_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(data.parent().unwrap().join("sluice.toml"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{stderr}");
+        stderr
+    };
+    let stderr = refused("[state]\ncompression = \"snappy\"\n");
     assert!(
         stderr.contains("snappy") && stderr.contains("lz4") && stderr.contains("zstd"),
+        "{stderr}"
+    );
+    let stderr = refused("[state]\nblock_cache_fill = \"sometimes\"\n");
+    assert!(
+        stderr.contains("sometimes") && stderr.contains("auto") && stderr.contains("never"),
         "{stderr}"
     );
 }
