@@ -63,7 +63,7 @@ impl BlockFill {
                 // 1 + elapsed, so that 0 stays "never decided".
                 let now = 1 + self.since.elapsed().as_millis() as u64;
                 let decided = self.decided_ms.load(Ordering::Relaxed);
-                let due = decided == 0 || now - decided >= RECHECK.as_millis() as u64;
+                let due = decided == 0 || now.saturating_sub(decided) >= RECHECK.as_millis() as u64;
                 // One thread decides; the others use the last decision.
                 if due
                     && self
@@ -100,6 +100,16 @@ mod tests {
         assert!(!fill.fills(|| unreachable!("decided a moment ago")));
         fill.decided_ms.store(1, Ordering::Relaxed);
         assert!(fill.fills(|| 150));
+    }
+
+    /// Another thread may record a decision at a later millisecond than
+    /// this one read the clock: not due, and no overflow.
+    #[test]
+    fn a_decision_newer_than_this_threads_clock_stands() {
+        let fill = BlockFill::new(CacheFill::Auto, 100);
+        assert!(!fill.fills(|| 1_000));
+        fill.decided_ms.store(u64::MAX / 2, Ordering::Relaxed);
+        assert!(!fill.fills(|| unreachable!("decided after this clock read")));
     }
 
     #[test]
