@@ -161,10 +161,6 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     eprintln!("large state: killed; restarting");
     let wasm = std::fs::read(&args.wasm)?;
     let plugin = Runtime::new(None)?.compile(&wasm)?;
-    let options = StatefulOptions {
-        exactly_once: true,
-        commit_interval_ms: args.commit_interval_ms,
-    };
     let started = Instant::now();
     let scratch = Scratch::open_with_state_memory(
         dir.path(),
@@ -176,7 +172,7 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
         &scratch,
         super::wasm_factory(&plugin, NAME),
         args.batch,
-        options,
+        args.commit_interval_ms,
     )?;
     let recovered_at = task.position();
     let end = scratch.store.partition("in", 0)?.high_watermark();
@@ -194,7 +190,7 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
             (NativeCount::factory(), &mut native),
         ];
         for (factory, samples) in factories {
-            let mut task = stateful_task(&scratch, factory, args.batch, options)?;
+            let mut task = stateful_task(&scratch, factory, args.batch, args.commit_interval_ms)?;
             let from = task.position();
             let target = (from + args.large_records as i64).min(end);
             anyhow::ensure!(target > from, "the large state's input ran out");
@@ -232,19 +228,23 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
     })
 }
 
-/// A task of the large state's processor running `factory`'s instances.
+/// An exactly-once task of the large state's processor running
+/// `factory`'s instances.
 fn stateful_task(
     scratch: &Scratch,
     factory: Factory,
     batch: usize,
-    options: StatefulOptions,
+    commit_interval_ms: u64,
 ) -> anyhow::Result<PartitionTask> {
     scratch.stateful_task(
         NAME,
         factory,
         workload::limits(batch),
         &[workload::STORE],
-        options,
+        StatefulOptions {
+            exactly_once: true,
+            commit_interval_ms,
+        },
     )
 }
 
@@ -293,15 +293,11 @@ pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
     }
     let wasm = std::fs::read(&args.wasm)?;
     let plugin = Runtime::new(None)?.compile(&wasm)?;
-    let options = StatefulOptions {
-        exactly_once: true,
-        commit_interval_ms: args.commit_interval_ms,
-    };
     let mut task = stateful_task(
         &scratch,
         super::wasm_factory(&plugin, NAME),
         args.batch,
-        options,
+        args.commit_interval_ms,
     )?;
     let mut ready = false;
     loop {

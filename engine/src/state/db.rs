@@ -170,12 +170,11 @@ impl StateDb {
     /// in the block cache is `state.block_cache_fill`'s (`fill`).
     pub(crate) fn task_read_options(&self) -> rocksdb::ReadOptions {
         let mut options = rocksdb::ReadOptions::default();
-        options.fill_cache(self.block_fill.fills(|| self.state_file_bytes()));
+        options.fill_cache(self.fills_block_cache());
         options
     }
 
     /// Whether a task's read would fill the block cache now.
-    #[cfg(test)]
     pub(super) fn fills_block_cache(&self) -> bool {
         self.block_fill.fills(|| self.state_file_bytes())
     }
