@@ -78,17 +78,50 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Self> {
         let keys = keys.into_iter();
-        let mut prefetched = Self {
-            store,
-            index: HashTable::with_capacity(keys.size_hint().0),
-            hasher: foldhash::fast::FixedState::default(),
-            keys: Vec::with_capacity(keys.size_hint().0),
-            slots: Vec::with_capacity(keys.size_hint().0),
-        };
+        let mut prefetched = Self::with_capacity(store, keys.size_hint().0);
         for key in keys {
             prefetched.find_or_insert(key.as_ref());
         }
-        let Self { keys, slots, .. } = &mut prefetched;
+        prefetched.read()
+    }
+
+    /// Like [`load`](Self::load), taking the keys' buffers instead of
+    /// copying them, and answering each key's slot (its index in the
+    /// batch's distinct keys, for [`value_at`](Self::value_at) and
+    /// [`put_at`](Self::put_at): a batch's own aggregation finds each key
+    /// once instead of at every read and write).
+    pub(crate) fn load_owned(
+        store: &'a Store,
+        keys: impl ExactSizeIterator<Item = Vec<u8>>,
+    ) -> Result<(Self, Vec<u32>)> {
+        let mut prefetched = Self::with_capacity(store, keys.len());
+        let mut slots = Vec::with_capacity(keys.len());
+        for key in keys {
+            let hash = prefetched.hasher.hash_one(key.as_slice());
+            let index = match prefetched.find(hash, &key) {
+                Some(index) => index,
+                None => prefetched.insert(hash, key).0,
+            };
+            slots.push(index as u32);
+        }
+        Ok((prefetched.read()?, slots))
+    }
+
+    fn with_capacity(store: &'a Store, capacity: usize) -> Self {
+        Self {
+            store,
+            index: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::FixedState::default(),
+            keys: Vec::with_capacity(capacity),
+            slots: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Reads every key found so far in one `get-many`.
+    fn read(mut self) -> Result<Self> {
+        let Self {
+            keys, slots, store, ..
+        } = &mut self;
         let mut failed = None;
         if !keys.is_empty() {
             // Each value decoded from the answer buffer, not copied out.
@@ -100,25 +133,35 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         }
         match failed {
             Some(error) => Err(error),
-            None => Ok(prefetched),
+            None => Ok(self),
         }
     }
 
     /// The index of `key`, and whether it was added now.
     fn find_or_insert(&mut self, key: &[u8]) -> (usize, bool) {
         let hash = self.hasher.hash_one(key);
-        let keys = &self.keys;
-        if let Some(&index) = self.index.find(hash, |&i| keys[i as usize] == key) {
-            return (index as usize, false);
+        match self.find(hash, key) {
+            Some(index) => (index, false),
+            None => self.insert(hash, key.to_vec()),
         }
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let keys = &self.keys;
+        let index = self.index.find(hash, |&i| keys[i as usize] == key)?;
+        Some(*index as usize)
+    }
+
+    fn insert(&mut self, hash: u64, key: Vec<u8>) -> (usize, bool) {
         let index = self.keys.len();
+        let keys = &self.keys;
         let hasher = &self.hasher;
         self.index.insert_unique(
             hash,
             u32::try_from(index).expect("fewer than 2^32 keys in a batch"),
             |&i| hasher.hash_one(keys[i as usize].as_slice()),
         );
-        self.keys.push(key.to_vec());
+        self.keys.push(key);
         self.slots.push(Slot::UNREAD);
         (index, true)
     }
@@ -147,7 +190,22 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
     /// Sets `key` to `value` (written back by [`flush`](Self::flush)).
     pub fn put<Q: KeyBytes + ?Sized>(&mut self, key: &Q, value: V) {
         let (index, _) = self.find_or_insert(&key.key_bytes());
-        let slot = &mut self.slots[index];
+        self.put_at(index as u32, value);
+    }
+
+    /// The key of slot `index` (from [`load_owned`](Self::load_owned)).
+    pub(crate) fn key_at(&self, index: u32) -> &[u8] {
+        &self.keys[index as usize]
+    }
+
+    /// The value of slot `index` as the batch has left it so far.
+    pub(crate) fn value_at(&self, index: u32) -> Option<&V> {
+        self.slots[index as usize].value.as_ref()
+    }
+
+    /// Sets slot `index` to `value` (written back by [`flush`](Self::flush)).
+    pub(crate) fn put_at(&mut self, index: u32, value: V) {
+        let slot = &mut self.slots[index as usize];
         slot.value = Some(value);
         slot.dirty = true;
     }

@@ -125,6 +125,28 @@ impl Windows {
         })
     }
 
+    /// Calls `each` with the windows a record at `timestamp` falls in, by
+    /// start: [`containing`](Self::containing) without a list for a
+    /// tumbling window's one.
+    fn each_containing(&self, timestamp: i64, mut each: impl FnMut(Window)) {
+        match *self {
+            Self::Tumbling { size_ms } => {
+                // As `containing`: none when the window would start
+                // before the bottom of time.
+                let start = timestamp.checked_sub(timestamp.rem_euclid(size_ms));
+                if let Some(start) =
+                    start.filter(|&start| start > timestamp.saturating_sub(size_ms))
+                {
+                    each(Window {
+                        start,
+                        end: start.saturating_add(size_ms),
+                    });
+                }
+            }
+            Self::Hopping { .. } => self.containing(timestamp).into_iter().for_each(each),
+        }
+    }
+
     /// The windows a record at `timestamp` falls in, by start.
     pub fn containing(&self, timestamp: i64) -> Vec<Window> {
         let (size, advance) = match *self {
@@ -134,7 +156,10 @@ impl Windows {
                 advance_ms,
             } => (size_ms, advance_ms),
         };
-        let last_start = timestamp - timestamp.rem_euclid(advance);
+        // A window starting before the bottom of time holds nothing.
+        let Some(last_start) = timestamp.checked_sub(timestamp.rem_euclid(advance)) else {
+            return Vec::new();
+        };
         let mut windows = Vec::with_capacity((size / advance) as usize + 1);
         let mut start = last_start;
         while start > timestamp.saturating_sub(size) {
@@ -271,11 +296,12 @@ enum Step<I> {
     Late {
         source: u32,
     },
+    /// The window's store key is in the pass's list of store keys, at
+    /// this step's place among the `Add`s.
     Add {
         source: u32,
-        key: std::rc::Rc<[u8]>,
+        key: Vec<u8>,
         window: Window,
-        store_key: Vec<u8>,
         input: I,
     },
 }
@@ -344,6 +370,7 @@ where
         format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
         let mut steps = Vec::with_capacity(batch.len());
+        let mut store_keys = Vec::with_capacity(batch.len());
         for (source, record) in batch.indexed() {
             let stream_time = clock::stream_time().unwrap_or(record.timestamp);
             let Some((key, input)) =
@@ -352,27 +379,36 @@ where
                 continue;
             };
             let grace = self.common.grace_ms;
-            let open = self
-                .windows
-                .containing(record.timestamp)
-                .into_iter()
-                .filter(|window| window.end.saturating_add(grace) > stream_time);
-            let key: std::rc::Rc<[u8]> = key.into();
             let before = steps.len();
-            for window in open {
-                steps.push(Step::Add {
-                    source,
-                    store_key: key::encode(&key, window),
-                    key: key.clone(),
-                    window,
-                    input: input.clone(),
-                });
-            }
-            if steps.len() == before {
-                steps.push(Step::Late { source });
+            self.windows.each_containing(record.timestamp, |window| {
+                if window.end.saturating_add(grace) > stream_time {
+                    store_keys.push(key::encode(&key, window));
+                    steps.push(Step::Add {
+                        source,
+                        key: Vec::new(),
+                        window,
+                        input: input.clone(),
+                    });
+                }
+            });
+            // The key itself goes to the record's last window, copies to
+            // the others (a tumbling window's record copies nothing).
+            let mut added = steps[before..].iter_mut().rev();
+            match added.next() {
+                None => steps.push(Step::Late { source }),
+                Some(last) => {
+                    for step in added {
+                        if let Step::Add { key: to, .. } = step {
+                            to.clone_from(&key);
+                        }
+                    }
+                    if let Step::Add { key: to, .. } = last {
+                        *to = key;
+                    }
+                }
             }
         }
-        self.apply(steps, outputs, &format)
+        self.apply(steps, store_keys, outputs, &format)
     }
 
     /// The second pass: one `get-many`, the updates in record order, one
@@ -380,19 +416,18 @@ where
     fn apply(
         &self,
         steps: Vec<Step<G::Input>>,
+        store_keys: Vec<Vec<u8>>,
         outputs: &mut Outputs,
         format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
         let common = &self.common;
-        let keys = steps.iter().filter_map(|step| match step {
-            Step::Add { store_key, .. } => Some(store_key.as_slice()),
-            Step::Late { .. } => None,
-        });
-        let mut state =
-            Prefetched::<G::Aggregate>::load(&common.store, keys).map_err(ProcessError::new)?;
+        let (mut state, slots) =
+            Prefetched::<G::Aggregate>::load_owned(&common.store, store_keys.into_iter())
+                .map_err(ProcessError::new)?;
+        let mut slots = slots.into_iter();
         let mut late = 0;
         for step in steps {
-            let (source, key, window, store_key, input) = match step {
+            let (source, key, window, input) = match step {
                 Step::Late { source } => {
                     late += common.late(source, outputs);
                     continue;
@@ -401,28 +436,28 @@ where
                     source,
                     key,
                     window,
-                    store_key,
                     input,
-                } => (source, key, window, store_key, input),
+                } => (source, key, window, input),
             };
-            let current = state.get(&store_key).map_err(ProcessError::new)?.cloned();
+            let slot = slots.next().expect("a store key per added window");
+            let current = state.value_at(slot).cloned();
             if current.is_none() {
                 let at = window.end.saturating_add(common.grace_ms);
-                clock::schedule(Domain::EventTime, &common.timer_key(&store_key), at);
+                clock::schedule(Domain::EventTime, &common.timer_key(state.key_at(slot)), at);
             }
             let aggregate = common.aggregator.add(current, input);
             if common.emit == Emit::Update {
                 let result = WindowResult {
-                    key: key.to_vec(),
+                    key,
                     window,
                     aggregate,
                     is_final: false,
                 };
                 let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
                 outputs.push(source, output);
-                state.put(&store_key, result.aggregate);
+                state.put_at(slot, result.aggregate);
             } else {
-                state.put(&store_key, aggregate);
+                state.put_at(slot, aggregate);
             }
         }
         clock::count_late(late);

@@ -138,6 +138,37 @@ fn same_whatever_the_batches(config: &[(&str, &str)], records: &[Record]) -> (Ve
 }
 
 #[test]
+fn the_batch_pass_sees_the_same_windows_as_containing() {
+    let all = [
+        Windows::tumbling(10).unwrap(),
+        Windows::tumbling(60_000).unwrap(),
+        Windows::tumbling(i64::MAX).unwrap(),
+        Windows::hopping(10, 5).unwrap(),
+        Windows::hopping(10, 3).unwrap(),
+    ];
+    let times = [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MIN + 9,
+        -11,
+        -10,
+        -1,
+        0,
+        1,
+        25,
+        i64::MAX - 1,
+        i64::MAX,
+    ];
+    for windows in all {
+        for time in times {
+            let mut seen = Vec::new();
+            windows.each_containing(time, |window| seen.push(window));
+            assert_eq!(seen, windows.containing(time), "{windows:?} at {time}");
+        }
+    }
+}
+
+#[test]
 fn windows_containing_a_timestamp() {
     let tumbling = Windows::tumbling(10).unwrap();
     assert_eq!(tumbling.containing(25), [Window { start: 20, end: 30 }]);

@@ -170,6 +170,35 @@ fn idle_advance_closes_windows_when_input_goes_quiet() {
     assert!(stream_time >= START_MS + 1200, "{status:#}");
 }
 
+/// A record stamped just above `i64::MIN` falls in no window (its window
+/// would start before the bottom of time): it is a late record like any
+/// other. The SDK's window arithmetic used to wrap there, and the plugin
+/// built windows until its memory limit trapped, stopping the processor.
+#[test]
+fn a_record_at_the_bottom_of_time_is_late_not_a_failure() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy_counts(&pipeline, &[]);
+    let at = |timestamp| vec![("k".to_string(), timestamp)];
+    produce_at(&pipeline, "views", 0, &at(START_MS));
+    produce_at(&pipeline, "views", 0, &at(i64::MIN + 1));
+    produce_at(&pipeline, "views", 0, &at(START_MS + 10));
+    let status = wait_settled(&pipeline, "views-per-second", 3);
+    assert_eq!(status["state"], "running", "{status:#}");
+    assert_eq!(status["late_dropped"].as_u64(), Some(1), "{status:#}");
+    let (code, answer) = get_json(
+        &pipeline,
+        "/v1/processors/views-per-second/stores/counts/windows/k",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        answer["windows"][0]["value"].as_u64(),
+        Some(2),
+        "{answer:#}"
+    );
+}
+
 #[test]
 fn without_idle_advance_a_quiet_window_stays_open() {
     let pipeline = Pipeline::start();
