@@ -29,7 +29,7 @@ use std::ops::Add;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::state::{Key, KeyValueStore};
+use crate::state::{Key, KeyValueStore, Prefetched};
 use crate::{Error, Result};
 
 /// How inputs fold into an aggregate.
@@ -195,12 +195,16 @@ where
     G: Aggregator,
 {
     let inputs: Vec<_> = inputs.into_iter().collect();
-    let mut batch = store.prefetch(inputs.iter().map(|(_, key, _)| key))?;
+    // Each key found once: its slot serves the read and the write.
+    let (mut batch, slots) = Prefetched::load_slots(
+        store.store(),
+        inputs.iter().map(|(_, key, _)| key.key_bytes()),
+    )?;
     let mut updates = Vec::with_capacity(inputs.len());
-    for (source, key, input) in inputs {
-        let current = batch.get(&key)?.cloned();
+    for ((source, key, input), slot) in inputs.into_iter().zip(slots) {
+        let current = batch.value_at(slot).cloned();
         let aggregate = aggregator.add(current, input);
-        batch.put(&key, aggregate.clone());
+        batch.put_at(slot, aggregate.clone());
         updates.push(Update {
             source,
             key,

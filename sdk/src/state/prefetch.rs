@@ -85,22 +85,24 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         prefetched.read()
     }
 
-    /// Like [`load`](Self::load), taking the keys' buffers instead of
-    /// copying them, and answering each key's slot (its index in the
+    /// Like [`load`](Self::load), answering each key's slot (its index in the
     /// batch's distinct keys, for [`value_at`](Self::value_at) and
     /// [`put_at`](Self::put_at): a batch's own aggregation finds each key
     /// once instead of at every read and write).
-    pub(crate) fn load_owned(
+    ///
+    /// A key given as a `Vec` is kept, not copied; a borrowed one is copied
+    /// the first time it is seen.
+    pub(crate) fn load_slots<K: AsRef<[u8]> + Into<Vec<u8>>>(
         store: &'a Store,
-        keys: impl ExactSizeIterator<Item = Vec<u8>>,
+        keys: impl ExactSizeIterator<Item = K>,
     ) -> Result<(Self, Vec<u32>)> {
         let mut prefetched = Self::with_capacity(store, keys.len());
         let mut slots = Vec::with_capacity(keys.len());
         for key in keys {
-            let hash = prefetched.hasher.hash_one(key.as_slice());
-            let index = match prefetched.find(hash, &key) {
+            let hash = prefetched.hasher.hash_one(key.as_ref());
+            let index = match prefetched.find(hash, key.as_ref()) {
                 Some(index) => index,
-                None => prefetched.insert(hash, key).0,
+                None => prefetched.insert(hash, key.into()).0,
             };
             slots.push(index as u32);
         }
@@ -193,7 +195,7 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         self.put_at(index as u32, value);
     }
 
-    /// The key of slot `index` (from [`load_owned`](Self::load_owned)).
+    /// The key of slot `index` (from [`load_slots`](Self::load_slots)).
     pub(crate) fn key_at(&self, index: u32) -> &[u8] {
         &self.keys[index as usize]
     }

@@ -422,7 +422,7 @@ where
     ) -> Result<(), ProcessError> {
         let common = &self.common;
         let (mut state, slots) =
-            Prefetched::<G::Aggregate>::load_owned(&common.store, store_keys.into_iter())
+            Prefetched::<G::Aggregate>::load_slots(&common.store, store_keys.into_iter())
                 .map_err(ProcessError::new)?;
         let mut slots = slots.into_iter();
         let mut late = 0;
