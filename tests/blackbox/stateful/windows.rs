@@ -40,6 +40,29 @@ fn deploy_counts(pipeline: &Pipeline, extra: &[&str]) {
     );
 }
 
+/// One partition of `views` counted per second into `counts`.
+fn one_partition_counts(extra: &[&str]) -> Pipeline {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    deploy_counts(&pipeline, extra);
+    pipeline
+}
+
+/// Key `k`'s first window in the committed state holds `count`.
+fn assert_first_window_of_k(pipeline: &Pipeline, count: u64) {
+    let (code, answer) = get_json(
+        pipeline,
+        "/v1/processors/views-per-second/stores/counts/windows/k",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        answer["windows"][0]["value"].as_u64(),
+        Some(count),
+        "{answer:#}"
+    );
+}
+
 #[test]
 fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryable() {
     let pipeline = Pipeline::start();
@@ -140,10 +163,7 @@ fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryab
 
 #[test]
 fn idle_advance_closes_windows_when_input_goes_quiet() {
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
-    deploy_counts(&pipeline, &["--idle-advance-ms", "300"]);
+    let pipeline = one_partition_counts(&["--idle-advance-ms", "300"]);
     let records: Vec<Input> = (0..10)
         .map(|i| ("k".to_string(), START_MS + i * 10))
         .collect();
@@ -176,10 +196,7 @@ fn idle_advance_closes_windows_when_input_goes_quiet() {
 /// built windows until its memory limit trapped, stopping the processor.
 #[test]
 fn a_record_at_the_bottom_of_time_is_late_not_a_failure() {
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
-    deploy_counts(&pipeline, &[]);
+    let pipeline = one_partition_counts(&[]);
     let at = |timestamp| vec![("k".to_string(), timestamp)];
     produce_at(&pipeline, "views", 0, &at(START_MS));
     produce_at(&pipeline, "views", 0, &at(i64::MIN + 1));
@@ -187,24 +204,12 @@ fn a_record_at_the_bottom_of_time_is_late_not_a_failure() {
     let status = wait_settled(&pipeline, "views-per-second", 3);
     assert_eq!(status["state"], "running", "{status:#}");
     assert_eq!(status["late_dropped"].as_u64(), Some(1), "{status:#}");
-    let (code, answer) = get_json(
-        &pipeline,
-        "/v1/processors/views-per-second/stores/counts/windows/k",
-    );
-    assert_eq!(code, 200);
-    assert_eq!(
-        answer["windows"][0]["value"].as_u64(),
-        Some(2),
-        "{answer:#}"
-    );
+    assert_first_window_of_k(&pipeline, 2);
 }
 
 #[test]
 fn without_idle_advance_a_quiet_window_stays_open() {
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
-    deploy_counts(&pipeline, &[]);
+    let pipeline = one_partition_counts(&[]);
     let records: Vec<Input> = (0..10)
         .map(|i| ("k".to_string(), START_MS + i * 10))
         .collect();
@@ -216,16 +221,7 @@ fn without_idle_advance_a_quiet_window_stays_open() {
         "{status:#}"
     );
     // Committed in state, queryable.
-    let (code, answer) = get_json(
-        &pipeline,
-        "/v1/processors/views-per-second/stores/counts/windows/k",
-    );
-    assert_eq!(code, 200);
-    assert_eq!(
-        answer["windows"][0]["value"].as_u64(),
-        Some(10),
-        "{answer:#}"
-    );
+    assert_first_window_of_k(&pipeline, 10);
 }
 
 /// A close of more windows than one step fires (64 rounds of a batch's
