@@ -8,6 +8,7 @@
 //! between equally partitioned topics keeps records in their partition.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -102,11 +103,11 @@ impl Routed {
     /// under the topic's `max.message.bytes`.
     pub(crate) fn write(self, store: &LogStore) -> Result<(), LogError> {
         let mut written = Vec::new();
-        for ((topic, id), records) in self.partitions {
+        for ((topic, id), mut records) in self.partitions {
             let partition = store.partition(&topic, id)?;
             let budget = check_and_budget(&partition, &topic, &records)?;
-            for chunk in chunks(&records, budget) {
-                let encoded = encode(chunk);
+            for range in chunks(&records, budget) {
+                let encoded = encode(&mut records[range]);
                 let info = partition.write_batches(&encoded)?;
                 written.push((partition.clone(), info));
             }
@@ -142,34 +143,37 @@ pub(crate) fn check_and_budget(
 
 /// Splits `records` into runs of about `budget` payload bytes (at least one
 /// record each).
-pub(crate) fn chunks(records: &[OutRecord], budget: usize) -> Vec<&[OutRecord]> {
+pub(crate) fn chunks(records: &[OutRecord], budget: usize) -> Vec<Range<usize>> {
     let mut result = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (index, record) in records.iter().enumerate() {
         let size = record.payload_bytes() + 32;
         if index > start && bytes + size > budget {
-            result.push(&records[start..index]);
+            result.push(start..index);
             start = index;
             bytes = 0;
         }
         bytes += size;
     }
     if start < records.len() {
-        result.push(&records[start..]);
+        result.push(start..records.len());
     }
     result
 }
 
 /// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
-pub(crate) fn encode(records: &[OutRecord]) -> BytesMut {
+/// Takes the records' keys, values and headers (moved into the encoder,
+/// not cloned: a clone of a `Bytes` made from a `Vec` allocates to share
+/// it, and each output's bytes were then freed twice over).
+pub(crate) fn encode(records: &mut [OutRecord]) -> BytesMut {
     batch::build::encode(&kafka_records(records), Compression::None)
 }
 
 /// [`encode`] as a transactional batch of `producer_id` at `epoch`, its
 /// records at sequences `base_sequence`, `base_sequence + 1`, ….
 pub(crate) fn encode_transactional(
-    records: &[OutRecord],
+    records: &mut [OutRecord],
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
@@ -188,20 +192,19 @@ pub(crate) fn encode_transactional(
     batch::build::encode(&records, Compression::None)
 }
 
-fn kafka_records(records: &[OutRecord]) -> Vec<kafka_protocol::records::Record> {
+fn kafka_records(records: &mut [OutRecord]) -> Vec<kafka_protocol::records::Record> {
     records
-        .iter()
+        .iter_mut()
         .enumerate()
         .map(|(index, record)| {
-            let headers = record
-                .headers
-                .iter()
-                .map(|(key, value)| (StrBytes::from_string(key.clone()), value.clone()))
+            let headers = std::mem::take(&mut record.headers)
+                .into_iter()
+                .map(|(key, value)| (StrBytes::from_string(key), value))
                 .collect::<IndexMap<_, _>>();
             batch::build::record(
                 index,
-                record.key.clone(),
-                record.value.clone(),
+                record.key.take(),
+                record.value.take(),
                 record.timestamp,
                 headers,
             )
@@ -230,13 +233,13 @@ mod tests {
             headers: vec![],
             timestamp: 0,
         };
-        let records: Vec<_> = (0..10).map(|_| record(100)).collect();
+        let mut records: Vec<_> = (0..10).map(|_| record(100)).collect();
         let split = chunks(&records, 300);
         assert!(split.len() > 3);
         assert_eq!(split.iter().map(|c| c.len()).sum::<usize>(), 10);
         let huge = vec![record(10_000)];
         assert_eq!(chunks(&huge, 300).len(), 1);
-        let encoded = encode(&records);
+        let encoded = encode(&mut records);
         assert_eq!(batch::verify(&encoded).unwrap().records_count, 10);
     }
 }

@@ -330,7 +330,7 @@ impl Scratch {
             records.push(record(key, &value));
             if bytes >= 512 << 10 || i + 1 == keys {
                 records.push(record(vec![0x00], &TaskMeta::fresh().encode()));
-                partition.append(&super::output::encode(&records))?;
+                partition.append(&super::output::encode(&mut records))?;
                 (records, bytes) = (Vec::new(), 0);
             }
         }

@@ -437,21 +437,21 @@ mod tests {
         let mut state = task_state(&dir.path().join("state"));
         let partition = changelog.ensure(&state).unwrap();
         assert!(partition.config().cleanup_policy.compacts());
-        let write = |records: &[OutRecord]| {
+        let write = |records: &mut [OutRecord]| {
             partition.append(&output::encode(records)).unwrap();
         };
-        write(&[
+        write(&mut [
             record(vec![0x00], Some(&meta(10))),
             record(entry(b"a"), Some(b"1")),
             record(entry(b"b"), Some(b"2")),
         ]);
         // An aborted commit changes nothing.
-        let aborted = [
+        let mut aborted = [
             record(vec![0x00], Some(&meta(99))),
             record(entry(b"a"), Some(b"9")),
         ];
         partition
-            .append(&output::encode_transactional(&aborted, 5, 0, 0))
+            .append(&output::encode_transactional(&mut aborted, 5, 0, 0))
             .unwrap();
         let marker = Marker {
             producer_id: 5,
@@ -461,7 +461,7 @@ mod tests {
         };
         let info = partition.write_marker(&marker).unwrap();
         partition.acknowledge(&info).unwrap();
-        write(&[
+        write(&mut [
             record(vec![0x00], Some(&meta(20))),
             record(entry(b"b"), None),
             record(entry(b"c"), Some(b"3")),
@@ -507,7 +507,7 @@ mod tests {
         let mut state = task_state(&dir.path().join("state"));
         let partition = changelog.ensure(&state).unwrap();
         partition
-            .append(&output::encode(&[
+            .append(&output::encode(&mut [
                 record(vec![0x00], Some(&meta(1))),
                 record(b"garbage".to_vec(), Some(b"1")),
             ]))

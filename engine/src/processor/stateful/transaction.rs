@@ -117,16 +117,17 @@ impl Transaction {
     pub(crate) fn write(&mut self, store: &LogStore, routed: Routed) -> Result<(), LogError> {
         let (producer_id, producer_epoch) = self.producer;
         debug_assert!(producer_id >= 0, "recovered before writing");
-        for ((topic, id), records) in routed.into_partitions() {
+        for ((topic, id), mut records) in routed.into_partitions() {
             let partition = store.partition(&topic, id)?;
             let budget = output::check_and_budget(&partition, &topic, &records)?;
-            for chunk in output::chunks(&records, budget) {
+            for range in output::chunks(&records, budget) {
+                let chunk = &mut records[range];
+                self.bytes += chunk.iter().map(OutRecord::payload_bytes).sum::<usize>();
                 let sequence = self.sequences.entry((topic.clone(), id)).or_insert(0);
                 let encoded =
                     output::encode_transactional(chunk, producer_id, producer_epoch, *sequence);
                 let info = partition.write_batches(&encoded)?;
                 *sequence = sequence.wrapping_add(chunk.len() as i32) & i32::MAX;
-                self.bytes += chunk.iter().map(OutRecord::payload_bytes).sum::<usize>();
                 let open = self.open.entry((topic.clone(), id)).or_insert(Open {
                     partition: partition.clone(),
                     first_offset: info.base_offset,
