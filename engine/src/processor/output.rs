@@ -164,8 +164,8 @@ pub(crate) fn chunks(records: &[OutRecord], budget: usize) -> Vec<Range<usize>> 
 
 /// One uncompressed v2 batch with base offset 0 (the log assigns offsets).
 /// Takes the records' keys, values and headers (moved into the encoder,
-/// not cloned: a clone of a `Bytes` made from a `Vec` allocates to share
-/// it, and each output's bytes were then freed twice over).
+/// not cloned: the first clone of a `Bytes` made from a `Vec` allocates a
+/// shared header, one allocation and free more per key and value).
 pub(crate) fn encode(records: &mut [OutRecord]) -> BytesMut {
     batch::build::encode(&kafka_records(records), Compression::None)
 }
