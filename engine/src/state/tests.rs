@@ -875,8 +875,9 @@ fn reads_fill_the_block_cache_only_while_the_state_fits_twice_in_it() {
         0,
         "a small state's blocks stay in the cache"
     );
-    write(&db, &mut t, 2_000..60_000); // 12 MB, four times the cache
-                                       // `auto` looks at the state's size again within a second.
+    // 12 MB, four times the cache: `auto` looks at the state's size
+    // again within a second.
+    write(&db, &mut t, 2_000..60_000);
     while db.fills_block_cache() {
         assert!(
             std::time::Instant::now() < deadline,

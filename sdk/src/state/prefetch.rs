@@ -102,7 +102,7 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
             let hash = prefetched.hasher.hash_one(key.as_ref());
             let index = match prefetched.find(hash, key.as_ref()) {
                 Some(index) => index,
-                None => prefetched.insert(hash, key.into()).0,
+                None => prefetched.insert(hash, key.into()),
             };
             slots.push(index as u32);
         }
@@ -144,7 +144,7 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         let hash = self.hasher.hash_one(key);
         match self.find(hash, key) {
             Some(index) => (index, false),
-            None => self.insert(hash, key.to_vec()),
+            None => (self.insert(hash, key.to_vec()), true),
         }
     }
 
@@ -154,7 +154,8 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         Some(*index as usize)
     }
 
-    fn insert(&mut self, hash: u64, key: Vec<u8>) -> (usize, bool) {
+    /// Adds `key` (not yet in the batch), unread; returns its index.
+    fn insert(&mut self, hash: u64, key: Vec<u8>) -> usize {
         let index = self.keys.len();
         let keys = &self.keys;
         let hasher = &self.hasher;
@@ -165,7 +166,7 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         );
         self.keys.push(key);
         self.slots.push(Slot::UNREAD);
-        (index, true)
+        index
     }
 
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot<V>> {

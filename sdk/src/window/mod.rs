@@ -125,18 +125,34 @@ impl Windows {
         })
     }
 
+    /// `(size, advance)`: a tumbling window advances by its size.
+    fn size_and_advance(&self) -> (i64, i64) {
+        match *self {
+            Self::Tumbling { size_ms } => (size_ms, size_ms),
+            Self::Hopping {
+                size_ms,
+                advance_ms,
+            } => (size_ms, advance_ms),
+        }
+    }
+
+    /// The start of the latest window holding `timestamp`. `None` when it
+    /// would start before the bottom of time: such a window holds nothing,
+    /// and every earlier one would start lower still.
+    fn last_start(&self, timestamp: i64) -> Option<i64> {
+        let (size, advance) = self.size_and_advance();
+        timestamp
+            .checked_sub(timestamp.rem_euclid(advance))
+            .filter(|&start| start > timestamp.saturating_sub(size))
+    }
+
     /// Calls `each` with the windows a record at `timestamp` falls in, by
     /// start: [`containing`](Self::containing) without a list for a
     /// tumbling window's one.
     fn each_containing(&self, timestamp: i64, mut each: impl FnMut(Window)) {
         match *self {
             Self::Tumbling { size_ms } => {
-                // As `containing`: none when the window would start
-                // before the bottom of time.
-                let start = timestamp.checked_sub(timestamp.rem_euclid(size_ms));
-                if let Some(start) =
-                    start.filter(|&start| start > timestamp.saturating_sub(size_ms))
-                {
+                if let Some(start) = self.last_start(timestamp) {
                     each(Window {
                         start,
                         end: start.saturating_add(size_ms),
@@ -149,27 +165,19 @@ impl Windows {
 
     /// The windows a record at `timestamp` falls in, by start.
     pub fn containing(&self, timestamp: i64) -> Vec<Window> {
-        let (size, advance) = match *self {
-            Self::Tumbling { size_ms } => (size_ms, size_ms),
-            Self::Hopping {
-                size_ms,
-                advance_ms,
-            } => (size_ms, advance_ms),
-        };
-        // A window starting before the bottom of time holds nothing.
-        let Some(last_start) = timestamp.checked_sub(timestamp.rem_euclid(advance)) else {
+        let (size, advance) = self.size_and_advance();
+        let Some(mut start) = self.last_start(timestamp) else {
             return Vec::new();
         };
         let mut windows = Vec::with_capacity((size / advance) as usize + 1);
-        let mut start = last_start;
-        while start > timestamp.saturating_sub(size) {
+        loop {
             windows.push(Window {
                 start,
                 end: start.saturating_add(size),
             });
             match start.checked_sub(advance) {
-                Some(earlier) => start = earlier,
-                None => break,
+                Some(earlier) if earlier > timestamp.saturating_sub(size) => start = earlier,
+                _ => break,
             }
         }
         windows.reverse();
