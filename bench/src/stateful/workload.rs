@@ -16,7 +16,7 @@ use sluice::processor::host::{
 };
 use sluice::processor::scratch::{NativeStore, Scratch};
 use sluice::processor::spec::Limits;
-use sluice_sdk::window::{key as window_key, Window};
+use sluice_sdk::window::{key as window_key, Window, CLOSE_PAGE};
 
 /// The store windowed-count keeps its counts in.
 pub(super) const STORE: &str = "counts";
@@ -169,7 +169,7 @@ pub(super) fn window_key_at(key: &[u8], timestamp: i64) -> (Window, Vec<u8>) {
         start,
         end: start + WINDOW_MS,
     };
-    (window, window_key::encode(key, window))
+    (window, window_key::encode_by_window(key, window))
 }
 
 /// The store keys (windows) of `records`, in batches of `size`: what
@@ -201,8 +201,9 @@ struct WindowCount<'a> {
 /// windowed-count (tumbling, grace 0, `emit=update`) in Rust, with the
 /// SDK's access pattern: per batch one `get-many` of the windows it
 /// touches, the counts in record order with a JSON output each, a timer
-/// for each new window, one write per changed window; `on_timer` closes
-/// windows with one `get-many` and a delete each.
+/// for each new window start (the SDK's by-window layout), one write per
+/// changed window; `on_timer` closes a window's keys a page
+/// (`CLOSE_PAGE`) a call, a scan and a range delete each.
 pub(super) struct NativeCount {
     store: NativeStore,
     timer_prefix: Vec<u8>,
@@ -274,11 +275,13 @@ impl Invoke for NativeCount {
             }
         }
         let mut outputs = Vec::with_capacity(steps.len());
+        let mut scheduled = Vec::new();
         for step in &steps {
             let slot = slots.get_mut(&step.store_key).expect("prefetched");
-            if !slot.0 && !slot.2 {
+            if !slot.0 && !slot.2 && !scheduled.contains(&step.window.start) {
+                scheduled.push(step.window.start);
                 let mut timer = self.timer_prefix.clone();
-                timer.extend_from_slice(&step.store_key);
+                timer.extend_from_slice(&window_key::window_prefix(step.window.start));
                 NativeStore::schedule(task, &timer, step.window.end)?;
             }
             slot.1 += 1;
@@ -298,15 +301,22 @@ impl Invoke for NativeCount {
         timers: &[Timer],
         task: &mut TaskContext,
     ) -> Result<Vec<Output>, InvokeError> {
-        let keys: Vec<Vec<u8>> = timers
-            .iter()
-            .filter_map(|timer| timer.key.strip_prefix(self.timer_prefix.as_slice()))
-            .map(<[u8]>::to_vec)
-            .collect();
-        let values = self.store.get_many(task, &keys)?;
-        for (key, value) in keys.iter().zip(values) {
-            if value.is_some() {
-                self.store.delete(task, key)?;
+        for timer in timers {
+            let Some(from) = timer.key.strip_prefix(self.timer_prefix.as_slice()) else {
+                continue;
+            };
+            let Some(start) = window_key::window_start(from) else {
+                continue;
+            };
+            let (_, end) = window_key::window_range(start);
+            let page = CLOSE_PAGE as usize;
+            let (_, next) = self.store.scan(task, from, Some(&end), page)?;
+            let until = next.as_deref().unwrap_or(&end);
+            self.store.delete_range(task, from, Some(until))?;
+            if let Some(next) = next {
+                let mut again = self.timer_prefix.clone();
+                again.extend_from_slice(&next);
+                NativeStore::schedule(task, &again, timer.at)?;
             }
         }
         Ok(Vec::new())

@@ -501,6 +501,31 @@ impl NativeStore {
         with_state(context, |state| state.delete(&self.prefix, key))
     }
 
+    /// `scan`: the entries with `start <= key < end`, at most `limit`, and
+    /// the key to go on from if there are more.
+    pub fn scan(
+        &self,
+        context: &mut TaskContext,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<ScanPage, InvokeError> {
+        with_state(context, |state| state.scan(&self.prefix, start, end, limit))
+            .map(|page| (page.entries, page.next))
+    }
+
+    /// `delete-range`: how many entries there were.
+    pub fn delete_range(
+        &self,
+        context: &mut TaskContext,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, InvokeError> {
+        with_state(context, |state| {
+            state.delete_range(&self.prefix, start, end)
+        })
+    }
+
     /// `clock.schedule` of an event-time timer.
     pub fn schedule(context: &mut TaskContext, key: &[u8], at: i64) -> Result<(), InvokeError> {
         with_state(context, |state| state.schedule(Domain::EventTime, key, at))
@@ -511,6 +536,9 @@ impl NativeStore {
         context.stream_time
     }
 }
+
+/// A page of a scan: entries, and the key to go on from.
+pub type ScanPage = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
 
 /// Runs a state operation as the host imports do: a storage failure is
 /// the broker's (the task stops), anything else traps the call.

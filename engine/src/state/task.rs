@@ -170,6 +170,9 @@ pub(crate) struct TaskState {
     timer_hasher: foldhash::fast::RandomState,
     /// What this call read from RocksDB and `entries` did not keep.
     read_beside: ReadBeside,
+    /// Writes staged so far (wrapping), so a caller can tell how much a
+    /// plugin call wrote.
+    writes: u64,
 }
 
 impl Drop for TaskState {
@@ -193,6 +196,7 @@ impl TaskState {
             timer_bounds: Default::default(),
             timer_hasher: foldhash::fast::RandomState::default(),
             read_beside: ReadBeside::default(),
+            writes: 0,
         }
     }
 
@@ -285,6 +289,19 @@ impl TaskState {
     /// own writes between calls (removing fired timers) are bounded by
     /// the timers fired per step instead.
     fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
+        self.stage_over(key, value, None)
+    }
+
+    /// [`Self::stage`] of a key whose value the caller read, merged with
+    /// the staged writes (`found`): where nothing here knows the key, that
+    /// is RocksDB's, so it need not be read again (a range delete).
+    fn stage_over(
+        &mut self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        mut found: Option<Vec<u8>>,
+    ) -> Result<(), StateError> {
+        self.writes = self.writes.wrapping_add(1);
         if self.staged.in_call() {
             let config = self.processor.config();
             let max = config.staged_bytes_max;
@@ -306,6 +323,9 @@ impl TaskState {
         // cached, else (a write with no read before it) RocksDB, cached.
         let (processor, beside) = (&self.processor, &self.read_beside);
         let existed = self.entries.stage(&key, value, |key| {
+            if let Some(found) = found.take() {
+                return Ok(Some(found));
+            }
             if let Some(value) = beside.get(key) {
                 return Ok(value);
             }
@@ -518,8 +538,8 @@ impl TaskState {
         loop {
             let (entries, next) = self.merged(&cursor, to.as_deref(), 4096)?;
             deleted += entries.len() as u64;
-            for (key, _) in entries {
-                self.stage(key, None)?;
+            for (key, value) in entries {
+                self.stage_over(key, None, Some(value))?;
             }
             match next {
                 Some(next) => cursor = next,
@@ -648,6 +668,12 @@ impl TaskState {
     /// Timers added less timers removed since the last commit.
     pub(crate) fn timers_delta(&self) -> i64 {
         self.timers_delta
+    }
+
+    /// Writes staged so far, wrapping: the difference of two readings is
+    /// the writes in between (those refused included).
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes
     }
 
     /// Store entries added less entries removed since the last commit.

@@ -819,6 +819,39 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     t.release();
 }
 
+/// A range delete knows what it deletes from its own scan: it reads no
+/// key again to count it (with no value cache, each was a point read),
+/// and the key count and the entries still come out right.
+#[test]
+fn a_range_delete_reads_each_key_once_in_its_scan() {
+    const KEYS: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StateConfig {
+        value_cache_bytes_max: 0,
+        ..StateConfig::default()
+    };
+    let db = StateDb::open(dir.path(), &config).unwrap();
+    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    let counts = t.store("counts").unwrap();
+    for n in 0..KEYS {
+        t.put(&counts, format!("k{n:05}").as_bytes(), b"1".to_vec())
+            .unwrap();
+    }
+    t.commit(b"meta", false).unwrap();
+    t.savepoint();
+    // One staged over a committed one, and one only staged.
+    t.put(&counts, b"k00002", b"2".to_vec()).unwrap();
+    t.put(&counts, b"k00002x", b"1".to_vec()).unwrap();
+    let (deleted, gets) = rocksdb_gets(|| t.delete_range(&counts, b"k", None).unwrap());
+    assert_eq!(deleted, KEYS as u64 + 1);
+    assert_eq!(gets, 0, "point reads for keys the range delete had found");
+    assert_eq!(t.keys_delta(), -(KEYS as i64));
+    t.release();
+    t.commit(b"meta", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 0);
+    assert_eq!(t.get(&counts, b"k00002").unwrap(), None);
+}
+
 /// `state.block_cache_fill`: with `auto` a task's reads keep the blocks
 /// they read in the block cache while the state files fit in twice the
 /// cache, and stop once the state is larger (each read would evict a

@@ -218,7 +218,7 @@ mod tests {
         assert_eq!((outputs[2].source, outputs[2].timestamp), (2, 1000));
         let stored = counts.get(
             STORE,
-            &window_key::encode(
+            &window_key::encode_by_window(
                 b"ann",
                 Window {
                     start: 0,
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!((late, stream_time), (0, Some(1_100)));
         // [0, 1000) has closed (its state deleted); [1000, 2000) is open.
         let window = |start| {
-            window_key::encode(
+            window_key::encode_by_window(
                 b"/a",
                 Window {
                     start,

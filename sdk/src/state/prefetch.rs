@@ -196,11 +196,6 @@ impl<'a, V: Serialize + DeserializeOwned> Prefetched<'a, V> {
         self.put_at(index as u32, value);
     }
 
-    /// The key of slot `index` (from [`load_slots`](Self::load_slots)).
-    pub(crate) fn key_at(&self, index: u32) -> &[u8] {
-        &self.keys[index as usize]
-    }
-
     /// The value of slot `index` as the batch has left it so far.
     pub(crate) fn value_at(&self, index: u32) -> Option<&V> {
         self.slots[index as usize].value.as_ref()

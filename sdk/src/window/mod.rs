@@ -20,10 +20,15 @@
 //!   closes, then its final aggregate once, from `on_timer` (an event-time
 //!   timer at `end + grace`). Either way the window's state is deleted when
 //!   it closes, so state does not grow without bound.
-//! - State is in a store in the broker's windowed layout ([`key`]), values
+//! - State is in a store in the broker's windowed layouts ([`key`]), values
 //!   as JSON, so the broker's state queries can read it. A batch costs one
 //!   `get-many` and one `put-many` (repeated windows within the batch see
-//!   each other's updates), plus a timer per new window.
+//!   each other's updates). Tumbling and hopping windows keep a window's
+//!   keys together (the by-window layout), so one timer closes every key's
+//!   window of a start: it reads (for [`Emit::Final`]) and deletes them
+//!   [`CLOSE_PAGE`] keys at a time, each page a call of its own, so a
+//!   window of a million keys does not close in one call. Sessions and
+//!   sliding windows keep a key's windows together and a timer per window.
 //!
 //! ```
 //! use sluice_sdk::aggregate::Count;
@@ -58,6 +63,15 @@ use crate::{Batch, Error, Output, Outputs, ProcessError, Record, Result};
 
 /// The most windows one record may fall in (hopping `size / advance`).
 pub const WINDOWS_PER_RECORD_MAX: i64 = 1_000;
+
+/// The most keys of a tumbling or hopping window one `on-timer` call
+/// closes; a larger window's timer is scheduled again, due at once, for
+/// the rest.
+pub const CLOSE_PAGE: u32 = 256;
+
+/// The longest resume position a closing window's next timer carries
+/// (a prefix of the next key to close: any prefix resumes correctly).
+const RESUME_BYTES_MAX: usize = 1_024;
 
 /// A time window, `[start, end)` in milliseconds (for a session: its first
 /// and last record's timestamps, both included; for a sliding window, both
@@ -260,17 +274,18 @@ impl<G> Common<G> {
     }
 }
 
-/// Closes the windows of this aggregation's due timers: reads them in one
-/// `get-many`, emits each final aggregate (in [`Emit::Final`], `source` the
-/// timer's index) and deletes them. Other timers are left alone.
-fn close<G: Aggregator>(
+/// Closes the windows of this aggregation's due timers, a key's window
+/// each: reads them in one `get-many`, emits each final aggregate (in
+/// [`Emit::Final`], `source` the timer's index in the call) and deletes
+/// them. Other timers are left alone.
+fn close<'t, G: Aggregator>(
     common: &Common<G>,
-    timers: &[Timer],
+    timers: impl IntoIterator<Item = (u32, &'t Timer)>,
     outputs: &mut Outputs,
     format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
 ) -> Result<(), ProcessError> {
-    let (sources, keys): (Vec<u32>, Vec<Vec<u8>>) = (0_u32..)
-        .zip(timers)
+    let (sources, keys): (Vec<u32>, Vec<Vec<u8>>) = timers
+        .into_iter()
         .filter_map(|(source, timer)| Some((source, common.owned(timer)?.to_vec())))
         .unzip();
     if keys.is_empty() {
@@ -362,7 +377,7 @@ where
 
     /// The current aggregate of `key`'s `window`, if it is open.
     pub fn get(&self, key: &[u8], window: Window) -> Result<Option<G::Aggregate>> {
-        let value = self.common.store.get(&key::encode(key, window));
+        let value = self.common.store.get(&key::encode_by_window(key, window));
         Ok(value.map(|v| serde_json::from_slice(&v)).transpose()?)
     }
 
@@ -390,7 +405,7 @@ where
             let before = steps.len();
             self.windows.each_containing(record.timestamp, |window| {
                 if window.end.saturating_add(grace) > stream_time {
-                    store_keys.push(key::encode(&key, window));
+                    store_keys.push(key::encode_by_window(&key, window));
                     steps.push(Step::Add {
                         source,
                         key: Vec::new(),
@@ -434,6 +449,8 @@ where
                 .map_err(ProcessError::new)?;
         let mut slots = slots.into_iter();
         let mut late = 0;
+        // The starts whose close this batch scheduled (a few).
+        let mut scheduled: Vec<i64> = Vec::new();
         for step in steps {
             let (source, key, window, input) = match step {
                 Step::Late { source } => {
@@ -449,9 +466,13 @@ where
             };
             let slot = slots.next().expect("a store key per added window");
             let current = state.value_at(slot).cloned();
-            if current.is_none() {
+            if current.is_none() && !scheduled.contains(&window.start) {
+                // One timer for every key's window of this start
+                // (scheduling it again changes nothing).
+                scheduled.push(window.start);
                 let at = window.end.saturating_add(common.grace_ms);
-                clock::schedule(Domain::EventTime, &common.timer_key(state.key_at(slot)), at);
+                let timer = common.timer_key(&key::window_prefix(window.start));
+                clock::schedule(Domain::EventTime, &timer, at);
             }
             let aggregate = common.aggregator.add(current, input);
             if common.emit == Emit::Update {
@@ -478,7 +499,7 @@ where
     }
 
     /// Handles due timers: each of this aggregation's closes its window
-    /// (emitting the final result in [`Emit::Final`], with `source` the
+    /// (emitting the final results in [`Emit::Final`], with `source` the
     /// timer's index); other timers are left alone.
     pub fn on_timer(
         &self,
@@ -486,7 +507,63 @@ where
         outputs: &mut Outputs,
         format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
-        close(&self.common, timers, outputs, &format)
+        // A key's own window timers (state from an SDK before the
+        // by-window layout) close together, in order with the others.
+        let mut keyed = Vec::new();
+        for (source, timer) in (0_u32..).zip(timers) {
+            match self.common.owned(timer).and_then(key::window_start) {
+                Some(_) => {
+                    close(&self.common, keyed.drain(..), outputs, &format)?;
+                    self.close_page(source, timer, outputs, &format)?;
+                }
+                None => keyed.push((source, timer)),
+            }
+        }
+        close(&self.common, keyed, outputs, &format)
+    }
+
+    /// Closes up to [`CLOSE_PAGE`] keys of the window a timer is for,
+    /// from where its key says (the window's prefix, or the resume
+    /// position of an earlier page), and schedules the timer again, due
+    /// at once, for the rest.
+    fn close_page(
+        &self,
+        source: u32,
+        timer: &Timer,
+        outputs: &mut Outputs,
+        format: &impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
+    ) -> Result<(), ProcessError> {
+        let common = &self.common;
+        let from = common
+            .owned(timer)
+            .expect("one of this aggregation's timers");
+        let start = key::window_start(from).expect("a by-window timer");
+        let (_, end) = key::window_range(start);
+        let page = common.store.scan(from, Some(&end), CLOSE_PAGE);
+        if common.emit == Emit::Final {
+            for (store_key, value) in &page.entries {
+                let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
+                let aggregate = serde_json::from_slice(value).map_err(|error| {
+                    ProcessError::at(source, Error::from(error).context("window aggregate"))
+                })?;
+                let result = WindowResult {
+                    key,
+                    window,
+                    aggregate,
+                    is_final: true,
+                };
+                let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
+                outputs.push(source, output);
+            }
+        }
+        common
+            .store
+            .delete_range(from, Some(page.next.as_deref().unwrap_or(&end)));
+        if let Some(next) = page.next {
+            let resume = &next[..next.len().min(RESUME_BYTES_MAX)];
+            clock::schedule(Domain::EventTime, &common.timer_key(resume), timer.at);
+        }
+        Ok(())
     }
 }
 

@@ -201,6 +201,6 @@ impl<G: Aggregator> Sessions<G> {
         outputs: &mut Outputs,
         format: impl Fn(&WindowResult<G::Aggregate>) -> Result<Output>,
     ) -> Result<(), ProcessError> {
-        close(&self.common, timers, outputs, &format)
+        close(&self.common, (0_u32..).zip(timers), outputs, &format)
     }
 }

@@ -200,7 +200,7 @@ fn updates_count_per_key_and_window_in_the_windowed_layout() {
         .unwrap();
     assert_eq!(texts(&outputs), ["a [0,10) 1", "b [0,10) 1", "a [0,10) 2"]);
     assert_eq!(outputs[2].timestamp, 10);
-    let a_first = key::encode(b"a", Window { start: 0, end: 10 });
+    let a_first = key::encode_by_window(b"a", Window { start: 0, end: 10 });
     assert_eq!(harness.get("w", &a_first).as_deref(), Some(&b"2"[..]));
     let next = harness.run(vec![rec("a", 12)]).unwrap();
     assert_eq!(texts(&next), ["a [10,20) 1"]);
@@ -226,8 +226,126 @@ fn final_results_once_at_end_plus_grace_then_state_is_gone() {
         .iter()
         .all(|output| output.timer.is_some() && output.timestamp == 10));
     let left: Vec<_> = harness.entries("w").into_keys().collect();
-    assert_eq!(left, [key::encode(b"c", Window { start: 10, end: 20 })]);
+    assert_eq!(
+        left,
+        [key::encode_by_window(b"c", Window { start: 10, end: 20 })]
+    );
     assert_eq!(harness.timers().len(), 1);
+}
+
+#[test]
+fn one_timer_closes_a_window_of_many_keys_a_page_at_a_time_each_key_once() {
+    let mut harness = counter(&[("size_ms", "10"), ("emit", "final")]);
+    let keys = 3 * CLOSE_PAGE as usize + 7;
+    let records: Vec<Record> = (0..keys).map(|i| rec(&format!("k{i}"), 5)).collect();
+    assert!(harness.run(records).unwrap().is_empty());
+    // Plus [10,20)'s: one timer a window, not one a key.
+    assert!(
+        harness
+            .run(vec![rec("k0", 1), rec("late", 12)])
+            .unwrap()
+            .len()
+            == keys
+    );
+    assert_eq!(harness.entries("w").len(), 1, "only late's [10,20) is left");
+    let timers = harness.timers();
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert_eq!(timers[0].at, 20);
+    let mut harness = counter(&[("size_ms", "10"), ("emit", "final")]);
+    let records: Vec<Record> = (0..keys).map(|i| rec(&format!("k{i}"), 5)).collect();
+    harness.run(records).unwrap();
+    let mut closed = texts(&harness.run(vec![rec("late", 12)]).unwrap());
+    closed.sort();
+    let mut expected: Vec<String> = (0..keys).map(|i| format!("k{i} [0,10) 1 final")).collect();
+    expected.sort();
+    assert_eq!(closed, expected, "every key's final result, once");
+}
+
+#[test]
+fn hopping_windows_close_start_by_start() {
+    let mut harness = counter(&[("size_ms", "20"), ("advance_ms", "10")]);
+    let records: Vec<Record> = (0..CLOSE_PAGE + 1)
+        .map(|i| rec(&format!("k{i}"), 15))
+        .collect();
+    harness.run(records).unwrap();
+    // [0,20) and [10,30) for every key; two timers.
+    assert_eq!(harness.entries("w").len(), 2 * (CLOSE_PAGE as usize + 1));
+    assert_eq!(harness.timers().len(), 2);
+    harness.run(vec![rec("x", 20)]).unwrap();
+    let starts: std::collections::BTreeSet<i64> = harness
+        .entries("w")
+        .keys()
+        .map(|k| key::decode(k).unwrap().1.start)
+        .collect();
+    assert_eq!(starts, [10, 20].into(), "[0,20) closed at 20, whole");
+    assert_eq!(harness.entries("w").len(), CLOSE_PAGE as usize + 1 + 2);
+}
+
+/// windowed counts as an SDK before the by-window layout kept them (a
+/// key's windows together, a timer each) until `upgraded`, then
+/// [`Windowed`]'s.
+struct Upgraded {
+    counts: Windowed<Count>,
+    upgraded: bool,
+}
+
+impl Processor for Upgraded {
+    type Config = crate::NoConfig;
+
+    fn init(_: crate::NoConfig) -> Result<Self> {
+        let counts = Windowed::new("w", Windows::tumbling(10)?, Count)?.emit(Emit::Final);
+        Ok(Upgraded {
+            counts,
+            upgraded: false,
+        })
+    }
+
+    fn process(&mut self, batch: Batch, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        if self.upgraded {
+            return self.counts.process(batch, outputs, extract, format);
+        }
+        let store = crate::state::Store::open("w")?;
+        for record in batch {
+            let start = record.timestamp - record.timestamp.rem_euclid(10);
+            let window = Window {
+                start,
+                end: start + 10,
+            };
+            let store_key = key::encode(record.key.as_deref().unwrap_or_default(), window);
+            store.add(&store_key, 1);
+            let mut timer = b"w\0".to_vec();
+            timer.extend_from_slice(&store_key);
+            clock::schedule(Domain::EventTime, &timer, window.end);
+        }
+        self.upgraded = true;
+        Ok(())
+    }
+
+    fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        self.counts.on_timer(&timers, outputs, format)
+    }
+}
+
+#[test]
+fn windows_kept_a_key_at_a_time_by_an_older_sdk_still_close() {
+    let mut harness = Task::new().store("w").processor::<Upgraded>(&[]).unwrap();
+    harness
+        .run(vec![rec("a", 1), rec("b", 2), rec("a", 3)])
+        .unwrap();
+    assert_eq!(harness.timers().len(), 2);
+    harness.run(vec![rec("c", 4)]).unwrap();
+    let closed = harness.run(vec![rec("d", 10)]).unwrap();
+    let mut texts = texts(&closed);
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["a [0,10) 2 final", "b [0,10) 1 final", "c [0,10) 1 final"]
+    );
+    let left: Vec<_> = harness.entries("w").into_keys().collect();
+    assert_eq!(
+        left,
+        [key::encode_by_window(b"d", Window { start: 10, end: 20 })]
+    );
 }
 
 #[test]

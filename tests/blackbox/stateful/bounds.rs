@@ -174,12 +174,11 @@ fn a_batch_staging_more_than_the_call_bound_commits_early_instead_of_failing() {
     );
     pipeline.create_topic("clicks", 1);
     pipeline.create_topic("counts", 1);
-    // Every record a new key: a window entry and a timer each, about 200
+    // Every record a new key of 100 bytes: a window entry each, about 200
     // bytes staged per record, 200 KB per batch of 1 024.
     let keys = 5_000;
-    let records: Vec<Input> = (0..keys)
-        .map(|i| (format!("user-{i:05}"), START_MS + i as i64))
-        .collect();
+    let key = |i: usize| format!("user-{i:05}-{}", "x".repeat(89));
+    let records: Vec<Input> = (0..keys).map(|i| (key(i), START_MS + i as i64)).collect();
     produce_at(&pipeline, "clicks", 0, &records);
     super::deploy_window_count(&pipeline, "counter", ("clicks", "counts"), 86_400_000, &[]);
     let status = wait_settled(&pipeline, "counter", keys as i64);
@@ -187,15 +186,17 @@ fn a_batch_staging_more_than_the_call_bound_commits_early_instead_of_failing() {
     assert_eq!(partition["errors"], 0, "{status:#}");
     assert_eq!(partition["state"], "idle", "{status:#}");
     assert_eq!(partition["records_in"], keys, "{status:#}");
-    // One open window (a timer) per key, all committed.
-    assert_eq!(partition["stateful"]["timers_pending"], keys, "{status:#}");
+    // One open window per key, all committed, and its start's timer.
+    assert_eq!(partition["stateful"]["keys"], keys, "{status:#}");
+    assert_eq!(partition["stateful"]["timers_pending"], 1, "{status:#}");
     let commits = partition["stateful"]["commits"].as_u64().unwrap();
     // About 1 MB staged in all, committed at most 32 KiB at a time.
     assert!(commits >= 30, "{commits} commits: {status:#}");
-    let (code, value) = super::get_json(
-        &pipeline,
-        "/v1/processors/counter/stores/counts/windows/user-04999",
+    let path = format!(
+        "/v1/processors/counter/stores/counts/windows/{}",
+        key(4_999)
     );
+    let (code, value) = super::get_json(&pipeline, &path);
     assert_eq!(code, 200, "{value:#}");
     assert_eq!(value["windows"][0]["value"], 1, "{value:#}");
 }
@@ -291,7 +292,7 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     let status = wait_settled(&pipeline, "counter", keys as i64);
     let partition = &status["partitions"][0];
     assert_eq!(partition["errors"], 0, "{status:#}");
-    assert_eq!(partition["stateful"]["timers_pending"], keys, "{status:#}");
+    assert_eq!(partition["stateful"]["keys"], keys, "{status:#}");
     for i in [0, keys / 2 - 1, keys - 1] {
         let path = format!("/v1/processors/counter/stores/counts/windows/{}", key(i));
         let (code, value) = super::get_json(&pipeline, &path);

@@ -91,6 +91,9 @@ pub(crate) struct WindowOracle {
     pub(crate) closed: BTreeMap<(String, i64), u64>,
     /// Windows still open: (key, start) → count.
     pub(crate) open: BTreeMap<(String, i64), u64>,
+    /// Open window starts, counted per partition: the SDK's timers (one
+    /// closes every key's window of a start).
+    pub(crate) open_starts: u64,
     pub(crate) late: u64,
 }
 
@@ -109,10 +112,12 @@ impl WindowOracle {
                 }
                 *counts.entry((key.clone(), start)).or_default() += 1;
             }
+            let mut open_starts = std::collections::BTreeSet::new();
             for ((key, start), count) in counts {
                 let target = if start + size_ms + grace_ms <= stream_time {
                     &mut oracle.closed
                 } else {
+                    open_starts.insert(start);
                     &mut oracle.open
                 };
                 assert!(
@@ -120,6 +125,7 @@ impl WindowOracle {
                     "a key in two partitions"
                 );
             }
+            oracle.open_starts += open_starts.len() as u64;
         }
         oracle
     }

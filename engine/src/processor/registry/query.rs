@@ -389,8 +389,8 @@ impl Processors {
         Ok(answer)
     }
 
-    /// `key`'s windows in a windowed store (the SDK's layout: key length,
-    /// key, start, end) that start within `[from, to]`.
+    /// `key`'s windows in a windowed store (either of the SDK's layouts,
+    /// `sluice_sdk::window::key`) that start within `[from, to]`, by start.
     pub(crate) fn query_windows(
         &self,
         name: &str,
@@ -400,12 +400,6 @@ impl Processors {
         among: Among,
     ) -> Result<WindowsAnswer, AdminError> {
         let (state, tasks) = self.queried(name, store)?;
-        let mut prefix = (key.len() as u32).to_be_bytes().to_vec();
-        prefix.extend_from_slice(key);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&crate::state::ordered_i64(from));
-        let mut end = prefix.clone();
-        end.extend_from_slice(&crate::state::ordered_i64(to.saturating_add(1)));
         let mut answer = WindowsAnswer {
             key: show_key(key),
             partition: None,
@@ -424,23 +418,7 @@ impl Processors {
                     continue;
                 }
             };
-            let page = readable
-                .view
-                .scan(store, &start, Some(&end), QUERY_ENTRIES_MAX)
-                .map_err(storage)?;
-            let windows: Vec<Window> = page
-                .entries
-                .iter()
-                .filter_map(|(full, value)| {
-                    let rest = full.strip_prefix(prefix.as_slice())?;
-                    let (start, end) = (rest.get(..8)?, rest.get(8..16)?);
-                    Some(Window {
-                        start: crate::state::from_ordered_i64(start.try_into().ok()?),
-                        end: crate::state::from_ordered_i64(end.try_into().ok()?),
-                        value: render(value),
-                    })
-                })
-                .collect();
+            let windows = windows_of(&readable.view, store, key, (from, to)).map_err(storage)?;
             if !windows.is_empty() {
                 answer.partition = Some(at.partition);
                 answer.positions.push(readable.position);
@@ -454,6 +432,73 @@ impl Processors {
         Ok(answer)
     }
 }
+
+/// `key`'s windows starting within `[from, to]` in one partition's
+/// committed state, by start, at most `QUERY_ENTRIES_MAX`: those of the
+/// keyed layout (key length, key, start, end: one range), then those of
+/// the by-window layout (1, start, key length, key, end), found window
+/// start by window start (two seeks each; the open windows of a store
+/// are few, whatever its keys).
+fn windows_of(
+    view: &Committed<'_>,
+    store: &str,
+    key: &[u8],
+    (from, to): (i64, i64),
+) -> Result<Vec<Window>, StateError> {
+    use crate::state::{from_ordered_i64, ordered_i64, prefix_end};
+    let length = (key.len() as u32).to_be_bytes();
+    let time = |bytes: &[u8]| Some(from_ordered_i64(bytes.try_into().ok()?));
+    let mut windows = Vec::new();
+    let keyed: Vec<u8> = [&length[..], key].concat();
+    let first = [&keyed[..], &ordered_i64(from)].concat();
+    let last = [&keyed[..], &ordered_i64(to.saturating_add(1))].concat();
+    let page = view.scan(store, &first, Some(&last), QUERY_ENTRIES_MAX)?;
+    for (full, value) in &page.entries {
+        let rest = &full[keyed.len()..];
+        let times = (rest.get(..8).and_then(time), rest.get(8..).and_then(time));
+        if let (Some(start), Some(end)) = times {
+            windows.push(Window {
+                start,
+                end,
+                value: render(value),
+            });
+        }
+    }
+    let by_window = |start: i64| [&[BY_WINDOW][..], &ordered_i64(start)].concat();
+    let after_last = match to.checked_add(1) {
+        Some(next) => by_window(next),
+        None => vec![BY_WINDOW + 1],
+    };
+    let mut next_start = Some(from);
+    while let Some(at) = next_start.filter(|_| windows.len() < QUERY_ENTRIES_MAX) {
+        let found = view.scan(store, &by_window(at), Some(&after_last), 1)?;
+        let Some(start) = found
+            .entries
+            .first()
+            .and_then(|(full, _)| time(full.get(1..9)?))
+        else {
+            break;
+        };
+        let prefix = [&by_window(start)[..], &length, key].concat();
+        let room = QUERY_ENTRIES_MAX - windows.len();
+        let page = view.scan(store, &prefix, prefix_end(&prefix).as_deref(), room)?;
+        for (full, value) in &page.entries {
+            if let Some(end) = time(&full[prefix.len()..]) {
+                windows.push(Window {
+                    start,
+                    end,
+                    value: render(value),
+                });
+            }
+        }
+        next_start = start.checked_add(1);
+    }
+    windows.sort_by_key(|window| (window.start, window.end));
+    Ok(windows)
+}
+
+/// The first byte of a key of the SDK's by-window layout.
+const BY_WINDOW: u8 = 1;
 
 /// `[low, high)` of a scan: a prefix, or `from`/`to`.
 fn bounds(request: &ScanRequest) -> (Vec<u8>, Option<Vec<u8>>) {

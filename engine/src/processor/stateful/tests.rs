@@ -336,6 +336,29 @@ impl Invoke for Closer {
     }
 }
 
+/// The committed outputs of topic `out` as runs of equal values.
+fn value_runs(store: &LogStore) -> Vec<(String, usize)> {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for (_, value) in committed_records(store, "out") {
+        let value = String::from_utf8(value.unwrap().to_vec()).unwrap();
+        match runs.last_mut() {
+            Some((last, count)) if *last == value => *count += 1,
+            _ => runs.push((value, 1)),
+        }
+    }
+    runs
+}
+
+/// Appends `entries` to partition 0 of `in`, 100 a batch.
+fn append_in(store: &LogStore, entries: Vec<build::Entry>) {
+    let input = store.partition("in", 0).unwrap();
+    for chunk in entries.chunks(100) {
+        input
+            .append(&build::batch(chunk, Compression::None))
+            .unwrap();
+    }
+}
+
 /// A burst of due timers (a window close of many keys) no longer holds
 /// up the records behind it: while records wait, each step fires about as
 /// many timers as it processed records, and the rest once none wait.
@@ -358,16 +381,9 @@ fn records_waiting_behind_a_burst_of_due_timers_are_not_held_up_by_all_of_it() {
     let mut task = scratch
         .stateful_task("p", factory, limits, &[], options)
         .unwrap();
-    let input = scratch.store.partition("in", 0).unwrap();
-    let append = |entries: Vec<build::Entry>| {
-        for chunk in entries.chunks(100) {
-            input
-                .append(&build::batch(chunk, Compression::None))
-                .unwrap();
-        }
-    };
     // A timer per key, due at 1 000.
-    append(
+    append_in(
+        &scratch.store,
         (0..KEYS)
             .map(|i| (Some(format!("k{i}").into_bytes()), None, i as i64))
             .collect(),
@@ -377,7 +393,8 @@ fn records_waiting_behind_a_burst_of_due_timers_are_not_held_up_by_all_of_it() {
     }
     // 40 records past 1 000, all waiting when the first of them makes
     // every timer due.
-    append(
+    append_in(
+        &scratch.store,
         (0..40)
             .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
             .collect(),
@@ -385,30 +402,122 @@ fn records_waiting_behind_a_burst_of_due_timers_are_not_held_up_by_all_of_it() {
     while task.has_work() {
         task.step().unwrap();
     }
-    let outputs = committed_records(&scratch.store, "out");
-    let mut runs: Vec<(Vec<u8>, usize)> = Vec::new();
-    for (_, value) in &outputs {
-        let value = value.as_ref().unwrap().to_vec();
-        match runs.last_mut() {
-            Some((last, count)) if *last == value => *count += 1,
-            _ => runs.push((value, 1)),
-        }
-    }
-    let runs: Vec<(&str, usize)> = runs
-        .iter()
-        .map(|(value, count)| (std::str::from_utf8(value).unwrap(), *count))
-        .collect();
     // Steps of 16, 16 and 8 records; a share of the timers after each of
     // the first two (records still waited), the rest after the last.
     assert_eq!(
-        runs,
+        value_runs(&scratch.store),
         vec![
-            ("r", KEYS + 16),
-            ("t", MIN),
-            ("r", 16),
-            ("t", MIN),
-            ("r", 8),
-            ("t", KEYS - 2 * MIN),
+            ("r".into(), KEYS + 16),
+            ("t".into(), MIN),
+            ("r".into(), 16),
+            ("t".into(), MIN),
+            ("r".into(), 8),
+            ("t".into(), KEYS - 2 * MIN),
         ]
     );
+}
+
+/// Writes a `counts` key per record and schedules one event-time timer
+/// at 1 000 for the records stamped before it, as the SDK's tumbling
+/// windows do; `on-timer` deletes the keys a page of `PAGE` at a time,
+/// a call each, scheduling the timer again while keys are left.
+struct PageCloser;
+
+impl PageCloser {
+    const PAGE: usize = 100;
+}
+
+impl Invoke for PageCloser {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let counts = crate::processor::scratch::NativeStore::open("counts");
+        let mut outputs = Vec::new();
+        for (index, record) in batch.records.iter().enumerate() {
+            if record.timestamp < 1_000 {
+                let key = record.key.clone().unwrap_or_default();
+                counts.put(task, &key, b"1".to_vec())?;
+                crate::processor::scratch::NativeStore::schedule(task, b"close", 1_000)?;
+            }
+            outputs.push(written(index, None, b"r"));
+        }
+        Ok(outputs)
+    }
+
+    fn on_timer(
+        &mut self,
+        timers: &[crate::processor::host::Timer],
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let counts = crate::processor::scratch::NativeStore::open("counts");
+        let (entries, next) = counts.scan(task, b"", None, Self::PAGE)?;
+        for (key, _) in &entries {
+            counts.delete(task, key)?;
+        }
+        if next.is_some() {
+            crate::processor::scratch::NativeStore::schedule(task, b"close", 1_000)?;
+        }
+        Ok((0..timers.len()).map(|i| written(i, None, b"t")).collect())
+    }
+}
+
+/// One timer may do the work of many: a page of a window's keys closed
+/// in one call counts as that many timers against the share a step
+/// fires while records wait, so a close of few timers and many keys no
+/// longer runs whole between two batches.
+#[test]
+fn a_timer_that_writes_a_page_of_keys_counts_as_that_much_work() {
+    use crate::processor::scratch::{Scratch, StatefulOptions};
+    use crate::processor::worker::TIMERS_WHILE_RECORDS_WAIT_MIN as MIN;
+    const KEYS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    let factory: Factory = Arc::new(|| Ok(Box::new(PageCloser) as Box<dyn Invoke>));
+    let limits = Limits {
+        batch_records_max: 16,
+        ..Limits::default()
+    };
+    let options = StatefulOptions {
+        exactly_once: true,
+        commit_interval_ms: 0,
+    };
+    let mut task = scratch
+        .stateful_task("p", factory, limits, &["counts"], options)
+        .unwrap();
+    append_in(
+        &scratch.store,
+        (0..KEYS)
+            .map(|i| (Some(format!("k{i:04}").into_bytes()), None, i as i64))
+            .collect(),
+    );
+    while task.has_work() {
+        task.step().unwrap();
+    }
+    const { assert!(PageCloser::PAGE > MIN, "a page is more than a step's share") };
+    append_in(
+        &scratch.store,
+        (0..40)
+            .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
+            .collect(),
+    );
+    while task.has_work() {
+        task.step().unwrap();
+    }
+    // A page after each of the first two steps (records still waited),
+    // the other 8 after the last.
+    let pages = KEYS / PageCloser::PAGE;
+    assert_eq!(
+        value_runs(&scratch.store),
+        vec![
+            ("r".into(), KEYS + 16),
+            ("t".into(), 1),
+            ("r".into(), 16),
+            ("t".into(), 1),
+            ("r".into(), 8),
+            ("t".into(), pages - 2),
+        ]
+    );
+    assert_eq!(Scratch::task_figures(&task).keys, 0, "every key closed");
 }

@@ -413,10 +413,12 @@ impl PartitionTask {
     /// (100k windows: half a second of `on-timer` calls and commits), and
     /// records arriving meanwhile waited behind all of it: that close was
     /// the read_committed latency's p99. So while records wait, a step
-    /// fires about as many timers as it processed records (`processed`,
+    /// does about as much timer work as it processed records (`processed`,
     /// at least `TIMERS_WHILE_RECORDS_WAIT_MIN`) and leaves the rest to
     /// the next steps; with none waiting, it fires rounds until one
-    /// arrives. Timers still fire in due order and after the batch that
+    /// arrives. A call's work is its timers, or the state writes it made
+    /// beyond removing them if more (one timer may close a page of a
+    /// window's keys: the SDK's tumbling and hopping windows). Timers still fire in due order and after the batch that
     /// reached them, only no longer all before the next batch: a plugin
     /// tells closed from open by stream time, as the SDK's windows do.
     fn fire_timers(&mut self, routed: &mut Routed, processed: usize) -> Result<(), StepFailure> {
@@ -446,8 +448,11 @@ impl PartitionTask {
             if due.is_empty() {
                 return Ok(());
             }
-            fired += due.len();
-            if !self.fire(&due, routed)? {
+            let writes = self.state().writes();
+            let fired_now = self.fire(&due, routed)?;
+            let written = self.state().writes().wrapping_sub(writes) as usize;
+            fired += due.len().max(written.saturating_sub(due.len()));
+            if !fired_now {
                 return Ok(());
             }
         }
