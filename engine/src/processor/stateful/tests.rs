@@ -463,20 +463,17 @@ impl Invoke for PageCloser {
     }
 }
 
-/// One timer may do the work of many: a page of a window's keys closed
-/// in one call counts as that many timers against the share a step
-/// fires while records wait, so a close of few timers and many keys no
-/// longer runs whole between two batches.
-#[test]
-fn a_timer_that_writes_a_page_of_keys_counts_as_that_much_work() {
+/// The committed outputs' runs when `keys` keys (a timer at 1 000 for
+/// all, closed a `PageCloser::PAGE` a call) are followed by `late` records
+/// past 1 000, all waiting when the first of them makes the timer due,
+/// in steps of at most `batch` records.
+fn page_close_runs(keys: usize, batch: u64, late: usize) -> Vec<(String, usize)> {
     use crate::processor::scratch::{Scratch, StatefulOptions};
-    use crate::processor::worker::TIMERS_WHILE_RECORDS_WAIT_MIN as MIN;
-    const KEYS: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
     let scratch = Scratch::open(dir.path()).unwrap();
     let factory: Factory = Arc::new(|| Ok(Box::new(PageCloser) as Box<dyn Invoke>));
     let limits = Limits {
-        batch_records_max: 16,
+        batch_records_max: batch,
         ..Limits::default()
     };
     let options = StatefulOptions {
@@ -488,36 +485,85 @@ fn a_timer_that_writes_a_page_of_keys_counts_as_that_much_work() {
         .unwrap();
     append_in(
         &scratch.store,
-        (0..KEYS)
-            .map(|i| (Some(format!("k{i:04}").into_bytes()), None, i as i64))
+        (0..keys)
+            .map(|i| {
+                (
+                    Some(format!("k{i:04}").into_bytes()),
+                    None,
+                    (i % 1_000) as i64,
+                )
+            })
             .collect(),
     );
     while task.has_work() {
         task.step().unwrap();
     }
-    const { assert!(PageCloser::PAGE > MIN, "a page is more than a step's share") };
     append_in(
         &scratch.store,
-        (0..40)
+        (0..late)
             .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
             .collect(),
     );
     while task.has_work() {
         task.step().unwrap();
     }
-    // A page after each of the first two steps (records still waited),
-    // the other 8 after the last.
-    let pages = KEYS / PageCloser::PAGE;
-    assert_eq!(
-        value_runs(&scratch.store),
-        vec![
-            ("r".into(), KEYS + 16),
-            ("t".into(), 1),
-            ("r".into(), 16),
-            ("t".into(), 1),
-            ("r".into(), 8),
-            ("t".into(), pages - 2),
-        ]
-    );
     assert_eq!(Scratch::task_figures(&task).keys, 0, "every key closed");
+    value_runs(&scratch.store)
+}
+
+/// One timer may do the work of many: a page of a window's keys closed
+/// in one call counts as that much timer work against what a step does
+/// while records wait, so a close of few timers and many keys no longer
+/// runs whole between two batches.
+#[test]
+fn a_timer_that_writes_a_page_of_keys_counts_as_that_much_work() {
+    use crate::processor::worker::TIMERS_WHILE_RECORDS_WAIT_MIN as MIN;
+    const { assert!(PageCloser::PAGE > MIN, "a page is more than a step's share") };
+    // A page after each of the first two steps (records still waited),
+    // the other 18 after the last.
+    let (r, t) = (|n| ("r".to_string(), n), |n| ("t".to_string(), n));
+    assert_eq!(
+        page_close_runs(2_000, 16, 40),
+        vec![r(2_000 + 16), t(1), r(16), t(1), r(8), t(18)]
+    );
+}
+
+/// A task that keeps up closes windows in its idle time (a minimum of
+/// timer work a step while records wait); one behind its input has no
+/// idle time, so its close keeps pace with its records instead: a step
+/// then does as much timer work as it processed records.
+#[test]
+fn a_task_behind_its_input_closes_at_the_pace_of_its_records() {
+    use crate::processor::worker::BEHIND_BATCHES;
+    const KEYS: usize = 6_000;
+    const BATCH: usize = 256;
+    const LATE: usize = 20_000;
+    let behind = BEHIND_BATCHES as usize * BATCH;
+    assert!(LATE > behind + 10 * BATCH, "some steps behind, some not");
+    // The rule step by step: after a step of 256 records, three pages
+    // (300 of work: at least the records) while still behind, one (at
+    // least the minimum, 64) while records wait, the rest once none do.
+    let mut expected: Vec<(String, usize)> = Vec::new();
+    let mut push = |label: &str, n: usize| match expected.last_mut() {
+        _ if n == 0 => {}
+        Some((last, count)) if last == label => *count += n,
+        _ => expected.push((label.to_string(), n)),
+    };
+    push("r", KEYS);
+    let (mut left, mut pages) = (LATE, KEYS / PageCloser::PAGE);
+    while left > 0 {
+        let step = left.min(BATCH);
+        left -= step;
+        push("r", step);
+        let fired = match left {
+            0 => pages,
+            _ if left >= behind => pages.min(BATCH.div_ceil(PageCloser::PAGE)),
+            _ => pages.min(1),
+        };
+        pages -= fired;
+        push("t", fired);
+    }
+    let runs = page_close_runs(KEYS, BATCH as u64, LATE);
+    assert!(runs.iter().any(|run| run == &("t".to_string(), 3)));
+    assert_eq!(runs, expected);
 }

@@ -33,7 +33,7 @@ use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::log::{LogError, LogStore};
 pub(crate) use input::Input;
 #[cfg(test)]
-pub(crate) use stateful::TIMERS_WHILE_RECORDS_WAIT_MIN;
+pub(crate) use stateful::{BEHIND_BATCHES, TIMERS_WHILE_RECORDS_WAIT_MIN};
 
 /// Everything a partition task needs, owned so it can move into a
 /// blocking thread for each step.

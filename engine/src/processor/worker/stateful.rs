@@ -16,9 +16,17 @@ use crate::processor::status::{now_ms, PartitionStats};
 /// another that is due at once); the rest fire in the next steps.
 const TIMER_ROUNDS_MAX: usize = 64;
 
-/// Timers a step fires, at least, when records are waiting behind them
+/// Timer work a step does, at least, when records are waiting behind it
 /// (see `fire_timers`).
 pub(crate) const TIMERS_WHILE_RECORDS_WAIT_MIN: usize = 64;
+
+/// Full batches of backlog from which a task is behind its input: its
+/// timer work then keeps pace with its records (see `fire_timers`). 64
+/// batches of 1 024 are about 0.4 s of a task's records at full speed:
+/// a backlog a task that keeps up does not reach (a window close it
+/// spreads over its idle time, commits), and one that cannot keep up
+/// soon does.
+pub(crate) const BEHIND_BATCHES: i64 = 64;
 
 /// How often a task reading its processor's repartition topic deletes the
 /// records it has committed.
@@ -409,21 +417,30 @@ impl PartitionTask {
     /// processing-time ones up to now, round after round while any are due,
     /// in due order.
     ///
-    /// A window close of many keys makes that many timers due at once
-    /// (100k windows: half a second of `on-timer` calls and commits), and
+    /// A window close of many keys is that much timer work due at once
+    /// (100k keys: a few hundred ms of `on-timer` calls and commits), and
     /// records arriving meanwhile waited behind all of it: that close was
     /// the read_committed latency's p99. So while records wait, a step
-    /// does about as much timer work as it processed records (`processed`,
-    /// at least `TIMERS_WHILE_RECORDS_WAIT_MIN`) and leaves the rest to
-    /// the next steps; with none waiting, it fires rounds until one
-    /// arrives. A call's work is its timers, or the state writes it made
-    /// beyond removing them if more (one timer may close a page of a
-    /// window's keys: the SDK's tumbling and hopping windows). Timers still fire in due order and after the batch that
-    /// reached them, only no longer all before the next batch: a plugin
-    /// tells closed from open by stream time, as the SDK's windows do.
+    /// does `TIMERS_WHILE_RECORDS_WAIT_MIN` of timer work and leaves the
+    /// rest to the next steps; with none waiting, it fires rounds until one
+    /// arrives: a task that keeps up closes windows in its idle time. A
+    /// task behind its input (`BEHIND_BATCHES` full batches) has none, so
+    /// there a step does as much timer work as it processed records: the
+    /// close keeps pace with the records that open the next windows, and
+    /// the state of closed ones does not pile up. A call's work is its
+    /// timers, or the state writes it made beyond removing them if more
+    /// (one timer may close a page of a window's keys: the SDK's tumbling
+    /// and hopping windows). Timers still fire in due order and after the
+    /// batch that reached them, only no longer all before the next batch:
+    /// a plugin tells closed from open by stream time, as the SDK's
+    /// windows do.
     fn fire_timers(&mut self, routed: &mut Routed, processed: usize) -> Result<(), StepFailure> {
         let round_max = self.deployment.limits.batch_records_max as usize;
-        let share = processed.max(TIMERS_WHILE_RECORDS_WAIT_MIN);
+        let behind = self.backlog() >= BEHIND_BATCHES * round_max as i64;
+        let share = match behind {
+            true => processed.max(TIMERS_WHILE_RECORDS_WAIT_MIN),
+            false => TIMERS_WHILE_RECORDS_WAIT_MIN,
+        };
         let mut fired = 0;
         for _ in 0..TIMER_ROUNDS_MAX {
             let limit = if fired < share {
@@ -457,6 +474,21 @@ impl PartitionTask {
             }
         }
         Ok(())
+    }
+
+    /// About how many records the inputs hold beyond the position (by
+    /// offsets: transaction markers count too).
+    fn backlog(&self) -> i64 {
+        self.inputs()
+            .filter_map(|input| {
+                let partition = self
+                    .store
+                    .partition(&input.stats.topic, input.stats.partition)
+                    .ok()?;
+                let (_, last_stable_offset) = partition.watermarks();
+                Some((last_stable_offset - input.position).max(0))
+            })
+            .sum()
     }
 
     /// Whether an input has records to process now.
