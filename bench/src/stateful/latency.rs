@@ -6,10 +6,11 @@
 //!
 //! The records carry the wall clock as their timestamps, shifted so that
 //! a window boundary falls in the middle of the latency measurement: the
-//! window of every key closes there at once (a timer each), as it does
-//! once a minute in a running pipeline, and its stall counts in the
-//! figures. (Unshifted, a 10 s measurement crossed a minute boundary one
-//! time in six, and its p99 with it.)
+//! window of every key closes there at once (one timer, a page of keys a
+//! call, in the task's idle time), as it does once a minute in a running
+//! pipeline, and its cost counts in the figures. (Unshifted, a 10 s
+//! measurement crossed a minute boundary one time in six, and its p99
+//! with it.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

@@ -29,6 +29,7 @@ pub(super) struct SoakSample {
     elapsed_s: u64,
     records: u64,
     instance_memory_bytes: u64,
+    /// Keys' windows open (the task's store entries).
     open_windows: u64,
     state_memory_bytes: usize,
     state_disk_bytes: u64,
@@ -68,7 +69,7 @@ pub(super) fn run(plugin: &Plugin, args: &StatefulBenchArgs) -> anyhow::Result<V
                 elapsed_s: now.duration_since(started).as_secs(),
                 records,
                 instance_memory_bytes: figures.instance_memory_bytes,
-                open_windows: figures.timers_pending,
+                open_windows: figures.keys,
                 state_memory_bytes: scratch.state_memory_bytes(),
                 state_disk_bytes: disk_bytes(&dir.path().join("state")),
                 process_rss_bytes: rss_bytes(),
