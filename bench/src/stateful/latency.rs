@@ -5,7 +5,7 @@
 //! a steady rate (interactive query latency).
 //!
 //! The records carry the wall clock as their timestamps, shifted so that
-//! a window boundary falls in the middle of the latency measurement: the
+//! a window boundary falls in the middle of each measurement: the
 //! window of every key closes there at once (one timer, a page of keys a
 //! call, in the task's idle time), as it does once a minute in a running
 //! pipeline, and its cost counts in the figures. (Unshifted, a 10 s
@@ -110,9 +110,7 @@ pub(super) fn read_committed(
     let appends: Appends = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let mut latencies = Vec::with_capacity(records);
-    // Event time reaches a window boundary halfway through.
-    let middle = wall_clock_ms() + duration.as_millis() as i64 / 2;
-    let shift_ms = workload::WINDOW_MS - middle.rem_euclid(workload::WINDOW_MS);
+    let shift_ms = close_halfway(duration);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
         let producer = scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &appends));
@@ -170,6 +168,14 @@ fn drive(
         }
     }
     Ok(())
+}
+
+/// How far to shift the wall clock for event time to reach a window
+/// boundary halfway through a measurement of `duration` starting now:
+/// every key's window closes there.
+fn close_halfway(duration: Duration) -> i64 {
+    let middle = wall_clock_ms() + duration.as_millis() as i64 / 2;
+    workload::WINDOW_MS - middle.rem_euclid(workload::WINDOW_MS)
 }
 
 /// Appends `workload`'s records at `rate` a second, stamped with the wall
@@ -239,8 +245,9 @@ pub(super) fn queries(
         options,
     )?;
     // One record per key first, processed and committed.
+    let shift_ms = close_halfway(duration);
     let seed = Workload::each_key(args.keys);
-    produce(&scratch, &seed, u64::MAX, 0, &Mutex::new(Vec::new()))?;
+    produce(&scratch, &seed, u64::MAX, shift_ms, &Mutex::new(Vec::new()))?;
     let input = scratch.store.partition("in", 0)?;
     while task.position() < input.high_watermark() {
         task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
@@ -255,7 +262,7 @@ pub(super) fn queries(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
         let producer =
-            scope.spawn(|| produce(&scratch, &workload, rate, 0, &Mutex::new(Vec::new())));
+            scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &Mutex::new(Vec::new())));
         let started = Instant::now();
         for i in 0..count {
             let scheduled = started + Duration::from_secs_f64(i as f64 / args.query_rate as f64);
@@ -263,7 +270,7 @@ pub(super) fn queries(
                 std::thread::sleep(wait);
             }
             let key = key_of(scramble(i ^ 0x5eed) % args.keys.max(1));
-            let (_, store_key) = window_key_at(&key, wall_clock_ms());
+            let (_, store_key) = window_key_at(&key, wall_clock_ms() + shift_ms);
             found += u64::from(reader.get(workload::STORE, &store_key)?.is_some());
             latencies.push(scheduled.elapsed().as_secs_f64() * 1e3);
         }

@@ -121,8 +121,8 @@ pub(crate) struct StatefulBenchArgs {
     /// to profile it.
     #[arg(long, hide = true, conflicts_with = "call_only")]
     pub end_to_end_only: bool,
-    /// Measure the read_committed latency only (at `--latency-rate`), e.g.
-    /// to profile a window close.
+    /// Measure the read_committed latency and the committed lookups only
+    /// (at `--latency-rate`), e.g. to profile a window close.
     #[arg(long, hide = true, conflicts_with_all = ["call_only", "end_to_end_only"], requires = "latency_rate")]
     pub latency_only: bool,
     /// Measure the large state only (`--large-keys`, with the restart),
@@ -251,13 +251,9 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         };
         eprintln!("read_committed latency at {rate} records/s");
         let latency = latency::read_committed(&plugin, args, rate, exactly_once, timed)?;
-        if args.latency_only {
-            (Some(latency), None)
-        } else {
-            eprintln!("queries at {}/s", args.query_rate);
-            let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
-            (Some(latency), Some(queries))
-        }
+        eprintln!("queries at {}/s", args.query_rate);
+        let queries = latency::queries(&plugin, args, rate, exactly_once, timed)?;
+        (Some(latency), Some(queries))
     };
     let large = match args.large_keys {
         _ if args.call_only || args.end_to_end_only || args.latency_only => None,
