@@ -92,6 +92,46 @@ fn a_keys_hopping_windows_are_queried_start_by_start() {
     assert!(starts(&format!("{base}/nobody")).is_empty());
 }
 
+/// A windowed query looks into at most 10 000 window starts of a
+/// partition (two seeks each): past that it asks for a narrower range, and
+/// a narrower range answers.
+#[test]
+fn a_query_over_too_many_window_starts_asks_for_a_narrower_range() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    // 999 windows a record; another key's 11 records 1 s apart: 10 989
+    // starts, among them the 999 of k's one record.
+    let args = ["--config", "advance_ms=1", "--config", "grace_ms=600000"];
+    super::deploy_window_count(
+        &pipeline,
+        "views-per-second",
+        ("views", "counts"),
+        999,
+        &args,
+    );
+    let mut records: Vec<Input> = (0..11)
+        .map(|i| ("other".to_string(), START_MS + i * 1_000))
+        .collect();
+    records.push(("k".to_string(), START_MS + 5_000));
+    produce_at(&pipeline, "views", 0, &records);
+    wait_settled(&pipeline, "views-per-second", records.len() as i64);
+    let base = "/v1/processors/views-per-second/stores/counts/windows/k";
+    let (code, answer) = get_json(&pipeline, base);
+    assert_eq!(code, 400, "{answer:#}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("narrow the range"), "{answer:#}");
+    // k's windows start at 4 002..=5 000.
+    let (from, to) = (START_MS + 4_500, START_MS + 5_500);
+    let (code, answer) = get_json(&pipeline, &format!("{base}?from={from}&to={to}"));
+    assert_eq!(code, 200, "{answer:#}");
+    let windows = answer["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 501, "{answer:#}");
+    assert!(windows.iter().all(|w| w["value"] == 1), "{answer:#}");
+    assert_eq!(windows[0]["start"].as_i64(), Some(from));
+    assert_eq!(windows[500]["start"].as_i64(), Some(START_MS + 5_000));
+}
+
 /// One partition of `views` counted per second into `counts`.
 fn one_partition_counts(extra: &[&str]) -> Pipeline {
     let pipeline = Pipeline::start();

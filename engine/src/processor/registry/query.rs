@@ -418,7 +418,7 @@ impl Processors {
                     continue;
                 }
             };
-            let windows = windows_of(&readable.view, store, key, (from, to)).map_err(storage)?;
+            let windows = windows_of(&readable.view, store, key, (from, to))?;
             if !windows.is_empty() {
                 answer.partition = Some(at.partition);
                 answer.positions.push(readable.position);
@@ -438,13 +438,13 @@ impl Processors {
 /// keyed layout (key length, key, start, end: one range), then those of
 /// the by-window layout (1, start, key length, key, end), found window
 /// start by window start (two seeks each; the open windows of a store
-/// are few, whatever its keys).
+/// are few, whatever its keys), at most `WINDOW_STARTS_MAX` starts.
 fn windows_of(
     view: &Committed<'_>,
     store: &str,
     key: &[u8],
     (from, to): (i64, i64),
-) -> Result<Vec<Window>, StateError> {
+) -> Result<Vec<Window>, AdminError> {
     use crate::state::{from_ordered_i64, ordered_i64, prefix_end};
     let length = (key.len() as u32).to_be_bytes();
     let time = |bytes: &[u8]| Some(from_ordered_i64(bytes.try_into().ok()?));
@@ -452,7 +452,9 @@ fn windows_of(
     let keyed: Vec<u8> = [&length[..], key].concat();
     let first = [&keyed[..], &ordered_i64(from)].concat();
     let last = [&keyed[..], &ordered_i64(to.saturating_add(1))].concat();
-    let page = view.scan(store, &first, Some(&last), QUERY_ENTRIES_MAX)?;
+    let page = view
+        .scan(store, &first, Some(&last), QUERY_ENTRIES_MAX)
+        .map_err(storage)?;
     for (full, value) in &page.entries {
         let rest = &full[keyed.len()..];
         let times = (rest.get(..8).and_then(time), rest.get(8..).and_then(time));
@@ -470,8 +472,11 @@ fn windows_of(
         None => vec![BY_WINDOW + 1],
     };
     let mut next_start = Some(from);
+    let mut starts = 0;
     while let Some(at) = next_start.filter(|_| windows.len() < QUERY_ENTRIES_MAX) {
-        let found = view.scan(store, &by_window(at), Some(&after_last), 1)?;
+        let found = view
+            .scan(store, &by_window(at), Some(&after_last), 1)
+            .map_err(storage)?;
         let Some(start) = found
             .entries
             .first()
@@ -479,9 +484,18 @@ fn windows_of(
         else {
             break;
         };
+        starts += 1;
+        if starts > WINDOW_STARTS_MAX {
+            return Err(AdminError::BadRequest(format!(
+                "store {store} has more than {WINDOW_STARTS_MAX} open window starts \
+                 from {from} on; narrow the range with from and to (starts in ms)"
+            )));
+        }
         let prefix = [&by_window(start)[..], &length, key].concat();
         let room = QUERY_ENTRIES_MAX - windows.len();
-        let page = view.scan(store, &prefix, prefix_end(&prefix).as_deref(), room)?;
+        let page = view
+            .scan(store, &prefix, prefix_end(&prefix).as_deref(), room)
+            .map_err(storage)?;
         for (full, value) in &page.entries {
             if let Some(end) = time(&full[prefix.len()..]) {
                 windows.push(Window {
@@ -499,6 +513,11 @@ fn windows_of(
 
 /// The first byte of a key of the SDK's by-window layout.
 const BY_WINDOW: u8 = 1;
+
+/// The most window starts a windowed query looks into in one partition
+/// (two seeks each): hopping windows of a 1 ms advance and an hour's
+/// grace have millions open; `from`/`to` narrow the range.
+const WINDOW_STARTS_MAX: usize = 10_000;
 
 /// `[low, high)` of a scan: a prefix, or `from`/`to`.
 fn bounds(request: &ScanRequest) -> (Vec<u8>, Option<Vec<u8>>) {
