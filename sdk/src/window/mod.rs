@@ -296,21 +296,34 @@ fn close<'t, G: Aggregator>(
         // Absent: merged into another session, or already closed.
         let Some(value) = value else { continue };
         if common.emit == Emit::Final {
-            let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
-            let aggregate = serde_json::from_slice(&value).map_err(|error| {
-                ProcessError::at(source, Error::from(error).context("window aggregate"))
-            })?;
-            let result = WindowResult {
-                key,
-                window,
-                aggregate,
-                is_final: true,
-            };
-            let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
-            outputs.push(source, output);
+            emit_final(source, store_key, &value, outputs, format)?;
         }
         common.store.delete(store_key);
     }
+    Ok(())
+}
+
+/// Emits a closed window's final result from its store entry (`source`:
+/// the timer's index).
+fn emit_final<A: serde::de::DeserializeOwned>(
+    source: u32,
+    store_key: &[u8],
+    value: &[u8],
+    outputs: &mut Outputs,
+    format: &impl Fn(&WindowResult<A>) -> Result<Output>,
+) -> Result<(), ProcessError> {
+    let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
+    let aggregate = serde_json::from_slice(value).map_err(|error| {
+        ProcessError::at(source, Error::from(error).context("window aggregate"))
+    })?;
+    let result = WindowResult {
+        key,
+        window,
+        aggregate,
+        is_final: true,
+    };
+    let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
+    outputs.push(source, output);
     Ok(())
 }
 
@@ -542,18 +555,7 @@ where
         let page = common.store.scan(from, Some(&end), CLOSE_PAGE);
         if common.emit == Emit::Final {
             for (store_key, value) in &page.entries {
-                let (key, window) = key::decode(store_key).map_err(ProcessError::new)?;
-                let aggregate = serde_json::from_slice(value).map_err(|error| {
-                    ProcessError::at(source, Error::from(error).context("window aggregate"))
-                })?;
-                let result = WindowResult {
-                    key,
-                    window,
-                    aggregate,
-                    is_final: true,
-                };
-                let output = format(&result).map_err(|error| ProcessError::at(source, error))?;
-                outputs.push(source, output);
+                emit_final(source, store_key, value, outputs, format)?;
             }
         }
         common
