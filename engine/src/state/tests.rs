@@ -774,13 +774,10 @@ fn scheduling_timers_at_the_bound_a_commit_raised_reads_only_committed_ones() {
     assert_eq!(again.timers_delta(), 0);
 }
 
-/// With no value cache (`value_cache_bytes_max = 0`), a call that reads
-/// keys and then writes them knows from its read whether each key is
-/// new: one RocksDB lookup per key, not two (the write's point read for
-/// the key count). After the call a blind write reads RocksDB again.
-#[test]
-fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more() {
-    const KEYS: usize = 500;
+/// Task 0 of processor `p` over a fresh state with no value cache
+/// (`value_cache_bytes_max = 0`: every write's key count reads RocksDB
+/// unless the call read the key), and its store `counts`.
+fn task_without_value_cache() -> (tempfile::TempDir, Arc<StateDb>, TaskState, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let config = StateConfig {
         value_cache_bytes_max: 0,
@@ -789,6 +786,17 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     let db = StateDb::open(dir.path(), &config).unwrap();
     let mut t = TaskState::new(db.processor("p").unwrap(), 0);
     let counts = t.store("counts").unwrap();
+    (dir, db, t, counts)
+}
+
+/// With no value cache (`value_cache_bytes_max = 0`), a call that reads
+/// keys and then writes them knows from its read whether each key is
+/// new: one RocksDB lookup per key, not two (the write's point read for
+/// the key count). After the call a blind write reads RocksDB again.
+#[test]
+fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more() {
+    const KEYS: usize = 500;
+    let (_dir, _db, mut t, counts) = task_without_value_cache();
     let keys: Vec<Vec<u8>> = (0..KEYS).map(|n| format!("k{n:05}").into_bytes()).collect();
     for key in keys.iter().step_by(2) {
         t.put(&counts, key, b"1".to_vec()).unwrap();
@@ -825,14 +833,7 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
 #[test]
 fn a_range_delete_reads_each_key_once_in_its_scan() {
     const KEYS: usize = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let config = StateConfig {
-        value_cache_bytes_max: 0,
-        ..StateConfig::default()
-    };
-    let db = StateDb::open(dir.path(), &config).unwrap();
-    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
-    let counts = t.store("counts").unwrap();
+    let (_dir, _db, mut t, counts) = task_without_value_cache();
     for n in 0..KEYS {
         t.put(&counts, format!("k{n:05}").as_bytes(), b"1".to_vec())
             .unwrap();
