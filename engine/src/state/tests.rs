@@ -784,7 +784,7 @@ fn task_without_value_cache() -> (tempfile::TempDir, Arc<StateDb>, TaskState, Ve
         ..StateConfig::default()
     };
     let db = StateDb::open(dir.path(), &config).unwrap();
-    let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+    let t = TaskState::new(db.processor("p").unwrap(), 0);
     let counts = t.store("counts").unwrap();
     (dir, db, t, counts)
 }
