@@ -45,9 +45,7 @@ fn deploy_counts(pipeline: &Pipeline, extra: &[&str]) {
 /// start), within a range of starts, and no other key's come with them.
 #[test]
 fn a_keys_hopping_windows_are_queried_start_by_start() {
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
+    let pipeline = one_partition();
     let args = ["--config", "advance_ms=500", "--config", "grace_ms=600000"];
     super::deploy_window_count(
         &pipeline,
@@ -97,9 +95,7 @@ fn a_keys_hopping_windows_are_queried_start_by_start() {
 /// a narrower range answers.
 #[test]
 fn a_query_over_too_many_window_starts_asks_for_a_narrower_range() {
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
+    let pipeline = one_partition();
     // 999 windows a record; another key's 11 records 1 s apart: 10 989
     // starts, among them the 999 of k's one record.
     let args = ["--config", "advance_ms=1", "--config", "grace_ms=600000"];
@@ -132,11 +128,17 @@ fn a_query_over_too_many_window_starts_asks_for_a_narrower_range() {
     assert_eq!(windows[500]["start"].as_i64(), Some(START_MS + 5_000));
 }
 
-/// One partition of `views` counted per second into `counts`.
-fn one_partition_counts(extra: &[&str]) -> Pipeline {
+/// A broker with topics `views` and `counts` of one partition each.
+fn one_partition() -> Pipeline {
     let pipeline = Pipeline::start();
     pipeline.create_topic("views", 1);
     pipeline.create_topic("counts", 1);
+    pipeline
+}
+
+/// One partition of `views` counted per second into `counts`.
+fn one_partition_counts(extra: &[&str]) -> Pipeline {
+    let pipeline = one_partition();
     deploy_counts(&pipeline, extra);
     pipeline
 }
@@ -332,10 +334,7 @@ fn without_idle_advance_a_quiet_window_stays_open() {
 #[test]
 fn a_close_of_more_windows_than_a_step_fires_finishes_without_more_input() {
     const KEYS: i64 = 600;
-    let pipeline = Pipeline::start();
-    pipeline.create_topic("views", 1);
-    pipeline.create_topic("counts", 1);
-    deploy_counts(&pipeline, &["--batch-records", "4"]);
+    let pipeline = one_partition_counts(&["--batch-records", "4"]);
     // One record per key in the window [START, START + 1000), then one at
     // START + 2000: stream time past every window's end plus grace.
     let mut records: Vec<Input> = (0..KEYS).map(|i| (format!("k{i}"), START_MS + i)).collect();

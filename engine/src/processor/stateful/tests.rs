@@ -364,48 +364,15 @@ fn append_in(store: &LogStore, entries: Vec<build::Entry>) {
 /// many timers as it processed records, and the rest once none wait.
 #[test]
 fn records_waiting_behind_a_burst_of_due_timers_are_not_held_up_by_all_of_it() {
-    use crate::processor::scratch::{Scratch, StatefulOptions};
     use crate::processor::worker::TIMERS_WHILE_RECORDS_WAIT_MIN as MIN;
     const KEYS: usize = 600;
-    let dir = tempfile::tempdir().unwrap();
-    let scratch = Scratch::open(dir.path()).unwrap();
+    // A timer per key, due at 1 000; 40 records past it.
     let factory: Factory = Arc::new(|| Ok(Box::new(Closer) as Box<dyn Invoke>));
-    let limits = Limits {
-        batch_records_max: 16,
-        ..Limits::default()
-    };
-    let options = StatefulOptions {
-        exactly_once: true,
-        commit_interval_ms: 0,
-    };
-    let mut task = scratch
-        .stateful_task("p", factory, limits, &[], options)
-        .unwrap();
-    // A timer per key, due at 1 000.
-    append_in(
-        &scratch.store,
-        (0..KEYS)
-            .map(|i| (Some(format!("k{i}").into_bytes()), None, i as i64))
-            .collect(),
-    );
-    while task.has_work() {
-        task.step().unwrap();
-    }
-    // 40 records past 1 000, all waiting when the first of them makes
-    // every timer due.
-    append_in(
-        &scratch.store,
-        (0..40)
-            .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
-            .collect(),
-    );
-    while task.has_work() {
-        task.step().unwrap();
-    }
+    let (runs, _) = timer_burst(factory, &[], KEYS, 16, 40);
     // Steps of 16, 16 and 8 records; a share of the timers after each of
     // the first two (records still waited), the rest after the last.
     assert_eq!(
-        value_runs(&scratch.store),
+        runs,
         vec![
             ("r".into(), KEYS + 16),
             ("t".into(), MIN),
@@ -463,15 +430,21 @@ impl Invoke for PageCloser {
     }
 }
 
-/// The committed outputs' runs when `keys` keys (a timer at 1 000 for
-/// all, closed a `PageCloser::PAGE` a call) are followed by `late` records
-/// past 1 000, all waiting when the first of them makes the timer due,
-/// in steps of at most `batch` records.
-fn page_close_runs(keys: usize, batch: u64, late: usize) -> Vec<(String, usize)> {
+/// The committed outputs' runs when `keys` records stamped before 1 000
+/// (for which `factory`'s plugin schedules timers at 1 000) are followed
+/// by `late` records past 1 000, all waiting when the first of them makes
+/// the timers due, in steps of at most `batch` records; and the store
+/// entries (`stores`) the task has left.
+fn timer_burst(
+    factory: Factory,
+    stores: &[&str],
+    keys: usize,
+    batch: u64,
+    late: usize,
+) -> (Vec<(String, usize)>, u64) {
     use crate::processor::scratch::{Scratch, StatefulOptions};
     let dir = tempfile::tempdir().unwrap();
     let scratch = Scratch::open(dir.path()).unwrap();
-    let factory: Factory = Arc::new(|| Ok(Box::new(PageCloser) as Box<dyn Invoke>));
     let limits = Limits {
         batch_records_max: batch,
         ..Limits::default()
@@ -481,34 +454,34 @@ fn page_close_runs(keys: usize, batch: u64, late: usize) -> Vec<(String, usize)>
         commit_interval_ms: 0,
     };
     let mut task = scratch
-        .stateful_task("p", factory, limits, &["counts"], options)
+        .stateful_task("p", factory, limits, stores, options)
         .unwrap();
-    append_in(
-        &scratch.store,
-        (0..keys)
-            .map(|i| {
-                (
-                    Some(format!("k{i:04}").into_bytes()),
-                    None,
-                    (i % 1_000) as i64,
-                )
-            })
-            .collect(),
-    );
-    while task.has_work() {
-        task.step().unwrap();
+    fn stamped(prefix: &str, count: usize, at: impl Fn(usize) -> i64) -> Vec<build::Entry> {
+        (0..count)
+            .map(|i| (Some(format!("{prefix}{i:04}").into_bytes()), None, at(i)))
+            .collect()
     }
-    append_in(
-        &scratch.store,
-        (0..late)
-            .map(|i| (Some(format!("late{i}").into_bytes()), None, 2_000))
-            .collect(),
-    );
-    while task.has_work() {
-        task.step().unwrap();
+    for entries in [
+        stamped("k", keys, |i| (i % 1_000) as i64),
+        stamped("late", late, |_| 2_000),
+    ] {
+        append_in(&scratch.store, entries);
+        while task.has_work() {
+            task.step().unwrap();
+        }
     }
-    assert_eq!(Scratch::task_figures(&task).keys, 0, "every key closed");
-    value_runs(&scratch.store)
+    (
+        value_runs(&scratch.store),
+        Scratch::task_figures(&task).keys,
+    )
+}
+
+/// [`timer_burst`] of [`PageCloser`], which closes every key.
+fn page_close_runs(keys: usize, batch: u64, late: usize) -> Vec<(String, usize)> {
+    let factory: Factory = Arc::new(|| Ok(Box::new(PageCloser) as Box<dyn Invoke>));
+    let (runs, left) = timer_burst(factory, &["counts"], keys, batch, late);
+    assert_eq!(left, 0, "every key closed");
+    runs
 }
 
 /// One timer may do the work of many: a page of a window's keys closed
