@@ -335,3 +335,53 @@ fn a_long_poll_counts_only_what_it_answers() {
         "{appended} appends during the poll"
     );
 }
+
+/// An at-least-once stateful processor makes its outputs durable before
+/// each commit of its state and positions, not after every batch: thirty
+/// batches processed between two commits cost no fsync each (they cost
+/// one each before, a third of the task's time).
+#[test]
+fn an_at_least_once_stateful_processor_fsyncs_its_outputs_at_commits_not_every_batch() {
+    const BATCHES: usize = 30;
+    const BATCH_RECORDS: usize = 10;
+    // Produces fsync nothing.
+    let pipeline = Pipeline::start_with_config("[log]\nflush = \"interval:600000\"\n");
+    pipeline.create_topic("views", 1);
+    pipeline.create_topic("counts", 1);
+    let records: Vec<(String, i64)> = (0..BATCHES * BATCH_RECORDS)
+        .map(|i| (format!("user-{i}"), 1_767_225_600_000 + i as i64))
+        .collect();
+    crate::stateful::produce_at(&pipeline, "views", 0, &records);
+    let fsyncs = || Scrape::of(&pipeline).sum("sluice_log_fsync_duration_seconds_count", &[]);
+    let before = fsyncs();
+    // Thirty batches of ten behind its input: one commit when caught up
+    // (the interval, a minute, is not reached).
+    let batch = BATCH_RECORDS.to_string();
+    let args = [
+        "--input",
+        "views",
+        "--output",
+        "counts",
+        "--store",
+        "counts",
+        "--config",
+        "size_ms=60000",
+        "--config",
+        "emit=update",
+        "--guarantee",
+        "at-least-once",
+        "--commit-interval-ms",
+        "60000",
+        "--batch-records",
+        &batch,
+    ];
+    pipeline.deploy("counter", "windowed-count", &args);
+    crate::stateful::wait_settled(&pipeline, "counter", records.len() as i64);
+    let during = fsyncs() - before;
+    assert!(
+        during < (BATCHES / 2) as f64,
+        "{during} fsyncs for {BATCHES} batches and one commit"
+    );
+    let counts = pipeline.consume("counts");
+    assert_eq!(counts.len(), records.len());
+}

@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-use crate::log::{batch, LogError, LogStore, Partition};
+use crate::log::{batch, AppendInfo, LogError, LogStore, Partition};
 use crate::protocol::partitioner::partition_for_key;
 
 /// The partition Kafka's default partitioner picks for `key`; a null key
@@ -102,23 +103,43 @@ impl Routed {
     /// Each partition's records are written in order, in batches that stay
     /// under the topic's `max.message.bytes`.
     pub(crate) fn write(self, store: &LogStore) -> Result<(), LogError> {
-        let mut written = Vec::new();
+        // Durable under every flush policy: the input offset committed
+        // next is fsynced, so outputs that were only written could be lost
+        // by a power cut while their inputs count as processed.
+        for (_, (partition, last)) in self.append(store)? {
+            partition.acknowledge_durable(&last)?;
+        }
+        Ok(())
+    }
+
+    /// Appends every partition's records (in order, in batches that stay
+    /// under the topic's `max.message.bytes`) without waiting for anything;
+    /// returns each partition's last append, whose acknowledgement covers
+    /// the ones before it.
+    pub(crate) fn append(
+        self,
+        store: &LogStore,
+    ) -> Result<BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>, LogError> {
+        let mut written = BTreeMap::new();
         for ((topic, id), mut records) in self.partitions {
             let partition = store.partition(&topic, id)?;
             let budget = check_and_budget(&partition, &topic, &records)?;
             for range in chunks(&records, budget) {
                 let encoded = encode(&mut records[range]);
                 let info = partition.write_batches(&encoded)?;
-                written.push((partition.clone(), info));
+                written.insert((topic.clone(), id), (partition.clone(), info));
             }
         }
-        // Durable under every flush policy: the input offset committed
-        // next is fsynced, so outputs that were only written could be lost
-        // by a power cut while their inputs count as processed.
-        for (partition, info) in written {
-            partition.acknowledge_durable(&info)?;
-        }
-        Ok(())
+        Ok(written)
+    }
+
+    /// Payload bytes of every record (see [`OutRecord::payload_bytes`]).
+    pub(crate) fn payload_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .flatten()
+            .map(OutRecord::payload_bytes)
+            .sum()
     }
 }
 

@@ -35,6 +35,10 @@ pub(crate) struct Transaction {
     /// Commit markers written after the last commit point: fsynced before
     /// the next one replaces its record of them.
     unsynced_markers: Vec<(Arc<Partition>, AppendInfo)>,
+    /// At-least-once: each output partition's last append since the last
+    /// commit point, made durable before the next one (not at every step:
+    /// an fsync a batch was a third of the task's time).
+    unacknowledged: BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>,
     /// The partition whose marker is written before the others (the
     /// task's changelog partition): a transaction committed anywhere is
     /// then committed in the changelog, which a restore relies on.
@@ -59,6 +63,7 @@ impl Transaction {
             open: BTreeMap::new(),
             bytes: 0,
             unsynced_markers: Vec::new(),
+            unacknowledged: BTreeMap::new(),
             marked_first: None,
         }
     }
@@ -83,6 +88,7 @@ impl Transaction {
     ) -> Result<(), String> {
         self.open.clear();
         self.unsynced_markers.clear();
+        self.unacknowledged.clear();
         self.bytes = 0;
         if meta.producer_id >= 0 {
             end_open(store, outputs, meta)?;
@@ -139,11 +145,29 @@ impl Transaction {
         Ok(())
     }
 
-    /// Makes the open transaction's batches, and the markers of the last
-    /// one, durable; returns what the commit point records.
+    /// At-least-once: appends `routed` as plain batches, visible now if
+    /// the flush policy lets them be, and durable before the next commit
+    /// point.
+    pub(crate) fn write_plain(&mut self, store: &LogStore, routed: Routed) -> Result<(), LogError> {
+        self.bytes += routed.payload_bytes();
+        for (key, (partition, last)) in routed.append(store)? {
+            if !partition.acknowledge_blocks() {
+                partition.acknowledge(&last)?;
+            }
+            self.unacknowledged.insert(key, (partition, last));
+        }
+        Ok(())
+    }
+
+    /// Makes the open transaction's batches (or the plain outputs since the
+    /// last commit point), and the markers of the last transaction,
+    /// durable; returns what the commit point records.
     pub(super) fn prepare(&mut self) -> Result<Vec<CommittedOutput>, LogError> {
         for open in self.open.values() {
             open.partition.acknowledge_durable(&open.last)?;
+        }
+        for (_, (partition, last)) in std::mem::take(&mut self.unacknowledged) {
+            partition.acknowledge_durable(&last)?;
         }
         for (partition, marker) in self.unsynced_markers.drain(..) {
             partition.acknowledge_durable(&marker)?;

@@ -396,7 +396,7 @@ impl PartitionTask {
         let written = if stateful.exactly_once {
             stateful.transaction.write(&self.store, routed)
         } else {
-            routed.write(&self.store)
+            stateful.transaction.write_plain(&self.store, routed)
         };
         written.map_err(|error| StepFailure::new(format!("writing outputs failed: {error}"), None))
     }
