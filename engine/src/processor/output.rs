@@ -51,6 +51,10 @@ impl OutRecord {
     }
 }
 
+/// Each output partition's last append: (topic, partition) → (partition,
+/// what was appended).
+pub(crate) type LastAppends = BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>;
+
 /// Records grouped by output partition, in the order they were routed.
 #[derive(Default)]
 pub(crate) struct Routed {
@@ -116,10 +120,7 @@ impl Routed {
     /// under the topic's `max.message.bytes`) without waiting for anything;
     /// returns each partition's last append, whose acknowledgement covers
     /// the ones before it.
-    pub(crate) fn append(
-        self,
-        store: &LogStore,
-    ) -> Result<BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>, LogError> {
+    pub(crate) fn append(self, store: &LogStore) -> Result<LastAppends, LogError> {
         let mut written = BTreeMap::new();
         for ((topic, id), mut records) in self.partitions {
             let partition = store.partition(&topic, id)?;

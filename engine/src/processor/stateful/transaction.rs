@@ -38,7 +38,7 @@ pub(crate) struct Transaction {
     /// At-least-once: each output partition's last append since the last
     /// commit point, made durable before the next one (not at every step:
     /// an fsync a batch was a third of the task's time).
-    unacknowledged: BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>,
+    unacknowledged: output::LastAppends,
     /// The partition whose marker is written before the others (the
     /// task's changelog partition): a transaction committed anywhere is
     /// then committed in the changelog, which a restore relies on.
