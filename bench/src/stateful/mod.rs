@@ -45,7 +45,7 @@ use sluice::processor::scratch::{Scratch, StatefulOptions};
 
 use crate::{median, OutputFormat};
 use soak::SoakSample;
-use workload::{label, limits, plugin_config, NativeCount, Workload};
+use workload::{label, limits, plugin_config, ForwardAll, NativeCount, Workload};
 
 pub(crate) use large::{fill, FillArgs};
 
@@ -150,6 +150,16 @@ struct Report {
     /// records (a multi-get per batch, a put per record, a synced write
     /// every commit interval; no log, no plugin, no task cache).
     rocksdb_floor_records_s: f64,
+    /// RocksDB alone doing only the commits of a loop at the target rate
+    /// (each commit interval's distinct keys of `TARGET_RECORDS_S` records,
+    /// one synced write): no loop with these commits goes faster.
+    rocksdb_commit_floor_records_s: f64,
+    /// The same loop, exactly-once, forwarding every record natively with
+    /// no state: the log and the transactions alone.
+    end_to_end_forward_records_s: f64,
+    /// What the loop and the commits at the target rate leave, with
+    /// nothing processed: `1 / (1 / forward + 1 / commit floor)`.
+    loop_and_commits_floor_records_s: f64,
     latency: Option<latency::Latency>,
     queries: Option<latency::Queries>,
     large: Option<large::Large>,
@@ -165,6 +175,8 @@ struct Samples {
     end_to_end_native: Vec<f64>,
     end_to_end_wasm_alos: Vec<f64>,
     rocksdb_floor: Vec<f64>,
+    rocksdb_commit_floor: Vec<f64>,
+    end_to_end_forward: Vec<f64>,
 }
 
 /// Runs the benchmark and prints the report.
@@ -229,11 +241,17 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
         samples
             .end_to_end_native
             .push(end_to_end_with(NativeCount::factory(), exactly_once)?);
+        samples
+            .end_to_end_forward
+            .push(end_to_end_with(ForwardAll::factory(), exactly_once)?);
         samples.end_to_end_wasm_alos.push(end_to_end_with(
             wasm_factory(&plugin, "e2e"),
             at_least_once,
         )?);
         samples.rocksdb_floor.push(rocksdb_floor(&workload, args)?);
+        samples
+            .rocksdb_commit_floor
+            .push(rocksdb_commit_floor(&workload, args)?);
     }
     drop((wasm_call, native_call));
     scratch.store.close()?;
@@ -387,6 +405,26 @@ fn rocksdb_floor(workload: &Workload, args: &StatefulBenchArgs) -> anyhow::Resul
     Ok(workload.records.len() as f64 / seconds)
 }
 
+/// The end-to-end target: records/s on one core.
+const TARGET_RECORDS_S: u64 = 1_000_000;
+
+/// Records/s of RocksDB alone doing only the commits of a loop running the
+/// workload at [`TARGET_RECORDS_S`] (`Scratch::commit_floor`), the keys
+/// already there from a first pass.
+fn rocksdb_commit_floor(workload: &Workload, args: &StatefulBenchArgs) -> anyhow::Result<f64> {
+    let dir = scratch_dir()?;
+    let scratch = open_scratch(dir.path(), args)?;
+    let keys = workload::store_key_batches(&workload.records, workload.records.len())
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let per_commit = (TARGET_RECORDS_S * args.commit_interval_ms / 1000) as usize;
+    scratch.commit_floor("floor", workload::STORE, &keys, per_commit)?;
+    let seconds = scratch.commit_floor("floor", workload::STORE, &keys, per_commit)?;
+    scratch.store.close()?;
+    Ok(workload.records.len() as f64 / seconds)
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -413,6 +451,8 @@ impl Samples {
         let e2e_wasm = median(&mut self.end_to_end_wasm);
         let e2e_native = median(&mut self.end_to_end_native);
         let e2e_alos = median(&mut self.end_to_end_wasm_alos);
+        let commit_floor = median(&mut self.rocksdb_commit_floor);
+        let forward = median(&mut self.end_to_end_forward);
         Report {
             records: args.records,
             keys: args.keys,
@@ -428,6 +468,9 @@ impl Samples {
             end_to_end_wasm_at_least_once_records_s: e2e_alos,
             exactly_once_ratio: e2e_wasm / e2e_alos,
             rocksdb_floor_records_s: median(&mut self.rocksdb_floor),
+            rocksdb_commit_floor_records_s: commit_floor,
+            end_to_end_forward_records_s: forward,
+            loop_and_commits_floor_records_s: 1.0 / (1.0 / forward + 1.0 / commit_floor),
             latency,
             queries,
             large,
@@ -471,6 +514,16 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         "RocksDB alone, a read and a write per record {:>12}   wasm end to end / RocksDB alone {:.2}\n",
         m(report.rocksdb_floor_records_s),
         report.end_to_end_wasm_records_s / report.rocksdb_floor_records_s
+    ));
+    text.push_str(&format!(
+        "RocksDB alone, only the commits at {}M records/s {:>12}   (each commit interval's distinct keys, one synced write)\n",
+        TARGET_RECORDS_S / 1_000_000,
+        m(report.rocksdb_commit_floor_records_s),
+    ));
+    text.push_str(&format!(
+        "the loop alone, forwarding every record natively {:>12}   with those commits {} (nothing processed)\n",
+        m(report.end_to_end_forward_records_s),
+        m(report.loop_and_commits_floor_records_s),
     ));
     if let Some(latency) = &report.latency {
         text.push_str(&latency.text());

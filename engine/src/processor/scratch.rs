@@ -425,6 +425,23 @@ impl Scratch {
         Ok(took.as_secs_f64())
     }
 
+    /// Seconds RocksDB alone takes to write, synced, each run of
+    /// `records_per_commit` of `keys`' distinct keys (see
+    /// `ProcessorState::commit_floor`).
+    pub fn commit_floor(
+        &self,
+        name: &str,
+        store: &str,
+        keys: &[Vec<u8>],
+        records_per_commit: usize,
+    ) -> anyhow::Result<f64> {
+        let took =
+            self.state
+                .processor(name)?
+                .commit_floor(TASK, store, keys, records_per_commit)?;
+        Ok(took.as_secs_f64())
+    }
+
     fn changelog(&self, name: &str) -> super::stateful::Changelog {
         let topic = super::spec::changelog_topic(name);
         super::stateful::Changelog::new(self.store.clone(), topic, 0, 1)

@@ -373,4 +373,41 @@ impl ProcessorState {
         db.write_opt(writes, &sync)?;
         Ok(started.elapsed())
     }
+
+    /// RocksDB alone doing only what a task's commits do: for each run of
+    /// `records_per_commit` records of `keys` (a commit interval's records
+    /// at some rate), one synced write of every distinct key they touched,
+    /// in key order, with a count's value. Nothing read, nothing else: the
+    /// floor under the commits of a loop at that rate. Returns the time
+    /// taken. For `sluice-bench`, through `Scratch`.
+    pub(crate) fn commit_floor(
+        &self,
+        task: u32,
+        store: &str,
+        keys: &[Vec<u8>],
+        records_per_commit: usize,
+    ) -> Result<std::time::Duration, StateError> {
+        let family = self.family()?;
+        let db = self.db.db();
+        let prefix = super::keys::store_prefix(task, store);
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        sync.set_memtable_insert_hint_per_batch(true);
+        let mut took = std::time::Duration::ZERO;
+        let mut distinct = Vec::new();
+        for commit in keys.chunks(records_per_commit.max(1)) {
+            distinct.clear();
+            distinct.extend(commit.iter().map(|key| super::keys::entry(&prefix, key)));
+            distinct.sort_unstable();
+            distinct.dedup();
+            let started = std::time::Instant::now();
+            let mut writes = rocksdb::WriteBatch::default();
+            for key in &distinct {
+                writes.put_cf(&family, key, b"1234");
+            }
+            db.write_opt(writes, &sync)?;
+            took += started.elapsed();
+        }
+        Ok(took)
+    }
 }
