@@ -90,6 +90,7 @@ impl Config {
     /// settings must pass elsewhere (topic defaults as topic overrides).
     fn validate(&self) -> anyhow::Result<()> {
         self.state.validate()?;
+        self.processors.validate()?;
         match self.log.topic_defaults.validate() {
             Ok(()) => Ok(()),
             // Named by its TOML key, not Kafka's dotted name.

@@ -160,6 +160,9 @@ fn drive(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let input = scratch.store.partition("in", 0)?;
+    // At the priority the broker runs steps at (`processors.nice`).
+    use sluice::processor::worker::threads::{lower_priority, NICE_DEFAULT};
+    lower_priority(NICE_DEFAULT)?;
     while !stop.load(Ordering::Relaxed) {
         if task.position() < input.high_watermark() {
             task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;

@@ -43,6 +43,23 @@ pub(crate) struct ProcessorConfig {
     /// Plugins compiled at once when the broker starts (compiling is
     /// CPU-bound and runs on blocking threads, off the async workers).
     pub(crate) compiles_max: usize,
+    /// The nice value of the threads processor steps run on (0 to 19; 0:
+    /// the broker's own priority): processing takes the CPU that Kafka
+    /// requests and queries leave (`worker/threads.rs`).
+    pub(crate) nice: i32,
+}
+
+impl ProcessorConfig {
+    /// Checks values that parse but make no sense.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        if !(0..=19).contains(&self.nice) {
+            anyhow::bail!(
+                "[processors] nice = {} is outside 0..=19 (0: the broker's own priority)",
+                self.nice
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ProcessorConfig {
@@ -54,6 +71,7 @@ impl Default for ProcessorConfig {
             compile_cache: true,
             memory_bytes_max: 4 << 30,
             compiles_max: 2,
+            nice: worker::threads::NICE_DEFAULT,
         }
     }
 }

@@ -477,3 +477,62 @@ fn a_committed_offset_past_the_log_end_restarts_from_the_log_start() {
         assert!(outputs.iter().any(|v| v == value), "{value} in {outputs:?}");
     }
 }
+
+/// The nice value of each of the broker's threads named `name`.
+fn thread_nices(pipeline: &Pipeline, name: &str) -> Vec<i64> {
+    let tasks = format!("/proc/{}/task", pipeline.broker.pid());
+    std::fs::read_dir(tasks)
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            // `pid (comm) state ppid …`: nice is field 19, the 17th after
+            // the comm's closing parenthesis.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 1..];
+            after.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn processors_run_on_their_own_threads_below_the_brokers_priority() {
+    for (config, nice) in [("", 10), ("[processors]\nnice = 0\n", 0)] {
+        let pipeline = Pipeline::start_with_config(config);
+        pipeline.create_topic("words", 1);
+        pipeline.create_topic("shout", 1);
+        pipeline.deploy(
+            "shouter",
+            "uppercase",
+            &["--input", "words", "--output", "shout"],
+        );
+        pipeline.produce("words", &[(None, "hello")]);
+        pipeline.wait_caught_up("shouter", 1);
+        // Idle threads of the pool stay ten seconds.
+        let steps = thread_nices(&pipeline, "sluice-step");
+        assert!(!steps.is_empty(), "no sluice-step thread ({config:?})");
+        assert!(steps.iter().all(|n| *n == nice), "{steps:?} ({config:?})");
+        let workers = thread_nices(&pipeline, "tokio-rt-worker");
+        assert!(!workers.is_empty());
+        assert!(workers.iter().all(|n| *n == 0), "{workers:?}");
+    }
+    // Out of range: the broker refuses to start, naming the setting.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sluice.toml"), "[processors]\nnice = 25\n").unwrap();
+    let output = std::process::Command::new(crate::harness::sluice_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(dir.path().join("sluice.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("nice = 25"),
+        "{stderr}"
+    );
+}

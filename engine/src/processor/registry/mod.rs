@@ -102,6 +102,8 @@ pub(crate) struct Processors {
     /// redeployed or removed.
     broken: Mutex<BTreeMap<String, String>>,
     admin: tokio::sync::Mutex<()>,
+    /// The threads steps run on.
+    steps: crate::processor::worker::threads::StepThreads,
 }
 
 /// A processor's status, as `GET /v1/processors/{name}` serves it.
@@ -159,6 +161,7 @@ impl Processors {
         }
         let cache = config.compile_cache.then(|| dir.join("compiled"));
         let runtime = Runtime::with_memory_max(cache.as_deref(), config.memory_bytes_max)?;
+        let steps = crate::processor::worker::threads::StepThreads::new(config.nice)?;
         let processors = Arc::new(Self {
             runtime,
             store,
@@ -171,6 +174,7 @@ impl Processors {
             running: Mutex::new(BTreeMap::new()),
             broken: Mutex::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            steps,
         });
         super::stateful::end_all_open(&processors.store, &processors.state)
             .map_err(anyhow::Error::msg)

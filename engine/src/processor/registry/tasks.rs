@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use std::time::Duration;
@@ -146,11 +147,12 @@ impl Processors {
             .push(task.abort.clone());
         let control = running.control.subscribe();
         let shutdown = self.shutdown.clone();
-        running
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .spawn(drive(task, control, shutdown));
+        running.tasks.lock().expect("tasks lock").spawn(drive(
+            task,
+            self.steps.handle().clone(),
+            control,
+            shutdown,
+        ));
     }
 
     /// A stateful or exactly-once task's state and bookkeeping.
@@ -208,6 +210,7 @@ pub(super) async fn stop(running: &Running) {
 /// and shutdown, and runs each step on a blocking thread.
 pub(super) async fn drive(
     mut task: PartitionTask,
+    steps: Handle,
     mut control: watch::Receiver<Control>,
     mut shutdown: Shutdown,
 ) {
@@ -219,13 +222,13 @@ pub(super) async fn drive(
             // A stateful task commits what it has processed (an open
             // transaction would hold back its outputs' readers until the
             // task ran again).
-            let _ = finish_blocking(task).await;
+            let _ = finish_blocking(&steps, task).await;
             return;
         }
         let mut watermarks = Vec::new();
         if current.paused {
             if task.has_uncommitted() {
-                let Some(returned) = finish_blocking(task).await else {
+                let Some(returned) = finish_blocking(&steps, task).await else {
                     return;
                 };
                 task = returned;
@@ -238,7 +241,7 @@ pub(super) async fn drive(
             match task.readiness() {
                 Readiness::Work => {
                     task.set_state(PartitionState::Running);
-                    let Some((returned, failed)) = step_blocking(task, &stats).await else {
+                    let Some((returned, failed)) = step_blocking(&steps, task, &stats).await else {
                         return;
                     };
                     task = returned;
@@ -266,13 +269,14 @@ pub(super) async fn drive(
 
 /// Commits a stateful task's processed work on a blocking thread (see
 /// `PartitionTask::finish`); `None` if that panicked.
-async fn finish_blocking(mut task: PartitionTask) -> Option<PartitionTask> {
-    tokio::task::spawn_blocking(move || {
-        task.finish();
-        task
-    })
-    .await
-    .ok()
+async fn finish_blocking(steps: &Handle, mut task: PartitionTask) -> Option<PartitionTask> {
+    steps
+        .spawn_blocking(move || {
+            task.finish();
+            task
+        })
+        .await
+        .ok()
 }
 
 /// Runs one step on a blocking thread and records a failure in the status
@@ -280,14 +284,16 @@ async fn finish_blocking(mut task: PartitionTask) -> Option<PartitionTask> {
 /// the step failed (the task then reset), or `None` when the step
 /// panicked: the task's partitions are stopped.
 async fn step_blocking(
+    steps: &Handle,
     mut task: PartitionTask,
     stats: &[Arc<PartitionStats>],
 ) -> Option<(PartitionTask, bool)> {
-    let stepped = tokio::task::spawn_blocking(move || {
-        let result = task.step();
-        (task, result)
-    })
-    .await;
+    let stepped = steps
+        .spawn_blocking(move || {
+            let result = task.step();
+            (task, result)
+        })
+        .await;
     let Ok((mut task, result)) = stepped else {
         // A bug, not the plugin (its traps are errors):
         // say so in the status and stop this partition.

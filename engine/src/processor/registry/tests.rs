@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::records::Compression;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::tasks::drive;
@@ -43,7 +44,7 @@ async fn a_panicking_step_fails_its_partition_with_a_status_and_the_driver_ends(
     let stats = task.stats().clone();
     let (_control, control_rx) = watch::channel(Control::default());
     let (_shutdown, shutdown_rx) = watch::channel(false);
-    let driver = tokio::spawn(drive(task, control_rx, shutdown_rx));
+    let driver = tokio::spawn(drive(task, Handle::current(), control_rx, shutdown_rx));
     // The driver gives up on this partition: it returns, rather than
     // retrying a step that panicked.
     tokio::time::timeout(Duration::from_secs(30), driver)

@@ -15,6 +15,7 @@
 
 mod input;
 mod stateful;
+pub mod threads;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,91 @@
+//! The threads processor steps run on: a blocking pool of their own, at a
+//! lower scheduling priority (`processors.nice`) than the broker's Kafka
+//! requests, queries and fsyncs (tokio's shared blocking pool and workers),
+//! so a busy processor takes the CPU those leave instead of delaying them.
+//!
+//! A processor is throughput work and the rest of the broker answers
+//! someone waiting. On the 2-core machine, committed point lookups at 10k/s
+//! beside a task processing 120k records/s had a p99 of 0.85, 1.63 and
+//! 1.05 ms with the task at the broker's priority and 0.60, 0.35, 0.28 ms
+//! at nice 10 (alternated runs); the task's own read_committed latency did
+//! not move (p99 99, 39, 52 ms against 48, 80, 57 ms). Under full load
+//! from clients a processor falls behind rather than its clients:
+//! `nice = 0` puts it back level with them.
+
+use tokio::runtime::{Handle, Runtime};
+
+/// Threads running steps at once, at most (a step waits for one past
+/// that). A step rarely blocks for long (an fsync at a commit), so a few
+/// per core keep the cores busy; tokio's own default is 512.
+pub(crate) const STEP_THREADS_MAX: usize = 64;
+
+/// The default of `processors.nice`.
+pub const NICE_DEFAULT: i32 = 10;
+
+/// A blocking pool for processor steps, its threads at a lower priority.
+pub(crate) struct StepThreads {
+    /// Only its blocking pool is used (nothing drives the runtime itself);
+    /// `None` once dropped.
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for StepThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepThreads").finish_non_exhaustive()
+    }
+}
+
+impl StepThreads {
+    /// A pool whose threads (named `sluice-step`) run at `nice` (0: the
+    /// broker's own priority).
+    pub(crate) fn new(nice: i32) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .thread_name("sluice-step")
+            .max_blocking_threads(STEP_THREADS_MAX)
+            .on_thread_start(move || {
+                if let Err(error) = lower_priority(nice) {
+                    tracing::warn!(nice, %error, "could not lower a processor thread's priority");
+                }
+            })
+            .build()?;
+        let handle = runtime.handle().clone();
+        Ok(Self {
+            runtime: Some(runtime),
+            handle,
+        })
+    }
+
+    /// Where steps are spawned (`Handle::spawn_blocking`).
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for StepThreads {
+    fn drop(&mut self) {
+        // Dropping a runtime may block, which panics inside another
+        // runtime's task: let its threads finish on their own.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Sets the calling thread's nice value to `nice` (Linux: per thread);
+/// 0 leaves it as it is. Raising the nice value needs no privilege.
+#[allow(unsafe_code)]
+pub fn lower_priority(nice: i32) -> std::io::Result<()> {
+    if nice <= 0 {
+        return Ok(());
+    }
+    // SAFETY: two system calls about the calling thread; no memory is
+    // passed.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: as above.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    match result {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
