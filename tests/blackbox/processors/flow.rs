@@ -500,7 +500,7 @@ fn thread_nices(pipeline: &Pipeline, name: &str) -> Vec<i64> {
 
 #[test]
 fn processors_run_on_their_own_threads_below_the_brokers_priority() {
-    for (config, nice) in [("", 10), ("[processors]\nnice = 0\n", 0)] {
+    for (config, nice) in [("", 5), ("[processors]\nnice = 0\n", 0)] {
         let pipeline = Pipeline::start_with_config(config);
         pipeline.create_topic("words", 1);
         pipeline.create_topic("shout", 1);

@@ -4,13 +4,16 @@
 //! so a busy processor takes the CPU those leave instead of delaying them.
 //!
 //! A processor is throughput work and the rest of the broker answers
-//! someone waiting. On the 2-core machine, committed point lookups at 10k/s
-//! beside a task processing 120k records/s had a p99 of 0.85, 1.63 and
-//! 1.05 ms with the task at the broker's priority and 0.60, 0.35, 0.28 ms
-//! at nice 10 (alternated runs); the task's own read_committed latency did
-//! not move (p99 99, 39, 52 ms against 48, 80, 57 ms). Under full load
-//! from clients a processor falls behind rather than its clients:
-//! `nice = 0` puts it back level with them.
+//! someone waiting. On the 2-core machine, with committed point lookups at
+//! 10k/s beside a task processing 120-130k records/s (alternated runs, a
+//! noisy machine): at the broker's priority the lookups' p99 was 0.85-1.93
+//! ms (median of nine 1.13 ms) and the task's read_committed p99 39-148 ms
+//! (median 88 ms); at nice 5, 0.41-8.4 ms (median of six 0.91 ms) and
+//! 40-102 ms (median 54 ms); at nice 10 the lookups did as well but the
+//! task's latency worse (48-161 ms, median 103 ms): it lost the CPU to
+//! RocksDB's flushes and compactions too. Under full load from clients a
+//! processor falls behind rather than its clients; `nice = 0` puts it back
+//! level with them.
 
 use tokio::runtime::{Handle, Runtime};
 
@@ -20,7 +23,7 @@ use tokio::runtime::{Handle, Runtime};
 pub(crate) const STEP_THREADS_MAX: usize = 64;
 
 /// The default of `processors.nice`.
-pub const NICE_DEFAULT: i32 = 10;
+pub const NICE_DEFAULT: i32 = 5;
 
 /// A blocking pool for processor steps, its threads at a lower priority.
 pub(crate) struct StepThreads {
