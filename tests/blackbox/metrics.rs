@@ -357,17 +357,7 @@ fn an_at_least_once_stateful_processor_fsyncs_its_outputs_at_commits_not_every_b
     // Thirty batches of ten behind its input: one commit when caught up
     // (the interval, a minute, is not reached).
     let batch = BATCH_RECORDS.to_string();
-    let args = [
-        "--input",
-        "views",
-        "--output",
-        "counts",
-        "--store",
-        "counts",
-        "--config",
-        "size_ms=60000",
-        "--config",
-        "emit=update",
+    let extra = [
         "--guarantee",
         "at-least-once",
         "--commit-interval-ms",
@@ -375,7 +365,7 @@ fn an_at_least_once_stateful_processor_fsyncs_its_outputs_at_commits_not_every_b
         "--batch-records",
         &batch,
     ];
-    pipeline.deploy("counter", "windowed-count", &args);
+    crate::stateful::lifecycle::deploy(&pipeline, &extra);
     crate::stateful::wait_settled(&pipeline, "counter", records.len() as i64);
     let during = fsyncs() - before;
     assert!(

@@ -41,11 +41,11 @@ use clap::Args;
 use serde::Serialize;
 
 use sluice::processor::host::{Factory, InputRecord, Invoke, Plugin, Runtime, TaskContext};
-use sluice::processor::scratch::{Scratch, StatefulOptions};
+use sluice::processor::scratch::{ForwardAll, Scratch, StatefulOptions};
 
 use crate::{median, OutputFormat};
 use soak::SoakSample;
-use workload::{label, limits, plugin_config, ForwardAll, NativeCount, Workload};
+use workload::{label, limits, plugin_config, NativeCount, Workload};
 
 pub(crate) use large::{fill, FillArgs};
 

@@ -345,29 +345,3 @@ fn output(step: &Step<'_>, count: u64) -> Result<Output, InvokeError> {
         }),
     })
 }
-
-/// Forwards every record, natively, with no state: the partition loop's
-/// own cost (read, outputs, transactions, commits of positions only).
-pub(super) struct ForwardAll;
-
-impl ForwardAll {
-    pub(super) fn factory() -> Factory {
-        Arc::new(|| Ok(Box::new(ForwardAll) as Box<dyn Invoke>))
-    }
-}
-
-impl Invoke for ForwardAll {
-    fn process(
-        &mut self,
-        batch: Batch<'_>,
-        _task: &mut TaskContext,
-    ) -> Result<Vec<Output>, InvokeError> {
-        Ok((0..batch.records.len() as u32)
-            .map(|source| Output {
-                source,
-                topic: None,
-                payload: Payload::Forward,
-            })
-            .collect())
-    }
-}

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::host::{Factory, InvokeError, TaskContext};
+use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload, TaskContext};
 use super::spec::{Deployment, Guarantee};
 use super::stateful::{Stateful, TaskMeta};
 use super::status::PartitionStats;
@@ -474,6 +474,34 @@ fn deployment(
         changelog: false,
         tables: Vec::new(),
     })
+}
+
+/// Forwards every record unchanged to the default output, natively, with
+/// no state: a stand-in for a plugin where only the loop is measured or
+/// tested.
+pub struct ForwardAll;
+
+impl ForwardAll {
+    /// A factory of them.
+    pub fn factory() -> Factory {
+        Arc::new(|| Ok(Box::new(ForwardAll) as Box<dyn Invoke>))
+    }
+}
+
+impl Invoke for ForwardAll {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        _task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        Ok((0..batch.records.len() as u32)
+            .map(|source| Output {
+                source,
+                topic: None,
+                payload: Payload::Forward,
+            })
+            .collect())
+    }
 }
 
 /// A store of a scratch task's state, reached natively: the operations of

@@ -2,36 +2,15 @@
 //! scratch pipeline (`flush = never`) with a host-side stand-in for a
 //! plugin that forwards every record.
 
-use std::sync::Arc;
-
 use kafka_protocol::records::Compression;
 
-use super::host::{Batch, Factory, Invoke, InvokeError, Output, Payload, TaskContext};
-use super::scratch::Scratch;
+use super::host::Factory;
+use super::scratch::{ForwardAll, Scratch};
 use super::spec::Limits;
 use crate::log::batch::build;
 
-/// Forwards every record unchanged to the default output.
-struct ForwardAll;
-
-impl Invoke for ForwardAll {
-    fn process(
-        &mut self,
-        batch: Batch<'_>,
-        _task: &mut TaskContext,
-    ) -> Result<Vec<Output>, InvokeError> {
-        Ok((0..batch.records.len())
-            .map(|index| Output {
-                source: index as u32,
-                topic: None,
-                payload: Payload::Forward,
-            })
-            .collect())
-    }
-}
-
 fn forward_all() -> Factory {
-    Arc::new(|| Ok(Box::new(ForwardAll) as Box<dyn Invoke>))
+    ForwardAll::factory()
 }
 
 fn produce(scratch: &Scratch, count: usize) {

@@ -10,7 +10,9 @@ use crate::processors::Pipeline;
 
 const START_MS: i64 = 1_767_225_600_000;
 
-fn deploy(pipeline: &Pipeline, extra: &[&str]) -> String {
+/// Deploys `windowed-count` as `counter` from `views` to `counts`
+/// (one-minute windows, `emit=update`), with `extra` arguments.
+pub(crate) fn deploy(pipeline: &Pipeline, extra: &[&str]) -> String {
     let mut args = vec![
         "--input",
         "views",

@@ -21,7 +21,7 @@ mod clients;
 mod crash;
 mod enrich;
 mod inputs;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod projection;
 mod repartition;
 mod windows;
