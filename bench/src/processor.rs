@@ -32,7 +32,7 @@ use sluice::processor::host::{
     Batch, Factory, InputRecord, Instance, Invoke, InvokeError, Label, Output, Payload, Plugin,
     Runtime, TaskContext,
 };
-use sluice::processor::scratch::Scratch;
+use sluice::processor::scratch::{ForwardAll, Scratch};
 use sluice::processor::spec::Limits;
 
 use crate::{median, OutputFormat};
@@ -124,10 +124,9 @@ pub(crate) fn run(args: &ProcessorBenchArgs) -> anyhow::Result<()> {
         sluice_sdk::config::from_pairs(&CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?;
     let wasm_factory = plugin.factory(Limits::default(), config, label("bench"));
     let native_condition = condition.clone();
-    let native_factory: Factory = Arc::new(move || {
-        Ok(Box::new(NativeFilter(Some(native_condition.clone()))) as Box<dyn Invoke>)
-    });
-    let forward_factory: Factory = Arc::new(|| Ok(Box::new(NativeFilter(None)) as Box<dyn Invoke>));
+    let native_factory: Factory =
+        Arc::new(move || Ok(Box::new(NativeFilter(native_condition.clone())) as Box<dyn Invoke>));
+    let forward_factory = ForwardAll::factory();
     let values = values(args.records);
     let batches = batches(&values, args.batch);
 
@@ -270,8 +269,8 @@ impl Samples {
     }
 }
 
-/// The same filter, natively: forwards what it keeps (or everything).
-struct NativeFilter(Option<filter_json::Condition>);
+/// The same filter, natively: forwards what it keeps.
+struct NativeFilter(filter_json::Condition);
 
 impl Invoke for NativeFilter {
     fn process(
@@ -281,16 +280,11 @@ impl Invoke for NativeFilter {
     ) -> Result<Vec<Output>, InvokeError> {
         let mut outputs = Vec::with_capacity(batch.records.len());
         for (index, record) in batch.records.iter().enumerate() {
-            let keep = match &self.0 {
-                Some(condition) => {
-                    filter_json::matches(record.value.as_deref().unwrap_or_default(), condition)
-                        .map_err(|e| InvokeError::Rejected {
-                            message: e.to_string(),
-                            source: Some(index as u32),
-                        })?
-                }
-                None => true,
-            };
+            let value = record.value.as_deref().unwrap_or_default();
+            let keep = filter_json::matches(value, &self.0).map_err(|e| InvokeError::Rejected {
+                message: e.to_string(),
+                source: Some(index as u32),
+            })?;
             if keep {
                 outputs.push(Output {
                     source: index as u32,
