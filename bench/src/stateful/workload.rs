@@ -49,12 +49,15 @@ pub(super) fn label(name: &str) -> Label {
     }
 }
 
-/// Batch limits of the partition loop: `batch` records.
+/// Batch limits of the partition loop: `batch` records, read from the log
+/// in the broker's default `batch_bytes_max` (or more when `batch` of the
+/// workload's records would not fit in it).
 pub(super) fn limits(batch: usize) -> Limits {
+    let defaults = Limits::default();
     Limits {
         batch_records_max: batch as u64,
-        batch_bytes_max: 64 << 20,
-        ..Limits::default()
+        batch_bytes_max: defaults.batch_bytes_max.max(batch as u64 * 512),
+        ..defaults
     }
 }
 

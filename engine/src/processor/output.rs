@@ -56,10 +56,24 @@ impl OutRecord {
 pub(crate) type LastAppends = BTreeMap<(String, i32), (Arc<Partition>, AppendInfo)>;
 
 /// Records grouped by output partition, in the order they were routed.
+///
+/// Routing a record costs no allocation and no lock once its topic has
+/// been seen in this `Routed`: each topic's partition count is read from
+/// the store once (a topic that gains partitions meanwhile gets them from
+/// the next step on), and the records are grouped by topic, then by
+/// partition, looked up by `&str`.
 #[derive(Default)]
 pub(crate) struct Routed {
-    partitions: BTreeMap<(String, i32), Vec<OutRecord>>,
+    topics: BTreeMap<String, RoutedTopic>,
     pub(crate) records: u64,
+}
+
+/// One topic's records in a [`Routed`].
+#[derive(Default)]
+struct RoutedTopic {
+    /// The topic's partition count, read on the first [`Routed::push`].
+    partition_count: Option<i32>,
+    partitions: BTreeMap<i32, Vec<OutRecord>>,
 }
 
 impl Routed {
@@ -71,15 +85,23 @@ impl Routed {
         input_partition: i32,
         record: OutRecord,
     ) -> Result<(), LogError> {
-        let partitions = store
-            .topic(topic)
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?
-            .partition_count();
+        if !self.topics.contains_key(topic) {
+            self.topics
+                .insert(topic.to_string(), RoutedTopic::default());
+        }
+        let routed = self.topics.get_mut(topic).expect("inserted above");
+        let partitions = match routed.partition_count {
+            Some(count) => count,
+            None => {
+                let count = store
+                    .topic(topic)
+                    .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?
+                    .partition_count();
+                *routed.partition_count.insert(count)
+            }
+        };
         let partition = partition_for(record.key.as_deref(), input_partition, partitions);
-        self.partitions
-            .entry((topic.to_string(), partition))
-            .or_default()
-            .push(record);
+        routed.partitions.entry(partition).or_default().push(record);
         self.records += 1;
         Ok(())
     }
@@ -88,19 +110,31 @@ impl Routed {
     /// caller (a task's changelog partition is its own).
     pub(crate) fn push_to(&mut self, topic: &str, partition: i32, records: Vec<OutRecord>) {
         self.records += records.len() as u64;
-        self.partitions
-            .entry((topic.to_string(), partition))
+        if !self.topics.contains_key(topic) {
+            self.topics
+                .insert(topic.to_string(), RoutedTopic::default());
+        }
+        let routed = self.topics.get_mut(topic).expect("inserted above");
+        routed
+            .partitions
+            .entry(partition)
             .or_default()
             .extend(records);
     }
 
-    /// The records by output partition, in routing order.
-    pub(crate) fn into_partitions(self) -> BTreeMap<(String, i32), Vec<OutRecord>> {
-        self.partitions
+    /// The records by output partition, in (topic, partition) order, each
+    /// partition's in routing order.
+    pub(crate) fn into_partitions(self) -> impl Iterator<Item = ((String, i32), Vec<OutRecord>)> {
+        self.topics.into_iter().flat_map(|(topic, routed)| {
+            routed
+                .partitions
+                .into_iter()
+                .map(move |(partition, records)| ((topic.clone(), partition), records))
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.partitions.is_empty()
+        self.topics.values().all(|t| t.partitions.is_empty())
     }
 
     /// Appends every partition's records and waits until they are durable.
@@ -122,7 +156,7 @@ impl Routed {
     /// the ones before it.
     pub(crate) fn append(self, store: &LogStore) -> Result<LastAppends, LogError> {
         let mut written = BTreeMap::new();
-        for ((topic, id), mut records) in self.partitions {
+        for ((topic, id), mut records) in self.into_partitions() {
             let partition = store.partition(&topic, id)?;
             let budget = check_and_budget(&partition, &topic, &records)?;
             for range in chunks(&records, budget) {
@@ -136,8 +170,9 @@ impl Routed {
 
     /// Payload bytes of every record (see [`OutRecord::payload_bytes`]).
     pub(crate) fn payload_bytes(&self) -> usize {
-        self.partitions
+        self.topics
             .values()
+            .flat_map(|t| t.partitions.values())
             .flatten()
             .map(OutRecord::payload_bytes)
             .sum()
@@ -189,7 +224,7 @@ pub(crate) fn chunks(records: &[OutRecord], budget: usize) -> Vec<Range<usize>> 
 /// not cloned: the first clone of a `Bytes` made from a `Vec` allocates a
 /// shared header, one allocation and free more per key and value).
 pub(crate) fn encode(records: &mut [OutRecord]) -> BytesMut {
-    batch::build::encode(&kafka_records(records), Compression::None)
+    batch::build::encode(&kafka_records(records, None), Compression::None)
 }
 
 /// [`encode`] as a transactional batch of `producer_id` at `epoch`, its
@@ -200,36 +235,46 @@ pub(crate) fn encode_transactional(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> BytesMut {
-    let records: Vec<_> = kafka_records(records)
-        .into_iter()
-        .enumerate()
-        .map(|(index, record)| kafka_protocol::records::Record {
-            transactional: true,
-            producer_id,
-            producer_epoch,
-            sequence: base_sequence.wrapping_add(index as i32) & i32::MAX,
-            ..record
-        })
-        .collect();
-    batch::build::encode(&records, Compression::None)
+    let producer = (producer_id, producer_epoch, base_sequence);
+    batch::build::encode(&kafka_records(records, Some(producer)), Compression::None)
 }
 
-fn kafka_records(records: &mut [OutRecord]) -> Vec<kafka_protocol::records::Record> {
+/// The records to encode, plain or (with `(producer id, epoch, base
+/// sequence)`) transactional, in one pass.
+fn kafka_records(
+    records: &mut [OutRecord],
+    transactional: Option<(i64, i16, i32)>,
+) -> Vec<kafka_protocol::records::Record> {
     records
         .iter_mut()
         .enumerate()
         .map(|(index, record)| {
-            let headers = std::mem::take(&mut record.headers)
-                .into_iter()
-                .map(|(key, value)| (StrBytes::from_string(key), value))
-                .collect::<IndexMap<_, _>>();
-            batch::build::record(
+            let headers = match record.headers.is_empty() {
+                true => IndexMap::default(),
+                false => std::mem::take(&mut record.headers)
+                    .into_iter()
+                    .map(|(key, value)| (StrBytes::from_string(key), value))
+                    .collect::<IndexMap<_, _>>(),
+            };
+            let plain = batch::build::record(
                 index,
                 record.key.take(),
                 record.value.take(),
                 record.timestamp,
                 headers,
-            )
+            );
+            match transactional {
+                None => plain,
+                Some((producer_id, producer_epoch, base_sequence)) => {
+                    kafka_protocol::records::Record {
+                        transactional: true,
+                        producer_id,
+                        producer_epoch,
+                        sequence: base_sequence.wrapping_add(index as i32) & i32::MAX,
+                        ..plain
+                    }
+                }
+            }
         })
         .collect()
 }

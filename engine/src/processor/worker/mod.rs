@@ -17,6 +17,7 @@ mod input;
 mod stateful;
 pub mod threads;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -509,7 +510,7 @@ impl PartitionTask {
         for output in outputs {
             let input = &batch.records[base + output.source as usize];
             let topic = self.output_topic(output.topic.as_deref())?;
-            let topic = topic.as_str();
+            let topic = topic.as_ref();
             let record = match output.payload {
                 Payload::Forward => forwarded(input),
                 Payload::Emit(record) => emitted(record, input.timestamp),
@@ -554,12 +555,15 @@ impl PartitionTask {
     /// The topic an output goes to: the default output, a named one, or
     /// the processor's repartition topic (created on first use, with the
     /// input's partition count).
-    pub(super) fn output_topic(&self, topic: Option<&str>) -> Result<String, StepFailure> {
+    pub(super) fn output_topic<'a>(
+        &'a self,
+        topic: Option<&'a str>,
+    ) -> Result<Cow<'a, str>, StepFailure> {
         let Some(topic) = topic else {
-            return Ok(self.deployment.outputs[0].clone());
+            return Ok(Cow::Borrowed(&self.deployment.outputs[0]));
         };
         if topic != REPARTITION {
-            return Ok(topic.to_string());
+            return Ok(Cow::Borrowed(topic));
         }
         let name = self.deployment.repartition_topic();
         if self.store.topic(&name).is_none() {
@@ -583,7 +587,7 @@ impl PartitionTask {
                 }
             }
         }
-        Ok(name)
+        Ok(Cow::Owned(name))
     }
 
     /// Applies the error policy to `batch.records[index]`.

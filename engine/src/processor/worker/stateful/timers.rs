@@ -276,7 +276,7 @@ impl PartitionTask {
         for output in outputs {
             let timer = &timers[output.source as usize];
             let topic = self.output_topic(output.topic.as_deref())?;
-            let topic = topic.as_str();
+            let topic = topic.as_ref();
             let Payload::Emit(record) = output.payload else {
                 continue;
             };
