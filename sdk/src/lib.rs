@@ -111,15 +111,26 @@ pub mod bindings {
 }
 
 /// The plugin's allocator (feature `talc`, on by default): talc instead of
-/// Rust's default dlmalloc. Every key and value the broker hands a plugin is
-/// one allocation and one free, so the allocator is on the per-record path.
+/// Rust's default dlmalloc, with freed small blocks cached in front of it
+/// (see `alloc.rs`). Every key and value the broker hands a plugin is one
+/// allocation and one free, so the allocator is on the per-record path.
 #[cfg(all(
     feature = "talc",
     target_family = "wasm",
     not(target_feature = "atomics")
 ))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
+
+#[cfg(any(
+    test,
+    all(
+        feature = "talc",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    )
+))]
+mod alloc;
 
 pub mod aggregate;
 pub mod clock;
