@@ -116,6 +116,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Cached<A> {
         head
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if class(layout).is_none() {
+            // The inner allocator's own (it may know fresh memory is zero).
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        let block = unsafe { self.alloc(layout) };
+        if !block.is_null() {
+            unsafe { ptr::write_bytes(block, 0, layout.size()) };
+        }
+        block
+    }
+
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let Some(class) = class(layout) else {
             return unsafe { self.inner.dealloc(block, layout) };
@@ -174,11 +186,14 @@ mod tests {
         let small = Layout::from_size_align(20, 8).unwrap();
         unsafe {
             let a = cached.alloc(small);
+            fill(a, 20, 9);
             cached.dealloc(a, small);
             assert_eq!(cached.cached_bytes(), 32);
-            // Another size of the same class (17..=32 bytes) takes it.
-            let b = cached.alloc(Layout::from_size_align(32, 16).unwrap());
+            // Another size of the same class (17..=32 bytes) takes it,
+            // zeroed when asked.
+            let b = cached.alloc_zeroed(Layout::from_size_align(32, 16).unwrap());
             assert_eq!(a, b);
+            assert!((0..32).all(|i| b.add(i).read() == 0));
             assert_eq!(cached.cached_bytes(), 0);
             // Another class does not.
             cached.dealloc(b, Layout::from_size_align(32, 16).unwrap());
@@ -188,7 +203,8 @@ mod tests {
             // Large blocks and stricter alignments go straight through.
             let large = Layout::from_size_align(SMALL_BYTES_MAX + 1, 8).unwrap();
             let aligned = Layout::from_size_align(64, 64).unwrap();
-            let (l, x) = (cached.alloc(large), cached.alloc(aligned));
+            let (l, x) = (cached.alloc_zeroed(large), cached.alloc(aligned));
+            assert!((0..large.size()).all(|i| l.add(i).read() == 0));
             assert_eq!(x as usize % 64, 0);
             let before = cached.cached_bytes();
             cached.dealloc(l, large);
