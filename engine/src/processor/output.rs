@@ -85,11 +85,7 @@ impl Routed {
         input_partition: i32,
         record: OutRecord,
     ) -> Result<(), LogError> {
-        if !self.topics.contains_key(topic) {
-            self.topics
-                .insert(topic.to_string(), RoutedTopic::default());
-        }
-        let routed = self.topics.get_mut(topic).expect("inserted above");
+        let routed = self.topic_mut(topic);
         let partitions = match routed.partition_count {
             Some(count) => count,
             None => {
@@ -110,16 +106,21 @@ impl Routed {
     /// caller (a task's changelog partition is its own).
     pub(crate) fn push_to(&mut self, topic: &str, partition: i32, records: Vec<OutRecord>) {
         self.records += records.len() as u64;
-        if !self.topics.contains_key(topic) {
-            self.topics
-                .insert(topic.to_string(), RoutedTopic::default());
-        }
-        let routed = self.topics.get_mut(topic).expect("inserted above");
+        let routed = self.topic_mut(topic);
         routed
             .partitions
             .entry(partition)
             .or_default()
             .extend(records);
+    }
+
+    /// `topic`'s records, added if new (the name is copied only then).
+    fn topic_mut(&mut self, topic: &str) -> &mut RoutedTopic {
+        if !self.topics.contains_key(topic) {
+            self.topics
+                .insert(topic.to_string(), RoutedTopic::default());
+        }
+        self.topics.get_mut(topic).expect("inserted above")
     }
 
     /// The records by output partition, in (topic, partition) order, each
@@ -249,13 +250,10 @@ fn kafka_records(
         .iter_mut()
         .enumerate()
         .map(|(index, record)| {
-            let headers = match record.headers.is_empty() {
-                true => IndexMap::default(),
-                false => std::mem::take(&mut record.headers)
-                    .into_iter()
-                    .map(|(key, value)| (StrBytes::from_string(key), value))
-                    .collect::<IndexMap<_, _>>(),
-            };
+            let headers = std::mem::take(&mut record.headers)
+                .into_iter()
+                .map(|(key, value)| (StrBytes::from_string(key), value))
+                .collect::<IndexMap<_, _>>();
             let plain = batch::build::record(
                 index,
                 record.key.take(),
