@@ -90,7 +90,7 @@ impl StateDb {
         // Table files read through mappings instead of pread: see
         // `StateConfig::mmap_reads`.
         options.set_allow_mmap_reads(config.mmap_reads);
-        let family_options = family_options(&cache, memory, config.compression);
+        let family_options = family_options(&cache, write_buffer_bytes(config), config.compression);
         // A new database has no families yet (and nothing to list).
         let existing = if dir.join("CURRENT").exists() {
             Db::list_cf(&options, dir)?
@@ -224,14 +224,25 @@ impl StateDb {
     }
 }
 
-fn family_name(processor: &str) -> String {
+pub(super) fn family_name(processor: &str) -> String {
     format!("{FAMILY_PREFIX}{processor}")
 }
 
 /// Options of a processor's column family, for point reads of state much
 /// larger than the cache. Every choice here is per SST file or per
 /// memtable, so files written with earlier options stay readable.
-fn family_options(cache: &Cache, memory: usize, compression: Compression) -> Options {
+/// One family's memtable: `state.write_buffer_bytes`, or an eighth of the
+/// state memory between 1 and 64 MiB.
+fn write_buffer_bytes(config: &StateConfig) -> usize {
+    match config.write_buffer_bytes {
+        0 => usize::try_from(config.memory_bytes_max / 8)
+            .unwrap_or(usize::MAX)
+            .clamp(1 << 20, 64 << 20),
+        bytes => usize::try_from(bytes).unwrap_or(usize::MAX),
+    }
+}
+
+fn family_options(cache: &Cache, write_buffer_bytes: usize, compression: Compression) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
@@ -282,7 +293,7 @@ fn family_options(cache: &Cache, memory: usize, compression: Compression) -> Opt
     options.set_bottommost_compression_type(compression);
     // Memtables of one family; all families together are capped by the
     // write buffer manager.
-    options.set_write_buffer_size((memory / 8).clamp(1 << 20, 64 << 20));
+    options.set_write_buffer_size(write_buffer_bytes);
     options.set_max_write_buffer_number(2);
     // No filters for the last level, where most of the data lives: a
     // read of a key that exists stops at its level, so for a state of

@@ -929,3 +929,54 @@ fn reads_fill_the_block_cache_only_while_the_state_fits_twice_in_it() {
     write(&db, &mut t, 0..60_000);
     assert_eq!(reread(&mut t, 30_000), 0, "`always` keeps what it reads");
 }
+
+/// `state.write_buffer_bytes` sizes a processor's memtable: committing
+/// 4 MiB switches memtables with a 1 MiB one and none with the default (32 MiB at the default state memory). Sizes outside 1 MiB to
+/// `memory_bytes_max` (other than 0, the default) are refused.
+#[test]
+fn the_write_buffer_setting_sizes_the_memtable() {
+    let switched = |config: &StateConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path(), config).unwrap();
+        let mut t = task(&db, "p", 0);
+        let counts = t.store("counts").unwrap();
+        for round in 0..16u32 {
+            for key in 0..256u32 {
+                let key = (round * 256 + key).to_be_bytes();
+                t.put(&counts, &key, vec![7; 1024]).unwrap();
+            }
+            t.commit(b"meta", false).unwrap();
+        }
+        // Each memtable switched is still in memory, immutable, or
+        // flushed to a table file by now.
+        let family = db.db().cf_handle(&super::db::family_name("p")).unwrap();
+        let immutable = db
+            .db()
+            .property_int_value_cf(&family, "rocksdb.num-immutable-mem-table")
+            .unwrap()
+            .unwrap();
+        let files = db
+            .db()
+            .live_files()
+            .unwrap()
+            .iter()
+            .filter(|file| file.column_family_name == super::db::family_name("p"))
+            .count();
+        immutable as usize + files
+    };
+    let small = StateConfig {
+        write_buffer_bytes: 1 << 20,
+        ..StateConfig::default()
+    };
+    assert!(small.validate().is_ok());
+    assert!(switched(&small) >= 2, "1 MiB memtables switched");
+    assert_eq!(switched(&StateConfig::default()), 0);
+    for bytes in [1 << 10, (256 << 20) + 1] {
+        let wrong = StateConfig {
+            write_buffer_bytes: bytes,
+            ..StateConfig::default()
+        };
+        let error = wrong.validate().unwrap_err().to_string();
+        assert!(error.contains("write_buffer_bytes"), "{error}");
+    }
+}

@@ -239,10 +239,11 @@ fn family_section(options: &str, name: &str) -> String {
     rest[..end].to_string()
 }
 
-/// `state.compression` and `state.mmap_reads` reach RocksDB; state files
+/// `state.compression`, `state.mmap_reads` and `state.write_buffer_bytes`
+/// reach RocksDB; state files
 /// written with one compression stay readable after switching to
-/// another, and an unknown compression (or block cache fill) is refused
-/// at startup by name. A task runs with `state.block_cache_fill = "never"`
+/// another, and an unknown compression (or block cache fill, or a
+/// memtable under 1 MiB) is refused at startup by name. A task runs with `state.block_cache_fill = "never"`
 /// as with the default.
 #[test]
 fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
@@ -264,6 +265,8 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     assert!(options.contains("allow_mmap_reads=true"), "{options}");
     let family = family_section(&options, "counter");
     assert!(family.contains("compression=kZSTD"), "{family}");
+    // An eighth of the state memory by default.
+    assert!(family.contains("write_buffer_size=1048576"), "{family}");
     let tables = |data: &std::path::Path| {
         std::fs::read_dir(data.join("state"))
             .unwrap()
@@ -289,12 +292,17 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     // Switched to no compression: the zstd files are read as before.
     pipeline.restart_after(|data| {
         let config = data.parent().unwrap().join("sluice.toml");
-        std::fs::write(config, "[state]\nmemory_bytes_max = 8388608\n").unwrap();
+        std::fs::write(
+            config,
+            "[state]\nmemory_bytes_max = 8388608\nwrite_buffer_bytes = 3145728\n",
+        )
+        .unwrap();
     });
     let options = recorded_options(&data);
     assert!(options.contains("allow_mmap_reads=false"), "{options}");
     let family = family_section(&options, "counter");
     assert!(family.contains("compression=kNoCompression"), "{family}");
+    assert!(family.contains("write_buffer_size=3145728"), "{family}");
     produce_at(&pipeline, "clicks", 0, &records[keys / 2..]);
     let status = wait_settled(&pipeline, "counter", keys as i64);
     let partition = &status["partitions"][0];
@@ -335,6 +343,11 @@ fn state_compression_and_mmap_reads_are_settings_and_files_survive_a_switch() {
     let stderr = refused("[state]\nblock_cache_fill = \"sometimes\"\n");
     assert!(
         stderr.contains("sometimes") && stderr.contains("auto") && stderr.contains("never"),
+        "{stderr}"
+    );
+    let stderr = refused("[state]\nwrite_buffer_bytes = 1024\n");
+    assert!(
+        stderr.contains("write_buffer_bytes") && stderr.contains("1 MiB"),
         "{stderr}"
     );
 }
