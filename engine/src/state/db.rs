@@ -228,9 +228,6 @@ pub(super) fn family_name(processor: &str) -> String {
     format!("{FAMILY_PREFIX}{processor}")
 }
 
-/// Options of a processor's column family, for point reads of state much
-/// larger than the cache. Every choice here is per SST file or per
-/// memtable, so files written with earlier options stay readable.
 /// One family's memtable: `state.write_buffer_bytes`, or an eighth of the
 /// state memory between 1 and 64 MiB.
 fn write_buffer_bytes(config: &StateConfig) -> usize {
@@ -242,6 +239,9 @@ fn write_buffer_bytes(config: &StateConfig) -> usize {
     }
 }
 
+/// Options of a processor's column family, for point reads of state much
+/// larger than the cache. Every choice here is per SST file or per
+/// memtable, so files written with earlier options stay readable.
 fn family_options(cache: &Cache, write_buffer_bytes: usize, compression: Compression) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);

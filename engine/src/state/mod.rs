@@ -89,9 +89,9 @@ pub(crate) struct StateConfig {
     /// is an eighth of `memory_bytes_max`, between 1 and 64 MiB. A
     /// commit inserts its keys into the memtable, a skip list searched
     /// through memory: a smaller one costs a commit less (0.5 µs a key
-    /// at 4 MiB against 1.3–1.8 µs at 32 MiB; README, state settings) but flushes more often,
-    /// with fewer overwritten versions dropped on the way, which is more
-    /// background work beside the tasks and the lookups.
+    /// at 4 MiB against 1.3–1.8 µs at 32 MiB; README, state settings)
+    /// but flushes more often, with fewer overwritten versions dropped
+    /// on the way: more background work beside the tasks and lookups.
     pub(crate) write_buffer_bytes: u64,
 }
 

@@ -931,7 +931,8 @@ fn reads_fill_the_block_cache_only_while_the_state_fits_twice_in_it() {
 }
 
 /// `state.write_buffer_bytes` sizes a processor's memtable: committing
-/// 4 MiB switches memtables with a 1 MiB one and none with the default (32 MiB at the default state memory). Sizes outside 1 MiB to
+/// 4 MiB switches memtables with a 1 MiB one and none with the default
+/// (32 MiB at the default state memory). Sizes outside 1 MiB to
 /// `memory_bytes_max` (other than 0, the default) are refused.
 #[test]
 fn the_write_buffer_setting_sizes_the_memtable() {
@@ -947,8 +948,8 @@ fn the_write_buffer_setting_sizes_the_memtable() {
             }
             t.commit(b"meta", false).unwrap();
         }
-        // Each memtable switched is still in memory, immutable, or
-        // flushed to a table file by now.
+        // A memtable switched is still in memory, immutable, or flushed
+        // to a table file by now (maybe compacted with others into one).
         let family = db.db().cf_handle(&super::db::family_name("p")).unwrap();
         let immutable = db
             .db()
@@ -969,7 +970,7 @@ fn the_write_buffer_setting_sizes_the_memtable() {
         ..StateConfig::default()
     };
     assert!(small.validate().is_ok());
-    assert!(switched(&small) >= 2, "1 MiB memtables switched");
+    assert!(switched(&small) >= 1, "1 MiB memtables switched");
     assert_eq!(switched(&StateConfig::default()), 0);
     for bytes in [1 << 10, (256 << 20) + 1] {
         let wrong = StateConfig {
