@@ -37,9 +37,6 @@ pub(super) struct Latency {
     commit_interval_ms: u64,
     /// Seconds into the measurement at which every key's window closed.
     window_close_at_s: f64,
-    /// The share of the measurement the task spent in its steps (wall
-    /// time, so preemption counts): how near its capacity the rate was.
-    task_busy: f64,
 }
 
 impl Latency {
@@ -47,15 +44,14 @@ impl Latency {
         format!(
             "\nread_committed latency (append → visible), {} records at {}/s: \
              p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (commit interval {} ms; \
-             every key's window closed at {:.1} s; the task busy {:.0}% of the time)\n",
+             every key's window closed at {:.1} s)\n",
             self.records,
             self.rate_records_s,
             self.p50_ms,
             self.p99_ms,
             self.max_ms,
             self.commit_interval_ms,
-            self.window_close_at_s,
-            self.task_busy * 100.0
+            self.window_close_at_s
         )
     }
 }
@@ -70,23 +66,20 @@ pub(super) struct Queries {
     p99_ms: f64,
     max_ms: f64,
     task_rate_records_s: u64,
-    /// As [`Latency::task_busy`].
-    task_busy: f64,
 }
 
 impl Queries {
     pub(super) fn text(&self) -> String {
         format!(
             "point lookups (get_committed), {} at {}/s while the task takes {} records/s: \
-             p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms   ({} found; the task busy {:.0}% of the time)\n",
+             p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms   ({} found)\n",
             self.queries,
             self.rate_s,
             self.task_rate_records_s,
             self.p50_ms,
             self.p99_ms,
             self.max_ms,
-            self.found,
-            self.task_busy * 100.0
+            self.found
         )
     }
 }
@@ -118,7 +111,7 @@ pub(super) fn read_committed(
     let stop = AtomicBool::new(false);
     let mut latencies = Vec::with_capacity(records);
     let shift_ms = close_halfway(duration);
-    let task_busy = std::thread::scope(|scope| -> anyhow::Result<f64> {
+    std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
         let producer = scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &appends));
         let mut visible = 0u64;
@@ -143,7 +136,8 @@ pub(super) fn read_committed(
         }
         stop.store(true, Ordering::Relaxed);
         producer.join().expect("producer thread")?;
-        stepper.join().expect("task thread")
+        stepper.join().expect("task thread")?;
+        Ok(())
     })?;
     drop(task);
     scratch.store.close()?;
@@ -155,34 +149,28 @@ pub(super) fn read_committed(
         max_ms: percentile(&mut latencies, 1.0),
         commit_interval_ms: options.commit_interval_ms,
         window_close_at_s: duration.as_secs_f64() / 2.0,
-        task_busy,
     })
 }
 
 /// Steps `task` whenever its input has records it has not processed, as
-/// the registry's driver does, until `stop`. Returns the share of the
-/// time it spent stepping.
+/// the registry's driver does, until `stop`.
 fn drive(
     task: &mut sluice::processor::worker::PartitionTask,
     scratch: &Scratch,
     stop: &AtomicBool,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<()> {
     let input = scratch.store.partition("in", 0)?;
     // At the priority the broker runs steps at (`processors.nice`).
     use sluice::processor::worker::threads::{lower_priority, NICE_DEFAULT};
     lower_priority(NICE_DEFAULT)?;
-    let started = Instant::now();
-    let mut busy = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         if task.position() < input.high_watermark() {
-            let step = Instant::now();
             task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-            busy += step.elapsed();
         } else {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-    Ok(busy.as_secs_f64() / started.elapsed().as_secs_f64().max(f64::EPSILON))
+    Ok(())
 }
 
 /// How far to shift the wall clock for event time to reach a window
@@ -274,7 +262,7 @@ pub(super) fn queries(
     let count = args.query_rate * duration.as_secs();
     let mut latencies = Vec::with_capacity(count as usize);
     let mut found = 0u64;
-    let task_busy = std::thread::scope(|scope| -> anyhow::Result<f64> {
+    std::thread::scope(|scope| -> anyhow::Result<()> {
         let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
         let producer =
             scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &Mutex::new(Vec::new())));
@@ -291,7 +279,8 @@ pub(super) fn queries(
         }
         stop.store(true, Ordering::Relaxed);
         producer.join().expect("producer thread")?;
-        stepper.join().expect("task thread")
+        stepper.join().expect("task thread")?;
+        Ok(())
     })?;
     drop(task);
     scratch.store.close()?;
@@ -303,6 +292,5 @@ pub(super) fn queries(
         p99_ms: percentile(&mut latencies, 0.99),
         max_ms: percentile(&mut latencies, 1.0),
         task_rate_records_s: rate,
-        task_busy,
     })
 }
