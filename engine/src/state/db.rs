@@ -224,7 +224,7 @@ impl StateDb {
     }
 }
 
-pub(super) fn family_name(processor: &str) -> String {
+fn family_name(processor: &str) -> String {
     format!("{FAMILY_PREFIX}{processor}")
 }
 

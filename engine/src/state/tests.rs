@@ -950,20 +950,17 @@ fn the_write_buffer_setting_sizes_the_memtable() {
         }
         // A memtable switched is still in memory, immutable, or flushed
         // to a table file by now (maybe compacted with others into one).
-        let family = db.db().cf_handle(&super::db::family_name("p")).unwrap();
-        let immutable = db
-            .db()
-            .property_int_value_cf(&family, "rocksdb.num-immutable-mem-table")
-            .unwrap()
-            .unwrap();
-        let files = db
-            .db()
-            .live_files()
-            .unwrap()
-            .iter()
-            .filter(|file| file.column_family_name == super::db::family_name("p"))
-            .count();
-        immutable as usize + files
+        let processor = db.existing("p").unwrap();
+        let family = processor.family().unwrap();
+        let property = |name: &str| {
+            db.db()
+                .property_int_value_cf(&family, name)
+                .unwrap()
+                .unwrap()
+        };
+        let immutable = property("rocksdb.num-immutable-mem-table");
+        let table_bytes = property("rocksdb.live-sst-files-size");
+        immutable as usize + usize::from(table_bytes > 0)
     };
     let small = StateConfig {
         write_buffer_bytes: 1 << 20,
