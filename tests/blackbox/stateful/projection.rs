@@ -182,3 +182,75 @@ fn projections_are_exact_under_kills_and_compaction_keeps_the_latest_committed_s
         super::pause(200);
     }
 }
+
+/// The keys of a store scan's answer, following its cursors from `path`
+/// (a query string already started), from `cursor` if given.
+fn scan_keys(pipeline: &Pipeline, path: &str, cursor: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = cursor.map(str::to_string);
+    for _ in 0..100 {
+        let page = match &cursor {
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+            None => path.to_string(),
+        };
+        let (code, answer) = super::get_json(pipeline, &page);
+        assert_eq!(code, 200, "{page}: {answer:#}");
+        for entry in answer["entries"].as_array().unwrap() {
+            keys.push(entry["key"].as_str().unwrap().to_string());
+        }
+        match answer["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return keys,
+        }
+    }
+    panic!("{path}: more than 100 pages");
+}
+
+/// A prefix scan pages through its prefix with cursors, and a cursor
+/// cannot take it outside its prefix (a cursor is the client's to send:
+/// `0:` once answered every key below the prefix too).
+#[test]
+fn prefix_scans_page_with_cursors_and_stay_within_their_prefix() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("account-events", 1);
+    pipeline.create_topic("balances", 1);
+    pipeline.deploy(
+        "balances",
+        "projection",
+        &[
+            "--input",
+            "account-events",
+            "--output",
+            "balances",
+            "--store",
+            "accounts",
+        ],
+    );
+    let ids = [
+        "acc-01", "acc-02", "acc-03", "acc-04", "acc-05", "bob-01", "bob-02", "zed",
+    ];
+    let events: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.to_string(),
+                format!(r#"{{"type":"opened","account":"{id}"}}"#),
+            )
+        })
+        .collect();
+    let pairs: Vec<(Option<&str>, &str)> = events
+        .iter()
+        .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+        .collect();
+    pipeline.produce("account-events", &pairs);
+    super::wait_settled(&pipeline, "balances", ids.len() as i64);
+    let scan = "/v1/processors/balances/stores/accounts/keys?limit=2";
+    assert_eq!(scan_keys(&pipeline, scan, None), ids);
+    let acc = format!("{scan}&prefix=acc-");
+    assert_eq!(scan_keys(&pipeline, &acc, None), ids[..5]);
+    let bob = format!("{scan}&prefix=bob-");
+    assert_eq!(scan_keys(&pipeline, &bob, Some("0:")), ["bob-01", "bob-02"]);
+    let (code, answer) = super::get_json(&pipeline, &format!("{scan}&cursor=-1:"));
+    assert_eq!(code, 400, "{answer:#}");
+    assert!(answer.to_string().contains("cursor"), "{answer:#}");
+}

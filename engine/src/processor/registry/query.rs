@@ -363,7 +363,11 @@ impl Processors {
             let readable = Self::readable(name, &state, at, request.among.stale)?
                 .map_err(|why| Self::unavailable(vec![why]))?;
             answer.positions.push(readable.position);
-            let first = start.take().unwrap_or_else(|| low.clone());
+            // A cursor is the client's to send: never before the bounds.
+            let first = start
+                .take()
+                .filter(|key| *key > low)
+                .unwrap_or_else(|| low.clone());
             let room = limit - answer.entries.len();
             let page = readable
                 .view
@@ -538,7 +542,11 @@ fn parse_cursor(cursor: Option<&str>) -> Result<(i32, Option<Vec<u8>>), AdminErr
     };
     let bad = || AdminError::BadRequest(format!("cursor {cursor:?} is not one this API gave"));
     let (partition, hex) = cursor.split_once(':').ok_or_else(bad)?;
-    let partition: i32 = partition.parse().map_err(|_| bad())?;
+    let partition: i32 = partition
+        .parse()
+        .ok()
+        .filter(|index| *index >= 0)
+        .ok_or_else(bad)?;
     let digits = hex.as_bytes();
     if digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad());
