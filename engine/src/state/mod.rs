@@ -64,6 +64,11 @@ pub(crate) struct StateConfig {
     pub(crate) staged_bytes_max: usize,
     /// Entries one scan page returns at most. Default 10 000.
     pub(crate) scan_entries_max: usize,
+    /// Key and value bytes one scan page holds at most (a plugin's, a
+    /// query's, and each pass of a range delete), past its first entry:
+    /// values may be 1 MiB each, so 10 000 of them were 10 GiB in the
+    /// broker's memory. Default 4 MiB.
+    pub(crate) scan_bytes_max: usize,
     /// RocksDB files kept open at most. Default 512.
     pub(crate) open_files_max: i32,
     /// Committed values the tasks keep in memory (`cache`), all tasks
@@ -130,6 +135,7 @@ impl Default for StateConfig {
             commit_bytes_max: 32 << 20,
             staged_bytes_max: 256 << 20,
             scan_entries_max: 10_000,
+            scan_bytes_max: 4 << 20,
             open_files_max: 512,
             value_cache_bytes_max: 32 << 20,
             compression: Compression::None,
@@ -192,6 +198,10 @@ impl StateConfig {
         anyhow::ensure!(
             self.commit_bytes_max > 0,
             "[state] commit_bytes_max must be positive"
+        );
+        anyhow::ensure!(
+            self.scan_bytes_max > 0,
+            "[state] scan_bytes_max must be positive"
         );
         anyhow::ensure!(
             self.write_buffer_bytes == 0

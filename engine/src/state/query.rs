@@ -122,13 +122,16 @@ impl ProcessorState {
         }
         let mut iterator = self.db.db().raw_iterator_cf_opt(&family, options);
         iterator.seek(&from);
+        let bytes_max = self.config().scan_bytes_max;
         let mut entries = Vec::new();
+        let mut bytes = 0;
         let mut next = None;
         while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
-            if entries.len() >= limit {
+            if entries.len() >= limit || (bytes >= bytes_max && !entries.is_empty()) {
                 next = Some(key.to_vec());
                 break;
             }
+            bytes += key.len() + value.len();
             entries.push((key.to_vec(), value.to_vec()));
             iterator.next();
         }
@@ -244,7 +247,7 @@ impl Committed<'_> {
     }
 
     /// Entries of `store` with `start <= key < end`, at most `limit` (and
-    /// `state.scan_entries_max`).
+    /// `state.scan_entries_max`, and about `state.scan_bytes_max`).
     pub(crate) fn scan(
         &self,
         store: &str,

@@ -417,7 +417,7 @@ impl TaskState {
     }
 
     /// Entries of `store` with `start <= key < end`, at most `limit`
-    /// (and `state.scan_entries_max`).
+    /// (and `state.scan_entries_max`, and about `state.scan_bytes_max`).
     pub(crate) fn scan(
         &mut self,
         store: &[u8],
@@ -626,7 +626,8 @@ impl TaskState {
     }
 
     /// Merges staged writes over RocksDB for `[start, end)`: live entries
-    /// in key order, at most `limit`.
+    /// in key order, at most `limit`, and no more once they hold
+    /// `state.scan_bytes_max` of keys and values.
     fn merged(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Merged, StateError> {
         if end.is_some_and(|end| end <= start) {
             return Ok((Vec::new(), None));
@@ -646,7 +647,9 @@ impl TaskState {
             false => Box::new(self.staged.range(start, end)),
         };
         let mut staged = staged.peekable();
+        let bytes_max = self.processor.config().scan_bytes_max;
         let mut entries = Vec::new();
+        let mut bytes = 0;
         loop {
             #[cfg(test)]
             MERGED_STEPS.with(|steps| steps.set(steps.get() + 1));
@@ -672,9 +675,10 @@ impl TaskState {
                 }
             };
             let Some(value) = value else { continue };
-            if entries.len() >= limit {
+            if entries.len() >= limit || (bytes >= bytes_max && !entries.is_empty()) {
                 return Ok((entries, Some(key)));
             }
+            bytes += key.len() + value.len();
             entries.push((key, value));
         }
         iterator.status()?;

@@ -165,6 +165,70 @@ fn delete_range_counts_and_removes_merged_entries() {
     assert_eq!(page.next, None);
 }
 
+/// Scan pages stop at `state.scan_bytes_max` of keys and values (past
+/// their first entry): a plugin's, a query's and a range delete's passes.
+/// Twenty values of 512 KiB with a limit of 100 were a 10 MiB page; 1 MiB
+/// values with the default limit, 10 GiB.
+#[test]
+fn scan_pages_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    let big = vec![7u8; 512 << 10];
+    let key = |i: u32| format!("k{i:02}").into_bytes();
+    for i in 0..20 {
+        t.put(&counts, &key(i), big.clone()).unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+    // A staged value counts as a committed one does.
+    t.put(&counts, &key(20), big.clone()).unwrap();
+    let max = StateConfig::default().scan_bytes_max;
+    let page_bytes =
+        |page: &Page| -> usize { page.entries.iter().map(|(k, v)| k.len() + v.len()).sum() };
+    let mut seen = 0;
+    let mut start = Vec::new();
+    loop {
+        let page = t.scan(&counts, &start, None, 100).unwrap();
+        assert!(
+            page_bytes(&page) <= max + big.len() + 16,
+            "{}",
+            page_bytes(&page)
+        );
+        assert!(!page.entries.is_empty());
+        seen += page.entries.len();
+        match page.next {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 21);
+    let first = t.scan(&counts, b"", None, 100).unwrap();
+    assert!(first.entries.len() < 21 && first.next.is_some());
+    // A query's page, from the committed snapshot.
+    let committed = db.existing("p").unwrap();
+    let page = committed
+        .committed(0)
+        .scan("counts", b"", None, 100)
+        .unwrap();
+    assert!(page.entries.len() < 20 && page.next.is_some());
+    assert!(page_bytes(&page) <= max + big.len() + 16);
+    // One value larger than the bound still comes back, alone.
+    let huge = StateConfig {
+        scan_bytes_max: 1,
+        ..StateConfig::default()
+    };
+    drop((t, committed, db));
+    let db = StateDb::open(dir.path(), &huge).unwrap();
+    let mut t = task(&db, "p", 0);
+    let page = t.scan(&counts, b"", None, 100).unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.next, Some(key(1)));
+    // A range delete passes over the range a bounded page at a time.
+    assert_eq!(t.delete_range(&counts, b"", None).unwrap(), 20);
+    assert_eq!(t.scan(&counts, b"", None, 100).unwrap().entries.len(), 0);
+}
+
 #[test]
 fn timers_come_due_in_time_then_key_order_and_commit_with_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,6 +499,12 @@ fn the_staged_bound_is_per_call_and_the_task_commits_before_twice_it() {
     };
     let error = tight.validate().unwrap_err().to_string();
     assert!(error.contains("staged_bytes_max"), "{error}");
+    let no_scan = StateConfig {
+        scan_bytes_max: 0,
+        ..StateConfig::default()
+    };
+    let error = no_scan.validate().unwrap_err().to_string();
+    assert!(error.contains("scan_bytes_max"), "{error}");
     assert!(StateConfig::default().validate().is_ok());
 }
 
