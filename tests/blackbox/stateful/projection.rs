@@ -82,6 +82,21 @@ fn latest(
     (latest, text.lines().count())
 }
 
+/// Deploys `projection` as `balances`, from `account-events` to
+/// `balances` with store `accounts`, with `extra` arguments.
+fn deploy_balances(pipeline: &Pipeline, extra: &[&str]) {
+    let mut args = vec![
+        "--input",
+        "account-events",
+        "--output",
+        "balances",
+        "--store",
+        "accounts",
+    ];
+    args.extend_from_slice(extra);
+    pipeline.deploy("balances", "projection", &args);
+}
+
 #[test]
 fn projections_are_exact_under_kills_and_compaction_keeps_the_latest_committed_state() {
     let mut pipeline = Pipeline::start_with_config("[log]\nretention_check_interval_ms = 100\n");
@@ -93,20 +108,7 @@ fn projections_are_exact_under_kills_and_compaction_keeps_the_latest_committed_s
         &[("cleanup.policy", "compact"), ("segment.bytes", "2000")],
     );
     assert_eq!(code, 0, "{message:?}");
-    pipeline.deploy(
-        "balances",
-        "projection",
-        &[
-            "--input",
-            "account-events",
-            "--output",
-            "balances",
-            "--store",
-            "accounts",
-            "--commit-interval-ms",
-            "20",
-        ],
-    );
+    deploy_balances(&pipeline, &["--commit-interval-ms", "20"]);
     let rounds = 10;
     let mut total = 0;
     for round in 0..rounds {
@@ -214,18 +216,7 @@ fn prefix_scans_page_with_cursors_and_stay_within_their_prefix() {
     let pipeline = Pipeline::start();
     pipeline.create_topic("account-events", 1);
     pipeline.create_topic("balances", 1);
-    pipeline.deploy(
-        "balances",
-        "projection",
-        &[
-            "--input",
-            "account-events",
-            "--output",
-            "balances",
-            "--store",
-            "accounts",
-        ],
-    );
+    deploy_balances(&pipeline, &[]);
     let ids = [
         "acc-01", "acc-02", "acc-03", "acc-04", "acc-05", "bob-01", "bob-02", "zed",
     ];
