@@ -64,10 +64,10 @@ pub(crate) struct StateConfig {
     pub(crate) staged_bytes_max: usize,
     /// Entries one scan page returns at most. Default 10 000.
     pub(crate) scan_entries_max: usize,
-    /// Key and value bytes one scan page holds at most (a plugin's, a
-    /// query's, and each pass of a range delete), past its first entry:
-    /// values may be 1 MiB each, so 10 000 of them were 10 GiB in the
-    /// broker's memory. Default 4 MiB.
+    /// Key and value bytes at which a scan page stops (a plugin's, a
+    /// query's, and each pass of a range delete): it holds at most this
+    /// plus one entry, and at least one. Values may be 1 MiB each, so a
+    /// page of 10 000 was 10 GiB in the broker's memory. Default 4 MiB.
     pub(crate) scan_bytes_max: usize,
     /// RocksDB files kept open at most. Default 512.
     pub(crate) open_files_max: i32,
