@@ -643,9 +643,15 @@ impl TaskState {
         // else (timers) is read lazily from `staged`, as a scan stopping at
         // `limit` need not copy every staged write after it.
         let staged: StagedWrites<'_> = match self.holds_stores(start, end) {
-            true => Box::new(self.staged_in(start, end).into_iter()),
+            true => match self.entries.staged_range_lazily(start, end) {
+                // Both in key order, and no key in both (store entries
+                // live in `entries` only).
+                Some(entries) => Box::new(merge_sorted(self.staged.range(start, end), entries)),
+                None => Box::new(self.staged_in(start, end).into_iter()),
+            },
             false => Box::new(self.staged.range(start, end)),
         };
+
         let mut staged = staged.peekable();
         let bytes_max = self.processor.config().scan_bytes_max;
         let mut entries = Vec::new();
@@ -684,6 +690,21 @@ impl TaskState {
         iterator.status()?;
         Ok((entries, None))
     }
+}
+
+/// Two iterators of staged writes in key order, with no key in both,
+/// merged in key order.
+fn merge_sorted<'a>(
+    a: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    b: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// The full-key range of `store`'s user keys `[start, end)`.

@@ -51,6 +51,14 @@ use super::staged::CallUndo;
 /// adjacent-line prefetcher brings along), not a heap block as well.
 const INLINE_BYTES: usize = 86;
 
+#[cfg(test)]
+thread_local! {
+    /// Staged writes read out of the entries on this thread (tests: a
+    /// scan page takes the staged writes it needs, not all of its
+    /// range's).
+    pub(crate) static STAGED_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Bytes counted against the cache per entry: its slot, the table's index
 /// (a `u32` and a control byte, at most 7/8 full).
 const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Option<Slot>>() + 6;
@@ -576,6 +584,8 @@ impl Entries {
 
     /// The key and staged write of dirty slot `index`.
     fn staged_write(&self, index: u32) -> (&[u8], Option<&[u8]>) {
+        #[cfg(test)]
+        STAGED_STEPS.with(|steps| steps.set(steps.get() + 1));
         let slot = self.slot(index);
         let write = slot.staged.as_ref().expect("a dirty slot is staged");
         (slot.key(), write.as_deref())
@@ -592,6 +602,27 @@ impl Entries {
             .map(|&index| (Box::from(self.slot(index).key()), index))
             .collect();
         self.ordered = Some(ordered);
+    }
+
+    /// Staged writes with keys in `[start, end)`, in key order, one at a
+    /// time as asked for: a scan page takes what it needs, not every
+    /// staged write to the range's end. `None` without the ordered index
+    /// (`order`).
+    pub(crate) fn staged_range_lazily<'a>(
+        &'a self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Option<impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a> {
+        let ordered = self.ordered.as_ref()?;
+        let upper = match end {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        let range = match end.is_some_and(|end| end <= start) {
+            true => ordered.range::<[u8], _>((Bound::Excluded(start), Bound::Included(start))),
+            false => ordered.range::<[u8], _>((Bound::Included(start), upper)),
+        };
+        Some(range.map(|(_, &index)| self.staged_write(index)))
     }
 
     /// Staged writes with keys in `[start, end)`, in key order. Uses the
