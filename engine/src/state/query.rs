@@ -20,6 +20,38 @@ pub(crate) struct Page {
     pub(crate) next: Option<Vec<u8>>,
 }
 
+/// How full a scan page is: it takes at most `limit` entries, and none
+/// once it holds `state.scan_bytes_max` of keys and values (so at most the
+/// bound plus one entry, and always at least one).
+pub(super) struct PageFill {
+    limit: usize,
+    bytes_max: usize,
+    entries: usize,
+    bytes: usize,
+}
+
+impl PageFill {
+    pub(super) fn new(limit: usize, bytes_max: usize) -> Self {
+        Self {
+            limit,
+            bytes_max,
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether the page takes no more entries.
+    pub(super) fn full(&self) -> bool {
+        self.entries >= self.limit || (self.entries > 0 && self.bytes >= self.bytes_max)
+    }
+
+    /// The page took an entry.
+    pub(super) fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.entries += 1;
+        self.bytes += key.len() + value.len();
+    }
+}
+
 impl Page {
     /// A page from full keys that all start with a prefix of `prefix_bytes`.
     pub(crate) fn strip(
@@ -122,16 +154,15 @@ impl ProcessorState {
         }
         let mut iterator = self.db.db().raw_iterator_cf_opt(&family, options);
         iterator.seek(&from);
-        let bytes_max = self.config().scan_bytes_max;
+        let mut fill = PageFill::new(limit, self.config().scan_bytes_max);
         let mut entries = Vec::new();
-        let mut bytes = 0;
         let mut next = None;
         while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
-            if entries.len() >= limit || (bytes >= bytes_max && !entries.is_empty()) {
+            if fill.full() {
                 next = Some(key.to_vec());
                 break;
             }
-            bytes += key.len() + value.len();
+            fill.add(key, value);
             entries.push((key.to_vec(), value.to_vec()));
             iterator.next();
         }

@@ -16,7 +16,7 @@ use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 use super::cache::Entries;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
-use super::query::Page;
+use super::query::{Page, PageFill};
 use super::read_beside::ReadBeside;
 use super::staged::Staged;
 use super::StateError;
@@ -639,9 +639,10 @@ impl TaskState {
         }
         let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
         iterator.seek(start);
-        // Store entries are merged from two places into a list; anything
-        // else (timers) is read lazily from `staged`, as a scan stopping at
-        // `limit` need not copy every staged write after it.
+        // Staged writes are read lazily, as a scan stopping at `limit`
+        // need not copy every staged write after it: timers from `staged`,
+        // store entries from the entries' ordered index (which `scan` and
+        // `delete_range` build; without it, collected into a list).
         let staged: StagedWrites<'_> = match self.holds_stores(start, end) {
             true => match self.entries.staged_range_lazily(start, end) {
                 // Both in key order, and no key in both (store entries
@@ -651,11 +652,9 @@ impl TaskState {
             },
             false => Box::new(self.staged.range(start, end)),
         };
-
         let mut staged = staged.peekable();
-        let bytes_max = self.processor.config().scan_bytes_max;
+        let mut fill = PageFill::new(limit, self.processor.config().scan_bytes_max);
         let mut entries = Vec::new();
-        let mut bytes = 0;
         loop {
             #[cfg(test)]
             MERGED_STEPS.with(|steps| steps.set(steps.get() + 1));
@@ -681,10 +680,10 @@ impl TaskState {
                 }
             };
             let Some(value) = value else { continue };
-            if entries.len() >= limit || (bytes >= bytes_max && !entries.is_empty()) {
+            if fill.full() {
                 return Ok((entries, Some(key)));
             }
-            bytes += key.len() + value.len();
+            fill.add(&key, &value);
             entries.push((key, value));
         }
         iterator.status()?;

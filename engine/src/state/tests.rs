@@ -165,6 +165,22 @@ fn delete_range_counts_and_removes_merged_entries() {
     assert_eq!(page.next, None);
 }
 
+/// Every page of a scan of `store`, `limit` entries asked for each,
+/// following `next`.
+fn pages(t: &mut TaskState, store: &[u8], limit: usize) -> Vec<Page> {
+    let mut pages = Vec::new();
+    let mut start = Vec::new();
+    loop {
+        let page = t.scan(store, &start, None, limit).unwrap();
+        let next = page.next.clone();
+        pages.push(page);
+        match next {
+            Some(next) => start = next,
+            None => return pages,
+        }
+    }
+}
+
 /// Scan pages stop at `state.scan_bytes_max` of keys and values (past
 /// their first entry): a plugin's, a query's and a range delete's passes.
 /// Twenty values of 512 KiB with a limit of 100 were a 10 MiB page; 1 MiB
@@ -187,9 +203,7 @@ fn scan_pages_are_bounded_in_bytes() {
     let page_bytes =
         |page: &Page| -> usize { page.entries.iter().map(|(k, v)| k.len() + v.len()).sum() };
     let mut seen = 0;
-    let mut start = Vec::new();
-    loop {
-        let page = t.scan(&counts, &start, None, 100).unwrap();
+    for page in pages(&mut t, &counts, 100) {
         assert!(
             page_bytes(&page) <= max + big.len() + 16,
             "{}",
@@ -197,10 +211,6 @@ fn scan_pages_are_bounded_in_bytes() {
         );
         assert!(!page.entries.is_empty());
         seen += page.entries.len();
-        match page.next {
-            Some(next) => start = next,
-            None => break,
-        }
     }
     assert_eq!(seen, 21);
     let first = t.scan(&counts, b"", None, 100).unwrap();
@@ -246,16 +256,10 @@ fn paging_over_staged_writes_takes_each_about_once() {
     }
     let steps = || cache::STAGED_STEPS.with(std::cell::Cell::get);
     let before = steps();
-    let mut seen = 0;
-    let mut start = Vec::new();
-    loop {
-        let page = t.scan(&counts, &start, None, 100).unwrap();
-        seen += page.entries.len();
-        match page.next {
-            Some(next) => start = next,
-            None => break,
-        }
-    }
+    let seen: usize = pages(&mut t, &counts, 100)
+        .iter()
+        .map(|page| page.entries.len())
+        .sum();
     assert_eq!(seen, KEYS as usize);
     let handed = steps() - before;
     assert!(

@@ -615,13 +615,12 @@ impl Entries {
     ) -> Option<impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a> {
         let ordered = self.ordered.as_ref()?;
         let upper = match end {
+            // `[start, start)`: empty (and a valid range for `BTreeMap`).
+            Some(end) if end <= start => Bound::Excluded(start),
             Some(end) => Bound::Excluded(end),
             None => Bound::Unbounded,
         };
-        let range = match end.is_some_and(|end| end <= start) {
-            true => ordered.range::<[u8], _>((Bound::Excluded(start), Bound::Included(start))),
-            false => ordered.range::<[u8], _>((Bound::Included(start), upper)),
-        };
+        let range = ordered.range::<[u8], _>((Bound::Included(start), upper));
         Some(range.map(|(_, &index)| self.staged_write(index)))
     }
 
@@ -635,28 +634,17 @@ impl Entries {
         if end.is_some_and(|end| end <= start) || self.dirty.is_empty() {
             return Vec::new();
         }
-        match &self.ordered {
-            Some(ordered) => {
-                let upper = match end {
-                    Some(end) => Bound::Excluded(end),
-                    None => Bound::Unbounded,
-                };
-                ordered
-                    .range::<[u8], _>((Bound::Included(start), upper))
-                    .map(|(_, &index)| self.staged_write(index))
-                    .collect()
-            }
-            None => {
-                let mut found: Vec<_> = self
-                    .dirty
-                    .iter()
-                    .map(|&index| self.staged_write(index))
-                    .filter(|(key, _)| *key >= start && end.is_none_or(|end| *key < end))
-                    .collect();
-                found.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                found
-            }
+        if let Some(ordered) = self.staged_range_lazily(start, end) {
+            return ordered.collect();
         }
+        let mut found: Vec<_> = self
+            .dirty
+            .iter()
+            .map(|&index| self.staged_write(index))
+            .filter(|(key, _)| *key >= start && end.is_none_or(|end| *key < end))
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found
     }
 
     /// After the staged writes reached RocksDB: they become what RocksDB
