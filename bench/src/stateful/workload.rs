@@ -16,7 +16,7 @@ use sluice::processor::host::{
 };
 use sluice::processor::scratch::{NativeStore, Scratch};
 use sluice::processor::spec::Limits;
-use sluice_sdk::window::{key as window_key, Window, CLOSE_PAGE};
+use sluice_sdk::window::{key as window_key, Window};
 
 /// The store windowed-count keeps its counts in.
 pub(super) const STORE: &str = "counts";
@@ -205,8 +205,8 @@ struct WindowCount<'a> {
 /// SDK's access pattern: per batch one `get-many` of the windows it
 /// touches, the counts in record order with a JSON output each, a timer
 /// for each new window start (the SDK's by-window layout), one write per
-/// changed window; `on_timer` closes a window's keys a page
-/// (`CLOSE_PAGE`) a call, a scan and a range delete each.
+/// changed window; `on_timer` closes a window by clearing its keys' range
+/// in one call.
 pub(super) struct NativeCount {
     store: NativeStore,
     timer_prefix: Vec<u8>,
@@ -311,16 +311,10 @@ impl Invoke for NativeCount {
             let Some(start) = window_key::window_start(from) else {
                 continue;
             };
+            // As the SDK closes an `emit=update` window: its keys cleared
+            // in one range, not read.
             let (_, end) = window_key::window_range(start);
-            let page = CLOSE_PAGE as usize;
-            let (_, next) = self.store.scan(task, from, Some(&end), page)?;
-            let until = next.as_deref().unwrap_or(&end);
-            self.store.delete_range(task, from, Some(until))?;
-            if let Some(next) = next {
-                let mut again = self.timer_prefix.clone();
-                again.extend_from_slice(&next);
-                NativeStore::schedule(task, &again, timer.at)?;
-            }
+            self.store.clear_range(task, from, Some(&end))?;
         }
         Ok(Vec::new())
     }

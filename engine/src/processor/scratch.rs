@@ -571,6 +571,16 @@ impl NativeStore {
         })
     }
 
+    /// `clear-range`.
+    pub fn clear_range(
+        &self,
+        context: &mut TaskContext,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<(), InvokeError> {
+        with_state(context, |state| state.clear_range(&self.prefix, start, end))
+    }
+
     /// `clock.schedule` of an event-time timer.
     pub fn schedule(context: &mut TaskContext, key: &[u8], at: i64) -> Result<(), InvokeError> {
         with_state(context, |state| state.schedule(Domain::EventTime, key, at))

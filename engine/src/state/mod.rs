@@ -30,6 +30,8 @@ mod staged;
 mod task;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_clear;
 
 use serde::{Deserialize, Serialize};
 

@@ -82,7 +82,28 @@ pub(crate) struct TaskState {
     /// Writes staged so far (wrapping), so a caller can tell how much a
     /// plugin call wrote.
     writes: u64,
+    /// Ranges of the task's stores cleared since the last commit (full
+    /// keys, `[start, end)`), in the order they were cleared: each commits
+    /// as one range tombstone, and until then the task answers for them
+    /// (RocksDB still holds their old values). At most
+    /// [`CLEARED_RANGES_MAX`].
+    cleared: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `cleared.len()` at the savepoint.
+    cleared_saved: usize,
+    /// Whether a range is cleared key by key (a task with a changelog:
+    /// every deleted key is a record of it).
+    clear_key_by_key: bool,
+    /// The task's committed key count, when its owner told it
+    /// (`set_committed_keys`; kept up to date by `commit`).
+    committed_keys: Option<u64>,
 }
+
+/// Ranges a task clears with range tombstones between two commits; past
+/// this a `clear_range` deletes key by key (`delete_range`). Every read of
+/// a key the task does not hold looks through them, and RocksDB's reads
+/// slow with many tombstones in a memtable: they are for whole ranges (a
+/// window's keys), not single keys.
+pub(crate) const CLEARED_RANGES_MAX: usize = 16;
 
 impl Drop for TaskState {
     fn drop(&mut self) {
@@ -106,7 +127,32 @@ impl TaskState {
             timer_hasher: foldhash::fast::RandomState::default(),
             read_beside: ReadBeside::default(),
             writes: 0,
+            cleared: Vec::new(),
+            cleared_saved: 0,
+            clear_key_by_key: false,
+            committed_keys: None,
         }
+    }
+
+    /// The task's committed key count (its commit record's), so that it
+    /// can tell when its entries hold every key it has.
+    pub(crate) fn set_committed_keys(&mut self, keys: Option<u64>) {
+        self.committed_keys = keys;
+    }
+
+    /// Whether the entries hold every key the task has: as many live
+    /// entries as keys.
+    fn holds_every_key(&self) -> bool {
+        self.committed_keys
+            .and_then(|keys| keys.checked_add_signed(self.keys_delta))
+            .is_some_and(|keys| keys == self.entries.live())
+    }
+
+    /// Makes `clear_range` delete key by key, as `delete_range` does: a
+    /// task with a changelog records every deleted key in it.
+    pub(crate) fn clear_key_by_key(mut self) -> Self {
+        self.clear_key_by_key = true;
+        self
     }
 
     /// The task (input partition) this state belongs to.
@@ -230,10 +276,13 @@ impl TaskState {
         }
         // Whether the key held a value, for the key count: staged, else
         // cached, else (a write with no read before it) RocksDB, cached.
-        let (processor, beside) = (&self.processor, &self.read_beside);
+        let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
         let existed = self.entries.stage(&key, value, |key| {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
+            }
+            if in_cleared(cleared, key).is_some() {
+                return Ok(None);
             }
             if let Some(value) = beside.get(key) {
                 return Ok(value);
@@ -284,6 +333,9 @@ impl TaskState {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(known) = self.known(key) {
             return Ok(known.map(<[u8]>::to_vec));
+        }
+        if in_cleared(&self.cleared, key).is_some() {
+            return Ok(None);
         }
         let family = self.processor.family()?;
         let read = self.processor.db.task_read_options();
@@ -344,8 +396,12 @@ impl TaskState {
         }
         let full = |i: usize| &fulls[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
         let mut missing = Vec::new();
+        let cleared = &self.cleared;
         let mut known = |index: usize, value: Option<Option<&[u8]>>| match value {
             Some(value) => answer(index, value),
+            // Under a range cleared since the commit: nothing, whatever
+            // RocksDB still holds (and not cached: the clear may roll back).
+            None if in_cleared(cleared, full(index)).is_some() => answer(index, None),
             None => missing.push((index, full(index).to_vec())),
         };
         let cacheable = self.cacheable(store);
@@ -457,6 +513,48 @@ impl TaskState {
         }
     }
 
+    /// Deletes the entries of `store` with `start <= key < end` without
+    /// reading them from RocksDB, when the task's entries hold every key
+    /// it has (so they know how many the range holds, for the key count):
+    /// staged as a range, committed as one RocksDB range tombstone.
+    /// Otherwise (the entries do not hold every key: after a restart, or
+    /// with a cache smaller than the state; past [`CLEARED_RANGES_MAX`]
+    /// ranges in a commit; with a changelog) key by key, as `delete_range`.
+    pub(crate) fn clear_range(
+        &mut self,
+        store: &[u8],
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        if self.clear_key_by_key
+            || self.cleared.len() >= CLEARED_RANGES_MAX
+            || !self.holds_every_key()
+        {
+            return self.delete_range(store, start, end).map(|_| ());
+        }
+        let (from, to) = store_range(store, start, end);
+        let to = to.unwrap_or_else(|| keys::stores_range(self.task).1);
+        if to <= from {
+            return Ok(());
+        }
+        let live = self.entries.clear_range(&from, &to);
+        // Exact: the entries held every key.
+        self.keys_delta -= i64::try_from(live).unwrap_or(i64::MAX);
+        // Counted as the writes it replaces, so the host's pacing of timer
+        // work (in writes) sees a clear as the work it stands for.
+        self.writes = self.writes.wrapping_add(live.max(1));
+        self.cleared.push((from, to));
+        Ok(())
+    }
+
+    /// Forgets the ranges cleared after the first `keep`, and what the
+    /// entries learned under them.
+    fn uncleared_after(&mut self, keep: usize) {
+        for (from, to) in self.cleared.drain(keep..) {
+            self.entries.forget_range(&from, &to);
+        }
+    }
+
     /// Timers added less timers removed since the last commit.
     pub(crate) fn timers_delta(&self) -> i64 {
         self.timers_delta
@@ -480,6 +578,7 @@ impl TaskState {
         self.entries.savepoint();
         self.timers_delta_saved = self.timers_delta;
         self.keys_delta_saved = self.keys_delta;
+        self.cleared_saved = self.cleared.len();
     }
 
     /// Keeps the call's writes.
@@ -495,6 +594,7 @@ impl TaskState {
         self.read_beside.clear();
         self.staged.rollback();
         self.entries.rollback();
+        self.uncleared_after(self.cleared_saved);
         self.timers_delta = self.timers_delta_saved;
         self.keys_delta = self.keys_delta_saved;
         // A timer removed in the call may be back below a floor.
@@ -527,7 +627,7 @@ impl TaskState {
     }
 
     pub(crate) fn has_staged(&self) -> bool {
-        !self.staged.is_empty() || self.entries.has_staged()
+        !self.staged.is_empty() || self.entries.has_staged() || !self.cleared.is_empty()
     }
 
     /// Forgets everything staged (an aborted transaction).
@@ -535,6 +635,8 @@ impl TaskState {
         self.read_beside.clear();
         self.staged.take();
         self.entries.clear();
+        self.cleared.clear();
+        self.cleared_saved = 0;
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
         self.keys_delta = 0;
@@ -563,11 +665,16 @@ impl TaskState {
         let staged = self.staged.take();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
-        self.keys_delta = 0;
+        let keys_delta = std::mem::take(&mut self.keys_delta);
         self.keys_delta_saved = 0;
         let written = self.write_commit(&staged, meta, sync);
+        self.cleared.clear();
+        self.cleared_saved = 0;
         match written {
             Ok(()) => {
+                self.committed_keys = self
+                    .committed_keys
+                    .and_then(|keys| keys.checked_add_signed(keys_delta));
                 self.entries.committed_all();
                 let domains = [Domain::EventTime, Domain::ProcessingTime];
                 for (bounds, domain) in self.timer_bounds.iter_mut().zip(domains) {
@@ -589,6 +696,7 @@ impl TaskState {
             Err(_) => {
                 self.entries.clear();
                 self.forget_timer_bounds();
+                self.committed_keys = None;
             }
         }
         self.report();
@@ -605,6 +713,12 @@ impl TaskState {
     ) -> Result<(), StateError> {
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
+        // The range tombstones first: the puts staged after a clear come
+        // later in the batch, so they win; a point delete under one is
+        // redundant.
+        for (from, to) in &self.cleared {
+            batch.delete_range_cf(&family, from, to);
+        }
         let writes = staged
             .iter()
             .map(|(key, value)| (key.as_slice(), value.as_deref()))
@@ -612,6 +726,7 @@ impl TaskState {
         for (key, value) in writes {
             match value {
                 Some(value) => batch.put_cf(&family, key, value),
+                None if in_cleared(&self.cleared, key).is_some() => {}
                 None => batch.delete_cf(&family, key),
             }
         }
@@ -659,6 +774,15 @@ impl TaskState {
             #[cfg(test)]
             MERGED_STEPS.with(|steps| steps.set(steps.get() + 1));
             let stored = iterator.key().map(<[u8]>::to_vec);
+            if let Some(end) = stored
+                .as_deref()
+                .and_then(|key| in_cleared(&self.cleared, key))
+            {
+                // RocksDB's entries under a range cleared since the commit
+                // are gone; the staged writes there are the range's.
+                iterator.seek(end);
+                continue;
+            }
             let order = match (&stored, staged.peek()) {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
@@ -704,6 +828,14 @@ fn merge_sorted<'a>(
         (Some(_), None) => a.next(),
         (None, _) => b.next(),
     })
+}
+
+/// The end of the cleared range holding `key`, if one does.
+fn in_cleared<'a>(cleared: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
+    cleared
+        .iter()
+        .find(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+        .map(|(_, to)| to.as_slice())
 }
 
 /// The full-key range of `store`'s user keys `[start, end)`.

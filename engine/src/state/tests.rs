@@ -6,16 +6,16 @@ use rocksdb::perf::PerfMetric;
 
 use super::*;
 
-fn open(dir: &std::path::Path) -> Arc<StateDb> {
+pub(super) fn open(dir: &std::path::Path) -> Arc<StateDb> {
     StateDb::open(dir, &StateConfig::default()).unwrap()
 }
 
-fn task(db: &Arc<StateDb>, processor: &str, partition: u32) -> TaskState {
+pub(super) fn task(db: &Arc<StateDb>, processor: &str, partition: u32) -> TaskState {
     let state = db.processor(processor).unwrap();
     TaskState::new(state, partition)
 }
 
-fn keys_of(page: &Page) -> Vec<String> {
+pub(super) fn keys_of(page: &Page) -> Vec<String> {
     page.entries
         .iter()
         .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
@@ -787,7 +787,7 @@ mod cached {
 
 /// What RocksDB's perf context counts as `metric` on this thread while
 /// `f` runs.
-fn rocksdb_counted<T>(metric: PerfMetric, f: impl FnOnce() -> T) -> (T, u64) {
+pub(super) fn rocksdb_counted<T>(metric: PerfMetric, f: impl FnOnce() -> T) -> (T, u64) {
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::EnableCount);
     let mut perf = rocksdb::perf::PerfContext::default();
     perf.reset();
@@ -797,8 +797,18 @@ fn rocksdb_counted<T>(metric: PerfMetric, f: impl FnOnce() -> T) -> (T, u64) {
     (value, counted)
 }
 
+/// RocksDB's integer property `name` of processor `p`'s column family.
+pub(super) fn family_property(db: &Arc<StateDb>, name: &str) -> u64 {
+    let processor = db.existing("p").unwrap();
+    let family = processor.family().unwrap();
+    db.db()
+        .property_int_value_cf(&family, name)
+        .unwrap()
+        .unwrap()
+}
+
 /// RocksDB point reads (memtable lookups) on this thread while `f` runs.
-fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
+pub(super) fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
     rocksdb_counted(PerfMetric::GetFromMemtableCount, f)
 }
 
@@ -904,7 +914,7 @@ fn scheduling_timers_at_the_bound_a_commit_raised_reads_only_committed_ones() {
 /// Task 0 of processor `p` over a fresh state with no value cache
 /// (`value_cache_bytes_max = 0`: every write's key count reads RocksDB
 /// unless the call read the key), and its store `counts`.
-fn task_without_value_cache() -> (tempfile::TempDir, Arc<StateDb>, TaskState, Vec<u8>) {
+pub(super) fn task_without_value_cache() -> (tempfile::TempDir, Arc<StateDb>, TaskState, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let config = StateConfig {
         value_cache_bytes_max: 0,
@@ -1077,16 +1087,8 @@ fn the_write_buffer_setting_sizes_the_memtable() {
         }
         // A memtable switched is still in memory, immutable, or flushed
         // to a table file by now (maybe compacted with others into one).
-        let processor = db.existing("p").unwrap();
-        let family = processor.family().unwrap();
-        let property = |name: &str| {
-            db.db()
-                .property_int_value_cf(&family, name)
-                .unwrap()
-                .unwrap()
-        };
-        let immutable = property("rocksdb.num-immutable-mem-table");
-        let table_bytes = property("rocksdb.live-sst-files-size");
+        let immutable = family_property(&db, "rocksdb.num-immutable-mem-table");
+        let table_bytes = family_property(&db, "rocksdb.live-sst-files-size");
         immutable as usize + usize::from(table_bytes > 0)
     };
     let small = StateConfig {

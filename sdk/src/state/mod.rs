@@ -249,6 +249,19 @@ impl Store {
             doomed.len() as u64
         })
     }
+
+    /// Deletes the entries with `start <= key < end` (`end` `None`: to the
+    /// last key) without reading them: the broker commits the range as one
+    /// range tombstone however many keys it holds, where
+    /// [`delete_range`](Self::delete_range) reads every key to count it.
+    /// For ranges (a window's keys), not single keys: past a few ranges
+    /// between two commits the broker deletes key by key.
+    pub fn clear_range(&self, start: &[u8], end: Option<&[u8]>) {
+        #[cfg(target_arch = "wasm32")]
+        self.handle.clear_range(start, end);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.delete_range(start, end);
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -362,6 +375,9 @@ mod tests {
         assert_eq!(store.delete_range(&[8], None), 2);
         let left: Vec<u8> = store.scan_all(&[], None).map(|(k, _)| k[0]).collect();
         assert_eq!(left, [0, 1, 2, 5, 6, 7]);
+        store.clear_range(&[1], Some(&[6]));
+        let left: Vec<u8> = store.scan_all(&[], None).map(|(k, _)| k[0]).collect();
+        assert_eq!(left, [0, 6, 7]);
     }
 
     #[test]

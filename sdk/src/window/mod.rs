@@ -25,7 +25,9 @@
 //!   `get-many` and one `put-many` (repeated windows within the batch see
 //!   each other's updates). Tumbling and hopping windows keep a window's
 //!   keys together (the by-window layout), so one timer closes every key's
-//!   window of a start: it reads (for [`Emit::Final`]) and deletes them
+//!   window of a start. In [`Emit::Update`] the close clears the window's
+//!   range in one call ([`Store::clear_range`]: one range tombstone, no
+//!   key read). In [`Emit::Final`] it reads, emits and deletes them
 //!   [`CLOSE_PAGE`] keys at a time, each page a call of its own, so a
 //!   window of a million keys does not close in one call. Sessions and
 //!   sliding windows keep a key's windows together and a timer per window.
@@ -65,8 +67,8 @@ use crate::{Batch, Error, Output, Outputs, ProcessError, Record, Result};
 pub const WINDOWS_PER_RECORD_MAX: i64 = 1_000;
 
 /// The most keys of a tumbling or hopping window one `on-timer` call
-/// closes; a larger window's timer is scheduled again, due at once, for
-/// the rest.
+/// emits and deletes at its close ([`Emit::Final`]); a larger window's
+/// timer is scheduled again, due at once, for the rest.
 pub const CLOSE_PAGE: u32 = 256;
 
 /// The longest resume position a closing window's next timer carries
@@ -535,10 +537,11 @@ where
         close(&self.common, keyed, outputs, &format)
     }
 
-    /// Closes up to [`CLOSE_PAGE`] keys of the window a timer is for,
-    /// from where its key says (the window's prefix, or the resume
-    /// position of an earlier page), and schedules the timer again, due
-    /// at once, for the rest.
+    /// Closes the window a timer is for. [`Emit::Update`]: clears its
+    /// keys' range in one call, reading none of them. [`Emit::Final`]:
+    /// emits and deletes up to [`CLOSE_PAGE`] keys from where the timer's
+    /// key says (the window's prefix, or the resume position of an earlier
+    /// page) and schedules the timer again, due at once, for the rest.
     fn close_page(
         &self,
         source: u32,
@@ -552,11 +555,13 @@ where
             .expect("one of this aggregation's timers");
         let start = key::window_start(from).expect("a by-window timer");
         let (_, end) = key::window_range(start);
+        if common.emit == Emit::Update {
+            common.store.clear_range(from, Some(&end));
+            return Ok(());
+        }
         let page = common.store.scan(from, Some(&end), CLOSE_PAGE);
-        if common.emit == Emit::Final {
-            for (store_key, value) in &page.entries {
-                emit_final(source, store_key, value, outputs, format)?;
-            }
+        for (store_key, value) in &page.entries {
+            emit_final(source, store_key, value, outputs, format)?;
         }
         common
             .store

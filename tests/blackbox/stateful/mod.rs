@@ -154,22 +154,27 @@ pub(crate) fn emitted_windows(records: &[Consumed]) -> BTreeMap<(String, i64), V
 pub(crate) fn deploy_window_count(
     pipeline: &Pipeline,
     name: &str,
-    (input, output): (&str, &str),
+    io: (&str, &str),
     size_ms: i64,
     extra: &[&str],
 ) {
+    deploy_window_count_emitting(pipeline, name, io, size_ms, "final", extra);
+}
+
+/// [`deploy_window_count`] with `emit` (`final` or `update`).
+pub(crate) fn deploy_window_count_emitting(
+    pipeline: &Pipeline,
+    name: &str,
+    (input, output): (&str, &str),
+    size_ms: i64,
+    emit: &str,
+    extra: &[&str],
+) {
     let size = format!("size_ms={size_ms}");
+    let emit = format!("emit={emit}");
     let mut args = vec![
-        "--input",
-        input,
-        "--output",
-        output,
-        "--store",
-        "counts",
-        "--config",
-        &size,
-        "--config",
-        "emit=final",
+        "--input", input, "--output", output, "--store", "counts", "--config", &size, "--config",
+        &emit,
     ];
     args.extend_from_slice(extra);
     pipeline.deploy(name, "windowed-count", &args);

@@ -367,3 +367,83 @@ fn a_close_of_more_windows_than_a_step_fires_finishes_without_more_input() {
         "{status:#}"
     );
 }
+
+/// `emit=update` closes a window by clearing its keys' range in one call
+/// (`clear-range`): one range tombstone when the task holds every key it
+/// has, key by key after a restart until it does again. Either way, across
+/// a kill -9: each window's last update is its count, a closed window's
+/// state is gone, the open ones hold the oracle's counts, and the key
+/// count is exact.
+#[test]
+fn update_mode_closes_clear_window_state_exactly_across_a_kill() {
+    let mut pipeline = Pipeline::start();
+    pipeline.create_topic("views", 2);
+    pipeline.create_topic("counts", 2);
+    super::deploy_window_count_emitting(
+        &pipeline,
+        "views-per-second",
+        ("views", "counts"),
+        1000,
+        "update",
+        &["--config", "grace_ms=200"],
+    );
+    let mut random = Random::new(29);
+    let traffic: Vec<Vec<Input>> = (0..2)
+        .map(|partition| traffic(&mut random, partition, 3_000, 300))
+        .collect();
+    let mut produced = 0;
+    for (half, range) in [0..1_500, 1_500..3_000].into_iter().enumerate() {
+        for (partition, records) in (0..).zip(&traffic) {
+            produce_at(&pipeline, "views", partition, &records[range.clone()]);
+            produced += range.len() as i64;
+        }
+        wait_settled(&pipeline, "views-per-second", produced);
+        if half == 0 {
+            pipeline.restart("KILL");
+        }
+    }
+    let status = wait_settled(&pipeline, "views-per-second", produced);
+    let oracle = WindowOracle::compute(&input_log(&pipeline, "views"), 1000, 200);
+    assert!(oracle.closed.len() > 100 && !oracle.open.is_empty());
+
+    // Every update once (exactly once), so a window's last is its count.
+    let mut last = BTreeMap::new();
+    for (window, counts) in emitted_windows(&pipeline.consume("counts")) {
+        let expected: Vec<u64> = (1..=*counts.last().unwrap()).collect();
+        assert_eq!(counts, expected, "{window:?}: every update once, in order");
+        last.insert(window, *counts.last().unwrap());
+    }
+    let mut expected = oracle.closed.clone();
+    expected.extend(oracle.open.clone());
+    assert_eq!(last, expected);
+    assert_eq!(
+        super::stateful_total(&status, "keys"),
+        oracle.open.len() as u64,
+        "one entry per open window: {status:#}"
+    );
+    assert_eq!(
+        super::stateful_total(&status, "timers_pending"),
+        oracle.open_starts,
+        "{status:#}"
+    );
+    let base = "/v1/processors/views-per-second/stores/counts/windows";
+    for ((key, start), count) in oracle.closed.iter().step_by(97) {
+        let path = format!("{base}/{key}?from={start}&to={start}");
+        let (code, answer) = get_json(&pipeline, &path);
+        assert_eq!(code, 200);
+        assert_eq!(
+            answer["windows"],
+            serde_json::json!([]),
+            "{key} {start} ({count})"
+        );
+    }
+    for ((key, start), count) in &oracle.open {
+        let path = format!("{base}/{key}?from={start}&to={start}");
+        let (_, answer) = get_json(&pipeline, &path);
+        assert_eq!(
+            answer["windows"][0]["value"].as_u64(),
+            Some(*count),
+            "{answer:#}"
+        );
+    }
+}

@@ -264,6 +264,16 @@ impl state::HostStore for HostState {
         self.with_state(|state| state.delete_range(&prefix, &start, end.as_deref()))
     }
 
+    fn clear_range(
+        &mut self,
+        store: Resource<StoreHandle>,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
+        let prefix = self.writable(&store)?;
+        self.with_state(|state| state.clear_range(&prefix, &start, end.as_deref()))
+    }
+
     fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
         Ok(())

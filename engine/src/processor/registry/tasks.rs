@@ -168,7 +168,10 @@ impl Processors {
         }
         let processor = self.state.processor(&deployment.name)?;
         let task = deployment.task_id(topic, partition);
-        let state = TaskState::new(processor, task);
+        let state = match deployment.changelog {
+            true => TaskState::new(processor, task).clear_key_by_key(),
+            false => TaskState::new(processor, task),
+        };
         let stateful = Stateful::new(
             deployment.guarantee == Guarantee::ExactlyOnce,
             state_lost && !deployment.stores.is_empty(),

@@ -192,6 +192,7 @@ impl Stateful {
             // empty range, counted at once).
             meta.keys = Some(state.count_keys().map_err(|e| e.to_string())?);
         }
+        state.set_committed_keys(meta.keys);
         meta.inputs = inputs
             .iter()
             .map(|start| match meta.input(start.topic, start.first) {

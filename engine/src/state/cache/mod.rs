@@ -203,6 +203,11 @@ impl Slot {
         }
     }
 
+    /// Whether the key is known to hold a value: staged, else committed.
+    fn live(&self) -> bool {
+        matches!(self.current(), Some(Some(_)))
+    }
+
     /// Bytes counted against the cache (0 while nothing committed is known).
     fn cached_bytes(&self) -> usize {
         match self.committed {
@@ -237,6 +242,11 @@ impl Slot {
     }
 }
 
+/// Whether `start <= key < end`.
+fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    key >= start && key < end
+}
+
 fn write_bytes(key_len: usize, write: &Write) -> usize {
     key_len + write.as_ref().map_or(0, Vec::len) + STAGED_OVERHEAD_BYTES
 }
@@ -265,6 +275,9 @@ pub(crate) struct Entries {
     staged_bytes: usize,
     /// The staged keys in order, once a scan asked (until the commit).
     ordered: Option<BTreeMap<Box<[u8]>, u32>>,
+    /// Slots known to hold a value (`Slot::live`): when as many as the
+    /// task's keys, the entries hold every key it has.
+    live: u64,
 }
 
 impl Drop for Entries {
@@ -293,6 +306,7 @@ impl Entries {
             undo: CallUndo::default(),
             staged_bytes: 0,
             ordered: None,
+            live: 0,
         }
     }
 
@@ -352,6 +366,7 @@ impl Entries {
     fn remove(&mut self, index: u32) {
         let slot = self.slots[index as usize].take().expect("a live slot");
         debug_assert!(slot.staged.is_none());
+        self.live -= u64::from(slot.live());
         self.resize(slot.cached_bytes(), 0);
         if let Ok(entry) = self.table.find_entry(slot.hash, |&i| i == index) {
             entry.remove();
@@ -445,16 +460,20 @@ impl Entries {
         let before = slot.cached_bytes();
         let size = entry_bytes(slot.key_len as usize + value.map_or(0, <[u8]>::len));
         if size > share {
+            let was_live = slot.live();
             slot.forget_committed();
             let staged = slot.staged.is_some();
+            self.relive(was_live, index);
             self.resize(before, 0);
             if !staged {
                 self.remove(index);
             }
             return;
         }
+        let was_live = slot.live();
         slot.set_committed(value);
         slot.referenced = true;
+        self.relive(was_live, index);
         self.resize(before, size);
         self.shrink_to(share);
     }
@@ -479,21 +498,35 @@ impl Entries {
         };
         let existed = known.unwrap_or_else(|| read.as_ref().is_some_and(Option::is_some));
         let index = found.unwrap_or_else(|| self.insert(hash, key));
+        self.restage(index, value);
+        // Cached once the slot is staged, so the share cannot evict it.
+        if let Some(value) = read {
+            self.set_committed(index, value.as_deref());
+        }
+        Ok(existed)
+    }
+
+    /// Replaces slot `index`'s staged write with `value`, recording how to
+    /// undo it while a call is under way.
+    fn restage(&mut self, index: u32, value: Write) {
         let recording = self.undo.recording();
-        let slot = self.slot_mut(index);
+        let slot = self.slots[index as usize].as_mut().expect("a live slot");
         slot.referenced = true;
         let key_len = slot.key_len as usize;
         let added = write_bytes(key_len, &value);
+        let was_live = slot.live();
         let before = slot.staged.replace(value);
+        let live = slot.live();
         match &before {
             Some(old) => self.staged_bytes -= write_bytes(key_len, old),
             None => {
                 self.dirty.push(index);
                 if let Some(ordered) = &mut self.ordered {
-                    ordered.insert(Box::from(key), index);
+                    ordered.insert(Box::from(slot.key()), index);
                 }
             }
         }
+        self.live = self.live + u64::from(live) - u64::from(was_live);
         self.staged_bytes += added;
         if recording {
             let bytes = match &before {
@@ -502,11 +535,61 @@ impl Entries {
             };
             self.undo.push((index, before), bytes);
         }
-        // Cached once the slot is staged, so the share cannot evict it.
-        if let Some(value) = read {
-            self.set_committed(index, value.as_deref());
+    }
+
+    /// Makes every entry with a key in `[start, end)` read as absent, for
+    /// a range tombstone the task stages (`TaskState::clear_range`): a
+    /// staged put becomes a staged delete (undone by `rollback`; the commit
+    /// writes no point delete under the tombstone), and an entry with
+    /// nothing staged is forgotten (RocksDB holds its value until the
+    /// commit, so the task answers for the range itself until then).
+    /// Returns how many of them held a value: the range's live keys as far
+    /// as the task knows. One pass over the slots.
+    pub(crate) fn clear_range(&mut self, start: &[u8], end: &[u8]) -> u64 {
+        let mut live = 0;
+        for index in 0..self.slots.len() {
+            let Some(slot) = &self.slots[index] else {
+                continue;
+            };
+            if !in_range(slot.key(), start, end) {
+                continue;
+            }
+            let index = index as u32;
+            match &slot.staged {
+                Some(Some(_)) => {
+                    live += 1;
+                    self.restage(index, None);
+                }
+                Some(None) => {}
+                None => {
+                    live += u64::from(slot.committed == Committed::Value);
+                    self.remove(index);
+                }
+            }
         }
-        Ok(existed)
+        live
+    }
+
+    /// Forgets what the entries in `[start, end)` know RocksDB holds, and
+    /// those with nothing staged: a range tombstone's call was rolled back,
+    /// so what the task learned under it (nothing there) is not RocksDB's.
+    pub(crate) fn forget_range(&mut self, start: &[u8], end: &[u8]) {
+        for index in 0..self.slots.len() {
+            let Some(slot) = &mut self.slots[index] else {
+                continue;
+            };
+            if !in_range(slot.key(), start, end) {
+                continue;
+            }
+            if slot.staged.is_none() {
+                self.remove(index as u32);
+            } else if slot.committed != Committed::Unknown {
+                // Staged: as live as before.
+                let before = slot.cached_bytes();
+                slot.forget_committed();
+                self.resize(before, 0);
+            }
+        }
     }
 
     /// Starts a call: its writes can be undone by `rollback`.
@@ -530,7 +613,10 @@ impl Entries {
         while let Some((index, before)) = self.undo.pop() {
             let slot = self.slot_mut(index);
             let key_len = slot.key_len as usize;
+            let was_live = slot.live();
             let current = std::mem::replace(&mut slot.staged, before);
+            self.relive(was_live, index);
+            let slot = self.slot_mut(index);
             let restored = slot
                 .staged
                 .as_ref()
@@ -654,7 +740,10 @@ impl Entries {
         self.staged_bytes = 0;
         self.ordered = None;
         for index in std::mem::take(&mut self.dirty) {
-            let write = self.slot_mut(index).staged.take();
+            let slot = self.slot_mut(index);
+            let was_live = slot.live();
+            let write = slot.staged.take();
+            self.relive(was_live, index);
             let write = write.expect("a dirty slot is staged");
             self.set_committed(index, write.as_deref());
         }
@@ -670,6 +759,7 @@ impl Entries {
         self.ordered = None;
         self.hand = 0;
         self.staged_bytes = 0;
+        self.live = 0;
         self.resize(self.cached_bytes, self.beside_bytes);
     }
 
@@ -741,11 +831,24 @@ impl Entries {
             if slot.staged.is_none() {
                 self.remove(index);
             } else if slot.committed != Committed::Unknown {
+                // Staged: as live as before.
                 let before = slot.cached_bytes();
                 slot.forget_committed();
                 self.resize(before, 0);
             }
         }
+    }
+
+    /// Counts slot `index` live or not again, after a change from
+    /// `was_live`.
+    fn relive(&mut self, was_live: bool, index: u32) {
+        let live = self.slot(index).live();
+        self.live = self.live + u64::from(live) - u64::from(was_live);
+    }
+
+    /// Keys the entries know to hold a value (staged, else committed).
+    pub(crate) fn live(&self) -> u64 {
+        self.live
     }
 }
 

@@ -1,0 +1,297 @@
+//! `clear_range`: a range staged as a whole and committed as one range
+//! tombstone when the task's entries hold every key it has, key by key
+//! otherwise; against a real RocksDB.
+
+use std::sync::Arc;
+
+use rocksdb::perf::PerfMetric;
+
+use super::task::CLEARED_RANGES_MAX;
+use super::tests::{
+    family_property, keys_of, open, rocksdb_counted, task, task_without_value_cache,
+};
+use super::*;
+
+/// RocksDB reads of any kind (point lookups and iterator seeks in the
+/// memtables) on this thread while `f` runs.
+fn rocksdb_reads<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let ((value, gets), seeks) = rocksdb_counted(PerfMetric::SeekOnMemtableCount, || {
+        rocksdb_counted(PerfMetric::GetFromMemtableCount, f)
+    });
+    (value, gets + seeks)
+}
+
+/// `n` keys `{prefix}{i:05}` of `store`, value `1`, committed.
+fn committed_keys(t: &mut TaskState, store: &[u8], prefix: &str, n: u32) {
+    for i in 0..n {
+        t.put(store, format!("{prefix}{i:05}").as_bytes(), b"1".to_vec())
+            .unwrap();
+    }
+    t.commit(b"m", false).unwrap();
+}
+
+/// Entries (puts, point deletes and range tombstones) and point deletes
+/// in processor `p`'s active memtable.
+fn memtable_counts(db: &Arc<StateDb>) -> (u64, u64) {
+    (
+        family_property(db, "rocksdb.num-entries-active-mem-table"),
+        family_property(db, "rocksdb.num-deletes-active-mem-table"),
+    )
+}
+
+/// A fresh task (its entries hold every key it will have).
+fn fresh(db: &Arc<StateDb>, partition: u32) -> (TaskState, Vec<u8>) {
+    let mut t = task(db, "p", partition);
+    t.set_committed_keys(Some(0));
+    let counts = t.store("counts").unwrap();
+    (t, counts)
+}
+
+/// Clears `[a, b)` of a task holding 3 000 `a` keys and 10 `b` keys, with
+/// a staged write over an `a` key and a staged-only `a` key; checks what
+/// the task reads, writes after the clear, and what commits. Returns the
+/// RocksDB reads of the clear, and the point deletes and all entries the
+/// commit put in the memtable.
+fn clear_and_check(db: &Arc<StateDb>, t: &mut TaskState, counts: &[u8]) -> (u64, u64, u64) {
+    committed_keys(t, counts, "a", 3_000);
+    committed_keys(t, counts, "b", 10);
+    t.savepoint();
+    t.put(counts, b"a00002", b"2".to_vec()).unwrap();
+    t.put(counts, b"a99999", b"1".to_vec()).unwrap();
+    let keys_before = t.keys_delta();
+    let ((), reads) = rocksdb_reads(|| t.clear_range(counts, b"a", Some(b"b")).unwrap());
+    assert_eq!(t.keys_delta() - keys_before, -3_001, "keys cleared");
+    for key in [&b"a00000"[..], b"a00002", b"a99999", b"a02999"] {
+        assert_eq!(t.get(counts, key).unwrap(), None);
+    }
+    let asked = vec![b"a00001".to_vec(), b"b00001".to_vec(), b"a00003".to_vec()];
+    assert_eq!(
+        t.get_many(counts, &asked).unwrap(),
+        vec![None, Some(b"1".to_vec()), None]
+    );
+    assert_eq!(t.scan(counts, b"", None, 100).unwrap().entries.len(), 10);
+    // Written after the clear: there, and counted as new keys.
+    t.put(counts, b"a00007", b"7".to_vec()).unwrap();
+    assert_eq!(t.add(counts, b"a00008", 3).unwrap(), 3);
+    assert_eq!(t.keys_delta() - keys_before, -2_999);
+    let page = t.scan(counts, b"", Some(b"b"), 100).unwrap();
+    assert_eq!(keys_of(&page), vec!["a00007", "a00008"]);
+    t.release();
+    let (entries_before, deletes_before) = memtable_counts(db);
+    t.commit(b"m", false).unwrap();
+    let (entries, deletes) = memtable_counts(db);
+    assert_eq!(t.count_keys().unwrap(), 12);
+    let committed = db.existing("p").unwrap();
+    let now = committed.committed(0);
+    assert_eq!(
+        now.scan("counts", b"", None, 100).unwrap().entries.len(),
+        12
+    );
+    assert_eq!(
+        committed.get_committed(0, "counts", b"a00008").unwrap(),
+        Some(b"3".to_vec())
+    );
+    assert_eq!(
+        committed.get_committed(0, "counts", b"a00002").unwrap(),
+        None
+    );
+    // After the commit RocksDB answers for the range.
+    assert_eq!(t.get(counts, b"a00100").unwrap(), None);
+    assert_eq!(t.get(counts, b"a00007").unwrap(), Some(b"7".to_vec()));
+    (reads, deletes - deletes_before, entries - entries_before)
+}
+
+/// With every key in its entries, a clear reads nothing from RocksDB,
+/// reads as empty at once (point reads, batches, scans), takes writes
+/// after it, and commits as one range tombstone with no point delete,
+/// leaving the keys outside it alone; the key count stays exact.
+#[test]
+fn a_clear_of_keys_the_task_holds_reads_nothing_and_commits_one_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    let (reads, deletes, entries) = clear_and_check(&db, &mut t, &counts);
+    assert_eq!(reads, 0, "RocksDB reads by the clear");
+    assert_eq!(deletes, 0, "point deletes committed");
+    // Two puts, the metadata record and one range tombstone.
+    assert_eq!(entries, 4, "entries committed");
+}
+
+/// A task whose entries may not hold every key (no value cache; a task
+/// whose owner did not say how many keys it has) clears key by key, with
+/// the same results.
+#[test]
+fn a_clear_of_keys_the_task_may_not_hold_deletes_key_by_key() {
+    let (_dir, db, mut t, counts) = task_without_value_cache();
+    t.set_committed_keys(Some(0));
+    let (reads, deletes, _) = clear_and_check(&db, &mut t, &counts);
+    assert!(reads > 0);
+    // Every key the range held but the two written again after the clear.
+    assert_eq!(deletes, 2_999, "point deletes committed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut t = task(&db, "p", 0);
+    let counts = t.store("counts").unwrap();
+    let (_, deletes, _) = clear_and_check(&db, &mut t, &counts);
+    assert_eq!(deletes, 2_999);
+}
+
+/// After a restart the entries hold nothing: clears go key by key until
+/// the entries hold every key again (read, written, or deleted since),
+/// then by range.
+#[test]
+fn after_a_restart_clears_go_by_range_once_the_task_holds_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    committed_keys(&mut t, &counts, "a", 100);
+    committed_keys(&mut t, &counts, "b", 100);
+    drop(t);
+    let mut t = task(&db, "p", 0);
+    t.set_committed_keys(Some(200));
+    // Touch the b keys only.
+    t.savepoint();
+    for i in 0..100 {
+        t.add(&counts, format!("b{i:05}").as_bytes(), 1).unwrap();
+    }
+    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"a", Some(b"b")).unwrap());
+    assert!(reads > 0, "the a keys were not held: read to be counted");
+    assert_eq!(t.keys_delta(), -100);
+    t.release();
+    t.commit(b"m", false).unwrap();
+    t.savepoint();
+    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"b", None).unwrap());
+    assert_eq!(reads, 0, "every key held: cleared as a range");
+    assert_eq!(t.keys_delta(), -100);
+    t.release();
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 0);
+}
+
+/// A call that cleared a range and fails leaves everything as it was:
+/// values, staged writes from before it, the key count, and what the
+/// task caches (its writes under the range learned "nothing there" from
+/// the clear, which no longer holds).
+#[test]
+fn a_rolled_back_clear_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    committed_keys(&mut t, &counts, "a", 100);
+    t.savepoint();
+    t.put(&counts, b"a00001", b"staged".to_vec()).unwrap();
+    t.release();
+    let keys_before = t.keys_delta();
+    t.savepoint();
+    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"a", None).unwrap());
+    assert_eq!(reads, 0);
+    t.put(&counts, b"a00005", b"5".to_vec()).unwrap();
+    t.add(&counts, b"a00006", 1).unwrap();
+    assert_eq!(t.get(&counts, b"a00009").unwrap(), None);
+    t.rollback();
+    assert_eq!(t.keys_delta(), keys_before);
+    assert_eq!(t.get(&counts, b"a00001").unwrap(), Some(b"staged".to_vec()));
+    assert_eq!(t.get(&counts, b"a00005").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.get(&counts, b"a00006").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.add(&counts, b"a00006", 1).unwrap(), 2);
+    assert_eq!(
+        t.scan(&counts, b"", None, 1_000).unwrap().entries.len(),
+        100
+    );
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 100);
+    let committed = db.existing("p").unwrap();
+    assert_eq!(
+        committed.get_committed(0, "counts", b"a00001").unwrap(),
+        Some(b"staged".to_vec())
+    );
+    assert_eq!(
+        committed.get_committed(0, "counts", b"a00005").unwrap(),
+        Some(b"1".to_vec())
+    );
+    // What the rolled-back clear took out of the entries is not back: the
+    // next clear reads the range to count it.
+    t.savepoint();
+    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"a", None).unwrap());
+    assert!(reads > 0);
+    assert_eq!(t.keys_delta(), -100);
+    t.release();
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 0);
+}
+
+/// A clear kept by its call stays when a later call fails, and an
+/// aborted transaction forgets it.
+#[test]
+fn a_kept_clear_outlives_a_later_rollback_and_not_a_discard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    committed_keys(&mut t, &counts, "a", 50);
+    t.savepoint();
+    t.clear_range(&counts, b"a", None).unwrap();
+    t.release();
+    t.savepoint();
+    t.put(&counts, b"a00003", b"3".to_vec()).unwrap();
+    t.rollback();
+    assert_eq!(t.get(&counts, b"a00003").unwrap(), None);
+    assert_eq!(t.scan(&counts, b"", None, 100).unwrap().entries, Vec::new());
+    t.discard();
+    assert_eq!(t.get(&counts, b"a00003").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.scan(&counts, b"", None, 100).unwrap().entries.len(), 50);
+    t.savepoint();
+    t.clear_range(&counts, b"a", None).unwrap();
+    t.release();
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 0);
+}
+
+/// Past `CLEARED_RANGES_MAX` ranges in a commit, and for a task with a
+/// changelog (which records every deleted key), a clear deletes key by
+/// key: the same state either way.
+#[test]
+fn clears_past_the_bound_or_with_a_changelog_go_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    let ranges = CLEARED_RANGES_MAX as u32 + 4;
+    for range in 0..ranges {
+        committed_keys(&mut t, &counts, &format!("r{range:03}-"), 3);
+    }
+    t.savepoint();
+    for range in 0..ranges {
+        let start = format!("r{range:03}-");
+        let end = format!("r{range:03}.");
+        t.clear_range(&counts, start.as_bytes(), Some(end.as_bytes()))
+            .unwrap();
+    }
+    t.release();
+    let (entries_before, deletes_before) = memtable_counts(&db);
+    t.commit(b"m", false).unwrap();
+    let (entries, deletes) = memtable_counts(&db);
+    assert_eq!(
+        deletes - deletes_before,
+        3 * 4,
+        "the last 4 ranges key by key"
+    );
+    assert_eq!(
+        entries - entries_before,
+        CLEARED_RANGES_MAX as u64 + 3 * 4 + 1,
+        "a tombstone per range before, the deletes and the metadata record"
+    );
+    assert_eq!(t.count_keys().unwrap(), 0);
+
+    let (logged, _) = fresh(&db, 1);
+    let mut logged = logged.clear_key_by_key();
+    let counts = logged.store("counts").unwrap();
+    committed_keys(&mut logged, &counts, "a", 5);
+    logged.savepoint();
+    logged.clear_range(&counts, b"a", None).unwrap();
+    logged.release();
+    let deletes: Vec<_> = logged
+        .staged_changes()
+        .map(|(_, value)| value.is_none())
+        .collect();
+    assert_eq!(deletes, vec![true; 5], "a changelog record per deleted key");
+}
