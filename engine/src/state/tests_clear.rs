@@ -295,3 +295,118 @@ fn clears_past_the_bound_or_with_a_changelog_go_key_by_key() {
         .collect();
     assert_eq!(deletes, vec![true; 5], "a changelog record per deleted key");
 }
+
+/// Random puts, deletes, counter adds, reads, scans and clears, in calls
+/// kept or rolled back, commits and restarts, against a model: every read
+/// answers the model's value, the key count is the model's after every
+/// call, and every commit holds exactly the model's entries. With a cache
+/// of a few dozen entries (evicting) as well as a large one, so clears
+/// take both paths.
+#[test]
+fn clears_among_random_work_match_a_model() {
+    use std::collections::BTreeMap;
+    let (mut range_clears, mut clears) = (0, 0);
+    for (seed, cache_bytes) in [(1_u64, 32 << 20), (2, 32 << 20), (3, 6_000), (4, 6_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StateConfig {
+            value_cache_bytes_max: cache_bytes,
+            ..StateConfig::default()
+        };
+        let db = StateDb::open(dir.path(), &config).unwrap();
+        let restart = |keys: usize| {
+            let mut t = TaskState::new(db.processor("p").unwrap(), 0);
+            t.set_committed_keys(Some(keys as u64));
+            t
+        };
+        let mut t = restart(0);
+        let counts = t.store("counts").unwrap();
+        let mut random = seed;
+        let mut below = |n: u64| {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random % n
+        };
+        let key = |n: u64| format!("{n:02}").into_bytes();
+        let mut committed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut model = committed.clone();
+        for _ in 0..2_000 {
+            t.savepoint();
+            let before = model.clone();
+            for _ in 0..=below(8) {
+                let k = key(below(60));
+                match below(10) {
+                    0..=2 => {
+                        let value = below(1_000).to_string().into_bytes();
+                        t.put(&counts, &k, value.clone()).unwrap();
+                        model.insert(k, value);
+                    }
+                    3 => {
+                        t.delete(&counts, &k).unwrap();
+                        model.remove(&k);
+                    }
+                    4 => {
+                        let old: i64 = model
+                            .get(&k)
+                            .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                        assert_eq!(t.add(&counts, &k, 1).unwrap(), old + 1);
+                        model.insert(k, (old + 1).to_string().into_bytes());
+                    }
+                    5 | 6 => {
+                        let (a, b) = (below(61), below(61));
+                        let (start, end) = (key(a.min(b)), key(a.max(b)));
+                        let end = (a != b || below(2) == 0).then_some(end);
+                        let ((), reads) = rocksdb_reads(|| {
+                            t.clear_range(&counts, &start, end.as_deref()).unwrap()
+                        });
+                        clears += 1;
+                        range_clears += u32::from(reads == 0);
+                        model.retain(|k, _| *k < start || end.as_ref().is_some_and(|end| k >= end));
+                    }
+                    7 => assert_eq!(t.get(&counts, &k).unwrap().as_ref(), model.get(&k)),
+                    8 => {
+                        let asked = vec![k.clone(), key(below(60))];
+                        let expected: Vec<_> =
+                            asked.iter().map(|k| model.get(k).cloned()).collect();
+                        assert_eq!(t.get_many(&counts, &asked).unwrap(), expected);
+                    }
+                    _ => {
+                        let page = t.scan(&counts, b"", None, 100).unwrap();
+                        let expected: Vec<_> =
+                            model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        assert_eq!(page.entries, expected);
+                    }
+                }
+            }
+            if below(8) == 0 {
+                t.rollback();
+                model = before;
+            } else {
+                t.release();
+            }
+            let keys = committed.len() as i64 + t.keys_delta();
+            assert_eq!(keys, model.len() as i64, "the key count (seed {seed})");
+            if below(4) == 0 {
+                t.commit(b"m", false).unwrap();
+                committed = model.clone();
+                let processor = db.existing("p").unwrap();
+                let now = processor.committed(0);
+                let page = now.scan("counts", b"", None, 100).unwrap();
+                let expected: Vec<_> = committed
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(page.entries, expected, "committed (seed {seed})");
+            }
+            if below(40) == 0 {
+                drop(t);
+                t = restart(committed.len());
+                model = committed.clone();
+            }
+        }
+    }
+    assert!(
+        range_clears > 0 && range_clears < clears,
+        "{range_clears} of {clears} by range"
+    );
+}
