@@ -145,6 +145,11 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Whether `start <= key < end`.
+pub(crate) fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    key >= start && key < end
+}
+
 /// `i64` as 8 bytes whose byte order is numeric order.
 pub(crate) fn ordered_i64(value: i64) -> [u8; 8] {
     ((value as u64) ^ (1 << 63)).to_be_bytes()

@@ -834,7 +834,7 @@ fn merge_sorted<'a>(
 fn in_cleared<'a>(cleared: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
     cleared
         .iter()
-        .find(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+        .find(|(from, to)| keys::in_range(key, from, to))
         .map(|(_, to)| to.as_slice())
 }
 

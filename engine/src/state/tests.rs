@@ -808,7 +808,7 @@ pub(super) fn family_property(db: &Arc<StateDb>, name: &str) -> u64 {
 }
 
 /// RocksDB point reads (memtable lookups) on this thread while `f` runs.
-pub(super) fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
+fn rocksdb_gets<T>(f: impl FnOnce() -> T) -> (T, u64) {
     rocksdb_counted(PerfMetric::GetFromMemtableCount, f)
 }
 

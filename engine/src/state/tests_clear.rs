@@ -39,6 +39,20 @@ fn memtable_counts(db: &Arc<StateDb>) -> (u64, u64) {
     )
 }
 
+/// Clears `counts` from `start` on in a call of its own and commits it,
+/// leaving the task no key; returns the clear's RocksDB reads and the key
+/// count's change it staged.
+fn clear_to_the_end_and_commit(t: &mut TaskState, counts: &[u8], start: &[u8]) -> (u64, i64) {
+    t.savepoint();
+    let keys_before = t.keys_delta();
+    let ((), reads) = rocksdb_reads(|| t.clear_range(counts, start, None).unwrap());
+    let keys = t.keys_delta() - keys_before;
+    t.release();
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 0);
+    (reads, keys)
+}
+
 /// A fresh task (its entries hold every key it will have).
 fn fresh(db: &Arc<StateDb>, partition: u32) -> (TaskState, Vec<u8>) {
     let mut t = task(db, "p", partition);
@@ -160,13 +174,9 @@ fn after_a_restart_clears_go_by_range_once_the_task_holds_every_key() {
     assert_eq!(t.keys_delta(), -100);
     t.release();
     t.commit(b"m", false).unwrap();
-    t.savepoint();
-    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"b", None).unwrap());
+    let (reads, keys) = clear_to_the_end_and_commit(&mut t, &counts, b"b");
     assert_eq!(reads, 0, "every key held: cleared as a range");
-    assert_eq!(t.keys_delta(), -100);
-    t.release();
-    t.commit(b"m", false).unwrap();
-    assert_eq!(t.count_keys().unwrap(), 0);
+    assert_eq!(keys, -100);
 }
 
 /// A call that cleared a range and fails leaves everything as it was:
@@ -212,13 +222,9 @@ fn a_rolled_back_clear_leaves_no_trace() {
     );
     // What the rolled-back clear took out of the entries is not back: the
     // next clear reads the range to count it.
-    t.savepoint();
-    let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"a", None).unwrap());
+    let (reads, keys) = clear_to_the_end_and_commit(&mut t, &counts, b"a");
     assert!(reads > 0);
-    assert_eq!(t.keys_delta(), -100);
-    t.release();
-    t.commit(b"m", false).unwrap();
-    assert_eq!(t.count_keys().unwrap(), 0);
+    assert_eq!(keys, -100);
 }
 
 /// A clear kept by its call stays when a later call fails, and an
@@ -240,11 +246,7 @@ fn a_kept_clear_outlives_a_later_rollback_and_not_a_discard() {
     t.discard();
     assert_eq!(t.get(&counts, b"a00003").unwrap(), Some(b"1".to_vec()));
     assert_eq!(t.scan(&counts, b"", None, 100).unwrap().entries.len(), 50);
-    t.savepoint();
-    t.clear_range(&counts, b"a", None).unwrap();
-    t.release();
-    t.commit(b"m", false).unwrap();
-    assert_eq!(t.count_keys().unwrap(), 0);
+    clear_to_the_end_and_commit(&mut t, &counts, b"a");
 }
 
 /// Past `CLEARED_RANGES_MAX` ranges in a commit, and for a task with a

@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::keys;
 use super::staged::CallUndo;
 
 /// Key and committed value bytes a slot holds in itself; longer ones go
@@ -240,11 +241,6 @@ impl Slot {
         self.data = Data::new(self.key(), &[]);
         self.committed = Committed::Unknown;
     }
-}
-
-/// Whether `start <= key < end`.
-fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
-    key >= start && key < end
 }
 
 fn write_bytes(key_len: usize, write: &Write) -> usize {
@@ -516,7 +512,6 @@ impl Entries {
         let added = write_bytes(key_len, &value);
         let was_live = slot.live();
         let before = slot.staged.replace(value);
-        let live = slot.live();
         match &before {
             Some(old) => self.staged_bytes -= write_bytes(key_len, old),
             None => {
@@ -526,7 +521,7 @@ impl Entries {
                 }
             }
         }
-        self.live = self.live + u64::from(live) - u64::from(was_live);
+        self.relive(was_live, index);
         self.staged_bytes += added;
         if recording {
             let bytes = match &before {
@@ -551,7 +546,7 @@ impl Entries {
             let Some(slot) = &self.slots[index] else {
                 continue;
             };
-            if !in_range(slot.key(), start, end) {
+            if !keys::in_range(slot.key(), start, end) {
                 continue;
             }
             let index = index as u32;
@@ -578,7 +573,7 @@ impl Entries {
             let Some(slot) = &mut self.slots[index] else {
                 continue;
             };
-            if !in_range(slot.key(), start, end) {
+            if !keys::in_range(slot.key(), start, end) {
                 continue;
             }
             if slot.staged.is_none() {
