@@ -659,7 +659,7 @@ impl Entries {
             .iter()
             .map(|&index| self.staged_write(index))
             .collect();
-        writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        keys::sort_by_key(&mut writes, |(key, _)| key);
         writes
     }
 
@@ -724,7 +724,7 @@ impl Entries {
             .map(|&index| self.staged_write(index))
             .filter(|(key, _)| *key >= start && end.is_none_or(|end| *key < end))
             .collect();
-        found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        keys::sort_by_key(&mut found, |(key, _)| key);
         found
     }
 
