@@ -141,11 +141,22 @@ impl TaskState {
     }
 
     /// Whether the entries hold every key the task has: as many live
-    /// entries as keys.
+    /// entries as keys. Then a key of its stores they do not hold is
+    /// absent, and is answered so without reading RocksDB (a new window's
+    /// first count: a RocksDB read finding nothing searches every
+    /// memtable and a filter per file), and a store range's count is
+    /// theirs (`clear_range`).
     fn holds_every_key(&self) -> bool {
         self.committed_keys
             .and_then(|keys| keys.checked_add_signed(self.keys_delta))
             .is_some_and(|keys| keys == self.entries.live())
+    }
+
+    /// Checks (debug builds: every test) that RocksDB holds nothing at
+    /// `key`, which the task answered as absent without reading it.
+    fn debug_check_absent(&self, key: &[u8]) {
+        let counts = (self.committed_keys, self.keys_delta, self.entries.live());
+        check_absent(&self.processor, self.task, key, counts);
     }
 
     /// Makes `clear_range` delete key by key, as `delete_range` does: a
@@ -276,12 +287,18 @@ impl TaskState {
         }
         // Whether the key held a value, for the key count: staged, else
         // cached, else (a write with no read before it) RocksDB, cached.
+        let holds_every_key = self.holds_every_key();
+        let counts = (self.committed_keys, self.keys_delta, self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
         let existed = self.entries.stage(&key, value, |key| {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
             }
             if in_cleared(cleared, key).is_some() {
+                return Ok(None);
+            }
+            if holds_every_key {
+                check_absent(processor, self.task, key, counts);
                 return Ok(None);
             }
             if let Some(value) = beside.get(key) {
@@ -337,6 +354,11 @@ impl TaskState {
         if in_cleared(&self.cleared, key).is_some() {
             return Ok(None);
         }
+        let cacheable = self.cacheable(key);
+        if cacheable && self.holds_every_key() {
+            self.debug_check_absent(key);
+            return Ok(None);
+        }
         let family = self.processor.family()?;
         let read = self.processor.db.task_read_options();
         let value = self
@@ -344,7 +366,7 @@ impl TaskState {
             .db
             .db()
             .get_pinned_cf_opt(&family, key, &read)?;
-        if self.cacheable(key) {
+        if cacheable {
             fill(
                 &mut self.entries,
                 &mut self.read_beside,
@@ -413,6 +435,15 @@ impl TaskState {
             }
         }
         if missing.is_empty() {
+            return Ok(());
+        }
+        if cacheable && self.holds_every_key() {
+            // Not kept either: while the entries hold every key, an absent
+            // one costs nothing to answer again.
+            for (index, key) in &missing {
+                self.debug_check_absent(key);
+                answer(*index, None);
+            }
             return Ok(());
         }
         let sorted = missing.windows(2).all(|pair| pair[0].1 <= pair[1].1);
@@ -828,6 +859,43 @@ fn merge_sorted<'a>(
         (Some(_), None) => a.next(),
         (None, _) => b.next(),
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Whether `check_absent` reads RocksDB on this thread (tests counting
+    /// the reads of the task turn it off).
+    pub(crate) static CHECK_ABSENT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Checks (debug builds: every test) that RocksDB holds nothing at `key`
+/// of `task`, which the task answered as absent without reading it (its
+/// entries held every key it has: `counts` are its committed key count,
+/// the change since and its live entries).
+fn check_absent(
+    processor: &ProcessorState,
+    task: u32,
+    key: &[u8],
+    counts: (Option<u64>, i64, u64),
+) {
+    #[cfg(test)]
+    if !CHECK_ABSENT.with(std::cell::Cell::get) {
+        return;
+    }
+    if cfg!(debug_assertions) {
+        let family = processor.family().expect("the task's column family");
+        let read = processor.db.task_read_options();
+        let value = processor
+            .db
+            .db()
+            .get_pinned_cf_opt(&family, key, &read)
+            .expect("a read of RocksDB");
+        assert!(
+            value.is_none(),
+            "task {task} answered key {key:?} absent without reading it, but RocksDB holds it \
+             (committed keys, change since, live entries: {counts:?})"
+        );
+    }
 }
 
 /// The end of the cleared range holding `key`, if one does.

@@ -1,6 +1,7 @@
-//! `clear_range`: a range staged as a whole and committed as one range
-//! tombstone when the task's entries hold every key it has, key by key
-//! otherwise; against a real RocksDB.
+//! What a task does when its entries hold every key it has, against a
+//! real RocksDB: `clear_range` stages a range as a whole and commits it as
+//! one range tombstone (key by key otherwise), and a key the entries do
+//! not hold is absent without a read.
 
 use std::sync::Arc;
 
@@ -411,4 +412,77 @@ fn clears_among_random_work_match_a_model() {
         range_clears > 0 && range_clears < clears,
         "{range_clears} of {clears} by range"
     );
+}
+
+/// `f` with the debug builds' check of every key answered absent without
+/// a read (a read itself) off on this thread.
+fn without_absent_check<T>(f: impl FnOnce() -> T) -> T {
+    super::task::CHECK_ABSENT.with(|check| check.set(false));
+    let value = f();
+    super::task::CHECK_ABSENT.with(|check| check.set(true));
+    value
+}
+
+/// While a task's entries hold every key it has, a key they do not hold
+/// is absent: point reads, batch reads, counters and writes of new keys
+/// read nothing from RocksDB (a new window's first count). After a
+/// restart, and with a cache smaller than the state, they read RocksDB and
+/// find what it holds.
+#[test]
+fn new_keys_are_known_absent_without_a_read_while_the_task_holds_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    committed_keys(&mut t, &counts, "a", 1_000);
+    let work = |t: &mut TaskState| {
+        t.savepoint();
+        assert_eq!(t.get(&counts, b"new1").unwrap(), None);
+        let many = t
+            .get_many(&counts, &[b"new2".to_vec(), b"a00007".to_vec()])
+            .unwrap();
+        assert_eq!(many, vec![None, Some(b"1".to_vec())]);
+        t.put(&counts, b"new3", b"x".to_vec()).unwrap();
+        assert_eq!(t.add(&counts, b"new4", 2).unwrap(), 2);
+        t.release();
+    };
+    let ((), reads) = without_absent_check(|| rocksdb_reads(|| work(&mut t)));
+    assert_eq!(reads, 0, "every key held: new keys answered without a read");
+    assert_eq!(t.keys_delta(), 2);
+    t.commit(b"m", false).unwrap();
+    assert_eq!(t.count_keys().unwrap(), 1_002);
+
+    // After a restart nothing is held: reads go to RocksDB, and find what
+    // the commit wrote.
+    drop(t);
+    let mut t = task(&db, "p", 0);
+    t.set_committed_keys(Some(1_002));
+    let (value, reads) = rocksdb_reads(|| t.get(&counts, b"new3").unwrap());
+    assert_eq!((value.as_deref(), reads > 0), (Some(&b"x"[..]), true));
+    let (value, reads) = rocksdb_reads(|| t.get(&counts, b"new5").unwrap());
+    assert_eq!((value, reads > 0), (None, true));
+
+    // A cache that holds nothing never holds every key.
+    let (_dir, _db, mut t, counts) = task_without_value_cache();
+    t.set_committed_keys(Some(0));
+    committed_keys(&mut t, &counts, "a", 10);
+    let (value, reads) = rocksdb_reads(|| t.get(&counts, b"a00003").unwrap());
+    assert_eq!((value.as_deref(), reads > 0), (Some(&b"1"[..]), true));
+    let ((), reads) = without_absent_check(|| rocksdb_reads(|| work(&mut t)));
+    assert!(reads > 0);
+}
+
+/// The check behind the shortcut is live in the tests' builds: a task told
+/// a wrong key count (none, while RocksDB holds 10) answers a key absent
+/// without reading, and the check finds the key in RocksDB.
+#[test]
+#[should_panic(expected = "absent without reading it, but RocksDB holds it")]
+fn a_key_answered_absent_is_checked_against_rocksdb_in_debug_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (mut t, counts) = fresh(&db, 0);
+    committed_keys(&mut t, &counts, "a", 10);
+    drop(t);
+    let mut t = task(&db, "p", 0);
+    t.set_committed_keys(Some(0));
+    let _ = t.get(&counts, b"a00001");
 }
