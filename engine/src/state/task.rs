@@ -278,7 +278,8 @@ impl TaskState {
             return Ok(());
         }
         // Whether the key held a value, for the key count: staged, else
-        // cached, else (a write with no read before it) RocksDB, cached.
+        // cached, else nothing when the entries hold every key, else (a
+        // write with no read before it) RocksDB, cached.
         let holds_every_key = self.holds_every_key();
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
