@@ -222,14 +222,15 @@ fn words_past_common_prefix<T>(
     /// Keys the guess is taken from.
     const SAMPLE: usize = 16;
     let first = key(&run[0].1).to_vec();
+    let first = &first[depth..];
+    let shared_with_first = |items: &mut dyn Iterator<Item = &(u64, T)>| {
+        items.fold(first.len(), |common, (_, item)| {
+            common.min(mismatch(first, &key(item)[depth..]))
+        })
+    };
     let step = (run.len() / SAMPLE).max(1);
-    let guess = run
-        .iter()
-        .step_by(step)
-        .fold(first.len() - depth, |common, (_, item)| {
-            common.min(mismatch(&first[depth..], &key(item)[depth..]))
-        });
-    let prefix = &first[depth..depth + guess];
+    let guess = shared_with_first(&mut run.iter().step_by(step));
+    let prefix = &first[..guess];
     let mut shared = true;
     for (word, item) in run.iter_mut() {
         let key = key(item);
@@ -239,9 +240,7 @@ fn words_past_common_prefix<T>(
     if shared {
         return depth + guess;
     }
-    let common = run.iter().fold(first.len() - depth, |common, (_, item)| {
-        common.min(mismatch(&first[depth..], &key(item)[depth..]))
-    });
+    let common = shared_with_first(&mut run.iter());
     for (word, item) in run.iter_mut() {
         *word = word_at(key(item), depth + common);
     }

@@ -54,6 +54,15 @@ fn clear_to_the_end_and_commit(t: &mut TaskState, counts: &[u8], start: &[u8]) -
     (reads, keys)
 }
 
+/// Task `t` (partition 0 of `p`) after a restart: a new task, its entries
+/// empty, told it has `keys` committed keys (as recovery tells it).
+fn restarted(db: &Arc<StateDb>, t: TaskState, keys: u64) -> TaskState {
+    drop(t);
+    let mut t = task(db, "p", 0);
+    t.set_committed_keys(Some(keys));
+    t
+}
+
 /// A fresh task (its entries hold every key it will have).
 fn fresh(db: &Arc<StateDb>, partition: u32) -> (TaskState, Vec<u8>) {
     let mut t = task(db, "p", partition);
@@ -162,9 +171,7 @@ fn after_a_restart_clears_go_by_range_once_the_task_holds_every_key() {
     let (mut t, counts) = fresh(&db, 0);
     committed_keys(&mut t, &counts, "a", 100);
     committed_keys(&mut t, &counts, "b", 100);
-    drop(t);
-    let mut t = task(&db, "p", 0);
-    t.set_committed_keys(Some(200));
+    let mut t = restarted(&db, t, 200);
     // Touch the b keys only.
     t.savepoint();
     for i in 0..100 {
@@ -453,9 +460,7 @@ fn new_keys_are_known_absent_without_a_read_while_the_task_holds_every_key() {
 
     // After a restart nothing is held: reads go to RocksDB, and find what
     // the commit wrote.
-    drop(t);
-    let mut t = task(&db, "p", 0);
-    t.set_committed_keys(Some(1_002));
+    let mut t = restarted(&db, t, 1_002);
     let (value, reads) = rocksdb_reads(|| t.get(&counts, b"new3").unwrap());
     assert_eq!((value.as_deref(), reads > 0), (Some(&b"x"[..]), true));
     let (value, reads) = rocksdb_reads(|| t.get(&counts, b"new5").unwrap());
@@ -481,8 +486,6 @@ fn a_key_answered_absent_is_checked_against_rocksdb_in_debug_builds() {
     let db = open(dir.path());
     let (mut t, counts) = fresh(&db, 0);
     committed_keys(&mut t, &counts, "a", 10);
-    drop(t);
-    let mut t = task(&db, "p", 0);
-    t.set_committed_keys(Some(0));
+    let mut t = restarted(&db, t, 0);
     let _ = t.get(&counts, b"a00001");
 }
