@@ -76,6 +76,14 @@ struct RoutedTopic {
     partitions: BTreeMap<i32, Vec<OutRecord>>,
 }
 
+impl std::fmt::Debug for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routed")
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
 impl Routed {
     /// Adds `record` to its partition of `topic`.
     pub(crate) fn push(

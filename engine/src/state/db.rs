@@ -50,6 +50,8 @@ pub(crate) struct StateDb {
     pub(super) value_cache: Arc<CacheBudget>,
     /// Whether the tasks' reads keep what they read in `cache`.
     block_fill: BlockFill,
+    /// The threads writing the tasks' commits.
+    pub(super) committer: super::committer::Committer,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -116,6 +118,7 @@ impl StateDb {
             staged_bytes: std::sync::atomic::AtomicUsize::new(0),
             value_cache: Arc::new(CacheBudget::new(values)),
             block_fill: BlockFill::new(config.block_cache_fill, blocks),
+            committer: Default::default(),
         }))
     }
 

@@ -20,6 +20,7 @@
 //! (`query`) never see staged data.
 
 mod cache;
+mod committer;
 mod db;
 mod fill;
 mod keys;

@@ -227,6 +227,26 @@ impl Staged {
         self.writes.is_empty()
     }
 
+    /// Stages `writes` again, on an empty stage: those of a commit in
+    /// flight, so reads see them until it lands (outside a call).
+    pub(crate) fn keep_in_flight(&mut self, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        debug_assert!(self.writes.is_empty() && !self.undo.recording());
+        self.bytes = writes.iter().map(|(k, v)| entry_bytes(k, v)).sum();
+        self.writes = writes;
+    }
+
+    /// After the commit of `landed` is written: unstages each of its
+    /// writes staged the same since (outside a call).
+    pub(crate) fn landed(&mut self, landed: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        debug_assert!(!self.undo.recording());
+        for (key, value) in landed {
+            if self.writes.get(key) == Some(value) {
+                self.writes.remove(key);
+                self.bytes -= entry_bytes(key, value);
+            }
+        }
+    }
+
     /// Takes every staged write, leaving the stage empty.
     pub(crate) fn take(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
         self.undo.end();

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{ReadOptions, WriteBatch};
 
 use super::cache::Entries;
+use super::committer::InFlight;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
 use super::read_beside::ReadBeside;
@@ -47,6 +48,15 @@ thread_local! {
 pub(crate) struct TaskState {
     processor: ProcessorState,
     task: u32,
+    /// The last commit, handed to the commit threads and not yet known
+    /// written (`commit_started`). Its store entries are the entries'
+    /// committed values and its other writes (timers) stay staged until it
+    /// lands, so the task reads as if it had; a read that would reach
+    /// RocksDB for a store key waits for it.
+    in_flight: Option<InFlight>,
+    /// The other writes (timers) of the commit in flight, to unstage
+    /// those not written again since when it lands.
+    in_flight_staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Staged writes other than store entries (timers).
     staged: Staged,
     /// The entries of the task's own stores: staged writes and committed
@@ -99,6 +109,11 @@ pub(crate) const CLEARED_RANGES_MAX: usize = 16;
 
 impl Drop for TaskState {
     fn drop(&mut self) {
+        // A task started again on this partition must find this one's
+        // last commit written (or failed).
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.wait();
+        }
         self.processor.db.account_staged(self.reported_bytes, 0);
     }
 }
@@ -109,6 +124,8 @@ impl TaskState {
             entries: Entries::new(processor.db.value_cache.clone()),
             processor,
             task,
+            in_flight: None,
+            in_flight_staged: BTreeMap::new(),
             staged: Staged::default(),
             reported_bytes: 0,
             timers_delta: 0,
@@ -148,7 +165,7 @@ impl TaskState {
     /// `key`, which the task answered as absent without reading it.
     fn debug_check_absent(&self, key: &[u8]) {
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
-        check_absent(&self.processor, self.task, key, counts);
+        check_absent(&self.processor, &self.in_flight, self.task, key, counts);
     }
 
     /// Makes `clear_range` delete key by key, as `delete_range` does: a
@@ -283,6 +300,7 @@ impl TaskState {
         let holds_every_key = self.holds_every_key();
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
+        let in_flight = &self.in_flight;
         let existed = self.entries.stage(&key, value, |key| {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
@@ -291,12 +309,13 @@ impl TaskState {
                 return Ok(None);
             }
             if holds_every_key {
-                check_absent(processor, self.task, key, counts);
+                check_absent(processor, in_flight, self.task, key, counts);
                 return Ok(None);
             }
             if let Some(value) = beside.get(key) {
                 return Ok(value);
             }
+            settled(in_flight)?;
             let family = processor.family()?;
             let read = processor.db.task_read_options();
             let value = processor.db.db().get_pinned_cf_opt(&family, key, &read)?;
@@ -310,6 +329,7 @@ impl TaskState {
     /// keys (recovery counts them once when its commit record has no
     /// count).
     pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
+        self.settled()?;
         let family = self.processor.family()?;
         let (start, end) = keys::stores_range(self.task);
         let mut options = ReadOptions::default();
@@ -351,6 +371,9 @@ impl TaskState {
         if cacheable && self.holds_every_key() {
             self.debug_check_absent(key);
             return Ok(None);
+        }
+        if cacheable {
+            self.settled()?;
         }
         let family = self.processor.family()?;
         let read = self.processor.db.task_read_options();
@@ -442,6 +465,9 @@ impl TaskState {
         let sorted = missing.windows(2).all(|pair| pair[0].1 <= pair[1].1);
         if !sorted {
             missing.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        }
+        if cacheable {
+            self.settled()?;
         }
         let family = self.processor.family()?;
         let found = self.processor.db.db().batched_multi_get_cf_opt(
@@ -573,6 +599,10 @@ impl TaskState {
 
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.wait();
+        }
+        self.in_flight_staged.clear();
         self.read_beside.clear();
         self.staged.take();
         self.entries.clear();
@@ -594,14 +624,40 @@ impl TaskState {
 
     /// The committed metadata record of this task.
     pub(crate) fn meta(&self) -> Result<Option<Vec<u8>>, StateError> {
+        self.settled()?;
         self.processor.meta(self.task)
     }
 
     /// Commits the staged writes and `meta` in one write batch, synced to
-    /// disk when `sync`, and caches what it wrote. On failure the staged
-    /// writes are gone too, and the cache (the disk may or may not hold
-    /// the batch): the task must start again from its last commit.
+    /// disk when `sync`, caches what it wrote, and waits until it is
+    /// written. On failure the staged writes are gone too, and the cache
+    /// (the disk may or may not hold the batch): the task must start again
+    /// from its last commit.
     pub(crate) fn commit(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
+        self.start_commit(meta, sync, false)?;
+        self.commit_landed(true).unwrap_or(Ok(()))
+    }
+
+    /// Starts a commit as [`Self::commit`] does without waiting for the
+    /// write: it goes to a commit thread, and the task reads as if it were
+    /// written (its store entries' values are the entries' committed ones,
+    /// its other writes stay staged until it lands), so it can go on
+    /// processing. A commit still in flight is waited for first. Its
+    /// outcome: [`Self::commit_landed`]; until then a read of RocksDB for a
+    /// store key waits for it.
+    pub(crate) fn commit_started(&mut self, meta: &[u8], sync: bool) -> Result<(), StateError> {
+        self.start_commit(meta, sync, true)
+    }
+
+    fn start_commit(
+        &mut self,
+        meta: &[u8],
+        sync: bool,
+        keep_staged: bool,
+    ) -> Result<(), StateError> {
+        if let Some(landed) = self.commit_landed(true) {
+            landed?;
+        }
         self.read_beside.clear();
         let staged = self.staged.take();
         self.timers_delta = 0;
@@ -612,7 +668,7 @@ impl TaskState {
         self.cleared.clear();
         self.cleared_saved = 0;
         match written {
-            Ok(()) => {
+            Ok(in_flight) => {
                 self.committed_keys = self
                     .committed_keys
                     .and_then(|keys| keys.checked_add_signed(keys_delta));
@@ -633,15 +689,64 @@ impl TaskState {
                     bytes = 0;
                 }
                 self.entries.charge_beside(bytes);
+                if keep_staged && !staged.is_empty() {
+                    self.staged.keep_in_flight(staged.clone());
+                    self.in_flight_staged = staged;
+                }
+                self.in_flight = Some(in_flight);
+                self.report();
+                Ok(())
             }
-            Err(_) => {
-                self.entries.clear();
-                self.forget_timer_bounds();
-                self.committed_keys = None;
+            Err(error) => {
+                self.lost_commit();
+                Err(error)
             }
         }
+    }
+
+    /// The outcome of the commit in flight, once written (`wait`: waits
+    /// for it); `None` with none in flight, or (not `wait`) while it is.
+    /// Landed, the other writes it carried and nothing staged again since
+    /// are unstaged. Failed, the cache is dropped (the disk may or may not
+    /// hold the batch): the task must start again from its last commit.
+    pub(crate) fn commit_landed(&mut self, wait: bool) -> Option<Result<(), StateError>> {
+        let in_flight = self.in_flight.as_ref()?;
+        let outcome = match wait {
+            true => Some(in_flight.wait()),
+            false => in_flight.poll(),
+        }?
+        .clone();
+        self.in_flight = None;
+        let carried = std::mem::take(&mut self.in_flight_staged);
+        match outcome {
+            Ok(()) => {
+                self.staged.landed(&carried);
+                self.report();
+                Some(Ok(()))
+            }
+            Err(error) => {
+                self.lost_commit();
+                Some(Err(StateError::Storage(format!(
+                    "writing the commit failed: {error}"
+                ))))
+            }
+        }
+    }
+
+    /// Waits for the commit in flight before a read of RocksDB that it may
+    /// change (a store key the entries do not hold: they may have dropped
+    /// its value).
+    fn settled(&self) -> Result<(), StateError> {
+        settled(&self.in_flight)
+    }
+
+    /// After a commit that failed: what the task cached of its state is
+    /// dropped.
+    fn lost_commit(&mut self) {
+        self.entries.clear();
+        self.forget_timer_bounds();
+        self.committed_keys = None;
         self.report();
-        written
     }
 
     /// One write batch of `staged`, the store entries' staged writes and
@@ -651,7 +756,7 @@ impl TaskState {
         staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         meta: &[u8],
         sync: bool,
-    ) -> Result<(), StateError> {
+    ) -> Result<InFlight, StateError> {
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
         // The range tombstones first: the puts staged after a clear come
@@ -672,13 +777,8 @@ impl TaskState {
             }
         }
         batch.put_cf(&family, keys::meta(self.task), meta);
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        // The same hints when RocksDB inserts several tasks' commits in
-        // parallel (see `family_options`).
-        options.set_memtable_insert_hint_per_batch(true);
-        self.processor.db.db().write_opt(batch, &options)?;
-        Ok(())
+        let db = &self.processor.db;
+        Ok(db.committer.submit(db, batch, sync))
     }
 }
 
@@ -695,6 +795,7 @@ thread_local! {
 /// the change since and its live entries).
 fn check_absent(
     processor: &ProcessorState,
+    in_flight: &Option<InFlight>,
     task: u32,
     key: &[u8],
     counts: (Option<u64>, i64, u64),
@@ -704,6 +805,10 @@ fn check_absent(
         return;
     }
     if cfg!(debug_assertions) {
+        // The commit in flight may delete the key.
+        if let Some(in_flight) = in_flight {
+            in_flight.wait();
+        }
         let family = processor.family().expect("the task's column family");
         let read = processor.db.task_read_options();
         let value = processor
@@ -716,6 +821,17 @@ fn check_absent(
             "task {task} answered key {key:?} absent without reading it, but RocksDB holds it \
              (committed keys, change since, live entries: {counts:?})"
         );
+    }
+}
+
+/// Waits for the commit `in_flight`, if there is one; an error if its
+/// write failed.
+fn settled(in_flight: &Option<InFlight>) -> Result<(), StateError> {
+    match in_flight.as_ref().map(InFlight::wait) {
+        Some(Err(error)) => Err(StateError::Storage(format!(
+            "writing the last commit failed: {error}"
+        ))),
+        _ => Ok(()),
     }
 }
 

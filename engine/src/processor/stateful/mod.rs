@@ -47,6 +47,7 @@ pub(crate) use meta::{InputMeta, TaskMeta};
 pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
 
 use crate::log::LogStore;
+use crate::processor::output::Routed;
 use crate::state::TaskState;
 
 /// The producer ids processors' tasks own, from their commit records: the
@@ -100,6 +101,28 @@ pub(crate) struct Stateful {
     commit_uncertain: bool,
     /// Where commits also write their state changes (`--changelog`).
     pub(crate) changelog: Option<Changelog>,
+    /// A commit whose state write is in flight (`commit_start`): its
+    /// record, and whether it has outputs (markers to write once it
+    /// lands).
+    pending: Option<(TaskMeta, bool)>,
+    /// Outputs of an exactly-once task processed while a commit is in
+    /// flight: they belong to the next transaction, which opens after the
+    /// last one's markers, so they wait here. At most
+    /// `state.commit_bytes_max` of payload (the task then waits for the
+    /// commit: see `hold`).
+    held: Vec<Routed>,
+    held_bytes: usize,
+}
+
+/// Where a commit stands after [`Stateful::commit_landed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Landing {
+    /// No commit was in flight.
+    None,
+    /// Still in flight (not waited for).
+    InFlight,
+    /// Written, and its markers too.
+    Landed,
 }
 
 impl Stateful {
@@ -124,6 +147,9 @@ impl Stateful {
             purged_at: Instant::now(),
             commit_uncertain: false,
             changelog: None,
+            pending: None,
+            held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -178,6 +204,9 @@ impl Stateful {
     ) -> Result<(), String> {
         hold_point("before-recovery");
         state.discard();
+        self.pending = None;
+        self.held.clear();
+        self.held_bytes = 0;
         if let Some(changelog) = &self.changelog {
             changelog.ensure(state)?;
         }
@@ -265,7 +294,7 @@ impl Stateful {
             .is_some_and(|since| since.elapsed() >= self.commit_interval)
             || state.staged_bytes() >= commit_bytes_max
             || state.staged_over_budget()
-            || self.transaction.bytes() + changelog_bytes >= commit_bytes_max
+            || self.transaction.bytes() + self.held_bytes + changelog_bytes >= commit_bytes_max
     }
 
     /// Notes that the task has uncommitted work.
@@ -274,15 +303,19 @@ impl Stateful {
     }
 
     /// Commits: outputs durable, then the commit point (state, input
-    /// positions, stream time and transaction in one RocksDB write), then
-    /// the markers. `inputs`: where the task is in each input.
-    pub(crate) fn commit(
+    /// positions, stream time and transaction in one RocksDB write), whose
+    /// write runs on a commit thread while the task goes on
+    /// (`TaskState::commit_started`); [`Self::commit_landed`] writes the
+    /// markers once it is written. `inputs`: where the task is in each
+    /// input. A commit in flight must have landed first.
+    pub(crate) fn commit_start(
         &mut self,
         state: &mut TaskState,
         mut inputs: Vec<InputMeta>,
         stream_time: Option<i64>,
         late_dropped: u64,
     ) -> Result<(), String> {
+        debug_assert!(self.pending.is_none(), "a commit in flight landed first");
         for input in &mut inputs {
             input.rebuild_until = self.rebuilding_until(&input.topic, input.position);
         }
@@ -306,7 +339,30 @@ impl Stateful {
         if outputs {
             crash_point("after-outputs-durable");
         }
-        if let Err(error) = state.commit(&meta.encode(), self.exactly_once) {
+        if let Err(error) = state.commit_started(&meta.encode(), self.exactly_once) {
+            self.commit_uncertain = true;
+            return Err(format!("committing the state failed: {error}"));
+        }
+        self.pending = Some((meta, outputs));
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    /// The commit in flight, once its state write is done (`wait`: waits
+    /// for it): the markers written and its record the task's last commit.
+    pub(crate) fn commit_landed(
+        &mut self,
+        state: &mut TaskState,
+        wait: bool,
+    ) -> Result<Landing, String> {
+        if self.pending.is_none() {
+            return Ok(Landing::None);
+        }
+        let Some(written) = state.commit_landed(wait) else {
+            return Ok(Landing::InFlight);
+        };
+        let (meta, outputs) = self.pending.take().expect("checked above");
+        if let Err(error) = written {
             self.commit_uncertain = true;
             return Err(format!("committing the state failed: {error}"));
         }
@@ -314,15 +370,44 @@ impl Stateful {
             crash_point("after-state-commit");
         }
         self.meta = meta;
-        self.dirty_since = None;
         self.transaction
             .complete(true)
-            .map_err(|e| format!("writing commit markers failed (recovery completes them): {e}"))
+            .map_err(|e| format!("writing commit markers failed (recovery completes them): {e}"))?;
+        Ok(Landing::Landed)
+    }
+
+    /// Whether a commit's state write is in flight.
+    pub(crate) fn commit_in_flight(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Keeps `routed`, outputs of the next transaction, until the commit in
+    /// flight lands; whether they reached `commit_bytes_max` (the caller
+    /// then waits for it).
+    pub(crate) fn hold(&mut self, routed: Routed, commit_bytes_max: usize) -> bool {
+        self.held_bytes += routed.payload_bytes();
+        self.held.push(routed);
+        self.held_bytes >= commit_bytes_max
+    }
+
+    /// The held outputs, in the order they were processed.
+    pub(crate) fn take_held(&mut self) -> Vec<Routed> {
+        self.held_bytes = 0;
+        std::mem::take(&mut self.held)
     }
 
     /// Throws away the uncommitted work after a failure: aborts the open
     /// transaction, forgets staged state, and makes the next step recover.
-    pub(crate) fn abandon(&mut self, state: Option<&mut TaskState>) {
+    pub(crate) fn abandon(&mut self, mut state: Option<&mut TaskState>) {
+        // A commit in flight ends first: its markers belong to it, not to
+        // the work abandoned after it.
+        if let Some(state) = state.as_deref_mut() {
+            if let Err(error) = self.commit_landed(state, true) {
+                tracing::warn!(%error, "a commit in flight failed; recovery decides its transaction");
+            }
+        }
+        self.pending = None;
+        self.take_held();
         if std::mem::take(&mut self.commit_uncertain) {
             // The commit point may have reached the disk: left open, the
             // transaction is committed or aborted by recovery, by what

@@ -216,7 +216,7 @@ impl PartitionTask {
             }
             watermarks.push(watermark);
         }
-        if self.timers_due() {
+        if self.timers_due() || self.commit_in_flight() {
             return Readiness::Work;
         }
         Readiness::Wait(watermarks)

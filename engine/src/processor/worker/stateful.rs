@@ -13,7 +13,7 @@ pub(crate) use timers::{BEHIND_BATCHES, TIMERS_WHILE_RECORDS_WAIT_MIN};
 use super::{Input, PartitionTask, StepFailure, StopAt};
 use crate::processor::host::{Batch, Domain, InputRecord};
 use crate::processor::output::Routed;
-use crate::processor::stateful::{InputMeta, InputStart};
+use crate::processor::stateful::{InputMeta, InputStart, Landing};
 use crate::processor::status::{now_ms, PartitionStats};
 
 /// How often a task reading its processor's repartition topic deletes the
@@ -142,6 +142,7 @@ impl PartitionTask {
     /// timestamp, up to a batch's worth of records (possibly none: timers
     /// and idle time still move).
     pub(super) fn step_stateful(&mut self) -> Result<(), StepFailure> {
+        self.land_commit(false)?;
         self.fill_all()?;
         let mut routed = Routed::default();
         let mut stop = None;
@@ -337,15 +338,21 @@ impl PartitionTask {
     }
 
     /// Commits when the work is due: caught up, stopped, past the commit
-    /// interval or a byte cap.
+    /// interval or a byte cap. A task with more input waiting goes on while
+    /// the commit's state write runs on a commit thread; one caught up or
+    /// stopped waits for it (and for one in flight), so that nothing is
+    /// left in flight while it waits for input.
     fn commit_if_due(&mut self, stopped: bool) -> Result<(), StepFailure> {
         let caught_up = self.inputs().all(Input::caught_up);
         let state = self.state();
         let stateful = self.stateful.as_ref().expect("a stateful task");
-        if stateful.dirty_since.is_some()
-            && (caught_up || stopped || stateful.commit_due(state, state.commit_bytes_max()))
-        {
-            self.commit_stateful()?;
+        let due = stateful.dirty_since.is_some()
+            && (caught_up || stopped || stateful.commit_due(state, state.commit_bytes_max()));
+        if due {
+            self.start_commit()?;
+        }
+        if caught_up || stopped {
+            self.land_commit(true)?;
         }
         Ok(())
     }
@@ -392,7 +399,14 @@ impl PartitionTask {
         if routed.is_empty() {
             return Ok(());
         }
+        let commit_bytes_max = self.state().commit_bytes_max();
         let stateful = self.stateful.as_mut().expect("a stateful task");
+        if stateful.exactly_once && stateful.commit_in_flight() {
+            if stateful.hold(routed, commit_bytes_max) {
+                self.land_commit(true)?;
+            }
+            return Ok(());
+        }
         let written = if stateful.exactly_once {
             stateful.transaction.write(&self.store, routed)
         } else {
@@ -404,6 +418,14 @@ impl PartitionTask {
     /// The commit: outputs durable, state and positions in one RocksDB
     /// write, markers, then the group offsets mirrored.
     pub(super) fn commit_stateful(&mut self) -> Result<(), StepFailure> {
+        self.start_commit()?;
+        self.land_commit(true)
+    }
+
+    /// The commit up to its state write, handed to a commit thread (after
+    /// the one in flight, if any, landed).
+    fn start_commit(&mut self) -> Result<(), StepFailure> {
+        self.land_commit(true)?;
         // The input the state was computed from is durable before the
         // state is: a power cut must not leave state counting records the
         // input log no longer has.
@@ -439,20 +461,45 @@ impl PartitionTask {
             .expect("a stateful task has state");
         let late_dropped = std::mem::take(&mut self.context.late_dropped);
         stateful
-            .commit(state, positions, self.context.stream_time, late_dropped)
+            .commit_start(state, positions, self.context.stream_time, late_dropped)
+            .map_err(|message| StepFailure::new(message, None))
+    }
+
+    /// The commit in flight, if it is written (`wait`: once it is): its
+    /// markers, then what follows a commit (status, purge, the consumer
+    /// group's mirror of the positions) and the outputs held meanwhile.
+    fn land_commit(&mut self, wait: bool) -> Result<(), StepFailure> {
+        let (Some(stateful), Some(state)) = (self.stateful.as_mut(), self.context.state.as_mut())
+        else {
+            return Ok(());
+        };
+        let landing = stateful
+            .commit_landed(state, wait)
             .map_err(|message| StepFailure::new(message, None))?;
+        if landing != Landing::Landed {
+            return Ok(());
+        }
+        for routed in stateful.take_held() {
+            self.write_outputs(routed)?;
+        }
         self.publish();
         self.purge_repartitioned();
         // The consumer group's copy, for Kafka tools; the positions that
         // count are the ones just committed with the state.
+        let stateful = self.stateful.as_ref().expect("a stateful task");
         let offsets: Vec<(&str, i32, i64)> = self
             .inputs()
-            .map(|input| {
-                (
+            .filter_map(|input| {
+                let committed = stateful
+                    .meta
+                    .inputs
+                    .iter()
+                    .find(|meta| meta.topic == input.stats.topic)?;
+                Some((
                     input.stats.topic.as_str(),
                     input.stats.partition,
-                    input.position,
-                )
+                    committed.position,
+                ))
             })
             .collect();
         if let Err(failure) = self.commit_offsets(&offsets) {
@@ -467,14 +514,30 @@ impl PartitionTask {
     pub(crate) fn has_uncommitted(&self) -> bool {
         self.stateful
             .as_ref()
-            .is_some_and(|s| s.recovered && s.dirty_since.is_some())
+            .is_some_and(|s| s.recovered && (s.dirty_since.is_some() || s.commit_in_flight()))
+    }
+
+    /// Whether a commit's state write is in flight (the task steps again
+    /// soon to write its markers).
+    pub(super) fn commit_in_flight(&self) -> bool {
+        self.stateful
+            .as_ref()
+            .is_some_and(crate::processor::stateful::Stateful::commit_in_flight)
     }
 
     /// At a stop: commits what a stateful task has processed, or gives it
     /// up (recovery then resumes from the last commit).
     pub(crate) fn finish(&mut self) {
         if self.has_uncommitted() {
-            if let Err(failure) = self.commit_stateful() {
+            let committed = match self
+                .stateful
+                .as_ref()
+                .is_some_and(|s| s.dirty_since.is_some())
+            {
+                true => self.commit_stateful(),
+                false => self.land_commit(true),
+            };
+            if let Err(failure) = committed {
                 tracing::warn!(processor = %self.label.processor, topic = %self.input.stats.topic,
                     partition = self.input.stats.partition, error = %failure.message,
                     "committing at stop failed; the work since the last commit is redone");

@@ -112,6 +112,11 @@ impl TaskState {
         if end.is_some_and(|end| end <= start) {
             return Ok((Vec::new(), None));
         }
+        // Timers of a commit in flight are still staged; store entries
+        // the entries dropped are not.
+        if self.holds_stores(start, end) {
+            self.settled()?;
+        }
         let family = self.processor.family()?;
         let mut options = self.processor.db.task_read_options();
         if let Some(end) = end {

@@ -146,6 +146,8 @@ impl TaskState {
 
     /// When the latest committed timer of `domain` is due.
     fn latest_committed_timer(&self, domain: Domain) -> Result<Option<i64>, StateError> {
+        // What a commit in flight writes counts as committed.
+        self.settled()?;
         let start = keys::timer_prefix(self.task, domain);
         let end = keys::prefix_end(&start).expect("the prefix has a successor");
         let family = self.processor.family()?;
