@@ -36,6 +36,9 @@ struct Job {
 #[derive(Default)]
 pub(super) struct Committer {
     jobs: OnceLock<Option<Mutex<Sender<Job>>>>,
+    /// Held by a test, keeps this database's commits in flight.
+    #[cfg(test)]
+    pub(super) gate: Mutex<()>,
 }
 
 impl Committer {
@@ -88,6 +91,13 @@ fn start_threads() -> Option<Mutex<Sender<Job>>> {
 }
 
 fn write(job: Job) {
+    #[cfg(test)]
+    let _gate = job
+        .db
+        .committer
+        .gate
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let mut options = WriteOptions::default();
     options.set_sync(job.sync);
     // The same hints when RocksDB inserts several tasks' commits in

@@ -33,6 +33,8 @@ mod task;
 mod tests;
 #[cfg(test)]
 mod tests_clear;
+#[cfg(test)]
+mod tests_in_flight;
 
 use serde::{Deserialize, Serialize};
 

@@ -589,10 +589,16 @@ impl PartitionTask {
         }
         stateful.purged_at = std::time::Instant::now();
         let stats = &self.input.stats;
+        // The committed position, not the task's: a commit lands while the
+        // task has gone on past it, and what it read since may be read
+        // again after a crash.
+        let Some(committed) = stateful.meta.inputs.iter().find(|i| i.topic == stats.topic) else {
+            return;
+        };
         let purged = self
             .store
             .partition(&stats.topic, stats.partition)
-            .and_then(|partition| partition.delete_records_before(self.input.position));
+            .and_then(|partition| partition.delete_records_before(committed.position));
         if let Err(error) = purged {
             tracing::warn!(topic = %stats.topic, partition = stats.partition, %error,
                 "purging the processed part of a repartition topic failed");
