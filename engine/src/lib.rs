@@ -49,6 +49,7 @@ pub(crate) mod journal;
 pub mod log;
 pub mod memory;
 pub(crate) mod metrics;
+pub mod priority;
 pub mod processor;
 pub(crate) mod protocol;
 pub(crate) mod random;

@@ -5,11 +5,14 @@
 //! of its thread.
 //!
 //! Bounds: [`COMMIT_THREADS`] threads for the whole broker, started with
-//! the first commit; each task has at most one commit in flight, so the
+//! the first commit, at the processors' priority (`processors.nice`: below
+//! the broker's requests and queries, which they would otherwise take the
+//! other core from); each task has at most one commit in flight, so the
 //! queue holds at most one write batch per task (each under
 //! `state.commit_bytes_max` plus a call's `state.staged_bytes_max`).
 
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -33,15 +36,34 @@ struct Job {
 }
 
 /// The broker's commit threads (one per `StateDb`).
-#[derive(Default)]
 pub(super) struct Committer {
     jobs: OnceLock<Option<Mutex<Sender<Job>>>>,
+    /// The threads' nice value, as the processors' steps
+    /// (`processors.nice`): set before the first commit starts them.
+    nice: AtomicI32,
     /// Held by a test, keeps this database's commits in flight.
     #[cfg(test)]
     pub(super) gate: Mutex<()>,
 }
 
+impl Default for Committer {
+    fn default() -> Self {
+        Self {
+            jobs: OnceLock::new(),
+            nice: AtomicI32::new(crate::priority::NICE_DEFAULT),
+            #[cfg(test)]
+            gate: Mutex::new(()),
+        }
+    }
+}
+
 impl Committer {
+    /// The nice value the threads start with (they start with the first
+    /// commit).
+    pub(super) fn set_nice(&self, nice: i32) {
+        self.nice.store(nice, Ordering::Relaxed);
+    }
+
     /// Hands `batch` to a commit thread (written there, synced when
     /// `sync`); written here when no thread could be started.
     pub(super) fn submit(&self, db: &Arc<StateDb>, batch: WriteBatch, sync: bool) -> InFlight {
@@ -52,7 +74,8 @@ impl Committer {
             sync,
             done,
         };
-        let sender = self.jobs.get_or_init(start_threads).as_ref();
+        let nice = self.nice.load(Ordering::Relaxed);
+        let sender = self.jobs.get_or_init(|| start_threads(nice)).as_ref();
         let job = match sender {
             Some(sender) => match sender.lock().expect("commit queue lock").send(job) {
                 Ok(()) => return InFlight::new(outcome),
@@ -66,8 +89,8 @@ impl Committer {
     }
 }
 
-/// Starts the commit threads; `None` when none could start.
-fn start_threads() -> Option<Mutex<Sender<Job>>> {
+/// Starts the commit threads at `nice`; `None` when none could start.
+fn start_threads(nice: i32) -> Option<Mutex<Sender<Job>>> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let receiver = Arc::new(Mutex::new(receiver));
     let mut started = 0;
@@ -75,11 +98,16 @@ fn start_threads() -> Option<Mutex<Sender<Job>>> {
         let receiver = receiver.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("sluice-commit-{index}"))
-            .spawn(move || loop {
-                let job = receiver.lock().expect("commit queue lock").recv();
-                match job {
-                    Ok(job) => write(job),
-                    Err(_) => return,
+            .spawn(move || {
+                if let Err(error) = crate::priority::lower_priority(nice) {
+                    tracing::warn!(nice, %error, "could not lower a commit thread's priority");
+                }
+                loop {
+                    let job = receiver.lock().expect("commit queue lock").recv();
+                    match job {
+                        Ok(job) => write(job),
+                        Err(_) => return,
+                    }
                 }
             });
         match spawned {
@@ -91,26 +119,30 @@ fn start_threads() -> Option<Mutex<Sender<Job>>> {
 }
 
 fn write(job: Job) {
-    #[cfg(test)]
-    let _gate = job
-        .db
-        .committer
-        .gate
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let mut options = WriteOptions::default();
-    options.set_sync(job.sync);
-    // The same hints when RocksDB inserts several tasks' commits in
-    // parallel (see `family_options`).
-    options.set_memtable_insert_hint_per_batch(true);
-    let outcome = job
-        .db
-        .db()
-        .write_opt(job.batch, &options)
-        .map_err(|error| error.to_string());
-    // The task may be gone (dropped while waiting is not possible: its
-    // drop waits), so a closed channel is not an error.
-    let _ = job.done.send(outcome);
+    let Job {
+        db,
+        batch,
+        sync,
+        done,
+    } = job;
+    let outcome = {
+        #[cfg(test)]
+        let _gate = db.committer.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        // The same hints when RocksDB inserts several tasks' commits in
+        // parallel (see `family_options`).
+        options.set_memtable_insert_hint_per_batch(true);
+        db.db()
+            .write_opt(batch, &options)
+            .map_err(|error| error.to_string())
+    };
+    // Let go of the database before the task hears of the write: a task
+    // (or test) dropping the last other reference then closes it.
+    drop(db);
+    // The task may be gone (it waits for its commit when dropped, but a
+    // broken channel is no error here either).
+    let _ = done.send(outcome);
 }
 
 /// A commit handed to the commit threads: its outcome once written.

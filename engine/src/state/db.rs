@@ -126,6 +126,12 @@ impl StateDb {
         &self.config
     }
 
+    /// The nice value of the threads writing commits (`processors.nice`),
+    /// before the first commit.
+    pub(crate) fn set_commit_nice(&self, nice: i32) {
+        self.committer.set_nice(nice);
+    }
+
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }

@@ -17,7 +17,9 @@
 //! synced write batch that also carries the task's metadata (input
 //! positions, stream time, the transaction it commits). That write is the
 //! commit point of exactly-once processing; reads of committed state
-//! (`query`) never see staged data.
+//! (`query`) never see staged data. A busy task does not wait for it: it
+//! runs on a commit thread (`committer`) while the task goes on, reading
+//! as if it were written.
 
 mod cache;
 mod committer;

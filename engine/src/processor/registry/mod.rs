@@ -162,6 +162,7 @@ impl Processors {
         let cache = config.compile_cache.then(|| dir.join("compiled"));
         let runtime = Runtime::with_memory_max(cache.as_deref(), config.memory_bytes_max)?;
         let steps = crate::processor::worker::threads::StepThreads::new(config.nice)?;
+        state.set_commit_nice(config.nice);
         let processors = Arc::new(Self {
             runtime,
             store,

@@ -21,6 +21,11 @@
 //!    began after the commit point). Then the task takes a fresh epoch,
 //!    recorded before anything is written with it.
 //!
+//! The commit point's write runs on a commit thread while a busy task goes
+//! on (`Stateful::commit_start`, `commit_landed`): the outputs of the
+//! records it processes meanwhile are held until the markers of the last
+//! transaction are written, so they open the next one.
+//!
 //! Kafka Streams needs a transaction coordinator for the same guarantee,
 //! because its state, offsets and outputs live in three places; here the
 //! first offset stands in for the coordinator's transaction state.

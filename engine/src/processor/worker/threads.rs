@@ -17,13 +17,12 @@
 
 use tokio::runtime::{Handle, Runtime};
 
+pub use crate::priority::{lower_priority, NICE_DEFAULT};
+
 /// Threads running steps at once, at most (a step waits for one past
 /// that). A step rarely blocks for long (an fsync at a commit), so a few
 /// per core keep the cores busy; tokio's own default is 512.
 pub(crate) const STEP_THREADS_MAX: usize = 64;
-
-/// The default of `processors.nice`.
-pub const NICE_DEFAULT: i32 = 5;
 
 /// A blocking pool for processor steps, its threads at a lower priority.
 pub(crate) struct StepThreads {
@@ -72,23 +71,5 @@ impl Drop for StepThreads {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-/// Sets the calling thread's nice value to `nice` (Linux: per thread);
-/// 0 leaves it as it is. Raising the nice value needs no privilege.
-#[allow(unsafe_code)]
-pub fn lower_priority(nice: i32) -> std::io::Result<()> {
-    if nice <= 0 {
-        return Ok(());
-    }
-    // SAFETY: two system calls about the calling thread; no memory is
-    // passed.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: as above.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    match result {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
     }
 }
