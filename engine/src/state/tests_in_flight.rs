@@ -7,6 +7,15 @@ use std::time::Duration;
 use super::tests::{open, task, task_without_value_cache};
 use super::*;
 
+/// The keys of the event-time timers due by time 100.
+fn due_keys(t: &mut TaskState) -> Vec<Vec<u8>> {
+    t.due_timers(Domain::EventTime, 100, 10)
+        .unwrap()
+        .into_iter()
+        .map(|timer| timer.key)
+        .collect()
+}
+
 #[test]
 fn a_task_reads_its_commit_in_flight_as_written_and_its_timers_unstage_when_it_lands() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,13 +40,7 @@ fn a_task_reads_its_commit_in_flight_as_written_and_its_timers_unstage_when_it_l
         Some(b"1".to_vec())
     );
     assert_eq!(t.get(&counts, b"a").unwrap(), Some(b"2".to_vec()));
-    let due: Vec<_> = t
-        .due_timers(Domain::EventTime, 100, 10)
-        .unwrap()
-        .into_iter()
-        .map(|timer| timer.key)
-        .collect();
-    assert_eq!(due, vec![b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(due_keys(&mut t), vec![b"b".to_vec(), b"c".to_vec()]);
     // Written again after the commit started: stays staged after it lands.
     t.cancel(Domain::EventTime, b"b", 20).unwrap();
 
@@ -52,13 +55,7 @@ fn a_task_reads_its_commit_in_flight_as_written_and_its_timers_unstage_when_it_l
         t.has_staged(),
         "the cancel of b since the start stays staged"
     );
-    let due: Vec<_> = t
-        .due_timers(Domain::EventTime, 100, 10)
-        .unwrap()
-        .into_iter()
-        .map(|timer| timer.key)
-        .collect();
-    assert_eq!(due, vec![b"c".to_vec()]);
+    assert_eq!(due_keys(&mut t), vec![b"c".to_vec()]);
     t.commit(b"m2", true).unwrap();
     assert!(!t.has_staged());
     // What RocksDB holds after a restart: both commits.
