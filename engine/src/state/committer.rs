@@ -28,6 +28,9 @@ const COMMIT_THREADS: usize = 2;
 /// What a commit's write came to: `Err` holds RocksDB's message.
 type Outcome = Result<(), String>;
 
+/// The outcome of a write whose thread went away before telling it.
+const THREAD_STOPPED: &str = "the state commit thread stopped";
+
 struct Job {
     db: Arc<StateDb>,
     batch: WriteBatch,
@@ -172,7 +175,7 @@ impl InFlight {
         self.outcome.get_or_init(|| {
             self.done
                 .recv()
-                .unwrap_or_else(|_| Err("the state commit thread stopped".to_string()))
+                .unwrap_or_else(|_| Err(THREAD_STOPPED.to_string()))
         })
     }
 
@@ -182,9 +185,7 @@ impl InFlight {
             let outcome = match self.done.try_recv() {
                 Ok(outcome) => outcome,
                 Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => {
-                    Err("the state commit thread stopped".to_string())
-                }
+                Err(TryRecvError::Disconnected) => Err(THREAD_STOPPED.to_string()),
             };
             let _ = self.outcome.set(outcome);
         }

@@ -53,10 +53,7 @@ pub(crate) struct TaskState {
     /// committed values and its other writes (timers) stay staged until it
     /// lands, so the task reads as if it had; a read that would reach
     /// RocksDB for a store key waits for it.
-    in_flight: Option<InFlight>,
-    /// The other writes (timers) of the commit in flight, to unstage
-    /// those not written again since when it lands.
-    in_flight_staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    in_flight: Option<Pending>,
     /// Staged writes other than store entries (timers).
     staged: Staged,
     /// The entries of the task's own stores: staged writes and committed
@@ -107,12 +104,21 @@ pub(crate) struct TaskState {
 /// window's keys), not single keys.
 pub(crate) const CLEARED_RANGES_MAX: usize = 16;
 
+/// A commit handed to the commit threads and not yet known written.
+#[derive(Debug)]
+struct Pending {
+    write: InFlight,
+    /// Its other writes (timers), kept staged until it lands: then those
+    /// not written again since are unstaged.
+    carried: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
 impl Drop for TaskState {
     fn drop(&mut self) {
         // A task started again on this partition must find this one's
         // last commit written (or failed).
-        if let Some(in_flight) = &self.in_flight {
-            in_flight.wait();
+        if let Some(pending) = &self.in_flight {
+            pending.write.wait();
         }
         self.processor.db.account_staged(self.reported_bytes, 0);
     }
@@ -125,7 +131,6 @@ impl TaskState {
             processor,
             task,
             in_flight: None,
-            in_flight_staged: BTreeMap::new(),
             staged: Staged::default(),
             reported_bytes: 0,
             timers_delta: 0,
@@ -165,7 +170,13 @@ impl TaskState {
     /// `key`, which the task answered as absent without reading it.
     fn debug_check_absent(&self, key: &[u8]) {
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
-        check_absent(&self.processor, &self.in_flight, self.task, key, counts);
+        check_absent(
+            &self.processor,
+            self.write_in_flight(),
+            self.task,
+            key,
+            counts,
+        );
     }
 
     /// Makes `clear_range` delete key by key, as `delete_range` does: a
@@ -300,7 +311,7 @@ impl TaskState {
         let holds_every_key = self.holds_every_key();
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
-        let in_flight = &self.in_flight;
+        let in_flight = self.in_flight.as_ref().map(|pending| &pending.write);
         let existed = self.entries.stage(&key, value, |key| {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
@@ -599,10 +610,9 @@ impl TaskState {
 
     /// Forgets everything staged (an aborted transaction).
     pub(crate) fn discard(&mut self) {
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.wait();
+        if let Some(pending) = self.in_flight.take() {
+            pending.write.wait();
         }
-        self.in_flight_staged.clear();
         self.read_beside.clear();
         self.staged.take();
         self.entries.clear();
@@ -689,11 +699,17 @@ impl TaskState {
                     bytes = 0;
                 }
                 self.entries.charge_beside(bytes);
-                if keep_staged && !staged.is_empty() {
-                    self.staged.keep_in_flight(staged.clone());
-                    self.in_flight_staged = staged;
-                }
-                self.in_flight = Some(in_flight);
+                let carried = match keep_staged && !staged.is_empty() {
+                    true => {
+                        self.staged.keep_in_flight(staged.clone());
+                        staged
+                    }
+                    false => BTreeMap::new(),
+                };
+                self.in_flight = Some(Pending {
+                    write: in_flight,
+                    carried,
+                });
                 self.report();
                 Ok(())
             }
@@ -710,25 +726,22 @@ impl TaskState {
     /// are unstaged. Failed, the cache is dropped (the disk may or may not
     /// hold the batch): the task must start again from its last commit.
     pub(crate) fn commit_landed(&mut self, wait: bool) -> Option<Result<(), StateError>> {
-        let in_flight = self.in_flight.as_ref()?;
+        let write = &self.in_flight.as_ref()?.write;
         let outcome = match wait {
-            true => Some(in_flight.wait()),
-            false => in_flight.poll(),
+            true => Some(write.wait()),
+            false => write.poll(),
         }?
         .clone();
-        self.in_flight = None;
-        let carried = std::mem::take(&mut self.in_flight_staged);
+        let pending = self.in_flight.take().expect("checked above");
         match outcome {
             Ok(()) => {
-                self.staged.landed(&carried);
+                self.staged.landed(&pending.carried);
                 self.report();
                 Some(Ok(()))
             }
             Err(error) => {
                 self.lost_commit();
-                Some(Err(StateError::Storage(format!(
-                    "writing the commit failed: {error}"
-                ))))
+                Some(Err(write_failed(&error)))
             }
         }
     }
@@ -737,7 +750,12 @@ impl TaskState {
     /// change (a store key the entries do not hold: they may have dropped
     /// its value).
     fn settled(&self) -> Result<(), StateError> {
-        settled(&self.in_flight)
+        settled(self.write_in_flight())
+    }
+
+    /// The write of the commit in flight, if there is one.
+    fn write_in_flight(&self) -> Option<&InFlight> {
+        self.in_flight.as_ref().map(|pending| &pending.write)
     }
 
     /// After a commit that failed: what the task cached of its state is
@@ -795,7 +813,7 @@ thread_local! {
 /// the change since and its live entries).
 fn check_absent(
     processor: &ProcessorState,
-    in_flight: &Option<InFlight>,
+    in_flight: Option<&InFlight>,
     task: u32,
     key: &[u8],
     counts: (Option<u64>, i64, u64),
@@ -826,13 +844,16 @@ fn check_absent(
 
 /// Waits for the commit `in_flight`, if there is one; an error if its
 /// write failed.
-fn settled(in_flight: &Option<InFlight>) -> Result<(), StateError> {
-    match in_flight.as_ref().map(InFlight::wait) {
-        Some(Err(error)) => Err(StateError::Storage(format!(
-            "writing the last commit failed: {error}"
-        ))),
+fn settled(in_flight: Option<&InFlight>) -> Result<(), StateError> {
+    match in_flight.map(InFlight::wait) {
+        Some(Err(error)) => Err(write_failed(error)),
         _ => Ok(()),
     }
+}
+
+/// The error of a commit whose write failed (RocksDB's `error`).
+fn write_failed(error: &str) -> StateError {
+    StateError::Storage(format!("writing the last commit failed: {error}"))
 }
 
 /// The end of the cleared range holding `key`, if one does.

@@ -210,8 +210,7 @@ impl Stateful {
         hold_point("before-recovery");
         state.discard();
         self.pending = None;
-        self.held.clear();
-        self.held_bytes = 0;
+        self.take_held();
         if let Some(changelog) = &self.changelog {
             changelog.ensure(state)?;
         }
