@@ -8,16 +8,18 @@
 //! the first commit, at the processors' priority (`processors.nice`: below
 //! the broker's requests and queries, which they would otherwise take the
 //! other core from); each task has at most one commit in flight, so the
-//! queue holds at most one write batch per task (each under
-//! `state.commit_bytes_max` plus a call's `state.staged_bytes_max`).
+//! queue holds at most one commit per task (`CommitWrites`: its writes
+//! under `state.commit_bytes_max` plus a call's `state.staged_bytes_max`,
+//! twice while its thread builds the write batch).
 
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::WriteOptions;
 
+use super::commit_writes::CommitWrites;
 use super::db::StateDb;
 
 /// Threads writing commits, shared by every task: two, so that two tasks'
@@ -33,7 +35,7 @@ const THREAD_STOPPED: &str = "the state commit thread stopped";
 
 struct Job {
     db: Arc<StateDb>,
-    batch: WriteBatch,
+    writes: CommitWrites,
     sync: bool,
     done: SyncSender<Outcome>,
 }
@@ -67,13 +69,14 @@ impl Committer {
         self.nice.store(nice, Ordering::Relaxed);
     }
 
-    /// Hands `batch` to a commit thread (written there, synced when
-    /// `sync`); written here when no thread could be started.
-    pub(super) fn submit(&self, db: &Arc<StateDb>, batch: WriteBatch, sync: bool) -> InFlight {
+    /// Hands `writes` to a commit thread (its batch completed and
+    /// written there, synced when `sync`); written here when no thread
+    /// could be started.
+    pub(super) fn submit(&self, db: &Arc<StateDb>, writes: CommitWrites, sync: bool) -> InFlight {
         let (done, outcome) = mpsc::sync_channel(1);
         let job = Job {
             db: db.clone(),
-            batch,
+            writes,
             sync,
             done,
         };
@@ -124,13 +127,14 @@ fn start_threads(nice: i32) -> Option<Mutex<Sender<Job>>> {
 fn write(job: Job) {
     let Job {
         db,
-        batch,
+        writes,
         sync,
         done,
     } = job;
-    let outcome = {
+    let outcome = (|| {
         #[cfg(test)]
         let _gate = db.committer.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = writes.into_batch(db.db())?;
         let mut options = WriteOptions::default();
         options.set_sync(sync);
         // The same hints when RocksDB inserts several tasks' commits in
@@ -139,7 +143,7 @@ fn write(job: Job) {
         db.db()
             .write_opt(batch, &options)
             .map_err(|error| error.to_string())
-    };
+    })();
     // Let go of the database before the task hears of the write: a task
     // (or test) dropping the last other reference then closes it.
     drop(db);

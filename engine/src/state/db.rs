@@ -336,6 +336,11 @@ impl std::fmt::Debug for ProcessorState {
 }
 
 impl ProcessorState {
+    /// The processor's column family's name.
+    pub(super) fn family_name(&self) -> &str {
+        &self.family
+    }
+
     pub(super) fn family(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StateError> {
         self.db
             .db

@@ -150,6 +150,15 @@ pub(crate) fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
     key >= start && key < end
 }
 
+/// The end of the range of `cleared` (`[start, end)` each) holding
+/// `key`, if one does.
+pub(crate) fn in_cleared<'a>(cleared: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
+    cleared
+        .iter()
+        .find(|(from, to)| in_range(key, from, to))
+        .map(|(_, to)| to.as_slice())
+}
+
 /// Sorts `items` by their keys in byte order, as `sort_unstable_by` with
 /// `key(a).cmp(key(b))` would, reading each key a few times instead of
 /// at every comparison.

@@ -22,6 +22,7 @@
 //! as if it were written.
 
 mod cache;
+mod commit_writes;
 mod committer;
 mod db;
 mod fill;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use rocksdb::{ReadOptions, WriteBatch};
 
 use super::cache::Entries;
+use super::commit_writes::CommitWrites;
 use super::committer::InFlight;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
@@ -316,7 +317,7 @@ impl TaskState {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
             }
-            if in_cleared(cleared, key).is_some() {
+            if keys::in_cleared(cleared, key).is_some() {
                 return Ok(None);
             }
             if holds_every_key {
@@ -375,7 +376,7 @@ impl TaskState {
         if let Some(known) = self.known(key) {
             return Ok(known.map(<[u8]>::to_vec));
         }
-        if in_cleared(&self.cleared, key).is_some() {
+        if keys::in_cleared(&self.cleared, key).is_some() {
             return Ok(None);
         }
         let cacheable = self.cacheable(key);
@@ -450,7 +451,7 @@ impl TaskState {
             Some(value) => answer(index, value),
             // Under a range cleared since the commit: nothing, whatever
             // RocksDB still holds (and not cached: the clear may roll back).
-            None if in_cleared(cleared, full(index)).is_some() => answer(index, None),
+            None if keys::in_cleared(cleared, full(index)).is_some() => answer(index, None),
             None => missing.push((index, full(index).to_vec())),
         };
         let cacheable = self.cacheable(store);
@@ -674,15 +675,22 @@ impl TaskState {
         self.timers_delta_saved = 0;
         let keys_delta = std::mem::take(&mut self.keys_delta);
         self.keys_delta_saved = 0;
-        let written = self.write_commit(&staged, meta, sync);
-        self.cleared.clear();
+        let batch = self.commit_batch(&staged, meta);
+        let cleared = std::mem::take(&mut self.cleared);
         self.cleared_saved = 0;
-        match written {
-            Ok(in_flight) => {
+        match batch {
+            Ok(batch) => {
                 self.committed_keys = self
                     .committed_keys
                     .and_then(|keys| keys.checked_add_signed(keys_delta));
-                self.entries.committed_all();
+                let writes = CommitWrites {
+                    batch,
+                    family: self.processor.family_name().to_string(),
+                    entries: self.entries.committed_all(),
+                    cleared,
+                };
+                let db = &self.processor.db;
+                let in_flight = db.committer.submit(db, writes, sync);
                 let domains = [Domain::EventTime, Domain::ProcessingTime];
                 for (bounds, domain) in self.timer_bounds.iter_mut().zip(domains) {
                     bounds.committed(self.task, domain, &staged, &self.timer_hasher);
@@ -767,14 +775,14 @@ impl TaskState {
         self.report();
     }
 
-    /// One write batch of `staged`, the store entries' staged writes and
-    /// `meta`.
-    fn write_commit(
+    /// The write batch of a commit before its store entries' writes (the
+    /// commit thread adds them, `CommitWrites`): the range tombstones,
+    /// `staged` and the metadata record `meta`.
+    fn commit_batch(
         &self,
         staged: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         meta: &[u8],
-        sync: bool,
-    ) -> Result<InFlight, StateError> {
+    ) -> Result<WriteBatch, StateError> {
         let family = self.processor.family()?;
         let mut batch = WriteBatch::default();
         // The range tombstones first: the puts staged after a clear come
@@ -783,20 +791,15 @@ impl TaskState {
         for (from, to) in &self.cleared {
             batch.delete_range_cf(&family, from, to);
         }
-        let writes = staged
-            .iter()
-            .map(|(key, value)| (key.as_slice(), value.as_deref()))
-            .chain(self.entries.staged());
-        for (key, value) in writes {
+        for (key, value) in staged {
             match value {
                 Some(value) => batch.put_cf(&family, key, value),
-                None if in_cleared(&self.cleared, key).is_some() => {}
+                None if keys::in_cleared(&self.cleared, key).is_some() => {}
                 None => batch.delete_cf(&family, key),
             }
         }
         batch.put_cf(&family, keys::meta(self.task), meta);
-        let db = &self.processor.db;
-        Ok(db.committer.submit(db, batch, sync))
+        Ok(batch)
     }
 }
 
@@ -854,14 +857,6 @@ fn settled(in_flight: Option<&InFlight>) -> Result<(), StateError> {
 /// The error of a commit whose write failed (RocksDB's `error`).
 fn write_failed(error: &str) -> StateError {
     StateError::Storage(format!("writing the last commit failed: {error}"))
-}
-
-/// The end of the cleared range holding `key`, if one does.
-fn in_cleared<'a>(cleared: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
-    cleared
-        .iter()
-        .find(|(from, to)| keys::in_range(key, from, to))
-        .map(|(_, to)| to.as_slice())
 }
 
 /// A counter's decimal text.

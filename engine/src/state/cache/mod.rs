@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::commit_writes::PackedWrites;
 use super::keys;
 use super::staged::CallUndo;
 
@@ -650,19 +651,6 @@ impl Entries {
         !self.dirty.is_empty()
     }
 
-    /// The staged writes, in key order: RocksDB's memtable inserts a
-    /// sorted batch several times faster than a shuffled one (each insert
-    /// starts from where the last one ended).
-    pub(crate) fn staged(&self) -> Vec<(&[u8], Option<&[u8]>)> {
-        let mut writes: Vec<_> = self
-            .dirty
-            .iter()
-            .map(|&index| self.staged_write(index))
-            .collect();
-        keys::sort_by_key(&mut writes, |(key, _)| key);
-        writes
-    }
-
     /// The key and staged write of dirty slot `index`.
     fn staged_write(&self, index: u32) -> (&[u8], Option<&[u8]>) {
         #[cfg(test)]
@@ -728,20 +716,25 @@ impl Entries {
         found
     }
 
-    /// After the staged writes reached RocksDB: they become what RocksDB
-    /// holds, and nothing is staged.
-    pub(crate) fn committed_all(&mut self) {
+    /// At a commit: the staged writes become what RocksDB holds (the
+    /// commit writes them), and nothing is staged. Returns them, packed
+    /// in the order they were staged, for the commit's write batch.
+    pub(crate) fn committed_all(&mut self) -> PackedWrites {
         self.undo.end();
-        self.staged_bytes = 0;
         self.ordered = None;
-        for index in std::mem::take(&mut self.dirty) {
+        let dirty = std::mem::take(&mut self.dirty);
+        // `staged_bytes` counts each write's key and value, and more.
+        let mut packed = PackedWrites::with_capacity(dirty.len(), self.staged_bytes);
+        self.staged_bytes = 0;
+        for index in dirty {
             let slot = self.slot_mut(index);
             let was_live = slot.live();
-            let write = slot.staged.take();
+            let write = slot.staged.take().expect("a dirty slot is staged");
+            packed.push(slot.key(), write.as_deref());
             self.relive(was_live, index);
-            let write = write.expect("a dirty slot is staged");
             self.set_committed(index, write.as_deref());
         }
+        packed
     }
 
     /// Forgets everything: staged writes and what RocksDB holds.

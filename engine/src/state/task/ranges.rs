@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use super::{in_cleared, TaskState, CLEARED_RANGES_MAX};
+use super::{TaskState, CLEARED_RANGES_MAX};
 use crate::state::keys;
 use crate::state::query::{Page, PageFill};
 use crate::state::StateError;
@@ -146,7 +146,7 @@ impl TaskState {
             let stored = iterator.key().map(<[u8]>::to_vec);
             if let Some(end) = stored
                 .as_deref()
-                .and_then(|key| in_cleared(&self.cleared, key))
+                .and_then(|key| keys::in_cleared(&self.cleared, key))
             {
                 // RocksDB's entries under a range cleared since the commit
                 // are gone; the staged writes there are the range's.
