@@ -227,3 +227,47 @@ fn staged_writes_roll_back_exactly_and_are_never_evicted() {
     assert!(!cache.has_staged());
     assert_eq!(budget.bytes(), cache.bytes());
 }
+
+#[test]
+fn writes_after_a_batch_lookup_land_on_their_own_keys_whatever_their_order() {
+    let entry = entry_bytes(4 + 1);
+    let budget = Arc::new(CacheBudget::new(8 * entry));
+    let mut cache = entries(&budget);
+    for n in 0..6 {
+        cache.fill(&key(n), Some(b"c"));
+    }
+    let keys: Vec<Vec<u8>> = (0..6).map(key).collect();
+    cache.get_batch(keys.len(), |i| &keys[i], |_, _| {});
+    // In order, skipping some, out of order, and a key the lookup did not
+    // find: each write is its key's.
+    for (n, value) in [(0, b"a"), (2, b"b"), (1, b"d"), (5, b"e"), (9, b"f")] {
+        cache.stage(&key(n), Some(value.to_vec()), unknown).unwrap();
+    }
+    // The recent slots evicted and reused by other keys since.
+    cache.get_batch(keys.len(), |i| &keys[i], |_, _| {});
+    cache.committed_all();
+    for n in 100..120 {
+        cache.fill(&key(n), Some(b"x"));
+    }
+    assert!(cache.get(&key(3)).is_none(), "key 3 was evicted");
+    cache.stage(&key(3), Some(b"g".to_vec()), unknown).unwrap();
+    cache.stage(&key(4), Some(b"h".to_vec()), unknown).unwrap();
+    let packed = cache.committed_all();
+    let written: Vec<(Vec<u8>, Option<Vec<u8>>)> = packed
+        .sorted()
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+        .collect();
+    assert_eq!(
+        written,
+        [(key(3), Some(b"g".to_vec())), (key(4), Some(b"h".to_vec()))]
+    );
+    for (n, value) in [(0, b"a"), (1, b"d"), (2, b"b"), (5, b"e")] {
+        let held = cache.get(&key(n)).map(|v| v.map(<[u8]>::to_vec));
+        assert!(
+            held.is_none() || held == Some(Some(value.to_vec())),
+            "key {n}: {held:?}"
+        );
+    }
+    assert_eq!(cache.get(&key(3)), Some(Some(&b"g"[..])));
+}
