@@ -49,8 +49,8 @@ impl PackedWrites {
         self.writes.push((start, len_u32(key), value_len));
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.writes.len()
+    pub(super) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
     }
 
     /// The writes, in key order.
@@ -95,19 +95,32 @@ impl CommitWrites {
             entries,
             cleared,
         } = self;
-        if entries.len() == 0 {
+        if entries.is_empty() {
             return Ok(batch);
         }
         let handle = db
             .cf_handle(&family)
             .ok_or_else(|| format!("column family {family} is gone"))?;
         for (key, value) in entries.sorted() {
-            match value {
-                Some(value) => batch.put_cf(&handle, key, value),
-                None if keys::in_cleared(&cleared, key).is_some() => {}
-                None => batch.delete_cf(&handle, key),
-            }
+            add_write(&mut batch, &handle, &cleared, key, value);
         }
         Ok(batch)
+    }
+}
+
+/// Adds a staged put (`Some`) or delete (`None`) of `key` to `batch`: a
+/// delete under one of the ranges the batch clears is left out (the
+/// range tombstone covers it).
+pub(super) fn add_write(
+    batch: &mut WriteBatch,
+    family: &impl rocksdb::AsColumnFamilyRef,
+    cleared: &[(Vec<u8>, Vec<u8>)],
+    key: &[u8],
+    value: Option<&[u8]>,
+) {
+    match value {
+        Some(value) => batch.put_cf(family, key, value),
+        None if keys::in_cleared(cleared, key).is_some() => {}
+        None => batch.delete_cf(family, key),
     }
 }

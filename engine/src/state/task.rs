@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use rocksdb::{ReadOptions, WriteBatch};
 
 use super::cache::Entries;
-use super::commit_writes::CommitWrites;
+use super::commit_writes::{add_write, CommitWrites};
 use super::committer::InFlight;
 use super::db::ProcessorState;
 use super::keys::{self, Domain};
@@ -792,11 +792,7 @@ impl TaskState {
             batch.delete_range_cf(&family, from, to);
         }
         for (key, value) in staged {
-            match value {
-                Some(value) => batch.put_cf(&family, key, value),
-                None if keys::in_cleared(&self.cleared, key).is_some() => {}
-                None => batch.delete_cf(&family, key),
-            }
+            add_write(&mut batch, &family, &self.cleared, key, value.as_deref());
         }
         batch.put_cf(&family, keys::meta(self.task), meta);
         Ok(batch)
