@@ -170,7 +170,7 @@ impl Routed {
             let budget = check_and_budget(&partition, &topic, &records)?;
             for range in chunks(&records, budget) {
                 let encoded = encode(&mut records[range]);
-                let info = partition.write_batches(&encoded)?;
+                let info = partition.write_encoded(&encoded)?;
                 written.insert((topic.clone(), id), (partition.clone(), info));
             }
         }

@@ -132,7 +132,7 @@ impl Transaction {
                 let sequence = self.sequences.entry((topic.clone(), id)).or_insert(0);
                 let encoded =
                     output::encode_transactional(chunk, producer_id, producer_epoch, *sequence);
-                let info = partition.write_batches(&encoded)?;
+                let info = partition.write_encoded(&encoded)?;
                 *sequence = sequence.wrapping_add(chunk.len() as i32) & i32::MAX;
                 let open = self.open.entry((topic.clone(), id)).or_insert(Open {
                     partition: partition.clone(),
