@@ -38,6 +38,8 @@ mod tests;
 mod tests_clear;
 #[cfg(test)]
 mod tests_in_flight;
+#[cfg(test)]
+mod tests_timers;
 
 use serde::{Deserialize, Serialize};
 

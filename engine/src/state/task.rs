@@ -576,9 +576,11 @@ impl TaskState {
         self.uncleared_after(self.cleared_saved);
         self.timers_delta = self.timers_delta_saved;
         self.keys_delta = self.keys_delta_saved;
-        // A timer removed in the call may be back below a floor.
+        // A timer removed in the call may be back below a floor, and
+        // earlier than the earliest known.
         for bounds in &mut self.timer_bounds {
             bounds.floor = None;
+            bounds.earliest = None;
         }
         self.report();
     }

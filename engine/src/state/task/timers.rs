@@ -47,6 +47,53 @@ pub(super) struct TimerBounds {
     /// removed ones stay (a read then answers). Counted in the task's
     /// value-cache share (`Entries::charge_beside`), at most half of it.
     pub(super) at_ceiling: Option<HashTable<u64>>,
+    /// When the earliest live timer (staged or committed) is due, if
+    /// known. A busy task asks every step whether a timer is due and when
+    /// the next one is, for both domains: four RocksDB seeks a step, 2% of
+    /// its thread, while a minute's windows all close at one time. Known
+    /// from a scan, kept by what the task itself schedules and removes,
+    /// forgotten whenever writes are undone.
+    pub(super) earliest: Option<Earliest>,
+}
+
+/// What a task knows of its earliest live timer of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Earliest {
+    /// There is none.
+    Nothing,
+    /// It is due at this time.
+    At(i64),
+    /// None is due before this time.
+    NotBefore(i64),
+}
+
+impl Earliest {
+    /// Whether no timer is due at or before `now`.
+    fn none_due(self, now: i64) -> bool {
+        match self {
+            Earliest::Nothing => true,
+            Earliest::At(at) | Earliest::NotBefore(at) => at > now,
+        }
+    }
+
+    /// After a timer due at `at` is scheduled.
+    fn scheduled(self, at: i64) -> Self {
+        match self {
+            Earliest::Nothing => Earliest::At(at),
+            Earliest::At(earliest) => Earliest::At(earliest.min(at)),
+            // None before `bound`, and now one at `at`.
+            Earliest::NotBefore(bound) if at <= bound => Earliest::At(at),
+            not_before => not_before,
+        }
+    }
+
+    /// After a live timer due at `at` is removed: still a bound.
+    fn removed(self, at: i64) -> Self {
+        match self {
+            Earliest::At(earliest) if earliest == at => Earliest::NotBefore(at),
+            other => other,
+        }
+    }
 }
 
 impl TimerBounds {
@@ -124,6 +171,7 @@ impl TaskState {
         };
         let bounds = &mut self.timer_bounds[domain as usize];
         bounds.scheduled_max = Some(bounds.scheduled_max.map_or(at, |max| max.max(at)));
+        bounds.earliest = bounds.earliest.map(|earliest| earliest.scheduled(at));
         if bounds.floor.as_ref().is_some_and(|floor| full < *floor) {
             bounds.floor = Some(full.clone());
         }
@@ -170,8 +218,14 @@ impl TaskState {
         if self.read(&full)?.is_some() {
             self.stage(full, None)?;
             self.timers_delta -= 1;
+            self.timer_removed(domain, at);
         }
         Ok(())
+    }
+
+    fn timer_removed(&mut self, domain: Domain, at: i64) {
+        let bounds = &mut self.timer_bounds[domain as usize];
+        bounds.earliest = bounds.earliest.map(|earliest| earliest.removed(at));
     }
 
     /// Up to `limit` timers of `domain` due at or before `now`, in
@@ -182,7 +236,14 @@ impl TaskState {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StateError> {
-        let start = match &self.timer_bounds[domain as usize].floor {
+        let bounds = &self.timer_bounds[domain as usize];
+        if bounds
+            .earliest
+            .is_some_and(|earliest| earliest.none_due(now))
+        {
+            return Ok(Vec::new());
+        }
+        let start = match &bounds.floor {
             Some(floor) => floor.clone(),
             None => keys::timer_prefix(self.task, domain),
         };
@@ -195,10 +256,7 @@ impl TaskState {
             None if next.is_none() && end > start => Some(end),
             None => None,
         };
-        if let Some(first_live) = first_live {
-            self.timer_bounds[domain as usize].floor = Some(first_live);
-        }
-        Ok(entries
+        let due: Vec<Timer> = entries
             .iter()
             .filter_map(|(key, _)| keys::parse_timer(key))
             .map(|(domain, at, key)| Timer {
@@ -206,12 +264,30 @@ impl TaskState {
                 at,
                 key: key.to_vec(),
             })
-            .collect())
+            .collect();
+        let bounds = &mut self.timer_bounds[domain as usize];
+        if let Some(first_live) = first_live {
+            bounds.floor = Some(first_live);
+        }
+        // The scan started past every dead timer (the floor): its first
+        // is the earliest; with none and no more to read, none is due by
+        // `now`.
+        match (due.first(), next) {
+            (Some(first), _) => bounds.earliest = Some(Earliest::At(first.at)),
+            (None, None) if now == i64::MAX => bounds.earliest = Some(Earliest::Nothing),
+            (None, None) => bounds.earliest = Some(Earliest::NotBefore(now + 1)),
+            (None, Some(_)) => {}
+        }
+        Ok(due)
     }
 
     /// When the earliest timer of `domain` is due, if there is one.
     pub(crate) fn next_timer(&mut self, domain: Domain) -> Result<Option<i64>, StateError> {
-        Ok(self.due_timers(domain, i64::MAX, 1)?.first().map(|t| t.at))
+        match self.timer_bounds[domain as usize].earliest {
+            Some(Earliest::Nothing) => Ok(None),
+            Some(Earliest::At(at)) => Ok(Some(at)),
+            _ => Ok(self.due_timers(domain, i64::MAX, 1)?.first().map(|t| t.at)),
+        }
     }
 
     /// Removes a timer that fired (one `due_timers` returned).
@@ -221,6 +297,7 @@ impl TaskState {
             None,
         )?;
         self.timers_delta -= 1;
+        self.timer_removed(timer.domain, timer.at);
         Ok(())
     }
 }
