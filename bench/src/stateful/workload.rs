@@ -335,8 +335,8 @@ fn output(step: &Step<'_>, count: u64) -> Result<Output, InvokeError> {
         source: step.source,
         topic: None,
         payload: Payload::Emit(OutputRecord {
-            key: Some(step.key.to_vec()),
-            value: Some(value),
+            key: Some(step.key.to_vec().into()),
+            value: Some(value.into()),
             headers: Vec::new(),
             timestamp: Some(step.window.end),
         }),

@@ -20,6 +20,7 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::lift::{with_output_bytes_max, OutputLimitExceeded, Outputs};
+pub use super::lift::{Header, Output, OutputRecord, Payload};
 use super::spec::Limits;
 use super::wasi::CallDeadline;
 use bindings::{v01, v02, HANDLER_EXPORT_V01, HANDLER_EXPORT_V02, TIMERS_EXPORT_V02};
@@ -37,7 +38,7 @@ pub use crate::state::{Domain, Timer};
 pub use stateful::TaskContext;
 pub(crate) use v01::sluice::processor::log::Level;
 pub(crate) use v01::sluice::processor::types::Batch as WitBatch;
-pub use v01::sluice::processor::types::{Header, Output, OutputRecord, Payload, ProcessError};
+pub use v01::sluice::processor::types::ProcessError;
 pub(crate) use v02::exports::sluice::processor::timers::Timer as WitTimer;
 pub(crate) use v02::sluice::processor::clock::Domain as WitDomain;
 

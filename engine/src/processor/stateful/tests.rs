@@ -33,8 +33,8 @@ fn written(source: usize, key: Option<Vec<u8>>, value: &[u8]) -> Output {
         source: source as u32,
         topic: None,
         payload: Payload::Emit(OutputRecord {
-            key,
-            value: Some(value.to_vec()),
+            key: key.map(Into::into),
+            value: Some(value.to_vec().into()),
             headers: Vec::new(),
             timestamp: None,
         }),

@@ -790,12 +790,12 @@ fn record_bytes<'a>(
 /// none (its input record's, or a timer's).
 fn emitted(record: OutputRecord, timestamp: i64) -> OutRecord {
     OutRecord {
-        key: record.key.map(Bytes::from),
-        value: record.value.map(Bytes::from),
+        key: record.key,
+        value: record.value,
         headers: record
             .headers
             .into_iter()
-            .map(|h| (h.key, h.value.map(Bytes::from)))
+            .map(|h| (h.key, h.value))
             .collect(),
         timestamp: record.timestamp.unwrap_or(timestamp),
     }
