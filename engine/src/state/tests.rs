@@ -15,6 +15,18 @@ pub(super) fn task(db: &Arc<StateDb>, processor: &str, partition: u32) -> TaskSt
     TaskState::new(state, partition)
 }
 
+/// A random number below its argument each call (xorshift from `seed`):
+/// the model tests' random work, the same for a seed every run.
+pub(super) fn below_from(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut random = seed;
+    move |n| {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random % n
+    }
+}
+
 pub(super) fn keys_of(page: &Page) -> Vec<String> {
     page.entries
         .iter()

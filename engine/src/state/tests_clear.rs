@@ -9,7 +9,7 @@ use rocksdb::perf::PerfMetric;
 
 use super::task::CLEARED_RANGES_MAX;
 use super::tests::{
-    family_property, keys_of, open, rocksdb_counted, task, task_without_value_cache,
+    below_from, family_property, keys_of, open, rocksdb_counted, task, task_without_value_cache,
 };
 use super::*;
 
@@ -330,13 +330,7 @@ fn clears_among_random_work_match_a_model() {
         };
         let mut t = restart(0);
         let counts = t.store("counts").unwrap();
-        let mut random = seed;
-        let mut below = |n: u64| {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            random % n
-        };
+        let mut below = below_from(seed);
         let key = |n: u64| format!("{n:02}").into_bytes();
         let mut committed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut model = committed.clone();

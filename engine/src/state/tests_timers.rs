@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::keys::Domain;
 use super::task::MERGED_STEPS;
-use super::tests::{open, task};
+use super::tests::{below_from, open, task};
 
 fn scans<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let before = MERGED_STEPS.with(std::cell::Cell::get);
@@ -78,13 +78,7 @@ fn timer_answers_among_random_work_match_a_model() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
         let mut t = task(&db, "p", 0);
-        let mut random = seed;
-        let mut below = |n: u64| {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            random % n
-        };
+        let mut below = below_from(seed);
         let domains = [Domain::EventTime, Domain::ProcessingTime];
         let mut committed: BTreeSet<(u8, i64, Vec<u8>)> = BTreeSet::new();
         let mut model = committed.clone();
