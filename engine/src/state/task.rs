@@ -275,7 +275,7 @@ impl TaskState {
     /// (`commit_bytes_max + staged_bytes_max`: commit first). The host's
     /// own writes between calls (removing fired timers) are bounded by
     /// the timers fired per step instead.
-    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
+    fn stage(&mut self, key: Vec<u8>, value: Option<&[u8]>) -> Result<(), StateError> {
         self.stage_over(key, value, None)
     }
 
@@ -285,7 +285,7 @@ impl TaskState {
     fn stage_over(
         &mut self,
         key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        value: Option<&[u8]>,
         mut found: Option<Vec<u8>>,
     ) -> Result<(), StateError> {
         self.writes = self.writes.wrapping_add(1);
@@ -303,7 +303,9 @@ impl TaskState {
         let adds = value.is_some();
         if !self.cacheable(&key) {
             self.staged
-                .write_with(key, value, |_| Ok::<_, StateError>(false))?;
+                .write_with(key, value.map(<[u8]>::to_vec), |_| {
+                    Ok::<_, StateError>(false)
+                })?;
             return Ok(());
         }
         // Whether the key held a value, for the key count: staged, else
@@ -503,14 +505,17 @@ impl TaskState {
         Ok(())
     }
 
+    /// Stages `value` at `key` (copied: a short value into the task's
+    /// entry, with no allocation).
     pub(crate) fn put(
         &mut self,
         store: &[u8],
         key: &[u8],
-        value: Vec<u8>,
+        value: impl AsRef<[u8]>,
     ) -> Result<(), StateError> {
+        let value = value.as_ref();
         self.check_key(key)?;
-        self.check_value(&value)?;
+        self.check_value(value)?;
         self.stage(keys::entry(store, key), Some(value))
     }
 
@@ -530,7 +535,7 @@ impl TaskState {
         let sum = value
             .checked_add(delta)
             .ok_or(StateError::CounterOverflow { value, delta })?;
-        self.stage(full, Some(sum.to_string().into_bytes()))?;
+        self.stage(full, Some(sum.to_string().as_bytes()))?;
         Ok(sum)
     }
 

@@ -40,7 +40,7 @@ fn staged_writes_are_read_back_and_reach_rocksdb_only_at_commit() {
     let db = open(dir.path());
     let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
-    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    t.put(&counts, b"a", b"1").unwrap();
     assert_eq!(t.get(&counts, b"a").unwrap(), Some(b"1".to_vec()));
     let committed = db.existing("p").unwrap();
     assert_eq!(committed.get_committed(0, "counts", b"a").unwrap(), None);
@@ -72,7 +72,7 @@ fn a_rolled_back_call_leaves_no_trace() {
     t.commit(b"m", false).unwrap();
     t.savepoint();
     assert_eq!(t.add(&counts, b"k", 1).unwrap(), 6);
-    t.put(&counts, b"new", b"x".to_vec()).unwrap();
+    t.put(&counts, b"new", b"x").unwrap();
     t.delete(&counts, b"k").unwrap();
     t.rollback();
     assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
@@ -92,7 +92,7 @@ fn counters_are_decimal_text_and_refuse_other_values() {
     let counts = t.store("counts").unwrap();
     assert_eq!(t.add(&counts, b"c", -3).unwrap(), -3);
     assert_eq!(t.get(&counts, b"c").unwrap(), Some(b"-3".to_vec()));
-    t.put(&counts, b"j", b"{}".to_vec()).unwrap();
+    t.put(&counts, b"j", b"{}").unwrap();
     assert!(matches!(
         t.add(&counts, b"j", 1),
         Err(StateError::NotACounter(_))
@@ -113,15 +113,14 @@ fn scans_merge_staged_writes_over_committed_state_in_pages() {
     let counts = t.store("counts").unwrap();
     let other = t.store("other").unwrap();
     for key in ["a", "b", "c", "d"] {
-        t.put(&counts, key.as_bytes(), key.as_bytes().to_vec())
-            .unwrap();
+        t.put(&counts, key.as_bytes(), key.as_bytes()).unwrap();
     }
-    t.put(&other, b"zz", b"not in counts".to_vec()).unwrap();
+    t.put(&other, b"zz", b"not in counts").unwrap();
     t.commit(b"m", false).unwrap();
     // Staged over committed: a delete hides "b", a put adds "bb", "c" changes.
     t.delete(&counts, b"b").unwrap();
-    t.put(&counts, b"bb", b"new".to_vec()).unwrap();
-    t.put(&counts, b"c", b"changed".to_vec()).unwrap();
+    t.put(&counts, b"bb", b"new").unwrap();
+    t.put(&counts, b"c", b"changed").unwrap();
     let page = t.scan(&counts, b"", None, 2).unwrap();
     assert_eq!(keys_of(&page), vec!["a", "bb"]);
     assert_eq!(page.next.as_deref(), Some(&b"c"[..]));
@@ -439,7 +438,7 @@ fn dropping_a_processor_removes_its_state_only() {
     for name in ["p", "q"] {
         let mut t = task(&db, name, 0);
         let counts = t.store("counts").unwrap();
-        t.put(&counts, b"k", b"v".to_vec()).unwrap();
+        t.put(&counts, b"k", b"v").unwrap();
         t.commit(b"m", true).unwrap();
     }
     db.drop_processor("p").unwrap();
@@ -462,10 +461,10 @@ fn get_many_answers_in_order_from_stage_and_disk() {
     let db = open(dir.path());
     let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
-    t.put(&counts, b"disk", b"1".to_vec()).unwrap();
-    t.put(&counts, b"gone", b"2".to_vec()).unwrap();
+    t.put(&counts, b"disk", b"1").unwrap();
+    t.put(&counts, b"gone", b"2").unwrap();
     t.commit(b"m", false).unwrap();
-    t.put(&counts, b"staged", b"3".to_vec()).unwrap();
+    t.put(&counts, b"staged", b"3").unwrap();
     t.delete(&counts, b"gone").unwrap();
     let keys: Vec<Vec<u8>> = ["staged", "none", "disk", "gone"]
         .iter()
@@ -484,7 +483,7 @@ fn a_reversed_range_is_empty_not_a_panic() {
     let db = open(dir.path());
     let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
-    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    t.put(&counts, b"a", b"1").unwrap();
     // Staged writes present: BTreeMap::range would panic on start > end.
     let page = t.scan(&counts, b"b", Some(b"a"), 10).unwrap();
     assert!(page.entries.is_empty() && page.next.is_none());
@@ -588,9 +587,9 @@ fn writes_count_the_keys_they_add_and_remove_exactly() {
     let mut t = TaskState::new(db.processor("p").unwrap(), 3);
     let counts = t.store("counts").unwrap();
     let other = t.store("other").unwrap();
-    t.put(&counts, b"a", b"1".to_vec()).unwrap();
-    t.put(&counts, b"a", b"2".to_vec()).unwrap(); // the same key again
-    t.put(&other, b"a", b"1".to_vec()).unwrap(); // another store's key
+    t.put(&counts, b"a", b"1").unwrap();
+    t.put(&counts, b"a", b"2").unwrap(); // the same key again
+    t.put(&other, b"a", b"1").unwrap(); // another store's key
     t.delete(&counts, b"missing").unwrap();
     t.schedule(Domain::EventTime, b"a", 5).unwrap(); // timers are not keys
     assert_eq!(t.add(&counts, b"n", 4).unwrap(), 4);
@@ -600,14 +599,14 @@ fn writes_count_the_keys_they_add_and_remove_exactly() {
     assert_eq!(t.count_keys().unwrap(), 3);
     // Blind writes and deletes of committed keys (not cached: RocksDB
     // says whether they exist).
-    t.put(&counts, b"a", b"3".to_vec()).unwrap();
+    t.put(&counts, b"a", b"3").unwrap();
     t.delete(&other, b"a").unwrap();
     t.delete(&other, b"a").unwrap();
     assert_eq!(t.keys_delta(), -1);
     // A rolled back call leaves the count as it was.
     t.savepoint();
-    t.put(&counts, b"b", b"1".to_vec()).unwrap();
-    t.put(&counts, b"c", b"1".to_vec()).unwrap();
+    t.put(&counts, b"b", b"1").unwrap();
+    t.put(&counts, b"c", b"1").unwrap();
     assert_eq!(t.delete_range(&counts, b"", None).unwrap(), 4);
     assert_eq!(t.keys_delta(), -3);
     t.rollback();
@@ -617,8 +616,7 @@ fn writes_count_the_keys_they_add_and_remove_exactly() {
     // Another task's keys are its own.
     let mut u = TaskState::new(db.processor("p").unwrap(), 4);
     assert_eq!(u.count_keys().unwrap(), 0);
-    u.put(&u.store("counts").unwrap(), b"a", b"1".to_vec())
-        .unwrap();
+    u.put(&u.store("counts").unwrap(), b"a", b"1").unwrap();
     assert_eq!(u.keys_delta(), 1);
 }
 
@@ -636,8 +634,8 @@ mod cached {
         let counts = t.store("counts").unwrap();
         assert_eq!(t.get(&counts, b"a").unwrap(), None);
         assert_eq!(t.cached(&counts, b"a"), Some(None), "absence is cached");
-        t.put(&counts, b"a", b"1".to_vec()).unwrap();
-        t.put(&counts, b"b", b"2".to_vec()).unwrap();
+        t.put(&counts, b"a", b"1").unwrap();
+        t.put(&counts, b"b", b"2").unwrap();
         assert_eq!(
             t.cached(&counts, b"a"),
             Some(None),
@@ -682,7 +680,7 @@ mod cached {
         t.savepoint();
         assert_eq!(t.add(&counts, b"k", 1).unwrap(), 6);
         t.delete(&counts, b"k").unwrap();
-        t.put(&counts, b"new", b"x".to_vec()).unwrap();
+        t.put(&counts, b"new", b"x").unwrap();
         t.rollback();
         assert_eq!(t.cached(&counts, b"k"), Some(Some(b"5".to_vec())));
         assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"5".to_vec()));
@@ -703,8 +701,7 @@ mod cached {
         let mut t = task(&db, "p", 0);
         let counts = t.store("counts").unwrap();
         for key in ["a", "b", "c"] {
-            t.put(&counts, key.as_bytes(), key.as_bytes().to_vec())
-                .unwrap();
+            t.put(&counts, key.as_bytes(), key.as_bytes()).unwrap();
         }
         t.commit(b"m", false).unwrap();
         assert_eq!(t.delete_range(&counts, b"a", Some(b"c")).unwrap(), 2);
@@ -948,7 +945,7 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     let (_dir, _db, mut t, counts) = task_without_value_cache();
     let keys: Vec<Vec<u8>> = (0..KEYS).map(|n| format!("k{n:05}").into_bytes()).collect();
     for key in keys.iter().step_by(2) {
-        t.put(&counts, key, b"1".to_vec()).unwrap();
+        t.put(&counts, key, b"1").unwrap();
     }
     t.commit(b"meta", false).unwrap();
     t.savepoint();
@@ -956,7 +953,7 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     assert_eq!(values.iter().flatten().count(), KEYS / 2);
     let ((), gets) = rocksdb_gets(|| {
         for key in &keys {
-            t.put(&counts, key, b"2".to_vec()).unwrap();
+            t.put(&counts, key, b"2").unwrap();
         }
     });
     assert_eq!(gets, 0, "point reads for keys the call had read");
@@ -970,7 +967,7 @@ fn with_no_value_cache_a_write_after_a_read_in_the_same_call_reads_nothing_more(
     assert_eq!(t.count_keys().unwrap(), KEYS as u64);
     // The next call has not read the key: its write asks RocksDB.
     t.savepoint();
-    let ((), gets) = rocksdb_gets(|| t.put(&counts, &keys[0], b"3".to_vec()).unwrap());
+    let ((), gets) = rocksdb_gets(|| t.put(&counts, &keys[0], b"3").unwrap());
     assert_eq!(gets, 1, "a blind write reads whether its key exists");
     assert_eq!(t.keys_delta(), 0);
     t.release();
@@ -984,14 +981,13 @@ fn a_range_delete_reads_each_key_once_in_its_scan() {
     const KEYS: usize = 500;
     let (_dir, _db, mut t, counts) = task_without_value_cache();
     for n in 0..KEYS {
-        t.put(&counts, format!("k{n:05}").as_bytes(), b"1".to_vec())
-            .unwrap();
+        t.put(&counts, format!("k{n:05}").as_bytes(), b"1").unwrap();
     }
     t.commit(b"meta", false).unwrap();
     t.savepoint();
     // One staged over a committed one, and one only staged.
-    t.put(&counts, b"k00002", b"2".to_vec()).unwrap();
-    t.put(&counts, b"k00002x", b"1".to_vec()).unwrap();
+    t.put(&counts, b"k00002", b"2").unwrap();
+    t.put(&counts, b"k00002x", b"1").unwrap();
     let (deleted, gets) = rocksdb_gets(|| t.delete_range(&counts, b"k", None).unwrap());
     assert_eq!(deleted, KEYS as u64 + 1);
     assert_eq!(gets, 0, "point reads for keys the range delete had found");

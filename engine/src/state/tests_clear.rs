@@ -25,7 +25,7 @@ fn rocksdb_reads<T>(f: impl FnOnce() -> T) -> (T, u64) {
 /// `n` keys `{prefix}{i:05}` of `store`, value `1`, committed.
 fn committed_keys(t: &mut TaskState, store: &[u8], prefix: &str, n: u32) {
     for i in 0..n {
-        t.put(store, format!("{prefix}{i:05}").as_bytes(), b"1".to_vec())
+        t.put(store, format!("{prefix}{i:05}").as_bytes(), b"1")
             .unwrap();
     }
     t.commit(b"m", false).unwrap();
@@ -80,8 +80,8 @@ fn clear_and_check(db: &Arc<StateDb>, t: &mut TaskState, counts: &[u8]) -> (u64,
     committed_keys(t, counts, "a", 3_000);
     committed_keys(t, counts, "b", 10);
     t.savepoint();
-    t.put(counts, b"a00002", b"2".to_vec()).unwrap();
-    t.put(counts, b"a99999", b"1".to_vec()).unwrap();
+    t.put(counts, b"a00002", b"2").unwrap();
+    t.put(counts, b"a99999", b"1").unwrap();
     let keys_before = t.keys_delta();
     let ((), reads) = rocksdb_reads(|| t.clear_range(counts, b"a", Some(b"b")).unwrap());
     assert_eq!(t.keys_delta() - keys_before, -3_001, "keys cleared");
@@ -95,7 +95,7 @@ fn clear_and_check(db: &Arc<StateDb>, t: &mut TaskState, counts: &[u8]) -> (u64,
     );
     assert_eq!(t.scan(counts, b"", None, 100).unwrap().entries.len(), 10);
     // Written after the clear: there, and counted as new keys.
-    t.put(counts, b"a00007", b"7".to_vec()).unwrap();
+    t.put(counts, b"a00007", b"7").unwrap();
     assert_eq!(t.add(counts, b"a00008", 3).unwrap(), 3);
     assert_eq!(t.keys_delta() - keys_before, -2_999);
     let page = t.scan(counts, b"", Some(b"b"), 100).unwrap();
@@ -198,13 +198,13 @@ fn a_rolled_back_clear_leaves_no_trace() {
     let (mut t, counts) = fresh(&db, 0);
     committed_keys(&mut t, &counts, "a", 100);
     t.savepoint();
-    t.put(&counts, b"a00001", b"staged".to_vec()).unwrap();
+    t.put(&counts, b"a00001", b"staged").unwrap();
     t.release();
     let keys_before = t.keys_delta();
     t.savepoint();
     let ((), reads) = rocksdb_reads(|| t.clear_range(&counts, b"a", None).unwrap());
     assert_eq!(reads, 0);
-    t.put(&counts, b"a00005", b"5".to_vec()).unwrap();
+    t.put(&counts, b"a00005", b"5").unwrap();
     t.add(&counts, b"a00006", 1).unwrap();
     assert_eq!(t.get(&counts, b"a00009").unwrap(), None);
     t.rollback();
@@ -247,7 +247,7 @@ fn a_kept_clear_outlives_a_later_rollback_and_not_a_discard() {
     t.clear_range(&counts, b"a", None).unwrap();
     t.release();
     t.savepoint();
-    t.put(&counts, b"a00003", b"3".to_vec()).unwrap();
+    t.put(&counts, b"a00003", b"3").unwrap();
     t.rollback();
     assert_eq!(t.get(&counts, b"a00003").unwrap(), None);
     assert_eq!(t.scan(&counts, b"", None, 100).unwrap().entries, Vec::new());
@@ -442,7 +442,7 @@ fn new_keys_are_known_absent_without_a_read_while_the_task_holds_every_key() {
             .get_many(&counts, &[b"new2".to_vec(), b"a00007".to_vec()])
             .unwrap();
         assert_eq!(many, vec![None, Some(b"1".to_vec())]);
-        t.put(&counts, b"new3", b"x".to_vec()).unwrap();
+        t.put(&counts, b"new3", b"x").unwrap();
         assert_eq!(t.add(&counts, b"new4", 2).unwrap(), 2);
         t.release();
     };

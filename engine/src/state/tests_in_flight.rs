@@ -23,13 +23,13 @@ fn a_task_reads_its_commit_in_flight_as_written_and_its_timers_unstage_when_it_l
     let committed = db.processor("p").unwrap();
     let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
-    t.put(&counts, b"a", b"1".to_vec()).unwrap();
+    t.put(&counts, b"a", b"1").unwrap();
     t.schedule(Domain::EventTime, b"a", 10).unwrap();
     t.schedule(Domain::EventTime, b"b", 20).unwrap();
     t.commit(b"m0", true).unwrap();
 
     let gate = db.committer.gate.lock().unwrap();
-    t.put(&counts, b"a", b"2".to_vec()).unwrap();
+    t.put(&counts, b"a", b"2").unwrap();
     t.cancel(Domain::EventTime, b"a", 10).unwrap();
     t.schedule(Domain::EventTime, b"c", 30).unwrap();
     t.commit_started(b"m1", true).unwrap();
@@ -88,17 +88,17 @@ fn gate_for_a_while(db: &std::sync::Arc<StateDb>) -> std::thread::JoinHandle<()>
 #[test]
 fn a_read_of_rocksdb_waits_for_the_commit_in_flight() {
     let (_dir, db, mut t, counts) = task_without_value_cache();
-    t.put(&counts, b"k", b"old".to_vec()).unwrap();
+    t.put(&counts, b"k", b"old").unwrap();
     t.commit(b"m0", true).unwrap();
 
-    t.put(&counts, b"k", b"new".to_vec()).unwrap();
+    t.put(&counts, b"k", b"new").unwrap();
     let release = gate_for_a_while(&db);
     t.commit_started(b"m1", true).unwrap();
     assert_eq!(t.get(&counts, b"k").unwrap(), Some(b"new".to_vec()));
     release.join().unwrap();
     assert!(matches!(t.commit_landed(false), Some(Ok(()))));
 
-    t.put(&counts, b"k", b"newer".to_vec()).unwrap();
+    t.put(&counts, b"k", b"newer").unwrap();
     let release = gate_for_a_while(&db);
     t.commit_started(b"m2", true).unwrap();
     assert_eq!(
@@ -117,7 +117,7 @@ fn a_task_dropped_with_a_commit_in_flight_leaves_it_written() {
     let db = open(dir.path());
     let mut t = task(&db, "p", 0);
     let counts = t.store("counts").unwrap();
-    t.put(&counts, b"k", b"1".to_vec()).unwrap();
+    t.put(&counts, b"k", b"1").unwrap();
     t.commit_started(b"m1", true).unwrap();
     drop(t);
     let mut t = task(&db, "p", 0);

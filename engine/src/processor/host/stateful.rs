@@ -222,7 +222,7 @@ impl state::HostStore for HostState {
         self.with_state(|state| {
             entries
                 .into_iter()
-                .try_for_each(|(key, value)| state.put(&prefix, key, value.to_vec()))
+                .try_for_each(|(key, value)| state.put(&prefix, key, value))
         })
     }
 

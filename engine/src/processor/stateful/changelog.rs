@@ -384,13 +384,13 @@ mod tests {
         let mut state = task_state(dir.path());
         let counts = store_prefix(TASK, "counts");
         for key in ["a", "b", "c"] {
-            state.put(&counts, key.as_bytes(), b"1".to_vec()).unwrap();
+            state.put(&counts, key.as_bytes(), b"1").unwrap();
         }
         state.commit(b"{}", true).unwrap();
         // Committed a and b, and a staged put in the range, all deleted.
-        state.put(&counts, b"ab", b"2".to_vec()).unwrap();
+        state.put(&counts, b"ab", b"2").unwrap();
         assert_eq!(state.delete_range(&counts, b"a", Some(b"c")).unwrap(), 3);
-        state.put(&counts, b"d", b"4".to_vec()).unwrap();
+        state.put(&counts, b"d", b"4").unwrap();
         state.schedule(Domain::EventTime, b"d", 60_000).unwrap();
         let records = records(state.staged_changes(), b"meta", 7);
         let mut timer = vec![0x02, 0x00];

@@ -45,6 +45,9 @@ use hashbrown::HashTable;
 use super::commit_writes::PackedWrites;
 use super::keys;
 use super::staged::CallUndo;
+use value::Value;
+
+mod value;
 
 /// Key and committed value bytes a slot holds in itself; longer ones go
 /// to the heap. A slot is two cache lines (64-byte aligned): the first
@@ -125,7 +128,7 @@ enum Committed {
 }
 
 /// A staged put (`Some`) or delete (`None`).
-type Write = Option<Vec<u8>>;
+type Write = Option<Value>;
 
 /// A key then its committed value, in the slot when short.
 #[derive(Debug)]
@@ -249,7 +252,7 @@ impl Slot {
 }
 
 fn write_bytes(key_len: usize, write: &Write) -> usize {
-    key_len + write.as_ref().map_or(0, Vec::len) + STAGED_OVERHEAD_BYTES
+    key_len + write.as_ref().map_or(0, |value| value.len()) + STAGED_OVERHEAD_BYTES
 }
 
 /// One task's entries of its own stores.
@@ -517,7 +520,7 @@ impl Entries {
     pub(crate) fn stage<E>(
         &mut self,
         key: &[u8],
-        value: Write,
+        value: Option<&[u8]>,
         committed: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
     ) -> Result<bool, E> {
         let hash = self.hash(key);
@@ -530,7 +533,7 @@ impl Entries {
         };
         let existed = known.unwrap_or_else(|| read.as_ref().is_some_and(Option::is_some));
         let index = found.unwrap_or_else(|| self.insert(hash, key));
-        self.restage(index, value);
+        self.restage(index, value.map(Value::new));
         // Cached once the slot is staged, so the share cannot evict it.
         if let Some(value) = read {
             self.set_committed(index, value.as_deref());

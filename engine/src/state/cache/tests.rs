@@ -27,10 +27,10 @@ fn a_batch_lookup_answers_as_single_lookups_do() {
     }
     entries.stage(&key(4), None, unknown).unwrap();
     entries
-        .stage(&key(5), Some(b"staged".to_vec()), unknown)
+        .stage(&key(5), Some(b"staged".as_slice()), unknown)
         .unwrap();
     entries
-        .stage(&key(20), Some(b"new".to_vec()), unknown)
+        .stage(&key(20), Some(b"new".as_slice()), unknown)
         .unwrap();
     let keys: Vec<Vec<u8>> = [7, 4, 5, 20, 0, 1, 99, 7].map(key).to_vec();
     let mut batch = Vec::new();
@@ -88,7 +88,7 @@ fn keys_and_values_in_the_slot_or_on_the_heap_keep_their_bytes() {
         // A staged write beside a long committed value.
         entries.fill(&key, Some(&bytes(200, 7)));
         entries
-            .stage(&key, Some(b"staged".to_vec()), unknown)
+            .stage(&key, Some(b"staged".as_slice()), unknown)
             .unwrap();
         assert_eq!(entries.get(&key), Some(Some(&b"staged"[..])));
         assert_eq!(entries.committed(&key), Some(Some(&bytes(200, 7)[..])));
@@ -180,7 +180,7 @@ fn tasks_split_the_bound() {
     off.fill(b"k", Some(b"v"));
     assert_eq!(off.get(b"k"), None, "a bound of 0 turns the cache off");
     // Staging still works with no cache at all.
-    assert_eq!(off.stage(b"k", Some(b"w".to_vec()), unknown), Ok(false));
+    assert_eq!(off.stage(b"k", Some(b"w".as_slice()), unknown), Ok(false));
     assert_eq!(off.get(b"k"), Some(Some(&b"w"[..])));
     off.committed_all();
     assert_eq!(off.get(b"k"), None);
@@ -192,18 +192,21 @@ fn staged_writes_roll_back_exactly_and_are_never_evicted() {
     let budget = Arc::new(CacheBudget::new(4 * entry));
     let mut cache = entries(&budget);
     cache.fill(&key(1), Some(b"1"));
-    assert_eq!(cache.stage(&key(1), Some(b"2".to_vec()), unknown), Ok(true));
+    assert_eq!(
+        cache.stage(&key(1), Some(b"2".as_slice()), unknown),
+        Ok(true)
+    );
     let before = cache.staged_bytes();
     cache.savepoint();
     assert_eq!(cache.stage(&key(1), None, unknown), Ok(true));
     assert_eq!(
-        cache.stage(&key(1), Some(b"3".to_vec()), unknown),
+        cache.stage(&key(1), Some(b"3".as_slice()), unknown),
         Ok(false)
     );
     // Far more new keys than the cache holds: staged, all kept.
     for n in 2..50 {
         assert_eq!(
-            cache.stage(&key(n), Some(b"x".to_vec()), unknown),
+            cache.stage(&key(n), Some(b"x".as_slice()), unknown),
             Ok(false)
         );
     }
@@ -241,7 +244,7 @@ fn writes_after_a_batch_lookup_land_on_their_own_keys_whatever_their_order() {
     // In order, skipping some, out of order, and a key the lookup did not
     // find: each write is its key's.
     for (n, value) in [(0, b"a"), (2, b"b"), (1, b"d"), (5, b"e"), (9, b"f")] {
-        cache.stage(&key(n), Some(value.to_vec()), unknown).unwrap();
+        cache.stage(&key(n), Some(value), unknown).unwrap();
     }
     // The recent slots evicted and reused by other keys since.
     cache.get_batch(keys.len(), |i| &keys[i], |_, _| {});
@@ -250,8 +253,12 @@ fn writes_after_a_batch_lookup_land_on_their_own_keys_whatever_their_order() {
         cache.fill(&key(n), Some(b"x"));
     }
     assert!(cache.get(&key(3)).is_none(), "key 3 was evicted");
-    cache.stage(&key(3), Some(b"g".to_vec()), unknown).unwrap();
-    cache.stage(&key(4), Some(b"h".to_vec()), unknown).unwrap();
+    cache
+        .stage(&key(3), Some(b"g".as_slice()), unknown)
+        .unwrap();
+    cache
+        .stage(&key(4), Some(b"h".as_slice()), unknown)
+        .unwrap();
     let packed = cache.committed_all();
     let written: Vec<(Vec<u8>, Option<Vec<u8>>)> = packed
         .sorted()

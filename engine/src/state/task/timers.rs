@@ -175,7 +175,7 @@ impl TaskState {
         if bounds.floor.as_ref().is_some_and(|floor| full < *floor) {
             bounds.floor = Some(full.clone());
         }
-        self.stage(full, Some(Vec::new()))?;
+        self.stage(full, Some(&[]))?;
         if new {
             self.timers_delta += 1;
         }
