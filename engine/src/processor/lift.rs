@@ -38,7 +38,7 @@ use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceT
 use wasmtime::component::{ComponentType, Lift};
 use wasmtime::ValRaw;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::host::bindings::v01::sluice::processor::types::Output as WitOutput;
 
@@ -168,20 +168,6 @@ unsafe impl Lift for Outputs {
 const OUTPUT_ALIGN: usize = 8;
 const HEADER_ALIGN: usize = 4;
 
-/// An output lifted, its bytes as ranges of the call's buffer.
-struct Spanned {
-    source: u32,
-    topic: Option<String>,
-    record: Option<SpannedRecord>,
-}
-
-struct SpannedRecord {
-    key: Option<std::ops::Range<usize>>,
-    value: Option<std::ops::Range<usize>>,
-    headers: Vec<(String, Option<std::ops::Range<usize>>)>,
-    timestamp: Option<i64>,
-}
-
 /// What the lift reads: the guest's memory, and its strings.
 trait Memory {
     fn memory(&self) -> &[u8];
@@ -213,9 +199,9 @@ fn lift(cx: &mut impl Memory, ptr: u32, len: u32) -> wasmtime::Result<Vec<Output
     let (ptr, len) = (ptr as usize, len as usize);
     let list = list(cx.memory(), ptr, len, OUTPUT_SIZE, OUTPUT_ALIGN)?;
     // The sum counts aliased bytes once per output: a capacity, not more
-    // than guest memory.
-    let mut buffer = Vec::with_capacity((bytes as usize).min(cx.memory().len()));
-    let mut spanned = Vec::with_capacity(len);
+    // than guest memory. Each key and value is split off it, sharing it.
+    let mut buffer = BytesMut::with_capacity((bytes as usize).min(cx.memory().len()));
+    let mut outputs = Vec::with_capacity(len);
     for at in list.step_by(OUTPUT_SIZE) {
         let raw: [u8; OUTPUT_SIZE] = cx.memory()[at..at + OUTPUT_SIZE]
             .try_into()
@@ -224,54 +210,30 @@ fn lift(cx: &mut impl Memory, ptr: u32, len: u32) -> wasmtime::Result<Vec<Output
             false => None,
             true => Some(cx.string(&raw[OUTPUT_TOPIC + 4..OUTPUT_TOPIC + 12])?),
         };
-        let record = match raw[OUTPUT_PAYLOAD] {
-            0 => None,
-            PAYLOAD_EMIT => Some(record(
+        let payload = match raw[OUTPUT_PAYLOAD] {
+            0 => Payload::Forward,
+            PAYLOAD_EMIT => Payload::Emit(record(
                 cx,
                 &raw[OUTPUT_PAYLOAD + PAYLOAD_RECORD..],
                 &mut buffer,
             )?),
             _ => wasmtime::bail!("invalid variant discriminant"),
         };
-        spanned.push(Spanned {
-            source: word(&raw, 0),
+        outputs.push(Output {
+            source: word(&raw, 0).expect("within the output"),
             topic,
-            record,
+            payload,
         });
     }
-    let buffer = Bytes::from(buffer);
-    let slice = |range: Option<std::ops::Range<usize>>| range.map(|range| buffer.slice(range));
-    Ok(spanned
-        .into_iter()
-        .map(|output| Output {
-            source: output.source,
-            topic: output.topic,
-            payload: match output.record {
-                None => Payload::Forward,
-                Some(record) => Payload::Emit(OutputRecord {
-                    key: slice(record.key),
-                    value: slice(record.value),
-                    headers: record
-                        .headers
-                        .into_iter()
-                        .map(|(key, value)| Header {
-                            key,
-                            value: slice(value),
-                        })
-                        .collect(),
-                    timestamp: record.timestamp,
-                }),
-            },
-        })
-        .collect())
+    Ok(outputs)
 }
 
 /// The `output-record` at the start of `raw`, its bytes copied to `buffer`.
 fn record(
     cx: &mut impl Memory,
     raw: &[u8],
-    buffer: &mut Vec<u8>,
-) -> wasmtime::Result<SpannedRecord> {
+    buffer: &mut BytesMut,
+) -> wasmtime::Result<OutputRecord> {
     let key = bytes_of(cx.memory(), raw, RECORD_KEY, buffer)?;
     let value = bytes_of(cx.memory(), raw, RECORD_VALUE, buffer)?;
     let (headers_ptr, headers_len) = pair(raw, RECORD_HEADERS).expect("within the record");
@@ -289,7 +251,7 @@ fn record(
             .expect("within the list");
         let key = cx.string(&header[HEADER_KEY..HEADER_KEY + 8])?;
         let value = bytes_of(cx.memory(), &header, HEADER_VALUE, buffer)?;
-        headers.push((key, value));
+        headers.push(Header { key, value });
     }
     let timestamp = match option(raw, RECORD_TIMESTAMP)? {
         false => None,
@@ -299,7 +261,7 @@ fn record(
                 .expect("within the record"),
         )),
     };
-    Ok(SpannedRecord {
+    Ok(OutputRecord {
         key,
         value,
         headers,
@@ -316,22 +278,21 @@ fn option(raw: &[u8], field: usize) -> wasmtime::Result<bool> {
     }
 }
 
-/// The `option<list<u8>>` at `field` of `raw`, copied to the end of
-/// `buffer`: its range there.
+/// The `option<list<u8>>` at `field` of `raw`, copied into `buffer` and
+/// split off it (sharing its allocation).
 fn bytes_of(
     memory: &[u8],
     raw: &[u8],
     field: usize,
-    buffer: &mut Vec<u8>,
-) -> wasmtime::Result<Option<std::ops::Range<usize>>> {
+    buffer: &mut BytesMut,
+) -> wasmtime::Result<Option<Bytes>> {
     if !option(raw, field)? {
         return Ok(None);
     }
     let (ptr, len) = pair(raw, field + 4).expect("within the slot");
     let bytes = list(memory, ptr as usize, len as usize, 1, 1)?;
-    let start = buffer.len();
     buffer.extend_from_slice(&memory[bytes]);
-    Ok(Some(start..buffer.len()))
+    Ok(Some(buffer.split().freeze()))
 }
 
 /// The bytes of a list of `len` elements of `size` at `ptr`, checked as
@@ -356,8 +317,9 @@ fn list(
 }
 
 /// The little-endian `u32` at `at`.
-fn word(slot: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(slot[at..at + 4].try_into().expect("within the slot"))
+fn word(slot: &[u8], at: usize) -> Option<u32> {
+    let bytes = slot.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().expect("four bytes")))
 }
 
 /// Refuses the list at `(ptr, len)` if lifting it would copy more than the
@@ -422,11 +384,7 @@ fn option_len(slot: &[u8], field: usize) -> usize {
 
 /// The `(ptr, len)` pair at `field`.
 fn pair(slot: &[u8], field: usize) -> Option<(u32, u32)> {
-    let word = |at: usize| {
-        slot.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    Some((word(field)?, word(field + 4)?))
+    Some((word(slot, field)?, word(slot, field + 4)?))
 }
 
 #[cfg(test)]
