@@ -279,7 +279,7 @@ pub(crate) fn fill(args: &FillArgs) -> anyhow::Result<()> {
         for n in chunk..(chunk + FILL_CHUNK as u64).min(args.keys) {
             let (_, store_key) = window_key_at(&key_of(n), WINDOW_START);
             store
-                .put(&mut context, &store_key, b"1".to_vec())
+                .put(&mut context, &store_key, b"1")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Scratch::commit_context(&mut context, false)?;

@@ -40,8 +40,10 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use sluice::processor::host::{Factory, InputRecord, Invoke, Plugin, Runtime, TaskContext};
-use sluice::processor::scratch::{ForwardAll, Scratch, StatefulOptions};
+use sluice::processor::host::{
+    Factory, InputRecord, Invoke, InvokeError, Plugin, Runtime, TaskContext,
+};
+use sluice::processor::scratch::{ForwardAll, NativeStore, Scratch, StatefulOptions};
 
 use crate::{median, OutputFormat};
 use soak::SoakSample;
@@ -144,6 +146,11 @@ struct Report {
     /// The call's commits (unsynced, every 100k records, outside the
     /// call's clock): nanoseconds per record, the WASM caller's.
     call_commit_ns_per_record: f64,
+    /// The call's state operations alone, through the same task state: per
+    /// batch one `get-many` of its distinct windows and a write of each,
+    /// the keys prepared outside the clock, no plugin, no outputs. No call
+    /// of this workload over this state goes faster.
+    call_state_floor_records_s: f64,
     end_to_end_wasm_records_s: f64,
     end_to_end_native_records_s: f64,
     end_to_end_ratio: f64,
@@ -175,6 +182,7 @@ struct Samples {
     call_wasm: Vec<f64>,
     call_native: Vec<f64>,
     call_commit_ns: Vec<f64>,
+    call_state_floor: Vec<f64>,
     end_to_end_wasm: Vec<f64>,
     end_to_end_native: Vec<f64>,
     end_to_end_wasm_alos: Vec<f64>,
@@ -209,9 +217,16 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
     let scratch = open_scratch(dir.path(), args)?;
     let mut wasm_call = Caller::new(&scratch, "call-wasm", wasm_factory(&plugin, "call-wasm"))?;
     let mut native_call = Caller::new(&scratch, "call-native", NativeCount::factory())?;
-    // Warm-up: the window's keys exist in both from here on.
+    let state_batches = workload::distinct_store_key_batches(&workload.records, args.batch);
+    // Its own state store: tasks of one store split its value cache, and
+    // two of these windows' entries fill one share.
+    let floor_dir = scratch_dir()?;
+    let floor_scratch = open_scratch(floor_dir.path(), args)?;
+    let mut state_floor = floor_scratch.context("call-state")?;
+    // Warm-up: the window's keys exist in all three from here on.
     wasm_call.run(&batches)?;
     native_call.run(&batches)?;
+    state_floor_run(&mut state_floor, &state_batches)?;
     let exactly_once = StatefulOptions {
         exactly_once: true,
         commit_interval_ms: args.commit_interval_ms,
@@ -234,6 +249,8 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
                 .push(committing * 1e9 / args.records as f64);
             let (busy, _) = native_call.run(&batches)?;
             samples.call_native.push(args.records as f64 / busy);
+            let busy = state_floor_run(&mut state_floor, &state_batches)?;
+            samples.call_state_floor.push(args.records as f64 / busy);
         }
         if args.call_only {
             continue;
@@ -258,8 +275,9 @@ pub(crate) fn run(args: &StatefulBenchArgs) -> anyhow::Result<()> {
             .rocksdb_commit_floor
             .push(rocksdb_commit_floor(&workload, args)?);
     }
-    drop((wasm_call, native_call));
+    drop((wasm_call, native_call, state_floor));
     scratch.store.close()?;
+    floor_scratch.store.close()?;
     drop(scratch);
     let timed = match args.call_only || args.end_to_end_only {
         true => Duration::ZERO,
@@ -377,6 +395,44 @@ impl Caller {
     }
 }
 
+/// The call's state operations alone ([`Report::call_state_floor_records_s`])
+/// over `batches` (each batch's distinct store keys), committed as
+/// [`Caller::run`] commits; returns the seconds outside the commits.
+fn state_floor_run(context: &mut TaskContext, batches: &[Vec<Vec<u8>>]) -> anyhow::Result<f64> {
+    let store = NativeStore::open(workload::STORE);
+    let fail = |e: InvokeError| anyhow::anyhow!("{e}");
+    let mut busy = Duration::ZERO;
+    let mut staged = 0;
+    let mut counts = Vec::new();
+    for keys in batches {
+        let started = Instant::now();
+        // As the host answers `get-many` and the SDK writes back: each
+        // value read where it lies, each count written from the stack.
+        counts.clear();
+        store
+            .get_many_with(context, keys.iter().map(Vec::as_slice), |index, value| {
+                let count = value
+                    .and_then(|value| value.try_into().ok())
+                    .map_or(0, u64::from_le_bytes);
+                counts.push((index, count + 1));
+            })
+            .map_err(fail)?;
+        for &(index, count) in &counts {
+            store
+                .put(context, &keys[index], count.to_le_bytes())
+                .map_err(fail)?;
+        }
+        busy += started.elapsed();
+        staged += keys.len();
+        if staged >= CALL_COMMIT_RECORDS {
+            Scratch::commit_context(context, false)?;
+            staged = 0;
+        }
+    }
+    Scratch::commit_context(context, false)?;
+    Ok(busy.as_secs_f64())
+}
+
 /// Records/s through the partition loop: a fresh pipeline with the input
 /// already written; the clock runs from the first step to the commit of
 /// the last record.
@@ -473,6 +529,7 @@ impl Samples {
             call_wasm_records_s: median(&mut self.call_wasm),
             call_native_records_s: median(&mut self.call_native),
             call_commit_ns_per_record: median(&mut self.call_commit_ns),
+            call_state_floor_records_s: median(&mut self.call_state_floor),
             end_to_end_wasm_records_s: e2e_wasm,
             end_to_end_native_records_s: e2e_native,
             end_to_end_ratio: e2e_wasm / e2e_native,
@@ -509,6 +566,10 @@ fn print(report: &Report, format: OutputFormat) -> anyhow::Result<()> {
         "process call with state   wasm {:>18}   native {:>18}\n",
         m(report.call_wasm_records_s),
         m(report.call_native_records_s)
+    ));
+    text.push_str(&format!(
+        "the call's state operations alone {:>18}   (a get-many of each batch's distinct windows, a write of each; no plugin, no outputs)\n",
+        m(report.call_state_floor_records_s)
     ));
     text.push_str(&format!(
         "the call's commits (unsynced, every 100k records) {:>8.0} ns a record\n",

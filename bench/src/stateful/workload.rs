@@ -192,6 +192,24 @@ pub(super) fn store_key_batches(
         .collect()
 }
 
+/// Each batch's distinct store keys (windows), in batches of `size`
+/// records, in order of first appearance: what a batch's `get-many`
+/// reads and its writes write.
+pub(super) fn distinct_store_key_batches(
+    records: &[(Vec<u8>, Vec<u8>, i64)],
+    size: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    store_key_batches(records, size)
+        .into_iter()
+        .map(|keys| {
+            let mut seen = std::collections::HashSet::new();
+            keys.into_iter()
+                .filter(|key| seen.insert(key.clone()))
+                .collect()
+        })
+        .collect()
+}
+
 /// One window's count, as windowed-count writes it.
 #[derive(Serialize)]
 struct WindowCount<'a> {

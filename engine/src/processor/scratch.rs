@@ -531,12 +531,25 @@ impl NativeStore {
         with_state(context, |state| state.get_many(&self.prefix, keys))
     }
 
+    /// `get-many` as the host answers it: each key's value handed to
+    /// `answer(index, value)` without a copy, not in order.
+    pub fn get_many_with<'k>(
+        &self,
+        context: &mut TaskContext,
+        keys: impl Iterator<Item = &'k [u8]>,
+        answer: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), InvokeError> {
+        with_state(context, |state| {
+            state.get_many_with(&self.prefix, keys, answer)
+        })
+    }
+
     /// `put`.
     pub fn put(
         &self,
         context: &mut TaskContext,
         key: &[u8],
-        value: Vec<u8>,
+        value: impl AsRef<[u8]>,
     ) -> Result<(), InvokeError> {
         with_state(context, |state| state.put(&self.prefix, key, value))
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use rocksdb::{ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use super::cache::Entries;
 use super::commit_writes::{add_write, CommitWrites};
@@ -96,6 +96,9 @@ pub(crate) struct TaskState {
     /// The task's committed key count, when its owner told it
     /// (`set_committed_keys`; kept up to date by `commit`).
     committed_keys: Option<u64>,
+    /// The full key of the store write being staged (`stage_entry`): at
+    /// most a store prefix and `state.key_bytes_max`.
+    full_key: Vec<u8>,
 }
 
 /// Ranges a task clears with range tombstones between two commits; past
@@ -146,6 +149,7 @@ impl TaskState {
             cleared_saved: 0,
             clear_key_by_key: false,
             committed_keys: None,
+            full_key: Vec::new(),
         }
     }
 
@@ -275,7 +279,7 @@ impl TaskState {
     /// (`commit_bytes_max + staged_bytes_max`: commit first). The host's
     /// own writes between calls (removing fired timers) are bounded by
     /// the timers fired per step instead.
-    fn stage(&mut self, key: Vec<u8>, value: Option<&[u8]>) -> Result<(), StateError> {
+    fn stage(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
         self.stage_over(key, value, None)
     }
 
@@ -284,7 +288,7 @@ impl TaskState {
     /// is RocksDB's, so it need not be read again (a range delete).
     fn stage_over(
         &mut self,
-        key: Vec<u8>,
+        key: &[u8],
         value: Option<&[u8]>,
         mut found: Option<Vec<u8>>,
     ) -> Result<(), StateError> {
@@ -301,9 +305,9 @@ impl TaskState {
             }
         }
         let adds = value.is_some();
-        if !self.cacheable(&key) {
+        if !self.cacheable(key) {
             self.staged
-                .write_with(key, value.map(<[u8]>::to_vec), |_| {
+                .write_with(key.to_vec(), value.map(<[u8]>::to_vec), |_| {
                     Ok::<_, StateError>(false)
                 })?;
             return Ok(());
@@ -315,7 +319,7 @@ impl TaskState {
         let counts = (self.committed_keys, self.keys_delta, self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
         let in_flight = self.in_flight.as_ref().map(|pending| &pending.write);
-        let existed = self.entries.stage(&key, value, |key| {
+        let existed = self.entries.stage(key, value, |key| {
             if let Some(found) = found.take() {
                 return Ok(Some(found));
             }
@@ -337,27 +341,6 @@ impl TaskState {
         })?;
         self.keys_delta += i64::from(adds) - i64::from(existed);
         Ok(())
-    }
-
-    /// Entries of the task's stores, committed: one pass over its store
-    /// keys (recovery counts them once when its commit record has no
-    /// count).
-    pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
-        self.settled()?;
-        let family = self.processor.family()?;
-        let (start, end) = keys::stores_range(self.task);
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(end);
-        options.fill_cache(false);
-        let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
-        iterator.seek(&start);
-        let mut count = 0u64;
-        while iterator.valid() {
-            count += 1;
-            iterator.next();
-        }
-        iterator.status()?;
-        Ok(count)
     }
 
     /// Whether `key` may be cached: an entry of one of the task's own
@@ -516,12 +499,29 @@ impl TaskState {
         let value = value.as_ref();
         self.check_key(key)?;
         self.check_value(value)?;
-        self.stage(keys::entry(store, key), Some(value))
+        self.stage_entry(store, key, Some(value))
     }
 
     pub(crate) fn delete(&mut self, store: &[u8], key: &[u8]) -> Result<(), StateError> {
         self.check_key(key)?;
-        self.stage(keys::entry(store, key), None)
+        self.stage_entry(store, key, None)
+    }
+
+    /// [`Self::stage`] of store `store`'s `key`, its full key built in
+    /// the task's buffer (no allocation per write).
+    fn stage_entry(
+        &mut self,
+        store: &[u8],
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        let mut full = std::mem::take(&mut self.full_key);
+        full.clear();
+        full.extend_from_slice(store);
+        full.extend_from_slice(key);
+        let staged = self.stage(&full, value);
+        self.full_key = full;
+        staged
     }
 
     /// Adds `delta` to the decimal counter at `key`; returns the new value.
@@ -535,7 +535,7 @@ impl TaskState {
         let sum = value
             .checked_add(delta)
             .ok_or(StateError::CounterOverflow { value, delta })?;
-        self.stage(full, Some(sum.to_string().as_bytes()))?;
+        self.stage(&full, Some(sum.to_string().as_bytes()))?;
         Ok(sum)
     }
 

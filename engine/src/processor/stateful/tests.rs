@@ -275,9 +275,7 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
     let store = NativeStore::open("counts");
     let mut context = scratch.context("p").unwrap();
     for key in ["a", "b", "c"] {
-        store
-            .put(&mut context, key.as_bytes(), b"1".to_vec())
-            .unwrap();
+        store.put(&mut context, key.as_bytes(), b"1").unwrap();
     }
     // The scratch's commit record is a fresh one: no key count.
     Scratch::commit_context(&mut context, true).unwrap();
@@ -405,7 +403,7 @@ impl Invoke for PageCloser {
         for (index, record) in batch.records.iter().enumerate() {
             if record.timestamp < 1_000 {
                 let key = record.key.clone().unwrap_or_default();
-                counts.put(task, &key, b"1".to_vec())?;
+                counts.put(task, &key, b"1")?;
                 crate::processor::scratch::NativeStore::schedule(task, b"close", 1_000)?;
             }
             outputs.push(written(index, None, b"r"));

@@ -45,16 +45,11 @@ use hashbrown::HashTable;
 use super::commit_writes::PackedWrites;
 use super::keys;
 use super::staged::CallUndo;
+use data::{Data, INLINE_BYTES};
 use value::Value;
 
+mod data;
 mod value;
-
-/// Key and committed value bytes a slot holds in itself; longer ones go
-/// to the heap. A slot is two cache lines (64-byte aligned): the first
-/// holds the hash, the key's length and the first 46 bytes of data, so a
-/// lookup of a short key touches one line (and its pair, which the
-/// adjacent-line prefetcher brings along), not a heap block as well.
-const INLINE_BYTES: usize = 86;
 
 #[cfg(test)]
 thread_local! {
@@ -64,9 +59,9 @@ thread_local! {
     pub(crate) static STAGED_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Bytes counted against the cache per entry: its slot, the table's index
-/// (a `u32` and a control byte, at most 7/8 full).
-const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Option<Slot>>() + 6;
+/// Bytes counted against the cache per entry: its slot, the table's
+/// [`Indexed`] and a control byte, at most 7/8 full.
+const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Option<Slot>>() + 10;
 
 /// Slots [`Entries::warm`] brings into the CPU's cache at a time: 8 KiB,
 /// well within its first-level cache.
@@ -130,46 +125,18 @@ enum Committed {
 /// A staged put (`Some`) or delete (`None`).
 type Write = Option<Value>;
 
-/// A key then its committed value, in the slot when short.
-#[derive(Debug)]
-enum Data {
-    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
-    Heap(Box<[u8]>),
+/// The table's entry of a slot: its index, and the upper half of its key's
+/// hash, so that a batch lookup finds each key's candidate slot without
+/// reading the slot (see [`Entries::get_batch`]).
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    index: u32,
+    tag: u32,
 }
 
-impl Data {
-    /// `key` followed by `value`.
-    fn new(key: &[u8], value: &[u8]) -> Self {
-        let len = key.len() + value.len();
-        if len <= INLINE_BYTES {
-            let mut bytes = [0; INLINE_BYTES];
-            bytes[..key.len()].copy_from_slice(key);
-            bytes[key.len()..len].copy_from_slice(value);
-            Self::Inline {
-                len: len as u8,
-                bytes,
-            }
-        } else {
-            let mut data = Vec::with_capacity(len);
-            data.extend_from_slice(key);
-            data.extend_from_slice(value);
-            Self::Heap(data.into_boxed_slice())
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(data) => data,
-        }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match self {
-            Self::Inline { len, bytes } => &mut bytes[..usize::from(*len)],
-            Self::Heap(data) => data,
-        }
-    }
+/// [`Indexed::tag`] of a hash.
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 /// Laid out for lookups: what a key comparison reads first, the staged
@@ -261,7 +228,7 @@ pub(crate) struct Entries {
     budget: Arc<CacheBudget>,
     hasher: foldhash::fast::RandomState,
     /// Slot indices, by the hash of their key.
-    table: HashTable<u32>,
+    table: HashTable<Indexed>,
     slots: Vec<Option<Slot>>,
     /// Indices of empty slots.
     free: Vec<u32>,
@@ -337,14 +304,15 @@ impl Entries {
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let slots = &self.slots;
+        let (slots, tag) = (&self.slots, tag(hash));
         self.table
-            .find(hash, |&index| {
-                slots[index as usize]
-                    .as_ref()
-                    .is_some_and(|slot| slot.key() == key)
+            .find(hash, |entry| {
+                entry.tag == tag
+                    && slots[entry.index as usize]
+                        .as_ref()
+                        .is_some_and(|slot| slot.key() == key)
             })
-            .copied()
+            .map(|entry| entry.index)
     }
 
     /// A new slot for `key` (not in the table yet).
@@ -369,8 +337,15 @@ impl Entries {
             }
         };
         let slots = &self.slots;
-        self.table.insert_unique(hash, index, |&i| {
-            slots[i as usize].as_ref().expect("a live slot").hash
+        let entry = Indexed {
+            index,
+            tag: tag(hash),
+        };
+        self.table.insert_unique(hash, entry, |entry| {
+            slots[entry.index as usize]
+                .as_ref()
+                .expect("a live slot")
+                .hash
         });
         index
     }
@@ -381,7 +356,10 @@ impl Entries {
         debug_assert!(slot.staged.is_none());
         self.live -= u64::from(slot.live());
         self.resize(slot.cached_bytes(), 0);
-        if let Ok(entry) = self.table.find_entry(slot.hash, |&i| i == index) {
+        if let Ok(entry) = self
+            .table
+            .find_entry(slot.hash, |entry| entry.index == index)
+        {
             entry.remove();
         }
         self.free.push(index);
@@ -405,13 +383,13 @@ impl Entries {
     /// [`Entries::get`] of `count` keys (`key(i)` for `i` in
     /// `0..count`), each answer handed to `answer(i, known)`, in order.
     ///
-    /// In two passes, so that the slots' cache misses overlap: the first
-    /// finds each key's candidate slot by its full hash alone, reading
-    /// only the slot's first word (independent loads the CPU keeps in
-    /// flight together, where one key's whole lookup waited for its miss
-    /// before the next began); the second compares the keys, their slots
-    /// now cached. A slot with an equal hash but another key (a 64-bit
-    /// collision) falls back to the full lookup.
+    /// In passes, so that the cache misses of different keys overlap
+    /// (one key's whole lookup otherwise waits for its misses before the
+    /// next begins): the first finds each key's candidate slot in the table
+    /// alone, by the upper half of its hash; then, [`WARM_CHUNK`] keys at a
+    /// time, their slots are brought into the CPU's cache together and
+    /// each key is compared with its slot's. A candidate with another key
+    /// (equal tags) falls back to the full lookup.
     pub(crate) fn get_batch<'k>(
         &mut self,
         count: usize,
@@ -421,30 +399,33 @@ impl Entries {
         let candidates: Vec<(u64, Option<u32>)> = (0..count)
             .map(|i| {
                 let hash = self.hash(key(i));
-                let slots = &self.slots;
-                let found = self.table.find(hash, |&index| {
-                    slots[index as usize]
-                        .as_ref()
-                        .is_some_and(|slot| slot.hash == hash)
-                });
-                (hash, found.copied())
+                let tag = tag(hash);
+                let found = self.table.find(hash, |entry| entry.tag == tag);
+                (hash, found.map(|entry| entry.index))
             })
             .collect();
         self.recent.clear();
         self.recent_next = 0;
-        for (i, (hash, candidate)) in candidates.into_iter().enumerate() {
-            let key = key(i);
-            let index = match candidate {
-                Some(index) if self.slot(index).key() == key => Some(index),
-                Some(_) => self.find(hash, key),
-                None => None,
-            };
-            match index {
-                Some(index) => {
-                    self.recent.push((hash, index));
-                    answer(i, self.touch(index));
+        let mut warm = Vec::with_capacity(WARM_CHUNK);
+        for (chunk, candidates) in candidates.chunks(WARM_CHUNK).enumerate() {
+            warm.clear();
+            warm.extend(candidates.iter().filter_map(|&(_, index)| index));
+            self.warm(&warm);
+            for (at, &(hash, candidate)) in candidates.iter().enumerate() {
+                let i = chunk * WARM_CHUNK + at;
+                let key = key(i);
+                let index = match candidate {
+                    Some(index) if self.slot(index).key() == key => Some(index),
+                    Some(_) => self.find(hash, key),
+                    None => None,
+                };
+                match index {
+                    Some(index) => {
+                        self.recent.push((hash, index));
+                        answer(i, self.touch(index));
+                    }
+                    None => answer(i, None),
                 }
-                None => answer(i, None),
             }
         }
     }
@@ -781,14 +762,19 @@ impl Entries {
     /// Brings slots `indices` into the CPU's cache: a loop of independent
     /// loads, whose misses the CPU overlaps; a loop doing a slot's work
     /// between them waits for each in turn.
+    ///
+    /// Both of a slot's lines: its first word and its staged write (what
+    /// a lookup reads first, and what a read or a write of the key reads
+    /// next); the CPU's adjacent-line prefetch was not seen to bring the
+    /// second in time.
     fn warm(&self, indices: &[u32]) {
-        let hashes = indices.iter().fold(0u64, |sum, &index| {
-            let hash = self.slots[index as usize]
+        let words = indices.iter().fold(0u64, |sum, &index| {
+            let word = self.slots[index as usize]
                 .as_ref()
-                .map_or(0, |slot| slot.hash);
-            sum.wrapping_add(hash)
+                .map_or(0, |slot| slot.hash ^ u64::from(slot.staged.is_some()));
+            sum.wrapping_add(word)
         });
-        std::hint::black_box(hashes);
+        std::hint::black_box(words);
     }
 
     /// Forgets everything: staged writes and what RocksDB holds.

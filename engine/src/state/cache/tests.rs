@@ -22,6 +22,11 @@ fn a_batch_lookup_answers_as_single_lookups_do() {
     // collision), found first: the lookup of key 7 must pass over it.
     let colliding = entries.hash(&key(7));
     entries.insert(colliding, b"not key 7");
+    // And one with key 30's hash, which is not there: the batch's
+    // candidate for it (found by the hash alone) is not its slot.
+    let colliding = entries.hash(&key(30));
+    let index = entries.insert(colliding, b"not key 30");
+    entries.set_committed(index, Some(b"its value"));
     for n in 0..10 {
         entries.fill(&key(n), (n % 3 != 0).then_some(&[n as u8; 3][..]));
     }
@@ -32,7 +37,7 @@ fn a_batch_lookup_answers_as_single_lookups_do() {
     entries
         .stage(&key(20), Some(b"new".as_slice()), unknown)
         .unwrap();
-    let keys: Vec<Vec<u8>> = [7, 4, 5, 20, 0, 1, 99, 7].map(key).to_vec();
+    let keys: Vec<Vec<u8>> = [7, 4, 5, 20, 0, 1, 99, 7, 30].map(key).to_vec();
     let mut batch = Vec::new();
     entries.get_batch(
         keys.len(),
@@ -50,6 +55,7 @@ fn a_batch_lookup_answers_as_single_lookups_do() {
     assert_eq!(batch[2].1, Some(Some(b"staged".to_vec())));
     assert_eq!(batch[4].1, Some(None), "known absent");
     assert_eq!(batch[6].1, None, "unknown: read RocksDB");
+    assert_eq!(batch[8].1, None, "not the colliding slot's");
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! A task's range reads and deletes: scans merging its staged writes over
 //! RocksDB, `delete_range` (key by key, counted) and `clear_range`
-//! (staged as a whole, one range tombstone at the commit).
+//! (staged as a whole, one range tombstone at the commit), and the count
+//! of the task's committed keys.
 
 use std::cmp::Ordering;
+
+use rocksdb::ReadOptions;
 
 use super::{TaskState, CLEARED_RANGES_MAX};
 use crate::state::keys;
@@ -49,7 +52,7 @@ impl TaskState {
             let (entries, next) = self.merged(&cursor, to.as_deref(), 4096)?;
             deleted += entries.len() as u64;
             for (key, value) in entries {
-                self.stage_over(key, None, Some(value))?;
+                self.stage_over(&key, None, Some(value))?;
             }
             match next {
                 Some(next) => cursor = next,
@@ -182,6 +185,27 @@ impl TaskState {
         }
         iterator.status()?;
         Ok((entries, None))
+    }
+
+    /// Entries of the task's stores, committed: one pass over its store
+    /// keys (recovery counts them once when its commit record has no
+    /// count).
+    pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
+        self.settled()?;
+        let family = self.processor.family()?;
+        let (start, end) = keys::stores_range(self.task);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(end);
+        options.fill_cache(false);
+        let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
+        iterator.seek(&start);
+        let mut count = 0u64;
+        while iterator.valid() {
+            count += 1;
+            iterator.next();
+        }
+        iterator.status()?;
+        Ok(count)
     }
 }
 

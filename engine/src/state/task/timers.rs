@@ -175,7 +175,7 @@ impl TaskState {
         if bounds.floor.as_ref().is_some_and(|floor| full < *floor) {
             bounds.floor = Some(full.clone());
         }
-        self.stage(full, Some(&[]))?;
+        self.stage(&full, Some(&[]))?;
         if new {
             self.timers_delta += 1;
         }
@@ -216,7 +216,7 @@ impl TaskState {
         self.check_key(key)?;
         let full = keys::timer(self.task, domain, at, key);
         if self.read(&full)?.is_some() {
-            self.stage(full, None)?;
+            self.stage(&full, None)?;
             self.timers_delta -= 1;
             self.timer_removed(domain, at);
         }
@@ -293,7 +293,7 @@ impl TaskState {
     /// Removes a timer that fired (one `due_timers` returned).
     pub(crate) fn remove_timer(&mut self, timer: &Timer) -> Result<(), StateError> {
         self.stage(
-            keys::timer(self.task, timer.domain, timer.at, &timer.key),
+            &keys::timer(self.task, timer.domain, timer.at, &timer.key),
             None,
         )?;
         self.timers_delta -= 1;
