@@ -73,6 +73,7 @@ fn stateful_reports_every_figure() {
     for pointer in [
         "/call_wasm_records_s",
         "/call_native_records_s",
+        "/call_state_floor_records_s",
         "/end_to_end_wasm_records_s",
         "/end_to_end_native_records_s",
         "/end_to_end_wasm_at_least_once_records_s",
