@@ -406,11 +406,8 @@ impl Entries {
             .collect();
         self.recent.clear();
         self.recent_next = 0;
-        let mut warm = Vec::with_capacity(WARM_CHUNK);
         for (chunk, candidates) in candidates.chunks(WARM_CHUNK).enumerate() {
-            warm.clear();
-            warm.extend(candidates.iter().filter_map(|&(_, index)| index));
-            self.warm(&warm);
+            self.warm(candidates.iter().filter_map(|&(_, index)| index));
             for (at, &(hash, candidate)) in candidates.iter().enumerate() {
                 let i = chunk * WARM_CHUNK + at;
                 let key = key(i);
@@ -746,7 +743,7 @@ impl Entries {
         let mut packed = PackedWrites::with_capacity(dirty.len(), self.staged_bytes);
         self.staged_bytes = 0;
         for chunk in dirty.chunks(WARM_CHUNK) {
-            self.warm(chunk);
+            self.warm(chunk.iter().copied());
             for &index in chunk {
                 let slot = self.slot_mut(index);
                 let was_live = slot.live();
@@ -767,8 +764,8 @@ impl Entries {
     /// a lookup reads first, and what a read or a write of the key reads
     /// next); the CPU's adjacent-line prefetch was not seen to bring the
     /// second in time.
-    fn warm(&self, indices: &[u32]) {
-        let words = indices.iter().fold(0u64, |sum, &index| {
+    fn warm(&self, indices: impl Iterator<Item = u32>) {
+        let words = indices.fold(0u64, |sum, index| {
             let word = self.slots[index as usize]
                 .as_ref()
                 .map_or(0, |slot| slot.hash ^ u64::from(slot.staged.is_some()));
