@@ -195,9 +195,7 @@ pub(super) fn run(args: &StatefulBenchArgs) -> anyhow::Result<Large> {
             let target = (from + args.large_records as i64).min(end);
             anyhow::ensure!(target > from, "the large state's input ran out");
             let started = Instant::now();
-            while task.position() < target {
-                task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-            }
+            super::run_to(&mut task, target)?;
             samples.push((task.position() - from) as f64 / started.elapsed().as_secs_f64());
         }
         // The same distribution of keys (another seed), as store keys.

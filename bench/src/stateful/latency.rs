@@ -112,7 +112,7 @@ pub(super) fn read_committed(
     let mut latencies = Vec::with_capacity(records);
     let shift_ms = close_halfway(duration);
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
+        let stepper = scope.spawn(|| drive(&mut task, &stop));
         let producer = scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &appends));
         let mut visible = 0u64;
         let mut next = 0i64;
@@ -152,19 +152,17 @@ pub(super) fn read_committed(
     })
 }
 
-/// Steps `task` whenever its input has records it has not processed, as
-/// the registry's driver does, until `stop`.
+/// Steps `task` whenever it has work (records it has not processed, a
+/// commit or a timer due), as the registry's driver does, until `stop`.
 fn drive(
     task: &mut sluice::processor::worker::PartitionTask,
-    scratch: &Scratch,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let input = scratch.store.partition("in", 0)?;
     // At the priority the broker runs steps at (`processors.nice`).
     use sluice::processor::worker::threads::{lower_priority, NICE_DEFAULT};
     lower_priority(NICE_DEFAULT)?;
     while !stop.load(Ordering::Relaxed) {
-        if task.position() < input.high_watermark() {
+        if task.has_work() {
             task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
         } else {
             std::thread::sleep(Duration::from_micros(200));
@@ -251,10 +249,10 @@ pub(super) fn queries(
     let shift_ms = close_halfway(duration);
     let seed = Workload::each_key(args.keys);
     produce(&scratch, &seed, u64::MAX, shift_ms, &Mutex::new(Vec::new()))?;
-    let input = scratch.store.partition("in", 0)?;
-    while task.position() < input.high_watermark() {
-        task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-    }
+    super::run_to(
+        &mut task,
+        scratch.store.partition("in", 0)?.high_watermark(),
+    )?;
     let reader = scratch.committed_reader("queries")?;
     let records = (rate * duration.as_secs()) as usize;
     let workload = Workload::new(records, args.keys, 3);
@@ -263,7 +261,7 @@ pub(super) fn queries(
     let mut latencies = Vec::with_capacity(count as usize);
     let mut found = 0u64;
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let stepper = scope.spawn(|| drive(&mut task, &scratch, &stop));
+        let stepper = scope.spawn(|| drive(&mut task, &stop));
         let producer =
             scope.spawn(|| produce(&scratch, &workload, rate, shift_ms, &Mutex::new(Vec::new())));
         let started = Instant::now();

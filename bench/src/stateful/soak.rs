@@ -82,9 +82,7 @@ pub(super) fn run(plugin: &Plugin, args: &StatefulBenchArgs) -> anyhow::Result<V
             next_sample += interval;
         }
         let end = round.append_shifted(&scratch, shift * WINDOW_MS)?;
-        while task.position() < end {
-            task.step().map_err(|f| anyhow::anyhow!("{}", f.message))?;
-        }
+        super::run_to(&mut task, end)?;
         records += ROUND_RECORDS as u64;
         scratch.trim("in", task.position())?;
         scratch.trim("out", i64::MAX)?;

@@ -22,6 +22,7 @@ mod crash;
 mod enrich;
 mod inputs;
 pub(crate) mod lifecycle;
+mod pacing;
 mod projection;
 mod repartition;
 mod windows;

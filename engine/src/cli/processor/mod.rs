@@ -151,7 +151,9 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "GUARANTEE", value_parser = ["exactly-once", "at-least-once"])]
     pub(crate) guarantee: Option<String>,
     /// How often a stateful or exactly-once processor commits while busy,
-    /// in milliseconds [default: 100].
+    /// in milliseconds (results wait at most this long for their commit);
+    /// once caught up it commits sooner, at most 4 times an interval
+    /// [default: 100].
     #[arg(long, value_name = "MS")]
     pub(crate) commit_interval_ms: Option<u64>,
     /// Let stream time follow the wall clock after this many milliseconds

@@ -35,6 +35,19 @@
 //! plain, durable batches before it: a crash may repeat outputs, never
 //! state changes.
 //!
+//! # When a task commits
+//! A busy task commits when its oldest uncommitted work is a commit
+//! interval old (`--commit-interval-ms`, 100 ms by default), or at a byte
+//! cap. A task that has caught up with its input commits sooner, so that a
+//! quiet pipeline's results show at once: right away if its last commit
+//! started at least a quarter of the interval ago, else when it has (the
+//! driver wakes it then). A trickle of records thus commits at most
+//! [`CAUGHT_UP_COMMITS_PER_INTERVAL`] times an interval, not after every
+//! record: each commit syncs the outputs, RocksDB's WAL and the markers,
+//! and a task committing back to back kept the disk busy all the time (on
+//! the reference VM that delayed every timer on the machine by up to
+//! 10 ms; see bench/STATEFUL.md).
+//!
 //! With `--changelog`, the transaction also carries the commit's state
 //! changes to the processor's changelog topic (`changelog`).
 
@@ -54,6 +67,9 @@ pub(crate) use transaction::{end_all_open, ProducerIds, Transaction};
 use crate::log::LogStore;
 use crate::processor::output::Routed;
 use crate::state::TaskState;
+
+/// A caught-up task commits at most this many times a commit interval.
+pub(crate) const CAUGHT_UP_COMMITS_PER_INTERVAL: u32 = 4;
 
 /// The producer ids processors' tasks own, from their commit records: the
 /// transaction coordinator leaves their open transactions to them.
@@ -92,6 +108,8 @@ pub(crate) struct Stateful {
     /// When the open transaction (or the first uncommitted batch) began.
     pub(crate) dirty_since: Option<Instant>,
     pub(crate) commit_interval: Duration,
+    /// When the last commit started (`None`: none since the task started).
+    last_commit: Option<Instant>,
     pub(crate) idle: IdleClock,
     /// The earliest timer of each domain, as of the last step (so the
     /// driver can tell when the task has work without input).
@@ -146,6 +164,7 @@ impl Stateful {
             transaction: Transaction::new(producer_ids),
             dirty_since: None,
             commit_interval,
+            last_commit: None,
             idle: IdleClock::new(idle_advance_ms),
             next_event_timer: None,
             next_processing_timer: None,
@@ -301,6 +320,18 @@ impl Stateful {
             || self.transaction.bytes() + self.held_bytes + changelog_bytes >= commit_bytes_max
     }
 
+    /// How long a caught-up task waits before committing its open work
+    /// (zero: due now), if it has any: until its last commit is a
+    /// [`CAUGHT_UP_COMMITS_PER_INTERVAL`]th of the commit interval old.
+    pub(crate) fn caught_up_commit_in(&self) -> Option<Duration> {
+        self.dirty_since?;
+        let Some(last) = self.last_commit else {
+            return Some(Duration::ZERO);
+        };
+        let pace = self.commit_interval / CAUGHT_UP_COMMITS_PER_INTERVAL;
+        Some(pace.saturating_sub(last.elapsed()))
+    }
+
     /// Notes that the task has uncommitted work.
     pub(crate) fn touch(&mut self) {
         self.dirty_since.get_or_insert_with(Instant::now);
@@ -349,6 +380,7 @@ impl Stateful {
         }
         self.pending = Some((meta, outputs));
         self.dirty_since = None;
+        self.last_commit = Some(Instant::now());
         Ok(())
     }
 

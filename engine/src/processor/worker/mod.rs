@@ -11,7 +11,8 @@
 //! A stateful or exactly-once task (`stateful.rs` here, `processor::stateful`
 //! for the commit protocol) stages its state per call, fires its timers
 //! after each batch, writes its outputs in a transaction and commits every
-//! `commit_interval_ms`, when caught up, or at a byte cap.
+//! `commit_interval_ms`, at a byte cap, or soon after it caught up (see
+//! `processor::stateful` for when).
 
 mod input;
 mod stateful;

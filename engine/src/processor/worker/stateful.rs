@@ -337,17 +337,19 @@ impl PartitionTask {
             .and_then(|s| s.rebuilding_until(&input.stats.topic, input.position))
     }
 
-    /// Commits when the work is due: caught up, stopped, past the commit
-    /// interval or a byte cap. A task with more input waiting goes on while
-    /// the commit's state write runs on a commit thread; one caught up or
-    /// stopped waits for it (and for one in flight), so that nothing is
-    /// left in flight while it waits for input.
+    /// Commits when the work is due: stopped, past the commit interval or
+    /// a byte cap, or caught up with its last commit old enough
+    /// (`Stateful::caught_up_commit_in`). A task with more input waiting
+    /// goes on while the commit's state write runs on a commit thread; one
+    /// caught up or stopped waits for it (and for one in flight), so that
+    /// nothing is left in flight while it waits for input.
     fn commit_if_due(&mut self, stopped: bool) -> Result<(), StepFailure> {
         let caught_up = self.inputs().all(Input::caught_up);
         let state = self.state();
         let stateful = self.stateful.as_ref().expect("a stateful task");
+        let paced = caught_up && stateful.caught_up_commit_in() == Some(Duration::ZERO);
         let due = stateful.dirty_since.is_some()
-            && (caught_up || stopped || stateful.commit_due(state, state.commit_bytes_max()));
+            && (paced || stopped || stateful.commit_due(state, state.commit_bytes_max()));
         if due {
             self.start_commit()?;
         }
@@ -525,19 +527,26 @@ impl PartitionTask {
             .is_some_and(crate::processor::stateful::Stateful::commit_in_flight)
     }
 
+    /// Commits what a stateful task has processed now and waits for it
+    /// (no-op for a stateless task, or one with nothing to commit): for
+    /// callers driving a task themselves, whose last steps a caught-up
+    /// task would otherwise commit only when the driver woke it again.
+    pub fn commit_now(&mut self) -> Result<(), StepFailure> {
+        match self
+            .stateful
+            .as_ref()
+            .is_some_and(|s| s.dirty_since.is_some())
+        {
+            true => self.commit_stateful(),
+            false => self.land_commit(true),
+        }
+    }
+
     /// At a stop: commits what a stateful task has processed, or gives it
     /// up (recovery then resumes from the last commit).
     pub(crate) fn finish(&mut self) {
         if self.has_uncommitted() {
-            let committed = match self
-                .stateful
-                .as_ref()
-                .is_some_and(|s| s.dirty_since.is_some())
-            {
-                true => self.commit_stateful(),
-                false => self.land_commit(true),
-            };
-            if let Err(failure) = committed {
+            if let Err(failure) = self.commit_now() {
                 tracing::warn!(processor = %self.label.processor, topic = %self.input.stats.topic,
                     partition = self.input.stats.partition, error = %failure.message,
                     "committing at stop failed; the work since the last commit is redone");
@@ -656,12 +665,13 @@ impl PartitionTask {
         stateful.next_processing_timer = state.next_timer(Domain::ProcessingTime).ok().flatten();
     }
 
-    /// Whether a timer or recovery is due without new input.
+    /// Whether a timer, a caught-up task's commit or recovery is due
+    /// without new input.
     pub(super) fn timers_due(&self) -> bool {
         let Some(stateful) = &self.stateful else {
             return false;
         };
-        if !stateful.recovered {
+        if !stateful.recovered || stateful.caught_up_commit_in() == Some(Duration::ZERO) {
             return true;
         }
         if stateful
@@ -679,7 +689,8 @@ impl PartitionTask {
             .is_some_and(|(at, now)| at <= now)
     }
 
-    /// How long until a timer may come due without input, if ever.
+    /// How long until a timer or a commit may come due without input, if
+    /// ever.
     pub(crate) fn wakeup_in(&self) -> Option<Duration> {
         let stateful = self.stateful.as_ref()?;
         let processing = stateful.next_processing_timer.map(|at| {
@@ -688,10 +699,10 @@ impl PartitionTask {
         let event = stateful
             .next_event_timer
             .and_then(|at| stateful.idle.until(at));
-        match (processing, event) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [processing, event, stateful.caught_up_commit_in()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
