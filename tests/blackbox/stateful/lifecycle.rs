@@ -13,7 +13,17 @@ const START_MS: i64 = 1_767_225_600_000;
 /// Deploys `windowed-count` as `counter` from `views` to `counts`
 /// (one-minute windows, `emit=update`), with `extra` arguments.
 pub(crate) fn deploy(pipeline: &Pipeline, extra: &[&str]) -> String {
+    deploy_build(pipeline, &crate::plugins::wasm("windowed-count"), extra)
+}
+
+/// [`deploy`] with the component at `wasm`.
+fn deploy_build(pipeline: &Pipeline, wasm: &std::path::Path, extra: &[&str]) -> String {
     let mut args = vec![
+        "processor",
+        "deploy",
+        "counter",
+        "--wasm",
+        wasm.to_str().unwrap(),
         "--input",
         "views",
         "--output",
@@ -26,7 +36,31 @@ pub(crate) fn deploy(pipeline: &Pipeline, extra: &[&str]) -> String {
         "emit=update",
     ];
     args.extend_from_slice(extra);
-    pipeline.deploy("counter", "windowed-count", &args)
+    pipeline.sluice_ok(&args)
+}
+
+/// A new build of `windowed-count` as far as the broker can tell (another
+/// file, size and digest, so another stored blob and another compile):
+/// the component with a custom section `tag` appended. Its code is the
+/// same, so the state it finds is the state it wrote.
+fn new_build(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    let mut wasm = std::fs::read(crate::plugins::wasm("windowed-count")).unwrap();
+    let name = b"sluice-test-build";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(tag.as_bytes());
+    assert!(section.len() < 128, "one LEB128 byte for the size");
+    wasm.push(0); // a custom section
+    wasm.push(section.len() as u8);
+    wasm.extend_from_slice(&section);
+    let path = dir.join(format!("windowed-count-{tag}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+/// The size of the component the processor runs, from its status.
+fn running_wasm_bytes(pipeline: &Pipeline) -> u64 {
+    pipeline.status("counter")["wasm_bytes"].as_u64().unwrap()
 }
 
 fn window_count(pipeline: &Pipeline, key: &str) -> Option<u64> {
@@ -61,20 +95,44 @@ fn counted_a_and_b() -> Pipeline {
 #[test]
 fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     let mut pipeline = counted_a_and_b();
+    let builds = tempfile::tempdir().unwrap();
 
-    // A plugin upgrade (a redeploy, here with the same component) keeps
-    // state and position.
-    deploy(&pipeline, &[]);
+    // A plugin upgrade (a redeploy with a new build) keeps state and
+    // position.
+    let first = running_wasm_bytes(&pipeline);
+    let upgrade = new_build(builds.path(), "v2");
+    deploy_build(&pipeline, &upgrade, &[]);
+    let upgraded = std::fs::metadata(&upgrade).unwrap().len();
+    assert!(upgraded != first && running_wasm_bytes(&pipeline) == upgraded);
     produce_at(&pipeline, "views", 0, &records("a", 5));
     wait_settled(&pipeline, "counter", 55);
     assert_eq!(window_count(&pipeline, "a"), Some(35));
 
-    // So does a crash.
+    // So does a crash, and an upgrade right after it: the new build runs
+    // from the last commit on the recovered state.
     pipeline.restart("KILL");
+    assert_eq!(running_wasm_bytes(&pipeline), upgraded);
+    let again = new_build(builds.path(), "v3-longer");
+    deploy_build(&pipeline, &again, &[]);
     produce_at(&pipeline, "views", 1, &records("b", 4));
     wait_settled(&pipeline, "counter", 59);
+    assert_eq!(
+        running_wasm_bytes(&pipeline),
+        std::fs::metadata(&again).unwrap().len()
+    );
     assert_eq!(window_count(&pipeline, "b"), Some(24));
     assert_eq!(window_count(&pipeline, "a"), Some(35));
+    // And a crash right after an upgrade: it survives, still running.
+    let last = new_build(builds.path(), "v4-longest-yet");
+    deploy_build(&pipeline, &last, &[]);
+    pipeline.restart("KILL");
+    assert_eq!(
+        running_wasm_bytes(&pipeline),
+        std::fs::metadata(&last).unwrap().len()
+    );
+    produce_at(&pipeline, "views", 0, &records("a", 1));
+    wait_settled(&pipeline, "counter", 60);
+    assert_eq!(window_count(&pipeline, "a"), Some(36));
     let before = get_json(
         &pipeline,
         "/v1/processors/counter/stores/counts/keys?limit=100",
@@ -102,11 +160,11 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--reset-state"), "{stderr}");
-    assert_eq!(window_count(&pipeline, "a"), Some(35));
+    assert_eq!(window_count(&pipeline, "a"), Some(36));
 
     // --from earliest --reset-state rebuilds the same state from the input.
     deploy(&pipeline, &["--from", "earliest", "--reset-state"]);
-    wait_settled(&pipeline, "counter", 59);
+    wait_settled(&pipeline, "counter", 60);
     let after = get_json(
         &pipeline,
         "/v1/processors/counter/stores/counts/keys?limit=100",
@@ -127,7 +185,7 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     pipeline.sluice_ok(&["processor", "remove", "counter"]);
     deploy(&pipeline, &["--from", "latest"]);
     produce_at(&pipeline, "views", 0, &records("a", 1));
-    wait_settled(&pipeline, "counter", 60);
+    wait_settled(&pipeline, "counter", 61);
     assert_eq!(window_count(&pipeline, "a"), Some(1));
 }
 

@@ -244,4 +244,35 @@ fn prefix_scans_page_with_cursors_and_stay_within_their_prefix() {
     let (code, answer) = super::get_json(&pipeline, &format!("{scan}&cursor=-1:"));
     assert_eq!(code, 400, "{answer:#}");
     assert!(answer.to_string().contains("cursor"), "{answer:#}");
+    // A key range, from inclusive to exclusive, pages the same way; open
+    // at either end; a prefix with a range is refused.
+    let range = format!("{scan}&from=acc-03&to=bob-02");
+    assert_eq!(
+        scan_keys(&pipeline, &range, None),
+        ["acc-03", "acc-04", "acc-05", "bob-01"]
+    );
+    let above = format!("{scan}&from=bob-02");
+    assert_eq!(scan_keys(&pipeline, &above, None), ["bob-02", "zed"]);
+    let below = format!("{scan}&to=acc-02");
+    assert_eq!(scan_keys(&pipeline, &below, None), ["acc-01"]);
+    let (code, answer) = super::get_json(&pipeline, &format!("{scan}&prefix=acc-&from=acc-02"));
+    assert_eq!(code, 400, "{answer:#}");
+
+    // The processor's consumer group mirrors the committed position, for
+    // Kafka tools.
+    let described = pipeline.sluice_ok(&[
+        "group",
+        "describe",
+        "sluice-processor-balances",
+        "--format",
+        "json",
+    ]);
+    let described: Value = serde_json::from_str(&described).unwrap();
+    let offsets = &described["offsets"][0];
+    assert_eq!(offsets["topic"], "account-events", "{described:#}");
+    assert_eq!(
+        offsets["committed_offset"].as_i64(),
+        Some(ids.len() as i64),
+        "{described:#}"
+    );
 }
