@@ -3,6 +3,8 @@
 # projection of them, rebuilt from the events at will.
 #   account-events ──projection──▶ balances (compacted; store `accounts`)
 #   account-events ──projection, --from earliest──▶ balances-rebuilt
+# then the live projection itself is rebuilt in place (`--from earliest
+# --reset-state`) and must come back to the same state.
 #
 # Needs a running broker (`sluice serve`), kcat and python3. Environment:
 #   SLUICE_BROKERS (default 127.0.0.1:9092), SLUICE_ADMIN (default
@@ -33,6 +35,21 @@ wait_settled() {
 import json, sys
 s = json.load(sys.stdin)
 print("yes" if s["records_in"] >= int(sys.argv[1]) and s["lag"] == 0 else "no")' "$2")"
+        [ "$settled" = yes ] && return 0
+        sleep 0.1
+    done
+    echo "processor $1 did not settle" >&2
+}
+
+# Waits (at most 60 s) until processor $1's committed input offsets add
+# up to $2 with no lag (after a reset they start again from 0).
+wait_committed() {
+    for _ in $(seq 1 600); do
+        settled="$("$sluice" processor status "$1" --format json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+committed = sum(max(p["committed_offset"], 0) for p in s["partitions"])
+print("yes" if committed >= int(sys.argv[1]) and s["lag"] == 0 else "no")' "$2")"
         [ "$settled" = yes ] && return 0
         sleep 0.1
     done
@@ -140,6 +157,32 @@ if [ -s "$work/live-state.txt" ] && cmp -s "$work/live-state.txt" "$work/rebuilt
 else
     echo "state DIFFERENT"
     diff "$work/live-state.txt" "$work/rebuilt-state.txt" || true
+    wrong=1
+fi
+echo
+
+# Reset: the live projection thrown away and rebuilt in place from the
+# first event must come back to the same state, in its store and as the
+# latest state per account on its topic.
+"$sluice" processor deploy balances --wasm "$PLUGINS/projection.wasm" \
+    --input account-events --output balances --store accounts \
+    --from earliest --reset-state >/dev/null
+wait_committed balances 500
+latest_per_key balances >"$work/reset.tsv"
+"$sluice" processor state scan balances accounts --limit 1000 >"$work/reset-state.txt"
+echo "reset:"
+if cmp -s "$work/live.tsv" "$work/reset.tsv"; then
+    echo "topic equal ($(wc -l <"$work/reset.tsv") accounts)"
+else
+    echo "topic DIFFERENT"
+    diff "$work/live.tsv" "$work/reset.tsv" || true
+    wrong=1
+fi
+if cmp -s "$work/live-state.txt" "$work/reset-state.txt"; then
+    echo "state equal"
+else
+    echo "state DIFFERENT"
+    diff "$work/live-state.txt" "$work/reset-state.txt" || true
     wrong=1
 fi
 exit "$wrong"

@@ -111,6 +111,13 @@ fn event_sourcing_example_projects_balances_and_a_rebuild_equals_the_live_projec
         ["topic equal (11 accounts)", "state equal"],
         "{stdout}"
     );
+    assert_eq!(
+        section(&stdout, "reset:"),
+        ["topic equal (11 accounts)", "state equal"],
+        "{stdout}"
+    );
+    // The live projection's figures count from its reset redeploy: all
+    // 500 events processed again.
     for name in ["balances", "balances-rebuilt"] {
         let status = pipeline.status(name);
         assert_eq!(status["records_in"], 500, "{name}: {status:#}");
