@@ -23,6 +23,7 @@ mod enrich;
 mod inputs;
 pub(crate) mod lifecycle;
 mod pacing;
+mod policies;
 mod projection;
 mod repartition;
 mod windows;
