@@ -1,14 +1,19 @@
 //! Exactly-once under kill -9: the broker is killed at random points
-//! while it processes, dozens of times; afterwards the outputs
+//! while it processes, dozens of times, half of them in the middle of a
+//! produce; afterwards no acknowledged input is missing and the outputs
 //! (read_committed) and the queried state equal a reference computed from
 //! the input log, with no window lost or emitted twice and the same late
 //! records dropped.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::windows::traffic;
 use super::WindowOracle;
-use super::{emitted_windows, get_json, input_log, pause, produce_at, wait_settled, Random};
+use super::{
+    emitted_windows, get_json, input_log, pause, produce_at, produce_to, wait_settled, Random,
+};
 use crate::processors::Pipeline;
 
 /// Kills in the loop below.
@@ -21,6 +26,15 @@ fn oracle_records() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000)
+}
+
+/// The input's records in all: the sum of its partitions' high
+/// watermarks (none is transactional).
+fn log_end(pipeline: &Pipeline) -> i64 {
+    let mut client = crate::kafka::KafkaClient::connect(pipeline.broker.kafka);
+    (0..6)
+        .map(|partition| crate::transactions::watermarks(&mut client, "views", partition).0)
+        .sum()
 }
 
 #[test]
@@ -59,33 +73,81 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
         &["--config", "grace_ms=200", "--commit-interval-ms", "20"],
     );
     let mut random = Random::new(2026);
-    let mut total = 0i64;
     let mut next = [0usize; 6];
+    // Records acknowledged per partition: all must be in the log.
+    let acked: Arc<[AtomicUsize; 6]> = Arc::new(Default::default());
+    let sum = |acked: &[AtomicUsize; 6]| -> usize {
+        acked.iter().map(|a| a.load(Ordering::SeqCst)).sum()
+    };
+    let mut cut_short = 0;
     for round in 0..KILLS {
         // A few thousand records over the partitions, then a kill at a
-        // random moment while the tasks work through them.
+        // random moment while the tasks work through them: in even rounds
+        // while they are being produced too (the producer stops at the
+        // kill; what it wrote unacknowledged may be in the log or not).
         let per_round = oracle_records() / KILLS / 6;
+        let mut batches = Vec::new();
         for partition in 0..6 {
             let count = per_round / 2 + random.below(per_round as u64) as usize;
             let records: Vec<_> =
                 traffic(&mut random, partition, next[partition as usize] + count, 50)
                     .split_off(next[partition as usize]);
             next[partition as usize] += count;
-            total += records.len() as i64;
-            produce_at(&pipeline, "views", partition, &records);
+            batches.push((partition, records));
         }
-        pause(random.below(60));
+        let kafka = pipeline.broker.kafka;
+        let acked_before = sum(&acked);
+        let acked_now = acked.clone();
+        let producer = std::thread::spawn(move || {
+            for (partition, records) in batches {
+                let acked = &acked_now[partition as usize];
+                produce_to(kafka, "views", partition, &records, |n| {
+                    acked.fetch_add(n, Ordering::SeqCst);
+                });
+            }
+        });
+        let producing = if round % 2 == 1 {
+            assert!(producer.join().is_ok(), "round {round}: produce failed");
+            pause(random.below(60));
+            None
+        } else {
+            // Killed once the round's first request is acknowledged.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while sum(&acked) == acked_before && !producer.is_finished() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: no ack"
+                );
+                pause(1);
+            }
+            pause(random.below(20));
+            Some(producer)
+        };
         pipeline.restart("KILL");
+        // The producer fails at the kill, unless it was done before.
+        if producing.is_some_and(|producer| producer.join().is_err()) {
+            cut_short += 1;
+        }
         if round % 10 == 9 {
             // Now and then let it catch up, so kills also land at commits
             // of caught-up tasks and during recovery.
-            wait_settled(&pipeline, "views-per-second", total);
+            wait_settled(&pipeline, "views-per-second", log_end(&pipeline));
         }
     }
+    let total = log_end(&pipeline);
     let status = wait_settled(&pipeline, "views-per-second", total);
     let per_user = wait_settled(&pipeline, "views-per-user", total);
     let log = input_log(&pipeline, "views");
     assert_eq!(log.values().map(Vec::len).sum::<usize>() as i64, total);
+    for (partition, acked) in acked.iter().enumerate() {
+        let logged = log.get(&(partition as i64)).map_or(0, Vec::len);
+        let acked = acked.load(Ordering::SeqCst);
+        assert!(
+            logged >= acked,
+            "partition {partition}: {acked} records acknowledged, {logged} in the log"
+        );
+    }
+    assert!(cut_short > 0, "no kill landed during a produce");
     let oracle = WindowOracle::compute(&log, 1000, 200);
 
     let emitted = emitted_windows(&pipeline.consume("counts"));

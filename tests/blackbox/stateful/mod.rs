@@ -34,7 +34,19 @@ pub(crate) type Input = (String, i64);
 /// Produces `records` to `partition` of `topic` as one batch per 500, with
 /// their own timestamps (acks=all).
 pub(crate) fn produce_at(pipeline: &Pipeline, topic: &str, partition: i32, records: &[Input]) {
-    let mut client = KafkaClient::connect(pipeline.broker.kafka);
+    produce_to(pipeline.broker.kafka, topic, partition, records, |_| {});
+}
+
+/// [`produce_at`] to the broker at `kafka`, calling `acked` with the
+/// number of records of each acknowledged request.
+pub(crate) fn produce_to(
+    kafka: std::net::SocketAddr,
+    topic: &str,
+    partition: i32,
+    records: &[Input],
+    mut acked: impl FnMut(usize),
+) {
+    let mut client = KafkaClient::connect(kafka);
     for chunk in records.chunks(500) {
         let entries: Vec<build::Entry> = chunk
             .iter()
@@ -49,6 +61,7 @@ pub(crate) fn produce_at(pipeline: &Pipeline, topic: &str, partition: i32, recor
         let batch = build::batch(&entries, Compression::None).freeze();
         let code = client.produce(topic, partition, batch);
         assert_eq!(code, 0, "produce to {topic}/{partition}");
+        acked(chunk.len());
     }
 }
 
