@@ -15,6 +15,7 @@
 //! pollables that can be pending here (stdin is closed, stdout and stderr
 //! are sinks, there are no files or sockets), so no `poll` ever blocks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -41,8 +42,10 @@ impl CallDeadline {
     }
 
     /// Waits `wait` on this thread if the call's deadline allows it;
-    /// otherwise records the refusal and returns the trap.
-    fn wait(&mut self, wait: Duration) -> wasmtime::Result<()> {
+    /// otherwise records the refusal and returns the trap. Ends early,
+    /// with a trap, when `interrupt` is set (checked every
+    /// [`INTERRUPT_CHECK`]).
+    fn wait(&mut self, wait: Duration, interrupt: &AtomicBool) -> wasmtime::Result<()> {
         // A wait too long to represent is past any deadline.
         if Instant::now()
             .checked_add(wait)
@@ -53,10 +56,22 @@ impl CallDeadline {
                 "time limit exceeded (a wait past the deadline)"
             ));
         }
-        std::thread::sleep(wait);
-        Ok(())
+        let end = Instant::now() + wait;
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(INTERRUPT_CHECK));
+        }
     }
 }
+
+/// How often a guest's wait looks whether its task is stopping.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(10);
 
 impl monotonic_clock::Host for HostState {
     fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
@@ -79,7 +94,8 @@ impl monotonic_clock::Host for HostState {
         &mut self,
         nanoseconds: monotonic_clock::Duration,
     ) -> wasmtime::Result<wasmtime::component::Resource<DynPollable>> {
-        self.deadline.wait(Duration::from_nanos(nanoseconds))?;
+        self.deadline
+            .wait(Duration::from_nanos(nanoseconds), &self.interrupt)?;
         monotonic_clock::Host::subscribe_duration(&mut self.clocks(), 0)
     }
 }
@@ -164,14 +180,40 @@ mod tests {
     #[test]
     fn waits_past_the_deadline_are_refused_at_once_and_shorter_ones_served() {
         let mut deadline = CallDeadline::new(Duration::from_secs(10));
-        deadline.wait(Duration::ZERO).unwrap();
-        deadline.wait(Duration::from_millis(1)).unwrap();
+        let running = AtomicBool::new(false);
+        deadline.wait(Duration::ZERO, &running).unwrap();
+        deadline.wait(Duration::from_millis(1), &running).unwrap();
         assert_eq!(deadline.refused_wait, None);
-        let error = deadline.wait(Duration::from_secs(3_600)).unwrap_err();
+        let error = deadline
+            .wait(Duration::from_secs(3_600), &running)
+            .unwrap_err();
         assert!(error.to_string().contains("time limit exceeded"), "{error}");
         assert_eq!(deadline.refused_wait, Some(Duration::from_secs(3_600)));
         // The guest's largest duration neither panics nor waits.
-        deadline.wait(Duration::from_nanos(u64::MAX)).unwrap_err();
-        deadline.wait(Duration::MAX).unwrap_err();
+        deadline
+            .wait(Duration::from_nanos(u64::MAX), &running)
+            .unwrap_err();
+        deadline.wait(Duration::MAX, &running).unwrap_err();
+    }
+
+    #[test]
+    fn a_wait_ends_when_its_task_stops() {
+        let mut deadline = CallDeadline::new(Duration::from_secs(600));
+        let stopping = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stopping.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            flag.store(true, Ordering::Relaxed);
+        });
+        // Were the flag not looked at, this would wait five minutes.
+        let error = deadline
+            .wait(Duration::from_secs(300), &stopping)
+            .unwrap_err();
+        assert!(
+            matches!(error.downcast_ref(), Some(wasmtime::Trap::Interrupt)),
+            "{error}"
+        );
+        assert_eq!(deadline.refused_wait, None);
+        stopper.join().unwrap();
     }
 }

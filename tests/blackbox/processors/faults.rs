@@ -253,6 +253,59 @@ fn a_sleeping_plugin_cannot_outlast_the_time_limit() {
     assert!(status.success(), "exit after SIGTERM: {status:?}");
 }
 
+/// Stopping a task ends its running call, whatever its time limit: with
+/// a ten-minute limit, a plugin sleeping five minutes or spinning for
+/// good does not hold up `remove` or a redeploy, and on SIGTERM the
+/// broker does not wait out its grace period.
+#[test]
+fn stopping_a_task_ends_its_call_whatever_the_time_limit() {
+    let mut pipeline = Pipeline::start();
+    for topic in ["in", "out"] {
+        pipeline.create_topic(topic, 1);
+    }
+    pipeline.produce("in", &[(Some("k"), "boom")]);
+    let patient = |name: &str, plugin: &str, extra: &[&str]| {
+        let mut args = vec!["--input", "in", "--output", "out", "--timeout-ms", "600000"];
+        args.extend_from_slice(extra);
+        pipeline.deploy(name, plugin, &args);
+        pipeline.wait_for(name, "its call under way", |s| {
+            s["partitions"][0]["state"] == "running" && s["records_in"] == 0
+        });
+    };
+    let bound = Duration::from_secs(20);
+    patient("sleeper", "fault-sleep", &["--config", "seconds=300"]);
+    let output = sluice_within(&pipeline, &["processor", "remove", "sleeper"], bound);
+    assert!(output.status.success(), "{output:?}");
+    patient("spinner", "fault-loop", &[]);
+    let wasm = crate::plugins::wasm("fault-loop");
+    let redeploy = [
+        "processor",
+        "deploy",
+        "spinner",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--config",
+        "trigger=never-seen",
+    ];
+    let output = sluice_within(&pipeline, &redeploy, bound);
+    assert!(output.status.success(), "{output:?}");
+    pipeline.wait_caught_up("spinner", 1);
+    pipeline.sluice_ok(&["processor", "remove", "spinner"]);
+    patient("napper", "fault-sleep", &["--config", "seconds=300"]);
+    let status = pipeline.broker.stop_with("TERM", bound);
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    // The call ended with the task, not with the grace period.
+    let lines = pipeline.broker.stderr_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("did not finish")),
+        "{lines:#?}"
+    );
+}
+
 /// A plugin's error message is cut to a bound wherever it lands: a 10 MiB
 /// message becomes at most about a kilobyte in the status and in the
 /// dead letter's `sluice.error` header, and the dead letter is written.

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::windows::traffic;
 use super::WindowOracle;
 use super::{
@@ -268,6 +270,122 @@ fn crashes_at_each_step_of_the_commit_leave_exact_results() {
             "{point}"
         );
     }
+}
+
+/// The fourth crash point, in the middle of an abort: a redeploy
+/// interrupts a call while the task's transaction is open in several
+/// output partitions, the task aborts it, and the broker dies after the
+/// first partition's abort marker. After a restart, recovery aborts the
+/// rest, and every record's output is read (read_committed) exactly once.
+#[test]
+fn a_crash_in_the_middle_of_an_abort_leaves_exact_results() {
+    let mut pipeline = Pipeline::start_with_env(&[("SLUICE_TEST_CRASH", "during-abort")]);
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("out", 3);
+    // Stateless but exactly-once: transactions and commits without
+    // stores. A record holding "doze-here" sleeps in the call; the
+    // longest commit interval puts a caught-up task's second commit 15 s
+    // after its first.
+    pipeline.deploy(
+        "dozer",
+        "fault-sleep",
+        &[
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--guarantee",
+            "exactly-once",
+            "--commit-interval-ms",
+            "60000",
+            "--timeout-ms",
+            "600000",
+            "--config",
+            "trigger=doze-here",
+            "--config",
+            "seconds=300",
+        ],
+    );
+    let keyed = |prefix: &str| -> Vec<(String, String)> {
+        (0..12)
+            .map(|i| (format!("{prefix}-{i}"), format!("{prefix}-{i}")))
+            .collect()
+    };
+    let produce = |records: &[(String, String)]| {
+        let pairs: Vec<(Option<&str>, &str)> = records
+            .iter()
+            .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+            .collect();
+        pipeline.produce("in", &pairs);
+    };
+    let committed = |s: &Value| s["partitions"][0]["committed_offset"].as_i64();
+    // Committed at once: the task's first commit after it caught up.
+    produce(&keyed("a"));
+    pipeline.wait_for("dozer", "a committed", |s| committed(s) == Some(12));
+    // Processed, its commit 15 s away: a transaction open in several of
+    // the output's partitions.
+    produce(&keyed("b"));
+    pipeline.wait_for("dozer", "b processed", |s| {
+        s["records_in"] == 24 && s["partitions"][0]["state"] == "idle"
+    });
+    assert_eq!(committed(&pipeline.status("dozer")), Some(12));
+    // A call that sleeps.
+    produce(&[("c".to_string(), "c doze-here".to_string())]);
+    pipeline.wait_for("dozer", "the sleeping call", |s| {
+        s["partitions"][0]["state"] == "running"
+    });
+    // A redeploy (a trigger no record holds) stops the task: its call is
+    // interrupted and its transaction aborted. The answer may not come.
+    let _ = pipeline.sluice(&[
+        "processor",
+        "deploy",
+        "dozer",
+        "--wasm",
+        crate::plugins::wasm("fault-sleep").to_str().unwrap(),
+        "--input",
+        "in",
+        "--output",
+        "out",
+        "--guarantee",
+        "exactly-once",
+        "--config",
+        "trigger=never-seen",
+    ]);
+    // Restarted without the crash point (and, should the redeploy not
+    // have been recorded, with the new trigger all the same), so the
+    // records are processed again to the end.
+    let status = pipeline.restart_after_exit_with(std::time::Duration::from_secs(60), |data| {
+        let spec = data.join("processors/dozer.json");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(&spec, text.replace("doze-here", "never-seen")).unwrap();
+    });
+    assert!(!status.success(), "the broker should have aborted");
+    pipeline.wait_for("dozer", "all committed", |s| committed(s) == Some(25));
+    let mut read: Vec<String> = pipeline
+        .consume("out")
+        .into_iter()
+        .map(|r| r.value.unwrap())
+        .collect();
+    read.sort();
+    let mut expected: Vec<String> = keyed("a")
+        .into_iter()
+        .chain(keyed("b"))
+        .map(|(_, v)| v)
+        .chain(["c doze-here".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(read, expected);
+    // b's first outputs are in the log, aborted, in more than one
+    // partition; nothing is left open.
+    let mut client = crate::kafka::KafkaClient::connect(pipeline.broker.kafka);
+    let mut written = 0;
+    for partition in 0..3 {
+        let (high_watermark, last_stable) =
+            crate::transactions::watermarks(&mut client, "out", partition);
+        assert_eq!(last_stable, high_watermark, "out/{partition} left open");
+        written += high_watermark;
+    }
+    assert!(written > 25 + 12, "b's aborted outputs: {written} offsets");
 }
 
 /// A transaction a crash left open is ended at startup even when its

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, Func, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::lift::{with_output_bytes_max, OutputLimitExceeded, Outputs};
@@ -349,6 +349,9 @@ pub(crate) struct HostState {
     logs_dropped: u64,
     /// The calling task's state and clock, lent for the call (0.2).
     pub(super) task: TaskContext,
+    /// Set when the task stops: the running call ends at the next epoch
+    /// tick, or within a tick of a guest's wait (see `Invoke::interrupt_on`).
+    pub(crate) interrupt: Arc<AtomicBool>,
 }
 
 impl v01::sluice::processor::types::Host for HostState {}
@@ -422,6 +425,13 @@ pub trait Invoke: Send {
     fn memory_bytes(&self) -> usize {
         0
     }
+
+    /// Ends a running call soon after `flag` is set (the task is being
+    /// stopped: removed, redeployed, or the broker shutting down), as the
+    /// time limit would, rather than letting it run to its limit.
+    fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
+        let _ = flag;
+    }
 }
 
 /// Makes a fresh processing instance (after a trap, or to start).
@@ -467,6 +477,10 @@ impl Invoke for Instance {
 
     fn memory_bytes(&self) -> usize {
         Instance::memory_bytes(self)
+    }
+
+    fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
+        self.store.data_mut().interrupt = flag;
     }
 }
 
@@ -514,10 +528,19 @@ impl Instance {
             log_window: (Instant::now(), 0),
             logs_dropped: 0,
             task: TaskContext::default(),
+            interrupt: Arc::new(AtomicBool::new(false)),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        // Every epoch tick: past the call's deadline, or the task stopping,
+        // ends the call (a trap the caller tells apart by its own flag).
+        store.epoch_deadline_callback(|store| {
+            let state = store.data();
+            if state.interrupt.load(Ordering::Relaxed) || Instant::now() >= state.deadline.at {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         arm_deadline(&mut store, &limits);
         let instantiated = plugin
             .pre
@@ -684,20 +707,15 @@ fn export_func(
         .ok_or_else(|| wasmtime::format_err!("no {interface}#{name} export"))
 }
 
-/// Starts a call's time limit: the epoch deadline for running code, the
-/// wall-clock deadline for the guest's timers.
+/// Starts a call's time limit: a wall-clock deadline, checked at every
+/// epoch tick for running code and held to by the guest's timers.
 fn arm_deadline(store: &mut Store<HostState>, limits: &Limits) {
-    store.set_epoch_deadline(deadline_ticks(limits));
+    store.set_epoch_deadline(1);
     store.data_mut().deadline = CallDeadline::new(call_time_max(limits));
 }
 
 fn call_time_max(limits: &Limits) -> Duration {
     Duration::from_millis(limits.process_time_ms_max)
-}
-
-fn deadline_ticks(limits: &Limits) -> u64 {
-    let tick_ms = EPOCH_TICK.as_millis() as u64;
-    limits.process_time_ms_max.div_ceil(tick_ms).max(1)
 }
 
 /// Turns a wasmtime error into a message saying what happened, in terms

@@ -327,7 +327,11 @@ impl PartitionTask {
     }
 
     fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {
-        (self.factory)().map_err(|error| StepFailure::new(error.message().to_string(), None))
+        let mut instance = (self.factory)()
+            .map_err(|error| StepFailure::new(error.message().to_string(), None))?;
+        // Stopping the task (remove, redeploy, shutdown) ends its call.
+        instance.interrupt_on(self.abort.clone());
+        Ok(instance)
     }
 
     /// Reads the input being worked on until a batch's worth of records
