@@ -286,10 +286,15 @@ fn a_crash_in_the_middle_of_an_abort_leaves_exact_results() {
     // stores. A record holding "doze-here" sleeps in the call; the
     // longest commit interval puts a caught-up task's second commit 15 s
     // after its first.
-    pipeline.deploy(
-        "dozer",
-        "fault-sleep",
-        &[
+    let wasm = crate::plugins::wasm("fault-sleep");
+    let deploy = |trigger: &str| {
+        let trigger = format!("trigger={trigger}");
+        pipeline.sluice(&[
+            "processor",
+            "deploy",
+            "dozer",
+            "--wasm",
+            wasm.to_str().unwrap(),
             "--input",
             "in",
             "--output",
@@ -301,11 +306,13 @@ fn a_crash_in_the_middle_of_an_abort_leaves_exact_results() {
             "--timeout-ms",
             "600000",
             "--config",
-            "trigger=doze-here",
+            &trigger,
             "--config",
             "seconds=300",
-        ],
-    );
+        ])
+    };
+    let deployed = deploy("doze-here");
+    assert!(deployed.status.success(), "{deployed:?}");
     let keyed = |prefix: &str| -> Vec<(String, String)> {
         (0..12)
             .map(|i| (format!("{prefix}-{i}"), format!("{prefix}-{i}")))
@@ -336,21 +343,7 @@ fn a_crash_in_the_middle_of_an_abort_leaves_exact_results() {
     });
     // A redeploy (a trigger no record holds) stops the task: its call is
     // interrupted and its transaction aborted. The answer may not come.
-    let _ = pipeline.sluice(&[
-        "processor",
-        "deploy",
-        "dozer",
-        "--wasm",
-        crate::plugins::wasm("fault-sleep").to_str().unwrap(),
-        "--input",
-        "in",
-        "--output",
-        "out",
-        "--guarantee",
-        "exactly-once",
-        "--config",
-        "trigger=never-seen",
-    ]);
+    let _ = deploy("never-seen");
     // Restarted without the crash point (and, should the redeploy not
     // have been recorded, with the new trigger all the same), so the
     // records are processed again to the end.
