@@ -243,3 +243,45 @@ fn a_failing_timer_is_narrowed_down_and_the_others_in_its_call_still_fire() {
         "the error names the timer: {status:#}"
     );
 }
+
+/// A redeploy ends an `on-timer` call under way (here one sleeping, with
+/// a ten-minute time limit): the timer is not failed for it, even under
+/// `skip`, but stays due and fires once after the redeploy.
+#[test]
+fn a_timer_call_ended_by_a_redeploy_fires_after_it_not_skipped() {
+    let pipeline = Pipeline::start();
+    pipeline.create_topic("in", 1);
+    pipeline.create_topic("fired", 1);
+    let common = [
+        "--on-error",
+        "skip",
+        "--timeout-ms",
+        "600000",
+        "--config",
+        "event_delay_ms=0",
+        // Processing-time timers stay pending for the test's life.
+        "--config",
+        "processing_delay_ms=86400000",
+    ];
+    let mut sleepy = common.to_vec();
+    sleepy.extend_from_slice(&["--config", "sleep_key=k0", "--config", "sleep_seconds=300"]);
+    deploy_timer_echo(&pipeline, &sleepy);
+    // Its event-time timer is due at once (stream time is its timestamp):
+    // a call with that one timer, sleeping.
+    produce_at(&pipeline, "in", 0, &[("k0".into(), START_MS)]);
+    pipeline.wait_for("echo", "the sleeping on-timer call", |s| {
+        s["records_in"] == 1 && s["partitions"][0]["state"] == "running"
+    });
+    deploy_timer_echo(&pipeline, &common);
+    let fired = fired_at_least(&pipeline, 1);
+    let value: Value = serde_json::from_str(fired[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (value["domain"].as_str(), value["key"].as_str()),
+        (Some("event"), Some("k0"))
+    );
+    let status = pipeline.wait_for("echo", "committed", |s| {
+        s["partitions"][0]["committed_offset"] == 1
+    });
+    assert_eq!(status["skipped"], 0, "{status:#}");
+    assert_eq!(pipeline.consume("fired").len(), 1);
+}

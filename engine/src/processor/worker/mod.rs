@@ -373,7 +373,7 @@ impl PartitionTask {
             Err(failure) => failure,
         };
         if self.abort.load(Ordering::Relaxed) {
-            return Err(StepFailure::new("interrupted by shutdown", None));
+            return Err(StepFailure::new("interrupted: the task is stopping (remove, redeploy or shutdown); its uncommitted work is redone", None));
         }
         if failure.host {
             return Err(StepFailure::new(failure.message, None));

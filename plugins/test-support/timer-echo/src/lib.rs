@@ -6,7 +6,9 @@
 //! them: each timer must fire exactly once, across crashes.
 //!
 //! With `fail_key`, the call firing that key's timers fails (with no index,
-//! so the broker must narrow the call down to find the timer).
+//! so the broker must narrow the call down to find the timer). With
+//! `sleep_key`, the call firing that key's timers first sleeps
+//! `sleep_seconds` (a call for the broker to interrupt).
 
 use serde::Deserialize;
 use sluice_sdk::clock::{self, Domain};
@@ -19,6 +21,10 @@ pub struct Config {
     processing_delay_ms: i64,
     #[serde(default)]
     fail_key: Option<String>,
+    #[serde(default)]
+    sleep_key: Option<String>,
+    #[serde(default)]
+    sleep_seconds: u64,
 }
 
 pub struct TimerEcho {
@@ -48,6 +54,11 @@ impl Processor for TimerEcho {
     }
 
     fn on_timer(&mut self, timers: Vec<Timer>, outputs: &mut Outputs) -> Result<(), ProcessError> {
+        if let Some(sleep) = &self.config.sleep_key {
+            if timers.iter().any(|timer| timer.key == sleep.as_bytes()) {
+                std::thread::sleep(std::time::Duration::from_secs(self.config.sleep_seconds));
+            }
+        }
         if let Some(fail) = &self.config.fail_key {
             if timers.iter().any(|timer| timer.key == fail.as_bytes()) {
                 return Err(ProcessError::new(format!("refusing the timers of {fail}")));

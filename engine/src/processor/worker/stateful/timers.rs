@@ -158,19 +158,21 @@ impl PartitionTask {
         };
         self.state_mut().rollback();
         self.context.late_dropped = late_dropped;
-        if failure.host {
-            return Err(StepFailure::new(failure.message, None));
-        }
         if failure.trapped {
             self.instance = None;
+        }
+        if self.abort.load(Ordering::Relaxed) {
+            // The task is stopping and its call was ended for that (or
+            // failed meanwhile): the timers stay due, not failed.
+            return Ok(false);
+        }
+        if failure.host {
+            return Err(StepFailure::new(failure.message, None));
         }
         if failure.commit_first {
             return Ok(false);
         }
         if timers.len() > 1 {
-            if self.abort.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
             let (first, rest) = timers.split_at(timers.len() / 2);
             if !self.fire(first, routed)? {
                 return Ok(false);
