@@ -278,19 +278,18 @@ fn stopping_a_task_ends_its_call_whatever_the_time_limit() {
     assert!(output.status.success(), "{output:?}");
     patient("spinner", "fault-loop", &[]);
     let wasm = crate::plugins::wasm("fault-loop");
-    let redeploy = [
-        "processor",
-        "deploy",
+    let redeploy = super::deploy_args(
         "spinner",
-        "--wasm",
-        wasm.to_str().unwrap(),
-        "--input",
-        "in",
-        "--output",
-        "out",
-        "--config",
-        "trigger=never-seen",
-    ];
+        &wasm,
+        &[
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--config",
+            "trigger=never-seen",
+        ],
+    );
     let output = sluice_within(&pipeline, &redeploy, bound);
     assert!(output.status.success(), "{output:?}");
     pipeline.wait_caught_up("spinner", 1);

@@ -336,17 +336,27 @@ impl Pipeline {
 
     /// `sluice processor deploy NAME --wasm PLUGIN ARGS…`.
     pub(crate) fn deploy(&self, name: &str, plugin: &str, args: &[&str]) -> String {
-        let wasm = wasm(plugin);
-        let mut all = vec![
-            "processor",
-            "deploy",
-            name,
-            "--wasm",
-            wasm.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        self.sluice_ok(&all)
+        self.deploy_wasm(name, &wasm(plugin), args)
     }
+
+    /// [`Pipeline::deploy`] of the component at `wasm`.
+    pub(crate) fn deploy_wasm(&self, name: &str, wasm: &Path, args: &[&str]) -> String {
+        self.sluice_ok(&deploy_args(name, wasm, args))
+    }
+}
+
+/// The arguments of `sluice processor deploy NAME --wasm WASM ARGS…`, for
+/// a test that runs it otherwise (its answer may not come, say).
+pub(crate) fn deploy_args<'a>(name: &'a str, wasm: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "processor",
+        "deploy",
+        name,
+        "--wasm",
+        wasm.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all
 }
 
 impl Drop for Pipeline {

@@ -289,27 +289,26 @@ fn a_crash_in_the_middle_of_an_abort_leaves_exact_results() {
     let wasm = crate::plugins::wasm("fault-sleep");
     let deploy = |trigger: &str| {
         let trigger = format!("trigger={trigger}");
-        pipeline.sluice(&[
-            "processor",
-            "deploy",
+        pipeline.sluice(&crate::processors::deploy_args(
             "dozer",
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--input",
-            "in",
-            "--output",
-            "out",
-            "--guarantee",
-            "exactly-once",
-            "--commit-interval-ms",
-            "60000",
-            "--timeout-ms",
-            "600000",
-            "--config",
-            &trigger,
-            "--config",
-            "seconds=300",
-        ])
+            &wasm,
+            &[
+                "--input",
+                "in",
+                "--output",
+                "out",
+                "--guarantee",
+                "exactly-once",
+                "--commit-interval-ms",
+                "60000",
+                "--timeout-ms",
+                "600000",
+                "--config",
+                &trigger,
+                "--config",
+                "seconds=300",
+            ],
+        ))
     };
     let deployed = deploy("doze-here");
     assert!(deployed.status.success(), "{deployed:?}");

@@ -19,11 +19,6 @@ pub(crate) fn deploy(pipeline: &Pipeline, extra: &[&str]) -> String {
 /// [`deploy`] with the component at `wasm`.
 fn deploy_build(pipeline: &Pipeline, wasm: &std::path::Path, extra: &[&str]) -> String {
     let mut args = vec![
-        "processor",
-        "deploy",
-        "counter",
-        "--wasm",
-        wasm.to_str().unwrap(),
         "--input",
         "views",
         "--output",
@@ -36,7 +31,7 @@ fn deploy_build(pipeline: &Pipeline, wasm: &std::path::Path, extra: &[&str]) -> 
         "emit=update",
     ];
     args.extend_from_slice(extra);
-    pipeline.sluice_ok(&args)
+    pipeline.deploy_wasm("counter", wasm, &args)
 }
 
 /// A new build of `windowed-count` as far as the broker can tell (another
@@ -140,23 +135,23 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
     .1;
 
     // --from alone would count the input twice: refused.
-    let output = pipeline.sluice(&[
-        "processor",
-        "deploy",
+    let wasm = crate::plugins::wasm("windowed-count");
+    let output = pipeline.sluice(&crate::processors::deploy_args(
         "counter",
-        "--wasm",
-        crate::plugins::wasm("windowed-count").to_str().unwrap(),
-        "--input",
-        "views",
-        "--output",
-        "counts",
-        "--store",
-        "counts",
-        "--config",
-        "size_ms=60000",
-        "--from",
-        "earliest",
-    ]);
+        &wasm,
+        &[
+            "--input",
+            "views",
+            "--output",
+            "counts",
+            "--store",
+            "counts",
+            "--config",
+            "size_ms=60000",
+            "--from",
+            "earliest",
+        ],
+    ));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--reset-state"), "{stderr}");

@@ -351,7 +351,7 @@ pub(crate) struct HostState {
     pub(super) task: TaskContext,
     /// Set when the task stops: the running call ends at the next epoch
     /// tick, or within a tick of a guest's wait (see `Invoke::interrupt_on`).
-    pub(crate) interrupt: Arc<AtomicBool>,
+    pub(super) interrupt: Arc<AtomicBool>,
 }
 
 impl v01::sluice::processor::types::Host for HostState {}
