@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::processors::Pipeline;
 
 /// The samples of one scrape, by name, each with its labels.
-struct Scrape {
+pub(crate) struct Scrape {
     types: BTreeMap<String, String>,
     samples: Vec<(String, BTreeMap<String, String>, f64)>,
 }
@@ -20,7 +20,7 @@ struct Scrape {
 impl Scrape {
     /// Scrapes `pipeline`'s broker without the admin token (Prometheus
     /// does not send it) and parses the answer.
-    fn of(pipeline: &Pipeline) -> Self {
+    pub(crate) fn of(pipeline: &Pipeline) -> Self {
         let (code, text) = pipeline
             .broker
             .http_request_as("GET", "/metrics", &["Host: localhost"]);
@@ -77,7 +77,7 @@ impl Scrape {
     }
 
     /// The sum of `name`'s samples whose labels include all of `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.matching(name, labels).map(|(_, _, value)| value).sum()
     }
 

@@ -443,7 +443,7 @@ impl Sources {
     fn encode_processors(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         type Read = fn(&crate::processor::status::PartitionStats) -> u64;
-        let counters: [(&'static str, &'static str, Kind, Read); 11] = [
+        let counters: [(&'static str, &'static str, Kind, Read); 12] = [
             (
                 "sluice_processor_records_in",
                 "Input records processed.",
@@ -503,6 +503,15 @@ impl Sources {
                 "Entries in the stores of stateful processors (as of their last commits).",
                 Kind::Gauge,
                 |s| s.keys.load(Relaxed),
+            ),
+            (
+                "sluice_processor_open_windows",
+                "Windows open in the stores plugins opened as windowed (as of their last commits; 0 without one).",
+                Kind::Gauge,
+                |s| match s.open_windows.load(Relaxed) {
+                    u64::MAX => 0,
+                    open => open,
+                },
             ),
             (
                 "sluice_processor_restored_bytes",

@@ -234,6 +234,7 @@ impl Scratch {
             instance_memory_bytes: get(&stats.memory_bytes),
             timers_pending: get(&stats.timers_pending),
             keys: get(&stats.keys),
+            open_windows: Some(get(&stats.open_windows)).filter(|n| *n != u64::MAX),
             commits: get(&stats.commits),
             state_bytes: get(&stats.state_bytes),
         }
@@ -276,6 +277,8 @@ pub struct TaskFigures {
     pub instance_memory_bytes: u64,
     pub timers_pending: u64,
     pub keys: u64,
+    /// Entries of the stores the plugin opened as windowed (`None`: none).
+    pub open_windows: Option<u64>,
     pub commits: u64,
     pub state_bytes: u64,
 }

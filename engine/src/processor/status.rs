@@ -75,6 +75,9 @@ pub(crate) struct PartitionStats {
     pub(crate) timers_pending: AtomicU64,
     /// Entries in the task's stores (committed).
     pub(crate) keys: AtomicU64,
+    /// Entries in the stores its plugin opened as windowed: its open
+    /// windows (committed; `u64::MAX`: no windowed store).
+    pub(crate) open_windows: AtomicU64,
     /// Rebuilding lost state up to this input offset (-1: not).
     pub(crate) rebuild_until: AtomicI64,
     /// Restoring lost state from the changelog: whether, and the records
@@ -107,6 +110,7 @@ impl PartitionStats {
             state_bytes: AtomicU64::new(0),
             timers_pending: AtomicU64::new(0),
             keys: AtomicU64::new(0),
+            open_windows: AtomicU64::new(u64::MAX),
             rebuild_until: AtomicI64::new(-1),
             restoring: std::sync::atomic::AtomicBool::new(false),
             restored_records: AtomicU64::new(0),
@@ -202,6 +206,11 @@ pub(crate) struct StatefulStatus {
     /// Entries in the task's stores as of its last commit: counted as
     /// writes add and delete them, exact.
     pub(crate) keys: u64,
+    /// Windows open as of the last commit: the entries of the stores the
+    /// plugin opened as windowed (the SDK's windows: one per key's
+    /// window). Omitted when it opened none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) open_windows: Option<u64>,
     /// Rebuilding lost state: up to which input offset (the partition's
     /// `committed_offset` is how far it has got).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,6 +240,7 @@ impl PartitionStats {
             state_bytes: Self::get(&self.state_bytes),
             timers_pending: Self::get(&self.timers_pending),
             keys: Self::get(&self.keys),
+            open_windows: Some(Self::get(&self.open_windows)).filter(|n| *n != u64::MAX),
             rebuilding_until: Some(self.rebuild_until.load(Ordering::Relaxed))
                 .filter(|until| *until >= 0),
             restoring: self.restoring.load(Ordering::Relaxed).then(|| Restoring {

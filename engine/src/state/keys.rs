@@ -119,6 +119,15 @@ pub(crate) fn store_prefix(task: u32, name: &str) -> Vec<u8> {
     key
 }
 
+/// The store name of a store entry's full key (or a store prefix); empty
+/// for a key too short to hold one.
+pub(crate) fn store_name(key: &[u8]) -> &[u8] {
+    let Some(&len) = key.get(5) else {
+        return &[];
+    };
+    key.get(6..6 + usize::from(len)).unwrap_or(&[])
+}
+
 /// Whether `key` (a full key, or a store prefix) is in one of `task`'s
 /// stores.
 pub(crate) fn is_store_entry_of(task: u32, key: &[u8]) -> bool {

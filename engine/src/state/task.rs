@@ -21,9 +21,11 @@ use super::read_beside::ReadBeside;
 use super::staged::Staged;
 use super::StateError;
 
+mod counts;
 mod ranges;
 mod timers;
 
+use counts::KeyCounts;
 use timers::TimerBounds;
 
 /// A timer of a task.
@@ -68,11 +70,10 @@ pub(crate) struct TaskState {
     timers_delta: i64,
     /// `timers_delta` at the savepoint.
     timers_delta_saved: i64,
-    /// Entries of the task's stores added (+1) and removed (-1) since the
-    /// last commit, so the task keeps a count of its keys.
-    keys_delta: i64,
-    /// `keys_delta` at the savepoint.
-    keys_delta_saved: i64,
+    /// Entries of the task's stores added and removed since the last
+    /// commit, in all and per store, so the task keeps a count of its
+    /// keys.
+    keys: KeyCounts,
     /// What the task knows of where its timers lie, per timer domain.
     timer_bounds: [TimerBounds; 2],
     /// Hashes the keys of `TimerBounds::at_ceiling`.
@@ -139,8 +140,7 @@ impl TaskState {
             reported_bytes: 0,
             timers_delta: 0,
             timers_delta_saved: 0,
-            keys_delta: 0,
-            keys_delta_saved: 0,
+            keys: KeyCounts::default(),
             timer_bounds: Default::default(),
             timer_hasher: foldhash::fast::RandomState::default(),
             read_beside: ReadBeside::default(),
@@ -167,14 +167,14 @@ impl TaskState {
     /// theirs (`clear_range`).
     fn holds_every_key(&self) -> bool {
         self.committed_keys
-            .and_then(|keys| keys.checked_add_signed(self.keys_delta))
+            .and_then(|keys| keys.checked_add_signed(self.keys.delta()))
             .is_some_and(|keys| keys == self.entries.live())
     }
 
     /// Checks (debug builds: every test) that RocksDB holds nothing at
     /// `key`, which the task answered as absent without reading it.
     fn debug_check_absent(&self, key: &[u8]) {
-        let counts = (self.committed_keys, self.keys_delta, self.entries.live());
+        let counts = (self.committed_keys, self.keys.delta(), self.entries.live());
         check_absent(
             &self.processor,
             self.write_in_flight(),
@@ -316,7 +316,7 @@ impl TaskState {
         // cached, else nothing when the entries hold every key, else (a
         // write with no read before it) RocksDB, cached.
         let holds_every_key = self.holds_every_key();
-        let counts = (self.committed_keys, self.keys_delta, self.entries.live());
+        let counts = (self.committed_keys, self.keys.delta(), self.entries.live());
         let (processor, beside, cleared) = (&self.processor, &self.read_beside, &self.cleared);
         let in_flight = self.in_flight.as_ref().map(|pending| &pending.write);
         let existed = self.entries.stage(key, value, |key| {
@@ -339,7 +339,8 @@ impl TaskState {
             let value = processor.db.db().get_pinned_cf_opt(&family, key, &read)?;
             Ok::<_, StateError>(value.map(|value| value.to_vec()))
         })?;
-        self.keys_delta += i64::from(adds) - i64::from(existed);
+        self.keys
+            .add(keys::store_name(key), i64::from(adds) - i64::from(existed));
         Ok(())
     }
 
@@ -552,7 +553,12 @@ impl TaskState {
 
     /// Store entries added less entries removed since the last commit.
     pub(crate) fn keys_delta(&self) -> i64 {
-        self.keys_delta
+        self.keys.delta()
+    }
+
+    /// [`Self::keys_delta`] per store that changed: its name and delta.
+    pub(crate) fn store_keys_delta(&self) -> impl Iterator<Item = (&[u8], i64)> {
+        self.keys.per_store()
     }
 
     /// Starts a plugin call: its writes can be rolled back.
@@ -561,7 +567,7 @@ impl TaskState {
         self.staged.savepoint();
         self.entries.savepoint();
         self.timers_delta_saved = self.timers_delta;
-        self.keys_delta_saved = self.keys_delta;
+        self.keys.savepoint();
         self.cleared_saved = self.cleared.len();
     }
 
@@ -580,7 +586,7 @@ impl TaskState {
         self.entries.rollback();
         self.uncleared_after(self.cleared_saved);
         self.timers_delta = self.timers_delta_saved;
-        self.keys_delta = self.keys_delta_saved;
+        self.keys.rollback();
         // A timer removed in the call may be back below a floor, and
         // earlier than the earliest known.
         for bounds in &mut self.timer_bounds {
@@ -628,8 +634,7 @@ impl TaskState {
         self.cleared_saved = 0;
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
-        self.keys_delta = 0;
-        self.keys_delta_saved = 0;
+        self.keys.take();
         self.forget_timer_bounds();
         self.report();
     }
@@ -680,8 +685,7 @@ impl TaskState {
         let staged = self.staged.take();
         self.timers_delta = 0;
         self.timers_delta_saved = 0;
-        let keys_delta = std::mem::take(&mut self.keys_delta);
-        self.keys_delta_saved = 0;
+        let keys_delta = self.keys.take();
         let batch = self.commit_batch(&staged, meta);
         let cleared = std::mem::take(&mut self.cleared);
         self.cleared_saved = 0;

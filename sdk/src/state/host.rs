@@ -31,6 +31,8 @@ pub(crate) struct TaskState {
     pub(crate) declared: Option<BTreeSet<String>>,
     /// Read-only stores (materialised tables): writes trap.
     pub(crate) tables: BTreeSet<String>,
+    /// The stores opened as windowed (their entries are open windows).
+    pub(crate) windowed: BTreeSet<String>,
     /// Every store's entries, by store name.
     pub(crate) stores: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
     /// The largest timestamp of the records before the current batch.
@@ -77,6 +79,19 @@ impl TaskState {
         Err(format!(
             "store `{name}` is not declared by this processor's deployment (declare it with --store {name})"
         ))
+    }
+
+    /// Whether store `name` opens here as windowed (not a table); it is
+    /// remembered as windowed.
+    pub(crate) fn open_windowed(&mut self, name: &str) -> Result<(), String> {
+        if self.tables.contains(name) {
+            return Err(format!(
+                "store `{name}` is a read-only table: it cannot be opened as windowed"
+            ));
+        }
+        self.open(name)?;
+        self.windowed.insert(name.to_owned());
+        Ok(())
     }
 
     /// Store `name`'s entries, for reading.

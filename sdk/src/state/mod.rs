@@ -70,14 +70,37 @@ impl Store {
     /// Opens store `name` of this task. Fails for a name the deployment
     /// does not declare.
     pub fn open(name: &str) -> Result<Self> {
+        Self::opening(name, false)
+    }
+
+    /// Opens store `name` as a windowed store: one entry per key's
+    /// window, so the broker counts its entries as the partition's open
+    /// windows (`open_windows` in the processor's status). The SDK's
+    /// windows ([`crate::window`]) open their stores so. Otherwise the
+    /// same as [`Store::open`]; a table is refused.
+    pub fn open_windowed(name: &str) -> Result<Self> {
+        Self::opening(name, true)
+    }
+
+    fn opening(name: &str, windowed: bool) -> Result<Self> {
         #[cfg(target_arch = "wasm32")]
-        let store =
-            crate::bindings::sluice::processor::state::Store::open(name).map(|handle| Self {
+        let store = {
+            use crate::bindings::sluice::processor::state::Store as Handle;
+            match windowed {
+                true => Handle::open_windowed(name),
+                false => Handle::open(name),
+            }
+            .map(|handle| Self {
                 name: name.to_owned(),
                 handle,
-            });
+            })
+        };
         #[cfg(not(target_arch = "wasm32"))]
-        let store = host::with(|task| task.open(name)).map(|()| Self {
+        let store = host::with(|task| match windowed {
+            true => task.open_windowed(name),
+            false => task.open(name),
+        })
+        .map(|()| Self {
             name: name.to_owned(),
         });
         store.map_err(|message| Error::new(message).context(format_args!("store `{name}`")))
@@ -395,6 +418,12 @@ mod tests {
         assert_eq!(table.get(b"x"), None);
         let write = std::panic::catch_unwind(|| table.put(b"x", b"1"));
         assert!(write.is_err());
+        let error = Store::open_windowed("rates").unwrap_err();
+        assert!(error.message().contains("read-only table"), "{error}");
+        assert!(Store::open_windowed("other").is_err());
+        Store::open_windowed("counts").unwrap();
+        let task = host::take();
+        assert_eq!(task.windowed, ["counts".to_owned()].into());
     }
 
     #[test]

@@ -395,6 +395,22 @@ impl Harness {
         self.task.late_dropped
     }
 
+    /// The windows open: the entries of the stores opened as windowed
+    /// ([`Store::open_windowed`](crate::state::Store::open_windowed), as
+    /// the SDK's windows do), as the broker's status counts them
+    /// (`open_windows`); `None` when none was opened.
+    pub fn open_windows(&self) -> Option<u64> {
+        if self.task.windowed.is_empty() {
+            return None;
+        }
+        let entries = self
+            .task
+            .windowed
+            .iter()
+            .filter_map(|name| self.task.stores.get(name));
+        Some(entries.map(|store| store.len() as u64).sum())
+    }
+
     /// The scheduled timers, by domain, then `(at, key)`.
     pub fn timers(&self) -> Vec<Timer> {
         self.task

@@ -242,7 +242,7 @@ impl<G> Common<G> {
         let mut timer_prefix = store.as_bytes().to_vec();
         timer_prefix.push(0);
         Ok(Self {
-            store: Store::open(store)?,
+            store: Store::open_windowed(store)?,
             grace_ms: 0,
             emit: Emit::Update,
             late: Late::Count,

@@ -231,6 +231,11 @@ fn final_results_once_at_end_plus_grace_then_state_is_gone() {
         [key::encode_by_window(b"c", Window { start: 10, end: 20 })]
     );
     assert_eq!(harness.timers().len(), 1);
+    assert_eq!(
+        harness.open_windows(),
+        Some(1),
+        "the windowed store's entries"
+    );
 }
 
 #[test]
@@ -408,6 +413,7 @@ fn update_mode_deletes_expired_windows() {
         "no result emitted at close"
     );
     assert_eq!(harness.entries("w").len(), 1);
+    assert_eq!(harness.open_windows(), Some(1));
 }
 
 #[test]
@@ -433,6 +439,11 @@ fn sessions_merge_and_close_after_gap_plus_grace() {
         .map(|k| key::decode(k).unwrap().1)
         .collect();
     assert_eq!(sessions, [Window { start: 0, end: 15 }]);
+    assert_eq!(
+        harness.open_windows(),
+        Some(1),
+        "two sessions merged into one"
+    );
     let timers: Vec<i64> = harness.timers().iter().map(|timer| timer.at).collect();
     assert_eq!(timers, [45], "the merged sessions' timers are cancelled");
     let outputs = harness.run(vec![rec("v", 50)]).unwrap();

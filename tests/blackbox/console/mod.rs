@@ -263,10 +263,19 @@ fn the_console_shows_the_brokers_state_and_drives_it() {
             &browser,
             "open windows",
             &scope,
+            "open_windows",
+            &stateful["open_windows"],
+        );
+        wait_shown(
+            &browser,
+            "timers",
+            &scope,
             "timers_pending",
             &stateful["timers_pending"],
         );
         keys += stateful["keys"].as_u64().unwrap();
+        // The SDK's windows: one store entry per key's window.
+        assert_eq!(stateful["open_windows"], stateful["keys"], "{counter:#}");
     }
     assert!(keys >= 2, "a window per key at least: {counter:#}");
     browser.screenshot(&shots.join("stateful-processor.png"));

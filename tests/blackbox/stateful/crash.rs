@@ -215,9 +215,21 @@ fn windowed_counts_are_exact_after_fifty_kill_9s_during_processing() {
         "{status:#}"
     );
     assert_eq!(
+        super::stateful_total(&status, "open_windows"),
+        oracle.open.len() as u64,
+        "the SDK's windows open their store as windowed: {status:#}"
+    );
+    assert_eq!(
         super::stateful_total(&per_user, "keys"),
         per_key.len() as u64,
         "{per_user:#}"
+    );
+    let partitions = per_user["partitions"].as_array().unwrap();
+    assert!(
+        partitions
+            .iter()
+            .all(|p| p["stateful"].get("open_windows").is_none()),
+        "a plain store holds no windows: {per_user:#}"
     );
 }
 

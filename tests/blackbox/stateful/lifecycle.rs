@@ -175,6 +175,33 @@ fn state_survives_redeploys_and_crashes_and_a_reset_rebuilds_it() {
         text.contains("exactly-once") && text.contains("STREAM-TIME") && text.contains("STORES"),
         "{text}"
     );
+    // Its windows: the two keys' windows, in the JSON and the table.
+    let status = pipeline.status("counter");
+    assert_eq!(
+        super::stateful_total(&status, "open_windows"),
+        2,
+        "{status:#}"
+    );
+    let header = text
+        .lines()
+        .find(|l| l.contains("OPEN-WINDOWS"))
+        .expect("the column");
+    let column = header.find("OPEN-WINDOWS").unwrap();
+    let shown: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("views "))
+        .map(|row| {
+            let cell = row
+                .get(column..)
+                .and_then(|rest| rest.split_whitespace().next());
+            cell.and_then(|c| c.parse::<u64>().ok()).expect(row)
+        })
+        .sum();
+    assert_eq!(shown, 2, "{text}");
+    let scrape = crate::metrics::Scrape::of(&pipeline);
+    let counter = [("processor", "counter")];
+    assert_eq!(scrape.sum("sluice_processor_open_windows", &counter), 2.0);
+    assert_eq!(scrape.sum("sluice_processor_state_keys", &counter), 2.0);
 
     // remove deletes the state: deployed again, it starts from nothing.
     pipeline.sluice_ok(&["processor", "remove", "counter"]);

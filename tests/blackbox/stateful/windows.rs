@@ -193,9 +193,15 @@ fn windows_close_exactly_once_late_records_are_counted_and_open_ones_are_queryab
     let timers = super::stateful_total(&status, "timers_pending");
     assert_eq!(timers, oracle.open_starts, "{status:#}");
     assert!(oracle.open_starts < oracle.open.len() as u64);
-    // One store entry per open window: the status's key count.
+    // One store entry per open window: the status's key count, and its
+    // open windows (the store's entries, opened as windowed).
     assert_eq!(
         super::stateful_total(&status, "keys"),
+        oracle.open.len() as u64,
+        "{status:#}"
+    );
+    assert_eq!(
+        super::stateful_total(&status, "open_windows"),
         oracle.open.len() as u64,
         "{status:#}"
     );
@@ -420,6 +426,11 @@ fn update_mode_closes_clear_window_state_exactly_across_a_kill() {
         super::stateful_total(&status, "keys"),
         oracle.open.len() as u64,
         "one entry per open window: {status:#}"
+    );
+    assert_eq!(
+        super::stateful_total(&status, "open_windows"),
+        oracle.open.len() as u64,
+        "{status:#}"
     );
     assert_eq!(
         super::stateful_total(&status, "timers_pending"),

@@ -111,6 +111,7 @@ mod tests {
             .run(vec![view("ann", 100), view("bob", 200), view("ann", 900)])
             .unwrap();
         assert!(outputs.is_empty(), "nothing before the window closes");
+        assert_eq!(harness.open_windows(), Some(2), "ann's and bob's");
         // 800 arrives after 1_400, but within the grace of [0, 1000).
         let outputs = harness
             .run(vec![view("ann", 1_400), view("ann", 800)])
@@ -136,6 +137,7 @@ mod tests {
             ]
         );
         assert!(outputs.iter().all(|o| o.timestamp == 1_000));
+        assert_eq!(harness.open_windows(), Some(2), "ann's and bob's next ones");
     }
 
     #[test]

@@ -70,6 +70,7 @@ struct StatefulStatus {
     commits: u64,
     state_bytes: u64,
     keys: u64,
+    open_windows: Option<u64>,
     rebuilding_until: Option<i64>,
     restoring: Option<Restoring>,
 }
@@ -260,6 +261,8 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
                     s.map_or("-".into(), |s| s.commits.to_string()),
                     s.map_or("-".into(), |s| s.state_bytes.to_string()),
                     s.map_or("-".into(), |s| s.keys.to_string()),
+                    s.and_then(|s| s.open_windows)
+                        .map_or("-".into(), |n| n.to_string()),
                     match s.and_then(|s| s.restoring.as_ref()) {
                         Some(r) => format!("restoring: {} records, {} bytes", r.records, r.bytes),
                         None => s
@@ -289,6 +292,7 @@ fn partitions_text(partitions: &[PartitionStatus]) -> String {
             "COMMITS",
             "STATE-BYTES",
             "KEYS",
+            "OPEN-WINDOWS",
             "REBUILDING",
         ]);
     }

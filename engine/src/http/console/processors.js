@@ -93,14 +93,16 @@ Console.pages["processors/"] = async (main, view, name) => {
     const stateful = s.partitions.filter((p) => p.stateful);
     document.getElementById("processor-state").innerHTML = stateful.length === 0 ? "" :
       `<h2>State <span class="muted">(as of each partition's last commit)</span></h2>` + table(
-        ["Input", "#Partition", "Stream time", "#Keys", "#Timers", "#Late dropped", "#Commits", "#On disk", "Recovery"],
+        ["Input", "#Partition", "Stream time", "#Keys", "#Open windows", "#Timers", "#Late dropped", "#Commits", "#On disk", "Recovery"],
         stateful.map((p) => {
           const st = p.stateful;
           const recovery = st.restoring ? `restoring: ${num(st.restoring.records)} records, ${bytes(st.restoring.bytes)}`
             : st.rebuilding_until !== undefined ? `rebuilding to offset ${num(st.rebuilding_until)}` : "";
           return `<tr data-state-partition="${esc(p.topic)}/${p.partition}"><td>${link("topics", p.topic)}</td>` +
             `<td class="num">${p.partition}</td><td data-field="stream_time">${time(st.stream_time)}</td>` +
-            `<td class="num" data-field="keys">${num(st.keys)}</td><td class="num" data-field="timers_pending">${num(st.timers_pending)}</td>` +
+            `<td class="num" data-field="keys">${num(st.keys)}</td>` +
+            `<td class="num" data-field="open_windows">${num(st.open_windows)}</td>` +
+            `<td class="num" data-field="timers_pending">${num(st.timers_pending)}</td>` +
             `<td class="num" data-field="late_dropped">${num(st.late_dropped)}</td><td class="num" data-field="commits">${num(st.commits)}</td>` +
             `<td class="num">${bytes(st.state_bytes)}</td><td>${esc(recovery)}</td></tr>`;
         }));

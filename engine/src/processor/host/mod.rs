@@ -352,6 +352,9 @@ pub(crate) struct HostState {
     /// Set when the task stops: the running call ends at the next epoch
     /// tick, or within a tick of a guest's wait (see `Invoke::interrupt_on`).
     pub(super) interrupt: Arc<AtomicBool>,
+    /// The stores the plugin opened as windowed (`open-windowed`), each
+    /// once: at most the deployment's stores.
+    pub(super) windowed: Vec<String>,
 }
 
 impl v01::sluice::processor::types::Host for HostState {}
@@ -432,6 +435,12 @@ pub trait Invoke: Send {
     fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
         let _ = flag;
     }
+
+    /// The stores the instance opened as windowed (contract 0.2's
+    /// `open-windowed`): their entries are the task's open windows.
+    fn windowed_stores(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// Makes a fresh processing instance (after a trap, or to start).
@@ -482,6 +491,10 @@ impl Invoke for Instance {
     fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
         self.store.data_mut().interrupt = flag;
     }
+
+    fn windowed_stores(&self) -> &[String] {
+        &self.store.data().windowed
+    }
 }
 
 /// One sandboxed instance: a store, the plugin's exports, its limits.
@@ -529,6 +542,7 @@ impl Instance {
             logs_dropped: 0,
             task: TaskContext::default(),
             interrupt: Arc::new(AtomicBool::new(false)),
+            windowed: Vec::new(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);

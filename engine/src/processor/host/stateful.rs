@@ -141,6 +141,26 @@ impl state::HostStore for HostState {
         Ok(Ok(self.table.push(handle)?))
     }
 
+    /// Opens a declared store as windowed: its entries count as the
+    /// task's open windows in the status (the instance remembers the
+    /// name; the task records it with its next commit).
+    fn open_windowed(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<StoreHandle>, String>> {
+        if self.label.tables.contains(&name) {
+            return Ok(Err(format!(
+                "store `{name}` is a read-only table: it cannot be opened as windowed"
+            )));
+        }
+        let opened = self.open(name.clone())?;
+        // At most one name per declared store.
+        if opened.is_ok() && !self.windowed.contains(&name) {
+            self.windowed.push(name);
+        }
+        Ok(opened)
+    }
+
     fn get(
         &mut self,
         store: Resource<StoreHandle>,

@@ -7,6 +7,8 @@
 //! before processors had several inputs, kept one `position` and is read
 //! as the position of the task's first input.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The current layout.
@@ -41,6 +43,16 @@ pub(crate) struct TaskMeta {
     /// written before brokers counted them; recovery counts them once).
     #[serde(default)]
     pub(crate) keys: Option<u64>,
+    /// `keys` per store, by name, stores with no entry left out (`None`:
+    /// a record written before brokers counted them per store; recovery
+    /// counts them once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stores: Option<BTreeMap<String, u64>>,
+    /// The stores the plugin opened as windowed (`open-windowed`: one
+    /// entry per key's open window), as of this commit: their entries are
+    /// the task's open windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) windowed: Vec<String>,
 }
 
 /// One input partition of a task.
@@ -126,12 +138,29 @@ impl TaskMeta {
                     commits: v1.commits,
                     timers: v1.timers,
                     keys: None,
+                    stores: None,
+                    windowed: Vec::new(),
                 })
             }
             other => Err(format!(
                 "the task's commit record has version {other}; this broker reads versions 1 and {VERSION}"
             )),
         }
+    }
+
+    /// The task's open windows: the entries of its windowed stores
+    /// (`None` without any, or before its stores were counted).
+    pub(crate) fn open_windows(&self) -> Option<u64> {
+        if self.windowed.is_empty() {
+            return None;
+        }
+        let stores = self.stores.as_ref()?;
+        Some(
+            self.windowed
+                .iter()
+                .filter_map(|name| stores.get(name))
+                .sum(),
+        )
     }
 
     /// The record of input `topic`; `first` if it is the task's first input
@@ -167,6 +196,11 @@ mod tests {
             first_offset: 17,
         });
         assert_eq!(TaskMeta::decode(&meta.encode()).unwrap(), meta);
+        assert_eq!(meta.open_windows(), None, "no windowed store");
+        meta.stores = Some([("w".into(), 5), ("plain".into(), 2)].into());
+        meta.windowed = vec!["w".into(), "gone".into()];
+        assert_eq!(TaskMeta::decode(&meta.encode()).unwrap(), meta);
+        assert_eq!(meta.open_windows(), Some(5));
         meta.version = 9;
         assert!(TaskMeta::decode(&meta.encode())
             .unwrap_err()
@@ -190,5 +224,6 @@ mod tests {
         );
         assert_eq!((meta.late_dropped, meta.commits, meta.timers), (3, 9, 4));
         assert_eq!(meta.keys, None, "not counted yet");
+        assert_eq!(meta.stores, None, "not counted yet");
     }
 }

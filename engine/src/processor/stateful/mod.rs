@@ -239,10 +239,12 @@ impl Stateful {
             Some(bytes) => TaskMeta::decode(&bytes)?,
             None => TaskMeta::fresh(),
         };
-        if meta.keys.is_none() {
-            // A record from before keys were counted (or none at all: an
-            // empty range, counted at once).
-            meta.keys = Some(state.count_keys().map_err(|e| e.to_string())?);
+        if meta.keys.is_none() || meta.stores.is_none() {
+            // A record from before keys were counted, in all or per store
+            // (or none at all: an empty range, counted at once).
+            let stores = state.count_store_keys().map_err(|e| e.to_string())?;
+            meta.keys = Some(stores.values().sum());
+            meta.stores = Some(stores);
         }
         state.set_committed_keys(meta.keys);
         meta.inputs = inputs
@@ -363,6 +365,17 @@ impl Stateful {
         meta.keys = meta
             .keys
             .map(|keys| keys.saturating_add_signed(state.keys_delta()));
+        if let Some(stores) = meta.stores.as_mut() {
+            for (name, delta) in state.store_keys_delta() {
+                let name = String::from_utf8_lossy(name);
+                let count = stores.get(&*name).copied().unwrap_or(0);
+                match count.saturating_add_signed(delta) {
+                    0 => stores.remove(&*name),
+                    count => stores.insert(name.into_owned(), count),
+                };
+            }
+        }
+
         if let Some(changelog) = &self.changelog {
             changelog.write(&mut self.transaction, state, &meta)?;
         }

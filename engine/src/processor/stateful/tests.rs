@@ -304,6 +304,123 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
     assert_eq!(Scratch::task_figures(&task).keys, 4);
 }
 
+/// Opens store `w` as windowed: puts each record's key there, or in
+/// store `plain` for a value `p`; deletes it from `w` for a value `del`;
+/// clears all of `w` for a value `clear`.
+struct Windowing;
+
+impl Invoke for Windowing {
+    fn process(
+        &mut self,
+        batch: Batch<'_>,
+        task: &mut TaskContext,
+    ) -> Result<Vec<Output>, InvokeError> {
+        let state = task.state.as_mut().expect("a stateful task");
+        let (windows, plain) = (store_prefix(0, "w"), store_prefix(0, "plain"));
+        let host = |e: crate::state::StateError| InvokeError::Host {
+            message: e.to_string(),
+        };
+        for record in batch.records {
+            let key = record.key.clone().unwrap_or_default();
+            match record.value.as_deref().unwrap_or_default() {
+                b"p" => state.put(&plain, &key, b"1"),
+                b"del" => state.delete(&windows, &key),
+                b"clear" => state.clear_range(&windows, &[], None),
+                _ => state.put(&windows, &key, b"1"),
+            }
+            .map_err(host)?;
+        }
+        Ok(Vec::new())
+    }
+
+    fn windowed_stores(&self) -> &[String] {
+        static WINDOWED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        WINDOWED.get_or_init(|| vec!["w".to_string()])
+    }
+}
+
+/// The status counts the entries of the stores the plugin opened as
+/// windowed as its open windows, per store from the commit record, across
+/// puts, deletes, a range cleared and a restart; a record without counts
+/// per store (older brokers) is counted once at recovery.
+#[test]
+fn open_windows_are_the_entries_of_the_windowed_stores() {
+    use crate::processor::scratch::{NativeStore, Scratch, StatefulOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::open(dir.path()).unwrap();
+    let mut context = scratch.context("p").unwrap();
+    NativeStore::open("w")
+        .put(&mut context, b"old", b"1")
+        .unwrap();
+    NativeStore::open("plain")
+        .put(&mut context, b"old", b"1")
+        .unwrap();
+    // The scratch's commit record is a fresh one: no counts.
+    Scratch::commit_context(&mut context, true).unwrap();
+    drop(context);
+    let factory: Factory = Arc::new(|| Ok(Box::new(Windowing) as Box<dyn Invoke>));
+    let options = StatefulOptions {
+        exactly_once: true,
+        commit_interval_ms: 100,
+    };
+    let start = || {
+        scratch
+            .stateful_task(
+                "p",
+                factory.clone(),
+                Limits::default(),
+                &["w", "plain"],
+                options,
+            )
+            .unwrap()
+    };
+    let input = scratch.store.partition("in", 0).unwrap();
+    let append = |key: &str, value: &str| {
+        let entry = (
+            Some(key.as_bytes().to_vec()),
+            Some(value.as_bytes().to_vec()),
+            0,
+        );
+        input
+            .append(&build::batch(&[entry], Compression::None))
+            .unwrap();
+    };
+    let run_to = |task: &mut PartitionTask, end: i64| {
+        while task.position() < end {
+            task.step().unwrap();
+        }
+        task.commit_now().unwrap();
+    };
+    let figures = |task: &PartitionTask| {
+        let figures = Scratch::task_figures(task);
+        (figures.keys, figures.open_windows)
+    };
+    let mut task = start();
+    task.step().unwrap();
+    assert_eq!(figures(&task), (2, Some(1)), "counted at recovery");
+    for (key, value) in [("a", "w"), ("b", "w"), ("c", "w"), ("x", "p"), ("a", "w")] {
+        append(key, value);
+    }
+    run_to(&mut task, 5);
+    assert_eq!(figures(&task), (6, Some(4)));
+    append("a", "del");
+    append("x", "del");
+    run_to(&mut task, 7);
+    assert_eq!(figures(&task), (5, Some(3)), "x was not in w");
+    drop(task);
+    let mut task = start();
+    task.step().unwrap();
+    assert_eq!(figures(&task), (5, Some(3)), "from the commit record");
+    append("y", "p");
+    append("any", "clear");
+    run_to(&mut task, 9);
+    assert_eq!(
+        figures(&task),
+        (3, Some(0)),
+        "w cleared; plain keeps old, x and y"
+    );
+}
+
 /// Schedules an event-time timer at 1 000 for each record stamped before
 /// it and writes `r` per record; `on-timer` writes `t` per timer.
 struct Closer;

@@ -326,11 +326,16 @@ impl PartitionTask {
         self.input.take(&self.deployment.limits, None, None)
     }
 
-    fn instantiate(&self) -> Result<Box<dyn Invoke>, StepFailure> {
+    fn instantiate(&mut self) -> Result<Box<dyn Invoke>, StepFailure> {
         let mut instance = (self.factory)()
             .map_err(|error| StepFailure::new(error.message().to_string(), None))?;
         // Stopping the task (remove, redeploy, shutdown) ends its call.
         instance.interrupt_on(self.abort.clone());
+        if let Some(stateful) = self.stateful.as_mut() {
+            // Opened in `init`: shown now, recorded with the next commit.
+            stateful.meta.windowed = instance.windowed_stores().to_vec();
+            self.publish();
+        }
         Ok(instance)
     }
 

@@ -616,7 +616,7 @@ impl PartitionTask {
 
     /// Puts the committed figures in the status of each input partition
     /// (the task's figures in each).
-    fn publish(&self) {
+    pub(super) fn publish(&self) {
         let Some(stateful) = &self.stateful else {
             return;
         };
@@ -643,6 +643,9 @@ impl PartitionTask {
                 .timers_pending
                 .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
             stats.keys.store(meta.keys.unwrap_or(0), Ordering::Relaxed);
+            stats
+                .open_windows
+                .store(meta.open_windows().unwrap_or(u64::MAX), Ordering::Relaxed);
         }
     }
 

@@ -4,6 +4,7 @@
 //! of the task's committed keys.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use rocksdb::ReadOptions;
 
@@ -87,7 +88,8 @@ impl TaskState {
         }
         let live = self.entries.clear_range(&from, &to);
         // Exact: the entries held every key.
-        self.keys_delta -= i64::try_from(live).unwrap_or(i64::MAX);
+        let removed = i64::try_from(live).unwrap_or(i64::MAX);
+        self.keys.add(keys::store_name(store), -removed);
         // Counted as the writes it replaces, so the host's pacing of timer
         // work (in writes) sees a clear as the work it stands for.
         self.writes = self.writes.wrapping_add(live.max(1));
@@ -190,7 +192,14 @@ impl TaskState {
     /// Entries of the task's stores, committed: one pass over its store
     /// keys (recovery counts them once when its commit record has no
     /// count).
+    #[cfg(test)]
     pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
+        Ok(self.count_store_keys()?.values().sum())
+    }
+
+    /// [`Self::count_keys`] per store, by name (stores with no entry left
+    /// out).
+    pub(crate) fn count_store_keys(&self) -> Result<BTreeMap<String, u64>, StateError> {
         self.settled()?;
         let family = self.processor.family()?;
         let (start, end) = keys::stores_range(self.task);
@@ -199,13 +208,24 @@ impl TaskState {
         options.fill_cache(false);
         let mut iterator = self.processor.db.db().raw_iterator_cf_opt(&family, options);
         iterator.seek(&start);
-        let mut count = 0u64;
-        while iterator.valid() {
-            count += 1;
+        let mut counts = BTreeMap::new();
+        let mut store: (Vec<u8>, u64) = (Vec::new(), 0);
+        while let Some(key) = iterator.key() {
+            let name = keys::store_name(key);
+            if name != store.0 {
+                let (name, count) = std::mem::replace(&mut store, (name.to_vec(), 0));
+                if count > 0 {
+                    counts.insert(String::from_utf8_lossy(&name).into_owned(), count);
+                }
+            }
+            store.1 += 1;
             iterator.next();
         }
         iterator.status()?;
-        Ok(count)
+        if store.1 > 0 {
+            counts.insert(String::from_utf8_lossy(&store.0).into_owned(), store.1);
+        }
+        Ok(counts)
     }
 }
 
