@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::kafka::KafkaClient;
 use crate::processors::Pipeline;
+use crate::transactions::{code, keyed_batch, BatchAttributes, RawProducer, TXN_VERSION};
 
 const ACCOUNTS: usize = 12;
 
@@ -183,6 +184,130 @@ fn projections_are_exact_under_kills_and_compaction_keeps_the_latest_committed_s
         );
         super::pause(200);
     }
+}
+
+/// A crash after a transaction's outputs are durable and before its
+/// commit leaves aborted states in the projection topic (a read_uncommitted
+/// reader reads them, a read_committed one does not); their redo writes
+/// the same keys again. A transactional producer's aborted state of a key
+/// nothing writes again is the latest record of its key. Once the topic
+/// is compacted, both are gone: a read_uncommitted reader reads exactly
+/// what a read_committed one does, the latest committed state per account.
+#[test]
+fn compaction_drops_the_states_a_crash_left_aborted() {
+    let mut pipeline = Pipeline::start_with_config("[log]\nretention_check_interval_ms = 100\n");
+    pipeline.create_topic("account-events", 1);
+    let mut client = KafkaClient::connect(pipeline.broker.kafka);
+    // Not compacted yet, so the aborted states can be seen first.
+    let (code, message) = client.create_topic("balances", 1, &[("segment.bytes", "2000")]);
+    assert_eq!(code, 0, "{message:?}");
+    let crash = [("SLUICE_TEST_CRASH", "after-outputs-durable")];
+    pipeline.restart_after_with_env(&crash, |_| {});
+    deploy_balances(&pipeline, &["--commit-interval-ms", "20"]);
+    // Paused while the first round is written, so its outputs are one
+    // transaction's, which the crash leaves open.
+    pipeline.sluice_ok(&["processor", "pause", "balances"]);
+    let rounds = 8;
+    let mut produced = 0;
+    let mut produce = |pipeline: &Pipeline, round: usize| {
+        let events = events(round, round == rounds - 1);
+        produced += events.len() as i64;
+        let pairs: Vec<(Option<&str>, &str)> = events
+            .iter()
+            .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+            .collect();
+        pipeline.produce("account-events", &pairs);
+        produced
+    };
+    produce(&pipeline, 0);
+    // The answer may not come: the broker may abort first.
+    let _ = pipeline.sluice(&["processor", "resume", "balances"]);
+    let exit = pipeline.restart_after_exit(Duration::from_secs(60));
+    assert!(
+        !exit.success(),
+        "the broker should have aborted at the crash point"
+    );
+    let mut total = 0;
+    for round in 1..rounds / 2 {
+        total = produce(&pipeline, round);
+        super::wait_settled(&pipeline, "balances", total);
+    }
+    let (committed, committed_records) = latest(&pipeline, "balances", "read_committed");
+    let (uncommitted, uncommitted_records) = latest(&pipeline, "balances", "read_uncommitted");
+    assert_eq!(uncommitted, committed, "the redone states are the same");
+    assert!(
+        uncommitted_records > committed_records,
+        "the crash left aborted states: {uncommitted_records} records read_uncommitted, \
+         {committed_records} read_committed"
+    );
+    // An aborted state of an account the projection never writes (on a
+    // new connection: the broker restarted).
+    let mut client = KafkaClient::connect(pipeline.broker.kafka);
+    let intruder = RawProducer::init(&mut client, "intruder", 60_000);
+    let added = intruder.add_partitions(&mut client, &[("balances", 0)], TXN_VERSION);
+    assert_eq!(added, [code::NONE]);
+    let records = keyed_batch(
+        (intruder.producer_id, intruder.epoch),
+        BatchAttributes {
+            transactional: true,
+            control: false,
+        },
+        0,
+        &[(Some("acc-99"), r#"{"account":"acc-99","balance":1000000}"#)],
+    );
+    let written = crate::transactions::produce(
+        &mut client,
+        Some(&intruder.transactional_id),
+        "balances",
+        0,
+        records,
+    );
+    assert_eq!(written, code::NONE);
+    assert_eq!(intruder.end(&mut client, false, TXN_VERSION), code::NONE);
+    let (uncommitted, _) = latest(&pipeline, "balances", "read_uncommitted");
+    assert!(uncommitted.contains_key("acc-99"), "{uncommitted:?}");
+    // More rounds, so the aborted records are in closed segments.
+    for round in rounds / 2..rounds {
+        total = produce(&pipeline, round);
+        super::wait_settled(&pipeline, "balances", total);
+    }
+    let (committed, committed_records) = latest(&pipeline, "balances", "read_committed");
+    assert!(!committed.contains_key("acc-99"));
+    let outputs = committed_records;
+    pipeline.sluice_ok(&[
+        "topic",
+        "alter-config",
+        "balances",
+        "--set",
+        "cleanup.policy=compact",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (now_committed, committed_records) = latest(&pipeline, "balances", "read_committed");
+        let (now_uncommitted, uncommitted_records) =
+            latest(&pipeline, "balances", "read_uncommitted");
+        assert_eq!(
+            now_committed, committed,
+            "compaction keeps the latest state per key"
+        );
+        let compacted = committed_records < outputs / 2;
+        if compacted && now_uncommitted == committed && uncommitted_records == committed_records {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not compacted: {uncommitted_records} records read_uncommitted, \
+             {committed_records} read_committed, of {outputs} committed outputs; \
+             read_uncommitted: {now_uncommitted:?}"
+        );
+        super::pause(200);
+    }
+    assert_eq!(
+        committed.len(),
+        ACCOUNTS,
+        "a state or tombstone per account: {committed:?}"
+    );
+    assert!(total > 0);
 }
 
 /// The keys of a store scan's answer, following its cursors from `path`

@@ -216,10 +216,21 @@ pub(crate) fn batch(
     first_sequence: i32,
     values: &[&str],
 ) -> Bytes {
-    let records: Vec<Record> = values
+    let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    keyed_batch(producer, attributes, first_sequence, &records)
+}
+
+/// [`batch`] of records with keys (`(key, value)`).
+pub(crate) fn keyed_batch(
+    producer: (i64, i16),
+    attributes: BatchAttributes,
+    first_sequence: i32,
+    records: &[(Option<&str>, &str)],
+) -> Bytes {
+    let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(index, value)| Record {
+        .map(|(index, (key, value))| Record {
             transactional: attributes.transactional,
             control: attributes.control,
             delete_horizon: false,
@@ -230,7 +241,7 @@ pub(crate) fn batch(
             offset: index as i64,
             sequence: first_sequence + index as i32,
             timestamp: TIMESTAMP_MS,
-            key: None,
+            key: key.map(|key| Bytes::from(key.to_string())),
             value: Some(Bytes::from(value.to_string())),
             headers: Default::default(),
         })
