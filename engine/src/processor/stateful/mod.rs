@@ -375,7 +375,6 @@ impl Stateful {
                 };
             }
         }
-
         if let Some(changelog) = &self.changelog {
             changelog.write(&mut self.transaction, state, &meta)?;
         }
