@@ -339,8 +339,12 @@ impl TaskState {
             let value = processor.db.db().get_pinned_cf_opt(&family, key, &read)?;
             Ok::<_, StateError>(value.map(|value| value.to_vec()))
         })?;
-        self.keys
-            .add(keys::store_name(key), i64::from(adds) - i64::from(existed));
+        let delta = i64::from(adds) - i64::from(existed);
+        if delta != 0 {
+            // A key added or removed (not a value replaced): counted for
+            // its store.
+            self.keys.add(keys::store_name(key), delta);
+        }
         Ok(())
     }
 
