@@ -339,6 +339,21 @@ impl Stateful {
         self.dirty_since.get_or_insert_with(Instant::now);
     }
 
+    /// Adds the stores an instance opened as windowed to those the task
+    /// records (`TaskMeta::windowed`: kept across instances and restarts,
+    /// as a plugin may open its stores only at its first call); whether
+    /// any was new.
+    pub(crate) fn note_windowed(&mut self, opened: &[String]) -> bool {
+        let mut added = false;
+        for name in opened {
+            if !self.meta.windowed.contains(name) {
+                self.meta.windowed.push(name.clone());
+                added = true;
+            }
+        }
+        added
+    }
+
     /// Commits: outputs durable, then the commit point (state, input
     /// positions, stream time and transaction in one RocksDB write), whose
     /// write runs on a commit thread while the task goes on

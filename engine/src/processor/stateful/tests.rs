@@ -304,10 +304,13 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
     assert_eq!(Scratch::task_figures(&task).keys, 4);
 }
 
-/// Opens store `w` as windowed: puts each record's key there, or in
-/// store `plain` for a value `p`; deletes it from `w` for a value `del`;
-/// clears all of `w` for a value `clear`.
-struct Windowing;
+/// Opens store `w` as windowed at its first call (not in `init`): puts
+/// each record's key there, or in store `plain` for a value `p`; deletes
+/// it from `w` for a value `del`; clears all of `w` for a value `clear`.
+#[derive(Default)]
+struct Windowing {
+    windowed: Vec<String>,
+}
 
 impl Invoke for Windowing {
     fn process(
@@ -315,6 +318,7 @@ impl Invoke for Windowing {
         batch: Batch<'_>,
         task: &mut TaskContext,
     ) -> Result<Vec<Output>, InvokeError> {
+        self.windowed = vec!["w".to_string()];
         let state = task.state.as_mut().expect("a stateful task");
         let (windows, plain) = (store_prefix(0, "w"), store_prefix(0, "plain"));
         let host = |e: crate::state::StateError| InvokeError::Host {
@@ -334,15 +338,15 @@ impl Invoke for Windowing {
     }
 
     fn windowed_stores(&self) -> &[String] {
-        static WINDOWED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        WINDOWED.get_or_init(|| vec!["w".to_string()])
+        &self.windowed
     }
 }
 
 /// The status counts the entries of the stores the plugin opened as
 /// windowed as its open windows, per store from the commit record, across
 /// puts, deletes, a range cleared and a restart; a record without counts
-/// per store (older brokers) is counted once at recovery.
+/// per store (older brokers) is counted once at recovery; a store opened
+/// as windowed after `init` counts from the next commit.
 #[test]
 fn open_windows_are_the_entries_of_the_windowed_stores() {
     use crate::processor::scratch::{NativeStore, Scratch, StatefulOptions};
@@ -358,7 +362,7 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     // The scratch's commit record is a fresh one: no counts.
     Scratch::commit_context(&mut context, true).unwrap();
     drop(context);
-    let factory: Factory = Arc::new(|| Ok(Box::new(Windowing) as Box<dyn Invoke>));
+    let factory: Factory = Arc::new(|| Ok(Box::new(Windowing::default()) as Box<dyn Invoke>));
     let options = StatefulOptions {
         exactly_once: true,
         commit_interval_ms: 100,
@@ -397,7 +401,11 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     };
     let mut task = start();
     task.step().unwrap();
-    assert_eq!(figures(&task), (2, Some(1)), "counted at recovery");
+    assert_eq!(
+        figures(&task),
+        (2, None),
+        "counted at recovery; no store opened as windowed yet"
+    );
     for (key, value) in [("a", "w"), ("b", "w"), ("c", "w"), ("x", "p"), ("a", "w")] {
         append(key, value);
     }
@@ -410,7 +418,11 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     drop(task);
     let mut task = start();
     task.step().unwrap();
-    assert_eq!(figures(&task), (5, Some(3)), "from the commit record");
+    assert_eq!(
+        figures(&task),
+        (5, Some(3)),
+        "from the commit record, before any call"
+    );
     append("y", "p");
     append("any", "clear");
     run_to(&mut task, 9);

@@ -333,8 +333,9 @@ impl PartitionTask {
         instance.interrupt_on(self.abort.clone());
         if let Some(stateful) = self.stateful.as_mut() {
             // Opened in `init`: shown now, recorded with the next commit.
-            stateful.meta.windowed = instance.windowed_stores().to_vec();
-            self.publish();
+            if stateful.note_windowed(instance.windowed_stores()) {
+                self.publish();
+            }
         }
         Ok(instance)
     }

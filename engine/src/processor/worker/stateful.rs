@@ -462,6 +462,15 @@ impl PartitionTask {
             .as_mut()
             .expect("a stateful task has state");
         let late_dropped = std::mem::take(&mut self.context.late_dropped);
+        // A store opened as windowed after `init` (the list only grows
+        // within an instance).
+        let windowed = self
+            .instance
+            .as_ref()
+            .map_or(&[][..], |i| i.windowed_stores());
+        if windowed.len() > stateful.meta.windowed.len() {
+            stateful.meta.windowed = windowed.to_vec();
+        }
         stateful
             .commit_start(state, positions, self.context.stream_time, late_dropped)
             .map_err(|message| StepFailure::new(message, None))

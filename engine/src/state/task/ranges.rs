@@ -189,16 +189,16 @@ impl TaskState {
         Ok((entries, None))
     }
 
-    /// Entries of the task's stores, committed: one pass over its store
-    /// keys (recovery counts them once when its commit record has no
-    /// count).
+    /// Entries of the task's stores, committed (tests: what the task's
+    /// count should be).
     #[cfg(test)]
     pub(crate) fn count_keys(&self) -> Result<u64, StateError> {
         Ok(self.count_store_keys()?.values().sum())
     }
 
-    /// [`Self::count_keys`] per store, by name (stores with no entry left
-    /// out).
+    /// The entries of each of the task's stores, committed, by store name
+    /// (stores with no entry left out): one pass over its store keys
+    /// (recovery counts them once when its commit record has no counts).
     pub(crate) fn count_store_keys(&self) -> Result<BTreeMap<String, u64>, StateError> {
         self.settled()?;
         let family = self.processor.family()?;
