@@ -224,9 +224,8 @@ impl Scratch {
     }
 
     /// What `task`'s status reports of it: the instance's peak linear
-    /// memory, the committed timers (one per open window for the SDK's
-    /// windows) and store entries, commits, and the approximate bytes of
-    /// its state.
+    /// memory, the committed timers, store entries and open windows,
+    /// commits, and the approximate bytes of its state.
     pub fn task_figures(task: &PartitionTask) -> TaskFigures {
         let stats = task.stats();
         let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);

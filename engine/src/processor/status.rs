@@ -188,8 +188,8 @@ pub(crate) struct PartitionStatus {
     pub(crate) dead_lettered: u64,
     pub(crate) memory_bytes: u64,
     /// Stateful processors only (omitted otherwise): stream time, late
-    /// records dropped, commits, approximate state bytes, and the timers
-    /// scheduled (for the SDK's windows, about one per open window).
+    /// records dropped, commits, approximate state bytes, timers
+    /// scheduled, keys and open windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stateful: Option<StatefulStatus>,
     pub(crate) last_error: Option<ErrorInfo>,

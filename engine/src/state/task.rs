@@ -65,8 +65,7 @@ pub(crate) struct TaskState {
     /// `staged.bytes()` as last added to the database's staged total.
     reported_bytes: usize,
     /// Timers added (+1) and removed (-1) since the last commit, so the
-    /// task can keep a count of its timers (open windows, for the SDK's
-    /// windows) without scanning them.
+    /// task can keep a count of its timers without scanning them.
     timers_delta: i64,
     /// `timers_delta` at the savepoint.
     timers_delta_saved: i64,

@@ -152,14 +152,23 @@ impl Harness {
         match result {
             Ok(Ok(())) => Ok(outputs),
             Ok(Err(error)) => {
-                self.task = snapshot;
+                self.roll_back(snapshot);
                 Err(TestError::Process(error))
             }
             Err(panic) => {
-                self.task = snapshot;
+                self.roll_back(snapshot);
                 panic::resume_unwind(panic)
             }
         }
+    }
+
+    /// Puts the task back as it was before a failed call, except that a
+    /// store opened as windowed stays so (the broker's instance keeps the
+    /// name).
+    fn roll_back(&mut self, snapshot: TaskState) {
+        let windowed = std::mem::take(&mut self.task.windowed);
+        self.task = snapshot;
+        self.task.windowed.extend(windowed);
     }
 
     /// Runs one batch of `records` (their topic and partition are set to
@@ -195,6 +204,8 @@ impl Harness {
             None => TaskState {
                 declared: self.task.declared.clone(),
                 tables: self.task.tables.clone(),
+                // Its instance's `init` opens the same stores so.
+                windowed: self.task.windowed.clone(),
                 stores: (self.task.stores.iter())
                     .filter(|(name, _)| self.task.tables.contains(*name))
                     .map(|(name, entries)| (name.clone(), entries.clone()))

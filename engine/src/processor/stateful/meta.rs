@@ -36,7 +36,8 @@ pub(crate) struct TaskMeta {
     /// Commits so far.
     pub(crate) commits: u64,
     /// Timers scheduled and not yet fired or cancelled (for the SDK's
-    /// windows, about one per open window).
+    /// windows: one per window start for tumbling and hopping windows,
+    /// one per key's window for sessions and sliding windows).
     #[serde(default)]
     pub(crate) timers: i64,
     /// Entries in the task's stores (`None`: not counted yet, in a record
@@ -49,8 +50,11 @@ pub(crate) struct TaskMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) stores: Option<BTreeMap<String, u64>>,
     /// The stores the plugin opened as windowed (`open-windowed`: one
-    /// entry per key's open window), as of this commit: their entries are
-    /// the task's open windows.
+    /// entry per key's open window): their entries are the task's open
+    /// windows. Every name any of the task's instances opened so, kept
+    /// across restarts and upgrades (a plugin may open its stores only at
+    /// its first call); pruned at recovery to the stores still declared,
+    /// so at most the deployment's stores.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) windowed: Vec<String>,
 }

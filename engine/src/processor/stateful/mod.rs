@@ -432,7 +432,11 @@ impl Stateful {
         if outputs {
             crash_point("after-state-commit");
         }
+        // Stores noted as windowed while the commit was in flight (a new
+        // instance's `init`) stay noted.
+        let noted = std::mem::take(&mut self.meta.windowed);
         self.meta = meta;
+        self.note_windowed(&noted);
         self.transaction
             .complete(true)
             .map_err(|e| format!("writing commit markers failed (recovery completes them): {e}"))?;

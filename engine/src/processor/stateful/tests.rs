@@ -304,11 +304,12 @@ fn a_commit_record_without_a_key_count_is_counted_once_at_recovery() {
     assert_eq!(Scratch::task_figures(&task).keys, 4);
 }
 
-/// Opens store `w` as windowed at its first call (not in `init`): puts
-/// each record's key there, or in store `plain` for a value `p`; deletes
-/// it from `w` for a value `del`; clears all of `w` for a value `clear`.
-#[derive(Default)]
+/// Opens the stores `opens` as windowed at its first call (not in
+/// `init`): puts each record's key in store `w`, or in store `plain` for
+/// a value `p`; deletes it from `w` for a value `del`; clears all of `w`
+/// for a value `clear`.
 struct Windowing {
+    opens: &'static [&'static str],
     windowed: Vec<String>,
 }
 
@@ -318,7 +319,7 @@ impl Invoke for Windowing {
         batch: Batch<'_>,
         task: &mut TaskContext,
     ) -> Result<Vec<Output>, InvokeError> {
-        self.windowed = vec!["w".to_string()];
+        self.windowed = self.opens.iter().map(|s| s.to_string()).collect();
         let state = task.state.as_mut().expect("a stateful task");
         let (windows, plain) = (store_prefix(0, "w"), store_prefix(0, "plain"));
         let host = |e: crate::state::StateError| InvokeError::Host {
@@ -362,20 +363,17 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     // The scratch's commit record is a fresh one: no counts.
     Scratch::commit_context(&mut context, true).unwrap();
     drop(context);
-    let factory: Factory = Arc::new(|| Ok(Box::new(Windowing::default()) as Box<dyn Invoke>));
     let options = StatefulOptions {
         exactly_once: true,
         commit_interval_ms: 100,
     };
-    let start = || {
+    let start = |opens: &'static [&'static str]| {
+        let factory: Factory = Arc::new(move || {
+            let windowed = Vec::new();
+            Ok(Box::new(Windowing { opens, windowed }) as Box<dyn Invoke>)
+        });
         scratch
-            .stateful_task(
-                "p",
-                factory.clone(),
-                Limits::default(),
-                &["w", "plain"],
-                options,
-            )
+            .stateful_task("p", factory, Limits::default(), &["w", "plain"], options)
             .unwrap()
     };
     let input = scratch.store.partition("in", 0).unwrap();
@@ -399,7 +397,7 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
         let figures = Scratch::task_figures(task);
         (figures.keys, figures.open_windows)
     };
-    let mut task = start();
+    let mut task = start(&["w"]);
     task.step().unwrap();
     assert_eq!(
         figures(&task),
@@ -416,7 +414,8 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     run_to(&mut task, 7);
     assert_eq!(figures(&task), (5, Some(3)), "x was not in w");
     drop(task);
-    let mut task = start();
+    // An upgrade that opens `plain` as windowed too, at its first call.
+    let mut task = start(&["plain"]);
     task.step().unwrap();
     assert_eq!(
         figures(&task),
@@ -428,8 +427,8 @@ fn open_windows_are_the_entries_of_the_windowed_stores() {
     run_to(&mut task, 9);
     assert_eq!(
         figures(&task),
-        (3, Some(0)),
-        "w cleared; plain keeps old, x and y"
+        (3, Some(3)),
+        "w cleared; plain (windowed now, and w still) keeps old, x and y"
     );
 }
 

@@ -82,6 +82,16 @@ impl PartitionTask {
         stateful
             .recover(state, &self.store, &outputs, &starts)
             .map_err(|message| StepFailure::new(message, None))?;
+        // The windowed stores: those still declared, and those an instance
+        // kept across a failed step opened since the last commit.
+        let declared = &self.deployment.stores;
+        stateful
+            .meta
+            .windowed
+            .retain(|name| declared.contains(name));
+        if let Some(instance) = &self.instance {
+            stateful.note_windowed(instance.windowed_stores());
+        }
         let recovered = stateful.meta.inputs.clone();
         for ((input, meta), (_, _, _, log_start)) in inputs_mut(&mut self.input, &mut self.others)
             .zip(recovered)
@@ -462,14 +472,9 @@ impl PartitionTask {
             .as_mut()
             .expect("a stateful task has state");
         let late_dropped = std::mem::take(&mut self.context.late_dropped);
-        // A store opened as windowed after `init` (the list only grows
-        // within an instance).
-        let windowed = self
-            .instance
-            .as_ref()
-            .map_or(&[][..], |i| i.windowed_stores());
-        if windowed.len() > stateful.meta.windowed.len() {
-            stateful.meta.windowed = windowed.to_vec();
+        // A store opened as windowed after `init`.
+        if let Some(instance) = &self.instance {
+            stateful.note_windowed(instance.windowed_stores());
         }
         stateful
             .commit_start(state, positions, self.context.stream_time, late_dropped)

@@ -38,6 +38,9 @@ impl Probe {
                 clock::schedule(domain, key.as_bytes(), at);
             }
             "late" => clock::count_late(1),
+            "windowed" => {
+                Store::open_windowed("s")?;
+            }
             "fail" => return Err(Error::new("told to fail")),
             "panic" => panic!("told to panic"),
             "time" => {
@@ -110,6 +113,29 @@ fn values(outputs: &[TestOutput]) -> Vec<&str> {
         .iter()
         .map(|output| output.value_str().unwrap())
         .collect()
+}
+
+/// A store opened as windowed counts as open windows; it stays so after
+/// the call that opened it fails (its writes do not), and the
+/// repartition task's instance opens it so too.
+#[test]
+fn open_windows_are_the_entries_of_stores_opened_as_windowed() {
+    let mut harness = probe();
+    harness.run(vec![Record::new("put:a=1")]).unwrap();
+    assert_eq!(harness.open_windows(), None, "opened plainly in init");
+    let failed = harness.run(vec![
+        Record::new("windowed"),
+        Record::new("put:b=1"),
+        Record::new("fail"),
+    ]);
+    assert!(failed.is_err());
+    assert_eq!(harness.open_windows(), Some(1), "a's entry; b rolled back");
+    harness.run(vec![Record::new("put:c=1")]).unwrap();
+    assert_eq!(harness.open_windows(), Some(2));
+    assert_eq!(
+        harness.in_repartition_task(|task| task.open_windows()),
+        Some(0)
+    );
 }
 
 #[test]
