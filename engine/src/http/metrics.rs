@@ -508,10 +508,7 @@ impl Sources {
                 "sluice_processor_open_windows",
                 "Windows open in the stores plugins opened as windowed (as of their last commits; 0 without one).",
                 Kind::Gauge,
-                |s| match s.open_windows.load(Relaxed) {
-                    u64::MAX => 0,
-                    open => open,
-                },
+                |s| s.open_windows().unwrap_or(0),
             ),
             (
                 "sluice_processor_restored_bytes",

@@ -233,7 +233,7 @@ impl Scratch {
             instance_memory_bytes: get(&stats.memory_bytes),
             timers_pending: get(&stats.timers_pending),
             keys: get(&stats.keys),
-            open_windows: Some(get(&stats.open_windows)).filter(|n| *n != u64::MAX),
+            open_windows: stats.open_windows(),
             commits: get(&stats.commits),
             state_bytes: get(&stats.state_bytes),
         }

@@ -76,8 +76,9 @@ pub(crate) struct PartitionStats {
     /// Entries in the task's stores (committed).
     pub(crate) keys: AtomicU64,
     /// Entries in the stores its plugin opened as windowed: its open
-    /// windows (committed; `u64::MAX`: no windowed store).
-    pub(crate) open_windows: AtomicU64,
+    /// windows (committed; `u64::MAX`: no windowed store). Through
+    /// `open_windows` and `set_open_windows`.
+    open_windows: AtomicU64,
     /// Rebuilding lost state up to this input offset (-1: not).
     pub(crate) rebuild_until: AtomicI64,
     /// Restoring lost state from the changelog: whether, and the records
@@ -163,6 +164,17 @@ impl PartitionStats {
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// The task's open windows as of its last commit (`None`: its plugin
+    /// opened no store as windowed).
+    pub(crate) fn open_windows(&self) -> Option<u64> {
+        Some(Self::get(&self.open_windows)).filter(|open| *open != u64::MAX)
+    }
+
+    pub(crate) fn set_open_windows(&self, open: Option<u64>) {
+        let open = open.map_or(u64::MAX, |open| open.min(u64::MAX - 1));
+        self.open_windows.store(open, Ordering::Relaxed);
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -240,7 +252,7 @@ impl PartitionStats {
             state_bytes: Self::get(&self.state_bytes),
             timers_pending: Self::get(&self.timers_pending),
             keys: Self::get(&self.keys),
-            open_windows: Some(Self::get(&self.open_windows)).filter(|n| *n != u64::MAX),
+            open_windows: self.open_windows(),
             rebuilding_until: Some(self.rebuild_until.load(Ordering::Relaxed))
                 .filter(|until| *until >= 0),
             restoring: self.restoring.load(Ordering::Relaxed).then(|| Restoring {

@@ -657,9 +657,7 @@ impl PartitionTask {
                 .timers_pending
                 .store(u64::try_from(meta.timers).unwrap_or(0), Ordering::Relaxed);
             stats.keys.store(meta.keys.unwrap_or(0), Ordering::Relaxed);
-            stats
-                .open_windows
-                .store(meta.open_windows().unwrap_or(u64::MAX), Ordering::Relaxed);
+            stats.set_open_windows(meta.open_windows());
         }
     }
 
